@@ -1,0 +1,208 @@
+/*
+ * GCRA: the Generic Cell Rate Algorithm as an exact token bucket.
+ *
+ * A token bucket of capacity B tokens refilled at one token per T ns is fully
+ * described by one number, the theoretical arrival time F ("TAT"): the time
+ * at which the bucket will be full again. At time t the bucket holds
+ *
+ *     tokens(t) = B - (max(F, t) - t) / T                        (rational)
+ *
+ * so with tau = B * T (the bucket depth in ns) and debt = max(F, t) - t,
+ * taking c tokens is possible iff tokens(t) >= c, that is iff
+ *
+ *     debt + c * T <= tau                                         (integers)
+ *
+ * and it moves F to max(F, t) + c * T. Both sides are integers when T is, so
+ * the test is exact: no rounding anywhere when period % limit == 0. A fresh
+ * cell has F = 0, i.e. full at any t >= 0.
+ *
+ * When period % limit != 0 we use T = ceil(period / limit). Refill is then no
+ * faster than the exact bucket's while capacity is the same, so by induction
+ * over any request sequence the cell never holds more tokens than the exact
+ * bucket: it can deny what the exact model admits, never the reverse.
+ *
+ * Overflow: sluice_rate_init() bounds tau <= 2^62. Every admitted state has
+ * F <= t + tau; c <= B so c * T <= tau; debt is compared as
+ * debt > tau - c*T, which never overflows. The only sum that can pass 2^64
+ * is max(F, t) + c*T when t is within tau of UINT64_MAX: such a request is
+ * denied with retry_after = SLUICE_NEVER (docs/design.md, "Horizon").
+ *
+ * Stale clocks: a time t older than a previous request's only makes debt
+ * larger (F is never lowered by an admit), so it can only deny more.
+ *
+ * Concurrency: the word F is the whole state and publishes nothing else, so
+ * every access is relaxed: atomicity of the CAS and the single modification
+ * order of one object are all the algorithm needs. F is non-decreasing in
+ * that order except for sluice_gcra_cancel(), which restores a value only
+ * while the word still holds the value its own admit wrote.
+ */
+#include <sluice/gcra.h>
+
+#include <stdatomic.h>
+
+#include "util_internal.h"
+
+/*
+ * floor(n / T) for n < 2^62 by multiplication (Granlund and Montgomery,
+ * "Division by invariant integers using multiplication", thm. 4.2, N = 62):
+ * with l = ceil(log2 T) and m = floor(2^(62+l) / T) + 1 we have
+ * 2^(62+l) < m*T <= 2^(62+l) + 2^l, hence floor(n*m / 2^(62+l)) = floor(n/T)
+ * for 0 <= n < 2^62; m < 2^63 + 1 fits in 64 bits. A 64-bit divide costs
+ * 20-90 cycles on current x86 and Arm cores; this costs one multiply.
+ */
+static void divider_init(struct sluice_rate *rate)
+{
+	uint64_t t = rate->interval_ns;
+	uint32_t l = 0;
+
+	while (l < 64 && (UINT64_C(1) << l) < t)
+		l++;
+	sluice__u128 num = (sluice__u128)1 << (62 + l);
+	rate->div_magic = (uint64_t)(num / t) + 1;
+	rate->div_shift = 62 + l;
+}
+
+static inline uint64_t div_interval(const struct sluice_rate *rate, uint64_t n)
+{
+	return (uint64_t)(((sluice__u128)n * rate->div_magic) >> rate->div_shift);
+}
+
+int sluice_rate_init(struct sluice_rate *rate, uint64_t limit, uint64_t period_ns, uint64_t burst)
+{
+	if (rate == NULL || limit == 0 || period_ns == 0 || burst == 0)
+		return SLUICE_EINVAL;
+
+	uint64_t interval = period_ns / limit + (period_ns % limit != 0);
+	if (interval > SLUICE_GCRA_MAX_TOLERANCE_NS / burst)
+		return SLUICE_ERANGE;
+
+	rate->limit = limit;
+	rate->period_ns = period_ns;
+	rate->burst = burst;
+	rate->interval_ns = interval;
+	rate->tolerance_ns = interval * burst;
+	rate->exact = period_ns % limit == 0;
+	divider_init(rate);
+	return SLUICE_OK;
+}
+
+void sluice_gcra_init(struct sluice_gcra *cell)
+{
+	/* relaxed: initialisation precedes publication of the cell; whatever
+	 * publishes it (thread start, RCU insert) orders this store. */
+	atomic_store_explicit(&cell->tat_ns, 0, memory_order_relaxed);
+}
+
+/* Fill *out for a state whose debt after the decision is `debt` ns. */
+static inline void fill(struct sluice_decision *out, const struct sluice_rate *rate, bool allowed,
+			uint64_t debt, uint64_t retry_after_ns, uint8_t reason)
+{
+	out->allowed = allowed;
+	out->degraded = false;
+	out->reason = reason;
+	out->reserved_ = 0;
+	out->limit_index = 0;
+	out->limit = rate->limit;
+	out->remaining = debt >= rate->tolerance_ns ? 0 : div_interval(rate, rate->tolerance_ns - debt);
+	out->reset_ns = debt;
+	out->retry_after_ns = retry_after_ns;
+}
+
+static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rate, uint64_t now_ns,
+			 uint64_t cost, struct sluice_decision *out,
+			 struct sluice_gcra_receipt *receipt)
+{
+	/* relaxed: F publishes no other memory; a stale value is either caught by
+	 * the CAS below or, for a denial, describes a state that did exist. */
+	uint64_t tat = atomic_load_explicit(&cell->tat_ns, memory_order_relaxed);
+
+	if (SLUICE_UNLIKELY(cost > rate->burst)) {
+		if (out != NULL) {
+			uint64_t debt = tat > now_ns ? tat - now_ns : 0;
+			fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
+		}
+		return false;
+	}
+	uint64_t need = cost * rate->interval_ns; /* <= tolerance_ns <= 2^62 */
+
+	for (;;) {
+		uint64_t base = tat > now_ns ? tat : now_ns;
+		uint64_t debt = base - now_ns;
+
+		if (debt > rate->tolerance_ns - need) {
+			if (out != NULL)
+				fill(out, rate, false, debt, debt - (rate->tolerance_ns - need),
+				     SLUICE_REASON_RATE);
+			return false;
+		}
+		if (need == 0) {
+			if (out != NULL)
+				fill(out, rate, true, debt, 0, SLUICE_REASON_NONE);
+			return true;
+		}
+		if (SLUICE_UNLIKELY(base > UINT64_MAX - need)) {
+			if (out != NULL)
+				fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
+			return false;
+		}
+		uint64_t next = base + need;
+		/* relaxed on success and failure: the CAS only has to be atomic on
+		 * this one word (see the file comment); on failure `tat` is
+		 * reloaded and the decision recomputed from the newer state. */
+		if (atomic_compare_exchange_weak_explicit(&cell->tat_ns, &tat, next,
+							  memory_order_relaxed,
+							  memory_order_relaxed)) {
+			if (receipt != NULL) {
+				receipt->before = tat;
+				receipt->after = next;
+			}
+			if (out != NULL)
+				fill(out, rate, true, debt + need, 0, SLUICE_REASON_NONE);
+			return true;
+		}
+	}
+}
+
+bool sluice_gcra_admit(struct sluice_gcra *cell, const struct sluice_rate *rate, uint64_t now_ns,
+		       uint64_t cost, struct sluice_decision *out)
+{
+	return admit(cell, rate, now_ns, cost, out, NULL);
+}
+
+bool sluice_gcra_admit_now(struct sluice_gcra *cell, const struct sluice_rate *rate, uint64_t cost,
+			   struct sluice_decision *out)
+{
+	return admit(cell, rate, sluice_monotonic_ns(), cost, out, NULL);
+}
+
+bool sluice_gcra_admit_receipt(struct sluice_gcra *cell, const struct sluice_rate *rate,
+			       uint64_t now_ns, uint64_t cost, struct sluice_decision *out,
+			       struct sluice_gcra_receipt *receipt)
+{
+	if (receipt != NULL)
+		receipt->before = receipt->after = 0;
+	return admit(cell, rate, now_ns, cost, out, receipt);
+}
+
+bool sluice_gcra_cancel(struct sluice_gcra *cell, const struct sluice_gcra_receipt *receipt)
+{
+	if (receipt == NULL || receipt->before == receipt->after)
+		return false;
+	uint64_t expected = receipt->after;
+	/* relaxed: as for admit, only this word's atomicity matters; success
+	 * means no other operation landed after ours, so restoring `before` is
+	 * exactly the state without our admission. */
+	return atomic_compare_exchange_strong_explicit(&cell->tat_ns, &expected, receipt->before,
+						       memory_order_relaxed, memory_order_relaxed);
+}
+
+bool sluice_gcra_is_full(const struct sluice_gcra *cell, const struct sluice_rate *rate,
+			 uint64_t now_ns)
+{
+	(void)rate;
+	/* relaxed: a snapshot of one word; callers that reclaim on it re-check
+	 * under their own protocol (see limiter.c). */
+	uint64_t tat = atomic_load_explicit(&((struct sluice_gcra *)cell)->tat_ns,
+					    memory_order_relaxed);
+	return tat <= now_ns;
+}

@@ -25,8 +25,9 @@
  * Overflow: sluice_rate_init() bounds tau <= 2^62. Every admitted state has
  * F <= t + tau; c <= B so c * T <= tau; debt is compared as
  * debt > tau - c*T, which never overflows. The only sum that can pass 2^64
- * is max(F, t) + c*T when t is within tau of UINT64_MAX: such a request is
- * denied with retry_after = SLUICE_NEVER (docs/design.md, "Horizon").
+ * is the new state max(F, t) + c*T, when max(F, t) is within c*T <= tau of
+ * UINT64_MAX: such a request is denied with retry_after = SLUICE_NEVER
+ * (docs/design.md, "Horizon").
  *
  * Stale clocks: every admission at time t' leaves F >= t'. A request at an
  * older t < t' therefore sees debt F - t > F - t': it is judged as at t' with

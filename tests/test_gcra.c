@@ -692,6 +692,25 @@ Test(gcra, is_full)
 	cr_assert_eq(memcmp(&a, &b, sizeof(a)), 0);
 }
 
+Test(gcra, init_resets_and_one_rate_serves_many_cells)
+{
+	struct sluice_rate rate = mkrate(2, SEC, 2);
+	struct sluice_gcra cells[3];
+	struct sluice_decision d;
+
+	for (int i = 0; i < 3; i++) {
+		sluice_gcra_init(&cells[i]);
+		cr_assert(sluice_gcra_admit(&cells[i], &rate, SEC, (uint64_t)i, NULL));
+	}
+	cr_assert(sluice_gcra_admit(&cells[0], &rate, SEC, 2, &d)); /* untouched by the others */
+	cr_assert_not(sluice_gcra_admit(&cells[2], &rate, SEC, 1, &d));
+	cr_assert_eq(d.retry_after_ns, SEC / 2);
+	sluice_gcra_init(&cells[2]); /* reset a used cell: full again */
+	cr_assert_eq(word(&cells[2]), 0u);
+	cr_assert(sluice_gcra_admit(&cells[2], &rate, SEC, 2, &d));
+	cr_assert_eq(d.remaining, 0u);
+}
+
 Test(gcra, admit_now_reads_the_monotonic_clock)
 {
 	struct sluice_rate rate = mkrate(1, 3600 * SEC, 2);

@@ -11,8 +11,10 @@
  * Exactness: when period_ns is a multiple of limit, every decision equals that
  * of a token bucket computed in exact rational arithmetic. Otherwise the
  * emission interval is rounded up to whole nanoseconds, so the cell refills
- * slightly slower than the nominal rate and never admits what the exact
- * bucket would deny (docs/design.md, "Rounding").
+ * slightly slower than the nominal rate (by less than 1 ns per unit; a rate
+ * above one unit per ns is served at one per ns) and every admission is one
+ * an exact bucket fed the same admissions would allow (docs/design.md,
+ * "Rounding").
  *
  * Thread safety: every function on a cell may be called concurrently from
  * any number of threads, with or without RCU registration. A struct

@@ -18,17 +18,24 @@
  *
  * When period % limit != 0 we use T = ceil(period / limit). Refill is then no
  * faster than the exact bucket's while capacity is the same, so by induction
- * over any request sequence the cell never holds more tokens than the exact
- * bucket: it can deny what the exact model admits, never the reverse.
+ * over the requests the cell admits, it never holds more tokens than an exact
+ * bucket that took the same requests: every admission is one the exact bucket
+ * allows at that point (docs/design.md, "Rounding").
  *
  * Overflow: sluice_rate_init() bounds tau <= 2^62. Every admitted state has
  * F <= t + tau; c <= B so c * T <= tau; debt is compared as
  * debt > tau - c*T, which never overflows. The only sum that can pass 2^64
- * is max(F, t) + c*T when t is within tau of UINT64_MAX: such a request is
- * denied with retry_after = SLUICE_NEVER (docs/design.md, "Horizon").
+ * is the new state max(F, t) + c*T, when max(F, t) is within c*T <= tau of
+ * UINT64_MAX: such a request is denied with retry_after = SLUICE_NEVER
+ * (docs/design.md, "Horizon").
  *
- * Stale clocks: a time t older than a previous request's only makes debt
- * larger (F is never lowered by an admit), so it can only deny more.
+ * Stale clocks: every admission at time t' leaves F >= t'. A request at an
+ * older t < t' therefore sees debt F - t > F - t': it is judged as at t' with
+ * (t' - t) ns more debt, and an admission moves F exactly as at t'. So it
+ * denies more, never less. (If no admission has landed since t, the cell has
+ * no record of later times and t is simply the request's time.) For any run
+ * of admissions the bound sum(cost) <= burst + (t_last - t_first) / T holds
+ * whatever the order of their times (docs/design.md).
  *
  * Concurrency: the word F is the whole state and publishes nothing else, so
  * every access is relaxed: atomicity of the CAS and the single modification
@@ -43,12 +50,19 @@
 #include "util_internal.h"
 
 /*
- * floor(n / T) for n < 2^62 by multiplication (Granlund and Montgomery,
- * "Division by invariant integers using multiplication", thm. 4.2, N = 62):
- * with l = ceil(log2 T) and m = floor(2^(62+l) / T) + 1 we have
- * 2^(62+l) < m*T <= 2^(62+l) + 2^l, hence floor(n*m / 2^(62+l)) = floor(n/T)
- * for 0 <= n < 2^62; m < 2^63 + 1 fits in 64 bits. A 64-bit divide costs
- * 20-90 cycles on current x86 and Arm cores; this costs one multiply.
+ * floor(n / T) for 0 <= n <= 2^62 by multiplication (Granlund and Montgomery,
+ * "Division by invariant integers using multiplication", thm. 4.2, N = 62).
+ * A 64-bit divide costs 20-90 cycles on current x86 and Arm cores; this costs
+ * one multiply.
+ *
+ * T = 2^l: the quotient is a shift (m = 1, shift l). Otherwise, with
+ * l = ceil(log2 T) (so 2^(l-1) < T < 2^l) and m = floor(2^(62+l) / T) + 1,
+ * m*T = 2^(62+l) + e with 0 < e <= T < 2^l, so for n = qT + r
+ *     n*m / 2^(62+l) = q + (r + n*e / 2^(62+l)) / T,  and  n*e < 2^(62+l)
+ * for every n <= 2^62, hence r + n*e/2^(62+l) < T and the floor is q; m < 2^63
+ * fits in 64 bits. n = 2^62 is reachable (tolerance_ns may equal 2^62), which
+ * is why powers of two take the shift: for T = 1 the multiply would give
+ * 2^62 + 1 there.
  */
 static void divider_init(struct sluice_rate *rate)
 {
@@ -57,6 +71,11 @@ static void divider_init(struct sluice_rate *rate)
 
 	while (l < 64 && (UINT64_C(1) << l) < t)
 		l++;
+	if ((t & (t - 1)) == 0) {
+		rate->div_magic = 1;
+		rate->div_shift = l;
+		return;
+	}
 	sluice__u128 num = (sluice__u128)1 << (62 + l);
 	rate->div_magic = (uint64_t)(num / t) + 1;
 	rate->div_shift = 62 + l;
@@ -123,26 +142,32 @@ static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rat
 		}
 		return false;
 	}
-	uint64_t need = cost * rate->interval_ns; /* <= tolerance_ns <= 2^62 */
+	if (cost == 0) {
+		/* A peek is always allowed, even at a stale time whose debt exceeds
+		 * the bucket depth (remaining is then 0). */
+		if (out != NULL)
+			fill(out, rate, true, tat > now_ns ? tat - now_ns : 0, 0, SLUICE_REASON_NONE);
+		return true;
+	}
+	uint64_t need = cost * rate->interval_ns; /* 0 < need <= tolerance_ns <= 2^62 */
 
 	for (;;) {
 		uint64_t base = tat > now_ns ? tat : now_ns;
 		uint64_t debt = base - now_ns;
 
+		/* Horizon: base never decreases for this request (F only grows
+		 * except by cancel, and waiting raises now), so once base + need
+		 * passes UINT64_MAX no wait helps: deny with "never", also when the
+		 * rate would deny anyway. */
+		if (SLUICE_UNLIKELY(base > UINT64_MAX - need)) {
+			if (out != NULL)
+				fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
+			return false;
+		}
 		if (debt > rate->tolerance_ns - need) {
 			if (out != NULL)
 				fill(out, rate, false, debt, debt - (rate->tolerance_ns - need),
 				     SLUICE_REASON_RATE);
-			return false;
-		}
-		if (need == 0) {
-			if (out != NULL)
-				fill(out, rate, true, debt, 0, SLUICE_REASON_NONE);
-			return true;
-		}
-		if (SLUICE_UNLIKELY(base > UINT64_MAX - need)) {
-			if (out != NULL)
-				fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
 			return false;
 		}
 		uint64_t next = base + need;

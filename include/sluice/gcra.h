@@ -11,8 +11,10 @@
  * Exactness: when period_ns is a multiple of limit, every decision equals that
  * of a token bucket computed in exact rational arithmetic. Otherwise the
  * emission interval is rounded up to whole nanoseconds, so the cell refills
- * slightly slower than the nominal rate and never admits what the exact
- * bucket would deny (docs/design.md, "Rounding").
+ * slightly slower than the nominal rate (by less than 1 ns per unit; a rate
+ * above one unit per ns is served at one per ns) and every admission is one
+ * an exact bucket fed the same admissions would allow (docs/design.md,
+ * "Rounding").
  *
  * Thread safety: every function on a cell may be called concurrently from
  * any number of threads, with or without RCU registration. A struct
@@ -80,11 +82,13 @@ SLUICE_API void sluice_gcra_init(struct sluice_gcra *cell);
  * full; retry_after_ns = 0 if admitted, else the exact wait after which this
  * request would be admitted if nothing else happened.
  *
- * Time may go backwards (a thread with a stale clock): such a request sees
- * the bucket as it was at its own time minus nothing refilled since, so it
- * can be denied spuriously but never over-admits. A request whose new state
- * would pass UINT64_MAX ns (within one bucket depth of the end of the clock)
- * is denied with retry_after_ns == SLUICE_NEVER.
+ * Time may go backwards (a thread with a stale clock): a request older than
+ * the last admission is judged as if it came at that admission's time with
+ * the difference counted as extra debt, so it can be denied spuriously but
+ * never over-admits; a peek at such a time still returns true (remaining may
+ * be 0). Horizon: a request whose new state would pass UINT64_MAX ns (now or
+ * the cell's state within cost * interval of the end of the clock) is denied
+ * with retry_after_ns == SLUICE_NEVER and reason SLUICE_REASON_NEVER.
  *
  * Lock-free: one relaxed load and a CAS loop; no allocation, lock, syscall.
  */
@@ -110,7 +114,10 @@ SLUICE_API bool sluice_gcra_is_full(const struct sluice_gcra *cell, const struct
  * When it returns false the consumption stays: a conservative outcome that
  * can deny spuriously later but never over-admits. Because a cancel only
  * pops the most recent operation, the cell always holds the exact result of
- * the operations that were not cancelled.
+ * the operations that were not cancelled. Cancel a receipt at most once: a
+ * second cancel of the same receipt could pop a later admission that happens
+ * to have written the same word. A receipt of a denial or a peek cancels
+ * nothing (returns false). Thread-safe like admit; lock-free (one CAS).
  */
 struct sluice_gcra_receipt {
 	uint64_t before; /* private */

@@ -1,0 +1,20 @@
+# cmake -DREADME=... -DEXAMPLE=... -P readme_sync.cmake
+# Fails unless the first ```c block of README.md equals tests/readme_example.c
+# without its first line (the comment naming the README).
+file(READ "${README}" readme)
+file(READ "${EXAMPLE}" example)
+string(FIND "${readme}" "```c\n" start)
+if(start EQUAL -1)
+  message(FATAL_ERROR "README.md has no ```c block")
+endif()
+math(EXPR start "${start} + 5")
+string(SUBSTRING "${readme}" ${start} -1 block)
+string(FIND "${block}" "```" end)
+string(SUBSTRING "${block}" 0 ${end} block)
+string(FIND "${example}" "\n" first_nl)
+math(EXPR first_nl "${first_nl} + 1")
+string(SUBSTRING "${example}" ${first_nl} -1 example)
+if(NOT block STREQUAL example)
+  message(FATAL_ERROR "README.md's C example differs from tests/readme_example.c: keep them identical")
+endif()
+message("1 passed, 0 failed")

@@ -109,7 +109,7 @@ void sluice_gcra_init(struct sluice_gcra *cell)
 {
 	/* relaxed: initialisation precedes publication of the cell; whatever
 	 * publishes it (thread start, RCU insert) orders this store. */
-	atomic_store_explicit(&cell->tat_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&cell->tat_ns, 0, memory_order_relaxed); /* relaxed: see above */
 }
 
 /* Fill *out for a state whose debt after the decision is `debt` ns. */
@@ -133,7 +133,7 @@ static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rat
 {
 	/* relaxed: F publishes no other memory; a stale value is either caught by
 	 * the CAS below or, for a denial, describes a state that did exist. */
-	uint64_t tat = atomic_load_explicit(&cell->tat_ns, memory_order_relaxed);
+	uint64_t tat = atomic_load_explicit(&cell->tat_ns, memory_order_relaxed); /* relaxed: see above */
 
 	if (SLUICE_UNLIKELY(cost > rate->burst)) {
 		if (out != NULL) {
@@ -174,7 +174,7 @@ static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rat
 		/* relaxed on success and failure: the CAS only has to be atomic on
 		 * this one word (see the file comment); on failure `tat` is
 		 * reloaded and the decision recomputed from the newer state. */
-		if (atomic_compare_exchange_weak_explicit(&cell->tat_ns, &tat, next,
+		if (atomic_compare_exchange_weak_explicit(&cell->tat_ns, &tat, next, /* relaxed/relaxed: see above */
 							  memory_order_relaxed,
 							  memory_order_relaxed)) {
 			if (receipt != NULL) {
@@ -217,7 +217,7 @@ bool sluice_gcra_cancel(struct sluice_gcra *cell, const struct sluice_gcra_recei
 	/* relaxed: as for admit, only this word's atomicity matters; success
 	 * means no other operation landed after ours, so restoring `before` is
 	 * exactly the state without our admission. */
-	return atomic_compare_exchange_strong_explicit(&cell->tat_ns, &expected, receipt->before,
+	return atomic_compare_exchange_strong_explicit(&cell->tat_ns, &expected, receipt->before, /* relaxed/relaxed: see above */
 						       memory_order_relaxed, memory_order_relaxed);
 }
 
@@ -227,7 +227,7 @@ bool sluice_gcra_is_full(const struct sluice_gcra *cell, const struct sluice_rat
 	(void)rate;
 	/* relaxed: a snapshot of one word; callers that reclaim on it re-check
 	 * under their own protocol (see limiter.c). */
-	uint64_t tat = atomic_load_explicit(&((struct sluice_gcra *)cell)->tat_ns,
+	uint64_t tat = atomic_load_explicit(&((struct sluice_gcra *)cell)->tat_ns, /* relaxed: see above */
 					    memory_order_relaxed);
 	return tat <= now_ns;
 }

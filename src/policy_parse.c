@@ -418,7 +418,7 @@ static int rate_word(struct parser *p, const struct word *w, uint64_t *count, ui
 		*utc = false;
 	if (len - used - 1 >= 4 && memcmp(w->s + len - 4, "@utc", 4) == 0) {
 		if (utc == NULL)
-			return fail_at(p, SLUICE_EINVAL, w->col + len - 3,
+			return fail_at(p, SLUICE_EINVAL, w->col + len - 4,
 				       "'@utc' only follows a calendar window: write 'quota N/P@utc'");
 		*utc = true;
 		len -= 4;

@@ -564,7 +564,7 @@ static int d_policy(struct parser *p)
 {
 	struct builder *b = p->b;
 	const struct word *w = NULL;
-	uint32_t n;
+	uint32_t n = 0;
 	int rc;
 
 	if (b->seen_policy)

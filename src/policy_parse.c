@@ -8,9 +8,10 @@
  * is parsed by a small recursive-descent function that reports the column of
  * the first word it cannot accept and what it expected there.
  *
- * Memory: the parser fills a fixed-size scratch builder (one allocation whose
- * arrays are sized by the ceilings in policy.h, so no input can make it grow)
- * and, once the whole text is valid, computes the exact size of the final
+ * Memory: the parser fills a scratch builder: one allocation whose arrays
+ * are sized before parsing by bounds the text proves (lines, '/' bytes) and
+ * capped by the ceilings in policy.h, so nothing can make it grow; and, once
+ * the whole text is valid, it computes the exact size of the final
  * policy, allocates it in one piece and copies everything into it. The
  * route trie is built in the builder with sibling lists and then flattened
  * breadth first so that the children of every node are contiguous and
@@ -46,9 +47,12 @@ struct blimit {
 	char name[NAME_CAP];
 };
 
+/* Method and pattern point into the text, which outlives the parse. */
 struct broute {
-	char method[SLUICE_POLICY_MAX_METHOD_LEN + 1];
-	char pattern[SLUICE_POLICY_MAX_PATTERN + 1];
+	const char *method;
+	const char *pattern;
+	uint32_t method_len;
+	uint32_t pattern_len;
 	uint32_t method_id;
 	uint32_t class_id;
 	uint32_t line;
@@ -69,7 +73,7 @@ struct bnode {
 	uint32_t first_child;  /* literal children, a sibling list */
 	uint32_t next_sibling;
 	uint32_t param_child;
-	const char *seg; /* into a broute's pattern */
+	const char *seg; /* into the policy text */
 	uint32_t seg_len;
 	uint32_t term_head; /* bterm lists */
 	uint32_t wild_head;
@@ -94,11 +98,18 @@ struct builder {
 	char classes[SLUICE_POLICY_MAX_CLASSES][NAME_CAP];
 	char methods[SLUICE_POLICY_MAX_METHODS][SLUICE_POLICY_MAX_METHOD_LEN + 1];
 	struct blimit limits[SLUICE_POLICY_MAX_LIMITS];
-	struct broute routes[SLUICE_POLICY_MAX_ROUTES];
 	struct btier tiers[SLUICE_POLICY_MAX_TIERS];
-	struct boverride overrides[SLUICE_POLICY_MAX_OVERRIDES];
-	struct bnode nodes[MAX_NODES];
-	struct bterm terms[SLUICE_POLICY_MAX_ROUTES];
+	/*
+	 * Sized per input, in the same allocation, by bounds the text itself
+	 * proves (see scratch_caps): a route or an override takes a line of
+	 * its own, a trie node a '/' of its own. Capped by the ceilings.
+	 */
+	uint32_t cap_routes, cap_overrides, cap_nodes;
+	struct broute *routes;       /* [cap_routes] */
+	struct bterm *terms;         /* [cap_routes]: one per route */
+	struct boverride *overrides; /* [cap_overrides] */
+	struct bnode *nodes;         /* [cap_nodes] */
+	uint32_t *order;             /* [cap_overrides + cap_nodes]: sort and BFS scratch */
 };
 
 /* ------------------------------------------------------------------------
@@ -771,7 +782,8 @@ static int method_word(struct parser *p, const struct word *w, struct broute *r)
 		return fail_at(p, SLUICE_ESYNTAX, w->col, "expected a method (GET, POST, ... or *)");
 	if (w->len == 1 && w->s[0] == '*') {
 		r->method_id = SLUICE_POLICY_ANY_METHOD;
-		strcpy(r->method, "*");
+		r->method = w->s;
+		r->method_len = 1;
 		return SLUICE_OK;
 	}
 	if (w->len > SLUICE_POLICY_MAX_METHOD_LEN)
@@ -783,10 +795,10 @@ static int method_word(struct parser *p, const struct word *w, struct broute *r)
 			return fail_at(p, SLUICE_ESYNTAX, w->col + i,
 				       "expected a method in upper case (GET, POST, ... or *)");
 	}
-	memcpy(r->method, w->s, w->len);
-	r->method[w->len] = '\0';
+	r->method = w->s;
+	r->method_len = w->len;
 	for (uint32_t i = 0; i < b->nmethods; i++) {
-		if (strcmp(b->methods[i], r->method) == 0) {
+		if (strlen(b->methods[i]) == w->len && memcmp(b->methods[i], w->s, w->len) == 0) {
 			r->method_id = i;
 			return SLUICE_OK;
 		}
@@ -794,7 +806,8 @@ static int method_word(struct parser *p, const struct word *w, struct broute *r)
 	if (b->nmethods == SLUICE_POLICY_MAX_METHODS)
 		return fail_at(p, SLUICE_ETOOBIG, w->col, "more than %d distinct methods",
 			       SLUICE_POLICY_MAX_METHODS);
-	memcpy(b->methods[b->nmethods], r->method, w->len + 1);
+	memcpy(b->methods[b->nmethods], w->s, w->len);
+	b->methods[b->nmethods][w->len] = '\0';
 	r->method_id = b->nmethods++;
 	return SLUICE_OK;
 }
@@ -815,9 +828,9 @@ static int pattern_word(struct parser *p, const struct word *w, struct broute *r
 	if (w->len > SLUICE_POLICY_MAX_PATTERN)
 		return fail_at(p, SLUICE_ETOOBIG, w->col, "path pattern longer than %d bytes",
 			       SLUICE_POLICY_MAX_PATTERN);
-	memcpy(r->pattern, w->s, w->len);
-	r->pattern[w->len] = '\0';
-	const char *s = r->pattern;
+	r->pattern = w->s;
+	r->pattern_len = w->len;
+	const char *s = w->s;
 	uint32_t i = 1;
 	if (w->len == 1)
 		goto insert; /* the root */
@@ -848,6 +861,8 @@ static int pattern_word(struct parser *p, const struct word *w, struct broute *r
 			if (rc != SLUICE_OK)
 				return rc;
 			if (b->nodes[node].param_child == SLUICE__NODE_NONE) {
+				if (b->nnodes == b->cap_nodes) /* unreachable: one '/' per node */
+					return fail_at(p, SLUICE_ETOOBIG, col, "too many path segments");
 				uint32_t n = b->nnodes++;
 				memset(&b->nodes[n], 0, sizeof(b->nodes[n]));
 				b->nodes[n].first_child = b->nodes[n].next_sibling = SLUICE__NODE_NONE;
@@ -862,6 +877,8 @@ static int pattern_word(struct parser *p, const struct word *w, struct broute *r
 			       !(b->nodes[c].seg_len == seg_len && memcmp(b->nodes[c].seg, s + start, seg_len) == 0))
 				c = b->nodes[c].next_sibling;
 			if (c == SLUICE__NODE_NONE) {
+				if (b->nnodes == b->cap_nodes) /* unreachable: one '/' per node */
+					return fail_at(p, SLUICE_ETOOBIG, col, "too many path segments");
 				c = b->nnodes++;
 				memset(&b->nodes[c], 0, sizeof(b->nodes[c]));
 				b->nodes[c].first_child = SLUICE__NODE_NONE;
@@ -881,8 +898,8 @@ insert:;
 	for (uint32_t t = *head; t != SLUICE__NODE_NONE; t = b->terms[t].next)
 		if (b->terms[t].method_id == r->method_id)
 			return fail_at(p, SLUICE_EINVAL, w->col,
-				       "duplicate route: %s %s already maps to a class on line %u", r->method,
-				       r->pattern, b->terms[t].line);
+				       "duplicate route: %.*s %.*s already maps to a class on line %u",
+				       (int)r->method_len, r->method, (int)r->pattern_len, r->pattern, b->terms[t].line);
 	uint32_t t = b->nterms++;
 	b->terms[t].next = *head;
 	b->terms[t].method_id = r->method_id;
@@ -925,7 +942,7 @@ static int d_class(struct parser *p)
 		return fail_at(p, SLUICE_ESYNTAX, w->col, "unexpected '%s': expected 'match' or end of line",
 			       show(w, buf));
 	}
-	if (b->nroutes == SLUICE_POLICY_MAX_ROUTES)
+	if (b->nroutes == SLUICE_POLICY_MAX_ROUTES || b->nroutes == b->cap_routes)
 		return fail_at(p, SLUICE_ETOOBIG, w->col, "more than %d routes", SLUICE_POLICY_MAX_ROUTES);
 	struct broute *r = &b->routes[b->nroutes];
 	r->class_id = (uint32_t)id;
@@ -1171,7 +1188,7 @@ static int d_override(struct parser *p)
 
 	if ((rc = next_word(p, "a limit name", &w)) != SLUICE_OK)
 		return rc;
-	if (b->noverrides == SLUICE_POLICY_MAX_OVERRIDES)
+	if (b->noverrides == SLUICE_POLICY_MAX_OVERRIDES || b->noverrides == b->cap_overrides)
 		return fail_at(p, SLUICE_ETOOBIG, w->col, "more than %d overrides",
 			       SLUICE_POLICY_MAX_OVERRIDES);
 	struct boverride *bo = &b->overrides[b->noverrides];
@@ -1396,8 +1413,8 @@ static void layout(struct builder *b, struct carve *c, struct sluice_policy **ou
 		}
 	}
 	for (uint32_t i = 0; i < b->nroutes; i++) {
-		const char *m = take_str(c, b->routes[i].method, strlen(b->routes[i].method));
-		const char *pat = take_str(c, b->routes[i].pattern, strlen(b->routes[i].pattern));
+		const char *m = take_str(c, b->routes[i].method, b->routes[i].method_len);
+		const char *pat = take_str(c, b->routes[i].pattern, b->routes[i].pattern_len);
 		if (routes != NULL) {
 			routes[i].method = m;
 			routes[i].pattern = pat;
@@ -1563,11 +1580,36 @@ static void default_free(void *ctx, void *ptr)
 	free(ptr);
 }
 
-/* Scratch that lives with the builder: override order + BFS queue. */
-struct scratch {
-	struct builder b;
-	uint32_t order[SLUICE_POLICY_MAX_OVERRIDES + MAX_NODES];
-};
+static size_t align_up(size_t n)
+{
+	return (n + 15) & ~(size_t)15;
+}
+
+/* Bytes of a builder with these capacities (all arrays in one block). */
+static size_t scratch_bytes(uint32_t routes, uint32_t overrides, uint32_t nodes)
+{
+	return align_up(sizeof(struct builder)) + align_up(routes * sizeof(struct broute)) +
+	       align_up(routes * sizeof(struct bterm)) + align_up(overrides * sizeof(struct boverride)) +
+	       align_up(nodes * sizeof(struct bnode)) + (size_t)(overrides + nodes) * sizeof(uint32_t);
+}
+
+/*
+ * Capacities the text can need: every route and override is a line of its
+ * own, every trie node but the root is a path segment, which starts after a
+ * '/' of its own. So small policies get a small scratch block; no input
+ * gets more than the ceilings allow (about 300 KB).
+ */
+static void scratch_caps(const char *text, size_t len, uint32_t *routes, uint32_t *overrides, uint32_t *nodes)
+{
+	size_t lines = 1, slashes = 0;
+	for (size_t i = 0; i < len; i++) {
+		lines += text[i] == '\n';
+		slashes += text[i] == '/';
+	}
+	*routes = (uint32_t)SLUICE_MIN(lines, (size_t)SLUICE_POLICY_MAX_ROUTES);
+	*overrides = (uint32_t)SLUICE_MIN(lines, (size_t)SLUICE_POLICY_MAX_OVERRIDES);
+	*nodes = (uint32_t)SLUICE_MIN(slashes + 1, (size_t)MAX_NODES);
+}
 
 static int run(struct parser *p, const char *text, size_t len)
 {
@@ -1638,12 +1680,28 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 		return fail_at(&p, SLUICE_ETOOBIG, 0, "policy text longer than %u bytes",
 			       SLUICE_POLICY_MAX_INPUT);
 
-	struct scratch *sc = alloc_fn(ctx, sizeof(*sc));
-	if (sc == NULL)
-		return fail_at(&p, SLUICE_ENOMEM, 0, "out of memory (scratch builder, %zu bytes)", sizeof(*sc));
-	struct builder *b = &sc->b;
+	uint32_t cap_routes, cap_overrides, cap_nodes;
+	scratch_caps(text, len, &cap_routes, &cap_overrides, &cap_nodes);
+	size_t scratch = scratch_bytes(cap_routes, cap_overrides, cap_nodes);
+	char *block = alloc_fn(ctx, scratch);
+	if (block == NULL)
+		return fail_at(&p, SLUICE_ENOMEM, 0, "out of memory (scratch builder, %zu bytes)", scratch);
+	struct builder *b = (struct builder *)block;
 	/* only the counters and the root need clearing; arrays fill as they grow */
 	memset(b, 0, offsetof(struct builder, scopes));
+	b->cap_routes = cap_routes;
+	b->cap_overrides = cap_overrides;
+	b->cap_nodes = cap_nodes;
+	size_t off = align_up(sizeof(struct builder));
+	b->routes = (struct broute *)(block + off);
+	off += align_up(cap_routes * sizeof(struct broute));
+	b->terms = (struct bterm *)(block + off);
+	off += align_up(cap_routes * sizeof(struct bterm));
+	b->overrides = (struct boverride *)(block + off);
+	off += align_up(cap_overrides * sizeof(struct boverride));
+	b->nodes = (struct bnode *)(block + off);
+	off += align_up(cap_nodes * sizeof(struct bnode));
+	b->order = (uint32_t *)(block + off);
 	b->retry_after = true;
 	b->nclasses = 1;
 	strcpy(b->classes[0], "default");
@@ -1655,41 +1713,41 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 
 	int rc = run(&p, text, len);
 	if (rc != SLUICE_OK) {
-		free_fn(ctx, sc);
+		free_fn(ctx, block);
 		return rc;
 	}
 
 	/* override lookup order (insertion sort: at most 256 entries) */
 	for (uint32_t i = 0; i < b->noverrides; i++) {
 		uint32_t k = i;
-		while (k > 0 && override_cmp(&b->overrides[sc->order[k - 1]], &b->overrides[i]) > 0) {
-			sc->order[k] = sc->order[k - 1];
+		while (k > 0 && override_cmp(&b->overrides[b->order[k - 1]], &b->overrides[i]) > 0) {
+			b->order[k] = b->order[k - 1];
 			k--;
 		}
-		sc->order[k] = i;
+		b->order[k] = i;
 	}
 
 	struct carve c = {NULL, 0};
 	struct sluice_policy *pol;
-	layout(b, &c, &pol, sc->order);
+	layout(b, &c, &pol, b->order);
 	size_t bytes = c.used;
 	if (max_bytes != 0 && bytes > max_bytes) {
-		free_fn(ctx, sc);
+		free_fn(ctx, block);
 		return fail_at(&p, SLUICE_ETOOBIG, 0, "policy needs %zu bytes, more than max_bytes (%zu)", bytes,
 			       max_bytes);
 	}
 	c.base = alloc_fn(ctx, bytes);
 	if (c.base == NULL) {
-		free_fn(ctx, sc);
+		free_fn(ctx, block);
 		return fail_at(&p, SLUICE_ENOMEM, 0, "out of memory (policy, %zu bytes)", bytes);
 	}
 	memset(c.base, 0, bytes);
 	c.used = 0;
-	layout(b, &c, &pol, sc->order);
+	layout(b, &c, &pol, b->order);
 	pol->free_fn = free_fn;
 	pol->alloc_ctx = ctx;
 	pol->bytes = bytes;
-	free_fn(ctx, sc);
+	free_fn(ctx, block);
 	*out = pol;
 	return SLUICE_OK;
 }

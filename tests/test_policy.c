@@ -872,3 +872,39 @@ Test(policy_print, equality_notices_each_difference)
 	for (int i = 0; i < N; i++)
 		sluice_policy_destroy(p[i]);
 }
+
+static size_t first_alloc_size(const char *text, size_t len, int *rc)
+{
+	struct counting_alloc a = {0, 2, 0, 0}; /* fail the policy block: only the scratch is made */
+	struct sluice_policy_options o = {sizeof(o), count_alloc, count_free, &a, 0};
+	struct sluice_policy *p = NULL;
+	*rc = sluice_policy_parse(text, len, &o, &p, NULL);
+	cr_assert_eq(a.live, 0);
+	return a.last_size;
+}
+
+Test(policy_alloc, scratch_is_sized_by_the_text)
+{
+	int rc;
+	/* exactly as many lines and '/' as the routes and trie nodes need */
+	const char *tight = "policy \"t\"\nscope ip\nclass a match GET /a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p\n"
+			    "limit l per ip concurrency 1";
+	size_t small = first_alloc_size(tight, strlen(tight), &rc);
+	cr_assert_eq(rc, SLUICE_ENOMEM); /* the parse itself went through */
+	struct sluice_policy *p = load_text(tight);
+	cr_assert_eq(match(p, "GET", "/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p"), 1);
+	sluice_policy_destroy(p);
+	cr_assert_lt(small, 16 * 1024, "scratch for a 4-line policy: %zu bytes", small);
+
+	/* the largest scratch: every ceiling reached */
+	size_t cap = 1 << 20, n = 0;
+	char *text = malloc(cap);
+	for (int i = 0; i < 300; i++)
+		n += (size_t)snprintf(text + n, cap - n, "# /a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q\n");
+	n += (size_t)snprintf(text + n, cap - n, "x");
+	size_t big = first_alloc_size(text, n, &rc);
+	cr_assert_eq(rc, SLUICE_ESYNTAX);
+	cr_assert_lt(big, 400 * 1024, "largest scratch: %zu bytes", big);
+	cr_assert_gt(big, small);
+	free(text);
+}

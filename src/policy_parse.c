@@ -654,7 +654,7 @@ static int d_headers(struct parser *p)
 
 static int d_body(struct parser *p)
 {
-	static const char *const bodies[] = {"empty", "seed000", "seed002"};
+	static const char *const bodies[] = {"", "seed000", "seed002", "empty"}; /* by value */
 	struct builder *b = p->b;
 	const struct word *w = NULL;
 	char buf[32];
@@ -665,7 +665,7 @@ static int d_body(struct parser *p)
 	if ((rc = next_word(p, "a body style", &w)) != SLUICE_OK)
 		return rc;
 	int s = -1;
-	for (int i = 0; i < 3; i++)
+	for (int i = SLUICE_BODY_SEED000; i <= SLUICE_BODY_EMPTY; i++)
 		if (word_is(w, bodies[i]))
 			s = i;
 	if (s < 0)
@@ -1087,10 +1087,10 @@ static int d_limit(struct parser *p)
 			if (l->period_ns < SLUICE_NS_PER_SEC || NS_PER_DAY % l->period_ns != 0)
 				return fail_at(p, SLUICE_EINVAL, w->col,
 					       "a calendar period must divide one day and be at least 1s (e.g. 1m, 1h, 1d)");
-			l->kind = SLUICE_LIMIT_CALENDAR;
+			l->kind = SLUICE_POLICY_KIND_CALENDAR;
 			l->reason = SLUICE_REASON_QUOTA;
 		} else {
-			l->kind = word_is(kw, "rate") ? SLUICE_LIMIT_GCRA : SLUICE_LIMIT_SLIDING;
+			l->kind = word_is(kw, "rate") ? SLUICE_POLICY_KIND_GCRA : SLUICE_POLICY_KIND_SLIDING;
 			l->reason = SLUICE_REASON_RATE;
 		}
 	} else if (word_is(kw, "concurrency")) {
@@ -1098,7 +1098,7 @@ static int d_limit(struct parser *p)
 			return rc;
 		if ((rc = count_word(p, w, "the number in flight", &l->count)) != SLUICE_OK)
 			return rc;
-		l->kind = SLUICE_LIMIT_CONCURRENCY;
+		l->kind = SLUICE_POLICY_KIND_CONCURRENCY;
 		l->reason = SLUICE_REASON_CONCURRENCY;
 		l->retry_after_ns = DEFAULT_RETRY_AFTER_NS;
 	} else {
@@ -1113,7 +1113,7 @@ static int d_limit(struct parser *p)
 		w = &p->w[p->pos++];
 		const struct word *opt = w;
 		if (word_is(opt, "burst")) {
-			if (l->kind != SLUICE_LIMIT_GCRA)
+			if (l->kind != SLUICE_POLICY_KIND_GCRA)
 				return fail_at(p, SLUICE_EINVAL, opt->col, "'burst' applies to 'rate' limits only");
 			if (seen_burst)
 				return fail_at(p, SLUICE_EINVAL, opt->col, "duplicate 'burst'");
@@ -1124,7 +1124,7 @@ static int d_limit(struct parser *p)
 				return rc;
 		} else if (word_is(opt, "retry-after") || word_is(opt, "lease")) {
 			bool retry = word_is(opt, "retry-after");
-			if (l->kind != SLUICE_LIMIT_CONCURRENCY)
+			if (l->kind != SLUICE_POLICY_KIND_CONCURRENCY)
 				return fail_at(p, SLUICE_EINVAL, opt->col,
 					       "'%s' applies to 'concurrency' limits only", retry ? "retry-after" : "lease");
 			if (retry ? seen_retry : seen_lease)
@@ -1169,7 +1169,7 @@ static int d_limit(struct parser *p)
 				       show(opt, buf));
 		}
 	}
-	if (l->kind == SLUICE_LIMIT_GCRA) {
+	if (l->kind == SLUICE_POLICY_KIND_GCRA) {
 		struct sluice_rate rate;
 		if (sluice_rate_init(&rate, l->count, l->period_ns, l->burst) != SLUICE_OK)
 			return fail_at(p, SLUICE_ERANGE, kw->col,
@@ -1238,7 +1238,7 @@ static int d_override(struct parser *p)
 	if ((rc = next_word(p, "'until' or 'burst'", &w)) != SLUICE_OK)
 		return rc;
 	if (word_is(w, "burst")) {
-		if (l->kind != SLUICE_LIMIT_GCRA)
+		if (l->kind != SLUICE_POLICY_KIND_GCRA)
 			return fail_at(p, SLUICE_EINVAL, w->col, "'burst' applies to 'rate' limits only");
 		if ((rc = next_word(p, "the burst (a count)", &w)) != SLUICE_OK)
 			return rc;
@@ -1255,7 +1255,7 @@ static int d_override(struct parser *p)
 		return rc;
 	if ((rc = time_word(p, w, &o->expires_at_ns)) != SLUICE_OK)
 		return rc;
-	if (l->kind == SLUICE_LIMIT_GCRA) {
+	if (l->kind == SLUICE_POLICY_KIND_GCRA) {
 		struct sluice_rate rate;
 		if (sluice_rate_init(&rate, o->count, l->period_ns, o->burst) != SLUICE_OK)
 			return fail_at(p, SLUICE_ERANGE, p->w[4].col,
@@ -1319,7 +1319,7 @@ static int finish(struct parser *p)
 					       "limit '%s' times tier '%s' (line %u) rounds down to 0",
 					       b->limits[i].name, b->tiers[t].name, b->tiers[t].line);
 			if (c > SLUICE_POLICY_MAX_COUNT || bu > SLUICE_POLICY_MAX_COUNT ||
-			    (l->kind == SLUICE_LIMIT_GCRA && sluice_rate_init(&rate, c, l->period_ns, bu) != SLUICE_OK))
+			    (l->kind == SLUICE_POLICY_KIND_GCRA && sluice_rate_init(&rate, c, l->period_ns, bu) != SLUICE_OK))
 				return fail_at(p, SLUICE_ERANGE, 1,
 					       "limit '%s' times tier '%s' (line %u) is out of range",
 					       b->limits[i].name, b->tiers[t].name, b->tiers[t].line);
@@ -1703,6 +1703,7 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 	off += align_up(cap_nodes * sizeof(struct bnode));
 	b->order = (uint32_t *)(block + off);
 	b->retry_after = true;
+	b->body = SLUICE_BODY_EMPTY;
 	b->nclasses = 1;
 	strcpy(b->classes[0], "default");
 	b->nnodes = 1;

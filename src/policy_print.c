@@ -138,8 +138,8 @@ static void put_limit(struct out *o, const struct sluice_policy_spec *s, const s
 			}
 		}
 	}
-	putf(o, " %s ", l->kind <= SLUICE_LIMIT_CONCURRENCY ? kinds[l->kind] : "?");
-	if (l->kind == SLUICE_LIMIT_CONCURRENCY) {
+	putf(o, " %s ", l->kind <= SLUICE_POLICY_KIND_CONCURRENCY ? kinds[l->kind] : "?");
+	if (l->kind == SLUICE_POLICY_KIND_CONCURRENCY) {
 		putf(o, "%llu retry-after ", (unsigned long long)l->count);
 		put_duration(o, l->retry_after_ns);
 		if (l->lease_ns != 0) {
@@ -149,9 +149,9 @@ static void put_limit(struct out *o, const struct sluice_policy_spec *s, const s
 	} else {
 		putf(o, "%llu/", (unsigned long long)l->count);
 		put_duration(o, l->period_ns);
-		if (l->kind == SLUICE_LIMIT_CALENDAR)
+		if (l->kind == SLUICE_POLICY_KIND_CALENDAR)
 			puts_(o, "@utc");
-		if (l->kind == SLUICE_LIMIT_GCRA && l->burst != l->count)
+		if (l->kind == SLUICE_POLICY_KIND_GCRA && l->burst != l->count)
 			putf(o, " burst %llu", (unsigned long long)l->burst);
 	}
 	if (l->warn_percent != 0)
@@ -165,7 +165,7 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 {
 	static const char *const families[] = {"none", "draft-6", "draft-7", "draft-11", "x-ratelimit"};
 	static const char *const resets[] = {"delta", "unix-s", "unix-ms"};
-	static const char *const bodies[] = {"empty", "seed000", "seed002"};
+	static const char *const bodies[] = {"?", "seed000", "seed002", "empty"}; /* by value */
 
 	if (policy == NULL || (buf == NULL && cap > 0))
 		return SLUICE_EINVAL;

@@ -51,24 +51,24 @@ static void check_seed000_numbers(struct sluice_policy *p)
 	cr_assert_eq(s->limit_count, 4);
 
 	const struct sluice_policy_limit *general = limit_named(p, "general");
-	assert_limit(general, SLUICE_LIMIT_SLIDING, 100, 60 * SEC);
+	assert_limit(general, SLUICE_POLICY_KIND_SLIDING, 100, 60 * SEC);
 	cr_assert_eq(general->reason, SLUICE_REASON_RATE);
 	cr_assert_eq(general->scope_mask, scope_bit(p, "ip"));
 	cr_assert(applies(p, general, "default"));
 	cr_assert_not(applies(p, general, "auth"));
 
 	const struct sluice_policy_limit *auth = limit_named(p, "auth");
-	assert_limit(auth, SLUICE_LIMIT_SLIDING, 40, 15 * 60 * SEC);
+	assert_limit(auth, SLUICE_POLICY_KIND_SLIDING, 40, 15 * 60 * SEC);
 	cr_assert_eq(auth->scope_mask, scope_bit(p, "ip"));
 	cr_assert(applies(p, auth, "auth") && applies(p, auth, "signup") && applies(p, auth, "password_reset"));
 	cr_assert_not(applies(p, auth, "default"));
 
 	const struct sluice_policy_limit *signup = limit_named(p, "signup");
-	assert_limit(signup, SLUICE_LIMIT_SLIDING, 20, 3600 * SEC);
+	assert_limit(signup, SLUICE_POLICY_KIND_SLIDING, 20, 3600 * SEC);
 	cr_assert(applies(p, signup, "signup") && !applies(p, signup, "auth"));
 
 	const struct sluice_policy_limit *reset = limit_named(p, "password_reset");
-	assert_limit(reset, SLUICE_LIMIT_SLIDING, 12, 3600 * SEC);
+	assert_limit(reset, SLUICE_POLICY_KIND_SLIDING, 12, 3600 * SEC);
 	cr_assert(applies(p, reset, "password_reset") && !applies(p, reset, "signup"));
 
 	/* every /auth/ route is an auth endpoint; the rest is general */
@@ -114,29 +114,29 @@ Test(policy_seeds, seed002_token_and_workspace_limits)
 	cr_assert_eq(s->route_count, 0);
 
 	const struct sluice_policy_limit *l = limit_named(p, "token_minute");
-	assert_limit(l, SLUICE_LIMIT_GCRA, 120, 60 * SEC);
+	assert_limit(l, SLUICE_POLICY_KIND_GCRA, 120, 60 * SEC);
 	cr_assert_eq(l->burst, 120);
 	cr_assert_eq(l->scope_mask, token);
 	cr_assert_eq(l->reason, SLUICE_REASON_RATE);
 	cr_assert_eq(l->warn_percent, 0);
 
 	l = limit_named(p, "token_day");
-	assert_limit(l, SLUICE_LIMIT_CALENDAR, 50000, 86400 * SEC);
+	assert_limit(l, SLUICE_POLICY_KIND_CALENDAR, 50000, 86400 * SEC);
 	cr_assert_eq(l->scope_mask, token);
 	cr_assert_eq(l->reason, SLUICE_REASON_QUOTA);
 	cr_assert_eq(l->warn_percent, 80);
 
 	l = limit_named(p, "ws_minute");
-	assert_limit(l, SLUICE_LIMIT_GCRA, 300, 60 * SEC);
+	assert_limit(l, SLUICE_POLICY_KIND_GCRA, 300, 60 * SEC);
 	cr_assert_eq(l->scope_mask, ws);
 
 	l = limit_named(p, "ws_day");
-	assert_limit(l, SLUICE_LIMIT_CALENDAR, 200000, 86400 * SEC);
+	assert_limit(l, SLUICE_POLICY_KIND_CALENDAR, 200000, 86400 * SEC);
 	cr_assert_eq(l->scope_mask, ws);
 	cr_assert_eq(l->warn_percent, 80);
 
 	l = limit_named(p, "token_inflight");
-	assert_limit(l, SLUICE_LIMIT_CONCURRENCY, 20, 0);
+	assert_limit(l, SLUICE_POLICY_KIND_CONCURRENCY, 20, 0);
 	cr_assert_eq(l->scope_mask, token);
 	cr_assert_eq(l->reason, SLUICE_REASON_CONCURRENCY);
 	cr_assert_eq(l->retry_after_ns, SEC);
@@ -265,7 +265,7 @@ Test(policy_seeds, seed004_endpoint_table_and_default)
 		cr_assert_str_eq(s->classes[c], seed004_table[i].cls, "%s %s", seed004_table[i].method,
 				 seed004_table[i].path);
 		const struct sluice_policy_limit *l = only_limit(p, c);
-		assert_limit(l, SLUICE_LIMIT_SLIDING, seed004_table[i].count, 60 * SEC);
+		assert_limit(l, SLUICE_POLICY_KIND_SLIDING, seed004_table[i].count, 60 * SEC);
 		cr_assert_eq(l->scope_mask, scope_bit(p, "api_key"));
 	}
 	/* unlisted routes: 60 per 60 s per API key */
@@ -278,7 +278,7 @@ Test(policy_seeds, seed004_endpoint_table_and_default)
 		cr_assert_eq(c, (int)SLUICE_POLICY_DEFAULT_CLASS, "%s %s", other[i][0], other[i][1]);
 		const struct sluice_policy_limit *l = only_limit(p, c);
 		cr_assert_str_eq(l->name, "default");
-		assert_limit(l, SLUICE_LIMIT_SLIDING, 60, 60 * SEC);
+		assert_limit(l, SLUICE_POLICY_KIND_SLIDING, 60, 60 * SEC);
 	}
 	sluice_policy_destroy(p);
 }

@@ -65,12 +65,12 @@ extern "C" {
 /* "No tier": the base numbers of every limit. */
 #define SLUICE_POLICY_NO_TIER (-1)
 
-/* The cell kind behind a limit. */
-enum sluice_limit_kind {
-	SLUICE_LIMIT_GCRA = 1,        /* token bucket "rate N/P [burst B]" */
-	SLUICE_LIMIT_SLIDING = 2,     /* sliding window "sliding N/P" */
-	SLUICE_LIMIT_CALENDAR = 3,    /* fixed window on UTC boundaries "quota N/P@utc" */
-	SLUICE_LIMIT_CONCURRENCY = 4, /* slots "concurrency N" */
+/* The cell kind behind a limit (GCRA has the keyed limiter's value for it). */
+enum sluice_policy_kind {
+	SLUICE_POLICY_KIND_GCRA = 1,        /* token bucket "rate N/P [burst B]" */
+	SLUICE_POLICY_KIND_SLIDING = 2,     /* sliding window "sliding N/P" */
+	SLUICE_POLICY_KIND_CALENDAR = 3,    /* fixed window on UTC boundaries "quota N/P@utc" */
+	SLUICE_POLICY_KIND_CONCURRENCY = 4, /* slots "concurrency N" */
 };
 
 /* Header family the HTTP layer renders (docs/policy.md, "Response"). */
@@ -89,11 +89,12 @@ enum sluice_policy_reset {
 	SLUICE_RESET_UNIX_MS = 2, /* Unix time, milliseconds */
 };
 
-/* Body of a refusal. */
+/* Body of a refusal. The values are those of the HTTP layer's body styles
+ * (envelope, retry-sec, empty), so the engine can pass them through. */
 enum sluice_policy_body {
-	SLUICE_BODY_EMPTY = 0,   /* no body (seed 003) */
 	SLUICE_BODY_SEED000 = 1, /* {"data":null,"error":{"code":"RATE_LIMITED",...}} */
 	SLUICE_BODY_SEED002 = 2, /* {"error":{"code":"rate_limited",...,"retryAfterSec":N}} */
+	SLUICE_BODY_EMPTY = 3,   /* no body (seed 003) */
 };
 
 /* What the engine does when it cannot evaluate (table full, backend down). */

@@ -116,8 +116,9 @@ enum sluice_policy_fail {
  *   all_classes     applies to every class (no "on" list); else class_mask
  *                   (bit c: class c) lists them.
  *   tiered          tier multipliers apply to count and burst.
- *   warn_percent    0: none; else the soft-warning threshold: usage above
- *                   warn_percent % of count is flagged.
+ *   warn_percent    0: none; else the soft-warning threshold (1..100):
+ *                   usage above warn_percent % of the count in force (after
+ *                   tier or override) is flagged.
  *   retry_after_ns  concurrency only: the Retry-After hint of a refusal.
  *   lease_ns        concurrency only: slot time-to-live, 0 = none.
  */
@@ -142,7 +143,7 @@ struct sluice_policy_limit {
 /* One route rule: method (or "*") + path pattern -> class. */
 struct sluice_policy_route {
 	const char *method;  /* as written, upper case, or "*" */
-	const char *pattern; /* e.g. "/v1/campaigns/:id"; a final "*" segment: "/auth" + "/" + "*" */
+	const char *pattern; /* as written: "/v1/campaigns/:id", or "/auth/" then "*" */
 	uint32_t class_id;
 	uint32_t line;
 };

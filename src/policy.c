@@ -194,6 +194,13 @@ int sluice_policy_match(const struct sluice_policy *policy, const char *method, 
 	return c == NO_CLASS ? (int)SLUICE_POLICY_DEFAULT_CLASS : (int)c;
 }
 
+uint32_t sluice_policy_class_limits(const struct sluice_policy *policy, uint32_t class_id)
+{
+	if (policy == NULL || class_id >= policy->spec.class_count)
+		return 0;
+	return policy->class_limits[class_id];
+}
+
 /* ------------------------------------------------------------------------
  * Tiers and overrides
  * ------------------------------------------------------------------------ */

@@ -13,6 +13,10 @@
 
 #define SLUICE__NODE_NONE UINT32_MAX
 
+_Static_assert(SLUICE_POLICY_MAX_LIMITS <= 32, "class_limits holds one bit per limit");
+_Static_assert(SLUICE_POLICY_MAX_CLASSES <= 64, "class_mask holds one bit per class");
+_Static_assert(SLUICE_POLICY_MAX_SCOPES <= 32, "scope_mask holds one bit per scope");
+
 /*
  * A node of the route trie. Node 0 is the root (the empty path). The
  * literal children of a node are contiguous (lit_first .. lit_first +
@@ -53,6 +57,9 @@ struct sluice_policy {
 	uint32_t method_count;
 	const char *const *methods; /* distinct route methods, upper case */
 	const uint8_t *method_lens;
+
+	/* class id -> bitmask of the limits that apply to it */
+	uint32_t class_limits[SLUICE_POLICY_MAX_CLASSES];
 
 	/* overrides, sorted by (limit, scope, key bytes, key length) */
 	const uint32_t *override_order;

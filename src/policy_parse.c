@@ -1552,6 +1552,10 @@ static void layout(struct builder *b, struct carve *c, struct sluice_policy **ou
 	pol->methods = methods;
 	pol->method_lens = method_lens;
 	pol->override_order = ovr_order;
+	for (uint32_t k = 0; k < b->nclasses; k++)
+		for (uint32_t i = 0; i < b->nlimits; i++)
+			if (b->limits[i].l.all_classes || (b->limits[i].l.class_mask >> k) & 1)
+				pol->class_limits[k] |= 1u << i;
 	*out = pol;
 }
 

@@ -17,7 +17,10 @@ static bool applies(const struct sluice_policy *p, const struct sluice_policy_li
 {
 	int c = sluice_policy_class_index(p, class);
 	cr_assert_geq(c, 0, "no class %s", class);
-	return l->all_classes || (l->class_mask >> c) & 1;
+	bool by_mask = l->all_classes || (l->class_mask >> c) & 1;
+	int li = sluice_policy_limit_index(p, l->name);
+	cr_assert_eq(by_mask, (sluice_policy_class_limits(p, (uint32_t)c) >> li) & 1, "class_limits disagrees");
+	return by_mask;
 }
 
 static uint32_t scope_bit(const struct sluice_policy *p, const char *scope)
@@ -239,7 +242,7 @@ static const struct sluice_policy_limit *only_limit(const struct sluice_policy *
 	const struct sluice_policy_spec *s = sluice_policy_spec(p);
 	const struct sluice_policy_limit *found = NULL;
 	for (uint32_t i = 0; i < s->limit_count; i++) {
-		if (s->limits[i].all_classes || (s->limits[i].class_mask >> cls) & 1) {
+		if ((sluice_policy_class_limits(p, (uint32_t)cls) >> i) & 1) {
 			cr_assert_null(found, "two limits on class %s", s->classes[cls]);
 			found = &s->limits[i];
 		}
@@ -437,6 +440,11 @@ Test(policy_format, index_lookups)
 	cr_assert_eq(sluice_policy_limit_index(p, "hot"), 1);
 	cr_assert_eq(sluice_policy_tier_index(p, "XL"), 3);
 	cr_assert_eq(sluice_policy_tier_index(p, "xl"), SLUICE_ENOTFOUND);
+	cr_assert_eq(sluice_policy_class_limits(p, 0), 1u);      /* interactive */
+	cr_assert_eq(sluice_policy_class_limits(p, 1), 2u);      /* scroll: hot */
+	cr_assert_eq(sluice_policy_class_limits(p, 4), 1u);      /* specs: interactive */
+	cr_assert_eq(sluice_policy_class_limits(p, 5), 0u);      /* no such class */
+	cr_assert_eq(sluice_policy_class_limits(NULL, 0), 0u);
 	cr_assert_eq(sluice_policy_scope_index(p, NULL), SLUICE_EINVAL);
 	cr_assert_eq(sluice_policy_limit_index(NULL, "hot"), SLUICE_EINVAL);
 	cr_assert_null(sluice_policy_spec(NULL));

@@ -280,6 +280,13 @@ SLUICE_API int sluice_policy_match(const struct sluice_policy *policy, const cha
 				   size_t method_len, const char *path, size_t path_len);
 
 /*
+ * The limits that apply to requests of class `class_id`: bit i set for limit
+ * i (precomputed at load from each limit's class list; SLUICE_POLICY_MAX_LIMITS
+ * is 32). 0 for a NULL policy or a class id out of range. Thread-safe; O(1).
+ */
+SLUICE_API uint32_t sluice_policy_class_limits(const struct sluice_policy *policy, uint32_t class_id);
+
+/*
  * The numbers of limit `limit` under tier `tier` (SLUICE_POLICY_NO_TIER for
  * the base numbers; ignored for a limit that is not tiered): count and burst
  * multiplied by the tier's multiplier, rounded down (validated >= 1 at load).

@@ -1,0 +1,330 @@
+/*
+ * sluice/policy.h - rate-limit policies: the model, the config format and its
+ * parser, the route matcher, tiers and overrides.
+ *
+ * A policy says, for one API, which limits a request must pass:
+ *
+ *   - scopes: the kinds of identity a request carries (ip, api_key, token,
+ *     workspace, organization: names the policy defines);
+ *   - endpoint classes: routes (method + path pattern) grouped under a name;
+ *     a request's route maps to exactly one class, "default" (class 0) when no
+ *     route rule names it;
+ *   - limits: each one a kind of cell (GCRA token bucket, sliding window,
+ *     calendar window aligned to UTC, concurrency slots) with its numbers, the
+ *     scopes its state is keyed by (optionally combined with the endpoint
+ *     class), the classes it applies to, an optional soft-warning threshold;
+ *   - tiers: plan multipliers applied to the limits marked "tiered";
+ *   - overrides: per-key replacement counts with an expiry;
+ *   - the response style: header family, reset style, body shape, fail mode.
+ *
+ * A policy is written in a small line-oriented text format (grammar in
+ * docs/policy.md; examples in docs/policies/) and loaded with
+ * sluice_policy_parse(), which validates everything once. The loaded policy
+ * is immutable: every function below that takes a const policy may be called
+ * concurrently from any number of threads, with no RCU registration.
+ *
+ * Evaluating a policy against per-key state (all-or-nothing across limits,
+ * hot reload, soft warnings at runtime, usage) is the job of the policy
+ * engine built on the keyed limiter; this header is its input.
+ */
+#ifndef SLUICE_POLICY_H
+#define SLUICE_POLICY_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Ceilings. Input beyond any of them is refused with SLUICE_ETOOBIG (and the
+ * line and column of the offending item), so a policy's memory is bounded.
+ */
+#define SLUICE_POLICY_MAX_INPUT (1u << 20)   /* bytes of policy text */
+#define SLUICE_POLICY_MAX_NAME 31            /* bytes of a scope/limit/class/tier name */
+#define SLUICE_POLICY_MAX_TITLE 63           /* bytes of the policy's quoted name */
+#define SLUICE_POLICY_MAX_SCOPES 8
+#define SLUICE_POLICY_MAX_LIMITS 32
+#define SLUICE_POLICY_MAX_CLASSES 64         /* including "default" */
+#define SLUICE_POLICY_MAX_ROUTES 256
+#define SLUICE_POLICY_MAX_METHODS 16         /* distinct methods across routes */
+#define SLUICE_POLICY_MAX_METHOD_LEN 16
+#define SLUICE_POLICY_MAX_PATTERN 256        /* bytes of one path pattern */
+#define SLUICE_POLICY_MAX_SEGMENTS 16        /* segments of one path pattern */
+#define SLUICE_POLICY_MAX_TIERS 16
+#define SLUICE_POLICY_MAX_OVERRIDES 256
+#define SLUICE_POLICY_MAX_KEY 128            /* bytes of an override's key */
+#define SLUICE_POLICY_MAX_COUNT (UINT64_C(1) << 40) /* units of one limit */
+#define SLUICE_POLICY_MAX_PERIOD_NS (UINT64_C(1) << 62)
+#define SLUICE_POLICY_MAX_MULTIPLIER 1000000u /* x1000.000, in thousandths */
+
+/* The class every unmatched route maps to; always present, named "default". */
+#define SLUICE_POLICY_DEFAULT_CLASS 0u
+/* A route's method_id that matches any method (pattern method "*"). */
+#define SLUICE_POLICY_ANY_METHOD UINT32_MAX
+/* "No tier": the base numbers of every limit. */
+#define SLUICE_POLICY_NO_TIER (-1)
+
+/* The cell kind behind a limit (GCRA has the keyed limiter's value for it). */
+enum sluice_policy_kind {
+	SLUICE_POLICY_KIND_GCRA = 1,        /* token bucket "rate N/P [burst B]" */
+	SLUICE_POLICY_KIND_SLIDING = 2,     /* sliding window "sliding N/P" */
+	SLUICE_POLICY_KIND_CALENDAR = 3,    /* fixed window on UTC boundaries "quota N/P@utc" */
+	SLUICE_POLICY_KIND_CONCURRENCY = 4, /* slots "concurrency N" */
+};
+
+/* Header family the HTTP layer renders (docs/policy.md, "Response"). */
+enum sluice_policy_headers {
+	SLUICE_HEADERS_NONE = 0,       /* no rate-limit headers (Retry-After aside) */
+	SLUICE_HEADERS_DRAFT6 = 1,     /* RateLimit-Limit, -Remaining, -Reset */
+	SLUICE_HEADERS_DRAFT7 = 2,     /* RateLimit: limit=, remaining=, reset= */
+	SLUICE_HEADERS_DRAFT11 = 3,    /* RateLimit: "name";r=;t= and RateLimit-Policy */
+	SLUICE_HEADERS_XRATELIMIT = 4, /* X-RateLimit-Limit, -Remaining, -Reset */
+};
+
+/* How a reset time is written. The IETF drafts allow only DELTA_S. */
+enum sluice_policy_reset {
+	SLUICE_RESET_DELTA_S = 0, /* seconds from now */
+	SLUICE_RESET_UNIX_S = 1,  /* Unix time, seconds */
+	SLUICE_RESET_UNIX_MS = 2, /* Unix time, milliseconds */
+};
+
+/* Body of a refusal. The values are those of the HTTP layer's body styles
+ * (envelope, retry-sec, empty), so the engine can pass them through. */
+enum sluice_policy_body {
+	SLUICE_BODY_SEED000 = 1, /* {"data":null,"error":{"code":"RATE_LIMITED",...}} */
+	SLUICE_BODY_SEED002 = 2, /* {"error":{"code":"rate_limited",...,"retryAfterSec":N}} */
+	SLUICE_BODY_EMPTY = 3,   /* no body (seed 003) */
+};
+
+/* What the engine does when it cannot evaluate (table full, backend down). */
+enum sluice_policy_fail {
+	SLUICE_POLICY_FAIL_OPEN = 0,   /* admit, decision marked degraded (seed 004) */
+	SLUICE_POLICY_FAIL_CLOSED = 1, /* deny */
+};
+
+/*
+ * One limit. `count` units per `period_ns` (GCRA, sliding, calendar) or
+ * `count` requests in flight (concurrency, period_ns == 0).
+ *
+ *   reason          enum sluice_reason derived from the kind: RATE for GCRA
+ *                   and sliding, QUOTA for calendar, CONCURRENCY for slots.
+ *   burst           GCRA bucket capacity (== count unless "burst B");
+ *                   == count for the other kinds.
+ *   scope_mask      bit i set: scope i is part of the state's key.
+ *   per_class       the endpoint class id is part of the key too ("+class").
+ *   all_classes     applies to every class (no "on" list); else class_mask
+ *                   (bit c: class c) lists them.
+ *   tiered          tier multipliers apply to count and burst.
+ *   warn_percent    0: none; else the soft-warning threshold (1..100):
+ *                   usage above warn_percent % of the count in force (after
+ *                   tier or override) is flagged.
+ *   retry_after_ns  concurrency only: the Retry-After hint of a refusal.
+ *   lease_ns        concurrency only: slot time-to-live, 0 = none.
+ */
+struct sluice_policy_limit {
+	const char *name;
+	uint8_t kind;
+	uint8_t reason;
+	uint8_t warn_percent;
+	bool per_class;
+	bool all_classes;
+	bool tiered;
+	uint32_t scope_mask;
+	uint64_t class_mask;
+	uint64_t count;
+	uint64_t period_ns;
+	uint64_t burst;
+	uint64_t retry_after_ns;
+	uint64_t lease_ns;
+	uint32_t line; /* where it was declared (for messages) */
+};
+
+/* One route rule: method (or "*") + path pattern -> class. */
+struct sluice_policy_route {
+	const char *method;  /* as written, upper case, or "*" */
+	const char *pattern; /* as written: "/v1/campaigns/:id", or "/auth/" then "*" */
+	uint32_t class_id;
+	uint32_t line;
+};
+
+struct sluice_policy_tier {
+	const char *name;
+	uint32_t multiplier_milli; /* x2 -> 2000, x1.5 -> 1500 */
+};
+
+/*
+ * A per-key override: while now < expires_at_ns, the state of limit `limit`
+ * for requests whose identity for scope `scope` equals key[0..key_len)
+ * uses `count`/`burst` instead of the limit's own (and of any tier's).
+ */
+struct sluice_policy_override {
+	uint32_t limit;
+	uint32_t scope;
+	const uint8_t *key;
+	uint32_t key_len;
+	uint64_t count;
+	uint64_t burst;
+	uint64_t expires_at_ns; /* Unix time */
+	uint32_t line;
+};
+
+/*
+ * The read-only description of a loaded policy. Arrays are indexed by the
+ * ids used everywhere else (scope i, limit i, class i; class 0 is
+ * "default"). Valid until sluice_policy_destroy().
+ */
+struct sluice_policy_spec {
+	const char *name;
+	uint8_t headers;     /* enum sluice_policy_headers */
+	uint8_t reset;       /* enum sluice_policy_reset */
+	uint8_t body;        /* enum sluice_policy_body */
+	uint8_t fail;        /* enum sluice_policy_fail */
+	bool retry_after;    /* send Retry-After on refusals */
+	uint32_t scope_count;
+	uint32_t limit_count;
+	uint32_t class_count;
+	uint32_t route_count;
+	uint32_t tier_count;
+	uint32_t override_count;
+	const char *const *scopes;
+	const struct sluice_policy_limit *limits;
+	const char *const *classes;
+	const struct sluice_policy_route *routes;
+	const struct sluice_policy_tier *tiers;
+	const struct sluice_policy_override *overrides;
+};
+
+/* Where and why a load failed. line and column are 1-based (column in
+ * bytes); 0 when the error has no position (allocation failure, input too
+ * large). message is NUL-terminated, at most 127 bytes. */
+struct sluice_policy_error {
+	int code;
+	int line;
+	int column;
+	char message[128];
+};
+
+/*
+ * Load options (versioned: set size = sizeof(struct sluice_policy_options);
+ * zero-filled fields take their defaults). NULL options = all defaults.
+ *
+ *   alloc, free, alloc_ctx   allocator hooks (default malloc/free). A load
+ *                            makes two allocations: a bounded scratch
+ *                            builder (freed before return) and the policy.
+ *   max_bytes                refuse (SLUICE_ETOOBIG) a policy whose memory
+ *                            would exceed this; 0 = no limit beyond the
+ *                            ceilings above.
+ */
+struct sluice_policy_options {
+	size_t size;
+	void *(*alloc)(void *ctx, size_t size);
+	void (*free)(void *ctx, void *ptr);
+	void *alloc_ctx;
+	size_t max_bytes;
+};
+
+struct sluice_policy; /* opaque, immutable once loaded */
+
+/*
+ * Parse and validate `len` bytes of policy text (not NUL-terminated; NUL
+ * bytes in it are a syntax error). On success *out receives the policy and
+ * 0 is returned. On failure *out is NULL, nothing is leaked, the code is
+ * returned and, when err is not NULL, stored in *err with a position and a
+ * message saying what was expected:
+ *   SLUICE_EINVAL    NULL text/out, bad options, or a semantic error
+ *                    (duplicate name, option not valid for the kind, zero)
+ *   SLUICE_ESYNTAX   the text does not follow the grammar
+ *   SLUICE_ERANGE    a number, duration or time out of its range
+ *   SLUICE_ENOTFOUND a reference to an undeclared scope, class or limit
+ *   SLUICE_ETOOBIG   a documented ceiling or options->max_bytes exceeded
+ *   SLUICE_ENOMEM    the allocator failed
+ * Thread-safe (no shared state); never reads past text[len - 1].
+ */
+SLUICE_API int sluice_policy_parse(const char *text, size_t len,
+				   const struct sluice_policy_options *options,
+				   struct sluice_policy **out, struct sluice_policy_error *err);
+
+/* Free a policy (with the allocator it was loaded with). NULL is a no-op.
+ * The caller guarantees no thread still uses it. */
+SLUICE_API void sluice_policy_destroy(struct sluice_policy *policy);
+
+/* The description of a loaded policy (never NULL for a non-NULL policy). */
+SLUICE_API const struct sluice_policy_spec *sluice_policy_spec(const struct sluice_policy *policy);
+
+/* Index of the scope / limit / class / tier called `name` (NUL-terminated),
+ * or SLUICE_ENOTFOUND; SLUICE_EINVAL for NULL arguments. */
+SLUICE_API int sluice_policy_scope_index(const struct sluice_policy *policy, const char *name);
+SLUICE_API int sluice_policy_limit_index(const struct sluice_policy *policy, const char *name);
+SLUICE_API int sluice_policy_class_index(const struct sluice_policy *policy, const char *name);
+SLUICE_API int sluice_policy_tier_index(const struct sluice_policy *policy, const char *name);
+
+/*
+ * The endpoint class of a request: `method` (method_len bytes) and `path`
+ * (path_len bytes, starting with '/'; anything from the first '?' or '#' is
+ * ignored). Returns the class id (>= 0; SLUICE_POLICY_DEFAULT_CLASS when no
+ * route matches), or SLUICE_EINVAL for a NULL pointer, an empty method or a
+ * path that does not start with '/'.
+ *
+ * Matching (docs/policy.md, "Route matching"): methods compare ASCII
+ * case-insensitively, paths byte for byte; empty segments are ignored (so
+ * "/v1/users/" and "/v1//users" match "/v1/users"). Of all matching rules
+ * the most specific wins: compare the patterns segment by segment from the
+ * left, a literal beats ":param" beats "*"; for equal patterns an exact
+ * method beats "*". Any path length is accepted.
+ *
+ * Precompiled trie; no allocation, lock or syscall; visits each trie node at
+ * most once. Thread-safe.
+ */
+SLUICE_API int sluice_policy_match(const struct sluice_policy *policy, const char *method,
+				   size_t method_len, const char *path, size_t path_len);
+
+/*
+ * The limits that apply to requests of class `class_id`: bit i set for limit
+ * i (precomputed at load from each limit's class list; SLUICE_POLICY_MAX_LIMITS
+ * is 32). 0 for a NULL policy or a class id out of range. Thread-safe; O(1).
+ */
+SLUICE_API uint32_t sluice_policy_class_limits(const struct sluice_policy *policy, uint32_t class_id);
+
+/*
+ * The numbers of limit `limit` under tier `tier` (SLUICE_POLICY_NO_TIER for
+ * the base numbers; ignored for a limit that is not tiered): count and burst
+ * multiplied by the tier's multiplier, rounded down (validated >= 1 at load).
+ * Either output may be NULL. Returns 0 or SLUICE_EINVAL (NULL policy, limit
+ * or tier out of range).
+ */
+SLUICE_API int sluice_policy_limit_numbers(const struct sluice_policy *policy, uint32_t limit,
+					   int tier, uint64_t *count, uint64_t *burst);
+
+/*
+ * The override in force for limit `limit` and the identity key[0..key_len)
+ * of scope `scope` at Unix time now_ns: its index in spec->overrides, or
+ * SLUICE_ENOTFOUND (none, or expired: now_ns >= expires_at_ns), or
+ * SLUICE_EINVAL (NULL policy, NULL key with key_len > 0, indices out of
+ * range). Binary search; no allocation. Thread-safe.
+ */
+SLUICE_API int sluice_policy_override_find(const struct sluice_policy *policy, uint32_t limit,
+					   uint32_t scope, const void *key, size_t key_len,
+					   uint64_t now_ns);
+
+/*
+ * Write the canonical text of a policy into buf (cap bytes, NUL-terminated
+ * when cap > 0). *len_out (may be NULL) receives the length of the full text
+ * without its NUL. Returns 0, SLUICE_ETRUNC when cap <= that length (the
+ * text is cut and still NUL-terminated), SLUICE_EINVAL for a NULL policy or
+ * a NULL buf with cap > 0. Parsing the canonical text gives a policy equal
+ * to the original (sluice_policy_equal). Thread-safe.
+ */
+SLUICE_API int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t cap,
+				   size_t *len_out);
+
+/* True iff the two policies describe the same thing: every field of their
+ * specs, names, routes (in order), tiers and overrides equal; the lines where
+ * items were declared are not compared. Two NULLs are equal. */
+SLUICE_API bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_policy *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLUICE_POLICY_H */

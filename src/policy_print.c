@@ -1,0 +1,227 @@
+/*
+ * policy_print.c - the canonical text of a loaded policy.
+ *
+ * One directive per line in a fixed order (policy, headers, body, fail,
+ * scopes, classes, routes, tiers, limits, overrides), every default spelled
+ * out where it is part of the response style, options only where they differ
+ * from their defaults, durations in the largest unit that divides them.
+ * Parsing this text yields an equal policy (the round-trip property,
+ * checked by fuzz/fuzz_policy.c and tests/test_policy.c).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "policy_internal.h"
+
+struct out {
+	char *buf;
+	size_t cap;
+	size_t len; /* full length, even past cap */
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+	if (o->len < o->cap) {
+		size_t room = o->cap - o->len;
+		memcpy(o->buf + o->len, s, n < room ? n : room);
+	}
+	o->len += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+	put(o, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char *fmt, ...)
+{
+	char tmp[96];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void put_string(struct out *o, const uint8_t *s, size_t n)
+{
+	put(o, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = s[i];
+		if (c == '"' || c == '\\') {
+			char e[2] = {'\\', (char)c};
+			put(o, e, 2);
+		} else if (c >= 0x20 && c < 0x7f) {
+			char ch = (char)c;
+			put(o, &ch, 1);
+		} else {
+			putf(o, "\\x%02x", c);
+		}
+	}
+	put(o, "\"", 1);
+}
+
+static void put_duration(struct out *o, uint64_t ns)
+{
+	static const struct {
+		const char *name;
+		uint64_t ns;
+	} units[] = {
+		{"d", 86400 * SLUICE_NS_PER_SEC}, {"h", 3600 * SLUICE_NS_PER_SEC}, {"m", 60 * SLUICE_NS_PER_SEC},
+		{"s", SLUICE_NS_PER_SEC},         {"ms", 1000000},                 {"us", 1000},
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (ns != 0 && ns % units[i].ns == 0) {
+			putf(o, "%llu%s", (unsigned long long)(ns / units[i].ns), units[i].name);
+			return;
+		}
+	}
+	putf(o, "%lluns", (unsigned long long)ns);
+}
+
+/* Unix ns -> YYYY-MM-DDTHH:MM:SS[.fffffffff]Z (H. Hinnant's civil_from_days). */
+static void put_time(struct out *o, uint64_t ns)
+{
+	uint64_t secs = ns / SLUICE_NS_PER_SEC, frac = ns % SLUICE_NS_PER_SEC;
+	int64_t z = (int64_t)(secs / 86400) + 719468;
+	uint64_t sod = secs % 86400;
+	int64_t era = z / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t y = (int64_t)yoe + era * 400;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned d = doy - (153 * mp + 2) / 5 + 1;
+	unsigned m = mp < 10 ? mp + 3 : mp - 9;
+	y += m <= 2;
+	putf(o, "%04lld-%02u-%02uT%02u:%02u:%02u", (long long)y, m, d, (unsigned)(sod / 3600),
+	     (unsigned)(sod / 60 % 60), (unsigned)(sod % 60));
+	if (frac != 0) {
+		char digits[16];
+		snprintf(digits, sizeof(digits), ".%09llu", (unsigned long long)frac);
+		size_t n = strlen(digits);
+		while (digits[n - 1] == '0')
+			n--;
+		put(o, digits, n);
+	}
+	put(o, "Z", 1);
+}
+
+static void put_limit(struct out *o, const struct sluice_policy_spec *s, const struct sluice_policy_limit *l)
+{
+	static const char *const kinds[] = {"", "rate", "sliding", "quota", "concurrency"};
+	bool first = true;
+
+	putf(o, "limit %s per ", l->name);
+	for (uint32_t i = 0; i < s->scope_count; i++) {
+		if (l->scope_mask & (1u << i)) {
+			if (!first)
+				put(o, "+", 1);
+			puts_(o, s->scopes[i]);
+			first = false;
+		}
+	}
+	if (l->per_class)
+		puts_(o, first ? "class" : "+class");
+	if (!l->all_classes) {
+		first = true;
+		puts_(o, " on ");
+		for (uint32_t c = 0; c < s->class_count; c++) {
+			if (l->class_mask & (UINT64_C(1) << c)) {
+				if (!first)
+					put(o, ",", 1);
+				puts_(o, s->classes[c]);
+				first = false;
+			}
+		}
+	}
+	putf(o, " %s ", l->kind <= SLUICE_POLICY_KIND_CONCURRENCY ? kinds[l->kind] : "?");
+	if (l->kind == SLUICE_POLICY_KIND_CONCURRENCY) {
+		putf(o, "%llu retry-after ", (unsigned long long)l->count);
+		put_duration(o, l->retry_after_ns);
+		if (l->lease_ns != 0) {
+			puts_(o, " lease ");
+			put_duration(o, l->lease_ns);
+		}
+	} else {
+		putf(o, "%llu/", (unsigned long long)l->count);
+		put_duration(o, l->period_ns);
+		if (l->kind == SLUICE_POLICY_KIND_CALENDAR)
+			puts_(o, "@utc");
+		if (l->kind == SLUICE_POLICY_KIND_GCRA && l->burst != l->count)
+			putf(o, " burst %llu", (unsigned long long)l->burst);
+	}
+	if (l->warn_percent != 0)
+		putf(o, " warn %u%%", l->warn_percent);
+	if (l->tiered)
+		puts_(o, " tiered");
+	put(o, "\n", 1);
+}
+
+int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t cap, size_t *len_out)
+{
+	static const char *const families[] = {"none", "draft-6", "draft-7", "draft-11", "x-ratelimit"};
+	static const char *const resets[] = {"delta", "unix-s", "unix-ms"};
+	static const char *const bodies[] = {"?", "seed000", "seed002", "empty"}; /* by value */
+
+	if (policy == NULL || (buf == NULL && cap > 0))
+		return SLUICE_EINVAL;
+	const struct sluice_policy_spec *s = &policy->spec;
+	struct out o = {buf, cap, 0};
+
+	puts_(&o, "policy ");
+	put_string(&o, (const uint8_t *)s->name, strlen(s->name));
+	putf(&o, "\nheaders %s reset=%s retry-after=%s\n", families[s->headers], resets[s->reset],
+	     s->retry_after ? "yes" : "no");
+	putf(&o, "body %s\nfail %s\n", bodies[s->body], s->fail == SLUICE_POLICY_FAIL_OPEN ? "open" : "closed");
+	for (uint32_t i = 0; i < s->scope_count; i++)
+		putf(&o, "scope %s\n", s->scopes[i]);
+	for (uint32_t i = 1; i < s->class_count; i++)
+		putf(&o, "class %s\n", s->classes[i]);
+	for (uint32_t i = 0; i < s->route_count; i++) {
+		const struct sluice_policy_route *r = &s->routes[i];
+		putf(&o, "class %s match %s ", s->classes[r->class_id], r->method);
+		puts_(&o, r->pattern);
+		put(&o, "\n", 1);
+	}
+	for (uint32_t i = 0; i < s->tier_count; i++) {
+		uint32_t m = s->tiers[i].multiplier_milli;
+		putf(&o, "tier %s x%u", s->tiers[i].name, m / 1000);
+		if (m % 1000 != 0) {
+			char frac[8];
+			snprintf(frac, sizeof(frac), ".%03u", m % 1000);
+			size_t n = strlen(frac);
+			while (frac[n - 1] == '0')
+				n--;
+			put(&o, frac, n);
+		}
+		put(&o, "\n", 1);
+	}
+	for (uint32_t i = 0; i < s->limit_count; i++)
+		put_limit(&o, s, &s->limits[i]);
+	for (uint32_t i = 0; i < s->override_count; i++) {
+		const struct sluice_policy_override *ov = &s->overrides[i];
+		putf(&o, "override %s %s ", s->limits[ov->limit].name, s->scopes[ov->scope]);
+		put_string(&o, ov->key, ov->key_len);
+		putf(&o, " %llu", (unsigned long long)ov->count);
+		if (ov->burst != ov->count)
+			putf(&o, " burst %llu", (unsigned long long)ov->burst);
+		puts_(&o, " until ");
+		put_time(&o, ov->expires_at_ns);
+		put(&o, "\n", 1);
+	}
+
+	if (len_out != NULL)
+		*len_out = o.len;
+	if (cap == 0)
+		return o.len == 0 ? SLUICE_OK : SLUICE_ETRUNC;
+	if (o.len >= cap) {
+		buf[cap - 1] = '\0';
+		return SLUICE_ETRUNC;
+	}
+	buf[o.len] = '\0';
+	return SLUICE_OK;
+}

@@ -4,6 +4,9 @@
  * Layers, bottom up (each header documents its own contracts):
  *   sluice/common.h   error codes, struct sluice_decision, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
+ *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
+ *   sluice/http.h     rate-limit response headers and 429 bodies (server)
+ *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
  *
  * Every public header compiles as C11 and as C++.
  */
@@ -12,5 +15,9 @@
 
 #include "sluice/common.h"
 #include "sluice/gcra.h"
+
+#include "sluice/sf.h"
+//H#include "sluice/http.h"
+//C#include "sluice/client.h"
 
 #endif /* SLUICE_H */

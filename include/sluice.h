@@ -17,7 +17,7 @@
 #include "sluice/gcra.h"
 
 #include "sluice/sf.h"
-//H#include "sluice/http.h"
+#include "sluice/http.h"
 //C#include "sluice/client.h"
 
 #endif /* SLUICE_H */

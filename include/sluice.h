@@ -18,6 +18,6 @@
 
 #include "sluice/sf.h"
 #include "sluice/http.h"
-//C#include "sluice/client.h"
+#include "sluice/client.h"
 
 #endif /* SLUICE_H */

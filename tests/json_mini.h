@@ -79,7 +79,10 @@ static unsigned long json_hex4(struct json_src *src)
 
 static char *json_string(struct json_src *src, size_t *len)
 {
-	char *out = malloc(src->n - src->i + 1);
+	size_t end = src->i + 1; /* the closing quote bounds the decoded size */
+	while (end < src->n && src->s[end] != '"')
+		end += src->s[end] == '\\' ? 2 : 1;
+	char *out = malloc(end - src->i + 1);
 	size_t k = 0;
 
 	src->i++; /* '"' */

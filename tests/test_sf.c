@@ -32,7 +32,7 @@ static const char *vectors_dir(void)
 		if (candidates[i] == NULL)
 			continue;
 		snprintf(dir, sizeof(dir), "%s/vectors/structured-field-tests/", candidates[i]);
-		char probe[1100];
+		char probe[1100 + 16];
 		snprintf(probe, sizeof(probe), "%sREADME.md", dir);
 		FILE *f = fopen(probe, "r");
 		if (f != NULL) {
@@ -391,7 +391,7 @@ static bool run_parse_case(const struct json *tc, const char **why)
 
 static struct tally run_file(const char *name)
 {
-	char path[512];
+	char path[2048];
 	struct json doc;
 	struct tally t = {0, 0, 0, 0};
 
@@ -444,7 +444,7 @@ VECTOR_FILE(token, "token.json")
 
 static struct tally run_serialisation_file(const char *name)
 {
-	char path[512];
+	char path[2048];
 	struct json doc;
 	struct tally t = {0, 0, 0, 0};
 

@@ -387,10 +387,14 @@ Test(client, retry_after_delay_seconds_urllib3_cases)
 	cr_assert_eq(d, 1000 * SEC);
 	cr_assert_eq(ra("\t42 ", 0, &d), 0);
 	cr_assert_eq(d, 42 * SEC);
-	static const char *const bad[] = {"-1", "+1", "1.0", "\xc2\xb2", "", " ", "30, 15", "1 2", "0x10", "1e3"};
+	static const char *const bad[] = {"-1", "+1", "1.0", "\xc2\xb2", "", " ", "30, 15", "1 2", "0x10", "1e3",
+					  /* cache-tests' delta-seconds probes */
+					  "abc", "-7200", "7200.0", "7200, 0", "7200;foo=bar"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(ra(bad[i], 0, &d), SLUICE_ESYNTAX, "%s", bad[i]);
 	/* saturation, not wrap-around (go-retryablehttp's bug) */
+	cr_assert_eq(ra("2147483648", 0, &d), 0);
+	cr_assert_eq(d, 2147483648ull * SEC);
 	cr_assert_eq(ra("10000000000", 0, &d), 0);
 	cr_assert_eq(d, 10000000000ull * SEC);
 	cr_assert_eq(ra("18446744074", 0, &d), 0);
@@ -466,6 +470,10 @@ Test(client, http_date_strictness)
 		"Sun Nov  6 08:49:37 1994 GMT",
 		"Sun Nov  6 08:49:37 94",
 		"Funday, 06-Nov-94 08:49:37 GMT",
+		"Thu, 18 AUG 2050 00:00:00 GMT", "THU, 18 Aug 2050 00:00:00 GMT",
+		"Thu, 18 Aug 2050 00:00:00 gMT", "Thu, 18-Aug-2050 00:00:00 GMT",
+		"Thu, 18 Aug 50 00:00:00 GMT", "Thu,  18 Aug 2050 00:00:00 GMT",
+		"Thu, 18 Aug 2050 0:00:00 GMT", "18-Aug-2050",
 		"", "GMT", "02.01.18",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)

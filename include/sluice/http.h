@@ -116,7 +116,7 @@ SLUICE_API int sluice_http_render_headers(unsigned families, const struct sluice
  * The same fields as name/value pairs, for servers that add headers one by
  * one (libmicrohttpd, nginx modules). Names point to static strings; values
  * are written NUL-terminated into buf. fields[0..*nfields) are filled;
- * *nfields receives the count needed (at most 6) even when max_fields is too
+ * *nfields receives the count needed (at most 8) even when max_fields is too
  * small. Returns as sluice_http_render_headers(); SLUICE_ETRUNC when either
  * buf or fields is too small, and then no pointer in fields may be used.
  */

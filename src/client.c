@@ -31,13 +31,51 @@
 
 /* ---- field access ----------------------------------------------------------- */
 
-static bool name_eq(const struct sluice_http_field *f, const char *name)
-{
-	size_t n = strlen(name);
+/* The field names the parser reads, lowercase. */
+enum slot {
+	S_POLICY,
+	S_RATELIMIT,
+	S_RL_LIMIT,
+	S_RL_REMAINING,
+	S_RL_RESET,
+	S_X_LIMIT,
+	S_X_REMAINING,
+	S_X_RESET,
+	S_XX_LIMIT,
+	S_XX_REMAINING,
+	S_XX_RESET,
+	S_RETRY_AFTER,
+	S_COUNT
+};
 
-	if (f->name == NULL || f->name_len != n)
+#define SLOT_NAME(s) {s, sizeof(s) - 1}
+static const struct {
+	const char *name;
+	size_t len;
+} slot_names[S_COUNT] = {
+	SLOT_NAME("ratelimit-policy"),   SLOT_NAME("ratelimit"),
+	SLOT_NAME("ratelimit-limit"),    SLOT_NAME("ratelimit-remaining"),
+	SLOT_NAME("ratelimit-reset"),    SLOT_NAME("x-ratelimit-limit"),
+	SLOT_NAME("x-ratelimit-remaining"), SLOT_NAME("x-ratelimit-reset"),
+	SLOT_NAME("x-rate-limit-limit"), SLOT_NAME("x-rate-limit-remaining"),
+	SLOT_NAME("x-rate-limit-reset"), SLOT_NAME("retry-after"),
+};
+
+/* Where each known field's lines are: one pass over the response. */
+struct field_index {
+	const struct sluice_http_field *fields;
+	size_t n;
+	size_t first[S_COUNT];
+	size_t count[S_COUNT];
+};
+
+static bool name_is(const struct sluice_http_field *f, int slot)
+{
+	const char *name = slot_names[slot].name;
+
+	if (f->name == NULL || f->name_len != slot_names[slot].len)
 		return false;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < f->name_len; i++) {
 		char c = f->name[i];
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
@@ -47,30 +85,57 @@ static bool name_eq(const struct sluice_http_field *f, const char *name)
 	return true;
 }
 
-/* Combine every line named `name` (lowercase) into buf. Returns the length,
- * or -1 if absent or longer than cap. */
-static long combine(const struct sluice_http_field *fields, size_t n, const char *name, char *buf,
-		    size_t cap)
+static void index_fields(struct field_index *ix, const struct sluice_http_field *fields, size_t n)
 {
-	size_t len = 0;
-	bool found = false;
-
+	ix->fields = fields;
+	ix->n = n;
+	for (int s = 0; s < S_COUNT; s++)
+		ix->count[s] = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!name_eq(&fields[i], name))
-			continue;
-		size_t add = fields[i].value_len + (found ? 2 : 0);
-		if (add > cap - len || (fields[i].value_len > 0 && fields[i].value == NULL))
+		for (int s = 0; s < S_COUNT; s++) {
+			if (name_is(&fields[i], s)) {
+				if (ix->count[s]++ == 0)
+					ix->first[s] = i;
+				break;
+			}
+		}
+	}
+}
+
+/* The combined value of a field: all its lines joined with ", " (RFC 9110
+ * 5.3). A single line is used in place; several are copied into buf.
+ * Returns the length, or -1 if the field is absent or its value is longer
+ * than SLUICE_CLIENT_FIELD_MAX (such a field is ignored). */
+static long field_value(const struct field_index *ix, int slot, char *buf, const char **value)
+{
+	const struct sluice_http_field *f = ix->fields;
+	size_t len = 0;
+
+	if (ix->count[slot] == 0)
+		return -1;
+	if (ix->count[slot] == 1) {
+		const struct sluice_http_field *one = &f[ix->first[slot]];
+		if (one->value_len > SLUICE_CLIENT_FIELD_MAX || (one->value_len > 0 && one->value == NULL))
 			return -1;
-		if (found) {
+		*value = one->value_len > 0 ? one->value : "";
+		return (long)one->value_len;
+	}
+	for (size_t i = ix->first[slot], seen = 0; seen < ix->count[slot]; i++) {
+		if (!name_is(&f[i], slot))
+			continue;
+		size_t add = f[i].value_len + (seen > 0 ? 2 : 0);
+		if (add > SLUICE_CLIENT_FIELD_MAX - len || (f[i].value_len > 0 && f[i].value == NULL))
+			return -1;
+		if (seen++ > 0) {
 			memcpy(buf + len, ", ", 2);
 			len += 2;
 		}
-		if (fields[i].value_len > 0)
-			memcpy(buf + len, fields[i].value, fields[i].value_len);
-		len += fields[i].value_len;
-		found = true;
+		if (f[i].value_len > 0)
+			memcpy(buf + len, f[i].value, f[i].value_len);
+		len += f[i].value_len;
 	}
-	return found ? (long)len : -1;
+	*value = buf;
+	return (long)len;
 }
 
 /* ---- SF helpers ------------------------------------------------------------- */
@@ -621,18 +686,21 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 	char buf[SLUICE_CLIENT_FIELD_MAX];
 	struct sluice_sf_node nodes[MAX_NODES];
 	struct sluice_sf_result res;
+	struct field_index ix;
+	const char *v = NULL;
 	long len;
 
 	if (out == NULL || (fields == NULL && n > 0))
 		return SLUICE_EINVAL;
 	memset(out, 0, sizeof(*out));
+	index_fields(&ix, fields, n);
 
 	/* RateLimit-Policy first, so RateLimit items join their policies */
-	if ((len = combine(fields, n, "ratelimit-policy", buf, sizeof(buf))) >= 0)
-		parse_policy(buf, (size_t)len, out, nodes);
+	if ((len = field_value(&ix, S_POLICY, buf, &v)) >= 0)
+		parse_policy(v, (size_t)len, out, nodes);
 
-	if ((len = combine(fields, n, "ratelimit", buf, sizeof(buf))) >= 0) {
-		bool list_ok = sluice_sf_parse(SLUICE_SF_KIND_LIST, buf, (size_t)len, nodes, MAX_NODES,
+	if ((len = field_value(&ix, S_RATELIMIT, buf, &v)) >= 0) {
+		bool list_ok = sluice_sf_parse(SLUICE_SF_KIND_LIST, v, (size_t)len, nodes, MAX_NODES,
 					       &res) == 0 && res.members > 0;
 		bool strings = list_ok && all_items_of(nodes, res.members, SLUICE_SF_STRING);
 		bool tokens = list_ok && all_items_of(nodes, res.members, SLUICE_SF_TOKEN);
@@ -640,12 +708,12 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 
 		if (!strings) {
 			struct sluice_sf_result dres;
-			if (sluice_sf_parse(SLUICE_SF_KIND_DICT, buf, (size_t)len, nodes, MAX_NODES,
+			if (sluice_sf_parse(SLUICE_SF_KIND_DICT, v, (size_t)len, nodes, MAX_NODES,
 					    &dres) == 0)
 				d7 = parse_draft07(nodes, dres.members);
 			/* the Token-named List, parsed again over the dictionary */
 			if (tokens && !d7.ok)
-				sluice_sf_parse(SLUICE_SF_KIND_LIST, buf, (size_t)len, nodes, MAX_NODES, &res);
+				sluice_sf_parse(SLUICE_SF_KIND_LIST, v, (size_t)len, nodes, MAX_NODES, &res);
 		}
 		if ((strings || (tokens && !d7.ok)) && service_items_valid(nodes, res.members)) {
 			uint32_t g = UINT32_MAX;
@@ -668,12 +736,12 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 	{
 		struct triple t = {false, false, false, 0, 0, 0};
 		uint64_t reset = 0;
-		len = combine(fields, n, "ratelimit-limit", buf, sizeof(buf));
-		t.has_limit = sf_uint_item(buf, len, true, nodes, &t.limit);
-		len = combine(fields, n, "ratelimit-remaining", buf, sizeof(buf));
-		t.has_remaining = sf_uint_item(buf, len, false, nodes, &t.remaining);
-		len = combine(fields, n, "ratelimit-reset", buf, sizeof(buf));
-		t.has_reset = sf_uint_item(buf, len, false, nodes, &reset);
+		len = field_value(&ix, S_RL_LIMIT, buf, &v);
+		t.has_limit = sf_uint_item(v, len, true, nodes, &t.limit);
+		len = field_value(&ix, S_RL_REMAINING, buf, &v);
+		t.has_remaining = sf_uint_item(v, len, false, nodes, &t.remaining);
+		len = field_value(&ix, S_RL_RESET, buf, &v);
+		t.has_reset = sf_uint_item(v, len, false, nodes, &reset);
 		t.reset_ns = t.has_reset ? sluice_client_reset_delay(reset, 0, now_unix_ns) : 0;
 		if (t.has_limit || t.has_remaining || t.has_reset) {
 			out->seen |= SLUICE_CLIENT_DRAFT06;
@@ -683,18 +751,18 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 
 	/* X-RateLimit-* and X-Rate-Limit-* */
 	{
-		static const char *const names[2][3] = {
-			{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"},
-			{"x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset"},
+		static const int slots[2][3] = {
+			{S_X_LIMIT, S_X_REMAINING, S_X_RESET},
+			{S_XX_LIMIT, S_XX_REMAINING, S_XX_RESET},
 		};
 		struct triple t = {false, false, false, 0, 0, 0};
-		for (int v = 0; v < 2; v++) {
+		for (int k = 0; k < 2; k++) {
 			uint64_t x;
 			uint32_t frac;
 			const char *p;
 			size_t plen;
-			if (!t.has_limit && (len = combine(fields, n, names[v][0], buf, sizeof(buf))) >= 0) {
-				p = buf;
+			if (!t.has_limit && (len = field_value(&ix, slots[k][0], buf, &v)) >= 0) {
+				p = v;
 				plen = (size_t)len;
 				trim_ows(&p, &plen);
 				if (parse_number(p, plen, false, &x, &frac)) {
@@ -702,8 +770,8 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 					t.limit = x;
 				}
 			}
-			if (!t.has_remaining && (len = combine(fields, n, names[v][1], buf, sizeof(buf))) >= 0) {
-				p = buf;
+			if (!t.has_remaining && (len = field_value(&ix, slots[k][1], buf, &v)) >= 0) {
+				p = v;
 				plen = (size_t)len;
 				trim_ows(&p, &plen);
 				if (parse_number(p, plen, true, &x, &frac)) {
@@ -711,8 +779,8 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 					t.remaining = x;
 				}
 			}
-			if (!t.has_reset && (len = combine(fields, n, names[v][2], buf, sizeof(buf))) >= 0)
-				t.has_reset = parse_reset_text(buf, (size_t)len, now_unix_ns, &t.reset_ns);
+			if (!t.has_reset && (len = field_value(&ix, slots[k][2], buf, &v)) >= 0)
+				t.has_reset = parse_reset_text(v, (size_t)len, now_unix_ns, &t.reset_ns);
 		}
 		if (t.has_limit || t.has_remaining || t.has_reset) {
 			out->seen |= SLUICE_CLIENT_X;
@@ -720,8 +788,8 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 		}
 	}
 
-	if ((len = combine(fields, n, "retry-after", buf, sizeof(buf))) >= 0 &&
-	    sluice_client_retry_after(buf, (size_t)len, now_unix_ns, &out->retry_after_ns) == 0) {
+	if ((len = field_value(&ix, S_RETRY_AFTER, buf, &v)) >= 0 &&
+	    sluice_client_retry_after(v, (size_t)len, now_unix_ns, &out->retry_after_ns) == 0) {
 		out->has_retry_after = true;
 		out->seen |= SLUICE_CLIENT_RETRY_AFTER;
 	}

@@ -13,7 +13,11 @@
  *     place (three reversals, in place) and the old subtree squeezed out.
  *
  * Both are the "last value wins, first position kept" rule of the RFC's
- * ordered maps. Every node consumes at least one input byte (an item or
+ * ordered maps. Finding a duplicate is a linear scan (no memory to hash
+ * into), so the number of dictionary members and of parameters per item is
+ * capped at the RFC's required minimums (1024 and 256): the scans then cost
+ * at most a few hundred comparisons per input byte, where unbounded they
+ * were quadratic in the input (80 KB of dictionary took 0.4 s). Every node consumes at least one input byte (an item or
  * inner list at least one character, a parameter at least ';' and a key), so
  * `len` nodes always suffice.
  *
@@ -424,6 +428,10 @@ static int parse_params(struct parser *p, size_t owner)
 		while (i < p->used && !key_eq(p->nodes[i].key, p->nodes[i].key_len, key, key_len))
 			i++;
 		if (i == p->used) {
+			if (p->nodes[owner].nparams == SLUICE_SF_PARAMS_MAX) {
+				p->err = SLUICE_ETOOBIG;
+				return p->err;
+			}
 			struct sluice_sf_node *n = new_node(p);
 			if (n == NULL)
 				return p->err;
@@ -571,6 +579,10 @@ static int parse_dict(struct parser *p, size_t *members)
 				(start - oe) * sizeof(p->nodes[0]));
 			p->used -= oe - os;
 		} else {
+			if (*members == SLUICE_SF_DICT_MAX) {
+				p->err = SLUICE_ETOOBIG;
+				return p->err;
+			}
 			++*members;
 		}
 		if (member_separator(p, &more) != 0)

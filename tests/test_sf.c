@@ -654,3 +654,36 @@ Test(sf, writer_binary_pads_and_zeroes_pad_bits)
 	cr_assert_eq(sluice_sf_writer_finish(&w, NULL), 0);
 	cr_assert_str_eq(out, "-1.5 0.01");
 }
+
+Test(sf, ceilings_on_dictionary_members_and_parameters)
+{
+	static char in[16384];
+	static struct sluice_sf_node n[16384];
+	struct sluice_sf_result res;
+	size_t k = 0;
+
+	for (int i = 0; i < SLUICE_SF_DICT_MAX; i++)
+		k += (size_t)sprintf(in + k, "%sk%d", i ? "," : "", i);
+	cr_assert_eq(sluice_sf_parse(SLUICE_SF_KIND_DICT, in, k, n, 16384, &res), 0);
+	cr_assert_eq(res.members, SLUICE_SF_DICT_MAX);
+	/* a duplicate is still fine at the ceiling, a new key is not */
+	cr_assert_eq(sluice_sf_parse(SLUICE_SF_KIND_DICT, in, k + (size_t)sprintf(in + k, ",k0=2"), n, 16384, &res), 0);
+	cr_assert_eq(sluice_sf_parse(SLUICE_SF_KIND_DICT, in, k + (size_t)sprintf(in + k, ",new"), n, 16384, &res),
+		     SLUICE_ETOOBIG);
+	cr_assert_eq(res.error_offset, k + 4);
+	/* the same members as a List are not capped */
+	k = 0;
+	for (int i = 0; i < 3000; i++)
+		k += (size_t)sprintf(in + k, "%sk%d", i ? "," : "", i);
+	cr_assert_eq(sluice_sf_parse(SLUICE_SF_KIND_LIST, in, k, n, 16384, &res), 0);
+	cr_assert_eq(res.members, 3000);
+	k = (size_t)sprintf(in, "x");
+	for (int i = 0; i < SLUICE_SF_PARAMS_MAX; i++)
+		k += (size_t)sprintf(in + k, ";p%d", i);
+	cr_assert_eq(sluice_sf_parse(SLUICE_SF_KIND_ITEM, in, k, n, 16384, &res), 0);
+	cr_assert_eq(n[0].nparams, SLUICE_SF_PARAMS_MAX);
+	k += (size_t)sprintf(in + k, ";p0=1"); /* duplicate: overwrites */
+	cr_assert_eq(sluice_sf_parse(SLUICE_SF_KIND_ITEM, in, k, n, 16384, &res), 0);
+	k += (size_t)sprintf(in + k, ";q");
+	cr_assert_eq(sluice_sf_parse(SLUICE_SF_KIND_ITEM, in, k, n, 16384, &res), SLUICE_ETOOBIG);
+}

@@ -36,6 +36,13 @@ extern "C" {
 #define SLUICE_SF_INTEGER_MAX INT64_C(999999999999999)
 #define SLUICE_SF_INTEGER_MIN (-SLUICE_SF_INTEGER_MAX)
 
+/* Ceilings, the minimums RFC 9651 section 3 requires parsers to support:
+ * more dictionary members, or more parameters on one item or inner list,
+ * give SLUICE_ETOOBIG (duplicate keys are found by linear scans, so larger
+ * counts would make parsing quadratic in the input). Lists are unbounded. */
+#define SLUICE_SF_DICT_MAX 1024
+#define SLUICE_SF_PARAMS_MAX 256
+
 /* Nodes enough for any value of len bytes. */
 #define SLUICE_SF_NODES_MAX(len) ((len) > 0 ? (size_t)(len) : (size_t)1)
 
@@ -87,7 +94,10 @@ struct sluice_sf_result {
  * that cannot be accepted (the whole value must then be ignored: RFC 9651
  * allows no partial result); SLUICE_ETRUNC when `cap` nodes are too few, with
  * error_offset where the parse stopped (SLUICE_SF_NODES_MAX(len) always
- * suffices). Leniency beyond the RFC's MUSTs, as its SHOULDs ask: a Byte
+ * suffices); SLUICE_ETOOBIG past SLUICE_SF_DICT_MAX members or
+ * SLUICE_SF_PARAMS_MAX parameters, with error_offset. Cost: linear in len
+ * for Lists and Items, at most O(len * 256 + 1024^2) with parameters and
+ * dictionaries. Leniency beyond the RFC's MUSTs, as its SHOULDs ask: a Byte
  * Sequence may lack its '=' padding and may have non-zero pad bits.
  */
 SLUICE_API int sluice_sf_parse(enum sluice_sf_kind kind, const char *in, size_t len,

@@ -720,9 +720,18 @@ int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64
 			apply_service_items(nodes, res.members, out, &g);
 			out->seen |= SLUICE_CLIENT_DRAFT08;
 			out->source = SLUICE_CLIENT_DRAFT08;
-			if (g != UINT32_MAX && out->policies[g].has_quota) {
-				out->has_limit = true;
-				out->limit = out->policies[g].quota;
+			/* the governing item's policy: same name and pk, else the
+			 * same name without a pk (a policy shared by partitions) */
+			for (uint32_t i = 0; g != UINT32_MAX && i <= out->npolicies; i++) {
+				const struct sluice_client_policy *p =
+					i == 0 ? &out->policies[g] : &out->policies[i - 1];
+				if (i > 0 && (p->pk_len != 0 || strcmp(p->name, out->policies[g].name) != 0))
+					continue;
+				if (p->has_quota) {
+					out->has_limit = true;
+					out->limit = p->quota;
+					break;
+				}
 			}
 		} else if (d7.ok) {
 			struct triple t = {true, d7.has_remaining, true, d7.limit, d7.remaining,

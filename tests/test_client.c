@@ -186,6 +186,14 @@ Test(client, partition_keys_separate_policies)
 	cr_assert_eq(l.policies[1].remaining, 9);
 	cr_assert_not(l.policies[1].has_quota);
 	cr_assert_eq(l.limit, 100);
+	/* a policy without pk serves every partition of its name */
+	h.n = 0;
+	add(&h, "RateLimit-Policy", "\"peruser\";q=100;w=60");
+	add(&h, "RateLimit", "\"peruser\";r=3;pk=:cHsdsRa894==:");
+	cr_assert_eq(sluice_client_parse(h.f, h.n, 0, &l), 0);
+	cr_assert_eq(l.npolicies, 2);
+	cr_assert(l.has_limit);
+	cr_assert_eq(l.limit, 100);
 }
 
 Test(client, too_many_policies_are_counted_not_overflowed)

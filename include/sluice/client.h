@@ -89,7 +89,8 @@ struct sluice_client_limits {
  * Classification, first match wins for limit/remaining/reset:
  *   1. RateLimit as a List whose items are all Strings: drafts 08-11. The
  *      governing item is the one with the least r (ties: the longest t);
- *      limit is its policy's q when RateLimit-Policy names it.
+ *      limit is its policy's q when RateLimit-Policy names it (same name
+ *      and pk, else same name and no pk).
  *   2. else RateLimit as a Dictionary with limit and reset: draft 07.
  *   3. else (lenient) RateLimit as a List of Token-named items (the drafts'
  *      old appendix examples): as 1.

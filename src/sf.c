@@ -606,7 +606,7 @@ int sluice_sf_parse(enum sluice_sf_kind kind, const char *in, size_t len,
 	res->error_offset = 0;
 	if (len > UINT32_MAX) { /* node lengths are 32-bit */
 		res->error_offset = UINT32_MAX;
-		return SLUICE_ETRUNC;
+		return SLUICE_ETOOBIG;
 	}
 	/* Input must be ASCII (RFC 9651 4.2, step 1). */
 	for (size_t i = 0; i < len; i++) {

@@ -95,7 +95,8 @@ struct sluice_sf_result {
  * allows no partial result); SLUICE_ETRUNC when `cap` nodes are too few, with
  * error_offset where the parse stopped (SLUICE_SF_NODES_MAX(len) always
  * suffices); SLUICE_ETOOBIG past SLUICE_SF_DICT_MAX members or
- * SLUICE_SF_PARAMS_MAX parameters, with error_offset. Cost: linear in len
+ * SLUICE_SF_PARAMS_MAX parameters, with error_offset, or for len above
+ * 4 GiB. Cost: linear in len
  * for Lists and Items, at most O(len * 256 + 1024^2) with parameters and
  * dictionaries. Leniency beyond the RFC's MUSTs, as its SHOULDs ask: a Byte
  * Sequence may lack its '=' padding and may have non-zero pad bits.

@@ -5,6 +5,9 @@
  *   sluice/common.h   error codes, struct sluice_decision, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
  *   sluice/policy.h   policies: scopes, limits, routes, tiers, config parser
+ *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
+ *   sluice/http.h     rate-limit response headers and 429 bodies (server)
+ *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
  *
  * Every public header compiles as C11 and as C++.
  */
@@ -14,5 +17,8 @@
 #include "sluice/common.h"
 #include "sluice/gcra.h"
 #include "sluice/policy.h"
+#include "sluice/sf.h"
+#include "sluice/http.h"
+#include "sluice/client.h"
 
 #endif /* SLUICE_H */

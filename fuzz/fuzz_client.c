@@ -1,0 +1,138 @@
+/*
+ * fuzz_client.c - response parsing and HTTP-dates (include/sluice/client.h).
+ *
+ * Input byte 0 picks the mode:
+ *   even: the rest is a header block, "name: value" lines split on '\n',
+ *         parsed by sluice_client_parse() at a fixed now; invariants on the
+ *         result (source is one of the families seen, policy table bounds,
+ *         NUL-terminated names), then the backoff planner and pacing on it;
+ *   odd:  the rest is a Retry-After value: sluice_client_retry_after() must
+ *         not crash, and sluice_http_date_parse() is compared with a
+ *         reference built on glibc's strptime() + timegm() for IMF-fixdate
+ *         and asctime: whatever sluice accepts in those forms the
+ *         reference accepts with the same time, and any date the reference
+ *         reads and re-formats to exactly the input, sluice accepts.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sluice/client.h>
+
+#include "fuzz.h"
+
+#define NOW_NS (1795392000ull * SLUICE_NS_PER_SEC) /* 2026-11-23T00:00:00Z */
+
+static void check(bool ok)
+{
+	if (!ok)
+		__builtin_trap();
+}
+
+static void headers(const char *s, size_t len)
+{
+	struct sluice_http_field f[32];
+	size_t n = 0, i = 0;
+
+	while (i < len && n < 32) {
+		size_t end = i;
+		while (end < len && s[end] != '\n')
+			end++;
+		size_t colon = i;
+		while (colon < end && s[colon] != ':')
+			colon++;
+		f[n].name = s + i;
+		f[n].name_len = colon - i;
+		size_t v = colon < end ? colon + 1 : end;
+		while (v < end && s[v] == ' ')
+			v++;
+		f[n].value = s + v;
+		f[n].value_len = end - v;
+		n++;
+		i = end + 1;
+	}
+
+	struct sluice_client_limits l;
+	check(sluice_client_parse(f, n, NOW_NS, &l) == 0);
+	check(l.source == 0 || ((l.source & (l.source - 1)) == 0 && (l.source & l.seen) != 0));
+	check(l.npolicies <= SLUICE_CLIENT_MAX_POLICIES);
+	for (uint32_t k = 0; k < l.npolicies; k++) {
+		check(memchr(l.policies[k].name, '\0', sizeof(l.policies[k].name)) != NULL);
+		check(memchr(l.policies[k].unit, '\0', sizeof(l.policies[k].unit)) != NULL);
+		check(l.policies[k].pk_len <= SLUICE_CLIENT_PK_MAX);
+	}
+	check(l.has_retry_after == ((l.seen & SLUICE_CLIENT_RETRY_AFTER) != 0));
+
+	struct sluice_backoff_opts o;
+	struct sluice_backoff_request r = {.status = 429, .idempotent = false, .attempt = 1, .limits = &l};
+	struct sluice_backoff_plan p;
+	struct sluice_rng rng = {len};
+	sluice_backoff_opts_default(&o);
+	check(sluice_backoff_plan(&o, &r, &rng, &p) == 0);
+	check(p.verdict == SLUICE_BACKOFF_RETRY || p.why == SLUICE_BACKOFF_WHY_TOO_LONG);
+	(void)sluice_backoff_pace(&l, 200);
+}
+
+/* glibc reference for one format; true if it parsed the whole string. */
+static bool ref_parse(const char *z, const char *fmt, time_t *t)
+{
+	struct tm tm;
+	memset(&tm, 0, sizeof(tm));
+	const char *end = strptime(z, fmt, &tm);
+	if (end == NULL || *end != '\0')
+		return false;
+	*t = timegm(&tm);
+	return true;
+}
+
+static void dates(const char *s, size_t len)
+{
+	uint64_t delay;
+	int64_t t;
+	(void)sluice_client_retry_after(s, len, NOW_NS, &delay);
+
+	if (len > 64 || memchr(s, '\0', len) != NULL)
+		return;
+	char z[65];
+	memcpy(z, s, len);
+	z[len] = '\0';
+
+	static const char *const fmts[2] = {"%a, %d %b %Y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"};
+	bool imf = len > 4 && z[3] == ',';
+	bool asc = len > 4 && z[3] == ' ';
+	if (!imf && !asc)
+		return;
+	const char *fmt = fmts[imf ? 0 : 1];
+	time_t rt;
+	bool ours = sluice_http_date_parse(s, len, NOW_NS, &t) == 0;
+	bool ref = ref_parse(z, fmt, &rt);
+	if (ours) {
+		check(ref);
+		check((int64_t)rt == t);
+	}
+	if (ref && imf) {
+		/* the reference is lenient: only its canonical inputs must pass
+		 * (strftime writes years below 1000 with fewer than 4 digits) */
+		struct tm g;
+		char back[80];
+		if (gmtime_r(&rt, &g) != NULL && g.tm_year + 1900 >= 1000 && g.tm_year + 1900 <= 9999 &&
+		    strftime(back, sizeof(back), "%a, %d %b %Y %H:%M:%S GMT", &g) > 0 &&
+		    strcmp(back, z) == 0) {
+			check(ours);
+			check((int64_t)rt == t);
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	const char *s = (const char *)data + 1;
+	if (data[0] % 2 == 0)
+		headers(s, size - 1);
+	else
+		dates(s, size - 1);
+	return 0;
+}

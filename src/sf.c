@@ -1,0 +1,1104 @@
+/*
+ * Structured Field Values (RFC 9651) without allocation.
+ *
+ * The parser is the RFC's section 4.2 algorithm, transcribed step for step
+ * (a recursive-descent parser whose recursion depth is bounded by the grammar:
+ * member -> inner list -> item -> parameter, no deeper), writing nodes into
+ * the caller's array in document order. Two places need more than appending:
+ *
+ *   - a duplicate parameter key overwrites the earlier parameter node of the
+ *     same item in place (parameters are leaves, one node each);
+ *   - a duplicate dictionary key replaces the earlier member, whose subtree
+ *     may have another size: the new subtree is rotated into the old one's
+ *     place (three reversals, in place) and the old subtree squeezed out.
+ *
+ * Both are the "last value wins, first position kept" rule of the RFC's
+ * ordered maps. Finding a duplicate is a linear scan (no memory to hash
+ * into), so the number of dictionary members and of parameters per item is
+ * capped at the RFC's required minimums (1024 and 256): the scans then cost
+ * at most a few hundred comparisons per input byte, where unbounded they
+ * were quadratic in the input (80 KB of dictionary took 0.4 s). Every node consumes at least one input byte (an item or
+ * inner list at least one character, a parameter at least ';' and a key), so
+ * `len` nodes always suffice.
+ *
+ * Bytes of strings, tokens, byte sequences and display strings are not
+ * copied: nodes point into the input; sluice_sf_decode() produces values.
+ *
+ * Byte Sequences are validated strictly as base64 (alphabet A-Za-z0-9+/,
+ * '=' only as trailing padding, padded length a multiple of 4, never a lone
+ * sextet) but leniently as RFC 9651 asks: missing padding and non-zero pad
+ * bits are accepted. The serializer writes padding and zero pad bits.
+ */
+#include <sluice/sf.h>
+
+#include <string.h>
+
+#include "util_internal.h"
+
+struct parser {
+	const char *in;
+	size_t len;
+	size_t pos;
+	struct sluice_sf_node *nodes;
+	size_t cap;
+	size_t used;
+	int err;
+};
+
+static bool is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool is_lcalpha(int c)
+{
+	return c >= 'a' && c <= 'z';
+}
+
+static bool is_alpha(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_tchar(int c)
+{
+	if (is_alpha(c) || is_digit(c))
+		return true;
+	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static bool is_key_char(int c)
+{
+	return is_lcalpha(c) || is_digit(c) || c == '_' || c == '-' || c == '.' || c == '*';
+}
+
+static int b64_value(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+static int peek(const struct parser *p)
+{
+	return p->pos < p->len ? (unsigned char)p->in[p->pos] : -1;
+}
+
+static int fail(struct parser *p)
+{
+	if (p->err == 0)
+		p->err = SLUICE_ESYNTAX;
+	return p->err;
+}
+
+static struct sluice_sf_node *new_node(struct parser *p)
+{
+	if (p->used == p->cap) {
+		p->err = SLUICE_ETRUNC;
+		return NULL;
+	}
+	struct sluice_sf_node *n = &p->nodes[p->used++];
+	memset(n, 0, sizeof(*n));
+	return n;
+}
+
+static void skip_sp(struct parser *p)
+{
+	while (peek(p) == ' ')
+		p->pos++;
+}
+
+static void skip_ows(struct parser *p)
+{
+	while (peek(p) == ' ' || peek(p) == '\t')
+		p->pos++;
+}
+
+/* RFC 9651 4.2.4. Integer (at most 15 digits) or Decimal (at most 12 integer
+ * and 1-3 fraction digits), the latter scaled to thousandths. */
+static int parse_number(struct parser *p, struct sluice_sf_node *n)
+{
+	int64_t sign = 1;
+	int64_t ipart = 0;
+	int64_t frac = 0;
+	size_t idigits = 0;
+	size_t fdigits = 0;
+	bool decimal = false;
+
+	if (peek(p) == '-') {
+		sign = -1;
+		p->pos++;
+	}
+	if (!is_digit(peek(p)))
+		return fail(p);
+	for (;;) {
+		int c = peek(p);
+		if (is_digit(c)) {
+			if (!decimal) {
+				if (++idigits > 15)
+					return fail(p);
+				ipart = ipart * 10 + (c - '0');
+			} else {
+				if (++fdigits > 3)
+					return fail(p);
+				frac = frac * 10 + (c - '0');
+			}
+			p->pos++;
+		} else if (c == '.' && !decimal) {
+			if (idigits > 12)
+				return fail(p);
+			decimal = true;
+			p->pos++;
+		} else {
+			break;
+		}
+	}
+	if (!decimal) {
+		n->type = SLUICE_SF_INTEGER;
+		n->value = sign * ipart;
+		return 0;
+	}
+	if (fdigits == 0)
+		return fail(p); /* "1." */
+	for (size_t i = fdigits; i < 3; i++)
+		frac *= 10;
+	n->type = SLUICE_SF_DECIMAL;
+	n->value = sign * (ipart * 1000 + frac);
+	return 0;
+}
+
+/* RFC 9651 4.2.5. */
+static int parse_string(struct parser *p, struct sluice_sf_node *n)
+{
+	p->pos++; /* '"' */
+	size_t start = p->pos;
+	for (;;) {
+		int c = peek(p);
+		if (c < 0)
+			return fail(p);
+		if (c == '\\') {
+			p->pos++;
+			c = peek(p);
+			if (c != '"' && c != '\\')
+				return fail(p);
+			p->pos++;
+		} else if (c == '"') {
+			break;
+		} else if (c < 0x20 || c > 0x7e) {
+			return fail(p);
+		} else {
+			p->pos++;
+		}
+	}
+	n->type = SLUICE_SF_STRING;
+	n->str = p->in + start;
+	n->str_len = (uint32_t)(p->pos - start);
+	p->pos++; /* closing '"' */
+	return 0;
+}
+
+/* RFC 9651 4.2.6. */
+static int parse_token(struct parser *p, struct sluice_sf_node *n)
+{
+	size_t start = p->pos;
+	p->pos++; /* ALPHA or '*', checked by the caller */
+	for (int c; (c = peek(p)) >= 0 && (is_tchar(c) || c == ':' || c == '/');)
+		p->pos++;
+	n->type = SLUICE_SF_TOKEN;
+	n->str = p->in + start;
+	n->str_len = (uint32_t)(p->pos - start);
+	return 0;
+}
+
+/* RFC 9651 4.2.7. */
+static int parse_binary(struct parser *p, struct sluice_sf_node *n)
+{
+	p->pos++; /* ':' */
+	size_t start = p->pos;
+	size_t data = 0;
+	size_t pad = 0;
+	for (;;) {
+		int c = peek(p);
+		if (c < 0)
+			return fail(p);
+		if (c == ':')
+			break;
+		if (c == '=') {
+			if (++pad > 2)
+				return fail(p);
+		} else if (b64_value(c) < 0 || pad > 0) {
+			return fail(p); /* outside the alphabet, or data after padding */
+		} else {
+			data++;
+		}
+		p->pos++;
+	}
+	if (data % 4 == 1 || (pad > 0 && (data + pad) % 4 != 0))
+		return fail(p);
+	n->type = SLUICE_SF_BINARY;
+	n->str = p->in + start;
+	n->str_len = (uint32_t)(p->pos - start);
+	p->pos++; /* closing ':' */
+	return 0;
+}
+
+static int hex_value(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates, no
+ * code point above U+10FFFF). */
+struct utf8_state {
+	uint32_t need; /* continuation bytes still expected */
+	uint32_t lo;   /* allowed range of the next continuation byte */
+	uint32_t hi;
+};
+
+static bool utf8_feed(struct utf8_state *s, unsigned b)
+{
+	if (s->need > 0) {
+		if (b < s->lo || b > s->hi)
+			return false;
+		s->lo = 0x80;
+		s->hi = 0xbf;
+		s->need--;
+		return true;
+	}
+	s->lo = 0x80;
+	s->hi = 0xbf;
+	if (b < 0x80)
+		return true;
+	if (b >= 0xc2 && b <= 0xdf) {
+		s->need = 1;
+	} else if (b >= 0xe0 && b <= 0xef) {
+		s->need = 2;
+		if (b == 0xe0)
+			s->lo = 0xa0;
+		if (b == 0xed)
+			s->hi = 0x9f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		s->need = 3;
+		if (b == 0xf0)
+			s->lo = 0x90;
+		if (b == 0xf4)
+			s->hi = 0x8f;
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* RFC 9651 4.2.10. */
+static int parse_display(struct parser *p, struct sluice_sf_node *n)
+{
+	struct utf8_state u = {0, 0x80, 0xbf};
+
+	p->pos++; /* '%' */
+	if (peek(p) != '"')
+		return fail(p);
+	p->pos++;
+	size_t start = p->pos;
+	for (;;) {
+		int c = peek(p);
+		if (c < 0x20 || c > 0x7e) /* also end of input (-1) */
+			return fail(p);
+		if (c == '"')
+			break;
+		if (c == '%') {
+			if (p->pos + 2 >= p->len)
+				return fail(p);
+			int h = hex_value((unsigned char)p->in[p->pos + 1]);
+			int l = hex_value((unsigned char)p->in[p->pos + 2]);
+			if (h < 0 || l < 0)
+				return fail(p);
+			if (!utf8_feed(&u, (unsigned)(h * 16 + l)))
+				return fail(p);
+			p->pos += 3;
+		} else {
+			if (!utf8_feed(&u, (unsigned)c))
+				return fail(p);
+			p->pos++;
+		}
+	}
+	if (u.need != 0)
+		return fail(p);
+	n->type = SLUICE_SF_DISPLAY;
+	n->str = p->in + start;
+	n->str_len = (uint32_t)(p->pos - start);
+	p->pos++; /* closing '"' */
+	return 0;
+}
+
+/* RFC 9651 4.2.3.1. */
+static int parse_bare_item(struct parser *p, struct sluice_sf_node *n)
+{
+	int c = peek(p);
+
+	if (c == '-' || is_digit(c))
+		return parse_number(p, n);
+	if (c == '"')
+		return parse_string(p, n);
+	if (is_alpha(c) || c == '*')
+		return parse_token(p, n);
+	if (c == ':')
+		return parse_binary(p, n);
+	if (c == '?') {
+		p->pos++;
+		c = peek(p);
+		if (c != '0' && c != '1')
+			return fail(p);
+		p->pos++;
+		n->type = SLUICE_SF_BOOLEAN;
+		n->value = c == '1';
+		return 0;
+	}
+	if (c == '@') {
+		p->pos++;
+		if (parse_number(p, n) != 0)
+			return p->err;
+		if (n->type != SLUICE_SF_INTEGER)
+			return fail(p);
+		n->type = SLUICE_SF_DATE;
+		return 0;
+	}
+	if (c == '%')
+		return parse_display(p, n);
+	return fail(p);
+}
+
+/* RFC 9651 4.2.3.3. */
+static int parse_key(struct parser *p, const char **key, uint32_t *key_len)
+{
+	int c = peek(p);
+	if (!is_lcalpha(c) && c != '*')
+		return fail(p);
+	size_t start = p->pos;
+	while ((c = peek(p)) >= 0 && is_key_char(c))
+		p->pos++;
+	*key = p->in + start;
+	*key_len = (uint32_t)(p->pos - start);
+	return 0;
+}
+
+static bool key_eq(const char *a, uint32_t alen, const char *b, uint32_t blen)
+{
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* RFC 9651 4.2.3.2: parameters of the node at index `owner`, appended after
+ * everything written so far. */
+static int parse_params(struct parser *p, size_t owner)
+{
+	size_t first = p->used;
+
+	while (peek(p) == ';') {
+		const char *key;
+		uint32_t key_len;
+		struct sluice_sf_node value;
+
+		p->pos++;
+		skip_sp(p);
+		if (parse_key(p, &key, &key_len) != 0)
+			return p->err;
+		memset(&value, 0, sizeof(value));
+		if (peek(p) == '=') {
+			p->pos++;
+			if (parse_bare_item(p, &value) != 0)
+				return p->err;
+		} else {
+			value.type = SLUICE_SF_BOOLEAN;
+			value.value = 1;
+		}
+		value.key = key;
+		value.key_len = key_len;
+		size_t i = first;
+		while (i < p->used && !key_eq(p->nodes[i].key, p->nodes[i].key_len, key, key_len))
+			i++;
+		if (i == p->used) {
+			if (p->nodes[owner].nparams == SLUICE_SF_PARAMS_MAX) {
+				p->err = SLUICE_ETOOBIG;
+				return p->err;
+			}
+			struct sluice_sf_node *n = new_node(p);
+			if (n == NULL)
+				return p->err;
+			p->nodes[owner].nparams++;
+		}
+		p->nodes[i] = value;
+	}
+	return 0;
+}
+
+static int parse_item(struct parser *p)
+{
+	size_t idx = p->used;
+	struct sluice_sf_node *n = new_node(p);
+
+	if (n == NULL)
+		return p->err;
+	if (parse_bare_item(p, n) != 0)
+		return p->err;
+	return parse_params(p, idx);
+}
+
+/* RFC 9651 4.2.1.2. */
+static int parse_inner_list(struct parser *p)
+{
+	size_t idx = p->used;
+	struct sluice_sf_node *n = new_node(p);
+
+	if (n == NULL)
+		return p->err;
+	n->type = SLUICE_SF_INNER_LIST;
+	p->pos++; /* '(' */
+	for (;;) {
+		skip_sp(p);
+		int c = peek(p);
+		if (c == ')') {
+			p->pos++;
+			return parse_params(p, idx);
+		}
+		if (c < 0)
+			return fail(p);
+		if (parse_item(p) != 0)
+			return p->err;
+		p->nodes[idx].nitems++;
+		c = peek(p);
+		if (c != ' ' && c != ')')
+			return fail(p);
+	}
+}
+
+static int parse_item_or_inner_list(struct parser *p)
+{
+	return peek(p) == '(' ? parse_inner_list(p) : parse_item(p);
+}
+
+/* After a member: OWS, then end of input or ',' OWS and another member. */
+static int member_separator(struct parser *p, bool *more)
+{
+	skip_ows(p);
+	if (p->pos == p->len) {
+		*more = false;
+		return 0;
+	}
+	if (peek(p) != ',')
+		return fail(p);
+	p->pos++;
+	skip_ows(p);
+	if (p->pos == p->len)
+		return fail(p); /* trailing comma */
+	*more = true;
+	return 0;
+}
+
+static int parse_list(struct parser *p, size_t *members)
+{
+	bool more = p->pos < p->len;
+
+	while (more) {
+		if (parse_item_or_inner_list(p) != 0)
+			return p->err;
+		++*members;
+		if (member_separator(p, &more) != 0)
+			return p->err;
+	}
+	return 0;
+}
+
+static void reverse(struct sluice_sf_node *a, size_t n)
+{
+	for (size_t i = 0; i < n / 2; i++) {
+		struct sluice_sf_node t = a[i];
+		a[i] = a[n - 1 - i];
+		a[n - 1 - i] = t;
+	}
+}
+
+/* RFC 9651 4.2.2. */
+static int parse_dict(struct parser *p, size_t *members)
+{
+	bool more = p->pos < p->len;
+
+	while (more) {
+		const char *key;
+		uint32_t key_len;
+		size_t start = p->used;
+
+		if (parse_key(p, &key, &key_len) != 0)
+			return p->err;
+		if (peek(p) == '=') {
+			p->pos++;
+			if (parse_item_or_inner_list(p) != 0)
+				return p->err;
+		} else {
+			struct sluice_sf_node *n = new_node(p);
+			if (n == NULL)
+				return p->err;
+			n->type = SLUICE_SF_BOOLEAN;
+			n->value = 1;
+			if (parse_params(p, start) != 0)
+				return p->err;
+		}
+		p->nodes[start].key = key;
+		p->nodes[start].key_len = key_len;
+
+		/* Duplicate key: the new subtree [start, used) takes the place of
+		 * the old one [os, oe); members between them keep their order. */
+		size_t os = 0;
+		bool dup = false;
+		for (size_t m = 0; m < *members; m++) {
+			if (key_eq(p->nodes[os].key, p->nodes[os].key_len, key, key_len)) {
+				dup = true;
+				break;
+			}
+			os += sluice_sf_member_span(&p->nodes[os]);
+		}
+		if (dup) {
+			size_t oe = os + sluice_sf_member_span(&p->nodes[os]);
+			size_t e = p->used;
+			size_t new_len = e - start;
+			/* rotate [os, e) right by new_len: new, old, middle */
+			reverse(&p->nodes[os], e - os);
+			reverse(&p->nodes[os], new_len);
+			reverse(&p->nodes[os + new_len], e - os - new_len);
+			memmove(&p->nodes[os + new_len], &p->nodes[os + new_len + (oe - os)],
+				(start - oe) * sizeof(p->nodes[0]));
+			p->used -= oe - os;
+		} else {
+			if (*members == SLUICE_SF_DICT_MAX) {
+				p->err = SLUICE_ETOOBIG;
+				return p->err;
+			}
+			++*members;
+		}
+		if (member_separator(p, &more) != 0)
+			return p->err;
+	}
+	return 0;
+}
+
+int sluice_sf_parse(enum sluice_sf_kind kind, const char *in, size_t len,
+		    struct sluice_sf_node *out, size_t cap, struct sluice_sf_result *res)
+{
+	struct parser p = {in, len, 0, out, cap, 0, 0};
+	size_t members = 0;
+
+	if (res == NULL || (len > 0 && in == NULL) || (cap > 0 && out == NULL))
+		return SLUICE_EINVAL;
+	if (kind != SLUICE_SF_KIND_ITEM && kind != SLUICE_SF_KIND_LIST && kind != SLUICE_SF_KIND_DICT)
+		return SLUICE_EINVAL;
+	res->nodes = 0;
+	res->members = 0;
+	res->error_offset = 0;
+	if (len > UINT32_MAX) { /* node lengths are 32-bit */
+		res->error_offset = UINT32_MAX;
+		return SLUICE_ETOOBIG;
+	}
+	/* Input must be ASCII (RFC 9651 4.2, step 1). */
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)in[i] > 0x7e || ((unsigned char)in[i] < 0x20 && in[i] != '\t')) {
+			res->error_offset = i;
+			return SLUICE_ESYNTAX;
+		}
+	}
+	skip_sp(&p);
+	if (kind == SLUICE_SF_KIND_LIST) {
+		parse_list(&p, &members);
+	} else if (kind == SLUICE_SF_KIND_DICT) {
+		parse_dict(&p, &members);
+	} else {
+		if (parse_item(&p) == 0)
+			members = 1;
+	}
+	if (p.err == 0) {
+		skip_sp(&p);
+		if (p.pos != p.len)
+			fail(&p);
+	}
+	if (p.err != 0) {
+		res->error_offset = p.pos;
+		return p.err;
+	}
+	res->nodes = p.used;
+	res->members = members;
+	return 0;
+}
+
+size_t sluice_sf_member_span(const struct sluice_sf_node *node)
+{
+	size_t span = 1;
+
+	if (node == NULL)
+		return 0;
+	if (node->type == SLUICE_SF_INNER_LIST) {
+		for (uint32_t i = 0; i < node->nitems; i++)
+			span += 1 + node[span].nparams;
+	}
+	return span + node->nparams;
+}
+
+const struct sluice_sf_node *sluice_sf_param(const struct sluice_sf_node *node, const char *key)
+{
+	if (node == NULL || key == NULL)
+		return NULL;
+	size_t klen = strlen(key);
+	const struct sluice_sf_node *params = node + sluice_sf_member_span(node) - node->nparams;
+	for (uint32_t i = 0; i < node->nparams; i++) {
+		if (params[i].key_len == klen && memcmp(params[i].key, key, klen) == 0)
+			return &params[i];
+	}
+	return NULL;
+}
+
+/* Decode the base64 quantum of up to 4 sextets at s (n = 2, 3 or 4 data
+ * characters) into out; returns the byte count (n - 1). Pad bits ignored. */
+static size_t b64_quantum(const char *s, size_t n, uint8_t out[3])
+{
+	uint32_t v = 0;
+
+	for (size_t i = 0; i < 4; i++)
+		v = (v << 6) | (uint32_t)(i < n ? b64_value((unsigned char)s[i]) : 0);
+	out[0] = (uint8_t)(v >> 16);
+	out[1] = (uint8_t)(v >> 8);
+	out[2] = (uint8_t)v;
+	return n - 1;
+}
+
+static size_t b64_data_len(const struct sluice_sf_node *node)
+{
+	size_t n = node->str_len;
+	while (n > 0 && node->str[n - 1] == '=')
+		n--;
+	return n;
+}
+
+int sluice_sf_decode(const struct sluice_sf_node *node, uint8_t *out, size_t cap, size_t *out_len)
+{
+	size_t k = 0;
+
+	if (node == NULL || out_len == NULL || (cap > 0 && out == NULL))
+		return SLUICE_EINVAL;
+	switch (node->type) {
+	case SLUICE_SF_STRING:
+		for (size_t i = 0; i < node->str_len; i++) {
+			char c = node->str[i];
+			if (c == '\\')
+				c = node->str[++i];
+			if (k < cap)
+				out[k] = (uint8_t)c;
+			k++;
+		}
+		break;
+	case SLUICE_SF_TOKEN:
+		k = node->str_len;
+		if (cap > 0)
+			memcpy(out, node->str, SLUICE_MIN(k, cap));
+		break;
+	case SLUICE_SF_DISPLAY:
+		for (size_t i = 0; i < node->str_len; i++) {
+			uint8_t c = (uint8_t)node->str[i];
+			if (c == '%') {
+				c = (uint8_t)(hex_value((unsigned char)node->str[i + 1]) * 16 +
+					      hex_value((unsigned char)node->str[i + 2]));
+				i += 2;
+			}
+			if (k < cap)
+				out[k] = c;
+			k++;
+		}
+		break;
+	case SLUICE_SF_BINARY: {
+		size_t data = b64_data_len(node);
+		for (size_t i = 0; i < data; i += 4) {
+			uint8_t q[3];
+			size_t m = b64_quantum(node->str + i, SLUICE_MIN(4, data - i), q);
+			for (size_t j = 0; j < m; j++, k++) {
+				if (k < cap)
+					out[k] = q[j];
+			}
+		}
+		break;
+	}
+	default:
+		return SLUICE_EINVAL;
+	}
+	*out_len = k;
+	return k > cap ? SLUICE_ETRUNC : 0;
+}
+
+/* ---- serializer ------------------------------------------------------- */
+
+void sluice_sf_writer_init(struct sluice_sf_writer *w, char *buf, size_t cap)
+{
+	w->buf = buf;
+	w->cap = buf != NULL ? cap : 0;
+	w->len = 0;
+	w->err = 0;
+}
+
+int sluice_sf_writer_finish(struct sluice_sf_writer *w, size_t *needed)
+{
+	if (needed != NULL)
+		*needed = sluice__add_sat(w->len, 1);
+	if (w->err != 0)
+		return w->err;
+	if (w->len >= w->cap)
+		return SLUICE_ETRUNC;
+	w->buf[w->len] = '\0';
+	return 0;
+}
+
+static void put(struct sluice_sf_writer *w, char c)
+{
+	if (w->err != 0)
+		return;
+	if (w->len < w->cap)
+		w->buf[w->len] = c;
+	w->len++;
+}
+
+static void set_err(struct sluice_sf_writer *w, int err)
+{
+	if (w->err == 0)
+		w->err = err;
+}
+
+void sluice_sf_write_raw(struct sluice_sf_writer *w, const char *s, size_t n)
+{
+	if (w->err != 0)
+		return;
+	if (w->len < w->cap && n > 0)
+		memcpy(w->buf + w->len, s, SLUICE_MIN(n, w->cap - w->len));
+	w->len += n;
+}
+
+static void write_u64(struct sluice_sf_writer *w, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (n > 0)
+		put(w, tmp[--n]);
+}
+
+void sluice_sf_write_integer(struct sluice_sf_writer *w, int64_t v)
+{
+	if (w->err != 0)
+		return;
+	if (v > SLUICE_SF_INTEGER_MAX || v < SLUICE_SF_INTEGER_MIN) {
+		set_err(w, SLUICE_ERANGE);
+		return;
+	}
+	if (v < 0) {
+		put(w, '-');
+		v = -v;
+	}
+	write_u64(w, (uint64_t)v);
+}
+
+void sluice_sf_write_uint_clamped(struct sluice_sf_writer *w, uint64_t v)
+{
+	sluice_sf_write_integer(w, v > (uint64_t)SLUICE_SF_INTEGER_MAX ? SLUICE_SF_INTEGER_MAX
+								      : (int64_t)v);
+}
+
+void sluice_sf_write_decimal_milli(struct sluice_sf_writer *w, int64_t milli)
+{
+	if (w->err != 0)
+		return;
+	/* 12 integer digits: |milli| < 10^15 */
+	if (milli >= INT64_C(1000000000000000) || milli <= -INT64_C(1000000000000000)) {
+		set_err(w, SLUICE_ERANGE);
+		return;
+	}
+	if (milli < 0) {
+		put(w, '-');
+		milli = -milli;
+	}
+	write_u64(w, (uint64_t)(milli / 1000));
+	put(w, '.');
+	int64_t f = milli % 1000;
+	put(w, (char)('0' + f / 100));
+	if (f % 100 != 0) {
+		put(w, (char)('0' + f / 10 % 10));
+		if (f % 10 != 0)
+			put(w, (char)('0' + f % 10));
+	}
+}
+
+void sluice_sf_write_string(struct sluice_sf_writer *w, const char *s, size_t n)
+{
+	if (w->err != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) {
+			set_err(w, SLUICE_EINVAL);
+			return;
+		}
+	}
+	put(w, '"');
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			put(w, '\\');
+		put(w, s[i]);
+	}
+	put(w, '"');
+}
+
+void sluice_sf_write_token(struct sluice_sf_writer *w, const char *s, size_t n)
+{
+	if (w->err != 0)
+		return;
+	if (n == 0 || (!is_alpha((unsigned char)s[0]) && s[0] != '*')) {
+		set_err(w, SLUICE_EINVAL);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {
+		int c = (unsigned char)s[i];
+		if (!is_tchar(c) && c != ':' && c != '/') {
+			set_err(w, SLUICE_EINVAL);
+			return;
+		}
+	}
+	sluice_sf_write_raw(w, s, n);
+}
+
+void sluice_sf_write_key(struct sluice_sf_writer *w, const char *s, size_t n)
+{
+	if (w->err != 0)
+		return;
+	if (n == 0 || (!is_lcalpha((unsigned char)s[0]) && s[0] != '*')) {
+		set_err(w, SLUICE_EINVAL);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if (!is_key_char((unsigned char)s[i])) {
+			set_err(w, SLUICE_EINVAL);
+			return;
+		}
+	}
+	sluice_sf_write_raw(w, s, n);
+}
+
+static const char b64_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Encode 1-3 bytes as one padded quantum. */
+static void b64_put_quantum(struct sluice_sf_writer *w, const uint8_t *q, size_t m)
+{
+	uint32_t v = (uint32_t)q[0] << 16;
+	if (m > 1)
+		v |= (uint32_t)q[1] << 8;
+	if (m > 2)
+		v |= q[2];
+	put(w, b64_alphabet[v >> 18 & 63]);
+	put(w, b64_alphabet[v >> 12 & 63]);
+	put(w, m > 1 ? b64_alphabet[v >> 6 & 63] : '=');
+	put(w, m > 2 ? b64_alphabet[v & 63] : '=');
+}
+
+void sluice_sf_write_binary(struct sluice_sf_writer *w, const uint8_t *p, size_t n)
+{
+	if (w->err != 0)
+		return;
+	put(w, ':');
+	for (size_t i = 0; i < n; i += 3)
+		b64_put_quantum(w, p + i, SLUICE_MIN(3, n - i));
+	put(w, ':');
+}
+
+void sluice_sf_write_boolean(struct sluice_sf_writer *w, bool v)
+{
+	if (w->err != 0)
+		return;
+	put(w, '?');
+	put(w, v ? '1' : '0');
+}
+
+void sluice_sf_write_date(struct sluice_sf_writer *w, int64_t unix_s)
+{
+	if (w->err != 0)
+		return;
+	if (unix_s > SLUICE_SF_INTEGER_MAX || unix_s < SLUICE_SF_INTEGER_MIN) {
+		set_err(w, SLUICE_ERANGE);
+		return;
+	}
+	put(w, '@');
+	sluice_sf_write_integer(w, unix_s);
+}
+
+static void display_put_byte(struct sluice_sf_writer *w, uint8_t c)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (c == '%' || c == '"' || c < 0x20 || c > 0x7e) {
+		put(w, '%');
+		put(w, hex[c >> 4]);
+		put(w, hex[c & 15]);
+	} else {
+		put(w, (char)c);
+	}
+}
+
+void sluice_sf_write_display(struct sluice_sf_writer *w, const uint8_t *p, size_t n)
+{
+	struct utf8_state u = {0, 0x80, 0xbf};
+
+	if (w->err != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (!utf8_feed(&u, p[i])) {
+			set_err(w, SLUICE_EINVAL);
+			return;
+		}
+	}
+	if (u.need != 0) {
+		set_err(w, SLUICE_EINVAL);
+		return;
+	}
+	put(w, '%');
+	put(w, '"');
+	for (size_t i = 0; i < n; i++)
+		display_put_byte(w, p[i]);
+	put(w, '"');
+}
+
+/* A parsed node's bare value, re-encoded canonically from its wire form. */
+static void write_bare(struct sluice_sf_writer *w, const struct sluice_sf_node *n)
+{
+	switch (n->type) {
+	case SLUICE_SF_INTEGER:
+		sluice_sf_write_integer(w, n->value);
+		break;
+	case SLUICE_SF_DECIMAL:
+		sluice_sf_write_decimal_milli(w, n->value);
+		break;
+	case SLUICE_SF_STRING:
+		/* the parser admits only \" and \\ escapes: already canonical */
+		put(w, '"');
+		sluice_sf_write_raw(w, n->str, n->str_len);
+		put(w, '"');
+		break;
+	case SLUICE_SF_TOKEN:
+		sluice_sf_write_token(w, n->str, n->str_len);
+		break;
+	case SLUICE_SF_BINARY: {
+		size_t data = b64_data_len(n);
+		put(w, ':');
+		for (size_t i = 0; i < data; i += 4) {
+			uint8_t q[3];
+			size_t m = b64_quantum(n->str + i, SLUICE_MIN(4, data - i), q);
+			b64_put_quantum(w, q, m);
+		}
+		put(w, ':');
+		break;
+	}
+	case SLUICE_SF_BOOLEAN:
+		sluice_sf_write_boolean(w, n->value != 0);
+		break;
+	case SLUICE_SF_DATE:
+		sluice_sf_write_date(w, n->value);
+		break;
+	case SLUICE_SF_DISPLAY:
+		put(w, '%');
+		put(w, '"');
+		for (size_t i = 0; i < n->str_len; i++) {
+			uint8_t c = (uint8_t)n->str[i];
+			if (c == '%' && i + 2 < n->str_len) {
+				c = (uint8_t)(hex_value((unsigned char)n->str[i + 1]) * 16 +
+					      hex_value((unsigned char)n->str[i + 2]));
+				i += 2;
+			}
+			display_put_byte(w, c);
+		}
+		put(w, '"');
+		break;
+	default:
+		set_err(w, SLUICE_EINVAL);
+	}
+}
+
+static void write_params(struct sluice_sf_writer *w, const struct sluice_sf_node *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		put(w, ';');
+		sluice_sf_write_key(w, p[i].key, p[i].key_len);
+		if (p[i].type == SLUICE_SF_BOOLEAN && p[i].value != 0)
+			continue;
+		put(w, '=');
+		write_bare(w, &p[i]);
+	}
+}
+
+/* One member (item or inner list) without its key; returns its span. */
+static size_t write_member(struct sluice_sf_writer *w, const struct sluice_sf_node *n)
+{
+	size_t at = 1;
+
+	if (n->type == SLUICE_SF_INNER_LIST) {
+		put(w, '(');
+		for (uint32_t i = 0; i < n->nitems; i++) {
+			const struct sluice_sf_node *item = &n[at];
+			if (i > 0)
+				put(w, ' ');
+			if (item->type == SLUICE_SF_INNER_LIST) {
+				set_err(w, SLUICE_EINVAL);
+				return at;
+			}
+			write_bare(w, item);
+			write_params(w, item + 1, item->nparams);
+			at += 1 + item->nparams;
+		}
+		put(w, ')');
+	} else {
+		write_bare(w, n);
+	}
+	write_params(w, n + at, n->nparams);
+	return at + n->nparams;
+}
+
+void sluice_sf_write_nodes(struct sluice_sf_writer *w, enum sluice_sf_kind kind,
+			   const struct sluice_sf_node *nodes, size_t members)
+{
+	size_t at = 0;
+
+	if (w->err != 0)
+		return;
+	if (kind == SLUICE_SF_KIND_ITEM && (members != 1 || nodes[0].type == SLUICE_SF_INNER_LIST)) {
+		set_err(w, SLUICE_EINVAL);
+		return;
+	}
+	for (size_t m = 0; m < members && w->err == 0; m++) {
+		const struct sluice_sf_node *n = &nodes[at];
+		if (m > 0)
+			sluice_sf_write_raw(w, ", ", 2);
+		if (kind == SLUICE_SF_KIND_DICT) {
+			sluice_sf_write_key(w, n->key, n->key_len);
+			if (n->type == SLUICE_SF_BOOLEAN && n->value != 0) {
+				write_params(w, n + 1, n->nparams);
+				at += 1 + n->nparams;
+				continue;
+			}
+			put(w, '=');
+		}
+		at += write_member(w, n);
+	}
+}

@@ -4,6 +4,7 @@
  * Layers, bottom up (each header documents its own contracts):
  *   sluice/common.h   error codes, struct sluice_decision, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
+ *   sluice/limiter.h  keyed limiter: per-key limits in an RCU hash table
  *
  * Every public header compiles as C11 and as C++.
  */
@@ -12,5 +13,6 @@
 
 #include "sluice/common.h"
 #include "sluice/gcra.h"
+#include "sluice/limiter.h"
 
 #endif /* SLUICE_H */

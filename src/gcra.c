@@ -40,6 +40,7 @@
 
 #include <stdatomic.h>
 
+#include "gcra_internal.h"
 #include "util_internal.h"
 
 /*
@@ -140,7 +141,9 @@ static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rat
 				fill(out, rate, true, debt, 0, SLUICE_REASON_NONE);
 			return true;
 		}
-		if (SLUICE_UNLIKELY(base > UINT64_MAX - need)) {
+		/* SLUICE__GCRA_TAT_MAX, not UINT64_MAX: the top two words are the
+		 * keyed limiter's tombstones (gcra_internal.h). */
+		if (SLUICE_UNLIKELY(base > SLUICE__GCRA_TAT_MAX - need)) {
 			if (out != NULL)
 				fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
 			return false;

@@ -83,8 +83,9 @@ SLUICE_API void sluice_gcra_init(struct sluice_gcra *cell);
  * Time may go backwards (a thread with a stale clock): such a request sees
  * the bucket as it was at its own time minus nothing refilled since, so it
  * can be denied spuriously but never over-admits. A request whose new state
- * would pass UINT64_MAX ns (within one bucket depth of the end of the clock)
- * is denied with retry_after_ns == SLUICE_NEVER.
+ * would pass UINT64_MAX - 2 ns (within one bucket depth of the end of the
+ * clock) is denied with retry_after_ns == SLUICE_NEVER: the two top values
+ * of the word are reserved (the keyed limiter marks dead entries with them).
  *
  * Lock-free: one relaxed load and a CAS loop; no allocation, lock, syscall.
  */

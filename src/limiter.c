@@ -745,6 +745,7 @@ static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budg
 		/* The cursor entry is still linked: only sweeps (serialized by
 		 * sweep_lock) tombstone entries, and only tombstoned entries are
 		 * ever removed. Rebuild the iterator at it. */
+		TSAN_ACQUIRE(lim->cursor);
 		it.node = &lim->cursor->node;
 		it.next = rcu_dereference(lim->cursor->node.next);
 		wrapped = false;
@@ -840,7 +841,8 @@ int sluice_limiter_sweep(struct sluice_limiter *lim, uint64_t now_ns, size_t bud
 static uint64_t default_clock(void *user)
 {
 	(void)user;
-	return sluice_monotonic_ns();
+	uint64_t now = sluice_monotonic_ns();
+	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
 }
 
 static void *maintenance_main(void *arg)

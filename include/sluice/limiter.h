@@ -210,8 +210,13 @@ SLUICE_API int sluice_limiter_admit_batch(struct sluice_limiter *lim,
 SLUICE_API int sluice_limiter_sweep(struct sluice_limiter *lim, uint64_t now_ns,
 				    size_t budget_entries, size_t *reclaimed);
 
-/* A clock for the maintenance thread; NULL means sluice_monotonic_ns(). */
+/* A clock for the maintenance thread. NULL means sluice_monotonic_ns() minus
+ * SLUICE_LIMITER_SWEEP_LAG_NS: sweeping a little in the past keeps requests
+ * whose clock reading is up to that stale (a thread preempted between its
+ * clock read and its admit) from meeting a reclaimed key. A custom clock
+ * should lag the admitters' clock the same way. */
 typedef uint64_t (*sluice_clock_fn)(void *user);
+#define SLUICE_LIMITER_SWEEP_LAG_NS SLUICE_NS_PER_SEC
 
 /*
  * Start a thread that calls sluice_limiter_sweep(lim, clock(user),

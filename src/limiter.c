@@ -1024,7 +1024,15 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		rc = SLUICE_ENOMEM;
 		goto fail_m_lock;
 	}
-	unsigned long init = o.initial_buckets != 0 ? (unsigned long)o.initial_buckets : 1024;
+	/* Default size: cds_lfht grows lazily in the call_rcu thread, which can
+	 * lag far behind a burst of inserts (docs/limiter.md, "Table size"), so
+	 * start at max_keys when it is known (at most 2^20 buckets, 16 MiB). */
+	unsigned long init = 1024;
+	if (o.initial_buckets != 0)
+		init = (unsigned long)o.initial_buckets;
+	else
+		while (init < o.max_keys && init < (1ul << 20))
+			init <<= 1;
 	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, 0,
 			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (lim->ht == NULL) {

@@ -687,6 +687,8 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 
 static void free_batch_cb(struct rcu_head *head)
 {
+	/* TSan: the batch was filled before call_rcu() handed it over. */
+	TSAN_ACQUIRE(head);
 	struct batch *b = caa_container_of(head, struct batch, head);
 	struct sluice_limiter *lim = b->lim;
 	uint64_t bytes = 0;
@@ -808,6 +810,7 @@ static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budg
 	if (head != NULL) {
 		/* relaxed: read by destroy, which the caller orders after us. */
 		atomic_store_explicit(&lim->deferred, true, memory_order_relaxed);
+		TSAN_RELEASE(&head->head);
 		call_rcu(&head->head, free_batch_cb);
 	}
 	if (got != 0)

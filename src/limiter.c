@@ -643,10 +643,14 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 	unsigned long hash[BATCH_GROUP];
 	struct entry *found[BATCH_GROUP];
 
-	rcu_read_lock();
 	for (size_t base = 0; base < n; base += BATCH_GROUP) {
 		size_t g = SLUICE_MIN(n - base, (size_t)BATCH_GROUP);
 		const struct sluice_limiter_request *r = reqs + base;
+
+		/* One read-side section per group: entries found in phase 2 stay
+		 * valid through phase 3, and a huge batch does not hold back
+		 * grace periods. */
+		rcu_read_lock();
 
 		/* 1: hash everything (keys are in the caller's cache). */
 		for (size_t j = 0; j < g; j++)
@@ -672,8 +676,8 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 			else
 				counts[v]++;
 		}
+		read_unlock(lim);
 	}
-	read_unlock(lim);
 	if (counts[V_ADMIT])
 		stat_add(lim, tls.slot, ST_ADMITTED, counts[V_ADMIT]);
 	if (counts[V_DENY])

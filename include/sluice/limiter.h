@@ -76,7 +76,9 @@ enum sluice_fail_mode {
 };
 
 /* options.flags */
-#define SLUICE_LIMITER_CALLER_REGISTERS_RCU 0x1u /* see "Threads and RCU" above */
+/* The application registers with urcu-memb every thread that calls this
+ * limiter (create and destroy included); see "Threads and RCU" above. */
+#define SLUICE_LIMITER_CALLER_REGISTERS_RCU 0x1u
 
 /* Allocator hooks: both set or both NULL (then malloc/free). free_fn gets the
  * size that was passed to malloc_fn. Called from admitting threads (new

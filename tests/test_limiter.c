@@ -875,3 +875,42 @@ Test(limiter, crafted_collisions_do_not_slow_lookups)
 	cr_assert_lt(t_bad, 4 * t_good + 0.002, "crafted %.6f s vs random %.6f s", t_bad, t_good);
 	sluice_limiter_destroy(lim);
 }
+
+static void *short_lived_main(void *p)
+{
+	struct sluice_limiter *lim = p;
+	struct sluice_decision d;
+	char key[16];
+
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof key, "t%d", i);
+		cr_assert_eq(sluice_limiter_admit(lim, key, strlen(key), 1, SEC, &d), SLUICE_OK);
+	}
+	return NULL; /* sluice unregisters this thread from RCU at exit */
+}
+
+/* Threads that sluice registered and that have exited must not be waited
+ * for (or touched) by later grace periods: sweep (call_rcu) and destroy
+ * (rcu_barrier) after they are gone. A thread left registered at exit would
+ * leave a dangling reader in liburcu's registry. */
+Test(limiter, exited_threads_do_not_block_grace_periods)
+{
+	struct sluice_limit l = gcra(10, SEC, 10);
+	struct sluice_limiter *lim = make(&l, 1, NULL);
+	pthread_t th[4];
+	size_t got;
+
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 4; i++)
+			cr_assert_eq(pthread_create(&th[i], NULL, short_lived_main, lim), 0);
+		for (int i = 0; i < 4; i++)
+			pthread_join(th[i], NULL);
+		cr_assert_eq(sluice_limiter_sweep(lim, 100 * SEC * (uint64_t)(round + 1), SIZE_MAX,
+						  &got),
+			     SLUICE_OK);
+		cr_assert_eq(got, 200);
+		synchronize_rcu();
+	}
+	cr_assert_eq(stats_of(lim).reclaimed, 600);
+	sluice_limiter_destroy(lim);
+}

@@ -226,9 +226,11 @@ static int thread_enter_slow(const struct sluice_limiter *lim)
 		tls.slot = SLOTS;
 		for (int i = 0; i < SLOTS; i++) {
 			unsigned char expected = 0;
-			/* acquire on success: pairs with the release store in
-			 * thread_exit() of the stripe's previous owner. relaxed
-			 * on failure: nothing is read. */
+			/* The load is a relaxed pre-check (skip owned stripes
+			 * without a locked RMW); the CAS decides. CAS acquire on
+			 * success: pairs with the release store in thread_exit()
+			 * of the stripe's previous owner. relaxed on failure:
+			 * nothing is read. */
 			if (atomic_load_explicit(&slot_owned[i], memory_order_relaxed) == 0 &&
 			    atomic_compare_exchange_strong_explicit(&slot_owned[i], &expected, 1,
 								    memory_order_acquire,

@@ -4,6 +4,7 @@
  * Layers, bottom up (each header documents its own contracts):
  *   sluice/common.h   error codes, struct sluice_decision, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
+ *   sluice/limiter.h  keyed limiter: per-key limits in an RCU hash table
  *   sluice/policy.h   policies: scopes, limits, routes, tiers, config parser
  *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
  *   sluice/http.h     rate-limit response headers and 429 bodies (server)
@@ -16,6 +17,7 @@
 
 #include "sluice/common.h"
 #include "sluice/gcra.h"
+#include "sluice/limiter.h"
 #include "sluice/policy.h"
 #include "sluice/sf.h"
 #include "sluice/http.h"

@@ -26,7 +26,7 @@
  * F <= t + tau; c <= B so c * T <= tau; debt is compared as
  * debt > tau - c*T, which never overflows. The only sum that can pass 2^64
  * is the new state max(F, t) + c*T, when max(F, t) is within c*T <= tau of
- * UINT64_MAX: such a request is denied with retry_after = SLUICE_NEVER
+ * SLUICE__GCRA_TAT_MAX (UINT64_MAX - 2): such a request is denied with retry_after = SLUICE_NEVER
  * (docs/design.md, "Horizon").
  *
  * Stale clocks: every admission at time t' leaves F >= t'. A request at an
@@ -47,6 +47,7 @@
 
 #include <stdatomic.h>
 
+#include "gcra_internal.h"
 #include "util_internal.h"
 
 /*
@@ -157,9 +158,11 @@ static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rat
 
 		/* Horizon: base never decreases for this request (F only grows
 		 * except by cancel, and waiting raises now), so once base + need
-		 * passes UINT64_MAX no wait helps: deny with "never", also when the
-		 * rate would deny anyway. */
-		if (SLUICE_UNLIKELY(base > UINT64_MAX - need)) {
+		 * passes SLUICE__GCRA_TAT_MAX no wait helps: deny with "never", also
+		 * when the rate would deny anyway. Not UINT64_MAX: the top two
+		 * values of the word are the keyed limiter's tombstones
+		 * (gcra_internal.h). */
+		if (SLUICE_UNLIKELY(base > SLUICE__GCRA_TAT_MAX - need)) {
 			if (out != NULL)
 				fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
 			return false;

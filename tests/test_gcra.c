@@ -506,6 +506,7 @@ Test(gcra, horizon_near_uint64_max)
 	struct sluice_gcra cell;
 	struct sluice_decision d;
 	uint64_t top = UINT64_MAX;
+	uint64_t tmax = UINT64_MAX - 2; /* largest state: the top two are tombstones */
 
 	/* A fresh cell is full even at the last instant, and peeks work there. */
 	sluice_gcra_init(&cell);
@@ -513,10 +514,10 @@ Test(gcra, horizon_near_uint64_max)
 	cr_assert(sluice_gcra_admit(&cell, &rate, top, 0, &d));
 	cr_assert_eq(d.remaining, 2u);
 
-	/* base + cost*interval == UINT64_MAX still fits ... */
-	cr_assert(sluice_gcra_admit(&cell, &rate, top - 2 * SEC, 1, &d));
-	cr_assert(sluice_gcra_admit(&cell, &rate, top - 2 * SEC, 1, &d));
-	cr_assert_eq(word(&cell), top);
+	/* base + cost*interval == UINT64_MAX - 2 still fits ... */
+	cr_assert(sluice_gcra_admit(&cell, &rate, tmax - 2 * SEC, 1, &d));
+	cr_assert(sluice_gcra_admit(&cell, &rate, tmax - 2 * SEC, 1, &d));
+	cr_assert_eq(word(&cell), tmax);
 	cr_assert_eq(d.reset_ns, 2 * SEC);
 	/* ... one more ns would pass the end of the clock: never, nothing written */
 	cr_assert(sluice_gcra_admit(&cell, &rate, top, 0, &d));
@@ -526,13 +527,13 @@ Test(gcra, horizon_near_uint64_max)
 	cr_assert_eq(d.retry_after_ns, SLUICE_NEVER);
 	cr_assert_eq(d.reason, SLUICE_REASON_NEVER);
 	cr_assert_eq(d.remaining, 2u);
-	cr_assert_eq(word(&cell), top);
+	cr_assert_eq(word(&cell), tmax);
 
 	sluice_gcra_init(&cell);
-	cr_assert_not(sluice_gcra_admit(&cell, &rate, top - SEC + 1, 1, &d));
+	cr_assert_not(sluice_gcra_admit(&cell, &rate, tmax - SEC + 1, 1, &d));
 	cr_assert_eq(d.retry_after_ns, SLUICE_NEVER);
-	cr_assert(sluice_gcra_admit(&cell, &rate, top - SEC, 1, &d));
-	cr_assert_eq(word(&cell), top);
+	cr_assert(sluice_gcra_admit(&cell, &rate, tmax - SEC, 1, &d));
+	cr_assert_eq(word(&cell), tmax);
 }
 
 /* Regression: a request both rate-limited and past the horizon was told to
@@ -544,15 +545,15 @@ Test(gcra, horizon_beats_rate_wait)
 	struct sluice_decision d;
 
 	sluice_gcra_init(&cell);
-	cr_assert(sluice_gcra_admit(&cell, &rate, UINT64_MAX - 3 * SEC, 2, NULL)); /* F = MAX - S */
-	cr_assert_not(sluice_gcra_admit(&cell, &rate, UINT64_MAX - 3 * SEC, 2, &d));
+	cr_assert(sluice_gcra_admit(&cell, &rate, (UINT64_MAX - 2) - 3 * SEC, 2, NULL)); /* F = TAT_MAX - S */
+	cr_assert_not(sluice_gcra_admit(&cell, &rate, (UINT64_MAX - 2) - 3 * SEC, 2, &d));
 	cr_assert_eq(d.reason, SLUICE_REASON_NEVER);
 	cr_assert_eq(d.retry_after_ns, SLUICE_NEVER);
-	/* one token still fits: base F + 1 s == UINT64_MAX */
-	cr_assert_not(sluice_gcra_admit(&cell, &rate, UINT64_MAX - 3 * SEC, 1, &d));
+	/* one token still fits: base F + 1 s == UINT64_MAX - 2 */
+	cr_assert_not(sluice_gcra_admit(&cell, &rate, (UINT64_MAX - 2) - 3 * SEC, 1, &d));
 	cr_assert_eq(d.reason, SLUICE_REASON_RATE);
 	cr_assert_eq(d.retry_after_ns, SEC);
-	cr_assert(sluice_gcra_admit(&cell, &rate, UINT64_MAX - 2 * SEC, 1, &d));
+	cr_assert(sluice_gcra_admit(&cell, &rate, (UINT64_MAX - 2) - 2 * SEC, 1, &d));
 }
 
 Test(gcra, horizon_with_largest_depth)
@@ -562,15 +563,15 @@ Test(gcra, horizon_with_largest_depth)
 	struct sluice_decision d;
 
 	sluice_gcra_init(&cell);
-	cr_assert(sluice_gcra_admit(&cell, &rate, 3 * T62 - 1, 1, &d));
+	cr_assert(sluice_gcra_admit(&cell, &rate, 3 * T62 - 3, 1, &d));
 	cr_assert_eq(d.reset_ns, T62);
-	cr_assert_eq(word(&cell), UINT64_MAX);
+	cr_assert_eq(word(&cell), UINT64_MAX - 2);
 	cr_assert_not(sluice_gcra_admit(&cell, &rate, UINT64_MAX, 1, &d));
 	cr_assert_eq(d.retry_after_ns, SLUICE_NEVER);
 	cr_assert(sluice_gcra_admit(&cell, &rate, UINT64_MAX, 0, &d));
 	cr_assert_eq(d.remaining, 1u);
 	sluice_gcra_init(&cell);
-	cr_assert_not(sluice_gcra_admit(&cell, &rate, 3 * T62, 1, &d));
+	cr_assert_not(sluice_gcra_admit(&cell, &rate, 3 * T62 - 2, 1, &d));
 	cr_assert_eq(d.retry_after_ns, SLUICE_NEVER);
 }
 

@@ -86,9 +86,11 @@ SLUICE_API void sluice_gcra_init(struct sluice_gcra *cell);
  * the last admission is judged as if it came at that admission's time with
  * the difference counted as extra debt, so it can be denied spuriously but
  * never over-admits; a peek at such a time still returns true (remaining may
- * be 0). Horizon: a request whose new state would pass UINT64_MAX ns (now or
- * the cell's state within cost * interval of the end of the clock) is denied
- * with retry_after_ns == SLUICE_NEVER and reason SLUICE_REASON_NEVER.
+ * be 0). Horizon: a request whose new state would pass UINT64_MAX - 2 ns
+ * (now or the cell's state within cost * interval of the end of the clock) is
+ * denied with retry_after_ns == SLUICE_NEVER and reason SLUICE_REASON_NEVER;
+ * the two top values of the word are reserved (the keyed limiter marks dead
+ * entries with them).
  *
  * Lock-free: one relaxed load and a CAS loop; no allocation, lock, syscall.
  */

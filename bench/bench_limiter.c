@@ -1,0 +1,535 @@
+/*
+ * bench_limiter.c - the keyed limiter (include/sluice/limiter.h).
+ *
+ *   BM_limiter_admit/K/D        admit on K pre-inserted keys, distribution D
+ *                               (0 uniform, 1 Zipf 0.99, 2 each thread on its
+ *                               own disjoint keys), 1..N threads
+ *   BM_limiter_mutex_admit/K/D  baseline: the same policy in a chained hash
+ *                               table behind one pthread mutex
+ *   BM_limiter_admit_batch/K/D  admit_batch() in batches of 32 (baseline:
+ *                               BM_limiter_admit, one at a time)
+ *   BM_limiter_insert           admits of never-seen keys (insertions)
+ *   BM_limiter_sweep            sweeping 1M idle entries (per entry)
+ *   BM_limiter_bytes_per_key    RSS growth per key at 1M 16-byte keys
+ *   BM_limiter_hash_xxh3/L      keyed XXH3 (the limiter's hash) on L bytes
+ *   BM_limiter_hash_siphash13/L SipHash-1-3 on L bytes (the alternative)
+ *
+ * Threads: 1..SLUICE_BENCH_MAX_THREADS (default 2). Keys and request
+ * streams are generated outside the timed loops and cached across runs.
+ */
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <sluice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* gcc 12 -O3 warns about XXH3's long-input path (unreachable here: lengths
+ * are at most 40) once it is inlined into a loop over a 64-byte buffer. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "shim.h"
+
+#define KEY_LEN 16
+#define STREAM_BITS 22
+#define STREAM_LEN (1u << STREAM_BITS)
+#define STREAM_MASK (STREAM_LEN - 1)
+#define MAX_KEYS (1u << 20)
+#define SEC 1000000000ull
+
+static int max_threads(void)
+{
+	const char *e = getenv("SLUICE_BENCH_MAX_THREADS");
+	int n = e != NULL ? atoi(e) : 2;
+	return n >= 1 ? n : 1;
+}
+
+/* ---- keys and request streams (shared, built once) ---- */
+
+static unsigned char *keys; /* MAX_KEYS keys of KEY_LEN bytes */
+
+static inline uint64_t xorshift(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void make_keys(void)
+{
+	if (keys != NULL)
+		return;
+	/* +1: each snprintf writes 16 characters and a NUL that the next key
+	 * overwrites. */
+	keys = malloc((size_t)MAX_KEYS * KEY_LEN + 1);
+	for (uint32_t i = 0; i < MAX_KEYS; i++)
+		snprintf((char *)keys + (size_t)i * KEY_LEN, KEY_LEN + 1, "k%015u", i);
+}
+
+static inline const unsigned char *key_at(uint32_t i)
+{
+	return keys + (size_t)i * KEY_LEN;
+}
+
+/* Stream of key indices: [nkeys-log2][dist]. dist 2 (partitioned) reuses the
+ * uniform stream and maps it into the thread's own slice. */
+static uint32_t *streams[21][2];
+
+static uint32_t *make_stream(uint32_t nkeys, int dist)
+{
+	int lg = 0;
+	while ((1u << lg) < nkeys)
+		lg++;
+	if (streams[lg][dist] != NULL)
+		return streams[lg][dist];
+	uint32_t *s = malloc(sizeof *s * STREAM_LEN);
+	uint64_t x = 0x2545f4914f6cdd1dull + (uint64_t)nkeys;
+	if (dist == 0) {
+		for (uint32_t i = 0; i < STREAM_LEN; i++)
+			s[i] = (uint32_t)(xorshift(&x) % nkeys);
+	} else {
+		/* Zipf, theta 0.99 (Gray et al., "Quickly generating billion-record
+		 * synthetic databases", as in YCSB), ranks scrambled over keys. */
+		const double theta = 0.99;
+		double zetan = 0, zeta2 = 1 + pow(0.5, theta);
+		for (uint32_t i = 1; i <= nkeys; i++)
+			zetan += 1.0 / pow((double)i, theta);
+		double alpha = 1 / (1 - theta);
+		double eta = (1 - pow(2.0 / nkeys, 1 - theta)) / (1 - zeta2 / zetan);
+		for (uint32_t i = 0; i < STREAM_LEN; i++) {
+			double u = (double)(xorshift(&x) >> 11) / (double)(1ull << 53);
+			double uz = u * zetan;
+			uint64_t rank = uz < 1 ? 0
+				      : uz < zeta2 ? 1
+						   : (uint64_t)(nkeys * pow(eta * u - eta + 1, alpha));
+			if (rank >= nkeys)
+				rank = nkeys - 1;
+			s[i] = (uint32_t)((rank * 0x9e3779b1u) % nkeys);
+		}
+	}
+	streams[lg][dist] = s;
+	return s;
+}
+
+static struct sluice_limit policy(void)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_GCRA;
+	/* 1M per second, burst 1000: mostly admitted, so the CAS path runs. */
+	sluice_rate_init(&l.rate, 1000000, SEC, 1000);
+	return l;
+}
+
+/* ---- the limiter, pre-filled, cached per key count ---- */
+
+static struct sluice_limiter *filled[21];
+
+static struct sluice_limiter *filled_limiter(uint32_t nkeys)
+{
+	int lg = 0;
+	while ((1u << lg) < nkeys)
+		lg++;
+	if (filled[lg] != NULL)
+		return filled[lg];
+	struct sluice_limit l = policy();
+	struct sluice_limiter *lim;
+	struct sluice_decision d;
+	/* Presized: cds_lfht grows lazily in the call_rcu thread, which on a
+	 * loaded 2-core box lags far behind (docs/limiter.md, "Table size"). */
+	struct sluice_limiter_options o = { .size = sizeof o, .initial_buckets = 1ull << lg };
+	if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
+		abort();
+	for (uint32_t i = 0; i < nkeys; i++)
+		sluice_limiter_admit(lim, key_at(i), KEY_LEN, 1, SEC, &d);
+	filled[lg] = lim;
+	return lim;
+}
+
+static inline uint32_t pick(const uint32_t *s, uint64_t pos, int dist, uint32_t nkeys, int tid,
+			    int nthreads)
+{
+	uint32_t k = s[pos & STREAM_MASK];
+	if (dist == 2) {
+		uint32_t slice = nkeys / (uint32_t)nthreads;
+		k = (uint32_t)tid * slice + k % slice;
+	}
+	return k;
+}
+
+static void BM_limiter_admit(sbench_state *st)
+{
+	uint32_t nkeys = (uint32_t)sbench_range(st, 0);
+	int dist = (int)sbench_range(st, 1);
+	int tid = sbench_thread_index(st), nt = sbench_thread_count(st);
+	static struct sluice_limiter *lim;
+	static const uint32_t *s;
+
+	if (tid == 0) {
+		make_keys();
+		s = make_stream(nkeys, dist == 1);
+		lim = filled_limiter(nkeys);
+	}
+	uint64_t pos = (uint64_t)tid << 20, now = 2 * SEC;
+	struct sluice_decision d;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++, pos++) {
+			uint32_t k = pick(s, pos, dist, nkeys, tid, nt);
+			sluice_limiter_admit(lim, key_at(k), KEY_LEN, 1, now + pos * 10, &d);
+			sbench_keep(d.allowed);
+		}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+}
+SBENCH_REGISTER(BM_limiter_admit)
+{
+	sbench_args2(b, 1000, 0);
+	sbench_args2(b, MAX_KEYS, 0);
+	sbench_args2(b, MAX_KEYS, 1);
+	sbench_args2(b, MAX_KEYS, 2);
+	sbench_thread_range(b, 1, max_threads());
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_limiter_mutex_admit");
+}
+
+/* ---- baseline: one mutex over a chained hash table ---- */
+
+struct mnode {
+	struct mnode *next;
+	uint64_t hash;
+	struct sluice_gcra cell;
+	unsigned char key[KEY_LEN];
+};
+
+struct mtable {
+	pthread_mutex_t mu;
+	struct mnode **bucket;
+	uint64_t mask;
+	struct sluice_limit limit;
+	unsigned char secret[XXH3_SECRET_DEFAULT_SIZE];
+};
+
+static struct mtable *mtables[21];
+
+static bool mtable_admit(struct mtable *t, const unsigned char *key, uint64_t cost, uint64_t now,
+			 struct sluice_decision *d)
+{
+	uint64_t h = XXH3_64bits_withSecret(key, KEY_LEN, t->secret, sizeof t->secret);
+	pthread_mutex_lock(&t->mu);
+	struct mnode **slot = &t->bucket[h & t->mask], *n = *slot;
+	while (n != NULL && (n->hash != h || memcmp(n->key, key, KEY_LEN) != 0))
+		n = n->next;
+	if (n == NULL) {
+		n = malloc(sizeof *n);
+		n->hash = h;
+		memcpy(n->key, key, KEY_LEN);
+		sluice_gcra_init(&n->cell);
+		n->next = *slot;
+		*slot = n;
+	}
+	bool ok = sluice_gcra_admit(&n->cell, &t->limit.rate, now, cost, d);
+	pthread_mutex_unlock(&t->mu);
+	return ok;
+}
+
+static struct mtable *filled_mtable(uint32_t nkeys)
+{
+	int lg = 0;
+	while ((1u << lg) < nkeys)
+		lg++;
+	if (mtables[lg] != NULL)
+		return mtables[lg];
+	struct mtable *t = calloc(1, sizeof *t);
+	pthread_mutex_init(&t->mu, NULL);
+	t->mask = (1ull << lg) - 1;
+	t->bucket = calloc(t->mask + 1, sizeof *t->bucket);
+	t->limit = policy();
+	XXH3_generateSecret(t->secret, sizeof t->secret, "baseline", 8);
+	struct sluice_decision d;
+	for (uint32_t i = 0; i < nkeys; i++)
+		mtable_admit(t, key_at(i), 1, SEC, &d);
+	mtables[lg] = t;
+	return t;
+}
+
+static void BM_limiter_mutex_admit(sbench_state *st)
+{
+	uint32_t nkeys = (uint32_t)sbench_range(st, 0);
+	int dist = (int)sbench_range(st, 1);
+	int tid = sbench_thread_index(st), nt = sbench_thread_count(st);
+	static struct mtable *t;
+	static const uint32_t *s;
+
+	if (tid == 0) {
+		make_keys();
+		s = make_stream(nkeys, dist == 1);
+		t = filled_mtable(nkeys);
+	}
+	uint64_t pos = (uint64_t)tid << 20, now = 2 * SEC;
+	struct sluice_decision d;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++, pos++) {
+			uint32_t k = pick(s, pos, dist, nkeys, tid, nt);
+			mtable_admit(t, key_at(k), 1, now + pos * 10, &d);
+			sbench_keep(d.allowed);
+		}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+}
+SBENCH_REGISTER(BM_limiter_mutex_admit)
+{
+	sbench_args2(b, 1000, 0);
+	sbench_args2(b, MAX_KEYS, 0);
+	sbench_args2(b, MAX_KEYS, 1);
+	sbench_args2(b, MAX_KEYS, 2);
+	sbench_thread_range(b, 1, max_threads());
+	sbench_real_time(b);
+}
+
+/* ---- batch ---- */
+
+#define BATCH 32
+
+static void BM_limiter_admit_batch(sbench_state *st)
+{
+	uint32_t nkeys = (uint32_t)sbench_range(st, 0);
+	int dist = (int)sbench_range(st, 1);
+	int tid = sbench_thread_index(st), nt = sbench_thread_count(st);
+	static struct sluice_limiter *lim;
+	static const uint32_t *s;
+	struct sluice_limiter_request req[BATCH];
+	struct sluice_decision d[BATCH];
+
+	if (tid == 0) {
+		make_keys();
+		s = make_stream(nkeys, dist == 1);
+		lim = filled_limiter(nkeys);
+	}
+	uint64_t pos = (uint64_t)tid << 20, now = 2 * SEC;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i += BATCH) {
+			size_t m = n - i < BATCH ? (size_t)(n - i) : BATCH;
+			for (size_t j = 0; j < m; j++, pos++) {
+				req[j].key = key_at(pick(s, pos, dist, nkeys, tid, nt));
+				req[j].key_len = KEY_LEN;
+				req[j].cost = 1;
+			}
+			sluice_limiter_admit_batch(lim, req, m, now + pos * 10, d);
+			sbench_keep(d[0].allowed);
+		}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+}
+SBENCH_REGISTER(BM_limiter_admit_batch)
+{
+	sbench_args2(b, 1000, 0);
+	sbench_args2(b, MAX_KEYS, 0);
+	sbench_args2(b, MAX_KEYS, 1);
+	sbench_threads(b, 1);
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_limiter_admit");
+}
+
+/* ---- insertion of new keys ---- */
+
+static void BM_limiter_insert(sbench_state *st)
+{
+	int tid = sbench_thread_index(st);
+	static struct sluice_limiter *lim;
+	static uint64_t run;
+
+	if (tid == 0) {
+		struct sluice_limit l = policy();
+		struct sluice_limiter_options o = { .size = sizeof o, .initial_buckets = MAX_KEYS };
+		if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
+			abort();
+		run++;
+	}
+	unsigned char key[KEY_LEN];
+	struct sluice_decision d;
+	uint64_t i = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t j = 0; j < n; j++, i++) {
+			uint64_t a = run, b2 = ((uint64_t)tid << 40) | i;
+			memcpy(key, &a, 8);
+			memcpy(key + 8, &b2, 8);
+			sluice_limiter_admit(lim, key, KEY_LEN, 1, SEC, &d);
+			sbench_keep(d.allowed);
+		}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	if (tid == 0) {
+		/* The end of the loop is a barrier: all threads are done. */
+		sluice_limiter_destroy(lim);
+		lim = NULL;
+	}
+}
+SBENCH_REGISTER(BM_limiter_insert)
+{
+	sbench_fixed_iterations(b, 1 << 19);
+	sbench_thread_range(b, 1, max_threads());
+	sbench_real_time(b);
+}
+
+/* ---- sweep ---- */
+
+static void BM_limiter_sweep(sbench_state *st)
+{
+	struct sluice_limit l = policy();
+	struct sluice_limiter *lim;
+	struct sluice_decision d;
+	size_t total = 0;
+
+	struct sluice_limiter_options o = { .size = sizeof o, .initial_buckets = MAX_KEYS };
+	make_keys();
+	if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
+		abort();
+	for (uint32_t i = 0; i < MAX_KEYS; i++)
+		sluice_limiter_admit(lim, key_at(i), KEY_LEN, 1, SEC, &d);
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		size_t got;
+		sluice_limiter_sweep(lim, 2 * SEC, (size_t)n, &got);
+		total += got;
+	}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	if (total != sbench_iterations(st))
+		sbench_error(st, "sweep did not reclaim every entry it visited");
+	sluice_limiter_destroy(lim);
+}
+SBENCH_REGISTER(BM_limiter_sweep)
+{
+	sbench_fixed_iterations(b, MAX_KEYS);
+}
+
+/* ---- memory ---- */
+
+static double rss_bytes(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (double)resident * (double)sysconf(_SC_PAGESIZE);
+}
+
+static void BM_limiter_bytes_per_key(sbench_state *st)
+{
+	struct sluice_limit l = policy();
+	struct sluice_limiter *lim;
+	struct sluice_decision d;
+	double before = 0, after = 0;
+
+	make_keys();
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t it = 0; it < n; it++) {
+			malloc_trim(0);
+			before = rss_bytes();
+			struct sluice_limiter_options o = { .size = sizeof o,
+							    .initial_buckets = MAX_KEYS };
+			if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
+				abort();
+			for (uint32_t i = 0; i < MAX_KEYS; i++)
+				sluice_limiter_admit(lim, key_at(i), KEY_LEN, 1, SEC, &d);
+			after = rss_bytes();
+			sluice_limiter_destroy(lim);
+		}
+	}
+	double per_key = (after - before) / MAX_KEYS;
+	sbench_counter(st, "B_per_key", per_key, 0);
+	sbench_counter(st, "B_beyond_key", per_key - KEY_LEN, 0);
+	void *probe = malloc(16 + 8 + 2 + KEY_LEN); /* one entry of this policy */
+	sbench_counter(st, "entry_usable", (double)malloc_usable_size(probe), 0);
+	free(probe);
+}
+SBENCH_REGISTER(BM_limiter_bytes_per_key)
+{
+	sbench_fixed_iterations(b, 1);
+}
+
+/* ---- hash choice ---- */
+
+static inline uint64_t rotl(uint64_t x, int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+
+#define SIPROUND                                                                              \
+	do {                                                                                  \
+		v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);                     \
+		v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;                                        \
+		v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;                                        \
+		v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);                     \
+	} while (0)
+
+/* SipHash-1-3 (one compression, three finalization rounds), 64-bit out. */
+static uint64_t siphash13(const void *data, size_t len, uint64_t k0, uint64_t k1)
+{
+	const unsigned char *p = data;
+	uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+	uint64_t b = (uint64_t)len << 56, m;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&m, p + i, 8);
+		v3 ^= m;
+		SIPROUND;
+		v0 ^= m;
+	}
+	for (size_t j = 0; i + j < len; j++)
+		b |= (uint64_t)p[i + j] << (8 * j);
+	v3 ^= b;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static void BM_limiter_hash_xxh3(sbench_state *st)
+{
+	size_t len = (size_t)sbench_range(st, 0);
+	unsigned char secret[XXH3_SECRET_DEFAULT_SIZE], buf[64] = { 0 };
+	XXH3_generateSecret(secret, sizeof secret, "seed", 4);
+	uint64_t acc = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++) {
+			memcpy(buf, &i, 8);
+			acc += XXH3_64bits_withSecret(buf, len, secret, sizeof secret);
+		}
+	sbench_keep(acc);
+}
+SBENCH_REGISTER(BM_limiter_hash_xxh3)
+{
+	sbench_arg(b, 8);
+	sbench_arg(b, 16);
+	sbench_arg(b, 40);
+}
+
+static void BM_limiter_hash_siphash13(sbench_state *st)
+{
+	size_t len = (size_t)sbench_range(st, 0);
+	unsigned char buf[64] = { 0 };
+	uint64_t acc = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++) {
+			memcpy(buf, &i, 8);
+			acc += siphash13(buf, len, 0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull);
+		}
+	sbench_keep(acc);
+}
+SBENCH_REGISTER(BM_limiter_hash_siphash13)
+{
+	sbench_arg(b, 8);
+	sbench_arg(b, 16);
+	sbench_arg(b, 40);
+	sbench_baseline(b, "BM_limiter_hash_xxh3");
+}

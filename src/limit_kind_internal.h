@@ -1,0 +1,57 @@
+/*
+ * limit_kind_internal.h - what the keyed limiter needs from each kind of
+ * limit, as a small table of operations. The limiter (limiter.c) knows cells
+ * only through this table, so the window and slot kinds plug in by adding an
+ * entry here and a case in sluice__limit_ops_of(). Not installed.
+ *
+ * A kind that may serve as the "commit cell" (cell 0 of an entry, the one
+ * committed last and tombstoned by the reclaimer) must provide word, is_tomb,
+ * tomb and mark_unlinked, and its word must only grow between tombstones
+ * (no ABA for the sweeper's CAS). Other kinds may leave them NULL; the
+ * limiter then puts a commit-capable limit at index 0 internally. Today only
+ * GCRA exists and it is commit-capable.
+ */
+#ifndef SLUICE_LIMIT_KIND_INTERNAL_H
+#define SLUICE_LIMIT_KIND_INTERNAL_H
+
+#include <sluice/limiter.h>
+
+/* Enough to undo one admission of any kind. */
+struct sluice__receipt {
+	uint64_t w[2];
+};
+
+struct sluice__limit_ops {
+	size_t cell_size; /* multiple of 8; cells are 8-byte aligned */
+	/* A full cell, before publication. */
+	void (*init)(void *cell);
+	/* Dry run on the cell's current state: the decision admit would take,
+	 * nothing written. */
+	bool (*check)(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+		      uint64_t cost, struct sluice_decision *out);
+	/* Admit and take a receipt (receipt may be NULL). */
+	bool (*admit)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+		      uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
+	/* Undo an admission if nothing landed since; false: consumption stays. */
+	bool (*cancel)(void *cell, const struct sluice__receipt *receipt);
+	/* The cell is full at now_ns (carries no information). */
+	bool (*is_idle)(const void *cell, const struct sluice_limit *limit, uint64_t now_ns);
+
+	/* Commit-cell operations. */
+	uint64_t (*word)(const void *cell);                 /* relaxed load */
+	bool (*is_tomb)(uint64_t word);
+	bool (*word_is_idle)(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns);
+	bool (*check_word)(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns,
+			   uint64_t cost, struct sluice_decision *out);
+	bool (*tomb)(void *cell, uint64_t observed);        /* CAS observed -> tomb */
+	void (*mark_unlinked)(void *cell);                  /* release store */
+	bool (*is_unlinked)(const void *cell);              /* acquire load */
+};
+
+/* The operations of limit->kind, or NULL for an unknown kind. */
+const struct sluice__limit_ops *sluice__limit_ops_of(uint32_t kind);
+
+/* Validate one limit spec of a known kind: 0 or SLUICE_EINVAL. */
+int sluice__limit_validate(const struct sluice_limit *limit);
+
+#endif /* SLUICE_LIMIT_KIND_INTERNAL_H */

@@ -1,0 +1,1115 @@
+/*
+ * limiter.c - the keyed limiter: key -> entry of cells in liburcu's cds_lfht.
+ *
+ * Entries. One allocation per key: the lfht node, one cell per limit of the
+ * policy (cell 0 is the "commit cell"), the key length and the key bytes.
+ * Keys are hashed with XXH3 keyed by a per-limiter random secret. Lookups run
+ * inside an RCU read-side section (urcu-memb); a missing key is inserted with
+ * cds_lfht_add_unique(), and a thread that loses the insertion race frees its
+ * never-published node and uses the winner's, so both decisions count in
+ * one entry.
+ *
+ * All-or-nothing. A request first checks every cell without writing (a dry
+ * run); if any denies, nothing is written. Otherwise it commits cells 1..k-1
+ * with receipts, then - after a release fence - cell 0. If a commit denies
+ * (another thread got there first) the receipts already taken are cancelled:
+ * a cancel pops the top operation of a cell only if nothing landed since,
+ * else the consumption conservatively stays. So every cell always holds the
+ * exact result of its non-cancelled operations, and an operation that is not
+ * cancelled belongs to a request that was admitted or lost a race: no cell
+ * ever admits more than its own limit allows (docs/limiter.md).
+ *
+ * Reclaim. An entry is idle when all its cells are full. The sweeper loads
+ * cell 0 (relaxed, then an acquire fence), checks cells 1..k-1 full, and CASes
+ * cell 0 from the value it loaded to a tombstone. An admission commits cell 0
+ * last, after a release fence, so if the sweeper's load saw any admission's
+ * cell-0 commit (or a later RMW of cell 0), it also sees that admission's
+ * cells 1..k-1; and an admission whose cell-0 commit comes later makes the
+ * CAS fail (cell 0 only grows). Once the CAS succeeds no admission can
+ * complete on the entry (cost > 0 commits on a tombstone word are denied),
+ * and nothing it held is lost (it was full). The tombstoned node is removed
+ * with cds_lfht_del(); admitters that find it help remove it and retry the
+ * lookup, which then inserts a fresh entry. Whoever's del returns 0 has
+ * unlinked it; if that is not the sweeper, it stores TOMB_UNLINKED in cell 0
+ * and the sweeper waits for that store before handing the node to call_rcu
+ * (in a batch, so entries carry no rcu_head).
+ */
+#include <sluice/limiter.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <urcu.h> /* memb flavor; must precede rculfhash.h */
+#include <urcu/rculfhash.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "limit_kind_internal.h"
+#include "limiter_internal.h"
+#include "util_internal.h"
+
+/* ---- TSan: liburcu is not instrumented (docs/limiter.md, "TSan") ---- */
+#if defined(__SANITIZE_THREAD__)
+#define SLUICE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SLUICE_TSAN 1
+#endif
+#endif
+#ifdef SLUICE_TSAN
+#include <sanitizer/tsan_interface.h>
+#define TSAN_RELEASE(p) __tsan_release((void *)(p))
+#define TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
+#else
+#define TSAN_RELEASE(p) ((void)0)
+#define TSAN_ACQUIRE(p) ((void)0)
+#endif
+
+/* ---- striped statistics ---- */
+
+/* Threads claim one of SLOTS exclusive stripes for their lifetime (single
+ * writer: plain relaxed load + store); threads beyond that share the last
+ * stripe with relaxed fetch_add. */
+#define SLOTS 128
+enum { ST_ADMITTED, ST_DENIED, ST_DEGRADED, ST_INSERTED, ST_RECLAIMED, ST_BYTES, ST_COUNT };
+
+struct stat_slot {
+	_Alignas(SLUICE_CACHELINE) _Atomic uint64_t c[ST_COUNT];
+};
+_Static_assert(sizeof(struct stat_slot) == SLUICE_CACHELINE, "one stripe per cache line");
+
+static _Atomic unsigned char slot_owned[SLOTS];
+
+struct thread_state {
+	int slot;      /* stripe index, SLOTS = shared, -1 = not yet claimed */
+	bool rcu;      /* registered with urcu-memb by sluice */
+	bool keyed;    /* pthread key value set (destructor will run) */
+};
+static _Thread_local struct thread_state tls = { -1, false, false };
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t thread_key;
+static int key_error;
+
+static void thread_exit(void *unused)
+{
+	(void)unused;
+	if (tls.rcu) {
+		rcu_unregister_thread();
+		tls.rcu = false;
+	}
+	if (tls.slot >= 0 && tls.slot < SLOTS)
+		/* release: our last relaxed stripe stores happen-before the next
+		 * owner's acquire CAS, so its read-modify-writes continue ours. */
+		atomic_store_explicit(&slot_owned[tls.slot], 0, memory_order_release); /* release: why above */
+	tls.slot = -1;
+	tls.keyed = false;
+}
+
+static void key_create(void)
+{
+	key_error = pthread_key_create(&thread_key, thread_exit);
+}
+
+/* ---- the limiter ---- */
+
+struct entry {
+	struct cds_lfht_node node;
+	/* cells at cell_off[i] (8-byte aligned), then uint16_t key_len at
+	 * len_off, then the key bytes at key_off. */
+	unsigned char body[];
+};
+_Static_assert(sizeof(struct entry) == 16, "entry header is the lfht node");
+
+/* Deferred frees: entries reclaimed by one sweep, freed by one call_rcu. */
+#define BATCH_CAP 256
+struct batch {
+	struct rcu_head head; /* first chunk only */
+	struct sluice_limiter *lim;
+	struct batch *next;
+	size_t n;
+	struct entry *e[BATCH_CAP];
+};
+
+struct sluice_limiter {
+	struct cds_lfht *ht;
+	uint32_t nlimits;
+	uint32_t flags;
+	uint32_t fail_mode;
+	uint16_t len_off;
+	uint16_t key_off;
+	uint16_t cell_off[SLUICE_LIMITER_MAX_LIMITS];
+	const struct sluice__limit_ops *ops[SLUICE_LIMITER_MAX_LIMITS];
+	struct sluice_limit limits[SLUICE_LIMITER_MAX_LIMITS];
+	uint64_t max_keys;
+	uint64_t max_bytes;
+	sluice_malloc_fn malloc_fn;
+	sluice_free_fn free_fn;
+	void *alloc_user;
+	void *raw;        /* what malloc_fn returned for this struct */
+	size_t raw_size;
+	unsigned char secret[XXH3_SECRET_DEFAULT_SIZE];
+
+	/* Written on inserts and frees only (the budget), apart from the
+	 * read-mostly fields above. */
+	_Alignas(SLUICE_CACHELINE) _Atomic uint64_t nkeys;
+	_Atomic uint64_t nbytes;
+	_Atomic bool deferred; /* call_rcu was used: destroy needs rcu_barrier */
+#ifdef SLUICE_TSAN
+	char tsan_gp; /* grace-period token for TSan annotations */
+#endif
+
+	/* Sweeping: serialized by sweep_lock. */
+	_Alignas(SLUICE_CACHELINE) pthread_mutex_t sweep_lock;
+	struct entry *cursor; /* next entry to visit; NULL: start of table */
+
+	/* Maintenance thread. */
+	pthread_mutex_t m_lock;
+	pthread_cond_t m_cond;
+	pthread_t m_thread;
+	bool m_running;
+	bool m_stop;
+	uint64_t m_interval_ns;
+	size_t m_budget;
+	sluice_clock_fn m_clock;
+	void *m_clock_user;
+
+	struct stat_slot slots[SLOTS + 1];
+};
+
+/* Budget estimate of the table's own memory per key: cds_lfht keeps about one
+ * 16-byte bucket node per key at its load factor (docs/limiter.md). */
+#define TABLE_SHARE_BYTES 16
+
+static void *default_malloc(void *user, size_t size)
+{
+	(void)user;
+	return malloc(size);
+}
+
+static void default_free(void *user, void *ptr, size_t size)
+{
+	(void)user;
+	(void)size;
+	free(ptr);
+}
+
+static inline void *lim_alloc(const struct sluice_limiter *lim, size_t size)
+{
+	return lim->malloc_fn(lim->alloc_user, size);
+}
+
+static inline void lim_free(const struct sluice_limiter *lim, void *p, size_t size)
+{
+	lim->free_fn(lim->alloc_user, p, size);
+}
+
+/* ---- threads ---- */
+
+static int thread_enter_slow(const struct sluice_limiter *lim)
+{
+	if (pthread_once(&key_once, key_create) != 0 || key_error != 0)
+		return SLUICE_ETHREAD;
+	if (!tls.keyed) {
+		if (pthread_setspecific(thread_key, &tls) != 0)
+			return SLUICE_ETHREAD;
+		tls.keyed = true;
+	}
+	if (tls.slot < 0) {
+		tls.slot = SLOTS;
+		for (int i = 0; i < SLOTS; i++) {
+			unsigned char expected = 0;
+			/* The load is a relaxed pre-check (skip owned stripes
+			 * without a locked RMW); the CAS decides. CAS acquire on
+			 * success: pairs with the release store in thread_exit()
+			 * of the stripe's previous owner. relaxed on failure:
+			 * nothing is read. */
+			if (atomic_load_explicit(&slot_owned[i], memory_order_relaxed) == 0 && /* relaxed pre-check: why above */
+			    atomic_compare_exchange_strong_explicit(&slot_owned[i], &expected, 1, /* acquire/relaxed: why above */
+								    memory_order_acquire,
+								    memory_order_relaxed)) {
+				tls.slot = i;
+				break;
+			}
+		}
+	}
+	if (!tls.rcu && !(lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU)) {
+		rcu_register_thread();
+		tls.rcu = true;
+	}
+	return SLUICE_OK;
+}
+
+static inline int thread_enter(const struct sluice_limiter *lim)
+{
+	if (SLUICE_LIKELY(tls.slot >= 0 &&
+			  (tls.rcu || (lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU))))
+		return SLUICE_OK;
+	return thread_enter_slow(lim);
+}
+
+/* Add to this thread's stripe. Exclusive stripes have one writer, so a
+ * relaxed load and store suffice (readers only need each word's atomicity);
+ * the shared stripe takes a relaxed fetch_add. */
+static inline void stat_add(struct sluice_limiter *lim, int slot, int which, uint64_t n)
+{
+	_Atomic uint64_t *c = &lim->slots[slot].c[which];
+
+	if (SLUICE_LIKELY(slot < SLOTS))
+		/* relaxed: single writer; see above. */
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, /* relaxed: why above */
+				      memory_order_relaxed);
+	else
+		/* relaxed: a counter; no other memory depends on it. */
+		atomic_fetch_add_explicit(c, n, memory_order_relaxed); /* relaxed: why above */
+}
+
+/* ---- entries ---- */
+
+static inline void *cell_of(const struct sluice_limiter *lim, struct entry *e, uint32_t i)
+{
+	return (unsigned char *)e + lim->cell_off[i];
+}
+
+static inline uint16_t key_len_of(const struct sluice_limiter *lim, const struct entry *e)
+{
+	uint16_t len;
+	memcpy(&len, (const unsigned char *)e + lim->len_off, sizeof len);
+	return len;
+}
+
+static inline size_t entry_size(const struct sluice_limiter *lim, size_t key_len)
+{
+	return lim->key_off + key_len;
+}
+
+struct lookup_key {
+	const struct sluice_limiter *lim;
+	const void *key;
+	size_t len;
+};
+
+static int match_key(struct cds_lfht_node *node, const void *arg)
+{
+	const struct lookup_key *k = arg;
+	const struct entry *e = caa_container_of(node, struct entry, node);
+
+	/* The node's contents were published by cds_lfht_add_unique(). */
+	TSAN_ACQUIRE(e);
+	return key_len_of(k->lim, e) == k->len &&
+	       memcmp((const unsigned char *)e + k->lim->key_off, k->key, k->len) == 0;
+}
+
+static inline unsigned long hash_key(const struct sluice_limiter *lim, const void *key, size_t len)
+{
+	return (unsigned long)XXH3_64bits_withSecret(key, len, lim->secret, sizeof lim->secret);
+}
+
+uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key, size_t key_len)
+{
+	return hash_key(lim, key, key_len);
+}
+
+static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned long hash,
+				   const struct lookup_key *k)
+{
+	struct cds_lfht_iter it;
+
+	cds_lfht_lookup(lim->ht, hash, match_key, k, &it);
+	struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+	if (node == NULL)
+		return NULL;
+	TSAN_ACQUIRE(node);
+	return caa_container_of(node, struct entry, node);
+}
+
+/* Charge one entry of `size` bytes to the budget. relaxed fetch_add with
+ * rollback: the counters only bound memory, they order nothing; concurrent
+ * inserters near the limit may each see the other's transient charge and
+ * fail (conservative), never both pass beyond it. */
+static bool charge(struct sluice_limiter *lim, size_t size)
+{
+	if (lim->max_keys != 0) {
+		/* relaxed: see above. */
+		if (atomic_fetch_add_explicit(&lim->nkeys, 1, memory_order_relaxed) >= lim->max_keys) { /* relaxed: why above */
+			/* relaxed: rollback of our own increment. */
+			atomic_fetch_sub_explicit(&lim->nkeys, 1, memory_order_relaxed); /* relaxed: why above */
+			return false;
+		}
+	}
+	if (lim->max_bytes != 0) {
+		uint64_t cost = size + TABLE_SHARE_BYTES;
+		/* relaxed: see above. */
+		uint64_t before = atomic_fetch_add_explicit(&lim->nbytes, cost, memory_order_relaxed); /* relaxed: why above */
+		if (before + cost > lim->max_bytes) {
+			/* relaxed: rollbacks of our own increments. */
+			atomic_fetch_sub_explicit(&lim->nbytes, cost, memory_order_relaxed); /* relaxed: why above */
+			if (lim->max_keys != 0)
+				atomic_fetch_sub_explicit(&lim->nkeys, 1, memory_order_relaxed); /* relaxed: why above */
+			return false;
+		}
+	}
+	return true;
+}
+
+static void uncharge(struct sluice_limiter *lim, size_t size)
+{
+	if (lim->max_keys != 0)
+		/* relaxed: a bound on memory, orders nothing. */
+		atomic_fetch_sub_explicit(&lim->nkeys, 1, memory_order_relaxed); /* relaxed: why above */
+	if (lim->max_bytes != 0)
+		/* relaxed: as above. */
+		atomic_fetch_sub_explicit(&lim->nbytes, size + TABLE_SHARE_BYTES, /* relaxed: why above */
+					  memory_order_relaxed);
+}
+
+/* Insert a new entry for k (inside a read-side section). Returns the entry
+ * now in the table for k (ours or a racing winner's), or NULL if the budget
+ * or the allocator refused. */
+static struct entry *insert(struct sluice_limiter *lim, unsigned long hash,
+			    const struct lookup_key *k)
+{
+	size_t size = entry_size(lim, k->len);
+
+	if (!charge(lim, size)) {
+		/* A racing thread may just have inserted this key. */
+		return lookup(lim, hash, k);
+	}
+	struct entry *e = lim_alloc(lim, size);
+	if (e == NULL) {
+		uncharge(lim, size);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		lim->ops[i]->init(cell_of(lim, e, i));
+	uint16_t len = (uint16_t)k->len;
+	memcpy((unsigned char *)e + lim->len_off, &len, sizeof len);
+	if (k->len != 0)
+		memcpy((unsigned char *)e + lim->key_off, k->key, k->len);
+	cds_lfht_node_init(&e->node);
+
+	/* cds_lfht_add_unique() publishes the node with a full barrier. */
+	TSAN_RELEASE(e);
+	struct cds_lfht_node *got = cds_lfht_add_unique(lim->ht, hash, match_key, k, &e->node);
+	if (got != &e->node) {
+		/* Lost the race: ours was never published; use the winner's. */
+		lim_free(lim, e, size);
+		uncharge(lim, size);
+		TSAN_ACQUIRE(got);
+		return caa_container_of(got, struct entry, node);
+	}
+	stat_add(lim, tls.slot, ST_INSERTED, 1);
+	stat_add(lim, tls.slot, ST_BYTES, size);
+	return e;
+}
+
+/* ---- decisions ---- */
+
+enum verdict { V_DENY, V_ADMIT, V_DEAD, V_DEGRADED };
+
+static void fill_degraded(const struct sluice_limiter *lim, struct sluice_decision *out)
+{
+	bool open = lim->fail_mode == SLUICE_FAIL_OPEN;
+
+	memset(out, 0, sizeof *out);
+	out->allowed = open;
+	out->degraded = true;
+	out->reason = open ? SLUICE_REASON_NONE : SLUICE_REASON_CAPACITY;
+	out->limit = lim->limits[0].rate.limit;
+}
+
+/* The governing limit among admitted decisions: least remaining, then the
+ * shorter reset. */
+static void govern(struct sluice_decision *d, uint32_t n, struct sluice_decision *out)
+{
+	uint32_t best = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		if (d[i].remaining < d[best].remaining ||
+		    (d[i].remaining == d[best].remaining && d[i].reset_ns < d[best].reset_ns))
+			best = i;
+	*out = d[best];
+	out->limit_index = best;
+}
+
+static inline void deny_with(struct sluice_decision d, uint32_t i, struct sluice_decision *out)
+{
+	*out = d;
+	out->limit_index = i;
+}
+
+/* Decide for an entry found in the table (inside a read-side section). */
+static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, uint64_t cost,
+				 uint64_t now_ns, struct sluice_decision *out)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+	void *c0 = cell_of(lim, e, 0);
+	uint32_t k = lim->nlimits;
+
+	if (k == 1) {
+		/* One limit: admit is already all-or-nothing. */
+		if (cost == 0) {
+			uint64_t w = op0->word(c0);
+			if (op0->is_tomb(w))
+				return V_DEAD;
+			op0->check_word(w, &lim->limits[0], now_ns, 0, out);
+			out->limit_index = 0;
+			return V_ADMIT;
+		}
+		if (op0->admit(c0, &lim->limits[0], now_ns, cost, out, NULL)) {
+			out->limit_index = 0;
+			return V_ADMIT;
+		}
+		/* A denial on a tombstone word means the entry died. */
+		if (op0->is_tomb(op0->word(c0)))
+			return V_DEAD;
+		out->limit_index = 0;
+		return V_DENY;
+	}
+
+	struct sluice_decision d[SLUICE_LIMITER_MAX_LIMITS];
+	struct sluice__receipt rc[SLUICE_LIMITER_MAX_LIMITS];
+
+	/* Dry run of every cell; cell 0 judged on the very word we tested for a
+	 * tombstone. */
+	uint64_t w0 = op0->word(c0);
+	if (op0->is_tomb(w0))
+		return V_DEAD;
+	if (!op0->check_word(w0, &lim->limits[0], now_ns, cost, &d[0])) {
+		deny_with(d[0], 0, out);
+		return V_DENY;
+	}
+	for (uint32_t i = 1; i < k; i++) {
+		if (!lim->ops[i]->check(cell_of(lim, e, i), &lim->limits[i], now_ns, cost, &d[i])) {
+			deny_with(d[i], i, out);
+			return V_DENY;
+		}
+	}
+	if (cost == 0) {
+		govern(d, k, out);
+		return V_ADMIT;
+	}
+
+	/* Commit 1..k-1 with receipts, then cell 0. */
+	for (uint32_t i = 1; i < k; i++) {
+		if (!lim->ops[i]->admit(cell_of(lim, e, i), &lim->limits[i], now_ns, cost, &d[i],
+					&rc[i])) {
+			for (uint32_t j = i - 1; j >= 1; j--)
+				lim->ops[j]->cancel(cell_of(lim, e, j), &rc[j]);
+			if (op0->is_tomb(op0->word(c0)))
+				return V_DEAD;
+			deny_with(d[i], i, out);
+			return V_DENY;
+		}
+	}
+	/* release: our commits to cells 1..k-1 happen-before any sweeper whose
+	 * acquire fence follows a load of cell 0 that reads our commit below or
+	 * a later read-modify-write of cell 0 (limiter.c header, "Reclaim"). */
+	atomic_thread_fence(memory_order_release); /* release: why above */
+	if (!op0->admit(c0, &lim->limits[0], now_ns, cost, &d[0], NULL)) {
+		for (uint32_t j = k - 1; j >= 1; j--)
+			lim->ops[j]->cancel(cell_of(lim, e, j), &rc[j]);
+		if (op0->is_tomb(op0->word(c0)))
+			return V_DEAD;
+		deny_with(d[0], 0, out);
+		return V_DENY;
+	}
+	govern(d, k, out);
+	return V_ADMIT;
+}
+
+/* An unknown key under a peek: every limit full. */
+static void decide_fresh_peek(const struct sluice_limiter *lim, uint64_t now_ns,
+			      struct sluice_decision *out)
+{
+	struct sluice_decision d[SLUICE_LIMITER_MAX_LIMITS];
+
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		lim->ops[i]->check_word(0, &lim->limits[i], now_ns, 0, &d[i]);
+	govern(d, lim->nlimits, out);
+}
+
+/* A tombstoned entry: help remove it. If our del unlinked it, say so to the
+ * sweeper, which owns the free. */
+static void help_unlink(struct sluice_limiter *lim, struct entry *e)
+{
+	if (cds_lfht_del(lim->ht, &e->node) == 0)
+		lim->ops[0]->mark_unlinked(cell_of(lim, e, 0));
+}
+
+/* The whole admission of one key, inside a read-side section. */
+static enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
+				 const struct lookup_key *k, struct entry *e, uint64_t cost,
+				 uint64_t now_ns, struct sluice_decision *out)
+{
+	for (;;) {
+		if (e == NULL)
+			e = lookup(lim, hash, k);
+		if (e == NULL) {
+			if (cost == 0) {
+				decide_fresh_peek(lim, now_ns, out);
+				return V_ADMIT;
+			}
+			e = insert(lim, hash, k);
+			if (e == NULL) {
+				fill_degraded(lim, out);
+				return V_DEGRADED;
+			}
+		}
+		enum verdict v = entry_decide(lim, e, cost, now_ns, out);
+		if (v != V_DEAD)
+			return v;
+		help_unlink(lim, e);
+		e = NULL;
+	}
+}
+
+static inline void count(struct sluice_limiter *lim, enum verdict v, uint64_t cost)
+{
+	if (cost == 0)
+		return; /* peeks are not admissions */
+	int which = v == V_ADMIT ? ST_ADMITTED : v == V_DENY ? ST_DENIED : ST_DEGRADED;
+	stat_add(lim, tls.slot, which, 1);
+}
+
+static inline int check_key(const void *key, size_t key_len)
+{
+	return key == NULL || key_len > SLUICE_LIMITER_MAX_KEY ? SLUICE_EKEY : SLUICE_OK;
+}
+
+static inline void read_unlock(struct sluice_limiter *lim)
+{
+	/* TSan: our reads of entries happen-before frees after a grace period. */
+#ifdef SLUICE_TSAN
+	TSAN_RELEASE(&lim->tsan_gp);
+#else
+	(void)lim;
+#endif
+	rcu_read_unlock();
+}
+
+int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
+			 uint64_t now_ns, struct sluice_decision *out)
+{
+	if (lim == NULL || out == NULL)
+		return SLUICE_EINVAL;
+	int rc = check_key(key, key_len);
+	if (rc != SLUICE_OK)
+		return rc;
+	rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+
+	struct lookup_key k = { lim, key, key_len };
+	unsigned long hash = hash_key(lim, key, key_len);
+	rcu_read_lock();
+	enum verdict v = admit_locked(lim, hash, &k, NULL, cost, now_ns, out);
+	read_unlock(lim);
+	if (cost == 0)
+		out->allowed = true;
+	count(lim, v, cost);
+	return SLUICE_OK;
+}
+
+int sluice_limiter_peek(struct sluice_limiter *lim, const void *key, size_t key_len,
+			uint64_t now_ns, struct sluice_decision *out)
+{
+	return sluice_limiter_admit(lim, key, key_len, 0, now_ns, out);
+}
+
+/* Requests looked up ahead of deciding, per group. */
+#define BATCH_GROUP 16
+
+int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_limiter_request *reqs,
+			       size_t n, uint64_t now_ns, struct sluice_decision *out)
+{
+	if (lim == NULL || (n > 0 && (reqs == NULL || out == NULL)))
+		return SLUICE_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (check_key(reqs[i].key, reqs[i].key_len) != SLUICE_OK)
+			return SLUICE_EKEY;
+	if (n == 0)
+		return SLUICE_OK;
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+
+	uint64_t counts[4] = { 0, 0, 0, 0 };
+	unsigned long hash[BATCH_GROUP];
+	struct entry *found[BATCH_GROUP];
+
+	for (size_t base = 0; base < n; base += BATCH_GROUP) {
+		size_t g = SLUICE_MIN(n - base, (size_t)BATCH_GROUP);
+		const struct sluice_limiter_request *r = reqs + base;
+
+		/* One read-side section per group: entries found in phase 2 stay
+		 * valid through phase 3, and a huge batch does not hold back
+		 * grace periods. */
+		rcu_read_lock();
+
+		/* 1: hash everything (keys are in the caller's cache). */
+		for (size_t j = 0; j < g; j++)
+			hash[j] = hash_key(lim, r[j].key, r[j].key_len);
+		/* 2: look up everything. The lookups are independent, so the
+		 * core overlaps their misses within its out-of-order window. */
+		for (size_t j = 0; j < g; j++) {
+			struct lookup_key k = { lim, r[j].key, r[j].key_len };
+			found[j] = lookup(lim, hash[j], &k);
+			if (found[j] != NULL)
+				/* write intent: the commit will CAS cell 0. */
+				__builtin_prefetch(cell_of(lim, found[j], 0), 1, 3);
+		}
+		/* 3: decide in order. An entry found in phase 2 may have died
+		 * or, for a repeated new key, appeared since: admit_locked()
+		 * handles both. */
+		for (size_t j = 0; j < g; j++) {
+			struct lookup_key k = { lim, r[j].key, r[j].key_len };
+			enum verdict v = admit_locked(lim, hash[j], &k, found[j], r[j].cost, now_ns,
+						      &out[base + j]);
+			if (r[j].cost == 0)
+				out[base + j].allowed = true;
+			else
+				counts[v]++;
+		}
+		read_unlock(lim);
+	}
+	if (counts[V_ADMIT])
+		stat_add(lim, tls.slot, ST_ADMITTED, counts[V_ADMIT]);
+	if (counts[V_DENY])
+		stat_add(lim, tls.slot, ST_DENIED, counts[V_DENY]);
+	if (counts[V_DEGRADED])
+		stat_add(lim, tls.slot, ST_DEGRADED, counts[V_DEGRADED]);
+	return SLUICE_OK;
+}
+
+/* ---- reclaim ---- */
+
+static void free_batch_cb(struct rcu_head *head)
+{
+	/* TSan: the batch was filled before call_rcu() handed it over. */
+	TSAN_ACQUIRE(head);
+	struct batch *b = caa_container_of(head, struct batch, head);
+	struct sluice_limiter *lim = b->lim;
+	uint64_t bytes = 0;
+
+#ifdef SLUICE_TSAN
+	/* Readers' accesses happened before this grace period ended. */
+	TSAN_ACQUIRE(&lim->tsan_gp);
+#endif
+	while (b != NULL) {
+		struct batch *next = b->next;
+		for (size_t i = 0; i < b->n; i++) {
+			size_t size = entry_size(lim, key_len_of(lim, b->e[i]));
+			uncharge(lim, size);
+			lim_free(lim, b->e[i], size);
+			bytes += size;
+		}
+		lim_free(lim, b, sizeof *b);
+		b = next;
+	}
+	/* The call_rcu worker is liburcu's thread: use the shared stripe. */
+	stat_add(lim, SLOTS, ST_BYTES, (uint64_t)0 - bytes);
+}
+
+/* Is e idle at now_ns? Returns the cell-0 word it judged in *w0. */
+static bool entry_idle(struct sluice_limiter *lim, struct entry *e, uint64_t now_ns, uint64_t *w0)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+
+	*w0 = op0->word(cell_of(lim, e, 0));
+	if (!op0->word_is_idle(*w0, &lim->limits[0], now_ns))
+		return false;
+	/* acquire: pairs with the release fence each admission issues before
+	 * committing cell 0. If *w0 is that commit (or any later RMW of cell 0:
+	 * every write to cell 0 after publication is an RMW, so it continues
+	 * the release sequence), the admission's cells 1..k-1 are visible to
+	 * the loads below. */
+	atomic_thread_fence(memory_order_acquire); /* acquire: why above */
+	for (uint32_t i = 1; i < lim->nlimits; i++)
+		if (!lim->ops[i]->is_idle(cell_of(lim, e, i), &lim->limits[i], now_ns))
+			return false;
+	return true;
+}
+
+static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budget,
+			size_t *reclaimed)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+	struct batch *head = NULL, *cur = NULL;
+	struct cds_lfht_iter it;
+	int rc = SLUICE_OK;
+	size_t visited = 0, got = 0;
+	bool wrapped;
+
+	rcu_read_lock();
+	if (lim->cursor != NULL) {
+		/* The cursor entry is still linked: only sweeps (serialized by
+		 * sweep_lock) tombstone entries, and only tombstoned entries are
+		 * ever removed. Rebuild the iterator at it. */
+		TSAN_ACQUIRE(lim->cursor);
+		it.node = &lim->cursor->node;
+		it.next = rcu_dereference(lim->cursor->node.next);
+		wrapped = false;
+	} else {
+		cds_lfht_first(lim->ht, &it);
+		wrapped = true;
+	}
+	while (visited < budget) {
+		struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+		if (node == NULL) {
+			if (wrapped)
+				break;
+			wrapped = true;
+			cds_lfht_first(lim->ht, &it);
+			continue;
+		}
+		struct entry *e = caa_container_of(node, struct entry, node);
+		TSAN_ACQUIRE(e);
+		/* Advance first: e may be removed below. */
+		cds_lfht_next(lim->ht, &it);
+		visited++;
+
+		uint64_t w0;
+		if (!entry_idle(lim, e, now_ns, &w0))
+			continue;
+		if (cur == NULL || cur->n == BATCH_CAP) {
+			struct batch *b = lim_alloc(lim, sizeof *b);
+			if (b == NULL) {
+				rc = SLUICE_ENOMEM;
+				break;
+			}
+			b->lim = lim;
+			b->next = NULL;
+			b->n = 0;
+			if (cur != NULL)
+				cur->next = b;
+			else
+				head = b;
+			cur = b;
+		}
+		void *c0 = cell_of(lim, e, 0);
+		if (!op0->tomb(c0, w0))
+			continue; /* an admission landed since we looked */
+		if (cds_lfht_del(lim->ht, node) != 0) {
+			/* An admitter's del won; wait until it has returned. */
+			while (!op0->is_unlinked(c0))
+				sched_yield();
+		}
+		cur->e[cur->n++] = e;
+		got++;
+	}
+	struct cds_lfht_node *next = cds_lfht_iter_get_node(&it);
+	lim->cursor = next != NULL ? caa_container_of(next, struct entry, node) : NULL;
+	read_unlock(lim);
+
+	if (head != NULL && got == 0) {
+		lim_free(lim, head, sizeof *head);
+		head = NULL;
+	}
+	if (head != NULL) {
+		/* relaxed: read by destroy, which the caller orders after us. */
+		atomic_store_explicit(&lim->deferred, true, memory_order_relaxed); /* relaxed: why above */
+		TSAN_RELEASE(&head->head);
+		call_rcu(&head->head, free_batch_cb);
+	}
+	if (got != 0)
+		stat_add(lim, tls.slot, ST_RECLAIMED, got);
+	*reclaimed = got;
+	return rc;
+}
+
+int sluice_limiter_sweep(struct sluice_limiter *lim, uint64_t now_ns, size_t budget_entries,
+			 size_t *reclaimed)
+{
+	size_t got = 0;
+
+	if (reclaimed != NULL)
+		*reclaimed = 0;
+	if (lim == NULL)
+		return SLUICE_EINVAL;
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+	pthread_mutex_lock(&lim->sweep_lock);
+	rc = sweep_locked(lim, now_ns, budget_entries, &got);
+	pthread_mutex_unlock(&lim->sweep_lock);
+	if (reclaimed != NULL)
+		*reclaimed = got;
+	return rc;
+}
+
+/* ---- maintenance thread ---- */
+
+static uint64_t default_clock(void *user)
+{
+	(void)user;
+	uint64_t now = sluice_monotonic_ns();
+	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
+}
+
+static void *maintenance_main(void *arg)
+{
+	struct sluice_limiter *lim = arg;
+	bool own_rcu = lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU;
+
+	/* Our own thread: with CALLER_REGISTERS_RCU nobody else registers it. */
+	if (own_rcu)
+		rcu_register_thread();
+	pthread_mutex_lock(&lim->m_lock);
+	while (!lim->m_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t at = (uint64_t)ts.tv_sec * SLUICE_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+		at = sluice__add_sat(at, lim->m_interval_ns);
+		ts.tv_sec = (time_t)(at / SLUICE_NS_PER_SEC);
+		ts.tv_nsec = (long)(at % SLUICE_NS_PER_SEC);
+		int w = 0;
+		while (!lim->m_stop && w != ETIMEDOUT)
+			w = pthread_cond_timedwait(&lim->m_cond, &lim->m_lock, &ts);
+		if (lim->m_stop)
+			break;
+		pthread_mutex_unlock(&lim->m_lock);
+		sluice_limiter_sweep(lim, lim->m_clock(lim->m_clock_user), lim->m_budget, NULL);
+		pthread_mutex_lock(&lim->m_lock);
+	}
+	pthread_mutex_unlock(&lim->m_lock);
+	if (own_rcu)
+		rcu_unregister_thread();
+	return NULL;
+}
+
+int sluice_limiter_maintenance_start(struct sluice_limiter *lim, uint64_t interval_ns,
+				     size_t budget_entries, sluice_clock_fn clock, void *clock_user)
+{
+	if (lim == NULL || interval_ns == 0 || budget_entries == 0)
+		return SLUICE_EINVAL;
+	if (lim->m_running)
+		return SLUICE_ESTATE;
+	lim->m_stop = false;
+	lim->m_interval_ns = interval_ns;
+	lim->m_budget = budget_entries;
+	lim->m_clock = clock != NULL ? clock : default_clock;
+	lim->m_clock_user = clock_user;
+	if (pthread_create(&lim->m_thread, NULL, maintenance_main, lim) != 0)
+		return SLUICE_ETHREAD;
+	lim->m_running = true;
+	return SLUICE_OK;
+}
+
+int sluice_limiter_maintenance_stop(struct sluice_limiter *lim)
+{
+	if (lim == NULL)
+		return SLUICE_EINVAL;
+	if (!lim->m_running)
+		return SLUICE_ESTATE;
+	pthread_mutex_lock(&lim->m_lock);
+	lim->m_stop = true;
+	pthread_cond_signal(&lim->m_cond);
+	pthread_mutex_unlock(&lim->m_lock);
+	pthread_join(lim->m_thread, NULL);
+	lim->m_running = false;
+	return SLUICE_OK;
+}
+
+/* ---- create / destroy / stats ---- */
+
+static int fill_secret(struct sluice_limiter *lim, const struct sluice_limiter_options *o)
+{
+	unsigned char seed[32];
+	const void *src = seed;
+	size_t len = sizeof seed;
+
+	if (o->hash_secret != NULL) {
+		src = o->hash_secret;
+		len = o->hash_secret_len;
+	} else {
+		size_t have = 0;
+		while (have < sizeof seed) {
+			ssize_t r = getrandom(seed + have, sizeof seed - have, 0);
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				return SLUICE_EUNSUPPORTED;
+			}
+			have += (size_t)r;
+		}
+	}
+	/* Derive a full-size XXH3 secret of good quality from any seed. */
+	if (XXH3_generateSecret(lim->secret, sizeof lim->secret, src, len) != XXH_OK)
+		return SLUICE_EINVAL;
+	return SLUICE_OK;
+}
+
+int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
+			  size_t nlimits, const struct sluice_limiter_options *opts)
+{
+	struct sluice_limiter_options o;
+
+	if (out == NULL)
+		return SLUICE_EINVAL;
+	*out = NULL;
+	if (limits == NULL || nlimits == 0)
+		return SLUICE_EINVAL;
+	if (nlimits > SLUICE_LIMITER_MAX_LIMITS)
+		return SLUICE_ETOOBIG;
+	memset(&o, 0, sizeof o);
+	if (opts != NULL) {
+		/* Version 1 is the only one so far. A later version will accept
+		 * the sizes of earlier ones (missing fields keep their zero
+		 * defaults); a size this library does not know is refused. */
+		if (opts->size != sizeof o)
+			return SLUICE_EINVAL;
+		memcpy(&o, opts, opts->size);
+	}
+	if (o.fail_mode > SLUICE_FAIL_CLOSED || (o.flags & ~SLUICE_LIMITER_CALLER_REGISTERS_RCU) ||
+	    (o.hash_secret != NULL && o.hash_secret_len == 0) ||
+	    ((o.malloc_fn == NULL) != (o.free_fn == NULL)) ||
+	    (o.initial_buckets & (o.initial_buckets - 1)) != 0)
+		return SLUICE_EINVAL;
+	for (size_t i = 0; i < nlimits; i++)
+		if (sluice__limit_ops_of(limits[i].kind) == NULL ||
+		    sluice__limit_validate(&limits[i]) != SLUICE_OK)
+			return SLUICE_EINVAL;
+
+	sluice_malloc_fn mf = o.malloc_fn != NULL ? o.malloc_fn : default_malloc;
+	sluice_free_fn ff = o.free_fn != NULL ? o.free_fn : default_free;
+	size_t raw_size = sizeof(struct sluice_limiter) + SLUICE_CACHELINE;
+	void *raw = mf(o.alloc_user, raw_size);
+	if (raw == NULL)
+		return SLUICE_ENOMEM;
+	uintptr_t p = ((uintptr_t)raw + SLUICE_CACHELINE - 1) & ~(uintptr_t)(SLUICE_CACHELINE - 1);
+	struct sluice_limiter *lim = (struct sluice_limiter *)p;
+	memset(lim, 0, sizeof *lim);
+	lim->raw = raw;
+	lim->raw_size = raw_size;
+	lim->malloc_fn = mf;
+	lim->free_fn = ff;
+	lim->alloc_user = o.alloc_user;
+	lim->nlimits = (uint32_t)nlimits;
+	lim->flags = o.flags;
+	lim->fail_mode = o.fail_mode;
+	lim->max_keys = o.max_keys;
+	lim->max_bytes = o.max_bytes;
+	size_t off = sizeof(struct entry);
+	for (size_t i = 0; i < nlimits; i++) {
+		lim->limits[i] = limits[i];
+		lim->ops[i] = sluice__limit_ops_of(limits[i].kind);
+		lim->cell_off[i] = (uint16_t)off;
+		off += lim->ops[i]->cell_size;
+	}
+	lim->len_off = (uint16_t)off;
+	lim->key_off = (uint16_t)(off + sizeof(uint16_t));
+
+	int rc = fill_secret(lim, &o);
+	if (rc != SLUICE_OK)
+		goto fail_raw;
+	rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		goto fail_raw;
+	if (pthread_mutex_init(&lim->sweep_lock, NULL) != 0) {
+		rc = SLUICE_ENOMEM;
+		goto fail_raw;
+	}
+	if (pthread_mutex_init(&lim->m_lock, NULL) != 0) {
+		rc = SLUICE_ENOMEM;
+		goto fail_sweep_lock;
+	}
+	pthread_condattr_t ca;
+	if (pthread_condattr_init(&ca) != 0) {
+		rc = SLUICE_ENOMEM;
+		goto fail_m_lock;
+	}
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	int cr = pthread_cond_init(&lim->m_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (cr != 0) {
+		rc = SLUICE_ENOMEM;
+		goto fail_m_lock;
+	}
+	/* Default size: cds_lfht grows lazily in the call_rcu thread, which can
+	 * lag far behind a burst of inserts (docs/limiter.md, "Table size"), so
+	 * start at max_keys when it is known (at most 2^20 buckets, 16 MiB). */
+	unsigned long init = 1024;
+	if (o.initial_buckets != 0)
+		init = (unsigned long)o.initial_buckets;
+	else
+		while (init < o.max_keys && init < (1ul << 20))
+			init <<= 1;
+	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, 0,
+			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+	if (lim->ht == NULL) {
+		rc = SLUICE_ENOMEM;
+		goto fail_cond;
+	}
+	*out = lim;
+	return SLUICE_OK;
+
+fail_cond:
+	pthread_cond_destroy(&lim->m_cond);
+fail_m_lock:
+	pthread_mutex_destroy(&lim->m_lock);
+fail_sweep_lock:
+	pthread_mutex_destroy(&lim->sweep_lock);
+fail_raw:
+	ff(o.alloc_user, raw, raw_size);
+	return rc;
+}
+
+void sluice_limiter_destroy(struct sluice_limiter *lim)
+{
+	if (lim == NULL)
+		return;
+	if (lim->m_running)
+		sluice_limiter_maintenance_stop(lim);
+	(void)thread_enter(lim);
+
+	/* No other thread uses the limiter any more, so removed entries can be
+	 * freed at once; entries of earlier sweeps wait in call_rcu. */
+	struct cds_lfht_iter it;
+	rcu_read_lock();
+	cds_lfht_first(lim->ht, &it);
+	struct cds_lfht_node *node;
+	while ((node = cds_lfht_iter_get_node(&it)) != NULL) {
+		cds_lfht_next(lim->ht, &it);
+		struct entry *e = caa_container_of(node, struct entry, node);
+		TSAN_ACQUIRE(e);
+		cds_lfht_del(lim->ht, node);
+		lim_free(lim, e, entry_size(lim, key_len_of(lim, e)));
+	}
+	rcu_read_unlock();
+	cds_lfht_destroy(lim->ht, NULL);
+	/* relaxed: the sweeps that set it happened-before this call. */
+	if (atomic_load_explicit(&lim->deferred, memory_order_relaxed)) /* relaxed: why above */
+		rcu_barrier(); /* pending free_batch_cb() use lim */
+	pthread_cond_destroy(&lim->m_cond);
+	pthread_mutex_destroy(&lim->m_lock);
+	pthread_mutex_destroy(&lim->sweep_lock);
+	lim->free_fn(lim->alloc_user, lim->raw, lim->raw_size);
+}
+
+int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter_stats *out)
+{
+	uint64_t sum[ST_COUNT] = { 0 };
+
+	if (lim == NULL || out == NULL || out->size < sizeof *out)
+		return SLUICE_EINVAL;
+	for (int s = 0; s <= SLOTS; s++)
+		for (int c = 0; c < ST_COUNT; c++)
+			/* relaxed: counters; each stripe word is read once. */
+			sum[c] += atomic_load_explicit(&lim->slots[s].c[c], memory_order_relaxed); /* relaxed: why above */
+	out->admitted = sum[ST_ADMITTED];
+	out->denied = sum[ST_DENIED];
+	out->degraded = sum[ST_DEGRADED];
+	out->inserted = sum[ST_INSERTED];
+	out->reclaimed = sum[ST_RECLAIMED];
+	out->live_keys = sum[ST_INSERTED] - sum[ST_RECLAIMED];
+	out->bytes = sum[ST_BYTES];
+	return SLUICE_OK;
+}

@@ -4,6 +4,9 @@
  * Layers, bottom up (each header documents its own contracts):
  *   sluice/common.h   error codes, struct sluice_decision, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
+ *   sluice/window.h   sliding-window log (exact), sliding-window counter,
+ *                     calendar windows aligned to UTC
+ *   sluice/slots.h    concurrency slots: semaphore with handles and leases
  *
  * Every public header compiles as C11 and as C++.
  */
@@ -12,5 +15,7 @@
 
 #include "sluice/common.h"
 #include "sluice/gcra.h"
+#include "sluice/window.h"
+#include "sluice/slots.h"
 
 #endif /* SLUICE_H */

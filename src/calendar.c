@@ -19,8 +19,9 @@
  * resets at UTC midnight, W = SLUICE_HOUR_NS on the hour.
  *
  * reset_ns is (k_eff + 1) * W - t, the time to the end of the window the
- * request was judged in, computed in 128 bits and clamped at 2^64 - 1 (the
- * last window of the clock is truncated at its end).
+ * request was judged in, computed in 128 bits; a boundary past the end of
+ * the clock (2^64 - 1 ns) never comes, so it reads SLUICE_NEVER, as does
+ * the retry-after of a request denied in that last window.
  *
  * Concurrency: the word is the whole state and publishes nothing else, so
  * every access is relaxed, as in the GCRA cell.
@@ -79,8 +80,8 @@ static inline void view_of(uint64_t word, const struct sluice_calendar_config *c
 		v->count = word & COUNT_MASK;
 		k_eff += (COUNT_MASK + 1) - d;
 	}
-	sluice__u128 end = (k_eff + 1) * cfg->window_ns - t;
-	v->end_ns = end > UINT64_MAX ? UINT64_MAX : (uint64_t)end;
+	sluice__u128 end = (k_eff + 1) * cfg->window_ns; /* absolute boundary */
+	v->end_ns = end > UINT64_MAX ? SLUICE_NEVER : (uint64_t)end - t;
 }
 
 static inline void fill(struct sluice_decision *out, const struct sluice_calendar_config *cfg,

@@ -84,8 +84,15 @@ struct view {
 	uint64_t index;     /* k_s to store, mod 2^24 */
 	uint64_t prev, cur; /* counts that apply */
 	uint64_t elapsed;   /* e used in the estimate */
-	uint64_t end_ns;    /* time from t to the end of the effective window */
+	sluice__u128 start; /* absolute start of the effective window */
 };
+
+/* Time from t until absolute time `at` (> t); SLUICE_NEVER past the end of
+ * the clock. */
+static inline uint64_t wait_until(sluice__u128 at, uint64_t t)
+{
+	return at > UINT64_MAX ? SLUICE_NEVER : (uint64_t)at - t;
+}
 
 static inline void view_of(uint64_t word, const struct sluice_window_counter_config *cfg,
 			   uint64_t t, struct view *v)
@@ -109,8 +116,7 @@ static inline void view_of(uint64_t word, const struct sluice_window_counter_con
 		*v = (struct view){ ks, prev, cur, 0, 0 };
 		k_eff += (INDEX_MASK + 1) - d;
 	}
-	sluice__u128 end = (k_eff + 1) * w - t; /* > 0; k_eff < 2^64 + 2^24 */
-	v->end_ns = end > UINT64_MAX ? UINT64_MAX : (uint64_t)end;
+	v->start = k_eff * w; /* k_eff < 2^64 + 2^24: no overflow in 128 bits */
 }
 
 /* Whole units the estimate leaves free: floor(L - cur - prev * (W - e) / W). */
@@ -141,30 +147,28 @@ static inline bool fits(const struct sluice_window_counter_config *cfg, const st
 
 /* Time until `cost` units fit, if nothing else happens (they do not now). */
 static uint64_t retry_after(const struct sluice_window_counter_config *cfg, const struct view *v,
-			    uint64_t cost)
+			    uint64_t t, uint64_t cost)
 {
 	uint64_t w = cfg->window_ns, l = cfg->limit;
 
 	if (v->cur + cost <= l) {
 		/* Later in this window: prev * (W - e') <= (L - cur - cost) * W,
-		 * i.e. e' >= W - floor((L - cur - cost) * W / prev); prev > 0. */
+		 * i.e. e' >= W - floor((L - cur - cost) * W / prev); prev > 0,
+		 * and e' > e as the test failed at e. */
 		sluice__u128 x = (sluice__u128)(l - v->cur - cost) * w / v->prev;
 		uint64_t e_min = x >= w ? 0 : w - (uint64_t)x;
-		/* end_ns - W + e_min: the effective window starts end_ns - W from
-		 * t (negative, -e, unless time went backwards); e_min > e. */
-		sluice__u128 r = (sluice__u128)v->end_ns + e_min - w;
-		return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
+		return wait_until(v->start + e_min, t);
 	}
 	/* Next window: prev' = cur (> 0 here), cur' = 0. e2 == W means the
 	 * window after it, where prev'' = 0. */
 	sluice__u128 x = (sluice__u128)(l - cost) * w / v->cur;
 	uint64_t e2 = x >= w ? 0 : w - (uint64_t)x;
-	return sluice__add_sat(v->end_ns, e2);
+	return wait_until(v->start + w + e2, t);
 }
 
 static inline void fill(struct sluice_decision *out, const struct sluice_window_counter_config *cfg,
-			bool allowed, const struct view *v, uint64_t cur_after, uint64_t retry_ns,
-			uint8_t reason)
+			bool allowed, const struct view *v, uint64_t t, uint64_t cur_after,
+			uint64_t retry_ns, uint8_t reason)
 {
 	if (out == NULL)
 		return;
@@ -178,9 +182,9 @@ static inline void fill(struct sluice_decision *out, const struct sluice_window_
 	/* The estimate reaches 0 at the end of the next window if cur > 0
 	 * (cur becomes prev and decays over it), else at the end of this one. */
 	if (cur_after > 0)
-		out->reset_ns = sluice__add_sat(v->end_ns, cfg->window_ns);
+		out->reset_ns = wait_until(v->start + 2 * (sluice__u128)cfg->window_ns, t);
 	else
-		out->reset_ns = v->prev > 0 ? v->end_ns : 0;
+		out->reset_ns = v->prev > 0 ? wait_until(v->start + cfg->window_ns, t) : 0;
 	out->retry_after_ns = retry_ns;
 }
 
@@ -196,15 +200,15 @@ static bool admit(struct sluice_window_counter *cell, const struct sluice_window
 	for (;;) {
 		view_of(word, cfg, t, &v);
 		if (SLUICE_UNLIKELY(cost > cfg->limit)) {
-			fill(out, cfg, false, &v, v.cur, SLUICE_NEVER, SLUICE_REASON_NEVER);
+			fill(out, cfg, false, &v, t, v.cur, SLUICE_NEVER, SLUICE_REASON_NEVER);
 			return false;
 		}
 		if (!fits(cfg, &v, cost)) {
-			fill(out, cfg, false, &v, v.cur, retry_after(cfg, &v, cost), SLUICE_REASON_RATE);
+			fill(out, cfg, false, &v, t, v.cur, retry_after(cfg, &v, t, cost), SLUICE_REASON_RATE);
 			return false;
 		}
 		if (cost == 0) {
-			fill(out, cfg, true, &v, v.cur, 0, SLUICE_REASON_NONE);
+			fill(out, cfg, true, &v, t, v.cur, 0, SLUICE_REASON_NONE);
 			return true;
 		}
 		uint64_t next = pack(v.index, v.prev, v.cur + cost);
@@ -218,7 +222,7 @@ static bool admit(struct sluice_window_counter *cell, const struct sluice_window
 				receipt->before = word;
 				receipt->after = next;
 			}
-			fill(out, cfg, true, &v, v.cur + cost, 0, SLUICE_REASON_NONE);
+			fill(out, cfg, true, &v, t, v.cur + cost, 0, SLUICE_REASON_NONE);
 			return true;
 		}
 	}

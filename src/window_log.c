@@ -116,13 +116,14 @@ void sluice_window_log_init(struct sluice_window_log *cell, const struct sluice_
 		atomic_store_explicit(&ring[i], 0, memory_order_relaxed); /* relaxed: as above */
 }
 
-/* Time from t until a unit recorded at r leaves the window (r + W - t),
- * saturating; only called for live units (t < r + W). */
+/* Time from t until a unit recorded at r leaves the window (r + W - t);
+ * SLUICE_NEVER if that is past the end of the clock. Only called for live
+ * units (t < r + W). */
 static inline uint64_t wait_until_gone(uint64_t r, uint64_t t, uint64_t window_ns)
 {
-	if (r >= t)
-		return sluice__add_sat(r - t, window_ns);
-	return window_ns - (t - r);
+	if (r > UINT64_MAX - window_ns)
+		return SLUICE_NEVER;
+	return r + window_ns - t;
 }
 
 static inline bool gone(uint64_t r, uint64_t t, uint64_t window_ns)

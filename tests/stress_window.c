@@ -23,7 +23,7 @@
 #include <time.h>
 
 #define THREADS 4
-#define MAX_RECORDS (1u << 20)
+#define MAX_RECORDS (1u << 18)
 
 enum kind { LOG, COUNTER, CALENDAR };
 

@@ -34,7 +34,8 @@ static uint64_t step_time(struct fuzz_input *in, uint64_t t, uint64_t *latest, u
 			t = (uint64_t)(*latest - span);
 		break;
 	case 2: /* small step within a window */
-		t = t > UINT64_MAX - step % (w + 1) ? UINT64_MAX : t + step % (w + 1);
+		d = w == UINT64_MAX ? step : step % (w + 1);
+		t = t > UINT64_MAX - d ? UINT64_MAX : t + d;
 		break;
 	default:
 		t = *latest;

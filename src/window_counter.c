@@ -203,13 +203,13 @@ static bool admit(struct sluice_window_counter *cell, const struct sluice_window
 			fill(out, cfg, false, &v, t, v.cur, SLUICE_NEVER, SLUICE_REASON_NEVER);
 			return false;
 		}
+		if (cost == 0) { /* a peek passes even when the estimate is over L */
+			fill(out, cfg, true, &v, t, v.cur, 0, SLUICE_REASON_NONE);
+			return true;
+		}
 		if (!fits(cfg, &v, cost)) {
 			fill(out, cfg, false, &v, t, v.cur, retry_after(cfg, &v, t, cost), SLUICE_REASON_RATE);
 			return false;
-		}
-		if (cost == 0) {
-			fill(out, cfg, true, &v, t, v.cur, 0, SLUICE_REASON_NONE);
-			return true;
 		}
 		uint64_t next = pack(v.index, v.prev, v.cur + cost);
 		/* relaxed on success and failure: only this word's atomicity

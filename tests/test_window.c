@@ -337,8 +337,17 @@ Test(window_counter, weighted_estimate_decays_over_the_window)
 	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1150, 0, &d));
 	cr_assert_eq(d.remaining, 4u, "10 - 1 - 10 * 50 / 100");
 	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1150, 4, &d));
+	/* A stale peek judged at e = 0 sees prev at full weight: the estimate
+	 * 9 + 5 is over L, yet cost 0 is allowed, with nothing remaining. */
+	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1200, 5, &d));
+	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1300, 5, &d));
+	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1390, 4, &d));
+	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1250, 0, &d));
+	cr_assert_eq(d.remaining, 0u);
+	cr_assert_eq(d.retry_after_ns, 0u);
+	cr_assert_not(sluice_window_counter_admit(&cell, &cfg, 1250, 1, &d));
 	/* Two windows on, everything is forgotten. */
-	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1300, 10, &d));
+	cr_assert(sluice_window_counter_admit(&cell, &cfg, 1500, 10, &d));
 }
 
 Test(window_counter, cost_zero_cost_over_limit_one_ns_and_year_windows)

@@ -215,7 +215,7 @@ static inline bool counter_model_admit(struct counter_model *m, uint64_t t, uint
 		e = 0;
 	}
 	counter_model_counts(m, eff, &prev, &cur);
-	bool ok = cost <= m->limit && counter_model_fits(m, prev, cur, e, cost);
+	bool ok = cost == 0 || (cost <= m->limit && counter_model_fits(m, prev, cur, e, cost));
 	uint64_t cur_after = cur + (ok ? cost : 0);
 	model_u128 room = (model_u128)m->limit * w;
 	model_u128 used = (model_u128)cur_after * w + (model_u128)prev * (w - e);

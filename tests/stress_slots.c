@@ -4,10 +4,11 @@
  *   - never more than N holders in flight, counted with an independent
  *     atomic between a successful acquire and the release (no leases);
  *   - with leases (a shared fake clock, some holders "crash" and never
- *     release, a reaper thread): no slot ever has two holders unless the
- *     earlier one's lease had expired at the take-over, checked through a
- *     per-slot occupant word the test keeps itself; a holder that finds its
- *     slot taken gets SLUICE_ESTALE from release;
+ *     release, a reaper thread): no slot is reused while held unless the
+ *     holder's lease had run out, checked through per-slot bookkeeping the
+ *     test keeps itself (newest use by generation, last use released); a
+ *     holder whose slot was reused cannot release it, and a release fails
+ *     only for a lease that has run out;
  *   - double releases and another cell's handles are rejected, and after
  *     the run (and a final reap) the cell is idle: no capacity was lost or
  *     invented.
@@ -34,8 +35,8 @@ struct shared {
 	sluice_slot_handle foreign;
 	bool leases;
 	_Atomic uint64_t clock;
-	/* acquire time + 1 of the current holder of each slot, 0 if none */
-	_Atomic uint64_t occupant[SLOTS];
+	_Atomic uint64_t occupant[SLOTS]; /* newest use seen: gen << 40 | time */
+	_Atomic uint64_t released[SLOTS]; /* gen of the last use released */
 	atomic_int in_flight, max_in_flight;
 	atomic_int errors;
 	atomic_bool stop;
@@ -82,18 +83,26 @@ static void *work(void *arg)
 			FAIL(sh, "slot index %llu out of range\n", (unsigned long long)index);
 			continue;
 		}
-		uint64_t prev = atomic_exchange(&sh->occupant[index], t + 1);
-		if (prev != 0) {
+		/* occupant[i] = (gen << 40 | acquire time) of the newest use of
+		 * slot i the test has seen; raised monotonically by gen (white
+		 * box: handle bits 12-39), so late bookkeeping of an older use never
+		 * hides a newer one. Replacing the immediate predecessor that did
+		 * not release (released[i] != its gen) is a reclaim: its lease must
+		 * have run out by now. */
+		uint64_t gen = (h >> 12) & ((UINT64_C(1) << 28) - 1);
+		uint64_t mine = gen << 40 | t;
+		uint64_t cur = atomic_load(&sh->occupant[index]);
+		while (cur >> 40 < gen && !atomic_compare_exchange_weak(&sh->occupant[index], &cur, mine))
+			;
+		if (cur >> 40 < gen && cur != 0 && cur >> 40 == gen - 1 &&
+		    atomic_load(&sh->released[index]) != gen - 1) {
+			uint64_t held_since = cur & ((UINT64_C(1) << 40) - 1);
 			if (!sh->leases)
-				FAIL(sh, "slot %llu had a holder\n", (unsigned long long)index);
-			/* A take-over (or a reap, then our acquire) needs the
-			 * earlier holder's lease to have run out by now; prev > t + 1
-			 * is the later holder of an inverted race between the two
-			 * exchanges. */
-			else if (prev - 1 <= t && atomic_load(&sh->clock) < prev - 1 + TTL)
+				FAIL(sh, "slot %llu reused while held\n", (unsigned long long)index);
+			else if (atomic_load(&sh->clock) < held_since + TTL)
 				FAIL(sh, "slot %llu taken at %llu from a lease of %llu\n",
 				     (unsigned long long)index, (unsigned long long)t,
-				     (unsigned long long)(prev - 1));
+				     (unsigned long long)held_since);
 			else
 				atomic_fetch_add(&sh->taken_over, 1);
 		}
@@ -113,8 +122,14 @@ static void *work(void *arg)
 			atomic_fetch_add(&sh->crashed, 1); /* never released */
 			continue;
 		}
-		uint64_t mine = t + 1;
-		bool still_mine = atomic_compare_exchange_strong(&sh->occupant[index], &mine, 0);
+		/* released[i]: raised monotonically, so that the late release of
+		 * a long-reclaimed use cannot hide a recent one. */
+		uint64_t last = atomic_load(&sh->released[index]);
+		while (last < gen && !atomic_compare_exchange_weak(&sh->released[index], &last, gen))
+			;
+		/* A newer use of our slot exists only if ours ended (reclaimed).
+		 * Read before releasing: after it, the slot may rightly be reused. */
+		bool superseded = atomic_load(&sh->occupant[index]) >> 40 > gen;
 		int rc = sluice_slots_release(sh->cell, &sh->cfg, h);
 		/* A release may fail only for a lease that has run out (then with
 		 * ESTALE, or EDOUBLE once the slot was reclaimed again since:
@@ -125,7 +140,7 @@ static void *work(void *arg)
 			FAIL(sh, "release at %llu of a lease of %llu: %s\n",
 			     (unsigned long long)atomic_load(&sh->clock), (unsigned long long)t,
 			     sluice_strerror(rc));
-		if (!still_mine && rc == SLUICE_OK)
+		if (superseded && rc == SLUICE_OK)
 			FAIL(sh, "released a slot that was taken over\n");
 		if (rng_next(&rng) % 8 == 0) {
 			rc = sluice_slots_release(sh->cell, &sh->cfg, h);

@@ -171,7 +171,9 @@ static void evaluate(ring_word *ring, const struct sluice_window_log_config *cfg
 	}
 }
 
-/* Evaluate a consistent snapshot without taking the lock. Returns pos. */
+/* Evaluate a consistent snapshot without taking the lock. Returns the seq
+ * value it started from: if that is even and a writer later locks from it,
+ * nothing was written in between and the snapshot is still the state. */
 static uint64_t read_snapshot(const struct sluice_window_log *cell,
 			      const struct sluice_window_log_config *cfg, uint64_t t, uint64_t cost,
 			      struct eval *ev)
@@ -194,7 +196,7 @@ static uint64_t read_snapshot(const struct sluice_window_log *cell,
 		/* relaxed: ordered by the fence above. */
 		uint64_t s2 = atomic_load_explicit(&c->seq, memory_order_relaxed);
 		if (s2 - s1 <= 1)
-			return pos;
+			return s1;
 	}
 }
 
@@ -228,6 +230,16 @@ static inline void unlock(struct sluice_window_log *cell, uint64_t locked_seq)
 	atomic_store_explicit(&cell->seq, locked_seq + 1, memory_order_release);
 }
 
+/* Unlock after writing nothing: seq goes back to its value before the lock,
+ * so readers that straddled us still validate (nothing changed for them)
+ * and receipts stay cancellable. */
+static inline void unlock_unchanged(struct sluice_window_log *cell, uint64_t locked_seq)
+{
+	/* release: pairs with the next writer's lock (acquire), so lock
+	 * holders stay ordered one after another. */
+	atomic_store_explicit(&cell->seq, locked_seq - 1, memory_order_release);
+}
+
 static inline void fill(struct sluice_decision *out, const struct sluice_window_log_config *cfg,
 			bool allowed, uint64_t in_window, uint64_t reset_ns, uint64_t retry_ns,
 			uint8_t reason)
@@ -256,7 +268,7 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 		fill(out, cfg, false, ev.live, ev.reset_ns, SLUICE_NEVER, SLUICE_REASON_NEVER);
 		return false;
 	}
-	read_snapshot(cell, cfg, t, cost, &ev);
+	uint64_t seen = read_snapshot(cell, cfg, t, cost, &ev);
 	if (ev.live + cost > cfg->limit) {
 		fill(out, cfg, false, ev.live, ev.reset_ns, ev.retry_ns, SLUICE_REASON_RATE);
 		return false;
@@ -272,11 +284,15 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 	uint64_t pos = atomic_load_explicit(&cell->pos, memory_order_relaxed);
 	ring_word *ring = ring_of(cell);
 
-	evaluate(ring, cfg, pos, t, cost, &ev);
-	if (ev.live + cost > cfg->limit) {
-		unlock(cell, seq);
-		fill(out, cfg, false, ev.live, ev.reset_ns, ev.retry_ns, SLUICE_REASON_RATE);
-		return false;
+	/* Locked straight from the even seq the snapshot started at: no write
+	 * since, so its evaluation stands; otherwise decide again. */
+	if (seq != seen + 1) {
+		evaluate(ring, cfg, pos, t, cost, &ev);
+		if (ev.live + cost > cfg->limit) {
+			unlock_unchanged(cell, seq);
+			fill(out, cfg, false, ev.live, ev.reset_ns, ev.retry_ns, SLUICE_REASON_RATE);
+			return false;
+		}
 	}
 	uint64_t r = pos > 0 && ev.newest > t ? ev.newest : t;
 	uint64_t mask = cfg->capacity - 1;
@@ -324,13 +340,15 @@ bool sluice_window_log_cancel(struct sluice_window_log *cell,
 		return false;
 
 	uint64_t seq = lock(cell);
-	bool undo = seq == receipt->seq_after + 1;
-	if (undo)
-		/* release: as for an admission; readers that load the older pos
-		 * see slots that were never overwritten since (see top). */
-		atomic_store_explicit(&cell->pos, receipt->pos_before, memory_order_release);
+	if (seq != receipt->seq_after + 1) {
+		unlock_unchanged(cell, seq);
+		return false;
+	}
+	/* release: as for an admission; readers that load the older pos see
+	 * slots that were never overwritten since (see top). */
+	atomic_store_explicit(&cell->pos, receipt->pos_before, memory_order_release);
 	unlock(cell, seq);
-	return undo;
+	return true;
 }
 
 bool sluice_window_log_is_idle(const struct sluice_window_log *cell,

@@ -30,6 +30,7 @@
 
 #include <stdatomic.h>
 
+#include "divide_internal.h"
 #include "util_internal.h"
 
 #define COUNT_MASK UINT64_C(0xffffffff)
@@ -45,6 +46,7 @@ int sluice_calendar_config_init(struct sluice_calendar_config *cfg, uint64_t lim
 		return SLUICE_ETOOBIG;
 	cfg->limit = limit;
 	cfg->window_ns = window_ns;
+	sluice__divider_init(window_ns, &cfg->div_magic, &cfg->div_shift1, &cfg->div_shift2);
 	return SLUICE_OK;
 }
 
@@ -63,7 +65,8 @@ struct view {
 static inline void view_of(uint64_t word, const struct sluice_calendar_config *cfg, uint64_t t,
 			   struct view *v)
 {
-	uint64_t k = t / cfg->window_ns, ks = word >> 32, d = (k - ks) & COUNT_MASK;
+	uint64_t k = sluice__divide(t, cfg->div_magic, cfg->div_shift1, cfg->div_shift2);
+	uint64_t ks = word >> 32, d = (k - ks) & COUNT_MASK;
 	sluice__u128 k_eff = k;
 
 	if (word == 0) { /* fresh: every stored word has count >= 1 */

@@ -45,6 +45,7 @@
 
 #include <stdatomic.h>
 
+#include "divide_internal.h"
 #include "util_internal.h"
 
 #define COUNT_MASK ((UINT64_C(1) << SLUICE_WINDOW_COUNTER_COUNT_BITS) - 1)
@@ -70,6 +71,7 @@ int sluice_window_counter_config_init(struct sluice_window_counter_config *cfg, 
 		return SLUICE_ETOOBIG;
 	cfg->limit = limit;
 	cfg->window_ns = window_ns;
+	sluice__divider_init(window_ns, &cfg->div_magic, &cfg->div_shift1, &cfg->div_shift2);
 	return SLUICE_OK;
 }
 
@@ -97,7 +99,8 @@ static inline uint64_t wait_until(sluice__u128 at, uint64_t t)
 static inline void view_of(uint64_t word, const struct sluice_window_counter_config *cfg,
 			   uint64_t t, struct view *v)
 {
-	uint64_t w = cfg->window_ns, k = t / w, e = t % w;
+	uint64_t w = cfg->window_ns;
+	uint64_t k = sluice__divide(t, cfg->div_magic, cfg->div_shift1, cfg->div_shift2), e = t - k * w;
 	uint64_t ks = word >> (2 * SLUICE_WINDOW_COUNTER_COUNT_BITS);
 	uint64_t prev = (word >> SLUICE_WINDOW_COUNTER_COUNT_BITS) & COUNT_MASK;
 	uint64_t cur = word & COUNT_MASK;
@@ -145,6 +148,13 @@ static inline bool fits(const struct sluice_window_counter_config *cfg, const st
 	return room >= (sluice__u128)v->prev * (cfg->window_ns - v->elapsed);
 }
 
+/* floor(a * b / c), with the 64-bit divide when the product fits. */
+static inline sluice__u128 mul_div(uint64_t a, uint64_t b, uint64_t c)
+{
+	sluice__u128 p = (sluice__u128)a * b;
+	return p <= UINT64_MAX ? (uint64_t)p / c : p / c;
+}
+
 /* Time until `cost` units fit, if nothing else happens (they do not now). */
 static uint64_t retry_after(const struct sluice_window_counter_config *cfg, const struct view *v,
 			    uint64_t t, uint64_t cost)
@@ -155,13 +165,13 @@ static uint64_t retry_after(const struct sluice_window_counter_config *cfg, cons
 		/* Later in this window: prev * (W - e') <= (L - cur - cost) * W,
 		 * i.e. e' >= W - floor((L - cur - cost) * W / prev); prev > 0,
 		 * and e' > e as the test failed at e. */
-		sluice__u128 x = (sluice__u128)(l - v->cur - cost) * w / v->prev;
+		sluice__u128 x = mul_div(l - v->cur - cost, w, v->prev);
 		uint64_t e_min = x >= w ? 0 : w - (uint64_t)x;
 		return wait_until(v->start + e_min, t);
 	}
 	/* Next window: prev' = cur (> 0 here), cur' = 0. e2 == W means the
 	 * window after it, where prev'' = 0. */
-	sluice__u128 x = (sluice__u128)(l - cost) * w / v->cur;
+	sluice__u128 x = mul_div(l - cost, w, v->cur);
 	uint64_t e2 = x >= w ? 0 : w - (uint64_t)x;
 	return wait_until(v->start + w + e2, t);
 }
@@ -208,7 +218,9 @@ static bool admit(struct sluice_window_counter *cell, const struct sluice_window
 			return true;
 		}
 		if (!fits(cfg, &v, cost)) {
-			fill(out, cfg, false, &v, t, v.cur, retry_after(cfg, &v, t, cost), SLUICE_REASON_RATE);
+			if (out != NULL)
+				fill(out, cfg, false, &v, t, v.cur, retry_after(cfg, &v, t, cost),
+				     SLUICE_REASON_RATE);
 			return false;
 		}
 		uint64_t next = pack(v.index, v.prev, v.cur + cost);

@@ -303,7 +303,7 @@ Test(window_log, matches_the_reference_model_on_random_sequences)
 
 Test(window_counter, config_errors)
 {
-	struct sluice_window_counter_config cfg = { 9, 9 };
+	struct sluice_window_counter_config cfg = { .limit = 9, .window_ns = 9 };
 
 	cr_assert_eq(sluice_window_counter_config_init(NULL, 1, 1), SLUICE_EINVAL);
 	cr_assert_eq(sluice_window_counter_config_init(&cfg, 0, 1), SLUICE_EINVAL);
@@ -541,7 +541,7 @@ Test(window_counter, stays_within_its_error_bound_of_the_exact_log)
 
 Test(calendar, config_errors)
 {
-	struct sluice_calendar_config cfg = { 3, 3 };
+	struct sluice_calendar_config cfg = { .limit = 3, .window_ns = 3 };
 
 	cr_assert_eq(sluice_calendar_config_init(NULL, 1, 1), SLUICE_EINVAL);
 	cr_assert_eq(sluice_calendar_config_init(&cfg, 0, 1), SLUICE_EINVAL);

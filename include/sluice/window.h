@@ -163,6 +163,9 @@ SLUICE_API bool sluice_window_log_is_idle(const struct sluice_window_log *cell,
 struct sluice_window_counter_config {
 	uint64_t limit;     /* units per window */
 	uint64_t window_ns; /* window length W */
+	uint64_t div_magic; /* private: t / W by multiplication */
+	uint8_t div_shift1; /* private */
+	uint8_t div_shift2; /* private */
 };
 
 /* The per-key state: one word (window index, previous and current counts).
@@ -239,6 +242,9 @@ SLUICE_API bool sluice_window_counter_is_idle(const struct sluice_window_counter
 struct sluice_calendar_config {
 	uint64_t limit;     /* units per window */
 	uint64_t window_ns; /* SLUICE_MINUTE_NS, SLUICE_HOUR_NS, SLUICE_DAY_NS, or any */
+	uint64_t div_magic; /* private: t / W by multiplication */
+	uint8_t div_shift1; /* private */
+	uint8_t div_shift2; /* private */
 };
 
 struct sluice_calendar {

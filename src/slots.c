@@ -221,9 +221,9 @@ bool sluice_slots_acquire(struct sluice_slots *cell, const struct sluice_slots_c
 	}
 
 	/* Reserved: some slot is FREE (file comment). Start the scan at our
-	 * count so that concurrent acquirers start apart. */
+	 * count (n < N here) so that concurrent acquirers start apart. */
 	struct slot *slot = slots_of(cell);
-	for (uint64_t i = n % cfg->slots;; i = i + 1 == cfg->slots ? 0 : i + 1) {
+	for (uint64_t i = n;; i = i + 1 == cfg->slots ? 0 : i + 1) {
 		/* relaxed: the CAS below decides; nothing is published by FREE. */
 		uint64_t s = atomic_load_explicit(&slot[i].state, memory_order_relaxed);
 		if (phase(s) != FREE)

@@ -15,6 +15,8 @@
  * SLUICE_REASON_NEVER, time going backwards never over-admitting, and the
  * composition primitives the keyed limiter uses for all-or-nothing policies:
  * *_admit_receipt() / *_cancel() and *_is_idle(). A denial changes nothing.
+ * A wait (reset_ns, retry_after_ns) whose end would pass 2^64 - 1 ns reads
+ * SLUICE_NEVER.
  *
  * Which one to choose (docs/windows.md has the algorithms and proofs):
  *   - sliding-window log: exact ("never more than limit units in any window
@@ -270,8 +272,8 @@ SLUICE_API void sluice_calendar_init(struct sluice_calendar *cell);
  * `out`: remaining = limit - count; reset_ns = time to the next boundary
  * (of the window the request was counted in); retry_after_ns = 0, or
  * reset_ns when this window is exhausted. Reason SLUICE_REASON_QUOTA.
- * The window that ends at the end of the clock (2^64 - 1 ns, year 2554) is
- * truncated there.
+ * A boundary past the end of the clock (2^64 - 1 ns, year 2554) never
+ * comes: reset_ns (and the retry-after of a denial) is then SLUICE_NEVER.
  *
  * Time going backwards (now_ns in a window before the cell's): the request
  * is counted in the cell's window, so per window of the cell never more than

@@ -10,6 +10,7 @@
 #include <sluice.h>
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "window_model.h"
@@ -253,6 +254,35 @@ Test(window_log, is_idle_iff_nothing_in_the_window)
 	cr_assert_not(sluice_window_log_is_idle(cell, &cfg, 50), "a unit ahead of now is live");
 	cr_assert(sluice_window_log_is_idle(cell, &cfg, 110));
 	free(cell);
+}
+
+/* How the keyed limiter embeds a log: as the last member of a key entry,
+ * sized at run time from the config. */
+struct key_entry {
+	uint64_t key;
+	struct sluice_gcra other_limit;
+	struct sluice_window_log log; /* must stay last: the ring follows */
+};
+
+Test(window_log, embeds_inline_at_the_end_of_a_key_entry)
+{
+	struct sluice_window_log_config cfg;
+	struct sluice_decision d;
+
+	cr_assert_eq(sluice_window_log_config_init(&cfg, 60, 60 * SEC), SLUICE_OK);
+	size_t size = offsetof(struct key_entry, log) + sluice_window_log_size(&cfg);
+	struct key_entry *e = malloc(size);
+	cr_assert_not_null(e);
+	memset(e, 0xff, size);
+	e->key = 42;
+	sluice_gcra_init(&e->other_limit);
+	sluice_window_log_init(&e->log, &cfg);
+	for (int i = 0; i < 60; i++)
+		cr_assert(sluice_window_log_admit(&e->log, &cfg, SEC, 1, &d));
+	cr_assert_not(sluice_window_log_admit(&e->log, &cfg, SEC, 1, &d));
+	cr_assert_eq(e->key, 42u, "the ring stays inside its bytes");
+	cr_assert(sluice_window_log_is_idle(&e->log, &cfg, 61 * SEC));
+	free(e);
 }
 
 static void log_against_model(uint64_t seed)

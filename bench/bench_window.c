@@ -82,7 +82,7 @@ SBENCH_REGISTER(BM_window_gcra_admit)
 {
 	sbench_arg(b, 0);
 	sbench_arg(b, 1);
-	sbench_thread_range(b, 1, 2);
+	sbench_thread_range(b, 1, sbench_max_threads(2));
 }
 
 static void BM_window_log_admit(sbench_state *st)
@@ -104,7 +104,7 @@ SBENCH_REGISTER(BM_window_log_admit)
 {
 	sbench_arg(b, 0);
 	sbench_arg(b, 1);
-	sbench_thread_range(b, 1, 2);
+	sbench_thread_range(b, 1, sbench_max_threads(2));
 	sbench_baseline(b, "BM_window_gcra_admit");
 }
 
@@ -124,7 +124,7 @@ SBENCH_REGISTER(BM_window_counter_admit)
 {
 	sbench_arg(b, 0);
 	sbench_arg(b, 1);
-	sbench_thread_range(b, 1, 2);
+	sbench_thread_range(b, 1, sbench_max_threads(2));
 	sbench_baseline(b, "BM_window_gcra_admit");
 }
 
@@ -144,7 +144,7 @@ SBENCH_REGISTER(BM_window_calendar_admit)
 {
 	sbench_arg(b, 0);
 	sbench_arg(b, 1);
-	sbench_thread_range(b, 1, 2);
+	sbench_thread_range(b, 1, sbench_max_threads(2));
 	sbench_baseline(b, "BM_window_gcra_admit");
 }
 
@@ -183,6 +183,6 @@ SBENCH_REGISTER(BM_window_slots_acquire_release)
 {
 	sbench_arg(b, 0);
 	sbench_arg(b, 1);
-	sbench_thread_range(b, 1, 2);
+	sbench_thread_range(b, 1, sbench_max_threads(2));
 	sbench_baseline(b, "BM_window_gcra_admit");
 }

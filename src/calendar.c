@@ -93,15 +93,8 @@ static inline void fill(struct sluice_decision *out, const struct sluice_calenda
 {
 	if (out == NULL)
 		return;
-	out->allowed = allowed;
-	out->degraded = false;
-	out->reason = reason;
-	out->reserved_ = 0;
-	out->limit_index = 0;
-	out->limit = cfg->limit;
-	out->remaining = count_after >= cfg->limit ? 0 : cfg->limit - count_after;
-	out->reset_ns = end_ns;
-	out->retry_after_ns = retry_ns;
+	sluice__decision_set(out, allowed, reason, cfg->limit,
+			     count_after >= cfg->limit ? 0 : cfg->limit - count_after, end_ns, retry_ns);
 }
 
 static bool admit(struct sluice_calendar *cell, const struct sluice_calendar_config *cfg, uint64_t t,

@@ -132,15 +132,9 @@ static inline void fill(struct sluice_decision *out, const struct sluice_slots_c
 {
 	if (out == NULL)
 		return;
-	out->allowed = allowed;
-	out->degraded = false;
-	out->reason = allowed ? SLUICE_REASON_NONE : SLUICE_REASON_CONCURRENCY;
-	out->reserved_ = 0;
-	out->limit_index = 0;
-	out->limit = cfg->slots;
-	out->remaining = in_use >= cfg->slots ? 0 : cfg->slots - in_use;
-	out->reset_ns = allowed ? 0 : cfg->retry_after_ns;
-	out->retry_after_ns = allowed ? 0 : cfg->retry_after_ns;
+	sluice__decision_set(out, allowed, allowed ? SLUICE_REASON_NONE : SLUICE_REASON_CONCURRENCY,
+			     cfg->slots, in_use >= cfg->slots ? 0 : cfg->slots - in_use,
+			     allowed ? 0 : cfg->retry_after_ns, allowed ? 0 : cfg->retry_after_ns);
 }
 
 /* Publish a slot we hold in CLAIMING(g) as HELD, with its lease. */

@@ -182,20 +182,15 @@ static inline void fill(struct sluice_decision *out, const struct sluice_window_
 {
 	if (out == NULL)
 		return;
-	out->allowed = allowed;
-	out->degraded = false;
-	out->reason = reason;
-	out->reserved_ = 0;
-	out->limit_index = 0;
-	out->limit = cfg->limit;
-	out->remaining = remaining(cfg, v->prev, cur_after, v->elapsed);
 	/* The estimate reaches 0 at the end of the next window if cur > 0
 	 * (cur becomes prev and decays over it), else at the end of this one. */
+	uint64_t reset_ns;
 	if (cur_after > 0)
-		out->reset_ns = wait_until(v->start + 2 * (sluice__u128)cfg->window_ns, t);
+		reset_ns = wait_until(v->start + 2 * (sluice__u128)cfg->window_ns, t);
 	else
-		out->reset_ns = v->prev > 0 ? wait_until(v->start + cfg->window_ns, t) : 0;
-	out->retry_after_ns = retry_ns;
+		reset_ns = v->prev > 0 ? wait_until(v->start + cfg->window_ns, t) : 0;
+	sluice__decision_set(out, allowed, reason, cfg->limit,
+			     remaining(cfg, v->prev, cur_after, v->elapsed), reset_ns, retry_ns);
 }
 
 static bool admit(struct sluice_window_counter *cell, const struct sluice_window_counter_config *cfg,

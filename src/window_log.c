@@ -246,15 +246,8 @@ static inline void fill(struct sluice_decision *out, const struct sluice_window_
 {
 	if (out == NULL)
 		return;
-	out->allowed = allowed;
-	out->degraded = false;
-	out->reason = reason;
-	out->reserved_ = 0;
-	out->limit_index = 0;
-	out->limit = cfg->limit;
-	out->remaining = in_window >= cfg->limit ? 0 : cfg->limit - in_window;
-	out->reset_ns = reset_ns;
-	out->retry_after_ns = retry_ns;
+	sluice__decision_set(out, allowed, reason, cfg->limit,
+			     in_window >= cfg->limit ? 0 : cfg->limit - in_window, reset_ns, retry_ns);
 }
 
 static bool admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,

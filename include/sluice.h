@@ -22,5 +22,6 @@
 #include "sluice/sf.h"
 #include "sluice/http.h"
 #include "sluice/client.h"
+#include "sluice/redis.h"
 
 #endif /* SLUICE_H */

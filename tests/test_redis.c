@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -74,9 +75,15 @@ static struct server server_start_args(int port, int replica_of)
 
 	snprintf(portstr, sizeof portstr, "%d", s.port);
 	snprintf(masterport, sizeof masterport, "%d", replica_of);
+	pid_t parent = getpid();
 	s.pid = fork();
 	cr_assert(s.pid >= 0);
 	if (s.pid == 0) {
+		/* Die with the process that started us, even when it stops at a
+		 * failed assertion without running the teardown. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
 		int devnull = open("/dev/null", O_WRONLY);
 		if (devnull >= 0) {
 			dup2(devnull, 1);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sluice.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,21 @@ static redisReply *side(int port, const char *cmd, const char *arg)
 	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
 	cr_assert(c != NULL && c->err == 0);
 	redisReply *rep = arg != NULL ? redisCommand(c, "%s %s", cmd, arg) : redisCommand(c, cmd);
+	cr_assert_not_null(rep);
+	redisFree(c);
+	return rep;
+}
+
+/* A side command with a hiredis format (each %s is one argument). */
+static redisReply *side_fmt(int port, const char *fmt, ...)
+{
+	struct timeval tv = { 1, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	cr_assert(c != NULL && c->err == 0);
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *rep = redisvCommand(c, fmt, ap);
+	va_end(ap);
 	cr_assert_not_null(rep);
 	redisFree(c);
 	return rep;
@@ -867,6 +883,33 @@ Test(redis, batch_is_one_round_trip_and_in_order)
 	cr_expect_eq(s.noscript, N);
 	cr_expect_eq(s.round_trips, trips + 4, "first batch; then the NOSCRIPT batch, SCRIPT LOAD, the resend");
 	sluice_limiter_destroy(lim);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
+Test(redis, foreign_value_under_our_key_is_a_server_error)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	o.fail_mode = SLUICE_FAIL_CLOSED;
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l = gcra(10, SEC, 10);
+	struct sluice_decision d;
+
+	freeReplyObject(side_fmt(srv.port, "SET sluice:k x"));
+	cr_assert_eq(sluice_redis_admit(r, "k", 1, &l, 1, 1, SEC, &d), SLUICE_OK);
+	cr_expect(!d.allowed && d.degraded);
+	/* A field holding garbage: the script fails, not a wrong decision. */
+	freeReplyObject(side_fmt(srv.port, "HSET sluice:j 0:100000000:1000000000 notanumber"));
+	cr_assert_eq(sluice_redis_admit(r, "j", 1, &l, 1, 1, SEC, &d), SLUICE_OK);
+	cr_expect(!d.allowed && d.degraded);
+	struct sluice_redis_stats s = rstats(r);
+	cr_expect_eq(s.server_errors, 2);
+	cr_expect_eq(s.degraded, 2);
+	/* The connection is fine for other keys. */
+	cr_assert_eq(sluice_redis_admit(r, "ok", 2, &l, 1, 1, SEC, &d), SLUICE_OK);
+	cr_expect(d.allowed && !d.degraded);
+	cr_expect_eq(rstats(r).connects, 1);
 	sluice_redis_destroy(r);
 	server_stop(&srv);
 }

@@ -555,32 +555,31 @@ Test(redis, server_time_and_key_expiry)
 	struct sluice_redis_options o = ropts(srv.port, 0);
 	o.key_prefix = "t:";
 	struct sluice_redis *r = connect_to(&o);
-	struct sluice_limit l[2] = { gcra(3, 200 * MS, 3), gcra(10, 400 * MS, 10) };
+	/* Limit 0 leaves 300 ms of debt, limit 1 only 10 ms. */
+	struct sluice_limit l[2] = { gcra(1, 300 * MS, 1), gcra(10, 100 * MS, 10) };
 	struct sluice_decision d;
 
 	/* A peek creates nothing. */
 	cr_assert_eq(sluice_redis_admit(r, "k", 1, l, 2, 0, 0, &d), SLUICE_OK);
 	cr_expect(d.allowed);
-	cr_expect_eq(d.remaining, 3);
+	cr_expect_eq(d.remaining, 1);
 	cr_expect_eq(side_int(srv.port, "EXISTS", "t:k"), 0);
-	for (int i = 0; i < 3; i++) {
-		cr_assert_eq(sluice_redis_admit(r, "k", 1, l, 2, 1, 12345 /* ignored */, &d), SLUICE_OK);
-		cr_expect(d.allowed, "admit %d", i);
-	}
+	cr_assert_eq(sluice_redis_admit(r, "k", 1, l, 2, 1, 12345 /* ignored */, &d), SLUICE_OK);
+	cr_expect(d.allowed);
+	cr_expect_eq(d.reset_ns, 300 * MS, "server time: the debt right after the admission");
 	cr_assert_eq(sluice_redis_admit(r, "k", 1, l, 2, 1, 0, &d), SLUICE_OK);
 	cr_expect(!d.allowed);
 	cr_expect_eq(d.reason, SLUICE_REASON_RATE);
-	cr_expect(d.retry_after_ns > 0 && d.retry_after_ns <= 200 * MS / 3);
-	/* The key lives until every limit is full again: the largest debt,
-	 * 3 * 66666667 ns (limit 0) rather than 3 * 40 ms (limit 1), rounded up
-	 * to 201 ms. */
+	cr_expect_eq(d.limit_index, 0);
+	cr_expect(d.retry_after_ns > 0 && d.retry_after_ns <= 300 * MS);
+	/* The key lives until every limit is full again: the largest debt
+	 * (limit 0's 300 ms, not limit 1's 10 ms), in whole ms. */
 	long long pttl = side_int(srv.port, "PTTL", "t:k");
-	cr_expect(pttl > 150 && pttl <= 201, "pttl %lld", pttl);
-	usleep(250 * 1000);
+	cr_expect(pttl > 150 && pttl <= 300, "pttl %lld", pttl);
+	usleep(350 * 1000);
 	cr_expect_eq(side_int(srv.port, "EXISTS", "t:k"), 0, "expired once full");
 	cr_assert_eq(sluice_redis_admit(r, "k", 1, l, 2, 1, 0, &d), SLUICE_OK);
 	cr_expect(d.allowed);
-	cr_expect_eq(d.remaining, 2);
 	sluice_redis_destroy(r);
 	server_stop(&srv);
 }
@@ -592,8 +591,8 @@ static void killed_mid_run(uint32_t fail_mode)
 	struct server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.fail_mode = fail_mode;
-	o.backoff_min_ns = 50 * MS;
-	o.backoff_max_ns = 200 * MS;
+	o.backoff_min_ns = 200 * MS;
+	o.backoff_max_ns = 400 * MS;
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l = gcra(100, SEC, 100);
 	struct sluice_decision d;
@@ -703,8 +702,8 @@ Test(redis, refused_port_is_fast_and_backs_off)
 	int port = free_port(); /* nothing listens there */
 	struct sluice_redis_options o = ropts(port, SLUICE_REDIS_CALLER_CLOCK);
 	o.fail_mode = SLUICE_FAIL_CLOSED;
-	o.backoff_min_ns = 20 * MS;
-	o.backoff_max_ns = 40 * MS;
+	o.backoff_min_ns = 200 * MS; /* long enough for a loaded machine */
+	o.backoff_max_ns = 400 * MS;
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l = gcra(10, SEC, 10);
 	struct sluice_decision d;
@@ -718,7 +717,7 @@ Test(redis, refused_port_is_fast_and_backs_off)
 	struct sluice_redis_stats s = rstats(r);
 	cr_expect_eq(s.connect_failures, 1, "within the backoff nothing is tried");
 	cr_expect_eq(s.backoff_skips, 20);
-	usleep(25 * 1000);
+	usleep(210 * 1000);
 	cr_assert_eq(sluice_redis_admit(r, "k", 1, &l, 1, 1, SEC, &d), SLUICE_OK);
 	cr_expect_eq(rstats(r).connect_failures, 2, "tried again after the backoff");
 	sluice_redis_destroy(r);
@@ -741,7 +740,9 @@ Test(redis, frozen_server_call_returns_within_the_timeout)
 		cr_assert_eq(sluice_redis_admit(r, "k", 1, &l, 1, 1, SEC, &d), SLUICE_OK);
 		uint64_t took = sluice_monotonic_ns() - t0;
 		cr_expect(d.allowed && d.degraded);
-		cr_expect_lt(took, o.timeout_ns + 30 * MS, "call %d took %llu ms", i,
+		/* Slack for a loaded 2-core machine; without the bound the call
+		 * would block for as long as the server stays frozen. */
+		cr_expect_lt(took, o.timeout_ns + 200 * MS, "call %d took %llu ms", i,
 			     (unsigned long long)(took / MS));
 	}
 	cr_expect_geq(rstats(r).timeouts, 1);
@@ -754,7 +755,7 @@ Test(redis, frozen_server_call_returns_within_the_timeout)
 	usleep(20 * 1000); /* past the backoff */
 	uint64_t t0 = sluice_monotonic_ns();
 	cr_assert_eq(sluice_redis_admit_batch(r, reqs, 16, SEC, ds), SLUICE_OK);
-	cr_expect_lt(sluice_monotonic_ns() - t0, o.timeout_ns + 30 * MS);
+	cr_expect_lt(sluice_monotonic_ns() - t0, o.timeout_ns + 200 * MS);
 	for (int i = 0; i < 16; i++)
 		cr_expect(ds[i].degraded);
 	kill(srv.pid, SIGCONT);

@@ -104,14 +104,17 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
 
 /*
  * The script. KEYS: one hash per scope. ARGV[1]: now in ns ("" = the
- * server's TIME), ARGV[2]: "1" to admit, "0" to peek; then per scope the
+ * server's TIME), ARGV[2]: "1" to admit, "0" to peek, ARGV[3]: the expiry
+ * grace in ns; then per scope the
  * number of limits k, then k triples (field, need, slack). Answer:
  *   denied:  {status, flat index of the denier, debt_s, debt_ns}
  *            status 1 = rate, 2 = never (cost > burst, or past the horizon)
  *   allowed: {0, -1, debt_s, debt_ns per limit in order}  (debt before it)
  * The hash field of a limit holds F in decimal; its key expires when every
  * field is back to full (PEXPIRE to the largest debt after the admission,
- * never shortened).
+ * never shortened). Needs Redis >= 4.0 (HSET of several fields); on 3.2-4.x
+ * replicate_commands() makes TIME before writes legal (effects
+ * replication, the only mode since 7.0, where the call is a no-op).
  */
 static const char script_text[] =
 	"local B = 1000000000\n"
@@ -127,6 +130,7 @@ static const char script_text[] =
 	"  if n <= 9 then return 0, tonumber(s) end\n"
 	"  return tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))\n"
 	"end\n"
+	"if redis.replicate_commands then redis.replicate_commands() end\n"
 	"local nh, nl\n"
 	"if ARGV[1] == '' then\n"
 	"  local t = redis.call('TIME')\n"
@@ -135,7 +139,8 @@ static const char script_text[] =
 	"  nh, nl = split(ARGV[1])\n"
 	"end\n"
 	"local write = ARGV[2] == '1'\n"
-	"local a, flat = 3, 0\n"
+	"local grace = tonumber(ARGV[3])\n"
+	"local a, flat = 4, 0\n"
 	"local out = {0, -1}\n"
 	"local plan = {}\n"
 	"for s = 1, #KEYS do\n"
@@ -171,7 +176,7 @@ static const char script_text[] =
 	"          else\n"
 	"            sets[#sets + 1] = string.format('%d', xl)\n"
 	"          end\n"
-	"          local post = dh * B + dl + need\n"
+	"          local post = dh * B + dl + need + grace\n"
 	"          if post > ttl then ttl = post end\n"
 	"        end\n"
 	"      end\n"
@@ -198,7 +203,7 @@ enum { ST_OK = 0, ST_RATE = 1, ST_NEVER = 2 };
 
 /* Bound on the arguments of one script call: EVALSHA sha numkeys, keys,
  * now, write, then per scope k and 3 per limit. */
-#define MAX_ARGS (3 + 2 + 2 * SLUICE_REDIS_MAX_SCOPES + 3 * SLUICE_REDIS_MAX_LIMITS)
+#define MAX_ARGS (3 + 3 + 2 * SLUICE_REDIS_MAX_SCOPES + 3 * SLUICE_REDIS_MAX_LIMITS)
 /* Longest field name "i:interval:tau" and number. */
 #define FIELD_MAX 48
 #define NUM_MAX 24
@@ -229,6 +234,8 @@ struct sluice_redis {
 	uint32_t fail_mode;
 	uint32_t flags;
 	uint64_t timeout_ns;
+	char grace[NUM_MAX]; /* expiry grace, decimal ns */
+	size_t grace_len;
 	uint64_t backoff_min_ns;
 	uint64_t backoff_max_ns;
 	uint64_t backoff_ns;      /* the next wait */
@@ -504,6 +511,7 @@ static int build_args(struct sluice_redis *r, const struct prepared *p, uint64_t
 		ARG("", 0);
 	}
 	ARG(req->cost > 0 ? "1" : "0", 1);
+	ARG(r->grace, r->grace_len);
 	size_t flat = 0;
 	for (size_t s = 0; s < req->nscopes; s++) {
 		ARG(w, u64_to_dec(w, req->scopes[s].nlimits));
@@ -892,7 +900,8 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 		o = *opts;
 	}
 	if (o.fail_mode > SLUICE_FAIL_CLOSED || (o.flags & ~SLUICE_REDIS_CALLER_CLOCK) ||
-	    o.port > 65535 || (o.deny_cache_slots & (o.deny_cache_slots - 1)) != 0)
+	    o.port > 65535 || (o.deny_cache_slots & (o.deny_cache_slots - 1)) != 0 ||
+	    o.expiry_grace_ns > SLUICE_REDIS_MAX_TOLERANCE_NS / 2)
 		return SLUICE_EINVAL;
 	if (o.timeout_ns == 0)
 		o.timeout_ns = 50 * 1000 * 1000;
@@ -926,6 +935,7 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 	r->fail_mode = o.fail_mode;
 	r->flags = o.flags;
 	r->timeout_ns = o.timeout_ns;
+	r->grace_len = u64_to_dec(r->grace, o.expiry_grace_ns);
 	r->backoff_min_ns = r->backoff_ns = o.backoff_min_ns;
 	r->backoff_max_ns = o.backoff_max_ns;
 	r->st.size = sizeof r->st;

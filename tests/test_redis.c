@@ -188,6 +188,10 @@ static struct sluice_redis_options ropts(int port, uint32_t flags)
 	o.port = (uint32_t)port;
 	o.flags = flags;
 	o.timeout_ns = 500 * MS;
+	/* The tests' caller clocks are fake: keys must not expire in real
+	 * time while a test's clock stands still. */
+	if (flags & SLUICE_REDIS_CALLER_CLOCK)
+		o.expiry_grace_ns = 600 * SEC;
 	return o;
 }
 
@@ -302,6 +306,9 @@ Test(redis, create_validates_options)
 	o = ropts(1, 0);
 	o.backoff_min_ns = 2 * SEC;
 	o.backoff_max_ns = SEC;
+	cr_expect_eq(sluice_redis_create(&r, &o), SLUICE_EINVAL);
+	o = ropts(1, 0);
+	o.expiry_grace_ns = SLUICE_REDIS_MAX_TOLERANCE_NS / 2 + 1;
 	cr_expect_eq(sluice_redis_create(&r, &o), SLUICE_EINVAL);
 	sluice_redis_destroy(NULL);
 }
@@ -543,6 +550,8 @@ Test(redis, denied_request_consumes_nothing_in_any_scope)
 	}
 	cr_assert_eq(sluice_redis_admit(r, "a", 1, &big, 1, 0, now, &d), SLUICE_OK);
 	cr_expect_eq(d.remaining, 99, "the denials took nothing from scope a");
+	long long pttl = side_int(srv.port, "PTTL", "sluice:a");
+	cr_expect(pttl > 599000 && pttl <= 600010, "debt 10 ms + grace 600 s: %lld", pttl);
 	sluice_redis_destroy(r);
 	server_stop(&srv);
 }

@@ -79,6 +79,13 @@ struct sluice_redis_options {
 	uint64_t backoff_min_ns;    /* first wait after a failed connect; 0: 10 ms */
 	uint64_t backoff_max_ns;    /* the wait doubles up to this; 0: 1 s */
 	const char *key_prefix;     /* prepended to every key; NULL: "sluice:" (copied) */
+	/* Keys live this much longer than until full (at most
+	 * SLUICE_REDIS_MAX_TOLERANCE_NS / 2, so that debt + grace stays
+	 * exact in the script's doubles). 0 is right for the server's clock
+	 * and for caller clocks that run at real speed; a caller clock that
+	 * can stall against real time (replays, tests) needs a grace above
+	 * the longest stall, or an expired key reads as full too early. */
+	uint64_t expiry_grace_ns;
 };
 
 /* One scope of a request: a key and its limits (GCRA only). The Redis key
@@ -105,7 +112,8 @@ struct sluice_redis; /* opaque */
  * call connects (after the backoff).
  * Returns 0 and sets *out, or SLUICE_EINVAL (out NULL, opts->size too small,
  * unknown flag or fail mode, port > 65535, deny_cache_slots not a power of
- * two, backoff_min_ns > backoff_max_ns), SLUICE_ENOMEM, or
+ * two, backoff_min_ns > backoff_max_ns, expiry_grace_ns too large),
+ * SLUICE_ENOMEM, or
  * SLUICE_EUNSUPPORTED (built without hiredis).
  */
 SLUICE_API int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_options *opts);

@@ -221,16 +221,30 @@ struct prepared {
 	size_t nlimits;
 	const struct sluice_limit *limit[SLUICE_REDIS_MAX_LIMITS];
 	uint64_t tag[SLUICE_REDIS_MAX_LIMITS]; /* deny-cache tags */
+	uint32_t slot;                         /* cluster hash slot of its keys */
 	bool done;                             /* decided (locally or from a reply) */
 	bool sent;                             /* in the current pipeline */
 };
 
-struct sluice_redis {
+/* One server: the configured one, or in cluster mode any node we learnt. */
+#define MAX_NODES 16
+#define HOST_MAX 256
+#define CLUSTER_SLOTS 16384
+
+struct node {
 	redisContext *ctx; /* NULL: not connected */
 	bool ever_worked;  /* ctx has answered a script call since it connected */
-	char sha[41];
-	char *host;
+	char host[HOST_MAX];
 	int port;
+	uint64_t backoff_ns;      /* the next wait */
+	uint64_t next_attempt_ns; /* monotonic; no connect before it */
+};
+
+struct sluice_redis {
+	struct node nodes[MAX_NODES]; /* nodes[0]: the configured server */
+	uint32_t nnodes;
+	uint8_t *slot_node; /* cluster mode: node index per hash slot; else NULL */
+	char sha[41];
 	uint32_t fail_mode;
 	uint32_t flags;
 	uint64_t timeout_ns;
@@ -238,8 +252,6 @@ struct sluice_redis {
 	size_t grace_len;
 	uint64_t backoff_min_ns;
 	uint64_t backoff_max_ns;
-	uint64_t backoff_ns;      /* the next wait */
-	uint64_t next_attempt_ns; /* monotonic; no connect before it */
 	char *prefix;
 	size_t prefix_len;
 	struct deny_slot *cache;
@@ -446,6 +458,40 @@ static bool cache_try_deny(struct sluice_redis *r, const struct prepared *p, uin
 	return false;
 }
 
+/* ---- cluster hash slots ---- */
+
+/* CRC16-CCITT (XModem), the hash of Redis Cluster's key slots. */
+static uint16_t crc16(const char *p, size_t n)
+{
+	uint16_t crc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		crc ^= (uint16_t)((uint8_t)p[i] << 8);
+		for (int b = 0; b < 8; b++)
+			crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+	}
+	return crc;
+}
+
+/* The slot of a key: of the part inside the first {...} if that is not
+ * empty, else of the whole key (the Redis Cluster specification). */
+static uint32_t key_slot(const char *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (k[i] == '{') {
+			for (size_t j = i + 1; j < n; j++) {
+				if (k[j] == '}') {
+					if (j > i + 1)
+						return crc16(k + i + 1, j - i - 1) & (CLUSTER_SLOTS - 1);
+					break;
+				}
+			}
+			break;
+		}
+	}
+	return crc16(k, n) & (CLUSTER_SLOTS - 1);
+}
+
 /* ---- validation and argument building ---- */
 
 static int prepare(struct sluice_redis *r, const struct sluice_redis_request *req, struct prepared *p)
@@ -456,6 +502,7 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 		return SLUICE_ETOOBIG;
 	p->req = req;
 	p->nlimits = 0;
+	p->slot = 0;
 	p->done = p->sent = false;
 	for (size_t s = 0; s < req->nscopes; s++) {
 		const struct sluice_redis_scope *sc = &req->scopes[s];
@@ -469,6 +516,17 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 				return SLUICE_EINVAL;
 		if (sc->nlimits > SLUICE_REDIS_MAX_LIMITS - p->nlimits)
 			return SLUICE_ETOOBIG;
+		if (r->slot_node != NULL) {
+			/* Cluster: one script call runs on one node, so every key
+			 * of a request must hash to one slot (share a {tag}). */
+			memcpy(r->buf, r->prefix, r->prefix_len);
+			memcpy(r->buf + r->prefix_len, sc->key, sc->key_len);
+			uint32_t slot = key_slot(r->buf, r->prefix_len + sc->key_len);
+			if (s == 0)
+				p->slot = slot;
+			else if (slot != p->slot)
+				return SLUICE_EINVAL;
+		}
 		uint64_t key_hash = XXH3_64bits_withSeed(sc->key, sc->key_len, r->cache_seed);
 		for (size_t i = 0; i < sc->nlimits; i++) {
 			const struct sluice_limit *l = &sc->limits[i];
@@ -550,61 +608,72 @@ static size_t buf_size_for(size_t prefix_len)
 
 /* ---- connection ---- */
 
-static void drop(struct sluice_redis *r)
+static void drop(struct node *nd)
 {
-	if (r->ctx != NULL) {
-		redisFree(r->ctx);
-		r->ctx = NULL;
+	if (nd->ctx != NULL) {
+		redisFree(nd->ctx);
+		nd->ctx = NULL;
 	}
-	r->ever_worked = false;
+	nd->ever_worked = false;
 }
 
-static void schedule_retry(struct sluice_redis *r)
+static void schedule_retry(struct sluice_redis *r, struct node *nd)
 {
-	r->next_attempt_ns = sluice__add_sat(sluice_monotonic_ns(), r->backoff_ns);
-	r->backoff_ns = r->backoff_ns > r->backoff_max_ns / 2 ? r->backoff_max_ns : r->backoff_ns * 2;
+	nd->next_attempt_ns = sluice__add_sat(sluice_monotonic_ns(), nd->backoff_ns);
+	nd->backoff_ns = nd->backoff_ns > r->backoff_max_ns / 2 ? r->backoff_max_ns : nd->backoff_ns * 2;
 }
 
-/* SCRIPT LOAD on the current connection. 0, or -1 (connection dropped). */
-static int load_script(struct sluice_redis *r, uint64_t deadline_ns)
+/* Set the socket timeout to the time left; false (dropped) if none is. */
+static bool arm_timeout(struct sluice_redis *r, struct node *nd, uint64_t deadline_ns)
 {
 	uint64_t left = time_left(deadline_ns);
-	if (left == 0 || redisSetTimeout(r->ctx, tv_of(left)) != REDIS_OK) {
+	if (left == 0 || redisSetTimeout(nd->ctx, tv_of(left)) != REDIS_OK) {
 		r->st.timeouts += left == 0;
-		drop(r);
-		return -1;
+		drop(nd);
+		return false;
 	}
+	return true;
+}
+
+/* SCRIPT LOAD on nd's connection. 0, or -1 (connection dropped). */
+static int load_script(struct sluice_redis *r, struct node *nd, uint64_t deadline_ns)
+{
+	if (!arm_timeout(r, nd, deadline_ns))
+		return -1;
 	r->st.script_loads++;
 	r->st.round_trips++;
 	const char *argv[3] = { "SCRIPT", "LOAD", script_text };
 	size_t argvlen[3] = { 6, 4, sizeof script_text - 1 };
-	redisReply *rep = redisCommandArgv(r->ctx, 3, argv, argvlen);
+	redisReply *rep = redisCommandArgv(nd->ctx, 3, argv, argvlen);
 	if (rep == NULL) {
 		r->st.io_errors++;
 		r->st.timeouts += time_left(deadline_ns) == 0;
-		drop(r);
+		drop(nd);
 		return -1;
 	}
 	int rc = -1;
 	if (rep->type == REDIS_REPLY_STRING && rep->len == 40) {
+		/* The SHA1 of the script: the same on every node. */
 		memcpy(r->sha, rep->str, 40);
 		r->sha[40] = '\0';
 		rc = 0;
 	} else {
 		r->st.server_errors++;
-		drop(r);
+		drop(nd);
 	}
 	freeReplyObject(rep);
 	return rc;
 }
 
-/* Make sure a connection with the script loaded exists. 0, or -1 (fail
+static void refresh_slots(struct sluice_redis *r, struct node *nd, uint64_t deadline_ns);
+
+/* Make sure nd has a connection with the script loaded. 0, or -1 (fail
  * mode: down, in backoff, or out of time). */
-static int ensure_connected(struct sluice_redis *r, uint64_t deadline_ns)
+static int ensure_connected(struct sluice_redis *r, struct node *nd, uint64_t deadline_ns)
 {
-	if (r->ctx != NULL)
+	if (nd->ctx != NULL)
 		return 0;
-	if (sluice_monotonic_ns() < r->next_attempt_ns) {
+	if (sluice_monotonic_ns() < nd->next_attempt_ns) {
 		r->st.backoff_skips++;
 		return -1;
 	}
@@ -613,22 +682,113 @@ static int ensure_connected(struct sluice_redis *r, uint64_t deadline_ns)
 		r->st.timeouts++;
 		return -1;
 	}
-	r->ctx = redisConnectWithTimeout(r->host, r->port, tv_of(left));
-	if (r->ctx == NULL || r->ctx->err != 0) {
+	nd->ctx = redisConnectWithTimeout(nd->host, nd->port, tv_of(left));
+	if (nd->ctx == NULL || nd->ctx->err != 0) {
 		r->st.connect_failures++;
-		drop(r);
-		schedule_retry(r);
+		drop(nd);
+		schedule_retry(r, nd);
 		return -1;
 	}
-	if (load_script(r, deadline_ns) != 0) {
+	if (load_script(r, nd, deadline_ns) != 0) {
 		r->st.connect_failures++;
-		schedule_retry(r);
+		schedule_retry(r, nd);
 		return -1;
 	}
 	r->st.connects++;
-	r->backoff_ns = r->backoff_min_ns;
-	r->next_attempt_ns = 0;
+	nd->backoff_ns = r->backoff_min_ns;
+	nd->next_attempt_ns = 0;
+	if (r->slot_node != NULL && nd == &r->nodes[0])
+		refresh_slots(r, nd, deadline_ns);
 	return 0;
+}
+
+/* ---- cluster ---- */
+
+/* The node for host:port, added if new; -1 if the table is full. */
+static int node_for(struct sluice_redis *r, const char *host, size_t host_len, long long port)
+{
+	if (host_len == 0 || host_len >= HOST_MAX || port <= 0 || port > 65535)
+		return -1;
+	for (uint32_t i = 0; i < r->nnodes; i++)
+		if (r->nodes[i].port == port && strlen(r->nodes[i].host) == host_len &&
+		    memcmp(r->nodes[i].host, host, host_len) == 0)
+			return (int)i;
+	if (r->nnodes == MAX_NODES)
+		return -1;
+	struct node *nd = &r->nodes[r->nnodes];
+	memset(nd, 0, sizeof *nd);
+	memcpy(nd->host, host, host_len);
+	nd->host[host_len] = '\0';
+	nd->port = (int)port;
+	nd->backoff_ns = r->backoff_min_ns;
+	return (int)r->nnodes++;
+}
+
+/* Learn the whole slot map from nd (CLUSTER SLOTS). Best effort: a failure
+ * leaves the map as it was (MOVED replies still correct it slot by slot). */
+static void refresh_slots(struct sluice_redis *r, struct node *nd, uint64_t deadline_ns)
+{
+	if (!arm_timeout(r, nd, deadline_ns))
+		return;
+	r->st.round_trips++;
+	redisReply *rep = redisCommand(nd->ctx, "CLUSTER SLOTS");
+	if (rep == NULL) {
+		r->st.io_errors++;
+		drop(nd);
+		return;
+	}
+	if (rep->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < rep->elements; i++) {
+			const redisReply *e = rep->element[i];
+			if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+			    e->element[0]->type != REDIS_REPLY_INTEGER ||
+			    e->element[1]->type != REDIS_REPLY_INTEGER ||
+			    e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2 ||
+			    e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+			    e->element[2]->element[1]->type != REDIS_REPLY_INTEGER)
+				continue;
+			long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+			const redisReply *m = e->element[2];
+			int ni = node_for(r, m->element[0]->str, m->element[0]->len, m->element[1]->integer);
+			if (ni < 0 || lo < 0 || hi >= CLUSTER_SLOTS || lo > hi)
+				continue;
+			memset(r->slot_node + lo, ni, (size_t)(hi - lo + 1));
+		}
+	}
+	freeReplyObject(rep);
+}
+
+/* "MOVED <slot> <host>:<port>": point the slot at that node. */
+static bool learn_moved(struct sluice_redis *r, const redisReply *rep)
+{
+	const char *s = rep->str + 6, *end = rep->str + rep->len;
+	long long slot = 0, port = 0;
+
+	while (s < end && *s >= '0' && *s <= '9')
+		slot = slot * 10 + (*s++ - '0');
+	if (s >= end || *s++ != ' ' || slot >= CLUSTER_SLOTS)
+		return false;
+	const char *colon = NULL;
+	for (const char *q = s; q < end; q++)
+		if (*q == ':')
+			colon = q;
+	if (colon == NULL)
+		return false;
+	for (const char *q = colon + 1; q < end && port <= 65535; q++) {
+		if (*q < '0' || *q > '9')
+			return false;
+		port = port * 10 + (*q - '0');
+	}
+	int ni = node_for(r, s, (size_t)(colon - s), port);
+	if (ni < 0)
+		return false;
+	r->slot_node[slot] = (uint8_t)ni;
+	return true;
+}
+
+static uint32_t node_of(const struct sluice_redis *r, const struct prepared *p)
+{
+	return r->slot_node != NULL ? r->slot_node[p->slot] : 0;
 }
 
 /* ---- replies ---- */
@@ -710,48 +870,41 @@ static bool decode(struct sluice_redis *r, const struct prepared *p, const redis
 /* ---- the exchange ---- */
 
 /*
- * Decide every prepared request not yet done: pipeline their script calls
- * on one connection, read the replies in order. Up to three passes: a
- * NOSCRIPT reloads the script and resends those requests; a connection that
- * had been working and breaks (not by timeout) is re-established once.
- * Whatever is left undecided gets the fail mode.
+ * Decide every prepared request not yet done that belongs to node ni:
+ * pipeline their script calls on its connection, read the replies in order.
+ * Up to three passes: a NOSCRIPT reloads the script and resends those
+ * requests; a connection that had been working and breaks (not by timeout)
+ * is re-established once. A MOVED reply (cluster) re-points the slot and
+ * leaves the request pending for the caller's next round (*moved set).
  */
-static void exchange(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
-		     struct sluice_decision *out, uint64_t deadline_ns)
+static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, size_t n,
+		     uint64_t now_ns, struct sluice_decision *out, uint64_t deadline_ns, bool *moved)
 {
+	struct node *nd = &r->nodes[ni];
 	uint64_t t = cache_now(r, now_ns);
 	bool reconnected = false;
-	struct sigpipe_guard guard;
 
-	sigpipe_block(&guard);
 	for (int pass = 0; pass < 3; pass++) {
 		bool pending = false;
 		for (size_t i = 0; i < n; i++)
-			pending |= !ps[i].done;
-		if (!pending || ensure_connected(r, deadline_ns) != 0)
+			pending |= !ps[i].done && node_of(r, &ps[i]) == ni;
+		if (!pending || ensure_connected(r, nd, deadline_ns) != 0)
 			break;
-		uint64_t left = time_left(deadline_ns);
-		if (left == 0) {
-			r->st.timeouts++;
+		if (!arm_timeout(r, nd, deadline_ns))
 			break;
-		}
-		if (redisSetTimeout(r->ctx, tv_of(left)) != REDIS_OK) {
-			drop(r);
-			break;
-		}
 		bool ok = true;
 		for (size_t i = 0; i < n && ok; i++) {
 			ps[i].sent = false;
-			if (ps[i].done)
+			if (ps[i].done || node_of(r, &ps[i]) != ni)
 				continue;
 			int argc = build_args(r, &ps[i], now_ns);
-			if (redisAppendCommandArgv(r->ctx, argc, r->argv, r->argvlen) != REDIS_OK)
+			if (redisAppendCommandArgv(nd->ctx, argc, r->argv, r->argvlen) != REDIS_OK)
 				ok = false;
 			else
 				ps[i].sent = true;
 		}
 		if (!ok) { /* out of memory in hiredis' output buffer */
-			drop(r);
+			drop(nd);
 			break;
 		}
 		r->st.round_trips++;
@@ -760,13 +913,17 @@ static void exchange(struct sluice_redis *r, struct prepared *ps, size_t n, uint
 			if (!ps[i].sent)
 				continue;
 			redisReply *rep = NULL;
-			if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK || rep == NULL) {
+			if (redisGetReply(nd->ctx, (void **)&rep) != REDIS_OK || rep == NULL) {
 				broken = true;
 				break;
 			}
 			if (reply_is_error(rep, "NOSCRIPT")) {
 				r->st.noscript++;
 				noscript = true;
+			} else if (r->slot_node != NULL && reply_is_error(rep, "MOVED ") &&
+				   learn_moved(r, rep)) {
+				r->st.moved++;
+				*moved = true;
 			} else if (decode(r, &ps[i], rep, t, &out[i])) {
 				ps[i].done = true;
 				count(r, &ps[i], &out[i]);
@@ -782,25 +939,18 @@ static void exchange(struct sluice_redis *r, struct prepared *ps, size_t n, uint
 		}
 		if (broken) {
 			bool timed_out = time_left(deadline_ns) == 0;
-			bool worked = r->ever_worked;
+			bool worked = nd->ever_worked;
 			r->st.io_errors++;
 			r->st.timeouts += timed_out;
-			drop(r);
+			drop(nd);
 			if (timed_out || !worked || reconnected)
 				break;
 			reconnected = true; /* a restart: try a fresh connection now */
 			continue;
 		}
-		r->ever_worked = true;
-		if (noscript && load_script(r, deadline_ns) != 0)
+		nd->ever_worked = true;
+		if (noscript && load_script(r, nd, deadline_ns) != 0)
 			break;
-	}
-	sigpipe_restore(&guard);
-	for (size_t i = 0; i < n; i++) {
-		if (!ps[i].done) {
-			ps[i].done = true;
-			fill_degraded(r, &ps[i], &out[i]);
-		}
 	}
 }
 
@@ -820,7 +970,24 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
 			}
 		}
 	}
-	exchange(r, ps, n, now_ns, out, deadline);
+	struct sigpipe_guard guard;
+	sigpipe_block(&guard);
+	/* One round per node that has requests; in cluster mode, more rounds
+	 * while MOVED replies re-point slots (at most 3 redirections). */
+	for (int round = 0; round < 4; round++) {
+		bool moved = false;
+		for (uint32_t ni = 0; ni < r->nnodes; ni++)
+			exchange(r, ni, ps, n, now_ns, out, deadline, &moved);
+		if (!moved)
+			break;
+	}
+	sigpipe_restore(&guard);
+	for (size_t i = 0; i < n; i++) {
+		if (!ps[i].done) {
+			ps[i].done = true;
+			fill_degraded(r, &ps[i], &out[i]);
+		}
+	}
 	return SLUICE_OK;
 }
 
@@ -899,7 +1066,10 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 			return SLUICE_EINVAL;
 		o = *opts;
 	}
-	if (o.fail_mode > SLUICE_FAIL_CLOSED || (o.flags & ~SLUICE_REDIS_CALLER_CLOCK) ||
+	const char *host = o.host != NULL ? o.host : "127.0.0.1";
+	if (o.fail_mode > SLUICE_FAIL_CLOSED ||
+	    (o.flags & ~(SLUICE_REDIS_CALLER_CLOCK | SLUICE_REDIS_CLUSTER)) ||
+	    strlen(host) == 0 || strlen(host) >= HOST_MAX ||
 	    o.port > 65535 || (o.deny_cache_slots & (o.deny_cache_slots - 1)) != 0 ||
 	    o.expiry_grace_ns > SLUICE_REDIS_MAX_TOLERANCE_NS / 2)
 		return SLUICE_EINVAL;
@@ -915,10 +1085,15 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 	struct sluice_redis *r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return SLUICE_ENOMEM;
-	r->host = dup_str(o.host != NULL ? o.host : "127.0.0.1");
 	r->prefix = dup_str(o.key_prefix != NULL ? o.key_prefix : "sluice:");
-	if (r->host == NULL || r->prefix == NULL)
+	if (r->prefix == NULL)
 		goto nomem;
+	if (o.flags & SLUICE_REDIS_CLUSTER) {
+		/* All slots start at node 0; CLUSTER SLOTS and MOVED fill in. */
+		r->slot_node = calloc(CLUSTER_SLOTS, 1);
+		if (r->slot_node == NULL)
+			goto nomem;
+	}
 	r->prefix_len = strlen(r->prefix);
 	r->buf_cap = buf_size_for(r->prefix_len);
 	r->buf = malloc(r->buf_cap);
@@ -931,18 +1106,21 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 		r->cache_mask = o.deny_cache_slots - 1;
 		r->cache_seed = sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r;
 	}
-	r->port = o.port != 0 ? (int)o.port : 6379;
+	memcpy(r->nodes[0].host, host, strlen(host) + 1);
+	r->nodes[0].port = o.port != 0 ? (int)o.port : 6379;
+	r->nodes[0].backoff_ns = o.backoff_min_ns;
+	r->nnodes = 1;
 	r->fail_mode = o.fail_mode;
 	r->flags = o.flags;
 	r->timeout_ns = o.timeout_ns;
 	r->grace_len = u64_to_dec(r->grace, o.expiry_grace_ns);
-	r->backoff_min_ns = r->backoff_ns = o.backoff_min_ns;
+	r->backoff_min_ns = o.backoff_min_ns;
 	r->backoff_max_ns = o.backoff_max_ns;
 	r->st.size = sizeof r->st;
 
 	struct sigpipe_guard guard;
 	sigpipe_block(&guard);
-	(void)ensure_connected(r, sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns));
+	(void)ensure_connected(r, &r->nodes[0], sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns));
 	sigpipe_restore(&guard);
 	*out = r;
 	return SLUICE_OK;
@@ -955,8 +1133,9 @@ void sluice_redis_destroy(struct sluice_redis *r)
 {
 	if (r == NULL)
 		return;
-	drop(r);
-	free(r->host);
+	for (uint32_t i = 0; i < r->nnodes; i++)
+		drop(&r->nodes[i]);
+	free(r->slot_node);
 	free(r->prefix);
 	free(r->buf);
 	free(r->cache);

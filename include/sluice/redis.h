@@ -63,6 +63,12 @@ extern "C" {
 /* options.flags */
 /* Use the caller's now_ns instead of the server's TIME. */
 #define SLUICE_REDIS_CALLER_CLOCK 0x1u
+/* Redis Cluster: `host:port` is one node (the seed); the slot map is read
+ * with CLUSTER SLOTS and corrected by MOVED replies, and each request goes
+ * to the node of its slot (up to 16 nodes, one connection each). Every key
+ * of one request must hash to the same slot: give them one hash tag, e.g.
+ * "{ws:42}" and "{ws:42}:tok:abc" (docs/redis.md, "Redis Cluster"). */
+#define SLUICE_REDIS_CLUSTER 0x2u
 
 /*
  * Options, versioned: size = sizeof(struct sluice_redis_options); zero is
@@ -111,7 +117,7 @@ struct sluice_redis; /* opaque */
  * connection is not an error: calls answer by the fail mode until a later
  * call connects (after the backoff).
  * Returns 0 and sets *out, or SLUICE_EINVAL (out NULL, opts->size too small,
- * unknown flag or fail mode, port > 65535, deny_cache_slots not a power of
+ * unknown flag or fail mode, host empty or 256 bytes or longer, port > 65535, deny_cache_slots not a power of
  * two, backoff_min_ns > backoff_max_ns, expiry_grace_ns too large),
  * SLUICE_ENOMEM, or
  * SLUICE_EUNSUPPORTED (built without hiredis).
@@ -137,7 +143,8 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  * answered), or, with nothing sent and *out unspecified:
  *   SLUICE_EINVAL   r, out or scopes NULL, nscopes 0, a scope with no limits
  *                   or NULL limits, a limit not made by sluice_rate_init() or
- *                   of a kind other than GCRA, two scopes with the same key;
+ *                   of a kind other than GCRA, two scopes with the same key,
+ *                   with SLUICE_REDIS_CLUSTER keys on different hash slots;
  *   SLUICE_EKEY     a key NULL or longer than SLUICE_LIMITER_MAX_KEY;
  *   SLUICE_ETOOBIG  more than SLUICE_REDIS_MAX_SCOPES scopes or
  *                   SLUICE_REDIS_MAX_LIMITS limits;
@@ -184,6 +191,7 @@ struct sluice_redis_stats {
 	uint64_t noscript;         /* NOSCRIPT replies (script reloaded, call retried) */
 	uint64_t readonly;         /* READONLY replies (a replica) */
 	uint64_t server_errors;    /* other error replies or malformed replies */
+	uint64_t moved;            /* MOVED replies (cluster: slot re-pointed, call resent) */
 };
 
 /* Copy the counters into *out. Returns 0 or SLUICE_EINVAL (NULL argument or

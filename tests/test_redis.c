@@ -69,7 +69,17 @@ static bool pings(int port)
 
 /* Start redis-server on `port` (0: a free one); replica_of > 0 makes it a
  * replica of that port. Waits until it answers PING. */
+static struct server server_spawn(int port, int replica_of, const char *cluster_dir);
+
 static struct server server_start_args(int port, int replica_of)
+{
+	return server_spawn(port, replica_of, NULL);
+}
+
+/* Start redis-server on `port` (0: a free one): a replica of port
+ * replica_of if > 0, a cluster node keeping its nodes file in cluster_dir
+ * if not NULL. Waits until it answers PING. */
+static struct server server_spawn(int port, int replica_of, const char *cluster_dir)
 {
 	struct server s = { 0, port != 0 ? port : free_port() };
 	char portstr[16], masterport[16];
@@ -90,7 +100,11 @@ static struct server server_start_args(int port, int replica_of)
 			dup2(devnull, 1);
 			dup2(devnull, 2);
 		}
-		if (replica_of > 0)
+		if (cluster_dir != NULL)
+			execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1",
+			       "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
+			       "--dir", cluster_dir, "--cluster-node-timeout", "5000", (char *)NULL);
+		else if (replica_of > 0)
 			execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1",
 			       "--save", "", "--appendonly", "no", "--replicaof", "127.0.0.1",
 			       masterport, (char *)NULL);
@@ -922,4 +936,136 @@ Test(redis, foreign_value_under_our_key_is_a_server_error)
 	cr_expect_eq(rstats(r).connects, 1);
 	sluice_redis_destroy(r);
 	server_stop(&srv);
+}
+
+/* ---- Redis Cluster: three nodes on loopback ---- */
+
+static bool cluster_ok(int port)
+{
+	redisReply *rep = side(port, "CLUSTER INFO", NULL);
+	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
+	freeReplyObject(rep);
+	return ok;
+}
+
+static long long keyslot(int port, const char *key)
+{
+	redisReply *rep = side_fmt(port, "CLUSTER KEYSLOT %s", key);
+	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER);
+	long long v = rep->integer;
+	freeReplyObject(rep);
+	return v;
+}
+
+/* The nodes' directories, removed by the fini also after a failure. */
+static char cluster_dir[3][64];
+
+static void cluster_cleanup(void)
+{
+	for (int i = 0; i < 3; i++) {
+		if (cluster_dir[i][0] == '\0')
+			continue;
+		char path[256];
+		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
+		unlink(path);
+		rmdir(cluster_dir[i]);
+	}
+}
+
+Test(redis, cluster_routes_by_slot_and_keeps_requests_on_one_slot, .fini = cluster_cleanup)
+{
+	char (*dir)[64] = cluster_dir;
+	struct server n[3];
+	for (int i = 0; i < 3; i++) {
+		snprintf(dir[i], sizeof dir[i], "/tmp/sluice-cluster-XXXXXX");
+		cr_assert_not_null(mkdtemp(dir[i]));
+		n[i] = server_spawn(0, 0, dir[i]);
+	}
+	/* A handle seeded at node 0 before the cluster has any slots: its map
+	 * points every slot at node 0, so it must learn by MOVED. */
+	struct sluice_redis_options o = ropts(n[0].port, SLUICE_REDIS_CALLER_CLOCK | SLUICE_REDIS_CLUSTER);
+	struct sluice_redis *early = connect_to(&o);
+
+	const char *ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
+	for (int i = 0; i < 3; i++) {
+		redisReply *rep = side_fmt(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0],
+					   ranges[i][1]);
+		cr_assert_eq(rep->type, REDIS_REPLY_STATUS, "ADDSLOTSRANGE: %s", rep->str);
+		freeReplyObject(rep);
+	}
+	for (int i = 1; i < 3; i++) {
+		char port[16];
+		snprintf(port, sizeof port, "%d", n[i].port);
+		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
+	}
+	bool ok = false;
+	for (int t = 0; t < 1000 && !ok; t++) {
+		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
+		if (!ok)
+			usleep(10000);
+	}
+	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
+
+	struct sluice_limit l = gcra(3, SEC, 3);
+	struct sluice_gcra cells[30];
+	char keys[30][16];
+	uint64_t now = 1700000000ull * SEC;
+	for (int k = 0; k < 30; k++) {
+		sluice_gcra_init(&cells[k]);
+		snprintf(keys[k], sizeof keys[k], "{t%d}", k);
+	}
+	for (int step = 0; step < 300; step++) {
+		int k = (int)(rnd() % 30);
+		uint64_t cost = rnd() % 3;
+		now += rnd() % (200 * MS);
+		struct sluice_decision a, b;
+		sluice_gcra_admit(&cells[k], &l.rate, now, cost, &a);
+		cr_assert_eq(sluice_redis_admit(early, keys[k], strlen(keys[k]), &l, 1, cost, now, &b),
+			     SLUICE_OK);
+		assert_same(&a, &b, step);
+	}
+	struct sluice_redis_stats s = rstats(early);
+	cr_expect_eq(s.degraded, 0);
+	cr_expect_geq(s.moved, 1, "slots of nodes 1 and 2 learnt by MOVED");
+	cr_expect_leq(s.moved, 30);
+	cr_expect_eq(s.connects, 3, "one connection per node");
+	long long total = 0;
+	for (int i = 0; i < 3; i++) {
+		long long keys_here = side_int(n[i].port, "DBSIZE", NULL);
+		cr_expect_gt(keys_here, 0, "node %d holds keys", i);
+		total += keys_here;
+	}
+	cr_expect_leq(total, 30);
+
+	/* A handle created now reads the map with CLUSTER SLOTS: no MOVED. */
+	struct sluice_redis *late = connect_to(&o);
+	struct sluice_decision d;
+	for (int k = 0; k < 30; k++)
+		cr_assert_eq(sluice_redis_admit(late, keys[k], strlen(keys[k]), &l, 1, 0, now, &d),
+			     SLUICE_OK);
+	cr_expect_eq(rstats(late).moved, 0);
+	cr_expect_eq(rstats(late).degraded, 0);
+
+	/* Scopes of one request share a tag: one slot, all-or-nothing. */
+	struct sluice_limit ws = gcra(100, SEC, 100), tok = gcra(1, SEC, 1);
+	struct sluice_redis_scope same[2] = { { "{ws:42}", 7, &ws, 1 }, { "{ws:42}:tok:a", 13, &tok, 1 } };
+	cr_assert_eq(sluice_redis_admit_scopes(late, same, 2, 1, now, &d), SLUICE_OK);
+	cr_expect(d.allowed && !d.degraded);
+	cr_assert_eq(sluice_redis_admit_scopes(late, same, 2, 1, now, &d), SLUICE_OK);
+	cr_expect(!d.allowed && !d.degraded);
+	cr_expect_eq(d.limit_index, 1);
+	/* Different tags on different slots: refused before sending. */
+	cr_assert_neq(keyslot(n[0].port, "sluice:{a}"), keyslot(n[0].port, "sluice:{b}"));
+	struct sluice_redis_scope cross[2] = { { "{a}", 3, &ws, 1 }, { "{b}", 3, &tok, 1 } };
+	cr_expect_eq(sluice_redis_admit_scopes(late, cross, 2, 1, now, &d), SLUICE_EINVAL);
+	/* The slot we compute is Redis's: the request for {ws:42} landed on
+	 * the node that owns CLUSTER KEYSLOT's answer. */
+	long long slot = keyslot(n[0].port, "sluice:{ws:42}");
+	int owner = slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
+	cr_expect_eq(side_int(n[owner].port, "EXISTS", "sluice:{ws:42}"), 1);
+
+	sluice_redis_destroy(late);
+	sluice_redis_destroy(early);
+	for (int i = 0; i < 3; i++)
+		server_stop(&n[i]); /* the fini removes the directories */
 }

@@ -26,7 +26,9 @@
  * means debt > 2^52 >= slack: a denial, with the exact pair returned. Every
  * floor division is corrected by exact multiplication.
  *
- * Connections. One hiredis blocking context per handle. Every blocking step
+ * Connections. One hiredis blocking context per node (one node unless in
+ * cluster mode, where requests go to the node of their keys' hash slot:
+ * CLUSTER SLOTS, then MOVED corrections). Every blocking step
  * (connect, write, read) gets the time left until the call's deadline as its
  * socket timeout, so a call never blocks past timeout_ns. A connection that
  * fails in a call is dropped; if it had been working (say the server

@@ -2,7 +2,8 @@
  * sluice/redis.h - the Redis backend: the keyed limiter's GCRA semantics
  * evaluated on a Redis server, so that one limit holds across a fleet.
  *
- * A backend handle is one connection to one Redis server (hiredis). Each call
+ * A backend handle is one connection to one Redis server (hiredis), or with
+ * SLUICE_REDIS_CLUSTER one connection per node of a Redis Cluster. Each call
  * sends one Lua script invocation (EVALSHA; the script is loaded once with
  * SCRIPT LOAD and reloaded after NOSCRIPT) that decides every limit of every
  * scope (key) of a request all-or-nothing, atomically on the server, in one

@@ -34,7 +34,7 @@ struct server {
 	int port;
 };
 
-static int free_port(void)
+static int free_port_once(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a;
@@ -67,8 +67,41 @@ static bool pings(int port)
 	return ok;
 }
 
-/* Start redis-server on `port` (0: a free one); replica_of > 0 makes it a
- * replica of that port. Waits until it answers PING. */
+static bool port_is_free(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a;
+
+	cr_assert(fd >= 0);
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)port);
+	bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+	close(fd);
+	return ok;
+}
+
+/* A free loopback port; with `bus`, also port + 10000 (a cluster node's bus
+ * port) must be free and valid. */
+static int free_port_for(bool bus)
+{
+	for (int i = 0; i < 1000; i++) {
+		int p = free_port_once();
+		if (!bus || (p + 10000 <= 65535 && port_is_free(p + 10000)))
+			return p;
+		if (p > 20000 && p - 10000 > 1024 && port_is_free(p - 10000))
+			return p - 10000; /* p itself is the free bus port */
+	}
+	cr_assert_fail("no free pair of loopback ports");
+	return 0;
+}
+
+static int free_port(void)
+{
+	return free_port_for(false);
+}
+
 static struct server server_spawn(int port, int replica_of, const char *cluster_dir);
 
 static struct server server_start_args(int port, int replica_of)
@@ -76,12 +109,30 @@ static struct server server_start_args(int port, int replica_of)
 	return server_spawn(port, replica_of, NULL);
 }
 
+static struct server server_spawn_once(int port, int replica_of, const char *cluster_dir, bool *lost);
+
 /* Start redis-server on `port` (0: a free one): a replica of port
  * replica_of if > 0, a cluster node keeping its nodes file in cluster_dir
- * if not NULL. Waits until it answers PING. */
+ * if not NULL. Waits until it answers PING. A port we chose can be taken by
+ * another process between our check and the server's bind: then try
+ * another. */
 static struct server server_spawn(int port, int replica_of, const char *cluster_dir)
 {
-	struct server s = { 0, port != 0 ? port : free_port() };
+	for (int attempt = 0;; attempt++) {
+		bool lost = false;
+		int p = port != 0 ? port : free_port_for(cluster_dir != NULL);
+		struct server s = server_spawn_once(p, replica_of, cluster_dir, &lost);
+		if (!lost)
+			return s;
+		cr_assert(port == 0 && attempt < 5,
+			  "redis-server did not start on port %d: it must be installed "
+			  "(apt-get install -y redis-server; .ci/deps test does it)", p);
+	}
+}
+
+static struct server server_spawn_once(int port, int replica_of, const char *cluster_dir, bool *lost)
+{
+	struct server s = { 0, port };
 	char portstr[16], masterport[16];
 
 	snprintf(portstr, sizeof portstr, "%d", s.port);
@@ -116,9 +167,13 @@ static struct server server_spawn(int port, int replica_of, const char *cluster_
 	for (int i = 0; i < 500; i++) {
 		int status;
 		if (waitpid(s.pid, &status, WNOHANG) == s.pid) {
-			cr_assert_fail("redis-server did not start (exit status %d): it must be installed "
-				 "(apt-get install -y redis-server; .ci/deps test does it)",
-				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			/* 127: exec failed, redis-server is not installed. */
+			cr_assert(!WIFEXITED(status) || WEXITSTATUS(status) != 127,
+				  "redis-server not found: it must be installed "
+				  "(apt-get install -y redis-server; .ci/deps test does it)");
+			*lost = true; /* e.g. the port was taken meanwhile */
+			s.pid = 0;
+			return s;
 		}
 		if (pings(s.port))
 			return s;

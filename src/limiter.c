@@ -222,7 +222,7 @@ static inline void lim_free(const struct sluice_limiter *lim, void *p, size_t si
 
 /* ---- threads ---- */
 
-static int thread_enter_slow(const struct sluice_limiter *lim)
+static int thread_enter_slow(uint32_t flags)
 {
 	if (pthread_once(&key_once, key_create) != 0 || key_error != 0)
 		return SLUICE_ETHREAD;
@@ -249,7 +249,7 @@ static int thread_enter_slow(const struct sluice_limiter *lim)
 			}
 		}
 	}
-	if (!tls.rcu && !(lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU)) {
+	if (!tls.rcu && !(flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU)) {
 		rcu_register_thread();
 		tls.rcu = true;
 	}
@@ -261,7 +261,7 @@ static inline int thread_enter(const struct sluice_limiter *lim)
 	if (SLUICE_LIKELY(tls.slot >= 0 &&
 			  (tls.rcu || (lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU))))
 		return SLUICE_OK;
-	return thread_enter_slow(lim);
+	return thread_enter_slow(lim->flags);
 }
 
 /* Add to this thread's stripe. Exclusive stripes have one writer, so a
@@ -729,6 +729,13 @@ int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t k
 int sluice__limiter_thread_enter(struct sluice_limiter *lim)
 {
 	return thread_enter(lim);
+}
+
+int sluice__rcu_thread_enter(bool caller_registers)
+{
+	if (SLUICE_LIKELY(tls.slot >= 0 && (tls.rcu || caller_registers)))
+		return SLUICE_OK;
+	return thread_enter_slow(caller_registers ? SLUICE_LIMITER_CALLER_REGISTERS_RCU : 0);
 }
 
 int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,

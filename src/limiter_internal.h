@@ -25,6 +25,8 @@ struct sluice__limiter_hold {
 /* Register the calling thread as sluice_limiter_admit() would (0 or
  * SLUICE_ETHREAD). Call before rcu_read_lock(). */
 int sluice__limiter_thread_enter(struct sluice_limiter *lim);
+/* The same without a limiter: caller_registers as the limiter flag. */
+int sluice__rcu_thread_enter(bool caller_registers);
 
 /*
  * sluice_limiter_acquire() for a caller already inside rcu_read_lock() (and

@@ -229,9 +229,14 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 		       const struct state *old, struct state **out)
 {
 	const struct sluice_policy_spec *spec = sluice_policy_spec(policy);
-	struct state *st = calloc(1, sizeof *st);
 	int rc = SLUICE_OK;
+	uint32_t nconc = 0;
 
+	for (uint32_t i = 0; i < spec->limit_count; i++)
+		nconc += spec->limits[i].kind == SLUICE_POLICY_KIND_CONCURRENCY;
+	if (nconc > SLUICE_ENGINE_MAX_SLOTS)
+		return SLUICE_ETOOBIG; /* a decision could not report every slot */
+	struct state *st = calloc(1, sizeof *st);
 	if (st == NULL)
 		return SLUICE_ENOMEM;
 	st->policy = policy;

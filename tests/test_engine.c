@@ -657,3 +657,19 @@ Test(engine_sweep, idle_keys_are_reclaimed_and_come_back_identical)
 	cr_assert_eq(used_of(e, NULL, &q, "token_day"), 1);
 	sluice_engine_destroy(e);
 }
+
+Test(engine_errors, more_concurrency_limits_than_a_decision_reports)
+{
+	static const char text[] = "policy \"many\"\n"
+				   "scope ip\n"
+				   "limit c1 per ip concurrency 1\n"
+				   "limit c2 per ip concurrency 2\n"
+				   "limit c3 per ip concurrency 3\n"
+				   "limit c4 per ip concurrency 4\n"
+				   "limit c5 per ip concurrency 5\n";
+	struct sluice_policy *p = load_text(text);
+	struct sluice_engine *e = NULL;
+	cr_assert_eq(sluice_engine_create(&e, p, NULL), SLUICE_ETOOBIG);
+	cr_assert_null(e);
+	sluice_policy_destroy(p);
+}

@@ -673,3 +673,24 @@ Test(engine_errors, more_concurrency_limits_than_a_decision_reports)
 	cr_assert_null(e);
 	sluice_policy_destroy(p);
 }
+
+Test(engine_time, clock_going_backwards_never_over_admits)
+{
+	struct sluice_engine *e = engine_of(load_file("seed002.policy"));
+	struct req q;
+	uint64_t t = DAY0 + 86400 * SEC + 5 * SEC; /* day 2, 00:00:05 */
+	req_init(&q, "GET", "/v1/items", "tok_a", "ws_1", t);
+	cr_assert_eq(count_admitted(e, &q, 1000), 120);
+	/* A step back of a minute: the bucket does not refill backwards. */
+	q.r.now_ns = t - 60 * SEC;
+	cr_assert_not(run(e, &q).d.allowed);
+	/* Back across midnight: the day quota counts it in the cell's day. */
+	q.r.now_ns = t + 120 * SEC;
+	cr_assert(run(e, &q).d.allowed);
+	q.r.now_ns = DAY0 + 86400 * SEC - SEC; /* day 1, 23:59:59 */
+	struct sluice_engine_decision d = run(e, &q);
+	cr_assert_not(d.d.allowed, "the minute bucket is still ahead in time");
+	q.r.now_ns = t + 120 * SEC;
+	cr_assert_eq(used_of(e, NULL, &q, "token_day"), 121);
+	sluice_engine_destroy(e);
+}

@@ -200,6 +200,8 @@ static bool ref_admit(struct ref_cell *c, uint64_t now, uint64_t cost, bool comm
 			d->reason = SLUICE_REASON_CONCURRENCY;
 			d->retry_after_ns = s->slots.retry_after_ns;
 		}
+		if (cost == 0 && c->inflight >= s->slots.slots)
+			d->reset_ns = s->slots.retry_after_ns; /* a peek of a full cell: the hint */
 		if (ok && commit && cost > 0)
 			c->inflight++;
 		d->remaining = s->slots.slots - c->inflight - (ok && !commit && cost > 0);
@@ -321,37 +323,54 @@ static void ref_check(const struct sluice_policy *p, const struct sluice_engine_
 	}
 }
 
+static void print(const char *who, const struct sluice_engine_decision *x)
+{
+	fprintf(stderr, "%s: allowed %d limit %u reason %u limit %llu remaining %llu reset %llu retry %llu\n",
+		who, x->d.allowed, x->d.limit_index, x->d.reason, (unsigned long long)x->d.limit,
+		(unsigned long long)x->d.remaining, (unsigned long long)x->d.reset_ns,
+		(unsigned long long)x->d.retry_after_ns);
+}
+
+#define MISMATCH(what, a, b)                                                            \
+	do {                                                                            \
+		print("engine", e);                                                     \
+		print("reference", r);                                                  \
+		fail(what, a, b);                                                       \
+	} while (0)
+
 static void compare(const struct sluice_engine_decision *e, const struct sluice_engine_decision *r,
 		    const struct sluice_policy *p)
 {
 	if (e->d.allowed != r->d.allowed)
-		fail("allowed", e->d.allowed, r->d.allowed);
+		MISMATCH("allowed", e->d.allowed, r->d.allowed);
 	if (e->applied != r->applied)
-		fail("applied", e->applied, r->applied);
+		MISMATCH("applied", e->applied, r->applied);
 	if (e->governed != r->governed)
-		fail("governed", e->governed, r->governed);
+		MISMATCH("governed", e->governed, r->governed);
 	if (e->d.limit_index != r->d.limit_index)
-		fail("limit_index", e->d.limit_index, r->d.limit_index);
+		MISMATCH("limit_index", e->d.limit_index, r->d.limit_index);
 	if (e->d.allowed && (e->warn != r->warn || e->warn_limit != r->warn_limit))
-		fail("warn", e->warn_limit, r->warn_limit);
+		MISMATCH("warn", e->warn_limit, r->warn_limit);
 	if (!e->governed)
 		return;
 	bool slots = sluice_policy_spec(p)->limits[e->d.limit_index].kind == SLUICE_POLICY_KIND_CONCURRENCY;
 	if (e->d.limit != r->d.limit)
-		fail("limit", e->d.limit, r->d.limit);
+		MISMATCH("limit", e->d.limit, r->d.limit);
 	if (!e->d.allowed) {
 		if (e->d.reason != r->d.reason)
-			fail("reason", e->d.reason, r->d.reason);
+			MISMATCH("reason", e->d.reason, r->d.reason);
 		if (e->d.retry_after_ns != r->d.retry_after_ns)
-			fail("retry_after_ns", e->d.retry_after_ns, r->d.retry_after_ns);
+			MISMATCH("retry_after_ns", e->d.retry_after_ns, r->d.retry_after_ns);
 	}
 	if (!slots || e->d.allowed) {
 		if (e->d.remaining != r->d.remaining)
-			fail("remaining", e->d.remaining, r->d.remaining);
+			MISMATCH("remaining", e->d.remaining, r->d.remaining);
 		if (!slots && e->d.reset_ns != r->d.reset_ns)
-			fail("reset_ns", e->d.reset_ns, r->d.reset_ns);
+			MISMATCH("reset_ns", e->d.reset_ns, r->d.reset_ns);
 	}
 }
+
+#undef MISMATCH
 
 static struct sluice_policy *parse(const char *text, size_t len)
 {

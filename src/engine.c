@@ -72,6 +72,11 @@ struct binding {
 	uint32_t scope_mask;
 	bool per_class;
 	bool is_override;
+	/* Overrides: which key of which scope, until when. */
+	uint32_t oscope;
+	uint32_t okey_len;
+	uint64_t oexpires_ns;
+	uint8_t okey[SLUICE_POLICY_MAX_KEY];
 };
 
 struct state_limit {
@@ -137,12 +142,26 @@ static int limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint
 	return rc == SLUICE_ERANGE ? SLUICE_ETOOBIG : rc;
 }
 
-static void binding_put(struct binding *b)
+/* Bindings whose last reference is gone, destroyed together with one
+ * rcu_barrier for all their limiters (sluice__limiter_destroy_many). When
+ * the arrays could not be allocated (lims NULL), each is destroyed at once. */
+struct graveyard {
+	struct sluice_limiter **lims;
+	struct binding **bindings;
+	size_t n;
+};
+
+static void binding_put(struct graveyard *g, struct binding *b)
 {
 	if (b == NULL || --b->refs != 0)
 		return;
-	sluice_limiter_destroy(b->lim);
-	free(b);
+	if (g->lims == NULL) {
+		sluice_limiter_destroy(b->lim);
+		free(b);
+		return;
+	}
+	g->lims[g->n] = b->lim;
+	g->bindings[g->n++] = b;
 }
 
 static int binding_new(struct sluice_engine *eng, const struct sluice_policy_spec *spec,
@@ -205,20 +224,54 @@ static struct binding *find_kept(const struct state *old, const struct sluice_po
 	return NULL;
 }
 
+/* An override binding of `old` equal to `ov` (same limit, scope, key,
+ * numbers and expiry), or NULL. */
+static struct binding *find_kept_override(const struct state *old, const struct sluice_policy_limit *pl,
+					  const struct sluice_policy_override *ov,
+					  const struct sluice_limit *ls)
+{
+	if (old == NULL)
+		return NULL;
+	for (uint32_t j = 0; j < old->spec->override_count; j++) {
+		struct binding *b = old->overrides[j];
+		if (strcmp(b->name, pl->name) == 0 && b->scope_mask == pl->scope_mask &&
+		    b->per_class == pl->per_class && b->oscope == ov->scope &&
+		    b->okey_len == ov->key_len && b->oexpires_ns == ov->expires_at_ns &&
+		    memcmp(b->okey, ov->key, ov->key_len) == 0 && memcmp(&b->spec, ls, sizeof *ls) == 0)
+			return b;
+	}
+	return NULL;
+}
+
 static void state_free(struct state *st, bool free_policy)
 {
 	if (st == NULL)
 		return;
-	for (uint32_t i = 0; i < st->spec->limit_count; i++) {
-		binding_put(st->limits[i].base);
-		for (uint32_t t = 0; t < st->spec->tier_count; t++)
-			binding_put(st->limits[i].tier[t]);
+	const struct sluice_policy_spec *spec = st->spec;
+	size_t cap = (size_t)spec->limit_count * (spec->tier_count + 1) + spec->override_count + 1;
+	struct graveyard g = { calloc(cap, sizeof *g.lims), calloc(cap, sizeof *g.bindings), 0 };
+	if (g.lims == NULL || g.bindings == NULL) {
+		free(g.lims);
+		free(g.bindings);
+		g.lims = NULL;
+		g.bindings = NULL;
 	}
-	if (st->overrides != NULL) {
-		for (uint32_t i = 0; i < st->spec->override_count; i++)
-			binding_put(st->overrides[i]);
-		free(st->overrides);
+	for (uint32_t i = 0; i < spec->limit_count; i++) {
+		binding_put(&g, st->limits[i].base);
+		for (uint32_t t = 0; t < spec->tier_count; t++)
+			binding_put(&g, st->limits[i].tier[t]);
 	}
+	if (st->overrides != NULL)
+		for (uint32_t i = 0; i < spec->override_count; i++)
+			binding_put(&g, st->overrides[i]);
+	if (g.lims != NULL) {
+		sluice__limiter_destroy_many(g.lims, g.n);
+		for (size_t i = 0; i < g.n; i++)
+			free(g.bindings[i]);
+	}
+	free(g.lims);
+	free(g.bindings);
+	free(st->overrides);
 	if (free_policy)
 		sluice_policy_destroy(st->policy);
 	free(st);
@@ -288,8 +341,21 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 		struct sluice_limit ls;
 		uint64_t burst = pl->kind == SLUICE_POLICY_KIND_GCRA ? ov->burst : ov->count;
 		rc = limit_spec(pl, ov->count, burst != 0 ? burst : ov->count, &ls);
-		if (rc == SLUICE_OK)
-			rc = binding_new(eng, spec, pl, "", &ls, true, &st->overrides[j]);
+		if (rc != SLUICE_OK)
+			break;
+		struct binding *b = find_kept_override(old, pl, ov, &ls);
+		if (b != NULL) {
+			b->refs++;
+		} else {
+			rc = binding_new(eng, spec, pl, "", &ls, true, &b);
+			if (rc != SLUICE_OK)
+				break;
+			b->oscope = ov->scope;
+			b->okey_len = ov->key_len;
+			b->oexpires_ns = ov->expires_at_ns;
+			memcpy(b->okey, ov->key, ov->key_len);
+		}
+		st->overrides[j] = b;
 	}
 	if (rc != SLUICE_OK) {
 		state_free(st, false);

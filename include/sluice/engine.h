@@ -213,7 +213,8 @@ SLUICE_API int sluice_engine_release(struct sluice_engine *eng, const struct slu
  * applies to may differ) keeps its limiters and so its per-key state and
  * held slots; a changed or new limit starts fresh (every key full); the
  * state of a removed or changed limit is dropped, and its slots then
- * release with SLUICE_ESTALE. Overrides always start fresh.
+ * release with SLUICE_ESTALE. An override (limit, scope, key, numbers and
+ * expiry all equal) is kept the same way; a changed one starts fresh.
  *
  * The switch is an RCU pointer swap: requests in flight finish on the old
  * policy, later ones see the new one; the old policy and the dropped

@@ -694,3 +694,20 @@ Test(engine_time, clock_going_backwards_never_over_admits)
 	cr_assert_eq(used_of(e, NULL, &q, "token_day"), 121);
 	sluice_engine_destroy(e);
 }
+
+Test(engine_reload, an_unchanged_override_keeps_its_state_a_changed_one_starts_fresh)
+{
+	struct sluice_engine *e = engine_of(load_text(expiring));
+	struct req q;
+	req_init(&q, "GET", "/x", "big", NULL, DAY0 + 60 * SEC);
+	cr_assert_eq(count_admitted(e, &q, 4), 4);
+	cr_assert_eq(sluice_engine_reload(e, load_text(expiring)), SLUICE_OK);
+	cr_assert_eq(count_admitted(e, &q, 100), 6, "10 - 4: kept");
+	static const char changed[] = "policy \"exp\"\n"
+				      "scope org\n"
+				      "limit base per org rate 5/1m\n"
+				      "override base org \"big\" 12 until 2026-11-23T00:10:00Z\n";
+	cr_assert_eq(sluice_engine_reload(e, load_text(changed)), SLUICE_OK);
+	cr_assert_eq(count_admitted(e, &q, 100), 12, "changed count: fresh");
+	sluice_engine_destroy(e);
+}

@@ -603,7 +603,8 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 	struct sluice_decision d[SLUICE_POLICY_MAX_LIMITS];
 	struct binding *used[SLUICE_POLICY_MAX_LIMITS];
 	uint32_t done[SLUICE_POLICY_MAX_LIMITS];
-	unsigned char key[KEY_MAX];
+	unsigned char key[KEY_MAX], scratch[1024];
+	uint16_t key_off[SLUICE_POLICY_MAX_LIMITS], key_len[SLUICE_POLICY_MAX_LIMITS];
 	uint32_t ndone = 0;
 
 	memset(out, 0, offsetof(struct sluice_engine_decision, limit_name) + 1);
@@ -625,7 +626,9 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 	uint32_t mask = sluice_policy_class_limits(st->policy, (uint32_t)cls);
 
 	/* Keys first: an over-long identity is an error before anything is
-	 * consumed. */
+	 * consumed. They are kept in `scratch` when they fit (the usual case:
+	 * a few short identities), else rebuilt below. */
+	size_t used_scratch = 0;
 	for (uint32_t n = 0; n < spec->limit_count; n++) {
 		uint32_t i = st->order[n];
 		if (!(mask & (UINT32_C(1) << i)))
@@ -636,8 +639,18 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 			rc = SLUICE_EKEY;
 			goto unlock;
 		}
-		if (klen == 0)
+		if (klen == 0) {
 			mask &= ~(UINT32_C(1) << i); /* a scope without identity */
+			continue;
+		}
+		key_len[i] = (uint16_t)klen;
+		if (used_scratch + klen <= sizeof scratch) {
+			memcpy(scratch + used_scratch, key, klen);
+			key_off[i] = (uint16_t)used_scratch;
+			used_scratch += klen;
+		} else {
+			key_off[i] = UINT16_MAX;
+		}
 	}
 	out->applied = mask;
 
@@ -647,11 +660,16 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 		if (!(mask & (UINT32_C(1) << i)))
 			continue;
 		const struct sluice_policy_limit *pl = &spec->limits[i];
-		size_t klen = build_key(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req, key);
+		const unsigned char *k = scratch + key_off[i];
+		size_t klen = key_len[i];
+		if (key_off[i] == UINT16_MAX) {
+			build_key(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req, key);
+			k = key;
+		}
 		bool overridden;
 		struct binding *b = binding_for(st, i, req, &overridden);
 		struct sluice_decision di;
-		int degraded = sluice__limiter_reserve(b->lim, key, klen, req->cost, req->now_ns, &di,
+		int degraded = sluice__limiter_reserve(b->lim, k, klen, req->cost, req->now_ns, &di,
 						       &holds[ndone]);
 		if (degraded)
 			out->d.degraded = true;
@@ -739,7 +757,10 @@ int sluice_engine_release(struct sluice_engine *eng, const struct sluice_engine_
 	struct state *st = read_lock(eng);
 	const struct sluice_policy_spec *spec = st->spec;
 	int cls = SLUICE_POLICY_DEFAULT_CLASS;
-	if (req->method != NULL && req->path != NULL) {
+	if (decision->generation == st->generation && decision->class_id < spec->class_count) {
+		/* Same policy as the check: its class stands (no second match). */
+		cls = (int)decision->class_id;
+	} else if (req->method != NULL && req->path != NULL) {
 		cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path,
 					  req->path_len);
 		if (cls < 0)

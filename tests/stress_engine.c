@@ -20,7 +20,9 @@
  * alternates between the policy and the same policy plus an extra limit, so
  * the five limits are kept across every reload (their state must survive:
  * a reload that dropped state would let a phase over-admit). A sweeper
- * sweeps all the time. Duration: SLUICE_STRESS_MS (default 1000).
+ * sweeps all the time and takes top-N snapshots and usage reads of the
+ * live tables (bounded by the numbers, busiest first).
+ * Duration: SLUICE_STRESS_MS (default 1000).
  */
 #include <pthread.h>
 #include <sluice.h>
@@ -68,7 +70,7 @@ static _Atomic uint32_t ws_phase[MAX_PHASES][WS];
 static _Atomic int inflight[TOKENS];
 static _Atomic int inflight_max[TOKENS];
 static _Atomic uint64_t reasons[6];
-static _Atomic uint64_t reloads, sweeps, release_errors;
+static _Atomic uint64_t reloads, sweeps, release_errors, bad_top;
 
 static uint64_t phase_time(uint64_t p)
 {
@@ -208,6 +210,31 @@ static void *sweeper_main(void *arg)
 		 * phase is older. */
 		sluice_engine_sweep(eng, phase_time(p), 64);
 		atomic_fetch_add_explicit(&sweeps, 1, memory_order_relaxed); /* relaxed: counter */
+		/* Introspection while traffic flows: top-N and usage must stay
+		 * within the limits' numbers. */
+		struct sluice_engine_top top[3];
+		size_t n = 0;
+		for (uint32_t l = 0; l < 5; l++) {
+			if (sluice_engine_top(eng, l, SLUICE_POLICY_NO_TIER, phase_time(p), top, 3, &n) != SLUICE_OK ||
+			    n > 3)
+				atomic_fetch_add_explicit(&release_errors, 1, memory_order_relaxed); /* relaxed: counter */
+			for (size_t i = 0; i < n; i++)
+				if (top[i].used > top[i].count || (i > 0 && top[i].used > top[i - 1].used))
+					atomic_fetch_add_explicit(&bad_top, 1, memory_order_relaxed); /* relaxed: counter */
+		}
+		struct sluice_identity id[2] = { { "tok_0", 5 }, { "ws_0", 4 } };
+		struct sluice_engine_request r;
+		memset(&r, 0, sizeof r);
+		r.identities = id;
+		r.identity_count = 2;
+		r.tier = SLUICE_POLICY_NO_TIER;
+		r.now_ns = phase_time(p);
+		struct sluice_engine_usage u[8];
+		if (sluice_engine_usage(eng, &r, u, 8, &n) != SLUICE_OK || n < 5)
+			atomic_fetch_add_explicit(&release_errors, 1, memory_order_relaxed); /* relaxed: counter */
+		for (size_t i = 0; i < n && i < 8; i++)
+			if (u[i].used > u[i].count)
+				atomic_fetch_add_explicit(&bad_top, 1, memory_order_relaxed); /* relaxed: counter */
 		struct timespec ts = { 0, 500 * 1000 };
 		nanosleep(&ts, NULL);
 	}
@@ -280,6 +307,13 @@ int main(void)
 			bad++;
 		}
 	bad ? failed++ : passed++;
+	if (atomic_load(&bad_top) != 0) {
+		printf("FAIL: %llu top-N/usage records out of bounds or order\n",
+		       (unsigned long long)atomic_load(&bad_top));
+		failed++;
+	} else {
+		passed++;
+	}
 	/* Every slot came back: each token's concurrency usage is 0. */
 	if (atomic_load(&release_errors) != 0) {
 		printf("FAIL: %llu release/check/reload errors\n",

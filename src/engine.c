@@ -164,6 +164,16 @@ static void binding_put(struct graveyard *g, struct binding *b)
 	g->bindings[g->n++] = b;
 }
 
+/* The maintenance threads' clock: Unix time (the engine's clock), lagging
+ * so that requests whose clock reading is up to that stale are not older
+ * than a sweep. */
+static uint64_t realtime_lagged(void *user)
+{
+	(void)user;
+	uint64_t now = sluice_realtime_ns();
+	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
+}
+
 static int binding_new(struct sluice_engine *eng, const struct sluice_policy_spec *spec,
 		       const struct sluice_policy_limit *pl, const char *tier,
 		       const struct sluice_limit *ls, bool is_override, struct binding **out)
@@ -186,7 +196,8 @@ static int binding_new(struct sluice_engine *eng, const struct sluice_policy_spe
 		return rc;
 	}
 	if (eng->sweep_interval_ns != 0) {
-		rc = sluice_limiter_maintenance_start(b->lim, eng->sweep_interval_ns, 4096, NULL, NULL);
+		rc = sluice_limiter_maintenance_start(b->lim, eng->sweep_interval_ns, 4096,
+						      realtime_lagged, NULL);
 		if (rc != SLUICE_OK) {
 			sluice_limiter_destroy(b->lim);
 			free(b);

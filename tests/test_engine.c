@@ -711,3 +711,56 @@ Test(engine_reload, an_unchanged_override_keeps_its_state_a_changed_one_starts_f
 	cr_assert_eq(count_admitted(e, &q, 100), 12, "changed count: fresh");
 	sluice_engine_destroy(e);
 }
+
+Test(engine_sweep, maintenance_threads_sweep_on_unix_time)
+{
+	struct sluice_engine *e = NULL;
+	struct sluice_engine_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.sweep_interval_ns = 1000 * 1000; /* 1 ms */
+	cr_assert_eq(sluice_engine_create(&e, load_file("seed002.policy"), &o), SLUICE_OK);
+	struct req q;
+	/* Ten days ago: idle by now in every limit. */
+	req_init(&q, "GET", "/v1/items", "tok_a", "ws_1", sluice_realtime_ns() - 10 * 86400 * SEC);
+	cr_assert(run(e, &q).d.allowed);
+	struct sluice_engine_top top[1];
+	size_t got = 1;
+	for (int i = 0; i < 2000 && got != 0; i++) {
+		cr_assert_eq(sluice_engine_top(e, 0, SLUICE_POLICY_NO_TIER, q.r.now_ns, top, 1, &got), SLUICE_OK);
+		if (got != 0) {
+			struct timespec ts = { 0, 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	cr_assert_eq(got, 0, "the maintenance threads reclaimed the idle key");
+	sluice_engine_destroy(e);
+}
+
+Test(engine_errors, limits_the_cells_cannot_express)
+{
+	struct sluice_policy *p = load_text("policy \"big\"\nscope ip\nlimit s per ip sliding 2000000/1m\n");
+	struct sluice_engine *e = NULL;
+	cr_assert_eq(sluice_engine_create(&e, p, NULL), SLUICE_ETOOBIG);
+	cr_assert_null(e);
+	sluice_policy_destroy(p);
+	/* Above the log's ceiling, below the counter's: the counter serves. */
+	e = engine_of(load_text("policy \"c\"\nscope ip\nlimit s per ip sliding 5000/1m\n"));
+	struct req q;
+	req_init(&q, "GET", "/", "1.2.3.4", NULL, DAY0);
+	q.r.cost = 5000;
+	cr_assert(run(e, &q).d.allowed);
+	q.r.cost = 1;
+	cr_assert_not(run(e, &q).d.allowed);
+	sluice_engine_destroy(e);
+}
+
+Test(engine_seed001, the_same_table_as_seed000)
+{
+	struct sluice_engine *e = engine_of(load_file("seed001.policy"));
+	struct req q;
+	req_init(&q, "POST", "/auth/login", "10.0.0.9", NULL, DAY0);
+	cr_assert_eq(count_admitted(e, &q, 1000), 40);
+	cr_assert_str_eq(run(e, &q).limit_name, "auth");
+	sluice_engine_destroy(e);
+}

@@ -9,6 +9,7 @@
  *   sluice/slots.h    concurrency slots: semaphore with handles and leases
  *   sluice/limiter.h  keyed limiter: per-key limits in an RCU hash table
  *   sluice/policy.h   policies: scopes, limits, routes, tiers, config parser
+ *   sluice/engine.h   policy engine: a policy bound to keyed limiters
  *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
  *   sluice/http.h     rate-limit response headers and 429 bodies (server)
  *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
@@ -24,6 +25,7 @@
 #include "sluice/slots.h"
 #include "sluice/limiter.h"
 #include "sluice/policy.h"
+#include "sluice/engine.h"
 #include "sluice/sf.h"
 #include "sluice/http.h"
 #include "sluice/client.h"

@@ -24,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "limiter_internal.h"
+
 #define SEC 1000000000ull
 #define HOUR (3600 * SEC)
 #define DAY (24 * HOUR)
@@ -935,4 +937,38 @@ Test(flood, key_budget_fail_closed)
 Test(flood, byte_budget_fail_closed)
 {
 	flood(SLUICE_FAIL_CLOSED, true);
+}
+
+/* Regression: a limiter with only a byte budget started with 1024 buckets
+ * whatever the budget, and cds_lfht's lazy growth lags a flood: a 10M-key
+ * flood against 64 MiB cost ~10 us per request (chains of hundreds of
+ * nodes) instead of ~0.5 us. The byte budget now sizes the table. */
+Test(flood, byte_budget_sizes_the_table)
+{
+	struct sluice_limit l = gcra(10, SEC, 10);
+	struct sluice_limiter_options o = opts();
+	struct sluice_limiter *lim;
+
+	o.max_bytes = 64u << 20;
+	lim = make(&l, 1, &o);
+	cr_assert_eq(sluice__limiter_initial_buckets(lim), 1ul << 20);
+	sluice_limiter_destroy(lim);
+	o.max_bytes = 100000; /* about 2000 empty-key entries */
+	lim = make(&l, 1, &o);
+	cr_assert_eq(sluice__limiter_initial_buckets(lim), 4096);
+	sluice_limiter_destroy(lim);
+	o.max_keys = 1500; /* the smaller bound wins */
+	lim = make(&l, 1, &o);
+	cr_assert_eq(sluice__limiter_initial_buckets(lim), 2048);
+	sluice_limiter_destroy(lim);
+	o.max_bytes = 0;
+	o.max_keys = 0;
+	lim = make(&l, 1, &o);
+	cr_assert_eq(sluice__limiter_initial_buckets(lim), 1024);
+	sluice_limiter_destroy(lim);
+	o.initial_buckets = 64;
+	o.max_bytes = 64u << 20;
+	lim = make(&l, 1, &o);
+	cr_assert_eq(sluice__limiter_initial_buckets(lim), 64, "an explicit size is kept");
+	sluice_limiter_destroy(lim);
 }

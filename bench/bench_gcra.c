@@ -108,7 +108,7 @@ static void BM_gcra_admit_contended(sbench_state *st)
 }
 SBENCH_REGISTER(BM_gcra_admit_contended)
 {
-	sbench_thread_range(b, 1, 4);
+	sbench_thread_range(b, 1, sbench_max_threads(4));
 	sbench_real_time(b);
 	sbench_baseline(b, "BM_baseline_mutex_bucket_contended");
 }
@@ -154,7 +154,7 @@ static void BM_baseline_cas_loop_contended(sbench_state *st)
 }
 SBENCH_REGISTER(BM_baseline_cas_loop_contended)
 {
-	sbench_thread_range(b, 1, 4);
+	sbench_thread_range(b, 1, sbench_max_threads(4));
 	sbench_real_time(b);
 }
 
@@ -271,6 +271,6 @@ static void BM_baseline_mutex_bucket_contended(sbench_state *st)
 }
 SBENCH_REGISTER(BM_baseline_mutex_bucket_contended)
 {
-	sbench_thread_range(b, 1, 4);
+	sbench_thread_range(b, 1, sbench_max_threads(4));
 	sbench_real_time(b);
 }

@@ -45,9 +45,7 @@
 
 static int max_threads(void)
 {
-	const char *e = getenv("SLUICE_BENCH_MAX_THREADS");
-	int n = e != NULL ? atoi(e) : 2;
-	return n >= 1 ? n : 1;
+	return sbench_max_threads(2);
 }
 
 /* ---- keys and request streams (shared, built once) ---- */

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <vector>
@@ -141,6 +142,13 @@ void sbench_thread_range(sbench *b, int lo, int hi)
 	B(b)->Threads(hi);
 }
 void sbench_real_time(sbench *b) { B(b)->UseRealTime(); }
+
+int sbench_max_threads(int fallback)
+{
+	const char *e = std::getenv("SLUICE_BENCH_MAX_THREADS");
+	int n = e != nullptr ? std::atoi(e) : fallback;
+	return n >= 1 ? n : 1;
+}
 void sbench_fixed_iterations(sbench *b, int64_t n) { B(b)->Iterations(n); }
 
 void sbench_baseline(sbench *b, const char *baseline_family)

@@ -45,6 +45,9 @@ void sbench_threads(sbench *b, int threads);
 void sbench_thread_range(sbench *b, int lo, int hi);
 void sbench_real_time(sbench *b);
 void sbench_fixed_iterations(sbench *b, int64_t iterations);
+/* Largest thread count for scaling sweeps: $SLUICE_BENCH_MAX_THREADS, else
+ * `fallback` (the default run stays short on a 2-core machine). */
+int sbench_max_threads(int fallback);
 /* Name the family this benchmark is compared with in the summary: the
  * instance with the same argument/thread suffix if it exists, else the
  * family's first instance. */

@@ -4,6 +4,9 @@
  * Layers, bottom up (each header documents its own contracts):
  *   sluice/common.h   error codes, struct sluice_decision, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
+ *   sluice/window.h   sliding-window log (exact), sliding-window counter,
+ *                     calendar windows aligned to UTC
+ *   sluice/slots.h    concurrency slots: semaphore with handles and leases
  *   sluice/limiter.h  keyed limiter: per-key limits in an RCU hash table
  *   sluice/policy.h   policies: scopes, limits, routes, tiers, config parser
  *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
@@ -17,6 +20,8 @@
 
 #include "sluice/common.h"
 #include "sluice/gcra.h"
+#include "sluice/window.h"
+#include "sluice/slots.h"
 #include "sluice/limiter.h"
 #include "sluice/policy.h"
 #include "sluice/sf.h"

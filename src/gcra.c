@@ -117,15 +117,9 @@ void sluice_gcra_init(struct sluice_gcra *cell)
 static inline void fill(struct sluice_decision *out, const struct sluice_rate *rate, bool allowed,
 			uint64_t debt, uint64_t retry_after_ns, uint8_t reason)
 {
-	out->allowed = allowed;
-	out->degraded = false;
-	out->reason = reason;
-	out->reserved_ = 0;
-	out->limit_index = 0;
-	out->limit = rate->limit;
-	out->remaining = debt >= rate->tolerance_ns ? 0 : div_interval(rate, rate->tolerance_ns - debt);
-	out->reset_ns = debt;
-	out->retry_after_ns = retry_after_ns;
+	uint64_t remaining =
+		debt >= rate->tolerance_ns ? 0 : div_interval(rate, rate->tolerance_ns - debt);
+	sluice__decision_set(out, allowed, reason, rate->limit, remaining, debt, retry_after_ns);
 }
 
 static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rate, uint64_t now_ns,

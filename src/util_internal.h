@@ -5,7 +5,10 @@
 #ifndef SLUICE_UTIL_INTERNAL_H
 #define SLUICE_UTIL_INTERNAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include <sluice/common.h>
 
 #define SLUICE_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SLUICE_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -28,6 +31,22 @@ static inline uint64_t sluice__mul_sat(uint64_t a, uint64_t b)
 {
 	sluice__u128 p = (sluice__u128)a * b;
 	return p > UINT64_MAX ? UINT64_MAX : (uint64_t)p;
+}
+
+/* Write a whole single-cell decision (limit_index 0, not degraded): every
+ * field is set, so no caller ever sees stale bytes. */
+static inline void sluice__decision_set(struct sluice_decision *out, bool allowed, uint8_t reason,
+					uint64_t limit, uint64_t remaining, uint64_t reset_ns,
+					uint64_t retry_after_ns)
+{
+	*out = (struct sluice_decision){
+		.allowed = allowed,
+		.reason = reason,
+		.limit = limit,
+		.remaining = remaining,
+		.reset_ns = reset_ns,
+		.retry_after_ns = retry_after_ns,
+	};
 }
 
 #endif /* SLUICE_UTIL_INTERNAL_H */

@@ -123,6 +123,37 @@ static void law_check(const struct law *l, const struct sluice_rate *r, uint64_t
 		      (unsigned long long)l->cost, (unsigned long long)bound);
 }
 
+/* The law over every window [a, b] of time, not just the whole span (with
+ * jumps of hours the whole span bounds nothing): for admissions sorted by
+ * time with prefix costs P, (P_j - P_{i-1}) * I - (t_j - t_i) <= burst * I
+ * for all i <= j; one pass keeps the least P_{i-1} * I - t_i. */
+struct adm {
+	uint64_t t;
+	uint64_t cost;
+};
+
+static int adm_by_time(const void *pa, const void *pb)
+{
+	const struct adm *a = pa, *b = pb;
+	return a->t < b->t ? -1 : a->t > b->t;
+}
+
+static void window_law(struct adm *a, size_t n, const struct sluice_rate *r, const char *what)
+{
+	qsort(a, n, sizeof *a, adm_by_time);
+	const __int128 iv = r->interval_ns, depth = (__int128)r->burst * r->interval_ns;
+	__int128 prefix = 0, least = 0;
+	for (size_t j = 0; j < n; j++) {
+		__int128 start = prefix * iv - (__int128)a[j].t;
+		if (j == 0 || start < least)
+			least = start;
+		prefix += a[j].cost;
+		cr_assert_leq(prefix * iv - (__int128)a[j].t - least, depth,
+			      "%s: a window ending at %llu admits more than the bucket", what,
+			      (unsigned long long)a[j].t);
+	}
+}
+
 /* ---- clock jumps on a GCRA cell ---- */
 
 /* Forward by hours: the bucket is full again, never fuller. */
@@ -193,6 +224,8 @@ Test(clock_jump, cell_random_jumps_keep_the_bound)
 		for (int run = 0; run < 20; run++) {
 			struct sluice_gcra c;
 			struct law law = { 0 };
+			static struct adm log[3000];
+			size_t nlog = 0;
 			uint64_t t = 100 * DAY;
 
 			sluice_gcra_init(&c);
@@ -209,8 +242,10 @@ Test(clock_jump, cell_random_jumps_keep_the_bound)
 				if (sluice_gcra_admit(&c, r, now, cost, NULL)) {
 					law_add(&law, cost, now);
 					law_check(&law, r, 0, "cell");
+					log[nlog++] = (struct adm){ now, cost };
 				}
 			}
+			window_law(log, nlog, r, "cell windows");
 		}
 	}
 }
@@ -222,11 +257,17 @@ Test(clock_jump, cell_random_jumps_keep_the_bound)
  * as the maintenance thread's clock is), so reclaim never over-admits. */
 Test(clock_jump, limiter_random_jumps_keep_the_bound_across_reclaim)
 {
-	enum { KEYS = 200, STEPS = 20000 };
-	struct sluice_limit l[2] = { gcra(10, SEC, 5), gcra(100, 60 * SEC, 20) };
+	/* 20 keys hit every ~20 s against a 12-minute-deep limit: entries are
+	 * in use most of the time, and idle after the forward jumps, so a
+	 * sweep at the wrong time would show (checked: sweeping 10 h ahead
+	 * breaks the windowed law here). */
+	enum { KEYS = 20, STEPS = 20000 };
+	struct sluice_limit l[2] = { gcra(10, SEC, 5), gcra(100, HOUR, 20) };
 	struct sluice_limiter *lim = make(l, 2, NULL);
 	static uint64_t times[STEPS], suffix_min[STEPS + 1];
 	struct law law[KEYS] = { { 0 } };
+	static struct adm log[KEYS][2 * STEPS / KEYS * 4];
+	size_t nlog[KEYS] = { 0 };
 	uint64_t seed = 0xfeedface, t = 100 * DAY;
 	size_t reclaimed_total = 0;
 
@@ -266,20 +307,27 @@ Test(clock_jump, limiter_random_jumps_keep_the_bound_across_reclaim)
 			struct sluice_decision out[2];
 			cr_assert_eq(sluice_limiter_admit_batch(lim, req, 2, times[i], out), SLUICE_OK);
 			for (int j = 0; j < 2; j++)
-				if (out[j].allowed)
+				if (out[j].allowed) {
 					law_add(&law[k], cost, times[i]);
+					log[k][nlog[k]++] = (struct adm){ times[i], cost };
+				}
 		} else if (admit(lim, key, cost, times[i], &d)) {
 			law_add(&law[k], cost, times[i]);
+			log[k][nlog[k]++] = (struct adm){ times[i], cost };
 		}
+		cr_assert_lt(nlog[k], sizeof log[k] / sizeof log[k][0] - 2);
 		for (int li = 0; li < 2; li++)
 			law_check(&law[k], &l[li].rate, 0, "limiter key");
-		if (i % 97 == 0 && suffix_min[i + 1] != UINT64_MAX) {
+		if (i % 7 == 0 && suffix_min[i + 1] != UINT64_MAX) {
 			size_t got;
 			cr_assert_eq(sluice_limiter_sweep(lim, suffix_min[i + 1], SIZE_MAX, &got), SLUICE_OK);
 			reclaimed_total += got;
 		}
 	}
 	cr_assert_gt(reclaimed_total, 10, "the walk did reclaim entries");
+	for (int k = 0; k < KEYS; k++)
+		for (int li = 0; li < 2; li++)
+			window_law(log[k], nlog[k], &l[li].rate, "limiter key windows");
 	struct sluice_limiter_stats s = stats_of(lim);
 	cr_assert_eq(s.reclaimed, reclaimed_total);
 	cr_assert_eq(s.live_keys, s.inserted - s.reclaimed);

@@ -12,6 +12,9 @@
  * just before its admit, so clocks are stale by a preemption, as in a
  * server):
  *   - GCRA cells: CELLS shared cells of one rate (1000/s, burst 50);
+ *   - calendar windows: CALS cells, CAL_LIMIT per 100 ms window;
+ *   - concurrency slots: SLOT_CELLS cells of one slot each, acquire, a
+ *     GCRA admission while holding, release;
  *   - the keyed limiter, two limits (50 per 100 ms burst 10; 200/s burst
  *     100), FAIL_CLOSED, a key budget, its maintenance thread sweeping every
  *     10 ms at the clock minus SLUICE_LIMITER_SWEEP_LAG_NS; HOT hot keys hit
@@ -42,6 +45,11 @@
 #include <unistd.h>
 
 #define CELLS 16
+#define CALS 4
+#define CAL_LIMIT 500
+#define CAL_WINDOW_NS (SLUICE_NS_PER_SEC / 10)
+#define SLOT_CELLS 2
+#define SLOTS_PER_CELL 1 /* a mutex: two holders at once would show */
 #define HOT 8
 #define BATCH 8
 #define MAX_THREADS 256
@@ -70,12 +78,24 @@ struct worker {
 	uint64_t lim_denied;
 	uint64_t lim_degraded;
 	uint64_t cell_admitted;
+	uint64_t cal_admitted;
+	uint64_t slot_acquired, slot_denied;
 	struct tally cell[CELLS];
+	struct tally cal[CALS];
 	struct tally hot[HOT];
 };
 
 static struct sluice_rate cell_rate;
 static struct sluice_gcra cells[CELLS];
+static struct sluice_calendar_config cal_cfg;
+static struct sluice_calendar cals[CALS];
+static struct sluice_slots_config slot_cfg;
+static struct sluice_slots *slot_cells[SLOT_CELLS];
+/* Holders of each slot cell as the threads see them: incremented after a
+ * successful acquire, decremented before the release, so it never exceeds
+ * the true number of holders; above N means the cell let N + 1 in. */
+static _Atomic uint64_t holders[SLOT_CELLS];
+static _Atomic uint64_t slot_violations;
 static struct sluice_limit limits[2];
 static struct sluice_limiter *lim;
 static struct shared_tally *cold;
@@ -163,7 +183,39 @@ static void *worker_main(void *arg)
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		uint64_t r = xorshift(&w->seed) % 100;
 		uint64_t cost = 1 + (xorshift(&w->seed) % 16 == 0); /* mostly 1, sometimes 2 */
-		if (r < 40) {
+		if (r < 10) {
+			size_t c = (size_t)(xorshift(&w->seed) % CALS);
+			uint64_t now = sluice_monotonic_ns();
+			if (sluice_calendar_admit(&cals[c], &cal_cfg, now, cost, NULL)) {
+				tally_add(&w->cal[c], cost, now);
+				w->cal_admitted++;
+			}
+			local++;
+		} else if (r < 20) {
+			size_t c = (size_t)(xorshift(&w->seed) % SLOT_CELLS);
+			sluice_slot_handle h;
+			uint64_t now = sluice_monotonic_ns();
+			if (sluice_slots_acquire(slot_cells[c], &slot_cfg, now, NULL, &h)) {
+				/* relaxed: a count checked against N; the slots'
+				 * own acquire/release order the holders */
+				uint64_t n = atomic_fetch_add_explicit(&holders[c], 1, memory_order_relaxed) + 1;
+				if (n > SLOTS_PER_CELL)
+					atomic_fetch_add_explicit(&slot_violations, 1, memory_order_relaxed); /* relaxed: a counter */
+				/* some work while holding: the other threads contend */
+				size_t g = (size_t)(xorshift(&w->seed) % CELLS);
+				if (sluice_gcra_admit(&cells[g], &cell_rate, now, 1, NULL)) {
+					tally_add(&w->cell[g], 1, now);
+					w->cell_admitted++;
+				}
+				atomic_fetch_sub_explicit(&holders[c], 1, memory_order_relaxed); /* relaxed: as above */
+				if (sluice_slots_release(slot_cells[c], &slot_cfg, h) != SLUICE_OK)
+					atomic_fetch_add_explicit(&slot_violations, 1, memory_order_relaxed); /* relaxed: a counter */
+				w->slot_acquired++;
+			} else {
+				w->slot_denied++;
+			}
+			local++;
+		} else if (r < 45) {
 			size_t c = (size_t)(xorshift(&w->seed) % CELLS);
 			uint64_t now = sluice_monotonic_ns();
 			if (sluice_gcra_admit(&cells[c], &cell_rate, now, cost, &d)) {
@@ -293,6 +345,18 @@ int main(int argc, char **argv)
 		return 1;
 	for (int c = 0; c < CELLS; c++)
 		sluice_gcra_init(&cells[c]);
+	if (sluice_calendar_config_init(&cal_cfg, CAL_LIMIT, CAL_WINDOW_NS) != 0 ||
+	    sluice_slots_config_init(&slot_cfg, SLOTS_PER_CELL, 0, 0) != 0)
+		return 1;
+	for (int c = 0; c < CALS; c++)
+		sluice_calendar_init(&cals[c]);
+	for (int c = 0; c < SLOT_CELLS; c++) {
+		slot_cells[c] = aligned_alloc(SLUICE_CACHELINE, (sluice_slots_size(&slot_cfg) + SLUICE_CACHELINE - 1) /
+								     SLUICE_CACHELINE * SLUICE_CACHELINE);
+		if (slot_cells[c] == NULL)
+			return 1;
+		sluice_slots_init(slot_cells[c], &slot_cfg);
+	}
 	limits[0] = (struct sluice_limit){ .kind = SLUICE_LIMIT_GCRA };
 	limits[1] = (struct sluice_limit){ .kind = SLUICE_LIMIT_GCRA };
 	if (sluice_rate_init(&limits[0].rate, 50, SLUICE_NS_PER_SEC / 10, 10) != 0 ||
@@ -387,6 +451,42 @@ int main(int argc, char **argv)
 		cells_used += t.cost != 0;
 		ok &= check_bound("cell", (uint64_t)c, &t, &cell_rate, &cell_slack, &cell_tight);
 	}
+	/* Calendar: at most limit per window, over the windows the admissions
+	 * span (a stale request counts in the cell's later window, so only the
+	 * span form holds per request time). */
+	uint64_t cal_adm = 0;
+	bool cal_ok = true;
+	for (int c = 0; c < CALS; c++) {
+		struct tally t = { 0 };
+		for (uint64_t i = 0; i < nthreads; i++) {
+			const struct tally *wt = &workers[i].cal[c];
+			if (wt->cost == 0)
+				continue;
+			if (t.cost == 0 || wt->t_first < t.t_first)
+				t.t_first = wt->t_first;
+			if (t.cost == 0 || wt->t_last > t.t_last)
+				t.t_last = wt->t_last;
+			t.cost += wt->cost;
+		}
+		uint64_t windows = t.cost ? t.t_last / CAL_WINDOW_NS - t.t_first / CAL_WINDOW_NS + 1 : 0;
+		if (t.cost > CAL_LIMIT * windows) {
+			fprintf(stderr, "VIOLATION calendar %d: %" PRIu64 " > %d x %" PRIu64 " windows\n", c,
+				t.cost, CAL_LIMIT, windows);
+			cal_ok = false;
+		}
+	}
+	uint64_t slot_acq = 0, slot_den = 0;
+	for (uint64_t i = 0; i < nthreads; i++) {
+		cal_adm += workers[i].cal_admitted;
+		slot_acq += workers[i].slot_acquired;
+		slot_den += workers[i].slot_denied;
+	}
+	/* relaxed: the workers are joined */
+	uint64_t slot_bad = atomic_load_explicit(&slot_violations, memory_order_relaxed);
+	bool slots_idle = true;
+	for (int c = 0; c < SLOT_CELLS; c++)
+		slots_idle &= sluice_slots_is_idle(slot_cells[c], &slot_cfg, 0);
+	ok &= cal_ok && slot_bad == 0 && slots_idle;
 	uint64_t key_slack[2] = { 0, 0 }, key_tight[2] = { 0, 0 }, keys_used = 0;
 	for (uint64_t k = 0; k < HOT + ncold; k++) {
 		struct tally t = { 0 };
@@ -430,6 +530,11 @@ int main(int argc, char **argv)
 	printf("cells: %" PRIu64 " admitted over %" PRIu64 " cells; bound held on all; "
 	       "largest slack %" PRIu64 " units, %" PRIu64 " cells within one burst of the bound\n",
 	       cell_adm, cells_used, cell_slack, cell_tight);
+	printf("calendar: %" PRIu64 " admitted over %d cells (%d per %" PRIu64 " ms window); bound held: %s\n",
+	       cal_adm, CALS, CAL_LIMIT, (uint64_t)(CAL_WINDOW_NS / 1000000), cal_ok ? "yes" : "NO");
+	printf("slots: %" PRIu64 " acquired, %" PRIu64 " denied over %d cells of %d slot(s); holders above N: %" PRIu64
+	       "; all free at the end: %s\n",
+	       slot_acq, slot_den, SLOT_CELLS, SLOTS_PER_CELL, slot_bad, slots_idle ? "yes" : "NO");
 	printf("limiter: admitted %" PRIu64 " denied %" PRIu64 " degraded %" PRIu64
 	       " (stats: %" PRIu64 "/%" PRIu64 "/%" PRIu64 ") %s\n",
 	       lim_adm, lim_den, lim_deg, st.admitted, st.denied, st.degraded,
@@ -447,6 +552,8 @@ int main(int argc, char **argv)
 	       ns ? (double)samples[ns - 1].rss / 1048576.0 : 0.0);
 
 	sluice_limiter_destroy(lim);
+	for (int c = 0; c < SLOT_CELLS; c++)
+		free(slot_cells[c]);
 	free(samples);
 	free(workers);
 	free(cold);

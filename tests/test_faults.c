@@ -483,7 +483,7 @@ Test(horizon, maintenance_clock_at_both_ends)
 	cr_assert_eq(sluice_limiter_maintenance_stop(lim), SLUICE_OK);
 	cr_assert_eq(stats_of(lim).reclaimed, 0);
 	cr_assert_eq(sluice_limiter_maintenance_start(lim, 1000000, 1000, clock_end, NULL), SLUICE_OK);
-	for (int tries = 0; tries < 500 && stats_of(lim).reclaimed < 100; tries++)
+	for (int tries = 0; tries < 2500 && stats_of(lim).reclaimed < 100; tries++)
 		usleep(2000);
 	cr_assert_eq(sluice_limiter_maintenance_stop(lim), SLUICE_OK);
 	cr_assert_eq(stats_of(lim).reclaimed, 100);
@@ -855,7 +855,7 @@ Test(alloc_fault, maintenance_thread_under_allocation_failure)
 	atomic_store_explicit(&a.fail_all, true, memory_order_relaxed); /* relaxed: see fault_malloc */
 	cr_assert_eq(sluice_limiter_maintenance_start(lim, 1000000, 100000, clock_end, NULL), SLUICE_OK);
 	long before = calls_of(&a);
-	for (int tries = 0; tries < 1000 && calls_of(&a) < before + 5; tries++)
+	for (int tries = 0; tries < 5000 && calls_of(&a) < before + 5; tries++)
 		usleep(1000);
 	cr_assert_geq(calls_of(&a), before + 5, "the thread tried (and failed) several sweeps");
 	cr_assert_eq(stats_of(lim).reclaimed, 0);
@@ -864,7 +864,7 @@ Test(alloc_fault, maintenance_thread_under_allocation_failure)
 	cr_assert_not(admit(lim, "new", 1, SEC, &d));
 	cr_assert(d.degraded);
 	atomic_store_explicit(&a.fail_all, false, memory_order_relaxed); /* relaxed: see fault_malloc */
-	for (int tries = 0; tries < 1000 && stats_of(lim).live_keys > 0; tries++)
+	for (int tries = 0; tries < 5000 && stats_of(lim).live_keys > 0; tries++)
 		usleep(1000);
 	cr_assert_eq(sluice_limiter_maintenance_stop(lim), SLUICE_OK);
 	cr_assert_eq(stats_of(lim).reclaimed, 600);

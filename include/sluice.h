@@ -27,5 +27,6 @@
 #include "sluice/sf.h"
 #include "sluice/http.h"
 #include "sluice/client.h"
+#include "sluice/redis.h"
 
 #endif /* SLUICE_H */

@@ -1,0 +1,386 @@
+/*
+ * bench_redis.c - the Redis backend (include/sluice/redis.h) against a
+ * naive fixed-window limiter (INCR, plus EXPIRE on a window's first hit) on
+ * the same server, in the same run.
+ *
+ *   BM_redis_admit                 one decision per call, one key of 1000,
+ *                                  two limits (10/s + 600/min), server time
+ *   BM_redis_admit_scopes3         three scopes per request (workspace,
+ *                                  token, route; 4 limits), one round trip
+ *   BM_redis_admit_batch/N         admit_batch() of N requests (pipelined)
+ *   BM_redis_naive_incr_expire     baseline: INCR then EXPIRE when the
+ *                                  window's counter is new, blocking calls
+ *   BM_redis_naive_pipelined/N     baseline: N INCRs pipelined (EXPIREs of
+ *                                  new windows appended to the next batch)
+ *
+ * Figures are per decision (wall time); the counter rt_per_decision is the
+ * number of request/reply exchanges per decision. Needs redis-server: run
+ * with SLUICE_BENCH_REDIS=1 and one is started on a free loopback port for
+ * the run (killed at exit); otherwise these benchmarks report an error and
+ * the rest of the suite runs as usual.
+ */
+#include <sluice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+#define SEC 1000000000ull
+#define NKEYS 1000
+
+#ifdef SLUICE_WITH_REDIS
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+static pid_t server_pid;
+static int server_port;
+
+static void server_kill(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		waitpid(server_pid, NULL, 0);
+		server_pid = 0;
+	}
+}
+
+static bool server_pings(void)
+{
+	struct timeval tv = { 0, 200000 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", server_port, tv);
+	bool ok = false;
+	if (c != NULL && c->err == 0) {
+		redisReply *rep = redisCommand(c, "PING");
+		ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+		if (rep != NULL)
+			freeReplyObject(rep);
+	}
+	if (c != NULL)
+		redisFree(c);
+	return ok;
+}
+
+/* Start the run's redis-server once. NULL, or why not. */
+static const char *server_ensure(void)
+{
+	const char *on = getenv("SLUICE_BENCH_REDIS");
+	if (on == NULL || strcmp(on, "1") != 0)
+		return "needs redis-server: run with SLUICE_BENCH_REDIS=1";
+	if (server_pid > 0)
+		return NULL;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+		return "no free loopback port";
+	close(fd);
+	server_port = ntohs(a.sin_port);
+	char port[16];
+	snprintf(port, sizeof port, "%d", server_port);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		return "fork failed";
+	if (pid == 0) {
+		/* Die with the process that started us, even when it stops at a
+		 * failed assertion without running the teardown. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		int devnull = open("/dev/null", O_WRONLY);
+		if (devnull >= 0) {
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+		}
+		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
+		       "", "--appendonly", "no", (char *)NULL);
+		_exit(127);
+	}
+	server_pid = pid;
+	atexit(server_kill);
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			server_pid = 0;
+			return "redis-server did not start (apt-get install -y redis-server)";
+		}
+		if (server_pings())
+			return NULL;
+		usleep(10000);
+	}
+	server_kill();
+	return "redis-server did not answer PING";
+}
+
+static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_GCRA;
+	sluice_rate_init(&l.rate, limit, period_ns, burst);
+	return l;
+}
+
+static char keys[NKEYS][16];
+
+static struct sluice_redis *open_backend(sbench_state *st)
+{
+	const char *why = server_ensure();
+	if (why != NULL) {
+		sbench_error(st, why);
+		return NULL;
+	}
+	for (int i = 0; i < NKEYS; i++)
+		snprintf(keys[i], sizeof keys[i], "k%05d", i);
+	struct sluice_redis_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.port = (uint32_t)server_port;
+	o.timeout_ns = SEC;
+	struct sluice_redis *r = NULL;
+	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
+		sbench_error(st, "sluice_redis_create failed");
+		return NULL;
+	}
+	return r;
+}
+
+static uint64_t trips(struct sluice_redis *r)
+{
+	struct sluice_redis_stats s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	sluice_redis_stats(r, &s);
+	return s.round_trips;
+}
+
+static void finish(sbench_state *st, struct sluice_redis *r, uint64_t trips0, uint64_t decisions)
+{
+	struct sluice_redis_stats s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	sluice_redis_stats(r, &s);
+	if (s.degraded != 0)
+		sbench_error(st, "degraded answers: the server failed");
+	sbench_items(st, (int64_t)decisions);
+	sbench_counter(st, "rt_per_decision", decisions ? (double)(s.round_trips - trips0) / (double)decisions : 0, 0);
+	sluice_redis_destroy(r);
+}
+
+static void BM_redis_admit(sbench_state *st)
+{
+	struct sluice_redis *r = open_backend(st);
+	if (r == NULL)
+		return;
+	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+	uint64_t t0 = trips(r), i = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t j = 0; j < n; j++, i++) {
+			struct sluice_decision d;
+			const char *k = keys[i % NKEYS];
+			sluice_redis_admit(r, k, strlen(k), l, 2, 1, 0, &d);
+			sbench_keep(d.allowed);
+		}
+	}
+	finish(st, r, t0, i);
+}
+SBENCH_REGISTER(BM_redis_admit)
+{
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_naive_incr_expire");
+}
+
+static void BM_redis_admit_scopes3(sbench_state *st)
+{
+	struct sluice_redis *r = open_backend(st);
+	if (r == NULL)
+		return;
+	struct sluice_limit ws[2] = { gcra(300, 60 * SEC, 300), gcra(100000, 86400 * SEC, 100000) };
+	struct sluice_limit tok = gcra(10, SEC, 10), route = gcra(50, SEC, 50);
+	uint64_t t0 = trips(r), i = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t j = 0; j < n; j++, i++) {
+			const char *k = keys[i % NKEYS];
+			char tk[24], rk[24];
+			snprintf(tk, sizeof tk, "%s:t%llu", k, (unsigned long long)(i % 7));
+			snprintf(rk, sizeof rk, "%s:r%llu", k, (unsigned long long)(i % 3));
+			struct sluice_redis_scope sc[3] = { { k, strlen(k), ws, 2 },
+							    { tk, strlen(tk), &tok, 1 },
+							    { rk, strlen(rk), &route, 1 } };
+			struct sluice_decision d;
+			sluice_redis_admit_scopes(r, sc, 3, 1, 0, &d);
+			sbench_keep(d.allowed);
+		}
+	}
+	finish(st, r, t0, i);
+}
+SBENCH_REGISTER(BM_redis_admit_scopes3)
+{
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_naive_incr_expire");
+}
+
+static void BM_redis_admit_batch(sbench_state *st)
+{
+	struct sluice_redis *r = open_backend(st);
+	if (r == NULL)
+		return;
+	enum { MAXN = 256 };
+	size_t nb = (size_t)sbench_range(st, 0);
+	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+	struct sluice_redis_scope sc[MAXN];
+	struct sluice_redis_request reqs[MAXN];
+	struct sluice_decision out[MAXN];
+	uint64_t t0 = trips(r), i = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		/* n decisions in batches of nb (the last one may be shorter). */
+		for (uint64_t done = 0; done < n;) {
+			size_t m = n - done < nb ? (size_t)(n - done) : nb;
+			for (size_t q = 0; q < m; q++, i++) {
+				const char *k = keys[i % NKEYS];
+				sc[q] = (struct sluice_redis_scope){ k, strlen(k), l, 2 };
+				reqs[q] = (struct sluice_redis_request){ &sc[q], 1, 1 };
+			}
+			sluice_redis_admit_batch(r, reqs, m, 0, out);
+			sbench_keep(out[0].allowed);
+			done += m;
+		}
+	}
+	finish(st, r, t0, i);
+}
+SBENCH_REGISTER(BM_redis_admit_batch)
+{
+	sbench_arg(b, 16);
+	sbench_arg(b, 64);
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_naive_pipelined");
+}
+
+static redisContext *open_raw(sbench_state *st)
+{
+	const char *why = server_ensure();
+	if (why != NULL) {
+		sbench_error(st, why);
+		return NULL;
+	}
+	for (int i = 0; i < NKEYS; i++)
+		snprintf(keys[i], sizeof keys[i], "k%05d", i);
+	struct timeval tv = { 1, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", server_port, tv);
+	if (c == NULL || c->err != 0) {
+		sbench_error(st, "connect failed");
+		if (c != NULL)
+			redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void BM_redis_naive_incr_expire(sbench_state *st)
+{
+	redisContext *c = open_raw(st);
+	if (c == NULL)
+		return;
+	uint64_t i = 0, rt = 0, window = sluice_realtime_ns() / (60 * SEC);
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t j = 0; j < n; j++, i++) {
+			redisReply *rep = redisCommand(c, "INCR naive:%s:%llu", keys[i % NKEYS],
+						       (unsigned long long)window);
+			rt++;
+			bool first = rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+			bool allowed = rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer <= 600;
+			if (rep != NULL)
+				freeReplyObject(rep);
+			if (first) {
+				rep = redisCommand(c, "EXPIRE naive:%s:%llu 60", keys[i % NKEYS],
+						   (unsigned long long)window);
+				rt++;
+				if (rep != NULL)
+					freeReplyObject(rep);
+			}
+			sbench_keep(allowed);
+		}
+	}
+	sbench_items(st, (int64_t)i);
+	sbench_counter(st, "rt_per_decision", i ? (double)rt / (double)i : 0, 0);
+	redisFree(c);
+}
+SBENCH_REGISTER(BM_redis_naive_incr_expire)
+{
+	sbench_real_time(b);
+}
+
+static void BM_redis_naive_pipelined(sbench_state *st)
+{
+	redisContext *c = open_raw(st);
+	if (c == NULL)
+		return;
+	size_t nb = (size_t)sbench_range(st, 0);
+	uint64_t i = 0, rt = 0, window = sluice_realtime_ns() / (60 * SEC);
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t done = 0; done < n;) {
+			size_t m = n - done < nb ? (size_t)(n - done) : nb;
+			for (size_t q = 0; q < m; q++)
+				redisAppendCommand(c, "INCR naive:%s:%llu", keys[(i + q) % NKEYS],
+						   (unsigned long long)window);
+			size_t expires = 0;
+			rt++;
+			for (size_t q = 0; q < m; q++) {
+				redisReply *rep = NULL;
+				if (redisGetReply(c, (void **)&rep) != REDIS_OK || rep == NULL)
+					break;
+				if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+					redisAppendCommand(c, "EXPIRE naive:%s:%llu 60",
+							   keys[(i + q) % NKEYS], (unsigned long long)window);
+					expires++;
+				}
+				sbench_keep(rep->integer <= 600);
+				freeReplyObject(rep);
+			}
+			if (expires > 0)
+				rt++;
+			for (size_t q = 0; q < expires; q++) {
+				redisReply *rep = NULL;
+				if (redisGetReply(c, (void **)&rep) == REDIS_OK && rep != NULL)
+					freeReplyObject(rep);
+			}
+			i += m;
+			done += m;
+		}
+	}
+	sbench_items(st, (int64_t)i);
+	sbench_counter(st, "rt_per_decision", i ? (double)rt / (double)i : 0, 0);
+	redisFree(c);
+}
+SBENCH_REGISTER(BM_redis_naive_pipelined)
+{
+	sbench_arg(b, 16);
+	sbench_arg(b, 64);
+	sbench_real_time(b);
+}
+
+#else /* !SLUICE_WITH_REDIS */
+
+static void BM_redis_admit(sbench_state *st)
+{
+	sbench_error(st, "sluice was built without the Redis backend (SLUICE_WITH_REDIS=OFF)");
+}
+SBENCH_REGISTER(BM_redis_admit)
+{
+	(void)b;
+}
+
+#endif

@@ -1,0 +1,206 @@
+/*
+ * sluice/redis.h - the Redis backend: the keyed limiter's GCRA semantics
+ * evaluated on a Redis server, so that one limit holds across a fleet.
+ *
+ * A backend handle is one connection to one Redis server (hiredis), or with
+ * SLUICE_REDIS_CLUSTER one connection per node of a Redis Cluster. Each call
+ * sends one Lua script invocation (EVALSHA; the script is loaded once with
+ * SCRIPT LOAD and reloaded after NOSCRIPT) that decides every limit of every
+ * scope (key) of a request all-or-nothing, atomically on the server, in one
+ * round trip, and answers with the same struct sluice_decision as
+ * sluice_limiter_admit(): for the same sequence of requests and times the
+ * decisions, remaining, reset_ns and retry_after_ns are identical
+ * (tests/test_redis.c, "differential"). Design, the script, the exactness
+ * domain, time, expiry, failures: docs/redis.md.
+ *
+ * Time: by default the Redis server's clock (TIME inside the script): one
+ * clock for the whole fleet, and now_ns arguments are ignored. With
+ * SLUICE_REDIS_CALLER_CLOCK the caller's now_ns is used; every client of the
+ * same keys must then use the same clock (e.g. Unix time from synchronized
+ * hosts), and skew between hosts shifts decisions by at most the skew.
+ * Redis expires keys in real time, so a caller clock must advance at real
+ * speed.
+ *
+ * Failures (connection refused, timeouts, a restart, READONLY replica,
+ * script errors) are not errors of the call: the configured fail mode
+ * answers (SLUICE_FAIL_OPEN: allowed with degraded = true; SLUICE_FAIL_CLOSED:
+ * denied, reason SLUICE_REASON_CAPACITY, degraded = true) and the event is
+ * counted in the stats. No call blocks longer than the configured timeout
+ * (plus scheduling); a lost connection is re-established by a later call,
+ * with exponential backoff between attempts.
+ *
+ * Thread safety: a handle is NOT thread-safe (it owns one socket and its
+ * buffers). Use one handle per thread, or guard a handle with a mutex.
+ * Different handles are independent. The calls block on network I/O; they
+ * are not for the lock-free hot path (docs/redis.md, "Threading").
+ *
+ * Builds without hiredis (SLUICE_WITH_REDIS=OFF) keep this API; create then
+ * returns SLUICE_EUNSUPPORTED.
+ */
+#ifndef SLUICE_REDIS_H
+#define SLUICE_REDIS_H
+
+#include "common.h"
+#include "limiter.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Most scopes (keys) in one request, and most limits in one request (all
+ * scopes together). A decision's limit_index counts limits across the
+ * scopes in order: scope 0's limits first. */
+#define SLUICE_REDIS_MAX_SCOPES 8
+#define SLUICE_REDIS_MAX_LIMITS 32
+
+/*
+ * Largest bucket depth (burst * interval) a limit may have on this backend:
+ * 2^52 ns, about 52 days. Redis Lua numbers are doubles; with durations below
+ * 2^52 every sum and comparison in the script is exact. Times themselves are
+ * full 64-bit values, handled as (seconds, nanoseconds) pairs.
+ */
+#define SLUICE_REDIS_MAX_TOLERANCE_NS (UINT64_C(1) << 52)
+
+/* options.flags */
+/* Use the caller's now_ns instead of the server's TIME. */
+#define SLUICE_REDIS_CALLER_CLOCK 0x1u
+/* Redis Cluster: `host:port` is one node (the seed); the slot map is read
+ * with CLUSTER SLOTS and corrected by MOVED replies, and each request goes
+ * to the node of its slot (up to 16 nodes, one connection each). Every key
+ * of one request must hash to the same slot: give them one hash tag, e.g.
+ * "{ws:42}" and "{ws:42}:tok:abc" (docs/redis.md, "Redis Cluster"). */
+#define SLUICE_REDIS_CLUSTER 0x2u
+
+/*
+ * Options, versioned: size = sizeof(struct sluice_redis_options); zero is
+ * the default of every field. NULL options: all defaults.
+ */
+struct sluice_redis_options {
+	size_t size;
+	const char *host;           /* NULL: "127.0.0.1" (copied) */
+	uint32_t port;              /* 0: 6379; at most 65535 */
+	uint32_t fail_mode;         /* enum sluice_fail_mode */
+	uint32_t flags;             /* SLUICE_REDIS_* */
+	uint32_t deny_cache_slots;  /* local deny cache size, a power of two; 0: off */
+	uint64_t timeout_ns;        /* most time one call may block; 0: 50 ms */
+	uint64_t backoff_min_ns;    /* first wait after a failed connect; 0: 10 ms */
+	uint64_t backoff_max_ns;    /* the wait doubles up to this; 0: 1 s */
+	const char *key_prefix;     /* prepended to every key; NULL: "sluice:" (copied) */
+	/* Keys live this much longer than until full (at most
+	 * SLUICE_REDIS_MAX_TOLERANCE_NS / 2, so that debt + grace stays
+	 * exact in the script's doubles). 0 is right for the server's clock
+	 * and for caller clocks that run at real speed; a caller clock that
+	 * can stall against real time (replays, tests) needs a grace above
+	 * the longest stall, or an expired key reads as full too early. */
+	uint64_t expiry_grace_ns;
+};
+
+/* One scope of a request: a key and its limits (GCRA only). The Redis key
+ * is key_prefix + key; keys of one request must be distinct. */
+struct sluice_redis_scope {
+	const void *key;
+	size_t key_len;
+	const struct sluice_limit *limits;
+	size_t nlimits;
+};
+
+/* One request of a batch: its scopes and cost. */
+struct sluice_redis_request {
+	const struct sluice_redis_scope *scopes;
+	size_t nscopes;
+	uint64_t cost;
+};
+
+struct sluice_redis; /* opaque */
+
+/*
+ * Create a backend handle and try to connect (within timeout_ns). A failed
+ * connection is not an error: calls answer by the fail mode until a later
+ * call connects (after the backoff).
+ * Returns 0 and sets *out, or SLUICE_EINVAL (out NULL, opts->size too small,
+ * unknown flag or fail mode, host empty or 256 bytes or longer, port > 65535, deny_cache_slots not a power of
+ * two, backoff_min_ns > backoff_max_ns, expiry_grace_ns too large),
+ * SLUICE_ENOMEM, or
+ * SLUICE_EUNSUPPORTED (built without hiredis).
+ */
+SLUICE_API int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_options *opts);
+
+/* Close the connection and free the handle. NULL is a no-op. Keys on the
+ * server are left to expire. */
+SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
+
+/*
+ * Admit `cost` units for every scope at once: allowed iff every limit of
+ * every scope admits them; then all consume `cost`, else none does. Same
+ * contract as sluice_limiter_admit() (cost == 0 is a read-only peek that
+ * creates nothing; cost > burst of a limit denies with SLUICE_NEVER; the
+ * governing limit is the first denier in scope order, else the least
+ * remaining, ties to the shorter reset; time going backwards denies more,
+ * never less). now_ns is used with SLUICE_REDIS_CALLER_CLOCK and ignored
+ * otherwise. A local deny-cache hit answers without a round trip
+ * (docs/redis.md, "Deny cache").
+ *
+ * Returns 0 with the verdict in *out (degraded set when the fail mode
+ * answered), or, with nothing sent and *out unspecified:
+ *   SLUICE_EINVAL   r, out or scopes NULL, nscopes 0, a scope with no limits
+ *                   or NULL limits, a limit not made by sluice_rate_init() or
+ *                   of a kind other than GCRA, two scopes with the same key,
+ *                   with SLUICE_REDIS_CLUSTER keys on different hash slots;
+ *   SLUICE_EKEY     a key NULL or longer than SLUICE_LIMITER_MAX_KEY;
+ *   SLUICE_ETOOBIG  more than SLUICE_REDIS_MAX_SCOPES scopes or
+ *                   SLUICE_REDIS_MAX_LIMITS limits;
+ *   SLUICE_ERANGE   a limit's bucket depth above SLUICE_REDIS_MAX_TOLERANCE_NS;
+ *   SLUICE_ENOMEM.
+ * Not thread-safe (see above). Blocks at most timeout_ns.
+ */
+SLUICE_API int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
+					 size_t nscopes, uint64_t cost, uint64_t now_ns,
+					 struct sluice_decision *out);
+
+/* sluice_redis_admit_scopes() with one scope. */
+SLUICE_API int sluice_redis_admit(struct sluice_redis *r, const void *key, size_t key_len,
+				  const struct sluice_limit *limits, size_t nlimits, uint64_t cost,
+				  uint64_t now_ns, struct sluice_decision *out);
+
+/*
+ * Admit n requests, pipelined: every script call is sent, then every reply
+ * read, so the batch costs one round trip. out[i] is the decision of reqs[i],
+ * as n calls of sluice_redis_admit_scopes() in index order would give (the
+ * server runs them in that order; other clients' calls may interleave).
+ * Every request is validated before anything is sent (errors as above; on
+ * an error nothing is sent). n == 0 is a no-op. Blocks at most timeout_ns in
+ * all. Not thread-safe.
+ */
+SLUICE_API int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_request *reqs,
+					size_t n, uint64_t now_ns, struct sluice_decision *out);
+
+/* Counters, versioned: set size = sizeof(struct sluice_redis_stats). */
+struct sluice_redis_stats {
+	size_t size;
+	uint64_t admitted;         /* answers allowed by the server or cache (not degraded) */
+	uint64_t denied;           /* answers denied by the server or cache (not degraded) */
+	uint64_t degraded;         /* answers by the fail mode */
+	uint64_t round_trips;      /* request/reply exchanges: a script call, a
+				      pipelined batch, a SCRIPT LOAD each count 1 */
+	uint64_t cache_hits;       /* denials answered by the local deny cache */
+	uint64_t connects;         /* connections established (script loaded) */
+	uint64_t connect_failures; /* connection attempts that failed */
+	uint64_t backoff_skips;    /* calls answered by the fail mode without trying (backoff) */
+	uint64_t io_errors;        /* connections lost in a call (timeouts included) */
+	uint64_t timeouts;         /* calls that ran out of timeout_ns */
+	uint64_t script_loads;     /* SCRIPT LOAD sent */
+	uint64_t noscript;         /* NOSCRIPT replies (script reloaded, call retried) */
+	uint64_t readonly;         /* READONLY replies (a replica) */
+	uint64_t server_errors;    /* other error replies or malformed replies */
+	uint64_t moved;            /* MOVED replies (cluster: slot re-pointed, call resent) */
+};
+
+/* Copy the counters into *out. Returns 0 or SLUICE_EINVAL (NULL argument or
+ * out->size too small). Not thread-safe with calls on the same handle. */
+SLUICE_API int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLUICE_REDIS_H */

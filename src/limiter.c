@@ -164,6 +164,7 @@ struct sluice_limiter {
 	void *alloc_user;
 	void *raw;        /* what malloc_fn returned for this struct */
 	size_t raw_size;
+	unsigned long initial_buckets; /* the table's size at creation */
 	unsigned char secret[XXH3_SECRET_DEFAULT_SIZE];
 
 	/* Written on inserts and frees only (the budget), apart from the
@@ -319,6 +320,11 @@ static int match_key(struct cds_lfht_node *node, const void *arg)
 static inline unsigned long hash_key(const struct sluice_limiter *lim, const void *key, size_t len)
 {
 	return (unsigned long)XXH3_64bits_withSecret(key, len, lim->secret, sizeof lim->secret);
+}
+
+unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim)
+{
+	return lim->initial_buckets;
 }
 
 uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key, size_t key_len)
@@ -1231,13 +1237,22 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	}
 	/* Default size: cds_lfht grows lazily in the call_rcu thread, which can
 	 * lag far behind a burst of inserts (docs/limiter.md, "Table size"), so
-	 * start at max_keys when it is known (at most 2^20 buckets, 16 MiB). */
+	 * start at the most keys the budget admits when there is one (at most
+	 * 2^20 buckets, 16 MiB). A byte budget alone bounds the keys too: by
+	 * max_bytes over the charge of the smallest entry (the empty key). */
+	uint64_t keys_bound = o.max_keys;
+	if (o.max_bytes != 0) {
+		uint64_t by_bytes = o.max_bytes / (entry_size(lim, 0) + TABLE_SHARE_BYTES);
+		if (keys_bound == 0 || by_bytes < keys_bound)
+			keys_bound = by_bytes;
+	}
 	unsigned long init = 1024;
 	if (o.initial_buckets != 0)
 		init = (unsigned long)o.initial_buckets;
 	else
-		while (init < o.max_keys && init < (1ul << 20))
+		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
+	lim->initial_buckets = init;
 	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, 0,
 			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (lim->ht == NULL) {

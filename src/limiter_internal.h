@@ -12,6 +12,9 @@
 /* The keyed hash the table uses for `key`. */
 uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key, size_t key_len);
 
+/* The number of buckets the table was created with. */
+unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim);
+
 /* ---- for the policy engine (engine.c) ---- */
 
 /* An admission that can still be undone: the entry and a receipt per cell.

@@ -1736,6 +1736,9 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 	struct sluice_policy *pol;
 	layout(b, &c, &pol, b->order);
 	size_t bytes = c.used;
+	/* The errors below have no position in the text (policy.h): the
+	 * parser's line counter has run to the end of the input by now. */
+	p.line = 0;
 	if (max_bytes != 0 && bytes > max_bytes) {
 		free_fn(ctx, block);
 		return fail_at(&p, SLUICE_ETOOBIG, 0, "policy needs %zu bytes, more than max_bytes (%zu)", bytes,

@@ -133,8 +133,10 @@ struct sluice_limiter_options {
 	sluice_malloc_fn malloc_fn;
 	sluice_free_fn free_fn;
 	void *alloc_user;
-	/* Initial number of table buckets (power of two). 0: max_keys rounded
-	 * up to a power of two, between 1024 and 2^20. The table grows and
+	/* Initial number of table buckets (power of two). 0: the most keys
+	 * the budget admits (max_keys, or max_bytes over the charge of an
+	 * entry with an empty key, whichever is smaller) rounded up to a
+	 * power of two, between 1024 and 2^20. The table grows and
 	 * shrinks with the number of keys, lazily, in liburcu's call_rcu
 	 * thread: presize it when you expect a burst of new keys. */
 	uint64_t initial_buckets;

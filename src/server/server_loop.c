@@ -51,6 +51,7 @@ struct conn {
 	int fd;
 	bool closing;  /* close once the output has drained */
 	bool writing;  /* registered for EPOLLOUT */
+	bool lingering; /* write side shut: reading and discarding until EOF */
 	uint64_t body_left;
 	uint64_t last_ns;
 	size_t in_len, out_len, out_off;
@@ -321,6 +322,42 @@ static void conn_process(struct loop *lp, struct conn *c)
 	}
 }
 
+/*
+ * Close after the last response without losing it: closing a socket whose
+ * receive queue holds unread bytes (the rest of a refused request) sends a
+ * RST, which may destroy the response in flight. So shut the write side
+ * (FIN after the response), then read and discard until the client closes
+ * or LINGER_NS passes (RFC 9112 9.6, "lingering close").
+ */
+#define LINGER_NS (2 * SLUICE_NS_PER_SEC)
+
+static void conn_linger(struct loop *lp, struct conn *c)
+{
+	if (shutdown(c->fd, SHUT_WR) != 0) {
+		conn_close(lp, c);
+		return;
+	}
+	c->lingering = true;
+	c->in_len = 0;
+	c->body_left = 0;
+	watch(lp, c, false);
+}
+
+static void conn_discard(struct loop *lp, struct conn *c)
+{
+	for (;;) {
+		ssize_t r = recv(c->fd, c->in, sizeof c->in, 0);
+		if (r > 0)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (r < 0 && errno == EINTR)
+			continue;
+		conn_close(lp, c); /* EOF or error */
+		return;
+	}
+}
+
 /* Process, write, and decide what to wait for next. */
 static void conn_pump(struct loop *lp, struct conn *c)
 {
@@ -333,7 +370,7 @@ static void conn_pump(struct loop *lp, struct conn *c)
 			return;
 		}
 		if (c->closing) {
-			conn_close(lp, c);
+			conn_linger(lp, c);
 			return;
 		}
 		/* Drained: go on only if a complete request may be waiting. */
@@ -355,6 +392,10 @@ static void conn_readable(struct loop *lp, struct conn *c, uint64_t now_ns)
 {
 	ssize_t r;
 
+	if (c->lingering) {
+		conn_discard(lp, c);
+		return;
+	}
 	if (c->closing || c->out_len != 0)
 		return; /* level-triggered; we are waiting to write */
 	if (c->in_len == sizeof c->in) {
@@ -435,8 +476,9 @@ static void sweep(struct loop *lp, uint64_t now_ns)
 
 	for (; c != NULL; c = next) {
 		next = c->next;
-		bool idle = c->in_len == 0 && c->out_len == 0 && c->body_left == 0;
+		bool idle = (c->in_len == 0 && c->out_len == 0 && c->body_left == 0) || c->lingering;
 		if ((lp->draining && (idle || now_ns >= lp->drain_deadline_ns)) ||
+		    (c->lingering && now_ns - c->last_ns >= LINGER_NS) ||
 		    now_ns - c->last_ns >= lp->srv->cfg.idle_timeout_ns)
 			conn_close(lp, c);
 	}

@@ -4,8 +4,12 @@
  * Layers, bottom up (each header documents its own contracts):
  *   sluice/common.h   error codes, struct sluice_decision, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
+ *   sluice/window.h   sliding-window log (exact), sliding-window counter,
+ *                     calendar windows aligned to UTC
+ *   sluice/slots.h    concurrency slots: semaphore with handles and leases
  *   sluice/limiter.h  keyed limiter: per-key limits in an RCU hash table
  *   sluice/policy.h   policies: scopes, limits, routes, tiers, config parser
+ *   sluice/engine.h   policy engine: a policy bound to keyed limiters
  *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
  *   sluice/http.h     rate-limit response headers and 429 bodies (server)
  *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
@@ -17,8 +21,11 @@
 
 #include "sluice/common.h"
 #include "sluice/gcra.h"
+#include "sluice/window.h"
+#include "sluice/slots.h"
 #include "sluice/limiter.h"
 #include "sluice/policy.h"
+#include "sluice/engine.h"
 #include "sluice/sf.h"
 #include "sluice/http.h"
 #include "sluice/client.h"

@@ -1,8 +1,22 @@
 /*
  * limit_kind.c - the table of operations of each limit kind
- * (limit_kind_internal.h). GCRA: thin wrappers over gcra.c.
+ * (limit_kind_internal.h): thin wrappers over gcra.c, window_log.c,
+ * window_counter.c, calendar.c and slots.c, plus the internal COMMIT kind.
+ *
+ * The COMMIT kind is the commit cell of an entry whose policy has no GCRA
+ * limit: one 8-byte generation word. An admission bumps it (CAS w -> w + 1,
+ * refused on a tombstone) after its release fence, exactly where a GCRA cell
+ * 0 would be committed; the word only grows between tombstones (2^64 bumps
+ * never wrap in practice), so the sweeper's CAS has no ABA; it is always
+ * "idle" by itself and never denies a live entry. It carries no limit.
+ *
+ * Dry runs of the window kinds: a cost-0 admit is read-only and reports the
+ * exact remaining units, and each kind admits cost c iff remaining >= c; a
+ * denial writes nothing, so the denied dry run is the real admit's denial.
  */
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "gcra_internal.h"
@@ -14,9 +28,21 @@ _Static_assert(sizeof(struct sluice_rate) <= sizeof(((struct sluice_limit *)0)->
 	       "GCRA parameters fit in the parameter block");
 _Static_assert(sizeof(struct sluice_limit) == 136, "struct sluice_limit is ABI");
 
-static void gcra_init(void *cell)
+static size_t gcra_cell_size(const struct sluice_limit *limit)
 {
+	(void)limit;
+	return sizeof(struct sluice_gcra);
+}
+
+static void gcra_init(void *cell, const struct sluice_limit *limit)
+{
+	(void)limit;
 	sluice_gcra_init(cell);
+}
+
+static void gcra_fresh(const struct sluice_limit *limit, uint64_t now_ns, struct sluice_decision *out)
+{
+	sluice__gcra_check_word(0, &limit->rate, now_ns, 0, out);
 }
 
 static bool gcra_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
@@ -43,8 +69,10 @@ static bool gcra_admit(void *cell, const struct sluice_limit *limit, uint64_t no
 	return ok;
 }
 
-static bool gcra_cancel(void *cell, const struct sluice__receipt *receipt)
+static bool gcra_cancel(void *cell, const struct sluice_limit *limit,
+			const struct sluice__receipt *receipt)
 {
+	(void)limit;
 	struct sluice_gcra_receipt r = { .before = receipt->w[0], .after = receipt->w[1] };
 	return sluice_gcra_cancel(cell, &r);
 }
@@ -88,8 +116,9 @@ static bool gcra_is_unlinked(const void *cell)
 }
 
 static const struct sluice__limit_ops gcra_ops = {
-	.cell_size = sizeof(struct sluice_gcra),
+	.cell_size = gcra_cell_size,
 	.init = gcra_init,
+	.fresh = gcra_fresh,
 	.check = gcra_check,
 	.admit = gcra_admit,
 	.cancel = gcra_cancel,
@@ -103,20 +132,499 @@ static const struct sluice__limit_ops gcra_ops = {
 	.is_unlinked = gcra_is_unlinked,
 };
 
+/* ---- COMMIT: the generation word of entries without a GCRA limit ---- */
+
+#define COMMIT_TOMB UINT64_MAX
+#define COMMIT_TOMB_UNLINKED (UINT64_MAX - 1)
+
+struct commit_cell {
+	_Atomic uint64_t gen;
+};
+
+static size_t commit_cell_size(const struct sluice_limit *limit)
+{
+	(void)limit;
+	return sizeof(struct commit_cell);
+}
+
+static void commit_init(void *cell, const struct sluice_limit *limit)
+{
+	(void)limit;
+	/* relaxed: before publication (cds_lfht_add_unique orders it). */
+	atomic_init(&((struct commit_cell *)cell)->gen, 0);
+}
+
+static void commit_fresh(const struct sluice_limit *limit, uint64_t now_ns, struct sluice_decision *out)
+{
+	(void)limit;
+	(void)now_ns;
+	memset(out, 0, sizeof *out);
+	out->allowed = true;
+	out->remaining = UINT64_MAX;
+}
+
+static bool commit_is_tomb(uint64_t word)
+{
+	return word >= COMMIT_TOMB_UNLINKED;
+}
+
+static bool commit_check_word(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns,
+			      uint64_t cost, struct sluice_decision *out)
+{
+	(void)cost;
+	commit_fresh(limit, now_ns, out);
+	if (commit_is_tomb(word)) {
+		out->allowed = false;
+		return false;
+	}
+	return true;
+}
+
+static bool commit_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			 uint64_t cost, struct sluice_decision *out)
+{
+	/* relaxed: a dry run; the commit's CAS decides. */
+	uint64_t w = atomic_load_explicit(&((struct commit_cell *)(uintptr_t)cell)->gen, memory_order_relaxed); /* relaxed: why above */
+	return commit_check_word(w, limit, now_ns, cost, out);
+}
+
+static bool commit_admit(void *cell, const struct sluice_limit *limit, uint64_t now_ns, uint64_t cost,
+			 struct sluice_decision *out, struct sluice__receipt *receipt)
+{
+	struct commit_cell *c = cell;
+	(void)cost;
+	/* relaxed: the CAS below decides. */
+	uint64_t w = atomic_load_explicit(&c->gen, memory_order_relaxed); /* relaxed: why above */
+
+	commit_fresh(limit, now_ns, out);
+	if (receipt != NULL)
+		memset(receipt, 0, sizeof *receipt);
+	for (;;) {
+		if (commit_is_tomb(w)) {
+			out->allowed = false;
+			return false;
+		}
+		/* relaxed on success and failure: the admitter's release fence
+		 * before this RMW orders its other cells (limiter.c, "Reclaim");
+		 * the RMW only needs to be atomic so that it either precedes the
+		 * sweeper's tomb CAS (which then fails) or follows it (and sees
+		 * the tombstone). */
+		if (atomic_compare_exchange_weak_explicit(&c->gen, &w, w + 1, memory_order_relaxed, /* relaxed: why above */
+							  memory_order_relaxed))
+			return true;
+	}
+}
+
+static bool commit_cancel(void *cell, const struct sluice_limit *limit,
+			  const struct sluice__receipt *receipt)
+{
+	/* The commit cell is committed last and never cancelled; a bump carries
+	 * no consumption anyway. */
+	(void)cell;
+	(void)limit;
+	(void)receipt;
+	return true;
+}
+
+static bool commit_word_is_idle(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	(void)limit;
+	(void)now_ns;
+	return !commit_is_tomb(word);
+}
+
+static bool commit_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	/* relaxed: a snapshot; the sweeper's protocol orders it. */
+	uint64_t w = atomic_load_explicit(&((struct commit_cell *)(uintptr_t)cell)->gen, memory_order_relaxed); /* relaxed: why above */
+	return commit_word_is_idle(w, limit, now_ns);
+}
+
+static uint64_t commit_word(const void *cell)
+{
+	/* relaxed: callers add their own fences (limiter.c, entry_idle). */
+	return atomic_load_explicit(&((struct commit_cell *)(uintptr_t)cell)->gen, memory_order_relaxed); /* relaxed: why above */
+}
+
+static bool commit_tomb(void *cell, uint64_t observed)
+{
+	/* relaxed on success and failure: as sluice__gcra_tomb(): the sweeper
+	 * orders its reads with an acquire fence after loading `observed`; the
+	 * CAS fails if any admission bumped the word since. */
+	return atomic_compare_exchange_strong_explicit(&((struct commit_cell *)cell)->gen, &observed, /* relaxed: why above */
+						       COMMIT_TOMB, memory_order_relaxed,
+						       memory_order_relaxed);
+}
+
+static void commit_mark_unlinked(void *cell)
+{
+	/* release: as gcra_mark_unlinked(): the del that unlinked the node
+	 * happens-before the sweeper's acquire load that sees this store. */
+	atomic_store_explicit(&((struct commit_cell *)cell)->gen, COMMIT_TOMB_UNLINKED, memory_order_release); /* release: why above */
+}
+
+static bool commit_is_unlinked(const void *cell)
+{
+	/* acquire: pairs with the release store in commit_mark_unlinked(). */
+	return atomic_load_explicit(&((struct commit_cell *)(uintptr_t)cell)->gen, memory_order_acquire) == /* acquire: why above */
+	       COMMIT_TOMB_UNLINKED;
+}
+
+static const struct sluice__limit_ops commit_ops = {
+	.cell_size = commit_cell_size,
+	.init = commit_init,
+	.fresh = commit_fresh,
+	.check = commit_check,
+	.admit = commit_admit,
+	.cancel = commit_cancel,
+	.is_idle = commit_is_idle,
+	.word = commit_word,
+	.is_tomb = commit_is_tomb,
+	.word_is_idle = commit_word_is_idle,
+	.check_word = commit_check_word,
+	.tomb = commit_tomb,
+	.mark_unlinked = commit_mark_unlinked,
+	.is_unlinked = commit_is_unlinked,
+};
+
+/* ---- window kinds: shared dry run ---- */
+
+/* The dry run of a window kind from its read-only peek (cost 0) and, for a
+ * denial, its real admit, which writes nothing when it denies. If the state
+ * changed in between so that the admit passes, it is cancelled; should the
+ * cancel meet a later write, the units stay (conservative). */
+typedef bool (*admit_fn)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			 uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
+typedef bool (*cancel_fn)(void *cell, const struct sluice_limit *limit,
+			  const struct sluice__receipt *receipt);
+
+static bool window_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			 uint64_t cost, struct sluice_decision *out, admit_fn admit, cancel_fn cancel)
+{
+	void *c = (void *)(uintptr_t)cell;
+
+	admit(c, limit, now_ns, 0, out, NULL);
+	if (cost <= out->remaining) {
+		out->remaining -= cost;
+		return true;
+	}
+	struct sluice__receipt r;
+	if (admit(c, limit, now_ns, cost, out, &r)) {
+		cancel(c, limit, &r);
+		/* Report the denial the peek saw. */
+		admit(c, limit, now_ns, 0, out, NULL);
+		out->allowed = false;
+		out->reason = SLUICE_REASON_RATE;
+		out->retry_after_ns = out->reset_ns;
+	}
+	return false;
+}
+
+/* ---- SLIDING_LOG ---- */
+
+static size_t log_cell_size(const struct sluice_limit *limit)
+{
+	return sluice_window_log_size(&limit->log);
+}
+
+static void log_init(void *cell, const struct sluice_limit *limit)
+{
+	sluice_window_log_init(cell, &limit->log);
+}
+
+static void log_fresh(const struct sluice_limit *limit, uint64_t now_ns, struct sluice_decision *out)
+{
+	(void)now_ns;
+	memset(out, 0, sizeof *out);
+	out->allowed = true;
+	out->limit = limit->log.limit;
+	out->remaining = limit->log.limit;
+}
+
+static bool log_admit(void *cell, const struct sluice_limit *limit, uint64_t now_ns, uint64_t cost,
+		      struct sluice_decision *out, struct sluice__receipt *receipt)
+{
+	if (receipt == NULL)
+		return sluice_window_log_admit(cell, &limit->log, now_ns, cost, out);
+	struct sluice_window_log_receipt r;
+	bool ok = sluice_window_log_admit_receipt(cell, &limit->log, now_ns, cost, out, &r);
+	receipt->w[0] = r.seq_after;
+	receipt->w[1] = r.pos_before;
+	receipt->w[2] = r.pos_after;
+	return ok;
+}
+
+static bool log_cancel(void *cell, const struct sluice_limit *limit,
+		       const struct sluice__receipt *receipt)
+{
+	(void)limit;
+	struct sluice_window_log_receipt r = { .seq_after = receipt->w[0],
+					       .pos_before = receipt->w[1],
+					       .pos_after = receipt->w[2] };
+	return sluice_window_log_cancel(cell, &r);
+}
+
+static bool log_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+		      uint64_t cost, struct sluice_decision *out)
+{
+	return window_check(cell, limit, now_ns, cost, out, log_admit, log_cancel);
+}
+
+static bool log_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	return sluice_window_log_is_idle(cell, &limit->log, now_ns);
+}
+
+static const struct sluice__limit_ops log_ops = {
+	.cell_size = log_cell_size,
+	.init = log_init,
+	.fresh = log_fresh,
+	.check = log_check,
+	.admit = log_admit,
+	.cancel = log_cancel,
+	.is_idle = log_is_idle,
+};
+
+/* ---- SLIDING_COUNTER ---- */
+
+static size_t counter_cell_size(const struct sluice_limit *limit)
+{
+	(void)limit;
+	return sizeof(struct sluice_window_counter);
+}
+
+static void counter_init(void *cell, const struct sluice_limit *limit)
+{
+	(void)limit;
+	sluice_window_counter_init(cell);
+}
+
+static void counter_fresh(const struct sluice_limit *limit, uint64_t now_ns,
+			  struct sluice_decision *out)
+{
+	struct sluice_window_counter c;
+
+	sluice_window_counter_init(&c);
+	sluice_window_counter_admit(&c, &limit->counter, now_ns, 0, out);
+}
+
+static bool counter_admit(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			  uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt)
+{
+	if (receipt == NULL)
+		return sluice_window_counter_admit(cell, &limit->counter, now_ns, cost, out);
+	struct sluice_window_counter_receipt r;
+	bool ok = sluice_window_counter_admit_receipt(cell, &limit->counter, now_ns, cost, out, &r);
+	receipt->w[0] = r.before;
+	receipt->w[1] = r.after;
+	return ok;
+}
+
+static bool counter_cancel(void *cell, const struct sluice_limit *limit,
+			   const struct sluice__receipt *receipt)
+{
+	(void)limit;
+	struct sluice_window_counter_receipt r = { .before = receipt->w[0], .after = receipt->w[1] };
+	return sluice_window_counter_cancel(cell, &r);
+}
+
+static bool counter_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			  uint64_t cost, struct sluice_decision *out)
+{
+	return window_check(cell, limit, now_ns, cost, out, counter_admit, counter_cancel);
+}
+
+static bool counter_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	return sluice_window_counter_is_idle(cell, &limit->counter, now_ns);
+}
+
+static const struct sluice__limit_ops counter_ops = {
+	.cell_size = counter_cell_size,
+	.init = counter_init,
+	.fresh = counter_fresh,
+	.check = counter_check,
+	.admit = counter_admit,
+	.cancel = counter_cancel,
+	.is_idle = counter_is_idle,
+};
+
+/* ---- CALENDAR ---- */
+
+static size_t calendar_cell_size(const struct sluice_limit *limit)
+{
+	(void)limit;
+	return sizeof(struct sluice_calendar);
+}
+
+static void calendar_init(void *cell, const struct sluice_limit *limit)
+{
+	(void)limit;
+	sluice_calendar_init(cell);
+}
+
+static void calendar_fresh(const struct sluice_limit *limit, uint64_t now_ns,
+			   struct sluice_decision *out)
+{
+	struct sluice_calendar c;
+
+	sluice_calendar_init(&c);
+	sluice_calendar_admit(&c, &limit->calendar, now_ns, 0, out);
+}
+
+static bool calendar_admit(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			   uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt)
+{
+	if (receipt == NULL)
+		return sluice_calendar_admit(cell, &limit->calendar, now_ns, cost, out);
+	struct sluice_calendar_receipt r;
+	bool ok = sluice_calendar_admit_receipt(cell, &limit->calendar, now_ns, cost, out, &r);
+	receipt->w[0] = r.before;
+	receipt->w[1] = r.after;
+	return ok;
+}
+
+static bool calendar_cancel(void *cell, const struct sluice_limit *limit,
+			    const struct sluice__receipt *receipt)
+{
+	(void)limit;
+	struct sluice_calendar_receipt r = { .before = receipt->w[0], .after = receipt->w[1] };
+	return sluice_calendar_cancel(cell, &r);
+}
+
+static bool calendar_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			   uint64_t cost, struct sluice_decision *out)
+{
+	bool ok = window_check(cell, limit, now_ns, cost, out, calendar_admit, calendar_cancel);
+	if (!ok && out->reason == SLUICE_REASON_RATE)
+		out->reason = SLUICE_REASON_QUOTA;
+	return ok;
+}
+
+static bool calendar_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	return sluice_calendar_is_idle(cell, &limit->calendar, now_ns);
+}
+
+static const struct sluice__limit_ops calendar_ops = {
+	.cell_size = calendar_cell_size,
+	.init = calendar_init,
+	.fresh = calendar_fresh,
+	.check = calendar_check,
+	.admit = calendar_admit,
+	.cancel = calendar_cancel,
+	.is_idle = calendar_is_idle,
+};
+
+/* ---- SLOTS: one slot per admitted request, whatever its cost ---- */
+
+static size_t slots_cell_size(const struct sluice_limit *limit)
+{
+	return sluice_slots_size(&limit->slots);
+}
+
+static void slots_init(void *cell, const struct sluice_limit *limit)
+{
+	sluice_slots_init(cell, &limit->slots);
+}
+
+static void slots_fresh(const struct sluice_limit *limit, uint64_t now_ns,
+			struct sluice_decision *out)
+{
+	(void)now_ns;
+	memset(out, 0, sizeof *out);
+	out->allowed = true;
+	out->limit = limit->slots.slots;
+	out->remaining = limit->slots.slots;
+}
+
+static bool slots_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			uint64_t cost, struct sluice_decision *out)
+{
+	bool ok = sluice_slots_peek(cell, &limit->slots, now_ns, out);
+	/* A full cell whose leases may have expired: let the acquire decide
+	 * (it reclaims expired leases; a dry run cannot). */
+	if (!ok && limit->slots.lease_ttl_ns != 0)
+		ok = true;
+	if (ok && cost > 0 && out->remaining > 0)
+		out->remaining--;
+	out->allowed = ok;
+	return ok;
+}
+
+static bool slots_admit(void *cell, const struct sluice_limit *limit, uint64_t now_ns, uint64_t cost,
+			struct sluice_decision *out, struct sluice__receipt *receipt)
+{
+	sluice_slot_handle h = SLUICE_SLOT_NONE;
+
+	if (cost == 0)
+		return sluice_slots_peek(cell, &limit->slots, now_ns, out);
+	bool ok = sluice_slots_acquire(cell, &limit->slots, now_ns, out, &h);
+	if (receipt != NULL) {
+		memset(receipt, 0, sizeof *receipt);
+		receipt->w[0] = h;
+	} else if (ok) {
+		/* No receipt: nobody could release it; give it back. The
+		 * limiter never does this (acquire always takes receipts). */
+		sluice_slots_cancel(cell, &limit->slots, h);
+	}
+	return ok;
+}
+
+static bool slots_cancel(void *cell, const struct sluice_limit *limit,
+			 const struct sluice__receipt *receipt)
+{
+	return sluice_slots_cancel(cell, &limit->slots, receipt->w[0]);
+}
+
+static bool slots_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	return sluice_slots_is_idle(cell, &limit->slots, now_ns);
+}
+
+static const struct sluice__limit_ops slots_ops = {
+	.cell_size = slots_cell_size,
+	.init = slots_init,
+	.fresh = slots_fresh,
+	.check = slots_check,
+	.admit = slots_admit,
+	.cancel = slots_cancel,
+	.is_idle = slots_is_idle,
+};
+
 const struct sluice__limit_ops *sluice__limit_ops_of(uint32_t kind)
 {
 	switch (kind) {
 	case SLUICE_LIMIT_GCRA:
 		return &gcra_ops;
+	case SLUICE_LIMIT_SLIDING_LOG:
+		return &log_ops;
+	case SLUICE_LIMIT_SLIDING_COUNTER:
+		return &counter_ops;
+	case SLUICE_LIMIT_CALENDAR:
+		return &calendar_ops;
+	case SLUICE_LIMIT_SLOTS:
+		return &slots_ops;
+	case SLUICE__LIMIT_COMMIT:
+		return &commit_ops;
 	default:
 		return NULL;
 	}
 }
 
-int sluice__limit_validate(const struct sluice_limit *limit)
+/* The rest of the parameter block after `used` bytes is zero. */
+static int tail_zero(const struct sluice_limit *limit, size_t used)
 {
 	static const unsigned char zero[sizeof(limit->params_)];
 
+	return memcmp((const unsigned char *)limit->params_ + used, zero,
+		      sizeof(limit->params_) - used) == 0
+		       ? SLUICE_OK
+		       : SLUICE_EINVAL;
+}
+
+int sluice__limit_validate(const struct sluice_limit *limit)
+{
 	if (limit->reserved_ != 0)
 		return SLUICE_EINVAL;
 	switch (limit->kind) {
@@ -130,11 +638,44 @@ int sluice__limit_validate(const struct sluice_limit *limit)
 		    fresh.exact != r->exact)
 			return SLUICE_EINVAL;
 		/* The rest of the parameter block is reserved for other kinds. */
-		size_t used = sizeof(struct sluice_rate);
-		if (memcmp((const unsigned char *)limit->params_ + used, zero,
-			   sizeof(limit->params_) - used) != 0)
+		return tail_zero(limit, sizeof(struct sluice_rate));
+	}
+	case SLUICE_LIMIT_SLIDING_LOG: {
+		struct sluice_window_log_config c;
+		if (sluice_window_log_config_init(&c, limit->log.limit, limit->log.window_ns) != SLUICE_OK ||
+		    memcmp(&c, &limit->log, sizeof c) != 0)
 			return SLUICE_EINVAL;
-		return SLUICE_OK;
+		return tail_zero(limit, sizeof c);
+	}
+	case SLUICE_LIMIT_SLIDING_COUNTER: {
+		struct sluice_window_counter_config c;
+		memset(&c, 0, sizeof c);
+		if (sluice_window_counter_config_init(&c, limit->counter.limit,
+						      limit->counter.window_ns) != SLUICE_OK ||
+		    c.div_magic != limit->counter.div_magic ||
+		    c.div_shift1 != limit->counter.div_shift1 ||
+		    c.div_shift2 != limit->counter.div_shift2)
+			return SLUICE_EINVAL;
+		return tail_zero(limit, offsetof(struct sluice_window_counter_config, div_shift2) + 1);
+	}
+	case SLUICE_LIMIT_CALENDAR: {
+		struct sluice_calendar_config c;
+		memset(&c, 0, sizeof c);
+		if (sluice_calendar_config_init(&c, limit->calendar.limit, limit->calendar.window_ns) !=
+			    SLUICE_OK ||
+		    c.div_magic != limit->calendar.div_magic ||
+		    c.div_shift1 != limit->calendar.div_shift1 ||
+		    c.div_shift2 != limit->calendar.div_shift2)
+			return SLUICE_EINVAL;
+		return tail_zero(limit, offsetof(struct sluice_calendar_config, div_shift2) + 1);
+	}
+	case SLUICE_LIMIT_SLOTS: {
+		struct sluice_slots_config c;
+		if (sluice_slots_config_init(&c, limit->slots.slots, limit->slots.lease_ttl_ns,
+					     limit->slots.retry_after_ns) != SLUICE_OK ||
+		    memcmp(&c, &limit->slots, sizeof c) != 0)
+			return SLUICE_EINVAL;
+		return tail_zero(limit, sizeof c);
 	}
 	default:
 		return SLUICE_EINVAL;

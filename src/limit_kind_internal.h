@@ -7,33 +7,42 @@
  * A kind that may serve as the "commit cell" (cell 0 of an entry, the one
  * committed last and tombstoned by the reclaimer) must provide word, is_tomb,
  * tomb and mark_unlinked, and its word must only grow between tombstones
- * (no ABA for the sweeper's CAS). Other kinds may leave them NULL; the
- * limiter then puts a commit-capable limit at index 0 internally. Today only
- * GCRA exists and it is commit-capable.
+ * (no ABA for the sweeper's CAS). Other kinds leave them NULL. The limiter
+ * puts a GCRA limit at internal index 0 when the policy has one; otherwise it
+ * prepends the internal COMMIT kind, an 8-byte generation word bumped by
+ * every admission (docs/limiter.md, "Kinds").
  */
 #ifndef SLUICE_LIMIT_KIND_INTERNAL_H
 #define SLUICE_LIMIT_KIND_INTERNAL_H
 
 #include <sluice/limiter.h>
 
-/* Enough to undo one admission of any kind. */
+/* The internal kind of the commit word (never in a user's policy). */
+#define SLUICE__LIMIT_COMMIT 0x7fffffffu
+
+/* Enough to undo one admission of any kind (slots: w[0] is the handle). */
 struct sluice__receipt {
-	uint64_t w[2];
+	uint64_t w[3];
 };
 
 struct sluice__limit_ops {
-	size_t cell_size; /* multiple of 8; cells are 8-byte aligned */
+	/* Bytes of a cell for this limit: a multiple of 8 (cells are 8-byte
+	 * aligned). */
+	size_t (*cell_size)(const struct sluice_limit *limit);
 	/* A full cell, before publication. */
-	void (*init)(void *cell);
+	void (*init)(void *cell, const struct sluice_limit *limit);
+	/* The cost-0 decision of a fresh (full) cell: a peek of an unknown key. */
+	void (*fresh)(const struct sluice_limit *limit, uint64_t now_ns, struct sluice_decision *out);
 	/* Dry run on the cell's current state: the decision admit would take,
 	 * nothing written. */
 	bool (*check)(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 		      uint64_t cost, struct sluice_decision *out);
-	/* Admit and take a receipt (receipt may be NULL). */
+	/* Admit and take a receipt (receipt may be NULL, except for slots). */
 	bool (*admit)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 		      uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
 	/* Undo an admission if nothing landed since; false: consumption stays. */
-	bool (*cancel)(void *cell, const struct sluice__receipt *receipt);
+	bool (*cancel)(void *cell, const struct sluice_limit *limit,
+		       const struct sluice__receipt *receipt);
 	/* The cell is full at now_ns (carries no information). */
 	bool (*is_idle)(const void *cell, const struct sluice_limit *limit, uint64_t now_ns);
 

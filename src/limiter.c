@@ -120,6 +120,10 @@ static void key_create(void)
 
 /* ---- the limiter ---- */
 
+/* Cells of an entry: the policy's limits plus, without a GCRA limit, the
+ * COMMIT word. */
+#define NCELLS (SLUICE_LIMITER_MAX_LIMITS + 1)
+
 struct entry {
 	struct cds_lfht_node node;
 	/* cells at cell_off[i] (8-byte aligned), then uint16_t key_len at
@@ -143,11 +147,16 @@ struct sluice_limiter {
 	uint32_t nlimits;
 	uint32_t flags;
 	uint32_t fail_mode;
-	uint16_t len_off;
-	uint16_t key_off;
-	uint16_t cell_off[SLUICE_LIMITER_MAX_LIMITS];
-	const struct sluice__limit_ops *ops[SLUICE_LIMITER_MAX_LIMITS];
-	struct sluice_limit limits[SLUICE_LIMITER_MAX_LIMITS];
+	uint32_t len_off;
+	uint32_t key_off;
+	/* Internal cell order (docs/limiter.md, "Kinds"): cell 0 is a GCRA
+	 * limit of the policy or the internal COMMIT word; user_index[i] is the
+	 * caller's index of cell i (UINT32_MAX for the COMMIT word). */
+	uint32_t cell_off[NCELLS];
+	uint32_t user_index[NCELLS];
+	int32_t slots_cell; /* cell of the SLOTS limit, -1: none */
+	const struct sluice__limit_ops *ops[NCELLS];
+	struct sluice_limit limits[NCELLS];
 	uint64_t max_keys;
 	uint64_t max_bytes;
 	sluice_malloc_fn malloc_fn;
@@ -213,7 +222,7 @@ static inline void lim_free(const struct sluice_limiter *lim, void *p, size_t si
 
 /* ---- threads ---- */
 
-static int thread_enter_slow(const struct sluice_limiter *lim)
+static int thread_enter_slow(uint32_t flags)
 {
 	if (pthread_once(&key_once, key_create) != 0 || key_error != 0)
 		return SLUICE_ETHREAD;
@@ -240,7 +249,7 @@ static int thread_enter_slow(const struct sluice_limiter *lim)
 			}
 		}
 	}
-	if (!tls.rcu && !(lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU)) {
+	if (!tls.rcu && !(flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU)) {
 		rcu_register_thread();
 		tls.rcu = true;
 	}
@@ -252,7 +261,7 @@ static inline int thread_enter(const struct sluice_limiter *lim)
 	if (SLUICE_LIKELY(tls.slot >= 0 &&
 			  (tls.rcu || (lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU))))
 		return SLUICE_OK;
-	return thread_enter_slow(lim);
+	return thread_enter_slow(lim->flags);
 }
 
 /* Add to this thread's stripe. Exclusive stripes have one writer, so a
@@ -388,7 +397,7 @@ static struct entry *insert(struct sluice_limiter *lim, unsigned long hash,
 		return NULL;
 	}
 	for (uint32_t i = 0; i < lim->nlimits; i++)
-		lim->ops[i]->init(cell_of(lim, e, i));
+		lim->ops[i]->init(cell_of(lim, e, i), &lim->limits[i]);
 	uint16_t len = (uint16_t)k->len;
 	memcpy((unsigned char *)e + lim->len_off, &len, sizeof len);
 	if (k->len != 0)
@@ -414,40 +423,62 @@ static struct entry *insert(struct sluice_limiter *lim, unsigned long hash,
 
 enum verdict { V_DENY, V_ADMIT, V_DEAD, V_DEGRADED };
 
+/* The cell holding the caller's limit 0. */
+static uint32_t first_user_cell(const struct sluice_limiter *lim)
+{
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		if (lim->user_index[i] == 0)
+			return i;
+	return 0;
+}
+
 static void fill_degraded(const struct sluice_limiter *lim, struct sluice_decision *out)
 {
 	bool open = lim->fail_mode == SLUICE_FAIL_OPEN;
+	struct sluice_decision fresh;
+	uint32_t c = first_user_cell(lim);
 
+	lim->ops[c]->fresh(&lim->limits[c], 0, &fresh);
 	memset(out, 0, sizeof *out);
 	out->allowed = open;
 	out->degraded = true;
 	out->reason = open ? SLUICE_REASON_NONE : SLUICE_REASON_CAPACITY;
-	out->limit = lim->limits[0].rate.limit;
+	out->limit = fresh.limit;
 }
 
 /* The governing limit among admitted decisions: least remaining, then the
- * shorter reset. */
-static void govern(struct sluice_decision *d, uint32_t n, struct sluice_decision *out)
+ * shorter reset; the COMMIT word never governs. limit_index is the caller's
+ * index. */
+static void govern(const struct sluice_limiter *lim, struct sluice_decision *d, uint32_t n,
+		   struct sluice_decision *out)
 {
-	uint32_t best = 0;
+	uint32_t best = UINT32_MAX;
 
-	for (uint32_t i = 1; i < n; i++)
-		if (d[i].remaining < d[best].remaining ||
+	for (uint32_t i = 0; i < n; i++) {
+		if (lim->user_index[i] == UINT32_MAX)
+			continue;
+		if (best == UINT32_MAX || d[i].remaining < d[best].remaining ||
 		    (d[i].remaining == d[best].remaining && d[i].reset_ns < d[best].reset_ns))
 			best = i;
+	}
 	*out = d[best];
-	out->limit_index = best;
+	out->limit_index = lim->user_index[best];
 }
 
-static inline void deny_with(struct sluice_decision d, uint32_t i, struct sluice_decision *out)
+static inline void deny_with(const struct sluice_limiter *lim, struct sluice_decision d, uint32_t i,
+			     struct sluice_decision *out)
 {
 	*out = d;
-	out->limit_index = i;
+	out->limit_index = lim->user_index[i];
 }
 
-/* Decide for an entry found in the table (inside a read-side section). */
+/* Decide for an entry found in the table (inside a read-side section).
+ * hold (may be NULL): on admission, receives the entry and a receipt of
+ * every cell (cell 0 included) so that sluice__limiter_cancel() can undo it;
+ * its slot handle is that of the SLOTS cell, if any. */
 static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, uint64_t cost,
-				 uint64_t now_ns, struct sluice_decision *out)
+				 uint64_t now_ns, struct sluice_decision *out,
+				 struct sluice__limiter_hold *hold)
 {
 	const struct sluice__limit_ops *op0 = lim->ops[0];
 	void *c0 = cell_of(lim, e, 0);
@@ -463,8 +494,11 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 			out->limit_index = 0;
 			return V_ADMIT;
 		}
-		if (op0->admit(c0, &lim->limits[0], now_ns, cost, out, NULL)) {
+		if (op0->admit(c0, &lim->limits[0], now_ns, cost, out,
+			       hold != NULL ? &hold->r[0] : NULL)) {
 			out->limit_index = 0;
+			if (hold != NULL)
+				hold->entry = e;
 			return V_ADMIT;
 		}
 		/* A denial on a tombstone word means the entry died. */
@@ -474,8 +508,9 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 		return V_DENY;
 	}
 
-	struct sluice_decision d[SLUICE_LIMITER_MAX_LIMITS];
-	struct sluice__receipt rc[SLUICE_LIMITER_MAX_LIMITS];
+	struct sluice_decision d[NCELLS];
+	struct sluice__receipt local[NCELLS];
+	struct sluice__receipt *rc = hold != NULL ? hold->r : local;
 
 	/* Dry run of every cell; cell 0 judged on the very word we tested for a
 	 * tombstone. */
@@ -483,17 +518,17 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 	if (op0->is_tomb(w0))
 		return V_DEAD;
 	if (!op0->check_word(w0, &lim->limits[0], now_ns, cost, &d[0])) {
-		deny_with(d[0], 0, out);
+		deny_with(lim, d[0], 0, out);
 		return V_DENY;
 	}
 	for (uint32_t i = 1; i < k; i++) {
 		if (!lim->ops[i]->check(cell_of(lim, e, i), &lim->limits[i], now_ns, cost, &d[i])) {
-			deny_with(d[i], i, out);
+			deny_with(lim, d[i], i, out);
 			return V_DENY;
 		}
 	}
 	if (cost == 0) {
-		govern(d, k, out);
+		govern(lim, d, k, out);
 		return V_ADMIT;
 	}
 
@@ -502,10 +537,10 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 		if (!lim->ops[i]->admit(cell_of(lim, e, i), &lim->limits[i], now_ns, cost, &d[i],
 					&rc[i])) {
 			for (uint32_t j = i - 1; j >= 1; j--)
-				lim->ops[j]->cancel(cell_of(lim, e, j), &rc[j]);
+				lim->ops[j]->cancel(cell_of(lim, e, j), &lim->limits[j], &rc[j]);
 			if (op0->is_tomb(op0->word(c0)))
 				return V_DEAD;
-			deny_with(d[i], i, out);
+			deny_with(lim, d[i], i, out);
 			return V_DENY;
 		}
 	}
@@ -513,15 +548,22 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 	 * acquire fence follows a load of cell 0 that reads our commit below or
 	 * a later read-modify-write of cell 0 (limiter.c header, "Reclaim"). */
 	atomic_thread_fence(memory_order_release); /* release: why above */
-	if (!op0->admit(c0, &lim->limits[0], now_ns, cost, &d[0], NULL)) {
+	if (!op0->admit(c0, &lim->limits[0], now_ns, cost, &d[0], hold != NULL ? &rc[0] : NULL)) {
 		for (uint32_t j = k - 1; j >= 1; j--)
-			lim->ops[j]->cancel(cell_of(lim, e, j), &rc[j]);
+			lim->ops[j]->cancel(cell_of(lim, e, j), &lim->limits[j], &rc[j]);
 		if (op0->is_tomb(op0->word(c0)))
 			return V_DEAD;
-		deny_with(d[0], 0, out);
+		deny_with(lim, d[0], 0, out);
 		return V_DENY;
 	}
-	govern(d, k, out);
+	govern(lim, d, k, out);
+	if (hold != NULL) {
+		hold->entry = e;
+	} else if (lim->slots_cell > 0) {
+		/* Only reached through acquire, which passes a hold. */
+		lim->ops[lim->slots_cell]->cancel(cell_of(lim, e, (uint32_t)lim->slots_cell),
+						  &lim->limits[lim->slots_cell], &rc[lim->slots_cell]);
+	}
 	return V_ADMIT;
 }
 
@@ -529,11 +571,11 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 static void decide_fresh_peek(const struct sluice_limiter *lim, uint64_t now_ns,
 			      struct sluice_decision *out)
 {
-	struct sluice_decision d[SLUICE_LIMITER_MAX_LIMITS];
+	struct sluice_decision d[NCELLS];
 
 	for (uint32_t i = 0; i < lim->nlimits; i++)
-		lim->ops[i]->check_word(0, &lim->limits[i], now_ns, 0, &d[i]);
-	govern(d, lim->nlimits, out);
+		lim->ops[i]->fresh(&lim->limits[i], now_ns, &d[i]);
+	govern(lim, d, lim->nlimits, out);
 }
 
 /* A tombstoned entry: help remove it. If our del unlinked it, say so to the
@@ -547,7 +589,8 @@ static void help_unlink(struct sluice_limiter *lim, struct entry *e)
 /* The whole admission of one key, inside a read-side section. */
 static enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
 				 const struct lookup_key *k, struct entry *e, uint64_t cost,
-				 uint64_t now_ns, struct sluice_decision *out)
+				 uint64_t now_ns, struct sluice_decision *out,
+				 struct sluice__limiter_hold *hold)
 {
 	for (;;) {
 		if (e == NULL)
@@ -563,7 +606,7 @@ static enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
 				return V_DEGRADED;
 			}
 		}
-		enum verdict v = entry_decide(lim, e, cost, now_ns, out);
+		enum verdict v = entry_decide(lim, e, cost, now_ns, out, hold);
 		if (v != V_DEAD)
 			return v;
 		help_unlink(lim, e);
@@ -598,7 +641,7 @@ static inline void read_unlock(struct sluice_limiter *lim)
 int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
 			 uint64_t now_ns, struct sluice_decision *out)
 {
-	if (lim == NULL || out == NULL)
+	if (lim == NULL || out == NULL || (cost > 0 && lim->slots_cell >= 0))
 		return SLUICE_EINVAL;
 	int rc = check_key(key, key_len);
 	if (rc != SLUICE_OK)
@@ -610,7 +653,7 @@ int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key
 	struct lookup_key k = { lim, key, key_len };
 	unsigned long hash = hash_key(lim, key, key_len);
 	rcu_read_lock();
-	enum verdict v = admit_locked(lim, hash, &k, NULL, cost, now_ns, out);
+	enum verdict v = admit_locked(lim, hash, &k, NULL, cost, now_ns, out, NULL);
 	read_unlock(lim);
 	if (cost == 0)
 		out->allowed = true;
@@ -624,6 +667,126 @@ int sluice_limiter_peek(struct sluice_limiter *lim, const void *key, size_t key_
 	return sluice_limiter_admit(lim, key, key_len, 0, now_ns, out);
 }
 
+int sluice_limiter_acquire(struct sluice_limiter *lim, const void *key, size_t key_len,
+			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			   sluice_slot_handle *handle)
+{
+	if (handle != NULL)
+		*handle = SLUICE_SLOT_NONE;
+	if (lim == NULL || out == NULL || handle == NULL)
+		return SLUICE_EINVAL;
+	int rc = check_key(key, key_len);
+	if (rc != SLUICE_OK)
+		return rc;
+	rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+
+	struct lookup_key k = { lim, key, key_len };
+	struct sluice__limiter_hold hold;
+	unsigned long hash = hash_key(lim, key, key_len);
+	hold.entry = NULL;
+	rcu_read_lock();
+	enum verdict v = admit_locked(lim, hash, &k, NULL, cost, now_ns, out, &hold);
+	read_unlock(lim);
+	if (cost == 0)
+		out->allowed = true;
+	else if (v == V_ADMIT && lim->slots_cell >= 0)
+		*handle = hold.r[lim->slots_cell].w[0];
+	count(lim, v, cost);
+	return SLUICE_OK;
+}
+
+int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t key_len,
+			   sluice_slot_handle handle)
+{
+	if (lim == NULL || lim->slots_cell < 0)
+		return SLUICE_EINVAL;
+	int rc = check_key(key, key_len);
+	if (rc != SLUICE_OK)
+		return rc;
+	rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+
+	struct lookup_key k = { lim, key, key_len };
+	uint32_t s = (uint32_t)lim->slots_cell;
+	rcu_read_lock();
+	struct entry *e = lookup(lim, hash_key(lim, key, key_len), &k);
+	if (e == NULL)
+		rc = SLUICE_ENOTFOUND;
+	else
+		/* An entry holding our slot is never idle, so it is live; a
+		 * handle of a reclaimed entry carries the old cell's tag and is
+		 * refused as ESTALE by the cell. */
+		rc = sluice_slots_release(cell_of(lim, e, s), &lim->limits[s].slots, handle);
+	read_unlock(lim);
+	return rc;
+}
+
+/* ---- internal API for the policy engine (limiter_internal.h) ---- */
+
+int sluice__limiter_thread_enter(struct sluice_limiter *lim)
+{
+	return thread_enter(lim);
+}
+
+int sluice__rcu_thread_enter(bool caller_registers)
+{
+	if (SLUICE_LIKELY(tls.slot >= 0 && (tls.rcu || caller_registers)))
+		return SLUICE_OK;
+	return thread_enter_slow(caller_registers ? SLUICE_LIMITER_CALLER_REGISTERS_RCU : 0);
+}
+
+int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,
+			    uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			    struct sluice__limiter_hold *hold)
+{
+	struct lookup_key k = { lim, key, key_len };
+
+	hold->entry = NULL;
+	enum verdict v = admit_locked(lim, hash_key(lim, key, key_len), &k, NULL, cost, now_ns,
+				      out, hold);
+	if (cost == 0)
+		out->allowed = true;
+	count(lim, v, cost);
+	if (v == V_ADMIT && cost > 0 && lim->slots_cell >= 0)
+		hold->handle = hold->r[lim->slots_cell].w[0];
+	else
+		hold->handle = SLUICE_SLOT_NONE;
+	return v == V_DEGRADED ? 1 : 0;
+}
+
+void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__limiter_hold *hold)
+{
+	struct entry *e = hold->entry;
+
+	if (e == NULL)
+		return;
+	for (uint32_t j = lim->nlimits; j-- > 0;)
+		lim->ops[j]->cancel(cell_of(lim, e, j), &lim->limits[j], &hold->r[j]);
+}
+
+void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
+			     void (*fn)(void *user, const void *key, size_t key_len,
+					const struct sluice_decision *d),
+			     void *user)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
+
+	cds_lfht_first(lim->ht, &it);
+	while ((node = cds_lfht_iter_get_node(&it)) != NULL) {
+		struct entry *e = caa_container_of(node, struct entry, node);
+		TSAN_ACQUIRE(e);
+		cds_lfht_next(lim->ht, &it);
+		struct sluice_decision d;
+		if (entry_decide(lim, e, 0, now_ns, &d, NULL) != V_ADMIT)
+			continue; /* dead */
+		fn(user, (const unsigned char *)e + lim->key_off, key_len_of(lim, e), &d);
+	}
+}
+
 /* Requests looked up ahead of deciding, per group. */
 #define BATCH_GROUP 16
 
@@ -632,6 +795,10 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 {
 	if (lim == NULL || (n > 0 && (reqs == NULL || out == NULL)))
 		return SLUICE_EINVAL;
+	if (lim->slots_cell >= 0)
+		for (size_t i = 0; i < n; i++)
+			if (reqs[i].cost > 0)
+				return SLUICE_EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (check_key(reqs[i].key, reqs[i].key_len) != SLUICE_OK)
 			return SLUICE_EKEY;
@@ -672,7 +839,7 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 		for (size_t j = 0; j < g; j++) {
 			struct lookup_key k = { lim, r[j].key, r[j].key_len };
 			enum verdict v = admit_locked(lim, hash[j], &k, found[j], r[j].cost, now_ns,
-						      &out[base + j]);
+						      &out[base + j], NULL);
 			if (r[j].cost == 0)
 				out[base + j].allowed = true;
 			else
@@ -973,10 +1140,16 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	    ((o.malloc_fn == NULL) != (o.free_fn == NULL)) ||
 	    (o.initial_buckets & (o.initial_buckets - 1)) != 0)
 		return SLUICE_EINVAL;
-	for (size_t i = 0; i < nlimits; i++)
-		if (sluice__limit_ops_of(limits[i].kind) == NULL ||
+	size_t nslots = 0;
+	for (size_t i = 0; i < nlimits; i++) {
+		if (limits[i].kind == SLUICE__LIMIT_COMMIT ||
+		    sluice__limit_ops_of(limits[i].kind) == NULL ||
 		    sluice__limit_validate(&limits[i]) != SLUICE_OK)
 			return SLUICE_EINVAL;
+		nslots += limits[i].kind == SLUICE_LIMIT_SLOTS;
+	}
+	if (nslots > 1)
+		return SLUICE_EINVAL;
 
 	sluice_malloc_fn mf = o.malloc_fn != NULL ? o.malloc_fn : default_malloc;
 	sluice_free_fn ff = o.free_fn != NULL ? o.free_fn : default_free;
@@ -992,20 +1165,43 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->malloc_fn = mf;
 	lim->free_fn = ff;
 	lim->alloc_user = o.alloc_user;
-	lim->nlimits = (uint32_t)nlimits;
 	lim->flags = o.flags;
 	lim->fail_mode = o.fail_mode;
 	lim->max_keys = o.max_keys;
 	lim->max_bytes = o.max_bytes;
-	size_t off = sizeof(struct entry);
-	for (size_t i = 0; i < nlimits; i++) {
-		lim->limits[i] = limits[i];
-		lim->ops[i] = sluice__limit_ops_of(limits[i].kind);
-		lim->cell_off[i] = (uint16_t)off;
-		off += lim->ops[i]->cell_size;
+	/* Cell 0: the first GCRA limit, else the COMMIT word (docs/limiter.md,
+	 * "Kinds"); then the other limits in the caller's order. */
+	size_t gcra = nlimits;
+	for (size_t i = 0; i < nlimits && gcra == nlimits; i++)
+		if (limits[i].kind == SLUICE_LIMIT_GCRA)
+			gcra = i;
+	uint32_t n = 0;
+	if (gcra < nlimits) {
+		lim->limits[n] = limits[gcra];
+		lim->user_index[n++] = (uint32_t)gcra;
+	} else {
+		memset(&lim->limits[n], 0, sizeof lim->limits[n]);
+		lim->limits[n].kind = SLUICE__LIMIT_COMMIT;
+		lim->user_index[n++] = UINT32_MAX;
 	}
-	lim->len_off = (uint16_t)off;
-	lim->key_off = (uint16_t)(off + sizeof(uint16_t));
+	for (size_t i = 0; i < nlimits; i++) {
+		if (i == gcra)
+			continue;
+		lim->limits[n] = limits[i];
+		lim->user_index[n++] = (uint32_t)i;
+	}
+	lim->nlimits = n;
+	lim->slots_cell = -1;
+	size_t off = sizeof(struct entry);
+	for (uint32_t i = 0; i < n; i++) {
+		lim->ops[i] = sluice__limit_ops_of(lim->limits[i].kind);
+		if (lim->limits[i].kind == SLUICE_LIMIT_SLOTS)
+			lim->slots_cell = (int32_t)i;
+		lim->cell_off[i] = (uint32_t)off;
+		off += lim->ops[i]->cell_size(&lim->limits[i]);
+	}
+	lim->len_off = (uint32_t)off;
+	lim->key_off = (uint32_t)(off + sizeof(uint16_t));
 
 	int rc = fill_secret(lim, &o);
 	if (rc != SLUICE_OK)

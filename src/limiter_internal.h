@@ -7,7 +7,44 @@
 
 #include <sluice/limiter.h>
 
+#include "limit_kind_internal.h"
+
 /* The keyed hash the table uses for `key`. */
 uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key, size_t key_len);
+
+/* ---- for the policy engine (engine.c) ---- */
+
+/* An admission that can still be undone: the entry and a receipt per cell.
+ * Valid only inside the read-side section that took it. */
+struct sluice__limiter_hold {
+	void *entry;    /* NULL: nothing to undo (denied, degraded, peek) */
+	uint64_t handle; /* the slot taken, or SLUICE_SLOT_NONE */
+	struct sluice__receipt r[SLUICE_LIMITER_MAX_LIMITS + 1];
+};
+
+/* Register the calling thread as sluice_limiter_admit() would (0 or
+ * SLUICE_ETHREAD). Call before rcu_read_lock(). */
+int sluice__limiter_thread_enter(struct sluice_limiter *lim);
+/* The same without a limiter: caller_registers as the limiter flag. */
+int sluice__rcu_thread_enter(bool caller_registers);
+
+/*
+ * sluice_limiter_acquire() for a caller already inside rcu_read_lock() (and
+ * registered): key validated by the caller. On admission fills *hold so that
+ * sluice__limiter_cancel(), in the same read-side section, can undo it
+ * (exactly if nothing landed since on the cells, else the consumption stays:
+ * never over-admits). Returns 1 when the fail mode answered (degraded), else 0.
+ */
+int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,
+			    uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			    struct sluice__limiter_hold *hold);
+void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__limiter_hold *hold);
+
+/* Call fn for every live entry with its peek decision at now_ns (governing
+ * limit), inside the caller's read-side section. Not atomic across keys. */
+void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
+			     void (*fn)(void *user, const void *key, size_t key_len,
+					const struct sluice_decision *d),
+			     void *user);
 
 #endif /* SLUICE_LIMITER_INTERNAL_H */

@@ -2,6 +2,8 @@
 #include <sluice.h>
 
 #include <cstdio>
+#include <memory>
+#include <vector>
 
 int main()
 {
@@ -15,6 +17,26 @@ int main()
 	for (int i = 0; i < 20; i++)
 		admitted += sluice_gcra_admit(&cell, &rate, 1000, 1, &d) ? 1 : 0;
 	bool ok = admitted == 10 && !d.allowed && d.retry_after_ns == 100000000ull;
+
+	// The window and slot cells from C++: the transparent 8-byte cells
+	// embed by value, the sized ones go in a caller-sized block.
+	sluice_calendar_config day;
+	sluice_calendar quota;
+	ok = ok && sluice_calendar_config_init(&day, 2, SLUICE_DAY_NS) == SLUICE_OK;
+	sluice_calendar_init(&quota);
+	ok = ok && sluice_calendar_admit(&quota, &day, 5, 2, &d) && !sluice_calendar_admit(&quota, &day, 6, 1, &d) &&
+	     d.reason == SLUICE_REASON_QUOTA && d.retry_after_ns == SLUICE_DAY_NS - 6;
+	sluice_slots_config slots_cfg;
+	ok = ok && sluice_slots_config_init(&slots_cfg, 1, 0, 0) == SLUICE_OK;
+	std::vector<unsigned char> block(sluice_slots_size(&slots_cfg) + 64);
+	void *raw = block.data();
+	std::size_t space = block.size();
+	sluice_slots *slots = static_cast<sluice_slots *>(std::align(64, sluice_slots_size(&slots_cfg), raw, space));
+	sluice_slots_init(slots, &slots_cfg);
+	sluice_slot_handle handle = SLUICE_SLOT_NONE;
+	ok = ok && sluice_slots_acquire(slots, &slots_cfg, 0, &d, &handle) &&
+	     sluice_slots_release(slots, &slots_cfg, handle) == SLUICE_OK &&
+	     sluice_slots_release(slots, &slots_cfg, handle) == SLUICE_EDOUBLE;
 	std::printf("%d passed, %d failed\n", ok ? 1 : 0, ok ? 0 : 1);
 	return ok ? 0 : 1;
 }

@@ -33,6 +33,8 @@
 
 #include "common.h"
 #include "gcra.h"
+#include "slots.h"
+#include "window.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,24 +48,44 @@ extern "C" {
 
 /* The kind of one limit of a policy. 0 is invalid (catches zeroed specs). */
 enum sluice_limit_kind {
-	SLUICE_LIMIT_GCRA = 1, /* token bucket: struct sluice_rate */
-	/* Reserved for the sliding/calendar windows and concurrency slots. */
+	SLUICE_LIMIT_GCRA = 1,            /* token bucket: struct sluice_rate */
+	SLUICE_LIMIT_SLIDING_LOG = 2,     /* exact sliding window: .log */
+	SLUICE_LIMIT_SLIDING_COUNTER = 3, /* approximate sliding window: .counter */
+	SLUICE_LIMIT_CALENDAR = 4,        /* fixed UTC-aligned window: .calendar */
+	SLUICE_LIMIT_SLOTS = 5,           /* concurrency slots: .slots */
 };
 
 /*
- * One limit of a policy: a kind tag and that kind's parameters. The union is
- * 128 bytes so that the parameters of future kinds fit without changing the
- * size of the struct (ABI); unused bytes must be zero.
+ * One limit of a policy: a kind tag and that kind's parameters, made by the
+ * kind's own config_init (sluice_rate_init, sluice_window_log_config_init,
+ * sluice_window_counter_config_init, sluice_calendar_config_init,
+ * sluice_slots_config_init). The union is 128 bytes so that the parameters of
+ * future kinds fit without changing the size of the struct (ABI); unused
+ * bytes must be zero.
  *
  *     struct sluice_limit l = { .kind = SLUICE_LIMIT_GCRA };
  *     sluice_rate_init(&l.rate, 120, 60 * SLUICE_NS_PER_SEC, 120);
+ *
+ * Kinds in a keyed policy: every kind takes part in the all-or-nothing
+ * decision. A policy holds at most one SLUICE_LIMIT_SLOTS limit; a request
+ * admitted by such a policy holds one slot (whatever its cost) until
+ * sluice_limiter_release(), so these policies are admitted with
+ * sluice_limiter_acquire() (sluice_limiter_admit() and admit_batch refuse
+ * them with SLUICE_EINVAL; peeks are fine). An entry holding a slot is never
+ * idle. Calendar limits need Unix time (sluice_realtime_ns()) as now_ns;
+ * the other kinds work on any clock. Memory per key: docs/limiter.md
+ * ("Kinds"): a sliding log costs 16 + 8 * capacity bytes, slots 16 + 16 * N.
  */
 struct sluice_limit {
 	uint32_t kind;      /* enum sluice_limit_kind */
 	uint32_t reserved_; /* must be 0 */
 	union {
-		struct sluice_rate rate; /* SLUICE_LIMIT_GCRA */
-		uint64_t params_[16];    /* size of the parameter block */
+		struct sluice_rate rate;                        /* SLUICE_LIMIT_GCRA */
+		struct sluice_window_log_config log;            /* SLUICE_LIMIT_SLIDING_LOG */
+		struct sluice_window_counter_config counter;    /* SLUICE_LIMIT_SLIDING_COUNTER */
+		struct sluice_calendar_config calendar;         /* SLUICE_LIMIT_CALENDAR */
+		struct sluice_slots_config slots;               /* SLUICE_LIMIT_SLOTS */
+		uint64_t params_[16];                           /* size of the parameter block */
 	};
 };
 
@@ -169,6 +191,31 @@ SLUICE_API void sluice_limiter_destroy(struct sluice_limiter *lim);
  */
 SLUICE_API int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len,
 				    uint64_t cost, uint64_t now_ns, struct sluice_decision *out);
+
+/*
+ * sluice_limiter_admit() for a policy with a SLUICE_LIMIT_SLOTS limit (also
+ * accepted for any other policy, where *handle is always SLUICE_SLOT_NONE).
+ * When the request is admitted (cost > 0), one slot of the key is taken
+ * together with every other limit, all-or-nothing, and *handle receives it;
+ * pass it to sluice_limiter_release() when the request completes. On denial
+ * (reason SLUICE_REASON_CONCURRENCY when the slots governed) or a degraded
+ * answer, *handle is SLUICE_SLOT_NONE. handle must not be NULL (EINVAL).
+ * Errors and thread safety as for sluice_limiter_admit().
+ */
+SLUICE_API int sluice_limiter_acquire(struct sluice_limiter *lim, const void *key, size_t key_len,
+				      uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+				      sluice_slot_handle *handle);
+
+/*
+ * Give back a slot taken by sluice_limiter_acquire() for `key`. Returns 0;
+ * SLUICE_EDOUBLE (already released); SLUICE_ESTALE (the handle is not of
+ * this key's current entry: another key's, a reclaimed entry's, or its lease
+ * expired and was reclaimed; SLUICE_SLOT_NONE); SLUICE_ENOTFOUND (the key
+ * has no entry); SLUICE_EINVAL (lim NULL, or the policy has no slots);
+ * SLUICE_EKEY. Only a 0 return changes the state. Thread-safe, lock-free.
+ */
+SLUICE_API int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t key_len,
+				      sluice_slot_handle handle);
 
 /* The state of `key` at now_ns without consuming anything: out->allowed is
  * true, remaining/reset_ns/limit_index describe the governing limit (least

@@ -1,0 +1,303 @@
+/*
+ * sluice/engine.h - the policy engine: a loaded policy (sluice/policy.h)
+ * bound to keyed limiters (sluice/limiter.h), evaluated per request,
+ * all-or-nothing across every limit of every scope, with hot reload, soft
+ * warnings, tiers, per-key overrides, slot release and usage introspection.
+ * Design and the safety arguments: docs/policy.md, "Engine".
+ *
+ * Binding. Every limit of the policy gets its own keyed limiter per tier in
+ * force (the base numbers, and one per tier for a "tiered" limit), plus one
+ * per override. The key of a limit's state is the identities of the limit's
+ * scopes (by scope id, each length-prefixed), followed by the endpoint
+ * class's name when the limit is per scope+class.
+ *
+ * Evaluation of one request: route match -> class -> the limits that apply
+ * to the class (sluice_policy_class_limits) whose scopes all have an
+ * identity in the request -> one admission per limit, all-or-nothing:
+ * concurrency slots first, then the other limits in index order, each
+ * taking a receipt; the first refusal cancels every receipt already taken.
+ * No limit ever admits more than its numbers allow, under any concurrency;
+ * a refused request consumes nothing from any limit when evaluated alone,
+ * and at worst (a cancel that meets a later write of another thread) leaves
+ * a consumption in place, which only denies more (docs/policy.md).
+ *
+ * Time: now_ns is Unix time in nanoseconds (sluice_realtime_ns()): calendar
+ * windows need wall time (the day resets at 00:00 UTC); GCRA and sliding
+ * limits work on it as on any clock, and time going backwards (a clock step)
+ * never makes them over-admit.
+ *
+ * Threads and RCU: as for the limiter (sluice/limiter.h), every function
+ * registers its calling thread with urcu-memb on first use, unless the
+ * engine was created with SLUICE_ENGINE_CALLER_REGISTERS_RCU. check, release,
+ * usage and top may run concurrently with each other and with reload from
+ * any threads; create and destroy are not concurrent with anything.
+ */
+#ifndef SLUICE_ENGINE_H
+#define SLUICE_ENGINE_H
+
+#include "common.h"
+#include "policy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Longest identity value of one scope, in bytes. */
+#define SLUICE_ENGINE_MAX_IDENTITY 256
+/* Most concurrency slots one decision can hold (limits of kind concurrency
+ * that apply to one request). */
+#define SLUICE_ENGINE_MAX_SLOTS 4
+
+/* One identity value (e.g. the token "tok_123"). bytes NULL: the request
+ * carries no identity for this scope, and the limits keyed by the scope do
+ * not apply to it (e.g. a request without a workspace is only checked
+ * against the token's limits). len 0 with bytes non-NULL is the empty
+ * identity, a valid key. */
+struct sluice_identity {
+	const void *bytes;
+	size_t len;
+};
+
+/*
+ * One request.
+ *   method, path     the route (path from '/', query ignored); method_len 0
+ *                    or a NULL/relative path: SLUICE_EINVAL.
+ *   identities       array indexed by the policy's scope ids
+ *                    (sluice_policy_scope_index); identity_count may be less
+ *                    than the scope count (the missing ones are absent).
+ *   cost             units to admit; 0 evaluates without consuming (a peek:
+ *                    allowed is then whether a request of cost 1 would pass
+ *                    each limit as it stands; no slot is taken).
+ *   now_ns           Unix time, nanoseconds.
+ *   tier             SLUICE_POLICY_NO_TIER (-1) or a tier index
+ *                    (sluice_policy_tier_index); an index out of range is
+ *                    SLUICE_EINVAL.
+ */
+struct sluice_engine_request {
+	const char *method;
+	size_t method_len;
+	const char *path;
+	size_t path_len;
+	const struct sluice_identity *identities;
+	uint32_t identity_count;
+	int32_t tier;
+	uint64_t cost;
+	uint64_t now_ns;
+};
+
+/* A concurrency slot held by an admitted request. Opaque fields. */
+struct sluice_engine_slot {
+	uint64_t limiter_id; /* private: which limiter holds it */
+	uint64_t handle;     /* private: the slot handle */
+	uint32_t limit;      /* index of the concurrency limit in the policy */
+	uint32_t reserved_;
+};
+
+/*
+ * The answer for one request.
+ *   d                the governing limit's decision (struct sluice_decision):
+ *                    d.limit_index is the index of the limit in the policy
+ *                    (the first that refused; else the applied limit with
+ *                    the least remaining, ties to the shorter reset).
+ *                    d.limit/remaining/reset_ns/retry_after_ns are that
+ *                    limit's (in force: after tier or override). d.reason:
+ *                    SLUICE_REASON_RATE (GCRA, sliding), QUOTA (calendar),
+ *                    CONCURRENCY (slots), CAPACITY (fail closed) or NONE.
+ *                    When no limit applies: allowed, limit_index
+ *                    UINT32_MAX, remaining UINT64_MAX, governed false.
+ *   governed         some limit applied (d describes a real limit).
+ *   warn             a limit with "warn N%" has usage above N % of its count
+ *                    in force after this decision (seed 002's 80 % daily).
+ *   warn_limit       the index of the first such limit (UINT32_MAX: none).
+ *   scope            the first scope id of the governing limit's key, or -1.
+ *   class_id         the endpoint class the route matched.
+ *   applied          bit i: limit i applied to this request.
+ *   limit_name       the governing limit's name (NUL-terminated copy; "").
+ *   slot_count/slots the concurrency slots this request holds when allowed;
+ *                    give them back with sluice_engine_release() when the
+ *                    request completes. 0 when denied.
+ *   generation       which policy answered (1 at create, +1 per reload).
+ */
+struct sluice_engine_decision {
+	struct sluice_decision d;
+	bool governed;
+	bool warn;
+	int32_t scope;
+	uint32_t warn_limit;
+	uint32_t class_id;
+	uint32_t applied;
+	uint32_t slot_count;
+	struct sluice_engine_slot slots[SLUICE_ENGINE_MAX_SLOTS];
+	uint64_t generation;
+	char limit_name[SLUICE_POLICY_MAX_NAME + 1];
+};
+
+/* options.flags: the application registers with urcu-memb every thread that
+ * calls the engine (see "Threads and RCU" above). */
+#define SLUICE_ENGINE_CALLER_REGISTERS_RCU 0x1u
+
+/*
+ * Options, versioned: size = sizeof(struct sluice_engine_options); zero
+ * fields take their defaults; NULL means all defaults.
+ *   max_keys      per limiter: most keys tracked (0: no limit). When a
+ *                 limiter cannot track a key, the policy's fail mode
+ *                 answers (fail open: allowed, d.degraded; fail closed:
+ *                 denied with reason CAPACITY).
+ *   flags         SLUICE_ENGINE_* flags.
+ *   sweep_interval_ns   start each limiter's maintenance thread with this
+ *                 interval (0: none; the caller sweeps with
+ *                 sluice_engine_sweep()). The maintenance clock is
+ *                 sluice_realtime_ns() minus SLUICE_LIMITER_SWEEP_LAG_NS.
+ */
+struct sluice_engine_options {
+	size_t size;
+	uint64_t max_keys;
+	uint32_t flags;
+	uint32_t reserved_;
+	uint64_t sweep_interval_ns;
+};
+
+struct sluice_engine; /* opaque */
+
+/*
+ * Create an engine for `policy`. On success the engine owns the policy (it
+ * is destroyed with the engine or when a reload has retired it), *out is set
+ * and 0 returned. On failure the caller keeps the policy. Errors:
+ *   SLUICE_EINVAL   NULL out/policy, bad options;
+ *   SLUICE_ETOOBIG  a limit the cells cannot express (e.g. sliding count
+ *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT);
+ *   SLUICE_ENOMEM, SLUICE_ETHREAD.
+ */
+SLUICE_API int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
+				    const struct sluice_engine_options *opts);
+
+/* Destroy the engine, its limiters and its policy. NULL is a no-op. Nothing
+ * else may run on the engine concurrently or afterwards; slots still held
+ * are dropped. Not from inside an RCU read-side section. */
+SLUICE_API void sluice_engine_destroy(struct sluice_engine *eng);
+
+/*
+ * Evaluate one request (see the header comment) and fill *out.
+ * Returns 0 (the verdict is out->d.allowed), or SLUICE_EINVAL (NULL
+ * argument, bad method/path, tier out of range), SLUICE_EKEY (an identity
+ * longer than SLUICE_ENGINE_MAX_IDENTITY), SLUICE_ETHREAD. On an error
+ * nothing is consumed.
+ * Thread-safe, lock-free on known keys: one RCU read-side section, the
+ * route match, one limiter admission per applied limit; no allocation
+ * except when a key is first seen.
+ */
+SLUICE_API int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
+				   struct sluice_engine_decision *out);
+
+/*
+ * Give back the concurrency slots of an admitted decision. `req` must carry
+ * the same identities (and route) as the request that was admitted. Each
+ * slot is released at most once: the decision's slot_count is set to 0.
+ * Returns 0 when every slot was released; SLUICE_ESTALE when some slot no
+ * longer exists (its limit was changed or removed by a reload, its lease
+ * expired, or its key was reclaimed); SLUICE_EDOUBLE when some slot was
+ * already released; SLUICE_EINVAL for NULL arguments. Thread-safe.
+ */
+SLUICE_API int sluice_engine_release(struct sluice_engine *eng, const struct sluice_engine_request *req,
+				     struct sluice_engine_decision *decision);
+
+/*
+ * Replace the policy while traffic flows. The engine takes ownership of
+ * `policy` on success (on failure the caller keeps it). The new policy must
+ * declare the same scopes in the same order (SLUICE_EINVAL otherwise): the
+ * request's identity array is indexed by them.
+ *
+ * State: a limit of the new policy that is unchanged (same name, kind,
+ * numbers, scopes, per-class flag, lease and retry-after; classes it
+ * applies to may differ) keeps its limiters and so its per-key state and
+ * held slots; a changed or new limit starts fresh (every key full); the
+ * state of a removed or changed limit is dropped, and its slots then
+ * release with SLUICE_ESTALE. Overrides always start fresh.
+ *
+ * The switch is an RCU pointer swap: requests in flight finish on the old
+ * policy, later ones see the new one; the old policy and the dropped
+ * limiters are freed after a grace period (synchronize_rcu) before return.
+ * Reloads serialize on a mutex. Not from inside an RCU read-side section.
+ * Returns 0, SLUICE_EINVAL, SLUICE_ETOOBIG, SLUICE_ENOMEM, SLUICE_ETHREAD.
+ */
+SLUICE_API int sluice_engine_reload(struct sluice_engine *eng, struct sluice_policy *policy);
+
+/* The generation of the policy in force (1 at create, +1 per reload). */
+SLUICE_API uint64_t sluice_engine_generation(const struct sluice_engine *eng);
+
+/* Reclaim idle per-key state in every limiter (sluice_limiter_sweep() with
+ * `budget_entries` per limiter). Returns 0 or the first error of a sweep. */
+SLUICE_API int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns,
+				   size_t budget_entries);
+
+/*
+ * The usage of one limit for one key.
+ *   limit          index of the limit in the policy; name: its name.
+ *   kind, reason   from the policy (enum sluice_policy_kind / sluice_reason).
+ *   period_ns      the window (0 for concurrency).
+ *   count          the count in force (tier/override applied).
+ *   used           count - remaining at now_ns (slots: in flight).
+ *   remaining      whole units left.
+ *   reset_ns       time until full again (calendar: the next boundary).
+ *   warn           usage above the limit's warn threshold.
+ *   overridden     an override is in force for this key.
+ */
+struct sluice_engine_usage {
+	uint32_t limit;
+	uint8_t kind;
+	uint8_t reason;
+	bool warn;
+	bool overridden;
+	uint64_t period_ns;
+	uint64_t count;
+	uint64_t used;
+	uint64_t remaining;
+	uint64_t reset_ns;
+	char name[SLUICE_POLICY_MAX_NAME + 1];
+};
+
+/*
+ * Usage of every limit that can be keyed from `req`'s identities (all its
+ * scopes present), in limit order, at req->now_ns, under req->tier and the
+ * overrides in force; per-class limits use the class of req's route (the
+ * default class when req->path is NULL). Nothing is consumed and no key is
+ * inserted. Writes up to `cap` records into out and the number of such
+ * limits into *count (may exceed cap: then SLUICE_ETRUNC). Returns 0,
+ * SLUICE_ETRUNC, SLUICE_EINVAL, SLUICE_EKEY. Thread-safe, lock-free.
+ */
+SLUICE_API int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_request *req,
+				   struct sluice_engine_usage *out, size_t cap, size_t *count);
+
+/* Longest key bytes a top-N record carries (longer keys are cut). */
+#define SLUICE_ENGINE_TOP_KEY 64
+
+/* One of the busiest keys of a limit. key: the limiter key (the scope
+ * identities, each prefixed by its length as a 2-byte little-endian number,
+ * then the class name for per-class limits), cut to SLUICE_ENGINE_TOP_KEY
+ * bytes; key_len is the full length. */
+struct sluice_engine_top {
+	uint64_t used;
+	uint64_t remaining;
+	uint64_t count;
+	uint32_t key_len;
+	uint8_t key[SLUICE_ENGINE_TOP_KEY];
+};
+
+/*
+ * The `n` keys with the highest usage of limit `limit` under tier `tier`
+ * (SLUICE_POLICY_NO_TIER: the base numbers) at now_ns, busiest first (ties:
+ * key bytes ascending). Taken without stopping traffic: the limiter's table
+ * is walked inside an RCU read-side section, each entry read once, and a
+ * bounded heap of n records kept (no allocation). The snapshot is not
+ * atomic across keys. Writes *count (<= n). Returns 0, SLUICE_EINVAL (NULL,
+ * limit or tier out of range), SLUICE_ETHREAD. Thread-safe; O(keys log n).
+ */
+SLUICE_API int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier,
+				 uint64_t now_ns, struct sluice_engine_top *out, size_t n,
+				 size_t *count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SLUICE_ENGINE_H */

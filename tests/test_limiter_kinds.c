@@ -1,0 +1,380 @@
+/*
+ * test_limiter_kinds.c - the sliding-log, sliding-counter, calendar and slots
+ * kinds inside the keyed limiter (include/sluice/limiter.h): each against
+ * its standalone cell, all-or-nothing with a GCRA limit in both directions,
+ * reclaim then re-create identical, slots acquired and released with the
+ * other limits, entry sizes.
+ */
+#include <criterion/criterion.h>
+#include <sluice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEC 1000000000ull
+#define MIN (60 * SEC)
+#define DAY (86400 * SEC)
+
+static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_GCRA;
+	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit sliding_log(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_LOG;
+	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit sliding_counter(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
+	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_CALENDAR;
+	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit slots(uint64_t n)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLOTS;
+	cr_assert_eq(sluice_slots_config_init(&l.slots, n, 0, SEC), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limiter *make(const struct sluice_limit *l, size_t n)
+{
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, l, n, NULL), SLUICE_OK);
+	return lim;
+}
+
+static bool admit(struct sluice_limiter *lim, const char *key, uint64_t cost, uint64_t now,
+		  struct sluice_decision *d)
+{
+	cr_assert_eq(sluice_limiter_admit(lim, key, strlen(key), cost, now, d), SLUICE_OK);
+	return d->allowed;
+}
+
+static uint64_t bytes_of(struct sluice_limiter *lim)
+{
+	struct sluice_limiter_stats s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	cr_assert_eq(sluice_limiter_stats(lim, &s), SLUICE_OK);
+	return s.bytes;
+}
+
+/* ---- validation ---- */
+
+Test(limiter_kinds, create_validates_every_kind)
+{
+	struct sluice_limiter *lim = NULL;
+	struct sluice_limit l = sliding_log(10, SEC);
+	l.log.capacity = 3; /* not what config_init made */
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
+	l = sliding_counter(10, SEC);
+	l.counter.div_magic ^= 1;
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
+	l = calendar(10, DAY);
+	l.params_[15] = 1;
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
+	l = slots(4);
+	l.slots.retry_after_ns = 0; /* config_init never leaves 0 */
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
+	struct sluice_limit two[2] = { slots(2), slots(3) };
+	cr_assert_eq(sluice_limiter_create(&lim, two, 2, NULL), SLUICE_EINVAL, "one SLOTS limit at most");
+	l.kind = 0x7fffffffu; /* the internal commit kind is not a user kind */
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
+	cr_assert_null(lim);
+	cr_assert_eq(sizeof(struct sluice_limit), 136, "size unchanged by the new kinds");
+}
+
+/* ---- each kind alone equals its cell ---- */
+
+Test(limiter_kinds, each_window_kind_alone_decides_as_its_cell)
+{
+	struct sluice_limit l[3] = { sliding_log(7, 10 * SEC), sliding_counter(7, 10 * SEC),
+				     calendar(7, MIN) };
+	for (int k = 0; k < 3; k++) {
+		struct sluice_limiter *lim = make(&l[k], 1);
+		union {
+			struct sluice_window_log log;
+			uint64_t raw[2 + 16];
+		} cell;
+		struct sluice_window_counter counter;
+		struct sluice_calendar cal;
+		sluice_window_log_init(&cell.log, &l[0].log);
+		sluice_window_counter_init(&counter);
+		sluice_calendar_init(&cal);
+		uint64_t t = DAY, x = 88172645463325252ull;
+		for (int i = 0; i < 3000; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			t += x % (2 * SEC);
+			uint64_t cost = x >> 60 & 3;
+			struct sluice_decision got, want;
+			bool a = admit(lim, "key", cost, t, &got);
+			bool b = k == 0   ? sluice_window_log_admit(&cell.log, &l[0].log, t, cost, &want)
+				 : k == 1 ? sluice_window_counter_admit(&counter, &l[1].counter, t, cost, &want)
+					  : sluice_calendar_admit(&cal, &l[2].calendar, t, cost, &want);
+			cr_assert_eq(a, b, "kind %d request %d", k, i);
+			cr_assert_eq(got.remaining, want.remaining, "kind %d request %d", k, i);
+			cr_assert_eq(got.reset_ns, want.reset_ns);
+			cr_assert_eq(got.retry_after_ns, want.retry_after_ns);
+			cr_assert_eq(got.limit_index, 0);
+		}
+		sluice_limiter_destroy(lim);
+	}
+}
+
+/* ---- all-or-nothing with a GCRA limit ---- */
+
+static void window_vs_bucket(struct sluice_limit window)
+{
+	/* Window: 5 per minute; bucket: 8 per 10 minutes. The window is the
+	 * caller's limit 0, so the internal reordering (GCRA to cell 0) is
+	 * exercised. */
+	struct sluice_limit l[2] = { window, gcra(8, 10 * MIN, 8) };
+	struct sluice_limiter *lim = make(l, 2);
+	struct sluice_decision d;
+	uint64_t t = DAY + 10 * SEC;
+
+	for (int i = 0; i < 5; i++)
+		cr_assert(admit(lim, "a", 1, t, &d));
+	/* The window refuses: nothing consumed from the bucket. */
+	for (int i = 0; i < 10; i++) {
+		cr_assert_not(admit(lim, "a", 1, t, &d));
+		cr_assert_eq(d.limit_index, 0, "the window (caller's index 0) governs");
+	}
+	/* Two minutes later the window is empty and the bucket holds
+	 * 3 + 1.6 units: 4 pass, the 5th is the bucket's. Had the refusals
+	 * consumed, it would hold 1. */
+	t += 2 * MIN;
+	cr_assert(admit(lim, "a", 4, t, &d));
+	cr_assert_not(admit(lim, "a", 1, t, &d));
+	cr_assert_eq(d.limit_index, 1);
+	sluice_limiter_destroy(lim);
+
+	/* The bucket refuses: nothing consumed from the window. */
+	struct sluice_limit m[2] = { window, gcra(2, 10 * MIN, 2) };
+	lim = make(m, 2);
+	t = DAY + 10 * SEC;
+	cr_assert(admit(lim, "a", 2, t, &d));
+	for (int i = 0; i < 10; i++) {
+		cr_assert_not(admit(lim, "a", 1, t, &d));
+		cr_assert_eq(d.limit_index, 1, "the bucket governs");
+	}
+	/* The window saw only the 2 admitted units: 3 remain in it. */
+	struct sluice_limiter *alone = make(&window, 1);
+	cr_assert(admit(alone, "a", 2, t, &d));
+	cr_assert_eq(d.remaining, 3);
+	cr_assert(admit(alone, "a", 3, t, &d), "the window alone takes 3 more");
+	sluice_limiter_destroy(alone);
+	sluice_limiter_destroy(lim);
+}
+
+Test(limiter_kinds, denied_by_window_consumes_nothing_from_bucket_and_vice_versa)
+{
+	window_vs_bucket(sliding_log(5, MIN));
+	window_vs_bucket(sliding_counter(5, MIN));
+	window_vs_bucket(calendar(5, MIN));
+}
+
+Test(limiter_kinds, window_refusal_leaves_the_bucket_exact)
+{
+	struct sluice_limit l[2] = { calendar(3, DAY), gcra(10, MIN, 10) };
+	struct sluice_limiter *lim = make(l, 2);
+	struct sluice_decision d;
+	uint64_t t = DAY + SEC;
+
+	cr_assert(admit(lim, "k", 3, t, &d));
+	for (int i = 0; i < 50; i++)
+		cr_assert_not(admit(lim, "k", 1, t, &d));
+	cr_assert_eq(d.reason, SLUICE_REASON_QUOTA);
+	cr_assert_eq(d.limit_index, 0);
+	cr_assert_eq(d.retry_after_ns, DAY - SEC);
+	/* Next day: the bucket still holds 7 (only the 3 admitted counted). */
+	t = 2 * DAY;
+	cr_assert(admit(lim, "k", 3, t, &d));
+	cr_assert_eq(sluice_limiter_peek(lim, "k", 1, t, &d), SLUICE_OK);
+	/* least remaining: calendar 0 */
+	cr_assert_eq(d.remaining, 0);
+	cr_assert_eq(d.limit_index, 0);
+	sluice_limiter_destroy(lim);
+}
+
+/* ---- reclaim then re-create ---- */
+
+static void reclaim_identical(const struct sluice_limit *l, size_t n)
+{
+	struct sluice_limiter *kept = make(l, n), *swept = make(l, n);
+	uint64_t x = 0x9e3779b97f4a7c15ull, t = DAY;
+	size_t reclaimed = 0, got;
+	char key[8];
+
+	for (int i = 0; i < 6000; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		t += x % (SEC / 2);
+		snprintf(key, sizeof key, "k%u", (unsigned)(x >> 40) % 8);
+		uint64_t cost = (x >> 20) % 3;
+		struct sluice_decision a, b;
+		cr_assert_eq(sluice_limiter_admit(kept, key, strlen(key), cost, t, &a), SLUICE_OK);
+		cr_assert_eq(sluice_limiter_admit(swept, key, strlen(key), cost, t, &b), SLUICE_OK);
+		cr_assert_eq(a.allowed, b.allowed, "request %d", i);
+		cr_assert_eq(a.remaining, b.remaining, "request %d", i);
+		cr_assert_eq(a.reset_ns, b.reset_ns);
+		cr_assert_eq(a.retry_after_ns, b.retry_after_ns);
+		cr_assert_eq(a.limit_index, b.limit_index);
+		cr_assert_eq(sluice_limiter_sweep(swept, t, 3, &got), SLUICE_OK);
+		reclaimed += got;
+	}
+	cr_assert_gt(reclaimed, 100, "the test did reclaim (%zu)", reclaimed);
+	sluice_limiter_destroy(kept);
+	sluice_limiter_destroy(swept);
+}
+
+Test(limiter_kinds, reclaim_then_recreate_is_identical_for_every_kind)
+{
+	struct sluice_limit a = sliding_log(4, 2 * SEC);
+	reclaim_identical(&a, 1);
+	struct sluice_limit b = sliding_counter(4, 2 * SEC);
+	reclaim_identical(&b, 1);
+	struct sluice_limit c = calendar(4, SEC);
+	reclaim_identical(&c, 1);
+	struct sluice_limit mix[3] = { sliding_log(6, 3 * SEC), gcra(3, SEC, 3), calendar(9, 5 * SEC) };
+	reclaim_identical(mix, 3);
+	struct sluice_limit nog[2] = { sliding_counter(6, 3 * SEC), calendar(5, 2 * SEC) };
+	reclaim_identical(nog, 2);
+}
+
+/* ---- slots ---- */
+
+Test(limiter_kinds, slots_with_rate_limits_all_or_nothing_and_release)
+{
+	struct sluice_limit l[3] = { gcra(120, MIN, 120), calendar(50000, DAY), slots(20) };
+	struct sluice_limiter *lim = make(l, 3);
+	struct sluice_decision d;
+	sluice_slot_handle h[21];
+	uint64_t t = DAY + SEC;
+
+	cr_assert_eq(sluice_limiter_admit(lim, "tok", 3, 1, t, &d), SLUICE_EINVAL,
+		     "a slots policy needs acquire");
+	cr_assert_eq(sluice_limiter_acquire(lim, "tok", 3, 1, t, &d, NULL), SLUICE_EINVAL);
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(sluice_limiter_acquire(lim, "tok", 3, 1, t, &d, &h[i]), SLUICE_OK);
+		cr_assert(d.allowed);
+		cr_assert_neq(h[i], SLUICE_SLOT_NONE);
+	}
+	cr_assert_eq(sluice_limiter_acquire(lim, "tok", 3, 1, t, &d, &h[20]), SLUICE_OK);
+	cr_assert_not(d.allowed);
+	cr_assert_eq(d.reason, SLUICE_REASON_CONCURRENCY);
+	cr_assert_eq(d.limit_index, 2);
+	cr_assert_eq(d.retry_after_ns, SEC);
+	cr_assert_eq(h[20], SLUICE_SLOT_NONE);
+	/* The 21st consumed nothing from the rate limits. */
+	cr_assert_eq(sluice_limiter_peek(lim, "tok", 3, t, &d), SLUICE_OK);
+	cr_assert_eq(d.remaining, 0, "slots govern the peek");
+	/* An entry holding slots is never idle. */
+	size_t got;
+	cr_assert_eq(sluice_limiter_sweep(lim, t + 2 * DAY, 100, &got), SLUICE_OK);
+	cr_assert_eq(got, 0);
+	/* Release: exact, double release detected, another key's handle and
+	 * an unknown key refused. */
+	cr_assert_eq(sluice_limiter_release(lim, "tok", 3, h[0]), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_release(lim, "tok", 3, h[0]), SLUICE_EDOUBLE);
+	sluice_slot_handle other;
+	cr_assert_eq(sluice_limiter_acquire(lim, "oth", 3, 1, t, &d, &other), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_release(lim, "tok", 3, other), SLUICE_ESTALE);
+	cr_assert_eq(sluice_limiter_release(lim, "nope", 4, h[1]), SLUICE_ENOTFOUND);
+	cr_assert_eq(sluice_limiter_release(lim, "tok", 3, SLUICE_SLOT_NONE), SLUICE_ESTALE);
+	cr_assert_eq(sluice_limiter_acquire(lim, "tok", 3, 1, t, &d, &h[0]), SLUICE_OK);
+	cr_assert(d.allowed);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(sluice_limiter_release(lim, "tok", 3, h[i]), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_release(lim, "oth", 3, other), SLUICE_OK);
+	/* A day later, no slot held and every limit full: reclaimed; the old
+	 * handles are stale against the new entry. */
+	cr_assert_eq(sluice_limiter_sweep(lim, t + 2 * DAY, 100, &got), SLUICE_OK);
+	cr_assert_eq(got, 2);
+	cr_assert_eq(sluice_limiter_acquire(lim, "tok", 3, 1, t + 2 * DAY, &d, &h[1]), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_release(lim, "tok", 3, h[0]), SLUICE_ESTALE);
+	cr_assert_eq(sluice_limiter_release(lim, "tok", 3, h[1]), SLUICE_OK);
+	sluice_limiter_destroy(lim);
+}
+
+Test(limiter_kinds, rate_refusal_gives_the_slot_back)
+{
+	struct sluice_limit l[2] = { slots(5), gcra(3, MIN, 3) };
+	struct sluice_limiter *lim = make(l, 2);
+	struct sluice_decision d;
+	sluice_slot_handle h;
+	uint64_t t = DAY;
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 1, t, &d, &h), SLUICE_OK);
+		cr_assert(d.allowed);
+		cr_assert_eq(sluice_limiter_release(lim, "k", 1, h), SLUICE_OK);
+	}
+	for (int i = 0; i < 10; i++) {
+		cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 1, t, &d, &h), SLUICE_OK);
+		cr_assert_not(d.allowed);
+		cr_assert_eq(d.limit_index, 1);
+		cr_assert_eq(h, SLUICE_SLOT_NONE);
+	}
+	/* All 5 slots free: a slots-only limiter on the same key shape sees 5. */
+	cr_assert_eq(sluice_limiter_peek(lim, "k", 1, t + MIN, &d), SLUICE_OK);
+	cr_assert_eq(d.remaining, 3, "the bucket, full again, governs with 3 < 5");
+	cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 0, t, &d, &h), SLUICE_OK);
+	cr_assert_eq(h, SLUICE_SLOT_NONE, "a peek takes no slot");
+	sluice_limiter_destroy(lim);
+}
+
+/* ---- entry sizes ---- */
+
+Test(limiter_kinds, entry_sizes_gcra_unchanged_commit_word_only_without_gcra)
+{
+	struct sluice_decision d;
+	struct sluice_limit g = gcra(10, SEC, 10);
+	struct sluice_limiter *lim = make(&g, 1);
+	cr_assert(admit(lim, "0123456789abcdef", 1, SEC, &d));
+	/* node 16 + GCRA 8 + key_len 2 + key 16: 42 bytes (<= 64 B per key
+	 * with the table's bucket share). */
+	cr_assert_eq(bytes_of(lim), 42);
+	sluice_limiter_destroy(lim);
+
+	struct sluice_limit gc[2] = { calendar(100, DAY), gcra(10, SEC, 10) };
+	lim = make(gc, 2);
+	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
+	cr_assert_eq(bytes_of(lim), 50, "GCRA is the commit cell: no extra word");
+	sluice_limiter_destroy(lim);
+
+	struct sluice_limit c = calendar(100, DAY);
+	lim = make(&c, 1);
+	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
+	cr_assert_eq(bytes_of(lim), 50, "node 16 + commit 8 + calendar 8 + 2 + 16");
+	sluice_limiter_destroy(lim);
+
+	struct sluice_limit s = sliding_log(100, MIN);
+	lim = make(&s, 1);
+	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
+	cr_assert_eq(bytes_of(lim), 16 + 8 + sluice_window_log_size(&s.log) + 2 + 16);
+	sluice_limiter_destroy(lim);
+}

@@ -179,6 +179,35 @@ expect "shutdown line" "requests=313 ok=304 limited=2 errors=7" \
 	"$(echo "$stopped" | sed -n 's/.*\(requests=[0-9]* ok=[0-9]* limited=[0-9]* errors=[0-9]*\).*/\1/p')"
 
 # ---------------------------------------------------------------------------
+# 1b. Concurrency (seed 002: 20 in flight per token). --work-ms holds every
+#     2xx answer, and with it the request's slot, for 2 s: of 21 parallel
+#     requests of one token, 20 are admitted and one is refused at once with
+#     concurrent_limit; once they are answered the slots are free again.
+start_server --policy "$src/docs/policies/seed002.policy" --threads 2 --frozen-clock --work-ms 2000
+: >"$tmp/purls"
+for i in $(seq 1 21); do
+	# One operation each ("next"): output and dump-header are per operation.
+	printf 'url = "%s/v1/items"\noutput = "%s/p%d.b"\ndump-header = "%s/p%d.h"\n' \
+		"$(base)" "$tmp" "$i" "$tmp" "$i" >>"$tmp/purls"
+	printf 'header = "Authorization: Bearer tok_p"\nwrite-out = "%%{http_code}\\n"\nmax-time = 20\n' >>"$tmp/purls"
+	[ "$i" -lt 21 ] && echo next >>"$tmp/purls"
+done
+codes=$(curl -sS -Z --parallel-immediate --parallel-max 21 -K "$tmp/purls" 2>/dev/null |
+	sort | uniq -c | tr -s ' ' | tr '\n' '|')
+expect "21 parallel requests of one token" " 20 200| 1 429|" "$codes"
+refused=$(grep -l concurrent_limit "$tmp"/p*.b | head -n 1)
+expect "concurrency refusal body" '{"error":{"code":"concurrent_limit","retryAfterSec":1}}' \
+	"$(cat "${refused:-/dev/null}")"
+tr -d '\r' <"${refused%.b}.h" >"$tmp/refused.h"
+expect "concurrency refusal fields" \
+	"Retry-After: 1|X-RateLimit-Limit: 20|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 1|" \
+	"$(ratelimit_fields refused)"
+# Slots released: 21 admitted answers (the 20 and this one) of token_minute.
+get after -H 'Authorization: Bearer tok_p' "$(base)/v1/items"
+expect "after the parallel burst" "200 99" "$status $(header after X-RateLimit-Remaining)"
+stop_server
+
+# ---------------------------------------------------------------------------
 # 2. Bounded load with wrk over loopback, real clock: 500 per hour per token
 #    admits exactly 500 in a run shorter than one emission interval (7.2 s).
 cat >"$tmp/bound.policy" <<'EOF'
@@ -198,7 +227,7 @@ wrk_2xx() {
 	echo $((total - ${non:-0}))
 }
 start_server --policy "$tmp/bound.policy" --threads 2
-wrk -t2 -c8 -d2s -s "$tmp/token.lua" "$(base)/v1/items" >"$tmp/wrk1" 2>&1
+wrk -t2 -c8 -d1s -s "$tmp/token.lua" "$(base)/v1/items" >"$tmp/wrk1" 2>&1
 expect "wrk: 2xx answers in the window" 500 "$(wrk_2xx "$tmp/wrk1")"
 total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$tmp/wrk1")
 if [ "${total:-0}" -gt 500 ]; then ok; else bad "wrk drove only '${total}' requests (want > 500)"; cat "$tmp/wrk1"; fi

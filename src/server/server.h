@@ -57,7 +57,7 @@ const struct server_header *server_request_header(const struct server_request *r
 						  const char *name);
 
 /* ------------------------------------------------------------------------
- * The decision step.
+ * The decision step (server_decide.c, on the policy engine).
  */
 struct server_decider;
 
@@ -67,45 +67,54 @@ struct server_decider_options {
 	uint64_t max_keys;        /* per keyed limiter; 0: unbounded */
 };
 
-/* Build the decider for a loaded policy (kept, not copied: it must outlive
- * the decider). Returns 0 or a SLUICE_E* code; *why says what failed. */
-int server_decider_create(struct server_decider **out, const struct sluice_policy *policy,
+/* Build the decider for a loaded policy. On success the decider owns the
+ * policy (destroyed with it); on failure the caller keeps it. Returns 0 or
+ * a SLUICE_E* code; *why says what failed. */
+int server_decider_create(struct server_decider **out, struct sluice_policy *policy,
 			  const struct server_decider_options *opts, const char **why);
 void server_decider_destroy(struct server_decider *d);
+
+/* The name of the policy in force. */
+const char *server_decider_policy_name(const struct server_decider *d);
 
 /* How many limits one verdict can describe for the renderer. */
 #define SERVER_VERDICT_MAX_LIMITS SLUICE_POLICY_MAX_LIMITS
 
 /*
- * A decision and what the response needs: the governing decision, the
- * per-limit states to render, the header families and body style, and the
- * concurrency slots to give back once the response is written.
+ * A decision and what the response needs: the status, the limit states to
+ * render, the header families and body style, and what the engine needs to
+ * give the request's concurrency slots back once its response is written:
+ * the engine's decision and the identities, which point into the request's
+ * buffer or into `hashed` (so the buffer must stay untouched until then).
  */
 struct server_verdict {
-	int status;          /* 200, 429, or 400 (bad identity) */
+	int status;          /* 200, 429, or 400 (route or identity refused) */
 	bool limited;        /* at least one limit applied to the request */
-	struct sluice_decision decision;
-	uint32_t class_id;
+	struct sluice_decision decision; /* the governing one */
 	unsigned families;   /* enum sluice_http_families */
 	int body_style;      /* enum sluice_http_body_style */
 	size_t nlimits;
 	struct sluice_http_limit limits[SERVER_VERDICT_MAX_LIMITS];
 	uint64_t now_unix_ns;
-	/* Slots held until server_decider_release() (opaque handles). */
-	uint32_t nslots;
-	uint32_t slots[SERVER_VERDICT_MAX_LIMITS];
+	struct sluice_engine_decision engine;
+	struct sluice_identity ids[SLUICE_POLICY_MAX_SCOPES];
+	char hashed[SLUICE_POLICY_MAX_SCOPES][33];
 };
 
 /* Decide one request. Fills *v. Thread-safe. */
 void server_decide(struct server_decider *d, const struct server_request *req,
 		   struct server_verdict *v);
 
-/* Give back the concurrency slots slots[0..*nslots) (taken by
- * server_decide into a verdict); sets *nslots to 0. Thread-safe. */
-void server_decider_release(struct server_decider *d, const uint32_t *slots, uint32_t *nslots);
+/* Does *v hold concurrency slots (then call server_decider_release)? */
+static inline bool server_verdict_holds(const struct server_verdict *v)
+{
+	return v->engine.slot_count > 0;
+}
 
-/* Limiter counters summed over the decider's limiters (for /stats). */
-void server_decider_stats(const struct server_decider *d, struct sluice_limiter_stats *out);
+/* Give back the slots *v holds; req is the same request, its buffer
+ * untouched since server_decide. Idempotent. Thread-safe. */
+void server_decider_release(struct server_decider *d, const struct server_request *req,
+			    struct server_verdict *v);
 
 /* ------------------------------------------------------------------------
  * Counters, one block per event-loop thread, on its own cache line.
@@ -165,6 +174,7 @@ struct server_config {
 	uint64_t idle_timeout_ns;
 	uint64_t drain_timeout_ns;
 	bool no_limit;
+	uint64_t work_ns; /* hold every 2xx answer this long (simulated work) */
 };
 
 struct server;

@@ -14,8 +14,10 @@
  * not read its answers stops being read). Input is one head-sized buffer;
  * requests may be pipelined; a request body (Content-Length) is read and
  * discarded. Responses are appended to a per-connection output buffer and
- * written at once with send(); the concurrency slots a response holds are
- * given back when its last byte has been handed to the kernel.
+ * written at once with send(). A response that holds concurrency slots is
+ * the last one processed until its last byte has been handed to the kernel:
+ * then the slots are given back (the request's head, which the release
+ * needs, stays in the input buffer until then) and processing resumes.
  *
  * Shutdown: the eventfd closes the listener; idle connections close at once,
  * busy ones after their current response (sent with Connection: close), and
@@ -37,26 +39,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAX_PENDING (SERVER_OUT_CAP / SERVER_MAX_RESPONSE)
-
-/* A response written to the output buffer whose slots are still held. */
-struct pending {
-	size_t end; /* offset in out just past the response */
-	uint32_t nslots;
-	uint32_t slots[SERVER_VERDICT_MAX_LIMITS];
-};
-
 struct conn {
 	struct conn *prev, *next;
 	int fd;
 	bool closing;  /* close once the output has drained */
-	bool writing;  /* registered for EPOLLOUT */
+	int waiting;   /* WAIT_*: what epoll reports for it */
+	uint64_t send_at_ns; /* --work-ms: the response goes out then (0: now) */
 	bool lingering; /* write side shut: reading and discarding until EOF */
 	uint64_t body_left;
 	uint64_t last_ns;
 	size_t in_len, out_len, out_off;
-	unsigned npending;
-	struct pending pending[MAX_PENDING];
+	/* A response holding slots is being written: its request (head_len
+	 * bytes at the start of `in`, then held_body bytes of body) is
+	 * consumed only after the release. */
+	bool held;
+	size_t held_head_len;
+	uint64_t held_body;
+	struct server_request held_req;
+	struct server_verdict verdict; /* scratch of handle_request; kept while held */
 	char peer_ip[INET6_ADDRSTRLEN];
 	size_t peer_ip_len;
 	char in[SERVER_MAX_HEAD];
@@ -74,6 +74,7 @@ struct loop {
 	bool draining;
 	uint64_t drain_deadline_ns;
 	uint64_t last_sweep_ns;
+	uint64_t now_ns; /* monotonic, read once per wake-up */
 	uint64_t date_s;
 	char date[30];
 };
@@ -100,31 +101,33 @@ static uint64_t load(const _Atomic uint64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed); /* relaxed: a recent value suffices */
 }
 
-static void watch(struct loop *lp, struct conn *c, bool out)
-{
-	struct epoll_event ev = { .events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c };
+/* What a connection waits for: input, room to write, or nothing (a
+ * response held back by --work-ms; errors and hang-ups still report). */
+enum { WAIT_IN, WAIT_OUT, WAIT_NONE };
 
-	if (c->writing != out && epoll_ctl(lp->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-		c->writing = out;
+static void watch(struct loop *lp, struct conn *c, int what)
+{
+	static const uint32_t events[] = { EPOLLIN, EPOLLOUT, 0 };
+	struct epoll_event ev = { .events = events[what], .data.ptr = c };
+
+	if (c->waiting != what && epoll_ctl(lp->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->waiting = what;
 }
 
-static void release_pending(struct loop *lp, struct conn *c, size_t upto)
+/* Give back the held request's slots and consume the request. */
+static void finish_held(struct loop *lp, struct conn *c)
 {
-	unsigned k = 0;
-
-	while (k < c->npending && c->pending[k].end <= upto) {
-		server_decider_release(lp->srv->decider, c->pending[k].slots, &c->pending[k].nslots);
-		k++;
-	}
-	if (k > 0) {
-		memmove(c->pending, c->pending + k, (c->npending - k) * sizeof c->pending[0]);
-		c->npending -= k;
-	}
+	server_decider_release(lp->srv->decider, &c->held_req, &c->verdict);
+	c->held = false;
+	memmove(c->in, c->in + c->held_head_len, c->in_len - c->held_head_len);
+	c->in_len -= c->held_head_len;
+	c->body_left = c->held_body;
 }
 
 static void conn_close(struct loop *lp, struct conn *c)
 {
-	release_pending(lp, c, SIZE_MAX);
+	if (c->held)
+		finish_held(lp, c);
 	close(c->fd); /* also removes it from the epoll set */
 	if (c->prev)
 		c->prev->next = c->next;
@@ -139,6 +142,8 @@ static void conn_close(struct loop *lp, struct conn *c)
 /* Write what is buffered. false: the connection is gone. */
 static bool conn_flush(struct loop *lp, struct conn *c)
 {
+	if (c->send_at_ns != 0)
+		return true; /* simulated work in progress */
 	while (c->out_off < c->out_len) {
 		ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
 		if (w < 0) {
@@ -151,9 +156,10 @@ static bool conn_flush(struct loop *lp, struct conn *c)
 		}
 		c->out_off += (size_t)w;
 	}
-	release_pending(lp, c, c->out_off);
 	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
+		if (c->held)
+			finish_held(lp, c);
 	}
 	return true;
 }
@@ -191,8 +197,7 @@ static void answer_stats(struct loop *lp, struct conn *c, bool keep_alive)
 {
 	struct server *srv = lp->srv;
 	uint64_t req = 0, ok = 0, lim = 0, err = 0, acc = 0;
-	struct sluice_limiter_stats ls;
-	char body[512];
+	char body[256];
 
 	for (unsigned i = 0; i < srv->nloops; i++) {
 		req += load(&srv->loops[i].counters.requests);
@@ -201,18 +206,11 @@ static void answer_stats(struct loop *lp, struct conn *c, bool keep_alive)
 		err += load(&srv->loops[i].counters.errors);
 		acc += load(&srv->loops[i].counters.accepted);
 	}
-	if (srv->decider != NULL)
-		server_decider_stats(srv->decider, &ls);
-	else
-		memset(&ls, 0, sizeof ls);
 	int n = snprintf(body, sizeof body,
 			 "{\"requests\":%llu,\"ok\":%llu,\"limited\":%llu,\"errors\":%llu,"
-			 "\"connections\":%llu,\"limiter\":{\"admitted\":%llu,\"denied\":%llu,"
-			 "\"degraded\":%llu,\"live_keys\":%llu}}",
+			 "\"connections\":%llu}",
 			 (unsigned long long)req, (unsigned long long)ok, (unsigned long long)lim,
-			 (unsigned long long)err, (unsigned long long)acc,
-			 (unsigned long long)ls.admitted, (unsigned long long)ls.denied,
-			 (unsigned long long)ls.degraded, (unsigned long long)ls.live_keys);
+			 (unsigned long long)err, (unsigned long long)acc);
 	append_response(c, 200, keep_alive, lp->date, NULL, 0, "application/json", body, (size_t)n);
 }
 
@@ -222,12 +220,14 @@ static bool is_stats(const struct server_request *req)
 	       memcmp(req->path, "/stats", 6) == 0 && (req->path_len == 6 || req->path[6] == '?');
 }
 
+/* Answer one request. The verdict stays in c->verdict (for a later release
+ * when it holds slots). */
 static void handle_request(struct loop *lp, struct conn *c, struct server_request *req,
 			   bool keep_alive)
 {
 	static const char ok_body[] = "{\"ok\":true}";
 	struct server *srv = lp->srv;
-	struct server_verdict v;
+	struct server_verdict *v = &c->verdict;
 	char headers[1024];
 	char body[512];
 	size_t hlen = 0, blen, size;
@@ -248,22 +248,22 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 
 	req->peer_ip = c->peer_ip;
 	req->peer_ip_len = c->peer_ip_len;
-	server_decide(srv->decider, req, &v);
-	if (v.status == 400) {
+	server_decide(srv->decider, req, v);
+	if (v->status == 400) {
 		/* Not a valid route (the matcher refused the target). */
 		count(&lp->counters.errors);
 		append_response(c, 400, false, lp->date, NULL, 0, NULL, NULL, 0);
 		return;
 	}
-	if (v.limited && v.nlimits > 0 &&
-	    sluice_http_render_headers(v.families, v.limits, v.nlimits, v.now_unix_ns, headers,
+	if (v->limited && v->nlimits > 0 &&
+	    sluice_http_render_headers(v->families, v->limits, v->nlimits, v->now_unix_ns, headers,
 				       sizeof headers, &size) == SLUICE_OK)
 		hlen = size - 1;
-	if (v.status == 429) {
-		const char *ctype = sluice_http_body_content_type(v.body_style);
+	if (v->status == 429) {
+		const char *ctype = sluice_http_body_content_type(v->body_style);
 		count(&lp->counters.limited);
 		blen = 0;
-		if (sluice_http_render_body(v.body_style, &v.decision, body, sizeof body, &size) ==
+		if (sluice_http_render_body(v->body_style, &v->decision, body, sizeof body, &size) ==
 		    SLUICE_OK)
 			blen = size - 1;
 		append_response(c, 429, keep_alive, lp->date, headers, hlen, blen ? ctype : NULL,
@@ -272,12 +272,12 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 		count(&lp->counters.ok);
 		append_response(c, 200, keep_alive, lp->date, headers, hlen, "application/json",
 				ok_body, sizeof ok_body - 1);
-	}
-	if (v.nslots > 0) {
-		struct pending *p = &c->pending[c->npending++];
-		p->end = c->out_len;
-		p->nslots = v.nslots;
-		memcpy(p->slots, v.slots, v.nslots * sizeof v.slots[0]);
+		if (srv->cfg.work_ns > 0) {
+			/* Simulated work: the answer (and its slots) waits. */
+			c->send_at_ns = lp->now_ns + srv->cfg.work_ns;
+			if (c->send_at_ns == 0)
+				c->send_at_ns = 1;
+		}
 	}
 }
 
@@ -285,7 +285,7 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
  * has room for one more response. */
 static void conn_process(struct loop *lp, struct conn *c)
 {
-	while (!c->closing) {
+	while (!c->closing && !c->held && c->send_at_ns == 0) {
 		if (c->body_left > 0) {
 			size_t k = c->in_len < c->body_left ? c->in_len : (size_t)c->body_left;
 			memmove(c->in, c->in + k, c->in_len - k);
@@ -296,7 +296,7 @@ static void conn_process(struct loop *lp, struct conn *c)
 		}
 		if (c->in_len == 0)
 			return;
-		if (SERVER_OUT_CAP - c->out_len < SERVER_MAX_RESPONSE || c->npending == MAX_PENDING)
+		if (SERVER_OUT_CAP - c->out_len < SERVER_MAX_RESPONSE)
 			return;
 
 		struct server_request req;
@@ -313,7 +313,15 @@ static void conn_process(struct loop *lp, struct conn *c)
 			c->in_len = 0;
 			return;
 		case SERVER_PARSE_OK:
+			c->verdict.engine.slot_count = 0;
 			handle_request(lp, c, &req, keep_alive);
+			if (server_verdict_holds(&c->verdict)) {
+				c->held = true;
+				c->held_req = req;
+				c->held_head_len = head_len;
+				c->held_body = content_length;
+				return;
+			}
 			memmove(c->in, c->in + head_len, c->in_len - head_len);
 			c->in_len -= head_len;
 			c->body_left = content_length;
@@ -340,7 +348,7 @@ static void conn_linger(struct loop *lp, struct conn *c)
 	c->lingering = true;
 	c->in_len = 0;
 	c->body_left = 0;
-	watch(lp, c, false);
+	watch(lp, c, WAIT_IN);
 }
 
 static void conn_discard(struct loop *lp, struct conn *c)
@@ -366,7 +374,7 @@ static void conn_pump(struct loop *lp, struct conn *c)
 		if (!conn_flush(lp, c))
 			return;
 		if (c->out_len != 0) {
-			watch(lp, c, true);
+			watch(lp, c, c->send_at_ns ? WAIT_NONE : WAIT_OUT);
 			return;
 		}
 		if (c->closing) {
@@ -374,9 +382,11 @@ static void conn_pump(struct loop *lp, struct conn *c)
 			return;
 		}
 		/* Drained: go on only if a complete request may be waiting. */
-		watch(lp, c, false);
-		if (c->in_len == 0 || c->body_left > 0)
+		watch(lp, c, WAIT_IN);
+		if (c->in_len == 0)
 			return;
+		if (c->body_left > 0)
+			continue; /* body bytes to discard, maybe a request after them */
 		struct server_request req;
 		size_t head_len;
 		uint64_t cl;
@@ -491,8 +501,12 @@ static void *loop_main(void *arg)
 	struct epoll_event evs[64];
 
 	while (!lp->draining || lp->nconns > 0) {
-		int n = epoll_wait(lp->epfd, evs, 64, lp->draining ? 50 : 1000);
+		int timeout_ms = lp->draining ? 50 : 1000;
+		if (lp->srv->cfg.work_ns > 0)
+			timeout_ms = 5; /* --work-ms: a test and demo aid, not a fast path */
+		int n = epoll_wait(lp->epfd, evs, 64, timeout_ms);
 		uint64_t now_ns = sluice_monotonic_ns();
+		lp->now_ns = now_ns;
 		uint64_t unix_s = sluice_realtime_ns() / SLUICE_NS_PER_SEC;
 		if (unix_s != lp->date_s) {
 			lp->date_s = unix_s;
@@ -511,11 +525,22 @@ static void *loop_main(void *arg)
 				struct conn *c = p;
 				if (evs[i].events & (EPOLLERR | EPOLLHUP) && !(evs[i].events & EPOLLIN)) {
 					conn_close(lp, c);
-				} else if (c->writing) {
+				} else if (c->waiting == WAIT_OUT) {
 					c->last_ns = now_ns;
 					conn_pump(lp, c);
 				} else {
 					conn_readable(lp, c, now_ns);
+				}
+			}
+		}
+		if (lp->srv->cfg.work_ns > 0) {
+			struct conn *c = lp->conns, *next;
+			for (; c != NULL; c = next) {
+				next = c->next;
+				if (c->send_at_ns != 0 && now_ns >= c->send_at_ns) {
+					c->send_at_ns = 0;
+					c->last_ns = now_ns;
+					conn_pump(lp, c);
 				}
 			}
 		}

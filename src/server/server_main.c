@@ -31,7 +31,9 @@ static void usage(FILE *f)
 	      "  --idle-timeout SECONDS    close connections idle that long (default 60)\n"
 	      "  --max-keys N              keys tracked per keyed limiter (default 1000000)\n"
 	      "  --trust-forwarded-for     scope 'ip' from the rightmost X-Forwarded-For entry\n"
-	      "  --frozen-clock            time stands still at start (deterministic tests)\n",
+	      "  --frozen-clock            time stands still at start (deterministic tests)\n"
+	      "  --work-ms MS              hold every 2xx answer MS ms, as if working (its\n"
+	      "                            concurrency slots stay taken meanwhile); tests, demos\n",
 	      f);
 }
 
@@ -154,6 +156,9 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--trust-forwarded-for") == 0) {
 			dopts.trust_forwarded_for = true;
+		} else if (strcmp(a, "--work-ms") == 0 && parse_u64(next, 0, 3600000, &v)) {
+			cfg.work_ns = v * 1000000;
+			i++;
 		} else if (strcmp(a, "--frozen-clock") == 0) {
 			dopts.frozen_clock = true;
 		} else {
@@ -201,6 +206,7 @@ int main(int argc, char **argv)
 				sluice_policy_destroy(policy);
 				return 1;
 			}
+			policy = NULL; /* the decider owns it */
 		}
 	}
 
@@ -215,7 +221,7 @@ int main(int argc, char **argv)
 	printf("sluice-server: listening on %s%s%s:%u, %u thread%s, %s\n",
 	       strchr(cfg.host, ':') ? "[" : "", cfg.host, strchr(cfg.host, ':') ? "]" : "",
 	       (unsigned)port, cfg.threads, cfg.threads == 1 ? "" : "s",
-	       cfg.no_limit ? "no limits" : sluice_policy_spec(policy)->name);
+	       decider ? server_decider_policy_name(decider) : "no limits");
 	fflush(stdout);
 
 	int sig = 0;

@@ -6,6 +6,7 @@
 # bound exactly, counted by wrk and by the server (/stats and its shutdown
 # line). Exits 77 (skipped, for ctest) when curl or wrk is missing; CI
 # installs both (.ci/deps test). Every server started is killed on exit.
+# SLUICE_SERVER_EMULATOR (cross builds): a command that runs the server.
 # Prints "N passed, N failed".
 set -u
 server=${1:?usage: test_server.sh SERVER_BINARY SOURCE_DIR}
@@ -42,7 +43,8 @@ expect() { # expect WHAT EXPECTED ACTUAL
 # start_server ARGS...: start, wait for the "listening" line, set $port.
 start_server() {
 	: >"$tmp/out"
-	"$server" --listen 127.0.0.1:0 "$@" >"$tmp/out" 2>"$tmp/err" &
+	# shellcheck disable=SC2086 # the emulator may be a command with arguments
+	${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 "$@" >"$tmp/out" 2>"$tmp/err" &
 	pid=$!
 	port=
 	for _ in $(seq 1 100); do

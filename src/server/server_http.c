@@ -258,11 +258,32 @@ void server_format_date(uint64_t unix_s, char buf[30])
 	struct tm tm;
 
 	gmtime_r(&t, &tm);
-	/* Years past 9999 do not fit IMF-fixdate; clamp (keeps 29 bytes). */
-	int year = tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900;
-	snprintf(buf, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-		 tm.tm_mday % 100, months[tm.tm_mon % 12], year % 10000, tm.tm_hour % 100,
-		 tm.tm_min % 100, tm.tm_sec % 100);
+	/* "Sun, 06 Nov 1994 08:49:37 GMT": fixed width; years past 9999 do
+	 * not fit IMF-fixdate and are clamped. */
+	unsigned year = tm.tm_year + 1900 > 9999 ? 9999u : (unsigned)(tm.tm_year + 1900);
+	unsigned two[4] = { (unsigned)tm.tm_mday, (unsigned)tm.tm_hour, (unsigned)tm.tm_min,
+			    (unsigned)tm.tm_sec };
+	char *p = buf;
+	memcpy(p, days[(unsigned)tm.tm_wday % 7], 3);
+	p += 3;
+	*p++ = ',';
+	*p++ = ' ';
+	*p++ = (char)('0' + two[0] / 10 % 10);
+	*p++ = (char)('0' + two[0] % 10);
+	*p++ = ' ';
+	memcpy(p, months[(unsigned)tm.tm_mon % 12], 3);
+	p += 3;
+	*p++ = ' ';
+	*p++ = (char)('0' + year / 1000);
+	*p++ = (char)('0' + year / 100 % 10);
+	*p++ = (char)('0' + year / 10 % 10);
+	*p++ = (char)('0' + year % 10);
+	for (int i = 1; i < 4; i++) {
+		*p++ = i == 1 ? ' ' : ':';
+		*p++ = (char)('0' + two[i] / 10 % 10);
+		*p++ = (char)('0' + two[i] % 10);
+	}
+	memcpy(p, " GMT", 5);
 }
 
 size_t server_write_response(char *out, size_t cap, int status, const char *date,

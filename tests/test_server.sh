@@ -61,7 +61,9 @@ start_server() {
 stop_server() {
 	kill -TERM "$pid"
 	wait "$pid"
-	expect "server exit status after SIGTERM" 0 $?
+	rc=$?
+	expect "server exit status after SIGTERM" 0 "$rc"
+	[ "$rc" -eq 0 ] || head -n 80 "$tmp/err"
 	pid=
 	stopped=$(tail -n 1 "$tmp/err")
 }

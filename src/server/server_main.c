@@ -29,7 +29,7 @@ static void usage(FILE *f)
 	      "  --max-body BYTES          largest request body accepted (default 65536; 413 beyond)\n"
 	      "  --max-conns N             open connections per thread (default 10000)\n"
 	      "  --idle-timeout SECONDS    close connections idle that long (default 60)\n"
-	      "  --max-keys N              keys tracked per keyed limiter (default 1000000)\n"
+	      "  --max-keys N              keys tracked per keyed limiter (default 100000)\n"
 	      "  --trust-forwarded-for     scope 'ip' from the rightmost X-Forwarded-For entry\n"
 	      "  --frozen-clock            time stands still at start (deterministic tests)\n"
 	      "  --work-ms MS              hold every 2xx answer MS ms, as if working (its\n"
@@ -117,7 +117,7 @@ int main(int argc, char **argv)
 		.idle_timeout_ns = 60 * SLUICE_NS_PER_SEC,
 		.drain_timeout_ns = 5 * SLUICE_NS_PER_SEC,
 	};
-	struct server_decider_options dopts = { .max_keys = 1000000 };
+	struct server_decider_options dopts = { .max_keys = 100000 };
 	const char *policy_path = NULL, *why = NULL;
 	bool have_listen = false;
 	uint64_t v;

@@ -52,12 +52,18 @@ static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 	return true;
 }
 
-/* "127.0.0.1:8080", "[::1]:8080" -> host (in place) and port. */
-static bool parse_listen(char *arg, const char **host, uint16_t *port)
+/* "127.0.0.1:8080", "[::1]:8080" -> host and port (host copied into a
+ * static buffer: argv stays as given, for ps). */
+static bool parse_listen(const char *text, const char **host, uint16_t *port)
 {
-	char *colon = strrchr(arg, ':');
+	static char buf[128];
+	char *arg = buf, *colon;
 	uint64_t p;
 
+	if (strlen(text) >= sizeof buf)
+		return false;
+	strcpy(buf, text);
+	colon = strrchr(arg, ':');
 	if (colon == NULL || !parse_u64(colon + 1, 0, 65535, &p))
 		return false;
 	*colon = '\0';

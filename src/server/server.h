@@ -88,7 +88,7 @@ const char *server_decider_policy_name(const struct server_decider *d);
  * buffer or into `hashed` (so the buffer must stay untouched until then).
  */
 struct server_verdict {
-	int status;          /* 200, 429, or 400 (route or identity refused) */
+	int status;          /* 200, 429, 400 (target refused) or 503 (engine error) */
 	bool limited;        /* at least one limit applied to the request */
 	struct sluice_decision decision; /* the governing one */
 	unsigned families;   /* enum sluice_http_families */

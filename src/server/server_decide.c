@@ -260,10 +260,12 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 
 	extract_identities(d, req, v);
 	engine_request(d, req, v, &er);
-	if (sluice_engine_check(d->engine, &er, &v->engine) != SLUICE_OK) {
-		/* EINVAL: the matcher refused the target; nothing was consumed. */
+	int rc = sluice_engine_check(d->engine, &er, &v->engine);
+	if (rc != SLUICE_OK) {
+		/* Nothing was consumed. EINVAL: the matcher refused the target;
+		 * anything else (ETHREAD) is the server's fault. */
 		v->engine.slot_count = 0;
-		v->status = 400;
+		v->status = rc == SLUICE_EINVAL ? 400 : 503;
 		return;
 	}
 	if (!v->engine.governed)

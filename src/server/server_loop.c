@@ -249,10 +249,10 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 	req->peer_ip = c->peer_ip;
 	req->peer_ip_len = c->peer_ip_len;
 	server_decide(srv->decider, req, v);
-	if (v->status == 400) {
-		/* Not a valid route (the matcher refused the target). */
+	if (v->status != 200 && v->status != 429) {
+		/* The matcher refused the target (400) or the engine failed (503). */
 		count(&lp->counters.errors);
-		append_response(c, 400, false, lp->date, NULL, 0, NULL, NULL, 0);
+		append_response(c, v->status, false, lp->date, NULL, 0, NULL, NULL, 0);
 		return;
 	}
 	if (v->limited && v->nlimits > 0 &&

@@ -72,6 +72,11 @@ struct binding {
 	uint32_t scope_mask;
 	bool per_class;
 	bool is_override;
+	/* Overrides: which key of which scope, until when. */
+	uint32_t oscope;
+	uint32_t okey_len;
+	uint64_t oexpires_ns;
+	uint8_t okey[SLUICE_POLICY_MAX_KEY];
 };
 
 struct state_limit {
@@ -137,12 +142,36 @@ static int limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint
 	return rc == SLUICE_ERANGE ? SLUICE_ETOOBIG : rc;
 }
 
-static void binding_put(struct binding *b)
+/* Bindings whose last reference is gone, destroyed together with one
+ * rcu_barrier for all their limiters (sluice__limiter_destroy_many). When
+ * the arrays could not be allocated (lims NULL), each is destroyed at once. */
+struct graveyard {
+	struct sluice_limiter **lims;
+	struct binding **bindings;
+	size_t n;
+};
+
+static void binding_put(struct graveyard *g, struct binding *b)
 {
 	if (b == NULL || --b->refs != 0)
 		return;
-	sluice_limiter_destroy(b->lim);
-	free(b);
+	if (g->lims == NULL) {
+		sluice_limiter_destroy(b->lim);
+		free(b);
+		return;
+	}
+	g->lims[g->n] = b->lim;
+	g->bindings[g->n++] = b;
+}
+
+/* The maintenance threads' clock: Unix time (the engine's clock), lagging
+ * so that requests whose clock reading is up to that stale are not older
+ * than a sweep. */
+static uint64_t realtime_lagged(void *user)
+{
+	(void)user;
+	uint64_t now = sluice_realtime_ns();
+	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
 }
 
 static int binding_new(struct sluice_engine *eng, const struct sluice_policy_spec *spec,
@@ -167,7 +196,8 @@ static int binding_new(struct sluice_engine *eng, const struct sluice_policy_spe
 		return rc;
 	}
 	if (eng->sweep_interval_ns != 0) {
-		rc = sluice_limiter_maintenance_start(b->lim, eng->sweep_interval_ns, 4096, NULL, NULL);
+		rc = sluice_limiter_maintenance_start(b->lim, eng->sweep_interval_ns, 4096,
+						      realtime_lagged, NULL);
 		if (rc != SLUICE_OK) {
 			sluice_limiter_destroy(b->lim);
 			free(b);
@@ -205,20 +235,54 @@ static struct binding *find_kept(const struct state *old, const struct sluice_po
 	return NULL;
 }
 
+/* An override binding of `old` equal to `ov` (same limit, scope, key,
+ * numbers and expiry), or NULL. */
+static struct binding *find_kept_override(const struct state *old, const struct sluice_policy_limit *pl,
+					  const struct sluice_policy_override *ov,
+					  const struct sluice_limit *ls)
+{
+	if (old == NULL)
+		return NULL;
+	for (uint32_t j = 0; j < old->spec->override_count; j++) {
+		struct binding *b = old->overrides[j];
+		if (strcmp(b->name, pl->name) == 0 && b->scope_mask == pl->scope_mask &&
+		    b->per_class == pl->per_class && b->oscope == ov->scope &&
+		    b->okey_len == ov->key_len && b->oexpires_ns == ov->expires_at_ns &&
+		    memcmp(b->okey, ov->key, ov->key_len) == 0 && memcmp(&b->spec, ls, sizeof *ls) == 0)
+			return b;
+	}
+	return NULL;
+}
+
 static void state_free(struct state *st, bool free_policy)
 {
 	if (st == NULL)
 		return;
-	for (uint32_t i = 0; i < st->spec->limit_count; i++) {
-		binding_put(st->limits[i].base);
-		for (uint32_t t = 0; t < st->spec->tier_count; t++)
-			binding_put(st->limits[i].tier[t]);
+	const struct sluice_policy_spec *spec = st->spec;
+	size_t cap = (size_t)spec->limit_count * (spec->tier_count + 1) + spec->override_count + 1;
+	struct graveyard g = { calloc(cap, sizeof *g.lims), calloc(cap, sizeof *g.bindings), 0 };
+	if (g.lims == NULL || g.bindings == NULL) {
+		free(g.lims);
+		free(g.bindings);
+		g.lims = NULL;
+		g.bindings = NULL;
 	}
-	if (st->overrides != NULL) {
-		for (uint32_t i = 0; i < st->spec->override_count; i++)
-			binding_put(st->overrides[i]);
-		free(st->overrides);
+	for (uint32_t i = 0; i < spec->limit_count; i++) {
+		binding_put(&g, st->limits[i].base);
+		for (uint32_t t = 0; t < spec->tier_count; t++)
+			binding_put(&g, st->limits[i].tier[t]);
 	}
+	if (st->overrides != NULL)
+		for (uint32_t i = 0; i < spec->override_count; i++)
+			binding_put(&g, st->overrides[i]);
+	if (g.lims != NULL) {
+		sluice__limiter_destroy_many(g.lims, g.n);
+		for (size_t i = 0; i < g.n; i++)
+			free(g.bindings[i]);
+	}
+	free(g.lims);
+	free(g.bindings);
+	free(st->overrides);
 	if (free_policy)
 		sluice_policy_destroy(st->policy);
 	free(st);
@@ -229,9 +293,14 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 		       const struct state *old, struct state **out)
 {
 	const struct sluice_policy_spec *spec = sluice_policy_spec(policy);
-	struct state *st = calloc(1, sizeof *st);
 	int rc = SLUICE_OK;
+	uint32_t nconc = 0;
 
+	for (uint32_t i = 0; i < spec->limit_count; i++)
+		nconc += spec->limits[i].kind == SLUICE_POLICY_KIND_CONCURRENCY;
+	if (nconc > SLUICE_ENGINE_MAX_SLOTS)
+		return SLUICE_ETOOBIG; /* a decision could not report every slot */
+	struct state *st = calloc(1, sizeof *st);
 	if (st == NULL)
 		return SLUICE_ENOMEM;
 	st->policy = policy;
@@ -283,8 +352,21 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 		struct sluice_limit ls;
 		uint64_t burst = pl->kind == SLUICE_POLICY_KIND_GCRA ? ov->burst : ov->count;
 		rc = limit_spec(pl, ov->count, burst != 0 ? burst : ov->count, &ls);
-		if (rc == SLUICE_OK)
-			rc = binding_new(eng, spec, pl, "", &ls, true, &st->overrides[j]);
+		if (rc != SLUICE_OK)
+			break;
+		struct binding *b = find_kept_override(old, pl, ov, &ls);
+		if (b != NULL) {
+			b->refs++;
+		} else {
+			rc = binding_new(eng, spec, pl, "", &ls, true, &b);
+			if (rc != SLUICE_OK)
+				break;
+			b->oscope = ov->scope;
+			b->okey_len = ov->key_len;
+			b->oexpires_ns = ov->expires_at_ns;
+			memcpy(b->okey, ov->key, ov->key_len);
+		}
+		st->overrides[j] = b;
 	}
 	if (rc != SLUICE_OK) {
 		state_free(st, false);
@@ -532,7 +614,8 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 	struct sluice_decision d[SLUICE_POLICY_MAX_LIMITS];
 	struct binding *used[SLUICE_POLICY_MAX_LIMITS];
 	uint32_t done[SLUICE_POLICY_MAX_LIMITS];
-	unsigned char key[KEY_MAX];
+	unsigned char key[KEY_MAX], scratch[1024];
+	uint16_t key_off[SLUICE_POLICY_MAX_LIMITS], key_len[SLUICE_POLICY_MAX_LIMITS];
 	uint32_t ndone = 0;
 
 	memset(out, 0, offsetof(struct sluice_engine_decision, limit_name) + 1);
@@ -554,7 +637,9 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 	uint32_t mask = sluice_policy_class_limits(st->policy, (uint32_t)cls);
 
 	/* Keys first: an over-long identity is an error before anything is
-	 * consumed. */
+	 * consumed. They are kept in `scratch` when they fit (the usual case:
+	 * a few short identities), else rebuilt below. */
+	size_t used_scratch = 0;
 	for (uint32_t n = 0; n < spec->limit_count; n++) {
 		uint32_t i = st->order[n];
 		if (!(mask & (UINT32_C(1) << i)))
@@ -565,8 +650,18 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 			rc = SLUICE_EKEY;
 			goto unlock;
 		}
-		if (klen == 0)
+		if (klen == 0) {
 			mask &= ~(UINT32_C(1) << i); /* a scope without identity */
+			continue;
+		}
+		key_len[i] = (uint16_t)klen;
+		if (used_scratch + klen <= sizeof scratch) {
+			memcpy(scratch + used_scratch, key, klen);
+			key_off[i] = (uint16_t)used_scratch;
+			used_scratch += klen;
+		} else {
+			key_off[i] = UINT16_MAX;
+		}
 	}
 	out->applied = mask;
 
@@ -576,11 +671,16 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 		if (!(mask & (UINT32_C(1) << i)))
 			continue;
 		const struct sluice_policy_limit *pl = &spec->limits[i];
-		size_t klen = build_key(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req, key);
+		const unsigned char *k = scratch + key_off[i];
+		size_t klen = key_len[i];
+		if (key_off[i] == UINT16_MAX) {
+			build_key(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req, key);
+			k = key;
+		}
 		bool overridden;
 		struct binding *b = binding_for(st, i, req, &overridden);
 		struct sluice_decision di;
-		int degraded = sluice__limiter_reserve(b->lim, key, klen, req->cost, req->now_ns, &di,
+		int degraded = sluice__limiter_reserve(b->lim, k, klen, req->cost, req->now_ns, &di,
 						       &holds[ndone]);
 		if (degraded)
 			out->d.degraded = true;
@@ -668,7 +768,10 @@ int sluice_engine_release(struct sluice_engine *eng, const struct sluice_engine_
 	struct state *st = read_lock(eng);
 	const struct sluice_policy_spec *spec = st->spec;
 	int cls = SLUICE_POLICY_DEFAULT_CLASS;
-	if (req->method != NULL && req->path != NULL) {
+	if (decision->generation == st->generation && decision->class_id < spec->class_count) {
+		/* Same policy as the check: its class stands (no second match). */
+		cls = (int)decision->class_id;
+	} else if (req->method != NULL && req->path != NULL) {
 		cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path,
 					  req->path_len);
 		if (cls < 0)

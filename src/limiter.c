@@ -1258,10 +1258,10 @@ fail_raw:
 	return rc;
 }
 
-void sluice_limiter_destroy(struct sluice_limiter *lim)
+/* Destroy, first half: everything but the pending deferred frees and the
+ * struct itself. Returns whether call_rcu callbacks may still use lim. */
+static bool destroy_begin(struct sluice_limiter *lim)
 {
-	if (lim == NULL)
-		return;
 	if (lim->m_running)
 		sluice_limiter_maintenance_stop(lim);
 	(void)thread_enter(lim);
@@ -1282,12 +1282,38 @@ void sluice_limiter_destroy(struct sluice_limiter *lim)
 	rcu_read_unlock();
 	cds_lfht_destroy(lim->ht, NULL);
 	/* relaxed: the sweeps that set it happened-before this call. */
-	if (atomic_load_explicit(&lim->deferred, memory_order_relaxed)) /* relaxed: why above */
-		rcu_barrier(); /* pending free_batch_cb() use lim */
+	return atomic_load_explicit(&lim->deferred, memory_order_relaxed); /* relaxed: why above */
+}
+
+static void destroy_end(struct sluice_limiter *lim)
+{
 	pthread_cond_destroy(&lim->m_cond);
 	pthread_mutex_destroy(&lim->m_lock);
 	pthread_mutex_destroy(&lim->sweep_lock);
 	lim->free_fn(lim->alloc_user, lim->raw, lim->raw_size);
+}
+
+void sluice_limiter_destroy(struct sluice_limiter *lim)
+{
+	if (lim == NULL)
+		return;
+	if (destroy_begin(lim))
+		rcu_barrier(); /* pending free_batch_cb() use lim */
+	destroy_end(lim);
+}
+
+void sluice__limiter_destroy_many(struct sluice_limiter *const *lims, size_t n)
+{
+	bool deferred = false;
+
+	for (size_t i = 0; i < n; i++)
+		if (lims[i] != NULL && destroy_begin(lims[i]))
+			deferred = true;
+	if (deferred)
+		rcu_barrier(); /* once for all: pending free_batch_cb() use them */
+	for (size_t i = 0; i < n; i++)
+		if (lims[i] != NULL)
+			destroy_end(lims[i]);
 }
 
 int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter_stats *out)

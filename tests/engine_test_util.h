@@ -7,6 +7,8 @@
 
 #include "policy_test_util.h"
 
+#include <time.h>
+
 /* 2026-11-23T00:00:00Z */
 #define DAY0 (UINT64_C(1795392000) * SEC)
 #define MIN_NS (60 * SEC)

@@ -657,3 +657,110 @@ Test(engine_sweep, idle_keys_are_reclaimed_and_come_back_identical)
 	cr_assert_eq(used_of(e, NULL, &q, "token_day"), 1);
 	sluice_engine_destroy(e);
 }
+
+Test(engine_errors, more_concurrency_limits_than_a_decision_reports)
+{
+	static const char text[] = "policy \"many\"\n"
+				   "scope ip\n"
+				   "limit c1 per ip concurrency 1\n"
+				   "limit c2 per ip concurrency 2\n"
+				   "limit c3 per ip concurrency 3\n"
+				   "limit c4 per ip concurrency 4\n"
+				   "limit c5 per ip concurrency 5\n";
+	struct sluice_policy *p = load_text(text);
+	struct sluice_engine *e = NULL;
+	cr_assert_eq(sluice_engine_create(&e, p, NULL), SLUICE_ETOOBIG);
+	cr_assert_null(e);
+	sluice_policy_destroy(p);
+}
+
+Test(engine_time, clock_going_backwards_never_over_admits)
+{
+	struct sluice_engine *e = engine_of(load_file("seed002.policy"));
+	struct req q;
+	uint64_t t = DAY0 + 86400 * SEC + 5 * SEC; /* day 2, 00:00:05 */
+	req_init(&q, "GET", "/v1/items", "tok_a", "ws_1", t);
+	cr_assert_eq(count_admitted(e, &q, 1000), 120);
+	/* A step back of a minute: the bucket does not refill backwards. */
+	q.r.now_ns = t - 60 * SEC;
+	cr_assert_not(run(e, &q).d.allowed);
+	/* Back across midnight: the day quota counts it in the cell's day. */
+	q.r.now_ns = t + 120 * SEC;
+	cr_assert(run(e, &q).d.allowed);
+	q.r.now_ns = DAY0 + 86400 * SEC - SEC; /* day 1, 23:59:59 */
+	struct sluice_engine_decision d = run(e, &q);
+	cr_assert_not(d.d.allowed, "the minute bucket is still ahead in time");
+	q.r.now_ns = t + 120 * SEC;
+	cr_assert_eq(used_of(e, NULL, &q, "token_day"), 121);
+	sluice_engine_destroy(e);
+}
+
+Test(engine_reload, an_unchanged_override_keeps_its_state_a_changed_one_starts_fresh)
+{
+	struct sluice_engine *e = engine_of(load_text(expiring));
+	struct req q;
+	req_init(&q, "GET", "/x", "big", NULL, DAY0 + 60 * SEC);
+	cr_assert_eq(count_admitted(e, &q, 4), 4);
+	cr_assert_eq(sluice_engine_reload(e, load_text(expiring)), SLUICE_OK);
+	cr_assert_eq(count_admitted(e, &q, 100), 6, "10 - 4: kept");
+	static const char changed[] = "policy \"exp\"\n"
+				      "scope org\n"
+				      "limit base per org rate 5/1m\n"
+				      "override base org \"big\" 12 until 2026-11-23T00:10:00Z\n";
+	cr_assert_eq(sluice_engine_reload(e, load_text(changed)), SLUICE_OK);
+	cr_assert_eq(count_admitted(e, &q, 100), 12, "changed count: fresh");
+	sluice_engine_destroy(e);
+}
+
+Test(engine_sweep, maintenance_threads_sweep_on_unix_time)
+{
+	struct sluice_engine *e = NULL;
+	struct sluice_engine_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.sweep_interval_ns = 1000 * 1000; /* 1 ms */
+	cr_assert_eq(sluice_engine_create(&e, load_file("seed002.policy"), &o), SLUICE_OK);
+	struct req q;
+	/* Ten days ago: idle by now in every limit. */
+	req_init(&q, "GET", "/v1/items", "tok_a", "ws_1", sluice_realtime_ns() - 10 * 86400 * SEC);
+	cr_assert(run(e, &q).d.allowed);
+	struct sluice_engine_top top[1];
+	size_t got = 1;
+	for (int i = 0; i < 2000 && got != 0; i++) {
+		cr_assert_eq(sluice_engine_top(e, 0, SLUICE_POLICY_NO_TIER, q.r.now_ns, top, 1, &got), SLUICE_OK);
+		if (got != 0) {
+			struct timespec ts = { 0, 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+	}
+	cr_assert_eq(got, 0, "the maintenance threads reclaimed the idle key");
+	sluice_engine_destroy(e);
+}
+
+Test(engine_errors, limits_the_cells_cannot_express)
+{
+	struct sluice_policy *p = load_text("policy \"big\"\nscope ip\nlimit s per ip sliding 2000000/1m\n");
+	struct sluice_engine *e = NULL;
+	cr_assert_eq(sluice_engine_create(&e, p, NULL), SLUICE_ETOOBIG);
+	cr_assert_null(e);
+	sluice_policy_destroy(p);
+	/* Above the log's ceiling, below the counter's: the counter serves. */
+	e = engine_of(load_text("policy \"c\"\nscope ip\nlimit s per ip sliding 5000/1m\n"));
+	struct req q;
+	req_init(&q, "GET", "/", "1.2.3.4", NULL, DAY0);
+	q.r.cost = 5000;
+	cr_assert(run(e, &q).d.allowed);
+	q.r.cost = 1;
+	cr_assert_not(run(e, &q).d.allowed);
+	sluice_engine_destroy(e);
+}
+
+Test(engine_seed001, the_same_table_as_seed000)
+{
+	struct sluice_engine *e = engine_of(load_file("seed001.policy"));
+	struct req q;
+	req_init(&q, "POST", "/auth/login", "10.0.0.9", NULL, DAY0);
+	cr_assert_eq(count_admitted(e, &q, 1000), 40);
+	cr_assert_str_eq(run(e, &q).limit_name, "auth");
+	sluice_engine_destroy(e);
+}

@@ -65,9 +65,9 @@ struct sluice_identity {
  *   identities       array indexed by the policy's scope ids
  *                    (sluice_policy_scope_index); identity_count may be less
  *                    than the scope count (the missing ones are absent).
- *   cost             units to admit; 0 evaluates without consuming (a peek:
- *                    allowed is then whether a request of cost 1 would pass
- *                    each limit as it stands; no slot is taken).
+ *   cost             units to admit; 0 evaluates without consuming or
+ *                    inserting (a peek: allowed is true, d describes the
+ *                    limit with the least remaining; no slot is taken).
  *   now_ns           Unix time, nanoseconds.
  *   tier             SLUICE_POLICY_NO_TIER (-1) or a tier index
  *                    (sluice_policy_tier_index); an index out of range is
@@ -165,7 +165,8 @@ struct sluice_engine; /* opaque */
  * and 0 returned. On failure the caller keeps the policy. Errors:
  *   SLUICE_EINVAL   NULL out/policy, bad options;
  *   SLUICE_ETOOBIG  a limit the cells cannot express (e.g. sliding count
- *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT);
+ *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT), or more than
+ *                   SLUICE_ENGINE_MAX_SLOTS concurrency limits;
  *   SLUICE_ENOMEM, SLUICE_ETHREAD.
  */
 SLUICE_API int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
@@ -212,7 +213,8 @@ SLUICE_API int sluice_engine_release(struct sluice_engine *eng, const struct slu
  * applies to may differ) keeps its limiters and so its per-key state and
  * held slots; a changed or new limit starts fresh (every key full); the
  * state of a removed or changed limit is dropped, and its slots then
- * release with SLUICE_ESTALE. Overrides always start fresh.
+ * release with SLUICE_ESTALE. An override (limit, scope, key, numbers and
+ * expiry all equal) is kept the same way; a changed one starts fresh.
  *
  * The switch is an RCU pointer swap: requests in flight finish on the old
  * policy, later ones see the new one; the old policy and the dropped

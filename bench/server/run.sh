@@ -55,12 +55,17 @@ run_once() {
 median() { sort -n "$tmp/$1" | sed -n "$(((runs + 1) / 2))p"; }
 
 echo "server threads $st${SERVER_CPUS:+ on CPUs $SERVER_CPUS}, wrk${WRK_CPUS:+ on CPUs $WRK_CPUS} -t$wt -c$wc -d${secs}s, median of $runs (configurations interleaved)"
-# Interleaved rounds, so that drifting background load hits every
-# configuration alike.
-for _ in $(seq 1 "$runs"); do
-	run_once no-limit 10000 --no-limit
-	run_once admitted 10000 --policy "$policy"
-	run_once refused 1 --policy "$policy"
+# Interleaved rounds, the order rotated each round, so that drifting
+# background load hits every configuration alike.
+configs=(no-limit admitted refused)
+for r in $(seq 0 $((runs - 1))); do
+	for k in 0 1 2; do
+		case ${configs[$(((r + k) % 3))]} in
+		no-limit) run_once no-limit 10000 --no-limit ;;
+		admitted) run_once admitted 10000 --policy "$policy" ;;
+		refused) run_once refused 1 --policy "$policy" ;;
+		esac
+	done
 done
 base=$(median no-limit)
 for name in no-limit admitted refused; do

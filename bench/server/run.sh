@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/server/run.sh SERVER [SECONDS] [RUNS] - requests/s of sluice-server
-# over loopback, with and without sluice, measured by wrk: the median of RUNS
-# runs (default 3) of SECONDS (default 5) each, per configuration. The server
+# over loopback, with and without sluice, measured by wrk, and the server's
+# CPU time per request (user + system from /proc over the wrk run, so the
+# client's share of the cores does not count): the median of RUNS runs
+# (default 3) of SECONDS (default 5) each, per configuration. The server
 # and wrk run with the same thread and connection counts (SERVER_THREADS,
 # WRK_THREADS, WRK_CONNECTIONS; default 1, 1, 32). SERVER_CPUS and WRK_CPUS
 # (taskset lists, e.g. 0-1 and 2-3) pin them to separate cores where there
@@ -24,6 +26,9 @@ tmp=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 
+# Server CPU time (user + system) so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # run_once NAME TOKENS SERVER-ARGS...: a fresh server, one wrk run; appends
 # the requests/s to $tmp/NAME.
 run_once() {
@@ -40,13 +45,18 @@ run_once() {
 		sleep 0.05
 	done
 	# shellcheck disable=SC2086
+	local cpu0
+	cpu0=$(cpu_ticks "$pid")
 	TOKENS=$tokens ${WRK_CPUS:+taskset -c $WRK_CPUS} "${WRK:-wrk}" -t"$wt" -c"$wc" -d"${secs}s" -s "$here/wrk_tokens.lua" \
 		"http://127.0.0.1:$port/v1/items" >"$tmp/wrk"
-	local rps non
+	local rps non total us
+	us=$(( ($(cpu_ticks "$pid") - cpu0) * 1000000 / $(getconf CLK_TCK) ))
 	rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\)/\1/p' "$tmp/wrk")
 	non=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\)/\1/p' "$tmp/wrk")
-	echo "  $name: $rps req/s, non-2xx: ${non:-0}" >&2
+	total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$tmp/wrk")
+	echo "  $name: $rps req/s, non-2xx: ${non:-0}, server CPU $us us for $total requests" >&2
 	echo "$rps" >>"$tmp/$name"
+	awk -v u="$us" -v n="$total" 'BEGIN { printf "%.2f\n", u / n }' >>"$tmp/$name.cpu"
 	kill -TERM "$pid"
 	wait "$pid" || true
 	pid=
@@ -68,7 +78,10 @@ for r in $(seq 0 $((runs - 1))); do
 	done
 done
 base=$(median no-limit)
+cbase=$(median no-limit.cpu)
 for name in no-limit admitted refused; do
 	awk -v n="$name" -v m="$(median "$name")" -v b="$base" -v all="$(tr '\n' ' ' <"$tmp/$name")" \
-		'BEGIN { printf "%-9s %8.0f req/s  %.3fx no-limit   runs: %s\n", n, m, m / b, all }'
+		-v c="$(median "$name.cpu")" -v cb="$cbase" \
+		'BEGIN { printf "%-9s %8.0f req/s  %.3fx no-limit   server CPU %.2f us/request (%.2fx)   runs: %s\n",
+			 n, m, m / b, c, c / cb, all }'
 done

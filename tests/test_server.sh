@@ -173,13 +173,19 @@ raw 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.
 expect "pipelined requests answered" 2 "$(grep -o 'HTTP/1.1 200 OK' "$tmp/raw" | wc -l | tr -d ' ')"
 expect "Connection: close honoured" "Connection: close" "$(grep '^Connection:' "$tmp/raw")"
 
+# HEAD: the fields of a GET, Content-Length included, and no body.
+raw 'HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >/dev/null
+expect "HEAD answer" "HTTP/1.1 200 OK|Content-Length: 11|" \
+	"$(grep -E '^(HTTP/|Content-Length:)' "$tmp/raw" | tr '\n' '|')"
+expect "HEAD answer has no body" "" "$(sed -n '/^$/,$p' "$tmp/raw" | tr -d '\n')"
+
 # Counted by the server (/stats itself is not): 200: 1+119+1+120+59+1+1
-# (anonymous)+2 (pipelined) = 304; 429: 2; bad requests: 7.
+# (anonymous)+2 (pipelined)+1 (HEAD) = 305; 429: 2; bad requests: 7.
 get stats "$(base)/stats"
-expect "/stats" '"requests":313,"ok":304,"limited":2,"errors":7' \
+expect "/stats" '"requests":314,"ok":305,"limited":2,"errors":7' \
 	"$(sed -n 's/^{\("requests":[0-9]*,"ok":[0-9]*,"limited":[0-9]*,"errors":[0-9]*\).*/\1/p' "$tmp/stats.b")"
 stop_server
-expect "shutdown line" "requests=313 ok=304 limited=2 errors=7" \
+expect "shutdown line" "requests=314 ok=305 limited=2 errors=7" \
 	"$(echo "$stopped" | sed -n 's/.*\(requests=[0-9]* ok=[0-9]* limited=[0-9]* errors=[0-9]*\).*/\1/p')"
 
 # ---------------------------------------------------------------------------

@@ -44,6 +44,7 @@ struct conn {
 	int fd;
 	bool closing;  /* close once the output has drained */
 	int waiting;   /* WAIT_*: what epoll reports for it */
+	bool head_only; /* the request being answered is a HEAD */
 	uint64_t send_at_ns; /* --work-ms: the response goes out then (0: now) */
 	bool lingering; /* write side shut: reading and discarding until EOF */
 	uint64_t body_left;
@@ -177,6 +178,10 @@ static void append_response(struct conn *c, int status, bool keep_alive, const c
 					  date, false, NULL, 0, NULL, NULL, 0);
 		keep_alive = false;
 	}
+	/* HEAD: the same fields (Content-Length included), no body (RFC 9110
+	 * 9.3.2); the body is the tail of what was written. */
+	if (c->head_only && n > body_len)
+		n -= body_len;
 	c->out_len += n;
 	if (!keep_alive)
 		c->closing = true;
@@ -309,11 +314,13 @@ static void conn_process(struct loop *lp, struct conn *c)
 		case SERVER_PARSE_INCOMPLETE:
 			return;
 		case SERVER_PARSE_ERROR:
+			c->head_only = false;
 			answer_error(lp, c, status);
 			c->in_len = 0;
 			return;
 		case SERVER_PARSE_OK:
 			c->verdict.engine.slot_count = 0;
+			c->head_only = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
 			handle_request(lp, c, &req, keep_alive);
 			if (server_verdict_holds(&c->verdict)) {
 				c->held = true;

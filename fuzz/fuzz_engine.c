@@ -466,12 +466,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (nheld == MAXHELD) {
 					/* Release the oldest to make room. */
 					struct held *o = &held[0];
-					if (sluice_engine_release(eng, &o->r, &o->d) != SLUICE_OK)
-						fail("release", 1, 0);
+					int rc2 = sluice_engine_release(eng, &o->r, &o->d);
+					if (rc2 != SLUICE_OK)
+						fail("release of the oldest", (uint64_t)-rc2, 0);
 					for (uint32_t c = 0; c < o->ncells; c++)
 						o->cells[c]->inflight--;
 					memmove(held, held + 1, (MAXHELD - 1) * sizeof held[0]);
 					nheld--;
+					for (size_t k = 0; k < nheld; k++)
+						held[k].r.identities = held[k].id;
 				}
 				held[nheld] = h;
 				held[nheld].r.identities = held[nheld].id;

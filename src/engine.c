@@ -417,9 +417,9 @@ int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *polic
 		return rc;
 	}
 	st->generation = 1;
-	/* relaxed: not shared yet; whoever receives *out is ordered by the
-	 * caller's own synchronisation. */
-	atomic_init(&eng->state, st);
+	/* Not shared yet; whoever receives *out is ordered by the caller's own
+	 * synchronisation. */
+	atomic_init(&eng->state, st); /* relaxed (initialisation): why above */
 	*out = eng;
 	return SLUICE_OK;
 }

@@ -32,6 +32,10 @@
 #include <string.h>
 #include <time.h>
 
+/* Reads of the tallies after every thread was joined: pthread_join orders
+ * the threads' writes before them, so relaxed suffices. */
+#define LOAD(p) atomic_load_explicit((p), memory_order_relaxed) /* relaxed: why above */
+
 #define SEC 1000000000ull
 #define DAY0 (UINT64_C(1795392000) * SEC)
 #define TOKENS 6
@@ -261,19 +265,19 @@ int main(void)
 	pthread_join(rl, NULL);
 	pthread_join(sw, NULL);
 
-	uint64_t phases = atomic_load(&phase) + 1;
+	uint64_t phases = LOAD(&phase) + 1;
 	int bad = 0;
 	for (uint64_t ph = 0; ph < phases; ph++) {
 		for (int t = 0; t < TOKENS; t++)
-			if (atomic_load(&tok_phase[ph][t]) > 120) {
+			if (LOAD(&tok_phase[ph][t]) > 120) {
 				printf("FAIL: token %d phase %llu admitted %u > 120\n", t,
-				       (unsigned long long)ph, atomic_load(&tok_phase[ph][t]));
+				       (unsigned long long)ph, LOAD(&tok_phase[ph][t]));
 				bad++;
 			}
 		for (int s = 0; s < WS; s++)
-			if (atomic_load(&ws_phase[ph][s]) > 300) {
+			if (LOAD(&ws_phase[ph][s]) > 300) {
 				printf("FAIL: workspace %d phase %llu admitted %u > 300\n", s,
-				       (unsigned long long)ph, atomic_load(&ws_phase[ph][s]));
+				       (unsigned long long)ph, LOAD(&ws_phase[ph][s]));
 				bad++;
 			}
 	}
@@ -283,9 +287,9 @@ int main(void)
 		uint32_t tok[TOKENS] = { 0 }, ws[WS] = { 0 };
 		for (uint64_t ph = day * PHASES_PER_DAY; ph < phases && ph < (day + 1) * PHASES_PER_DAY; ph++) {
 			for (int t = 0; t < TOKENS; t++)
-				tok[t] += atomic_load(&tok_phase[ph][t]);
+				tok[t] += LOAD(&tok_phase[ph][t]);
 			for (int s = 0; s < WS; s++)
-				ws[s] += atomic_load(&ws_phase[ph][s]);
+				ws[s] += LOAD(&ws_phase[ph][s]);
 		}
 		for (int t = 0; t < TOKENS; t++)
 			if (tok[t] > 400) {
@@ -301,37 +305,37 @@ int main(void)
 	bad ? failed++ : passed++;
 	bad = 0;
 	for (int t = 0; t < TOKENS; t++)
-		if (atomic_load(&inflight_max[t]) > 4 || atomic_load(&inflight[t]) != 0) {
-			printf("FAIL: token %d in flight max %d, left %d\n", t, atomic_load(&inflight_max[t]),
-			       atomic_load(&inflight[t]));
+		if (LOAD(&inflight_max[t]) > 4 || LOAD(&inflight[t]) != 0) {
+			printf("FAIL: token %d in flight max %d, left %d\n", t, LOAD(&inflight_max[t]),
+			       LOAD(&inflight[t]));
 			bad++;
 		}
 	bad ? failed++ : passed++;
-	if (atomic_load(&bad_top) != 0) {
+	if (LOAD(&bad_top) != 0) {
 		printf("FAIL: %llu top-N/usage records out of bounds or order\n",
-		       (unsigned long long)atomic_load(&bad_top));
+		       (unsigned long long)LOAD(&bad_top));
 		failed++;
 	} else {
 		passed++;
 	}
 	/* Every slot came back: each token's concurrency usage is 0. */
-	if (atomic_load(&release_errors) != 0) {
+	if (LOAD(&release_errors) != 0) {
 		printf("FAIL: %llu release/check/reload errors\n",
-		       (unsigned long long)atomic_load(&release_errors));
+		       (unsigned long long)LOAD(&release_errors));
 		failed++;
 	} else {
 		passed++;
 	}
 	printf("phases %llu, reloads %llu, sweeps %llu; admitted %llu, rate %llu, quota %llu, "
 	       "concurrency %llu\n",
-	       (unsigned long long)phases, (unsigned long long)atomic_load(&reloads),
-	       (unsigned long long)atomic_load(&sweeps), (unsigned long long)atomic_load(&reasons[0]),
-	       (unsigned long long)atomic_load(&reasons[SLUICE_REASON_RATE]),
-	       (unsigned long long)atomic_load(&reasons[SLUICE_REASON_QUOTA]),
-	       (unsigned long long)atomic_load(&reasons[SLUICE_REASON_CONCURRENCY]));
+	       (unsigned long long)phases, (unsigned long long)LOAD(&reloads),
+	       (unsigned long long)LOAD(&sweeps), (unsigned long long)LOAD(&reasons[0]),
+	       (unsigned long long)LOAD(&reasons[SLUICE_REASON_RATE]),
+	       (unsigned long long)LOAD(&reasons[SLUICE_REASON_QUOTA]),
+	       (unsigned long long)LOAD(&reasons[SLUICE_REASON_CONCURRENCY]));
 	/* The test is only meaningful if every kind of refusal happened. */
-	if (atomic_load(&reasons[SLUICE_REASON_RATE]) == 0 || atomic_load(&reasons[SLUICE_REASON_QUOTA]) == 0 ||
-	    atomic_load(&reasons[SLUICE_REASON_CONCURRENCY]) == 0 || phases < 3) {
+	if (LOAD(&reasons[SLUICE_REASON_RATE]) == 0 || LOAD(&reasons[SLUICE_REASON_QUOTA]) == 0 ||
+	    LOAD(&reasons[SLUICE_REASON_CONCURRENCY]) == 0 || phases < 3) {
 		printf("FAIL: not every limit was exercised\n");
 		failed++;
 	} else {

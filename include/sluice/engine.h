@@ -29,8 +29,10 @@
  * Threads and RCU: as for the limiter (sluice/limiter.h), every function
  * registers its calling thread with urcu-memb on first use, unless the
  * engine was created with SLUICE_ENGINE_CALLER_REGISTERS_RCU. check, release,
- * usage and top may run concurrently with each other and with reload from
- * any threads; create and destroy are not concurrent with anything.
+ * usage, top, generation, sweep and reload may run concurrently from any
+ * threads (reloads and sweeps serialize on a mutex; check, release, usage
+ * and top never wait for it); create and destroy are not concurrent with
+ * anything.
  */
 #ifndef SLUICE_ENGINE_H
 #define SLUICE_ENGINE_H

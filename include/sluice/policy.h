@@ -25,7 +25,8 @@
  *
  * Evaluating a policy against per-key state (all-or-nothing across limits,
  * hot reload, soft warnings at runtime, usage) is the job of the policy
- * engine built on the keyed limiter; this header is its input.
+ * engine built on the keyed limiter (sluice/engine.h); this header is its
+ * input.
  */
 #ifndef SLUICE_POLICY_H
 #define SLUICE_POLICY_H

@@ -1,0 +1,302 @@
+/*
+ * server_decide.c - the decision step of the example server: a request's
+ * route and identities -> one decision over every limit of the policy, by
+ * the policy engine (sluice/engine.h), and the response's rate-limit fields.
+ *
+ * This file is the one place that knows how limits are enforced; the event
+ * loop only calls server_decide() and, once a response that holds
+ * concurrency slots has been written, server_decider_release().
+ *
+ * Identities (docs/server.md, "Identities"): scope "token" from
+ * "Authorization: Bearer <t>", scope "ip" from the peer address (or the
+ * rightmost X-Forwarded-For entry with --trust-forwarded-for), any other
+ * scope "foo_bar" from header "X-Foo-Bar". A missing or empty value is no
+ * identity: the limits keyed by that scope do not apply to the request (the
+ * engine's rule). A value longer than the engine's SLUICE_ENGINE_MAX_IDENTITY
+ * is replaced by its 128-bit keyed hash (32 hex digits), so long bearer
+ * tokens (JWTs) work.
+ *
+ * Which limits the headers describe: a refusal, the refusing limit (the
+ * engine's governing one). An admission, the rate-like limits (GCRA,
+ * sliding, calendar): the engine's governing limit when it is one, else
+ * (the governing limit is a concurrency limit, whose "remaining" is slots,
+ * not quota) the engine's usage of every applied rate-like limit, of which
+ * the renderer shows the one with the least remaining; the draft-11 family,
+ * which lists every limit, always takes the usage.
+ */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+struct server_decider {
+	struct sluice_engine *engine;
+	const struct sluice_policy_spec *spec; /* of the policy the engine owns */
+	struct server_decider_options opts;
+	uint64_t frozen_unix_ns;
+	int scope_token; /* index of the scope so named, or -1 */
+	int scope_ip;
+	char scope_header[SLUICE_POLICY_MAX_SCOPES][SLUICE_POLICY_MAX_NAME + 3];
+	unsigned char secret[XXH3_SECRET_SIZE_MIN];
+};
+
+int server_decider_create(struct server_decider **out, struct sluice_policy *policy,
+			  const struct server_decider_options *opts, const char **why)
+{
+	struct server_decider *d = calloc(1, sizeof *d);
+	int rc;
+
+	*why = "out of memory";
+	if (d == NULL)
+		return SLUICE_ENOMEM;
+	d->spec = sluice_policy_spec(policy);
+	d->opts = *opts;
+	d->frozen_unix_ns = sluice_realtime_ns();
+	/* Keys the hash of over-long identities: a client cannot choose a
+	 * token that collides with another's. */
+	if (getrandom(d->secret, sizeof d->secret, 0) != (ssize_t)sizeof d->secret) {
+		*why = "getrandom failed";
+		free(d);
+		return SLUICE_EINVAL;
+	}
+	d->scope_token = sluice_policy_scope_index(policy, "token");
+	d->scope_ip = sluice_policy_scope_index(policy, "ip");
+	for (uint32_t s = 0; s < d->spec->scope_count; s++) {
+		/* "foo_bar" -> "X-Foo-Bar" (header names compare case-insensitively). */
+		char *h = d->scope_header[s];
+		const char *name = d->spec->scopes[s];
+		size_t k = 0;
+		h[k++] = 'X';
+		h[k++] = '-';
+		for (size_t i = 0; name[i] != '\0' && k < sizeof d->scope_header[s] - 1; i++)
+			h[k++] = name[i] == '_' ? '-' : name[i];
+		h[k] = '\0';
+	}
+	const struct sluice_engine_options eopts = {
+		.size = sizeof eopts,
+		.max_keys = opts->max_keys,
+		/* Reclaim keys whose limits are full again, once a second. */
+		.sweep_interval_ns = SLUICE_NS_PER_SEC,
+	};
+	rc = sluice_engine_create(&d->engine, policy, &eopts);
+	if (rc != SLUICE_OK) {
+		*why = "sluice_engine_create failed";
+		free(d);
+		return rc;
+	}
+	*why = NULL;
+	*out = d;
+	return SLUICE_OK;
+}
+
+void server_decider_destroy(struct server_decider *d)
+{
+	if (d == NULL)
+		return;
+	sluice_engine_destroy(d->engine);
+	free(d);
+}
+
+const char *server_decider_policy_name(const struct server_decider *d)
+{
+	return d->spec->name;
+}
+
+/* ------------------------------------------------------------------------
+ * Identities.
+ */
+static bool ascii_ieq(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+		if (x >= 'A' && x <= 'Z')
+			x = (unsigned char)(x + 32);
+		if (y >= 'A' && y <= 'Z')
+			y = (unsigned char)(y + 32);
+		if (x != y)
+			return false;
+	}
+	return true;
+}
+
+static void extract_identities(const struct server_decider *d, const struct server_request *req,
+			       struct server_verdict *v)
+{
+	for (uint32_t s = 0; s < d->spec->scope_count; s++) {
+		const struct server_header *h;
+		const char *p = NULL;
+		size_t n = 0;
+		if ((int)s == d->scope_token) {
+			/* Authorization: Bearer <token> (scheme case-insensitive). */
+			h = server_request_header(req, "Authorization");
+			if (h != NULL && h->value_len > 7 && ascii_ieq(h->value, "Bearer ", 7)) {
+				p = h->value + 7;
+				n = h->value_len - 7;
+			}
+		} else if ((int)s == d->scope_ip) {
+			h = d->opts.trust_forwarded_for ? server_request_header(req, "X-Forwarded-For")
+							: NULL;
+			if (h != NULL) {
+				/* The rightmost entry: the one our trusted proxy added. */
+				const char *comma = memrchr(h->value, ',', h->value_len);
+				p = comma ? comma + 1 : h->value;
+				n = h->value_len - (size_t)(p - h->value);
+			} else {
+				p = req->peer_ip;
+				n = req->peer_ip_len;
+			}
+		} else if ((h = server_request_header(req, d->scope_header[s])) != NULL) {
+			p = h->value;
+			n = h->value_len;
+		}
+		while (n > 0 && (*p == ' ' || *p == '\t'))
+			p++, n--;
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n > SLUICE_ENGINE_MAX_IDENTITY) {
+			XXH128_hash_t x = XXH3_128bits_withSecret(p, n, d->secret, sizeof d->secret);
+			snprintf(v->hashed[s], sizeof v->hashed[s], "%016llx%016llx",
+				 (unsigned long long)x.high64, (unsigned long long)x.low64);
+			p = v->hashed[s];
+			n = 32;
+		}
+		/* An empty value is no identity (bytes NULL: the scope is absent). */
+		v->ids[s].bytes = n > 0 ? p : NULL;
+		v->ids[s].len = n;
+	}
+}
+
+static void engine_request(const struct server_decider *d, const struct server_request *req,
+			   const struct server_verdict *v, struct sluice_engine_request *er)
+{
+	memset(er, 0, sizeof *er);
+	er->method = req->method;
+	er->method_len = req->method_len;
+	er->path = req->path;
+	er->path_len = req->path_len;
+	er->identities = v->ids;
+	er->identity_count = d->spec->scope_count;
+	er->tier = SLUICE_POLICY_NO_TIER;
+	er->cost = 1;
+	er->now_ns = v->now_unix_ns;
+}
+
+/* ------------------------------------------------------------------------
+ * The decision.
+ */
+static unsigned families_of(const struct sluice_policy_spec *spec)
+{
+	unsigned f = spec->retry_after ? SLUICE_HTTP_RETRY_AFTER : 0;
+
+	switch (spec->headers) {
+	case SLUICE_HEADERS_DRAFT6: return f | SLUICE_HTTP_DRAFT06;
+	case SLUICE_HEADERS_DRAFT7: return f | SLUICE_HTTP_DRAFT07;
+	case SLUICE_HEADERS_DRAFT11: return f | SLUICE_HTTP_DRAFT11;
+	case SLUICE_HEADERS_XRATELIMIT:
+		if (spec->reset == SLUICE_RESET_UNIX_S)
+			return f | SLUICE_HTTP_X_UNIX_S;
+		if (spec->reset == SLUICE_RESET_UNIX_MS)
+			return f | SLUICE_HTTP_X_UNIX_MS;
+		return f | SLUICE_HTTP_X_DELTA;
+	default: return f;
+	}
+}
+
+static void add_limit(struct server_verdict *v, const struct sluice_policy_limit *l,
+		      const struct sluice_decision *dec)
+{
+	struct sluice_http_limit *h = &v->limits[v->nlimits++];
+
+	memset(h, 0, sizeof *h);
+	h->name = l->name;
+	h->decision = *dec;
+	h->quota = dec->limit;     /* the count in force */
+	h->window_ns = l->period_ns; /* 0 for concurrency: no window rendered */
+}
+
+/* Every applied rate-like limit's state, from the engine's usage. */
+static void add_usage(struct server_decider *d, const struct sluice_engine_request *er,
+		      struct server_verdict *v)
+{
+	struct sluice_engine_usage u[SLUICE_POLICY_MAX_LIMITS];
+	size_t n = 0;
+
+	if (sluice_engine_usage(d->engine, er, u, SLUICE_POLICY_MAX_LIMITS, &n) != SLUICE_OK)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (u[i].kind == SLUICE_POLICY_KIND_CONCURRENCY ||
+		    !(v->engine.applied & (UINT32_C(1) << u[i].limit)))
+			continue;
+		struct sluice_decision dec = {
+			.allowed = true,
+			.limit_index = u[i].limit,
+			.limit = u[i].count,
+			.remaining = u[i].remaining,
+			.reset_ns = u[i].reset_ns,
+		};
+		add_limit(v, &d->spec->limits[u[i].limit], &dec);
+	}
+}
+
+void server_decide(struct server_decider *d, const struct server_request *req,
+		   struct server_verdict *v)
+{
+	struct sluice_engine_request er;
+
+	v->status = 200;
+	v->limited = false;
+	v->nlimits = 0;
+	v->families = families_of(d->spec);
+	v->body_style = d->spec->body;
+	v->now_unix_ns = d->opts.frozen_clock ? d->frozen_unix_ns : sluice_realtime_ns();
+	memset(&v->decision, 0, sizeof v->decision);
+	v->decision.allowed = true;
+	v->engine.slot_count = 0;
+
+	extract_identities(d, req, v);
+	engine_request(d, req, v, &er);
+	int rc = sluice_engine_check(d->engine, &er, &v->engine);
+	if (rc != SLUICE_OK) {
+		/* Nothing was consumed. EINVAL: the matcher refused the target;
+		 * anything else (ETHREAD) is the server's fault. */
+		v->engine.slot_count = 0;
+		v->status = rc == SLUICE_EINVAL ? 400 : 503;
+		return;
+	}
+	if (!v->engine.governed)
+		return; /* no limit applies to this request */
+	v->limited = true;
+	v->decision = v->engine.d;
+	const struct sluice_policy_limit *gov = &d->spec->limits[v->engine.d.limit_index];
+	if (!v->engine.d.allowed) {
+		v->status = 429;
+		add_limit(v, gov, &v->engine.d);
+		return;
+	}
+	bool others = (v->engine.applied & ~(UINT32_C(1) << v->engine.d.limit_index)) != 0;
+	if (gov->kind == SLUICE_POLICY_KIND_CONCURRENCY || ((v->families & SLUICE_HTTP_DRAFT11) && others))
+		add_usage(d, &er, v);
+	else
+		add_limit(v, gov, &v->engine.d);
+	if (v->engine.d.degraded && v->nlimits > 0)
+		v->limits[0].decision.degraded = true; /* no rate-limit fields (http.h) */
+}
+
+void server_decider_release(struct server_decider *d, const struct server_request *req,
+			    struct server_verdict *v)
+{
+	struct sluice_engine_request er;
+
+	if (v->engine.slot_count == 0)
+		return;
+	engine_request(d, req, v, &er);
+	/* ESTALE (a reload changed the limit, or the key was reclaimed) and
+	 * EDOUBLE cannot be acted upon here: the slot is gone either way. */
+	(void)sluice_engine_release(d->engine, &er, &v->engine);
+	v->engine.slot_count = 0;
+}

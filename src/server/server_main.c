@@ -1,0 +1,248 @@
+/*
+ * server_main.c - sluice-server: an HTTP/1.1 server that answers every
+ * request 200 or 429 according to a sluice policy (docs/server.md).
+ *
+ *   sluice-server --listen 127.0.0.1:8080 --policy docs/policies/seed002.policy
+ *
+ * The main thread loads the policy, builds the decider, starts the event
+ * loops and then only waits for SIGINT/SIGTERM (blocked in every thread,
+ * taken with sigwait), asks the loops to drain, joins them and prints the
+ * totals on stderr.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fputs("usage: sluice-server --listen HOST:PORT (--policy FILE | --no-limit) [options]\n"
+	      "  --listen HOST:PORT        numeric IPv4 or [IPv6] address; port 0 picks a free one\n"
+	      "  --policy FILE             policy to enforce (docs/policy.md)\n"
+	      "  --no-limit                answer 200 to everything, without sluice (baseline)\n"
+	      "  --threads N               event loops (default: the number of CPUs)\n"
+	      "  --max-body BYTES          largest request body accepted (default 65536; 413 beyond)\n"
+	      "  --max-conns N             open connections per thread (default 10000)\n"
+	      "  --idle-timeout SECONDS    close connections idle that long (default 60)\n"
+	      "  --max-keys N              keys tracked per keyed limiter (default 100000)\n"
+	      "  --trust-forwarded-for     scope 'ip' from the rightmost X-Forwarded-For entry\n"
+	      "  --frozen-clock            time stands still at start (deterministic tests)\n"
+	      "  --work-ms MS              hold every 2xx answer MS ms, as if working (its\n"
+	      "                            concurrency slots stay taken meanwhile); tests, demos\n",
+	      f);
+}
+
+static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* "127.0.0.1:8080", "[::1]:8080" -> host and port (host copied into a
+ * static buffer: argv stays as given, for ps). */
+static bool parse_listen(const char *text, const char **host, uint16_t *port)
+{
+	static char buf[128];
+	char *arg = buf, *colon;
+	uint64_t p;
+
+	if (strlen(text) >= sizeof buf)
+		return false;
+	strcpy(buf, text);
+	colon = strrchr(arg, ':');
+	if (colon == NULL || !parse_u64(colon + 1, 0, 65535, &p))
+		return false;
+	*colon = '\0';
+	if (arg[0] == '[') {
+		size_t n = strlen(arg);
+		if (n < 3 || arg[n - 1] != ']')
+			return false;
+		arg[n - 1] = '\0';
+		arg++;
+	}
+	*host = arg;
+	*port = (uint16_t)p;
+	return **host != '\0';
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, n = 0;
+
+	if (f == NULL)
+		return NULL;
+	for (;;) {
+		if (n == cap) {
+			if (cap >= SLUICE_POLICY_MAX_INPUT + 1)
+				break; /* the parser refuses it with a message */
+			cap = cap ? cap * 2 : 4096;
+			char *nb = realloc(buf, cap);
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		size_t r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	bool err = ferror(f);
+	fclose(f);
+	if (err) {
+		free(buf);
+		return NULL;
+	}
+	*len = n;
+	return buf != NULL ? buf : calloc(1, 1);
+}
+
+int main(int argc, char **argv)
+{
+	struct server_config cfg = {
+		.max_body = SERVER_DEFAULT_MAX_BODY,
+		.max_conns = 10000,
+		.idle_timeout_ns = 60 * SLUICE_NS_PER_SEC,
+		.drain_timeout_ns = 5 * SLUICE_NS_PER_SEC,
+	};
+	struct server_decider_options dopts = { .max_keys = 100000 };
+	const char *policy_path = NULL, *why = NULL;
+	bool have_listen = false;
+	uint64_t v;
+
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cfg.threads = ncpu > 0 ? (unsigned)ncpu : 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(a, "--listen") == 0 && next) {
+			have_listen = parse_listen(argv[++i], &cfg.host, &cfg.port);
+			if (!have_listen) {
+				fprintf(stderr, "sluice-server: --listen: expected HOST:PORT, got '%s'\n", next);
+				return 2;
+			}
+		} else if (strcmp(a, "--policy") == 0 && next) {
+			policy_path = argv[++i];
+		} else if (strcmp(a, "--no-limit") == 0) {
+			cfg.no_limit = true;
+		} else if (strcmp(a, "--threads") == 0 && parse_u64(next, 1, 1024, &v)) {
+			cfg.threads = (unsigned)v;
+			i++;
+		} else if (strcmp(a, "--max-body") == 0 && parse_u64(next, 0, UINT64_MAX, &v)) {
+			cfg.max_body = v;
+			i++;
+		} else if (strcmp(a, "--max-conns") == 0 && parse_u64(next, 1, 1000000, &v)) {
+			cfg.max_conns = (unsigned)v;
+			i++;
+		} else if (strcmp(a, "--idle-timeout") == 0 && parse_u64(next, 1, 86400, &v)) {
+			cfg.idle_timeout_ns = v * SLUICE_NS_PER_SEC;
+			i++;
+		} else if (strcmp(a, "--max-keys") == 0 && parse_u64(next, 0, UINT64_MAX, &v)) {
+			dopts.max_keys = v;
+			i++;
+		} else if (strcmp(a, "--trust-forwarded-for") == 0) {
+			dopts.trust_forwarded_for = true;
+		} else if (strcmp(a, "--work-ms") == 0 && parse_u64(next, 0, 3600000, &v)) {
+			cfg.work_ns = v * 1000000;
+			i++;
+		} else if (strcmp(a, "--frozen-clock") == 0) {
+			dopts.frozen_clock = true;
+		} else {
+			fprintf(stderr, "sluice-server: bad argument '%s'\n", a);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!have_listen || (policy_path == NULL && !cfg.no_limit)) {
+		usage(stderr);
+		return 2;
+	}
+
+	/* Block the stop signals before any thread exists (the limiters'
+	 * maintenance threads and the loops inherit the mask); main takes them
+	 * with sigwait. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct sluice_policy *policy = NULL;
+	struct server_decider *decider = NULL;
+	if (policy_path != NULL) {
+		size_t len;
+		char *text = read_file(policy_path, &len);
+		struct sluice_policy_error err;
+		if (text == NULL) {
+			fprintf(stderr, "sluice-server: cannot read %s: %s\n", policy_path, strerror(errno));
+			return 1;
+		}
+		int rc = sluice_policy_parse(text, len, NULL, &policy, &err);
+		free(text);
+		if (rc != SLUICE_OK) {
+			fprintf(stderr, "sluice-server: %s:%d:%d: %s (%s)\n", policy_path, err.line,
+				err.column, err.message, sluice_strerror(rc));
+			return 1;
+		}
+		if (!cfg.no_limit) {
+			rc = server_decider_create(&decider, policy, &dopts, &why);
+			if (rc != SLUICE_OK) {
+				fprintf(stderr, "sluice-server: %s (%s)\n", why, sluice_strerror(rc));
+				sluice_policy_destroy(policy);
+				return 1;
+			}
+			policy = NULL; /* the decider owns it */
+		}
+	}
+
+	struct server *srv;
+	uint16_t port;
+	if (server_start(&srv, &cfg, decider, &port, &why) != 0) {
+		fprintf(stderr, "sluice-server: %s: %s\n", why, strerror(errno));
+		server_decider_destroy(decider);
+		sluice_policy_destroy(policy);
+		return 1;
+	}
+	printf("sluice-server: listening on %s%s%s:%u, %u thread%s, %s\n",
+	       strchr(cfg.host, ':') ? "[" : "", cfg.host, strchr(cfg.host, ':') ? "]" : "",
+	       (unsigned)port, cfg.threads, cfg.threads == 1 ? "" : "s",
+	       decider ? server_decider_policy_name(decider) : "no limits");
+	fflush(stdout);
+
+	int sig = 0;
+	while (sigwait(&stop, &sig) != 0) {
+	}
+	server_stop(srv);
+	struct server_totals total;
+	server_join(srv, &total);
+	fprintf(stderr,
+		"sluice-server: stopped (signal %d): requests=%llu ok=%llu limited=%llu errors=%llu "
+		"connections=%llu\n",
+		sig, (unsigned long long)total.requests, (unsigned long long)total.ok,
+		(unsigned long long)total.limited, (unsigned long long)total.errors,
+		(unsigned long long)total.accepted);
+	server_decider_destroy(decider);
+	sluice_policy_destroy(policy);
+	return 0;
+}

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# tests/test_server.sh SERVER_BINARY SOURCE_DIR - integration test of
+# sluice-server (docs/server.md): starts it on 127.0.0.1 with a free port,
+# checks exact answers with curl and raw HTTP (bash /dev/tcp), then drives a
+# bounded load with wrk and checks that the 2xx answers equal the policy's
+# bound exactly, counted by wrk and by the server (/stats and its shutdown
+# line). Exits 77 (skipped, for ctest) when curl or wrk is missing; CI
+# installs both (.ci/deps test). Every server started is killed on exit.
+# SLUICE_SERVER_EMULATOR (cross builds): a command that runs the server.
+# Prints "N passed, N failed".
+set -u
+server=${1:?usage: test_server.sh SERVER_BINARY SOURCE_DIR}
+src=${2:?usage: test_server.sh SERVER_BINARY SOURCE_DIR}
+for tool in curl wrk; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "test_server: $tool not found (apt-get install -y $tool); skipped"
+		exit 77
+	fi
+done
+
+tmp=$(mktemp -d)
+pid=
+passed=0
+failed=0
+cleanup() {
+	if [ -n "$pid" ]; then
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+# Every client call is bounded (curl -m, timeout, wrk -d); ctest's TIMEOUT
+# bounds the whole.
+
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+expect() { # expect WHAT EXPECTED ACTUAL
+	if [ "$2" = "$3" ]; then ok; else bad "$1: expected '$2', got '$3'"; fi
+}
+
+# start_server ARGS...: start, wait for the "listening" line, set $port.
+start_server() {
+	: >"$tmp/out"
+	# shellcheck disable=SC2086 # the emulator may be a command with arguments
+	${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 "$@" >"$tmp/out" 2>"$tmp/err" &
+	pid=$!
+	port=
+	for _ in $(seq 1 100); do
+		port=$(sed -n 's/^sluice-server: listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/out")
+		[ -n "$port" ] && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "test_server: the server did not start:"; cat "$tmp/err"
+	exit 1
+}
+
+# stop_server: SIGTERM, wait for a clean exit, keep its last line in $stopped.
+stop_server() {
+	kill -TERM "$pid"
+	wait "$pid"
+	rc=$?
+	expect "server exit status after SIGTERM" 0 "$rc"
+	[ "$rc" -eq 0 ] || head -n 80 "$tmp/err"
+	pid=
+	stopped=$(tail -n 1 "$tmp/err")
+}
+
+base() { echo "http://127.0.0.1:$port"; }
+
+# get NAME [curl args...] URL: headers in $tmp/NAME.h (CR stripped), body in
+# $tmp/NAME.b, status in $status.
+get() {
+	name=$1
+	shift
+	status=$(curl -sS -m 5 -o "$tmp/$name.b" -D "$tmp/$name.raw" -w '%{http_code}' "$@")
+	tr -d '\r' <"$tmp/$name.raw" >"$tmp/$name.h"
+}
+header() { # header NAME FIELD: the field's value ("" if absent)
+	sed -n "s/^$2: //Ip" "$tmp/$1.h" | head -n 1
+}
+ratelimit_fields() { # the X-RateLimit-* and Retry-After lines, in order
+	grep -iE '^(x-ratelimit-|retry-after)' "$tmp/$1.h" | tr '\n' '|'
+}
+# many N [curl args...] URL: N requests on one keep-alive connection; prints
+# the status codes, one a line.
+many() {
+	n=$1
+	shift
+	url=${*: -1}
+	args=("${@:1:$#-1}")
+	: >"$tmp/urls"
+	for _ in $(seq 1 "$n"); do echo "url = \"$url\"" >>"$tmp/urls"; echo 'output = "/dev/null"' >>"$tmp/urls"; done
+	curl -sS -m 10 -w '%{http_code}\n' "${args[@]}" -K "$tmp/urls"
+}
+# raw REQUEST: send bytes on a fresh connection, print the answer's status
+# line (CR stripped).
+raw() {
+	exec 3<>"/dev/tcp/127.0.0.1/$port"
+	printf '%b' "$1" >&3
+	timeout 5 cat <&3 | tr -d '\r' >"$tmp/raw"
+	exec 3<&- 3>&-
+	head -n 1 "$tmp/raw"
+}
+
+A=(-H 'Authorization: Bearer tok_a' -H 'X-Workspace: ws_1')
+
+# ---------------------------------------------------------------------------
+# 1. Seed 002, exact answers. --frozen-clock: time does not advance, so each
+#    limit admits exactly its bucket and the numbers below are exact.
+start_server --policy "$src/docs/policies/seed002.policy" --threads 2 --frozen-clock
+
+get first "${A[@]}" "$(base)/v1/items"
+expect "first request status" 200 "$status"
+expect "first request rate-limit fields" \
+	"X-RateLimit-Limit: 120|X-RateLimit-Remaining: 119|X-RateLimit-Reset: 1|" \
+	"$(ratelimit_fields first)"
+expect "first request body" '{"ok":true}' "$(cat "$tmp/first.b")"
+expect "first request content type" "application/json" "$(header first Content-Type)"
+
+codes=$(many 119 "${A[@]}" "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
+expect "requests 2..120 of token A" " 119 200" "$codes"
+
+get limited "${A[@]}" "$(base)/v1/items"
+expect "121st request status" 429 "$status"
+expect "121st request fields" \
+	"Retry-After: 1|X-RateLimit-Limit: 120|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
+	"$(ratelimit_fields limited)"
+expect "121st request body" \
+	'{"error":{"code":"rate_limited","message":"Too many requests. Retry after 1 seconds.","retryAfterSec":1}}' \
+	"$(cat "$tmp/limited.b")"
+expect "121st request content type" "application/json" "$(header limited Content-Type)"
+expect "121st request content length" "$(wc -c <"$tmp/limited.b" | tr -d ' ')" \
+	"$(header limited Content-Length)"
+
+get other -H 'Authorization: Bearer tok_b' -H 'X-Workspace: ws_1' "$(base)/v1/items"
+expect "second token unaffected" "200 X-RateLimit-Limit: 120|X-RateLimit-Remaining: 119|X-RateLimit-Reset: 1|" \
+	"$status $(ratelimit_fields other)"
+
+# Workspace ws_1: 120 (tok_a) + 1 (tok_b) + 120 (tok_c) + 59 (tok_d) = 300.
+codes=$(many 120 -H 'Authorization: Bearer tok_c' -H 'X-Workspace: ws_1' "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
+expect "tok_c in ws_1" " 120 200" "$codes"
+codes=$(many 59 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
+expect "tok_d in ws_1" " 59 200" "$codes"
+get ws -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)/v1/items"
+expect "301st request of the workspace" \
+	"429 Retry-After: 1|X-RateLimit-Limit: 300|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
+	"$status $(ratelimit_fields ws)"
+# The workspace's refusal consumed nothing of tok_d's own limits: 120 - 59 - 1.
+get ws2 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_2' "$(base)/v1/items"
+expect "tok_d in another workspace" "200 60" "$status $(header ws2 X-RateLimit-Remaining)"
+
+# No identity for any scope: no limit applies, no rate-limit fields.
+get anon "$(base)/v1/items"
+expect "anonymous request" "200 " "$status $(ratelimit_fields anon)"
+
+# Bad requests.
+expect "malformed request line" "HTTP/1.1 400 Bad Request" "$(raw 'GET\r\n\r\n')"
+expect "HTTP/1.1 without Host" "HTTP/1.1 400 Bad Request" "$(raw 'GET / HTTP/1.1\r\n\r\n')"
+expect "space before colon" "HTTP/1.1 400 Bad Request" "$(raw 'GET / HTTP/1.1\r\nHost : x\r\n\r\n')"
+expect "body above --max-body" "HTTP/1.1 413 Content Too Large" \
+	"$(raw 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n')"
+big=$(head -c 9000 /dev/zero | tr '\0' 'a')
+expect "head above 8 KiB" "HTTP/1.1 431 Request Header Fields Too Large" \
+	"$(raw "GET / HTTP/1.1\r\nHost: x\r\nX-Big: $big\r\n\r\n")"
+expect "HTTP/2.0 request line" "HTTP/1.1 505 HTTP Version Not Supported" "$(raw 'GET / HTTP/2.0\r\n\r\n')"
+expect "chunked body" "HTTP/1.1 501 Not Implemented" \
+	"$(raw 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n')"
+# Pipelining, a discarded body, then Connection: close.
+raw 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >/dev/null
+expect "pipelined requests answered" 2 "$(grep -o 'HTTP/1.1 200 OK' "$tmp/raw" | wc -l | tr -d ' ')"
+expect "Connection: close honoured" "Connection: close" "$(grep '^Connection:' "$tmp/raw")"
+
+# HEAD: the fields of a GET, Content-Length included, and no body.
+raw 'HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >/dev/null
+expect "HEAD answer" "HTTP/1.1 200 OK|Content-Length: 11|" \
+	"$(grep -E '^(HTTP/|Content-Length:)' "$tmp/raw" | tr '\n' '|')"
+expect "HEAD answer has no body" "" "$(sed -n '/^$/,$p' "$tmp/raw" | tr -d '\n')"
+
+# Counted by the server (/stats itself is not): 200: 1+119+1+120+59+1+1
+# (anonymous)+2 (pipelined)+1 (HEAD) = 305; 429: 2; bad requests: 7.
+get stats "$(base)/stats"
+expect "/stats" '"requests":314,"ok":305,"limited":2,"errors":7' \
+	"$(sed -n 's/^{\("requests":[0-9]*,"ok":[0-9]*,"limited":[0-9]*,"errors":[0-9]*\).*/\1/p' "$tmp/stats.b")"
+stop_server
+expect "shutdown line" "requests=314 ok=305 limited=2 errors=7" \
+	"$(echo "$stopped" | sed -n 's/.*\(requests=[0-9]* ok=[0-9]* limited=[0-9]* errors=[0-9]*\).*/\1/p')"
+
+# ---------------------------------------------------------------------------
+# 1b. Concurrency (seed 002: 20 in flight per token). --work-ms holds every
+#     2xx answer, and with it the request's slot, for 2 s: of 21 parallel
+#     requests of one token, 20 are admitted and one is refused at once with
+#     concurrent_limit; once they are answered the slots are free again.
+start_server --policy "$src/docs/policies/seed002.policy" --threads 2 --frozen-clock --work-ms 2000
+: >"$tmp/purls"
+for i in $(seq 1 21); do
+	# One operation each ("next"): output and dump-header are per operation.
+	printf 'url = "%s/v1/items"\noutput = "%s/p%d.b"\ndump-header = "%s/p%d.h"\n' \
+		"$(base)" "$tmp" "$i" "$tmp" "$i" >>"$tmp/purls"
+	printf 'header = "Authorization: Bearer tok_p"\nwrite-out = "%%{http_code}\\n"\nmax-time = 20\n' >>"$tmp/purls"
+	[ "$i" -lt 21 ] && echo next >>"$tmp/purls"
+done
+codes=$(curl -sS -Z --parallel-immediate --parallel-max 21 -K "$tmp/purls" 2>/dev/null |
+	sort | uniq -c | tr -s ' ' | tr '\n' '|')
+expect "21 parallel requests of one token" " 20 200| 1 429|" "$codes"
+refused=$(grep -l concurrent_limit "$tmp"/p*.b | head -n 1)
+expect "concurrency refusal body" '{"error":{"code":"concurrent_limit","retryAfterSec":1}}' \
+	"$(cat "${refused:-/dev/null}")"
+tr -d '\r' <"${refused%.b}.h" >"$tmp/refused.h"
+expect "concurrency refusal fields" \
+	"Retry-After: 1|X-RateLimit-Limit: 20|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 1|" \
+	"$(ratelimit_fields refused)"
+# Slots released: 21 admitted answers (the 20 and this one) of token_minute.
+get after -H 'Authorization: Bearer tok_p' "$(base)/v1/items"
+expect "after the parallel burst" "200 99" "$status $(header after X-RateLimit-Remaining)"
+stop_server
+
+# ---------------------------------------------------------------------------
+# 2. Bounded load with wrk over loopback, real clock: 500 per hour per token
+#    admits exactly 500 in a run shorter than one emission interval (7.2 s).
+cat >"$tmp/bound.policy" <<'EOF'
+policy "bound"
+headers x-ratelimit reset=delta retry-after=yes
+body seed002
+scope token
+limit per_token per token rate 500/1h
+EOF
+cat >"$tmp/token.lua" <<'EOF'
+wrk.headers["Authorization"] = "Bearer wrk-token"
+EOF
+# wrk_2xx: the 2xx count of a wrk report (requests minus non-2xx/3xx).
+wrk_2xx() {
+	total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$1")
+	non=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1")
+	echo $((total - ${non:-0}))
+}
+start_server --policy "$tmp/bound.policy" --threads 2
+wrk -t2 -c8 -d1s -s "$tmp/token.lua" "$(base)/v1/items" >"$tmp/wrk1" 2>&1
+expect "wrk: 2xx answers in the window" 500 "$(wrk_2xx "$tmp/wrk1")"
+total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$tmp/wrk1")
+if [ "${total:-0}" -gt 500 ]; then ok; else bad "wrk drove only '${total}' requests (want > 500)"; cat "$tmp/wrk1"; fi
+get stats "$(base)/stats"
+expect "server-side 2xx count (/stats)" 500 \
+	"$(sed -n 's/.*"ok":\([0-9]*\).*/\1/p' "$tmp/stats.b")"
+stop_server
+expect "server-side 2xx count (shutdown line)" "ok=500" \
+	"$(echo "$stopped" | grep -o 'ok=[0-9]*')"
+
+# 3. The same load on seed 002 (frozen clock): exactly token_minute's 120.
+start_server --policy "$src/docs/policies/seed002.policy" --threads 2 --frozen-clock
+wrk -t2 -c8 -d1s -s "$tmp/token.lua" "$(base)/v1/items" >"$tmp/wrk2" 2>&1
+expect "wrk on seed 002: 2xx answers" 120 "$(wrk_2xx "$tmp/wrk2")"
+stop_server
+expect "seed 002 server-side 2xx count" "ok=120" "$(echo "$stopped" | grep -o 'ok=[0-9]*')"
+
+# 4. --no-limit: every request 200, no rate-limit fields.
+start_server --no-limit --threads 1
+get nolimit "${A[@]}" "$(base)/v1/items"
+expect "--no-limit answer" "200 " "$status $(ratelimit_fields nolimit)"
+stop_server
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -77,8 +77,11 @@ static int init_limits(void)
 static void *worker_main(void *arg)
 {
 	uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(uintptr_t)arg + 7;
-	sluice_slot_handle held[2];
-	int held_key[2], nheld = 0;
+	/* Up to 3 held, one more than a key's 2 slots: even a thread running
+	 * alone (a loaded machine serializes the workers) meets denials when
+	 * its random keys repeat. */
+	sluice_slot_handle held[3];
+	int held_key[3], nheld = 0;
 
 	for (;;) {
 		/* relaxed: the barrier orders the phase's store before us. */
@@ -98,7 +101,7 @@ static void *worker_main(void *arg)
 				else
 					atomic_fetch_add_explicit(&denials[l], 1, memory_order_relaxed); /* relaxed: counter */
 			}
-			if (nheld == 2 || (nheld > 0 && (x >> 40) % 3 == 0)) {
+			if (nheld == 3 || (nheld > 0 && (x >> 40) % 4 == 0)) {
 				nheld--;
 				/* relaxed: counters; down before the release. */
 				atomic_fetch_sub_explicit(&inflight[held_key[nheld]], 1, memory_order_relaxed); /* relaxed: why above */

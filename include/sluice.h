@@ -13,6 +13,7 @@
  *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
  *   sluice/http.h     rate-limit response headers and 429 bodies (server)
  *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
+ *   sluice/redis.h    the same GCRA decisions fleet-wide on Redis (hiredis)
  *
  * Every public header compiles as C11 and as C++.
  */

@@ -271,20 +271,6 @@ struct sluice_redis {
 
 /* ---- small helpers ---- */
 
-static size_t u64_to_dec(char *dst, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	for (size_t i = 0; i < n; i++)
-		dst[i] = tmp[n - 1 - i];
-	return n;
-}
-
 static struct timeval tv_of(uint64_t ns)
 {
 	struct timeval tv;
@@ -556,7 +542,7 @@ static int build_args(struct sluice_redis *r, const struct prepared *p, uint64_t
 #define ARG(ptr, len) (r->argv[argc] = (ptr), r->argvlen[argc] = (len), argc++)
 	ARG("EVALSHA", 7);
 	ARG(r->sha, 40);
-	ARG(w, u64_to_dec(w, req->nscopes));
+	ARG(w, sluice__u64_to_dec(w, req->nscopes));
 	w += NUM_MAX;
 	for (size_t s = 0; s < req->nscopes; s++) {
 		memcpy(w, r->prefix, r->prefix_len);
@@ -565,7 +551,7 @@ static int build_args(struct sluice_redis *r, const struct prepared *p, uint64_t
 		w += r->prefix_len + req->scopes[s].key_len;
 	}
 	if (r->flags & SLUICE_REDIS_CALLER_CLOCK) {
-		ARG(w, u64_to_dec(w, now_ns));
+		ARG(w, sluice__u64_to_dec(w, now_ns));
 		w += NUM_MAX;
 	} else {
 		ARG("", 0);
@@ -574,26 +560,26 @@ static int build_args(struct sluice_redis *r, const struct prepared *p, uint64_t
 	ARG(r->grace, r->grace_len);
 	size_t flat = 0;
 	for (size_t s = 0; s < req->nscopes; s++) {
-		ARG(w, u64_to_dec(w, req->scopes[s].nlimits));
+		ARG(w, sluice__u64_to_dec(w, req->scopes[s].nlimits));
 		w += NUM_MAX;
 		for (size_t i = 0; i < req->scopes[s].nlimits; i++, flat++) {
 			const struct sluice_rate *rate = &p->limit[flat]->rate;
 			char *f = w;
-			size_t n = u64_to_dec(f, i);
+			size_t n = sluice__u64_to_dec(f, i);
 			f[n++] = ':';
-			n += u64_to_dec(f + n, rate->interval_ns);
+			n += sluice__u64_to_dec(f + n, rate->interval_ns);
 			f[n++] = ':';
-			n += u64_to_dec(f + n, rate->tolerance_ns);
+			n += sluice__u64_to_dec(f + n, rate->tolerance_ns);
 			ARG(f, n);
 			w += FIELD_MAX;
 			if (req->cost > rate->burst) {
 				ARG("-1", 2);
-				ARG(w, u64_to_dec(w, rate->tolerance_ns));
+				ARG(w, sluice__u64_to_dec(w, rate->tolerance_ns));
 			} else {
 				uint64_t need = req->cost * rate->interval_ns;
-				ARG(w, u64_to_dec(w, need));
+				ARG(w, sluice__u64_to_dec(w, need));
 				w += NUM_MAX;
-				ARG(w, u64_to_dec(w, rate->tolerance_ns - need));
+				ARG(w, sluice__u64_to_dec(w, rate->tolerance_ns - need));
 			}
 			w += NUM_MAX;
 		}
@@ -1115,7 +1101,7 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 	r->fail_mode = o.fail_mode;
 	r->flags = o.flags;
 	r->timeout_ns = o.timeout_ns;
-	r->grace_len = u64_to_dec(r->grace, o.expiry_grace_ns);
+	r->grace_len = sluice__u64_to_dec(r->grace, o.expiry_grace_ns);
 	r->backoff_min_ns = o.backoff_min_ns;
 	r->backoff_max_ns = o.backoff_max_ns;
 	r->st.size = sizeof r->st;

@@ -788,15 +788,11 @@ void sluice_sf_write_raw(struct sluice_sf_writer *w, const char *s, size_t n)
 
 static void write_u64(struct sluice_sf_writer *w, uint64_t v)
 {
-	char tmp[20];
-	size_t n = 0;
+	char digits[20];
+	size_t n = sluice__u64_to_dec(digits, v);
 
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	while (n > 0)
-		put(w, tmp[--n]);
+	for (size_t i = 0; i < n; i++)
+		put(w, digits[i]);
 }
 
 void sluice_sf_write_integer(struct sluice_sf_writer *w, int64_t v)

@@ -6,6 +6,7 @@
 #define SLUICE_UTIL_INTERNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <sluice/common.h>
@@ -31,6 +32,22 @@ static inline uint64_t sluice__mul_sat(uint64_t a, uint64_t b)
 {
 	sluice__u128 p = (sluice__u128)a * b;
 	return p > UINT64_MAX ? UINT64_MAX : (uint64_t)p;
+}
+
+/* Write v in decimal at dst (at most 20 bytes, no terminator); returns the
+ * number of bytes written. */
+static inline size_t sluice__u64_to_dec(char *dst, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	for (size_t i = 0; i < n; i++)
+		dst[i] = tmp[n - 1 - i];
+	return n;
 }
 
 /* Write a whole single-cell decision (limit_index 0, not degraded): every

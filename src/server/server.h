@@ -52,6 +52,9 @@ struct server_request {
 	size_t peer_ip_len;
 };
 
+/* a[0..n) equals b[0..n) ignoring ASCII case (header names, auth schemes). */
+bool server_ascii_ieq(const char *a, const char *b, size_t n);
+
 /* The value of the first header named `name` (case-insensitive), or NULL. */
 const struct server_header *server_request_header(const struct server_request *req,
 						  const char *name);

@@ -110,20 +110,6 @@ const char *server_decider_policy_name(const struct server_decider *d)
 /* ------------------------------------------------------------------------
  * Identities.
  */
-static bool ascii_ieq(const char *a, const char *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-		if (x >= 'A' && x <= 'Z')
-			x = (unsigned char)(x + 32);
-		if (y >= 'A' && y <= 'Z')
-			y = (unsigned char)(y + 32);
-		if (x != y)
-			return false;
-	}
-	return true;
-}
-
 static void extract_identities(const struct server_decider *d, const struct server_request *req,
 			       struct server_verdict *v)
 {
@@ -134,7 +120,7 @@ static void extract_identities(const struct server_decider *d, const struct serv
 		if ((int)s == d->scope_token) {
 			/* Authorization: Bearer <token> (scheme case-insensitive). */
 			h = server_request_header(req, "Authorization");
-			if (h != NULL && h->value_len > 7 && ascii_ieq(h->value, "Bearer ", 7)) {
+			if (h != NULL && h->value_len > 7 && server_ascii_ieq(h->value, "Bearer ", 7)) {
 				p = h->value + 7;
 				n = h->value_len - 7;
 			}

@@ -27,13 +27,9 @@ static bool is_tchar(unsigned char c)
 	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-static bool ieq(const char *a, size_t alen, const char *b)
+bool server_ascii_ieq(const char *a, const char *b, size_t n)
 {
-	size_t blen = strlen(b);
-
-	if (alen != blen)
-		return false;
-	for (size_t i = 0; i < alen; i++) {
+	for (size_t i = 0; i < n; i++) {
 		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
 		if (x >= 'A' && x <= 'Z')
 			x = (unsigned char)(x + 32);
@@ -43,6 +39,11 @@ static bool ieq(const char *a, size_t alen, const char *b)
 			return false;
 	}
 	return true;
+}
+
+static bool ieq(const char *a, size_t alen, const char *b)
+{
+	return alen == strlen(b) && server_ascii_ieq(a, b, alen);
 }
 
 const struct server_header *server_request_header(const struct server_request *req,

@@ -93,7 +93,31 @@ struct sluice_redis_options {
 	 * can stall against real time (replays, tests) needs a grace above
 	 * the longest stall, or an expired key reads as full too early. */
 	uint64_t expiry_grace_ns;
+	/* ---- version 2: the local lease (docs/redis.md, "Local lease").
+	 * A caller built against version 1 passes size =
+	 * SLUICE_REDIS_OPTIONS_V1_SIZE and gets no lease. ---- */
+	/* Units one lease takes from the server (all-or-nothing over every
+	 * limit of every scope of the request, like a request of that cost);
+	 * capped per request shape at the smallest burst of its limits.
+	 * 0: no lease (every request is a round trip, as in version 1). */
+	uint32_t lease_units;
+	/* A request shape (its keys and limits) gets a lease once this handle
+	 * has seen it this many times within one lease_ttl_ns; 0: lease_units
+	 * (a shape busy enough to spend a whole lease in one lifetime). */
+	uint32_t lease_hot_hits;
+	/* Entries of the lease table (direct-mapped by request shape), a
+	 * power of two; 0: 64. */
+	uint32_t lease_slots;
+	uint32_t lease_reserved_; /* must be 0 */
+	/* Longest life of a lease, measured from before its round trip was
+	 * sent; unused units are then dropped (not returned to the server).
+	 * It widens the fleet's admission bound (docs/redis.md). 0: 100 ms;
+	 * at most SLUICE_REDIS_MAX_TOLERANCE_NS. */
+	uint64_t lease_ttl_ns;
 };
+
+/* Size of version 1 of struct sluice_redis_options (no lease fields). */
+#define SLUICE_REDIS_OPTIONS_V1_SIZE offsetof(struct sluice_redis_options, lease_units)
 
 /* One scope of a request: a key and its limits (GCRA only). The Redis key
  * is key_prefix + key; keys of one request must be distinct. */
@@ -193,7 +217,16 @@ struct sluice_redis_stats {
 	uint64_t readonly;         /* READONLY replies (a replica) */
 	uint64_t server_errors;    /* other error replies or malformed replies */
 	uint64_t moved;            /* MOVED replies (cluster: slot re-pointed, call resent) */
+	/* ---- version 2 (a caller passing SLUICE_REDIS_STATS_V1_SIZE gets
+	 * the fields above only) ---- */
+	uint64_t leased;           /* admissions answered from a local lease (also in admitted) */
+	uint64_t lease_grants;     /* leases taken (round trips that consumed a lease) */
+	uint64_t lease_wasted;     /* leased units dropped unused (expired or superseded) */
+	uint64_t ask;              /* ASK replies (cluster: ASKING + call sent to the importing node) */
 };
+
+/* Size of version 1 of struct sluice_redis_stats. */
+#define SLUICE_REDIS_STATS_V1_SIZE offsetof(struct sluice_redis_stats, leased)
 
 /* Copy the counters into *out. Returns 0 or SLUICE_EINVAL (NULL argument or
  * out->size too small). Not thread-safe with calls on the same handle. */

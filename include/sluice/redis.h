@@ -66,14 +66,17 @@ extern "C" {
 #define SLUICE_REDIS_CALLER_CLOCK 0x1u
 /* Redis Cluster: `host:port` is one node (the seed); the slot map is read
  * with CLUSTER SLOTS and corrected by MOVED replies, and each request goes
- * to the node of its slot (up to 16 nodes, one connection each). Every key
+ * to the node of its slot (up to 16 nodes, one connection each). During a
+ * slot migration an ASK reply is followed once (ASKING, then the call, on
+ * the importing node) without changing the map. Every key
  * of one request must hash to the same slot: give them one hash tag, e.g.
  * "{ws:42}" and "{ws:42}:tok:abc" (docs/redis.md, "Redis Cluster"). */
 #define SLUICE_REDIS_CLUSTER 0x2u
 
 /*
- * Options, versioned: size = sizeof(struct sluice_redis_options); zero is
- * the default of every field. NULL options: all defaults.
+ * Options, versioned: size = sizeof(struct sluice_redis_options) (or
+ * SLUICE_REDIS_OPTIONS_V1_SIZE from a caller built before the lease
+ * fields); zero is the default of every field. NULL options: all defaults.
  */
 struct sluice_redis_options {
 	size_t size;
@@ -141,10 +144,12 @@ struct sluice_redis; /* opaque */
  * Create a backend handle and try to connect (within timeout_ns). A failed
  * connection is not an error: calls answer by the fail mode until a later
  * call connects (after the backoff).
- * Returns 0 and sets *out, or SLUICE_EINVAL (out NULL, opts->size too small,
- * unknown flag or fail mode, host empty or 256 bytes or longer, port > 65535, deny_cache_slots not a power of
- * two, backoff_min_ns > backoff_max_ns, expiry_grace_ns too large),
- * SLUICE_ENOMEM, or
+ * Returns 0 and sets *out, or SLUICE_EINVAL (out NULL, opts->size neither
+ * SLUICE_REDIS_OPTIONS_V1_SIZE nor at least the current size, unknown flag
+ * or fail mode, host empty or 256 bytes or longer, port > 65535,
+ * deny_cache_slots or lease_slots not a power of two, backoff_min_ns >
+ * backoff_max_ns, expiry_grace_ns too large, lease_ttl_ns above
+ * SLUICE_REDIS_MAX_TOLERANCE_NS, lease_reserved_ not 0), SLUICE_ENOMEM, or
  * SLUICE_EUNSUPPORTED (built without hiredis).
  */
 SLUICE_API int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_options *opts);
@@ -163,6 +168,17 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  * never less). now_ns is used with SLUICE_REDIS_CALLER_CLOCK and ignored
  * otherwise. A local deny-cache hit answers without a round trip
  * (docs/redis.md, "Deny cache").
+ *
+ * With options.lease_units = L > 0, a request shape (the same keys and
+ * limits in the same order) that this handle sees often takes a lease: the
+ * request is sent with cost min(L, smallest burst), the caller is charged
+ * its own cost, and the rest is held locally; later requests of the shape
+ * are admitted from the held units without a round trip (allowed, remaining
+ * = the units still held, reset_ns = the server's debt as last seen) until
+ * they run out or the lease is lease_ttl_ns old. Denials are always exactly
+ * those of a round trip with the request's cost. Over any window of length
+ * W the fleet admits at most floor((W + lease_ttl_ns + tau) / T) units per
+ * limit (docs/redis.md, "Local lease": the bound, the fields).
  *
  * Returns 0 with the verdict in *out (degraded set when the fail mode
  * answered), or, with nothing sent and *out unspecified:
@@ -198,7 +214,8 @@ SLUICE_API int sluice_redis_admit(struct sluice_redis *r, const void *key, size_
 SLUICE_API int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_request *reqs,
 					size_t n, uint64_t now_ns, struct sluice_decision *out);
 
-/* Counters, versioned: set size = sizeof(struct sluice_redis_stats). */
+/* Counters, versioned: set size = sizeof(struct sluice_redis_stats), or
+ * SLUICE_REDIS_STATS_V1_SIZE (then only the version-1 fields are written). */
 struct sluice_redis_stats {
 	size_t size;
 	uint64_t admitted;         /* answers allowed by the server or cache (not degraded) */
@@ -228,8 +245,10 @@ struct sluice_redis_stats {
 /* Size of version 1 of struct sluice_redis_stats. */
 #define SLUICE_REDIS_STATS_V1_SIZE offsetof(struct sluice_redis_stats, leased)
 
-/* Copy the counters into *out. Returns 0 or SLUICE_EINVAL (NULL argument or
- * out->size too small). Not thread-safe with calls on the same handle. */
+/* Copy the counters into *out (those of the version out->size names;
+ * out->size is set to the bytes written). Returns 0 or SLUICE_EINVAL (NULL argument, or out->size
+ * neither SLUICE_REDIS_STATS_V1_SIZE nor at least the current size). Not
+ * thread-safe with calls on the same handle. */
 SLUICE_API int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out);
 
 #ifdef __cplusplus

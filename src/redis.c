@@ -1249,16 +1249,24 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
 			}
 		}
 	}
-	if (r->lease != NULL)
-		for (size_t i = 0; i < n; i++)
-			if (!ps[i].done && ps[i].req->cost > 0)
-				lease_mark_take(r, &ps[i]);
-	struct sigpipe_guard guard;
-	sigpipe_block(&guard);
-	rounds(r, ps, n, now_ns, out, deadline);
-	if (r->lease != NULL && lease_finish(r, ps, n, lease_t, out))
+	bool pending = false;
+	for (size_t i = 0; i < n; i++) {
+		if (ps[i].done)
+			continue;
+		pending = true;
+		if (r->lease != NULL && ps[i].req->cost > 0)
+			lease_mark_take(r, &ps[i]);
+	}
+	/* Answered locally (lease, deny cache): no I/O, so no signal mask
+	 * syscalls either. */
+	if (pending) {
+		struct sigpipe_guard guard;
+		sigpipe_block(&guard);
 		rounds(r, ps, n, now_ns, out, deadline);
-	sigpipe_restore(&guard);
+		if (r->lease != NULL && lease_finish(r, ps, n, lease_t, out))
+			rounds(r, ps, n, now_ns, out, deadline);
+		sigpipe_restore(&guard);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!ps[i].done) {
 			ps[i].done = true;

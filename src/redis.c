@@ -241,7 +241,7 @@ struct lease {
 	uint64_t sig;           /* request shape (hash of its deny-cache tags); 0: empty */
 	uint64_t heat_start_ns; /* start of the current heat window */
 	uint32_t hits;          /* requests of this shape since heat_start_ns */
-	bool taking;            /* a request of the current call takes a lease */
+	bool taking;            /* a request of the current call takes this lease */
 	uint64_t left;          /* leased units not yet spent (0: no lease) */
 	uint64_t start_ns;      /* the lease's start: before its round trip was sent */
 	uint64_t gov_tat_ns;    /* the governing limit's F right after the take */
@@ -508,8 +508,8 @@ static bool lease_answer(struct sluice_redis *r, struct prepared *p, uint64_t t,
 
 	p->lease_sig = sig;
 	if (l->sig != sig) {
-		if (l->taking)
-			return false; /* another shape takes a lease in this entry now */
+		/* Never during a take: admit_prepared() matches every request
+		 * of a call to its entry before it marks any take. */
 		r->st.lease_wasted += l->left;
 		memset(l, 0, sizeof *l);
 		l->sig = sig;

@@ -458,6 +458,53 @@ Test(redis_lease, batch_requests_are_answered_from_the_lease)
 	server_stop(&srv);
 }
 
+Test(redis_lease, colliding_shapes_evict_each_other_and_the_waste_is_counted)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
+	o.lease_slots = 1; /* every shape in one entry */
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_redis_options op = lopts(srv.port, 0, 0, 0);
+	struct sluice_redis *plain = connect_to(&op);
+	struct sluice_limit l = gcra(1000, SEC, 1000);
+	struct sluice_decision d;
+	const uint64_t t = 60 * SEC;
+
+	cr_assert_eq(sluice_redis_admit(r, "a", 1, &l, 1, 1, t, &d), SLUICE_OK); /* a: 7 held */
+	cr_assert_eq(sluice_redis_admit(r, "b", 1, &l, 1, 1, t, &d), SLUICE_OK); /* evicts a */
+	cr_assert_eq(sluice_redis_admit(r, "a", 1, &l, 1, 1, t, &d), SLUICE_OK); /* evicts b */
+	struct sluice_redis_stats s = rstats(r);
+	cr_expect_eq(s.lease_grants, 3);
+	cr_expect_eq(s.leased, 0);
+	cr_expect_eq(s.lease_wasted, 14);
+	cr_expect_eq(peek(plain, "a", &l, 1, t).remaining, 1000 - 16);
+	/* One batch: seven a's spend a's lease; the eighth a finds it empty,
+	 * but b, later in the batch, claims the entry (every request is
+	 * matched to its entry before any take is chosen), so the eighth a
+	 * goes out as it is and b takes. */
+	struct sluice_redis_scope sa = { "a", 1, &l, 1 }, sb = { "b", 1, &l, 1 };
+	struct sluice_redis_request reqs[9];
+	struct sluice_decision out[9];
+	for (int i = 0; i < 8; i++)
+		reqs[i] = (struct sluice_redis_request){ &sa, 1, 1 };
+	reqs[8] = (struct sluice_redis_request){ &sb, 1, 1 };
+	uint64_t trips = s.round_trips;
+	cr_assert_eq(sluice_redis_admit_batch(r, reqs, 9, t, out), SLUICE_OK);
+	for (int i = 0; i < 9; i++)
+		cr_expect(out[i].allowed && !out[i].degraded);
+	s = rstats(r);
+	cr_expect_eq(s.round_trips, trips + 1);
+	cr_expect_eq(s.leased, 7);
+	cr_expect_eq(s.lease_grants, 4);
+	cr_expect_eq(s.lease_wasted, 14, "a's lease was empty when b took the entry");
+	cr_expect_eq(out[8].remaining, 1000 - 16 + 7, "b's take: the server's 984 + 7 held");
+	cr_expect_eq(peek(plain, "a", &l, 1, t).remaining, 1000 - 17);
+	cr_expect_eq(peek(plain, "b", &l, 1, t).remaining, 1000 - 16);
+	sluice_redis_destroy(plain);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
 /* ---- never hot: today's decisions ---- */
 
 Test(redis_lease, never_hot_is_exactly_the_keyed_limiter)

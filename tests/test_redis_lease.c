@@ -132,6 +132,18 @@ Test(redis_lease, options_are_validated_and_versioned)
 	cr_assert_eq(sluice_redis_create(&r, &o), SLUICE_OK, "the largest ttl, one slot");
 	sluice_redis_destroy(r);
 
+	/* Version 1 of the options, as a caller built then laid it out. */
+	struct v1_options {
+		size_t size;
+		const char *host;
+		uint32_t port, fail_mode, flags, deny_cache_slots;
+		uint64_t timeout_ns, backoff_min_ns, backoff_max_ns;
+		const char *key_prefix;
+		uint64_t expiry_grace_ns;
+	};
+	cr_expect_eq(sizeof(struct v1_options), SLUICE_REDIS_OPTIONS_V1_SIZE);
+	cr_expect_eq(SLUICE_REDIS_STATS_V1_SIZE, sizeof(size_t) + 15 * sizeof(uint64_t));
+
 	/* Stats: version 1 gets the fields before the lease's; sizes between
 	 * the versions are refused. */
 	o = lopts(1, 8, 0, 0);
@@ -150,11 +162,15 @@ Test(redis_lease, options_are_validated_and_versioned)
 Test(redis_lease, version1_options_take_no_lease)
 {
 	struct server srv = server_start();
-	/* A v1 caller's struct ends at expiry_grace_ns: what follows in memory
-	 * is not its, and must not be read as a lease. */
+	/* A v1 caller's struct ends at expiry_grace_ns: exactly that many
+	 * bytes on the heap, so that ASan catches a read past them. */
 	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
 	o.size = SLUICE_REDIS_OPTIONS_V1_SIZE;
-	struct sluice_redis *r = connect_to(&o);
+	struct sluice_redis_options *v1 = malloc(SLUICE_REDIS_OPTIONS_V1_SIZE);
+	cr_assert_not_null(v1);
+	memcpy(v1, &o, SLUICE_REDIS_OPTIONS_V1_SIZE);
+	struct sluice_redis *r = connect_to(v1);
+	free(v1);
 	struct sluice_limit l = gcra(100, SEC, 100);
 	struct sluice_decision d;
 

@@ -174,6 +174,42 @@ SLUICE_API int sluice_redis_admit(struct sluice_redis *r, const void *key, size_
 SLUICE_API int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_request *reqs,
 					size_t n, uint64_t now_ns, struct sluice_decision *out);
 
+/*
+ * sluice_redis_admit_scopes() for policies with a SLUICE_LIMIT_SLOTS limit
+ * (at most one per scope; accepted for any policy). When the request is
+ * admitted (cost > 0), every scope with a slots limit takes one slot
+ * together with every other limit, all-or-nothing, and handles[s] receives
+ * scope s's handle; give each back with sluice_redis_release() when the
+ * request completes. handles must hold nscopes entries; a scope without
+ * slots, a denial, a peek or a degraded answer leaves SLUICE_SLOT_NONE.
+ * The decisions are sluice_limiter_acquire()'s: a full slots limit denies
+ * with SLUICE_REASON_CONCURRENCY and retry_after_ns = its hint; with a
+ * lease TTL a full limit takes over a lease held for the TTL or longer.
+ * A key holding a slot without a lease never expires until its last slot
+ * is released (docs/redis.md, "Slots"). Errors as
+ * sluice_redis_admit_scopes(), and SLUICE_EINVAL for handles NULL or two
+ * slots limits in one scope. Not thread-safe. Blocks at most timeout_ns.
+ */
+SLUICE_API int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
+					   size_t nscopes, uint64_t cost, uint64_t now_ns,
+					   struct sluice_decision *out, sluice_slot_handle *handles);
+
+/*
+ * Give back a slot taken by sluice_redis_acquire_scopes() for `scope` (its
+ * key and the same limits). One round trip. Returns 0 (released);
+ * SLUICE_EDOUBLE (already released); SLUICE_ESTALE (a handle of another key
+ * or of an earlier state of this key, its lease taken over by another
+ * acquirer, malformed, or SLUICE_SLOT_NONE); SLUICE_ENOTFOUND (the key does
+ * not exist); SLUICE_EINVAL (r or scope NULL, or no slots limit among the
+ * limits); the validation errors of sluice_redis_admit_scopes();
+ * SLUICE_EBACKEND (the server could not be reached or is a replica within
+ * the timeout: the slot stays taken; retry, or let its lease expire);
+ * SLUICE_EPROTO (an unexpected reply). Only a 0 return changes the state.
+ * Not thread-safe. Blocks at most timeout_ns.
+ */
+SLUICE_API int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope *scope,
+				    sluice_slot_handle handle);
+
 /* Counters, versioned: set size = sizeof(struct sluice_redis_stats). */
 struct sluice_redis_stats {
 	size_t size;

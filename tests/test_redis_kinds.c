@@ -1,0 +1,432 @@
+/*
+ * test_redis_kinds.c - the window and slot kinds on the Redis backend, and
+ * cross-slot requests on a Redis Cluster (include/sluice/redis.h), against
+ * the in-process keyed limiter: the same requests at the same times must
+ * give identical decisions (allowed, reason, limit_index, limit, remaining,
+ * reset_ns, retry_after_ns). Real redis-server processes on loopback ports
+ * (tests/redis_server.h).
+ */
+#include <criterion/criterion.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sluice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#define SEC 1000000000ull
+#define MS 1000000ull
+#define MIN (60 * SEC)
+#define UNIX_NOW (1700000000ull * SEC + 123456789)
+
+#include "redis_server.h"
+
+/* ---- helpers ---- */
+
+static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_GCRA;
+	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit counter(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
+	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_CALENDAR;
+	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit slots(uint64_t n, uint64_t lease_ns)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLOTS;
+	cr_assert_eq(sluice_slots_config_init(&l.slots, n, lease_ns, 0), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_redis_options ropts(int port, uint32_t flags)
+{
+	struct sluice_redis_options o;
+
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.port = (uint32_t)port;
+	o.flags = flags;
+	o.timeout_ns = 500 * MS;
+	if (flags & SLUICE_REDIS_CALLER_CLOCK)
+		o.expiry_grace_ns = 600 * SEC; /* fake clocks stand still */
+	return o;
+}
+
+static struct sluice_redis *connect_to(const struct sluice_redis_options *o)
+{
+	struct sluice_redis *r = NULL;
+	cr_assert_eq(sluice_redis_create(&r, o), SLUICE_OK);
+	return r;
+}
+
+static struct sluice_redis_stats rstats(struct sluice_redis *r)
+{
+	struct sluice_redis_stats s;
+
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	cr_assert_eq(sluice_redis_stats(r, &s), SLUICE_OK);
+	return s;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	uint64_t x = rng_state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	rng_state = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
+{
+	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
+	cr_assert_eq(a->degraded, b->degraded, "step %d: degraded", step);
+	cr_assert_eq(a->reason, b->reason, "step %d: reason %u vs %u", step, a->reason, b->reason);
+	cr_assert_eq(a->limit_index, b->limit_index, "step %d: limit_index %u vs %u", step,
+		     a->limit_index, b->limit_index);
+	cr_assert_eq(a->limit, b->limit, "step %d: limit", step);
+	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
+		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
+	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset %llu vs %llu", step,
+		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
+	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry %llu vs %llu", step,
+		     (unsigned long long)a->retry_after_ns, (unsigned long long)b->retry_after_ns);
+}
+
+/* A random step of a fake clock: mostly small, sometimes a long pause or a
+ * step backwards (a stale clock). */
+static uint64_t step_time(uint64_t now, uint64_t small_ns, uint64_t big_ns)
+{
+	uint64_t r1 = rnd() % 10;
+	if (r1 < 6)
+		return now + rnd() % small_ns;
+	if (r1 == 6)
+		return now - rnd() % (2 * small_ns);
+	if (r1 == 7)
+		return now + rnd() % big_ns;
+	return now;
+}
+
+/*
+ * The reference for several scopes: one keyed limiter per scope, visited
+ * in order. A scope whose limiter would deny (its peek's least remaining is
+ * below the cost) governs with the denial its limiter gives (a denial
+ * consumes nothing); else every scope admits, and the least remaining of
+ * all governs (ties to the earlier). order[] lists the scopes in the order
+ * the backend visits them; base[s] is scope s's first flat limit index.
+ */
+static void model_admit(struct sluice_limiter **lim, const char *const *keys, const size_t *order,
+			const uint32_t *base, size_t n, uint64_t cost, uint64_t now,
+			struct sluice_decision *out)
+{
+	struct sluice_decision d, best;
+
+	for (size_t q = 0; q < n && cost > 0; q++) {
+		size_t s = order[q];
+		cr_assert_eq(sluice_limiter_peek(lim[s], keys[s], strlen(keys[s]), now, &d), SLUICE_OK);
+		if (d.remaining < cost) {
+			cr_assert_eq(sluice_limiter_admit(lim[s], keys[s], strlen(keys[s]), cost, now, &d),
+				     SLUICE_OK);
+			cr_assert(!d.allowed, "the model's peek and admit disagree");
+			*out = d;
+			out->limit_index += base[s];
+			return;
+		}
+	}
+	for (size_t q = 0; q < n; q++) {
+		size_t s = order[q];
+		cr_assert_eq(sluice_limiter_admit(lim[s], keys[s], strlen(keys[s]), cost, now, &d), SLUICE_OK);
+		cr_assert(d.allowed);
+		d.limit_index += base[s];
+		if (q == 0 || d.remaining < best.remaining ||
+		    (d.remaining == best.remaining && d.reset_ns < best.reset_ns))
+			best = d;
+	}
+	*out = best;
+}
+
+/* ---- window kinds: one key against the keyed limiter ---- */
+
+/* GCRA placed last, so that the limiter's order (GCRA first) differs from
+ * the caller's; counter windows short enough that their windows roll. */
+static void differential_windows(uint64_t base, int steps)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l[4] = { counter(6, 2 * SEC), calendar(9, 5 * SEC + 7), counter(4, 700 * MS + 3),
+				     gcra(5, SEC, 4) };
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, l, 4, NULL), SLUICE_OK);
+	const char *keys[3] = { "alpha", "beta", "" };
+	uint64_t now = base;
+	int denied = 0, allowed = 0;
+
+	for (int step = 0; step < steps; step++) {
+		const char *k = keys[rnd() % 3];
+		uint64_t cost = rnd() % 4;
+		if (rnd() % 16 == 0)
+			cost = 7; /* past every limit but the calendar's */
+		now = step_time(now, 300 * MS, 20 * SEC);
+		struct sluice_decision a, b;
+		cr_assert_eq(sluice_limiter_admit(lim, k, strlen(k), cost, now, &a), SLUICE_OK);
+		cr_assert_eq(sluice_redis_admit(r, k, strlen(k), l, 4, cost, now, &b), SLUICE_OK);
+		assert_same(&a, &b, step);
+		if (cost > 0) {
+			denied += !a.allowed;
+			allowed += a.allowed;
+		}
+	}
+	cr_expect_gt(denied, steps / 10, "the sequence exercises denials (%d)", denied);
+	cr_expect_gt(allowed, steps / 10, "and admissions (%d)", allowed);
+	cr_expect_eq(rstats(r).degraded, 0);
+	sluice_redis_destroy(r);
+	sluice_limiter_destroy(lim);
+	server_stop(&srv);
+}
+
+Test(redis_kinds, differential_counter_calendar_gcra_unix_time)
+{
+	differential_windows(UNIX_NOW, 500);
+}
+
+Test(redis_kinds, differential_counter_calendar_gcra_small_times)
+{
+	differential_windows(3 * SEC, 300);
+}
+
+Test(redis_kinds, differential_near_the_end_of_the_clock)
+{
+	/* Calendar boundaries past 2^64 - 1 read SLUICE_NEVER. */
+	differential_windows(UINT64_MAX - 2 * MIN, 200);
+}
+
+/* A window index that aliases: the cells keep their index mod 2^24 (counter)
+ * and 2^32 (calendar); so does the script, so a cell untouched for 2^23
+ * windows reads as "time went backwards" on both. */
+Test(redis_kinds, differential_window_index_wraparound)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l[2] = { counter(3, 1000), calendar(2, 1000) };
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, l, 2, NULL), SLUICE_OK);
+	uint64_t times[] = { 5000, 5000, 5000 + (1ull << 23) * 1000, 5000 + (1ull << 24) * 1000,
+			     5000 + (1ull << 24) * 1000 + 999, 5000 + (1ull << 32) * 1000,
+			     5000 + (1ull << 32) * 1000 + 1, 5000 + (1ull << 33) * 1000 };
+	for (int i = 0; i < (int)(sizeof times / sizeof times[0]); i++) {
+		struct sluice_decision a, b;
+		cr_assert_eq(sluice_limiter_admit(lim, "w", 1, 1, times[i], &a), SLUICE_OK);
+		cr_assert_eq(sluice_redis_admit(r, "w", 1, l, 2, 1, times[i], &b), SLUICE_OK);
+		assert_same(&a, &b, i);
+	}
+	sluice_redis_destroy(r);
+	sluice_limiter_destroy(lim);
+	server_stop(&srv);
+}
+
+/* Several scopes of mixed kinds in one request, random subsets and orders. */
+Test(redis_kinds, differential_multi_scope_mixed_kinds)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit ws[2] = { calendar(40, MIN), gcra(10, SEC, 10) };
+	struct sluice_limit tok[2] = { counter(5, SEC), gcra(4, SEC, 3) };
+	struct sluice_limit route[1] = { counter(3, 500 * MS) };
+	const char *names[3] = { "ws", "ws:tok", "ws:route" };
+	const struct sluice_limit *pol[3] = { ws, tok, route };
+	size_t npol[3] = { 2, 2, 1 };
+	struct sluice_limiter *lim[3];
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(sluice_limiter_create(&lim[i], pol[i], npol[i], NULL), SLUICE_OK);
+	uint64_t now = UNIX_NOW;
+
+	for (int step = 0; step < 400; step++) {
+		int perm[3] = { 0, 1, 2 };
+		for (int i = 2; i > 0; i--) {
+			int j = (int)(rnd() % (uint64_t)(i + 1)), t = perm[i];
+			perm[i] = perm[j];
+			perm[j] = t;
+		}
+		size_t n = 1 + rnd() % 3;
+		struct sluice_redis_scope sc[3];
+		struct sluice_limiter *ml[3];
+		const char *mk[3];
+		size_t order[3];
+		uint32_t base[3], flat = 0;
+		for (size_t s = 0; s < n; s++) {
+			int id = perm[s];
+			sc[s] = (struct sluice_redis_scope){ names[id], strlen(names[id]), pol[id], npol[id] };
+			ml[s] = lim[id];
+			mk[s] = names[id];
+			order[s] = s;
+			base[s] = flat;
+			flat += (uint32_t)npol[id];
+		}
+		uint64_t cost = rnd() % 3;
+		struct sluice_decision a, b;
+		model_admit(ml, mk, order, base, n, cost, now, &a);
+		cr_assert_eq(sluice_redis_admit_scopes(r, sc, n, cost, now, &b), SLUICE_OK);
+		assert_same(&a, &b, step);
+		now = step_time(now, 150 * MS, 5 * SEC);
+	}
+	cr_expect_eq(rstats(r).degraded, 0);
+	sluice_redis_destroy(r);
+	for (int i = 0; i < 3; i++)
+		sluice_limiter_destroy(lim[i]);
+	server_stop(&srv);
+}
+
+Test(redis_kinds, denied_by_a_window_consumes_nothing_elsewhere)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit a[2] = { gcra(100, SEC, 100), counter(100, MIN) };
+	struct sluice_limit b[1] = { calendar(2, SLUICE_DAY_NS) };
+	struct sluice_redis_scope sc[2] = { { "a", 1, a, 2 }, { "b", 1, b, 1 } };
+	struct sluice_decision d;
+	uint64_t now = UNIX_NOW;
+
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(sluice_redis_admit_scopes(r, sc, 2, 1, now, &d), SLUICE_OK);
+		cr_expect(d.allowed);
+	}
+	redisReply *before = side(srv.port, "HGETALL", "sluice:a");
+	cr_assert_eq(before->type, REDIS_REPLY_ARRAY);
+	cr_assert_eq(before->elements, 4);
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_redis_admit_scopes(r, sc, 2, 1, now, &d), SLUICE_OK);
+		cr_expect(!d.allowed);
+		cr_expect_eq(d.reason, SLUICE_REASON_QUOTA);
+		cr_expect_eq(d.limit_index, 2);
+		cr_expect_eq(d.retry_after_ns, SLUICE_DAY_NS - now % SLUICE_DAY_NS, "until UTC midnight");
+	}
+	redisReply *after = side(srv.port, "HGETALL", "sluice:a");
+	cr_assert_eq(after->elements, before->elements);
+	for (size_t i = 0; i < after->elements; i++)
+		cr_expect_str_eq(after->element[i]->str, before->element[i]->str, "field %zu unchanged", i);
+	freeReplyObject(before);
+	freeReplyObject(after);
+	/* The calendar's key lives until its window ends (plus the grace):
+	 * at most a day and 600 s. */
+	long long pttl = side_int(srv.port, "PTTL", "sluice:b");
+	cr_expect(pttl > 600000 && pttl <= (long long)((SLUICE_DAY_NS + 600 * SEC) / MS) + 1, "pttl %lld", pttl);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
+/* With the server's clock the script splits TIME into windows itself. */
+Test(redis_kinds, server_time_windows)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, 0);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l[2] = { calendar(3, SLUICE_HOUR_NS), counter(5, MIN) };
+	struct sluice_decision d;
+	uint64_t t0 = sluice_realtime_ns();
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_redis_admit(r, "s", 1, l, 2, 1, 0, &d), SLUICE_OK);
+		cr_expect(d.allowed && !d.degraded);
+		cr_expect_eq(d.limit_index, 0);
+		cr_expect_eq(d.remaining, 2 - (uint64_t)i);
+	}
+	uint64_t t1 = sluice_realtime_ns();
+	cr_assert_eq(sluice_redis_admit(r, "s", 1, l, 2, 1, 0, &d), SLUICE_OK);
+	cr_expect(!d.allowed && !d.degraded);
+	cr_expect_eq(d.reason, SLUICE_REASON_QUOTA);
+	/* The end of this UTC hour, seen from the server's clock (same host). */
+	uint64_t lo = SLUICE_HOUR_NS - t1 % SLUICE_HOUR_NS - 50 * MS;
+	uint64_t hi = SLUICE_HOUR_NS - t0 % SLUICE_HOUR_NS + 50 * MS;
+	if (t1 % SLUICE_HOUR_NS > t0 % SLUICE_HOUR_NS) /* not across an hour */
+		cr_expect(d.retry_after_ns >= lo && d.retry_after_ns <= hi, "retry %llu",
+			  (unsigned long long)d.retry_after_ns);
+	/* A window that is not whole microseconds cannot be cut from TIME. */
+	struct sluice_limit odd = counter(5, SEC + 1);
+	cr_expect_eq(sluice_redis_admit(r, "s", 1, &odd, 1, 1, 0, &d), SLUICE_ERANGE);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
+Test(redis_kinds, validation_of_kinds)
+{
+	struct sluice_redis_options o = ropts(1, SLUICE_REDIS_CALLER_CLOCK); /* refused port */
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_decision d;
+
+	struct sluice_limit log;
+	memset(&log, 0, sizeof log);
+	log.kind = SLUICE_LIMIT_SLIDING_LOG;
+	cr_assert_eq(sluice_window_log_config_init(&log.log, 10, SEC), SLUICE_OK);
+	cr_expect_eq(sluice_redis_admit(r, "k", 1, &log, 1, 1, 0, &d), SLUICE_EINVAL, "no log on Redis");
+	struct sluice_limit big = counter(5, (1ull << 52) + 1), edge = calendar(5, 1ull << 52);
+	cr_expect_eq(sluice_redis_admit(r, "k", 1, &big, 1, 1, 0, &d), SLUICE_ERANGE);
+	cr_expect_eq(sluice_redis_admit(r, "k", 1, &edge, 1, 0, 0, &d), SLUICE_OK);
+	struct sluice_limit bad = counter(5, SEC);
+	bad.counter.div_magic++;
+	cr_expect_eq(sluice_redis_admit(r, "k", 1, &bad, 1, 1, 0, &d), SLUICE_EINVAL);
+	struct sluice_limit two[2] = { slots(2, 0), slots(3, 0) };
+	sluice_slot_handle h[1];
+	struct sluice_redis_scope sc = { "k", 1, two, 2 };
+	cr_expect_eq(sluice_redis_acquire_scopes(r, &sc, 1, 1, 0, &d, h), SLUICE_EINVAL, "two slots limits");
+	struct sluice_limit one = slots(2, 0);
+	sc.limits = &one;
+	sc.nlimits = 1;
+	cr_expect_eq(sluice_redis_admit_scopes(r, &sc, 1, 1, 0, &d), SLUICE_EINVAL, "slots are acquired");
+	cr_expect_eq(sluice_redis_acquire_scopes(r, &sc, 1, 1, 0, &d, NULL), SLUICE_EINVAL);
+	struct sluice_limit lease = slots(2, (1ull << 52) + 1);
+	sc.limits = &lease;
+	cr_expect_eq(sluice_redis_acquire_scopes(r, &sc, 1, 1, 0, &d, h), SLUICE_ERANGE);
+	cr_expect_eq(sluice_redis_release(r, NULL, 1), SLUICE_EINVAL);
+	struct sluice_limit g = gcra(1, SEC, 1);
+	sc.limits = &g;
+	cr_expect_eq(sluice_redis_release(r, &sc, 1), SLUICE_EINVAL, "no slots limit");
+	sc.limits = &one;
+	cr_expect_eq(sluice_redis_release(r, &sc, SLUICE_SLOT_NONE), SLUICE_ESTALE);
+	cr_expect_eq(sluice_redis_release(r, &sc, 1ull << 12 | 2), SLUICE_ESTALE, "index past N");
+	cr_expect_eq(sluice_redis_release(r, &sc, 1ull << 12), SLUICE_EBACKEND, "server down");
+	sluice_redis_destroy(r);
+}

@@ -405,7 +405,7 @@ static const char script_text[] =
 	"    else\n"
 	"      local n, lease = tonumber(ARGV[p + 2]), ARGV[p + 3]\n"
 	"      local st\n"
-	"      if v then st = sparse(v) else st = {tag = tag, n = 0, slot = {}} end\n"
+	"      if v then st = sparse(v) else st = {tag = (tag + s - 2) % 16777215 + 1, n = 0, slot = {}} end\n"
 	"      out[o + 1] = st.n\n"
 	"      if write then\n"
 	"        if st.n >= n and lease == '0' then return {1, flat + i - 1, nh, nl, st.n, 0, 0, 0} end\n"
@@ -447,7 +447,7 @@ static const char script_text[] =
 	"  for s = 1, #KEYS do\n"
 	"    local p = plan[s]\n"
 	"    local sets, befores, ttl, sl = p[1], p[2], p[3], p[4]\n"
-	"    if ttl < 1 then ttl = 1 end\n"
+	"    if ttl < 1 then ttl = math.max(grace_ms, 1) end\n"
 	"    if sl then\n"
 	"      nowms = nowms or server_ms()\n"
 	"      local full = string.format('%d', nowms + ttl)\n"
@@ -574,7 +574,8 @@ struct sluice_redis {
 	size_t argvlen[MAX_ARGS];
 	struct prepared *prep; /* batch scratch */
 	size_t prep_cap;
-	uint64_t slots_tag; /* the tag of the next slots state we create */
+	uint64_t slots_tag; /* the tag of a slots state this call creates */
+	uint64_t next_tag;  /* the next call's (random start: two handles differ) */
 	struct group *groups; /* cluster: scratch of admit_cross() */
 	struct sluice_redis_stats st;
 };
@@ -1763,7 +1764,10 @@ static int admit_one(struct sluice_redis *r, const struct sluice_redis_scope *sc
 	if (handles != NULL)
 		for (size_t s = 0; s < nscopes; s++)
 			handles[s] = SLUICE_SLOT_NONE;
-	r->slots_tag = r->slots_tag % 0xffffff + 1; /* 1 .. 2^24 - 1 */
+	/* Scope s creates a slots state with tag slots_tag + s (mod 2^24 - 1,
+	 * never 0): a fresh tag per state, as a cell's init draws one. */
+	r->slots_tag = r->next_tag;
+	r->next_tag = (r->next_tag - 1 + nscopes) % 0xffffff + 1;
 	if (p.cross)
 		return admit_cross(r, &p, now_ns, out, handles);
 	p.handles = cost > 0 ? handles : NULL;
@@ -1954,6 +1958,8 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 		r->cache_seed = sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r;
 	}
 	memcpy(r->nodes[0].host, host, strlen(host) + 1);
+	r->next_tag = (sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r) % 0xffffff + 1;
+	r->slots_tag = r->next_tag;
 	r->nodes[0].port = o.port != 0 ? (int)o.port : 6379;
 	r->nodes[0].backoff_ns = o.backoff_min_ns;
 	r->nnodes = 1;

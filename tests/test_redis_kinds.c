@@ -430,3 +430,134 @@ Test(redis_kinds, validation_of_kinds)
 	cr_expect_eq(sluice_redis_release(r, &sc, 1ull << 12), SLUICE_EBACKEND, "server down");
 	sluice_redis_destroy(r);
 }
+
+/* ---- slots ---- */
+
+/* Acquire, release, double release, foreign handles, lease take-over, and
+ * peeks, against sluice_limiter_acquire()/release(). */
+Test(redis_kinds, differential_slots_acquire_release)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit p0[2] = { slots(3, 0), gcra(10, SEC, 5) };
+	struct sluice_limit p1[2] = { slots(2, 2 * SEC), calendar(30, MIN) };
+	const struct sluice_limit *pol[2] = { p0, p1 };
+	struct sluice_limiter *lim[2];
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(sluice_limiter_create(&lim[i], pol[i], 2, NULL), SLUICE_OK);
+	const char *keys[2] = { "a", "b" };
+	struct pair {
+		int key;
+		sluice_slot_handle mine, theirs;
+		bool released;
+	} held[64];
+	size_t nheld = 0;
+	uint64_t now = UNIX_NOW;
+	int acquired = 0, full = 0, releases = 0, doubles = 0, stale = 0;
+
+	for (int step = 0; step < 500; step++) {
+		int op = (int)(rnd() % 8);
+		if (op < 4 || nheld == 0) {
+			int k = (int)(rnd() % 2);
+			uint64_t cost = rnd() % 3;
+			struct sluice_redis_scope sc = { keys[k], 1, pol[k], 2 };
+			struct sluice_decision a, b;
+			sluice_slot_handle ha, hb;
+			cr_assert_eq(sluice_limiter_acquire(lim[k], keys[k], 1, cost, now, &a, &ha), SLUICE_OK);
+			cr_assert_eq(sluice_redis_acquire_scopes(r, &sc, 1, cost, now, &b, &hb), SLUICE_OK);
+			assert_same(&a, &b, step);
+			cr_assert_eq(ha != SLUICE_SLOT_NONE, hb != SLUICE_SLOT_NONE, "step %d: handles", step);
+			if (ha != SLUICE_SLOT_NONE) {
+				acquired++;
+				if (nheld < 64)
+					held[nheld++] = (struct pair){ k, ha, hb, false };
+			}
+			full += cost > 0 && a.reason == SLUICE_REASON_CONCURRENCY;
+		} else {
+			struct pair *h = &held[rnd() % nheld];
+			int k = h->key;
+			if (rnd() % 8 == 0)
+				k = 1 - k; /* a handle of the other key */
+			struct sluice_redis_scope sc = { keys[k], 1, pol[k], 2 };
+			int ea = sluice_limiter_release(lim[k], keys[k], 1, h->mine);
+			int eb = sluice_redis_release(r, &sc, h->theirs);
+			cr_assert_eq(ea, eb, "step %d: release %d vs %d", step, ea, eb);
+			releases += ea == SLUICE_OK;
+			doubles += ea == SLUICE_EDOUBLE;
+			stale += ea == SLUICE_ESTALE;
+			if (ea == SLUICE_OK)
+				h->released = true;
+		}
+		now = step_time(now, 200 * MS, 3 * SEC);
+	}
+	cr_expect_gt(acquired, 50);
+	cr_expect_gt(full, 10, "slots ran full (%d)", full);
+	cr_expect_gt(releases, 20);
+	cr_expect_gt(doubles, 5, "double releases (%d)", doubles);
+	cr_expect_gt(stale, 5, "foreign or taken-over handles (%d)", stale);
+	/* An unknown key. */
+	struct sluice_redis_scope none = { "zz", 2, p0, 2 };
+	cr_expect_eq(sluice_redis_release(r, &none, held[0].theirs), SLUICE_ENOTFOUND);
+	cr_expect_eq(sluice_limiter_release(lim[0], "zz", 2, held[0].mine), SLUICE_ENOTFOUND);
+	cr_expect_eq(rstats(r).degraded, 0);
+	sluice_redis_destroy(r);
+	for (int i = 0; i < 2; i++)
+		sluice_limiter_destroy(lim[i]);
+	server_stop(&srv);
+}
+
+/* Slots in two scopes of one request: one handle each, all-or-nothing. */
+Test(redis_kinds, slots_in_several_scopes_all_or_nothing)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit ws[1] = { slots(1, 0) };
+	struct sluice_limit tok[2] = { gcra(100, SEC, 100), slots(5, 0) };
+	struct sluice_limit plain[1] = { gcra(100, SEC, 100) };
+	struct sluice_redis_scope sc[3] = { { "tok", 3, tok, 2 }, { "plain", 5, plain, 1 }, { "ws", 2, ws, 1 } };
+	struct sluice_decision d;
+	sluice_slot_handle h[3], h2[3];
+	uint64_t now = UNIX_NOW;
+
+	cr_assert_eq(sluice_redis_acquire_scopes(r, sc, 3, 1, now, &d, h), SLUICE_OK);
+	cr_expect(d.allowed);
+	cr_expect_neq(h[0], SLUICE_SLOT_NONE);
+	cr_expect_eq(h[1], SLUICE_SLOT_NONE, "no slots in this scope");
+	cr_expect_neq(h[2], SLUICE_SLOT_NONE);
+	cr_expect_eq(d.limit_index, 3, "ws's single slot, now 0 remaining, governs");
+	cr_expect_eq(d.remaining, 0);
+	/* ws is full: denied, and tok's slot is not taken. */
+	cr_assert_eq(sluice_redis_acquire_scopes(r, sc, 3, 1, now, &d, h2), SLUICE_OK);
+	cr_expect(!d.allowed);
+	cr_expect_eq(d.reason, SLUICE_REASON_CONCURRENCY);
+	cr_expect_eq(d.limit_index, 3);
+	cr_expect_eq(d.retry_after_ns, SLUICE_SLOTS_DEFAULT_RETRY_NS);
+	for (int s = 0; s < 3; s++)
+		cr_expect_eq(h2[s], SLUICE_SLOT_NONE);
+	cr_assert_eq(sluice_redis_admit_scopes(r, sc, 2, 0, now, &d), SLUICE_OK);
+	cr_expect_eq(d.limit_index, 1, "peek: tok's slots 4 of 5 free, gcra 98 remaining");
+	cr_expect_eq(d.remaining, 4);
+	/* Peek of the full ws: allowed, but reports the concurrency limit as
+	 * the limiter's peek does. */
+	cr_assert_eq(sluice_redis_admit_scopes(r, &sc[2], 1, 0, now, &d), SLUICE_OK);
+	cr_expect(d.allowed);
+	cr_expect_eq(d.reason, SLUICE_REASON_CONCURRENCY);
+	cr_expect_eq(d.remaining, 0);
+	/* Without a lease the key holding a slot does not expire. */
+	cr_expect_eq(side_int(srv.port, "PTTL", "sluice:ws"), -1);
+	cr_expect_eq(sluice_redis_release(r, &sc[2], h[2]), SLUICE_OK);
+	cr_expect_eq(sluice_redis_release(r, &sc[2], h[2]), SLUICE_EDOUBLE);
+	cr_expect_eq(sluice_redis_release(r, &sc[2], h[0]), SLUICE_ESTALE, "tok's handle");
+	long long pttl = side_int(srv.port, "PTTL", "sluice:ws");
+	cr_expect(pttl > 0 && pttl <= 601000, "released: expires (grace 600 s): %lld", pttl);
+	cr_expect_eq(side_int(srv.port, "PTTL", "sluice:tok"), -1, "tok still holds a slot");
+	cr_expect_eq(sluice_redis_release(r, &sc[0], h[0]), SLUICE_OK);
+	pttl = side_int(srv.port, "PTTL", "sluice:tok");
+	cr_expect(pttl > 0 && pttl <= 601000, "pttl %lld", pttl);
+	cr_assert_eq(sluice_redis_acquire_scopes(r, sc, 3, 1, now, &d, h2), SLUICE_OK);
+	cr_expect(d.allowed);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}

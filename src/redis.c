@@ -577,6 +577,7 @@ struct sluice_redis {
 	uint64_t slots_tag; /* the tag of a slots state this call creates */
 	uint64_t next_tag;  /* the next call's (random start: two handles differ) */
 	struct group *groups; /* cluster: scratch of admit_cross() */
+	uint64_t call_deadline_ns; /* admit_cross(): the reserves' deadline; else 0 */
 	struct sluice_redis_stats st;
 };
 
@@ -1483,7 +1484,9 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
 			  struct sluice_decision *out)
 {
-	uint64_t deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+	/* A cross-slot request's reserves share its deadline. */
+	uint64_t deadline = r->call_deadline_ns != 0 ? r->call_deadline_ns
+						     : sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
 
 	if (r->cache != NULL) {
 		uint64_t t = cache_now(r, now_ns);
@@ -1681,9 +1684,9 @@ static int admit_cross(struct sluice_redis *r, const struct prepared *whole, uin
 	}
 
 	struct sluice_decision best, d;
-	uint64_t deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
 	size_t done = 0;
 	bool denied = false;
+	uint64_t deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
 	for (; done < ng; done++) {
 		struct group *gr = &g[done];
 		uint8_t caller[SLUICE_REDIS_MAX_SCOPES];
@@ -1697,7 +1700,9 @@ static int admit_cross(struct sluice_redis *r, const struct prepared *whole, uin
 		gr->p.cross = false;
 		gr->p.mode = req->cost > 0 ? MODE_RESERVE : MODE_PEEK;
 		gr->p.handles = handles;
+		r->call_deadline_ns = deadline;
 		admit_prepared(r, &gr->p, 1, now_ns, &d);
+		r->call_deadline_ns = 0;
 		/* admit_prepared() counted the group's verdict; count the request
 		 * once, below. */
 		if (d.degraded)
@@ -1716,11 +1721,16 @@ static int admit_cross(struct sluice_redis *r, const struct prepared *whole, uin
 			best = d;
 	}
 	if (denied) {
-		bool undo = req->cost > 0;
-		if (undo) {
+		if (req->cost > 0) {
+			/* The cancels get their own timeout: a group that timed
+			 * out must not leave the others' reservations behind. */
+			deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+			struct sigpipe_guard guard;
+			sigpipe_block(&guard);
 			cancel_group(r, &g[done].p, now_ns, deadline); /* a degraded reserve may have run */
 			while (done-- > 0)
 				cancel_group(r, &g[done].p, now_ns, deadline);
+			sigpipe_restore(&guard);
 			if (handles != NULL)
 				for (size_t s = 0; s < ns; s++)
 					handles[s] = SLUICE_SLOT_NONE;

@@ -133,12 +133,14 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
  *   c field k_mod cost limit W e  sliding counter (k_mod, e "" = from TIME)
  *   k field k_mod cost limit W e  calendar (cost -1: cost > limit)
  *   s field N lease_ns            slots (lease "0": none)
+ *   l field cost limit W t-W      sliding log (t-W: "" = from TIME, "-" < 0)
  * Answer: {status, flat index, now_s, now_ns, 4 integers per limit}:
  *   allowed: status 0, index -1, the state of every limit before the call
  *   denied:  status 1 (2: GCRA never), the denier's index and state only
  * where a state is: g: debt (s, ns); c: k_s (-1 missing), prev, cur;
  * k: k_s (-1 missing), count; s: in_use before, gen, index, tag of the
- * slot taken (0 if none). Mode "2" appends, per field written, (key index,
+ * slot taken (0 if none); l: the log (its last `limit` unit times,
+ * ascending, space-separated; "" if none) and three zeros. Mode "2" appends, per field written, (key index,
  * field, value before ("" = absent), value after): the receipt.
  *
  * Mode "c" (cancel): ARGV[5..] are tuples (key index, field, before,
@@ -305,7 +307,7 @@ static const char script_text[] =
 	"local grace = tonumber(ARGV[3])\n"
 	"local grace_ms = fdiv(grace + 999999, 1000000)\n"
 	"local tag = tonumber(ARGV[4])\n"
-	"local NARGS = {g = 3, c = 6, k = 6, s = 3}\n"
+	"local NARGS = {g = 3, c = 6, k = 6, s = 3, l = 5}\n"
 	"local CAP = 1125899906842624\n"
 	"local a, flat = 5, 0\n"
 	"local out = {0, -1, nh, nl}\n"
@@ -400,6 +402,43 @@ static const char script_text[] =
 	"        if cost < 0 or cnt + cost > lim then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], 0, 0} end\n"
 	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = string.format('%d:%d', idx, cnt + cost); befores[#befores + 1] = v or ''\n"
 	"        local ms = math.min(ahead * wms + rms, CAP) + grace_ms\n"
+	"        if ms > ttl then ttl = ms end\n"
+	"      end\n"
+	"    elseif kind == 'l' then\n"
+	"      local cost, lim, W = tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])\n"
+	"      local th, tl = -1, 0\n"
+	"      if ARGV[p + 5] ~= '' then\n"
+	"        if ARGV[p + 5] ~= '-' then th, tl = split(ARGV[p + 5]) end\n"
+	"      else\n"
+	"        local wh = fdiv(W, B)\n"
+	"        th, tl = nh - wh, nl - (W - wh * B)\n"
+	"        if tl < 0 then th, tl = th - 1, tl + B end\n"
+	"      end\n"
+	"      local ts = {}\n"
+	"      if v and #v > 0 then\n"
+	"        for x in string.gmatch(v, '%d+') do ts[#ts + 1] = x end\n"
+	"      end\n"
+	"      local gone = 0\n"
+	"      while gone < #ts do\n"
+	"        local rh, rl = split(ts[gone + 1])\n"
+	"        if rh < th or (rh == th and rl <= tl) then gone = gone + 1 else break end\n"
+	"      end\n"
+	"      out[o + 1] = v or ''\n"
+	"      if write then\n"
+	"        if cost < 0 or #ts - gone + cost > lim then return {1, flat + i - 1, nh, nl, v or '', 0, 0, 0} end\n"
+	"        local rh, rl = nh, nl\n"
+	"        if #ts > 0 then\n"
+	"          local lh, ll = split(ts[#ts])\n"
+	"          if lh > rh or (lh == rh and ll > rl) then rh, rl = lh, ll end\n"
+	"        end\n"
+	"        local r = dec(rh, rl)\n"
+	"        for j = 1, cost do ts[#ts + 1] = r end\n"
+	"        local keep = {}\n"
+	"        for j = math.max(1, #ts - lim + 1), #ts do keep[#keep + 1] = ts[j] end\n"
+	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = table.concat(keep, ' '); befores[#befores + 1] = v or ''\n"
+	"        local dh, dl = rh - nh, rl - nl\n"
+	"        if dl < 0 then dh, dl = dh - 1, dl + B end\n"
+	"        local ms = math.min(dh * 1000 + fdiv(dl + W + 999999, 1000000), CAP) + grace_ms\n"
 	"        if ms > ttl then ttl = ms end\n"
 	"      end\n"
 	"    else\n"
@@ -578,6 +617,7 @@ struct sluice_redis {
 	uint64_t next_tag;  /* the next call's (random start: two handles differ) */
 	struct group *groups; /* cluster: scratch of admit_cross() */
 	uint64_t call_deadline_ns; /* admit_cross(): the reserves' deadline; else 0 */
+	struct sluice_window_log *log_cell; /* decide_state() scratch; NULL until a log is used */
 	struct sluice_redis_stats st;
 };
 
@@ -821,12 +861,13 @@ static uint32_t key_slot(const char *k, size_t n)
 /* Validate one limit for this backend. */
 static int check_limit(const struct sluice_redis *r, const struct sluice_limit *l)
 {
-	if (l->kind != SLUICE_LIMIT_GCRA && l->kind != SLUICE_LIMIT_SLIDING_COUNTER &&
-	    l->kind != SLUICE_LIMIT_CALENDAR && l->kind != SLUICE_LIMIT_SLOTS)
-		return SLUICE_EINVAL;
-	if (sluice__limit_validate(l) != SLUICE_OK)
+	if (sluice__limit_ops_of(l->kind) == NULL || sluice__limit_validate(l) != SLUICE_OK)
 		return SLUICE_EINVAL;
 	switch (l->kind) {
+	case SLUICE_LIMIT_SLIDING_LOG:
+		return l->log.limit > SLUICE_REDIS_MAX_LOG_LIMIT || l->log.window_ns > MAX_WINDOW_NS
+			       ? SLUICE_ERANGE
+			       : SLUICE_OK;
 	case SLUICE_LIMIT_GCRA:
 		return l->rate.tolerance_ns > SLUICE_REDIS_MAX_TOLERANCE_NS ? SLUICE_ERANGE : SLUICE_OK;
 	case SLUICE_LIMIT_SLIDING_COUNTER:
@@ -888,6 +929,15 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 			int rc = check_limit(r, l);
 			if (rc != SLUICE_OK)
 				return rc;
+			if (l->kind == SLUICE_LIMIT_SLIDING_LOG && r->log_cell == NULL) {
+				/* Scratch for rebuilding a log from the server's
+				 * state (decide_state()), the largest allowed. */
+				struct sluice_window_log_config c;
+				sluice_window_log_config_init(&c, SLUICE_REDIS_MAX_LOG_LIMIT, 1);
+				r->log_cell = malloc(sluice_window_log_size(&c));
+				if (r->log_cell == NULL)
+					return SLUICE_ENOMEM;
+			}
 			if (l->kind == SLUICE_LIMIT_GCRA && first_gcra == sc->nlimits)
 				first_gcra = i;
 			nslots += l->kind == SLUICE_LIMIT_SLOTS;
@@ -1001,6 +1051,25 @@ static int build_args(struct sluice_redis *r, const struct prepared *p, uint64_t
 					NUM(now_ns % win);
 				else
 					ARG("", 0);
+				break;
+			}
+			case SLUICE_LIMIT_SLIDING_LOG: {
+				const struct sluice_window_log_config *c = &l->log;
+				ARG("l", 1);
+				ARG(w, field_name(w, 'l', i, c->limit, c->window_ns));
+				w += FIELD_MAX;
+				if (cost > c->limit)
+					ARG("-1", 2);
+				else
+					NUM(cost);
+				NUM(c->limit);
+				NUM(c->window_ns);
+				if (!caller_clock) /* the script subtracts W from TIME */
+					ARG("", 0);
+				else if (now_ns < c->window_ns) /* nothing has left any window */
+					ARG("-", 1);
+				else
+					NUM(now_ns - c->window_ns);
 				break;
 			}
 			default: {
@@ -1303,6 +1372,34 @@ static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, c
 		/* relaxed: a private copy of the server's state, never shared. */
 		atomic_store_explicit(&c.word, word, memory_order_relaxed); /* relaxed: why above */
 		bool got = sluice_calendar_admit(&c, &l->calendar, now, cost, d);
+		return what == 'd' ? !got : got;
+	}
+	case SLUICE_LIMIT_SLIDING_LOG: {
+		/* Rebuild the log: admitting its m <= limit times one unit each,
+		 * in order, records exactly them (each sees fewer than limit
+		 * live units); only the last `limit` units of a log decide. */
+		const struct sluice_window_log_config *cfg = &l->log;
+		if (e >= rep->elements || rep->element[e]->type != REDIS_REPLY_STRING)
+			return false;
+		const char *q = rep->element[e]->str, *end = q + rep->element[e]->len;
+		uint64_t m = 0, prev = 0;
+		sluice_window_log_init(r->log_cell, cfg);
+		while (q < end) {
+			uint64_t v = 0;
+			size_t digits = 0;
+			for (; q < end && *q >= '0' && *q <= '9'; q++, digits++) {
+				if (v > (UINT64_MAX - 9) / 10)
+					return false;
+				v = v * 10 + (uint64_t)(*q - '0');
+			}
+			if (digits == 0 || v < prev || ++m > cfg->limit ||
+			    !sluice_window_log_admit(r->log_cell, cfg, v, 1, NULL))
+				return false;
+			prev = v;
+			if (q < end && *q++ != ' ')
+				return false;
+		}
+		bool got = sluice_window_log_admit(r->log_cell, cfg, now, cost, d);
 		return what == 'd' ? !got : got;
 	}
 	default: {
@@ -2000,6 +2097,7 @@ void sluice_redis_destroy(struct sluice_redis *r)
 		drop(&r->nodes[i]);
 	free(r->slot_node);
 	free(r->groups);
+	free(r->log_cell);
 	free(r->prefix);
 	free(r->buf);
 	free(r->cache);

@@ -64,6 +64,16 @@ static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
 	return l;
 }
 
+static struct sluice_limit slog(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_LOG;
+	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
 static struct sluice_limit slots(uint64_t n, uint64_t lease_ns)
 {
 	struct sluice_limit l;
@@ -241,6 +251,84 @@ Test(redis_kinds, differential_near_the_end_of_the_clock)
 	differential_windows(UINT64_MAX - 2 * MIN, 200);
 }
 
+/* The sliding log, alone and with other kinds, with stale clocks. */
+static void differential_log(uint64_t base, int steps)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit mixed[3] = { slog(5, 2 * SEC), gcra(4, SEC, 4), counter(7, 3 * SEC) };
+	struct sluice_limit alone[1] = { slog(3, 700 * MS + 11) };
+	struct sluice_limiter *lm = NULL, *la = NULL;
+	cr_assert_eq(sluice_limiter_create(&lm, mixed, 3, NULL), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_create(&la, alone, 1, NULL), SLUICE_OK);
+	uint64_t now = base;
+	int denied = 0;
+
+	for (int step = 0; step < steps; step++) {
+		bool one = rnd() % 2 == 0;
+		uint64_t cost = rnd() % 3;
+		if (rnd() % 16 == 0)
+			cost = 6; /* past the log's limit */
+		now = step_time(now, 250 * MS, 5 * SEC);
+		struct sluice_decision a, b;
+		if (one) {
+			cr_assert_eq(sluice_limiter_admit(la, "x", 1, cost, now, &a), SLUICE_OK);
+			cr_assert_eq(sluice_redis_admit(r, "x", 1, alone, 1, cost, now, &b), SLUICE_OK);
+		} else {
+			cr_assert_eq(sluice_limiter_admit(lm, "y", 1, cost, now, &a), SLUICE_OK);
+			cr_assert_eq(sluice_redis_admit(r, "y", 1, mixed, 3, cost, now, &b), SLUICE_OK);
+		}
+		assert_same(&a, &b, step);
+		denied += cost > 0 && !a.allowed;
+	}
+	cr_expect_gt(denied, steps / 10, "denials (%d)", denied);
+	cr_expect_eq(rstats(r).degraded, 0);
+	sluice_redis_destroy(r);
+	sluice_limiter_destroy(lm);
+	sluice_limiter_destroy(la);
+	server_stop(&srv);
+}
+
+Test(redis_kinds, differential_sliding_log_unix_time)
+{
+	differential_log(UNIX_NOW, 400);
+}
+
+Test(redis_kinds, differential_sliding_log_small_and_end_times)
+{
+	differential_log(SEC / 2, 150); /* times below the window: nothing has left it */
+	differential_log(UINT64_MAX - MIN, 150);
+}
+
+/* A log at its ceiling on this backend, full, with the server's clock. */
+Test(redis_kinds, sliding_log_at_its_redis_ceiling)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, 0);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l = slog(SLUICE_REDIS_MAX_LOG_LIMIT, MIN);
+	struct sluice_decision d;
+
+	cr_assert_eq(sluice_redis_admit(r, "big", 3, &l, 1, SLUICE_REDIS_MAX_LOG_LIMIT - 1, 0, &d), SLUICE_OK);
+	cr_expect(d.allowed && !d.degraded);
+	cr_expect_eq(d.remaining, 1);
+	cr_assert_eq(sluice_redis_admit(r, "big", 3, &l, 1, 1, 0, &d), SLUICE_OK);
+	cr_expect(d.allowed);
+	cr_expect_eq(d.remaining, 0);
+	cr_assert_eq(sluice_redis_admit(r, "big", 3, &l, 1, 1, 0, &d), SLUICE_OK);
+	cr_expect(!d.allowed && !d.degraded);
+	cr_expect_eq(d.reason, SLUICE_REASON_RATE);
+	cr_expect(d.retry_after_ns > 59 * SEC && d.retry_after_ns <= MIN, "retry %llu",
+		  (unsigned long long)d.retry_after_ns);
+	long long pttl = side_int(srv.port, "PTTL", "sluice:big");
+	cr_expect(pttl > 59000 && pttl <= 60001, "until the last unit leaves the window: %lld", pttl);
+	struct sluice_limit over = slog(SLUICE_REDIS_MAX_LOG_LIMIT + 1, MIN);
+	cr_expect_eq(sluice_redis_admit(r, "big", 3, &over, 1, 1, 0, &d), SLUICE_ERANGE);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
 /* A window index that aliases: the cells keep their index mod 2^24 (counter)
  * and 2^32 (calendar); so does the script, so a cell untouched for 2^23
  * windows reads as "time went backwards" on both. */
@@ -401,7 +489,9 @@ Test(redis_kinds, validation_of_kinds)
 	memset(&log, 0, sizeof log);
 	log.kind = SLUICE_LIMIT_SLIDING_LOG;
 	cr_assert_eq(sluice_window_log_config_init(&log.log, 10, SEC), SLUICE_OK);
-	cr_expect_eq(sluice_redis_admit(r, "k", 1, &log, 1, 1, 0, &d), SLUICE_EINVAL, "no log on Redis");
+	struct sluice_limit badlog = log;
+	badlog.log.capacity = 3; /* not what sluice_window_log_config_init() makes */
+	cr_expect_eq(sluice_redis_admit(r, "k", 1, &badlog, 1, 1, 0, &d), SLUICE_EINVAL);
 	struct sluice_limit big = counter(5, (1ull << 52) + 1), edge = calendar(5, 1ull << 52);
 	cr_expect_eq(sluice_redis_admit(r, "k", 1, &big, 1, 1, 0, &d), SLUICE_ERANGE);
 	cr_expect_eq(sluice_redis_admit(r, "k", 1, &edge, 1, 0, 0, &d), SLUICE_OK);

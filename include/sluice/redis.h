@@ -61,6 +61,15 @@ extern "C" {
  */
 #define SLUICE_REDIS_MAX_TOLERANCE_NS (UINT64_C(1) << 52)
 
+/*
+ * Largest limit of a SLUICE_LIMIT_SLIDING_LOG limit on this backend (the
+ * in-process ceiling is SLUICE_WINDOW_LOG_MAX_LIMIT, 4096): the log lives
+ * in one hash field as up to `limit` decimal times (about 20 bytes each),
+ * and every request reads, and every admission rewrites, the whole field;
+ * its reply carries it too. Larger limits: the sliding counter.
+ */
+#define SLUICE_REDIS_MAX_LOG_LIMIT 1024u
+
 /* options.flags */
 /* Use the caller's now_ns instead of the server's TIME. */
 #define SLUICE_REDIS_CALLER_CLOCK 0x1u

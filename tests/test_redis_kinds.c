@@ -597,6 +597,41 @@ Test(redis_kinds, differential_slots_acquire_release)
 	server_stop(&srv);
 }
 
+/* A lease held past its TTL is taken over by an acquirer that finds the
+ * limit full; its old handle is then stale, as in process. */
+Test(redis_kinds, expired_lease_is_taken_over_like_the_limiter)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l[2] = { gcra(100, SEC, 100), slots(1, SEC) };
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, l, 2, NULL), SLUICE_OK);
+	struct sluice_redis_scope sc = { "L", 1, l, 2 };
+	uint64_t t[4] = { UNIX_NOW, UNIX_NOW + SEC / 2, UNIX_NOW + SEC, UNIX_NOW + SEC + 1 };
+	sluice_slot_handle ha[4], hb[4];
+
+	for (int i = 0; i < 4; i++) {
+		struct sluice_decision a, b;
+		cr_assert_eq(sluice_limiter_acquire(lim, "L", 1, 1, t[i], &a, &ha[i]), SLUICE_OK);
+		cr_assert_eq(sluice_redis_acquire_scopes(r, &sc, 1, 1, t[i], &b, &hb[i]), SLUICE_OK);
+		assert_same(&a, &b, i);
+	}
+	cr_expect_neq(hb[0], SLUICE_SLOT_NONE);
+	cr_expect_eq(hb[1], SLUICE_SLOT_NONE, "held, lease not over");
+	cr_expect_neq(hb[2], SLUICE_SLOT_NONE, "lease over: taken over");
+	cr_expect_eq(hb[3], SLUICE_SLOT_NONE);
+	cr_expect_eq(sluice_limiter_release(lim, "L", 1, ha[0]), SLUICE_ESTALE);
+	cr_expect_eq(sluice_redis_release(r, &sc, hb[0]), SLUICE_ESTALE, "its lease was taken over");
+	cr_expect_eq(sluice_redis_release(r, &sc, hb[2]), SLUICE_OK);
+	cr_expect_eq(sluice_redis_release(r, &sc, hb[2]), SLUICE_EDOUBLE);
+	long long pttl = side_int(srv.port, "PTTL", "sluice:L");
+	cr_expect(pttl > 0 && pttl <= 602000, "a key with leases expires: %lld", pttl);
+	sluice_redis_destroy(r);
+	sluice_limiter_destroy(lim);
+	server_stop(&srv);
+}
+
 /* Slots in two scopes of one request: one handle each, all-or-nothing. */
 Test(redis_kinds, slots_in_several_scopes_all_or_nothing)
 {
@@ -884,8 +919,27 @@ Test(redis_kinds, cluster_cross_slot_differential, .fini = cluster_cleanup, .tim
 		}
 		uint64_t cost = rnd() % 3;
 		struct sluice_decision a, b;
-		model_admit(ml, mk, order, base, ns, cost, now, &a);
-		cr_assert_eq(sluice_redis_admit_scopes(r, sc, ns, cost, now, &b), SLUICE_OK);
+		if (step % 4 == 3) {
+			/* In a pipelined batch, between two single-slot requests
+			 * on scope 2's key: decided in its place in the order. */
+			struct sluice_redis_scope one = { keys[2], strlen(keys[2]), p2, 2 };
+			struct sluice_redis_request reqs[3] = { { &one, 1, 1 }, { sc, ns, cost }, { &one, 1, 1 } };
+			struct sluice_decision want[3], got[3];
+			struct sluice_limiter *l2 = lim[2];
+			const char *k2 = keys[2];
+			size_t o0 = 0;
+			uint32_t b0 = 0;
+			model_admit(&l2, &k2, &o0, &b0, 1, 1, now, &want[0]);
+			model_admit(ml, mk, order, base, ns, cost, now, &a);
+			model_admit(&l2, &k2, &o0, &b0, 1, 1, now, &want[2]);
+			cr_assert_eq(sluice_redis_admit_batch(r, reqs, 3, now, got), SLUICE_OK);
+			assert_same(&want[0], &got[0], 1000 + step);
+			assert_same(&want[2], &got[2], 2000 + step);
+			b = got[1];
+		} else {
+			model_admit(ml, mk, order, base, ns, cost, now, &a);
+			cr_assert_eq(sluice_redis_admit_scopes(r, sc, ns, cost, now, &b), SLUICE_OK);
+		}
 		assert_same(&a, &b, step);
 		if (cost > 0 && ns > 1) {
 			cross++;

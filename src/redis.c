@@ -1,30 +1,37 @@
 /*
- * redis.c - the Redis backend: GCRA limits evaluated atomically on a Redis
- * server by one Lua script (docs/redis.md).
+ * redis.c - the Redis backend: the keyed limiter's limits (every kind)
+ * evaluated atomically on a Redis server by one Lua script (docs/redis.md).
  *
- * The algorithm is the GCRA cell's (gcra.c): a limit of bucket depth
- * tau = burst * T is described by its theoretical arrival time F; at time t
- * the debt is max(F, t) - t, and taking c units (need = c * T) is possible
- * iff debt <= tau - need, moving F to max(F, t) + need. The keyed limiter's
- * composition rule (limiter.c) decides several limits: a dry run over every
- * limit, in order, stops at the first denier and writes nothing; if none
- * denies, every limit is written. On Redis the script is atomic (no other
- * command runs during it), so the dry run and the writes need no receipts.
+ * The algorithms are the cells' (gcra.c, window_counter.c, calendar.c,
+ * window_log.c, slots.c) and the composition is the keyed limiter's
+ * (limiter.c): per scope, a dry run over every limit in the limiter's order
+ * (its first GCRA limit, then the others) stops at the first denier and
+ * writes nothing; the scope's slots limit is then taken; if nothing denies,
+ * every limit is written. On Redis the script is atomic (no other command
+ * runs during it), so the dry run and the writes need no receipts. Each
+ * limit's state is one field of the scope's hash (GCRA: F; counter:
+ * "k_s:prev:cur"; calendar: "k_s:count"; log: the last `limit` unit times;
+ * slots: tag, count and the slots' words).
  *
- * Division of labour. The script only compares and adds: per limit it gets
- * the field name, need (or -1: cost > burst) and slack = tau - need from C,
- * and answers with the status and the debt before the decision as a
- * (seconds, nanoseconds) pair. C then computes remaining, reset_ns and
- * retry_after_ns in exact 64-bit arithmetic, exactly as gcra.c's fill().
+ * Division of labour. The script decides (it applies each cell's admission
+ * test exactly) and reports every limit's state before the call; C rebuilds
+ * each cell from that state in a private copy and runs the cell's own code
+ * to fill the decision (remaining, reset_ns, retry_after_ns), so the
+ * decision is the limiter's by construction (decide_state()).
  *
  * Exactness in Lua (doubles). Times (F, now) are up to 2^64 ns, stored as
  * decimal strings and split into (s = floor(x / 10^9), ns = x mod 10^9) by
  * string slicing: both parts are below 2^35 and exact. Durations (need,
- * slack, and any debt that can admit) are at most tau <= 2^52
+ * slack, windows, leases, and any debt that can admit) are at most 2^52
  * (SLUICE_REDIS_MAX_TOLERANCE_NS, checked here before sending), so
  * debt = s * 10^9 + ns is exact whenever s < 4503600 (< 2^53), and a larger s
- * means debt > 2^52 >= slack: a denial, with the exact pair returned. Every
+ * means debt > 2^52 >= slack: a denial, with the exact pair returned. The
+ * counter's test (limit - cur - c) * W >= prev * (W - e) runs on base-2^32
+ * limbs. Window indexes are kept mod 2^24 / 2^32 as in the cells. Every
  * floor division is corrected by exact multiplication.
+ *
+ * Cross-slot requests (cluster): admit_cross() reserves slot group by slot
+ * group with receipts and cancels in reverse order on a denial.
  *
  * Connections. One hiredis blocking context per node (one node unless in
  * cluster mode, where requests go to the node of their keys' hash slot:

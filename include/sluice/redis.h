@@ -1,5 +1,6 @@
 /*
- * sluice/redis.h - the Redis backend: the keyed limiter's GCRA semantics
+ * sluice/redis.h - the Redis backend: the keyed limiter's semantics (every
+ * limit kind: GCRA, sliding counter, calendar, sliding log, slots)
  * evaluated on a Redis server, so that one limit holds across a fleet.
  *
  * A backend handle is one connection to one Redis server (hiredis), or with
@@ -75,9 +76,14 @@ extern "C" {
 #define SLUICE_REDIS_CALLER_CLOCK 0x1u
 /* Redis Cluster: `host:port` is one node (the seed); the slot map is read
  * with CLUSTER SLOTS and corrected by MOVED replies, and each request goes
- * to the node of its slot (up to 16 nodes, one connection each). Every key
- * of one request must hash to the same slot: give them one hash tag, e.g.
- * "{ws:42}" and "{ws:42}:tok:abc" (docs/redis.md, "Redis Cluster"). */
+ * to the node of its slot (up to 16 nodes, one connection each). Keys of
+ * one request that share a hash tag, e.g. "{ws:42}" and "{ws:42}:tok:abc",
+ * are in one slot and decided in one round trip; a request whose keys are
+ * on several slots runs the cross-slot protocol: one round trip per slot,
+ * all-or-nothing by reserve and cancel (no over-admission; a denied
+ * request consumes nothing unless a lost connection or a concurrent write
+ * leaves its reservation in place; it blocks at most 2 * timeout_ns)
+ * (docs/redis.md, "Scopes on different slots"). */
 #define SLUICE_REDIS_CLUSTER 0x2u
 
 /*
@@ -104,8 +110,11 @@ struct sluice_redis_options {
 	uint64_t expiry_grace_ns;
 };
 
-/* One scope of a request: a key and its limits (GCRA only). The Redis key
- * is key_prefix + key; keys of one request must be distinct. */
+/* One scope of a request: a key and its limits, of any kind (limits on
+ * this backend: docs/redis.md, "Kinds on Redis"). The Redis key is
+ * key_prefix + key, one hash holding one field per limit; keys of one
+ * request must be distinct, and the same key must always come with the
+ * same limits (as one keyed limiter's policy). */
 struct sluice_redis_scope {
 	const void *key;
 	size_t key_len;
@@ -145,20 +154,29 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  * creates nothing; cost > burst of a limit denies with SLUICE_NEVER; the
  * governing limit is the first denier in scope order, else the least
  * remaining, ties to the shorter reset; time going backwards denies more,
- * never less). now_ns is used with SLUICE_REDIS_CALLER_CLOCK and ignored
- * otherwise. A local deny-cache hit answers without a round trip
- * (docs/redis.md, "Deny cache").
+ * never less). Limits are decided in the keyed limiter's order (within a
+ * scope its first GCRA limit first), so every decision is that of one
+ * sluice_limiter per scope visited in order (on a cluster, in ascending
+ * hash-slot order, then the caller's). now_ns is used with
+ * SLUICE_REDIS_CALLER_CLOCK and ignored otherwise (calendar limits then
+ * need Unix time as now_ns). A local deny-cache hit answers without a round
+ * trip (GCRA-only requests; docs/redis.md, "Deny cache").
  *
  * Returns 0 with the verdict in *out (degraded set when the fail mode
  * answered), or, with nothing sent and *out unspecified:
  *   SLUICE_EINVAL   r, out or scopes NULL, nscopes 0, a scope with no limits
- *                   or NULL limits, a limit not made by sluice_rate_init() or
- *                   of a kind other than GCRA, two scopes with the same key,
- *                   with SLUICE_REDIS_CLUSTER keys on different hash slots;
+ *                   or NULL limits, a limit not made by its kind's
+ *                   config_init or of an unknown kind, two scopes with the
+ *                   same key, two slots limits in one scope, a slots limit
+ *                   with cost > 0 (use sluice_redis_acquire_scopes(), as
+ *                   sluice_limiter_admit() refuses it too);
  *   SLUICE_EKEY     a key NULL or longer than SLUICE_LIMITER_MAX_KEY;
  *   SLUICE_ETOOBIG  more than SLUICE_REDIS_MAX_SCOPES scopes or
  *                   SLUICE_REDIS_MAX_LIMITS limits;
- *   SLUICE_ERANGE   a limit's bucket depth above SLUICE_REDIS_MAX_TOLERANCE_NS;
+ *   SLUICE_ERANGE   a GCRA bucket depth, a window or a lease above
+ *                   SLUICE_REDIS_MAX_TOLERANCE_NS, a log limit above
+ *                   SLUICE_REDIS_MAX_LOG_LIMIT, or (server's clock) a
+ *                   counter or calendar window not a whole number of us;
  *   SLUICE_ENOMEM.
  * Not thread-safe (see above). Blocks at most timeout_ns.
  */

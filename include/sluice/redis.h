@@ -178,7 +178,8 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  *                   SLUICE_REDIS_MAX_LOG_LIMIT, or (server's clock) a
  *                   counter or calendar window not a whole number of us;
  *   SLUICE_ENOMEM.
- * Not thread-safe (see above). Blocks at most timeout_ns.
+ * Not thread-safe (see above). Blocks at most timeout_ns (a cross-slot
+ * request on a cluster: at most 2 * timeout_ns, reserves then cancels).
  */
 SLUICE_API int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
 					 size_t nscopes, uint64_t cost, uint64_t now_ns,
@@ -194,9 +195,12 @@ SLUICE_API int sluice_redis_admit(struct sluice_redis *r, const void *key, size_
  * read, so the batch costs one round trip. out[i] is the decision of reqs[i],
  * as n calls of sluice_redis_admit_scopes() in index order would give (the
  * server runs them in that order; other clients' calls may interleave).
- * Every request is validated before anything is sent (errors as above; on
- * an error nothing is sent). n == 0 is a no-op. Blocks at most timeout_ns in
- * all. Not thread-safe.
+ * Every request is validated before anything is sent (errors as above,
+ * slots policies with cost > 0 included; on an error nothing is sent).
+ * A cross-slot request (cluster) runs its protocol alone, in its place in
+ * the order, between pipelined runs of the others. n == 0 is a no-op.
+ * Blocks at most timeout_ns per pipelined run or cross-slot request. Not
+ * thread-safe.
  */
 SLUICE_API int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_request *reqs,
 					size_t n, uint64_t now_ns, struct sluice_decision *out);

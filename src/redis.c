@@ -152,7 +152,9 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
  *
  * Mode "c" (cancel): ARGV[5..] are tuples (key index, field, before,
  * after); each field still holding `after` gets `before` back (HDEL for
- * ""). Answer: how many were restored.
+ * ""). A slots field written since gets the slot we took released instead
+ * (a semaphore's operations commute: exact, as sluice_slots_cancel()).
+ * Answer: how many were restored.
  * Mode "r" (release): ARGV[5..9] = field, N, tag, gen, index of a slot
  * handle. Answer 0 released, 1 already released, 2 stale, 3 no such key.
  *
@@ -253,10 +255,26 @@ static const char script_text[] =
 	"    local ki = tonumber(ARGV[a])\n"
 	"    local key, f, before, after = KEYS[ki], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]\n"
 	"    a = a + 4\n"
-	"    if redis.call('HGET', key, f) == after then\n"
+	"    local cur = redis.call('HGET', key, f)\n"
+	"    if cur == after then\n"
 	"      if before == '' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, before) end\n"
 	"      n = n + 1\n"
 	"      touched[ki] = true\n"
+	"    elseif cur and string.sub(f, 1, 1) == 's' then\n"
+	"      local x, b, c = sparse(after), nil, sparse(cur)\n"
+	"      if before ~= '' then b = sparse(before) end\n"
+	"      local ns = tonumber(string.match(f, '^s%d+:(%d+):'))\n"
+	"      for i, y in pairs(x.slot) do\n"
+	"        local o = b and b.slot[i]\n"
+	"        local z = c.slot[i]\n"
+	"        if y.ph == 2 and (not o or o.g ~= y.g) and c.tag == x.tag and z and z.g == y.g and z.ph == 2 then\n"
+	"          z.ph = 0\n"
+	"          c.n = c.n - 1\n"
+	"          redis.call('HSET', key, f, sser(c, ns))\n"
+	"          n = n + 1\n"
+	"          touched[ki] = true\n"
+	"        end\n"
+	"      end\n"
 	"    end\n"
 	"  end\n"
 	"  local nowms = nil\n"

@@ -137,6 +137,31 @@ static void state_of(int port, const char *key, char *buf, size_t cap)
 	freeReplyObject(rep);
 }
 
+/* Another client's acquire, after a delay, on its own connection. */
+struct side_acquire {
+	int port;
+	const struct sluice_redis_scope *scope;
+	uint64_t now_ns, delay_ns;
+	bool acquired;
+};
+
+static void *side_acquire_run(void *arg)
+{
+	struct side_acquire *s = arg;
+	struct sluice_redis_options o = ropts(s->port, SLUICE_REDIS_CALLER_CLOCK | SLUICE_REDIS_CLUSTER);
+	struct sluice_redis *r = NULL;
+	struct timespec ts = { 0, (long)s->delay_ns };
+	if (sluice_redis_create(&r, &o) != SLUICE_OK)
+		return NULL;
+	nanosleep(&ts, NULL);
+	struct sluice_decision d;
+	sluice_slot_handle h[1];
+	s->acquired = sluice_redis_acquire_scopes(r, s->scope, 1, 1, s->now_ns, &d, h) == SLUICE_OK &&
+		      d.allowed && !d.degraded;
+	sluice_redis_destroy(r);
+	return NULL;
+}
+
 Test(redis_kinds, cluster_cross_slot_reserve_and_cancel, .fini = cluster_cleanup, .timeout = 30)
 {
 	struct server n[3];
@@ -206,6 +231,25 @@ Test(redis_kinds, cluster_cross_slot_reserve_and_cancel, .fini = cluster_cleanup
 	cr_expect_eq(h[1], SLUICE_SLOT_NONE);
 	state_of(n[0].port, k0, after, sizeof after);
 	cr_expect_str_eq(after, before, "the reservation on node 0 was cancelled");
+
+	/* Again, but another client takes a slot of big's key while node 1
+	 * is frozen: the cancel cannot restore the field, so it releases the
+	 * slot the request took (exact, as in process); the other limits keep
+	 * the request's consumption (conservative). */
+	struct sluice_decision pk;
+	cr_assert_eq(sluice_redis_admit_scopes(r, &sc[1], 1, 0, now, &pk), SLUICE_OK);
+	cr_expect_eq(pk.remaining, 3, "big: the first request's slot is held");
+	struct side_acquire sa = { n[0].port, &sc[1], now, 100 * MS, false };
+	pthread_t th;
+	kill(n[1].pid, SIGSTOP);
+	cr_assert_eq(pthread_create(&th, NULL, side_acquire_run, &sa), 0);
+	cr_assert_eq(sluice_redis_acquire_scopes(r, sc, 2, 1, now, &d, h), SLUICE_OK);
+	pthread_join(th, NULL);
+	kill(n[1].pid, SIGCONT);
+	cr_expect(!d.allowed && d.degraded);
+	cr_expect(sa.acquired, "the other client's acquire (while we waited on node 1)");
+	cr_assert_eq(sluice_redis_acquire_scopes(r, &sc[1], 1, 0, now, &pk, h), SLUICE_OK);
+	cr_expect_eq(pk.remaining, 2, "two slots held: the first request's and the other client's");
 
 	sluice_redis_destroy(r);
 	for (int i = 0; i < 3; i++)

@@ -147,8 +147,9 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
  * where a state is: g: debt (s, ns); c: k_s (-1 missing), prev, cur;
  * k: k_s (-1 missing), count; s: in_use before, gen, index, tag of the
  * slot taken (0 if none); l: the log (its last `limit` unit times,
- * ascending, space-separated; "" if none) and three zeros. Mode "2" appends, per field written, (key index,
- * field, value before ("" = absent), value after): the receipt.
+ * ascending, space-separated; "" if none) and three zeros. Mode "2"
+ * appends, per field written, (key index, field, value before ("" =
+ * absent), value after): the receipt.
  *
  * Mode "c" (cancel): ARGV[5..] are tuples (key index, field, before,
  * after); each field still holding `after` gets `before` back (HDEL for

@@ -215,7 +215,8 @@ Test(redis_kinds, cluster_cross_slot_reserve_and_cancel, .fini = cluster_cleanup
 	cr_expect_eq(s2.round_trips - s1.round_trips, 3, "two reserves and one cancel");
 	cr_expect_eq(s2.denied - s1.denied, 1);
 	state_of(n[0].port, k0, after, sizeof after);
-	cr_expect_str_eq(after, before, "node 0's fields exactly as before the denied request: %s vs %s", after, before);
+	cr_expect_str_eq(after, before, "node 0's fields exactly as before the denied request: %s vs %s",
+			 after, before);
 	struct sluice_decision peek;
 	cr_assert_eq(sluice_redis_admit_scopes(r, &sc[1], 1, 0, now, &peek), SLUICE_OK);
 	cr_expect_eq(peek.remaining, 3, "big: one slot of 4 taken, by the admitted request only");

@@ -86,6 +86,31 @@ Test(redis_kinds, differential_near_the_end_of_the_clock)
 	differential_windows(UINT64_MAX - 2 * MIN, 200);
 }
 
+/* The largest limits and windows this backend takes: the counter's exact
+ * test at (2^20 - 1) * 2^52, the calendar's 2^32 - 1 count. */
+Test(redis_kinds, differential_at_the_largest_limits_and_windows)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l[2] = { counter(SLUICE_WINDOW_COUNTER_MAX_LIMIT, 1ull << 52),
+				     calendar(SLUICE_CALENDAR_MAX_LIMIT, 1ull << 52) };
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, l, 2, NULL), SLUICE_OK);
+	uint64_t costs[] = { 1, SLUICE_WINDOW_COUNTER_MAX_LIMIT - 2, 1, 1, 0, 700000, 5, 1ull << 20, 3 };
+	uint64_t now = UNIX_NOW;
+	for (int i = 0; i < (int)(sizeof costs / sizeof costs[0]); i++) {
+		struct sluice_decision a, b;
+		cr_assert_eq(sluice_limiter_admit(lim, "x", 1, costs[i], now, &a), SLUICE_OK);
+		cr_assert_eq(sluice_redis_admit(r, "x", 1, l, 2, costs[i], now, &b), SLUICE_OK);
+		assert_same(&a, &b, i);
+		now += (1ull << 52) / 3 + 12345; /* across windows: prev decays */
+	}
+	sluice_redis_destroy(r);
+	sluice_limiter_destroy(lim);
+	server_stop(&srv);
+}
+
 /* The sliding log, alone and with other kinds, with stale clocks. */
 static void differential_log(uint64_t base, int steps)
 {

@@ -262,6 +262,7 @@ struct cross_worker {
 	char (*keys)[16];
 	const struct sluice_limit *l;
 	uint64_t until_ns;
+	_Atomic bool *dry; /* key 1 ran dry (a request on it alone was denied) */
 	int mode; /* 0: scopes 0+1; 1: scopes 1+2; 2: scope 1 alone */
 	int admitted[3];
 	int errors;
@@ -276,7 +277,12 @@ static void *cross_worker_run(void *arg)
 	if (sluice_redis_create(&r, &o) != SLUICE_OK)
 		return NULL;
 	int ids[3][2] = { { 0, 1 }, { 1, 2 }, { 1, -1 } };
-	while (sluice_monotonic_ns() < w->until_ns) {
+	/* Run for the test's time, and on (at most 10 s) until key 1 is dry. */
+	uint64_t cap = w->until_ns + 10 * SEC;
+	for (uint64_t t; (t = sluice_monotonic_ns()) < cap;) {
+		/* relaxed: a stop flag; nothing else is published through it. */
+		if (t >= w->until_ns && atomic_load_explicit(w->dry, memory_order_relaxed)) /* relaxed: why above */
+			break;
 		struct sluice_redis_scope sc[2];
 		size_t n = 0;
 		for (int q = 0; q < 2; q++) {
@@ -289,6 +295,8 @@ static void *cross_worker_run(void *arg)
 			w->errors++;
 			continue;
 		}
+		if (!d.allowed && w->mode == 2)
+			atomic_store_explicit(w->dry, true, memory_order_relaxed); /* relaxed: a stop flag */
 		if (d.allowed)
 			for (int q = 0; q < 2; q++)
 				if (ids[w->mode][q] >= 0)
@@ -307,9 +315,10 @@ static void concurrent_clients(struct server n[3], char keys[3][16])
 	struct cross_worker w[3];
 	pthread_t th[3];
 	uint64_t until = sluice_monotonic_ns() + stress_ns(500);
+	_Atomic bool dry = false;
 
 	for (int i = 0; i < 3; i++) {
-		w[i] = (struct cross_worker){ n[0].port, keys, &l, until, i, { 0, 0, 0 }, 0 };
+		w[i] = (struct cross_worker){ n[0].port, keys, &l, until, &dry, i, { 0, 0, 0 }, 0 };
 		cr_assert_eq(pthread_create(&th[i], NULL, cross_worker_run, &w[i]), 0);
 	}
 	int admitted[3] = { 0, 0, 0 }, errors = 0;

@@ -588,6 +588,7 @@ static void *slot_worker_run(void *arg)
 		       !atomic_compare_exchange_weak_explicit(w->max_holders, &seen, now, /* relaxed: a maximum */
 							      memory_order_relaxed, memory_order_relaxed))
 			;
+		usleep(500); /* hold it a while: the others meet a full limit */
 		atomic_fetch_sub_explicit(w->holders, 1, memory_order_relaxed); /* relaxed: as above */
 		if (sluice_redis_release(r, &sc, h) != SLUICE_OK)
 			w->errors++;

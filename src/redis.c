@@ -1374,7 +1374,9 @@ static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, c
 		if (!fits)
 			return false;
 		decide_limit(d, rate, ST_OK, debt, cost);
-		if (r->cache != NULL)
+		/* A reservation may be cancelled (F lowered again): only final
+		 * admissions are lower bounds of F. */
+		if (r->cache != NULL && p->mode != MODE_RESERVE)
 			cache_note(r, p->tag[j], sluice__add_sat(t, d->reset_ns));
 		return true;
 	}

@@ -252,6 +252,27 @@ Test(redis_kinds, cluster_cross_slot_reserve_and_cancel, .fini = cluster_cleanup
 	cr_assert_eq(sluice_redis_acquire_scopes(r, &sc[1], 1, 0, now, &pk, h), SLUICE_OK);
 	cr_expect_eq(pk.remaining, 2, "two slots held: the first request's and the other client's");
 
+	/* The deny cache learns nothing from a reservation that is cancelled:
+	 * after a cross-slot denial, scope A alone is admitted by the server,
+	 * not denied locally on the cancelled reservation's F. */
+	struct sluice_redis_options oc = o;
+	oc.key_prefix = "dc:";
+	oc.deny_cache_slots = 64;
+	struct sluice_redis *rc = connect_to(&oc);
+	struct sluice_limit one = gcra(1, SEC, 1);
+	struct sluice_redis_scope ab[2] = { { keys[0], strlen(keys[0]), &one, 1 },
+					    { keys[1], strlen(keys[1]), &one, 1 } };
+	now += 10 * SEC;
+	cr_assert_eq(sluice_redis_admit_scopes(rc, &ab[1], 1, 1, now, &d), SLUICE_OK);
+	cr_expect(d.allowed, "B now empty");
+	cr_assert_eq(sluice_redis_admit_scopes(rc, ab, 2, 1, now, &d), SLUICE_OK);
+	cr_expect(!d.allowed && !d.degraded, "B denies; A's reservation is cancelled");
+	uint64_t hits = rstats(rc).cache_hits;
+	cr_assert_eq(sluice_redis_admit_scopes(rc, ab, 1, 1, now, &d), SLUICE_OK);
+	cr_expect(d.allowed && !d.degraded, "A is full again on the server");
+	cr_expect_eq(rstats(rc).cache_hits, hits);
+	sluice_redis_destroy(rc);
+
 	sluice_redis_destroy(r);
 	for (int i = 0; i < 3; i++)
 		server_stop(&n[i]);

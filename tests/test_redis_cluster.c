@@ -162,7 +162,7 @@ static void *side_acquire_run(void *arg)
 	return NULL;
 }
 
-Test(redis_kinds, cluster_cross_slot_reserve_and_cancel, .fini = cluster_cleanup, .timeout = 30)
+Test(redis_cluster, cluster_cross_slot_reserve_and_cancel, .fini = cluster_cleanup, .timeout = 30)
 {
 	struct server n[3];
 	cluster_start(n);
@@ -367,7 +367,7 @@ static void concurrent_clients(struct server n[3], char keys[3][16])
 /* A sequence of requests over three scopes on three nodes, against one
  * keyed limiter per scope visited in slot order; then several clients
  * racing on the same nodes. */
-Test(redis_kinds, cluster_cross_slot_differential, .fini = cluster_cleanup, .timeout = 30)
+Test(redis_cluster, cluster_cross_slot_differential, .fini = cluster_cleanup, .timeout = 30)
 {
 	struct server n[3];
 	cluster_start(n);

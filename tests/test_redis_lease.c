@@ -34,6 +34,46 @@ static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t bur
 	return l;
 }
 
+static struct sluice_limit counter(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
+	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_CALENDAR;
+	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit slog(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_LOG;
+	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit slots(uint64_t n)
+{
+	struct sluice_limit l;
+
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLOTS;
+	cr_assert_eq(sluice_slots_config_init(&l.slots, n, 0, 0), SLUICE_OK);
+	return l;
+}
+
 /* Caller clock (the tests replay exact times) with a long expiry grace
  * (the fake clocks stand still against real time). */
 static struct sluice_redis_options lopts(int port, uint32_t lease_units, uint32_t hot_hits,
@@ -470,6 +510,133 @@ Test(redis_lease, batch_requests_are_answered_from_the_lease)
 	cr_expect_eq(s.leased, 7);
 	/* 1 + 7 + 16 admitted; the server holds 8 + 8 + 15. */
 	cr_expect_eq(out[15].remaining, 1000 - 31, "the last one's server remaining");
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
+/* ---- which requests lease (docs/redis.md, "Which requests lease") ---- */
+
+/*
+ * Shapes with a window limit are as hot as can be (hot after 2 hits) and
+ * never lease: every request is one round trip and every decision is the
+ * keyed limiter's, up to and past the denials. They do not even touch the
+ * lease table: with one entry, a GCRA-only shape's lease survives them.
+ */
+Test(redis_lease, window_kinds_never_lease_and_stay_exact)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = lopts(srv.port, 8, 2, 120 * SEC);
+	o.lease_slots = 1;
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit wa[3] = { gcra(1000, SEC, 1000), counter(30, 60 * SEC), calendar(1000, 86400 * SEC) };
+	struct sluice_limit wb[2] = { gcra(1000, SEC, 1000), slog(25, SEC) };
+	struct sluice_limit g = gcra(1000, SEC, 1000);
+	struct sluice_limiter *la = NULL, *lb = NULL;
+	cr_assert_eq(sluice_limiter_create(&la, wa, 3, NULL), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_create(&lb, wb, 2, NULL), SLUICE_OK);
+	uint64_t now = 1700000000ull * SEC;
+	struct sluice_decision d, want;
+
+	/* The GCRA-only shape takes its lease (hit 2) and holds 7. */
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(sluice_redis_admit(r, "g", 1, &g, 1, 1, now, &d), SLUICE_OK);
+	cr_assert_eq(rstats(r).lease_grants, 1);
+	struct sluice_redis_stats s0 = rstats(r);
+	int denied = 0;
+	for (int i = 0; i < 40; i++) {
+		uint64_t cost = 1 + (uint64_t)i % 2;
+		now += 10 * MS;
+		cr_assert_eq(sluice_redis_admit(r, "wa", 2, wa, 3, cost, now, &d), SLUICE_OK);
+		sluice_limiter_admit(la, "wa", 2, cost, now, &want);
+		assert_same(&want, &d, 2 * i);
+		denied += !d.allowed;
+		cr_assert_eq(sluice_redis_admit(r, "wb", 2, wb, 2, cost, now, &d), SLUICE_OK);
+		sluice_limiter_admit(lb, "wb", 2, cost, now, &want);
+		assert_same(&want, &d, 2 * i + 1);
+		denied += !d.allowed;
+	}
+	cr_expect_gt(denied, 10, "the run reaches the window limits");
+	/* A batch of the window shape: one pipeline, nothing leased. */
+	struct sluice_redis_scope sc = { "wa", 2, wa, 3 };
+	struct sluice_redis_request reqs[4];
+	struct sluice_decision outs[4];
+	for (int i = 0; i < 4; i++)
+		reqs[i] = (struct sluice_redis_request){ &sc, 1, 1 };
+	now += 30 * SEC;
+	cr_assert_eq(sluice_redis_admit_batch(r, reqs, 4, now, outs), SLUICE_OK);
+	for (int i = 0; i < 4; i++) {
+		sluice_limiter_admit(la, "wa", 2, 1, now, &want);
+		assert_same(&want, &outs[i], 100 + i);
+	}
+	struct sluice_redis_stats s = rstats(r);
+	cr_expect_eq(s.round_trips - s0.round_trips, 81, "one per request, one for the batch");
+	cr_expect_eq(s.lease_grants, s0.lease_grants);
+	cr_expect_eq(s.leased, s0.leased);
+	cr_expect_eq(s.lease_wasted, 0, "the window shapes never claimed the only entry");
+	/* The GCRA-only shape still answers from its lease (its 120 s life). */
+	cr_assert_eq(sluice_redis_admit(r, "g", 1, &g, 1, 1, now, &d), SLUICE_OK);
+	cr_expect(d.allowed && !d.degraded);
+	cr_expect_eq(d.remaining, 6);
+	cr_expect_eq(rstats(r).leased, s0.leased + 1);
+	cr_expect_eq(rstats(r).round_trips, s.round_trips);
+	sluice_limiter_destroy(la);
+	sluice_limiter_destroy(lb);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
+/*
+ * Acquires (GCRA-only or with slots) and peeks neither lease nor count
+ * towards heat: after 20 acquires and 10 peeks of a shape, its next
+ * admissions need the full lease_hot_hits (5) before the take.
+ */
+Test(redis_lease, acquires_and_peeks_never_lease)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = lopts(srv.port, 4, 5, 10 * SEC);
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit g = gcra(1000, SEC, 1000);
+	struct sluice_limit gs[2] = { gcra(1000, SEC, 1000), slots(3) };
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, &g, 1, NULL), SLUICE_OK);
+	const uint64_t now = 100 * SEC;
+	struct sluice_redis_scope sc = { "k", 1, &g, 1 };
+	struct sluice_redis_scope ss = { "s", 1, gs, 2 };
+	struct sluice_decision d, want;
+	sluice_slot_handle h[1], held[3];
+	struct sluice_redis_stats s0 = rstats(r);
+
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(sluice_redis_acquire_scopes(r, &sc, 1, 1, now, &d, h), SLUICE_OK);
+		sluice_limiter_admit(lim, "k", 1, 1, now, &want);
+		assert_same(&want, &d, i);
+		cr_expect_eq(h[0], SLUICE_SLOT_NONE, "no slots limit: no handle");
+	}
+	for (int i = 0; i < 10; i++) {
+		cr_assert_eq(sluice_redis_admit(r, "k", 1, &g, 1, 0, now, &d), SLUICE_OK);
+		cr_expect_eq(d.remaining, 980, "peeks consume nothing");
+	}
+	/* Slots: 3 acquires, a denial, a release, an acquire; all round trips. */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_redis_acquire_scopes(r, &ss, 1, 1, now, &d, &held[i]), SLUICE_OK);
+		cr_expect(d.allowed && held[i] != SLUICE_SLOT_NONE);
+	}
+	cr_assert_eq(sluice_redis_acquire_scopes(r, &ss, 1, 1, now, &d, h), SLUICE_OK);
+	cr_expect(!d.allowed && d.reason == SLUICE_REASON_CONCURRENCY);
+	cr_expect_eq(sluice_redis_release(r, &ss, held[0]), SLUICE_OK);
+	cr_assert_eq(sluice_redis_acquire_scopes(r, &ss, 1, 1, now, &d, h), SLUICE_OK);
+	cr_expect(d.allowed && h[0] != SLUICE_SLOT_NONE);
+	struct sluice_redis_stats s = rstats(r);
+	cr_expect_eq(s.round_trips - s0.round_trips, 20 + 10 + 3 + 1 + 1 + 1);
+	cr_expect_eq(s.lease_grants + s.leased, 0);
+	/* Four admissions of "k": still not hot (acquires and peeks did not
+	 * count); the fifth takes 4. */
+	for (int i = 0; i < 5; i++) {
+		cr_assert_eq(sluice_redis_admit(r, "k", 1, &g, 1, 1, now, &d), SLUICE_OK);
+		cr_expect(d.allowed);
+		cr_expect_eq(rstats(r).lease_grants, i == 4 ? 1 : 0, "admission %d", i);
+	}
+	sluice_limiter_destroy(lim);
 	sluice_redis_destroy(r);
 	server_stop(&srv);
 }

@@ -52,6 +52,7 @@
 #include <xxhash.h>
 
 #include "gcra_internal.h"
+#include "key_internal.h"
 #include "limit_kind_internal.h"
 #include "limiter_internal.h"
 #include "util_internal.h"
@@ -307,42 +308,6 @@ struct lookup_key {
 	size_t len;
 };
 
-static inline uint64_t load64(const unsigned char *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-static inline uint32_t load32(const unsigned char *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof v);
-	return v;
-}
-
-/* a[0..len) == b[0..len). Keys up to 32 bytes (IPs, UUIDs, most tokens) are
- * compared inline with overlapping word loads that stay inside the keys, so
- * the common lookup makes no call (memcmp through the PLT was 11% of the
- * 1k-hot-key profile); longer keys go to memcmp. */
-static inline bool key_equal(const unsigned char *a, const unsigned char *b, size_t len)
-{
-	if (len >= 8) {
-		if (len > 32)
-			return memcmp(a, b, len) == 0;
-		uint64_t x = (load64(a) ^ load64(b)) | (load64(a + len - 8) ^ load64(b + len - 8));
-		if (len > 16)
-			x |= (load64(a + 8) ^ load64(b + 8)) | (load64(a + len - 16) ^ load64(b + len - 16));
-		return x == 0;
-	}
-	if (len >= 4)
-		return ((load32(a) ^ load32(b)) | (load32(a + len - 4) ^ load32(b + len - 4))) == 0;
-	if (len == 0)
-		return true;
-	/* 1..3 bytes: the first, the middle and the last (some coincide). */
-	return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
-}
-
 static int match_key(struct cds_lfht_node *node, const void *arg)
 {
 	const struct lookup_key *k = arg;
@@ -351,10 +316,11 @@ static int match_key(struct cds_lfht_node *node, const void *arg)
 	/* The node's contents were published by cds_lfht_add_unique(). */
 	TSAN_ACQUIRE(e);
 	/* cds_lfht_lookup() calls us only for nodes whose full hash equals
-	 * ours, so the length check is the cheap early reject and the bytes
-	 * are compared almost only on a true match. */
+	 * ours (it compares the stored reverse hash first), so the length is
+	 * the cheap early reject and the bytes are compared almost only on a
+	 * true match, inline for keys up to 32 bytes (key_internal.h). */
 	return key_len_of(k->lim, e) == k->len &&
-	       key_equal((const unsigned char *)e + k->lim->key_off, k->key, k->len);
+	       sluice__key_equal((const unsigned char *)e + k->lim->key_off, k->key, k->len);
 }
 
 static inline unsigned long hash_key(const struct sluice_limiter *lim, const void *key, size_t len)
@@ -887,6 +853,12 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 		/* 1: hash everything (keys are in the caller's cache). */
 		for (size_t j = 0; j < g; j++)
 			hash[j] = hash_key(lim, r[j].key, r[j].key_len);
+		/* The next group's keys are the caller's memory, possibly cold:
+		 * start loading their first bytes now, so that they arrive
+		 * under this group's lookups instead of stalling its hashing. */
+		size_t next_g = base + g < n ? SLUICE_MIN(n - base - g, (size_t)BATCH_GROUP) : 0;
+		for (size_t j = 0; j < next_g; j++)
+			__builtin_prefetch(r[g + j].key, 0, 3);
 		/* 2: look up everything. The lookups are independent, so the
 		 * core overlaps their misses within its out-of-order window. */
 		for (size_t j = 0; j < g; j++) {

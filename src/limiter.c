@@ -614,11 +614,12 @@ static void help_unlink(struct sluice_limiter *lim, struct entry *e)
 		lim->ops[0]->mark_unlinked(cell_of(lim, e, 0));
 }
 
-/* The whole admission of one key, inside a read-side section. */
-static enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
-				 const struct lookup_key *k, struct entry *e, uint64_t cost,
-				 uint64_t now_ns, struct sluice_decision *out,
-				 struct sluice__limiter_hold *hold)
+/* The whole admission of one key, inside a read-side section: everything
+ * but the common case (admit_locked() below), out of line. */
+static __attribute__((noinline)) enum verdict
+admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_key *k,
+	   struct entry *e, uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+	   struct sluice__limiter_hold *hold)
 {
 	for (;;) {
 		if (e == NULL)
@@ -643,12 +644,41 @@ static enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
 	}
 }
 
+/* The whole admission of one key, inside a read-side section. The common
+ * case - the key exists, one GCRA limit, the entry is alive - is inlined into
+ * each caller; new keys, dead entries and multi-limit policies go to
+ * admit_slow(). */
+static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
+					const struct lookup_key *k, struct entry *e,
+					uint64_t cost, uint64_t now_ns,
+					struct sluice_decision *out,
+					struct sluice__limiter_hold *hold)
+{
+	if (e == NULL)
+		e = lookup(lim, hash, k);
+	if (SLUICE_LIKELY(e != NULL && lim->nlimits == 1)) {
+		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, hold);
+		if (SLUICE_LIKELY(v != V_DEAD))
+			return v;
+		help_unlink(lim, e);
+		e = NULL;
+	}
+	return admit_slow(lim, hash, k, e, cost, now_ns, out, hold);
+}
+
+/* The statistic of each verdict that reaches count() (never V_DEAD). */
+static const unsigned char stat_of_verdict[] = {
+	[V_DENY] = ST_DENIED,
+	[V_ADMIT] = ST_ADMITTED,
+	[V_DEAD] = ST_DEGRADED, /* unused */
+	[V_DEGRADED] = ST_DEGRADED,
+};
+
 static inline void count(struct sluice_limiter *lim, enum verdict v, uint64_t cost)
 {
 	if (cost == 0)
 		return; /* peeks are not admissions */
-	int which = v == V_ADMIT ? ST_ADMITTED : v == V_DENY ? ST_DENIED : ST_DEGRADED;
-	stat_add(lim, tls.slot, which, 1);
+	stat_add(lim, tls.slot, stat_of_verdict[v], 1);
 }
 
 static inline int check_key(const void *key, size_t key_len)

@@ -883,12 +883,6 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 		/* 1: hash everything (keys are in the caller's cache). */
 		for (size_t j = 0; j < g; j++)
 			hash[j] = hash_key(lim, r[j].key, r[j].key_len);
-		/* The next group's keys are the caller's memory, possibly cold:
-		 * start loading their first bytes now, so that they arrive
-		 * under this group's lookups instead of stalling its hashing. */
-		size_t next_g = base + g < n ? SLUICE_MIN(n - base - g, (size_t)BATCH_GROUP) : 0;
-		for (size_t j = 0; j < next_g; j++)
-			__builtin_prefetch(r[g + j].key, 0, 3);
 		/* 2: look up everything. The lookups are independent, so the
 		 * core overlaps their misses within its out-of-order window. */
 		for (size_t j = 0; j < g; j++) {

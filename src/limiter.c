@@ -42,6 +42,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -1173,6 +1174,39 @@ static int fill_secret(struct sluice_limiter *lim, const struct sluice_limiter_o
 	return SLUICE_OK;
 }
 
+/* Most buckets the table may grow to, which also picks liburcu's bucket
+ * allocator: with 0 < max <= 2^32 on a 64-bit target, cds_lfht_new() uses
+ * its mmap allocator, one contiguous array reserved up front (PROT_NONE
+ * address space, populated as the table grows), where a bucket is
+ * `&tbl[index]`; with 0 ("unbounded") it uses the order allocator, whose
+ * bucket_at() calls fls() through the PLT and loads a per-order pointer:
+ * about 23 more instructions per lookup (docs/limiter.md, "Hot path").
+ * The bound: the budget's key count when there is one (keys beyond it are
+ * never inserted), else 2^28 buckets (4 GiB of reserved address space, no
+ * memory until used; beyond 2^28 keys the chains just grow). liburcu aborts
+ * if the reservation fails (e.g. under RLIMIT_AS), so try it first and fall
+ * back to the order allocator (0) if it cannot be had. */
+static unsigned long table_max_buckets(unsigned long init, uint64_t keys_bound)
+{
+	unsigned long max = 1ul << 28;
+
+	if (keys_bound != 0 && keys_bound < max) {
+		max = 1;
+		while (max < keys_bound)
+			max <<= 1;
+	}
+	if (max < init)
+		max = init;
+	if ((uint64_t)max > (UINT64_C(1) << 32))
+		return 0; /* liburcu would pick the order allocator anyway */
+	size_t bytes = (size_t)max * sizeof(struct cds_lfht_node);
+	void *probe = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (probe == MAP_FAILED)
+		return 0;
+	munmap(probe, bytes);
+	return max;
+}
+
 int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
 			  size_t nlimits, const struct sluice_limiter_options *opts)
 {
@@ -1306,7 +1340,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
 	lim->initial_buckets = init;
-	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, 0,
+	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, table_max_buckets(init, keys_bound),
 			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (lim->ht == NULL) {
 		rc = SLUICE_ENOMEM;

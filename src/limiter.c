@@ -616,15 +616,18 @@ static void help_unlink(struct sluice_limiter *lim, struct entry *e)
 }
 
 /* The whole admission of one key, inside a read-side section: everything
- * but the common case (admit_locked() below), out of line. */
+ * but the common case (admit_locked() below), out of line. e: the entry
+ * found, or NULL; looked_up: a NULL e is the answer of a lookup just made
+ * (so a new key is not looked up twice before its insert). */
 static __attribute__((noinline)) enum verdict
 admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_key *k,
-	   struct entry *e, uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
-	   struct sluice__limiter_hold *hold)
+	   struct entry *e, bool looked_up, uint64_t cost, uint64_t now_ns,
+	   struct sluice_decision *out, struct sluice__limiter_hold *hold)
 {
 	for (;;) {
-		if (e == NULL)
+		if (e == NULL && !looked_up)
 			e = lookup(lim, hash, k);
+		looked_up = false;
 		if (e == NULL) {
 			if (cost == 0) {
 				decide_fresh_peek(lim, now_ns, out);
@@ -662,9 +665,9 @@ static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned lon
 		if (SLUICE_LIKELY(v != V_DEAD))
 			return v;
 		help_unlink(lim, e);
-		e = NULL;
+		return admit_slow(lim, hash, k, NULL, false, cost, now_ns, out, hold);
 	}
-	return admit_slow(lim, hash, k, e, cost, now_ns, out, hold);
+	return admit_slow(lim, hash, k, e, true, cost, now_ns, out, hold);
 }
 
 /* The statistic of each verdict that reaches count() (never V_DEAD). */

@@ -50,9 +50,11 @@
 #include "gcra_internal.h"
 #include "util_internal.h"
 
-/* The admission itself (fill(), div_interval(), the CAS loop) is
+/* The admission itself - the CAS loop above, the decision it fills and the
+ * division by the reciprocal below (sluice__gcra_div_interval()) - is
  * sluice__gcra_admit() in gcra_internal.h, inline so that the keyed
- * limiter's one-limit path compiles it into its own code. */
+ * limiter's one-limit path compiles it into its own code; the public admits
+ * below call it. */
 
 /*
  * floor(n / T) for 0 <= n <= 2^62 by multiplication (Granlund and Montgomery,

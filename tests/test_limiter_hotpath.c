@@ -8,7 +8,9 @@
 #include <criterion/criterion.h>
 #include <sluice.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <urcu.h>
 
@@ -16,6 +18,14 @@
 #include "limiter_internal.h"
 
 #define SEC 1000000000ull
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED_MEMORY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define SANITIZED_MEMORY 1
+#endif
+#endif
 
 static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
 {
@@ -257,4 +267,40 @@ Test(limiter_hotpath, one_limit_reserve_then_cancel)
 	cr_assert_eq(sluice_limiter_peek(lim, "r", 1, SEC, &d), SLUICE_OK);
 	cr_assert_eq(d.remaining, 1);
 	sluice_limiter_destroy(lim);
+}
+
+/* ---- the table's bucket allocator ---- */
+
+/* Without a budget the table reserves 2^28 * 16 bytes (4 GiB) of address
+ * space for liburcu's mmap bucket allocator, which aborts the process if
+ * that reservation fails. Under an address-space limit below that, create
+ * must notice first and fall back to the order allocator: the limiter
+ * works, nothing crashes. (Criterion runs each test in its own process, so
+ * the limit dies with it.) */
+Test(limiter_hotpath, create_falls_back_under_a_small_address_space_limit)
+{
+#ifdef SANITIZED_MEMORY
+	cr_skip_test("sanitizers map their shadow memory beyond any small RLIMIT_AS");
+#else
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_AS, &rl), 0);
+	const rlim_t cap = (rlim_t)3 << 30; /* 3 GiB: below one 4 GiB reservation */
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < cap)
+		cr_skip_test("hard RLIMIT_AS already below 3 GiB");
+	rl.rlim_cur = cap;
+	cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+
+	struct sluice_limit l = gcra(10, SEC, 2);
+	struct sluice_limiter *lim = make(&l, 1);
+	struct sluice_decision d;
+	char key[16];
+	for (int i = 0; i < 5000; i++) {
+		int len = snprintf(key, sizeof key, "k%d", i);
+		cr_assert_eq(sluice_limiter_admit(lim, key, (size_t)len, 1, SEC, &d), SLUICE_OK);
+		cr_assert(d.allowed);
+	}
+	cr_assert_eq(sluice_limiter_admit(lim, "k7", 2, 2, SEC, &d), SLUICE_OK);
+	cr_assert_not(d.allowed, "the key's state survived: 1 of 2 left");
+	sluice_limiter_destroy(lim);
+#endif
 }

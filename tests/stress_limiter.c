@@ -179,6 +179,19 @@ int main(void)
 	pthread_create(&sweeper, NULL, sweeper_main, NULL);
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 	nanosleep(&ts, NULL);
+	/* On a loaded machine the threads may have done little in that time:
+	 * run on (up to 30 times longer) until the run exercised what the
+	 * last check below claims, polling the limiter's own counters. */
+	for (int extra = 0; extra < 30 * (ms / 50 + 1); extra++) {
+		struct sluice_limiter_stats ps;
+		memset(&ps, 0, sizeof ps);
+		ps.size = sizeof ps;
+		sluice_limiter_stats(lim, &ps);
+		if (ps.admitted > 1000 && ps.denied > 1000 && ps.reclaimed > 100)
+			break;
+		struct timespec poll = { 0, 50 * 1000000 };
+		nanosleep(&poll, NULL);
+	}
 	/* relaxed: joins below order everything the threads did. */
 	atomic_store_explicit(&stop, true, memory_order_relaxed);
 	for (int i = 0; i < THREADS; i++)

@@ -141,7 +141,13 @@ static void *worker_main(void *arg)
 			}
 			const char *ms = getenv("SLUICE_STRESS_MS");
 			long el = (ts.tv_sec - start.tv_sec) * 1000 + (ts.tv_nsec - start.tv_nsec) / 1000000;
-			if (el >= (ms != NULL ? atol(ms) : 1000) || p + 1 >= MAX_PHASES)
+			long want = ms != NULL ? atol(ms) : 1000;
+			/* On a loaded machine run on (up to 30 times longer)
+			 * until every limit denied once: main() checks it. */
+			bool exercised = true;
+			for (int l = 0; l < NLIM; l++)
+				exercised = exercised && LOAD(&denials[l]) > 0;
+			if ((el >= want && exercised) || el >= 30 * want || p + 1 >= MAX_PHASES)
 				atomic_store_explicit(&stop, true, memory_order_relaxed); /* relaxed: barrier orders it */
 			else
 				atomic_store_explicit(&phase, p + 1, memory_order_relaxed); /* relaxed: barrier orders it */

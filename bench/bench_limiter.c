@@ -348,6 +348,61 @@ SBENCH_REGISTER(BM_limiter_admit_icount)
 	sbench_fixed_iterations(b, ICOUNT_ITERS);
 }
 
+/* ---- the memory floor of a 1M-key admit ----
+ *
+ * One dependent load at a random cache line of a buffer as large as the
+ * table of 1M keys (entries and buckets, ~80 MB): a pointer chase through a
+ * random cyclic permutation (Sattolo's shuffle), so that every load misses
+ * the caches and the TLB as an admit's loads do and none can start before
+ * the previous one ends. cds_lfht_lookup makes two or three such dependent
+ * loads per admit (bucket node, entry, sometimes a chain neighbour): an
+ * admit at 1M uniform keys costs at least twice this figure, in the same
+ * run (docs/benchmarks.md, "Keyed limiter"). */
+
+#define FLOOR_BYTES (80u << 20)
+#define FLOOR_LINE 64u
+
+static uint64_t *floor_buf;
+
+static void make_floor(void)
+{
+	if (floor_buf != NULL)
+		return;
+	size_t lines = FLOOR_BYTES / FLOOR_LINE, stride = FLOOR_LINE / sizeof(uint64_t);
+	uint32_t *perm = malloc(lines * sizeof *perm);
+	floor_buf = malloc(FLOOR_BYTES);
+	if (perm == NULL || floor_buf == NULL)
+		abort();
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	for (size_t i = 0; i < lines; i++)
+		perm[i] = (uint32_t)i;
+	for (size_t i = lines - 1; i > 0; i--) { /* Sattolo: one cycle through all */
+		size_t j = (size_t)(xorshift(&x) % i);
+		uint32_t t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	for (size_t i = 0; i < lines; i++)
+		floor_buf[i * stride] = (uint64_t)perm[i] * stride;
+	free(perm);
+}
+
+static void BM_limiter_memory_floor(sbench_state *st)
+{
+	make_floor();
+	uint64_t at = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++)
+			at = floor_buf[at];
+	sbench_keep(at);
+	sbench_items(st, (int64_t)sbench_iterations(st));
+}
+SBENCH_REGISTER(BM_limiter_memory_floor)
+{
+	sbench_threads(b, 1);
+	sbench_real_time(b);
+}
+
 /* ---- batch ---- */
 
 #define BATCH 32

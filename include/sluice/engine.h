@@ -151,13 +151,73 @@ struct sluice_engine_decision {
  *                 sluice_engine_sweep()). The maintenance clock is
  *                 sluice_realtime_ns() minus SLUICE_LIMITER_SWEEP_LAG_NS.
  */
+struct sluice_redis_options; /* sluice/redis.h */
+
 struct sluice_engine_options {
 	size_t size;
 	uint64_t max_keys;
 	uint32_t flags;
 	uint32_t reserved_;
 	uint64_t sweep_interval_ns;
+	/* ---- version 2: the Redis backend (see "Engine on Redis") ---- */
+	/* Non-NULL: every limit's state lives on Redis; read during create
+	 * only. NULL: in process. */
+	const struct sluice_redis_options *redis;
+	/* Connections of the pool; 0: 4; at most
+	 * SLUICE_LIMITER_MAX_CONNECTIONS. Must be 0 without `redis`. */
+	uint32_t redis_connections;
+	uint32_t reserved2_; /* must be 0 */
+	/* Name of the scope whose identity is the Redis Cluster hash tag of
+	 * every key of a request (e.g. "workspace"); NULL: each limit's key
+	 * is tagged with its own first scope. Copied. Must be NULL without
+	 * `redis`. */
+	const char *redis_tag_scope;
 };
+
+/*
+ * Engine on Redis (options.redis non-NULL; docs/redis.md, "Limiter and
+ * engine on Redis"). The same functions and the same decisions as in
+ * process, with every limit's per-key state on a Redis server shared by a
+ * fleet:
+ *   - sluice_engine_check() sends ONE request to Redis: every applicable
+ *     limit (after tier and override) is one scope of
+ *     sluice_redis_admit_scopes(), decided all-or-nothing atomically on the
+ *     server; the decision (governing limit and scope, reason, warn...) is
+ *     built as in process. When a limit of the request has a "warn",
+ *     read-only peeks of each limit ride in the same pipelined round trip
+ *     (they see the state right after the admission, unless another
+ *     client's call lands in between). Backend failures answer by the
+ *     policy's fail mode with d.degraded set (fail open: allowed, no
+ *     governing limit; fail closed: denied with reason CAPACITY, governed
+ *     by the first applicable limit).
+ *   - Blocking network I/O, not the lock-free path: a pool of
+ *     redis_connections handles, each guarded by a mutex, as for the
+ *     limiter (sluice/limiter.h, "Limiter on Redis"). Thread safety as in
+ *     process; reload never waits for a request in flight.
+ *   - Keys: key_prefix + "{tag}" + the limit's scopes, name, tier or
+ *     override and numbers (docs/redis.md, "Key naming"); a key must fit
+ *     SLUICE_LIMITER_MAX_KEY bytes (else check returns SLUICE_EKEY). On a
+ *     Redis Cluster, a request whose keys carry different tags lies on
+ *     different slots: check returns SLUICE_EUNSUPPORTED and consumes
+ *     nothing (until the backend implements cross-slot requests).
+ *   - Reload: a limit whose name, scopes, per-class flag, tier/override
+ *     and numbers are unchanged keeps its state (same keys); a changed one
+ *     starts fresh (new keys; the old ones expire).
+ *   - usage: read-only peeks of every keyable limit in one pipelined round
+ *     trip; SLUICE_EBACKEND when the backend could not answer.
+ *     top: SLUICE_EUNSUPPORTED. sweep: 0 (Redis expires keys).
+ *     release: no slot can be held (below), 0 for a decision without
+ *     slots.
+ *   - Refused at create/reload: max_keys (SLUICE_EINVAL), redis->fail_mode
+ *     nonzero (SLUICE_EINVAL: the policy's applies), an unknown
+ *     redis_tag_scope (SLUICE_EINVAL), concurrency limits and kinds the
+ *     backend does not evaluate (SLUICE_EUNSUPPORTED; today the backend
+ *     evaluates GCRA only, "rate" limits), more than
+ *     SLUICE_REDIS_MAX_SCOPES limits applicable to one class or a bucket
+ *     deeper than SLUICE_REDIS_MAX_TOLERANCE_NS (SLUICE_ETOOBIG). sweep_interval_ns and
+ *     SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted (no thread, no RCU).
+ *   - Builds without hiredis: create returns SLUICE_EUNSUPPORTED.
+ */
 
 struct sluice_engine; /* opaque */
 
@@ -165,10 +225,12 @@ struct sluice_engine; /* opaque */
  * Create an engine for `policy`. On success the engine owns the policy (it
  * is destroyed with the engine or when a reload has retired it), *out is set
  * and 0 returned. On failure the caller keeps the policy. Errors:
- *   SLUICE_EINVAL   NULL out/policy, bad options;
+ *   SLUICE_EINVAL   NULL out/policy, bad options (size neither this
+ *                   version's nor version 1's, offsetof(..., redis));
  *   SLUICE_ETOOBIG  a limit the cells cannot express (e.g. sliding count
  *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT), or more than
  *                   SLUICE_ENGINE_MAX_SLOTS concurrency limits;
+ *   SLUICE_EUNSUPPORTED  (Redis) see "Engine on Redis";
  *   SLUICE_ENOMEM, SLUICE_ETHREAD.
  */
 SLUICE_API int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,

@@ -1,0 +1,204 @@
+/*
+ * redis_pool.c - a pool of Redis backend handles shared by the threads of a
+ * Redis-backed limiter or engine (docs/redis.md, "Limiter and engine on
+ * Redis").
+ *
+ * A struct sluice_redis is one connection and is not thread-safe, so each
+ * handle sits behind its own mutex. This is the network path (a call blocks
+ * for a round trip, bounded by the backend's timeout), not the lock-free
+ * one: a mutex per connection costs nothing next to a round trip and keeps
+ * the handle's deny cache and buffers consistent.
+ *
+ * Picking a connection. Each thread draws a ticket once (a relaxed counter)
+ * and its home connection is ticket mod n, so threads spread round robin
+ * and a thread keeps meeting the same deny cache. When the home connection
+ * is busy the thread tries every other one without blocking and takes the
+ * first idle one; only when all are busy does it wait for its home. So a
+ * connection is never idle while a thread waits, and n threads on n
+ * connections never queue.
+ *
+ * Counters. Decisions are counted per connection while its lock is held
+ * (one writer at a time), in atomics so that stats can sum them without
+ * taking any lock: relaxed stores and loads (the values are statistics; no
+ * other memory is published through them).
+ */
+#include "redis_backend_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util_internal.h"
+
+struct conn {
+	_Alignas(SLUICE_CACHELINE) pthread_mutex_t lock;
+	struct sluice_redis *r;
+	_Atomic uint64_t admitted;
+	_Atomic uint64_t denied;
+	_Atomic uint64_t degraded;
+};
+_Static_assert(sizeof(struct conn) % SLUICE_CACHELINE == 0,
+	       "each connection's lock and counters on lines of their own");
+
+struct sluice__rpool {
+	uint32_t n;
+	struct conn *conns; /* aligned_alloc'ed, n entries */
+};
+
+/* Tickets: thread t's home connection is ticket(t) mod n. 0: none drawn. */
+static _Atomic uint32_t next_ticket;
+static _Thread_local uint32_t my_ticket;
+
+int sluice__rpool_create(struct sluice__rpool **out, const struct sluice_redis_options *ro,
+			 uint32_t n)
+{
+	*out = NULL;
+	if (ro == NULL || n == 0 || n > SLUICE_LIMITER_MAX_CONNECTIONS)
+		return SLUICE_EINVAL;
+	if (ro->size < sizeof(struct sluice_redis_options) || ro->fail_mode != SLUICE_FAIL_OPEN)
+		return SLUICE_EINVAL;
+	struct sluice__rpool *p = calloc(1, sizeof *p);
+	if (p == NULL)
+		return SLUICE_ENOMEM;
+	p->conns = aligned_alloc(SLUICE_CACHELINE, n * sizeof *p->conns);
+	if (p->conns == NULL) {
+		free(p);
+		return SLUICE_ENOMEM;
+	}
+	memset(p->conns, 0, n * sizeof *p->conns);
+	int rc = SLUICE_OK;
+	for (uint32_t i = 0; i < n && rc == SLUICE_OK; i++) {
+		if (pthread_mutex_init(&p->conns[i].lock, NULL) != 0) {
+			rc = SLUICE_ENOMEM;
+			break;
+		}
+		p->n = i + 1;
+		rc = sluice_redis_create(&p->conns[i].r, ro);
+	}
+	if (rc != SLUICE_OK) {
+		sluice__rpool_destroy(p);
+		return rc;
+	}
+	*out = p;
+	return SLUICE_OK;
+}
+
+void sluice__rpool_destroy(struct sluice__rpool *p)
+{
+	if (p == NULL)
+		return;
+	for (uint32_t i = 0; i < p->n; i++) {
+		sluice_redis_destroy(p->conns[i].r);
+		pthread_mutex_destroy(&p->conns[i].lock);
+	}
+	free(p->conns);
+	free(p);
+}
+
+uint32_t sluice__rpool_get(struct sluice__rpool *p, struct sluice_redis **r)
+{
+	if (SLUICE_UNLIKELY(my_ticket == 0)) {
+		/* relaxed: only spreads threads; no memory is published. */
+		uint32_t t = atomic_fetch_add_explicit(&next_ticket, 1, memory_order_relaxed); /* relaxed: why above */
+		my_ticket = t + 1 != 0 ? t + 1 : 1;
+	}
+	uint32_t home = my_ticket % p->n;
+	for (uint32_t k = 0; k < p->n; k++) {
+		uint32_t i = (home + k) % p->n;
+		if (pthread_mutex_trylock(&p->conns[i].lock) == 0) {
+			*r = p->conns[i].r;
+			return i;
+		}
+	}
+	pthread_mutex_lock(&p->conns[home].lock);
+	*r = p->conns[home].r;
+	return home;
+}
+
+void sluice__rpool_put(struct sluice__rpool *p, uint32_t index)
+{
+	pthread_mutex_unlock(&p->conns[index].lock);
+}
+
+static void bump(_Atomic uint64_t *c)
+{
+	/* relaxed: the connection's lock makes us the only writer; a
+	 * statistic, read relaxed by sluice__rpool_counts(). */
+	uint64_t v = atomic_load_explicit(c, memory_order_relaxed); /* relaxed: why above */
+	atomic_store_explicit(c, v + 1, memory_order_relaxed);      /* relaxed: why above */
+}
+
+void sluice__rpool_count(struct sluice__rpool *p, uint32_t index, uint64_t cost,
+			 const struct sluice_decision *d)
+{
+	struct conn *c = &p->conns[index];
+
+	if (cost == 0)
+		return; /* peeks are not admissions (limiter.c's count()) */
+	bump(d->degraded ? &c->degraded : d->allowed ? &c->admitted : &c->denied);
+}
+
+void sluice__rpool_counts(const struct sluice__rpool *p, uint64_t *admitted, uint64_t *denied,
+			  uint64_t *degraded)
+{
+	uint64_t a = 0, dn = 0, dg = 0;
+
+	for (uint32_t i = 0; i < p->n; i++) {
+		struct conn *c = &p->conns[i];
+		/* relaxed: statistics (see bump()). */
+		a += atomic_load_explicit(&c->admitted, memory_order_relaxed);  /* relaxed: why above */
+		dn += atomic_load_explicit(&c->denied, memory_order_relaxed);   /* relaxed: why above */
+		dg += atomic_load_explicit(&c->degraded, memory_order_relaxed); /* relaxed: why above */
+	}
+	*admitted = a;
+	*denied = dn;
+	*degraded = dg;
+}
+
+int sluice__rpool_backend_stats(struct sluice__rpool *p, struct sluice_redis_stats *out)
+{
+	/* Every counter is a uint64_t after `size`: sum them field by field,
+	 * so counters appended to the struct later are summed too. */
+	enum { FIRST = offsetof(struct sluice_redis_stats, admitted) };
+	size_t nfields = (sizeof *out - FIRST) / sizeof(uint64_t);
+	uint64_t sum[sizeof *out / sizeof(uint64_t)];
+
+	_Static_assert((sizeof(struct sluice_redis_stats) - offsetof(struct sluice_redis_stats, admitted)) %
+				       sizeof(uint64_t) ==
+			       0,
+		       "stats are uint64_t counters after size");
+	if (out == NULL || out->size < sizeof *out)
+		return SLUICE_EINVAL;
+	memset(sum, 0, sizeof sum);
+	for (uint32_t i = 0; i < p->n; i++) {
+		struct sluice_redis_stats s;
+		memset(&s, 0, sizeof s);
+		s.size = sizeof s;
+		pthread_mutex_lock(&p->conns[i].lock);
+		int rc = sluice_redis_stats(p->conns[i].r, &s);
+		pthread_mutex_unlock(&p->conns[i].lock);
+		if (rc != SLUICE_OK)
+			return rc;
+		for (size_t f = 0; f < nfields; f++) {
+			uint64_t v;
+			memcpy(&v, (const unsigned char *)&s + FIRST + f * sizeof v, sizeof v);
+			sum[f] += v;
+		}
+	}
+	for (size_t f = 0; f < nfields; f++)
+		memcpy((unsigned char *)out + FIRST + f * sizeof(uint64_t), &sum[f], sizeof(uint64_t));
+	return SLUICE_OK;
+}
+
+void sluice__redis_fail_mode(uint32_t fail_mode, uint64_t cost, struct sluice_decision *d)
+{
+	if (!d->degraded || fail_mode != SLUICE_FAIL_CLOSED || cost == 0)
+		return;
+	/* What redis.c's fill_degraded() answers in fail-closed mode (and
+	 * limiter.c's for a key it cannot track): denied, reason CAPACITY,
+	 * the first limit's quota, nothing else known. */
+	d->allowed = false;
+	d->reason = SLUICE_REASON_CAPACITY;
+	d->retry_after_ns = 0;
+}

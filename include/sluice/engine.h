@@ -250,6 +250,12 @@ SLUICE_API void sluice_engine_destroy(struct sluice_engine *eng);
  * Thread-safe, lock-free on known keys: one RCU read-side section, the
  * route match, one limiter admission per applied limit; no allocation
  * except when a key is first seen.
+ * On Redis ("Engine on Redis"): one round trip, blocking up to the
+ * backend's timeout; also SLUICE_EKEY (a key longer than
+ * SLUICE_LIMITER_MAX_KEY once escaped), SLUICE_EINVAL (redis_tag_scope set
+ * and the request lacks its identity while a limit applies) and
+ * SLUICE_EUNSUPPORTED (Redis Cluster: the keys lie on different slots);
+ * nothing is consumed on any error.
  */
 SLUICE_API int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
 				   struct sluice_engine_decision *out);
@@ -292,7 +298,8 @@ SLUICE_API int sluice_engine_reload(struct sluice_engine *eng, struct sluice_pol
 SLUICE_API uint64_t sluice_engine_generation(const struct sluice_engine *eng);
 
 /* Reclaim idle per-key state in every limiter (sluice_limiter_sweep() with
- * `budget_entries` per limiter). Returns 0 or the first error of a sweep. */
+ * `budget_entries` per limiter). Returns 0 or the first error of a sweep;
+ * 0 on Redis, which expires idle keys itself. */
 SLUICE_API int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns,
 				   size_t budget_entries);
 
@@ -329,7 +336,9 @@ struct sluice_engine_usage {
  * default class when req->path is NULL). Nothing is consumed and no key is
  * inserted. Writes up to `cap` records into out and the number of such
  * limits into *count (may exceed cap: then SLUICE_ETRUNC). Returns 0,
- * SLUICE_ETRUNC, SLUICE_EINVAL, SLUICE_EKEY. Thread-safe, lock-free.
+ * SLUICE_ETRUNC, SLUICE_EINVAL, SLUICE_EKEY; on Redis also SLUICE_EBACKEND
+ * (the backend could not answer; one pipelined round trip). Thread-safe,
+ * lock-free (in process).
  */
 SLUICE_API int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_request *req,
 				   struct sluice_engine_usage *out, size_t cap, size_t *count);
@@ -356,7 +365,8 @@ struct sluice_engine_top {
  * is walked inside an RCU read-side section, each entry read once, and a
  * bounded heap of n records kept (no allocation). The snapshot is not
  * atomic across keys. Writes *count (<= n). Returns 0, SLUICE_EINVAL (NULL,
- * limit or tier out of range), SLUICE_ETHREAD. Thread-safe; O(keys log n).
+ * limit or tier out of range), SLUICE_ETHREAD; SLUICE_EUNSUPPORTED on Redis
+ * (no table to walk). Thread-safe; O(keys log n).
  */
 SLUICE_API int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier,
 				 uint64_t now_ns, struct sluice_engine_top *out, size_t n,

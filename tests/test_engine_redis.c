@@ -546,6 +546,16 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	q.r.path = "relative";
 	q.r.path_len = 8;
 	cr_expect_eq(sluice_engine_check(e, &q.r, &d), SLUICE_EINVAL);
+	/* usage with no room sends nothing and counts the keyable limits. */
+	size_t cnt = 99;
+	req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
+	cr_expect_eq(sluice_engine_usage(e, &q.r, NULL, 0, &cnt), SLUICE_ETRUNC);
+	cr_expect_eq(cnt, 4, "ws_minute, tok_sec, tok_class, pair");
+	/* A reload the backend cannot run is refused; the engine goes on. */
+	struct sluice_policy *conc = load_text("policy \"c\"\nscope workspace\nscope token\n"
+					       "limit c per token concurrency 3\n");
+	cr_expect_eq(sluice_engine_reload(e, conc), SLUICE_EUNSUPPORTED);
+	sluice_policy_destroy(conc);
 	/* A reload that changes the scopes is refused; the engine goes on. */
 	struct sluice_policy *other = load_text("policy \"o\"\nscope other\nlimit a per other rate 1/1s\n");
 	cr_expect_eq(sluice_engine_reload(e, other), SLUICE_EINVAL);

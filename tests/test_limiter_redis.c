@@ -196,9 +196,17 @@ Test(limiter_redis, create_validates_options)
 	struct sluice_limit pol[2] = { l, slots };
 	cr_expect_eq(sluice_limiter_create(&lim, pol, 2, &o), SLUICE_EUNSUPPORTED);
 
-	/* A server that is down is not an error of create (fail mode later). */
+	/* A server that is down is not an error of create (fail mode later),
+	 * with the most connections too. */
 	lim = limiter_on(&l, 1, &o);
 	sluice_limiter_destroy(lim);
+	o = lopts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS);
+	lim = limiter_on(&l, 1, &o);
+	struct sluice_decision d;
+	cr_expect_eq(sluice_limiter_admit(lim, "k", 1, 1, 0, &d), SLUICE_OK);
+	cr_expect(d.degraded && d.allowed, "fail open by default");
+	sluice_limiter_destroy(lim);
+	o = lopts(&ro, 0);
 	sluice_limiter_destroy(NULL);
 
 	/* Version 1 of the options (before the Redis fields): in process. */

@@ -111,9 +111,7 @@ struct sluice_engine {
 
 /* ---- limits of a policy as limiter specs ---- */
 
-/* Also used by engine_redis.c. */
-int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
-			      struct sluice_limit *out);
+/* Also used by engine_redis.c (redis_backend_internal.h). */
 int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
 			      struct sluice_limit *out)
 {

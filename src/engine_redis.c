@@ -46,10 +46,6 @@
 
 #include "util_internal.h"
 
-/* engine.c: a policy limit as a limiter spec (count/burst in force). */
-int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
-			      struct sluice_limit *out);
-
 #define KEY_MAX SLUICE_LIMITER_MAX_KEY
 /* Key segment of a binding: ":L=<name>:T=<tier>:N=<k>,<count>,<period>,
  * <burst>,<lease>,<retry>" or with ":O=<scope>@<expires>" instead of the

@@ -69,6 +69,11 @@ int sluice__limiter_redis_stats(struct sluice_limiter *lim, struct sluice_redis_
 
 /* ---- the engine on Redis (engine_redis.c) ---- */
 
+/* engine.c: the limit spec of policy limit `pl` with the numbers in force
+ * (count, burst after tier or override); one mapping for both engines. */
+int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
+			      struct sluice_limit *out);
+
 struct sluice__rengine;
 
 int sluice__rengine_create(struct sluice__rengine **out, struct sluice_policy *policy,

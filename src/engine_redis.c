@@ -238,7 +238,7 @@ static int probe(struct sluice__rengine *re, struct rbind **list, size_t n)
 			rq[j] = (struct sluice_redis_request){ &sc[j], 1, 0 };
 		}
 		struct sluice_redis *r;
-		uint32_t c = sluice__rpool_get(re->pool, &r);
+		uint32_t c = sluice__rpool_get_wait(re->pool, &r);
 		rc = sluice_redis_admit_batch(r, rq, g, 0, d);
 		sluice__rpool_put(re->pool, c);
 	}
@@ -573,9 +573,14 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 			rq[nrq++] = (struct sluice_redis_request){ &scopes[j], 1, 0 };
 	struct sluice_redis *r;
 	uint32_t c = sluice__rpool_get(re->pool, &r);
-	rc = nrq == 1 ? sluice_redis_admit_scopes(r, scopes, n, req->cost, req->now_ns, &d[0])
-		      : sluice_redis_admit_batch(r, rq, nrq, req->now_ns, d);
-	sluice__rpool_put(re->pool, c);
+	if (c == SLUICE__RPOOL_BUSY) {
+		/* No connection free within the timeout: the fail mode. */
+		sluice__redis_fail_answer(SLUICE_FAIL_OPEN, req->cost, &scopes[0].limits[0], &d[0]);
+	} else {
+		rc = nrq == 1 ? sluice_redis_admit_scopes(r, scopes, n, req->cost, req->now_ns, &d[0])
+			      : sluice_redis_admit_batch(r, rq, nrq, req->now_ns, d);
+		sluice__rpool_put(re->pool, c);
+	}
 	if (rc == SLUICE_EINVAL) {
 		/* Everything else was validated here or at create: the keys
 		 * lie on different Redis Cluster slots. Nothing was sent. */
@@ -684,6 +689,10 @@ int sluice__rengine_usage(struct sluice__rengine *re, const struct sluice_engine
 	if (nrq > 0) {
 		struct sluice_redis *r;
 		uint32_t c = sluice__rpool_get(re->pool, &r);
+		if (c == SLUICE__RPOOL_BUSY) {
+			rc = SLUICE_EBACKEND; /* no connection free within the timeout */
+			goto done;
+		}
 		rc = sluice_redis_admit_batch(r, rq, nrq, req->now_ns, d);
 		sluice__rpool_put(re->pool, c);
 		if (rc != SLUICE_OK)

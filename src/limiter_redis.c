@@ -86,7 +86,7 @@ int sluice__rlimiter_create(struct sluice__rlimiter **out, const struct sluice_l
 	 * nothing. A server that is down answers by the fail mode: 0. */
 	struct sluice_redis *r;
 	struct sluice_decision d;
-	uint32_t c = sluice__rpool_get(rl->pool, &r);
+	uint32_t c = sluice__rpool_get_wait(rl->pool, &r);
 	rc = sluice_redis_admit(r, "", 0, rl->limits, nlimits, 0, 0, &d);
 	sluice__rpool_put(rl->pool, c);
 	if (rc == SLUICE_EINVAL)
@@ -117,6 +117,12 @@ int sluice__rlimiter_admit(struct sluice__rlimiter *rl, const void *key, size_t 
 		return rc;
 	struct sluice_redis *r;
 	uint32_t c = sluice__rpool_get(rl->pool, &r);
+	if (c == SLUICE__RPOOL_BUSY) {
+		/* No connection free within the timeout: the fail mode. */
+		sluice__redis_fail_answer(rl->fail_mode, cost, &rl->limits[0], out);
+		sluice__rpool_count_busy(rl->pool, cost > 0);
+		return SLUICE_OK;
+	}
 	rc = sluice_redis_admit(r, key, key_len, rl->limits, rl->nlimits, cost, now_ns, out);
 	if (rc == SLUICE_OK) {
 		sluice__redis_fail_mode(rl->fail_mode, cost, out);
@@ -173,6 +179,17 @@ int sluice__rlimiter_admit_batch(struct sluice__rlimiter *rl, const struct sluic
 		}
 		struct sluice_redis *r;
 		uint32_t c = sluice__rpool_get(rl->pool, &r);
+		if (c == SLUICE__RPOOL_BUSY) {
+			/* No connection free within the timeout: the fail mode. */
+			uint64_t counted = 0;
+			for (size_t j = 0; j < g; j++) {
+				sluice__redis_fail_answer(rl->fail_mode, rr[j].cost, &rl->limits[0],
+							  &out[base + j]);
+				counted += rr[j].cost > 0;
+			}
+			sluice__rpool_count_busy(rl->pool, counted);
+			continue;
+		}
 		int rc = sluice_redis_admit_batch(r, rr, g, now_ns, out + base);
 		if (rc == SLUICE_OK) {
 			for (size_t j = 0; j < g; j++) {

@@ -24,15 +24,24 @@ int sluice__rpool_create(struct sluice__rpool **out, const struct sluice_redis_o
 void sluice__rpool_destroy(struct sluice__rpool *p);
 
 /* Lock a connection for the calling thread: its home connection if idle,
- * else any idle one, else wait for its home. Returns its index; the handle
- * is *r until sluice__rpool_put(p, index). */
+ * else any idle one, else wait for its home, at most the backend's
+ * timeout_ns. Returns its index (the handle is *r until
+ * sluice__rpool_put(p, index)), or SLUICE__RPOOL_BUSY when the wait ran out:
+ * nothing is locked, the caller answers by its fail mode without I/O
+ * (and counts it: sluice__rpool_count_busy). */
+#define SLUICE__RPOOL_BUSY UINT32_MAX
 uint32_t sluice__rpool_get(struct sluice__rpool *p, struct sluice_redis **r);
+/* The same without a bound on the wait (create, reload: not a request). */
+uint32_t sluice__rpool_get_wait(struct sluice__rpool *p, struct sluice_redis **r);
 void sluice__rpool_put(struct sluice__rpool *p, uint32_t index);
 
 /* Count decisions as the in-process limiter does (peeks are not counted):
  * under the connection's lock (index from get). */
 void sluice__rpool_count(struct sluice__rpool *p, uint32_t index, uint64_t cost,
 			 const struct sluice_decision *d);
+/* Count n decisions (cost > 0) answered by the fail mode because no
+ * connection was free in time (any thread, no lock). */
+void sluice__rpool_count_busy(struct sluice__rpool *p, uint64_t n);
 /* Sum of the decision counters (relaxed reads; exact when quiescent). */
 void sluice__rpool_counts(const struct sluice__rpool *p, uint64_t *admitted, uint64_t *denied,
 			  uint64_t *degraded);
@@ -42,6 +51,11 @@ int sluice__rpool_backend_stats(struct sluice__rpool *p, struct sluice_redis_sta
 /* Apply `fail_mode` to an answer of a fail-open handle: a degraded denial
  * is what a fail-closed handle would have answered (peeks stay allowed). */
 void sluice__redis_fail_mode(uint32_t fail_mode, uint64_t cost, struct sluice_decision *d);
+/* The answer of `fail_mode` without asking the backend (no connection
+ * free in time), as the backend's own fail-mode answer: degraded, allowed
+ * unless fail closed with cost > 0, `limit`'s quota. */
+void sluice__redis_fail_answer(uint32_t fail_mode, uint64_t cost, const struct sluice_limit *limit,
+			       struct sluice_decision *d);
 
 /* ---- the limiter on Redis (limiter_redis.c) ---- */
 

@@ -15,7 +15,11 @@
  * is busy the thread tries every other one without blocking and takes the
  * first idle one; only when all are busy does it wait for its home. So a
  * connection is never idle while a thread waits, and n threads on n
- * connections never queue.
+ * connections never queue. The wait is bounded by the backend's timeout:
+ * a thread that cannot get a connection within timeout_ns (say the server
+ * froze and every connection is stuck in its own timeout) answers by the
+ * fail mode without I/O, so no call blocks longer than twice timeout_ns
+ * (the wait, then its own call), however many threads share the pool.
  *
  * Counters. Decisions are counted per connection while its lock is held
  * (one writer at a time), in atomics so that stats can sum them without
@@ -28,7 +32,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "limit_kind_internal.h"
 #include "util_internal.h"
 
 struct conn {
@@ -43,7 +49,11 @@ _Static_assert(sizeof(struct conn) % SLUICE_CACHELINE == 0,
 
 struct sluice__rpool {
 	uint32_t n;
+	uint64_t wait_ns;   /* longest wait for a connection: the timeout */
 	struct conn *conns; /* aligned_alloc'ed, n entries */
+	/* Answers by the fail mode because no connection was free in time;
+	 * any thread may add (no lock held). */
+	_Alignas(SLUICE_CACHELINE) _Atomic uint64_t busy;
 };
 
 /* Tickets: thread t's home connection is ticket(t) mod n. 0: none drawn. */
@@ -67,6 +77,8 @@ int sluice__rpool_create(struct sluice__rpool **out, const struct sluice_redis_o
 		return SLUICE_ENOMEM;
 	}
 	memset(p->conns, 0, n * sizeof *p->conns);
+	/* The backend's default when 0 (sluice/redis.h). */
+	p->wait_ns = ro->timeout_ns != 0 ? ro->timeout_ns : 50 * UINT64_C(1000000);
 	int rc = SLUICE_OK;
 	for (uint32_t i = 0; i < n && rc == SLUICE_OK; i++) {
 		if (pthread_mutex_init(&p->conns[i].lock, NULL) != 0) {
@@ -96,21 +108,49 @@ void sluice__rpool_destroy(struct sluice__rpool *p)
 	free(p);
 }
 
-uint32_t sluice__rpool_get(struct sluice__rpool *p, struct sluice_redis **r)
+/* The calling thread's home connection; any idle one if it is busy.
+ * Returns its index, or SLUICE__RPOOL_BUSY with nothing locked. */
+static uint32_t try_any(struct sluice__rpool *p, struct sluice_redis **r, uint32_t *home)
 {
 	if (SLUICE_UNLIKELY(my_ticket == 0)) {
 		/* relaxed: only spreads threads; no memory is published. */
 		uint32_t t = atomic_fetch_add_explicit(&next_ticket, 1, memory_order_relaxed); /* relaxed: why above */
 		my_ticket = t + 1 != 0 ? t + 1 : 1;
 	}
-	uint32_t home = my_ticket % p->n;
+	*home = my_ticket % p->n;
 	for (uint32_t k = 0; k < p->n; k++) {
-		uint32_t i = (home + k) % p->n;
+		uint32_t i = (*home + k) % p->n;
 		if (pthread_mutex_trylock(&p->conns[i].lock) == 0) {
 			*r = p->conns[i].r;
 			return i;
 		}
 	}
+	return SLUICE__RPOOL_BUSY;
+}
+
+uint32_t sluice__rpool_get(struct sluice__rpool *p, struct sluice_redis **r)
+{
+	uint32_t home;
+	uint32_t i = try_any(p, r, &home);
+	if (i != SLUICE__RPOOL_BUSY)
+		return i;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t at = (uint64_t)ts.tv_nsec + p->wait_ns % SLUICE_NS_PER_SEC;
+	ts.tv_sec += (time_t)(p->wait_ns / SLUICE_NS_PER_SEC + at / SLUICE_NS_PER_SEC);
+	ts.tv_nsec = (long)(at % SLUICE_NS_PER_SEC);
+	if (pthread_mutex_clocklock(&p->conns[home].lock, CLOCK_MONOTONIC, &ts) != 0)
+		return SLUICE__RPOOL_BUSY;
+	*r = p->conns[home].r;
+	return home;
+}
+
+uint32_t sluice__rpool_get_wait(struct sluice__rpool *p, struct sluice_redis **r)
+{
+	uint32_t home;
+	uint32_t i = try_any(p, r, &home);
+	if (i != SLUICE__RPOOL_BUSY)
+		return i;
 	pthread_mutex_lock(&p->conns[home].lock);
 	*r = p->conns[home].r;
 	return home;
@@ -139,10 +179,18 @@ void sluice__rpool_count(struct sluice__rpool *p, uint32_t index, uint64_t cost,
 	bump(d->degraded ? &c->degraded : d->allowed ? &c->admitted : &c->denied);
 }
 
+void sluice__rpool_count_busy(struct sluice__rpool *p, uint64_t n)
+{
+	/* relaxed: a statistic, summed by sluice__rpool_counts(); any thread
+	 * may add (no connection lock is held). */
+	atomic_fetch_add_explicit(&p->busy, n, memory_order_relaxed); /* relaxed: why above */
+}
+
 void sluice__rpool_counts(const struct sluice__rpool *p, uint64_t *admitted, uint64_t *denied,
 			  uint64_t *degraded)
 {
-	uint64_t a = 0, dn = 0, dg = 0;
+	/* relaxed: statistics (see bump() and sluice__rpool_count_busy()). */
+	uint64_t a = 0, dn = 0, dg = atomic_load_explicit(&p->busy, memory_order_relaxed); /* relaxed: why above */
 
 	for (uint32_t i = 0; i < p->n; i++) {
 		struct conn *c = &p->conns[i];
@@ -175,7 +223,7 @@ int sluice__rpool_backend_stats(struct sluice__rpool *p, struct sluice_redis_sta
 		struct sluice_redis_stats s;
 		memset(&s, 0, sizeof s);
 		s.size = sizeof s;
-		pthread_mutex_lock(&p->conns[i].lock);
+		pthread_mutex_lock(&p->conns[i].lock); /* waits out a call in flight */
 		int rc = sluice_redis_stats(p->conns[i].r, &s);
 		pthread_mutex_unlock(&p->conns[i].lock);
 		if (rc != SLUICE_OK)
@@ -201,4 +249,20 @@ void sluice__redis_fail_mode(uint32_t fail_mode, uint64_t cost, struct sluice_de
 	d->allowed = false;
 	d->reason = SLUICE_REASON_CAPACITY;
 	d->retry_after_ns = 0;
+}
+
+void sluice__redis_fail_answer(uint32_t fail_mode, uint64_t cost, const struct sluice_limit *limit,
+			       struct sluice_decision *d)
+{
+	struct sluice_decision fresh;
+	const struct sluice__limit_ops *ops = sluice__limit_ops_of(limit->kind);
+
+	memset(d, 0, sizeof *d);
+	d->degraded = true;
+	d->allowed = true;
+	if (ops != NULL) {
+		ops->fresh(limit, 0, &fresh);
+		d->limit = fresh.limit;
+	}
+	sluice__redis_fail_mode(fail_mode, cost, d);
 }

@@ -559,3 +559,74 @@ Test(limiter_redis, threads_share_one_limiter_and_the_bound_is_exact)
 	sluice_limiter_destroy(red);
 	server_stop(&srv);
 }
+
+/* ---- a frozen server and a busy pool: bounded waits ---- */
+
+struct frozen_worker {
+	pthread_t th;
+	struct sluice_limiter *lim;
+	uint64_t worst_ns;
+	int degraded, errors;
+};
+
+static void *frozen_work(void *arg)
+{
+	struct frozen_worker *w = arg;
+	for (int i = 0; i < 3; i++) {
+		struct sluice_decision d;
+		uint64_t t0 = sluice_monotonic_ns();
+		int rc = sluice_limiter_admit(w->lim, "k", 1, 1, SEC, &d);
+		uint64_t took = sluice_monotonic_ns() - t0;
+		if (took > w->worst_ns)
+			w->worst_ns = took;
+		w->errors += rc != SLUICE_OK;
+		w->degraded += rc == SLUICE_OK && d.degraded && !d.allowed &&
+			       d.reason == SLUICE_REASON_CAPACITY && d.limit == 100;
+	}
+	return NULL;
+}
+
+Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	ro.timeout_ns = 100 * MS;
+	/* Reconnect at every call: each call then blocks its full timeout
+	 * on the frozen server (TCP still accepts), the worst case for the
+	 * threads queued behind it on the one connection. */
+	ro.backoff_min_ns = 1;
+	ro.backoff_max_ns = 1;
+	struct sluice_limiter_options o = lopts(&ro, 1);
+	o.fail_mode = SLUICE_FAIL_CLOSED;
+	struct sluice_limit l = gcra(100, SEC, 100);
+	struct sluice_limiter *red = limiter_on(&l, 1, &o);
+	struct sluice_decision d;
+	cr_assert_eq(sluice_limiter_admit(red, "k", 1, 1, SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed && !d.degraded);
+
+	kill(srv.pid, SIGSTOP);
+	enum { THREADS = 4 };
+	struct frozen_worker w[THREADS];
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct frozen_worker){ .lim = red };
+		cr_assert_eq(pthread_create(&w[i].th, NULL, frozen_work, &w[i]), 0);
+	}
+	uint64_t worst = 0;
+	int degraded = 0;
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(w[i].th, NULL);
+		cr_expect_eq(w[i].errors, 0);
+		degraded += w[i].degraded;
+		worst = w[i].worst_ns > worst ? w[i].worst_ns : worst;
+	}
+	/* Without the bound the last of 4 threads queued on one connection
+	 * would wait 3 calls of 100 ms before its own. */
+	cr_expect_lt(worst, 2 * ro.timeout_ns + 150 * MS, "worst call %llu ms",
+		     (unsigned long long)(worst / MS));
+	cr_expect_eq(degraded, THREADS * 3, "every answer by the fail mode (closed)");
+	struct sluice_limiter_stats s = lstats(red);
+	cr_expect_eq(s.degraded, THREADS * 3);
+	cr_expect_eq(s.admitted, 1);
+	sluice_limiter_destroy(red);
+	server_stop(&srv);
+}

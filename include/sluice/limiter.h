@@ -165,9 +165,10 @@ struct sluice_limiter_options {
  *   - Blocking network I/O, not the lock-free path: a pool of
  *     redis_connections handles, each guarded by a mutex. A thread is given
  *     a home connection on first use (round robin); when it is busy the
- *     thread takes any idle one, else waits for its home. A call blocks at
- *     most the backend's timeout_ns (plus the wait for a busy connection).
- *     Thread safety is as for the in-process limiter.
+ *     thread takes any idle one, else waits for its home, at most the
+ *     backend's timeout_ns (then the fail mode answers without I/O). So a
+ *     call blocks at most twice timeout_ns however many threads share the
+ *     pool. Thread safety is as for the in-process limiter.
  *   - Backend failures answer by options.fail_mode with decision.degraded
  *     set (peeks answer allowed), counted in stats.degraded; the Redis
  *     options' own fail_mode must be left 0: the limiter's applies.

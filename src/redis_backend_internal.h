@@ -27,7 +27,7 @@ void sluice__rpool_destroy(struct sluice__rpool *p);
  * else any idle one, else wait for its home, at most the backend's
  * timeout_ns. Returns its index (the handle is *r until
  * sluice__rpool_put(p, index)), or SLUICE__RPOOL_BUSY when the wait ran out:
- * nothing is locked, the caller answers by its fail mode without I/O
+ * nothing is taken, the caller answers by its fail mode without I/O
  * (and counts it: sluice__rpool_count_busy). */
 #define SLUICE__RPOOL_BUSY UINT32_MAX
 uint32_t sluice__rpool_get(struct sluice__rpool *p, struct sluice_redis **r);
@@ -36,7 +36,7 @@ uint32_t sluice__rpool_get_wait(struct sluice__rpool *p, struct sluice_redis **r
 void sluice__rpool_put(struct sluice__rpool *p, uint32_t index);
 
 /* Count decisions as the in-process limiter does (peeks are not counted):
- * under the connection's lock (index from get). */
+ * by the connection's owner (index from get, before put). */
 void sluice__rpool_count(struct sluice__rpool *p, uint32_t index, uint64_t cost,
 			 const struct sluice_decision *d);
 /* Count n decisions (cost > 0) answered by the fail mode because no
@@ -45,7 +45,7 @@ void sluice__rpool_count_busy(struct sluice__rpool *p, uint64_t n);
 /* Sum of the decision counters (relaxed reads; exact when quiescent). */
 void sluice__rpool_counts(const struct sluice__rpool *p, uint64_t *admitted, uint64_t *denied,
 			  uint64_t *degraded);
-/* Sum of the backend's counters over the handles (each read under its lock). */
+/* Sum of the backend's counters over the handles (each read while owning it). */
 int sluice__rpool_backend_stats(struct sluice__rpool *p, struct sluice_redis_stats *out);
 
 /* Apply `fail_mode` to an answer of a fail-open handle: a degraded denial

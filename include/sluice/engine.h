@@ -191,10 +191,10 @@ struct sluice_engine_options {
  *     governing limit; fail closed: denied with reason CAPACITY, governed
  *     by the first applicable limit).
  *   - Blocking network I/O, not the lock-free path: a pool of
- *     redis_connections handles, each guarded by a mutex, as for the
- *     limiter (sluice/limiter.h, "Limiter on Redis"): a check blocks at
- *     most twice the backend's timeout_ns. Thread safety as in process;
- *     reload never waits for a request in flight.
+ *     redis_connections handles, each owned by one thread at a time, as
+ *     for the limiter (sluice/limiter.h, "Limiter on Redis"): a check
+ *     blocks at most twice the backend's timeout_ns. Thread safety as in
+ *     process; reload never waits for a request in flight.
  *   - Keys: key_prefix + "{tag}" + the limit's scopes, name, tier or
  *     override and numbers (docs/redis.md, "Key naming"); a key must fit
  *     SLUICE_LIMITER_MAX_KEY bytes (else check returns SLUICE_EKEY). On a

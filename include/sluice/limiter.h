@@ -163,10 +163,11 @@ struct sluice_limiter_options {
  * scope whose key is `key`), so a fleet of processes sharing the server
  * shares every key's state. Differences, all documented here:
  *   - Blocking network I/O, not the lock-free path: a pool of
- *     redis_connections handles, each guarded by a mutex. A thread is given
- *     a home connection on first use (round robin); when it is busy the
- *     thread takes any idle one, else waits for its home, at most the
- *     backend's timeout_ns (then the fail mode answers without I/O). So a
+ *     redis_connections handles, each owned by one thread at a time (a
+ *     pool mutex, never held across I/O). A thread is given a home
+ *     connection on first use (round robin); when it is busy the thread
+ *     takes any idle one, else waits for one, at most the backend's
+ *     timeout_ns (then the fail mode answers without I/O). So a
  *     call blocks at most twice timeout_ns however many threads share the
  *     pool. Thread safety is as for the in-process limiter.
  *   - Backend failures answer by options.fail_mode with decision.degraded

@@ -1,30 +1,37 @@
 /*
- * redis.c - the Redis backend: GCRA limits evaluated atomically on a Redis
- * server by one Lua script (docs/redis.md).
+ * redis.c - the Redis backend: the keyed limiter's limits (every kind)
+ * evaluated atomically on a Redis server by one Lua script (docs/redis.md).
  *
- * The algorithm is the GCRA cell's (gcra.c): a limit of bucket depth
- * tau = burst * T is described by its theoretical arrival time F; at time t
- * the debt is max(F, t) - t, and taking c units (need = c * T) is possible
- * iff debt <= tau - need, moving F to max(F, t) + need. The keyed limiter's
- * composition rule (limiter.c) decides several limits: a dry run over every
- * limit, in order, stops at the first denier and writes nothing; if none
- * denies, every limit is written. On Redis the script is atomic (no other
- * command runs during it), so the dry run and the writes need no receipts.
+ * The algorithms are the cells' (gcra.c, window_counter.c, calendar.c,
+ * window_log.c, slots.c) and the composition is the keyed limiter's
+ * (limiter.c): per scope, a dry run over every limit in the limiter's order
+ * (its first GCRA limit, then the others) stops at the first denier and
+ * writes nothing; the scope's slots limit is then taken; if nothing denies,
+ * every limit is written. On Redis the script is atomic (no other command
+ * runs during it), so the dry run and the writes need no receipts. Each
+ * limit's state is one field of the scope's hash (GCRA: F; counter:
+ * "k_s:prev:cur"; calendar: "k_s:count"; log: the last `limit` unit times;
+ * slots: tag, count and the slots' words).
  *
- * Division of labour. The script only compares and adds: per limit it gets
- * the field name, need (or -1: cost > burst) and slack = tau - need from C,
- * and answers with the status and the debt before the decision as a
- * (seconds, nanoseconds) pair. C then computes remaining, reset_ns and
- * retry_after_ns in exact 64-bit arithmetic, exactly as gcra.c's fill().
+ * Division of labour. The script decides (it applies each cell's admission
+ * test exactly) and reports every limit's state before the call; C rebuilds
+ * each cell from that state in a private copy and runs the cell's own code
+ * to fill the decision (remaining, reset_ns, retry_after_ns), so the
+ * decision is the limiter's by construction (decide_state()).
  *
  * Exactness in Lua (doubles). Times (F, now) are up to 2^64 ns, stored as
  * decimal strings and split into (s = floor(x / 10^9), ns = x mod 10^9) by
  * string slicing: both parts are below 2^35 and exact. Durations (need,
- * slack, and any debt that can admit) are at most tau <= 2^52
+ * slack, windows, leases, and any debt that can admit) are at most 2^52
  * (SLUICE_REDIS_MAX_TOLERANCE_NS, checked here before sending), so
  * debt = s * 10^9 + ns is exact whenever s < 4503600 (< 2^53), and a larger s
- * means debt > 2^52 >= slack: a denial, with the exact pair returned. Every
+ * means debt > 2^52 >= slack: a denial, with the exact pair returned. The
+ * counter's test (limit - cur - c) * W >= prev * (W - e) runs on base-2^32
+ * limbs. Window indexes are kept mod 2^24 / 2^32 as in the cells. Every
  * floor division is corrected by exact multiplication.
+ *
+ * Cross-slot requests (cluster): admit_cross() reserves slot group by slot
+ * group with receipts and cancels in reverse order on a denial.
  *
  * Connections. One hiredis blocking context per node (one node unless in
  * cluster mode, where requests go to the node of their keys' hash slot:
@@ -80,6 +87,21 @@ int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_r
 	return SLUICE_EUNSUPPORTED;
 }
 
+int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
+				size_t nscopes, uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+				sluice_slot_handle *handles)
+{
+	(void)r, (void)scopes, (void)nscopes, (void)cost, (void)now_ns, (void)out, (void)handles;
+	return SLUICE_EUNSUPPORTED;
+}
+
+int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope *scope,
+			 sluice_slot_handle handle)
+{
+	(void)r, (void)scope, (void)handle;
+	return SLUICE_EUNSUPPORTED;
+}
+
 int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out)
 {
 	(void)r, (void)out;
@@ -90,6 +112,7 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,20 +129,48 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
 
 /*
  * The script. KEYS: one hash per scope. ARGV[1]: now in ns ("" = the
- * server's TIME), ARGV[2]: "1" to admit, "0" to peek, ARGV[3]: the expiry
- * grace in ns; then per scope the
- * number of limits k, then k triples (field, need, slack). Answer:
- *   denied:  {status, flat index of the denier, debt_s, debt_ns}
- *            status 1 = rate, 2 = never (cost > burst, or past the horizon)
- *   allowed: {0, -1, debt_s, debt_ns per limit in order}  (debt before it)
- * The hash field of a limit holds F in decimal; its key expires when every
- * field is back to full (PEXPIRE to the largest debt after the admission,
- * never shortened). Needs Redis >= 4.0 (HSET of several fields); on 3.2-4.x
- * replicate_commands() makes TIME before writes legal (effects
- * replication, the only mode since 7.0, where the call is a no-op).
+ * server's TIME), ARGV[2]: the mode, ARGV[3]: the expiry grace in ns,
+ * ARGV[4]: the tag for a slots state created by this call.
+ *
+ * Modes "0" (peek), "1" (admit), "2" (reserve: admit and append receipts):
+ * then per scope the number of limits k and k records, each a kind letter
+ * and its arguments, in the order C decides them (docs/redis.md, "The
+ * script"):
+ *   g field need slack            GCRA (need -1: cost > burst)
+ *   c field k_mod cost limit W e  sliding counter (k_mod, e "" = from TIME)
+ *   k field k_mod cost limit W e  calendar (cost -1: cost > limit)
+ *   s field N lease_ns            slots (lease "0": none)
+ *   l field cost limit W t-W      sliding log (t-W: "" = from TIME, "-" < 0)
+ * Answer: {status, flat index, now_s, now_ns, 4 integers per limit}:
+ *   allowed: status 0, index -1, the state of every limit before the call
+ *   denied:  status 1 (2: GCRA never), the denier's index and state only
+ * where a state is: g: debt (s, ns); c: k_s (-1 missing), prev, cur;
+ * k: k_s (-1 missing), count; s: in_use before, gen, index, tag of the
+ * slot taken (0 if none); l: the log (its last `limit` unit times,
+ * ascending, space-separated; "" if none) and three zeros. Mode "2"
+ * appends, per field written, (key index, field, value before ("" =
+ * absent), value after): the receipt.
+ *
+ * Mode "c" (cancel): ARGV[5..] are tuples (key index, field, before,
+ * after); each field still holding `after` gets `before` back (HDEL for
+ * ""). A slots field written since gets the slot we took released instead
+ * (a semaphore's operations commute: exact, as sluice_slots_cancel()).
+ * Answer: how many were restored.
+ * Mode "r" (release): ARGV[5..9] = field, N, tag, gen, index of a slot
+ * handle. Answer 0 released, 1 already released, 2 stale, 3 no such key.
+ *
+ * Expiry: a key gets PEXPIRE to the time until every limit written is full
+ * again (plus the grace), never shortened; a key holding a slot without a
+ * lease is PERSISTed until its last slot is released, then expires at the
+ * time its other limits are full (field "_full", server ms). Needs
+ * Redis >= 4.0 (HSET of several fields); on 3.2-4.x replicate_commands()
+ * makes TIME before writes legal (effects replication, the only mode since
+ * 7.0, where the call is a no-op).
  */
 static const char script_text[] =
 	"local B = 1000000000\n"
+	"local T32 = 4294967296\n"
+	"local NEVER = '18446744073709551615'\n"
 	"local function fdiv(x, d)\n"
 	"  local q = math.floor(x / d)\n"
 	"  while q * d > x do q = q - 1 end\n"
@@ -132,7 +183,129 @@ static const char script_text[] =
 	"  if n <= 9 then return 0, tonumber(s) end\n"
 	"  return tonumber(string.sub(s, 1, n - 9)), tonumber(string.sub(s, n - 8))\n"
 	"end\n"
+	"local function dec(h, l)\n"
+	"  if h > 0 then return string.format('%d%09d', h, l) end\n"
+	"  return string.format('%d', l)\n"
+	"end\n"
+	"local function dlt(x, y)\n"
+	"  if #x ~= #y then return #x < #y end\n"
+	"  return x < y\n"
+	"end\n"
+	"local function addsat(h, l, d)\n"
+	"  local xl = l + d\n"
+	"  local c = fdiv(xl, B)\n"
+	"  local xh = h + c\n"
+	"  xl = xl - c * B\n"
+	"  if xh > 18446744073 or (xh == 18446744073 and xl > 709551615) then return NEVER end\n"
+	"  return dec(xh, xl)\n"
+	"end\n"
+	"local function mul2(x, m)\n"
+	"  local h = math.floor(x / T32)\n"
+	"  local l = x - h * T32\n"
+	"  local lo = l * m\n"
+	"  local c = math.floor(lo / T32)\n"
+	"  return h * m + c, lo - c * T32\n"
+	"end\n"
+	"local function sparse(v)\n"
+	"  local st = {slot = {}}\n"
+	"  local it = string.gmatch(v, '[^;]+')\n"
+	"  local t, u = string.match(it(), '^(%d+),(%d+)$')\n"
+	"  st.tag, st.n = tonumber(t), tonumber(u)\n"
+	"  for rec in it do\n"
+	"    local i, g, r, ph, d = string.match(rec, '^(%d+),(%d+),(%d+),(%d),(%d+)$')\n"
+	"    st.slot[tonumber(i)] = {g = tonumber(g), r = tonumber(r), ph = tonumber(ph), d = d}\n"
+	"  end\n"
+	"  return st\n"
+	"end\n"
+	"local function sser(st, n)\n"
+	"  local parts = {string.format('%d,%d', st.tag, st.n)}\n"
+	"  for i = 0, n - 1 do\n"
+	"    local s = st.slot[i]\n"
+	"    if s then parts[#parts + 1] = string.format('%d,%d,%d,%d,', i, s.g, s.r, s.ph) .. s.d end\n"
+	"  end\n"
+	"  return table.concat(parts, ';')\n"
+	"end\n"
+	"local function nextgen(g)\n"
+	"  g = (g + 1) % 268435456\n"
+	"  if g == 0 then g = 1 end\n"
+	"  return g\n"
+	"end\n"
+	"local function server_ms()\n"
+	"  local t = redis.call('TIME')\n"
+	"  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"end\n"
+	"local function settle(key, nowms)\n"
+	"  if redis.call('PTTL', key) ~= -1 then return end\n"
+	"  local all = redis.call('HGETALL', key)\n"
+	"  local full = nil\n"
+	"  for j = 1, #all, 2 do\n"
+	"    local f = all[j]\n"
+	"    if string.sub(f, 1, 1) == 's' and sparse(all[j + 1]).n > 0 then return end\n"
+	"    if f == '_full' then full = tonumber(all[j + 1]) end\n"
+	"  end\n"
+	"  local ms = 1\n"
+	"  if full and full - nowms > ms then ms = full - nowms end\n"
+	"  redis.call('PEXPIRE', key, ms)\n"
+	"end\n"
 	"if redis.replicate_commands then redis.replicate_commands() end\n"
+	"local mode = ARGV[2]\n"
+	"if mode == 'c' then\n"
+	"  local n, touched = 0, {}\n"
+	"  local a = 5\n"
+	"  while a + 3 <= #ARGV do\n"
+	"    local ki = tonumber(ARGV[a])\n"
+	"    local key, f, before, after = KEYS[ki], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]\n"
+	"    a = a + 4\n"
+	"    local cur = redis.call('HGET', key, f)\n"
+	"    if cur == after then\n"
+	"      if before == '' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, before) end\n"
+	"      n = n + 1\n"
+	"      touched[ki] = true\n"
+	"    elseif cur and string.sub(f, 1, 1) == 's' then\n"
+	"      local x, b, c = sparse(after), nil, sparse(cur)\n"
+	"      if before ~= '' then b = sparse(before) end\n"
+	"      local ns = tonumber(string.match(f, '^s%d+:(%d+):'))\n"
+	"      for i, y in pairs(x.slot) do\n"
+	"        local o = b and b.slot[i]\n"
+	"        local z = c.slot[i]\n"
+	"        if y.ph == 2 and (not o or o.g ~= y.g) and c.tag == x.tag and z and z.g == y.g and z.ph == 2 then\n"
+	"          z.ph = 0\n"
+	"          c.n = c.n - 1\n"
+	"          redis.call('HSET', key, f, sser(c, ns))\n"
+	"          n = n + 1\n"
+	"          touched[ki] = true\n"
+	"        end\n"
+	"      end\n"
+	"    end\n"
+	"  end\n"
+	"  local nowms = nil\n"
+	"  for ki, _ in pairs(touched) do\n"
+	"    if redis.call('EXISTS', KEYS[ki]) == 1 then\n"
+	"      nowms = nowms or server_ms()\n"
+	"      settle(KEYS[ki], nowms)\n"
+	"    end\n"
+	"  end\n"
+	"  return n\n"
+	"end\n"
+	"if mode == 'r' then\n"
+	"  local key = KEYS[1]\n"
+	"  if redis.call('EXISTS', key) == 0 then return 3 end\n"
+	"  local v = redis.call('HGET', key, ARGV[5])\n"
+	"  if not v then return 2 end\n"
+	"  local st = sparse(v)\n"
+	"  local n, g, i = tonumber(ARGV[6]), tonumber(ARGV[8]), tonumber(ARGV[9])\n"
+	"  if st.tag ~= tonumber(ARGV[7]) then return 2 end\n"
+	"  local s = st.slot[i]\n"
+	"  if not s or s.g ~= g or s.ph ~= 2 then\n"
+	"    if s and s.r == g then return 2 end\n"
+	"    return 1\n"
+	"  end\n"
+	"  s.ph = 0\n"
+	"  st.n = st.n - 1\n"
+	"  redis.call('HSET', key, ARGV[5], sser(st, n))\n"
+	"  if st.n == 0 then settle(key, server_ms()) end\n"
+	"  return 0\n"
+	"end\n"
 	"local nh, nl\n"
 	"if ARGV[1] == '' then\n"
 	"  local t = redis.call('TIME')\n"
@@ -140,63 +313,230 @@ static const char script_text[] =
 	"else\n"
 	"  nh, nl = split(ARGV[1])\n"
 	"end\n"
-	"local write = ARGV[2] == '1'\n"
+	"local nowstr = dec(nh, nl)\n"
+	"local now_us = nil\n"
+	"local function wpos(p, mod)\n"
+	"  local W = tonumber(ARGV[p + 5])\n"
+	"  local ki, e\n"
+	"  if ARGV[p + 2] == '' then\n"
+	"    now_us = now_us or (nh * 1000000 + fdiv(nl, 1000))\n"
+	"    local wus = W / 1000\n"
+	"    local k = fdiv(now_us, wus)\n"
+	"    ki = k % mod\n"
+	"    e = (now_us - k * wus) * 1000\n"
+	"  else\n"
+	"    ki, e = tonumber(ARGV[p + 2]), tonumber(ARGV[p + 6])\n"
+	"  end\n"
+	"  return ki, W, W - e\n"
+	"end\n"
+	"local write = mode ~= '0'\n"
 	"local grace = tonumber(ARGV[3])\n"
-	"local a, flat = 4, 0\n"
-	"local out = {0, -1}\n"
+	"local grace_ms = fdiv(grace + 999999, 1000000)\n"
+	"local tag = tonumber(ARGV[4])\n"
+	"local NARGS = {g = 3, c = 6, k = 6, s = 3, l = 5}\n"
+	"local CAP = 1125899906842624\n"
+	"local a, flat = 5, 0\n"
+	"local out = {0, -1, nh, nl}\n"
 	"local plan = {}\n"
 	"for s = 1, #KEYS do\n"
 	"  local k = tonumber(ARGV[a]); a = a + 1\n"
-	"  local fields = {}\n"
-	"  for i = 1, k do fields[i] = ARGV[a + 3 * (i - 1)] end\n"
-	"  local vals = redis.call('HMGET', KEYS[s], unpack(fields))\n"
-	"  local sets, ttl = {}, 0\n"
+	"  local fields, pos = {}, {}\n"
 	"  for i = 1, k do\n"
-	"    local need, slack = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])\n"
-	"    a = a + 3\n"
-	"    local bh, bl = split(vals[i])\n"
-	"    if bh < nh or (bh == nh and bl < nl) then bh, bl = nh, nl end\n"
-	"    local dh, dl = bh - nh, bl - nl\n"
-	"    if dl < 0 then dh, dl = dh - 1, dl + B end\n"
-	"    if write then\n"
-	"      local st = 0\n"
-	"      if need < 0 then\n"
-	"        st = 2\n"
-	"      else\n"
-	"        local xl = bl + need\n"
-	"        local c = fdiv(xl, B)\n"
-	"        local xh = bh + c\n"
-	"        xl = xl - c * B\n"
-	"        if xh > 18446744073 or (xh == 18446744073 and xl > 709551613) then\n"
+	"    fields[i] = ARGV[a + 1]\n"
+	"    pos[i] = a\n"
+	"    a = a + 1 + NARGS[ARGV[a]]\n"
+	"  end\n"
+	"  local vals = redis.call('HMGET', KEYS[s], unpack(fields))\n"
+	"  local sets, befores, ttl = {}, {}, 0\n"
+	"  local sl = nil\n"
+	"  for i = 1, k do\n"
+	"    local p, v = pos[i], vals[i]\n"
+	"    local kind = ARGV[p]\n"
+	"    local o = #out\n"
+	"    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 0, 0, 0, 0\n"
+	"    if kind == 'g' then\n"
+	"      local need, slack = tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])\n"
+	"      local bh, bl = split(v)\n"
+	"      if bh < nh or (bh == nh and bl < nl) then bh, bl = nh, nl end\n"
+	"      local dh, dl = bh - nh, bl - nl\n"
+	"      if dl < 0 then dh, dl = dh - 1, dl + B end\n"
+	"      out[o + 1], out[o + 2] = dh, dl\n"
+	"      if write then\n"
+	"        local st = 0\n"
+	"        local after\n"
+	"        if need < 0 then\n"
 	"          st = 2\n"
-	"        elseif dh >= 4503600 or dh * B + dl > slack then\n"
-	"          st = 1\n"
 	"        else\n"
-	"          sets[#sets + 1] = fields[i]\n"
-	"          if xh > 0 then\n"
-	"            sets[#sets + 1] = string.format('%d%09d', xh, xl)\n"
+	"          local xl = bl + need\n"
+	"          local c = fdiv(xl, B)\n"
+	"          local xh = bh + c\n"
+	"          xl = xl - c * B\n"
+	"          if xh > 18446744073 or (xh == 18446744073 and xl > 709551613) then\n"
+	"            st = 2\n"
+	"          elseif dh >= 4503600 or dh * B + dl > slack then\n"
+	"            st = 1\n"
 	"          else\n"
-	"            sets[#sets + 1] = string.format('%d', xl)\n"
+	"            after = dec(xh, xl)\n"
+	"            local post = fdiv(dh * B + dl + need + grace + 999999, 1000000)\n"
+	"            if post > ttl then ttl = post end\n"
 	"          end\n"
-	"          local post = dh * B + dl + need + grace\n"
-	"          if post > ttl then ttl = post end\n"
+	"        end\n"
+	"        if st ~= 0 then return {st, flat + i - 1, nh, nl, dh, dl, 0, 0} end\n"
+	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = after; befores[#befores + 1] = v or ''\n"
+	"      end\n"
+	"    elseif kind == 'c' then\n"
+	"      local ki, W, A = wpos(p, 16777216)\n"
+	"      local cost, lim = tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])\n"
+	"      local wms, rms = fdiv(W + 999999, 1000000), fdiv(A + 999999, 1000000)\n"
+	"      local idx, pv, cu, ahead = ki, 0, 0, 0\n"
+	"      out[o + 1] = -1\n"
+	"      if v then\n"
+	"        local x, y, z = string.match(v, '^(%d+):(%d+):(%d+)$')\n"
+	"        local ks, sp, sc = tonumber(x), tonumber(y), tonumber(z)\n"
+	"        out[o + 1], out[o + 2], out[o + 3] = ks, sp, sc\n"
+	"        local d = (ki - ks) % 16777216\n"
+	"        if d == 0 then idx, pv, cu = ks, sp, sc\n"
+	"        elseif d == 1 then idx, pv, cu = ki, sc, 0\n"
+	"        elseif d < 8388608 then idx, pv, cu = ki, 0, 0\n"
+	"        else idx, pv, cu, ahead = ks, sp, sc, 16777216 - d; A = W end\n"
+	"      end\n"
+	"      if write then\n"
+	"        if cost < 0 or cu + cost > lim then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0} end\n"
+	"        local rh, rl = mul2(W, lim - cu - cost)\n"
+	"        local uh, ul = mul2(A, pv)\n"
+	"        if rh < uh or (rh == uh and rl < ul) then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0} end\n"
+	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = string.format('%d:%d:%d', idx, pv, cu + cost); befores[#befores + 1] = v or ''\n"
+	"        local ms = math.min(ahead * wms + wms + rms, CAP) + grace_ms\n"
+	"        if ms > ttl then ttl = ms end\n"
+	"      end\n"
+	"    elseif kind == 'k' then\n"
+	"      local ki, W, A = wpos(p, 4294967296)\n"
+	"      local cost, lim = tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])\n"
+	"      local wms, rms = fdiv(W + 999999, 1000000), fdiv(A + 999999, 1000000)\n"
+	"      local idx, cnt, ahead = ki, 0, 0\n"
+	"      out[o + 1] = -1\n"
+	"      if v then\n"
+	"        local x, y = string.match(v, '^(%d+):(%d+)$')\n"
+	"        local ks, sc = tonumber(x), tonumber(y)\n"
+	"        out[o + 1], out[o + 2] = ks, sc\n"
+	"        local d = (ki - ks) % 4294967296\n"
+	"        if d == 0 then idx, cnt = ks, sc\n"
+	"        elseif d < 2147483648 then idx, cnt = ki, 0\n"
+	"        else idx, cnt, ahead = ks, sc, 4294967296 - d end\n"
+	"      end\n"
+	"      if write then\n"
+	"        if cost < 0 or cnt + cost > lim then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], 0, 0} end\n"
+	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = string.format('%d:%d', idx, cnt + cost); befores[#befores + 1] = v or ''\n"
+	"        local ms = math.min(ahead * wms + rms, CAP) + grace_ms\n"
+	"        if ms > ttl then ttl = ms end\n"
+	"      end\n"
+	"    elseif kind == 'l' then\n"
+	"      local cost, lim, W = tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])\n"
+	"      local th, tl = -1, 0\n"
+	"      if ARGV[p + 5] ~= '' then\n"
+	"        if ARGV[p + 5] ~= '-' then th, tl = split(ARGV[p + 5]) end\n"
+	"      else\n"
+	"        local wh = fdiv(W, B)\n"
+	"        th, tl = nh - wh, nl - (W - wh * B)\n"
+	"        if tl < 0 then th, tl = th - 1, tl + B end\n"
+	"      end\n"
+	"      local ts = {}\n"
+	"      if v and #v > 0 then\n"
+	"        for x in string.gmatch(v, '%d+') do ts[#ts + 1] = x end\n"
+	"      end\n"
+	"      local gone = 0\n"
+	"      while gone < #ts do\n"
+	"        local rh, rl = split(ts[gone + 1])\n"
+	"        if rh < th or (rh == th and rl <= tl) then gone = gone + 1 else break end\n"
+	"      end\n"
+	"      out[o + 1] = v or ''\n"
+	"      if write then\n"
+	"        if cost < 0 or #ts - gone + cost > lim then return {1, flat + i - 1, nh, nl, v or '', 0, 0, 0} end\n"
+	"        local rh, rl = nh, nl\n"
+	"        if #ts > 0 then\n"
+	"          local lh, ll = split(ts[#ts])\n"
+	"          if lh > rh or (lh == rh and ll > rl) then rh, rl = lh, ll end\n"
+	"        end\n"
+	"        local r = dec(rh, rl)\n"
+	"        for j = 1, cost do ts[#ts + 1] = r end\n"
+	"        local keep = {}\n"
+	"        for j = math.max(1, #ts - lim + 1), #ts do keep[#keep + 1] = ts[j] end\n"
+	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = table.concat(keep, ' '); befores[#befores + 1] = v or ''\n"
+	"        local dh, dl = rh - nh, rl - nl\n"
+	"        if dl < 0 then dh, dl = dh - 1, dl + B end\n"
+	"        local ms = math.min(dh * 1000 + fdiv(dl + W + 999999, 1000000), CAP) + grace_ms\n"
+	"        if ms > ttl then ttl = ms end\n"
+	"      end\n"
+	"    else\n"
+	"      local n, lease = tonumber(ARGV[p + 2]), ARGV[p + 3]\n"
+	"      local st\n"
+	"      if v then st = sparse(v) else st = {tag = (tag + s - 2) % 16777215 + 1, n = 0, slot = {}} end\n"
+	"      out[o + 1] = st.n\n"
+	"      if write then\n"
+	"        if st.n >= n and lease == '0' then return {1, flat + i - 1, nh, nl, st.n, 0, 0, 0} end\n"
+	"        sl = {i = i, o = o, st = st, n = n, lease = lease, v = v}\n"
+	"      end\n"
+	"    end\n"
+	"  end\n"
+	"  if sl then\n"
+	"    local st, n = sl.st, sl.n\n"
+	"    local dl = NEVER\n"
+	"    if sl.lease ~= '0' then dl = addsat(nh, nl, tonumber(sl.lease)) end\n"
+	"    local got = nil\n"
+	"    if st.n >= n then\n"
+	"      for j = 0, n - 1 do\n"
+	"        local x = st.slot[j]\n"
+	"        if x and x.ph == 2 and not dlt(nowstr, x.d) then\n"
+	"          got = j\n"
+	"          st.slot[j] = {g = nextgen(x.g), r = x.g, ph = 2, d = dl}\n"
+	"          break\n"
 	"        end\n"
 	"      end\n"
-	"      if st ~= 0 then return {st, flat + i - 1, dh, dl} end\n"
+	"      if not got then return {1, flat + sl.i - 1, nh, nl, st.n, 0, 0, 0} end\n"
+	"    else\n"
+	"      local j = st.n\n"
+	"      while st.slot[j] and st.slot[j].ph ~= 0 do j = (j + 1) % n end\n"
+	"      local x = st.slot[j] or {g = 0, r = 0}\n"
+	"      st.slot[j] = {g = nextgen(x.g), r = x.r, ph = 2, d = dl}\n"
+	"      st.n = st.n + 1\n"
+	"      got = j\n"
 	"    end\n"
-	"    out[#out + 1] = dh\n"
-	"    out[#out + 1] = dl\n"
+	"    out[sl.o + 2], out[sl.o + 3], out[sl.o + 4] = st.slot[got].g, got, st.tag\n"
+	"    sets[#sets + 1] = fields[sl.i]; sets[#sets + 1] = sser(st, n); befores[#befores + 1] = sl.v or ''\n"
 	"  end\n"
 	"  flat = flat + k\n"
-	"  plan[s] = {sets, ttl}\n"
+	"  plan[s] = {sets, befores, ttl, sl}\n"
 	"end\n"
 	"if write then\n"
+	"  local nowms = nil\n"
 	"  for s = 1, #KEYS do\n"
 	"    local p = plan[s]\n"
-	"    redis.call('HSET', KEYS[s], unpack(p[1]))\n"
-	"    local ms = fdiv(p[2] + 999999, 1000000)\n"
-	"    if ms < 1 then ms = 1 end\n"
-	"    if redis.call('PTTL', KEYS[s]) < ms then redis.call('PEXPIRE', KEYS[s], ms) end\n"
+	"    local sets, befores, ttl, sl = p[1], p[2], p[3], p[4]\n"
+	"    if ttl < 1 then ttl = math.max(grace_ms, 1) end\n"
+	"    if sl then\n"
+	"      nowms = nowms or server_ms()\n"
+	"      local full = string.format('%d', nowms + ttl)\n"
+	"      local old = redis.call('HGET', KEYS[s], '_full')\n"
+	"      if old and tonumber(old) > nowms + ttl then full = old end\n"
+	"      sets[#sets + 1] = '_full'; sets[#sets + 1] = full; befores[#befores + 1] = old or ''\n"
+	"      if sl.lease == '0' then\n"
+	"        ttl = 0\n"
+	"      else\n"
+	"        local lms = fdiv(tonumber(sl.lease) + 999999, 1000000) + grace_ms\n"
+	"        if lms > ttl then ttl = lms end\n"
+	"      end\n"
+	"    end\n"
+	"    redis.call('HSET', KEYS[s], unpack(sets))\n"
+	"    if ttl == 0 then\n"
+	"      redis.call('PERSIST', KEYS[s])\n"
+	"    elseif redis.call('PTTL', KEYS[s]) < ttl then\n"
+	"      redis.call('PEXPIRE', KEYS[s], ttl)\n"
+	"    end\n"
+	"    if mode == '2' then\n"
+	"      for j = 1, #befores do\n"
+	"        out[#out + 1] = s; out[#out + 1] = sets[2 * j - 1]; out[#out + 1] = befores[j]; out[#out + 1] = sets[2 * j]\n"
+	"      end\n"
+	"    end\n"
 	"  end\n"
 	"end\n"
 	"return out\n";
@@ -204,11 +544,22 @@ static const char script_text[] =
 enum { ST_OK = 0, ST_RATE = 1, ST_NEVER = 2 };
 
 /* Bound on the arguments of one script call: EVALSHA sha numkeys, keys,
- * now, write, then per scope k and 3 per limit. */
-#define MAX_ARGS (3 + 3 + 2 * SLUICE_REDIS_MAX_SCOPES + 3 * SLUICE_REDIS_MAX_LIMITS)
-/* Longest field name "i:interval:tau" and number. */
+ * now, mode, grace, tag, then per scope k and at most 7 per limit; a
+ * cancel has 4 per field written (every limit, plus "_full" per scope). */
+#define MAX_ARGS                                                                                    \
+	(3 + 4 + 2 * SLUICE_REDIS_MAX_SCOPES + 7 * SLUICE_REDIS_MAX_LIMITS +                          \
+	 4 * (SLUICE_REDIS_MAX_LIMITS + SLUICE_REDIS_MAX_SCOPES))
+/* Longest field name ("i:interval:tau", "c<i>:<limit>:<window>", ...) and
+ * number. */
 #define FIELD_MAX 48
 #define NUM_MAX 24
+/* Numbers per limit in build_args' scratch (the window kinds' five). */
+#define NUMS_PER_LIMIT 5
+
+/* Script modes (ARGV[2]). */
+#define MODE_PEEK '0'
+#define MODE_ADMIT '1'
+#define MODE_RESERVE '2'
 
 /* One slot of the local deny cache: the latest F this handle has seen for
  * one (key, limit), in the clock the cache uses. */
@@ -217,15 +568,37 @@ struct deny_slot {
 	uint64_t tat_ns;
 };
 
-/* A request, validated and flattened. */
+/* A request, validated and flattened. Limits are in the order they are
+ * decided: scope by scope, and within a scope the keyed limiter's order
+ * (its first GCRA limit, then the others as given). */
 struct prepared {
 	const struct sluice_redis_request *req;
 	size_t nlimits;
 	const struct sluice_limit *limit[SLUICE_REDIS_MAX_LIMITS];
-	uint64_t tag[SLUICE_REDIS_MAX_LIMITS]; /* deny-cache tags */
-	uint32_t slot;                         /* cluster hash slot of its keys */
-	bool done;                             /* decided (locally or from a reply) */
-	bool sent;                             /* in the current pipeline */
+	uint64_t tag[SLUICE_REDIS_MAX_LIMITS];   /* deny-cache tags */
+	uint16_t index[SLUICE_REDIS_MAX_LIMITS]; /* limit[j]'s index in its scope */
+	uint8_t scope[SLUICE_REDIS_MAX_LIMITS];  /* limit[j]'s scope in req */
+	/* Per scope of req: the caller's flat index of its limit 0 and the
+	 * caller's scope index (differ from req's for a cross-slot group). */
+	uint32_t base[SLUICE_REDIS_MAX_SCOPES];
+	uint8_t caller_scope[SLUICE_REDIS_MAX_SCOPES];
+	uint32_t slot;      /* cluster hash slot of its first key */
+	char mode;          /* MODE_* */
+	bool all_gcra;      /* every limit GCRA (the deny cache applies) */
+	bool has_slots;     /* some scope has a SLOTS limit */
+	bool cross;         /* cluster: keys on more than one slot */
+	bool done;          /* decided (locally or from a reply) */
+	bool sent;          /* in the current pipeline */
+	bool peek_denied;   /* a peek stopped at a full slots limit */
+	redisReply *reply;  /* MODE_RESERVE: the reply, kept for its receipts */
+	sluice_slot_handle *handles; /* acquire: one per caller scope; else NULL */
+};
+
+/* One slot group of a cross-slot request (admit_cross()). */
+struct group {
+	struct sluice_redis_scope sc[SLUICE_REDIS_MAX_SCOPES];
+	struct sluice_redis_request req;
+	struct prepared p;
 };
 
 /* One server: the configured one, or in cluster mode any node we learnt. */
@@ -266,6 +639,11 @@ struct sluice_redis {
 	size_t argvlen[MAX_ARGS];
 	struct prepared *prep; /* batch scratch */
 	size_t prep_cap;
+	uint64_t slots_tag; /* the tag of a slots state this call creates */
+	uint64_t next_tag;  /* the next call's (random start: two handles differ) */
+	struct group *groups; /* cluster: scratch of admit_cross() */
+	uint64_t call_deadline_ns; /* admit_cross(): the reserves' deadline; else 0 */
+	struct sluice_window_log *log_cell; /* decide_state() scratch; NULL until a log is used */
 	struct sluice_redis_stats st;
 };
 
@@ -370,6 +748,23 @@ static void govern(const struct sluice_decision *d, size_t n, struct sluice_deci
 	out->limit_index = (uint32_t)best;
 }
 
+/* The `limit` a fresh limit of any kind reports. */
+static uint64_t limit_value(const struct sluice_limit *l)
+{
+	switch (l->kind) {
+	case SLUICE_LIMIT_GCRA:
+		return l->rate.limit;
+	case SLUICE_LIMIT_SLIDING_LOG:
+		return l->log.limit;
+	case SLUICE_LIMIT_SLIDING_COUNTER:
+		return l->counter.limit;
+	case SLUICE_LIMIT_CALENDAR:
+		return l->calendar.limit;
+	default:
+		return l->slots.slots;
+	}
+}
+
 static void fill_degraded(struct sluice_redis *r, const struct prepared *p, struct sluice_decision *out)
 {
 	bool open = r->fail_mode == SLUICE_FAIL_OPEN;
@@ -378,7 +773,7 @@ static void fill_degraded(struct sluice_redis *r, const struct prepared *p, stru
 	out->allowed = open || p->req->cost == 0;
 	out->degraded = true;
 	out->reason = out->allowed ? SLUICE_REASON_NONE : SLUICE_REASON_CAPACITY;
-	out->limit = p->limit[0]->rate.limit;
+	out->limit = limit_value(&p->req->scopes[0].limits[0]);
 	r->st.degraded++;
 }
 
@@ -425,6 +820,8 @@ static bool cache_try_deny(struct sluice_redis *r, const struct prepared *p, uin
 {
 	uint64_t cost = p->req->cost;
 
+	if (!p->all_gcra)
+		return false; /* window and slot kinds: not cached (docs/redis.md) */
 	for (size_t j = 0; j < p->nlimits; j++) {
 		const struct sluice_rate *rate = &p->limit[j]->rate;
 		const struct deny_slot *s = cache_find(r, p->tag[j]);
@@ -438,7 +835,7 @@ static bool cache_try_deny(struct sluice_redis *r, const struct prepared *p, uin
 			if (s->tat_ns > UINT64_MAX - 2 - rate->tolerance_ns)
 				return false;
 			decide_limit(out, rate, ST_RATE, debt, cost);
-			out->limit_index = (uint32_t)j;
+			out->limit_index = p->base[p->scope[j]] + p->index[j];
 			r->st.cache_hits++;
 			return true;
 		}
@@ -482,6 +879,37 @@ static uint32_t key_slot(const char *k, size_t n)
 
 /* ---- validation and argument building ---- */
 
+/* Largest window (sliding counter, calendar) and slot lease on this
+ * backend: as SLUICE_REDIS_MAX_TOLERANCE_NS, so that every duration in the
+ * script is exact in a double. */
+#define MAX_WINDOW_NS SLUICE_REDIS_MAX_TOLERANCE_NS
+
+/* Validate one limit for this backend. */
+static int check_limit(const struct sluice_redis *r, const struct sluice_limit *l)
+{
+	if (sluice__limit_ops_of(l->kind) == NULL || sluice__limit_validate(l) != SLUICE_OK)
+		return SLUICE_EINVAL;
+	switch (l->kind) {
+	case SLUICE_LIMIT_SLIDING_LOG:
+		return l->log.limit > SLUICE_REDIS_MAX_LOG_LIMIT || l->log.window_ns > MAX_WINDOW_NS
+			       ? SLUICE_ERANGE
+			       : SLUICE_OK;
+	case SLUICE_LIMIT_GCRA:
+		return l->rate.tolerance_ns > SLUICE_REDIS_MAX_TOLERANCE_NS ? SLUICE_ERANGE : SLUICE_OK;
+	case SLUICE_LIMIT_SLIDING_COUNTER:
+	case SLUICE_LIMIT_CALENDAR: {
+		uint64_t w = l->kind == SLUICE_LIMIT_CALENDAR ? l->calendar.window_ns : l->counter.window_ns;
+		/* With the server's clock the script divides TIME (whole us) by
+		 * the window: it must be whole microseconds. */
+		if (w > MAX_WINDOW_NS || (!(r->flags & SLUICE_REDIS_CALLER_CLOCK) && w % 1000 != 0))
+			return SLUICE_ERANGE;
+		return SLUICE_OK;
+	}
+	default:
+		return l->slots.lease_ttl_ns > MAX_WINDOW_NS ? SLUICE_ERANGE : SLUICE_OK;
+	}
+}
+
 static int prepare(struct sluice_redis *r, const struct sluice_redis_request *req, struct prepared *p)
 {
 	if (req->scopes == NULL || req->nscopes == 0)
@@ -491,7 +919,11 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 	p->req = req;
 	p->nlimits = 0;
 	p->slot = 0;
-	p->done = p->sent = false;
+	p->mode = req->cost > 0 ? MODE_ADMIT : MODE_PEEK;
+	p->all_gcra = true;
+	p->has_slots = p->cross = p->done = p->sent = p->peek_denied = false;
+	p->reply = NULL;
+	p->handles = NULL;
 	for (size_t s = 0; s < req->nscopes; s++) {
 		const struct sluice_redis_scope *sc = &req->scopes[s];
 		if (sc->key == NULL || sc->key_len > SLUICE_LIMITER_MAX_KEY)
@@ -505,30 +937,73 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 		if (sc->nlimits > SLUICE_REDIS_MAX_LIMITS - p->nlimits)
 			return SLUICE_ETOOBIG;
 		if (r->slot_node != NULL) {
-			/* Cluster: one script call runs on one node, so every key
-			 * of a request must hash to one slot (share a {tag}). */
+			/* Cluster: a request whose keys hash to several slots
+			 * runs the cross-slot protocol (admit_cross()). */
 			memcpy(r->buf, r->prefix, r->prefix_len);
 			memcpy(r->buf + r->prefix_len, sc->key, sc->key_len);
 			uint32_t slot = key_slot(r->buf, r->prefix_len + sc->key_len);
 			if (s == 0)
 				p->slot = slot;
 			else if (slot != p->slot)
-				return SLUICE_EINVAL;
+				p->cross = true;
 		}
-		uint64_t key_hash = XXH3_64bits_withSeed(sc->key, sc->key_len, r->cache_seed);
+		p->base[s] = (uint32_t)p->nlimits;
+		p->caller_scope[s] = (uint8_t)s;
+		size_t first_gcra = sc->nlimits, nslots = 0;
 		for (size_t i = 0; i < sc->nlimits; i++) {
 			const struct sluice_limit *l = &sc->limits[i];
-			if (l->kind != SLUICE_LIMIT_GCRA || sluice__limit_validate(l) != SLUICE_OK)
-				return SLUICE_EINVAL;
-			if (l->rate.tolerance_ns > SLUICE_REDIS_MAX_TOLERANCE_NS)
-				return SLUICE_ERANGE;
-			uint64_t id[3] = { i, l->rate.interval_ns, l->rate.tolerance_ns };
-			uint64_t tag = XXH3_64bits_withSeed(id, sizeof id, key_hash);
+			int rc = check_limit(r, l);
+			if (rc != SLUICE_OK)
+				return rc;
+			if (l->kind == SLUICE_LIMIT_SLIDING_LOG && r->log_cell == NULL) {
+				/* Scratch for rebuilding a log from the server's
+				 * state (decide_state()), the largest allowed. */
+				struct sluice_window_log_config c;
+				sluice_window_log_config_init(&c, SLUICE_REDIS_MAX_LOG_LIMIT, 1);
+				r->log_cell = malloc(sluice_window_log_size(&c));
+				if (r->log_cell == NULL)
+					return SLUICE_ENOMEM;
+			}
+			if (l->kind == SLUICE_LIMIT_GCRA && first_gcra == sc->nlimits)
+				first_gcra = i;
+			nslots += l->kind == SLUICE_LIMIT_SLOTS;
+			p->all_gcra &= l->kind == SLUICE_LIMIT_GCRA;
+		}
+		if (nslots > 1)
+			return SLUICE_EINVAL; /* as the keyed limiter: one slots limit per policy */
+		p->has_slots |= nslots > 0;
+		uint64_t key_hash = XXH3_64bits_withSeed(sc->key, sc->key_len, r->cache_seed);
+		/* The limiter's order: the first GCRA limit (its commit cell),
+		 * then the others as given. */
+		for (size_t n = 0; n < sc->nlimits; n++) {
+			size_t i = first_gcra == sc->nlimits ? n : n == 0 ? first_gcra : n <= first_gcra ? n - 1 : n;
+			const struct sluice_limit *l = &sc->limits[i];
+			uint64_t tag = 1;
+			if (l->kind == SLUICE_LIMIT_GCRA) {
+				uint64_t id[3] = { i, l->rate.interval_ns, l->rate.tolerance_ns };
+				tag = XXH3_64bits_withSeed(id, sizeof id, key_hash);
+			}
 			p->tag[p->nlimits] = tag != 0 ? tag : 1;
+			p->index[p->nlimits] = (uint16_t)i;
+			p->scope[p->nlimits] = (uint8_t)s;
 			p->limit[p->nlimits++] = l;
 		}
 	}
 	return SLUICE_OK;
+}
+
+/* Append "<letter><i>:<a>:<b>" (GCRA: no letter) at f; returns its length. */
+static size_t field_name(char *f, char letter, uint64_t i, uint64_t a, uint64_t b)
+{
+	size_t n = 0;
+	if (letter != 0)
+		f[n++] = letter;
+	n += sluice__u64_to_dec(f + n, i);
+	f[n++] = ':';
+	n += sluice__u64_to_dec(f + n, a);
+	f[n++] = ':';
+	n += sluice__u64_to_dec(f + n, b);
+	return n;
 }
 
 /* Fill r->argv for p; returns argc. r->buf is large enough by construction
@@ -536,62 +1011,115 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 static int build_args(struct sluice_redis *r, const struct prepared *p, uint64_t now_ns)
 {
 	const struct sluice_redis_request *req = p->req;
+	bool caller_clock = (r->flags & SLUICE_REDIS_CALLER_CLOCK) != 0;
+	uint64_t cost = req->cost;
 	char *w = r->buf;
 	int argc = 0;
 
 #define ARG(ptr, len) (r->argv[argc] = (ptr), r->argvlen[argc] = (len), argc++)
+#define NUM(v) (ARG(w, sluice__u64_to_dec(w, (v))), w += NUM_MAX)
 	ARG("EVALSHA", 7);
 	ARG(r->sha, 40);
-	ARG(w, sluice__u64_to_dec(w, req->nscopes));
-	w += NUM_MAX;
+	NUM(req->nscopes);
 	for (size_t s = 0; s < req->nscopes; s++) {
 		memcpy(w, r->prefix, r->prefix_len);
 		memcpy(w + r->prefix_len, req->scopes[s].key, req->scopes[s].key_len);
 		ARG(w, r->prefix_len + req->scopes[s].key_len);
 		w += r->prefix_len + req->scopes[s].key_len;
 	}
-	if (r->flags & SLUICE_REDIS_CALLER_CLOCK) {
-		ARG(w, sluice__u64_to_dec(w, now_ns));
-		w += NUM_MAX;
-	} else {
+	if (caller_clock)
+		NUM(now_ns);
+	else
 		ARG("", 0);
-	}
-	ARG(req->cost > 0 ? "1" : "0", 1);
+	ARG(&p->mode, 1);
 	ARG(r->grace, r->grace_len);
-	size_t flat = 0;
+	NUM(r->slots_tag);
+	size_t j = 0;
 	for (size_t s = 0; s < req->nscopes; s++) {
-		ARG(w, sluice__u64_to_dec(w, req->scopes[s].nlimits));
-		w += NUM_MAX;
-		for (size_t i = 0; i < req->scopes[s].nlimits; i++, flat++) {
-			const struct sluice_rate *rate = &p->limit[flat]->rate;
-			char *f = w;
-			size_t n = sluice__u64_to_dec(f, i);
-			f[n++] = ':';
-			n += sluice__u64_to_dec(f + n, rate->interval_ns);
-			f[n++] = ':';
-			n += sluice__u64_to_dec(f + n, rate->tolerance_ns);
-			ARG(f, n);
-			w += FIELD_MAX;
-			if (req->cost > rate->burst) {
-				ARG("-1", 2);
-				ARG(w, sluice__u64_to_dec(w, rate->tolerance_ns));
-			} else {
-				uint64_t need = req->cost * rate->interval_ns;
-				ARG(w, sluice__u64_to_dec(w, need));
-				w += NUM_MAX;
-				ARG(w, sluice__u64_to_dec(w, rate->tolerance_ns - need));
+		NUM(req->scopes[s].nlimits);
+		for (; j < p->nlimits && p->scope[j] == s; j++) {
+			const struct sluice_limit *l = p->limit[j];
+			uint64_t i = p->index[j];
+			switch (l->kind) {
+			case SLUICE_LIMIT_GCRA: {
+				const struct sluice_rate *rate = &l->rate;
+				ARG("g", 1);
+				ARG(w, field_name(w, 0, i, rate->interval_ns, rate->tolerance_ns));
+				w += FIELD_MAX;
+				if (cost > rate->burst) {
+					ARG("-1", 2);
+					NUM(rate->tolerance_ns);
+				} else {
+					NUM(cost * rate->interval_ns);
+					NUM(rate->tolerance_ns - cost * rate->interval_ns);
+				}
+				break;
 			}
-			w += NUM_MAX;
+			case SLUICE_LIMIT_SLIDING_COUNTER:
+			case SLUICE_LIMIT_CALENDAR: {
+				bool cal = l->kind == SLUICE_LIMIT_CALENDAR;
+				uint64_t lim = cal ? l->calendar.limit : l->counter.limit;
+				uint64_t win = cal ? l->calendar.window_ns : l->counter.window_ns;
+				ARG(cal ? "k" : "c", 1);
+				ARG(w, field_name(w, cal ? 'k' : 'c', i, lim, win));
+				w += FIELD_MAX;
+				if (caller_clock) /* window index mod the cell's index field */
+					NUM(now_ns / win & (cal ? UINT64_C(0xffffffff) : UINT64_C(0xffffff)));
+				else
+					ARG("", 0);
+				if (cost > lim)
+					ARG("-1", 2);
+				else
+					NUM(cost);
+				NUM(lim);
+				NUM(win);
+				if (caller_clock)
+					NUM(now_ns % win);
+				else
+					ARG("", 0);
+				break;
+			}
+			case SLUICE_LIMIT_SLIDING_LOG: {
+				const struct sluice_window_log_config *c = &l->log;
+				ARG("l", 1);
+				ARG(w, field_name(w, 'l', i, c->limit, c->window_ns));
+				w += FIELD_MAX;
+				if (cost > c->limit)
+					ARG("-1", 2);
+				else
+					NUM(cost);
+				NUM(c->limit);
+				NUM(c->window_ns);
+				if (!caller_clock) /* the script subtracts W from TIME */
+					ARG("", 0);
+				else if (now_ns < c->window_ns) /* nothing has left any window */
+					ARG("-", 1);
+				else
+					NUM(now_ns - c->window_ns);
+				break;
+			}
+			default: {
+				const struct sluice_slots_config *c = &l->slots;
+				ARG("s", 1);
+				ARG(w, field_name(w, 's', i, c->slots, c->lease_ttl_ns));
+				w += FIELD_MAX;
+				NUM(c->slots);
+				NUM(c->lease_ttl_ns);
+				break;
+			}
+			}
 		}
 	}
+#undef NUM
 #undef ARG
 	return argc;
 }
 
 static size_t buf_size_for(size_t prefix_len)
 {
-	return NUM_MAX * 2 + SLUICE_REDIS_MAX_SCOPES * (prefix_len + SLUICE_LIMITER_MAX_KEY + NUM_MAX) +
-	       SLUICE_REDIS_MAX_LIMITS * (FIELD_MAX + 2 * NUM_MAX);
+	return NUM_MAX * 3 + SLUICE_REDIS_MAX_SCOPES * (prefix_len + SLUICE_LIMITER_MAX_KEY + NUM_MAX) +
+	       SLUICE_REDIS_MAX_LIMITS * (FIELD_MAX + NUMS_PER_LIMIT * NUM_MAX) +
+	       4 * (SLUICE_REDIS_MAX_LIMITS + SLUICE_REDIS_MAX_SCOPES) * NUM_MAX;
 }
 
 /* ---- connection ---- */
@@ -809,49 +1337,179 @@ static bool debt_elem(const redisReply *rep, size_t i, uint64_t *debt)
 	return true;
 }
 
-/* Turn a script answer into the decision. False if malformed. t is the
- * request's time in the cache's clock (for noting F). */
-static bool decode(struct sluice_redis *r, const struct prepared *p, const redisReply *rep, uint64_t t,
-		   struct sluice_decision *out)
+/* One limit's decision from its state as the script reported it (4
+ * integers at rep->element[e]), computed by the cell's own code on a
+ * private copy of that state, so that it is exactly the keyed limiter's.
+ * what: 'd' the dry-run denial, 'a' the admission, 'p' the peek (*ok: the
+ * limiter's dry run passes). False if the state is malformed or does not
+ * give the verdict the script gave. */
+static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, const redisReply *rep,
+			 size_t e, int status, uint64_t now, uint64_t t, char what,
+			 struct sluice_decision *d, bool *ok)
 {
-	uint64_t cost = p->req->cost;
-	long long status, index;
-	uint64_t debt;
+	const struct sluice_limit *l = p->limit[j];
+	uint64_t cost = what == 'p' ? 0 : p->req->cost;
+	long long x0, x1, x2, x3;
 
-	if (rep->type != REDIS_REPLY_ARRAY || !int_elem(rep, 0, ST_OK, ST_NEVER, &status))
-		return false;
-	if (status != ST_OK) {
-		if (rep->elements != 4 || !int_elem(rep, 1, 0, (long long)p->nlimits - 1, &index) ||
-		    !debt_elem(rep, 2, &debt))
+	*ok = true;
+	switch (l->kind) {
+	case SLUICE_LIMIT_GCRA: {
+		const struct sluice_rate *rate = &l->rate;
+		uint64_t debt;
+		if (!debt_elem(rep, e, &debt))
 			return false;
-		const struct sluice_rate *rate = &p->limit[index]->rate;
-		if (status == ST_RATE && (cost > rate->burst ||
-					  debt <= rate->tolerance_ns - cost * rate->interval_ns))
+		if (what == 'p') {
+			fill(d, rate, true, debt, 0, SLUICE_REASON_NONE);
+			return true;
+		}
+		bool fits = cost <= rate->burst && debt <= rate->tolerance_ns - cost * rate->interval_ns;
+		if (what == 'd') {
+			if (status == ST_RATE && fits)
+				return false;
+			decide_limit(d, rate, status, debt, cost);
+			if (r->cache != NULL && status == ST_RATE)
+				cache_note(r, p->tag[j], sluice__add_sat(t, debt));
+			return true;
+		}
+		if (!fits)
 			return false;
-		decide_limit(out, rate, (int)status, debt, cost);
-		out->limit_index = (uint32_t)index;
-		if (r->cache != NULL && status == ST_RATE)
-			cache_note(r, p->tag[index], sluice__add_sat(t, debt));
+		decide_limit(d, rate, ST_OK, debt, cost);
+		/* A reservation may be cancelled (F lowered again): only final
+		 * admissions are lower bounds of F. */
+		if (r->cache != NULL && p->mode != MODE_RESERVE)
+			cache_note(r, p->tag[j], sluice__add_sat(t, d->reset_ns));
 		return true;
 	}
-	if (rep->elements != 2 + 2 * p->nlimits || !int_elem(rep, 1, -1, -1, &index))
+	case SLUICE_LIMIT_SLIDING_COUNTER: {
+		if (!int_elem(rep, e, -1, 0xffffff, &x0) || !int_elem(rep, e + 1, 0, 0xfffff, &x1) ||
+		    !int_elem(rep, e + 2, x0 < 0 ? 0 : 1, x0 < 0 ? 0 : 0xfffff, &x2))
+			return false;
+		struct sluice_window_counter c;
+		uint64_t word = x0 < 0 ? 0 : (uint64_t)x0 << 40 | (uint64_t)x1 << 20 | (uint64_t)x2;
+		/* relaxed: a private copy of the server's state, never shared. */
+		atomic_store_explicit(&c.word, word, memory_order_relaxed); /* relaxed: why above */
+		bool got = sluice_window_counter_admit(&c, &l->counter, now, cost, d);
+		return what == 'd' ? !got : got;
+	}
+	case SLUICE_LIMIT_CALENDAR: {
+		if (!int_elem(rep, e, -1, 0xffffffffLL, &x0) ||
+		    !int_elem(rep, e + 1, x0 < 0 ? 0 : 1, x0 < 0 ? 0 : 0xffffffffLL, &x1))
+			return false;
+		struct sluice_calendar c;
+		uint64_t word = x0 < 0 ? 0 : (uint64_t)x0 << 32 | (uint64_t)x1;
+		/* relaxed: a private copy of the server's state, never shared. */
+		atomic_store_explicit(&c.word, word, memory_order_relaxed); /* relaxed: why above */
+		bool got = sluice_calendar_admit(&c, &l->calendar, now, cost, d);
+		return what == 'd' ? !got : got;
+	}
+	case SLUICE_LIMIT_SLIDING_LOG: {
+		/* Rebuild the log: admitting its m <= limit times one unit each,
+		 * in order, records exactly them (each sees fewer than limit
+		 * live units); only the last `limit` units of a log decide. */
+		const struct sluice_window_log_config *cfg = &l->log;
+		if (e >= rep->elements || rep->element[e]->type != REDIS_REPLY_STRING)
+			return false;
+		const char *q = rep->element[e]->str, *end = q + rep->element[e]->len;
+		uint64_t m = 0, prev = 0;
+		sluice_window_log_init(r->log_cell, cfg);
+		while (q < end) {
+			uint64_t v = 0;
+			size_t digits = 0;
+			for (; q < end && *q >= '0' && *q <= '9'; q++, digits++) {
+				if (v > (UINT64_MAX - 9) / 10)
+					return false;
+				v = v * 10 + (uint64_t)(*q - '0');
+			}
+			if (digits == 0 || v < prev || ++m > cfg->limit ||
+			    !sluice_window_log_admit(r->log_cell, cfg, v, 1, NULL))
+				return false;
+			prev = v;
+			if (q < end && *q++ != ' ')
+				return false;
+		}
+		bool got = sluice_window_log_admit(r->log_cell, cfg, now, cost, d);
+		return what == 'd' ? !got : got;
+	}
+	default: {
+		const struct sluice_slots_config *cfg = &l->slots;
+		if (!int_elem(rep, e, 0, (long long)cfg->slots, &x0))
+			return false;
+		uint64_t n = (uint64_t)x0;
+		bool allowed = what == 'a' || (what == 'p' && n < cfg->slots);
+		if (what == 'a') {
+			if (!int_elem(rep, e + 1, 1, (1LL << 28) - 1, &x1) ||
+			    !int_elem(rep, e + 2, 0, (long long)cfg->slots - 1, &x2) ||
+			    !int_elem(rep, e + 3, 0, (1LL << 24) - 1, &x3))
+				return false;
+			if (n < cfg->slots)
+				n++; /* a free slot taken; n == N: an expired lease taken over */
+			if (p->handles != NULL)
+				p->handles[p->caller_scope[p->scope[j]]] =
+					(uint64_t)x3 << 40 | (uint64_t)x1 << 12 | (uint64_t)x2;
+		}
+		/* slots.c's fill(). */
+		*d = (struct sluice_decision){
+			.allowed = allowed,
+			.reason = allowed ? SLUICE_REASON_NONE : SLUICE_REASON_CONCURRENCY,
+			.limit = cfg->slots,
+			.remaining = n >= cfg->slots ? 0 : cfg->slots - n,
+			.reset_ns = allowed ? 0 : cfg->retry_after_ns,
+			.retry_after_ns = allowed ? 0 : cfg->retry_after_ns,
+		};
+		/* The limiter's dry run lets a full cell with leases pass (its
+		 * acquire may take over an expired lease). */
+		*ok = allowed || cfg->lease_ttl_ns != 0;
+		return true;
+	}
+	}
+}
+
+/* Turn a script answer into the decision. False if malformed. t is the
+ * request's time in the cache's clock (for noting F). */
+static bool decode(struct sluice_redis *r, struct prepared *p, const redisReply *rep, uint64_t t,
+		   uint64_t now_ns, struct sluice_decision *out)
+{
+	long long status, index, now_s, now_sub;
+	bool ok;
+
+	if (rep->type != REDIS_REPLY_ARRAY || !int_elem(rep, 0, ST_OK, ST_NEVER, &status) ||
+	    !int_elem(rep, 2, 0, (long long)(UINT64_MAX / SLUICE_NS_PER_SEC), &now_s) ||
+	    !int_elem(rep, 3, 0, (long long)SLUICE_NS_PER_SEC - 1, &now_sub))
+		return false;
+	sluice__u128 server_now = (sluice__u128)(uint64_t)now_s * SLUICE_NS_PER_SEC + (uint64_t)now_sub;
+	if (server_now > UINT64_MAX)
+		return false;
+	uint64_t now = (r->flags & SLUICE_REDIS_CALLER_CLOCK) ? now_ns : (uint64_t)server_now;
+	if (status != ST_OK) {
+		if (rep->elements != 8 || p->mode == MODE_PEEK ||
+		    !int_elem(rep, 1, 0, (long long)p->nlimits - 1, &index) ||
+		    (status == ST_NEVER && p->limit[index]->kind != SLUICE_LIMIT_GCRA) ||
+		    !decide_state(r, p, (size_t)index, rep, 4, (int)status, now, t, 'd', out, &ok))
+			return false;
+		out->limit_index = p->base[p->scope[index]] + p->index[index];
+		return true;
+	}
+	size_t main = 4 + 4 * p->nlimits;
+	if (rep->elements < main || !int_elem(rep, 1, -1, -1, &index) ||
+	    (p->mode == MODE_RESERVE ? (rep->elements - main) % 4 != 0 : rep->elements != main))
 		return false;
 	struct sluice_decision d[SLUICE_REDIS_MAX_LIMITS];
+	char what = p->mode == MODE_PEEK ? 'p' : 'a';
 	for (size_t j = 0; j < p->nlimits; j++) {
-		const struct sluice_rate *rate = &p->limit[j]->rate;
-		if (!debt_elem(rep, 2 + 2 * j, &debt))
+		if (!decide_state(r, p, j, rep, 4 + 4 * j, ST_OK, now, t, what, &d[j], &ok))
 			return false;
-		if (cost > 0) {
-			if (cost > rate->burst || debt > rate->tolerance_ns - cost * rate->interval_ns)
-				return false;
-			decide_limit(&d[j], rate, ST_OK, debt, cost);
-			if (r->cache != NULL)
-				cache_note(r, p->tag[j], sluice__add_sat(t, d[j].reset_ns));
-		} else {
-			fill(&d[j], rate, true, debt, 0, SLUICE_REASON_NONE);
+		if (!ok) { /* a peek stops where the limiter's dry run stops */
+			*out = d[j];
+			out->allowed = true;
+			out->limit_index = p->base[p->scope[j]] + p->index[j];
+			p->peek_denied = true;
+			return true;
 		}
 	}
 	govern(d, p->nlimits, out);
+	size_t best = out->limit_index;
+	out->limit_index = p->base[p->scope[best]] + p->index[best];
+	out->allowed = true;
 	return true;
 }
 
@@ -912,9 +1570,13 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 				   learn_moved(r, rep)) {
 				r->st.moved++;
 				*moved = true;
-			} else if (decode(r, &ps[i], rep, t, &out[i])) {
+			} else if (decode(r, &ps[i], rep, t, now_ns, &out[i])) {
 				ps[i].done = true;
 				count(r, &ps[i], &out[i]);
+				if (ps[i].mode == MODE_RESERVE) { /* keep the receipts */
+					ps[i].reply = rep;
+					rep = NULL;
+				}
 			} else {
 				if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "READONLY") != NULL)
 					r->st.readonly++;
@@ -947,7 +1609,9 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
 			  struct sluice_decision *out)
 {
-	uint64_t deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+	/* A cross-slot request's reserves share its deadline. */
+	uint64_t deadline = r->call_deadline_ns != 0 ? r->call_deadline_ns
+						     : sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
 
 	if (r->cache != NULL) {
 		uint64_t t = cache_now(r, now_ns);
@@ -979,8 +1643,249 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
 	return SLUICE_OK;
 }
 
-int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
-			      size_t nscopes, uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
+/* One script call routed by hash slot, outside the pipelined exchange:
+ * cancels and releases. Handles NOSCRIPT (reload, resend), MOVED (re-point,
+ * resend) and a lost connection that had been working (reconnect once).
+ * r->argv[0..argc-1] must be set, argv[1] the script's SHA. Returns the
+ * reply (the caller frees it) or NULL (fail mode: down, out of time). */
+static redisReply *call_script(struct sluice_redis *r, uint32_t slot, int argc, uint64_t deadline_ns)
+{
+	bool reconnected = false;
+
+	for (int attempt = 0; attempt < 5; attempt++) {
+		struct node *nd = &r->nodes[r->slot_node != NULL ? r->slot_node[slot] : 0];
+		if (ensure_connected(r, nd, deadline_ns) != 0 || !arm_timeout(r, nd, deadline_ns))
+			return NULL;
+		r->st.round_trips++;
+		redisReply *rep = redisCommandArgv(nd->ctx, argc, r->argv, r->argvlen);
+		if (rep == NULL) {
+			bool timed_out = time_left(deadline_ns) == 0, worked = nd->ever_worked;
+			r->st.io_errors++;
+			r->st.timeouts += timed_out;
+			drop(nd);
+			if (timed_out || !worked || reconnected)
+				return NULL;
+			reconnected = true;
+			continue;
+		}
+		nd->ever_worked = true;
+		if (reply_is_error(rep, "NOSCRIPT")) {
+			r->st.noscript++;
+			freeReplyObject(rep);
+			if (load_script(r, nd, deadline_ns) != 0)
+				return NULL;
+			continue;
+		}
+		if (r->slot_node != NULL && reply_is_error(rep, "MOVED ") && learn_moved(r, rep)) {
+			r->st.moved++;
+			freeReplyObject(rep);
+			continue;
+		}
+		return rep;
+	}
+	return NULL;
+}
+
+/* Argument prefix of a script call on p's keys: EVALSHA sha n keys now mode
+ * grace tag. Returns argc; *w: where the scratch continues. */
+static int head_args(struct sluice_redis *r, const struct prepared *p, uint64_t now_ns, const char *mode,
+		     char **w)
+{
+	int argc = 0;
+	char *b = r->buf;
+
+#define ARG(ptr, len) (r->argv[argc] = (ptr), r->argvlen[argc] = (len), argc++)
+	ARG("EVALSHA", 7);
+	ARG(r->sha, 40);
+	ARG(b, sluice__u64_to_dec(b, p->req->nscopes));
+	b += NUM_MAX;
+	for (size_t s = 0; s < p->req->nscopes; s++) {
+		memcpy(b, r->prefix, r->prefix_len);
+		memcpy(b + r->prefix_len, p->req->scopes[s].key, p->req->scopes[s].key_len);
+		ARG(b, r->prefix_len + p->req->scopes[s].key_len);
+		b += r->prefix_len + p->req->scopes[s].key_len;
+	}
+	if (r->flags & SLUICE_REDIS_CALLER_CLOCK) {
+		ARG(b, sluice__u64_to_dec(b, now_ns));
+		b += NUM_MAX;
+	} else {
+		ARG("", 0);
+	}
+	ARG(mode, 1);
+	ARG(r->grace, r->grace_len);
+	ARG("0", 1);
+#undef ARG
+	*w = b;
+	return argc;
+}
+
+/* Undo a reserved group (cross-slot protocol): every field it wrote gets
+ * its value before back if it still holds the value we wrote; a field
+ * something else wrote since keeps it (consumption stays: conservative).
+ * An unreachable node leaves the reservation in place (conservative too).
+ * Frees the kept reply. */
+static void cancel_group(struct sluice_redis *r, struct prepared *p, uint64_t now_ns, uint64_t deadline_ns)
+{
+	redisReply *rep = p->reply;
+	char *w;
+
+	p->reply = NULL;
+	if (rep == NULL)
+		return;
+	if (rep->elements <= 4 + 4 * p->nlimits) { /* a denial: wrote nothing */
+		freeReplyObject(rep);
+		return;
+	}
+	int argc = head_args(r, p, now_ns, "c", &w);
+	for (size_t e = 4 + 4 * p->nlimits; e + 3 < rep->elements; e += 4) {
+		long long key;
+		if (!int_elem(rep, e, 1, (long long)p->req->nscopes, &key) ||
+		    rep->element[e + 1]->type != REDIS_REPLY_STRING ||
+		    rep->element[e + 2]->type != REDIS_REPLY_STRING ||
+		    rep->element[e + 3]->type != REDIS_REPLY_STRING || argc + 4 > MAX_ARGS) {
+			r->st.server_errors++;
+			freeReplyObject(rep);
+			return;
+		}
+		r->argv[argc] = w;
+		r->argvlen[argc++] = sluice__u64_to_dec(w, (uint64_t)key);
+		w += NUM_MAX;
+		for (int k = 1; k <= 3; k++) {
+			r->argv[argc] = rep->element[e + (size_t)k]->str;
+			r->argvlen[argc++] = rep->element[e + (size_t)k]->len;
+		}
+	}
+	redisReply *got = call_script(r, p->slot, argc, deadline_ns);
+	if (got != NULL && got->type != REDIS_REPLY_INTEGER)
+		r->st.server_errors++;
+	freeReplyObject(got);
+	freeReplyObject(rep);
+}
+
+/* The better of two governing decisions (limiter.c's govern(): least
+ * remaining, then the shorter reset, ties to the first). */
+static bool governs_over(const struct sluice_decision *a, const struct sluice_decision *b)
+{
+	return a->remaining < b->remaining || (a->remaining == b->remaining && a->reset_ns < b->reset_ns);
+}
+
+/*
+ * A request whose keys hash to several cluster slots (docs/redis.md,
+ * "Scopes on different slots"): the scopes are grouped by slot and the
+ * groups visited in ascending slot order (scopes of a group in the
+ * caller's order). Each group is reserved all-or-nothing by one script call
+ * that also returns its receipt; at the first group that denies (or fails),
+ * the groups already reserved are cancelled in reverse order. The decision
+ * is the one of the visiting order: the first denier, else the least
+ * remaining of all limits.
+ */
+static int admit_cross(struct sluice_redis *r, const struct prepared *whole, uint64_t now_ns,
+		       struct sluice_decision *out, sluice_slot_handle *handles)
+{
+	const struct sluice_redis_request *req = whole->req;
+	size_t ns = req->nscopes, ng = 0;
+	uint32_t slot[SLUICE_REDIS_MAX_SCOPES], order[SLUICE_REDIS_MAX_SCOPES];
+	struct group *g = r->groups;
+
+	for (size_t s = 0; s < ns; s++) {
+		memcpy(r->buf, r->prefix, r->prefix_len);
+		memcpy(r->buf + r->prefix_len, req->scopes[s].key, req->scopes[s].key_len);
+		slot[s] = key_slot(r->buf, r->prefix_len + req->scopes[s].key_len);
+		size_t q = s; /* insertion sort by (slot, index): stable */
+		for (; q > 0 && slot[order[q - 1]] > slot[s]; q--)
+			order[q] = order[q - 1];
+		order[q] = (uint32_t)s;
+	}
+	for (size_t q = 0; q < ns; q++) {
+		uint32_t s = order[q];
+		if (q == 0 || slot[s] != slot[order[q - 1]]) {
+			g[ng].req = (struct sluice_redis_request){ g[ng].sc, 0, req->cost };
+			ng++;
+		}
+		struct group *gr = &g[ng - 1];
+		gr->sc[gr->req.nscopes] = req->scopes[s];
+		gr->p.caller_scope[gr->req.nscopes] = (uint8_t)s; /* kept through prepare() below */
+		gr->req.nscopes++;
+	}
+
+	struct sluice_decision best, d;
+	size_t done = 0;
+	bool denied = false;
+	uint64_t deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+	for (; done < ng; done++) {
+		struct group *gr = &g[done];
+		uint8_t caller[SLUICE_REDIS_MAX_SCOPES];
+		memcpy(caller, gr->p.caller_scope, sizeof caller);
+		if (prepare(r, &gr->req, &gr->p) != SLUICE_OK) /* validated as a whole already */
+			return SLUICE_EINVAL;
+		for (size_t s = 0; s < gr->req.nscopes; s++) {
+			gr->p.caller_scope[s] = caller[s];
+			gr->p.base[s] = whole->base[caller[s]];
+		}
+		gr->p.cross = false;
+		gr->p.mode = req->cost > 0 ? MODE_RESERVE : MODE_PEEK;
+		gr->p.handles = handles;
+		r->call_deadline_ns = deadline;
+		admit_prepared(r, &gr->p, 1, now_ns, &d);
+		r->call_deadline_ns = 0;
+		/* admit_prepared() counted the group's verdict; count the request
+		 * once, below. */
+		if (d.degraded)
+			r->st.degraded--;
+		else if (req->cost > 0) {
+			if (d.allowed)
+				r->st.admitted--;
+			else
+				r->st.denied--;
+		}
+		if (d.degraded || !d.allowed || gr->p.peek_denied) {
+			denied = true;
+			break;
+		}
+		if (done == 0 || governs_over(&d, &best))
+			best = d;
+	}
+	if (denied) {
+		if (req->cost > 0) {
+			/* The cancels get their own timeout: a group that timed
+			 * out must not leave the others' reservations behind. */
+			deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+			struct sigpipe_guard guard;
+			sigpipe_block(&guard);
+			cancel_group(r, &g[done].p, now_ns, deadline); /* a degraded reserve may have run */
+			while (done-- > 0)
+				cancel_group(r, &g[done].p, now_ns, deadline);
+			sigpipe_restore(&guard);
+			if (handles != NULL)
+				for (size_t s = 0; s < ns; s++)
+					handles[s] = SLUICE_SLOT_NONE;
+		}
+		*out = d;
+		if (d.degraded) {
+			struct prepared tmp = *whole;
+			fill_degraded(r, &tmp, out);
+		}
+	} else {
+		for (size_t q = 0; q < ng; q++)
+			if (g[q].p.reply != NULL) {
+				freeReplyObject(g[q].p.reply);
+				g[q].p.reply = NULL;
+			}
+		*out = best;
+	}
+	if (req->cost > 0 && !out->degraded) {
+		if (out->allowed)
+			r->st.admitted++;
+		else
+			r->st.denied++;
+	}
+	return SLUICE_OK;
+}
+
+/* admit_scopes and acquire_scopes. */
+static int admit_one(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
+		     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+		     sluice_slot_handle *handles)
 {
 	if (r == NULL || out == NULL)
 		return SLUICE_EINVAL;
@@ -989,7 +1894,85 @@ int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_
 	int rc = prepare(r, &req, &p);
 	if (rc != SLUICE_OK)
 		return rc;
+	if (p.has_slots && cost > 0 && handles == NULL)
+		return SLUICE_EINVAL; /* as sluice_limiter_admit(): slot policies are acquired */
+	if (handles != NULL)
+		for (size_t s = 0; s < nscopes; s++)
+			handles[s] = SLUICE_SLOT_NONE;
+	/* Scope s creates a slots state with tag slots_tag + s (mod 2^24 - 1,
+	 * never 0): a fresh tag per state, as a cell's init draws one. */
+	r->slots_tag = r->next_tag;
+	r->next_tag = (r->next_tag - 1 + nscopes) % 0xffffff + 1;
+	if (p.cross)
+		return admit_cross(r, &p, now_ns, out, handles);
+	p.handles = cost > 0 ? handles : NULL;
 	return admit_prepared(r, &p, 1, now_ns, out);
+}
+
+int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
+			      size_t nscopes, uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
+{
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, NULL);
+}
+
+int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
+				size_t nscopes, uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+				sluice_slot_handle *handles)
+{
+	if (handles == NULL)
+		return SLUICE_EINVAL;
+	for (size_t s = 0; s < nscopes && s < SLUICE_REDIS_MAX_SCOPES; s++)
+		handles[s] = SLUICE_SLOT_NONE;
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles);
+}
+
+int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope *scope,
+			 sluice_slot_handle handle)
+{
+	if (r == NULL || scope == NULL)
+		return SLUICE_EINVAL;
+	struct sluice_redis_request req = { scope, 1, 0 };
+	struct prepared p;
+	int rc = prepare(r, &req, &p);
+	if (rc != SLUICE_OK)
+		return rc;
+	size_t j = 0;
+	while (j < p.nlimits && p.limit[j]->kind != SLUICE_LIMIT_SLOTS)
+		j++;
+	if (j == p.nlimits)
+		return SLUICE_EINVAL; /* the policy has no slots */
+	const struct sluice_slots_config *cfg = &p.limit[j]->slots;
+	uint64_t index = handle & 0xfff, gen = handle >> 12 & 0xfffffff, tag = handle >> 40;
+	if (index >= cfg->slots || gen == 0)
+		return SLUICE_ESTALE; /* as sluice_slots_release(); SLUICE_SLOT_NONE too */
+	char *w;
+	int argc = head_args(r, &p, 0, "r", &w);
+#define NUM(v) (r->argv[argc] = w, r->argvlen[argc++] = sluice__u64_to_dec(w, (v)), w += NUM_MAX)
+	r->argv[argc] = w;
+	r->argvlen[argc++] = field_name(w, 's', p.index[j], cfg->slots, cfg->lease_ttl_ns);
+	w += FIELD_MAX;
+	NUM(cfg->slots);
+	NUM(tag);
+	NUM(gen);
+	NUM(index);
+#undef NUM
+	uint64_t deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+	struct sigpipe_guard guard;
+	sigpipe_block(&guard);
+	redisReply *rep = call_script(r, p.slot, argc, deadline);
+	sigpipe_restore(&guard);
+	if (rep == NULL)
+		return SLUICE_EBACKEND;
+	static const int codes[4] = { SLUICE_OK, SLUICE_EDOUBLE, SLUICE_ESTALE, SLUICE_ENOTFOUND };
+	rc = SLUICE_EPROTO;
+	if (rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0 && rep->integer <= 3)
+		rc = codes[rep->integer];
+	else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "READONLY") != NULL)
+		r->st.readonly++, rc = SLUICE_EBACKEND;
+	else
+		r->st.server_errors++;
+	freeReplyObject(rep);
+	return rc;
 }
 
 int sluice_redis_admit(struct sluice_redis *r, const void *key, size_t key_len,
@@ -1020,8 +2003,22 @@ int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_r
 		int rc = prepare(r, &reqs[i], &r->prep[i]);
 		if (rc != SLUICE_OK)
 			return rc;
+		if (r->prep[i].has_slots && reqs[i].cost > 0)
+			return SLUICE_EINVAL; /* slot policies are acquired */
 	}
-	return admit_prepared(r, r->prep, n, now_ns, out);
+	/* Runs of single-slot requests are pipelined; a cross-slot request
+	 * runs its protocol alone, in its place in the order. */
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && !r->prep[j].cross)
+			j++;
+		if (j > i)
+			admit_prepared(r, r->prep + i, j - i, now_ns, out + i);
+		if (j < n)
+			admit_cross(r, &r->prep[j], now_ns, &out[j], NULL);
+		i = j + 1;
+	}
+	return SLUICE_OK;
 }
 
 int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out)
@@ -1079,7 +2076,8 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 	if (o.flags & SLUICE_REDIS_CLUSTER) {
 		/* All slots start at node 0; CLUSTER SLOTS and MOVED fill in. */
 		r->slot_node = calloc(CLUSTER_SLOTS, 1);
-		if (r->slot_node == NULL)
+		r->groups = calloc(SLUICE_REDIS_MAX_SCOPES, sizeof *r->groups);
+		if (r->slot_node == NULL || r->groups == NULL)
 			goto nomem;
 	}
 	r->prefix_len = strlen(r->prefix);
@@ -1095,6 +2093,8 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 		r->cache_seed = sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r;
 	}
 	memcpy(r->nodes[0].host, host, strlen(host) + 1);
+	r->next_tag = (sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r) % 0xffffff + 1;
+	r->slots_tag = r->next_tag;
 	r->nodes[0].port = o.port != 0 ? (int)o.port : 6379;
 	r->nodes[0].backoff_ns = o.backoff_min_ns;
 	r->nnodes = 1;
@@ -1124,6 +2124,8 @@ void sluice_redis_destroy(struct sluice_redis *r)
 	for (uint32_t i = 0; i < r->nnodes; i++)
 		drop(&r->nodes[i]);
 	free(r->slot_node);
+	free(r->groups);
+	free(r->log_cell);
 	free(r->prefix);
 	free(r->buf);
 	free(r->cache);

@@ -902,10 +902,12 @@ Test(redis, cluster_routes_by_slot_and_keeps_requests_on_one_slot, .fini = clust
 	cr_assert_eq(sluice_redis_admit_scopes(late, same, 2, 1, now, &d), SLUICE_OK);
 	cr_expect(!d.allowed && !d.degraded);
 	cr_expect_eq(d.limit_index, 1);
-	/* Different tags on different slots: refused before sending. */
+	/* Different tags on different slots: the cross-slot protocol
+	 * (tests/test_redis_kinds.c tests it in depth). */
 	cr_assert_neq(keyslot(n[0].port, "sluice:{a}"), keyslot(n[0].port, "sluice:{b}"));
 	struct sluice_redis_scope cross[2] = { { "{a}", 3, &ws, 1 }, { "{b}", 3, &tok, 1 } };
-	cr_expect_eq(sluice_redis_admit_scopes(late, cross, 2, 1, now, &d), SLUICE_EINVAL);
+	cr_expect_eq(sluice_redis_admit_scopes(late, cross, 2, 1, now, &d), SLUICE_OK);
+	cr_expect(d.allowed && !d.degraded);
 	/* The slot we compute is Redis's: the request for {ws:42} landed on
 	 * the node that owns CLUSTER KEYSLOT's answer. */
 	long long slot = keyslot(n[0].port, "sluice:{ws:42}");

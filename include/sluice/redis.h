@@ -1,5 +1,6 @@
 /*
- * sluice/redis.h - the Redis backend: the keyed limiter's GCRA semantics
+ * sluice/redis.h - the Redis backend: the keyed limiter's semantics (every
+ * limit kind: GCRA, sliding counter, calendar, sliding log, slots)
  * evaluated on a Redis server, so that one limit holds across a fleet.
  *
  * A backend handle is one connection to one Redis server (hiredis), or with
@@ -61,14 +62,28 @@ extern "C" {
  */
 #define SLUICE_REDIS_MAX_TOLERANCE_NS (UINT64_C(1) << 52)
 
+/*
+ * Largest limit of a SLUICE_LIMIT_SLIDING_LOG limit on this backend (the
+ * in-process ceiling is SLUICE_WINDOW_LOG_MAX_LIMIT, 4096): the log lives
+ * in one hash field as up to `limit` decimal times (about 20 bytes each),
+ * and every request reads, and every admission rewrites, the whole field;
+ * its reply carries it too. Larger limits: the sliding counter.
+ */
+#define SLUICE_REDIS_MAX_LOG_LIMIT 1024u
+
 /* options.flags */
 /* Use the caller's now_ns instead of the server's TIME. */
 #define SLUICE_REDIS_CALLER_CLOCK 0x1u
 /* Redis Cluster: `host:port` is one node (the seed); the slot map is read
  * with CLUSTER SLOTS and corrected by MOVED replies, and each request goes
- * to the node of its slot (up to 16 nodes, one connection each). Every key
- * of one request must hash to the same slot: give them one hash tag, e.g.
- * "{ws:42}" and "{ws:42}:tok:abc" (docs/redis.md, "Redis Cluster"). */
+ * to the node of its slot (up to 16 nodes, one connection each). Keys of
+ * one request that share a hash tag, e.g. "{ws:42}" and "{ws:42}:tok:abc",
+ * are in one slot and decided in one round trip; a request whose keys are
+ * on several slots runs the cross-slot protocol: one round trip per slot,
+ * all-or-nothing by reserve and cancel (no over-admission; a denied
+ * request consumes nothing unless a lost connection or a concurrent write
+ * leaves its reservation in place; it blocks at most 2 * timeout_ns)
+ * (docs/redis.md, "Scopes on different slots"). */
 #define SLUICE_REDIS_CLUSTER 0x2u
 
 /*
@@ -95,8 +110,11 @@ struct sluice_redis_options {
 	uint64_t expiry_grace_ns;
 };
 
-/* One scope of a request: a key and its limits (GCRA only). The Redis key
- * is key_prefix + key; keys of one request must be distinct. */
+/* One scope of a request: a key and its limits, of any kind (limits on
+ * this backend: docs/redis.md, "Kinds on Redis"). The Redis key is
+ * key_prefix + key, one hash holding one field per limit; keys of one
+ * request must be distinct, and the same key must always come with the
+ * same limits (as one keyed limiter's policy). */
 struct sluice_redis_scope {
 	const void *key;
 	size_t key_len;
@@ -136,22 +154,32 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  * creates nothing; cost > burst of a limit denies with SLUICE_NEVER; the
  * governing limit is the first denier in scope order, else the least
  * remaining, ties to the shorter reset; time going backwards denies more,
- * never less). now_ns is used with SLUICE_REDIS_CALLER_CLOCK and ignored
- * otherwise. A local deny-cache hit answers without a round trip
- * (docs/redis.md, "Deny cache").
+ * never less). Limits are decided in the keyed limiter's order (within a
+ * scope its first GCRA limit first), so every decision is that of one
+ * sluice_limiter per scope visited in order (on a cluster, in ascending
+ * hash-slot order, then the caller's). now_ns is used with
+ * SLUICE_REDIS_CALLER_CLOCK and ignored otherwise (calendar limits then
+ * need Unix time as now_ns). A local deny-cache hit answers without a round
+ * trip (GCRA-only requests; docs/redis.md, "Deny cache").
  *
  * Returns 0 with the verdict in *out (degraded set when the fail mode
  * answered), or, with nothing sent and *out unspecified:
  *   SLUICE_EINVAL   r, out or scopes NULL, nscopes 0, a scope with no limits
- *                   or NULL limits, a limit not made by sluice_rate_init() or
- *                   of a kind other than GCRA, two scopes with the same key,
- *                   with SLUICE_REDIS_CLUSTER keys on different hash slots;
+ *                   or NULL limits, a limit not made by its kind's
+ *                   config_init or of an unknown kind, two scopes with the
+ *                   same key, two slots limits in one scope, a slots limit
+ *                   with cost > 0 (use sluice_redis_acquire_scopes(), as
+ *                   sluice_limiter_admit() refuses it too);
  *   SLUICE_EKEY     a key NULL or longer than SLUICE_LIMITER_MAX_KEY;
  *   SLUICE_ETOOBIG  more than SLUICE_REDIS_MAX_SCOPES scopes or
  *                   SLUICE_REDIS_MAX_LIMITS limits;
- *   SLUICE_ERANGE   a limit's bucket depth above SLUICE_REDIS_MAX_TOLERANCE_NS;
+ *   SLUICE_ERANGE   a GCRA bucket depth, a window or a lease above
+ *                   SLUICE_REDIS_MAX_TOLERANCE_NS, a log limit above
+ *                   SLUICE_REDIS_MAX_LOG_LIMIT, or (server's clock) a
+ *                   counter or calendar window not a whole number of us;
  *   SLUICE_ENOMEM.
- * Not thread-safe (see above). Blocks at most timeout_ns.
+ * Not thread-safe (see above). Blocks at most timeout_ns (a cross-slot
+ * request on a cluster: at most 2 * timeout_ns, reserves then cancels).
  */
 SLUICE_API int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
 					 size_t nscopes, uint64_t cost, uint64_t now_ns,
@@ -167,12 +195,51 @@ SLUICE_API int sluice_redis_admit(struct sluice_redis *r, const void *key, size_
  * read, so the batch costs one round trip. out[i] is the decision of reqs[i],
  * as n calls of sluice_redis_admit_scopes() in index order would give (the
  * server runs them in that order; other clients' calls may interleave).
- * Every request is validated before anything is sent (errors as above; on
- * an error nothing is sent). n == 0 is a no-op. Blocks at most timeout_ns in
- * all. Not thread-safe.
+ * Every request is validated before anything is sent (errors as above,
+ * slots policies with cost > 0 included; on an error nothing is sent).
+ * A cross-slot request (cluster) runs its protocol alone, in its place in
+ * the order, between pipelined runs of the others. n == 0 is a no-op.
+ * Blocks at most timeout_ns per pipelined run or cross-slot request. Not
+ * thread-safe.
  */
 SLUICE_API int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_request *reqs,
 					size_t n, uint64_t now_ns, struct sluice_decision *out);
+
+/*
+ * sluice_redis_admit_scopes() for policies with a SLUICE_LIMIT_SLOTS limit
+ * (at most one per scope; accepted for any policy). When the request is
+ * admitted (cost > 0), every scope with a slots limit takes one slot
+ * together with every other limit, all-or-nothing, and handles[s] receives
+ * scope s's handle; give each back with sluice_redis_release() when the
+ * request completes. handles must hold nscopes entries; a scope without
+ * slots, a denial, a peek or a degraded answer leaves SLUICE_SLOT_NONE.
+ * The decisions are sluice_limiter_acquire()'s: a full slots limit denies
+ * with SLUICE_REASON_CONCURRENCY and retry_after_ns = its hint; with a
+ * lease TTL a full limit takes over a lease held for the TTL or longer.
+ * A key holding a slot without a lease never expires until its last slot
+ * is released (docs/redis.md, "Slots"). Errors as
+ * sluice_redis_admit_scopes(), and SLUICE_EINVAL for handles NULL or two
+ * slots limits in one scope. Not thread-safe. Blocks at most timeout_ns.
+ */
+SLUICE_API int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
+					   size_t nscopes, uint64_t cost, uint64_t now_ns,
+					   struct sluice_decision *out, sluice_slot_handle *handles);
+
+/*
+ * Give back a slot taken by sluice_redis_acquire_scopes() for `scope` (its
+ * key and the same limits). One round trip. Returns 0 (released);
+ * SLUICE_EDOUBLE (already released); SLUICE_ESTALE (a handle of another key
+ * or of an earlier state of this key, its lease taken over by another
+ * acquirer, malformed, or SLUICE_SLOT_NONE); SLUICE_ENOTFOUND (the key does
+ * not exist); SLUICE_EINVAL (r or scope NULL, or no slots limit among the
+ * limits); the validation errors of sluice_redis_admit_scopes();
+ * SLUICE_EBACKEND (the server could not be reached or is a replica within
+ * the timeout: the slot stays taken; retry, or let its lease expire);
+ * SLUICE_EPROTO (an unexpected reply). Only a 0 return changes the state.
+ * Not thread-safe. Blocks at most timeout_ns.
+ */
+SLUICE_API int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope *scope,
+				    sluice_slot_handle handle);
 
 /* Counters, versioned: set size = sizeof(struct sluice_redis_stats). */
 struct sluice_redis_stats {

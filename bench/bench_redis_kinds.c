@@ -1,0 +1,302 @@
+/*
+ * bench_redis_kinds.c - the window and slot kinds on the Redis backend
+ * against GCRA-only requests on the same server, in the same run (one
+ * decision per call, one key of 1000, server time):
+ *
+ *   BM_redis_kinds_gcra2            baseline: 10/s + 600/min, both GCRA
+ *   BM_redis_kinds_counter_calendar 600/min sliding counter + 10000/day calendar
+ *   BM_redis_kinds_mixed4           GCRA + counter + calendar + 10/s sliding log
+ *   BM_redis_kinds_log100           one 100/min sliding log (the log's O(limit) field)
+ *   BM_redis_kinds_acquire_release  GCRA + 64 slots with a lease: acquire, then
+ *                                   release (two round trips per decision)
+ *
+ * Figures are per decision (wall time); rt_per_decision counts round
+ * trips. Needs redis-server: run with SLUICE_BENCH_REDIS=1 (started on a
+ * free loopback port for the run, killed at exit); otherwise these report
+ * an error and the rest of the suite runs as usual.
+ */
+#include <sluice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+#define SEC 1000000000ull
+#define NKEYS 1000
+
+#ifdef SLUICE_WITH_REDIS
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+static pid_t server_pid;
+static int server_port;
+
+static void server_kill(void)
+{
+	if (server_pid > 0) {
+		kill(server_pid, SIGKILL);
+		waitpid(server_pid, NULL, 0);
+		server_pid = 0;
+	}
+}
+
+static bool server_pings(void)
+{
+	struct timeval tv = { 0, 200000 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", server_port, tv);
+	bool ok = false;
+	if (c != NULL && c->err == 0) {
+		redisReply *rep = redisCommand(c, "PING");
+		ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+		if (rep != NULL)
+			freeReplyObject(rep);
+	}
+	if (c != NULL)
+		redisFree(c);
+	return ok;
+}
+
+/* Start the run's redis-server once. NULL, or why not. */
+static const char *server_ensure(void)
+{
+	const char *on = getenv("SLUICE_BENCH_REDIS");
+	if (on == NULL || strcmp(on, "1") != 0)
+		return "needs redis-server: run with SLUICE_BENCH_REDIS=1";
+	if (server_pid > 0)
+		return NULL;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	memset(&a, 0, sizeof a);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+		return "no free loopback port";
+	close(fd);
+	server_port = ntohs(a.sin_port);
+	char port[16];
+	snprintf(port, sizeof port, "%d", server_port);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		return "fork failed";
+	if (pid == 0) {
+		/* Die with the process that started us, even when it stops at a
+		 * failed assertion without running the teardown. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		int devnull = open("/dev/null", O_WRONLY);
+		if (devnull >= 0) {
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+		}
+		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
+		       "", "--appendonly", "no", (char *)NULL);
+		_exit(127);
+	}
+	server_pid = pid;
+	atexit(server_kill);
+	for (int i = 0; i < 500; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			server_pid = 0;
+			return "redis-server did not start (apt-get install -y redis-server)";
+		}
+		if (server_pings())
+			return NULL;
+		usleep(10000);
+	}
+	server_kill();
+	return "redis-server did not answer PING";
+}
+
+static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_GCRA;
+	sluice_rate_init(&l.rate, limit, period_ns, burst);
+	return l;
+}
+
+static struct sluice_limit kind_limit(uint32_t kind, uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = kind;
+	if (kind == SLUICE_LIMIT_SLIDING_COUNTER)
+		sluice_window_counter_config_init(&l.counter, limit, window_ns);
+	else if (kind == SLUICE_LIMIT_CALENDAR)
+		sluice_calendar_config_init(&l.calendar, limit, window_ns);
+	else if (kind == SLUICE_LIMIT_SLIDING_LOG)
+		sluice_window_log_config_init(&l.log, limit, window_ns);
+	else
+		sluice_slots_config_init(&l.slots, limit, window_ns, 0);
+	return l;
+}
+
+static char keys[NKEYS][16];
+
+static struct sluice_redis *open_backend(sbench_state *st)
+{
+	const char *why = server_ensure();
+	if (why != NULL) {
+		sbench_error(st, why);
+		return NULL;
+	}
+	for (int i = 0; i < NKEYS; i++)
+		snprintf(keys[i], sizeof keys[i], "k%05d", i);
+	struct sluice_redis_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.port = (uint32_t)server_port;
+	o.timeout_ns = SEC;
+	struct sluice_redis *r = NULL;
+	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
+		sbench_error(st, "sluice_redis_create failed");
+		return NULL;
+	}
+	return r;
+}
+
+static uint64_t trips(struct sluice_redis *r)
+{
+	struct sluice_redis_stats s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	sluice_redis_stats(r, &s);
+	return s.round_trips;
+}
+
+static void finish(sbench_state *st, struct sluice_redis *r, uint64_t trips0, uint64_t decisions)
+{
+	struct sluice_redis_stats s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	sluice_redis_stats(r, &s);
+	if (s.degraded != 0)
+		sbench_error(st, "degraded answers: the server failed");
+	sbench_items(st, (int64_t)decisions);
+	sbench_counter(st, "rt_per_decision", decisions ? (double)(s.round_trips - trips0) / (double)decisions : 0, 0);
+	sluice_redis_destroy(r);
+}
+
+static void run_admit(sbench_state *st, const struct sluice_limit *l, size_t n_limits)
+{
+	struct sluice_redis *r = open_backend(st);
+	if (r == NULL)
+		return;
+	uint64_t t0 = trips(r), i = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t j = 0; j < n; j++, i++) {
+			struct sluice_decision d;
+			const char *k = keys[i % NKEYS];
+			if (sluice_redis_admit(r, k, strlen(k), l, n_limits, 1, 0, &d) != SLUICE_OK) {
+				sbench_error(st, "sluice_redis_admit failed");
+				break;
+			}
+			sbench_keep(d.allowed);
+		}
+	}
+	finish(st, r, t0, i);
+}
+
+static void BM_redis_kinds_gcra2(sbench_state *st)
+{
+	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+	run_admit(st, l, 2);
+}
+SBENCH_REGISTER(BM_redis_kinds_gcra2)
+{
+	sbench_real_time(b);
+}
+
+static void BM_redis_kinds_counter_calendar(sbench_state *st)
+{
+	struct sluice_limit l[2] = { kind_limit(SLUICE_LIMIT_SLIDING_COUNTER, 600, SLUICE_MINUTE_NS),
+				     kind_limit(SLUICE_LIMIT_CALENDAR, 10000, SLUICE_DAY_NS) };
+	run_admit(st, l, 2);
+}
+SBENCH_REGISTER(BM_redis_kinds_counter_calendar)
+{
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_kinds_gcra2");
+}
+
+static void BM_redis_kinds_mixed4(sbench_state *st)
+{
+	struct sluice_limit l[4] = { gcra(10, SEC, 10),
+				     kind_limit(SLUICE_LIMIT_SLIDING_COUNTER, 600, SLUICE_MINUTE_NS),
+				     kind_limit(SLUICE_LIMIT_CALENDAR, 10000, SLUICE_DAY_NS),
+				     kind_limit(SLUICE_LIMIT_SLIDING_LOG, 10, SEC) };
+	run_admit(st, l, 4);
+}
+SBENCH_REGISTER(BM_redis_kinds_mixed4)
+{
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_kinds_gcra2");
+}
+
+static void BM_redis_kinds_log100(sbench_state *st)
+{
+	struct sluice_limit l = kind_limit(SLUICE_LIMIT_SLIDING_LOG, 100, SLUICE_MINUTE_NS);
+	run_admit(st, &l, 1);
+}
+SBENCH_REGISTER(BM_redis_kinds_log100)
+{
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_kinds_gcra2");
+}
+
+static void BM_redis_kinds_acquire_release(sbench_state *st)
+{
+	struct sluice_redis *r = open_backend(st);
+	if (r == NULL)
+		return;
+	struct sluice_limit l[2] = { gcra(1000, SEC, 1000), kind_limit(SLUICE_LIMIT_SLOTS, 64, 30 * SEC) };
+	uint64_t t0 = trips(r), i = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t j = 0; j < n; j++, i++) {
+			struct sluice_decision d;
+			sluice_slot_handle h;
+			const char *k = keys[i % NKEYS];
+			struct sluice_redis_scope sc = { k, strlen(k), l, 2 };
+			if (sluice_redis_acquire_scopes(r, &sc, 1, 1, 0, &d, &h) != SLUICE_OK ||
+			    (d.allowed && sluice_redis_release(r, &sc, h) != SLUICE_OK)) {
+				sbench_error(st, "acquire/release failed");
+				break;
+			}
+			sbench_keep(d.allowed);
+		}
+	}
+	finish(st, r, t0, i);
+}
+SBENCH_REGISTER(BM_redis_kinds_acquire_release)
+{
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_kinds_gcra2");
+}
+
+#else /* !SLUICE_WITH_REDIS */
+
+static void BM_redis_kinds_gcra2(sbench_state *st)
+{
+	sbench_error(st, "sluice was built without the Redis backend (SLUICE_WITH_REDIS=OFF)");
+}
+SBENCH_REGISTER(BM_redis_kinds_gcra2)
+{
+	(void)b;
+}
+
+#endif

@@ -57,6 +57,7 @@
 /* One (limit, tier) or one override: the backend limit and its key segment. */
 struct rbind {
 	struct sluice_limit spec;
+	uint64_t id;      /* FNV-1a of seg: the same for an unchanged limit across reloads */
 	uint32_t seg_len; /* 0: no such binding (a tier of an untiered limit) */
 	char seg[SEG_MAX];
 };
@@ -66,6 +67,7 @@ struct rstate {
 	uint64_t generation;
 	struct sluice_policy *policy;
 	const struct sluice_policy_spec *spec;
+	uint32_t order[SLUICE_POLICY_MAX_LIMITS]; /* engine.c's evaluation order */
 	struct rbind *base;      /* [limit_count] */
 	struct rbind *tiers;     /* [limit_count * tier_count] */
 	struct rbind *overrides; /* [override_count] */
@@ -218,6 +220,10 @@ static int bind_init(struct rbind *b, const struct sluice_policy_spec *spec,
 	if (len < 0 || (size_t)len >= sizeof b->seg)
 		return SLUICE_ETOOBIG; /* cannot happen within the policy's ceilings */
 	b->seg_len = (uint32_t)len;
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
+	for (int k = 0; k < len; k++)
+		h = (h ^ (unsigned char)b->seg[k]) * 0x100000001b3ull;
+	b->id = h;
 	return SLUICE_OK;
 }
 
@@ -254,9 +260,11 @@ static int state_build(struct sluice__rengine *re, struct sluice_policy *policy,
 	const struct sluice_policy_spec *spec = sluice_policy_spec(policy);
 	int rc = SLUICE_OK;
 
+	uint32_t nconc = 0;
 	for (uint32_t i = 0; i < spec->limit_count; i++)
-		if (spec->limits[i].kind == SLUICE_POLICY_KIND_CONCURRENCY)
-			return SLUICE_EUNSUPPORTED; /* slot handles are not on Redis yet */
+		nconc += spec->limits[i].kind == SLUICE_POLICY_KIND_CONCURRENCY;
+	if (nconc > SLUICE_ENGINE_MAX_SLOTS)
+		return SLUICE_ETOOBIG; /* as in process: a decision reports every slot */
 	for (uint32_t c = 0; c < spec->class_count; c++)
 		if (__builtin_popcount(sluice_policy_class_limits(policy, c)) > SLUICE_REDIS_MAX_SCOPES)
 			return SLUICE_ETOOBIG; /* one request: one scope per limit */
@@ -265,6 +273,12 @@ static int state_build(struct sluice__rengine *re, struct sluice_policy *policy,
 		return SLUICE_ENOMEM;
 	st->policy = policy;
 	st->spec = spec;
+	/* engine.c's order: concurrency limits first, then the others. */
+	uint32_t no = 0;
+	for (uint32_t pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < spec->limit_count; i++)
+			if ((spec->limits[i].kind == SLUICE_POLICY_KIND_CONCURRENCY) == (pass == 0))
+				st->order[no++] = i;
 	size_t ntiers = (size_t)spec->limit_count * spec->tier_count;
 	size_t nall = spec->limit_count + ntiers + spec->override_count;
 	st->base = calloc(spec->limit_count, sizeof *st->base);
@@ -537,10 +551,13 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 	out->generation = st->generation;
 	uint32_t mask = sluice_policy_class_limits(st->policy, (uint32_t)cls);
 
-	/* Policy order is engine.c's evaluation order when there is no
-	 * concurrency limit (refused at create on Redis). At most
+	/* engine.c's evaluation order (concurrency first), so that the
+	 * backend's first denier is engine.c's. At most
 	 * SLUICE_REDIS_MAX_SCOPES limits per class (checked at create). */
-	for (uint32_t i = 0; i < spec->limit_count; i++) {
+	bool has_slots = false;
+	const struct rbind *bound[SLUICE_REDIS_MAX_SCOPES];
+	for (uint32_t k = 0; k < spec->limit_count; k++) {
+		uint32_t i = st->order[k];
 		if (!(mask & (UINT32_C(1) << i)))
 			continue;
 		bool overridden;
@@ -556,6 +573,8 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 		}
 		scopes[n] = (struct sluice_redis_scope){ keys[n], klen, &b->spec, 1 };
 		want_warn = want_warn || spec->limits[i].warn_percent != 0;
+		has_slots = has_slots || spec->limits[i].kind == SLUICE_POLICY_KIND_CONCURRENCY;
+		bound[n] = b;
 		applied[n++] = i;
 	}
 	out->applied = mask;
@@ -566,16 +585,30 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 		goto done;
 	}
 
+	sluice_slot_handle handles[SLUICE_REDIS_MAX_SCOPES];
+	for (uint32_t j = 0; j < n; j++)
+		handles[j] = SLUICE_SLOT_NONE;
+	/* Slots are taken by acquire, which the backend does not pipeline:
+	 * with a slot and a warn limit the peeks are a second round trip. */
+	bool acquire = has_slots && req->cost > 0;
 	size_t nrq = 1;
+	uint32_t peeked[SLUICE_REDIS_MAX_SCOPES]; /* rq[1 + m] peeks scope peeked[m] */
 	rq[0] = (struct sluice_redis_request){ scopes, n, req->cost };
-	if (want_warn)
-		for (uint32_t j = 0; j < n; j++)
+	for (uint32_t j = 0; j < n && want_warn; j++)
+		if (spec->limits[applied[j]].warn_percent != 0) {
+			peeked[nrq - 1] = j;
 			rq[nrq++] = (struct sluice_redis_request){ &scopes[j], 1, 0 };
+		}
 	struct sluice_redis *r;
 	uint32_t c = sluice__rpool_get(re->pool, &r);
 	if (c == SLUICE__RPOOL_BUSY) {
 		/* No connection free within the timeout: the fail mode. */
 		sluice__redis_fail_answer(SLUICE_FAIL_OPEN, req->cost, &scopes[0].limits[0], &d[0]);
+	} else if (acquire) {
+		rc = sluice_redis_acquire_scopes(r, scopes, n, req->cost, req->now_ns, &d[0], handles);
+		if (rc == SLUICE_OK && want_warn && d[0].allowed && !d[0].degraded)
+			rc = sluice_redis_admit_batch(r, rq + 1, nrq - 1, req->now_ns, d + 1);
+		sluice__rpool_put(re->pool, c);
 	} else {
 		rc = nrq == 1 ? sluice_redis_admit_scopes(r, scopes, n, req->cost, req->now_ns, &d[0])
 			      : sluice_redis_admit_batch(r, rq, nrq, req->now_ns, d);
@@ -613,27 +646,99 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 	out->d.allowed = true;
 	out->d.reason = SLUICE_REASON_NONE;
 	out->d.retry_after_ns = 0;
-	for (uint32_t j = 0; j < n && want_warn; j++) {
+	/* The first warn limit in evaluation order, as engine.c. */
+	for (size_t m = 0; m + 1 < nrq; m++) {
+		uint32_t j = peeked[m];
 		const struct sluice_policy_limit *pl = &spec->limits[applied[j]];
-		if (!d[1 + j].degraded && over_warn(pl, &d[1 + j])) {
+		if (!d[1 + m].degraded && over_warn(pl, &d[1 + m])) {
 			out->warn = true;
 			out->warn_limit = applied[j];
 			break;
 		}
+	}
+	for (uint32_t j = 0; j < n && req->cost > 0; j++) {
+		if (handles[j] == SLUICE_SLOT_NONE || out->slot_count >= SLUICE_ENGINE_MAX_SLOTS)
+			continue;
+		struct sluice_engine_slot *sl = &out->slots[out->slot_count++];
+		sl->limiter_id = bound[j]->id;
+		sl->handle = handles[j];
+		sl->limit = applied[j];
 	}
 done:
 	state_put(re, st);
 	return rc;
 }
 
+/* The binding of the current state whose id is `id`, or NULL. */
+static const struct rbind *bind_by_id(const struct rstate *st, uint64_t id, uint32_t *limit)
+{
+	const struct sluice_policy_spec *spec = st->spec;
+
+	for (uint32_t i = 0; i < spec->limit_count; i++) {
+		*limit = i;
+		if (st->base[i].seg_len != 0 && st->base[i].id == id)
+			return &st->base[i];
+		for (uint32_t t = 0; t < spec->tier_count; t++) {
+			const struct rbind *b = &st->tiers[(size_t)i * spec->tier_count + t];
+			if (b->seg_len != 0 && b->id == id)
+				return b;
+		}
+	}
+	for (uint32_t j = 0; j < spec->override_count; j++) {
+		*limit = spec->overrides[j].limit;
+		if (st->overrides[j].id == id)
+			return &st->overrides[j];
+	}
+	return NULL;
+}
+
 int sluice__rengine_release(struct sluice__rengine *re, const struct sluice_engine_request *req,
 			    struct sluice_engine_decision *decision)
 {
-	(void)re;
-	(void)req;
-	/* No decision of this engine holds a slot (concurrency limits are
-	 * refused at create); a slot in the decision is not ours. */
-	int rc = decision->slot_count == 0 ? SLUICE_OK : SLUICE_ESTALE;
+	unsigned char key[KEY_MAX];
+	struct rstate *st = state_get(re);
+	const struct sluice_policy_spec *spec = st->spec;
+	int rc = SLUICE_OK;
+	/* engine.c's release: the class of the check when the policy is the
+	 * same, else the request's route matched again. */
+	int cls = SLUICE_POLICY_DEFAULT_CLASS;
+	if (decision->generation == st->generation && decision->class_id < spec->class_count) {
+		cls = (int)decision->class_id;
+	} else if (req->method != NULL && req->path != NULL) {
+		cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path,
+					  req->path_len);
+		if (cls < 0)
+			cls = SLUICE_POLICY_DEFAULT_CLASS;
+	}
+	for (uint32_t k = 0; k < decision->slot_count; k++) {
+		const struct sluice_engine_slot *s = &decision->slots[k];
+		uint32_t i;
+		const struct rbind *b = bind_by_id(st, s->limiter_id, &i);
+		int r;
+		if (b == NULL) {
+			r = SLUICE_ESTALE; /* its limit changed or was removed */
+		} else {
+			size_t klen = build_key(re, st, i, (uint32_t)cls, b, req, key);
+			if (klen == 0 || klen >= SIZE_MAX - 1) {
+				r = SLUICE_ESTALE;
+			} else {
+				struct sluice_redis_scope sc = { key, klen, &b->spec, 1 };
+				struct sluice_redis *conn;
+				uint32_t c = sluice__rpool_get(re->pool, &conn);
+				if (c == SLUICE__RPOOL_BUSY) {
+					r = SLUICE_EBACKEND;
+				} else {
+					r = sluice_redis_release(conn, &sc, s->handle);
+					sluice__rpool_put(re->pool, c);
+				}
+			}
+			if (r == SLUICE_ENOTFOUND)
+				r = SLUICE_ESTALE;
+		}
+		if (r != SLUICE_OK && (rc == SLUICE_OK || r == SLUICE_EDOUBLE))
+			rc = r;
+	}
+	state_put(re, st);
 	decision->slot_count = 0;
 	return rc;
 }

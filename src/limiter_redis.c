@@ -32,6 +32,7 @@ struct sluice__rlimiter {
 	struct sluice__rpool *pool;
 	uint32_t fail_mode;
 	uint32_t nlimits;
+	bool has_slots; /* a SLUICE_LIMIT_SLOTS limit: acquire/release */
 	struct sluice_limit limits[SLUICE_LIMITER_MAX_LIMITS];
 };
 
@@ -63,15 +64,12 @@ int sluice__rlimiter_create(struct sluice__rlimiter **out, const struct sluice_l
 	}
 	if (nslots > 1)
 		return SLUICE_EINVAL;
-	/* acquire/release need slot handles on the server (not in the backend
-	 * yet): refuse slot policies rather than admit without a handle. */
-	if (nslots != 0)
-		return SLUICE_EUNSUPPORTED;
 
 	struct sluice__rlimiter *rl = calloc(1, sizeof *rl);
 	if (rl == NULL)
 		return SLUICE_ENOMEM;
 	rl->fail_mode = o->fail_mode;
+	rl->has_slots = nslots != 0;
 	rl->nlimits = (uint32_t)nlimits;
 	memcpy(rl->limits, limits, nlimits * sizeof *limits);
 	int rc = sluice__rpool_create(&rl->pool, o->redis,
@@ -138,21 +136,49 @@ int sluice__rlimiter_acquire(struct sluice__rlimiter *rl, const void *key, size_
 			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
 			     sluice_slot_handle *handle)
 {
-	/* No slot policy gets here (create refuses them): acquire is admit. */
-	if (handle == NULL)
+	if (out == NULL || handle == NULL)
 		return SLUICE_EINVAL;
 	*handle = SLUICE_SLOT_NONE;
-	return sluice__rlimiter_admit(rl, key, key_len, cost, now_ns, out);
+	int rc = check_key(key, key_len);
+	if (rc != SLUICE_OK)
+		return rc;
+	struct sluice_redis_scope sc = { key, key_len, rl->limits, rl->nlimits };
+	struct sluice_redis *r;
+	uint32_t c = sluice__rpool_get(rl->pool, &r);
+	if (c == SLUICE__RPOOL_BUSY) {
+		sluice__redis_fail_answer(rl->fail_mode, cost, &rl->limits[0], out);
+		sluice__rpool_count_busy(rl->pool, cost > 0);
+		return SLUICE_OK;
+	}
+	/* Accepted for any policy: without a slots limit the handle stays
+	 * SLUICE_SLOT_NONE, as in process. */
+	rc = sluice_redis_acquire_scopes(r, &sc, 1, cost, now_ns, out, handle);
+	if (rc == SLUICE_OK) {
+		sluice__redis_fail_mode(rl->fail_mode, cost, out);
+		sluice__rpool_count(rl->pool, c, cost, out);
+	}
+	sluice__rpool_put(rl->pool, c);
+	if (rc == SLUICE_OK && cost == 0)
+		out->allowed = true;
+	return rc;
 }
 
 int sluice__rlimiter_release(struct sluice__rlimiter *rl, const void *key, size_t key_len,
 			     sluice_slot_handle handle)
 {
-	(void)rl;
-	(void)key;
-	(void)key_len;
-	(void)handle;
-	return SLUICE_EINVAL; /* the policy has no slots (as in process) */
+	if (!rl->has_slots)
+		return SLUICE_EINVAL; /* as in process: nothing to release */
+	int rc = check_key(key, key_len);
+	if (rc != SLUICE_OK)
+		return rc;
+	struct sluice_redis_scope sc = { key, key_len, rl->limits, rl->nlimits };
+	struct sluice_redis *r;
+	uint32_t c = sluice__rpool_get(rl->pool, &r);
+	if (c == SLUICE__RPOOL_BUSY)
+		return SLUICE_EBACKEND; /* the slot stays taken: retry, or its lease expires */
+	rc = sluice_redis_release(r, &sc, handle);
+	sluice__rpool_put(rl->pool, c);
+	return rc;
 }
 
 int sluice__rlimiter_admit_batch(struct sluice__rlimiter *rl, const struct sluice_limiter_request *reqs,

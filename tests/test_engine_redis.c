@@ -281,19 +281,10 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 	struct sluice_engine_options o = eopts(&ro, NULL);
 	struct sluice_engine *red = NULL;
 
-	/* The whole seed: its concurrency limit needs slot handles on the
-	 * server, which this backend does not have. */
+	/* The whole seed: rates, daily quotas (calendar), warnings and the
+	 * in-flight slots. */
 	static const char *const none[] = { NULL };
-	cr_expect_eq(try_engine(seed002_without(none), &o, &red), SLUICE_EUNSUPPORTED);
-	/* Without it: the daily quotas run where the backend evaluates
-	 * calendar windows; else the rate limits alone. */
-	static const char *const no_slots[] = { "concurrency", NULL };
-	static const char *const rates_only[] = { "concurrency", "quota", NULL };
-	const char *text = seed002_without(no_slots);
-	int rc = try_engine(text, &o, &red);
-	cr_assert(rc == SLUICE_OK || rc == SLUICE_EUNSUPPORTED, "create: %d", rc);
-	if (rc == SLUICE_EUNSUPPORTED)
-		text = seed002_without(rates_only);
+	const char *text = seed002_without(none);
 	red = engine_on(text, &o);
 	struct sluice_engine *mem = engine_of(load_text(text));
 
@@ -315,10 +306,18 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 			checks++;
 			same_decision(&a, &b, t * 100 + i);
 			cr_assert(b.d.allowed);
+			cr_assert_eq(b.slot_count, 1, "the token's in-flight slot");
+			/* The request completes: its slot goes back. */
+			cr_assert_eq(sluice_engine_release(mem, &q.r, &a), SLUICE_OK);
+			cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK);
+			cr_assert_eq(b.slot_count, 0);
+			cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK, "nothing left");
 		}
 	}
-	cr_expect_eq(estats(red).round_trips - rt0, (uint64_t)checks,
-		     "one round trip per check, whatever the number of scopes");
+	/* A check that takes a slot and carries a warn limit: the acquire,
+	 * then the warn peeks (the backend pipelines no acquire); the
+	 * release: one more. */
+	cr_expect_eq(estats(red).round_trips - rt0, 3 * (uint64_t)checks);
 	/* The workspace is full: a fresh token of it is refused by ws_minute
 	 * and its own limits consume nothing (all-or-nothing). */
 	struct req q;
@@ -345,8 +344,51 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 	cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 	cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
 	same_decision(&a, &b, 303);
+	/* In flight: the 21st concurrent request of a token is refused by
+	 * token_inflight (slots first in evaluation order), retry in 1 s. */
+	struct sluice_engine_decision held_a[20], held_b[20];
+	for (int i = 0; i < 21; i++) {
+		req_init(&q, "GET", "/v1/things", tok[5], "ws3", now);
+		struct sluice_engine_decision *pa = i < 20 ? &held_a[i] : &a, *pb = i < 20 ? &held_b[i] : &b;
+		cr_assert_eq(sluice_engine_check(mem, &q.r, pa), SLUICE_OK);
+		cr_assert_eq(sluice_engine_check(red, &q.r, pb), SLUICE_OK);
+		same_decision(pa, pb, 400 + i);
+	}
+	cr_expect(!b.d.allowed);
+	cr_expect_eq(b.d.reason, SLUICE_REASON_CONCURRENCY);
+	cr_expect_str_eq(b.limit_name, "token_inflight");
+	cr_expect_eq(b.d.retry_after_ns, SEC);
+	cr_assert_eq(sluice_engine_release(red, &q.r, &held_b[7]), SLUICE_OK);
+	cr_assert_eq(sluice_engine_release(mem, &q.r, &held_a[7]), SLUICE_OK);
+	cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
+	cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
+	same_decision(&a, &b, 421);
+	cr_expect(b.d.allowed, "a slot came back");
+	/* A reload that changes the in-flight limit drops its slots: their
+	 * release is ESTALE, as in process. */
+	static const char *const no_inflight[] = { "token_inflight", NULL };
+	char changed[8192];
+	snprintf(changed, sizeof changed, "%slimit token_inflight per token concurrency 30 retry-after 1s\n",
+		 seed002_without(no_inflight));
+	cr_assert_eq(sluice_engine_reload(red, load_text(changed)), SLUICE_OK);
+	cr_assert_eq(sluice_engine_reload(mem, load_text(changed)), SLUICE_OK);
+	cr_expect_eq(sluice_engine_release(red, &q.r, &held_b[0]), SLUICE_ESTALE);
+	cr_expect_eq(sluice_engine_release(mem, &q.r, &held_a[0]), SLUICE_ESTALE);
 	sluice_engine_destroy(red);
 	sluice_engine_destroy(mem);
+
+	/* Without slots: one round trip per check, warn peeks included. */
+	static const char *const no_slots[] = { "concurrency", NULL };
+	text = seed002_without(no_slots);
+	red = engine_on(text, &o);
+	rt0 = estats(red).round_trips;
+	for (int i = 0; i < 10; i++) {
+		req_init(&q, "GET", "/v1/things", tok[6], "ws4", now);
+		cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
+		cr_assert(b.d.allowed && b.slot_count == 0);
+	}
+	cr_expect_eq(estats(red).round_trips - rt0, 10, "one round trip per check");
+	sluice_engine_destroy(red);
 	server_stop(&srv);
 }
 
@@ -500,9 +542,15 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	o.redis_connections = 0;
 	o.redis_tag_scope = "workspace";
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
-	/* Concurrency limits: no slot handles on this backend. */
+	/* As in process: at most SLUICE_ENGINE_MAX_SLOTS concurrency limits. */
 	o = eopts(&ro, NULL);
-	cr_expect_eq(try_engine("policy \"c\"\nscope t\nlimit c per t concurrency 3\n", &o, &e), SLUICE_EUNSUPPORTED);
+	char conc5[1024] = "policy \"c\"\nscope t\n";
+	for (int i = 0; i <= SLUICE_ENGINE_MAX_SLOTS; i++) {
+		char l[64];
+		snprintf(l, sizeof l, "limit c%d per t concurrency %d\n", i, i + 1);
+		strcat(conc5, l);
+	}
+	cr_expect_eq(try_engine(conc5, &o, &e), SLUICE_ETOOBIG);
 	/* More limits on one class than scopes in one backend request. */
 	char many[2048] = "policy \"m\"\nscope t\n";
 	for (int i = 0; i <= SLUICE_REDIS_MAX_SCOPES; i++) {
@@ -552,11 +600,12 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
 	cr_expect_eq(sluice_engine_usage(e, &q.r, NULL, 0, &cnt), SLUICE_ETRUNC);
 	cr_expect_eq(cnt, 4, "ws_minute, tok_sec, tok_class, pair");
-	/* A reload the backend cannot run is refused; the engine goes on. */
-	struct sluice_policy *conc = load_text("policy \"c\"\nscope workspace\nscope token\n"
-					       "limit c per token concurrency 3\n");
-	cr_expect_eq(sluice_engine_reload(e, conc), SLUICE_EUNSUPPORTED);
-	sluice_policy_destroy(conc);
+	/* A reload the backend cannot run is refused; the engine goes on
+	 * (an exact sliding log longer than the backend keeps). */
+	struct sluice_policy *log = load_text("policy \"l\"\nscope workspace\nscope token\n"
+					      "limit lg per token sliding 2000/1m\n");
+	cr_expect_eq(sluice_engine_reload(e, log), SLUICE_ETOOBIG);
+	sluice_policy_destroy(log);
 	/* A reload that changes the scopes is refused; the engine goes on. */
 	struct sluice_policy *other = load_text("policy \"o\"\nscope other\nlimit a per other rate 1/1s\n");
 	cr_expect_eq(sluice_engine_reload(e, other), SLUICE_EINVAL);

@@ -181,9 +181,10 @@ struct sluice_engine_options {
  * fleet:
  *   - sluice_engine_check() sends ONE request to Redis: every applicable
  *     limit (after tier and override) is one scope of
- *     sluice_redis_admit_scopes(), decided all-or-nothing atomically on the
- *     server; the decision (governing limit and scope, reason, warn...) is
- *     built as in process. When a limit of the request has a "warn",
+ *     sluice_redis_admit_scopes() (sluice_redis_acquire_scopes() when it
+ *     takes a slot), in engine.c's evaluation order, decided
+ *     all-or-nothing atomically on the server; the decision (governing
+ *     limit and scope, reason, warn, slots...) is built as in process. When a limit of the request has a "warn",
  *     read-only peeks of each limit ride in the same pipelined round trip
  *     (they see the state right after the admission, unless another
  *     client's call lands in between). Backend failures answer by the
@@ -207,15 +208,20 @@ struct sluice_engine_options {
  *   - usage: read-only peeks of every keyable limit in one pipelined round
  *     trip; SLUICE_EBACKEND when the backend could not answer.
  *     top: SLUICE_EUNSUPPORTED. sweep: 0 (Redis expires keys).
- *     release: no slot can be held (below), 0 for a decision without
- *     slots.
+ *     release: sluice_redis_release() per slot (one round trip each);
+ *     also SLUICE_EBACKEND when the server cannot be reached (the slot
+ *     stays taken: retry, or let its lease expire).
+ *   - Round trips: one per check, except a check that takes a slot and
+ *     has a warn limit: two (the acquire, then the warn peeks; the backend
+ *     pipelines no acquire), e.g. seed 002.
  *   - Refused at create/reload: max_keys (SLUICE_EINVAL), redis->fail_mode
  *     nonzero (SLUICE_EINVAL: the policy's applies), an unknown
- *     redis_tag_scope (SLUICE_EINVAL), concurrency limits and kinds the
- *     backend does not evaluate (SLUICE_EUNSUPPORTED; today the backend
- *     evaluates GCRA only, "rate" limits), more than
- *     SLUICE_REDIS_MAX_SCOPES limits applicable to one class or a bucket
- *     deeper than SLUICE_REDIS_MAX_TOLERANCE_NS (SLUICE_ETOOBIG). sweep_interval_ns and
+ *     redis_tag_scope (SLUICE_EINVAL), kinds the backend does not evaluate
+ *     (SLUICE_EUNSUPPORTED), more than SLUICE_REDIS_MAX_SCOPES limits
+ *     applicable to one class or a limit outside the backend's ranges
+ *     (SLUICE_ETOOBIG; e.g. a bucket deeper than
+ *     SLUICE_REDIS_MAX_TOLERANCE_NS, a sliding log above
+ *     SLUICE_REDIS_MAX_LOG_LIMIT). sweep_interval_ns and
  *     SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted (no thread, no RCU).
  *   - Builds without hiredis: create returns SLUICE_EUNSUPPORTED.
  */

@@ -185,14 +185,13 @@ struct sluice_limiter_options {
  *   - Options of the local table are refused with SLUICE_EINVAL: max_keys,
  *     max_bytes, hash_secret, the allocator hooks, initial_buckets.
  *     SLUICE_LIMITER_CALLER_REGISTERS_RCU is accepted (nothing uses RCU).
- *   - Limits: the kinds the backend evaluates (today GCRA; a kind the
- *     backend refuses makes create fail with SLUICE_EUNSUPPORTED, found by
- *     a read-only peek sent at create), bucket depth at most
- *     SLUICE_REDIS_MAX_TOLERANCE_NS (else SLUICE_ERANGE). Policies with a
- *     SLUICE_LIMIT_SLOTS limit: SLUICE_EUNSUPPORTED (acquire/release need
- *     slot handles on Redis, not in this backend yet); acquire on other
- *     policies behaves as admit and gives SLUICE_SLOT_NONE; release is
- *     SLUICE_EINVAL, as for any policy without slots.
+ *   - Limits: the kinds and ranges the backend evaluates (sluice/redis.h;
+ *     a limit it refuses makes create fail: SLUICE_EUNSUPPORTED for a
+ *     kind, SLUICE_ERANGE for a range, found by a read-only peek sent at
+ *     create). Slots: acquire/release go to sluice_redis_acquire_scopes()
+ *     and sluice_redis_release() with the same contract; release may also
+ *     return SLUICE_EBACKEND (server unreachable within the timeout: the
+ *     slot stays taken; retry, or let its lease expire).
  *   - Builds without hiredis: create returns SLUICE_EUNSUPPORTED.
  */
 
@@ -215,7 +214,8 @@ struct sluice_limiter; /* opaque */
  *   SLUICE_ETOOBIG  nlimits > SLUICE_LIMITER_MAX_LIMITS;
  *   SLUICE_ENOMEM   an allocation failed (nothing is leaked);
  *   SLUICE_ETHREAD  the calling thread could not be registered;
- *   SLUICE_ERANGE   (Redis) a limit deeper than SLUICE_REDIS_MAX_TOLERANCE_NS;
+ *   SLUICE_ERANGE   (Redis) a limit outside the backend's ranges
+ *                   (e.g. deeper than SLUICE_REDIS_MAX_TOLERANCE_NS);
  *   SLUICE_EUNSUPPORTED  (Redis) built without hiredis, or a limit kind the
  *                   backend does not evaluate (see "Limiter on Redis").
  * Not thread-safe with respect to the new limiter (it is not shared yet).

@@ -7,14 +7,17 @@
  *
  * 1. THREADS threads admit (singly and in pipelined batches) on one hot key
  *    of a limiter with 3 connections, on the server's clock, for
- *    SLUICE_STRESS_MS (default 1000). The limit refills one unit per 36 s,
- *    so over the run:  admitted <= burst + floor(elapsed / 36 s), and with
- *    more attempts than that, admitted >= burst.
+ *    SLUICE_STRESS_MS (default 800) per case. The limit refills one unit
+ *    per 7.2 s, so over the run:  admitted <= burst + floor(elapsed / 7.2 s),
+ *    and with more attempts than that, admitted >= burst.
  * 2. THREADS threads check requests of one workspace on an engine while a
  *    thread reloads between two policies that keep the workspace limit
  *    unchanged (and change another): state survives every reload, so the
  *    workspace limit admits exactly its burst over the run, and no check
  *    fails.
+ * 3. THREADS threads acquire and release slots of one key of a limiter with
+ *    a 4-slot concurrency limit: counted in flight (incremented after an
+ *    admitted acquire, decremented before its release), never more than 4.
  * Built without hiredis: the Redis options compile and both creates answer
  * SLUICE_EUNSUPPORTED.
  */
@@ -116,7 +119,7 @@ static pid_t server_start(int port)
 	return -1;
 }
 
-static uint64_t run_ms = 1000;
+static uint64_t run_ms = 800;
 static _Atomic bool stop;
 
 /* ---- 1: one hot key, one limiter ---- */
@@ -302,6 +305,93 @@ static void engine_case(int port)
 	sluice_engine_destroy(eng);
 }
 
+/* ---- 3: concurrency slots ---- */
+
+#define SLOTS 4
+static _Atomic int in_flight;
+static _Atomic int most_in_flight;
+
+struct sworker {
+	pthread_t th;
+	struct sluice_limiter *lim;
+	uint64_t acquired, refused;
+	int errors;
+};
+
+static void *slot_worker(void *arg)
+{
+	struct sworker *w = arg;
+	/* relaxed: a stop flag (see limiter_worker). */
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		struct sluice_decision d;
+		sluice_slot_handle h;
+		if (sluice_limiter_acquire(w->lim, "slot", 4, 1, 0, &d, &h) != SLUICE_OK || d.degraded) {
+			w->errors++;
+			continue;
+		}
+		if (!d.allowed) {
+			w->refused++;
+			continue;
+		}
+		w->acquired++;
+		/* relaxed: a counter checked against the bound; the server's
+		 * decisions order the slots, not this counter. */
+		int now_in = atomic_fetch_add_explicit(&in_flight, 1, memory_order_relaxed) + 1; /* relaxed: why above */
+		int most = atomic_load_explicit(&most_in_flight, memory_order_relaxed); /* relaxed: why above */
+		while (now_in > most &&
+		       /* relaxed both: a maximum of a statistic, no publication. */
+		       !atomic_compare_exchange_weak_explicit(&most_in_flight, &most, now_in, memory_order_relaxed,
+							      memory_order_relaxed))
+			;
+		usleep(200);
+		atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed); /* relaxed: before the release, so the count never exceeds the server's */
+		w->errors += sluice_limiter_release(w->lim, "slot", 4, h) != SLUICE_OK;
+	}
+	return NULL;
+}
+
+static void slots_case(int port)
+{
+	struct sluice_redis_options ro = { .size = sizeof ro, .port = (uint32_t)port, .timeout_ns = 2 * SEC };
+	struct sluice_limiter_options o = { .size = sizeof o, .redis = &ro, .redis_connections = 2 };
+	struct sluice_limit l[2] = { { .kind = SLUICE_LIMIT_GCRA }, { .kind = SLUICE_LIMIT_SLOTS } };
+	sluice_rate_init(&l[0].rate, 1000000, SEC, 1000000);
+	sluice_slots_config_init(&l[1].slots, SLOTS, 0, SEC);
+	struct sluice_limiter *lim = NULL;
+	int rc = sluice_limiter_create(&lim, l, 2, &o);
+	CHECK(rc == SLUICE_OK, "slots limiter create: %d", rc);
+	if (rc != SLUICE_OK)
+		return;
+	struct sworker w[THREADS * 2];
+	atomic_store_explicit(&stop, false, memory_order_relaxed); /* relaxed: before the threads start */
+	for (int i = 0; i < THREADS * 2; i++) {
+		w[i] = (struct sworker){ .lim = lim };
+		pthread_create(&w[i].th, NULL, slot_worker, &w[i]);
+	}
+	usleep((useconds_t)(run_ms * 1000));
+	atomic_store_explicit(&stop, true, memory_order_relaxed); /* relaxed: joins order the rest */
+	uint64_t acquired = 0, refused = 0;
+	int errors = 0;
+	for (int i = 0; i < THREADS * 2; i++) {
+		pthread_join(w[i].th, NULL);
+		acquired += w[i].acquired;
+		refused += w[i].refused;
+		errors += w[i].errors;
+	}
+	int most = atomic_load_explicit(&most_in_flight, memory_order_relaxed); /* relaxed: after the joins */
+	CHECK(errors == 0, "%d errors", errors);
+	CHECK(most <= SLOTS, "%d in flight > %d slots", most, SLOTS);
+	CHECK(acquired > 0 && refused > 0, "acquired %llu refused %llu", (unsigned long long)acquired,
+	      (unsigned long long)refused);
+	struct sluice_decision d;
+	sluice_limiter_peek(lim, "slot", 4, 0, &d);
+	printf("slots: %llu acquired, %llu refused, most in flight %d of %d; all back: %s\n",
+	       (unsigned long long)acquired, (unsigned long long)refused, most, SLOTS,
+	       d.remaining == SLOTS ? "yes" : "no");
+	CHECK(d.remaining == SLOTS, "slots left %llu after every release", (unsigned long long)d.remaining);
+	sluice_limiter_destroy(lim);
+}
+
 int main(void)
 {
 	const char *ms = getenv("SLUICE_STRESS_MS");
@@ -341,8 +431,11 @@ int main(void)
 	before = failures;
 	engine_case(port);
 	passed += failures == before;
+	before = failures;
+	slots_case(port);
+	passed += failures == before;
 	kill(srv, SIGKILL);
 	waitpid(srv, NULL, 0);
-	printf("%d passed, %d failed\n", passed, 2 - passed);
-	return passed == 2 ? 0 : 1;
+	printf("%d passed, %d failed\n", passed, 3 - passed);
+	return passed == 3 ? 0 : 1;
 }

@@ -13,6 +13,11 @@
  *   BM_limiter_bytes_per_key    RSS growth per key at 1M 16-byte keys
  *   BM_limiter_hash_xxh3/L      keyed XXH3 (the limiter's hash) on L bytes
  *   BM_limiter_hash_siphash13/L SipHash-1-3 on L bytes (the alternative)
+ *   BM_limiter_admit_icount/K   a fixed loop of 2^20 admits on K keys with a
+ *                               fixed hash secret, for instruction counts:
+ *                               valgrind --tool=callgrind
+ *                               --toggle-collect=limiter_icount_loop
+ *                               (docs/benchmarks.md, "Hot-path tuning")
  *
  * Threads: 1..SLUICE_BENCH_MAX_THREADS (default 2). Keys and request
  * streams are generated outside the timed loops and cached across runs.
@@ -287,6 +292,60 @@ SBENCH_REGISTER(BM_limiter_mutex_admit)
 	sbench_args2(b, MAX_KEYS, 2);
 	sbench_thread_range(b, 1, max_threads());
 	sbench_real_time(b);
+}
+
+/* ---- deterministic instruction counts ---- */
+
+#define ICOUNT_ITERS (1u << 20)
+
+/* The measured loop, kept out of line so that callgrind can count exactly
+ * it (--toggle-collect=limiter_icount_loop): everything is fixed (keys,
+ * stream, secret, times), so the count repeats to the instruction. */
+__attribute__((noinline)) static uint64_t limiter_icount_loop(struct sluice_limiter *lim,
+								const uint32_t *s, uint64_t n)
+{
+	struct sluice_decision d;
+	uint64_t allowed = 0;
+
+	for (uint64_t pos = 0; pos < n; pos++) {
+		sluice_limiter_admit(lim, key_at(s[pos & STREAM_MASK]), KEY_LEN, 1,
+				     2 * SEC + pos * 10, &d);
+		allowed += d.allowed;
+	}
+	return allowed;
+}
+
+static void BM_limiter_admit_icount(sbench_state *st)
+{
+	uint32_t nkeys = (uint32_t)sbench_range(st, 0);
+	struct sluice_limit l = policy();
+	struct sluice_limiter *lim;
+	struct sluice_decision d;
+	int lg = 0;
+
+	while ((1u << lg) < nkeys)
+		lg++;
+	make_keys();
+	const uint32_t *s = make_stream(nkeys, 0);
+	struct sluice_limiter_options o = { .size = sizeof o,
+					    .hash_secret = "icount",
+					    .hash_secret_len = 6,
+					    .initial_buckets = 1ull << lg };
+	if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
+		abort();
+	for (uint32_t i = 0; i < nkeys; i++)
+		sluice_limiter_admit(lim, key_at(i), KEY_LEN, 1, SEC, &d);
+	uint64_t allowed = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		allowed += limiter_icount_loop(lim, s, n);
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	sbench_counter(st, "allowed", (double)allowed, 0);
+	sluice_limiter_destroy(lim);
+}
+SBENCH_REGISTER(BM_limiter_admit_icount)
+{
+	sbench_arg(b, 1000);
+	sbench_fixed_iterations(b, ICOUNT_ITERS);
 }
 
 /* ---- batch ---- */

@@ -50,6 +50,12 @@
 #include "gcra_internal.h"
 #include "util_internal.h"
 
+/* The admission itself - the CAS loop above, the decision it fills and the
+ * division by the reciprocal below (sluice__gcra_div_interval()) - is
+ * sluice__gcra_admit() in gcra_internal.h, inline so that the keyed
+ * limiter's one-limit path compiles it into its own code; the public admits
+ * below call it. */
+
 /*
  * floor(n / T) for 0 <= n <= 2^62 by multiplication (Granlund and Montgomery,
  * "Division by invariant integers using multiplication", thm. 4.2, N = 62).
@@ -82,11 +88,6 @@ static void divider_init(struct sluice_rate *rate)
 	rate->div_shift = 62 + l;
 }
 
-static inline uint64_t div_interval(const struct sluice_rate *rate, uint64_t n)
-{
-	return (uint64_t)(((sluice__u128)n * rate->div_magic) >> rate->div_shift);
-}
-
 int sluice_rate_init(struct sluice_rate *rate, uint64_t limit, uint64_t period_ns, uint64_t burst)
 {
 	if (rate == NULL || limit == 0 || period_ns == 0 || burst == 0)
@@ -113,88 +114,16 @@ void sluice_gcra_init(struct sluice_gcra *cell)
 	atomic_store_explicit(&cell->tat_ns, 0, memory_order_relaxed); /* relaxed: see above */
 }
 
-/* Fill *out for a state whose debt after the decision is `debt` ns. */
-static inline void fill(struct sluice_decision *out, const struct sluice_rate *rate, bool allowed,
-			uint64_t debt, uint64_t retry_after_ns, uint8_t reason)
-{
-	uint64_t remaining =
-		debt >= rate->tolerance_ns ? 0 : div_interval(rate, rate->tolerance_ns - debt);
-	sluice__decision_set(out, allowed, reason, rate->limit, remaining, debt, retry_after_ns);
-}
-
-static inline bool admit(struct sluice_gcra *cell, const struct sluice_rate *rate, uint64_t now_ns,
-			 uint64_t cost, struct sluice_decision *out,
-			 struct sluice_gcra_receipt *receipt)
-{
-	/* relaxed: F publishes no other memory; a stale value is either caught by
-	 * the CAS below or, for a denial, describes a state that did exist. */
-	uint64_t tat = atomic_load_explicit(&cell->tat_ns, memory_order_relaxed); /* relaxed: see above */
-
-	if (SLUICE_UNLIKELY(cost > rate->burst)) {
-		if (out != NULL) {
-			uint64_t debt = tat > now_ns ? tat - now_ns : 0;
-			fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
-		}
-		return false;
-	}
-	if (cost == 0) {
-		/* A peek is always allowed, even at a stale time whose debt exceeds
-		 * the bucket depth (remaining is then 0). */
-		if (out != NULL)
-			fill(out, rate, true, tat > now_ns ? tat - now_ns : 0, 0, SLUICE_REASON_NONE);
-		return true;
-	}
-	uint64_t need = cost * rate->interval_ns; /* 0 < need <= tolerance_ns <= 2^62 */
-
-	for (;;) {
-		uint64_t base = tat > now_ns ? tat : now_ns;
-		uint64_t debt = base - now_ns;
-
-		/* Horizon: base never decreases for this request (F only grows
-		 * except by cancel, and waiting raises now), so once base + need
-		 * passes SLUICE__GCRA_TAT_MAX no wait helps: deny with "never", also
-		 * when the rate would deny anyway. Not UINT64_MAX: the top two
-		 * values of the word are the keyed limiter's tombstones
-		 * (gcra_internal.h). */
-		if (SLUICE_UNLIKELY(base > SLUICE__GCRA_TAT_MAX - need)) {
-			if (out != NULL)
-				fill(out, rate, false, debt, SLUICE_NEVER, SLUICE_REASON_NEVER);
-			return false;
-		}
-		if (debt > rate->tolerance_ns - need) {
-			if (out != NULL)
-				fill(out, rate, false, debt, debt - (rate->tolerance_ns - need),
-				     SLUICE_REASON_RATE);
-			return false;
-		}
-		uint64_t next = base + need;
-		/* relaxed on success and failure: the CAS only has to be atomic on
-		 * this one word (see the file comment); on failure `tat` is
-		 * reloaded and the decision recomputed from the newer state. */
-		if (atomic_compare_exchange_weak_explicit(&cell->tat_ns, &tat, next, /* relaxed/relaxed: see above */
-							  memory_order_relaxed,
-							  memory_order_relaxed)) {
-			if (receipt != NULL) {
-				receipt->before = tat;
-				receipt->after = next;
-			}
-			if (out != NULL)
-				fill(out, rate, true, debt + need, 0, SLUICE_REASON_NONE);
-			return true;
-		}
-	}
-}
-
 bool sluice_gcra_admit(struct sluice_gcra *cell, const struct sluice_rate *rate, uint64_t now_ns,
 		       uint64_t cost, struct sluice_decision *out)
 {
-	return admit(cell, rate, now_ns, cost, out, NULL);
+	return sluice__gcra_admit(cell, rate, now_ns, cost, out, NULL);
 }
 
 bool sluice_gcra_admit_now(struct sluice_gcra *cell, const struct sluice_rate *rate, uint64_t cost,
 			   struct sluice_decision *out)
 {
-	return admit(cell, rate, sluice_monotonic_ns(), cost, out, NULL);
+	return sluice__gcra_admit(cell, rate, sluice_monotonic_ns(), cost, out, NULL);
 }
 
 bool sluice_gcra_admit_receipt(struct sluice_gcra *cell, const struct sluice_rate *rate,
@@ -203,7 +132,7 @@ bool sluice_gcra_admit_receipt(struct sluice_gcra *cell, const struct sluice_rat
 {
 	if (receipt != NULL)
 		receipt->before = receipt->after = 0;
-	return admit(cell, rate, now_ns, cost, out, receipt);
+	return sluice__gcra_admit(cell, rate, now_ns, cost, out, receipt);
 }
 
 bool sluice_gcra_cancel(struct sluice_gcra *cell, const struct sluice_gcra_receipt *receipt)

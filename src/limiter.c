@@ -42,6 +42,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -51,6 +52,8 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "gcra_internal.h"
+#include "key_internal.h"
 #include "limit_kind_internal.h"
 #include "limiter_internal.h"
 #include "redis_backend_internal.h"
@@ -317,8 +320,12 @@ static int match_key(struct cds_lfht_node *node, const void *arg)
 
 	/* The node's contents were published by cds_lfht_add_unique(). */
 	TSAN_ACQUIRE(e);
+	/* cds_lfht_lookup() calls us only for nodes whose full hash equals
+	 * ours (it compares the stored reverse hash first), so the length is
+	 * the cheap early reject and the bytes are compared almost only on a
+	 * true match, inline for keys up to 32 bytes (key_internal.h). */
 	return key_len_of(k->lim, e) == k->len &&
-	       memcmp((const unsigned char *)e + k->lim->key_off, k->key, k->len) == 0;
+	       sluice__key_equal((const unsigned char *)e + k->lim->key_off, k->key, k->len);
 }
 
 static inline unsigned long hash_key(const struct sluice_limiter *lim, const void *key, size_t len)
@@ -482,6 +489,43 @@ static inline void deny_with(const struct sluice_limiter *lim, struct sluice_dec
 	out->limit_index = lim->user_index[i];
 }
 
+/* The one-limit policy, whose cell 0 is always a GCRA cell (a policy
+ * without a GCRA limit gets the COMMIT word as well, so k >= 2): the
+ * admission is one CAS, already all-or-nothing, so there is no dry run and no
+ * separate commit. The GCRA code is inlined (gcra_internal.h) rather than
+ * reached through the ops table: this is the hot path of the common policy. */
+static inline enum verdict decide_gcra1(struct sluice_limiter *lim, struct entry *e, uint64_t cost,
+					uint64_t now_ns, struct sluice_decision *out,
+					struct sluice__limiter_hold *hold)
+{
+	struct sluice_gcra *cell = cell_of(lim, e, 0);
+	const struct sluice_rate *rate = &lim->limits[0].rate;
+
+	if (cost == 0) {
+		uint64_t w = sluice__gcra_word(cell);
+		if (sluice__gcra_is_tomb(w))
+			return V_DEAD;
+		sluice__gcra_check_word(w, rate, now_ns, 0, out);
+		return V_ADMIT;
+	}
+	if (hold == NULL) {
+		if (SLUICE_LIKELY(sluice__gcra_admit(cell, rate, now_ns, cost, out, NULL)))
+			return V_ADMIT;
+	} else {
+		struct sluice_gcra_receipt r;
+		if (sluice__gcra_admit(cell, rate, now_ns, cost, out, &r)) {
+			hold->r[0].w[0] = r.before;
+			hold->r[0].w[1] = r.after;
+			hold->entry = e;
+			return V_ADMIT;
+		}
+	}
+	/* A denial on a tombstone word means the entry died. */
+	if (sluice__gcra_is_tomb(sluice__gcra_word(cell)))
+		return V_DEAD;
+	return V_DENY;
+}
+
 /* Decide for an entry found in the table (inside a read-side section).
  * hold (may be NULL): on admission, receives the entry and a receipt of
  * every cell (cell 0 included) so that sluice__limiter_cancel() can undo it;
@@ -494,29 +538,8 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 	void *c0 = cell_of(lim, e, 0);
 	uint32_t k = lim->nlimits;
 
-	if (k == 1) {
-		/* One limit: admit is already all-or-nothing. */
-		if (cost == 0) {
-			uint64_t w = op0->word(c0);
-			if (op0->is_tomb(w))
-				return V_DEAD;
-			op0->check_word(w, &lim->limits[0], now_ns, 0, out);
-			out->limit_index = 0;
-			return V_ADMIT;
-		}
-		if (op0->admit(c0, &lim->limits[0], now_ns, cost, out,
-			       hold != NULL ? &hold->r[0] : NULL)) {
-			out->limit_index = 0;
-			if (hold != NULL)
-				hold->entry = e;
-			return V_ADMIT;
-		}
-		/* A denial on a tombstone word means the entry died. */
-		if (op0->is_tomb(op0->word(c0)))
-			return V_DEAD;
-		out->limit_index = 0;
-		return V_DENY;
-	}
+	if (k == 1)
+		return decide_gcra1(lim, e, cost, now_ns, out, hold);
 
 	struct sluice_decision d[NCELLS];
 	struct sluice__receipt local[NCELLS];
@@ -596,15 +619,19 @@ static void help_unlink(struct sluice_limiter *lim, struct entry *e)
 		lim->ops[0]->mark_unlinked(cell_of(lim, e, 0));
 }
 
-/* The whole admission of one key, inside a read-side section. */
-static enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
-				 const struct lookup_key *k, struct entry *e, uint64_t cost,
-				 uint64_t now_ns, struct sluice_decision *out,
-				 struct sluice__limiter_hold *hold)
+/* The whole admission of one key, inside a read-side section: everything
+ * but the common case (admit_locked() below), out of line. e: the entry
+ * found, or NULL; looked_up: a NULL e is the answer of a lookup just made
+ * (so a new key is not looked up twice before its insert). */
+static __attribute__((noinline)) enum verdict
+admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_key *k,
+	   struct entry *e, bool looked_up, uint64_t cost, uint64_t now_ns,
+	   struct sluice_decision *out, struct sluice__limiter_hold *hold)
 {
 	for (;;) {
-		if (e == NULL)
+		if (e == NULL && !looked_up)
 			e = lookup(lim, hash, k);
+		looked_up = false;
 		if (e == NULL) {
 			if (cost == 0) {
 				decide_fresh_peek(lim, now_ns, out);
@@ -616,20 +643,50 @@ static enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
 				return V_DEGRADED;
 			}
 		}
-		enum verdict v = entry_decide(lim, e, cost, now_ns, out, hold);
-		if (v != V_DEAD)
+		enum verdict v = lim->nlimits == 1 ? decide_gcra1(lim, e, cost, now_ns, out, hold)
+						   : entry_decide(lim, e, cost, now_ns, out, hold);
+		if (SLUICE_LIKELY(v != V_DEAD))
 			return v;
 		help_unlink(lim, e);
 		e = NULL;
 	}
 }
 
+/* The whole admission of one key, inside a read-side section. The common
+ * case - the key exists, one GCRA limit, the entry is alive - is inlined into
+ * each caller; new keys, dead entries and multi-limit policies go to
+ * admit_slow(). */
+static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
+					const struct lookup_key *k, struct entry *e,
+					uint64_t cost, uint64_t now_ns,
+					struct sluice_decision *out,
+					struct sluice__limiter_hold *hold)
+{
+	if (e == NULL)
+		e = lookup(lim, hash, k);
+	if (SLUICE_LIKELY(e != NULL && lim->nlimits == 1)) {
+		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, hold);
+		if (SLUICE_LIKELY(v != V_DEAD))
+			return v;
+		help_unlink(lim, e);
+		return admit_slow(lim, hash, k, NULL, false, cost, now_ns, out, hold);
+	}
+	return admit_slow(lim, hash, k, e, true, cost, now_ns, out, hold);
+}
+
+/* The statistic of each verdict that reaches count() (never V_DEAD). */
+static const unsigned char stat_of_verdict[] = {
+	[V_DENY] = ST_DENIED,
+	[V_ADMIT] = ST_ADMITTED,
+	[V_DEAD] = ST_DEGRADED, /* unused */
+	[V_DEGRADED] = ST_DEGRADED,
+};
+
 static inline void count(struct sluice_limiter *lim, enum verdict v, uint64_t cost)
 {
 	if (cost == 0)
 		return; /* peeks are not admissions */
-	int which = v == V_ADMIT ? ST_ADMITTED : v == V_DENY ? ST_DENIED : ST_DEGRADED;
-	stat_add(lim, tls.slot, which, 1);
+	stat_add(lim, tls.slot, stat_of_verdict[v], 1);
 }
 
 static inline int check_key(const void *key, size_t key_len)
@@ -1169,6 +1226,39 @@ static int create_on_redis(struct sluice_limiter **out, const struct sluice_limi
 	return SLUICE_OK;
 }
 
+/* Most buckets the table may grow to, which also picks liburcu's bucket
+ * allocator: with 0 < max <= 2^32 on a 64-bit target, cds_lfht_new() uses
+ * its mmap allocator, one contiguous array reserved up front (PROT_NONE
+ * address space, populated as the table grows), where a bucket is
+ * `&tbl[index]`; with 0 ("unbounded") it uses the order allocator, whose
+ * bucket_at() calls fls() through the PLT and loads a per-order pointer:
+ * about 23 more instructions per lookup (docs/limiter.md, "Hot path").
+ * The bound: the budget's key count when there is one (keys beyond it are
+ * never inserted), else 2^28 buckets (4 GiB of reserved address space, no
+ * memory until used; beyond 2^28 keys the chains just grow). liburcu aborts
+ * if the reservation fails (e.g. under RLIMIT_AS), so try it first and fall
+ * back to the order allocator (0) if it cannot be had. */
+static unsigned long table_max_buckets(unsigned long init, uint64_t keys_bound)
+{
+	unsigned long max = 1ul << 28;
+
+	if (keys_bound != 0 && keys_bound < max) {
+		max = 1;
+		while (max < keys_bound)
+			max <<= 1;
+	}
+	if (max < init)
+		max = init;
+	if ((uint64_t)max > (UINT64_C(1) << 32))
+		return 0; /* liburcu would pick the order allocator anyway */
+	size_t bytes = (size_t)max * sizeof(struct cds_lfht_node);
+	void *probe = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (probe == MAP_FAILED)
+		return 0;
+	munmap(probe, bytes);
+	return max;
+}
+
 int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
 			  size_t nlimits, const struct sluice_limiter_options *opts)
 {
@@ -1306,7 +1396,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
 	lim->initial_buckets = init;
-	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, 0,
+	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, table_max_buckets(init, keys_bound),
 			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (lim->ht == NULL) {
 		rc = SLUICE_ENOMEM;

@@ -31,7 +31,13 @@
  * floor division is corrected by exact multiplication.
  *
  * Cross-slot requests (cluster): admit_cross() reserves slot group by slot
- * group with receipts and cancels in reverse order on a denial.
+ * group with receipts and cancels in reverse order on a denial. ASK (a slot
+ * being migrated) is followed once per call, for every mode (ask_one(),
+ * call_script()).
+ *
+ * Local lease (optional): a hot GCRA-only, one-slot request shape takes L
+ * units in one call and answers later requests from them locally
+ * (lease_eligible(); docs/redis.md, "Local lease").
  *
  * Connections. One hiredis blocking context per node (one node unless in
  * cluster mode, where requests go to the node of their keys' hash slot:
@@ -592,6 +598,28 @@ struct prepared {
 	bool peek_denied;   /* a peek stopped at a full slots limit */
 	redisReply *reply;  /* MODE_RESERVE: the reply, kept for its receipts */
 	sluice_slot_handle *handles; /* acquire: one per caller scope; else NULL */
+	/* Local lease (lease_eligible()): while this request takes a lease,
+	 * req points to take (the caller's request with cost = the lease's
+	 * units) and orig to the caller's request; lease is its entry,
+	 * lease_sig its shape. */
+	const struct sluice_redis_request *orig;
+	struct sluice_redis_request take;
+	struct lease *lease;
+	uint64_t lease_sig;
+	int ask_node; /* cluster: the node an ASK reply named; -1: none */
+};
+
+/* One entry of the lease table: a request shape's heat and its lease. */
+struct lease {
+	uint64_t sig;           /* request shape (hash of its deny-cache tags); 0: empty */
+	uint64_t heat_start_ns; /* start of the current heat window */
+	uint32_t hits;          /* requests of this shape since heat_start_ns */
+	bool taking;            /* a request of the current call takes this lease */
+	uint64_t left;          /* leased units not yet spent (0: no lease) */
+	uint64_t start_ns;      /* the lease's start: before its round trip was sent */
+	uint64_t gov_tat_ns;    /* the governing limit's F right after the take */
+	uint64_t gov_limit;     /* the governing limit's limit */
+	uint32_t gov_index;     /* and its flat index */
 };
 
 /* One slot group of a cross-slot request (admit_cross()). */
@@ -645,6 +673,12 @@ struct sluice_redis {
 	uint64_t call_deadline_ns; /* admit_cross(): the reserves' deadline; else 0 */
 	struct sluice_window_log *log_cell; /* decide_state() scratch; NULL until a log is used */
 	struct sluice_redis_stats st;
+	/* The local lease (off: lease == NULL). */
+	struct lease *lease;
+	uint64_t lease_mask;
+	uint64_t lease_units;
+	uint64_t lease_hot_hits;
+	uint64_t lease_ttl_ns;
 };
 
 /* ---- small helpers ---- */
@@ -841,6 +875,180 @@ static bool cache_try_deny(struct sluice_redis *r, const struct prepared *p, uin
 		}
 	}
 	return false;
+}
+
+/* ---- the local lease ---- */
+
+/*
+ * A hot request shape (the same keys and limits, seen lease_hot_hits times
+ * within one lease_ttl_ns by this handle) takes a lease: the request is sent
+ * with cost = the lease's units L (all-or-nothing with every limit and scope,
+ * as any request), the caller gets its cost c, and the other L - c units are
+ * kept here; later requests of the shape are answered from them without a
+ * round trip while they last and the lease is younger than lease_ttl_ns.
+ * Unused units are dropped, never returned to the server. The fleet-wide
+ * bound and the meaning of a leased answer's fields: docs/redis.md,
+ * "Local lease".
+ *
+ * Which requests lease (lease_eligible()): admissions (cost > 0, mode
+ * admit) whose limits are all GCRA and whose keys are on one hash slot.
+ * The bound is derived for GCRA's F alone: a window or slots limit would
+ * need its own (a calendar window spent by a lease stays spent until the
+ * window turns), and a slot cannot be held for a caller that has not
+ * asked yet. A cross-slot request's groups are reserved and may be
+ * cancelled, and a cancel cannot give back units a lease handed out. So
+ * every other request (window and slot kinds, cross-slot groups,
+ * acquires, peeks) neither counts towards heat, nor is answered from a
+ * lease, nor takes one: it is a round trip (or a deny-cache hit), exactly
+ * as without a lease. Its keys may be those of a leased shape: the
+ * server's state already holds the lease's units, so its answer stays
+ * exact.
+ */
+
+static bool lease_eligible(const struct sluice_redis *r, const struct prepared *p)
+{
+	return r->lease != NULL && p->req->cost > 0 && p->mode == MODE_ADMIT && p->all_gcra &&
+	       !p->cross && p->handles == NULL;
+}
+
+/* The shape of a request: its keys and limits in order (the deny-cache
+ * tags hash each (key, limit index, interval, depth); their sequence
+ * names the request's keys and limits). A 64-bit hash, as for the deny
+ * cache: two shapes share a lease only on a hash collision. */
+static uint64_t lease_sig(const struct prepared *p)
+{
+	uint64_t h = XXH3_64bits_withSeed(p->tag, p->nlimits * sizeof p->tag[0], p->req->nscopes);
+	return h != 0 ? h : 1;
+}
+
+/* Count a request (cost > 0) towards its shape's heat, and answer it from
+ * the shape's lease if that holds enough units and is live at t (lease
+ * clock = the deny cache's). True with *out filled on a leased answer. */
+static bool lease_answer(struct sluice_redis *r, struct prepared *p, uint64_t t, struct sluice_decision *out)
+{
+	uint64_t cost = p->req->cost;
+	uint64_t sig = lease_sig(p);
+	struct lease *l = &r->lease[sig & r->lease_mask];
+
+	p->lease_sig = sig;
+	if (l->sig != sig) {
+		/* Never during a take: admit_prepared() matches every request
+		 * of a call to its entry before it marks any take. */
+		r->st.lease_wasted += l->left;
+		memset(l, 0, sizeof *l);
+		l->sig = sig;
+		l->heat_start_ns = t;
+	}
+	if (t < l->heat_start_ns || t - l->heat_start_ns >= r->lease_ttl_ns) {
+		l->heat_start_ns = t;
+		l->hits = 0;
+	}
+	if (l->hits < UINT32_MAX)
+		l->hits++;
+	if (l->left > 0 && t >= l->start_ns && t - l->start_ns >= r->lease_ttl_ns) {
+		r->st.lease_wasted += l->left; /* expired */
+		l->left = 0;
+	}
+	/* t < start: the caller's clock went back before the lease; answering
+	 * then would break the bound (an admission before its consumption). */
+	if (l->left < cost || t < l->start_ns)
+		return false;
+	l->left -= cost;
+	out->allowed = true;
+	out->degraded = false;
+	out->reason = SLUICE_REASON_NONE;
+	out->reserved_ = 0;
+	out->limit_index = l->gov_index;
+	out->limit = l->gov_limit;
+	out->remaining = l->left; /* only what we hold: the server's share is unknown */
+	out->reset_ns = l->gov_tat_ns > t ? l->gov_tat_ns - t : 0;
+	out->retry_after_ns = 0;
+	r->st.leased++;
+	return true;
+}
+
+/* If p's shape is hot and has no take in this call, turn p into a lease
+ * take: req points to a copy with cost = the lease's units, capped by the
+ * smallest burst of its limits (a lease that some limit could never grant
+ * would deny every time); no take if that is not more than p's own cost. */
+static void lease_mark_take(struct sluice_redis *r, struct prepared *p)
+{
+	struct lease *l = &r->lease[p->lease_sig & r->lease_mask];
+	uint64_t units = r->lease_units;
+
+	if (l->sig != p->lease_sig || l->taking || l->hits < r->lease_hot_hits)
+		return;
+	for (size_t j = 0; j < p->nlimits; j++)
+		if (p->limit[j]->rate.burst < units)
+			units = p->limit[j]->rate.burst;
+	if (units <= p->req->cost)
+		return;
+	l->taking = true;
+	p->lease = l;
+	p->orig = p->req;
+	p->take = *p->req;
+	p->take.cost = units;
+	p->req = &p->take;
+}
+
+/*
+ * After the exchange: turn each take's answer (a decision for L units) into
+ * the answer for the caller's cost c, and install the lease. Allowed: the
+ * lease holds L - c units from t (the time before the take was sent), and
+ * the answer's remaining counts them (exact at the server's moment: its
+ * remaining after L, plus what we hold). Denied at limit j with debt d: if
+ * c would be denied at j too (d > tau - c*T; the limits before j admitted
+ * L >= c, so j is also c's first denier), that is c's exact answer;
+ * otherwise c might fit where L did not, and the request is sent again
+ * with cost c (returns true). Degraded answers stay as they are.
+ */
+static bool lease_finish(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t t,
+			 struct sluice_decision *out)
+{
+	bool resend = false;
+
+	for (size_t i = 0; i < n; i++) {
+		struct prepared *p = &ps[i];
+		struct lease *l = p->lease;
+		if (l == NULL)
+			continue;
+		uint64_t units = p->take.cost, cost = p->orig->cost;
+		p->req = p->orig;
+		p->lease = NULL;
+		l->taking = false;
+		struct sluice_decision *d = &out[i];
+		if (!p->done || d->degraded)
+			continue;
+		if (d->allowed) {
+			r->st.lease_grants++;
+			r->st.lease_wasted += l->left; /* superseded */
+			l->left = units - cost;
+			l->start_ns = t;
+			l->gov_index = d->limit_index;
+			l->gov_limit = d->limit;
+			l->gov_tat_ns = sluice__add_sat(t, d->reset_ns);
+			d->remaining += units - cost;
+			continue;
+		}
+		/* The denier's flat index in the caller's terms (decode());
+		 * with one slot and GCRA only that is its place j in p too,
+		 * but look it up rather than rely on it. */
+		uint32_t index = d->limit_index;
+		size_t j = 0;
+		while (j < p->nlimits && p->base[p->scope[j]] + p->index[j] != index)
+			j++;
+		const struct sluice_rate *rate = j < p->nlimits ? &p->limit[j]->rate : NULL;
+		if (rate != NULL && d->reason == SLUICE_REASON_RATE &&
+		    d->reset_ns > rate->tolerance_ns - cost * rate->interval_ns) {
+			decide_limit(d, rate, ST_RATE, d->reset_ns, cost);
+			d->limit_index = index;
+			continue;
+		}
+		r->st.denied--; /* counted by count(); the resend counts again */
+		p->done = false;
+		resend = true;
+	}
+	return resend;
 }
 
 /* ---- cluster hash slots ---- */
@@ -1274,28 +1482,40 @@ static void refresh_slots(struct sluice_redis *r, struct node *nd, uint64_t dead
 	freeReplyObject(rep);
 }
 
-/* "MOVED <slot> <host>:<port>": point the slot at that node. */
-static bool learn_moved(struct sluice_redis *r, const redisReply *rep)
+/* A redirection "<word> <slot> <host>:<port>" (MOVED or ASK), the word
+ * and its space being `skip` bytes: the node it names (added if new) and
+ * *slot, or -1 if malformed or the node table is full. */
+static int parse_redirect(struct sluice_redis *r, const redisReply *rep, size_t skip, uint32_t *slot)
 {
-	const char *s = rep->str + 6, *end = rep->str + rep->len;
-	long long slot = 0, port = 0;
+	const char *s = rep->str + skip, *end = rep->str + rep->len;
+	long long sl = 0, port = 0;
 
-	while (s < end && *s >= '0' && *s <= '9')
-		slot = slot * 10 + (*s++ - '0');
-	if (s >= end || *s++ != ' ' || slot >= CLUSTER_SLOTS)
-		return false;
+	if (s == end || *s < '0' || *s > '9')
+		return -1;
+	while (s < end && *s >= '0' && *s <= '9' && sl < CLUSTER_SLOTS)
+		sl = sl * 10 + (*s++ - '0');
+	if (s >= end || *s++ != ' ' || sl >= CLUSTER_SLOTS)
+		return -1;
 	const char *colon = NULL;
 	for (const char *q = s; q < end; q++)
 		if (*q == ':')
 			colon = q;
-	if (colon == NULL)
-		return false;
+	if (colon == NULL || colon + 1 == end)
+		return -1;
 	for (const char *q = colon + 1; q < end && port <= 65535; q++) {
 		if (*q < '0' || *q > '9')
-			return false;
+			return -1;
 		port = port * 10 + (*q - '0');
 	}
-	int ni = node_for(r, s, (size_t)(colon - s), port);
+	*slot = (uint32_t)sl;
+	return node_for(r, s, (size_t)(colon - s), port);
+}
+
+/* "MOVED <slot> <host>:<port>": point the slot at that node. */
+static bool learn_moved(struct sluice_redis *r, const redisReply *rep)
+{
+	uint32_t slot;
+	int ni = parse_redirect(r, rep, 6, &slot);
 	if (ni < 0)
 		return false;
 	r->slot_node[slot] = (uint8_t)ni;
@@ -1516,6 +1736,98 @@ static bool decode(struct sluice_redis *r, struct prepared *p, const redisReply 
 /* ---- the exchange ---- */
 
 /*
+ * ASK (cluster, a slot being migrated): the node that owns the slot does not
+ * have the request's keys any more, or not yet all of them; the node it
+ * names (importing the slot) decides this one request if it is preceded by
+ * ASKING. Both go in one pipeline: one round trip. The slot map is not
+ * changed (the slot still belongs to the old node until the migration ends;
+ * then MOVED re-points it). Done once: a second ASK, TRYAGAIN (some keys of
+ * a multi-key request are on each side), an error or a lost connection ends
+ * in the fail mode; MOVED or NOSCRIPT from the asked node leave the request
+ * pending for the caller's next round (*again set). A reserve (a group of
+ * a cross-slot request) keeps its reply for the receipts, as in
+ * exchange(); its cancel, and a release, follow ASK in call_script().
+ */
+
+/* ASKING, then the call in r->argv[0..argc-1], pipelined on nd's connection
+ * (armed by the caller): one round trip. Returns the call's reply, or NULL:
+ * the connection failed (dropped) or ASKING was refused (a server error). */
+static redisReply *asking_call(struct sluice_redis *r, struct node *nd, int argc, uint64_t deadline_ns)
+{
+	static const char asking[] = "ASKING";
+	const char *asking_argv[1] = { asking };
+	size_t asking_len[1] = { sizeof asking - 1 };
+
+	if (redisAppendCommandArgv(nd->ctx, 1, asking_argv, asking_len) != REDIS_OK ||
+	    redisAppendCommandArgv(nd->ctx, argc, r->argv, r->argvlen) != REDIS_OK) {
+		drop(nd);
+		return NULL;
+	}
+	r->st.round_trips++;
+	redisReply *ok = NULL, *rep = NULL;
+	if (redisGetReply(nd->ctx, (void **)&ok) != REDIS_OK || ok == NULL ||
+	    redisGetReply(nd->ctx, (void **)&rep) != REDIS_OK || rep == NULL) {
+		if (ok != NULL)
+			freeReplyObject(ok);
+		r->st.io_errors++;
+		r->st.timeouts += time_left(deadline_ns) == 0;
+		drop(nd);
+		return NULL;
+	}
+	nd->ever_worked = true;
+	bool asked = ok->type == REDIS_REPLY_STATUS && ok->len == 2 && memcmp(ok->str, "OK", 2) == 0;
+	freeReplyObject(ok);
+	if (!asked) {
+		r->st.server_errors++;
+		freeReplyObject(rep);
+		return NULL;
+	}
+	return rep;
+}
+
+static void ask_one(struct sluice_redis *r, struct prepared *p, uint64_t now_ns, uint64_t t,
+		    struct sluice_decision *out, uint64_t deadline_ns, bool *again)
+{
+	struct node *nd = &r->nodes[p->ask_node];
+
+	p->ask_node = -1;
+	if (ensure_connected(r, nd, deadline_ns) != 0 || !arm_timeout(r, nd, deadline_ns))
+		goto degraded;
+	int argc = build_args(r, p, now_ns);
+	redisReply *rep = asking_call(r, nd, argc, deadline_ns);
+	if (rep == NULL)
+		goto degraded;
+	if (reply_is_error(rep, "NOSCRIPT")) {
+		r->st.noscript++;
+		if (load_script(r, nd, deadline_ns) == 0)
+			*again = true;
+	} else if (reply_is_error(rep, "MOVED ") && learn_moved(r, rep)) {
+		r->st.moved++;
+		*again = true;
+	} else if (decode(r, p, rep, t, now_ns, out)) {
+		p->done = true;
+		count(r, p, out);
+		if (p->mode == MODE_RESERVE) { /* keep the receipts, as exchange() */
+			p->reply = rep;
+			rep = NULL;
+		}
+	} else {
+		if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "READONLY") != NULL)
+			r->st.readonly++;
+		else
+			r->st.server_errors++;
+		p->done = true;
+		fill_degraded(r, p, out);
+	}
+	freeReplyObject(rep);
+	if (p->done || *again)
+		return;
+degraded:
+	p->done = true;
+	fill_degraded(r, p, out);
+}
+
+/*
  * Decide every prepared request not yet done that belongs to node ni:
  * pipeline their script calls on its connection, read the replies in order.
  * Up to three passes: a NOSCRIPT reloads the script and resends those
@@ -1544,17 +1856,19 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 			if (ps[i].done || node_of(r, &ps[i]) != ni)
 				continue;
 			int argc = build_args(r, &ps[i], now_ns);
-			if (redisAppendCommandArgv(nd->ctx, argc, r->argv, r->argvlen) != REDIS_OK)
+			if (redisAppendCommandArgv(nd->ctx, argc, r->argv, r->argvlen) != REDIS_OK) {
 				ok = false;
-			else
+			} else {
 				ps[i].sent = true;
+				ps[i].ask_node = -1;
+			}
 		}
 		if (!ok) { /* out of memory in hiredis' output buffer */
 			drop(nd);
 			break;
 		}
 		r->st.round_trips++;
-		bool noscript = false, broken = false;
+		bool noscript = false, broken = false, asked = false;
 		for (size_t i = 0; i < n; i++) {
 			if (!ps[i].sent)
 				continue;
@@ -1570,6 +1884,10 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 				   learn_moved(r, rep)) {
 				r->st.moved++;
 				*moved = true;
+			} else if (r->slot_node != NULL && reply_is_error(rep, "ASK ") &&
+				   (ps[i].ask_node = parse_redirect(r, rep, 4, &(uint32_t){ 0 })) >= 0) {
+				r->st.ask++;
+				asked = true;
 			} else if (decode(r, &ps[i], rep, t, now_ns, &out[i])) {
 				ps[i].done = true;
 				count(r, &ps[i], &out[i]);
@@ -1599,6 +1917,11 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 			continue;
 		}
 		nd->ever_worked = true;
+		/* After every reply of nd's pipeline is read: nd's connection
+		 * is idle while the asked nodes are used. */
+		for (size_t i = 0; asked && i < n; i++)
+			if (ps[i].sent && !ps[i].done && ps[i].ask_node >= 0)
+				ask_one(r, &ps[i], now_ns, t, &out[i], deadline_ns, moved);
 		if (noscript && load_script(r, nd, deadline_ns) != 0)
 			break;
 	}
@@ -1606,26 +1929,11 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 
 /* ---- public API ---- */
 
-static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
-			  struct sluice_decision *out)
+/* One round per node that has requests; in cluster mode, more rounds
+ * while MOVED replies re-point slots (at most 3 redirections). */
+static void rounds(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
+		   struct sluice_decision *out, uint64_t deadline)
 {
-	/* A cross-slot request's reserves share its deadline. */
-	uint64_t deadline = r->call_deadline_ns != 0 ? r->call_deadline_ns
-						     : sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
-
-	if (r->cache != NULL) {
-		uint64_t t = cache_now(r, now_ns);
-		for (size_t i = 0; i < n; i++) {
-			if (ps[i].req->cost > 0 && cache_try_deny(r, &ps[i], t, &out[i])) {
-				ps[i].done = true;
-				count(r, &ps[i], &out[i]);
-			}
-		}
-	}
-	struct sigpipe_guard guard;
-	sigpipe_block(&guard);
-	/* One round per node that has requests; in cluster mode, more rounds
-	 * while MOVED replies re-point slots (at most 3 redirections). */
 	for (int round = 0; round < 4; round++) {
 		bool moved = false;
 		for (uint32_t ni = 0; ni < r->nnodes; ni++)
@@ -1633,7 +1941,52 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
 		if (!moved)
 			break;
 	}
-	sigpipe_restore(&guard);
+}
+
+static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
+			  struct sluice_decision *out)
+{
+	/* A cross-slot request's reserves share its deadline. */
+	uint64_t deadline = r->call_deadline_ns != 0 ? r->call_deadline_ns
+						     : sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+	/* The lease clock (the deny cache's), read before anything is sent. */
+	uint64_t lease_t = r->lease != NULL ? cache_now(r, now_ns) : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		ps[i].lease = NULL;
+		ps[i].ask_node = -1;
+		if (lease_eligible(r, &ps[i]) && lease_answer(r, &ps[i], lease_t, &out[i])) {
+			ps[i].done = true;
+			count(r, &ps[i], &out[i]);
+		}
+	}
+	if (r->cache != NULL) {
+		uint64_t t = cache_now(r, now_ns);
+		for (size_t i = 0; i < n; i++) {
+			if (!ps[i].done && ps[i].req->cost > 0 && cache_try_deny(r, &ps[i], t, &out[i])) {
+				ps[i].done = true;
+				count(r, &ps[i], &out[i]);
+			}
+		}
+	}
+	bool pending = false;
+	for (size_t i = 0; i < n; i++) {
+		if (ps[i].done)
+			continue;
+		pending = true;
+		if (lease_eligible(r, &ps[i]))
+			lease_mark_take(r, &ps[i]);
+	}
+	/* Answered locally (lease, deny cache): no I/O, so no signal mask
+	 * syscalls either. */
+	if (pending) {
+		struct sigpipe_guard guard;
+		sigpipe_block(&guard);
+		rounds(r, ps, n, now_ns, out, deadline);
+		if (r->lease != NULL && lease_finish(r, ps, n, lease_t, out))
+			rounds(r, ps, n, now_ns, out, deadline);
+		sigpipe_restore(&guard);
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!ps[i].done) {
 			ps[i].done = true;
@@ -1645,19 +1998,34 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
 
 /* One script call routed by hash slot, outside the pipelined exchange:
  * cancels and releases. Handles NOSCRIPT (reload, resend), MOVED (re-point,
- * resend) and a lost connection that had been working (reconnect once).
+ * resend), ASK (the next attempt is ASKING + the call on the node it names,
+ * the map unchanged, as ask_one()) and a lost connection that had been
+ * working (reconnect once). An ASK from the asked node or TRYAGAIN (the
+ * keys of a multi-key call split by a migration) ends the call: NULL.
  * r->argv[0..argc-1] must be set, argv[1] the script's SHA. Returns the
- * reply (the caller frees it) or NULL (fail mode: down, out of time). */
+ * reply (the caller frees it) or NULL (fail mode: down, out of time, the
+ * keys not reachable in one place). */
 static redisReply *call_script(struct sluice_redis *r, uint32_t slot, int argc, uint64_t deadline_ns)
 {
 	bool reconnected = false;
+	int ask = -1; /* the node the last ASK named: the next attempt's */
 
 	for (int attempt = 0; attempt < 5; attempt++) {
-		struct node *nd = &r->nodes[r->slot_node != NULL ? r->slot_node[slot] : 0];
+		bool via_ask = ask >= 0;
+		uint32_t ni = via_ask ? (uint32_t)ask : r->slot_node != NULL ? r->slot_node[slot] : 0;
+		struct node *nd = &r->nodes[ni];
+		ask = -1;
 		if (ensure_connected(r, nd, deadline_ns) != 0 || !arm_timeout(r, nd, deadline_ns))
 			return NULL;
-		r->st.round_trips++;
-		redisReply *rep = redisCommandArgv(nd->ctx, argc, r->argv, r->argvlen);
+		redisReply *rep;
+		if (via_ask) {
+			rep = asking_call(r, nd, argc, deadline_ns);
+			if (rep == NULL)
+				return NULL; /* counted there */
+		} else {
+			r->st.round_trips++;
+			rep = redisCommandArgv(nd->ctx, argc, r->argv, r->argvlen);
+		}
 		if (rep == NULL) {
 			bool timed_out = time_left(deadline_ns) == 0, worked = nd->ever_worked;
 			r->st.io_errors++;
@@ -1674,12 +2042,25 @@ static redisReply *call_script(struct sluice_redis *r, uint32_t slot, int argc, 
 			freeReplyObject(rep);
 			if (load_script(r, nd, deadline_ns) != 0)
 				return NULL;
+			if (via_ask)
+				ask = (int)ni; /* the owner would only ask again */
 			continue;
 		}
 		if (r->slot_node != NULL && reply_is_error(rep, "MOVED ") && learn_moved(r, rep)) {
 			r->st.moved++;
 			freeReplyObject(rep);
 			continue;
+		}
+		if (r->slot_node != NULL && !via_ask && reply_is_error(rep, "ASK ") &&
+		    (ask = parse_redirect(r, rep, 4, &(uint32_t){ 0 })) >= 0) {
+			r->st.ask++;
+			freeReplyObject(rep);
+			continue;
+		}
+		if (reply_is_error(rep, "ASK ") || reply_is_error(rep, "TRYAGAIN")) {
+			r->st.server_errors++;
+			freeReplyObject(rep);
+			return NULL;
 		}
 		return rep;
 	}
@@ -2023,10 +2404,13 @@ int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_r
 
 int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out)
 {
-	if (r == NULL || out == NULL || out->size < sizeof *out)
+	if (r == NULL || out == NULL ||
+	    (out->size != SLUICE_REDIS_STATS_V1_SIZE && out->size < sizeof *out))
 		return SLUICE_EINVAL;
-	*out = r->st;
-	out->size = sizeof *out;
+	/* A version-1 caller's struct ends before the lease fields. */
+	size_t n = out->size < sizeof *out ? out->size : sizeof *out;
+	memcpy(out, &r->st, n);
+	out->size = n;
 	return SLUICE_OK;
 }
 
@@ -2047,16 +2431,19 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 		return SLUICE_EINVAL;
 	*out = NULL;
 	if (opts != NULL) {
-		if (opts->size < sizeof o)
+		/* Version 1 (no lease fields) or the current one. */
+		if (opts->size != SLUICE_REDIS_OPTIONS_V1_SIZE && opts->size < sizeof o)
 			return SLUICE_EINVAL;
-		o = *opts;
+		memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
 	}
 	const char *host = o.host != NULL ? o.host : "127.0.0.1";
 	if (o.fail_mode > SLUICE_FAIL_CLOSED ||
 	    (o.flags & ~(SLUICE_REDIS_CALLER_CLOCK | SLUICE_REDIS_CLUSTER)) ||
 	    strlen(host) == 0 || strlen(host) >= HOST_MAX ||
 	    o.port > 65535 || (o.deny_cache_slots & (o.deny_cache_slots - 1)) != 0 ||
-	    o.expiry_grace_ns > SLUICE_REDIS_MAX_TOLERANCE_NS / 2)
+	    o.expiry_grace_ns > SLUICE_REDIS_MAX_TOLERANCE_NS / 2 ||
+	    (o.lease_slots & (o.lease_slots - 1)) != 0 || o.lease_reserved_ != 0 ||
+	    o.lease_ttl_ns > SLUICE_REDIS_MAX_TOLERANCE_NS)
 		return SLUICE_EINVAL;
 	if (o.timeout_ns == 0)
 		o.timeout_ns = 50 * 1000 * 1000;
@@ -2090,7 +2477,18 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 		if (r->cache == NULL)
 			goto nomem;
 		r->cache_mask = o.deny_cache_slots - 1;
-		r->cache_seed = sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r;
+	}
+	/* Seeds the tags of the deny cache and of the lease shapes. */
+	r->cache_seed = sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r;
+	if (o.lease_units != 0) {
+		uint32_t slots = o.lease_slots != 0 ? o.lease_slots : 64;
+		r->lease = calloc(slots, sizeof *r->lease);
+		if (r->lease == NULL)
+			goto nomem;
+		r->lease_mask = slots - 1;
+		r->lease_units = o.lease_units;
+		r->lease_hot_hits = o.lease_hot_hits != 0 ? o.lease_hot_hits : o.lease_units;
+		r->lease_ttl_ns = o.lease_ttl_ns != 0 ? o.lease_ttl_ns : 100 * 1000 * 1000;
 	}
 	memcpy(r->nodes[0].host, host, strlen(host) + 1);
 	r->next_tag = (sluice_monotonic_ns() ^ (uint64_t)(uintptr_t)r) % 0xffffff + 1;
@@ -2129,6 +2527,7 @@ void sluice_redis_destroy(struct sluice_redis *r)
 	free(r->prefix);
 	free(r->buf);
 	free(r->cache);
+	free(r->lease);
 	free(r->prep);
 	free(r);
 }

@@ -13,7 +13,9 @@
  *
  * over the admitted requests' times: no limit ever admitted more than it
  * allows, across insert races, commit races, cancels and reclaims.
- * Duration: SLUICE_STRESS_MS (default 1000).
+ * Duration: SLUICE_STRESS_MS (default 1000). STRESS_NLIMITS (default 2)
+ * selects a policy of the first one or both limits: stress_limiter_one.c
+ * builds this file with 1, the single-pass path.
  */
 #include <pthread.h>
 #include <sluice.h>
@@ -28,6 +30,11 @@
 #define THREADS 4
 #define STALE 50
 #define BATCH 8
+
+#ifndef STRESS_NLIMITS
+#define STRESS_NLIMITS 2
+#endif
+#define STRESS_NAME (STRESS_NLIMITS == 1 ? "stress_limiter_one" : "stress_limiter")
 
 static struct sluice_limit limits[2];
 static struct sluice_limiter *lim;
@@ -159,7 +166,7 @@ int main(void)
 	/* 1 per 32 units, burst 4; 1 per 40 units, burst 16 (exact rates). */
 	if (sluice_rate_init(&limits[0].rate, 1, 32, 4) != SLUICE_OK ||
 	    sluice_rate_init(&limits[1].rate, 1, 40, 16) != SLUICE_OK ||
-	    sluice_limiter_create(&lim, limits, 2, NULL) != SLUICE_OK) {
+	    sluice_limiter_create(&lim, limits, STRESS_NLIMITS, NULL) != SLUICE_OK) {
 		printf("0 passed, 1 failed (setup)\n");
 		return 1;
 	}
@@ -199,7 +206,7 @@ int main(void)
 		}
 		if (all.requests == 0)
 			continue;
-		for (int l = 0; l < 2; l++) {
+		for (int l = 0; l < STRESS_NLIMITS; l++) {
 			const struct sluice_rate *r = &limits[l].rate;
 			uint64_t bound = r->burst + (all.t_last - all.t_first) / r->interval_ns;
 			if (all.cost > bound) {
@@ -238,8 +245,8 @@ int main(void)
 			(unsigned long long)admitted, (unsigned long long)denied,
 			(unsigned long long)reclaimed_total);
 	}
-	fprintf(stderr, "stress_limiter: %ld ms, %llu admitted, %llu denied, %llu inserted, %llu reclaimed\n",
-		ms, (unsigned long long)admitted, (unsigned long long)denied,
+	fprintf(stderr, "%s: %ld ms, %llu admitted, %llu denied, %llu inserted, %llu reclaimed\n",
+		STRESS_NAME, ms, (unsigned long long)admitted, (unsigned long long)denied,
 		(unsigned long long)s.inserted, (unsigned long long)reclaimed_total);
 	sluice_limiter_destroy(lim);
 	printf("%d passed, %d failed\n", passed, failed);

@@ -83,12 +83,15 @@ extern "C" {
  * all-or-nothing by reserve and cancel (no over-admission; a denied
  * request consumes nothing unless a lost connection or a concurrent write
  * leaves its reservation in place; it blocks at most 2 * timeout_ns)
- * (docs/redis.md, "Scopes on different slots"). */
+ * (docs/redis.md, "Scopes on different slots"). During a slot migration
+ * an ASK reply is followed once (ASKING, then the call, on the importing
+ * node) without changing the map; reserves, cancels and releases too. */
 #define SLUICE_REDIS_CLUSTER 0x2u
 
 /*
- * Options, versioned: size = sizeof(struct sluice_redis_options); zero is
- * the default of every field. NULL options: all defaults.
+ * Options, versioned: size = sizeof(struct sluice_redis_options) (or
+ * SLUICE_REDIS_OPTIONS_V1_SIZE from a caller built before the lease
+ * fields); zero is the default of every field. NULL options: all defaults.
  */
 struct sluice_redis_options {
 	size_t size;
@@ -108,7 +111,31 @@ struct sluice_redis_options {
 	 * can stall against real time (replays, tests) needs a grace above
 	 * the longest stall, or an expired key reads as full too early. */
 	uint64_t expiry_grace_ns;
+	/* ---- version 2: the local lease (docs/redis.md, "Local lease").
+	 * A caller built against version 1 passes size =
+	 * SLUICE_REDIS_OPTIONS_V1_SIZE and gets no lease. ---- */
+	/* Units one lease takes from the server (all-or-nothing over every
+	 * limit of every scope of the request, like a request of that cost);
+	 * capped per request shape at the smallest burst of its limits.
+	 * 0: no lease (every request is a round trip, as in version 1). */
+	uint32_t lease_units;
+	/* A request shape (its keys and limits) gets a lease once this handle
+	 * has seen it this many times within one lease_ttl_ns; 0: lease_units
+	 * (a shape busy enough to spend a whole lease in one lifetime). */
+	uint32_t lease_hot_hits;
+	/* Entries of the lease table (direct-mapped by request shape), a
+	 * power of two; 0: 64. */
+	uint32_t lease_slots;
+	uint32_t lease_reserved_; /* must be 0 */
+	/* Longest life of a lease, measured from before its round trip was
+	 * sent; unused units are then dropped (not returned to the server).
+	 * It widens the fleet's admission bound (docs/redis.md). 0: 100 ms;
+	 * at most SLUICE_REDIS_MAX_TOLERANCE_NS. */
+	uint64_t lease_ttl_ns;
 };
+
+/* Size of version 1 of struct sluice_redis_options (no lease fields). */
+#define SLUICE_REDIS_OPTIONS_V1_SIZE offsetof(struct sluice_redis_options, lease_units)
 
 /* One scope of a request: a key and its limits, of any kind (limits on
  * this backend: docs/redis.md, "Kinds on Redis"). The Redis key is
@@ -135,10 +162,12 @@ struct sluice_redis; /* opaque */
  * Create a backend handle and try to connect (within timeout_ns). A failed
  * connection is not an error: calls answer by the fail mode until a later
  * call connects (after the backoff).
- * Returns 0 and sets *out, or SLUICE_EINVAL (out NULL, opts->size too small,
- * unknown flag or fail mode, host empty or 256 bytes or longer, port > 65535, deny_cache_slots not a power of
- * two, backoff_min_ns > backoff_max_ns, expiry_grace_ns too large),
- * SLUICE_ENOMEM, or
+ * Returns 0 and sets *out, or SLUICE_EINVAL (out NULL, opts->size neither
+ * SLUICE_REDIS_OPTIONS_V1_SIZE nor at least the current size, unknown flag
+ * or fail mode, host empty or 256 bytes or longer, port > 65535,
+ * deny_cache_slots or lease_slots not a power of two, backoff_min_ns >
+ * backoff_max_ns, expiry_grace_ns too large, lease_ttl_ns above
+ * SLUICE_REDIS_MAX_TOLERANCE_NS, lease_reserved_ not 0), SLUICE_ENOMEM, or
  * SLUICE_EUNSUPPORTED (built without hiredis).
  */
 SLUICE_API int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_options *opts);
@@ -161,6 +190,20 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  * SLUICE_REDIS_CALLER_CLOCK and ignored otherwise (calendar limits then
  * need Unix time as now_ns). A local deny-cache hit answers without a round
  * trip (GCRA-only requests; docs/redis.md, "Deny cache").
+ *
+ * With options.lease_units = L > 0, a request shape (the same keys and
+ * limits in the same order; only shapes whose limits are all GCRA, with
+ * every key on one hash slot: window and slot kinds, cross-slot requests,
+ * acquires and peeks never lease and are one round trip each, exact as
+ * without a lease) that this handle sees often takes a lease: the
+ * request is sent with cost min(L, smallest burst), the caller is charged
+ * its own cost, and the rest is held locally; later requests of the shape
+ * are admitted from the held units without a round trip (allowed, remaining
+ * = the units still held, reset_ns = the server's debt as last seen) until
+ * they run out or the lease is lease_ttl_ns old. Denials are always exactly
+ * those of a round trip with the request's cost. Over any window of length
+ * W the fleet admits at most floor((W + lease_ttl_ns + tau) / T) units per
+ * limit (docs/redis.md, "Local lease": the bound, the fields).
  *
  * Returns 0 with the verdict in *out (degraded set when the fail mode
  * answered), or, with nothing sent and *out unspecified:
@@ -241,7 +284,8 @@ SLUICE_API int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct 
 SLUICE_API int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope *scope,
 				    sluice_slot_handle handle);
 
-/* Counters, versioned: set size = sizeof(struct sluice_redis_stats). */
+/* Counters, versioned: set size = sizeof(struct sluice_redis_stats), or
+ * SLUICE_REDIS_STATS_V1_SIZE (then only the version-1 fields are written). */
 struct sluice_redis_stats {
 	size_t size;
 	uint64_t admitted;         /* answers allowed by the server or cache (not degraded) */
@@ -260,10 +304,21 @@ struct sluice_redis_stats {
 	uint64_t readonly;         /* READONLY replies (a replica) */
 	uint64_t server_errors;    /* other error replies or malformed replies */
 	uint64_t moved;            /* MOVED replies (cluster: slot re-pointed, call resent) */
+	/* ---- version 2 (a caller passing SLUICE_REDIS_STATS_V1_SIZE gets
+	 * the fields above only) ---- */
+	uint64_t leased;           /* admissions answered from a local lease (also in admitted) */
+	uint64_t lease_grants;     /* leases taken (round trips that consumed a lease) */
+	uint64_t lease_wasted;     /* leased units dropped unused (expired or superseded) */
+	uint64_t ask;              /* ASK replies (cluster: ASKING + call sent to the importing node) */
 };
 
-/* Copy the counters into *out. Returns 0 or SLUICE_EINVAL (NULL argument or
- * out->size too small). Not thread-safe with calls on the same handle. */
+/* Size of version 1 of struct sluice_redis_stats. */
+#define SLUICE_REDIS_STATS_V1_SIZE offsetof(struct sluice_redis_stats, leased)
+
+/* Copy the counters into *out (those of the version out->size names;
+ * out->size is set to the bytes written). Returns 0 or SLUICE_EINVAL (NULL argument, or out->size
+ * neither SLUICE_REDIS_STATS_V1_SIZE nor at least the current size). Not
+ * thread-safe with calls on the same handle. */
 SLUICE_API int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out);
 
 #ifdef __cplusplus

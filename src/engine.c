@@ -40,6 +40,7 @@
 #include <urcu.h>
 
 #include "limiter_internal.h"
+#include "redis_backend_internal.h"
 #include "util_internal.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -94,6 +95,9 @@ struct state {
 };
 
 struct sluice_engine {
+	/* Non-NULL: created with options.redis; every public function hands
+	 * over to engine_redis.c and nothing below is used. */
+	struct sluice__rengine *redis;
 	_Atomic(struct state *) state;
 	pthread_mutex_t lock; /* reload, sweep, destroy */
 	uint64_t next_id;
@@ -107,8 +111,9 @@ struct sluice_engine {
 
 /* ---- limits of a policy as limiter specs ---- */
 
-static int limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
-		      struct sluice_limit *out)
+/* Also used by engine_redis.c (redis_backend_internal.h). */
+int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
+			      struct sluice_limit *out)
 {
 	int rc;
 
@@ -329,7 +334,7 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 			struct sluice_limit ls;
 			rc = sluice_policy_limit_numbers(policy, i, t, &count, &burst);
 			if (rc == SLUICE_OK)
-				rc = limit_spec(pl, count, burst, &ls);
+				rc = sluice__engine_limit_spec(pl, count, burst, &ls);
 			if (rc != SLUICE_OK)
 				break;
 			const char *tname = t < 0 ? "" : spec->tiers[t].name;
@@ -351,7 +356,7 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 		const struct sluice_policy_limit *pl = &spec->limits[ov->limit];
 		struct sluice_limit ls;
 		uint64_t burst = pl->kind == SLUICE_POLICY_KIND_GCRA ? ov->burst : ov->count;
-		rc = limit_spec(pl, ov->count, burst != 0 ? burst : ov->count, &ls);
+		rc = sluice__engine_limit_spec(pl, ov->count, burst != 0 ? burst : ov->count, &ls);
 		if (rc != SLUICE_OK)
 			break;
 		struct binding *b = find_kept_override(old, pl, ov, &ls);
@@ -378,6 +383,25 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 
 /* ---- create / destroy ---- */
 
+/* Version 1 of the options: everything before the Redis fields. */
+#define ENGINE_OPTIONS_V1_SIZE offsetof(struct sluice_engine_options, redis)
+
+/* An engine that only carries its Redis backend (engine_redis.c). */
+static int create_on_redis(struct sluice_engine **out, struct sluice_policy *policy,
+			   const struct sluice_engine_options *o)
+{
+	struct sluice_engine *eng = calloc(1, sizeof *eng);
+	if (eng == NULL)
+		return SLUICE_ENOMEM;
+	int rc = sluice__rengine_create(&eng->redis, policy, o);
+	if (rc != SLUICE_OK) {
+		free(eng);
+		return rc;
+	}
+	*out = eng;
+	return SLUICE_OK;
+}
+
 int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
 			 const struct sluice_engine_options *opts)
 {
@@ -390,11 +414,14 @@ int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *polic
 		return SLUICE_EINVAL;
 	memset(&o, 0, sizeof o);
 	if (opts != NULL) {
-		if (opts->size != sizeof o)
+		if (opts->size != sizeof o && opts->size != ENGINE_OPTIONS_V1_SIZE)
 			return SLUICE_EINVAL;
-		o = *opts;
+		memcpy(&o, opts, opts->size);
 	}
-	if ((o.flags & ~SLUICE_ENGINE_CALLER_REGISTERS_RCU) != 0 || o.reserved_ != 0)
+	if (o.redis != NULL)
+		return create_on_redis(out, policy, &o);
+	if ((o.flags & ~SLUICE_ENGINE_CALLER_REGISTERS_RCU) != 0 || o.reserved_ != 0 ||
+	    o.redis_connections != 0 || o.reserved2_ != 0 || o.redis_tag_scope != NULL)
 		return SLUICE_EINVAL;
 	int rc = sluice__rcu_thread_enter(o.flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
 	if (rc != SLUICE_OK)
@@ -428,6 +455,11 @@ void sluice_engine_destroy(struct sluice_engine *eng)
 {
 	if (eng == NULL)
 		return;
+	if (eng->redis != NULL) {
+		sluice__rengine_destroy(eng->redis);
+		free(eng);
+		return;
+	}
 	(void)sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
 	/* relaxed: no concurrent user by contract. */
 	state_free(atomic_load_explicit(&eng->state, memory_order_relaxed), true); /* relaxed: why above */
@@ -439,6 +471,8 @@ uint64_t sluice_engine_generation(const struct sluice_engine *eng)
 {
 	if (eng == NULL)
 		return 0;
+	if (eng->redis != NULL)
+		return sluice__rengine_generation(eng->redis);
 	/* The state may be freed right after we read its generation, so read
 	 * it inside a read-side section. */
 	if (sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU) != SLUICE_OK)
@@ -606,6 +640,8 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 {
 	if (eng == NULL || req == NULL || out == NULL)
 		return SLUICE_EINVAL;
+	if (eng->redis != NULL)
+		return sluice__rengine_check(eng->redis, req, out);
 	int rc = enter(eng);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -761,6 +797,8 @@ int sluice_engine_release(struct sluice_engine *eng, const struct sluice_engine_
 	if (eng == NULL || req == NULL || decision == NULL ||
 	    decision->slot_count > SLUICE_ENGINE_MAX_SLOTS)
 		return SLUICE_EINVAL;
+	if (eng->redis != NULL)
+		return sluice__rengine_release(eng->redis, req, decision);
 	int rc = enter(eng);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -806,6 +844,8 @@ int sluice_engine_reload(struct sluice_engine *eng, struct sluice_policy *policy
 {
 	if (eng == NULL || policy == NULL)
 		return SLUICE_EINVAL;
+	if (eng->redis != NULL)
+		return sluice__rengine_reload(eng->redis, policy);
 	int rc = enter(eng);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -847,6 +887,8 @@ int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns, size_t budge
 {
 	if (eng == NULL)
 		return SLUICE_EINVAL;
+	if (eng->redis != NULL)
+		return SLUICE_OK; /* Redis expires idle keys itself */
 	int rc = enter(eng);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -881,6 +923,8 @@ int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_re
 	if (eng == NULL || req == NULL || count == NULL || (cap > 0 && out == NULL))
 		return SLUICE_EINVAL;
 	*count = 0;
+	if (eng->redis != NULL)
+		return sluice__rengine_usage(eng->redis, req, out, cap, count);
 	int rc = enter(eng);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -1022,6 +1066,8 @@ int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier, u
 	if (eng == NULL || count == NULL || (n > 0 && out == NULL))
 		return SLUICE_EINVAL;
 	*count = 0;
+	if (eng->redis != NULL)
+		return SLUICE_EUNSUPPORTED; /* no table to walk: keys live on Redis */
 	int rc = enter(eng);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -1048,4 +1094,11 @@ int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier, u
 unlock:
 	read_unlock(eng);
 	return rc;
+}
+
+int sluice__engine_redis_stats(struct sluice_engine *eng, struct sluice_redis_stats *out)
+{
+	if (eng == NULL || eng->redis == NULL)
+		return SLUICE_EINVAL;
+	return sluice__rengine_backend_stats(eng->redis, out);
 }

@@ -56,6 +56,7 @@
 #include "key_internal.h"
 #include "limit_kind_internal.h"
 #include "limiter_internal.h"
+#include "redis_backend_internal.h"
 #include "util_internal.h"
 
 /* ---- TSan: liburcu is not instrumented (docs/limiter.md, "TSan") ---- */
@@ -147,6 +148,9 @@ struct batch {
 
 struct sluice_limiter {
 	struct cds_lfht *ht;
+	/* Non-NULL: created with options.redis; every public function hands
+	 * over to limiter_redis.c and nothing below is used. */
+	struct sluice__rlimiter *redis;
 	uint32_t nlimits;
 	uint32_t flags;
 	uint32_t fail_mode;
@@ -704,6 +708,8 @@ static inline void read_unlock(struct sluice_limiter *lim)
 int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
 			 uint64_t now_ns, struct sluice_decision *out)
 {
+	if (SLUICE_UNLIKELY(lim != NULL && lim->redis != NULL))
+		return sluice__rlimiter_admit(lim->redis, key, key_len, cost, now_ns, out);
 	if (lim == NULL || out == NULL || (cost > 0 && lim->slots_cell >= 0))
 		return SLUICE_EINVAL;
 	int rc = check_key(key, key_len);
@@ -738,6 +744,8 @@ int sluice_limiter_acquire(struct sluice_limiter *lim, const void *key, size_t k
 		*handle = SLUICE_SLOT_NONE;
 	if (lim == NULL || out == NULL || handle == NULL)
 		return SLUICE_EINVAL;
+	if (lim->redis != NULL)
+		return sluice__rlimiter_acquire(lim->redis, key, key_len, cost, now_ns, out, handle);
 	int rc = check_key(key, key_len);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -763,6 +771,8 @@ int sluice_limiter_acquire(struct sluice_limiter *lim, const void *key, size_t k
 int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t key_len,
 			   sluice_slot_handle handle)
 {
+	if (lim != NULL && lim->redis != NULL)
+		return sluice__rlimiter_release(lim->redis, key, key_len, handle);
 	if (lim == NULL || lim->slots_cell < 0)
 		return SLUICE_EINVAL;
 	int rc = check_key(key, key_len);
@@ -858,6 +868,8 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 {
 	if (lim == NULL || (n > 0 && (reqs == NULL || out == NULL)))
 		return SLUICE_EINVAL;
+	if (lim->redis != NULL)
+		return sluice__rlimiter_admit_batch(lim->redis, reqs, n, now_ns, out);
 	if (lim->slots_cell >= 0)
 		for (size_t i = 0; i < n; i++)
 			if (reqs[i].cost > 0)
@@ -1064,6 +1076,8 @@ int sluice_limiter_sweep(struct sluice_limiter *lim, uint64_t now_ns, size_t bud
 		*reclaimed = 0;
 	if (lim == NULL)
 		return SLUICE_EINVAL;
+	if (lim->redis != NULL)
+		return SLUICE_OK; /* Redis expires idle keys itself */
 	int rc = thread_enter(lim);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -1122,6 +1136,10 @@ int sluice_limiter_maintenance_start(struct sluice_limiter *lim, uint64_t interv
 		return SLUICE_EINVAL;
 	if (lim->m_running)
 		return SLUICE_ESTATE;
+	if (lim->redis != NULL) {
+		lim->m_running = true; /* nothing to sweep: no thread */
+		return SLUICE_OK;
+	}
 	lim->m_stop = false;
 	lim->m_interval_ns = interval_ns;
 	lim->m_budget = budget_entries;
@@ -1139,6 +1157,10 @@ int sluice_limiter_maintenance_stop(struct sluice_limiter *lim)
 		return SLUICE_EINVAL;
 	if (!lim->m_running)
 		return SLUICE_ESTATE;
+	if (lim->redis != NULL) {
+		lim->m_running = false;
+		return SLUICE_OK;
+	}
 	pthread_mutex_lock(&lim->m_lock);
 	lim->m_stop = true;
 	pthread_cond_signal(&lim->m_cond);
@@ -1174,6 +1196,33 @@ static int fill_secret(struct sluice_limiter *lim, const struct sluice_limiter_o
 	/* Derive a full-size XXH3 secret of good quality from any seed. */
 	if (XXH3_generateSecret(lim->secret, sizeof lim->secret, src, len) != XXH_OK)
 		return SLUICE_EINVAL;
+	return SLUICE_OK;
+}
+
+/* Version 1 of the options: everything before the Redis fields. */
+#define LIMITER_OPTIONS_V1_SIZE offsetof(struct sluice_limiter_options, redis)
+
+/* A limiter that only carries its Redis backend (limiter_redis.c). */
+static int create_on_redis(struct sluice_limiter **out, const struct sluice_limit *limits,
+			   size_t nlimits, const struct sluice_limiter_options *o)
+{
+	struct sluice__rlimiter *rl;
+	int rc = sluice__rlimiter_create(&rl, limits, nlimits, o);
+	if (rc != SLUICE_OK)
+		return rc;
+	size_t raw_size = sizeof(struct sluice_limiter) + SLUICE_CACHELINE;
+	void *raw = calloc(1, raw_size);
+	if (raw == NULL) {
+		sluice__rlimiter_destroy(rl);
+		return SLUICE_ENOMEM;
+	}
+	uintptr_t p = ((uintptr_t)raw + SLUICE_CACHELINE - 1) & ~(uintptr_t)(SLUICE_CACHELINE - 1);
+	struct sluice_limiter *lim = (struct sluice_limiter *)p;
+	lim->raw = raw;
+	lim->raw_size = raw_size;
+	lim->free_fn = default_free;
+	lim->redis = rl;
+	*out = lim;
 	return SLUICE_OK;
 }
 
@@ -1227,10 +1276,14 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		/* Version 1 is the only one so far. A later version will accept
 		 * the sizes of earlier ones (missing fields keep their zero
 		 * defaults); a size this library does not know is refused. */
-		if (opts->size != sizeof o)
+		if (opts->size != sizeof o && opts->size != LIMITER_OPTIONS_V1_SIZE)
 			return SLUICE_EINVAL;
 		memcpy(&o, opts, opts->size);
 	}
+	if (o.redis != NULL)
+		return create_on_redis(out, limits, nlimits, &o);
+	if (o.redis_connections != 0 || o.reserved_ != 0)
+		return SLUICE_EINVAL;
 	if (o.fail_mode > SLUICE_FAIL_CLOSED || (o.flags & ~SLUICE_LIMITER_CALLER_REGISTERS_RCU) ||
 	    (o.hash_secret != NULL && o.hash_secret_len == 0) ||
 	    ((o.malloc_fn == NULL) != (o.free_fn == NULL)) ||
@@ -1402,6 +1455,11 @@ void sluice_limiter_destroy(struct sluice_limiter *lim)
 {
 	if (lim == NULL)
 		return;
+	if (lim->redis != NULL) {
+		sluice__rlimiter_destroy(lim->redis);
+		lim->free_fn(lim->alloc_user, lim->raw, lim->raw_size);
+		return;
+	}
 	if (destroy_begin(lim))
 		rcu_barrier(); /* pending free_batch_cb() use lim */
 	destroy_end(lim);
@@ -1412,12 +1470,15 @@ void sluice__limiter_destroy_many(struct sluice_limiter *const *lims, size_t n)
 	bool deferred = false;
 
 	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && destroy_begin(lims[i]))
+		if (lims[i] != NULL && lims[i]->redis != NULL)
+			sluice_limiter_destroy(lims[i]);
+	for (size_t i = 0; i < n; i++)
+		if (lims[i] != NULL && lims[i]->redis == NULL && destroy_begin(lims[i]))
 			deferred = true;
 	if (deferred)
 		rcu_barrier(); /* once for all: pending free_batch_cb() use them */
 	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL)
+		if (lims[i] != NULL && lims[i]->redis == NULL)
 			destroy_end(lims[i]);
 }
 
@@ -1427,6 +1488,8 @@ int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter
 
 	if (lim == NULL || out == NULL || out->size < sizeof *out)
 		return SLUICE_EINVAL;
+	if (lim->redis != NULL)
+		return sluice__rlimiter_stats(lim->redis, out);
 	for (int s = 0; s <= SLOTS; s++)
 		for (int c = 0; c < ST_COUNT; c++)
 			/* relaxed: counters; each stripe word is read once. */
@@ -1439,4 +1502,11 @@ int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter
 	out->live_keys = sum[ST_INSERTED] - sum[ST_RECLAIMED];
 	out->bytes = sum[ST_BYTES];
 	return SLUICE_OK;
+}
+
+int sluice__limiter_redis_stats(struct sluice_limiter *lim, struct sluice_redis_stats *out)
+{
+	if (lim == NULL || lim->redis == NULL)
+		return SLUICE_EINVAL;
+	return sluice__rlimiter_backend_stats(lim->redis, out);
 }

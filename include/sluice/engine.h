@@ -151,13 +151,80 @@ struct sluice_engine_decision {
  *                 sluice_engine_sweep()). The maintenance clock is
  *                 sluice_realtime_ns() minus SLUICE_LIMITER_SWEEP_LAG_NS.
  */
+struct sluice_redis_options; /* sluice/redis.h */
+
 struct sluice_engine_options {
 	size_t size;
 	uint64_t max_keys;
 	uint32_t flags;
 	uint32_t reserved_;
 	uint64_t sweep_interval_ns;
+	/* ---- version 2: the Redis backend (see "Engine on Redis") ---- */
+	/* Non-NULL: every limit's state lives on Redis; read during create
+	 * only. NULL: in process. */
+	const struct sluice_redis_options *redis;
+	/* Connections of the pool; 0: 4; at most
+	 * SLUICE_LIMITER_MAX_CONNECTIONS. Must be 0 without `redis`. */
+	uint32_t redis_connections;
+	uint32_t reserved2_; /* must be 0 */
+	/* Name of the scope whose identity is the Redis Cluster hash tag of
+	 * every key of a request (e.g. "workspace"); NULL: each limit's key
+	 * is tagged with its own first scope. Copied. Must be NULL without
+	 * `redis`. */
+	const char *redis_tag_scope;
 };
+
+/*
+ * Engine on Redis (options.redis non-NULL; docs/redis.md, "Limiter and
+ * engine on Redis"). The same functions and the same decisions as in
+ * process, with every limit's per-key state on a Redis server shared by a
+ * fleet:
+ *   - sluice_engine_check() sends ONE request to Redis: every applicable
+ *     limit (after tier and override) is one scope of
+ *     sluice_redis_admit_scopes() (sluice_redis_acquire_scopes() when it
+ *     takes a slot), in engine.c's evaluation order, decided
+ *     all-or-nothing atomically on the server; the decision (governing
+ *     limit and scope, reason, warn, slots...) is built as in process. When a limit of the request has a "warn",
+ *     read-only peeks of each limit ride in the same pipelined round trip
+ *     (they see the state right after the admission, unless another
+ *     client's call lands in between). Backend failures answer by the
+ *     policy's fail mode with d.degraded set (fail open: allowed, no
+ *     governing limit; fail closed: denied with reason CAPACITY, governed
+ *     by the first applicable limit).
+ *   - Blocking network I/O, not the lock-free path: a pool of
+ *     redis_connections handles, each owned by one thread at a time, as
+ *     for the limiter (sluice/limiter.h, "Limiter on Redis"): a check
+ *     blocks at most twice the backend's timeout_ns. Thread safety as in
+ *     process; reload never waits for a request in flight.
+ *   - Keys: key_prefix + "{tag}" + the limit's scopes, name, tier or
+ *     override and numbers (docs/redis.md, "Key naming"); a key must fit
+ *     SLUICE_LIMITER_MAX_KEY bytes (else check returns SLUICE_EKEY). On a
+ *     Redis Cluster, a request whose keys carry different tags lies on
+ *     different slots: check returns SLUICE_EUNSUPPORTED and consumes
+ *     nothing (until the backend implements cross-slot requests).
+ *   - Reload: a limit whose name, scopes, per-class flag, tier/override
+ *     and numbers are unchanged keeps its state (same keys); a changed one
+ *     starts fresh (new keys; the old ones expire).
+ *   - usage: read-only peeks of every keyable limit in one pipelined round
+ *     trip; SLUICE_EBACKEND when the backend could not answer.
+ *     top: SLUICE_EUNSUPPORTED. sweep: 0 (Redis expires keys).
+ *     release: sluice_redis_release() per slot (one round trip each);
+ *     also SLUICE_EBACKEND when the server cannot be reached (the slot
+ *     stays taken: retry, or let its lease expire).
+ *   - Round trips: one per check, except a check that takes a slot and
+ *     has a warn limit: two (the acquire, then the warn peeks; the backend
+ *     pipelines no acquire), e.g. seed 002.
+ *   - Refused at create/reload: max_keys (SLUICE_EINVAL), redis->fail_mode
+ *     nonzero (SLUICE_EINVAL: the policy's applies), an unknown
+ *     redis_tag_scope (SLUICE_EINVAL), kinds the backend does not evaluate
+ *     (SLUICE_EUNSUPPORTED), more than SLUICE_REDIS_MAX_SCOPES limits
+ *     applicable to one class or a limit outside the backend's ranges
+ *     (SLUICE_ETOOBIG; e.g. a bucket deeper than
+ *     SLUICE_REDIS_MAX_TOLERANCE_NS, a sliding log above
+ *     SLUICE_REDIS_MAX_LOG_LIMIT). sweep_interval_ns and
+ *     SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted (no thread, no RCU).
+ *   - Builds without hiredis: create returns SLUICE_EUNSUPPORTED.
+ */
 
 struct sluice_engine; /* opaque */
 
@@ -165,10 +232,12 @@ struct sluice_engine; /* opaque */
  * Create an engine for `policy`. On success the engine owns the policy (it
  * is destroyed with the engine or when a reload has retired it), *out is set
  * and 0 returned. On failure the caller keeps the policy. Errors:
- *   SLUICE_EINVAL   NULL out/policy, bad options;
+ *   SLUICE_EINVAL   NULL out/policy, bad options (size neither this
+ *                   version's nor version 1's, offsetof(..., redis));
  *   SLUICE_ETOOBIG  a limit the cells cannot express (e.g. sliding count
  *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT), or more than
  *                   SLUICE_ENGINE_MAX_SLOTS concurrency limits;
+ *   SLUICE_EUNSUPPORTED  (Redis) see "Engine on Redis";
  *   SLUICE_ENOMEM, SLUICE_ETHREAD.
  */
 SLUICE_API int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
@@ -188,6 +257,12 @@ SLUICE_API void sluice_engine_destroy(struct sluice_engine *eng);
  * Thread-safe, lock-free on known keys: one RCU read-side section, the
  * route match, one limiter admission per applied limit; no allocation
  * except when a key is first seen.
+ * On Redis ("Engine on Redis"): one round trip, blocking up to the
+ * backend's timeout; also SLUICE_EKEY (a key longer than
+ * SLUICE_LIMITER_MAX_KEY once escaped), SLUICE_EINVAL (redis_tag_scope set
+ * and the request lacks its identity while a limit applies) and
+ * SLUICE_EUNSUPPORTED (Redis Cluster: the keys lie on different slots);
+ * nothing is consumed on any error.
  */
 SLUICE_API int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
 				   struct sluice_engine_decision *out);
@@ -230,7 +305,8 @@ SLUICE_API int sluice_engine_reload(struct sluice_engine *eng, struct sluice_pol
 SLUICE_API uint64_t sluice_engine_generation(const struct sluice_engine *eng);
 
 /* Reclaim idle per-key state in every limiter (sluice_limiter_sweep() with
- * `budget_entries` per limiter). Returns 0 or the first error of a sweep. */
+ * `budget_entries` per limiter). Returns 0 or the first error of a sweep;
+ * 0 on Redis, which expires idle keys itself. */
 SLUICE_API int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns,
 				   size_t budget_entries);
 
@@ -267,7 +343,9 @@ struct sluice_engine_usage {
  * default class when req->path is NULL). Nothing is consumed and no key is
  * inserted. Writes up to `cap` records into out and the number of such
  * limits into *count (may exceed cap: then SLUICE_ETRUNC). Returns 0,
- * SLUICE_ETRUNC, SLUICE_EINVAL, SLUICE_EKEY. Thread-safe, lock-free.
+ * SLUICE_ETRUNC, SLUICE_EINVAL, SLUICE_EKEY; on Redis also SLUICE_EBACKEND
+ * (the backend could not answer; one pipelined round trip). Thread-safe,
+ * lock-free (in process).
  */
 SLUICE_API int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_request *req,
 				   struct sluice_engine_usage *out, size_t cap, size_t *count);
@@ -294,7 +372,8 @@ struct sluice_engine_top {
  * is walked inside an RCU read-side section, each entry read once, and a
  * bounded heap of n records kept (no allocation). The snapshot is not
  * atomic across keys. Writes *count (<= n). Returns 0, SLUICE_EINVAL (NULL,
- * limit or tier out of range), SLUICE_ETHREAD. Thread-safe; O(keys log n).
+ * limit or tier out of range), SLUICE_ETHREAD; SLUICE_EUNSUPPORTED on Redis
+ * (no table to walk). Thread-safe; O(keys log n).
  */
 SLUICE_API int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier,
 				 uint64_t now_ns, struct sluice_engine_top *out, size_t n,

@@ -23,106 +23,24 @@
  * and one is started on a free loopback port for the run (killed at exit);
  * otherwise these benchmarks report an error and the rest runs as usual.
  */
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <sluice.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "redis_backend_internal.h"
+#include "redis_server.h"
 #include "shim.h"
 
 #define SEC 1000000000ull
 #define NKEYS 1000
 
-static pid_t server_pid;
 static int server_port;
 
-static void server_kill(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-		server_pid = 0;
-	}
-}
-
-static bool server_answers(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	a.sin_port = htons((uint16_t)server_port);
-	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	if (ok) {
-		char buf[16];
-		ok = write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof buf) > 0 && buf[0] == '+';
-	}
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-/* Start the run's redis-server once. NULL, or why not. */
+/* The run's redis-server (bench/bench_redis_server.c). NULL, or why not. */
 static const char *server_ensure(void)
 {
-	const char *on = getenv("SLUICE_BENCH_REDIS");
-	if (on == NULL || strcmp(on, "1") != 0)
-		return "needs redis-server: run with SLUICE_BENCH_REDIS=1";
-	if (server_pid > 0)
-		return NULL;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a;
-	socklen_t len = sizeof a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-		return "no free loopback port";
-	close(fd);
-	server_port = ntohs(a.sin_port);
-	char port[16];
-	snprintf(port, sizeof port, "%d", server_port);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return "fork failed";
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		int devnull = open("/dev/null", O_WRONLY);
-		if (devnull >= 0) {
-			dup2(devnull, 1);
-			dup2(devnull, 2);
-		}
-		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-		       "", "--appendonly", "no", (char *)NULL);
-		_exit(127);
-	}
-	server_pid = pid;
-	atexit(server_kill);
-	for (int i = 0; i < 500; i++) {
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			server_pid = 0;
-			return "redis-server did not start (apt-get install -y redis-server)";
-		}
-		if (server_answers())
-			return NULL;
-		usleep(10000);
-	}
-	server_kill();
-	return "redis-server did not answer PING";
+	return sbench_redis_server(&server_port);
 }
 
 static struct sluice_redis_options ropts(void)

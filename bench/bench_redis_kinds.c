@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redis_server.h"
 #include "shim.h"
 
 #define SEC 1000000000ull
@@ -27,98 +28,15 @@
 
 #ifdef SLUICE_WITH_REDIS
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
-static pid_t server_pid;
 static int server_port;
 
-static void server_kill(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-		server_pid = 0;
-	}
-}
-
-static bool server_pings(void)
-{
-	struct timeval tv = { 0, 200000 };
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", server_port, tv);
-	bool ok = false;
-	if (c != NULL && c->err == 0) {
-		redisReply *rep = redisCommand(c, "PING");
-		ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
-		if (rep != NULL)
-			freeReplyObject(rep);
-	}
-	if (c != NULL)
-		redisFree(c);
-	return ok;
-}
-
-/* Start the run's redis-server once. NULL, or why not. */
+/* The run's redis-server (bench/bench_redis_server.c). NULL, or why not. */
 static const char *server_ensure(void)
 {
-	const char *on = getenv("SLUICE_BENCH_REDIS");
-	if (on == NULL || strcmp(on, "1") != 0)
-		return "needs redis-server: run with SLUICE_BENCH_REDIS=1";
-	if (server_pid > 0)
-		return NULL;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a;
-	socklen_t len = sizeof a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-		return "no free loopback port";
-	close(fd);
-	server_port = ntohs(a.sin_port);
-	char port[16];
-	snprintf(port, sizeof port, "%d", server_port);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		return "fork failed";
-	if (pid == 0) {
-		/* Die with the process that started us, even when it stops at a
-		 * failed assertion without running the teardown. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		int devnull = open("/dev/null", O_WRONLY);
-		if (devnull >= 0) {
-			dup2(devnull, 1);
-			dup2(devnull, 2);
-		}
-		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-		       "", "--appendonly", "no", (char *)NULL);
-		_exit(127);
-	}
-	server_pid = pid;
-	atexit(server_kill);
-	for (int i = 0; i < 500; i++) {
-		if (waitpid(pid, NULL, WNOHANG) == pid) {
-			server_pid = 0;
-			return "redis-server did not start (apt-get install -y redis-server)";
-		}
-		if (server_pings())
-			return NULL;
-		usleep(10000);
-	}
-	server_kill();
-	return "redis-server did not answer PING";
+	return sbench_redis_server(&server_port);
 }
 
 static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)

@@ -80,8 +80,14 @@ int server_decider_create(struct server_decider **out, struct sluice_policy *pol
 	const struct sluice_engine_options eopts = {
 		.size = sizeof eopts,
 		.max_keys = opts->max_keys,
-		/* Reclaim keys whose limits are full again, once a second. */
-		.sweep_interval_ns = SLUICE_NS_PER_SEC,
+		/* Reclaim keys whose limits are full again, once a second. Not
+		 * with a frozen clock: the sweeper reads the real clock, which
+		 * runs ahead of the requests' frozen one, so it would reclaim
+		 * entries that are full only at its own later time, forgetting
+		 * what the requests consumed (a sweep must never be later than
+		 * a request, docs/limiter.md); and under a frozen clock no
+		 * entry ever becomes full again anyway. */
+		.sweep_interval_ns = opts->frozen_clock ? 0 : SLUICE_NS_PER_SEC,
 	};
 	rc = sluice_engine_create(&d->engine, policy, &eopts);
 	if (rc != SLUICE_OK) {

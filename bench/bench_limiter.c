@@ -147,7 +147,10 @@ static struct sluice_limiter *filled_limiter(uint32_t nkeys)
 	struct sluice_decision d;
 	/* Presized: cds_lfht grows lazily in the call_rcu thread, which on a
 	 * loaded 2-core box lags far behind (docs/limiter.md, "Table size"). */
-	struct sluice_limiter_options o = { .size = sizeof o, .initial_buckets = 1ull << lg };
+	/* A key budget, as a server sets one: it also bounds the table,
+	 * which picks liburcu's faster bucket allocator (docs/limiter.md). */
+	struct sluice_limiter_options o = { .size = sizeof o, .max_keys = 1ull << lg,
+					    .initial_buckets = 1ull << lg };
 	if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
 		abort();
 	for (uint32_t i = 0; i < nkeys; i++)
@@ -330,6 +333,7 @@ static void BM_limiter_admit_icount(sbench_state *st)
 	struct sluice_limiter_options o = { .size = sizeof o,
 					    .hash_secret = "icount",
 					    .hash_secret_len = 6,
+					    .max_keys = 1ull << lg,
 					    .initial_buckets = 1ull << lg };
 	if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
 		abort();

@@ -1233,20 +1233,22 @@ static int create_on_redis(struct sluice_limiter **out, const struct sluice_limi
  * `&tbl[index]`; with 0 ("unbounded") it uses the order allocator, whose
  * bucket_at() calls fls() through the PLT and loads a per-order pointer:
  * about 23 more instructions per lookup (docs/limiter.md, "Hot path").
- * The bound: the budget's key count when there is one (keys beyond it are
- * never inserted), else 2^28 buckets (4 GiB of reserved address space, no
- * memory until used; beyond 2^28 keys the chains just grow). liburcu aborts
- * if the reservation fails (e.g. under RLIMIT_AS), so try it first and fall
- * back to the order allocator (0) if it cannot be had. */
+ * The bound is the budget's key count (keys beyond it are never inserted):
+ * the reservation is then what the caller declared it may need. Without a
+ * budget there is no bound worth reserving for: a fixed large one (2^28
+ * buckets, 4 GiB) per limiter adds up in an engine with one limiter per
+ * limit, tier and override (47-bit user space holds ~32000 of them) and
+ * makes emulators that track guest pages one by one (qemu-user: ~5 s per
+ * fuzz_engine input) crawl; so such a table keeps the order allocator.
+ * liburcu aborts if the reservation fails (e.g. under RLIMIT_AS), so try it
+ * first and fall back to the order allocator (0) if it cannot be had. */
 static unsigned long table_max_buckets(unsigned long init, uint64_t keys_bound)
 {
-	unsigned long max = 1ul << 28;
-
-	if (keys_bound != 0 && keys_bound < max) {
-		max = 1;
-		while (max < keys_bound)
-			max <<= 1;
-	}
+	if (keys_bound == 0)
+		return 0;
+	unsigned long max = 1;
+	while (max < keys_bound && max < (1ul << 32))
+		max <<= 1;
 	if (max < init)
 		max = init;
 	if ((uint64_t)max > (UINT64_C(1) << 32))

@@ -271,9 +271,9 @@ Test(limiter_hotpath, one_limit_reserve_then_cancel)
 
 /* ---- the table's bucket allocator ---- */
 
-/* Without a budget the table reserves 2^28 * 16 bytes (4 GiB) of address
- * space for liburcu's mmap bucket allocator, which aborts the process if
- * that reservation fails. Under an address-space limit below that, create
+/* A budget of 2^28 keys makes the table reserve 2^28 * 16 bytes (4 GiB) of
+ * address space for liburcu's mmap bucket allocator, which aborts the
+ * process if that reservation fails. Under an address-space limit below that, create
  * must notice first and fall back to the order allocator: the limiter
  * works, nothing crashes. (Criterion runs each test in its own process, so
  * the limit dies with it.) */
@@ -291,7 +291,9 @@ Test(limiter_hotpath, create_falls_back_under_a_small_address_space_limit)
 	cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
 
 	struct sluice_limit l = gcra(10, SEC, 2);
-	struct sluice_limiter *lim = make(&l, 1);
+	struct sluice_limiter_options o = { .size = sizeof o, .max_keys = UINT64_C(1) << 28 };
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_OK);
 	struct sluice_decision d;
 	char key[16];
 	for (int i = 0; i < 5000; i++) {

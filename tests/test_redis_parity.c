@@ -1,0 +1,405 @@
+/*
+ * test_redis_parity.c - the limiter and the engine on Redis decide exactly as
+ * in process where the two used to differ (docs/redis.md, "Limiter and
+ * engine on Redis"), against real redis-server processes (caller clock):
+ *  - the governing limit on an exact tie (equal remaining and reset), built
+ *    deliberately for several kinds, limiter and engine; the engine's ties
+ *    between a concurrency limit (evaluated first) and an earlier-declared
+ *    limit go to the lower policy index as engine.c's;
+ *  - every release error: unknown key, SLUICE_SLOT_NONE, a malformed handle,
+ *    another key's handle, a double release, a lease taken over, an expired
+ *    lease not taken over, a policy without slots, a bad key.
+ * Each case runs the same calls on an in-process and a Redis-backed object
+ * and compares every answer.
+ */
+#include <criterion/criterion.h>
+#include <sluice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEC 1000000000ull
+#define MS 1000000ull
+
+#include "engine_test_util.h"
+#include "redis_server.h"
+
+/* ---- helpers ---- */
+
+static struct sluice_redis_options ropts(int port)
+{
+	struct sluice_redis_options o;
+
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.port = (uint32_t)port;
+	o.flags = SLUICE_REDIS_CALLER_CLOCK;
+	o.timeout_ns = 500 * MS;
+	o.expiry_grace_ns = 600 * SEC; /* fake clocks stand still */
+	return o;
+}
+
+static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_GCRA;
+	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit slots(uint64_t n, uint64_t lease_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLOTS;
+	cr_assert_eq(sluice_slots_config_init(&l.slots, n, lease_ns, SEC), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit counter(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
+	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit wlog(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_SLIDING_LOG;
+	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_CALENDAR;
+	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
+	return l;
+}
+
+/* An in-process and a Redis-backed limiter of the same policy. */
+struct pair {
+	struct sluice_limiter *mem, *red;
+};
+
+static struct pair pair_of(const struct sluice_limit *l, size_t n, int port)
+{
+	struct sluice_redis_options ro = ropts(port);
+	struct sluice_limiter_options o;
+	struct pair p = { NULL, NULL };
+
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.redis = &ro;
+	o.redis_connections = 1;
+	cr_assert_eq(sluice_limiter_create(&p.mem, l, n, NULL), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_create(&p.red, l, n, &o), SLUICE_OK);
+	return p;
+}
+
+static void pair_destroy(struct pair *p)
+{
+	sluice_limiter_destroy(p->red);
+	sluice_limiter_destroy(p->mem);
+}
+
+static void same(const struct sluice_decision *a, const struct sluice_decision *b, const char *what)
+{
+	cr_assert_eq(a->allowed, b->allowed, "%s: allowed %d vs %d", what, a->allowed, b->allowed);
+	cr_assert_eq(a->degraded, b->degraded, "%s: degraded", what);
+	cr_assert_eq(a->reason, b->reason, "%s: reason %u vs %u", what, a->reason, b->reason);
+	cr_assert_eq(a->limit_index, b->limit_index, "%s: limit_index %u vs %u", what, a->limit_index,
+		     b->limit_index);
+	cr_assert_eq(a->limit, b->limit, "%s: limit", what);
+	cr_assert_eq(a->remaining, b->remaining, "%s: remaining %llu vs %llu", what,
+		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
+	cr_assert_eq(a->reset_ns, b->reset_ns, "%s: reset %llu vs %llu", what,
+		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
+	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "%s: retry", what);
+}
+
+/* Peek `key` on both; the decisions must agree. Returns the in-process one. */
+static struct sluice_decision peek2(struct pair *p, const char *key, uint64_t now)
+{
+	struct sluice_decision a, b;
+	cr_assert_eq(sluice_limiter_peek(p->mem, key, strlen(key), now, &a), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_peek(p->red, key, strlen(key), now, &b), SLUICE_OK);
+	same(&a, &b, key);
+	return a;
+}
+
+/* Acquire on both; handles returned through ha/hb. */
+static struct sluice_decision acquire2(struct pair *p, const char *key, uint64_t cost, uint64_t now,
+				       sluice_slot_handle *ha, sluice_slot_handle *hb)
+{
+	struct sluice_decision a, b;
+	cr_assert_eq(sluice_limiter_acquire(p->mem, key, strlen(key), cost, now, &a, ha), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_acquire(p->red, key, strlen(key), cost, now, &b, hb), SLUICE_OK);
+	same(&a, &b, key);
+	cr_assert_eq(*ha == SLUICE_SLOT_NONE, *hb == SLUICE_SLOT_NONE, "%s: handle", key);
+	return a;
+}
+
+/* Release on both: the same answer; returns it. */
+static int release2(struct pair *p, const char *key, sluice_slot_handle ha, sluice_slot_handle hb)
+{
+	int ra = sluice_limiter_release(p->mem, key, strlen(key), ha);
+	int rb = sluice_limiter_release(p->red, key, strlen(key), hb);
+	cr_assert_eq(ra, rb, "release %s: in process %d (%s), Redis %d (%s)", key, ra,
+		     sluice_strerror(ra), rb, sluice_strerror(rb));
+	return ra;
+}
+
+/* ---- ties: the limiter ---- */
+
+/* A fresh key reads every limit full: remaining = limit, reset 0, for GCRA,
+ * both sliding kinds and slots. With equal limits every such peek is an
+ * exact tie, which goes to the first cell: the first GCRA limit, then the
+ * others in the caller's order. */
+Test(redis_parity, limiter_ties_on_full_limits_go_to_the_first_cell)
+{
+	struct server srv = server_start();
+	uint64_t now = 1700000000ull * SEC;
+	struct {
+		struct sluice_limit l[4];
+		size_t n;
+		uint32_t expect; /* the limit a full tie names */
+	} cases[] = {
+		{ { slots(3, 0), gcra(3, SEC, 3) }, 2, 1 },
+		{ { gcra(3, SEC, 3), slots(3, 0) }, 2, 0 },
+		{ { counter(3, SEC), slots(3, 0) }, 2, 0 },
+		{ { slots(3, 0), counter(3, SEC) }, 2, 0 },
+		{ { wlog(3, SEC), counter(3, SEC), gcra(3, SEC, 3), slots(3, 0) }, 4, 2 },
+		{ { slots(3, 0), wlog(3, SEC), counter(3, SEC) }, 3, 0 },
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		struct pair p = pair_of(cases[c].l, cases[c].n, srv.port);
+		char key[16];
+		snprintf(key, sizeof key, "tie%zu", c);
+		/* A key never seen. */
+		struct sluice_decision d = peek2(&p, key, now);
+		cr_assert_eq(d.remaining, 3);
+		cr_assert_eq(d.reset_ns, 0);
+		cr_assert_eq(d.limit_index, cases[c].expect, "case %zu: %u", c, d.limit_index);
+		/* A key that exists, every limit full again. */
+		sluice_slot_handle ha, hb;
+		d = acquire2(&p, key, 1, now, &ha, &hb);
+		cr_assert(d.allowed);
+		cr_assert_eq(release2(&p, key, ha, hb), SLUICE_OK);
+		d = peek2(&p, key, now + 3 * SEC);
+		cr_assert_eq(d.remaining, 3, "case %zu", c);
+		cr_assert_eq(d.reset_ns, 0, "case %zu", c);
+		cr_assert_eq(d.limit_index, cases[c].expect, "case %zu: %u", c, d.limit_index);
+		/* A cost-0 acquire is a peek too. */
+		d = acquire2(&p, key, 0, now + 3 * SEC, &ha, &hb);
+		cr_assert_eq(d.limit_index, cases[c].expect, "case %zu", c);
+		pair_destroy(&p);
+	}
+	server_stop(&srv);
+}
+
+/* Equal limits of one kind tie on every decision, reset > 0 included (the
+ * calendar on its window end). Random steps, both backends, every decision
+ * compared; the tie goes to the first of them, never the second. */
+Test(redis_parity, limiter_ties_between_equal_limits_on_every_step)
+{
+	struct server srv = server_start();
+	struct {
+		struct sluice_limit l[3];
+		size_t n;
+		uint32_t never; /* the second of the equal limits */
+	} cases[] = {
+		{ { gcra(5, SEC, 5), gcra(5, SEC, 5) }, 2, 1 },
+		{ { counter(5, SEC), gcra(5, SEC, 5), gcra(5, SEC, 5) }, 3, 2 },
+		{ { calendar(5, SEC), calendar(5, SEC), slots(9, 0) }, 3, 1 },
+		{ { slots(9, 0), counter(5, SEC), counter(5, SEC) }, 3, 2 },
+		{ { wlog(5, SEC), wlog(5, SEC) }, 2, 1 },
+	};
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		struct pair p = pair_of(cases[c].l, cases[c].n, srv.port);
+		uint64_t now = 1700000000ull * SEC;
+		int admitted = 0;
+		char key[16]; /* one key per case: the server is shared */
+		snprintf(key, sizeof key, "k%zu", c);
+		for (int step = 0; step < 60; step++) {
+			x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+			uint64_t r = x * 0x2545f4914f6cdd1dull;
+			sluice_slot_handle ha, hb;
+			struct sluice_decision d = acquire2(&p, key, r % 3, now, &ha, &hb);
+			if (d.allowed) {
+				/* The equal limits always tie: the second never
+				 * governs. */
+				cr_assert_neq(d.limit_index, cases[c].never, "case %zu step %d", c, step);
+				admitted++;
+			}
+			if (ha != SLUICE_SLOT_NONE)
+				cr_assert_eq(release2(&p, key, ha, hb), SLUICE_OK);
+			now += (r >> 8) % (300 * MS);
+		}
+		cr_expect_gt(admitted, 10, "case %zu", c);
+		pair_destroy(&p);
+	}
+	server_stop(&srv);
+}
+
+/* ---- ties: the engine ---- */
+
+static struct sluice_engine *engine_pair(const char *text, int port, struct sluice_engine **red)
+{
+	struct sluice_redis_options ro = ropts(port);
+	struct sluice_engine_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.redis = &ro;
+	o.redis_connections = 1;
+	struct sluice_policy *pr = load_text(text);
+	*red = NULL;
+	cr_assert_eq(sluice_engine_create(red, pr, &o), SLUICE_OK);
+	return engine_of(load_text(text));
+}
+
+static void same_engine(const struct sluice_engine_decision *a, const struct sluice_engine_decision *b,
+			int step)
+{
+	char what[32];
+	snprintf(what, sizeof what, "step %d", step);
+	same(&a->d, &b->d, what);
+	cr_assert_eq(a->governed, b->governed, "step %d: governed", step);
+	cr_assert_eq(a->scope, b->scope, "step %d: scope", step);
+	cr_assert_eq(a->applied, b->applied, "step %d: applied", step);
+	cr_assert_eq(a->slot_count, b->slot_count, "step %d: slots", step);
+	cr_assert_str_eq(a->limit_name, b->limit_name, "step %d: %s vs %s", step, a->limit_name,
+			 b->limit_name);
+}
+
+/* The in-process usage of limit i for q: remaining and reset. */
+static void usage_of(struct sluice_engine *e, struct req *q, uint32_t i, uint64_t *remaining,
+		     uint64_t *reset_ns)
+{
+	struct sluice_engine_usage u[SLUICE_POLICY_MAX_LIMITS];
+	size_t n = 0;
+	cr_assert_eq(sluice_engine_usage(e, &q->r, u, SLUICE_POLICY_MAX_LIMITS, &n), SLUICE_OK);
+	for (size_t k = 0; k < n; k++)
+		if (u[k].limit == i) {
+			*remaining = u[k].remaining;
+			*reset_ns = u[k].reset_ns;
+			return;
+		}
+	cr_assert_fail("no usage for limit %u", i);
+}
+
+#define HEAD "policy \"tie\"\nfail open\nscope ip\n"
+
+/*
+ * engine.c evaluates concurrency limits first but breaks a full tie between
+ * admitted limits by the lower policy index; the backend used to name the
+ * concurrency limit (the first scope). Policies whose concurrency limit
+ * (declared last) ties with an earlier limit: cost-0 checks and checks
+ * while every limit is full again; random steps with held slots, releases
+ * and time, every decision compared, and the ties counted from the
+ * in-process usage (each must have gone to the earlier limit).
+ */
+Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
+{
+	struct server srv = server_start();
+	static const char *const policies[] = {
+		HEAD "limit r per ip rate 3/1s\nlimit c per ip concurrency 3\n",
+		HEAD "limit s per ip sliding 3/1s\nlimit c per ip concurrency 3 lease 30s\n",
+		HEAD "limit r per ip rate 3/1s\nlimit s per ip sliding 3/1s\nlimit c per ip concurrency 3\n",
+		/* Control: the concurrency limit declared first wins its ties
+		 * on both. */
+		HEAD "limit c per ip concurrency 3\nlimit r per ip rate 3/1s\n",
+	};
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	for (size_t c = 0; c < sizeof policies / sizeof policies[0]; c++) {
+		struct sluice_engine *red;
+		struct sluice_engine *mem = engine_pair(policies[c], srv.port, &red);
+		uint32_t conc = c == 3 ? 0 : c == 2 ? 2 : 1;
+		enum { HELD = 8 };
+		struct sluice_engine_decision ha[HELD], hb[HELD];
+		int nheld = 0, ties = 0;
+		uint64_t now = DAY0 + 123 * MS;
+		/* Deliberate: a fresh key (every limit full, reset 0), then the
+		 * same key full again after a second. */
+		for (int k = 0; k < 2; k++) {
+			char ip[8];
+			snprintf(ip, sizeof ip, "f%zu", c);
+			struct req q;
+			req_init(&q, "GET", "/", ip, NULL, now + (uint64_t)k * 2 * SEC);
+			q.r.cost = (uint64_t)k;
+			struct sluice_engine_decision a, b;
+			cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
+			cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
+			same_engine(&a, &b, -1 - k);
+			cr_assert(a.d.allowed);
+			if (k == 0) {
+				cr_assert_eq(a.d.remaining, 3);
+				cr_assert_eq(a.d.reset_ns, 0);
+				cr_assert_eq(a.d.limit_index, 0, "policy %zu", c);
+			} else {
+				cr_assert_eq(sluice_engine_release(mem, &q.r, &a), SLUICE_OK);
+				cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK);
+				q.r.now_ns += 2 * SEC;
+				q.r.cost = 0;
+				cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
+				cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
+				same_engine(&a, &b, -3);
+				cr_assert_eq(a.d.limit_index, 0, "policy %zu", c);
+			}
+		}
+		for (int step = 0; step < 200; step++) {
+			x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+			uint64_t r = x * 0x2545f4914f6cdd1dull;
+			struct req q;
+			/* Identities of this policy only: the server is shared. */
+			char ip1[8], ip2[8];
+			snprintf(ip1, sizeof ip1, "a%zu", c);
+			snprintf(ip2, sizeof ip2, "b%zu", c);
+			req_init(&q, "GET", "/", r % 4 == 0 ? ip2 : ip1, NULL, now);
+			if (r % 7 == 0 && nheld > 0) {
+				/* Complete a request (held ones are ip1's). */
+				req_init(&q, "GET", "/", ip1, NULL, now);
+				nheld--;
+				int ra = sluice_engine_release(mem, &q.r, &ha[nheld]);
+				int rb = sluice_engine_release(red, &q.r, &hb[nheld]);
+				cr_assert_eq(ra, rb, "step %d: release %d vs %d", step, ra, rb);
+				continue;
+			}
+			q.r.cost = (r >> 8) % 3 == 0 ? 0 : 1;
+			struct sluice_engine_decision a, b;
+			cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
+			cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
+			same_engine(&a, &b, (int)c * 1000 + step);
+			if (a.d.allowed && a.d.limit_index != conc) {
+				uint64_t rem, reset;
+				usage_of(mem, &q, conc, &rem, &reset);
+				ties += rem == a.d.remaining && reset == a.d.reset_ns;
+			}
+			if (a.d.allowed && a.slot_count > 0) {
+				if (nheld < HELD && q.id[0].bytes == ip1) {
+					ha[nheld] = a;
+					hb[nheld++] = b;
+				} else {
+					cr_assert_eq(sluice_engine_release(mem, &q.r, &a), SLUICE_OK);
+					cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK);
+				}
+			}
+			now += (r >> 16) % (800 * MS);
+		}
+		if (c < 3)
+			cr_expect_gt(ties, 3, "policy %zu: only %d ties", c, ties);
+		else
+			cr_expect_eq(ties, 0, "policy %zu", c);
+		sluice_engine_destroy(red);
+		sluice_engine_destroy(mem);
+	}
+	server_stop(&srv);
+}

@@ -8,7 +8,10 @@
  * (its first GCRA limit, then the others) stops at the first denier and
  * writes nothing; the scope's slots limit is then taken; if nothing denies,
  * every limit is written. On Redis the script is atomic (no other command
- * runs during it), so the dry run and the writes need no receipts. Each
+ * runs during it), so the dry run and the writes need no receipts. One
+ * write survives a denial, as in process: an earlier scope's slot taken over
+ * from an expired lease is left free with the take-over recorded (deny()),
+ * which is what the in-process engine's acquire and cancel leave. Each
  * limit's state is one field of the scope's hash (GCRA: F; counter:
  * "k_s:prev:cur"; calendar: "k_s:count"; log: the last `limit` unit times;
  * slots: tag, count and the slots' words).
@@ -351,6 +354,17 @@ static const char script_text[] =
 	"local a, flat = 5, 0\n"
 	"local out = {0, -1, nh, nl}\n"
 	"local plan = {}\n"
+	"local function deny(t)\n"
+	"  for q = 1, #plan do\n"
+	"    local sl = plan[q][4]\n"
+	"    if sl and sl.over then\n"
+	"      sl.st.slot[sl.got].ph = 0\n"
+	"      sl.st.n = sl.st.n - 1\n"
+	"      redis.call('HSET', KEYS[q], sl.f, sser(sl.st, sl.n))\n"
+	"    end\n"
+	"  end\n"
+	"  return t\n"
+	"end\n"
 	"for s = 1, #KEYS do\n"
 	"  local k = tonumber(ARGV[a]); a = a + 1\n"
 	"  local fields, pos = {}, {}\n"
@@ -394,7 +408,7 @@ static const char script_text[] =
 	"            if post > ttl then ttl = post end\n"
 	"          end\n"
 	"        end\n"
-	"        if st ~= 0 then return {st, flat + i - 1, nh, nl, dh, dl, 0, 0} end\n"
+	"        if st ~= 0 then return deny({st, flat + i - 1, nh, nl, dh, dl, 0, 0}) end\n"
 	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = after; befores[#befores + 1] = v or ''\n"
 	"      end\n"
 	"    elseif kind == 'c' then\n"
@@ -414,10 +428,10 @@ static const char script_text[] =
 	"        else idx, pv, cu, ahead = ks, sp, sc, 16777216 - d; A = W end\n"
 	"      end\n"
 	"      if write then\n"
-	"        if cost < 0 or cu + cost > lim then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0} end\n"
+	"        if cost < 0 or cu + cost > lim then return deny({1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0}) end\n"
 	"        local rh, rl = mul2(W, lim - cu - cost)\n"
 	"        local uh, ul = mul2(A, pv)\n"
-	"        if rh < uh or (rh == uh and rl < ul) then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0} end\n"
+	"        if rh < uh or (rh == uh and rl < ul) then return deny({1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0}) end\n"
 	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = string.format('%d:%d:%d', idx, pv, cu + cost); befores[#befores + 1] = v or ''\n"
 	"        local ms = math.min(ahead * wms + wms + rms, CAP) + grace_ms\n"
 	"        if ms > ttl then ttl = ms end\n"
@@ -438,7 +452,7 @@ static const char script_text[] =
 	"        else idx, cnt, ahead = ks, sc, 4294967296 - d end\n"
 	"      end\n"
 	"      if write then\n"
-	"        if cost < 0 or cnt + cost > lim then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], 0, 0} end\n"
+	"        if cost < 0 or cnt + cost > lim then return deny({1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], 0, 0}) end\n"
 	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = string.format('%d:%d', idx, cnt + cost); befores[#befores + 1] = v or ''\n"
 	"        local ms = math.min(ahead * wms + rms, CAP) + grace_ms\n"
 	"        if ms > ttl then ttl = ms end\n"
@@ -464,7 +478,7 @@ static const char script_text[] =
 	"      end\n"
 	"      out[o + 1] = v or ''\n"
 	"      if write then\n"
-	"        if cost < 0 or #ts - gone + cost > lim then return {1, flat + i - 1, nh, nl, v or '', 0, 0, 0} end\n"
+	"        if cost < 0 or #ts - gone + cost > lim then return deny({1, flat + i - 1, nh, nl, v or '', 0, 0, 0}) end\n"
 	"        local rh, rl = nh, nl\n"
 	"        if #ts > 0 then\n"
 	"          local lh, ll = split(ts[#ts])\n"
@@ -486,8 +500,8 @@ static const char script_text[] =
 	"      if v then st = sparse(v) else st = {tag = (tag + s - 2) % 16777215 + 1, n = 0, slot = {}} end\n"
 	"      out[o + 1] = st.n\n"
 	"      if write then\n"
-	"        if st.n >= n and lease == '0' then return {1, flat + i - 1, nh, nl, st.n, 0, 0, 0} end\n"
-	"        sl = {i = i, o = o, st = st, n = n, lease = lease, v = v}\n"
+	"        if st.n >= n and lease == '0' then return deny({1, flat + i - 1, nh, nl, st.n, 0, 0, 0}) end\n"
+	"        sl = {i = i, o = o, st = st, n = n, lease = lease, v = v, f = fields[i]}\n"
 	"      end\n"
 	"    end\n"
 	"  end\n"
@@ -501,11 +515,12 @@ static const char script_text[] =
 	"        local x = st.slot[j]\n"
 	"        if x and x.ph == 2 and not dlt(nowstr, x.d) then\n"
 	"          got = j\n"
+	"          sl.over = true\n"
 	"          st.slot[j] = {g = nextgen(x.g), r = x.g, ph = 2, d = dl}\n"
 	"          break\n"
 	"        end\n"
 	"      end\n"
-	"      if not got then return {1, flat + sl.i - 1, nh, nl, st.n, 0, 0, 0} end\n"
+	"      if not got then return deny({1, flat + sl.i - 1, nh, nl, st.n, 0, 0, 0}) end\n"
 	"    else\n"
 	"      local j = st.n\n"
 	"      while st.slot[j] and st.slot[j].ph ~= 0 do j = (j + 1) % n end\n"
@@ -514,6 +529,7 @@ static const char script_text[] =
 	"      st.n = st.n + 1\n"
 	"      got = j\n"
 	"    end\n"
+	"    sl.got = got\n"
 	"    out[sl.o + 2], out[sl.o + 3], out[sl.o + 4] = st.slot[got].g, got, st.tag\n"
 	"    sets[#sets + 1] = fields[sl.i]; sets[#sets + 1] = sser(st, n); befores[#befores + 1] = sl.v or ''\n"
 	"  end\n"

@@ -403,3 +403,179 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 	}
 	server_stop(&srv);
 }
+
+/* ---- release errors: the limiter ---- */
+
+/* Every release error of sluice_limiter_release()'s contract, the same on
+ * both: EINVAL without slots, EKEY, ENOTFOUND for a key with no entry
+ * whatever the handle (SLUICE_SLOT_NONE, malformed, another key's), ESTALE
+ * on a key that exists for the same handles, EDOUBLE, ESTALE for a lease
+ * taken over, OK for an expired lease nobody took. */
+Test(redis_parity, limiter_release_errors_match)
+{
+	struct server srv = server_start();
+	uint64_t now = 1700000000ull * SEC;
+	struct sluice_limit plain[1] = { gcra(5, SEC, 5) };
+	struct pair np = pair_of(plain, 1, srv.port);
+	cr_assert_eq(release2(&np, "x", 1, 1), SLUICE_EINVAL);
+	pair_destroy(&np);
+
+	struct sluice_limit pol[2] = { gcra(50, SEC, 50), slots(2, 10 * SEC) };
+	struct pair p = pair_of(pol, 2, srv.port);
+	sluice_slot_handle ha, hb, oa, ob;
+	/* A bad key. */
+	int ra = sluice_limiter_release(p.mem, NULL, 1, 1ull << 12);
+	int rb = sluice_limiter_release(p.red, NULL, 1, 1ull << 12);
+	cr_assert_eq(ra, SLUICE_EKEY);
+	cr_assert_eq(rb, ra);
+	char big[SLUICE_LIMITER_MAX_KEY + 1];
+	memset(big, 'b', sizeof big);
+	ra = sluice_limiter_release(p.mem, big, sizeof big, 1ull << 12);
+	rb = sluice_limiter_release(p.red, big, sizeof big, 1ull << 12);
+	cr_assert_eq(ra, SLUICE_EKEY);
+	cr_assert_eq(rb, ra);
+	/* Unknown key: ENOTFOUND whatever the handle. */
+	cr_assert_eq(release2(&p, "u", SLUICE_SLOT_NONE, SLUICE_SLOT_NONE), SLUICE_ENOTFOUND);
+	cr_assert_eq(release2(&p, "u", 1ull << 12 | 7, 1ull << 12 | 7), SLUICE_ENOTFOUND); /* index >= N */
+	cr_assert_eq(release2(&p, "u", 5, 5), SLUICE_ENOTFOUND); /* gen 0 */
+	cr_assert(acquire2(&p, "other", 1, now, &oa, &ob).allowed);
+	cr_assert_eq(release2(&p, "u", oa, ob), SLUICE_ENOTFOUND); /* another key's */
+	cr_assert_eq(release2(&p, "u", UINT64_MAX, UINT64_MAX), SLUICE_ENOTFOUND);
+	/* A key that exists: the same handles are ESTALE. */
+	cr_assert(acquire2(&p, "k", 1, now, &ha, &hb).allowed);
+	cr_assert_eq(release2(&p, "k", SLUICE_SLOT_NONE, SLUICE_SLOT_NONE), SLUICE_ESTALE);
+	cr_assert_eq(release2(&p, "k", 1ull << 12 | 7, 1ull << 12 | 7), SLUICE_ESTALE);
+	cr_assert_eq(release2(&p, "k", 5, 5), SLUICE_ESTALE);
+	cr_assert_eq(release2(&p, "k", oa, ob), SLUICE_ESTALE);
+	cr_assert_eq(release2(&p, "k", UINT64_MAX, UINT64_MAX), SLUICE_ESTALE);
+	/* Nothing above changed the state. */
+	struct sluice_decision d = peek2(&p, "k", now);
+	cr_assert_eq(d.remaining, 1);
+	cr_assert_eq(d.limit_index, 1);
+	/* Release, then twice more. */
+	cr_assert_eq(release2(&p, "k", ha, hb), SLUICE_OK);
+	cr_assert_eq(release2(&p, "k", ha, hb), SLUICE_EDOUBLE);
+	cr_assert_eq(release2(&p, "k", ha, hb), SLUICE_EDOUBLE);
+	cr_assert_eq(release2(&p, "other", oa, ob), SLUICE_OK);
+	/* Leases: both slots taken, both expire; a third acquire takes one
+	 * over; its old holder is ESTALE (and stays so), the other expired
+	 * holder releases normally. */
+	sluice_slot_handle a1, b1, a2, b2, a3, b3;
+	cr_assert(acquire2(&p, "l", 1, now, &a1, &b1).allowed);
+	cr_assert(acquire2(&p, "l", 1, now + SEC, &a2, &b2).allowed);
+	d = acquire2(&p, "l", 1, now + 5 * SEC, &a3, &b3);
+	cr_assert_not(d.allowed, "no lease expired yet");
+	d = acquire2(&p, "l", 1, now + 10 * SEC, &a3, &b3);
+	cr_assert(d.allowed, "the first lease is taken over");
+	cr_assert_eq(release2(&p, "l", a1, b1), SLUICE_ESTALE);
+	cr_assert_eq(release2(&p, "l", a1, b1), SLUICE_ESTALE);
+	d = peek2(&p, "l", now + 20 * SEC);
+	cr_assert_eq(d.remaining, 0);
+	cr_assert_eq(release2(&p, "l", a2, b2), SLUICE_OK, "expired, not taken over");
+	cr_assert_eq(release2(&p, "l", a3, b3), SLUICE_OK);
+	cr_assert_eq(release2(&p, "l", a2, b2), SLUICE_EDOUBLE);
+	d = peek2(&p, "l", now + 20 * SEC);
+	cr_assert_eq(d.remaining, 2);
+	pair_destroy(&p);
+	server_stop(&srv);
+}
+
+/* ---- release errors: the engine ---- */
+
+static int erelease2(struct sluice_engine *mem, struct sluice_engine *red, struct req *q,
+		     const struct sluice_engine_decision *a, const struct sluice_engine_decision *b)
+{
+	struct sluice_engine_decision ca = *a, cb = *b; /* release zeroes slot_count */
+	int ra = sluice_engine_release(mem, &q->r, &ca);
+	int rb = sluice_engine_release(red, &q->r, &cb);
+	cr_assert_eq(ra, rb, "engine release: in process %d (%s), Redis %d (%s)", ra, sluice_strerror(ra),
+		     rb, sluice_strerror(rb));
+	cr_assert_eq(ca.slot_count, 0);
+	cr_assert_eq(cb.slot_count, 0);
+	return ra;
+}
+
+static void echeck2(struct sluice_engine *mem, struct sluice_engine *red, struct req *q,
+		    struct sluice_engine_decision *a, struct sluice_engine_decision *b, int step)
+{
+	cr_assert_eq(sluice_engine_check(mem, &q->r, a), SLUICE_OK);
+	cr_assert_eq(sluice_engine_check(red, &q->r, b), SLUICE_OK);
+	same_engine(a, b, step);
+}
+
+/* sluice_engine_release()'s contract on both: another identity's key (never
+ * seen, and existing), a SLUICE_SLOT_NONE handle, a double release, a lease
+ * taken over by an admitted request and by a request that a later limit
+ * refused (engine.c took the slot over and gave it back: the take-over
+ * stays, so its old holder is ESTALE and the slot is free), an expired
+ * lease nobody took. */
+Test(redis_parity, engine_release_errors_match)
+{
+	struct server srv = server_start();
+	struct sluice_engine *red;
+	struct sluice_engine *mem = engine_pair(HEAD "limit c per ip concurrency 1 lease 2s\n"
+						     "limit r per ip rate 2/1h\n",
+						srv.port, &red);
+	uint64_t now = DAY0;
+	struct req q, other;
+	struct sluice_engine_decision a, b, a2, b2, x, y;
+	req_init(&q, "GET", "/", "ip1", NULL, now);
+	req_init(&other, "GET", "/", "ip9", NULL, now);
+	echeck2(mem, red, &q, &a, &b, 0);
+	cr_assert(a.d.allowed);
+	cr_assert_eq(a.slot_count, 1);
+	/* Another identity: its key never seen, then existing. */
+	cr_assert_eq(erelease2(mem, red, &other, &a, &b), SLUICE_ESTALE);
+	echeck2(mem, red, &other, &x, &y, 1);
+	cr_assert(x.d.allowed);
+	cr_assert_eq(erelease2(mem, red, &other, &a, &b), SLUICE_ESTALE);
+	cr_assert_eq(erelease2(mem, red, &other, &x, &y), SLUICE_OK);
+	/* SLUICE_SLOT_NONE in place of the handle. */
+	struct sluice_engine_decision na = a, nb = b;
+	na.slots[0].handle = SLUICE_SLOT_NONE;
+	nb.slots[0].handle = SLUICE_SLOT_NONE;
+	cr_assert_eq(erelease2(mem, red, &q, &na, &nb), SLUICE_ESTALE);
+	/* A decision without slots releases nothing. */
+	na.slot_count = nb.slot_count = 0;
+	cr_assert_eq(erelease2(mem, red, &q, &na, &nb), SLUICE_OK);
+	/* Release, then again. */
+	cr_assert_eq(erelease2(mem, red, &q, &a, &b), SLUICE_OK);
+	cr_assert_eq(erelease2(mem, red, &q, &a, &b), SLUICE_EDOUBLE);
+
+	/* A lease taken over by an admitted request. */
+	struct req q2;
+	req_init(&q2, "GET", "/", "ip2", NULL, now);
+	echeck2(mem, red, &q2, &a, &b, 2);
+	cr_assert(a.d.allowed);
+	q2.r.now_ns = now + 3 * SEC;
+	echeck2(mem, red, &q2, &a2, &b2, 3);
+	cr_assert(a2.d.allowed, "the expired lease is taken over");
+	cr_assert_eq(erelease2(mem, red, &q2, &a, &b), SLUICE_ESTALE);
+	/* The new holder's lease expires too; a request now takes the slot
+	 * over but the rate limit (2 per hour, both used) refuses it. */
+	q2.r.now_ns = now + 6 * SEC;
+	echeck2(mem, red, &q2, &x, &y, 4);
+	cr_assert_not(x.d.allowed);
+	cr_assert_str_eq(x.limit_name, "r");
+	/* The refused request's take-over stayed: the holder is ESTALE and
+	 * the slot is free. */
+	cr_assert_eq(erelease2(mem, red, &q2, &a2, &b2), SLUICE_ESTALE);
+	q2.r.cost = 0;
+	echeck2(mem, red, &q2, &x, &y, 5);
+	uint64_t rem, reset;
+	usage_of(mem, &q2, 0, &rem, &reset);
+	cr_assert_eq(rem, 1, "the slot is free");
+	usage_of(red, &q2, 0, &rem, &reset);
+	cr_assert_eq(rem, 1, "the slot is free on Redis too");
+
+	/* An expired lease nobody took releases normally. */
+	struct req q3;
+	req_init(&q3, "GET", "/", "ip3", NULL, now);
+	echeck2(mem, red, &q3, &a, &b, 6);
+	cr_assert(a.d.allowed);
+	q3.r.now_ns = now + 60 * SEC;
+	cr_assert_eq(erelease2(mem, red, &q3, &a, &b), SLUICE_OK);
+	sluice_engine_destroy(red);
+	sluice_engine_destroy(mem);
+	server_stop(&srv);
+}

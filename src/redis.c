@@ -11,7 +11,9 @@
  * runs during it), so the dry run and the writes need no receipts. One
  * write survives a denial, as in process: an earlier scope's slot taken over
  * from an expired lease is left free with the take-over recorded (deny()),
- * which is what the in-process engine's acquire and cancel leave. Each
+ * which is what the in-process engine's acquire and cancel leave; a
+ * cross-slot cancel likewise releases such a slot instead of restoring it.
+ * Each
  * limit's state is one field of the scope's hash (GCRA: F; counter:
  * "k_s:prev:cur"; calendar: "k_s:count"; log: the last `limit` unit times;
  * slots: tag, count and the slots' words).
@@ -273,7 +275,15 @@ static const char script_text[] =
 	"    local key, f, before, after = KEYS[ki], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]\n"
 	"    a = a + 4\n"
 	"    local cur = redis.call('HGET', key, f)\n"
-	"    if cur == after then\n"
+	"    local over = false\n"
+	"    if cur == after and before ~= '' and string.sub(f, 1, 1) == 's' then\n"
+	"      local x, b = sparse(after), sparse(before)\n"
+	"      for i, y in pairs(x.slot) do\n"
+	"        local o = b.slot[i]\n"
+	"        if y.ph == 2 and o and o.ph == 2 and o.g ~= y.g then over = true end\n"
+	"      end\n"
+	"    end\n"
+	"    if cur == after and not over then\n"
 	"      if before == '' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, before) end\n"
 	"      n = n + 1\n"
 	"      touched[ki] = true\n"

@@ -10,8 +10,10 @@
  * limit per scope, in evaluation order: the backend decides all of them
  * all-or-nothing, atomically on the server, in one round trip, and names the
  * first denier (else the least remaining, ties to the shorter reset, then
- * the first), which is engine.c's governing rule; the flat limit index of its
- * answer maps back to the policy's limit. The in-process engine needs
+ * the lower tie rank: each scope is ranked by its policy index with
+ * sluice__redis_set_tie_rank(), since evaluation order puts concurrency
+ * limits first), which is engine.c's governing rule; the flat limit index of
+ * its answer maps back to the policy's limit. The in-process engine needs
  * receipts and cancels to get all-or-nothing across limiters; the script's
  * atomicity gives it exactly (a refused request consumes nothing, ever).
  *
@@ -38,6 +40,7 @@
  * finishes on the policy it started with.
  */
 #include "redis_backend_internal.h"
+#include "redis_rank_internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -604,14 +607,21 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 	if (c == SLUICE__RPOOL_BUSY) {
 		/* No connection free within the timeout: the fail mode. */
 		sluice__redis_fail_answer(SLUICE_FAIL_OPEN, req->cost, &scopes[0].limits[0], &d[0]);
-	} else if (acquire) {
-		rc = sluice_redis_acquire_scopes(r, scopes, n, req->cost, req->now_ns, &d[0], handles);
-		if (rc == SLUICE_OK && want_warn && d[0].allowed && !d[0].degraded)
-			rc = sluice_redis_admit_batch(r, rq + 1, nrq - 1, req->now_ns, d + 1);
-		sluice__rpool_put(re->pool, c);
 	} else {
-		rc = nrq == 1 ? sluice_redis_admit_scopes(r, scopes, n, req->cost, req->now_ns, &d[0])
-			      : sluice_redis_admit_batch(r, rq, nrq, req->now_ns, d);
+		/* Scopes go in evaluation order (the first denier), but a full
+		 * tie between admitted limits goes to the lower policy index,
+		 * as engine.c: rank each scope by its limit's index. */
+		sluice__redis_set_tie_rank(r, applied, n);
+		if (acquire) {
+			rc = sluice_redis_acquire_scopes(r, scopes, n, req->cost, req->now_ns, &d[0],
+							 handles);
+			if (rc == SLUICE_OK && want_warn && d[0].allowed && !d[0].degraded)
+				rc = sluice_redis_admit_batch(r, rq + 1, nrq - 1, req->now_ns, d + 1);
+		} else {
+			rc = nrq == 1 ? sluice_redis_admit_scopes(r, scopes, n, req->cost, req->now_ns, &d[0])
+				      : sluice_redis_admit_batch(r, rq, nrq, req->now_ns, d);
+		}
+		sluice__redis_set_tie_rank(r, NULL, 0);
 		sluice__rpool_put(re->pool, c);
 	}
 	if (rc == SLUICE_EINVAL) {

@@ -8,7 +8,12 @@
  * (its first GCRA limit, then the others) stops at the first denier and
  * writes nothing; the scope's slots limit is then taken; if nothing denies,
  * every limit is written. On Redis the script is atomic (no other command
- * runs during it), so the dry run and the writes need no receipts. Each
+ * runs during it), so the dry run and the writes need no receipts. One
+ * write survives a denial, as in process: an earlier scope's slot taken over
+ * from an expired lease is left free with the take-over recorded (deny()),
+ * which is what the in-process engine's acquire and cancel leave; a
+ * cross-slot cancel likewise releases such a slot instead of restoring it.
+ * Each
  * limit's state is one field of the scope's hash (GCRA: F; counter:
  * "k_s:prev:cur"; calendar: "k_s:count"; log: the last `limit` unit times;
  * slots: tag, count and the slots' words).
@@ -54,6 +59,8 @@
  * is left as it was.
  */
 #include <sluice/redis.h>
+
+#include "redis_rank_internal.h"
 
 #ifndef SLUICE_WITH_REDIS
 
@@ -112,6 +119,11 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
 {
 	(void)r, (void)out;
 	return SLUICE_EUNSUPPORTED;
+}
+
+void sluice__redis_set_tie_rank(struct sluice_redis *r, const uint32_t *rank, size_t n)
+{
+	(void)r, (void)rank, (void)n;
 }
 
 #else /* SLUICE_WITH_REDIS */
@@ -263,7 +275,15 @@ static const char script_text[] =
 	"    local key, f, before, after = KEYS[ki], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]\n"
 	"    a = a + 4\n"
 	"    local cur = redis.call('HGET', key, f)\n"
-	"    if cur == after then\n"
+	"    local over = false\n"
+	"    if cur == after and before ~= '' and string.sub(f, 1, 1) == 's' then\n"
+	"      local x, b = sparse(after), sparse(before)\n"
+	"      for i, y in pairs(x.slot) do\n"
+	"        local o = b.slot[i]\n"
+	"        if y.ph == 2 and o and o.ph == 2 and o.g ~= y.g then over = true end\n"
+	"      end\n"
+	"    end\n"
+	"    if cur == after and not over then\n"
 	"      if before == '' then redis.call('HDEL', key, f) else redis.call('HSET', key, f, before) end\n"
 	"      n = n + 1\n"
 	"      touched[ki] = true\n"
@@ -344,6 +364,17 @@ static const char script_text[] =
 	"local a, flat = 5, 0\n"
 	"local out = {0, -1, nh, nl}\n"
 	"local plan = {}\n"
+	"local function deny(t)\n"
+	"  for q = 1, #plan do\n"
+	"    local sl = plan[q][4]\n"
+	"    if sl and sl.over then\n"
+	"      sl.st.slot[sl.got].ph = 0\n"
+	"      sl.st.n = sl.st.n - 1\n"
+	"      redis.call('HSET', KEYS[q], sl.f, sser(sl.st, sl.n))\n"
+	"    end\n"
+	"  end\n"
+	"  return t\n"
+	"end\n"
 	"for s = 1, #KEYS do\n"
 	"  local k = tonumber(ARGV[a]); a = a + 1\n"
 	"  local fields, pos = {}, {}\n"
@@ -387,7 +418,7 @@ static const char script_text[] =
 	"            if post > ttl then ttl = post end\n"
 	"          end\n"
 	"        end\n"
-	"        if st ~= 0 then return {st, flat + i - 1, nh, nl, dh, dl, 0, 0} end\n"
+	"        if st ~= 0 then return deny({st, flat + i - 1, nh, nl, dh, dl, 0, 0}) end\n"
 	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = after; befores[#befores + 1] = v or ''\n"
 	"      end\n"
 	"    elseif kind == 'c' then\n"
@@ -407,10 +438,10 @@ static const char script_text[] =
 	"        else idx, pv, cu, ahead = ks, sp, sc, 16777216 - d; A = W end\n"
 	"      end\n"
 	"      if write then\n"
-	"        if cost < 0 or cu + cost > lim then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0} end\n"
+	"        if cost < 0 or cu + cost > lim then return deny({1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0}) end\n"
 	"        local rh, rl = mul2(W, lim - cu - cost)\n"
 	"        local uh, ul = mul2(A, pv)\n"
-	"        if rh < uh or (rh == uh and rl < ul) then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0} end\n"
+	"        if rh < uh or (rh == uh and rl < ul) then return deny({1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], out[o + 3], 0}) end\n"
 	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = string.format('%d:%d:%d', idx, pv, cu + cost); befores[#befores + 1] = v or ''\n"
 	"        local ms = math.min(ahead * wms + wms + rms, CAP) + grace_ms\n"
 	"        if ms > ttl then ttl = ms end\n"
@@ -431,7 +462,7 @@ static const char script_text[] =
 	"        else idx, cnt, ahead = ks, sc, 4294967296 - d end\n"
 	"      end\n"
 	"      if write then\n"
-	"        if cost < 0 or cnt + cost > lim then return {1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], 0, 0} end\n"
+	"        if cost < 0 or cnt + cost > lim then return deny({1, flat + i - 1, nh, nl, out[o + 1], out[o + 2], 0, 0}) end\n"
 	"        sets[#sets + 1] = fields[i]; sets[#sets + 1] = string.format('%d:%d', idx, cnt + cost); befores[#befores + 1] = v or ''\n"
 	"        local ms = math.min(ahead * wms + rms, CAP) + grace_ms\n"
 	"        if ms > ttl then ttl = ms end\n"
@@ -457,7 +488,7 @@ static const char script_text[] =
 	"      end\n"
 	"      out[o + 1] = v or ''\n"
 	"      if write then\n"
-	"        if cost < 0 or #ts - gone + cost > lim then return {1, flat + i - 1, nh, nl, v or '', 0, 0, 0} end\n"
+	"        if cost < 0 or #ts - gone + cost > lim then return deny({1, flat + i - 1, nh, nl, v or '', 0, 0, 0}) end\n"
 	"        local rh, rl = nh, nl\n"
 	"        if #ts > 0 then\n"
 	"          local lh, ll = split(ts[#ts])\n"
@@ -479,8 +510,8 @@ static const char script_text[] =
 	"      if v then st = sparse(v) else st = {tag = (tag + s - 2) % 16777215 + 1, n = 0, slot = {}} end\n"
 	"      out[o + 1] = st.n\n"
 	"      if write then\n"
-	"        if st.n >= n and lease == '0' then return {1, flat + i - 1, nh, nl, st.n, 0, 0, 0} end\n"
-	"        sl = {i = i, o = o, st = st, n = n, lease = lease, v = v}\n"
+	"        if st.n >= n and lease == '0' then return deny({1, flat + i - 1, nh, nl, st.n, 0, 0, 0}) end\n"
+	"        sl = {i = i, o = o, st = st, n = n, lease = lease, v = v, f = fields[i]}\n"
 	"      end\n"
 	"    end\n"
 	"  end\n"
@@ -494,11 +525,12 @@ static const char script_text[] =
 	"        local x = st.slot[j]\n"
 	"        if x and x.ph == 2 and not dlt(nowstr, x.d) then\n"
 	"          got = j\n"
+	"          sl.over = true\n"
 	"          st.slot[j] = {g = nextgen(x.g), r = x.g, ph = 2, d = dl}\n"
 	"          break\n"
 	"        end\n"
 	"      end\n"
-	"      if not got then return {1, flat + sl.i - 1, nh, nl, st.n, 0, 0, 0} end\n"
+	"      if not got then return deny({1, flat + sl.i - 1, nh, nl, st.n, 0, 0, 0}) end\n"
 	"    else\n"
 	"      local j = st.n\n"
 	"      while st.slot[j] and st.slot[j].ph ~= 0 do j = (j + 1) % n end\n"
@@ -507,6 +539,7 @@ static const char script_text[] =
 	"      st.n = st.n + 1\n"
 	"      got = j\n"
 	"    end\n"
+	"    sl.got = got\n"
 	"    out[sl.o + 2], out[sl.o + 3], out[sl.o + 4] = st.slot[got].g, got, st.tag\n"
 	"    sets[#sets + 1] = fields[sl.i]; sets[#sets + 1] = sser(st, n); befores[#befores + 1] = sl.v or ''\n"
 	"  end\n"
@@ -671,6 +704,10 @@ struct sluice_redis {
 	uint64_t next_tag;  /* the next call's (random start: two handles differ) */
 	struct group *groups; /* cluster: scratch of admit_cross() */
 	uint64_t call_deadline_ns; /* admit_cross(): the reserves' deadline; else 0 */
+	/* sluice__redis_set_tie_rank(): rank of each caller scope for a full
+	 * tie of the governing rule (NULL: ties to the first). */
+	uint32_t tie_rank[SLUICE_REDIS_MAX_SCOPES];
+	bool tie_ranked;
 	struct sluice_window_log *log_cell; /* decide_state() scratch; NULL until a log is used */
 	struct sluice_redis_stats st;
 	/* The local lease (off: lease == NULL). */
@@ -769,14 +806,32 @@ static void decide_limit(struct sluice_decision *out, const struct sluice_rate *
 	}
 }
 
-/* Least remaining, then the shorter reset (limiter.c's govern()). */
-static void govern(const struct sluice_decision *d, size_t n, struct sluice_decision *out)
+/* The tie rank of caller scope s (0 for all when no rank is set). */
+static uint32_t tie_rank(const struct sluice_redis *r, size_t s)
+{
+	return r->tie_ranked && s < SLUICE_REDIS_MAX_SCOPES ? r->tie_rank[s] : 0;
+}
+
+/* Least remaining, then the shorter reset (limiter.c's govern()), then the
+ * lower tie rank of the scope (sluice__redis_set_tie_rank(); engine.c's
+ * lower policy index), then the first. */
+static void govern(const struct sluice_redis *r, const struct prepared *p,
+		   const struct sluice_decision *d, const bool *skip, size_t n,
+		   struct sluice_decision *out)
 {
 	size_t best = 0;
 
-	for (size_t i = 1; i < n; i++)
-		if (d[i].remaining < d[best].remaining ||
-		    (d[i].remaining == d[best].remaining && d[i].reset_ns < d[best].reset_ns))
+	while (skip != NULL && skip[best] && best + 1 < n)
+		best++;
+	for (size_t i = best + 1; i < n; i++)
+		if (skip != NULL && skip[i])
+			continue;
+		else if (d[i].remaining < d[best].remaining ||
+		    (d[i].remaining == d[best].remaining &&
+		     (d[i].reset_ns < d[best].reset_ns ||
+		      (d[i].reset_ns == d[best].reset_ns &&
+		       tie_rank(r, p->caller_scope[p->scope[i]]) <
+			       tie_rank(r, p->caller_scope[p->scope[best]])))))
 			best = i;
 	*out = d[best];
 	out->limit_index = (uint32_t)best;
@@ -1714,19 +1769,33 @@ static bool decode(struct sluice_redis *r, struct prepared *p, const redisReply 
 	    (p->mode == MODE_RESERVE ? (rep->elements - main) % 4 != 0 : rep->elements != main))
 		return false;
 	struct sluice_decision d[SLUICE_REDIS_MAX_LIMITS];
+	bool skip[SLUICE_REDIS_MAX_LIMITS] = { false };
 	char what = p->mode == MODE_PEEK ? 'p' : 'a';
 	for (size_t j = 0; j < p->nlimits; j++) {
 		if (!decide_state(r, p, j, rep, 4 + 4 * j, ST_OK, now, t, what, &d[j], &ok))
 			return false;
-		if (!ok) { /* a peek stops where the limiter's dry run stops */
+		if (ok)
+			continue;
+		/* A peek stops where the limiter's dry run stops: the scope's
+		 * answer is this limit's. */
+		if (!r->tie_ranked) {
 			*out = d[j];
 			out->allowed = true;
 			out->limit_index = p->base[p->scope[j]] + p->index[j];
 			p->peek_denied = true;
 			return true;
 		}
+		/* Ranked (the engine): a peek denies nothing, so as engine.c
+		 * every scope (one limiter each) answers and the governing
+		 * rule picks among the answers. This scope's is d[j] alone. */
+		for (size_t q = 0; q < p->nlimits; q++)
+			skip[q] = skip[q] || (p->scope[q] == p->scope[j] && q != j);
+		for (j++; j < p->nlimits && p->scope[j] == p->scope[j - 1]; j++)
+			if (!decide_state(r, p, j, rep, 4 + 4 * j, ST_OK, now, t, what, &d[j], &ok))
+				return false;
+		j--;
 	}
-	govern(d, p->nlimits, out);
+	govern(r, p, d, skip, p->nlimits, out);
 	size_t best = out->limit_index;
 	out->limit_index = p->base[p->scope[best]] + p->index[best];
 	out->allowed = true;
@@ -2143,11 +2212,25 @@ static void cancel_group(struct sluice_redis *r, struct prepared *p, uint64_t no
 	freeReplyObject(rep);
 }
 
-/* The better of two governing decisions (limiter.c's govern(): least
- * remaining, then the shorter reset, ties to the first). */
-static bool governs_over(const struct sluice_decision *a, const struct sluice_decision *b)
+/* The caller scope of a flat limit index of `whole`. */
+static size_t scope_of(const struct prepared *whole, uint32_t flat)
 {
-	return a->remaining < b->remaining || (a->remaining == b->remaining && a->reset_ns < b->reset_ns);
+	size_t s = 0;
+	while (s + 1 < whole->req->nscopes && whole->base[s + 1] <= flat)
+		s++;
+	return s;
+}
+
+/* The better of two governing decisions (govern(): least remaining, then
+ * the shorter reset, then the lower tie rank, ties to the first). */
+static bool governs_over(const struct sluice_redis *r, const struct prepared *whole,
+			 const struct sluice_decision *a, const struct sluice_decision *b)
+{
+	return a->remaining < b->remaining ||
+	       (a->remaining == b->remaining &&
+		(a->reset_ns < b->reset_ns ||
+		 (a->reset_ns == b->reset_ns && tie_rank(r, scope_of(whole, a->limit_index)) <
+							tie_rank(r, scope_of(whole, b->limit_index)))));
 }
 
 /*
@@ -2223,7 +2306,7 @@ static int admit_cross(struct sluice_redis *r, const struct prepared *whole, uin
 			denied = true;
 			break;
 		}
-		if (done == 0 || governs_over(&d, &best))
+		if (done == 0 || governs_over(r, whole, &d, &best))
 			best = d;
 	}
 	if (denied) {
@@ -2324,8 +2407,16 @@ int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope
 		return SLUICE_EINVAL; /* the policy has no slots */
 	const struct sluice_slots_config *cfg = &p.limit[j]->slots;
 	uint64_t index = handle & 0xfff, gen = handle >> 12 & 0xfffffff, tag = handle >> 40;
-	if (index >= cfg->slots || gen == 0)
-		return SLUICE_ESTALE; /* as sluice_slots_release(); SLUICE_SLOT_NONE too */
+	if (index >= cfg->slots || gen == 0) {
+		/* Malformed (SLUICE_SLOT_NONE too): ESTALE as
+		 * sluice_slots_release(), but only for a key that exists, as
+		 * sluice_limiter_release() looks the key up first. Tag 0 is
+		 * never a state's (tags are 1 .. 2^24 - 1), so the server
+		 * answers 3 (no key) or 2 (stale) and changes nothing. */
+		tag = 0;
+		gen = 0;
+		index = 0;
+	}
 	char *w;
 	int argc = head_args(r, &p, 0, "r", &w);
 #define NUM(v) (r->argv[argc] = w, r->argvlen[argc++] = sluice__u64_to_dec(w, (v)), w += NUM_MAX)
@@ -2354,6 +2445,15 @@ int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope
 		r->st.server_errors++;
 	freeReplyObject(rep);
 	return rc;
+}
+
+void sluice__redis_set_tie_rank(struct sluice_redis *r, const uint32_t *rank, size_t n)
+{
+	if (r == NULL)
+		return;
+	r->tie_ranked = rank != NULL;
+	for (size_t s = 0; s < SLUICE_REDIS_MAX_SCOPES; s++)
+		r->tie_rank[s] = rank != NULL && s < n ? rank[s] : UINT32_MAX;
 }
 
 int sluice_redis_admit(struct sluice_redis *r, const void *key, size_t key_len,

@@ -3,7 +3,8 @@
  * (limiter_redis.c, engine_redis.c) and the connection pool they share
  * (redis_pool.c). Not installed. limiter.c and engine.c dispatch to these
  * from the top of their public functions when created with options.redis.
- * Only the public sluice_redis_* API is used underneath.
+ * Only the public sluice_redis_* API is used underneath, plus the engine's
+ * tie rank (redis_rank_internal.h).
  */
 #ifndef SLUICE_REDIS_BACKEND_INTERNAL_H
 #define SLUICE_REDIS_BACKEND_INTERNAL_H

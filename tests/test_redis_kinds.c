@@ -375,8 +375,11 @@ Test(redis_kinds, validation_of_kinds)
 	sc.limits = &g;
 	cr_expect_eq(sluice_redis_release(r, &sc, 1), SLUICE_EINVAL, "no slots limit");
 	sc.limits = &one;
-	cr_expect_eq(sluice_redis_release(r, &sc, SLUICE_SLOT_NONE), SLUICE_ESTALE);
-	cr_expect_eq(sluice_redis_release(r, &sc, 1ull << 12 | 2), SLUICE_ESTALE, "index past N");
+	/* A malformed handle is ESTALE only for a key that exists (as
+	 * sluice_limiter_release(): ENOTFOUND first), so it asks the server
+	 * too (tests/test_redis_parity.c). */
+	cr_expect_eq(sluice_redis_release(r, &sc, SLUICE_SLOT_NONE), SLUICE_EBACKEND);
+	cr_expect_eq(sluice_redis_release(r, &sc, 1ull << 12 | 2), SLUICE_EBACKEND, "index past N");
 	cr_expect_eq(sluice_redis_release(r, &sc, 1ull << 12), SLUICE_EBACKEND, "server down");
 	sluice_redis_destroy(r);
 }

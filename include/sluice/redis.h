@@ -274,8 +274,10 @@ SLUICE_API int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct 
  * SLUICE_EDOUBLE (already released); SLUICE_ESTALE (a handle of another key
  * or of an earlier state of this key, its lease taken over by another
  * acquirer, malformed, or SLUICE_SLOT_NONE); SLUICE_ENOTFOUND (the key does
- * not exist); SLUICE_EINVAL (r or scope NULL, or no slots limit among the
- * limits); the validation errors of sluice_redis_admit_scopes();
+ * not exist, whatever the handle: as sluice_limiter_release(), the key is
+ * looked up first, so a malformed handle also costs a round trip);
+ * SLUICE_EINVAL (r or scope NULL, or no slots limit among the limits); the
+ * validation errors of sluice_redis_admit_scopes();
  * SLUICE_EBACKEND (the server could not be reached or is a replica within
  * the timeout: the slot stays taken; retry, or let its lease expire);
  * SLUICE_EPROTO (an unexpected reply). Only a 0 return changes the state.

@@ -1423,7 +1423,9 @@ static int ensure_connected(struct sluice_redis *r, struct node *nd, uint64_t de
 	nd->next_attempt_ns = 0;
 	if (r->slot_node != NULL && nd == &r->nodes[0])
 		refresh_slots(r, nd, deadline_ns);
-	return 0;
+	/* refresh_slots() drops the connection if its reply is lost or
+	 * unreadable (fuzz/corpus/redis/regress_cluster_slots_drop). */
+	return nd->ctx != NULL ? 0 : -1;
 }
 
 /* ---- cluster ---- */

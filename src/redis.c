@@ -1586,7 +1586,10 @@ static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, c
 		}
 		bool fits = cost <= rate->burst && debt <= rate->tolerance_ns - cost * rate->interval_ns;
 		if (what == 'd') {
-			if (status == ST_RATE && fits)
+			/* RATE only for cost <= burst (else the script says
+			 * NEVER): retry_after = debt - slack needs slack >= 0
+			 * (fuzz/corpus/redis/regress_rate_cost_above_burst). */
+			if (status == ST_RATE && (fits || cost > rate->burst))
 				return false;
 			decide_limit(d, rate, status, debt, cost);
 			if (r->cache != NULL && status == ST_RATE)

@@ -21,8 +21,12 @@
  * Input: byte 0 flags (bit 0 cluster, 1 caller clock, 2 fail closed, 3 deny
  * cache, 4 lease, 5 reconnect at once after a failure), byte 1 the number
  * of operations (mod 8, plus 1), then one byte per operation (bits 0-2 the
- * request shape, bits 3-4 the cost, 0 being a peek), then the server's
- * answers: chunks of a 2-byte big-endian length and that many bytes.
+ * request shape, see the switch below; bits 3-4 the cost, 0 being a peek;
+ * bits 5-7 the clock's step in 100 ms, bit 7 also picking the slots limit
+ * with a lease TTL for an acquire), 4 bytes of caller time (us), then the
+ * server's answers: chunks of a 2-byte big-endian length and that many
+ * bytes. At the end of an input the harness waits until the server has
+ * closed every connection of it, so inputs never overlap.
  *
  * Checked on every answer: no crash, leak or hang (libFuzzer, ASan, LSan);
  * every call returns 0 or a documented code; a degraded decision is the

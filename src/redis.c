@@ -1478,7 +1478,9 @@ static int ensure_connected(struct sluice_redis *r, struct node *nd, uint64_t de
 	nd->next_attempt_ns = 0;
 	if (r->slot_node != NULL && nd == &r->nodes[0])
 		refresh_slots(r, nd, deadline_ns);
-	return 0;
+	/* refresh_slots() drops the connection if its reply is lost or
+	 * unreadable (fuzz/corpus/redis/regress_cluster_slots_drop). */
+	return nd->ctx != NULL ? 0 : -1;
 }
 
 /* ---- cluster ---- */
@@ -1639,7 +1641,10 @@ static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, c
 		}
 		bool fits = cost <= rate->burst && debt <= rate->tolerance_ns - cost * rate->interval_ns;
 		if (what == 'd') {
-			if (status == ST_RATE && fits)
+			/* RATE only for cost <= burst (else the script says
+			 * NEVER): retry_after = debt - slack needs slack >= 0
+			 * (fuzz/corpus/redis/regress_rate_cost_above_burst). */
+			if (status == ST_RATE && (fits || cost > rate->burst))
 				return false;
 			decide_limit(d, rate, status, debt, cost);
 			if (r->cache != NULL && status == ST_RATE)

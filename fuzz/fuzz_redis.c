@@ -55,12 +55,6 @@
 
 #include "fuzz.h"
 
-static void check(bool ok)
-{
-	if (!ok)
-		__builtin_trap();
-}
-
 #ifndef SLUICE_WITH_REDIS
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -73,6 +67,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #else
 
 #include <hiredis/hiredis.h>
+
+static void check(bool ok)
+{
+	if (!ok)
+		__builtin_trap();
+}
 
 /* ---- the network: every name is the fake server ---- */
 

@@ -23,22 +23,10 @@
 
 #include "engine_test_util.h"
 #include "redis_server.h"
+#define REDIS_TEST_RNG_SEED 0x2545f4914f6cdd1dull
+#include "redis_test_util.h"
 
 /* ---- helpers ---- */
-
-static struct sluice_redis_options ropts(int port, uint32_t flags)
-{
-	struct sluice_redis_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.flags = flags;
-	o.timeout_ns = 500 * MS;
-	if (flags & SLUICE_REDIS_CALLER_CLOCK)
-		o.expiry_grace_ns = 600 * SEC; /* fake clocks stand still */
-	return o;
-}
 
 static struct sluice_engine_options eopts(const struct sluice_redis_options *ro, const char *tag)
 {
@@ -79,18 +67,6 @@ static struct sluice_redis_stats estats(struct sluice_engine *e)
 	s.size = sizeof s;
 	cr_assert_eq(sluice__engine_redis_stats(e, &s), SLUICE_OK);
 	return s;
-}
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dull;
 }
 
 static void same_decision(const struct sluice_engine_decision *a, const struct sluice_engine_decision *b,
@@ -616,65 +592,10 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 
 /* ---- Redis Cluster: the hash tag keeps a request on one slot ---- */
 
-static char cluster_dir[3][64];
-
-static void cluster_cleanup(void)
-{
-	for (int i = 0; i < 3; i++) {
-		if (cluster_dir[i][0] == '\0')
-			continue;
-		char path[256];
-		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
-		unlink(path);
-		rmdir(cluster_dir[i]);
-	}
-}
-
-static bool cluster_ok(int port)
-{
-	redisReply *rep = side(port, "CLUSTER INFO", NULL);
-	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
-	freeReplyObject(rep);
-	return ok;
-}
-
-static long long keyslot(int port, const char *key)
-{
-	redisReply *rep = side_fmt(port, "CLUSTER KEYSLOT %s", key);
-	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER);
-	long long v = rep->integer;
-	freeReplyObject(rep);
-	return v;
-}
-
-static int owner_of(long long slot)
-{
-	return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
-}
-
 Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluster_cleanup)
 {
 	struct server n[3];
-	for (int i = 0; i < 3; i++) {
-		snprintf(cluster_dir[i], sizeof cluster_dir[i], "/tmp/sluice-cluster-XXXXXX");
-		cr_assert_not_null(mkdtemp(cluster_dir[i]));
-		n[i] = server_spawn(0, 0, cluster_dir[i]);
-	}
-	const char *ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
-	for (int i = 0; i < 3; i++)
-		freeReplyObject(side_fmt(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0], ranges[i][1]));
-	for (int i = 1; i < 3; i++) {
-		char port[16];
-		snprintf(port, sizeof port, "%d", n[i].port);
-		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
-	}
-	bool ok = false;
-	for (int t = 0; t < 1000 && !ok; t++) {
-		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
-		if (!ok)
-			usleep(10000);
-	}
-	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
+	cluster_start(n);
 
 	static const char *const rates_only[] = { "concurrency", "quota", NULL };
 	const char *text = seed002_without(rates_only);

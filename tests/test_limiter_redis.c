@@ -18,39 +18,10 @@
 
 #include "redis_backend_internal.h"
 
-#define SEC 1000000000ull
-#define MS 1000000ull
-#define MIN (60 * SEC)
-
 #include "redis_server.h"
+#include "redis_test_util.h"
 
 /* ---- helpers ---- */
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_redis_options ropts(int port, uint32_t flags)
-{
-	struct sluice_redis_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.flags = flags;
-	o.timeout_ns = 500 * MS;
-	/* Fake caller clocks stand still against real time: keys must not
-	 * expire meanwhile (docs/redis.md, "Key expiry"). */
-	if (flags & SLUICE_REDIS_CALLER_CLOCK)
-		o.expiry_grace_ns = 600 * SEC;
-	return o;
-}
 
 static struct sluice_limiter_options lopts(const struct sluice_redis_options *ro, uint32_t conns)
 {
@@ -90,34 +61,6 @@ static struct sluice_limiter_stats lstats(struct sluice_limiter *lim)
 	s.size = sizeof s;
 	cr_assert_eq(sluice_limiter_stats(lim, &s), SLUICE_OK);
 	return s;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
-{
-	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
-	cr_assert_eq(a->degraded, b->degraded, "step %d: degraded", step);
-	cr_assert_eq(a->reason, b->reason, "step %d: reason %u vs %u", step, a->reason, b->reason);
-	cr_assert_eq(a->limit_index, b->limit_index, "step %d: limit_index %u vs %u", step,
-		     a->limit_index, b->limit_index);
-	cr_assert_eq(a->limit, b->limit, "step %d: limit", step);
-	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
-	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset %llu vs %llu", step,
-		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
-	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry %llu vs %llu", step,
-		     (unsigned long long)a->retry_after_ns, (unsigned long long)b->retry_after_ns);
 }
 
 /* ---- options ---- */

@@ -2,8 +2,8 @@
  * redis_test_util.h - the helpers every Redis test file shares: limit
  * constructors, the backend's options and stats, a deterministic random
  * walk, and the comparison of two decisions field by field (every field of
- * struct sluice_decision, so a backend that differs from its in-process
- * reference in any of them fails). Header-only (static functions) for
+ * struct sluice_decision, and of struct sluice_engine_decision, so a backend
+ * that differs from its in-process reference in any of them fails). Header-only (static functions) for
  * Criterion test files; include after <criterion/criterion.h> and
  * <sluice.h>. Functions a file does not use are marked unused.
  * A file that wants its own random sequence defines REDIS_TEST_RNG_SEED
@@ -169,6 +169,26 @@ static void assert_same(const struct sluice_decision *a, const struct sluice_dec
 
 	snprintf(what, sizeof what, "step %d", step);
 	assert_same_at(a, b, what);
+}
+
+/* Two engine decisions: the decision and everything the engine adds. */
+static void same_decision(const struct sluice_engine_decision *a, const struct sluice_engine_decision *b,
+			  int step)
+{
+	char what[32];
+
+	snprintf(what, sizeof what, "step %d", step);
+	assert_same_at(&a->d, &b->d, what);
+	cr_assert_eq(a->governed, b->governed, "step %d: governed", step);
+	cr_assert_eq(a->warn, b->warn, "step %d: warn %d vs %d", step, a->warn, b->warn);
+	cr_assert_eq(a->warn_limit, b->warn_limit, "step %d: warn_limit", step);
+	cr_assert_eq(a->scope, b->scope, "step %d: scope", step);
+	cr_assert_eq(a->class_id, b->class_id, "step %d: class", step);
+	cr_assert_eq(a->applied, b->applied, "step %d: applied %x vs %x", step, a->applied, b->applied);
+	cr_assert_eq(a->slot_count, b->slot_count, "step %d: slots", step);
+	cr_assert_eq(a->generation, b->generation, "step %d: generation", step);
+	cr_assert_str_eq(a->limit_name, b->limit_name, "step %d: %s vs %s", step, a->limit_name,
+			 b->limit_name);
 }
 
 #if defined(__GNUC__)

@@ -69,31 +69,6 @@ static struct sluice_redis_stats estats(struct sluice_engine *e)
 	return s;
 }
 
-static void same_decision(const struct sluice_engine_decision *a, const struct sluice_engine_decision *b,
-			  int step)
-{
-	cr_assert_eq(a->d.allowed, b->d.allowed, "step %d: allowed %d vs %d (%s vs %s)", step,
-		     a->d.allowed, b->d.allowed, a->limit_name, b->limit_name);
-	cr_assert_eq(a->d.degraded, b->d.degraded, "step %d: degraded", step);
-	cr_assert_eq(a->d.reason, b->d.reason, "step %d: reason", step);
-	cr_assert_eq(a->d.limit_index, b->d.limit_index, "step %d: limit_index %u vs %u", step,
-		     a->d.limit_index, b->d.limit_index);
-	cr_assert_eq(a->d.limit, b->d.limit, "step %d: limit", step);
-	cr_assert_eq(a->d.remaining, b->d.remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->d.remaining, (unsigned long long)b->d.remaining);
-	cr_assert_eq(a->d.reset_ns, b->d.reset_ns, "step %d: reset", step);
-	cr_assert_eq(a->d.retry_after_ns, b->d.retry_after_ns, "step %d: retry", step);
-	cr_assert_eq(a->governed, b->governed, "step %d: governed", step);
-	cr_assert_eq(a->warn, b->warn, "step %d: warn %d vs %d", step, a->warn, b->warn);
-	cr_assert_eq(a->warn_limit, b->warn_limit, "step %d: warn_limit", step);
-	cr_assert_eq(a->scope, b->scope, "step %d: scope", step);
-	cr_assert_eq(a->class_id, b->class_id, "step %d: class", step);
-	cr_assert_eq(a->applied, b->applied, "step %d: applied %x vs %x", step, a->applied, b->applied);
-	cr_assert_eq(a->slot_count, b->slot_count, "step %d: slots", step);
-	cr_assert_eq(a->generation, b->generation, "step %d: generation", step);
-	cr_assert_str_eq(a->limit_name, b->limit_name, "step %d", step);
-}
-
 static void same_usage(struct sluice_engine *a, struct sluice_engine *b, const struct sluice_engine_request *r,
 		       int step)
 {

@@ -191,20 +191,6 @@ static struct sluice_engine *engine_pair(const char *text, int port, struct slui
 	return engine_of(load_text(text));
 }
 
-static void same_engine(const struct sluice_engine_decision *a, const struct sluice_engine_decision *b,
-			int step)
-{
-	char what[32];
-	snprintf(what, sizeof what, "step %d", step);
-	assert_same_at(&a->d, &b->d, what);
-	cr_assert_eq(a->governed, b->governed, "step %d: governed", step);
-	cr_assert_eq(a->scope, b->scope, "step %d: scope", step);
-	cr_assert_eq(a->applied, b->applied, "step %d: applied", step);
-	cr_assert_eq(a->slot_count, b->slot_count, "step %d: slots", step);
-	cr_assert_str_eq(a->limit_name, b->limit_name, "step %d: %s vs %s", step, a->limit_name,
-			 b->limit_name);
-}
-
 /* The in-process usage of limit i for q: remaining and reset. */
 static void usage_of(struct sluice_engine *e, struct req *q, uint32_t i, uint64_t *remaining,
 		     uint64_t *reset_ns)
@@ -263,7 +249,7 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 			struct sluice_engine_decision a, b;
 			cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 			cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
-			same_engine(&a, &b, -1 - k);
+			same_decision(&a, &b, -1 - k);
 			cr_assert(a.d.allowed);
 			if (k == 0) {
 				cr_assert_eq(a.d.remaining, 3);
@@ -276,7 +262,7 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 				q.r.cost = 0;
 				cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 				cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
-				same_engine(&a, &b, -3);
+				same_decision(&a, &b, -3);
 				cr_assert_eq(a.d.limit_index, 0, "policy %zu", c);
 			}
 		}
@@ -302,7 +288,7 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 			struct sluice_engine_decision a, b;
 			cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 			cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
-			same_engine(&a, &b, (int)c * 1000 + step);
+			same_decision(&a, &b, (int)c * 1000 + step);
 			if (a.d.allowed && a.d.limit_index != conc) {
 				uint64_t rem, reset;
 				usage_of(mem, &q, conc, &rem, &reset);
@@ -425,7 +411,7 @@ static void echeck2(struct sluice_engine *mem, struct sluice_engine *red, struct
 {
 	cr_assert_eq(sluice_engine_check(mem, &q->r, a), SLUICE_OK);
 	cr_assert_eq(sluice_engine_check(red, &q->r, b), SLUICE_OK);
-	same_engine(a, b, step);
+	same_decision(a, b, step);
 }
 
 /* sluice_engine_release()'s contract on both: another identity's key (never

@@ -126,6 +126,34 @@ static struct sluice_redis_stats rstats(struct sluice_redis *r)
 	return s;
 }
 
+/* A limiter on Redis with `conns` connections (the backend's options `ro`
+ * must outlive the create call). */
+static struct sluice_limiter_options limiter_opts(const struct sluice_redis_options *ro, uint32_t conns)
+{
+	struct sluice_limiter_options o;
+
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.redis = ro;
+	o.redis_connections = conns;
+	return o;
+}
+
+/* An engine on Redis with `conns` connections, every key hash-tagged by
+ * scope `tag` (NULL: each limit by its own scope). */
+static struct sluice_engine_options engine_opts(const struct sluice_redis_options *ro, uint32_t conns,
+						const char *tag)
+{
+	struct sluice_engine_options o;
+
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.redis = ro;
+	o.redis_connections = conns;
+	o.redis_tag_scope = tag;
+	return o;
+}
+
 /* ---- a deterministic random walk (xorshift64*) ---- */
 
 #ifndef REDIS_TEST_RNG_SEED

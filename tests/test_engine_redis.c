@@ -28,18 +28,6 @@
 
 /* ---- helpers ---- */
 
-static struct sluice_engine_options eopts(const struct sluice_redis_options *ro, const char *tag)
-{
-	struct sluice_engine_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = ro;
-	o.redis_connections = 2;
-	o.redis_tag_scope = tag;
-	return o;
-}
-
 static struct sluice_engine *engine_on(const char *text, const struct sluice_engine_options *o)
 {
 	struct sluice_policy *p = load_text(text);
@@ -150,7 +138,7 @@ Test(engine_redis, differential_against_the_in_process_engine_with_a_reload)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *mem = engine_of(load_text(policy_a));
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	uint64_t now = DAY0;
@@ -229,7 +217,7 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *red = NULL;
 
 	/* The whole seed: rates, daily quotas (calendar), warnings and the
@@ -349,7 +337,7 @@ Test(engine_redis, key_naming_scheme)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	struct sluice_engine_decision d;
 	struct req q;
@@ -378,7 +366,7 @@ Test(engine_redis, key_naming_scheme)
 		     1);
 	/* With a tag scope every key of the request carries its identity. */
 	sluice_engine_destroy(red);
-	o = eopts(&ro, "workspace");
+	o = engine_opts(&ro, 2, "workspace");
 	red = engine_on(policy_a, &o);
 	req_init(&q, "GET", "/x", "w9", "t9", DAY0);
 	cr_assert_eq(sluice_engine_check(red, &q.r, &d), SLUICE_OK);
@@ -410,7 +398,7 @@ static void server_killed(bool closed)
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.backoff_min_ns = 200 * MS;
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	char text[2048];
 	snprintf(text, sizeof text, "policy \"rd\"\nfail %s\n%s", closed ? "closed" : "open",
 		 strstr(policy_a, "scope workspace"));
@@ -468,33 +456,33 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	struct sluice_engine_options o;
 	struct sluice_engine *e;
 
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	o.max_keys = 5;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "max_keys bounds a local table");
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	o.reserved2_ = 1;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	o.redis_connections = SLUICE_LIMITER_MAX_CONNECTIONS + 1;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
-	o = eopts(&ro, "tenant");
+	o = engine_opts(&ro, 2, "tenant");
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "unknown tag scope");
 	struct sluice_redis_options bad = ro;
 	bad.fail_mode = SLUICE_FAIL_CLOSED;
-	o = eopts(&bad, NULL);
+	o = engine_opts(&bad, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "the policy's fail mode applies");
 	bad = ro;
 	bad.key_prefix = "app{1}:";
-	o = eopts(&bad, NULL);
+	o = engine_opts(&bad, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "a brace in the prefix");
 	/* Redis fields without redis. */
-	o = eopts(NULL, NULL);
+	o = engine_opts(NULL, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "connections without redis");
 	o.redis_connections = 0;
 	o.redis_tag_scope = "workspace";
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
 	/* As in process: at most SLUICE_ENGINE_MAX_SLOTS concurrency limits. */
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	char conc5[1024] = "policy \"c\"\nscope t\n";
 	for (int i = 0; i <= SLUICE_ENGINE_MAX_SLOTS; i++) {
 		char l[64];
@@ -523,7 +511,7 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	sluice_engine_destroy(e);
 
 	/* A server down is not an error of create. */
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	cr_assert_eq(try_engine(policy_a, &o, &e), SLUICE_OK);
 	struct sluice_engine_top top[4];
 	size_t n = 9;
@@ -582,7 +570,7 @@ Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluste
 	/* Each limit tagged by its own scope: the request spans two slots.
 	 * A backend without the cross-slot protocol refuses it before
 	 * sending (nothing consumed); one with it decides it. */
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *own = engine_on(text, &o);
 	struct sluice_engine_decision d;
 	struct req q;
@@ -598,7 +586,7 @@ Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluste
 	cr_expect(d.d.allowed && !d.d.degraded);
 
 	/* The workspace as the tag: every key of the request on its slot. */
-	o = eopts(&ro, "workspace");
+	o = engine_opts(&ro, 2, "workspace");
 	struct sluice_engine *tagged = engine_on(text, &o);
 	struct sluice_engine *mem = engine_of(load_text(text));
 	for (int i = 0; i < 130; i++) {
@@ -656,7 +644,7 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	ro.timeout_ns = 100 * MS;
 	ro.backoff_min_ns = 1; /* every call reconnects and blocks its timeout */
 	ro.backoff_max_ns = 1;
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	o.redis_connections = 1;
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	kill(srv.pid, SIGSTOP);

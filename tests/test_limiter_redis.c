@@ -23,17 +23,6 @@
 
 /* ---- helpers ---- */
 
-static struct sluice_limiter_options lopts(const struct sluice_redis_options *ro, uint32_t conns)
-{
-	struct sluice_limiter_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = ro;
-	o.redis_connections = conns;
-	return o;
-}
-
 static struct sluice_limiter *limiter_on(const struct sluice_limit *l, size_t n,
 					 const struct sluice_limiter_options *o)
 {
@@ -74,50 +63,50 @@ Test(limiter_redis, create_validates_options)
 	struct sluice_limiter_options o;
 
 	/* Options of the local table mean nothing on Redis: refused. */
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.max_keys = 1;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	cr_expect_null(lim, "*out cleared on failure");
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.max_bytes = 1 << 20;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.hash_secret = "s";
 	o.hash_secret_len = 1;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.initial_buckets = 64;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.reserved_ = 1;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.fail_mode = 2;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.flags = 0x80;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* One fail mode: the limiter's. The backend's must stay 0. */
 	struct sluice_redis_options closed = ro;
 	closed.fail_mode = SLUICE_FAIL_CLOSED;
-	o = lopts(&closed, 0);
+	o = limiter_opts(&closed, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Connections: 1 .. SLUICE_LIMITER_MAX_CONNECTIONS, none without redis. */
-	o = lopts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS + 1);
+	o = limiter_opts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS + 1);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(NULL, 2);
+	o = limiter_opts(NULL, 2);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Bad Redis options are the backend's EINVAL. */
 	struct sluice_redis_options bad = ro;
 	bad.port = 70000;
-	o = lopts(&bad, 0);
+	o = limiter_opts(&bad, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	bad = ro;
 	bad.size = sizeof bad - 1;
-	o = lopts(&bad, 0);
+	o = limiter_opts(&bad, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Policies: the same checks as in process... */
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, NULL, 1, &o), SLUICE_EINVAL);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 0, &o), SLUICE_EINVAL);
 	cr_expect_eq(sluice_limiter_create(NULL, &l, 1, &o), SLUICE_EINVAL);
@@ -145,13 +134,13 @@ Test(limiter_redis, create_validates_options)
 	 * with the most connections too. */
 	lim = limiter_on(&l, 1, &o);
 	sluice_limiter_destroy(lim);
-	o = lopts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS);
+	o = limiter_opts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS);
 	lim = limiter_on(&l, 1, &o);
 	struct sluice_decision d;
 	cr_expect_eq(sluice_limiter_admit(lim, "k", 1, 1, 0, &d), SLUICE_OK);
 	cr_expect(d.degraded && d.allowed, "fail open by default");
 	sluice_limiter_destroy(lim);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	sluice_limiter_destroy(NULL);
 
 	/* Version 1 of the options (before the Redis fields): in process. */
@@ -175,7 +164,7 @@ Test(limiter_redis, kinds_follow_the_backend)
 {
 	int port = free_port();
 	struct sluice_redis_options ro = ropts(port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_redis *r = NULL;
 	cr_assert_eq(sluice_redis_create(&r, &ro), SLUICE_OK);
 
@@ -205,7 +194,7 @@ Test(limiter_redis, differential_against_the_in_process_limiter)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 2);
+	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit pol[2] = { gcra(5, SEC, 5), gcra(20, MIN, 10) };
 	struct sluice_limiter *mem = limiter_on(pol, 2, NULL);
 	struct sluice_limiter *red = limiter_on(pol, 2, &o);
@@ -283,7 +272,7 @@ Test(limiter_redis, batch_is_pipelined_and_validated_first)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_limit l = gcra(100, SEC, 100);
 	struct sluice_limiter *mem = limiter_on(&l, 1, NULL);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
@@ -328,7 +317,7 @@ Test(limiter_redis, single_calls_validate_like_the_limiter)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, 0);
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_limit l = gcra(10, SEC, 10);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
 	struct sluice_decision d;
@@ -381,7 +370,7 @@ static void server_killed(uint32_t fail_mode)
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.backoff_min_ns = 200 * MS;
 	ro.backoff_max_ns = 400 * MS;
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	o.fail_mode = fail_mode;
 	struct sluice_limit pol[2] = { gcra(100, SEC, 100), gcra(7, MIN, 7) };
 	struct sluice_limiter *red = limiter_on(pol, 2, &o);
@@ -471,7 +460,7 @@ Test(limiter_redis, threads_share_one_limiter_and_the_bound_is_exact)
 	/* The server's clock: 200 per hour refills one unit per 18 s, and
 	 * the test takes well under a second, so exactly 200 are admitted. */
 	struct sluice_redis_options ro = ropts(srv.port, 0);
-	struct sluice_limiter_options o = lopts(&ro, 2);
+	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit l = gcra(200, 3600 * SEC, 200);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
 	enum { THREADS = 4 };
@@ -541,7 +530,7 @@ Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	 * threads queued behind it on the one connection. */
 	ro.backoff_min_ns = 1;
 	ro.backoff_max_ns = 1;
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	o.fail_mode = SLUICE_FAIL_CLOSED;
 	struct sluice_limit l = gcra(100, SEC, 100);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
@@ -582,7 +571,7 @@ Test(limiter_redis, slots_differential_acquire_and_release)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 2);
+	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit pol[2];
 	pol[0] = gcra(50, SEC, 20);
 	memset(&pol[1], 0, sizeof pol[1]);

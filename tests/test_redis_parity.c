@@ -32,13 +32,9 @@ struct pair {
 static struct pair pair_of(const struct sluice_limit *l, size_t n, int port)
 {
 	struct sluice_redis_options ro = ropts(port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o;
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct pair p = { NULL, NULL };
 
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = &ro;
-	o.redis_connections = 1;
 	cr_assert_eq(sluice_limiter_create(&p.mem, l, n, NULL), SLUICE_OK);
 	cr_assert_eq(sluice_limiter_create(&p.red, l, n, &o), SLUICE_OK);
 	return p;
@@ -180,11 +176,7 @@ Test(redis_parity, limiter_ties_between_equal_limits_on_every_step)
 static struct sluice_engine *engine_pair(const char *text, int port, struct sluice_engine **red)
 {
 	struct sluice_redis_options ro = ropts(port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_engine_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = &ro;
-	o.redis_connections = 1;
+	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
 	struct sluice_policy *pr = load_text(text);
 	*red = NULL;
 	cr_assert_eq(sluice_engine_create(red, pr, &o), SLUICE_OK);
@@ -524,11 +516,7 @@ Test(redis_parity, engine_on_a_cluster_across_slots, .fini = cluster_cleanup)
 				   "limit c per b concurrency 2 lease 2s\n";
 	struct sluice_redis_options ro = ropts(n[0].port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.flags |= SLUICE_REDIS_CLUSTER;
-	struct sluice_engine_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = &ro;
-	o.redis_connections = 1;
+	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
 	struct sluice_engine *red = NULL;
 	cr_assert_eq(sluice_engine_create(&red, load_text(text), &o), SLUICE_OK);
 	struct sluice_engine *mem = engine_of(load_text(text));

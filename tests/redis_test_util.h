@@ -12,6 +12,7 @@
 #ifndef SLUICE_TESTS_REDIS_TEST_UTIL_H
 #define SLUICE_TESTS_REDIS_TEST_UTIL_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -217,6 +218,60 @@ static void same_decision(const struct sluice_engine_decision *a, const struct s
 	cr_assert_eq(a->generation, b->generation, "step %d: generation", step);
 	cr_assert_str_eq(a->limit_name, b->limit_name, "step %d: %s vs %s", step, a->limit_name,
 			 b->limit_name);
+}
+
+/* ---- a frozen server and a busy pool: bounded waits ----
+ *
+ * FROZEN_THREADS threads each make FROZEN_CALLS calls of `call` on `ctx`
+ * (one object shared by all, its server stopped with SIGSTOP), timing each.
+ * `call` returns the call's SLUICE_* code and sets *as_expected when the
+ * answer is the one the fail mode prescribes. Every call must return
+ * SLUICE_OK; the slowest call and the number of expected answers come
+ * back. */
+
+#define FROZEN_THREADS 4
+#define FROZEN_CALLS 3
+
+struct frozen_worker {
+	pthread_t th;
+	int (*call)(void *ctx, bool *as_expected);
+	void *ctx;
+	uint64_t worst_ns;
+	int expected, errors;
+};
+
+static void *frozen_work(void *arg)
+{
+	struct frozen_worker *w = arg;
+	for (int i = 0; i < FROZEN_CALLS; i++) {
+		bool as_expected = false;
+		uint64_t t0 = sluice_monotonic_ns();
+		int rc = w->call(w->ctx, &as_expected);
+		uint64_t took = sluice_monotonic_ns() - t0;
+		if (took > w->worst_ns)
+			w->worst_ns = took;
+		w->errors += rc != SLUICE_OK;
+		w->expected += rc == SLUICE_OK && as_expected;
+	}
+	return NULL;
+}
+
+static void frozen_run(int (*call)(void *ctx, bool *as_expected), void *ctx, uint64_t *worst_ns,
+		       int *expected)
+{
+	struct frozen_worker w[FROZEN_THREADS];
+	for (int i = 0; i < FROZEN_THREADS; i++) {
+		w[i] = (struct frozen_worker){ .call = call, .ctx = ctx };
+		cr_assert_eq(pthread_create(&w[i].th, NULL, frozen_work, &w[i]), 0);
+	}
+	*worst_ns = 0;
+	*expected = 0;
+	for (int i = 0; i < FROZEN_THREADS; i++) {
+		pthread_join(w[i].th, NULL);
+		cr_expect_eq(w[i].errors, 0);
+		*expected += w[i].expected;
+		*worst_ns = w[i].worst_ns > *worst_ns ? w[i].worst_ns : *worst_ns;
+	}
 }
 
 #if defined(__GNUC__)

@@ -612,29 +612,16 @@ Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluste
 
 /* ---- a frozen server and a busy pool: bounded waits ---- */
 
-struct frozen_worker {
-	pthread_t th;
-	struct sluice_engine *eng;
-	uint64_t worst_ns;
-	int degraded, errors;
-};
-
-static void *frozen_work(void *arg)
+/* One check of the frozen pool's engine: fail open answers allowed,
+ * degraded, nothing governing. */
+static int frozen_call(void *ctx, bool *as_expected)
 {
-	struct frozen_worker *w = arg;
-	for (int i = 0; i < 3; i++) {
-		struct req q;
-		struct sluice_engine_decision d;
-		req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
-		uint64_t t0 = sluice_monotonic_ns();
-		int rc = sluice_engine_check(w->eng, &q.r, &d);
-		uint64_t took = sluice_monotonic_ns() - t0;
-		if (took > w->worst_ns)
-			w->worst_ns = took;
-		w->errors += rc != SLUICE_OK;
-		w->degraded += rc == SLUICE_OK && d.d.degraded && d.d.allowed && !d.governed;
-	}
-	return NULL;
+	struct req q;
+	struct sluice_engine_decision d;
+	req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
+	int rc = sluice_engine_check(ctx, &q.r, &d);
+	*as_expected = rc == SLUICE_OK && d.d.degraded && d.d.allowed && !d.governed;
+	return rc;
 }
 
 Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
@@ -648,23 +635,13 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	o.redis_connections = 1;
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	kill(srv.pid, SIGSTOP);
-	enum { THREADS = 4 };
-	struct frozen_worker w[THREADS];
-	for (int i = 0; i < THREADS; i++) {
-		w[i] = (struct frozen_worker){ .eng = red };
-		cr_assert_eq(pthread_create(&w[i].th, NULL, frozen_work, &w[i]), 0);
-	}
-	uint64_t worst = 0;
-	int degraded = 0;
-	for (int i = 0; i < THREADS; i++) {
-		pthread_join(w[i].th, NULL);
-		cr_expect_eq(w[i].errors, 0);
-		degraded += w[i].degraded;
-		worst = w[i].worst_ns > worst ? w[i].worst_ns : worst;
-	}
+	uint64_t worst;
+	int degraded;
+	frozen_run(frozen_call, red, &worst, &degraded);
 	cr_expect_lt(worst, 2 * ro.timeout_ns + 150 * MS, "worst check %llu ms",
 		     (unsigned long long)(worst / MS));
-	cr_expect_eq(degraded, THREADS * 3, "fail open: allowed, degraded, nothing governs");
+	cr_expect_eq(degraded, FROZEN_THREADS * FROZEN_CALLS,
+		     "fail open: allowed, degraded, nothing governs");
 	sluice_engine_destroy(red);
 	server_stop(&srv);
 }

@@ -496,28 +496,15 @@ Test(limiter_redis, threads_share_one_limiter_and_the_bound_is_exact)
 
 /* ---- a frozen server and a busy pool: bounded waits ---- */
 
-struct frozen_worker {
-	pthread_t th;
-	struct sluice_limiter *lim;
-	uint64_t worst_ns;
-	int degraded, errors;
-};
-
-static void *frozen_work(void *arg)
+/* One admit on the frozen pool's limiter: fail closed answers denied,
+ * degraded, by capacity, naming the limit. */
+static int frozen_call(void *ctx, bool *as_expected)
 {
-	struct frozen_worker *w = arg;
-	for (int i = 0; i < 3; i++) {
-		struct sluice_decision d;
-		uint64_t t0 = sluice_monotonic_ns();
-		int rc = sluice_limiter_admit(w->lim, "k", 1, 1, SEC, &d);
-		uint64_t took = sluice_monotonic_ns() - t0;
-		if (took > w->worst_ns)
-			w->worst_ns = took;
-		w->errors += rc != SLUICE_OK;
-		w->degraded += rc == SLUICE_OK && d.degraded && !d.allowed &&
-			       d.reason == SLUICE_REASON_CAPACITY && d.limit == 100;
-	}
-	return NULL;
+	struct sluice_decision d;
+	int rc = sluice_limiter_admit(ctx, "k", 1, 1, SEC, &d);
+	*as_expected = rc == SLUICE_OK && d.degraded && !d.allowed && d.reason == SLUICE_REASON_CAPACITY &&
+		       d.limit == 100;
+	return rc;
 }
 
 Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
@@ -539,27 +526,16 @@ Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	cr_assert(d.allowed && !d.degraded);
 
 	kill(srv.pid, SIGSTOP);
-	enum { THREADS = 4 };
-	struct frozen_worker w[THREADS];
-	for (int i = 0; i < THREADS; i++) {
-		w[i] = (struct frozen_worker){ .lim = red };
-		cr_assert_eq(pthread_create(&w[i].th, NULL, frozen_work, &w[i]), 0);
-	}
-	uint64_t worst = 0;
-	int degraded = 0;
-	for (int i = 0; i < THREADS; i++) {
-		pthread_join(w[i].th, NULL);
-		cr_expect_eq(w[i].errors, 0);
-		degraded += w[i].degraded;
-		worst = w[i].worst_ns > worst ? w[i].worst_ns : worst;
-	}
+	uint64_t worst;
+	int degraded;
+	frozen_run(frozen_call, red, &worst, &degraded);
 	/* Without the bound the last of 4 threads queued on one connection
 	 * would wait 3 calls of 100 ms before its own. */
 	cr_expect_lt(worst, 2 * ro.timeout_ns + 150 * MS, "worst call %llu ms",
 		     (unsigned long long)(worst / MS));
-	cr_expect_eq(degraded, THREADS * 3, "every answer by the fail mode (closed)");
+	cr_expect_eq(degraded, FROZEN_THREADS * FROZEN_CALLS, "every answer by the fail mode (closed)");
 	struct sluice_limiter_stats s = lstats(red);
-	cr_expect_eq(s.degraded, THREADS * 3);
+	cr_expect_eq(s.degraded, FROZEN_THREADS * FROZEN_CALLS);
 	cr_expect_eq(s.admitted, 1);
 	sluice_limiter_destroy(red);
 	server_stop(&srv);

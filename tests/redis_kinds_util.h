@@ -1,9 +1,9 @@
 /*
  * redis_kinds_util.h - helpers of the Redis kinds and cluster tests
- * (test_redis_kinds.c, test_redis_cluster.c): limit constructors, options,
- * a deterministic random walk, decision comparison, and the reference
- * model (one keyed limiter per scope). Header-only; include after
- * redis_server.h.
+ * (test_redis_kinds.c, test_redis_cluster.c): a random step of a fake
+ * clock, the reference model (one keyed limiter per scope) and the stress
+ * duration; the shared helpers come from redis_test_util.h. Header-only;
+ * include after redis_server.h.
  */
 #ifndef SLUICE_TESTS_REDIS_KINDS_UTIL_H
 #define SLUICE_TESTS_REDIS_KINDS_UTIL_H
@@ -13,122 +13,10 @@
 #pragma GCC diagnostic ignored "-Wunused-function"
 #endif
 
-#define SEC 1000000000ull
-#define MS 1000000ull
-#define MIN (60 * SEC)
+#include "redis_test_util.h"
+
 #define UNIX_NOW (1700000000ull * SEC + 123456789)
 
-
-/* ---- helpers ---- */
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit counter(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
-	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_CALENDAR;
-	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit slog(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_LOG;
-	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit slots(uint64_t n, uint64_t lease_ns)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLOTS;
-	cr_assert_eq(sluice_slots_config_init(&l.slots, n, lease_ns, 0), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_redis_options ropts(int port, uint32_t flags)
-{
-	struct sluice_redis_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.flags = flags;
-	o.timeout_ns = 500 * MS;
-	if (flags & SLUICE_REDIS_CALLER_CLOCK)
-		o.expiry_grace_ns = 600 * SEC; /* fake clocks stand still */
-	return o;
-}
-
-static struct sluice_redis *connect_to(const struct sluice_redis_options *o)
-{
-	struct sluice_redis *r = NULL;
-	cr_assert_eq(sluice_redis_create(&r, o), SLUICE_OK);
-	return r;
-}
-
-static struct sluice_redis_stats rstats(struct sluice_redis *r)
-{
-	struct sluice_redis_stats s;
-
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	cr_assert_eq(sluice_redis_stats(r, &s), SLUICE_OK);
-	return s;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
-{
-	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
-	cr_assert_eq(a->degraded, b->degraded, "step %d: degraded", step);
-	cr_assert_eq(a->reason, b->reason, "step %d: reason %u vs %u", step, a->reason, b->reason);
-	cr_assert_eq(a->limit_index, b->limit_index, "step %d: limit_index %u vs %u", step,
-		     a->limit_index, b->limit_index);
-	cr_assert_eq(a->limit, b->limit, "step %d: limit", step);
-	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
-	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset %llu vs %llu", step,
-		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
-	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry %llu vs %llu", step,
-		     (unsigned long long)a->retry_after_ns, (unsigned long long)b->retry_after_ns);
-}
 
 /* A random step of a fake clock: mostly small, sometimes a long pause or a
  * step backwards (a stale clock). */

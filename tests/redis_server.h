@@ -6,6 +6,8 @@
  * redis-server missing is a failure, not a skip: `.ci/deps test` installs it.
  * Header-only (static functions) for Criterion test files; include it after
  * <criterion/criterion.h>. Functions a file does not use are marked unused.
+ * Also side connections (side, side_fmt, side_int, side_fmt_int, side_ok)
+ * and a three-node loopback cluster (cluster_start, cluster_cleanup).
  */
 #ifndef SLUICE_TESTS_REDIS_SERVER_H
 #define SLUICE_TESTS_REDIS_SERVER_H
@@ -17,6 +19,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -237,6 +240,102 @@ static long long side_int(int port, const char *cmd, const char *arg)
 	long long v = rep->integer;
 	freeReplyObject(rep);
 	return v;
+}
+
+/* A side command that must answer with an integer. */
+static long long side_fmt_int(int port, const char *fmt, const char *a)
+{
+	redisReply *rep = side_fmt(port, fmt, a);
+	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER, "%s: type %d %s", fmt, rep->type,
+		     rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+	long long v = rep->integer;
+	freeReplyObject(rep);
+	return v;
+}
+
+/* A side command with two arguments that must answer with a status (OK). */
+static void side_ok(int port, const char *fmt, const char *a, const char *b)
+{
+	redisReply *rep = side_fmt(port, fmt, a, b);
+	cr_assert(rep->type == REDIS_REPLY_STATUS, "%s: %s", fmt,
+		  rep->type == REDIS_REPLY_ERROR ? rep->str : "not a status");
+	freeReplyObject(rep);
+}
+
+/* ---- a three-node Redis Cluster on loopback ----
+ *
+ * cluster_start() = cluster_spawn() (three empty cluster nodes, each with
+ * its own nodes-file directory) + cluster_form() (slots 0-5460, 5461-10922,
+ * 10923-16383 to nodes 0, 1, 2; CLUSTER MEET; wait for cluster_state:ok on
+ * all three). A test that needs a handle seeded before the cluster has
+ * slots calls the two halves itself. Register cluster_cleanup as the test's
+ * .fini: it removes the directories also after a failed assertion. */
+
+static char cluster_dir[3][64];
+
+static void cluster_cleanup(void)
+{
+	for (int i = 0; i < 3; i++) {
+		if (cluster_dir[i][0] == '\0')
+			continue;
+		char path[256];
+		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
+		unlink(path);
+		rmdir(cluster_dir[i]);
+	}
+}
+
+static bool cluster_ok(int port)
+{
+	redisReply *rep = side(port, "CLUSTER INFO", NULL);
+	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
+	freeReplyObject(rep);
+	return ok;
+}
+
+static long long keyslot(int port, const char *key)
+{
+	return side_fmt_int(port, "CLUSTER KEYSLOT %s", key);
+}
+
+/* The node owning a slot in cluster_form()'s ranges. */
+static int owner_of(long long slot)
+{
+	return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
+}
+
+static void cluster_spawn(struct server n[3])
+{
+	for (int i = 0; i < 3; i++) {
+		snprintf(cluster_dir[i], sizeof cluster_dir[i], "/tmp/sluice-cluster-XXXXXX");
+		cr_assert_not_null(mkdtemp(cluster_dir[i]));
+		n[i] = server_spawn(0, 0, cluster_dir[i]);
+	}
+}
+
+static void cluster_form(const struct server n[3])
+{
+	static const char *const ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
+	for (int i = 0; i < 3; i++)
+		side_ok(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0], ranges[i][1]);
+	for (int i = 1; i < 3; i++) {
+		char port[16];
+		snprintf(port, sizeof port, "%d", n[i].port);
+		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
+	}
+	bool ok = false;
+	for (int t = 0; t < 1000 && !ok; t++) {
+		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
+		if (!ok)
+			usleep(10000);
+	}
+	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
+}
+
+static void cluster_start(struct server n[3])
+{
+	cluster_spawn(n);
+	cluster_form(n);
 }
 
 #if defined(__GNUC__)

@@ -23,34 +23,10 @@
 
 #include "engine_test_util.h"
 #include "redis_server.h"
+#define REDIS_TEST_RNG_SEED 0x2545f4914f6cdd1dull
+#include "redis_test_util.h"
 
 /* ---- helpers ---- */
-
-static struct sluice_redis_options ropts(int port, uint32_t flags)
-{
-	struct sluice_redis_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.flags = flags;
-	o.timeout_ns = 500 * MS;
-	if (flags & SLUICE_REDIS_CALLER_CLOCK)
-		o.expiry_grace_ns = 600 * SEC; /* fake clocks stand still */
-	return o;
-}
-
-static struct sluice_engine_options eopts(const struct sluice_redis_options *ro, const char *tag)
-{
-	struct sluice_engine_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = ro;
-	o.redis_connections = 2;
-	o.redis_tag_scope = tag;
-	return o;
-}
 
 static struct sluice_engine *engine_on(const char *text, const struct sluice_engine_options *o)
 {
@@ -79,43 +55,6 @@ static struct sluice_redis_stats estats(struct sluice_engine *e)
 	s.size = sizeof s;
 	cr_assert_eq(sluice__engine_redis_stats(e, &s), SLUICE_OK);
 	return s;
-}
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static void same_decision(const struct sluice_engine_decision *a, const struct sluice_engine_decision *b,
-			  int step)
-{
-	cr_assert_eq(a->d.allowed, b->d.allowed, "step %d: allowed %d vs %d (%s vs %s)", step,
-		     a->d.allowed, b->d.allowed, a->limit_name, b->limit_name);
-	cr_assert_eq(a->d.degraded, b->d.degraded, "step %d: degraded", step);
-	cr_assert_eq(a->d.reason, b->d.reason, "step %d: reason", step);
-	cr_assert_eq(a->d.limit_index, b->d.limit_index, "step %d: limit_index %u vs %u", step,
-		     a->d.limit_index, b->d.limit_index);
-	cr_assert_eq(a->d.limit, b->d.limit, "step %d: limit", step);
-	cr_assert_eq(a->d.remaining, b->d.remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->d.remaining, (unsigned long long)b->d.remaining);
-	cr_assert_eq(a->d.reset_ns, b->d.reset_ns, "step %d: reset", step);
-	cr_assert_eq(a->d.retry_after_ns, b->d.retry_after_ns, "step %d: retry", step);
-	cr_assert_eq(a->governed, b->governed, "step %d: governed", step);
-	cr_assert_eq(a->warn, b->warn, "step %d: warn %d vs %d", step, a->warn, b->warn);
-	cr_assert_eq(a->warn_limit, b->warn_limit, "step %d: warn_limit", step);
-	cr_assert_eq(a->scope, b->scope, "step %d: scope", step);
-	cr_assert_eq(a->class_id, b->class_id, "step %d: class", step);
-	cr_assert_eq(a->applied, b->applied, "step %d: applied %x vs %x", step, a->applied, b->applied);
-	cr_assert_eq(a->slot_count, b->slot_count, "step %d: slots", step);
-	cr_assert_eq(a->generation, b->generation, "step %d: generation", step);
-	cr_assert_str_eq(a->limit_name, b->limit_name, "step %d", step);
 }
 
 static void same_usage(struct sluice_engine *a, struct sluice_engine *b, const struct sluice_engine_request *r,
@@ -199,7 +138,7 @@ Test(engine_redis, differential_against_the_in_process_engine_with_a_reload)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *mem = engine_of(load_text(policy_a));
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	uint64_t now = DAY0;
@@ -278,7 +217,7 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *red = NULL;
 
 	/* The whole seed: rates, daily quotas (calendar), warnings and the
@@ -398,7 +337,7 @@ Test(engine_redis, key_naming_scheme)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	struct sluice_engine_decision d;
 	struct req q;
@@ -427,7 +366,7 @@ Test(engine_redis, key_naming_scheme)
 		     1);
 	/* With a tag scope every key of the request carries its identity. */
 	sluice_engine_destroy(red);
-	o = eopts(&ro, "workspace");
+	o = engine_opts(&ro, 2, "workspace");
 	red = engine_on(policy_a, &o);
 	req_init(&q, "GET", "/x", "w9", "t9", DAY0);
 	cr_assert_eq(sluice_engine_check(red, &q.r, &d), SLUICE_OK);
@@ -459,7 +398,7 @@ static void server_killed(bool closed)
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.backoff_min_ns = 200 * MS;
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	char text[2048];
 	snprintf(text, sizeof text, "policy \"rd\"\nfail %s\n%s", closed ? "closed" : "open",
 		 strstr(policy_a, "scope workspace"));
@@ -517,33 +456,33 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	struct sluice_engine_options o;
 	struct sluice_engine *e;
 
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	o.max_keys = 5;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "max_keys bounds a local table");
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	o.reserved2_ = 1;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	o.redis_connections = SLUICE_LIMITER_MAX_CONNECTIONS + 1;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
-	o = eopts(&ro, "tenant");
+	o = engine_opts(&ro, 2, "tenant");
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "unknown tag scope");
 	struct sluice_redis_options bad = ro;
 	bad.fail_mode = SLUICE_FAIL_CLOSED;
-	o = eopts(&bad, NULL);
+	o = engine_opts(&bad, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "the policy's fail mode applies");
 	bad = ro;
 	bad.key_prefix = "app{1}:";
-	o = eopts(&bad, NULL);
+	o = engine_opts(&bad, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "a brace in the prefix");
 	/* Redis fields without redis. */
-	o = eopts(NULL, NULL);
+	o = engine_opts(NULL, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "connections without redis");
 	o.redis_connections = 0;
 	o.redis_tag_scope = "workspace";
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
 	/* As in process: at most SLUICE_ENGINE_MAX_SLOTS concurrency limits. */
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	char conc5[1024] = "policy \"c\"\nscope t\n";
 	for (int i = 0; i <= SLUICE_ENGINE_MAX_SLOTS; i++) {
 		char l[64];
@@ -572,7 +511,7 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	sluice_engine_destroy(e);
 
 	/* A server down is not an error of create. */
-	o = eopts(&ro, NULL);
+	o = engine_opts(&ro, 2, NULL);
 	cr_assert_eq(try_engine(policy_a, &o, &e), SLUICE_OK);
 	struct sluice_engine_top top[4];
 	size_t n = 9;
@@ -616,65 +555,10 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 
 /* ---- Redis Cluster: the hash tag keeps a request on one slot ---- */
 
-static char cluster_dir[3][64];
-
-static void cluster_cleanup(void)
-{
-	for (int i = 0; i < 3; i++) {
-		if (cluster_dir[i][0] == '\0')
-			continue;
-		char path[256];
-		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
-		unlink(path);
-		rmdir(cluster_dir[i]);
-	}
-}
-
-static bool cluster_ok(int port)
-{
-	redisReply *rep = side(port, "CLUSTER INFO", NULL);
-	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
-	freeReplyObject(rep);
-	return ok;
-}
-
-static long long keyslot(int port, const char *key)
-{
-	redisReply *rep = side_fmt(port, "CLUSTER KEYSLOT %s", key);
-	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER);
-	long long v = rep->integer;
-	freeReplyObject(rep);
-	return v;
-}
-
-static int owner_of(long long slot)
-{
-	return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
-}
-
 Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluster_cleanup)
 {
 	struct server n[3];
-	for (int i = 0; i < 3; i++) {
-		snprintf(cluster_dir[i], sizeof cluster_dir[i], "/tmp/sluice-cluster-XXXXXX");
-		cr_assert_not_null(mkdtemp(cluster_dir[i]));
-		n[i] = server_spawn(0, 0, cluster_dir[i]);
-	}
-	const char *ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
-	for (int i = 0; i < 3; i++)
-		freeReplyObject(side_fmt(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0], ranges[i][1]));
-	for (int i = 1; i < 3; i++) {
-		char port[16];
-		snprintf(port, sizeof port, "%d", n[i].port);
-		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
-	}
-	bool ok = false;
-	for (int t = 0; t < 1000 && !ok; t++) {
-		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
-		if (!ok)
-			usleep(10000);
-	}
-	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
+	cluster_start(n);
 
 	static const char *const rates_only[] = { "concurrency", "quota", NULL };
 	const char *text = seed002_without(rates_only);
@@ -686,7 +570,7 @@ Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluste
 	/* Each limit tagged by its own scope: the request spans two slots.
 	 * A backend without the cross-slot protocol refuses it before
 	 * sending (nothing consumed); one with it decides it. */
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *own = engine_on(text, &o);
 	struct sluice_engine_decision d;
 	struct req q;
@@ -702,7 +586,7 @@ Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluste
 	cr_expect(d.d.allowed && !d.d.degraded);
 
 	/* The workspace as the tag: every key of the request on its slot. */
-	o = eopts(&ro, "workspace");
+	o = engine_opts(&ro, 2, "workspace");
 	struct sluice_engine *tagged = engine_on(text, &o);
 	struct sluice_engine *mem = engine_of(load_text(text));
 	for (int i = 0; i < 130; i++) {
@@ -728,29 +612,16 @@ Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluste
 
 /* ---- a frozen server and a busy pool: bounded waits ---- */
 
-struct frozen_worker {
-	pthread_t th;
-	struct sluice_engine *eng;
-	uint64_t worst_ns;
-	int degraded, errors;
-};
-
-static void *frozen_work(void *arg)
+/* One check of the frozen pool's engine: fail open answers allowed,
+ * degraded, nothing governing. */
+static int frozen_call(void *ctx, bool *as_expected)
 {
-	struct frozen_worker *w = arg;
-	for (int i = 0; i < 3; i++) {
-		struct req q;
-		struct sluice_engine_decision d;
-		req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
-		uint64_t t0 = sluice_monotonic_ns();
-		int rc = sluice_engine_check(w->eng, &q.r, &d);
-		uint64_t took = sluice_monotonic_ns() - t0;
-		if (took > w->worst_ns)
-			w->worst_ns = took;
-		w->errors += rc != SLUICE_OK;
-		w->degraded += rc == SLUICE_OK && d.d.degraded && d.d.allowed && !d.governed;
-	}
-	return NULL;
+	struct req q;
+	struct sluice_engine_decision d;
+	req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
+	int rc = sluice_engine_check(ctx, &q.r, &d);
+	*as_expected = rc == SLUICE_OK && d.d.degraded && d.d.allowed && !d.governed;
+	return rc;
 }
 
 Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
@@ -760,27 +631,17 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	ro.timeout_ns = 100 * MS;
 	ro.backoff_min_ns = 1; /* every call reconnects and blocks its timeout */
 	ro.backoff_max_ns = 1;
-	struct sluice_engine_options o = eopts(&ro, NULL);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	o.redis_connections = 1;
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	kill(srv.pid, SIGSTOP);
-	enum { THREADS = 4 };
-	struct frozen_worker w[THREADS];
-	for (int i = 0; i < THREADS; i++) {
-		w[i] = (struct frozen_worker){ .eng = red };
-		cr_assert_eq(pthread_create(&w[i].th, NULL, frozen_work, &w[i]), 0);
-	}
-	uint64_t worst = 0;
-	int degraded = 0;
-	for (int i = 0; i < THREADS; i++) {
-		pthread_join(w[i].th, NULL);
-		cr_expect_eq(w[i].errors, 0);
-		degraded += w[i].degraded;
-		worst = w[i].worst_ns > worst ? w[i].worst_ns : worst;
-	}
+	uint64_t worst;
+	int degraded;
+	frozen_run(frozen_call, red, &worst, &degraded);
 	cr_expect_lt(worst, 2 * ro.timeout_ns + 150 * MS, "worst check %llu ms",
 		     (unsigned long long)(worst / MS));
-	cr_expect_eq(degraded, THREADS * 3, "fail open: allowed, degraded, nothing governs");
+	cr_expect_eq(degraded, FROZEN_THREADS * FROZEN_CALLS,
+		     "fail open: allowed, degraded, nothing governs");
 	sluice_engine_destroy(red);
 	server_stop(&srv);
 }

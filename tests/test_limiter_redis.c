@@ -18,50 +18,10 @@
 
 #include "redis_backend_internal.h"
 
-#define SEC 1000000000ull
-#define MS 1000000ull
-#define MIN (60 * SEC)
-
 #include "redis_server.h"
+#include "redis_test_util.h"
 
 /* ---- helpers ---- */
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_redis_options ropts(int port, uint32_t flags)
-{
-	struct sluice_redis_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.flags = flags;
-	o.timeout_ns = 500 * MS;
-	/* Fake caller clocks stand still against real time: keys must not
-	 * expire meanwhile (docs/redis.md, "Key expiry"). */
-	if (flags & SLUICE_REDIS_CALLER_CLOCK)
-		o.expiry_grace_ns = 600 * SEC;
-	return o;
-}
-
-static struct sluice_limiter_options lopts(const struct sluice_redis_options *ro, uint32_t conns)
-{
-	struct sluice_limiter_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = ro;
-	o.redis_connections = conns;
-	return o;
-}
 
 static struct sluice_limiter *limiter_on(const struct sluice_limit *l, size_t n,
 					 const struct sluice_limiter_options *o)
@@ -92,34 +52,6 @@ static struct sluice_limiter_stats lstats(struct sluice_limiter *lim)
 	return s;
 }
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
-{
-	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
-	cr_assert_eq(a->degraded, b->degraded, "step %d: degraded", step);
-	cr_assert_eq(a->reason, b->reason, "step %d: reason %u vs %u", step, a->reason, b->reason);
-	cr_assert_eq(a->limit_index, b->limit_index, "step %d: limit_index %u vs %u", step,
-		     a->limit_index, b->limit_index);
-	cr_assert_eq(a->limit, b->limit, "step %d: limit", step);
-	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
-	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset %llu vs %llu", step,
-		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
-	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry %llu vs %llu", step,
-		     (unsigned long long)a->retry_after_ns, (unsigned long long)b->retry_after_ns);
-}
-
 /* ---- options ---- */
 
 Test(limiter_redis, create_validates_options)
@@ -131,50 +63,50 @@ Test(limiter_redis, create_validates_options)
 	struct sluice_limiter_options o;
 
 	/* Options of the local table mean nothing on Redis: refused. */
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.max_keys = 1;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	cr_expect_null(lim, "*out cleared on failure");
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.max_bytes = 1 << 20;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.hash_secret = "s";
 	o.hash_secret_len = 1;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.initial_buckets = 64;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.reserved_ = 1;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.fail_mode = 2;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	o.flags = 0x80;
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* One fail mode: the limiter's. The backend's must stay 0. */
 	struct sluice_redis_options closed = ro;
 	closed.fail_mode = SLUICE_FAIL_CLOSED;
-	o = lopts(&closed, 0);
+	o = limiter_opts(&closed, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Connections: 1 .. SLUICE_LIMITER_MAX_CONNECTIONS, none without redis. */
-	o = lopts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS + 1);
+	o = limiter_opts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS + 1);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	o = lopts(NULL, 2);
+	o = limiter_opts(NULL, 2);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Bad Redis options are the backend's EINVAL. */
 	struct sluice_redis_options bad = ro;
 	bad.port = 70000;
-	o = lopts(&bad, 0);
+	o = limiter_opts(&bad, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	bad = ro;
 	bad.size = sizeof bad - 1;
-	o = lopts(&bad, 0);
+	o = limiter_opts(&bad, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Policies: the same checks as in process... */
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	cr_expect_eq(sluice_limiter_create(&lim, NULL, 1, &o), SLUICE_EINVAL);
 	cr_expect_eq(sluice_limiter_create(&lim, &l, 0, &o), SLUICE_EINVAL);
 	cr_expect_eq(sluice_limiter_create(NULL, &l, 1, &o), SLUICE_EINVAL);
@@ -202,13 +134,13 @@ Test(limiter_redis, create_validates_options)
 	 * with the most connections too. */
 	lim = limiter_on(&l, 1, &o);
 	sluice_limiter_destroy(lim);
-	o = lopts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS);
+	o = limiter_opts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS);
 	lim = limiter_on(&l, 1, &o);
 	struct sluice_decision d;
 	cr_expect_eq(sluice_limiter_admit(lim, "k", 1, 1, 0, &d), SLUICE_OK);
 	cr_expect(d.degraded && d.allowed, "fail open by default");
 	sluice_limiter_destroy(lim);
-	o = lopts(&ro, 0);
+	o = limiter_opts(&ro, 0);
 	sluice_limiter_destroy(NULL);
 
 	/* Version 1 of the options (before the Redis fields): in process. */
@@ -232,7 +164,7 @@ Test(limiter_redis, kinds_follow_the_backend)
 {
 	int port = free_port();
 	struct sluice_redis_options ro = ropts(port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_redis *r = NULL;
 	cr_assert_eq(sluice_redis_create(&r, &ro), SLUICE_OK);
 
@@ -262,7 +194,7 @@ Test(limiter_redis, differential_against_the_in_process_limiter)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 2);
+	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit pol[2] = { gcra(5, SEC, 5), gcra(20, MIN, 10) };
 	struct sluice_limiter *mem = limiter_on(pol, 2, NULL);
 	struct sluice_limiter *red = limiter_on(pol, 2, &o);
@@ -340,7 +272,7 @@ Test(limiter_redis, batch_is_pipelined_and_validated_first)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_limit l = gcra(100, SEC, 100);
 	struct sluice_limiter *mem = limiter_on(&l, 1, NULL);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
@@ -385,7 +317,7 @@ Test(limiter_redis, single_calls_validate_like_the_limiter)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, 0);
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_limit l = gcra(10, SEC, 10);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
 	struct sluice_decision d;
@@ -438,7 +370,7 @@ static void server_killed(uint32_t fail_mode)
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.backoff_min_ns = 200 * MS;
 	ro.backoff_max_ns = 400 * MS;
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	o.fail_mode = fail_mode;
 	struct sluice_limit pol[2] = { gcra(100, SEC, 100), gcra(7, MIN, 7) };
 	struct sluice_limiter *red = limiter_on(pol, 2, &o);
@@ -528,7 +460,7 @@ Test(limiter_redis, threads_share_one_limiter_and_the_bound_is_exact)
 	/* The server's clock: 200 per hour refills one unit per 18 s, and
 	 * the test takes well under a second, so exactly 200 are admitted. */
 	struct sluice_redis_options ro = ropts(srv.port, 0);
-	struct sluice_limiter_options o = lopts(&ro, 2);
+	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit l = gcra(200, 3600 * SEC, 200);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
 	enum { THREADS = 4 };
@@ -564,28 +496,15 @@ Test(limiter_redis, threads_share_one_limiter_and_the_bound_is_exact)
 
 /* ---- a frozen server and a busy pool: bounded waits ---- */
 
-struct frozen_worker {
-	pthread_t th;
-	struct sluice_limiter *lim;
-	uint64_t worst_ns;
-	int degraded, errors;
-};
-
-static void *frozen_work(void *arg)
+/* One admit on the frozen pool's limiter: fail closed answers denied,
+ * degraded, by capacity, naming the limit. */
+static int frozen_call(void *ctx, bool *as_expected)
 {
-	struct frozen_worker *w = arg;
-	for (int i = 0; i < 3; i++) {
-		struct sluice_decision d;
-		uint64_t t0 = sluice_monotonic_ns();
-		int rc = sluice_limiter_admit(w->lim, "k", 1, 1, SEC, &d);
-		uint64_t took = sluice_monotonic_ns() - t0;
-		if (took > w->worst_ns)
-			w->worst_ns = took;
-		w->errors += rc != SLUICE_OK;
-		w->degraded += rc == SLUICE_OK && d.degraded && !d.allowed &&
-			       d.reason == SLUICE_REASON_CAPACITY && d.limit == 100;
-	}
-	return NULL;
+	struct sluice_decision d;
+	int rc = sluice_limiter_admit(ctx, "k", 1, 1, SEC, &d);
+	*as_expected = rc == SLUICE_OK && d.degraded && !d.allowed && d.reason == SLUICE_REASON_CAPACITY &&
+		       d.limit == 100;
+	return rc;
 }
 
 Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
@@ -598,7 +517,7 @@ Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	 * threads queued behind it on the one connection. */
 	ro.backoff_min_ns = 1;
 	ro.backoff_max_ns = 1;
-	struct sluice_limiter_options o = lopts(&ro, 1);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	o.fail_mode = SLUICE_FAIL_CLOSED;
 	struct sluice_limit l = gcra(100, SEC, 100);
 	struct sluice_limiter *red = limiter_on(&l, 1, &o);
@@ -607,27 +526,16 @@ Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	cr_assert(d.allowed && !d.degraded);
 
 	kill(srv.pid, SIGSTOP);
-	enum { THREADS = 4 };
-	struct frozen_worker w[THREADS];
-	for (int i = 0; i < THREADS; i++) {
-		w[i] = (struct frozen_worker){ .lim = red };
-		cr_assert_eq(pthread_create(&w[i].th, NULL, frozen_work, &w[i]), 0);
-	}
-	uint64_t worst = 0;
-	int degraded = 0;
-	for (int i = 0; i < THREADS; i++) {
-		pthread_join(w[i].th, NULL);
-		cr_expect_eq(w[i].errors, 0);
-		degraded += w[i].degraded;
-		worst = w[i].worst_ns > worst ? w[i].worst_ns : worst;
-	}
+	uint64_t worst;
+	int degraded;
+	frozen_run(frozen_call, red, &worst, &degraded);
 	/* Without the bound the last of 4 threads queued on one connection
 	 * would wait 3 calls of 100 ms before its own. */
 	cr_expect_lt(worst, 2 * ro.timeout_ns + 150 * MS, "worst call %llu ms",
 		     (unsigned long long)(worst / MS));
-	cr_expect_eq(degraded, THREADS * 3, "every answer by the fail mode (closed)");
+	cr_expect_eq(degraded, FROZEN_THREADS * FROZEN_CALLS, "every answer by the fail mode (closed)");
 	struct sluice_limiter_stats s = lstats(red);
-	cr_expect_eq(s.degraded, THREADS * 3);
+	cr_expect_eq(s.degraded, FROZEN_THREADS * FROZEN_CALLS);
 	cr_expect_eq(s.admitted, 1);
 	sluice_limiter_destroy(red);
 	server_stop(&srv);
@@ -639,7 +547,7 @@ Test(limiter_redis, slots_differential_acquire_and_release)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	struct sluice_limiter_options o = lopts(&ro, 2);
+	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit pol[2];
 	pol[0] = gcra(50, SEC, 20);
 	memset(&pol[1], 0, sizeof pol[1]);

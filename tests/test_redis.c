@@ -23,85 +23,10 @@
 
 #include <hiredis/hiredis.h>
 
-#define SEC 1000000000ull
-#define MS 1000000ull
-#define MIN (60 * SEC)
-
 #include "redis_server.h"
+#include "redis_test_util.h"
 
 /* ---- helpers ---- */
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_redis_options ropts(int port, uint32_t flags)
-{
-	struct sluice_redis_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.flags = flags;
-	o.timeout_ns = 500 * MS;
-	/* The tests' caller clocks are fake: keys must not expire in real
-	 * time while a test's clock stands still. */
-	if (flags & SLUICE_REDIS_CALLER_CLOCK)
-		o.expiry_grace_ns = 600 * SEC;
-	return o;
-}
-
-static struct sluice_redis *connect_to(const struct sluice_redis_options *o)
-{
-	struct sluice_redis *r = NULL;
-	cr_assert_eq(sluice_redis_create(&r, o), SLUICE_OK);
-	cr_assert_not_null(r);
-	return r;
-}
-
-static struct sluice_redis_stats rstats(struct sluice_redis *r)
-{
-	struct sluice_redis_stats s;
-
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	cr_assert_eq(sluice_redis_stats(r, &s), SLUICE_OK);
-	return s;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
-{
-	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
-	cr_assert_eq(a->degraded, b->degraded, "step %d: degraded", step);
-	cr_assert_eq(a->reason, b->reason, "step %d: reason %u vs %u", step, a->reason, b->reason);
-	cr_assert_eq(a->limit_index, b->limit_index, "step %d: limit_index %u vs %u", step,
-		     a->limit_index, b->limit_index);
-	cr_assert_eq(a->limit, b->limit, "step %d: limit", step);
-	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
-	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset %llu vs %llu", step,
-		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
-	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry %llu vs %llu", step,
-		     (unsigned long long)a->retry_after_ns, (unsigned long long)b->retry_after_ns);
-}
 
 /*
  * The reference for multi-scope requests: plain GCRA cells composed the way
@@ -788,71 +713,16 @@ Test(redis, foreign_value_under_our_key_is_a_server_error)
 
 /* ---- Redis Cluster: three nodes on loopback ---- */
 
-static bool cluster_ok(int port)
-{
-	redisReply *rep = side(port, "CLUSTER INFO", NULL);
-	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
-	freeReplyObject(rep);
-	return ok;
-}
-
-static long long keyslot(int port, const char *key)
-{
-	redisReply *rep = side_fmt(port, "CLUSTER KEYSLOT %s", key);
-	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER);
-	long long v = rep->integer;
-	freeReplyObject(rep);
-	return v;
-}
-
-/* The nodes' directories, removed by the fini also after a failure. */
-static char cluster_dir[3][64];
-
-static void cluster_cleanup(void)
-{
-	for (int i = 0; i < 3; i++) {
-		if (cluster_dir[i][0] == '\0')
-			continue;
-		char path[256];
-		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
-		unlink(path);
-		rmdir(cluster_dir[i]);
-	}
-}
-
 Test(redis, cluster_routes_by_slot_and_keeps_requests_on_one_slot, .fini = cluster_cleanup)
 {
-	char (*dir)[64] = cluster_dir;
 	struct server n[3];
-	for (int i = 0; i < 3; i++) {
-		snprintf(dir[i], sizeof dir[i], "/tmp/sluice-cluster-XXXXXX");
-		cr_assert_not_null(mkdtemp(dir[i]));
-		n[i] = server_spawn(0, 0, dir[i]);
-	}
+	cluster_spawn(n);
 	/* A handle seeded at node 0 before the cluster has any slots: its map
 	 * points every slot at node 0, so it must learn by MOVED. */
 	struct sluice_redis_options o = ropts(n[0].port, SLUICE_REDIS_CALLER_CLOCK | SLUICE_REDIS_CLUSTER);
 	struct sluice_redis *early = connect_to(&o);
 
-	const char *ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
-	for (int i = 0; i < 3; i++) {
-		redisReply *rep = side_fmt(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0],
-					   ranges[i][1]);
-		cr_assert_eq(rep->type, REDIS_REPLY_STATUS, "ADDSLOTSRANGE: %s", rep->str);
-		freeReplyObject(rep);
-	}
-	for (int i = 1; i < 3; i++) {
-		char port[16];
-		snprintf(port, sizeof port, "%d", n[i].port);
-		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
-	}
-	bool ok = false;
-	for (int t = 0; t < 1000 && !ok; t++) {
-		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
-		if (!ok)
-			usleep(10000);
-	}
-	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
+	cluster_form(n);
 
 	struct sluice_limit l = gcra(3, SEC, 3);
 	struct sluice_gcra cells[30];

@@ -13,115 +13,22 @@
 
 #include <hiredis/hiredis.h>
 
-#define SEC 1000000000ull
-#define MS 1000000ull
-
 #include "redis_server.h"
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_redis_stats rstats(struct sluice_redis *r)
-{
-	struct sluice_redis_stats s;
-
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	cr_assert_eq(sluice_redis_stats(r, &s), SLUICE_OK);
-	return s;
-}
-
-static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
-{
-	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
-	cr_assert_eq(b->degraded, false, "step %d: degraded", step);
-	cr_assert_eq(a->reason, b->reason, "step %d: reason", step);
-	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
-	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset", step);
-	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry", step);
-}
-
-static bool cluster_ok(int port)
-{
-	redisReply *rep = side(port, "CLUSTER INFO", NULL);
-	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
-	freeReplyObject(rep);
-	return ok;
-}
-
-static long long side_fmt_int(int port, const char *fmt, const char *a)
-{
-	redisReply *rep = side_fmt(port, fmt, a);
-	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER, "%s: type %d %s", fmt, rep->type,
-		     rep->type == REDIS_REPLY_ERROR ? rep->str : "");
-	long long v = rep->integer;
-	freeReplyObject(rep);
-	return v;
-}
-
-static void side_ok(int port, const char *fmt, const char *a, const char *b)
-{
-	redisReply *rep = side_fmt(port, fmt, a, b);
-	cr_assert(rep->type == REDIS_REPLY_STATUS, "%s: %s", fmt,
-		  rep->type == REDIS_REPLY_ERROR ? rep->str : "not a status");
-	freeReplyObject(rep);
-}
-
-/* The nodes' directories, removed by the fini also after a failure. */
-static char cluster_dir[3][64];
-
-static void cluster_cleanup(void)
-{
-	for (int i = 0; i < 3; i++) {
-		if (cluster_dir[i][0] == '\0')
-			continue;
-		char path[256];
-		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
-		unlink(path);
-		rmdir(cluster_dir[i]);
-	}
-}
+#include "redis_test_util.h"
 
 /* Three cluster nodes on loopback ports, slots in three ranges, met and
  * cluster_state:ok; their ids and ports (as strings). */
 static void cluster_up(struct server n[3], char id[3][64], char port[3][16])
 {
+	cluster_spawn(n);
 	for (int i = 0; i < 3; i++) {
-		snprintf(cluster_dir[i], sizeof cluster_dir[i], "/tmp/sluice-ask-XXXXXX");
-		cr_assert_not_null(mkdtemp(cluster_dir[i]));
-		n[i] = server_spawn(0, 0, cluster_dir[i]);
 		snprintf(port[i], sizeof port[i], "%d", n[i].port);
 		redisReply *rep = side(n[i].port, "CLUSTER MYID", NULL);
 		cr_assert(rep->type == REDIS_REPLY_STRING && rep->len < 64);
 		memcpy(id[i], rep->str, rep->len + 1);
 		freeReplyObject(rep);
 	}
-	const char *ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
-	for (int i = 0; i < 3; i++)
-		side_ok(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0], ranges[i][1]);
-	for (int i = 1; i < 3; i++)
-		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port[i]));
-	bool ok = false;
-	for (int t = 0; t < 1000 && !ok; t++) {
-		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
-		if (!ok)
-			usleep(10000);
-	}
-	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
-}
-
-/* The owner of a slot in cluster_up()'s ranges. */
-static int owner_of(long long slot)
-{
-	return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
+	cluster_form(n);
 }
 
 /* All fields of a hash on one node (asked), "f=v;" sorted by field ("" if

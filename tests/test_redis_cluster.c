@@ -31,67 +31,6 @@
 
 /* ---- Redis Cluster: requests across slots ---- */
 
-static char cluster_dir[3][64];
-
-static void cluster_cleanup(void)
-{
-	for (int i = 0; i < 3; i++) {
-		if (cluster_dir[i][0] == '\0')
-			continue;
-		char path[256];
-		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
-		unlink(path);
-		rmdir(cluster_dir[i]);
-	}
-}
-
-static bool cluster_ok(int port)
-{
-	redisReply *rep = side(port, "CLUSTER INFO", NULL);
-	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
-	freeReplyObject(rep);
-	return ok;
-}
-
-static long long keyslot(int port, const char *key)
-{
-	redisReply *rep = side_fmt(port, "CLUSTER KEYSLOT %s", key);
-	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER);
-	long long v = rep->integer;
-	freeReplyObject(rep);
-	return v;
-}
-
-/* Three nodes owning slots 0-5460, 5461-10922, 10923-16383. */
-static void cluster_start(struct server n[3])
-{
-	for (int i = 0; i < 3; i++) {
-		snprintf(cluster_dir[i], sizeof cluster_dir[i], "/tmp/sluice-cluster-XXXXXX");
-		cr_assert_not_null(mkdtemp(cluster_dir[i]));
-		n[i] = server_spawn(0, 0, cluster_dir[i]);
-	}
-	const char *ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
-	for (int i = 0; i < 3; i++)
-		freeReplyObject(side_fmt(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0], ranges[i][1]));
-	for (int i = 1; i < 3; i++) {
-		char port[16];
-		snprintf(port, sizeof port, "%d", n[i].port);
-		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
-	}
-	bool ok = false;
-	for (int t = 0; t < 1000 && !ok; t++) {
-		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
-		if (!ok)
-			usleep(10000);
-	}
-	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
-}
-
-static int owner_of(long long slot)
-{
-	return slot <= 5460 ? 0 : slot <= 10922 ? 1 : 2;
-}
-
 /* Keys "{k<i>}" on three different nodes, in ascending slot order. */
 static void keys_on_three_nodes(const struct server n[3], char keys[3][16], long long slot[3])
 {

@@ -17,62 +17,11 @@
 
 #include <hiredis/hiredis.h>
 
-#define SEC 1000000000ull
-#define MS 1000000ull
-
 #include "redis_server.h"
+#define REDIS_TEST_RNG_SEED 0x243f6a8885a308d3ull
+#include "redis_test_util.h"
 
 /* ---- helpers ---- */
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit counter(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
-	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_CALENDAR;
-	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit slog(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_LOG;
-	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit slots(uint64_t n)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLOTS;
-	cr_assert_eq(sluice_slots_config_init(&l.slots, n, 0, 0), SLUICE_OK);
-	return l;
-}
 
 /* Caller clock (the tests replay exact times) with a long expiry grace
  * (the fake clocks stand still against real time). */
@@ -91,52 +40,6 @@ static struct sluice_redis_options lopts(int port, uint32_t lease_units, uint32_
 	o.lease_hot_hits = hot_hits;
 	o.lease_ttl_ns = ttl_ns;
 	return o;
-}
-
-static struct sluice_redis *connect_to(const struct sluice_redis_options *o)
-{
-	struct sluice_redis *r = NULL;
-	cr_assert_eq(sluice_redis_create(&r, o), SLUICE_OK);
-	cr_assert_not_null(r);
-	return r;
-}
-
-static struct sluice_redis_stats rstats(struct sluice_redis *r)
-{
-	struct sluice_redis_stats s;
-
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	cr_assert_eq(sluice_redis_stats(r, &s), SLUICE_OK);
-	return s;
-}
-
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-
-static uint64_t rnd(void)
-{
-	uint64_t x = rng_state;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return x * 0x2545f4914f6cdd1dull;
-}
-
-static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
-{
-	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
-	cr_assert_eq(a->degraded, b->degraded, "step %d: degraded", step);
-	cr_assert_eq(a->reason, b->reason, "step %d: reason %u vs %u", step, a->reason, b->reason);
-	cr_assert_eq(a->limit_index, b->limit_index, "step %d: limit_index %u vs %u", step,
-		     a->limit_index, b->limit_index);
-	cr_assert_eq(a->limit, b->limit, "step %d: limit", step);
-	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
-		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
-	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset %llu vs %llu", step,
-		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
-	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry %llu vs %llu", step,
-		     (unsigned long long)a->retry_after_ns, (unsigned long long)b->retry_after_ns);
 }
 
 /* The server's state of one key through a handle without a lease: a peek. */
@@ -596,7 +499,7 @@ Test(redis_lease, acquires_and_peeks_never_lease)
 	struct sluice_redis_options o = lopts(srv.port, 4, 5, 10 * SEC);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit g = gcra(1000, SEC, 1000);
-	struct sluice_limit gs[2] = { gcra(1000, SEC, 1000), slots(3) };
+	struct sluice_limit gs[2] = { gcra(1000, SEC, 1000), slots(3, 0) };
 	struct sluice_limiter *lim = NULL;
 	cr_assert_eq(sluice_limiter_create(&lim, &g, 1, NULL), SLUICE_OK);
 	const uint64_t now = 100 * SEC;

@@ -18,71 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SEC 1000000000ull
-#define MS 1000000ull
-
 #include "engine_test_util.h"
 #include "redis_server.h"
+#include "redis_test_util.h"
 
 /* ---- helpers ---- */
-
-static struct sluice_redis_options ropts(int port)
-{
-	struct sluice_redis_options o;
-
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.flags = SLUICE_REDIS_CALLER_CLOCK;
-	o.timeout_ns = 500 * MS;
-	o.expiry_grace_ns = 600 * SEC; /* fake clocks stand still */
-	return o;
-}
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit slots(uint64_t n, uint64_t lease_ns)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLOTS;
-	cr_assert_eq(sluice_slots_config_init(&l.slots, n, lease_ns, SEC), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit counter(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
-	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit wlog(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_LOG;
-	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_CALENDAR;
-	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
-	return l;
-}
 
 /* An in-process and a Redis-backed limiter of the same policy. */
 struct pair {
@@ -91,14 +31,10 @@ struct pair {
 
 static struct pair pair_of(const struct sluice_limit *l, size_t n, int port)
 {
-	struct sluice_redis_options ro = ropts(port);
-	struct sluice_limiter_options o;
+	struct sluice_redis_options ro = ropts(port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct pair p = { NULL, NULL };
 
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = &ro;
-	o.redis_connections = 1;
 	cr_assert_eq(sluice_limiter_create(&p.mem, l, n, NULL), SLUICE_OK);
 	cr_assert_eq(sluice_limiter_create(&p.red, l, n, &o), SLUICE_OK);
 	return p;
@@ -110,28 +46,13 @@ static void pair_destroy(struct pair *p)
 	sluice_limiter_destroy(p->mem);
 }
 
-static void same(const struct sluice_decision *a, const struct sluice_decision *b, const char *what)
-{
-	cr_assert_eq(a->allowed, b->allowed, "%s: allowed %d vs %d", what, a->allowed, b->allowed);
-	cr_assert_eq(a->degraded, b->degraded, "%s: degraded", what);
-	cr_assert_eq(a->reason, b->reason, "%s: reason %u vs %u", what, a->reason, b->reason);
-	cr_assert_eq(a->limit_index, b->limit_index, "%s: limit_index %u vs %u", what, a->limit_index,
-		     b->limit_index);
-	cr_assert_eq(a->limit, b->limit, "%s: limit", what);
-	cr_assert_eq(a->remaining, b->remaining, "%s: remaining %llu vs %llu", what,
-		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
-	cr_assert_eq(a->reset_ns, b->reset_ns, "%s: reset %llu vs %llu", what,
-		     (unsigned long long)a->reset_ns, (unsigned long long)b->reset_ns);
-	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "%s: retry", what);
-}
-
 /* Peek `key` on both; the decisions must agree. Returns the in-process one. */
 static struct sluice_decision peek2(struct pair *p, const char *key, uint64_t now)
 {
 	struct sluice_decision a, b;
 	cr_assert_eq(sluice_limiter_peek(p->mem, key, strlen(key), now, &a), SLUICE_OK);
 	cr_assert_eq(sluice_limiter_peek(p->red, key, strlen(key), now, &b), SLUICE_OK);
-	same(&a, &b, key);
+	assert_same_at(&a, &b, key);
 	return a;
 }
 
@@ -142,7 +63,7 @@ static struct sluice_decision acquire2(struct pair *p, const char *key, uint64_t
 	struct sluice_decision a, b;
 	cr_assert_eq(sluice_limiter_acquire(p->mem, key, strlen(key), cost, now, &a, ha), SLUICE_OK);
 	cr_assert_eq(sluice_limiter_acquire(p->red, key, strlen(key), cost, now, &b, hb), SLUICE_OK);
-	same(&a, &b, key);
+	assert_same_at(&a, &b, key);
 	cr_assert_eq(*ha == SLUICE_SLOT_NONE, *hb == SLUICE_SLOT_NONE, "%s: handle", key);
 	return a;
 }
@@ -172,12 +93,12 @@ Test(redis_parity, limiter_ties_on_full_limits_go_to_the_first_cell)
 		size_t n;
 		uint32_t expect; /* the limit a full tie names */
 	} cases[] = {
-		{ { slots(3, 0), gcra(3, SEC, 3) }, 2, 1 },
-		{ { gcra(3, SEC, 3), slots(3, 0) }, 2, 0 },
-		{ { counter(3, SEC), slots(3, 0) }, 2, 0 },
-		{ { slots(3, 0), counter(3, SEC) }, 2, 0 },
-		{ { wlog(3, SEC), counter(3, SEC), gcra(3, SEC, 3), slots(3, 0) }, 4, 2 },
-		{ { slots(3, 0), wlog(3, SEC), counter(3, SEC) }, 3, 0 },
+		{ { slots_retry(3, 0, SEC), gcra(3, SEC, 3) }, 2, 1 },
+		{ { gcra(3, SEC, 3), slots_retry(3, 0, SEC) }, 2, 0 },
+		{ { counter(3, SEC), slots_retry(3, 0, SEC) }, 2, 0 },
+		{ { slots_retry(3, 0, SEC), counter(3, SEC) }, 2, 0 },
+		{ { slog(3, SEC), counter(3, SEC), gcra(3, SEC, 3), slots_retry(3, 0, SEC) }, 4, 2 },
+		{ { slots_retry(3, 0, SEC), slog(3, SEC), counter(3, SEC) }, 3, 0 },
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		struct pair p = pair_of(cases[c].l, cases[c].n, srv.port);
@@ -218,9 +139,9 @@ Test(redis_parity, limiter_ties_between_equal_limits_on_every_step)
 	} cases[] = {
 		{ { gcra(5, SEC, 5), gcra(5, SEC, 5) }, 2, 1 },
 		{ { counter(5, SEC), gcra(5, SEC, 5), gcra(5, SEC, 5) }, 3, 2 },
-		{ { calendar(5, SEC), calendar(5, SEC), slots(9, 0) }, 3, 1 },
-		{ { slots(9, 0), counter(5, SEC), counter(5, SEC) }, 3, 2 },
-		{ { wlog(5, SEC), wlog(5, SEC) }, 2, 1 },
+		{ { calendar(5, SEC), calendar(5, SEC), slots_retry(9, 0, SEC) }, 3, 1 },
+		{ { slots_retry(9, 0, SEC), counter(5, SEC), counter(5, SEC) }, 3, 2 },
+		{ { slog(5, SEC), slog(5, SEC) }, 2, 1 },
 	};
 	uint64_t x = 0x9e3779b97f4a7c15ull;
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -254,30 +175,12 @@ Test(redis_parity, limiter_ties_between_equal_limits_on_every_step)
 
 static struct sluice_engine *engine_pair(const char *text, int port, struct sluice_engine **red)
 {
-	struct sluice_redis_options ro = ropts(port);
-	struct sluice_engine_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = &ro;
-	o.redis_connections = 1;
+	struct sluice_redis_options ro = ropts(port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
 	struct sluice_policy *pr = load_text(text);
 	*red = NULL;
 	cr_assert_eq(sluice_engine_create(red, pr, &o), SLUICE_OK);
 	return engine_of(load_text(text));
-}
-
-static void same_engine(const struct sluice_engine_decision *a, const struct sluice_engine_decision *b,
-			int step)
-{
-	char what[32];
-	snprintf(what, sizeof what, "step %d", step);
-	same(&a->d, &b->d, what);
-	cr_assert_eq(a->governed, b->governed, "step %d: governed", step);
-	cr_assert_eq(a->scope, b->scope, "step %d: scope", step);
-	cr_assert_eq(a->applied, b->applied, "step %d: applied", step);
-	cr_assert_eq(a->slot_count, b->slot_count, "step %d: slots", step);
-	cr_assert_str_eq(a->limit_name, b->limit_name, "step %d: %s vs %s", step, a->limit_name,
-			 b->limit_name);
 }
 
 /* The in-process usage of limit i for q: remaining and reset. */
@@ -338,7 +241,7 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 			struct sluice_engine_decision a, b;
 			cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 			cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
-			same_engine(&a, &b, -1 - k);
+			same_decision(&a, &b, -1 - k);
 			cr_assert(a.d.allowed);
 			if (k == 0) {
 				cr_assert_eq(a.d.remaining, 3);
@@ -351,7 +254,7 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 				q.r.cost = 0;
 				cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 				cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
-				same_engine(&a, &b, -3);
+				same_decision(&a, &b, -3);
 				cr_assert_eq(a.d.limit_index, 0, "policy %zu", c);
 			}
 		}
@@ -377,7 +280,7 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 			struct sluice_engine_decision a, b;
 			cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 			cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
-			same_engine(&a, &b, (int)c * 1000 + step);
+			same_decision(&a, &b, (int)c * 1000 + step);
 			if (a.d.allowed && a.d.limit_index != conc) {
 				uint64_t rem, reset;
 				usage_of(mem, &q, conc, &rem, &reset);
@@ -420,7 +323,7 @@ Test(redis_parity, limiter_release_errors_match)
 	cr_assert_eq(release2(&np, "x", 1, 1), SLUICE_EINVAL);
 	pair_destroy(&np);
 
-	struct sluice_limit pol[2] = { gcra(50, SEC, 50), slots(2, 10 * SEC) };
+	struct sluice_limit pol[2] = { gcra(50, SEC, 50), slots_retry(2, 10 * SEC, SEC) };
 	struct pair p = pair_of(pol, 2, srv.port);
 	sluice_slot_handle ha, hb, oa, ob;
 	/* A bad key. */
@@ -500,7 +403,7 @@ static void echeck2(struct sluice_engine *mem, struct sluice_engine *red, struct
 {
 	cr_assert_eq(sluice_engine_check(mem, &q->r, a), SLUICE_OK);
 	cr_assert_eq(sluice_engine_check(red, &q->r, b), SLUICE_OK);
-	same_engine(a, b, step);
+	same_decision(a, b, step);
 }
 
 /* sluice_engine_release()'s contract on both: another identity's key (never
@@ -582,37 +485,6 @@ Test(redis_parity, engine_release_errors_match)
 
 /* ---- the engine on a three-node cluster: scopes on different slots ---- */
 
-static char cluster_dir[3][64];
-
-static void cluster_cleanup(void)
-{
-	for (int i = 0; i < 3; i++) {
-		if (cluster_dir[i][0] == '\0')
-			continue;
-		char path[256];
-		snprintf(path, sizeof path, "%s/nodes.conf", cluster_dir[i]);
-		unlink(path);
-		rmdir(cluster_dir[i]);
-	}
-}
-
-static bool cluster_ok(int port)
-{
-	redisReply *rep = side(port, "CLUSTER INFO", NULL);
-	bool ok = rep->type == REDIS_REPLY_STRING && strstr(rep->str, "cluster_state:ok") != NULL;
-	freeReplyObject(rep);
-	return ok;
-}
-
-static long long keyslot(int port, const char *key)
-{
-	redisReply *rep = side_fmt(port, "CLUSTER KEYSLOT %s", key);
-	cr_assert_eq(rep->type, REDIS_REPLY_INTEGER);
-	long long v = rep->integer;
-	freeReplyObject(rep);
-	return v;
-}
-
 /*
  * The cross-slot protocol visits slot groups in ascending slot order. With
  * the concurrency limit's key on the lower slot, its group is visited first,
@@ -624,26 +496,7 @@ static long long keyslot(int port, const char *key)
 Test(redis_parity, engine_on_a_cluster_across_slots, .fini = cluster_cleanup)
 {
 	struct server n[3];
-	for (int i = 0; i < 3; i++) {
-		snprintf(cluster_dir[i], sizeof cluster_dir[i], "/tmp/sluice-cluster-XXXXXX");
-		cr_assert_not_null(mkdtemp(cluster_dir[i]));
-		n[i] = server_spawn(0, 0, cluster_dir[i]);
-	}
-	const char *ranges[3][2] = { { "0", "5460" }, { "5461", "10922" }, { "10923", "16383" } };
-	for (int i = 0; i < 3; i++)
-		freeReplyObject(side_fmt(n[i].port, "CLUSTER ADDSLOTSRANGE %s %s", ranges[i][0], ranges[i][1]));
-	for (int i = 1; i < 3; i++) {
-		char port[16];
-		snprintf(port, sizeof port, "%d", n[i].port);
-		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
-	}
-	bool ok = false;
-	for (int t = 0; t < 1000 && !ok; t++) {
-		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
-		if (!ok)
-			usleep(10000);
-	}
-	cr_assert(ok, "the three-node cluster did not reach cluster_state:ok");
+	cluster_start(n);
 
 	/* An identity b whose concurrency key lies on a lower slot than the
 	 * rate key of identity "a1". */
@@ -661,13 +514,9 @@ Test(redis_parity, engine_on_a_cluster_across_slots, .fini = cluster_cleanup)
 	static const char text[] = "policy \"x\"\nfail open\nscope a\nscope b\n"
 				   "limit r per a rate 2/1h\n"
 				   "limit c per b concurrency 2 lease 2s\n";
-	struct sluice_redis_options ro = ropts(n[0].port);
+	struct sluice_redis_options ro = ropts(n[0].port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.flags |= SLUICE_REDIS_CLUSTER;
-	struct sluice_engine_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.redis = &ro;
-	o.redis_connections = 1;
+	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
 	struct sluice_engine *red = NULL;
 	cr_assert_eq(sluice_engine_create(&red, load_text(text), &o), SLUICE_OK);
 	struct sluice_engine *mem = engine_of(load_text(text));

@@ -57,48 +57,12 @@ static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t bur
 
 static char keys[NKEYS][16];
 
+/* The run's server, a handle on it, and the keys named. */
 static struct sluice_redis *open_backend(sbench_state *st)
 {
-	const char *why = server_ensure();
-	if (why != NULL) {
-		sbench_error(st, why);
-		return NULL;
-	}
 	for (int i = 0; i < NKEYS; i++)
 		snprintf(keys[i], sizeof keys[i], "k%05d", i);
-	struct sluice_redis_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)server_port;
-	o.timeout_ns = SEC;
-	struct sluice_redis *r = NULL;
-	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
-		sbench_error(st, "sluice_redis_create failed");
-		return NULL;
-	}
-	return r;
-}
-
-static uint64_t trips(struct sluice_redis *r)
-{
-	struct sluice_redis_stats s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	sluice_redis_stats(r, &s);
-	return s.round_trips;
-}
-
-static void finish(sbench_state *st, struct sluice_redis *r, uint64_t trips0, uint64_t decisions)
-{
-	struct sluice_redis_stats s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	sluice_redis_stats(r, &s);
-	if (s.degraded != 0)
-		sbench_error(st, "degraded answers: the server failed");
-	sbench_items(st, (int64_t)decisions);
-	sbench_counter(st, "rt_per_decision", decisions ? (double)(s.round_trips - trips0) / (double)decisions : 0, 0);
-	sluice_redis_destroy(r);
+	return sbench_redis_open(st);
 }
 
 static void BM_redis_admit(sbench_state *st)
@@ -107,7 +71,7 @@ static void BM_redis_admit(sbench_state *st)
 	if (r == NULL)
 		return;
 	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
-	uint64_t t0 = trips(r), i = 0;
+	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {
 			struct sluice_decision d;
@@ -116,7 +80,7 @@ static void BM_redis_admit(sbench_state *st)
 			sbench_keep(d.allowed);
 		}
 	}
-	finish(st, r, t0, i);
+	sbench_redis_finish(st, r, t0, i);
 }
 SBENCH_REGISTER(BM_redis_admit)
 {
@@ -131,7 +95,7 @@ static void BM_redis_admit_scopes3(sbench_state *st)
 		return;
 	struct sluice_limit ws[2] = { gcra(300, 60 * SEC, 300), gcra(100000, 86400 * SEC, 100000) };
 	struct sluice_limit tok = gcra(10, SEC, 10), route = gcra(50, SEC, 50);
-	uint64_t t0 = trips(r), i = 0;
+	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {
 			const char *k = keys[i % NKEYS];
@@ -146,7 +110,7 @@ static void BM_redis_admit_scopes3(sbench_state *st)
 			sbench_keep(d.allowed);
 		}
 	}
-	finish(st, r, t0, i);
+	sbench_redis_finish(st, r, t0, i);
 }
 SBENCH_REGISTER(BM_redis_admit_scopes3)
 {
@@ -165,7 +129,7 @@ static void BM_redis_admit_batch(sbench_state *st)
 	struct sluice_redis_scope sc[MAXN];
 	struct sluice_redis_request reqs[MAXN];
 	struct sluice_decision out[MAXN];
-	uint64_t t0 = trips(r), i = 0;
+	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		/* n decisions in batches of nb (the last one may be shorter). */
 		for (uint64_t done = 0; done < n;) {
@@ -180,7 +144,7 @@ static void BM_redis_admit_batch(sbench_state *st)
 			done += m;
 		}
 	}
-	finish(st, r, t0, i);
+	sbench_redis_finish(st, r, t0, i);
 }
 SBENCH_REGISTER(BM_redis_admit_batch)
 {
@@ -211,7 +175,7 @@ static void BM_redis_lease(sbench_state *st)
 	/* 10 M/s, burst 10000: never the limit here, so every decision admits
 	 * and the figure is the cost of a decision, not of a denial. */
 	struct sluice_limit l = gcra(10000000, SEC, 10000);
-	uint64_t t0 = trips(r), i = 0;
+	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {
 			struct sluice_decision d;
@@ -224,7 +188,7 @@ static void BM_redis_lease(sbench_state *st)
 	s.size = sizeof s;
 	sluice_redis_stats(r, &s);
 	sbench_counter(st, "leased_share", i ? (double)s.leased / (double)i : 0, 0);
-	finish(st, r, t0, i);
+	sbench_redis_finish(st, r, t0, i);
 }
 SBENCH_REGISTER(BM_redis_lease)
 {

@@ -31,13 +31,6 @@
 
 #include <hiredis/hiredis.h>
 
-static int server_port;
-
-/* The run's redis-server (bench/bench_redis_server.c). NULL, or why not. */
-static const char *server_ensure(void)
-{
-	return sbench_redis_server(&server_port);
-}
 
 static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
 {
@@ -66,48 +59,12 @@ static struct sluice_limit kind_limit(uint32_t kind, uint64_t limit, uint64_t wi
 
 static char keys[NKEYS][16];
 
+/* The run's server, a handle on it, and the keys named. */
 static struct sluice_redis *open_backend(sbench_state *st)
 {
-	const char *why = server_ensure();
-	if (why != NULL) {
-		sbench_error(st, why);
-		return NULL;
-	}
 	for (int i = 0; i < NKEYS; i++)
 		snprintf(keys[i], sizeof keys[i], "k%05d", i);
-	struct sluice_redis_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)server_port;
-	o.timeout_ns = SEC;
-	struct sluice_redis *r = NULL;
-	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
-		sbench_error(st, "sluice_redis_create failed");
-		return NULL;
-	}
-	return r;
-}
-
-static uint64_t trips(struct sluice_redis *r)
-{
-	struct sluice_redis_stats s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	sluice_redis_stats(r, &s);
-	return s.round_trips;
-}
-
-static void finish(sbench_state *st, struct sluice_redis *r, uint64_t trips0, uint64_t decisions)
-{
-	struct sluice_redis_stats s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	sluice_redis_stats(r, &s);
-	if (s.degraded != 0)
-		sbench_error(st, "degraded answers: the server failed");
-	sbench_items(st, (int64_t)decisions);
-	sbench_counter(st, "rt_per_decision", decisions ? (double)(s.round_trips - trips0) / (double)decisions : 0, 0);
-	sluice_redis_destroy(r);
+	return sbench_redis_open(st);
 }
 
 static void run_admit(sbench_state *st, const struct sluice_limit *l, size_t n_limits)
@@ -115,7 +72,7 @@ static void run_admit(sbench_state *st, const struct sluice_limit *l, size_t n_l
 	struct sluice_redis *r = open_backend(st);
 	if (r == NULL)
 		return;
-	uint64_t t0 = trips(r), i = 0;
+	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {
 			struct sluice_decision d;
@@ -127,7 +84,7 @@ static void run_admit(sbench_state *st, const struct sluice_limit *l, size_t n_l
 			sbench_keep(d.allowed);
 		}
 	}
-	finish(st, r, t0, i);
+	sbench_redis_finish(st, r, t0, i);
 }
 
 static void BM_redis_kinds_gcra2(sbench_state *st)
@@ -183,7 +140,7 @@ static void BM_redis_kinds_acquire_release(sbench_state *st)
 	if (r == NULL)
 		return;
 	struct sluice_limit l[2] = { gcra(1000, SEC, 1000), kind_limit(SLUICE_LIMIT_SLOTS, 64, 30 * SEC) };
-	uint64_t t0 = trips(r), i = 0;
+	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {
 			struct sluice_decision d;
@@ -198,7 +155,7 @@ static void BM_redis_kinds_acquire_release(sbench_state *st)
 			sbench_keep(d.allowed);
 		}
 	}
-	finish(st, r, t0, i);
+	sbench_redis_finish(st, r, t0, i);
 }
 SBENCH_REGISTER(BM_redis_kinds_acquire_release)
 {

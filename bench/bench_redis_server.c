@@ -17,7 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sluice.h>
+
 #include "redis_server.h"
+#include "shim.h"
 
 static pid_t server_pid;
 static int server_port;
@@ -108,4 +111,51 @@ const char *sbench_redis_server(int *port)
 	}
 	server_kill();
 	return "redis-server did not answer PING";
+}
+
+struct sluice_redis *sbench_redis_open(sbench_state *st)
+{
+	int port = 0;
+	const char *why = sbench_redis_server(&port);
+	if (why != NULL) {
+		sbench_error(st, why);
+		return NULL;
+	}
+	struct sluice_redis_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.port = (uint32_t)port;
+	o.timeout_ns = SLUICE_NS_PER_SEC;
+	struct sluice_redis *r = NULL;
+	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
+		sbench_error(st, "sluice_redis_create failed");
+		return NULL;
+	}
+	return r;
+}
+
+static struct sluice_redis_stats stats_of(struct sluice_redis *r)
+{
+	struct sluice_redis_stats s;
+	memset(&s, 0, sizeof s);
+	s.size = sizeof s;
+	sluice_redis_stats(r, &s);
+	return s;
+}
+
+uint64_t sbench_redis_trips(struct sluice_redis *r)
+{
+	return stats_of(r).round_trips;
+}
+
+void sbench_redis_finish(sbench_state *st, struct sluice_redis *r, uint64_t trips0,
+			 uint64_t decisions)
+{
+	struct sluice_redis_stats s = stats_of(r);
+	if (s.degraded != 0)
+		sbench_error(st, "degraded answers: the server failed");
+	sbench_items(st, (int64_t)decisions);
+	sbench_counter(st, "rt_per_decision",
+		       decisions ? (double)(s.round_trips - trips0) / (double)decisions : 0, 0);
+	sluice_redis_destroy(r);
 }

@@ -883,19 +883,39 @@ static uint64_t cache_now(const struct sluice_redis *r, uint64_t now_ns)
 	return (r->flags & SLUICE_REDIS_CALLER_CLOCK) ? now_ns : sluice_monotonic_ns();
 }
 
+/* The deny cache is two-way set associative: a tag lives in either slot of
+ * the even/odd pair its low bits pick (one slot when the cache has one), so
+ * two limits of one request never evict each other (direct-mapped, they did
+ * in 1 of 64 handles of a 64-slot cache, and the cache then never answered
+ * for that key). */
+static struct deny_slot *cache_set(struct sluice_redis *r, uint64_t tag)
+{
+	return &r->cache[tag & r->cache_mask & ~(uint64_t)1];
+}
+
 static struct deny_slot *cache_find(struct sluice_redis *r, uint64_t tag)
 {
-	struct deny_slot *s = &r->cache[tag & r->cache_mask];
-	return s->tag == tag ? s : NULL;
+	struct deny_slot *s = cache_set(r, tag);
+	if (s[0].tag == tag)
+		return &s[0];
+	return r->cache_mask != 0 && s[1].tag == tag ? &s[1] : NULL;
 }
 
 /* Record that F >= tat_ns for tag (both are lower bounds of the server's F,
- * so the larger one is kept). */
+ * so the larger one is kept). A new tag takes an empty slot of its pair,
+ * else evicts the one with the earlier F (the sooner useless). */
 static void cache_note(struct sluice_redis *r, uint64_t tag, uint64_t tat_ns)
 {
-	struct deny_slot *s = &r->cache[tag & r->cache_mask];
-	if (s->tag == tag && s->tat_ns >= tat_ns)
+	struct deny_slot *s = cache_find(r, tag);
+	if (s != NULL && s->tat_ns >= tat_ns)
 		return;
+	if (s == NULL) {
+		struct deny_slot *set = cache_set(r, tag);
+		s = &set[0];
+		if (r->cache_mask != 0 && set[0].tag != 0 &&
+		    (set[1].tag == 0 || set[1].tat_ns < set[0].tat_ns))
+			s = &set[1];
+	}
 	s->tag = tag;
 	s->tat_ns = tat_ns;
 }

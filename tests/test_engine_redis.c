@@ -628,7 +628,7 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 {
 	struct server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
-	ro.timeout_ns = 100 * MS;
+	ro.timeout_ns = 200 * MS; /* margins below: see the bound */
 	ro.backoff_min_ns = 1; /* every call reconnects and blocks its timeout */
 	ro.backoff_max_ns = 1;
 	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
@@ -638,7 +638,7 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	uint64_t worst;
 	int degraded;
 	frozen_run(frozen_call, red, &worst, &degraded);
-	cr_expect_lt(worst, 2 * ro.timeout_ns + 150 * MS, "worst check %llu ms",
+	cr_expect_lt(worst, 2 * ro.timeout_ns + 200 * MS, "worst check %llu ms",
 		     (unsigned long long)(worst / MS));
 	cr_expect_eq(degraded, FROZEN_THREADS * FROZEN_CALLS,
 		     "fail open: allowed, degraded, nothing governs");

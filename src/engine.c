@@ -109,6 +109,31 @@ struct sluice_engine {
 #endif
 };
 
+/* ---- the class of a request (shared with engine_redis.c) ---- */
+
+int sluice__engine_usage_class(const struct sluice_policy *policy,
+			       const struct sluice_engine_request *req)
+{
+	if (req->path == NULL)
+		return SLUICE_POLICY_DEFAULT_CLASS;
+	if (req->method == NULL)
+		return SLUICE_EINVAL;
+	return sluice_policy_match(policy, req->method, req->method_len, req->path, req->path_len);
+}
+
+int sluice__engine_release_class(const struct sluice_policy *policy, uint32_t class_count,
+				 uint64_t generation, const struct sluice_engine_request *req,
+				 const struct sluice_engine_decision *decision)
+{
+	/* Same policy as the check: its class stands (no second match). */
+	if (decision->generation == generation && decision->class_id < class_count)
+		return (int)decision->class_id;
+	if (req->method == NULL || req->path == NULL)
+		return SLUICE_POLICY_DEFAULT_CLASS;
+	int cls = sluice_policy_match(policy, req->method, req->method_len, req->path, req->path_len);
+	return cls < 0 ? (int)SLUICE_POLICY_DEFAULT_CLASS : cls;
+}
+
 /* ---- limits of a policy as limiter specs ---- */
 
 /* Also used by engine_redis.c (redis_backend_internal.h). */
@@ -805,16 +830,8 @@ int sluice_engine_release(struct sluice_engine *eng, const struct sluice_engine_
 	unsigned char key[KEY_MAX];
 	struct state *st = read_lock(eng);
 	const struct sluice_policy_spec *spec = st->spec;
-	int cls = SLUICE_POLICY_DEFAULT_CLASS;
-	if (decision->generation == st->generation && decision->class_id < spec->class_count) {
-		/* Same policy as the check: its class stands (no second match). */
-		cls = (int)decision->class_id;
-	} else if (req->method != NULL && req->path != NULL) {
-		cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path,
-					  req->path_len);
-		if (cls < 0)
-			cls = SLUICE_POLICY_DEFAULT_CLASS;
-	}
+	int cls = sluice__engine_release_class(st->policy, spec->class_count, st->generation, req,
+					       decision);
 	for (uint32_t k = 0; k < decision->slot_count; k++) {
 		const struct sluice_engine_slot *s = &decision->slots[k];
 		struct binding *b = binding_by_id(st, s->limiter_id);
@@ -935,18 +952,10 @@ int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_re
 	rc = validate(st, req, false);
 	if (rc != SLUICE_OK)
 		goto unlock;
-	int cls = SLUICE_POLICY_DEFAULT_CLASS;
-	if (req->path != NULL) {
-		if (req->method == NULL) {
-			rc = SLUICE_EINVAL;
-			goto unlock;
-		}
-		cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path,
-					  req->path_len);
-		if (cls < 0) {
-			rc = cls;
-			goto unlock;
-		}
+	int cls = sluice__engine_usage_class(st->policy, req);
+	if (cls < 0) {
+		rc = cls;
+		goto unlock;
 	}
 	for (uint32_t i = 0; i < spec->limit_count; i++) {
 		const struct sluice_policy_limit *pl = &spec->limits[i];

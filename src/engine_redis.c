@@ -711,15 +711,8 @@ int sluice__rengine_release(struct sluice__rengine *re, const struct sluice_engi
 	int rc = SLUICE_OK;
 	/* engine.c's release: the class of the check when the policy is the
 	 * same, else the request's route matched again. */
-	int cls = SLUICE_POLICY_DEFAULT_CLASS;
-	if (decision->generation == st->generation && decision->class_id < spec->class_count) {
-		cls = (int)decision->class_id;
-	} else if (req->method != NULL && req->path != NULL) {
-		cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path,
-					  req->path_len);
-		if (cls < 0)
-			cls = SLUICE_POLICY_DEFAULT_CLASS;
-	}
+	int cls = sluice__engine_release_class(st->policy, spec->class_count, st->generation, req,
+					       decision);
 	for (uint32_t k = 0; k < decision->slot_count; k++) {
 		const struct sluice_engine_slot *s = &decision->slots[k];
 		uint32_t i;
@@ -769,18 +762,10 @@ int sluice__rengine_usage(struct sluice__rengine *re, const struct sluice_engine
 	int rc = validate(st, req, false);
 	if (rc != SLUICE_OK)
 		goto done;
-	int cls = SLUICE_POLICY_DEFAULT_CLASS;
-	if (req->path != NULL) {
-		if (req->method == NULL) {
-			rc = SLUICE_EINVAL;
-			goto done;
-		}
-		cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path,
-					  req->path_len);
-		if (cls < 0) {
-			rc = cls;
-			goto done;
-		}
+	int cls = sluice__engine_usage_class(st->policy, req);
+	if (cls < 0) {
+		rc = cls;
+		goto done;
 	}
 	for (uint32_t i = 0; i < spec->limit_count; i++) {
 		bool ov;

@@ -89,6 +89,20 @@ int sluice__limiter_redis_stats(struct sluice_limiter *lim, struct sluice_redis_
 int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
 			      struct sluice_limit *out);
 
+/* engine.c: the class a usage request is counted in: the default class
+ * without a path, else the route's; SLUICE_EINVAL for a path without a
+ * method, or the matcher's error. One rule for both engines. */
+int sluice__engine_usage_class(const struct sluice_policy *policy,
+			       const struct sluice_engine_request *req);
+
+/* engine.c: the class a release gives its slots back in: the check's when
+ * the policy is the one of the check (same generation, class in range),
+ * else the request's route matched again (the default class if that
+ * fails). Never an error. */
+int sluice__engine_release_class(const struct sluice_policy *policy, uint32_t class_count,
+				 uint64_t generation, const struct sluice_engine_request *req,
+				 const struct sluice_engine_decision *decision);
+
 struct sluice__rengine;
 
 int sluice__rengine_create(struct sluice__rengine **out, struct sluice_policy *policy,

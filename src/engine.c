@@ -626,7 +626,7 @@ static int first_scope(uint32_t mask)
 	return mask == 0 ? -1 : __builtin_ctz(mask);
 }
 
-static void name_copy(char *dst, const char *src)
+void sluice__engine_name_copy(char *dst, const char *src)
 {
 	size_t len = strlen(src);
 	if (len > SLUICE_POLICY_MAX_NAME)
@@ -635,7 +635,7 @@ static void name_copy(char *dst, const char *src)
 	dst[len] = '\0';
 }
 
-static bool over_warn(const struct sluice_policy_limit *pl, const struct sluice_decision *d)
+bool sluice__engine_over_warn(const struct sluice_policy_limit *pl, const struct sluice_decision *d)
 {
 	if (pl->warn_percent == 0 || d->limit == 0)
 		return false;
@@ -644,10 +644,10 @@ static bool over_warn(const struct sluice_policy_limit *pl, const struct sluice_
 	return (unsigned __int128)used * 100 > (unsigned __int128)d->limit * pl->warn_percent;
 }
 
-static void fill_governing(const struct state *st, uint32_t i, const struct sluice_decision *d,
-			   struct sluice_engine_decision *out)
+void sluice__engine_fill_governing(const struct sluice_policy_spec *spec, uint32_t i,
+				   const struct sluice_decision *d, struct sluice_engine_decision *out)
 {
-	const struct sluice_policy_limit *pl = &st->spec->limits[i];
+	const struct sluice_policy_limit *pl = &spec->limits[i];
 	bool degraded = out->d.degraded;
 
 	out->d = *d;
@@ -655,7 +655,7 @@ static void fill_governing(const struct state *st, uint32_t i, const struct slui
 	out->d.limit_index = i;
 	out->governed = true;
 	out->scope = first_scope(pl->scope_mask);
-	name_copy(out->limit_name, pl->name);
+	sluice__engine_name_copy(out->limit_name, pl->name);
 }
 
 /* ---- check ---- */
@@ -750,7 +750,7 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 			for (uint32_t j = ndone; j-- > 0;)
 				sluice__limiter_cancel(used[j]->lim, &holds[j]);
 			ndone = 0;
-			fill_governing(st, i, &di, out);
+			sluice__engine_fill_governing(st->spec, i, &di, out);
 			denied = true;
 			break;
 		}
@@ -771,7 +771,7 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 			     (d[j].reset_ns < d[best].reset_ns ||
 			      (d[j].reset_ns == d[best].reset_ns && done[j] < done[best]))))
 				best = j;
-			if (!out->warn && over_warn(&spec->limits[done[j]], &d[j])) {
+			if (!out->warn && sluice__engine_over_warn(&spec->limits[done[j]], &d[j])) {
 				out->warn = true;
 				out->warn_limit = done[j];
 			}
@@ -784,7 +784,7 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 			}
 		}
 		if (best != UINT32_MAX) {
-			fill_governing(st, done[best], &d[best], out);
+			sluice__engine_fill_governing(st->spec, done[best], &d[best], out);
 			out->d.allowed = true;
 			out->d.reason = SLUICE_REASON_NONE;
 			out->d.retry_after_ns = 0;
@@ -983,8 +983,8 @@ int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_re
 			u->remaining = d.remaining;
 			u->used = d.remaining < d.limit ? d.limit - d.remaining : 0;
 			u->reset_ns = d.reset_ns;
-			u->warn = over_warn(pl, &d);
-			name_copy(u->name, pl->name);
+			u->warn = sluice__engine_over_warn(pl, &d);
+			sluice__engine_name_copy(u->name, pl->name);
 		}
 		n++;
 	}

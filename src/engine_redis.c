@@ -488,37 +488,6 @@ static const struct rbind *binding_for(const struct rstate *st, uint32_t i,
 	return &st->base[i];
 }
 
-static bool over_warn(const struct sluice_policy_limit *pl, const struct sluice_decision *d)
-{
-	if (pl->warn_percent == 0 || d->limit == 0)
-		return false;
-	uint64_t used = d->remaining < d->limit ? d->limit - d->remaining : 0;
-	return (unsigned __int128)used * 100 > (unsigned __int128)d->limit * pl->warn_percent;
-}
-
-static void name_copy(char *dst, const char *src)
-{
-	size_t len = strlen(src);
-	if (len > SLUICE_POLICY_MAX_NAME)
-		len = SLUICE_POLICY_MAX_NAME;
-	memcpy(dst, src, len);
-	dst[len] = '\0';
-}
-
-/* engine.c's fill_governing(). */
-static void fill_governing(const struct rstate *st, uint32_t i, const struct sluice_decision *d,
-			   struct sluice_engine_decision *out)
-{
-	const struct sluice_policy_limit *pl = &st->spec->limits[i];
-	bool degraded = out->d.degraded;
-
-	out->d = *d;
-	out->d.degraded = out->d.degraded || degraded;
-	out->d.limit_index = i;
-	out->governed = true;
-	out->scope = pl->scope_mask == 0 ? -1 : __builtin_ctz(pl->scope_mask);
-	name_copy(out->limit_name, pl->name);
-}
 
 static int key_error(size_t klen)
 {
@@ -640,7 +609,7 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 			struct sluice_decision closed = d[0];
 			sluice__redis_fail_mode(SLUICE_FAIL_CLOSED, req->cost, &closed);
 			closed.limit_index = 0;
-			fill_governing(st, applied[0], &closed, out);
+			sluice__engine_fill_governing(st->spec, applied[0], &closed, out);
 		} else {
 			/* Fail open: no limit could be evaluated, none governs. */
 			out->d.allowed = true;
@@ -650,7 +619,7 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 		goto done;
 	}
 	uint32_t gov = d[0].limit_index < n ? d[0].limit_index : 0;
-	fill_governing(st, applied[gov], &d[0], out);
+	sluice__engine_fill_governing(st->spec, applied[gov], &d[0], out);
 	if (!d[0].allowed)
 		goto done;
 	out->d.allowed = true;
@@ -660,7 +629,7 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 	for (size_t m = 0; m + 1 < nrq; m++) {
 		uint32_t j = peeked[m];
 		const struct sluice_policy_limit *pl = &spec->limits[applied[j]];
-		if (!d[1 + m].degraded && over_warn(pl, &d[1 + m])) {
+		if (!d[1 + m].degraded && sluice__engine_over_warn(pl, &d[1 + m])) {
 			out->warn = true;
 			out->warn_limit = applied[j];
 			break;
@@ -815,8 +784,8 @@ int sluice__rengine_usage(struct sluice__rengine *re, const struct sluice_engine
 		u->remaining = d[j].remaining;
 		u->used = d[j].remaining < d[j].limit ? d[j].limit - d[j].remaining : 0;
 		u->reset_ns = d[j].reset_ns;
-		u->warn = over_warn(pl, &d[j]);
-		name_copy(u->name, pl->name);
+		u->warn = sluice__engine_over_warn(pl, &d[j]);
+		sluice__engine_name_copy(u->name, pl->name);
 	}
 	*count = n;
 	if (n > cap)

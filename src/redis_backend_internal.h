@@ -103,6 +103,14 @@ int sluice__engine_release_class(const struct sluice_policy *policy, uint32_t cl
 				 uint64_t generation, const struct sluice_engine_request *req,
 				 const struct sluice_engine_decision *decision);
 
+/* engine.c: one way for both engines to fill a decision from policy limit
+ * i (governing limit, scope, name), to tell whether a decision is past the
+ * limit's warn threshold, and to copy a limit name (truncated). */
+void sluice__engine_fill_governing(const struct sluice_policy_spec *spec, uint32_t i,
+				   const struct sluice_decision *d, struct sluice_engine_decision *out);
+bool sluice__engine_over_warn(const struct sluice_policy_limit *pl, const struct sluice_decision *d);
+void sluice__engine_name_copy(char *dst, const char *src);
+
 struct sluice__rengine;
 
 int sluice__rengine_create(struct sluice__rengine **out, struct sluice_policy *policy,

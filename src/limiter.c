@@ -1275,9 +1275,9 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		return SLUICE_ETOOBIG;
 	memset(&o, 0, sizeof o);
 	if (opts != NULL) {
-		/* Version 1 is the only one so far. A later version will accept
-		 * the sizes of earlier ones (missing fields keep their zero
-		 * defaults); a size this library does not know is refused. */
+		/* Versions 1 and 2 (the Redis fields): an earlier version's
+		 * size leaves the later fields at their zero defaults; a size
+		 * this library does not know is refused. */
 		if (opts->size != sizeof o && opts->size != LIMITER_OPTIONS_V1_SIZE)
 			return SLUICE_EINVAL;
 		memcpy(&o, opts, opts->size);

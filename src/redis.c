@@ -640,6 +640,7 @@ struct prepared {
 	struct lease *lease;
 	uint64_t lease_sig;
 	int ask_node; /* cluster: the node an ASK reply named; -1: none */
+	bool tryagain; /* cluster: answered TRYAGAIN; resent after a pause (rounds()) */
 };
 
 /* One entry of the lease table: a request shape's heat and its lease. */
@@ -736,6 +737,33 @@ static uint64_t time_left(uint64_t deadline_ns)
 {
 	uint64_t now = sluice_monotonic_ns();
 	return deadline_ns > now ? deadline_ns - now : 0;
+}
+
+/*
+ * TRYAGAIN (cluster): a multi-key call whose keys a live slot migration has
+ * split between the two nodes is refused, unrun, until the last of them
+ * has moved. The call is resent after a pause of 1 ms, doubling up to 8 ms,
+ * while its deadline allows (docs/redis.md, "TRYAGAIN": why these pauses).
+ */
+#define TRYAGAIN_PAUSE_MIN_NS (UINT64_C(1000000))
+#define TRYAGAIN_PAUSE_MAX_NS (UINT64_C(8000000))
+
+/* Sleep *pause_ns before a TRYAGAIN retry and double it (up to the cap).
+ * False, without sleeping, when the pause would end at or past the
+ * deadline: no time would be left to send the retry, so the call answers
+ * by the fail mode now (counted as a timeout). */
+static bool tryagain_pause(struct sluice_redis *r, uint64_t deadline_ns, uint64_t *pause_ns)
+{
+	uint64_t left = time_left(deadline_ns);
+	if (left <= *pause_ns) {
+		r->st.timeouts++;
+		return false;
+	}
+	struct timespec ts = { (time_t)(*pause_ns / SLUICE_NS_PER_SEC), (long)(*pause_ns % SLUICE_NS_PER_SEC) };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	*pause_ns = *pause_ns * 2 > TRYAGAIN_PAUSE_MAX_NS ? TRYAGAIN_PAUSE_MAX_NS : *pause_ns * 2;
+	return true;
 }
 
 /* SIGPIPE guard: see the file comment. */
@@ -1835,10 +1863,11 @@ static bool decode(struct sluice_redis *r, struct prepared *p, const redisReply 
  * names (importing the slot) decides this one request if it is preceded by
  * ASKING. Both go in one pipeline: one round trip. The slot map is not
  * changed (the slot still belongs to the old node until the migration ends;
- * then MOVED re-points it). Done once: a second ASK, TRYAGAIN (some keys of
- * a multi-key request are on each side), an error or a lost connection ends
- * in the fail mode; MOVED or NOSCRIPT from the asked node leave the request
- * pending for the caller's next round (*again set). A reserve (a group of
+ * then MOVED re-points it). Done once: a second ASK, an error or a lost
+ * connection ends in the fail mode; MOVED or NOSCRIPT from the asked node
+ * leave the request pending for the caller's next round (*again set), and
+ * TRYAGAIN (some keys of a multi-key request are on each side) for the round
+ * after the pause (p->tryagain; the owner is asked again). A reserve (a group of
  * a cross-slot request) keeps its reply for the receipts, as in
  * exchange(); its cancel, and a release, follow ASK in call_script().
  */
@@ -1898,6 +1927,9 @@ static void ask_one(struct sluice_redis *r, struct prepared *p, uint64_t now_ns,
 	} else if (reply_is_error(rep, "MOVED ") && learn_moved(r, rep)) {
 		r->st.moved++;
 		*again = true;
+	} else if (reply_is_error(rep, "TRYAGAIN")) {
+		r->st.tryagain++; /* did not run: resent after the pause */
+		p->tryagain = true;
 	} else if (decode(r, p, rep, t, now_ns, out)) {
 		p->done = true;
 		count(r, p, out);
@@ -1914,7 +1946,7 @@ static void ask_one(struct sluice_redis *r, struct prepared *p, uint64_t now_ns,
 		fill_degraded(r, p, out);
 	}
 	freeReplyObject(rep);
-	if (p->done || *again)
+	if (p->done || *again || p->tryagain)
 		return;
 degraded:
 	p->done = true;
@@ -1927,7 +1959,9 @@ degraded:
  * Up to three passes: a NOSCRIPT reloads the script and resends those
  * requests; a connection that had been working and breaks (not by timeout)
  * is re-established once. A MOVED reply (cluster) re-points the slot and
- * leaves the request pending for the caller's next round (*moved set).
+ * leaves the request pending for the caller's next round (*moved set); a
+ * TRYAGAIN (from nd or the asked node) leaves it pending with p->tryagain
+ * set, not sent again until rounds() has paused.
  */
 static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, size_t n,
 		     uint64_t now_ns, struct sluice_decision *out, uint64_t deadline_ns, bool *moved)
@@ -1939,7 +1973,7 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 	for (int pass = 0; pass < 3; pass++) {
 		bool pending = false;
 		for (size_t i = 0; i < n; i++)
-			pending |= !ps[i].done && node_of(r, &ps[i]) == ni;
+			pending |= !ps[i].done && !ps[i].tryagain && node_of(r, &ps[i]) == ni;
 		if (!pending || ensure_connected(r, nd, deadline_ns) != 0)
 			break;
 		if (!arm_timeout(r, nd, deadline_ns))
@@ -1947,7 +1981,7 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 		bool ok = true;
 		for (size_t i = 0; i < n && ok; i++) {
 			ps[i].sent = false;
-			if (ps[i].done || node_of(r, &ps[i]) != ni)
+			if (ps[i].done || ps[i].tryagain || node_of(r, &ps[i]) != ni)
 				continue;
 			int argc = build_args(r, &ps[i], now_ns);
 			if (redisAppendCommandArgv(nd->ctx, argc, r->argv, r->argvlen) != REDIS_OK) {
@@ -1982,6 +2016,9 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 				   (ps[i].ask_node = parse_redirect(r, rep, 4, &(uint32_t){ 0 })) >= 0) {
 				r->st.ask++;
 				asked = true;
+			} else if (r->slot_node != NULL && reply_is_error(rep, "TRYAGAIN")) {
+				r->st.tryagain++; /* did not run: resent after the pause */
+				ps[i].tryagain = true;
 			} else if (decode(r, &ps[i], rep, t, now_ns, &out[i])) {
 				ps[i].done = true;
 				count(r, &ps[i], &out[i]);
@@ -2024,17 +2061,37 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 /* ---- public API ---- */
 
 /* One round per node that has requests; in cluster mode, more rounds
- * while MOVED replies re-point slots (at most 3 redirections). */
+ * while MOVED replies re-point slots (at most 3 redirections), and while
+ * requests answered TRYAGAIN: after each such round a pause
+ * (tryagain_pause()), then those requests are sent again, from the start
+ * (their slot's owner, which may ask again), with a fresh count of
+ * redirections; the deadline bounds the retries. A TRYAGAIN reply means the
+ * script did not run, so a resend never consumes twice. Requests left
+ * pending answer by the fail mode (admit_prepared()). */
 static void rounds(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
 		   struct sluice_decision *out, uint64_t deadline)
 {
+	uint64_t pause_ns = TRYAGAIN_PAUSE_MIN_NS;
+
 	for (int round = 0; round < 4; round++) {
-		bool moved = false;
+		bool moved = false, tryagain = false;
 		for (uint32_t ni = 0; ni < r->nnodes; ni++)
 			exchange(r, ni, ps, n, now_ns, out, deadline, &moved);
+		for (size_t i = 0; i < n; i++)
+			tryagain |= !ps[i].done && ps[i].tryagain;
+		if (tryagain) {
+			if (!tryagain_pause(r, deadline, &pause_ns))
+				break;
+			for (size_t i = 0; i < n; i++)
+				ps[i].tryagain = false;
+			round = -1;
+			continue;
+		}
 		if (!moved)
 			break;
 	}
+	for (size_t i = 0; i < n; i++)
+		ps[i].tryagain = false;
 }
 
 static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
@@ -2049,6 +2106,7 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		ps[i].lease = NULL;
 		ps[i].ask_node = -1;
+		ps[i].tryagain = false;
 		if (lease_eligible(r, &ps[i]) && lease_answer(r, &ps[i], lease_t, &out[i])) {
 			ps[i].done = true;
 			count(r, &ps[i], &out[i]);
@@ -2094,8 +2152,10 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
  * cancels and releases. Handles NOSCRIPT (reload, resend), MOVED (re-point,
  * resend), ASK (the next attempt is ASKING + the call on the node it names,
  * the map unchanged, as ask_one()) and a lost connection that had been
- * working (reconnect once). An ASK from the asked node or TRYAGAIN (the
- * keys of a multi-key call split by a migration) ends the call: NULL.
+ * working (reconnect once). TRYAGAIN (the keys of a multi-key call split by
+ * a migration; the script did not run) pauses (tryagain_pause()) and starts
+ * the call again from the slot's owner, while the deadline allows. An ASK
+ * from the asked node ends the call: NULL.
  * r->argv[0..argc-1] must be set, argv[1] the script's SHA. Returns the
  * reply (the caller frees it) or NULL (fail mode: down, out of time, the
  * keys not reachable in one place). */
@@ -2103,6 +2163,7 @@ static redisReply *call_script(struct sluice_redis *r, uint32_t slot, int argc, 
 {
 	bool reconnected = false;
 	int ask = -1; /* the node the last ASK named: the next attempt's */
+	uint64_t pause_ns = TRYAGAIN_PAUSE_MIN_NS;
 
 	for (int attempt = 0; attempt < 5; attempt++) {
 		bool via_ask = ask >= 0;
@@ -2151,7 +2212,15 @@ static redisReply *call_script(struct sluice_redis *r, uint32_t slot, int argc, 
 			freeReplyObject(rep);
 			continue;
 		}
-		if (reply_is_error(rep, "ASK ") || reply_is_error(rep, "TRYAGAIN")) {
+		if (r->slot_node != NULL && reply_is_error(rep, "TRYAGAIN")) {
+			r->st.tryagain++;
+			freeReplyObject(rep);
+			if (!tryagain_pause(r, deadline_ns, &pause_ns))
+				return NULL;
+			attempt = -1; /* afresh; the deadline bounds the retries (pause >= 1 ms) */
+			continue;
+		}
+		if (reply_is_error(rep, "ASK ")) {
 			r->st.server_errors++;
 			freeReplyObject(rep);
 			return NULL;
@@ -2530,9 +2599,11 @@ int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_r
 int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out)
 {
 	if (r == NULL || out == NULL ||
-	    (out->size != SLUICE_REDIS_STATS_V1_SIZE && out->size < sizeof *out))
+	    (out->size != SLUICE_REDIS_STATS_V1_SIZE && out->size != SLUICE_REDIS_STATS_V2_SIZE &&
+	     out->size < sizeof *out))
 		return SLUICE_EINVAL;
-	/* A version-1 caller's struct ends before the lease fields. */
+	/* A version-1 caller's struct ends before the lease fields, a
+	 * version-2 caller's before tryagain. */
 	size_t n = out->size < sizeof *out ? out->size : sizeof *out;
 	memcpy(out, &r->st, n);
 	out->size = n;

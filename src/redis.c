@@ -600,11 +600,19 @@ enum { ST_OK = 0, ST_RATE = 1, ST_NEVER = 2 };
 #define MODE_ADMIT '1'
 #define MODE_RESERVE '2'
 
-/* One slot of the local deny cache: the latest F this handle has seen for
- * one (key, limit), in the clock the cache uses. */
+/* One slot of the local deny cache: what this handle last learnt of one
+ * (key, limit), in the clock the cache uses (cache_now()). GCRA: until_ns
+ * is F (a lower bound of the server's). Calendar: word is the cell's word
+ * (window index and count) as the server held it, until_ns the end of that
+ * window, and offset_ns the calendar's time minus the cache clock at the
+ * moment the state was read (the server's TIME less our send time; 0 with
+ * the caller's clock), so t + offset_ns is an estimate of the calendar's
+ * time that is never early (docs/redis.md, "Deny cache"). */
 struct deny_slot {
 	uint64_t tag; /* 0: empty */
-	uint64_t tat_ns;
+	uint64_t until_ns;
+	uint64_t word;
+	uint64_t offset_ns;
 };
 
 /* A request, validated and flattened. Limits are in the order they are
@@ -623,7 +631,8 @@ struct prepared {
 	uint8_t caller_scope[SLUICE_REDIS_MAX_SCOPES];
 	uint32_t slot;      /* cluster hash slot of its first key */
 	char mode;          /* MODE_* */
-	bool all_gcra;      /* every limit GCRA (the deny cache applies) */
+	bool all_gcra;      /* every limit GCRA (the lease applies) */
+	bool all_cacheable; /* every limit GCRA or calendar (the deny cache applies) */
 	bool has_slots;     /* some scope has a SLOTS limit */
 	bool cross;         /* cluster: keys on more than one slot */
 	bool done;          /* decided (locally or from a reply) */
@@ -929,47 +938,86 @@ static struct deny_slot *cache_find(struct sluice_redis *r, uint64_t tag)
 	return r->cache_mask != 0 && s[1].tag == tag ? &s[1] : NULL;
 }
 
-/* Record that F >= tat_ns for tag (both are lower bounds of the server's F,
- * so the larger one is kept). A new tag takes an empty slot of its pair,
- * else evicts the one with the earlier F (the sooner useless). */
-static void cache_note(struct sluice_redis *r, uint64_t tag, uint64_t tat_ns)
+/* The slot for tag: its own, else an empty one of its pair, else the one
+ * useful for the shorter time (the earlier until_ns), evicted. */
+static struct deny_slot *cache_slot(struct sluice_redis *r, uint64_t tag)
 {
 	struct deny_slot *s = cache_find(r, tag);
-	if (s != NULL && s->tat_ns >= tat_ns)
-		return;
 	if (s == NULL) {
 		struct deny_slot *set = cache_set(r, tag);
 		s = &set[0];
 		if (r->cache_mask != 0 && set[0].tag != 0 &&
-		    (set[1].tag == 0 || set[1].tat_ns < set[0].tat_ns))
+		    (set[1].tag == 0 || set[1].until_ns < set[0].until_ns))
 			s = &set[1];
 	}
-	s->tag = tag;
-	s->tat_ns = tat_ns;
+	return s;
+}
+
+/* GCRA: record that F >= tat_ns for tag (both are lower bounds of the
+ * server's F, so the larger one is kept). */
+static void cache_note(struct sluice_redis *r, uint64_t tag, uint64_t tat_ns)
+{
+	struct deny_slot *s = cache_find(r, tag);
+	if (s != NULL && s->until_ns >= tat_ns)
+		return;
+	s = cache_slot(r, tag);
+	*s = (struct deny_slot){ .tag = tag, .until_ns = tat_ns };
+}
+
+/* Calendar: record the cell's word as the server held it after this
+ * call, whose window ends at until_ns (cache clock); calendar time =
+ * cache time + offset_ns. The latest reply is the latest state (a handle's
+ * calls run one after another), so it replaces the entry. */
+static void cache_note_calendar(struct sluice_redis *r, uint64_t tag, uint64_t word, uint64_t until_ns,
+				uint64_t offset_ns)
+{
+	struct deny_slot *s = cache_slot(r, tag);
+	*s = (struct deny_slot){ .tag = tag, .until_ns = until_ns, .word = word, .offset_ns = offset_ns };
 }
 
 /* Try to deny p locally at time t. True with *out filled on a hit: some
- * limit j denies on the cached F, and every limit before j has a cached F
- * that admits (so j is the first denier the server would find on the same
- * state). */
+ * limit j denies on its cached state, and every limit before j has a cached
+ * state that admits (so j is the first denier the server would find on the
+ * same state). GCRA: the cached F. Calendar: the cached word, judged by the
+ * cell itself at calendar time t + offset_ns while t is before the end of
+ * its window (within it the server's count only grows). */
 static bool cache_try_deny(struct sluice_redis *r, const struct prepared *p, uint64_t t,
 			   struct sluice_decision *out)
 {
 	uint64_t cost = p->req->cost;
 
-	if (!p->all_gcra)
-		return false; /* window and slot kinds: not cached (docs/redis.md) */
+	if (!p->all_cacheable)
+		return false; /* sliding and slot kinds: not cached (docs/redis.md) */
 	for (size_t j = 0; j < p->nlimits; j++) {
-		const struct sluice_rate *rate = &p->limit[j]->rate;
 		const struct deny_slot *s = cache_find(r, p->tag[j]);
-		if (s == NULL || cost > rate->burst)
+		if (s == NULL)
 			return false;
-		uint64_t debt = s->tat_ns > t ? s->tat_ns - t : 0;
+		if (p->limit[j]->kind == SLUICE_LIMIT_CALENDAR) {
+			const struct sluice_calendar_config *cfg = &p->limit[j]->calendar;
+			/* cost > limit: NEVER, the server's answer. A window
+			 * that has ended holds nothing we know. */
+			if (cost > cfg->limit || t >= s->until_ns)
+				return false;
+			struct sluice_calendar c;
+			/* relaxed: a private copy of the cached state, never shared. */
+			atomic_store_explicit(&c.word, s->word, memory_order_relaxed); /* relaxed: why above */
+			if (sluice_calendar_admit(&c, cfg, t + s->offset_ns, cost, out))
+				continue; /* admits on its cached state */
+			if (out->reason != SLUICE_REASON_QUOTA || out->reset_ns == SLUICE_NEVER)
+				return false; /* the end of the clock: the server's */
+			out->limit_index = p->base[p->scope[j]] + p->index[j];
+			r->st.cache_hits++;
+			return true;
+		}
+		const struct sluice_rate *rate = &p->limit[j]->rate;
+		if (cost > rate->burst)
+			return false;
+		uint64_t debt = s->until_ns > t ? s->until_ns - t : 0;
 		uint64_t slack = rate->tolerance_ns - cost * rate->interval_ns;
 		if (debt > slack) {
 			/* The server's horizon rule could answer NEVER for an F
 			 * near 2^64; leave that rare case to the server. */
-			if (s->tat_ns > UINT64_MAX - 2 - rate->tolerance_ns)
+			if (s->until_ns > UINT64_MAX - 2 - rate->tolerance_ns)
 				return false;
 			decide_limit(out, rate, ST_RATE, debt, cost);
 			out->limit_index = p->base[p->scope[j]] + p->index[j];
@@ -1231,7 +1279,7 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 	p->nlimits = 0;
 	p->slot = 0;
 	p->mode = req->cost > 0 ? MODE_ADMIT : MODE_PEEK;
-	p->all_gcra = true;
+	p->all_gcra = p->all_cacheable = true;
 	p->has_slots = p->cross = p->done = p->sent = p->peek_denied = false;
 	p->reply = NULL;
 	p->handles = NULL;
@@ -1279,6 +1327,7 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 				first_gcra = i;
 			nslots += l->kind == SLUICE_LIMIT_SLOTS;
 			p->all_gcra &= l->kind == SLUICE_LIMIT_GCRA;
+			p->all_cacheable &= l->kind == SLUICE_LIMIT_GCRA || l->kind == SLUICE_LIMIT_CALENDAR;
 		}
 		if (nslots > 1)
 			return SLUICE_EINVAL; /* as the keyed limiter: one slots limit per policy */
@@ -1292,6 +1341,11 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 			uint64_t tag = 1;
 			if (l->kind == SLUICE_LIMIT_GCRA) {
 				uint64_t id[3] = { i, l->rate.interval_ns, l->rate.tolerance_ns };
+				tag = XXH3_64bits_withSeed(id, sizeof id, key_hash);
+			} else if (l->kind == SLUICE_LIMIT_CALENDAR) {
+				/* As its field "k<i>:<limit>:<W>": a changed limit is
+				 * another entry. Bit 63 keeps it apart from GCRA's. */
+				uint64_t id[3] = { (uint64_t)1 << 63 | i, l->calendar.limit, l->calendar.window_ns };
 				tag = XXH3_64bits_withSeed(id, sizeof id, key_hash);
 			}
 			p->tag[p->nlimits] = tag != 0 ? tag : 1;
@@ -1728,7 +1782,17 @@ static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, c
 		/* relaxed: a private copy of the server's state, never shared. */
 		atomic_store_explicit(&c.word, word, memory_order_relaxed); /* relaxed: why above */
 		bool got = sluice_calendar_admit(&c, &l->calendar, now, cost, d);
-		return what == 'd' ? !got : got;
+		if (got != (what != 'd'))
+			return false;
+		/* The state the server holds after this call: the word as read
+		 * (a denial writes nothing) or as the admission wrote it. Not
+		 * a reservation's (a cancel may lower it again), not a peek's. */
+		if (r->cache != NULL && (what == 'd' || (what == 'a' && p->mode != MODE_RESERVE)))
+			/* relaxed: the private copy above. */
+			cache_note_calendar(r, p->tag[j],
+					    atomic_load_explicit(&c.word, memory_order_relaxed), /* relaxed: why above */
+					    sluice__add_sat(t, d->reset_ns), now - t);
+		return true;
 	}
 	case SLUICE_LIMIT_SLIDING_LOG: {
 		/* Rebuild the log: admitting its m <= limit times one unit each,

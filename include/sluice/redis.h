@@ -192,7 +192,8 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  * hash-slot order, then the caller's). now_ns is used with
  * SLUICE_REDIS_CALLER_CLOCK and ignored otherwise (calendar limits then
  * need Unix time as now_ns). A local deny-cache hit answers without a round
- * trip (GCRA-only requests; docs/redis.md, "Deny cache").
+ * trip (requests whose limits are all GCRA or calendar; docs/redis.md,
+ * "Deny cache").
  *
  * With options.lease_units = L > 0, a request shape (the same keys and
  * limits in the same order; only shapes whose limits are all GCRA, with

@@ -38,7 +38,14 @@
  * Cross-slot requests (cluster): admit_cross() reserves slot group by slot
  * group with receipts and cancels in reverse order on a denial. ASK (a slot
  * being migrated) is followed once per call, for every mode (ask_one(),
- * call_script()).
+ * call_script()); TRYAGAIN (a call's keys split by the migration: the
+ * script did not run) is resent after a short pause within the call's
+ * deadline (rounds(), call_script(), tryagain_pause()).
+ *
+ * Deny cache (optional): requests whose limits are all GCRA or calendar
+ * are denied locally while a state learnt from an earlier reply provably
+ * still denies (GCRA: F only grows; calendar: the count only grows within
+ * the window seen) (cache_try_deny(); docs/redis.md, "Deny cache").
  *
  * Local lease (optional): a hot GCRA-only, one-slot request shape takes L
  * units in one call and answers later requests from them locally
@@ -2128,31 +2135,42 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
  * while MOVED replies re-point slots (at most 3 redirections), and while
  * requests answered TRYAGAIN: after each such round a pause
  * (tryagain_pause()), then those requests are sent again, from the start
- * (their slot's owner, which may ask again), with a fresh count of
- * redirections; the deadline bounds the retries. A TRYAGAIN reply means the
- * script did not run, so a resend never consumes twice. Requests left
- * pending answer by the fail mode (admit_prepared()). */
+ * (their slot's owner, which may ask again); the deadline bounds these
+ * retries, and they do not count as redirections. A TRYAGAIN reply means
+ * the script did not run, so a resend never consumes twice. A round that
+ * runs only for TRYAGAIN resends nothing else: a request left pending by a
+ * failure (a lost connection, whose call may have run) answers by the fail
+ * mode, as it would without the TRYAGAIN. Requests still pending at the
+ * end answer by the fail mode too (admit_prepared()). */
 static void rounds(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
 		   struct sluice_decision *out, uint64_t deadline)
 {
 	uint64_t pause_ns = TRYAGAIN_PAUSE_MIN_NS;
 
-	for (int round = 0; round < 4; round++) {
+	for (int redirections = 0;;) {
 		bool moved = false, tryagain = false;
 		for (uint32_t ni = 0; ni < r->nnodes; ni++)
 			exchange(r, ni, ps, n, now_ns, out, deadline, &moved);
 		for (size_t i = 0; i < n; i++)
 			tryagain |= !ps[i].done && ps[i].tryagain;
-		if (tryagain) {
-			if (!tryagain_pause(r, deadline, &pause_ns))
+		bool redirected = moved && redirections++ < 3;
+		if (!tryagain) {
+			if (!redirected)
 				break;
-			for (size_t i = 0; i < n; i++)
-				ps[i].tryagain = false;
-			round = -1;
 			continue;
 		}
-		if (!moved)
+		if (!redirected) {
+			for (size_t i = 0; i < n; i++) {
+				if (!ps[i].done && !ps[i].tryagain) {
+					ps[i].done = true;
+					fill_degraded(r, &ps[i], &out[i]);
+				}
+			}
+		}
+		if (!tryagain_pause(r, deadline, &pause_ns))
 			break;
+		for (size_t i = 0; i < n; i++)
+			ps[i].tryagain = false;
 	}
 	for (size_t i = 0; i < n; i++)
 		ps[i].tryagain = false;

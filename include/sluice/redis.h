@@ -241,7 +241,9 @@ SLUICE_API int sluice_redis_admit(struct sluice_redis *r, const void *key, size_
  * Admit n requests, pipelined: every script call is sent, then every reply
  * read, so the batch costs one round trip. out[i] is the decision of reqs[i],
  * as n calls of sluice_redis_admit_scopes() in index order would give (the
- * server runs them in that order; other clients' calls may interleave).
+ * server runs them in that order; other clients' calls may interleave; on
+ * a cluster a request redirected by MOVED or ASK, or retried after
+ * TRYAGAIN, runs after the rest of its node's pipeline).
  * Every request is validated before anything is sent (errors as above,
  * slots policies with cost > 0 included; on an error nothing is sent).
  * A cross-slot request (cluster) runs its protocol alone, in its place in

@@ -9,6 +9,11 @@
  *   BM_redis_kinds_log100           one 100/min sliding log (the log's O(limit) field)
  *   BM_redis_kinds_acquire_release  GCRA + 64 slots with a lease: acquire, then
  *                                   release (two round trips per decision)
+ *   BM_redis_kinds_calendar_denied  a spent 1/day calendar, every request
+ *                                   denied, no deny cache (one round trip)
+ *   BM_redis_kinds_calendar_denied_cached  the same with the deny cache on
+ *                                   (docs/redis.md, "Deny cache": denied
+ *                                   locally; baseline: the one above)
  *
  * Figures are per decision (wall time); rt_per_decision counts round
  * trips. Needs redis-server: run with SLUICE_BENCH_REDIS=1 (started on a
@@ -161,6 +166,73 @@ SBENCH_REGISTER(BM_redis_kinds_acquire_release)
 {
 	sbench_real_time(b);
 	sbench_baseline(b, "BM_redis_kinds_gcra2");
+}
+
+/* Every request on a 1/day calendar limit spent before the timed loop,
+ * so every decision is a denial; with `cache`, a deny cache that holds
+ * every key (it learns each key's state in the untimed warm-up). */
+static void run_calendar_denied(sbench_state *st, bool cache)
+{
+	static char ckeys[NKEYS][16];
+	int port = 0;
+	const char *why = sbench_redis_server(&port);
+	if (why != NULL) {
+		sbench_error(st, why);
+		return;
+	}
+	struct sluice_redis_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.port = (uint32_t)port;
+	o.timeout_ns = SLUICE_NS_PER_SEC;
+	/* 1000 keys in 32768 two-way sets: a third key in a set (which would
+	 * evict, and cost round trips) is unlikely; rt_per_decision shows it. */
+	o.deny_cache_slots = cache ? 65536 : 0;
+	struct sluice_redis *r = NULL;
+	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
+		sbench_error(st, "sluice_redis_create failed");
+		return;
+	}
+	struct sluice_limit l = kind_limit(SLUICE_LIMIT_CALENDAR, 1, SLUICE_DAY_NS);
+	struct sluice_decision d;
+	for (int i = 0; i < NKEYS; i++) {
+		snprintf(ckeys[i], sizeof ckeys[i], "d%05d", i);
+		for (int q = 0; q < 2; q++) /* spend it (or find it spent), then a denial */
+			sluice_redis_admit(r, ckeys[i], strlen(ckeys[i]), &l, 1, 1, 0, &d);
+	}
+	uint64_t t0 = sbench_redis_trips(r), i = 0, admitted = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t j = 0; j < n; j++, i++) {
+			const char *k = ckeys[i % NKEYS];
+			if (sluice_redis_admit(r, k, strlen(k), &l, 1, 1, 0, &d) != SLUICE_OK) {
+				sbench_error(st, "sluice_redis_admit failed");
+				break;
+			}
+			admitted += d.allowed;
+		}
+	}
+	if (admitted != 0)
+		sbench_error(st, "an admission: the window turned (UTC midnight) during the run");
+	sbench_redis_finish(st, r, t0, i);
+}
+
+static void BM_redis_kinds_calendar_denied(sbench_state *st)
+{
+	run_calendar_denied(st, false);
+}
+SBENCH_REGISTER(BM_redis_kinds_calendar_denied)
+{
+	sbench_real_time(b);
+}
+
+static void BM_redis_kinds_calendar_denied_cached(sbench_state *st)
+{
+	run_calendar_denied(st, true);
+}
+SBENCH_REGISTER(BM_redis_kinds_calendar_denied_cached)
+{
+	sbench_real_time(b);
+	sbench_baseline(b, "BM_redis_kinds_calendar_denied");
 }
 
 #else /* !SLUICE_WITH_REDIS */

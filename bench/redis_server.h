@@ -1,5 +1,6 @@
 /*
- * redis_server.h - the benchmark run's redis-server (bench/bench_redis_server.c).
+ * redis_server.h - the benchmark run's redis-server and three-node Redis
+ * Cluster (bench/bench_redis_server.c).
  */
 #ifndef SLUICE_BENCH_REDIS_SERVER_H
 #define SLUICE_BENCH_REDIS_SERVER_H
@@ -21,6 +22,29 @@ typedef struct sbench_state sbench_state;
 /* A backend handle (1 s timeout) on the run's server; NULL after
  * sbench_error() if there is none. */
 struct sluice_redis *sbench_redis_open(sbench_state *st);
+
+/*
+ * Start a three-node Redis Cluster on free loopback ports for the whole run,
+ * the first time a benchmark asks (later calls reuse it), and kill it (and
+ * remove its nodes files) at exit. Slots 0-5460, 5461-10922 and
+ * 10923-16383 go to nodes 0, 1 and 2, as in tests/redis_server.h. Only with
+ * SLUICE_BENCH_REDIS=1. Returns NULL and sets ports[0..2], or a message
+ * saying why there is no cluster.
+ */
+const char *sbench_redis_cluster(int ports[3]);
+
+/* The node (0..2) that owns a hash slot in that cluster. */
+int sbench_redis_cluster_node(uint32_t slot);
+
+/* The hash slot of a Redis key (the backend's prefix included), as the
+ * cluster computes it (CLUSTER KEYSLOT, one connection per call: for
+ * setup, not for timed loops); -1 without a cluster. */
+long sbench_redis_cluster_keyslot(const char *key);
+
+/* A backend handle (SLUICE_REDIS_CLUSTER, node 0 as the seed, 1 s
+ * timeout) on the run's cluster; NULL after sbench_error() if there is
+ * none. */
+struct sluice_redis *sbench_redis_cluster_open(sbench_state *st);
 
 /* The handle's round trips so far. */
 uint64_t sbench_redis_trips(struct sluice_redis *r);

@@ -38,7 +38,14 @@
  * Cross-slot requests (cluster): admit_cross() reserves slot group by slot
  * group with receipts and cancels in reverse order on a denial. ASK (a slot
  * being migrated) is followed once per call, for every mode (ask_one(),
- * call_script()).
+ * call_script()); TRYAGAIN (a call's keys split by the migration: the
+ * script did not run) is resent after a short pause within the call's
+ * deadline (rounds(), call_script(), tryagain_pause()).
+ *
+ * Deny cache (optional): requests whose limits are all GCRA or calendar
+ * are denied locally while a state learnt from an earlier reply provably
+ * still denies (GCRA: F only grows; calendar: the count only grows within
+ * the window seen) (cache_try_deny(); docs/redis.md, "Deny cache").
  *
  * Local lease (optional): a hot GCRA-only, one-slot request shape takes L
  * units in one call and answers later requests from them locally
@@ -600,11 +607,19 @@ enum { ST_OK = 0, ST_RATE = 1, ST_NEVER = 2 };
 #define MODE_ADMIT '1'
 #define MODE_RESERVE '2'
 
-/* One slot of the local deny cache: the latest F this handle has seen for
- * one (key, limit), in the clock the cache uses. */
+/* One slot of the local deny cache: what this handle last learnt of one
+ * (key, limit), in the clock the cache uses (cache_now()). GCRA: until_ns
+ * is F (a lower bound of the server's). Calendar: word is the cell's word
+ * (window index and count) as the server held it, until_ns the end of that
+ * window, and offset_ns the calendar's time minus the cache clock at the
+ * moment the state was read (the server's TIME less our send time; 0 with
+ * the caller's clock), so t + offset_ns is an estimate of the calendar's
+ * time that is never early (docs/redis.md, "Deny cache"). */
 struct deny_slot {
 	uint64_t tag; /* 0: empty */
-	uint64_t tat_ns;
+	uint64_t until_ns;
+	uint64_t word;
+	uint64_t offset_ns;
 };
 
 /* A request, validated and flattened. Limits are in the order they are
@@ -623,7 +638,8 @@ struct prepared {
 	uint8_t caller_scope[SLUICE_REDIS_MAX_SCOPES];
 	uint32_t slot;      /* cluster hash slot of its first key */
 	char mode;          /* MODE_* */
-	bool all_gcra;      /* every limit GCRA (the deny cache applies) */
+	bool all_gcra;      /* every limit GCRA (the lease applies) */
+	bool all_cacheable; /* every limit GCRA or calendar (the deny cache applies) */
 	bool has_slots;     /* some scope has a SLOTS limit */
 	bool cross;         /* cluster: keys on more than one slot */
 	bool done;          /* decided (locally or from a reply) */
@@ -640,6 +656,7 @@ struct prepared {
 	struct lease *lease;
 	uint64_t lease_sig;
 	int ask_node; /* cluster: the node an ASK reply named; -1: none */
+	bool tryagain; /* cluster: answered TRYAGAIN; resent after a pause (rounds()) */
 };
 
 /* One entry of the lease table: a request shape's heat and its lease. */
@@ -736,6 +753,33 @@ static uint64_t time_left(uint64_t deadline_ns)
 {
 	uint64_t now = sluice_monotonic_ns();
 	return deadline_ns > now ? deadline_ns - now : 0;
+}
+
+/*
+ * TRYAGAIN (cluster): a multi-key call whose keys a live slot migration has
+ * split between the two nodes is refused, unrun, until the last of them
+ * has moved. The call is resent after a pause of 1 ms, doubling up to 8 ms,
+ * while its deadline allows (docs/redis.md, "TRYAGAIN": why these pauses).
+ */
+#define TRYAGAIN_PAUSE_MIN_NS (UINT64_C(1000000))
+#define TRYAGAIN_PAUSE_MAX_NS (UINT64_C(8000000))
+
+/* Sleep *pause_ns before a TRYAGAIN retry and double it (up to the cap).
+ * False, without sleeping, when the pause would end at or past the
+ * deadline: no time would be left to send the retry, so the call answers
+ * by the fail mode now (counted as a timeout). */
+static bool tryagain_pause(struct sluice_redis *r, uint64_t deadline_ns, uint64_t *pause_ns)
+{
+	uint64_t left = time_left(deadline_ns);
+	if (left <= *pause_ns) {
+		r->st.timeouts++;
+		return false;
+	}
+	struct timespec ts = { (time_t)(*pause_ns / SLUICE_NS_PER_SEC), (long)(*pause_ns % SLUICE_NS_PER_SEC) };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+	*pause_ns = *pause_ns * 2 > TRYAGAIN_PAUSE_MAX_NS ? TRYAGAIN_PAUSE_MAX_NS : *pause_ns * 2;
+	return true;
 }
 
 /* SIGPIPE guard: see the file comment. */
@@ -901,47 +945,86 @@ static struct deny_slot *cache_find(struct sluice_redis *r, uint64_t tag)
 	return r->cache_mask != 0 && s[1].tag == tag ? &s[1] : NULL;
 }
 
-/* Record that F >= tat_ns for tag (both are lower bounds of the server's F,
- * so the larger one is kept). A new tag takes an empty slot of its pair,
- * else evicts the one with the earlier F (the sooner useless). */
-static void cache_note(struct sluice_redis *r, uint64_t tag, uint64_t tat_ns)
+/* The slot for tag: its own, else an empty one of its pair, else the one
+ * useful for the shorter time (the earlier until_ns), evicted. */
+static struct deny_slot *cache_slot(struct sluice_redis *r, uint64_t tag)
 {
 	struct deny_slot *s = cache_find(r, tag);
-	if (s != NULL && s->tat_ns >= tat_ns)
-		return;
 	if (s == NULL) {
 		struct deny_slot *set = cache_set(r, tag);
 		s = &set[0];
 		if (r->cache_mask != 0 && set[0].tag != 0 &&
-		    (set[1].tag == 0 || set[1].tat_ns < set[0].tat_ns))
+		    (set[1].tag == 0 || set[1].until_ns < set[0].until_ns))
 			s = &set[1];
 	}
-	s->tag = tag;
-	s->tat_ns = tat_ns;
+	return s;
+}
+
+/* GCRA: record that F >= tat_ns for tag (both are lower bounds of the
+ * server's F, so the larger one is kept). */
+static void cache_note(struct sluice_redis *r, uint64_t tag, uint64_t tat_ns)
+{
+	struct deny_slot *s = cache_find(r, tag);
+	if (s != NULL && s->until_ns >= tat_ns)
+		return;
+	s = cache_slot(r, tag);
+	*s = (struct deny_slot){ .tag = tag, .until_ns = tat_ns };
+}
+
+/* Calendar: record the cell's word as the server held it after this
+ * call, whose window ends at until_ns (cache clock); calendar time =
+ * cache time + offset_ns. The latest reply is the latest state (a handle's
+ * calls run one after another), so it replaces the entry. */
+static void cache_note_calendar(struct sluice_redis *r, uint64_t tag, uint64_t word, uint64_t until_ns,
+				uint64_t offset_ns)
+{
+	struct deny_slot *s = cache_slot(r, tag);
+	*s = (struct deny_slot){ .tag = tag, .until_ns = until_ns, .word = word, .offset_ns = offset_ns };
 }
 
 /* Try to deny p locally at time t. True with *out filled on a hit: some
- * limit j denies on the cached F, and every limit before j has a cached F
- * that admits (so j is the first denier the server would find on the same
- * state). */
+ * limit j denies on its cached state, and every limit before j has a cached
+ * state that admits (so j is the first denier the server would find on the
+ * same state). GCRA: the cached F. Calendar: the cached word, judged by the
+ * cell itself at calendar time t + offset_ns while t is before the end of
+ * its window (within it the server's count only grows). */
 static bool cache_try_deny(struct sluice_redis *r, const struct prepared *p, uint64_t t,
 			   struct sluice_decision *out)
 {
 	uint64_t cost = p->req->cost;
 
-	if (!p->all_gcra)
-		return false; /* window and slot kinds: not cached (docs/redis.md) */
+	if (!p->all_cacheable)
+		return false; /* sliding and slot kinds: not cached (docs/redis.md) */
 	for (size_t j = 0; j < p->nlimits; j++) {
-		const struct sluice_rate *rate = &p->limit[j]->rate;
 		const struct deny_slot *s = cache_find(r, p->tag[j]);
-		if (s == NULL || cost > rate->burst)
+		if (s == NULL)
 			return false;
-		uint64_t debt = s->tat_ns > t ? s->tat_ns - t : 0;
+		if (p->limit[j]->kind == SLUICE_LIMIT_CALENDAR) {
+			const struct sluice_calendar_config *cfg = &p->limit[j]->calendar;
+			/* cost > limit: NEVER, the server's answer. A window
+			 * that has ended holds nothing we know. */
+			if (cost > cfg->limit || t >= s->until_ns)
+				return false;
+			struct sluice_calendar c;
+			/* relaxed: a private copy of the cached state, never shared. */
+			atomic_store_explicit(&c.word, s->word, memory_order_relaxed); /* relaxed: why above */
+			if (sluice_calendar_admit(&c, cfg, t + s->offset_ns, cost, out))
+				continue; /* admits on its cached state */
+			if (out->reason != SLUICE_REASON_QUOTA || out->reset_ns == SLUICE_NEVER)
+				return false; /* the end of the clock: the server's */
+			out->limit_index = p->base[p->scope[j]] + p->index[j];
+			r->st.cache_hits++;
+			return true;
+		}
+		const struct sluice_rate *rate = &p->limit[j]->rate;
+		if (cost > rate->burst)
+			return false;
+		uint64_t debt = s->until_ns > t ? s->until_ns - t : 0;
 		uint64_t slack = rate->tolerance_ns - cost * rate->interval_ns;
 		if (debt > slack) {
 			/* The server's horizon rule could answer NEVER for an F
 			 * near 2^64; leave that rare case to the server. */
-			if (s->tat_ns > UINT64_MAX - 2 - rate->tolerance_ns)
+			if (s->until_ns > UINT64_MAX - 2 - rate->tolerance_ns)
 				return false;
 			decide_limit(out, rate, ST_RATE, debt, cost);
 			out->limit_index = p->base[p->scope[j]] + p->index[j];
@@ -1203,7 +1286,7 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 	p->nlimits = 0;
 	p->slot = 0;
 	p->mode = req->cost > 0 ? MODE_ADMIT : MODE_PEEK;
-	p->all_gcra = true;
+	p->all_gcra = p->all_cacheable = true;
 	p->has_slots = p->cross = p->done = p->sent = p->peek_denied = false;
 	p->reply = NULL;
 	p->handles = NULL;
@@ -1251,6 +1334,7 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 				first_gcra = i;
 			nslots += l->kind == SLUICE_LIMIT_SLOTS;
 			p->all_gcra &= l->kind == SLUICE_LIMIT_GCRA;
+			p->all_cacheable &= l->kind == SLUICE_LIMIT_GCRA || l->kind == SLUICE_LIMIT_CALENDAR;
 		}
 		if (nslots > 1)
 			return SLUICE_EINVAL; /* as the keyed limiter: one slots limit per policy */
@@ -1264,6 +1348,11 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 			uint64_t tag = 1;
 			if (l->kind == SLUICE_LIMIT_GCRA) {
 				uint64_t id[3] = { i, l->rate.interval_ns, l->rate.tolerance_ns };
+				tag = XXH3_64bits_withSeed(id, sizeof id, key_hash);
+			} else if (l->kind == SLUICE_LIMIT_CALENDAR) {
+				/* As its field "k<i>:<limit>:<W>": a changed limit is
+				 * another entry. Bit 63 keeps it apart from GCRA's. */
+				uint64_t id[3] = { (uint64_t)1 << 63 | i, l->calendar.limit, l->calendar.window_ns };
 				tag = XXH3_64bits_withSeed(id, sizeof id, key_hash);
 			}
 			p->tag[p->nlimits] = tag != 0 ? tag : 1;
@@ -1700,7 +1789,17 @@ static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, c
 		/* relaxed: a private copy of the server's state, never shared. */
 		atomic_store_explicit(&c.word, word, memory_order_relaxed); /* relaxed: why above */
 		bool got = sluice_calendar_admit(&c, &l->calendar, now, cost, d);
-		return what == 'd' ? !got : got;
+		if (got != (what != 'd'))
+			return false;
+		/* The state the server holds after this call: the word as read
+		 * (a denial writes nothing) or as the admission wrote it. Not
+		 * a reservation's (a cancel may lower it again), not a peek's. */
+		if (r->cache != NULL && (what == 'd' || (what == 'a' && p->mode != MODE_RESERVE)))
+			/* relaxed: the private copy above. */
+			cache_note_calendar(r, p->tag[j],
+					    atomic_load_explicit(&c.word, memory_order_relaxed), /* relaxed: why above */
+					    sluice__add_sat(t, d->reset_ns), now - t);
+		return true;
 	}
 	case SLUICE_LIMIT_SLIDING_LOG: {
 		/* Rebuild the log: admitting its m <= limit times one unit each,
@@ -1835,10 +1934,11 @@ static bool decode(struct sluice_redis *r, struct prepared *p, const redisReply 
  * names (importing the slot) decides this one request if it is preceded by
  * ASKING. Both go in one pipeline: one round trip. The slot map is not
  * changed (the slot still belongs to the old node until the migration ends;
- * then MOVED re-points it). Done once: a second ASK, TRYAGAIN (some keys of
- * a multi-key request are on each side), an error or a lost connection ends
- * in the fail mode; MOVED or NOSCRIPT from the asked node leave the request
- * pending for the caller's next round (*again set). A reserve (a group of
+ * then MOVED re-points it). Done once: a second ASK, an error or a lost
+ * connection ends in the fail mode; MOVED or NOSCRIPT from the asked node
+ * leave the request pending for the caller's next round (*again set), and
+ * TRYAGAIN (some keys of a multi-key request are on each side) for the round
+ * after the pause (p->tryagain; the owner is asked again). A reserve (a group of
  * a cross-slot request) keeps its reply for the receipts, as in
  * exchange(); its cancel, and a release, follow ASK in call_script().
  */
@@ -1898,6 +1998,9 @@ static void ask_one(struct sluice_redis *r, struct prepared *p, uint64_t now_ns,
 	} else if (reply_is_error(rep, "MOVED ") && learn_moved(r, rep)) {
 		r->st.moved++;
 		*again = true;
+	} else if (reply_is_error(rep, "TRYAGAIN")) {
+		r->st.tryagain++; /* did not run: resent after the pause */
+		p->tryagain = true;
 	} else if (decode(r, p, rep, t, now_ns, out)) {
 		p->done = true;
 		count(r, p, out);
@@ -1914,7 +2017,7 @@ static void ask_one(struct sluice_redis *r, struct prepared *p, uint64_t now_ns,
 		fill_degraded(r, p, out);
 	}
 	freeReplyObject(rep);
-	if (p->done || *again)
+	if (p->done || *again || p->tryagain)
 		return;
 degraded:
 	p->done = true;
@@ -1927,7 +2030,9 @@ degraded:
  * Up to three passes: a NOSCRIPT reloads the script and resends those
  * requests; a connection that had been working and breaks (not by timeout)
  * is re-established once. A MOVED reply (cluster) re-points the slot and
- * leaves the request pending for the caller's next round (*moved set).
+ * leaves the request pending for the caller's next round (*moved set); a
+ * TRYAGAIN (from nd or the asked node) leaves it pending with p->tryagain
+ * set, not sent again until rounds() has paused.
  */
 static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, size_t n,
 		     uint64_t now_ns, struct sluice_decision *out, uint64_t deadline_ns, bool *moved)
@@ -1939,7 +2044,7 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 	for (int pass = 0; pass < 3; pass++) {
 		bool pending = false;
 		for (size_t i = 0; i < n; i++)
-			pending |= !ps[i].done && node_of(r, &ps[i]) == ni;
+			pending |= !ps[i].done && !ps[i].tryagain && node_of(r, &ps[i]) == ni;
 		if (!pending || ensure_connected(r, nd, deadline_ns) != 0)
 			break;
 		if (!arm_timeout(r, nd, deadline_ns))
@@ -1947,7 +2052,7 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 		bool ok = true;
 		for (size_t i = 0; i < n && ok; i++) {
 			ps[i].sent = false;
-			if (ps[i].done || node_of(r, &ps[i]) != ni)
+			if (ps[i].done || ps[i].tryagain || node_of(r, &ps[i]) != ni)
 				continue;
 			int argc = build_args(r, &ps[i], now_ns);
 			if (redisAppendCommandArgv(nd->ctx, argc, r->argv, r->argvlen) != REDIS_OK) {
@@ -1982,6 +2087,9 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 				   (ps[i].ask_node = parse_redirect(r, rep, 4, &(uint32_t){ 0 })) >= 0) {
 				r->st.ask++;
 				asked = true;
+			} else if (r->slot_node != NULL && reply_is_error(rep, "TRYAGAIN")) {
+				r->st.tryagain++; /* did not run: resent after the pause */
+				ps[i].tryagain = true;
 			} else if (decode(r, &ps[i], rep, t, now_ns, &out[i])) {
 				ps[i].done = true;
 				count(r, &ps[i], &out[i]);
@@ -2024,17 +2132,48 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 /* ---- public API ---- */
 
 /* One round per node that has requests; in cluster mode, more rounds
- * while MOVED replies re-point slots (at most 3 redirections). */
+ * while MOVED replies re-point slots (at most 3 redirections), and while
+ * requests answered TRYAGAIN: after each such round a pause
+ * (tryagain_pause()), then those requests are sent again, from the start
+ * (their slot's owner, which may ask again); the deadline bounds these
+ * retries, and they do not count as redirections. A TRYAGAIN reply means
+ * the script did not run, so a resend never consumes twice. A round that
+ * runs only for TRYAGAIN resends nothing else: a request left pending by a
+ * failure (a lost connection, whose call may have run) answers by the fail
+ * mode, as it would without the TRYAGAIN. Requests still pending at the
+ * end answer by the fail mode too (admit_prepared()). */
 static void rounds(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
 		   struct sluice_decision *out, uint64_t deadline)
 {
-	for (int round = 0; round < 4; round++) {
-		bool moved = false;
+	uint64_t pause_ns = TRYAGAIN_PAUSE_MIN_NS;
+
+	for (int redirections = 0;;) {
+		bool moved = false, tryagain = false;
 		for (uint32_t ni = 0; ni < r->nnodes; ni++)
 			exchange(r, ni, ps, n, now_ns, out, deadline, &moved);
-		if (!moved)
+		for (size_t i = 0; i < n; i++)
+			tryagain |= !ps[i].done && ps[i].tryagain;
+		bool redirected = moved && redirections++ < 3;
+		if (!tryagain) {
+			if (!redirected)
+				break;
+			continue;
+		}
+		if (!redirected) {
+			for (size_t i = 0; i < n; i++) {
+				if (!ps[i].done && !ps[i].tryagain) {
+					ps[i].done = true;
+					fill_degraded(r, &ps[i], &out[i]);
+				}
+			}
+		}
+		if (!tryagain_pause(r, deadline, &pause_ns))
 			break;
+		for (size_t i = 0; i < n; i++)
+			ps[i].tryagain = false;
 	}
+	for (size_t i = 0; i < n; i++)
+		ps[i].tryagain = false;
 }
 
 static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n, uint64_t now_ns,
@@ -2049,6 +2188,7 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		ps[i].lease = NULL;
 		ps[i].ask_node = -1;
+		ps[i].tryagain = false;
 		if (lease_eligible(r, &ps[i]) && lease_answer(r, &ps[i], lease_t, &out[i])) {
 			ps[i].done = true;
 			count(r, &ps[i], &out[i]);
@@ -2094,8 +2234,10 @@ static int admit_prepared(struct sluice_redis *r, struct prepared *ps, size_t n,
  * cancels and releases. Handles NOSCRIPT (reload, resend), MOVED (re-point,
  * resend), ASK (the next attempt is ASKING + the call on the node it names,
  * the map unchanged, as ask_one()) and a lost connection that had been
- * working (reconnect once). An ASK from the asked node or TRYAGAIN (the
- * keys of a multi-key call split by a migration) ends the call: NULL.
+ * working (reconnect once). TRYAGAIN (the keys of a multi-key call split by
+ * a migration; the script did not run) pauses (tryagain_pause()) and starts
+ * the call again from the slot's owner, while the deadline allows. An ASK
+ * from the asked node ends the call: NULL.
  * r->argv[0..argc-1] must be set, argv[1] the script's SHA. Returns the
  * reply (the caller frees it) or NULL (fail mode: down, out of time, the
  * keys not reachable in one place). */
@@ -2103,6 +2245,7 @@ static redisReply *call_script(struct sluice_redis *r, uint32_t slot, int argc, 
 {
 	bool reconnected = false;
 	int ask = -1; /* the node the last ASK named: the next attempt's */
+	uint64_t pause_ns = TRYAGAIN_PAUSE_MIN_NS;
 
 	for (int attempt = 0; attempt < 5; attempt++) {
 		bool via_ask = ask >= 0;
@@ -2151,7 +2294,15 @@ static redisReply *call_script(struct sluice_redis *r, uint32_t slot, int argc, 
 			freeReplyObject(rep);
 			continue;
 		}
-		if (reply_is_error(rep, "ASK ") || reply_is_error(rep, "TRYAGAIN")) {
+		if (r->slot_node != NULL && reply_is_error(rep, "TRYAGAIN")) {
+			r->st.tryagain++;
+			freeReplyObject(rep);
+			if (!tryagain_pause(r, deadline_ns, &pause_ns))
+				return NULL;
+			attempt = -1; /* afresh; the deadline bounds the retries (pause >= 1 ms) */
+			continue;
+		}
+		if (reply_is_error(rep, "ASK ")) {
 			r->st.server_errors++;
 			freeReplyObject(rep);
 			return NULL;
@@ -2530,9 +2681,11 @@ int sluice_redis_admit_batch(struct sluice_redis *r, const struct sluice_redis_r
 int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out)
 {
 	if (r == NULL || out == NULL ||
-	    (out->size != SLUICE_REDIS_STATS_V1_SIZE && out->size < sizeof *out))
+	    (out->size != SLUICE_REDIS_STATS_V1_SIZE && out->size != SLUICE_REDIS_STATS_V2_SIZE &&
+	     out->size < sizeof *out))
 		return SLUICE_EINVAL;
-	/* A version-1 caller's struct ends before the lease fields. */
+	/* A version-1 caller's struct ends before the lease fields, a
+	 * version-2 caller's before tryagain. */
 	size_t n = out->size < sizeof *out ? out->size : sizeof *out;
 	memcpy(out, &r->st, n);
 	out->size = n;

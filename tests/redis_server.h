@@ -324,7 +324,7 @@ static void cluster_form(const struct server n[3])
 		freeReplyObject(side_fmt(n[0].port, "CLUSTER MEET 127.0.0.1 %s", port));
 	}
 	bool ok = false;
-	for (int t = 0; t < 1000 && !ok; t++) {
+	for (int t = 0; t < 3000 && !ok; t++) { /* up to 30 s: a loaded CI machine */
 		ok = cluster_ok(n[0].port) && cluster_ok(n[1].port) && cluster_ok(n[2].port);
 		if (!ok)
 			usleep(10000);

@@ -637,3 +637,206 @@ Test(redis_kinds, concurrent_clients_never_exceed_the_slots, .timeout = 30)
 	server_stop(&srv);
 }
 
+
+/* ---- the deny cache on calendar limits (docs/redis.md, "Deny cache") ---- */
+
+/*
+ * The same random requests (GCRA + calendar policies, several keys, costs
+ * 0 to 4 and above the calendar's limit, steps back in time, windows that
+ * turn) through a handle with the deny cache, one without it (another key
+ * prefix on the same server) and the in-process keyed limiter: every
+ * decision identical, field for field, and the cache answers a good share
+ * of the denials without a round trip. One client per key, so the cached
+ * state is the server's exactly; `base` picks Unix time or small times.
+ */
+static void differential_calendar_cache(uint64_t base, int steps)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options oc = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	oc.deny_cache_slots = 64;
+	oc.key_prefix = "c:";
+	struct sluice_redis_options on = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	on.key_prefix = "n:";
+	struct sluice_redis *rc = connect_to(&oc), *rn = connect_to(&on);
+	/* Policy 0: a calendar alone; 1: GCRA then a calendar (the GCRA's
+	 * denials and the calendar's alternate); 2: two calendars. */
+	struct sluice_limit p0[1] = { calendar(6, 3 * SEC + 7) };
+	struct sluice_limit p1[2] = { calendar(9, 5 * SEC), gcra(4, SEC, 3) };
+	struct sluice_limit p2[2] = { calendar(20, 60 * SEC), calendar(4, 700 * MS + 3) };
+	const struct sluice_limit *pol[3] = { p0, p1, p2 };
+	size_t npol[3] = { 1, 2, 2 };
+	struct sluice_limiter *lim[3];
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(sluice_limiter_create(&lim[i], pol[i], npol[i], NULL), SLUICE_OK);
+	const char *keys[3] = { "alpha", "beta", "" };
+	uint64_t now = base;
+	int denied = 0;
+
+	for (int step = 0; step < steps; step++) {
+		/* A key keeps its policy (a changed limit is another field:
+		 * deny_cache_calendar_server_time), so policy p has key p. */
+		int p = (int)(rnd() % 3), k = p;
+		uint64_t cost = rnd() % 5;
+		if (rnd() % 20 == 0)
+			cost = 10; /* past every limit of policy 0 and 1: NEVER */
+		now = step_time(now, 200 * MS, 8 * SEC);
+		struct sluice_decision a, b, c;
+		cr_assert_eq(sluice_limiter_admit(lim[p], keys[k], strlen(keys[k]), cost, now, &a), SLUICE_OK);
+		cr_assert_eq(sluice_redis_admit(rc, keys[k], strlen(keys[k]), pol[p], npol[p], cost, now, &b),
+			     SLUICE_OK);
+		cr_assert_eq(sluice_redis_admit(rn, keys[k], strlen(keys[k]), pol[p], npol[p], cost, now, &c),
+			     SLUICE_OK);
+		assert_same(&a, &c, step);
+		assert_same(&a, &b, step);
+		denied += cost > 0 && !a.allowed;
+	}
+	struct sluice_redis_stats sc = rstats(rc), sn = rstats(rn);
+	cr_expect_gt(denied, steps / 5, "the sequence exercises denials (%d)", denied);
+	cr_expect_gt(sc.cache_hits, (uint64_t)denied / 4, "the cache answered %llu of %d denials",
+		     (unsigned long long)sc.cache_hits, denied);
+	cr_expect_eq(sn.cache_hits, 0);
+	cr_expect_eq(sc.round_trips + sc.cache_hits, sn.round_trips, "one round trip saved per hit");
+	cr_expect_eq(sc.denied, sn.denied);
+	cr_expect_eq(sc.admitted, sn.admitted);
+	cr_expect_eq(sc.degraded + sn.degraded, 0);
+	for (int i = 0; i < 3; i++)
+		sluice_limiter_destroy(lim[i]);
+	sluice_redis_destroy(rc);
+	sluice_redis_destroy(rn);
+	server_stop(&srv);
+}
+
+Test(redis_kinds, deny_cache_calendar_differential_unix_time)
+{
+	differential_calendar_cache(UNIX_NOW, 600);
+}
+
+Test(redis_kinds, deny_cache_calendar_differential_small_times)
+{
+	differential_calendar_cache(3 * SEC, 600);
+}
+
+/*
+ * Server time: three admissions fill an hourly calendar window; the fourth
+ * request is denied by the server, the next ten by the cache alone (no
+ * round trip), with the reason and a retry-after that ends at the same
+ * hour boundary (the cache's estimate of the server's time is never early,
+ * so its retry is never longer than the server's). A policy with a sliding
+ * counter beside the calendar is never cached; a changed calendar limit
+ * (another field, as after a reload) is not answered from the old entry.
+ */
+Test(redis_kinds, deny_cache_calendar_server_time)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, 0);
+	o.deny_cache_slots = 16;
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_limit l = calendar(3, SLUICE_HOUR_NS);
+	struct sluice_decision d, server;
+	uint64_t t0 = sluice_realtime_ns();
+
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_redis_admit(r, "h", 1, &l, 1, 1, 0, &d), SLUICE_OK);
+		cr_assert(d.allowed && !d.degraded);
+	}
+	cr_assert_eq(sluice_redis_admit(r, "h", 1, &l, 1, 1, 0, &server), SLUICE_OK);
+	cr_assert(!server.allowed && !server.degraded && server.reason == SLUICE_REASON_QUOTA);
+	struct sluice_redis_stats s0 = rstats(r);
+	uint64_t prev = server.retry_after_ns;
+	for (int i = 0; i < 10; i++) {
+		usleep(2000);
+		cr_assert_eq(sluice_redis_admit(r, "h", 1, &l, 1, 1 + (uint64_t)i % 2, 0, &d), SLUICE_OK);
+		cr_expect(!d.allowed && !d.degraded);
+		cr_expect_eq(d.reason, SLUICE_REASON_QUOTA);
+		cr_expect_eq(d.limit, 3);
+		cr_expect_eq(d.remaining, 0);
+		cr_expect_eq(d.reset_ns, d.retry_after_ns);
+		cr_expect_leq(d.retry_after_ns, prev, "the retry shrinks as time passes");
+		prev = d.retry_after_ns;
+	}
+	struct sluice_redis_stats s = rstats(r);
+	cr_expect_eq(s.round_trips, s0.round_trips, "ten local denials");
+	cr_expect_eq(s.cache_hits - s0.cache_hits, 10);
+	cr_expect_eq(s.denied - s0.denied, 10);
+	uint64_t t1 = sluice_realtime_ns();
+	if (t1 % SLUICE_HOUR_NS > t0 % SLUICE_HOUR_NS) /* not across an hour */
+		cr_expect_geq(prev + (t1 - t0) + 50 * MS, SLUICE_HOUR_NS - t0 % SLUICE_HOUR_NS,
+			      "retry %llu: the end of this UTC hour", (unsigned long long)prev);
+
+	/* A sliding counter beside it: not cached, every request a round trip. */
+	struct sluice_limit mixed[2] = { calendar(3, SLUICE_HOUR_NS), counter(100, MIN) };
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(sluice_redis_admit(r, "m", 1, mixed, 2, 1, 0, &d), SLUICE_OK);
+	cr_expect(!d.allowed && d.reason == SLUICE_REASON_QUOTA);
+	struct sluice_redis_stats s2 = rstats(r);
+	cr_expect_eq(s2.cache_hits, s.cache_hits);
+	cr_expect_eq(s2.round_trips - s.round_trips, 5);
+
+	/* The limit raised to 5 on the same key: another field, and the
+	 * entry of the old limit does not answer for it. */
+	struct sluice_limit raised = calendar(5, SLUICE_HOUR_NS);
+	cr_assert_eq(sluice_redis_admit(r, "h", 1, &raised, 1, 1, 0, &d), SLUICE_OK);
+	cr_expect(d.allowed && !d.degraded);
+	cr_expect_eq(rstats(r).cache_hits, s2.cache_hits);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}
+
+/*
+ * Caller clock: a window filled at its start is denied locally up to its
+ * last nanosecond, and from its end on the server is asked again (and
+ * admits). Another client's admissions in the same window only raise the
+ * server's count: the cache never admits, so it cannot over-admit; and a
+ * state it did not see (the other client filled a window we last saw with
+ * room) is learnt by a round trip.
+ */
+Test(redis_kinds, deny_cache_calendar_window_boundaries)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	o.deny_cache_slots = 16;
+	struct sluice_redis *r = connect_to(&o);
+	struct sluice_redis_options o2 = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_redis *other = connect_to(&o2);
+	struct sluice_limit l = calendar(2, 10 * SEC);
+	struct sluice_decision d;
+	uint64_t w = 1700000000ull * SEC; /* a multiple of 10 s: a window's start */
+
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(sluice_redis_admit(r, "b", 1, &l, 1, 1, w + (uint64_t)i, &d), SLUICE_OK);
+		cr_assert(d.allowed);
+	}
+	struct sluice_redis_stats s0 = rstats(r);
+	uint64_t at[3] = { w + 5, w + 5 * SEC, w + 10 * SEC - 1 };
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_redis_admit(r, "b", 1, &l, 1, 1, at[i], &d), SLUICE_OK);
+		cr_expect(!d.allowed && d.reason == SLUICE_REASON_QUOTA);
+		cr_expect_eq(d.retry_after_ns, w + 10 * SEC - at[i]);
+	}
+	cr_expect_eq(rstats(r).round_trips, s0.round_trips, "three local denials");
+	cr_expect_eq(rstats(r).cache_hits - s0.cache_hits, 3);
+	/* The next window: a round trip, admitted. */
+	cr_assert_eq(sluice_redis_admit(r, "b", 1, &l, 1, 1, w + 10 * SEC, &d), SLUICE_OK);
+	cr_expect(d.allowed);
+	cr_expect_eq(d.remaining, 1);
+	cr_expect_eq(rstats(r).round_trips, s0.round_trips + 1);
+	/* Another client spends the rest of this window: our entry says 1 left,
+	 * so we ask the server, which denies, and we learn the count. */
+	cr_assert_eq(sluice_redis_admit(other, "b", 1, &l, 1, 1, w + 11 * SEC, &d), SLUICE_OK);
+	cr_expect(d.allowed);
+	cr_assert_eq(sluice_redis_admit(r, "b", 1, &l, 1, 1, w + 12 * SEC, &d), SLUICE_OK);
+	cr_expect(!d.allowed, "the server's count, not ours");
+	cr_expect_eq(rstats(r).round_trips, s0.round_trips + 2);
+	cr_assert_eq(sluice_redis_admit(r, "b", 1, &l, 1, 1, w + 13 * SEC, &d), SLUICE_OK);
+	cr_expect(!d.allowed);
+	cr_expect_eq(rstats(r).round_trips, s0.round_trips + 2, "now known: local");
+	/* Time going back into the previous window: the cell judges it in its
+	 * own (later) window, as the server does; still a local denial. */
+	cr_assert_eq(sluice_redis_admit(r, "b", 1, &l, 1, 1, w + 3 * SEC, &d), SLUICE_OK);
+	cr_expect(!d.allowed);
+	cr_expect_eq(d.retry_after_ns, 17 * SEC, "to the end of the cell's window");
+	cr_expect_eq(rstats(r).round_trips, s0.round_trips + 2);
+	sluice_redis_destroy(other);
+	sluice_redis_destroy(r);
+	server_stop(&srv);
+}

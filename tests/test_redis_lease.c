@@ -99,6 +99,20 @@ Test(redis_lease, options_are_validated_and_versioned)
 	cr_expect_eq(s.leased, 0xababababababababull, "a v1 struct ends before leased");
 	s.size = SLUICE_REDIS_STATS_V1_SIZE + 8;
 	cr_expect_eq(sluice_redis_stats(r, &s), SLUICE_EINVAL);
+	/* Version 2 ends before tryagain (version 3). */
+	cr_expect_eq(SLUICE_REDIS_STATS_V2_SIZE, sizeof(size_t) + 19 * sizeof(uint64_t));
+	memset(&s, 0xab, sizeof s);
+	s.size = SLUICE_REDIS_STATS_V2_SIZE;
+	cr_assert_eq(sluice_redis_stats(r, &s), SLUICE_OK);
+	cr_expect_eq(s.size, SLUICE_REDIS_STATS_V2_SIZE);
+	cr_expect_eq(s.ask, 0, "a v2 struct gets ask");
+	cr_expect_eq(s.tryagain, 0xababababababababull, "a v2 struct ends before tryagain");
+	s.size = SLUICE_REDIS_STATS_V2_SIZE + 4;
+	cr_expect_eq(sluice_redis_stats(r, &s), SLUICE_EINVAL);
+	s.size = sizeof s;
+	cr_assert_eq(sluice_redis_stats(r, &s), SLUICE_OK);
+	cr_expect_eq(s.size, sizeof s);
+	cr_expect_eq(s.tryagain, 0);
 	sluice_redis_destroy(r);
 }
 

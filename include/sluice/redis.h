@@ -85,7 +85,10 @@ extern "C" {
  * leaves its reservation in place; it blocks at most 2 * timeout_ns)
  * (docs/redis.md, "Scopes on different slots"). During a slot migration
  * an ASK reply is followed once (ASKING, then the call, on the importing
- * node) without changing the map; reserves, cancels and releases too. */
+ * node) without changing the map; reserves, cancels and releases too. A
+ * TRYAGAIN reply (the keys of one call split between the two nodes; the
+ * call did not run) is retried after a pause of 1 ms doubling to 8 ms,
+ * never past the call's timeout (then the fail mode answers). */
 #define SLUICE_REDIS_CLUSTER 0x2u
 
 /*
@@ -189,7 +192,8 @@ SLUICE_API void sluice_redis_destroy(struct sluice_redis *r);
  * hash-slot order, then the caller's). now_ns is used with
  * SLUICE_REDIS_CALLER_CLOCK and ignored otherwise (calendar limits then
  * need Unix time as now_ns). A local deny-cache hit answers without a round
- * trip (GCRA-only requests; docs/redis.md, "Deny cache").
+ * trip (requests whose limits are all GCRA or calendar; docs/redis.md,
+ * "Deny cache").
  *
  * With options.lease_units = L > 0, a request shape (the same keys and
  * limits in the same order; only shapes whose limits are all GCRA, with
@@ -237,7 +241,9 @@ SLUICE_API int sluice_redis_admit(struct sluice_redis *r, const void *key, size_
  * Admit n requests, pipelined: every script call is sent, then every reply
  * read, so the batch costs one round trip. out[i] is the decision of reqs[i],
  * as n calls of sluice_redis_admit_scopes() in index order would give (the
- * server runs them in that order; other clients' calls may interleave).
+ * server runs them in that order; other clients' calls may interleave; on
+ * a cluster a request redirected by MOVED or ASK, or retried after
+ * TRYAGAIN, runs after the rest of its node's pipeline).
  * Every request is validated before anything is sent (errors as above,
  * slots policies with cost > 0 included; on an error nothing is sent).
  * A cross-slot request (cluster) runs its protocol alone, in its place in
@@ -287,7 +293,8 @@ SLUICE_API int sluice_redis_release(struct sluice_redis *r, const struct sluice_
 				    sluice_slot_handle handle);
 
 /* Counters, versioned: set size = sizeof(struct sluice_redis_stats), or
- * SLUICE_REDIS_STATS_V1_SIZE (then only the version-1 fields are written). */
+ * SLUICE_REDIS_STATS_V1_SIZE / SLUICE_REDIS_STATS_V2_SIZE (then only the
+ * fields of that version are written). */
 struct sluice_redis_stats {
 	size_t size;
 	uint64_t admitted;         /* answers allowed by the server or cache (not degraded) */
@@ -312,15 +319,21 @@ struct sluice_redis_stats {
 	uint64_t lease_grants;     /* leases taken (round trips that consumed a lease) */
 	uint64_t lease_wasted;     /* leased units dropped unused (expired or superseded) */
 	uint64_t ask;              /* ASK replies (cluster: ASKING + call sent to the importing node) */
+	/* ---- version 3 (a caller passing SLUICE_REDIS_STATS_V2_SIZE gets
+	 * the fields above only) ---- */
+	uint64_t tryagain;         /* TRYAGAIN replies (cluster: a request's keys split by a slot
+				      migration; the call did not run and is resent after a pause) */
 };
 
 /* Size of version 1 of struct sluice_redis_stats. */
 #define SLUICE_REDIS_STATS_V1_SIZE offsetof(struct sluice_redis_stats, leased)
+/* Size of version 2 of struct sluice_redis_stats (no tryagain). */
+#define SLUICE_REDIS_STATS_V2_SIZE offsetof(struct sluice_redis_stats, tryagain)
 
 /* Copy the counters into *out (those of the version out->size names;
  * out->size is set to the bytes written). Returns 0 or SLUICE_EINVAL (NULL argument, or out->size
- * neither SLUICE_REDIS_STATS_V1_SIZE nor at least the current size). Not
- * thread-safe with calls on the same handle. */
+ * neither SLUICE_REDIS_STATS_V1_SIZE, SLUICE_REDIS_STATS_V2_SIZE nor at
+ * least the current size). Not thread-safe with calls on the same handle. */
 SLUICE_API int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out);
 
 #ifdef __cplusplus

@@ -763,7 +763,11 @@ static void *hammer_run(void *arg)
 	o.size = sizeof o;
 	o.port = (uint32_t)h->port;
 	o.flags = SLUICE_REDIS_CALLER_CLOCK;
-	o.timeout_ns = SEC;
+	/* Generous: a call that outlives it is answered degraded, which
+	 * fails the test. At 1 s one run at load 7.5, with the cluster
+	 * suites beside it, saw a degraded answer (likely such a timeout;
+	 * not reproduced in 8 runs). */
+	o.timeout_ns = 5 * SEC;
 	o.expiry_grace_ns = 600 * SEC;
 	o.lease_units = 8;
 	o.lease_ttl_ns = hammer_ttl;

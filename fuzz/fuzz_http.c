@@ -18,6 +18,10 @@
  *      clamping to the RFC 9651 Integer range; the reading rules of client.h:
  *      the size classification of reset values, the governing RateLimit
  *      item, policies joined by name and pk);
+ *   3b. the 429 body of the first limit's decision, in every style: EINVAL
+ *      for an admission or an unknown style, else exactly the documented
+ *      JSON with retryAfterSec (and the message's N) the reference's
+ *      Retry-After seconds, and ETRUNC with the same size one byte short;
  *   4. with a realistic clock (now in 2001..2286) and a reset under 31
  *      years, every rendered reset reads back no earlier than the limiter's
  *      and at most one rendering unit (1 s, or 1 ms for X_UNIX_MS) later, and
@@ -108,6 +112,13 @@ static bool valid_families(unsigned f)
 	unsigned x = f & (SLUICE_HTTP_X_DELTA | SLUICE_HTTP_X_UNIX_S | SLUICE_HTTP_X_UNIX_MS);
 	return (f & ~(ietf | x | SLUICE_HTTP_RETRY_AFTER)) == 0 && __builtin_popcount(ietf) <= 1 &&
 	       __builtin_popcount(x) <= 1;
+}
+
+/* Retry-After seconds of one decision: rounded up, at least 1, clamped. */
+static uint64_t ref_retry_after_s(uint64_t wait_ns)
+{
+	uint64_t s = wait_ns == SLUICE_NEVER ? SF_MAX : clamp_sf(ceil_div(wait_ns, SLUICE_NS_PER_SEC));
+	return s == 0 ? 1 : s;
 }
 
 static uint64_t quota_of(const struct sluice_http_limit *l)
@@ -299,9 +310,7 @@ static void round_trip(unsigned fam, const struct gen *g, size_t n, uint64_t now
 
 	/* Retry-After: the longest wait, whole seconds rounded up, at least 1 */
 	if (denied && (fam & SLUICE_HTTP_RETRY_AFTER)) {
-		uint64_t s = wait_ns == SLUICE_NEVER ? SF_MAX : clamp_sf(ceil_div(wait_ns, SLUICE_NS_PER_SEC));
-		s = s == 0 ? 1 : s;
-		CHECK(cl.has_retry_after && cl.retry_after_ns == mul_sat(s, SLUICE_NS_PER_SEC));
+		CHECK(cl.has_retry_after && cl.retry_after_ns == mul_sat(ref_retry_after_s(wait_ns), SLUICE_NS_PER_SEC));
 		CHECK(cl.retry_after_ns >= wait_ns); /* never earlier than told */
 	} else {
 		CHECK(!cl.has_retry_after);
@@ -403,6 +412,38 @@ static void round_trip(unsigned fam, const struct gen *g, size_t n, uint64_t now
 	}
 }
 
+static void check_body(const struct sluice_decision *d, uint8_t style_byte)
+{
+	static char body[512], want[512];
+	int style = style_byte % 5; /* 0 and 4: unknown */
+	size_t size = 0;
+	int rc = sluice_http_render_body((enum sluice_http_body_style)style, d, body, sizeof(body), &size);
+
+	if (d->allowed || style == 0 || style == 4) {
+		CHECK(rc == SLUICE_EINVAL && size == 0);
+		return;
+	}
+	unsigned long long n = (unsigned long long)ref_retry_after_s(d->retry_after_ns);
+	if (style == SLUICE_HTTP_BODY_ENVELOPE)
+		snprintf(want, sizeof(want), "{\"data\":null,\"error\":{\"code\":\"RATE_LIMITED\","
+			 "\"message\":\"Too many requests\"}}");
+	else if (style == SLUICE_HTTP_BODY_EMPTY)
+		want[0] = '\0';
+	else if (d->reason == SLUICE_REASON_CONCURRENCY)
+		snprintf(want, sizeof(want), "{\"error\":{\"code\":\"concurrent_limit\",\"retryAfterSec\":%llu}}", n);
+	else
+		snprintf(want, sizeof(want), "{\"error\":{\"code\":\"rate_limited\",\"message\":\"Too many "
+			 "requests. Retry after %llu seconds.\",\"retryAfterSec\":%llu}}", n, n);
+	CHECK(rc == 0 && size == strlen(want) + 1 && strcmp(body, want) == 0);
+	CHECK((sluice_http_body_content_type((enum sluice_http_body_style)style) == NULL) ==
+	      (style == SLUICE_HTTP_BODY_EMPTY));
+	if (size > 1) {
+		size_t size2 = 0;
+		CHECK(sluice_http_render_body((enum sluice_http_body_style)style, d, body, size - 1, &size2) ==
+		      SLUICE_ETRUNC && size2 == size);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_input in = {data, size};
@@ -415,11 +456,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fam |= 1u << ((fb >> 6) != 0 ? (fb >> 6) + 1 : 7);
 	bool conflicting = !valid_families(fam);
 	size_t n = 1 + fuzz_u8(&in) % MAX_LIMITS;
+	uint8_t style = fuzz_u8(&in);
 	uint8_t nb = fuzz_u8(&in);
 	/* now: 2026-11-23 plus up to 255 s, or any 64-bit value */
 	uint64_t now = nb < 0xf0 ? UINT64_C(1795392000) * SLUICE_NS_PER_SEC + nb * SLUICE_NS_PER_SEC
 				 : fuzz_u64(&in, 8);
 	generate(&in, &g, n, (fam & SLUICE_HTTP_DRAFT11) != 0);
+
+	g.limits[0].decision.reason = (uint8_t)(style / 5 % 6);
+	check_body(&g.limits[0].decision, style);
 
 	size_t need = 0;
 	int rc = sluice_http_render_headers(fam, g.limits, n, now, text_buf, sizeof(text_buf), &need);

@@ -6,6 +6,13 @@
  *         parsed by sluice_client_parse() at a fixed now; invariants on the
  *         result (source is one of the families seen, policy table bounds,
  *         NUL-terminated names), then the backoff planner and pacing on it;
+ *         the plain-number fields are compared with a reference model
+ *         written from client.h's rules: X-RateLimit-Limit/-Remaining
+ *         (either spelling, X-RateLimit-* first) and Retry-After
+ *         delay-seconds, where their lines (joined with ", ") trimmed of
+ *         SP/HTAB are 1*DIGIT (Remaining also 1*DIGIT "." 1*DIGIT), read
+ *         saturating; anything else is not a number. (fuzz_http checks the
+ *         structured families against the renderer.)
  *   odd:  the rest is a Retry-After value: sluice_client_retry_after() must
  *         not crash, and sluice_http_date_parse() is compared with a
  *         reference built on glibc's strptime() + timegm() for IMF-fixdate
@@ -28,6 +35,117 @@ static void check(bool ok)
 {
 	if (!ok)
 		__builtin_trap();
+}
+
+/* ---- reference model of the plain-number fields ---------------------------- */
+
+static bool ref_name_is(const struct sluice_http_field *f, const char *name)
+{
+	size_t n = strlen(name);
+	if (f->name_len != n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = f->name[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c + ('a' - 'A'));
+		if (c != name[i])
+			return false;
+	}
+	return true;
+}
+
+/* The field's lines joined with ", "; false when absent or over FIELD_MAX. */
+static bool ref_value(const struct sluice_http_field *f, size_t n, const char *name, char *buf,
+		      size_t *len)
+{
+	bool any = false;
+	*len = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!ref_name_is(&f[i], name))
+			continue;
+		size_t add = f[i].value_len + (any ? 2 : 0);
+		if (*len + add > SLUICE_CLIENT_FIELD_MAX)
+			return false;
+		if (any) {
+			memcpy(buf + *len, ", ", 2);
+			*len += 2;
+		}
+		memcpy(buf + *len, f[i].value, f[i].value_len);
+		*len += f[i].value_len;
+		any = true;
+	}
+	return any;
+}
+
+/* 1*DIGIT (with frac: optionally "." 1*DIGIT) after trimming SP/HTAB,
+ * the integer part saturating at UINT64_MAX. */
+static bool ref_number(const char *s, size_t len, bool frac, uint64_t *v)
+{
+	size_t i = 0, dot = len;
+	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+		len--;
+	while (i < len && (s[i] == ' ' || s[i] == '\t'))
+		i++;
+	if (frac) {
+		const char *d = memchr(s + i, '.', len - i);
+		if (d != NULL) {
+			dot = (size_t)(d - s);
+			if (dot + 1 == len)
+				return false;
+			for (size_t k = dot + 1; k < len; k++)
+				if (s[k] < '0' || s[k] > '9')
+					return false;
+		}
+	}
+	size_t end = dot < len ? dot : len;
+	if (i == end)
+		return false;
+	unsigned __int128 x = 0;
+	for (size_t k = i; k < end; k++) {
+		if (s[k] < '0' || s[k] > '9')
+			return false;
+		x = x * 10 + (unsigned)(s[k] - '0');
+		if (x > UINT64_MAX)
+			x = (unsigned __int128)UINT64_MAX + 1;
+	}
+	*v = x > UINT64_MAX ? UINT64_MAX : (uint64_t)x;
+	return true;
+}
+
+static void check_plain_numbers(const struct sluice_http_field *f, size_t n,
+				const struct sluice_client_limits *l)
+{
+	static char buf[SLUICE_CLIENT_FIELD_MAX];
+	static const char *const lim[2] = {"x-ratelimit-limit", "x-rate-limit-limit"};
+	static const char *const rem[2] = {"x-ratelimit-remaining", "x-rate-limit-remaining"};
+	size_t len;
+	uint64_t v;
+	bool has_limit = false, has_rem = false;
+	uint64_t limit = 0, remaining = 0;
+
+	for (int k = 0; k < 2; k++) {
+		if (!has_limit && ref_value(f, n, lim[k], buf, &len) && ref_number(buf, len, false, &v)) {
+			has_limit = true;
+			limit = v;
+		}
+		if (!has_rem && ref_value(f, n, rem[k], buf, &len) && ref_number(buf, len, true, &v)) {
+			has_rem = true;
+			remaining = v;
+		}
+	}
+	if (has_limit || has_rem)
+		check((l->seen & SLUICE_CLIENT_X) != 0);
+	if (l->source == SLUICE_CLIENT_X) {
+		check(l->has_limit == has_limit && (!has_limit || l->limit == limit));
+		check(l->has_remaining == has_rem && (!has_rem || l->remaining == remaining));
+	}
+
+	/* Retry-After delay-seconds; an HTTP-date is the dates mode's business */
+	if (ref_value(f, n, "retry-after", buf, &len) && memchr(buf, '.', len) == NULL &&
+	    ref_number(buf, len, false, &v)) {
+		uint64_t ns = v > UINT64_MAX / SLUICE_NS_PER_SEC ? UINT64_MAX : v * SLUICE_NS_PER_SEC;
+		check(l->has_retry_after && l->retry_after_ns == ns);
+	}
 }
 
 static void headers(const char *s, size_t len)
@@ -63,6 +181,7 @@ static void headers(const char *s, size_t len)
 		check(l.policies[k].pk_len <= SLUICE_CLIENT_PK_MAX);
 	}
 	check(l.has_retry_after == ((l.seen & SLUICE_CLIENT_RETRY_AFTER) != 0));
+	check_plain_numbers(f, n, &l);
 
 	struct sluice_backoff_opts o;
 	struct sluice_backoff_request r = {.status = 429, .idempotent = false, .attempt = 1, .limits = &l};

@@ -88,6 +88,32 @@ static void check_matcher(const struct sluice_policy *p, const uint8_t *data, si
 		}
 }
 
+/* An error's position is in the text: line 1..lines+1 (or 0 for the
+ * whole text), column 1..(that line's length + 1) (0: the whole line). */
+static void check_position(const uint8_t *data, size_t size, const struct sluice_policy_error *err)
+{
+	size_t line = 1, start = 0;
+	if (err->line == 0)
+		return;
+	for (size_t i = 0; i < size && line < (size_t)err->line; i++)
+		if (data[i] == '\n') {
+			line++;
+			start = i + 1;
+		}
+	if (line != (size_t)err->line) {
+		fprintf(stderr, "fuzz_policy: error on line %d of %zu: %s\n", err->line, line, err->message);
+		abort();
+	}
+	size_t end = start;
+	while (end < size && data[end] != '\n')
+		end++;
+	if ((size_t)err->column > end - start + 1) {
+		fprintf(stderr, "fuzz_policy: error at %d:%d past the line's %zu bytes: %s\n", err->line,
+			err->column, end - start, err->message);
+		abort();
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sluice_policy *p = (struct sluice_policy *)1, *q = NULL;
@@ -100,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(memchr(err.message, '\0', sizeof(err.message)) != NULL);
 		CHECK(err.message[0] != '\0');
 		CHECK(err.line >= 0 && err.column >= 0);
+		check_position(data, size, &err);
 		return 0;
 	}
 

@@ -302,13 +302,14 @@ static bool service_items_valid(const struct sluice_sf_node *nodes, size_t membe
 }
 
 /* drafts 08-11: store each item; fill limit/remaining/reset from the
- * governing one (least r, ties the longest t). */
+ * governing one (least r, ties the longest t). Ties compare t in seconds:
+ * t_ns saturates beyond 2^64 ns, and two saturated resets still differ. */
 static void apply_service_items(const struct sluice_sf_node *nodes, size_t members,
 				struct sluice_client_limits *out, uint32_t *governing)
 {
 	size_t at = 0;
 	bool have = false;
-	uint64_t best_r = 0, best_t = 0;
+	uint64_t best_r = 0, best_t = 0, best_t_ns = 0;
 
 	for (size_t m = 0; m < members; m++) {
 		const struct sluice_sf_node *it = &nodes[at];
@@ -324,17 +325,18 @@ static void apply_service_items(const struct sluice_sf_node *nodes, size_t membe
 			p->has_reset = ht;
 			p->reset_ns = ht ? t_ns : 0;
 		}
-		if (!have || r < best_r || (r == best_r && t_ns > best_t)) {
+		if (!have || r < best_r || (r == best_r && t > best_t)) {
 			have = true;
 			best_r = r;
-			best_t = t_ns;
+			best_t = t;
+			best_t_ns = t_ns;
 			*governing = p != NULL ? (uint32_t)(p - out->policies) : UINT32_MAX;
 			out->has_reset = ht;
 		}
 	}
 	out->has_remaining = true;
 	out->remaining = best_r;
-	out->reset_ns = out->has_reset ? best_t : 0;
+	out->reset_ns = out->has_reset ? best_t_ns : 0;
 }
 
 struct draft07 {

@@ -173,6 +173,21 @@ Test(client, policy_joins_items_and_gives_limit)
 	cr_assert_eq(l.reset_ns, 36000 * SEC);
 }
 
+/* t beyond 2^64 ns (about 584 years) saturates reset_ns, but the
+ * governing item is still the one with the longest t in seconds. */
+Test(client, governing_tie_on_saturated_reset)
+{
+	struct hdrs h = {.n = 0};
+	struct sluice_client_limits l;
+	add(&h, "RateLimit-Policy", "\"a\";q=1, \"b\";q=2, \"c\";q=3");
+	add(&h, "RateLimit", "\"a\";r=0;t=20000000000, \"b\";r=0;t=999999999999999, \"c\";r=0;t=30000000000");
+	cr_assert_eq(sluice_client_parse(h.f, h.n, 0, &l), 0);
+	cr_assert(l.has_limit && l.has_reset);
+	cr_assert_eq(l.limit, 2);
+	cr_assert_eq(l.reset_ns, UINT64_MAX);
+	cr_assert_eq(l.policies[0].reset_ns, UINT64_MAX);
+}
+
 Test(client, partition_keys_separate_policies)
 {
 	struct hdrs h = {.n = 0};

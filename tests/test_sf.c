@@ -378,8 +378,10 @@ static bool run_parse_case(const struct json *tc, const char **why)
 		*why = "serialized nodes differ from canonical";
 		if (ok) {
 			sluice_sf_writer_init(&w, out, sizeof(out));
+			/* every value the parser accepts is representable (at
+			 * most three fraction digits), so none is skipped here */
 			bool repr = write_json(&w, kind, json_get(tc, "expected"));
-			ok = !repr || (sluice_sf_writer_finish(&w, NULL) == 0 && strcmp(out, want) == 0);
+			ok = repr && sluice_sf_writer_finish(&w, NULL) == 0 && strcmp(out, want) == 0;
 			*why = "serialized expected value differs from canonical";
 		}
 		free(want);
@@ -483,18 +485,28 @@ static struct tally run_serialisation_file(const char *name)
 	return t;
 }
 
-#define SERIAL_FILE(id, file)                                                          \
+/*
+ * not_applicable: the cases this API cannot be asked to serialize, pinned
+ * so that a change cannot quietly skip more. In number.json these are the
+ * five decimals with more than three fraction digits (0.0015, 0.0025,
+ * -0.0015, -0.0025, 9.9995: RFC 9651 4.1.5's rounding). The serializer takes
+ * thousandths (sluice_sf_write_decimal_milli) and the parser refuses a
+ * fourth fraction digit, so no value that needs that rounding can reach it.
+ */
+#define SERIAL_FILE(id, file, not_applicable)                                          \
 	Test(sf_serialisation, id)                                                     \
 	{                                                                              \
 		struct tally t = run_serialisation_file(file);                         \
 		cr_expect_gt(t.passed, 0);                                             \
 		cr_expect_eq(t.failed, 0, "%s: %u of %u failed", file, t.failed, t.cases); \
+		cr_expect_eq(t.skipped, not_applicable, "%s: %u not applicable", file, t.skipped); \
+		cr_expect_eq(t.passed + t.skipped, t.cases);                           \
 	}
 
-SERIAL_FILE(key_generated, "key-generated.json")
-SERIAL_FILE(number, "number.json")
-SERIAL_FILE(string_generated, "string-generated.json")
-SERIAL_FILE(token_generated, "token-generated.json")
+SERIAL_FILE(key_generated, "key-generated.json", 0)
+SERIAL_FILE(number, "number.json", 5)
+SERIAL_FILE(string_generated, "string-generated.json", 0)
+SERIAL_FILE(token_generated, "token-generated.json", 0)
 
 /* ---- API edge cases ------------------------------------------------------- */
 

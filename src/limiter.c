@@ -1261,6 +1261,26 @@ static unsigned long table_max_buckets(unsigned long init, uint64_t keys_bound)
 	return max;
 }
 
+/* Largest options.initial_buckets: liburcu's mmap bucket allocator takes
+ * at most 2^32 buckets (64 GiB of bucket nodes), and the probe below
+ * multiplies the count by the node size. */
+#define MAX_INITIAL_BUCKETS (UINT64_C(1) << 32)
+
+/* Whether `buckets` bucket nodes can be mapped now. cds_lfht_new() allocates
+ * the initial array itself and cannot fail gracefully: its order allocator
+ * asserts on a failed calloc(), its mmap allocator calls abort(). So ask the
+ * kernel first, for the same amount of writable memory (RLIMIT_AS and the
+ * overcommit check see the same request). */
+static bool table_fits(unsigned long buckets)
+{
+	size_t bytes = (size_t)buckets * sizeof(struct cds_lfht_node);
+	void *probe = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (probe == MAP_FAILED)
+		return false;
+	munmap(probe, bytes);
+	return true;
+}
+
 int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
 			  size_t nlimits, const struct sluice_limiter_options *opts)
 {
@@ -1291,6 +1311,8 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	    ((o.malloc_fn == NULL) != (o.free_fn == NULL)) ||
 	    (o.initial_buckets & (o.initial_buckets - 1)) != 0)
 		return SLUICE_EINVAL;
+	if (o.initial_buckets > MAX_INITIAL_BUCKETS)
+		return SLUICE_ETOOBIG;
 	size_t nslots = 0;
 	for (size_t i = 0; i < nlimits; i++) {
 		if (limits[i].kind == SLUICE__LIMIT_COMMIT ||
@@ -1398,6 +1420,10 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
 	lim->initial_buckets = init;
+	if (!table_fits(init)) {
+		rc = SLUICE_ENOMEM;
+		goto fail_cond;
+	}
 	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, table_max_buckets(init, keys_bound),
 			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (lim->ht == NULL) {

@@ -135,7 +135,8 @@ struct sluice_limiter_options {
 	sluice_malloc_fn malloc_fn;
 	sluice_free_fn free_fn;
 	void *alloc_user;
-	/* Initial number of table buckets (power of two). 0: the most keys
+	/* Initial number of table buckets (power of two, at most 2^32; 16
+	 * bytes each, allocated at create). 0: the most keys
 	 * the budget admits (max_keys, or max_bytes over the charge of an
 	 * entry with an empty key, whichever is smaller) rounded up to a
 	 * power of two, between 1024 and 2^20. The table grows and
@@ -218,8 +219,11 @@ struct sluice_limiter; /* opaque */
  *                   redis->fail_mode nonzero, redis_connections above
  *                   SLUICE_LIMITER_MAX_CONNECTIONS, or bad Redis options
  *                   (sluice_redis_create());
- *   SLUICE_ETOOBIG  nlimits > SLUICE_LIMITER_MAX_LIMITS;
- *   SLUICE_ENOMEM   an allocation failed (nothing is leaked);
+ *   SLUICE_ETOOBIG  nlimits > SLUICE_LIMITER_MAX_LIMITS, or initial_buckets
+ *                   above 2^32;
+ *   SLUICE_ENOMEM   an allocation failed, or the initial bucket array
+ *                   (16 bytes per bucket) cannot be mapped (nothing is
+ *                   leaked);
  *   SLUICE_ETHREAD  the calling thread could not be registered;
  *   SLUICE_ERANGE   (Redis) a limit outside the backend's ranges
  *                   (e.g. deeper than SLUICE_REDIS_MAX_TOLERANCE_NS);

@@ -25,7 +25,8 @@
  * last, after a release fence, so if the sweeper's load saw any admission's
  * cell-0 commit (or a later RMW of cell 0), it also sees that admission's
  * cells 1..k-1; and an admission whose cell-0 commit comes later makes the
- * CAS fail (cell 0 only grows). Once the CAS succeeds no admission can
+ * CAS fail (beside other cells, cell 0 only grows: sluice__limiter_cancel()
+ * never restores it). Once the CAS succeeds no admission can
  * complete on the entry (cost > 0 commits on a tombstone word are denied),
  * and nothing it held is lost (it was full). The tombstoned node is removed
  * with cds_lfht_del(); admitters that find it help remove it and retry the
@@ -836,7 +837,19 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 
 	if (e == NULL)
 		return;
-	for (uint32_t j = lim->nlimits; j-- > 0;)
+	/* Cell 0 is cancelled only when it is the entry's only cell. The
+	 * sweeper tombstones cell 0 by a CAS from the word it judged idle, so
+	 * beside other cells that word must only grow ("Reclaim"): restoring a
+	 * GCRA cell 0's older word lets a later admission write the judged
+	 * value again (ABA), and the sweeper, which checked the other cells
+	 * before that admission committed there, would reclaim its units. So
+	 * there cell 0 keeps our consumption (conservative, as a cancel that
+	 * meets a later write); the COMMIT word's cancel is a no-op anyway. A
+	 * one-cell entry holds nothing an ABA could hide: the word the sweeper
+	 * judged idle is the whole state. (The engine's limiters have one limit
+	 * each, so its cancels stay exact.) */
+	uint32_t first = lim->nlimits > 1 ? 1 : 0;
+	for (uint32_t j = lim->nlimits; j-- > first;)
 		lim->ops[j]->cancel(cell_of(lim, e, j), &lim->limits[j], &hold->r[j]);
 }
 

@@ -369,7 +369,9 @@ struct sluice_limiter_stats {
 	uint64_t inserted;   /* entries created */
 	uint64_t reclaimed;  /* entries reclaimed by sweeps */
 	uint64_t live_keys;  /* inserted - reclaimed */
-	uint64_t bytes;      /* bytes charged to max_bytes, incl. entries awaiting free */
+	uint64_t bytes;      /* bytes of entry allocations, incl. entries awaiting
+			      * free (max_bytes charges each entry 16 more, for
+			      * its share of the table) */
 };
 
 /* Sum the counters into *out. Returns 0, or SLUICE_EINVAL (NULL argument or

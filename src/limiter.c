@@ -1457,6 +1457,10 @@ fail_raw:
 	return rc;
 }
 
+/* Entries destroy removes per grace period (8 KiB of pointers on the stack;
+ * 1M entries cost about 1000 synchronize_rcu() calls). */
+#define DESTROY_CHUNK 1024
+
 /* Destroy, first half: everything but the pending deferred frees and the
  * struct itself. Returns whether call_rcu callbacks may still use lim. */
 static bool destroy_begin(struct sluice_limiter *lim)
@@ -1465,20 +1469,46 @@ static bool destroy_begin(struct sluice_limiter *lim)
 		sluice_limiter_maintenance_stop(lim);
 	(void)thread_enter(lim);
 
-	/* No other thread uses the limiter any more, so removed entries can be
-	 * freed at once; entries of earlier sweeps wait in call_rcu. */
-	struct cds_lfht_iter it;
-	rcu_read_lock();
-	cds_lfht_first(lim->ht, &it);
-	struct cds_lfht_node *node;
-	while ((node = cds_lfht_iter_get_node(&it)) != NULL) {
-		cds_lfht_next(lim->ht, &it);
-		struct entry *e = caa_container_of(node, struct entry, node);
-		TSAN_ACQUIRE(e);
-		cds_lfht_del(lim->ht, node);
-		lim_free(lim, e, entry_size(lim, key_len_of(lim, e)));
+	/* No caller uses the limiter any more, but liburcu's own resize threads
+	 * may: a lazy grow still running walks the chains of entries under its
+	 * read lock. So a removed entry is freed only after a grace period, as
+	 * for sweeps, but without call_rcu (no rcu_barrier needed): remove up to
+	 * DESTROY_CHUNK entries in one read-side section, synchronize_rcu(),
+	 * free them, and go on from the next entry, which is still linked (only
+	 * we remove entries now), rebuilding the iterator at it as a sweep does
+	 * at its cursor. Entries of earlier sweeps wait in call_rcu. */
+	struct entry *dead[DESTROY_CHUNK];
+	struct entry *resume = NULL;
+	bool first = true;
+	while (first || resume != NULL) {
+		struct cds_lfht_iter it;
+		struct cds_lfht_node *node;
+		size_t n = 0;
+
+		rcu_read_lock();
+		if (first) {
+			cds_lfht_first(lim->ht, &it);
+			first = false;
+		} else {
+			it.node = &resume->node;
+			it.next = rcu_dereference(resume->node.next);
+		}
+		while (n < DESTROY_CHUNK && (node = cds_lfht_iter_get_node(&it)) != NULL) {
+			cds_lfht_next(lim->ht, &it);
+			struct entry *e = caa_container_of(node, struct entry, node);
+			TSAN_ACQUIRE(e);
+			cds_lfht_del(lim->ht, node);
+			dead[n++] = e;
+		}
+		node = cds_lfht_iter_get_node(&it);
+		resume = node != NULL ? caa_container_of(node, struct entry, node) : NULL;
+		rcu_read_unlock();
+		if (n == 0)
+			break;
+		synchronize_rcu();
+		for (size_t i = 0; i < n; i++)
+			lim_free(lim, dead[i], entry_size(lim, key_len_of(lim, dead[i])));
 	}
-	rcu_read_unlock();
 	cds_lfht_destroy(lim->ht, NULL);
 	/* relaxed: the sweeps that set it happened-before this call. */
 	return atomic_load_explicit(&lim->deferred, memory_order_relaxed); /* relaxed: why above */

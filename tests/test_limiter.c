@@ -6,7 +6,9 @@
 #include <sluice.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -665,6 +667,75 @@ Test(limiter, insertion_race_ends_in_one_entry_counting_everyone)
 		cr_assert_eq(s.admitted, 3 * N, "stripes of exited threads are kept");
 		sluice_limiter_destroy(lim);
 	}
+}
+
+/* ---- destroy against liburcu's resize threads ---- */
+
+/* destroy freed each entry right after its cds_lfht_del(), inside its own
+ * read-side section, as if nothing else could reach it. But liburcu grows the
+ * table lazily in its own threads, which walk the chains of entries under
+ * their read lock (init_table_populate): a grow still running when destroy
+ * starts (a burst of new keys just before it) read entries already handed to
+ * free_fn. The hook keeps freed entries and points their lfht node at an
+ * unmapped page, so such a read faults where it would otherwise read freed
+ * memory: 8 of 20 rounds crashed in a liburcu resize thread (gdb), so 20
+ * rounds crash with near certainty before the fix. */
+struct poison_heap {
+	void *guard;
+	void **kept;
+	size_t n, cap;
+};
+
+static void *poison_malloc(void *user, size_t size)
+{
+	(void)user;
+	return malloc(size);
+}
+
+static void poison_free(void *user, void *p, size_t size)
+{
+	struct poison_heap *h = user;
+
+	if (size >= 2 * sizeof(void *)) {
+		uintptr_t *w = p; /* struct cds_lfht_node: next, reverse_hash */
+		w[0] = (uintptr_t)h->guard;
+		w[1] = 0;
+	}
+	if (h->n == h->cap) {
+		h->cap = h->cap ? 2 * h->cap : 4096;
+		h->kept = realloc(h->kept, h->cap * sizeof *h->kept);
+		cr_assert_not_null(h->kept);
+	}
+	h->kept[h->n++] = p;
+}
+
+Test(limiter, destroy_frees_entries_only_after_liburcus_resize_threads_are_done)
+{
+	struct poison_heap h = { 0 };
+	struct sluice_limit l = gcra(100, SEC, 100);
+	char key[32];
+
+	h.guard = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(h.guard, MAP_FAILED);
+	for (int round = 0; round < 20; round++) {
+		struct sluice_limiter_options o = opts_default();
+		o.malloc_fn = poison_malloc;
+		o.free_fn = poison_free;
+		o.alloc_user = &h;
+		/* Default table (1024 buckets); 66600 keys end just after the
+		 * count that starts a grow to 2^16 buckets. */
+		struct sluice_limiter *lim = make(&l, 1, &o);
+		struct sluice_decision d;
+		for (int i = 0; i < 66600; i++) {
+			int len = snprintf(key, sizeof key, "k%d.%d", round, i);
+			cr_assert_eq(sluice_limiter_admit(lim, key, (size_t)len, 1, SEC, &d), SLUICE_OK);
+		}
+		sluice_limiter_destroy(lim);
+	}
+	for (size_t i = 0; i < h.n; i++)
+		free(h.kept[i]);
+	free(h.kept);
+	munmap(h.guard, 4096);
 }
 
 #include <urcu.h>

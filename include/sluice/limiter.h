@@ -235,7 +235,8 @@ SLUICE_API int sluice_limiter_create(struct sluice_limiter **out, const struct s
 				     size_t nlimits, const struct sluice_limiter_options *opts);
 
 /*
- * Stop the maintenance thread if any, free every entry, wait once for the
+ * Stop the maintenance thread if any, free every entry (after a grace
+ * period: liburcu's resize threads may still walk them), wait once for the
  * pending deferred frees (rcu_barrier, ~10 ms, only if this limiter ever
  * deferred one) and free the limiter. NULL is a no-op. No other call on the
  * limiter may run concurrently or follow. Must not be called from inside an

@@ -3,12 +3,12 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sluice.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -669,76 +669,79 @@ Test(limiter, insertion_race_ends_in_one_entry_counting_everyone)
 	}
 }
 
-/* ---- destroy against liburcu's resize threads ---- */
+#include <urcu.h>
+
+/* ---- destroy against liburcu's own readers ---- */
 
 /* destroy freed each entry right after its cds_lfht_del(), inside its own
- * read-side section, as if nothing else could reach it. But liburcu grows the
- * table lazily in its own threads, which walk the chains of entries under
- * their read lock (init_table_populate): a grow still running when destroy
- * starts (a burst of new keys just before it) read entries already handed to
- * free_fn. The hook keeps freed entries and points their lfht node at an
- * unmapped page, so such a read faults where it would otherwise read freed
- * memory: 8 of 20 rounds crashed in a liburcu resize thread (gdb), so 20
- * rounds crash with near certainty before the fix. */
-struct poison_heap {
-	void *guard;
-	void **kept;
-	size_t n, cap;
-};
+ * read-side section, as if nothing else could reach it. But liburcu's lazy
+ * resize threads walk the chains of entries under their read lock
+ * (init_table_populate), and a grow still runs after a burst of new keys:
+ * destroy then freed entries those threads were reading (shown with a free
+ * hook that pointed freed entries at an unmapped page: some rounds faulted
+ * in a liburcu partition-resize thread, gdb). Timing makes that flaky to
+ * reproduce, so this test plays the resize thread deterministically: a
+ * thread that reached the entry inside its read-side section and stays
+ * there while destroy runs. The entry must not be freed before it leaves. */
+static struct {
+	_Atomic int inside;      /* the reader is in its read-side section */
+	_Atomic int early_frees; /* entries freed while it was */
+	void *entry;
+} rcu_reader;
 
-static void *poison_malloc(void *user, size_t size)
+static void *reader_malloc(void *user, size_t size)
 {
 	(void)user;
 	return malloc(size);
 }
 
-static void poison_free(void *user, void *p, size_t size)
+static void reader_free(void *user, void *p, size_t size)
 {
-	struct poison_heap *h = user;
-
-	if (size >= 2 * sizeof(void *)) {
-		uintptr_t *w = p; /* struct cds_lfht_node: next, reverse_hash */
-		w[0] = (uintptr_t)h->guard;
-		w[1] = 0;
-	}
-	if (h->n == h->cap) {
-		h->cap = h->cap ? 2 * h->cap : 4096;
-		h->kept = realloc(h->kept, h->cap * sizeof *h->kept);
-		cr_assert_not_null(h->kept);
-	}
-	h->kept[h->n++] = p;
+	(void)user;
+	(void)size;
+	if (p == rcu_reader.entry && atomic_load(&rcu_reader.inside))
+		atomic_fetch_add(&rcu_reader.early_frees, 1);
+	free(p);
 }
 
-Test(limiter, destroy_frees_entries_only_after_liburcus_resize_threads_are_done)
+static void *reader_main(void *p)
 {
-	struct poison_heap h = { 0 };
+	struct sluice_limiter *lim = p;
+	struct sluice__limiter_hold hold;
+	struct sluice_decision d;
+
+	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
+	rcu_read_lock();
+	cr_assert_eq(sluice__limiter_reserve(lim, "k", 1, 1, SEC, &d, &hold), 0);
+	cr_assert(d.allowed);
+	rcu_reader.entry = hold.entry;
+	atomic_store(&rcu_reader.inside, 1);
+	struct timespec ts = { 0, 200 * 1000 * 1000 }; /* destroy runs meanwhile */
+	nanosleep(&ts, NULL);
+	atomic_store(&rcu_reader.inside, 0);
+	rcu_read_unlock();
+	return NULL;
+}
+
+Test(limiter, destroy_frees_no_entry_an_rcu_reader_still_holds)
+{
 	struct sluice_limit l = gcra(100, SEC, 100);
-	char key[32];
+	struct sluice_limiter_options o = opts_default();
+	struct sluice_decision d;
+	pthread_t th;
 
-	h.guard = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(h.guard, MAP_FAILED);
-	for (int round = 0; round < 20; round++) {
-		struct sluice_limiter_options o = opts_default();
-		o.malloc_fn = poison_malloc;
-		o.free_fn = poison_free;
-		o.alloc_user = &h;
-		/* Default table (1024 buckets); 66600 keys end just after the
-		 * count that starts a grow to 2^16 buckets. */
-		struct sluice_limiter *lim = make(&l, 1, &o);
-		struct sluice_decision d;
-		for (int i = 0; i < 66600; i++) {
-			int len = snprintf(key, sizeof key, "k%d.%d", round, i);
-			cr_assert_eq(sluice_limiter_admit(lim, key, (size_t)len, 1, SEC, &d), SLUICE_OK);
-		}
-		sluice_limiter_destroy(lim);
-	}
-	for (size_t i = 0; i < h.n; i++)
-		free(h.kept[i]);
-	free(h.kept);
-	munmap(h.guard, 4096);
+	o.malloc_fn = reader_malloc;
+	o.free_fn = reader_free;
+	struct sluice_limiter *lim = make(&l, 1, &o);
+	cr_assert(admit(lim, "k", 1, SEC, &d));
+	cr_assert_eq(pthread_create(&th, NULL, reader_main, lim), 0);
+	while (!atomic_load(&rcu_reader.inside))
+		sched_yield();
+	sluice_limiter_destroy(lim);
+	pthread_join(th, NULL);
+	cr_assert_eq(atomic_load(&rcu_reader.early_frees), 0,
+		     "destroy freed the entry inside a reader's read-side section");
 }
-
-#include <urcu.h>
 
 static void *self_registered_main(void *p)
 {

@@ -228,7 +228,8 @@ struct sluice_limiter; /* opaque */
  *   SLUICE_ERANGE   (Redis) a limit outside the backend's ranges
  *                   (e.g. deeper than SLUICE_REDIS_MAX_TOLERANCE_NS);
  *   SLUICE_EUNSUPPORTED  (Redis) built without hiredis, or a limit kind the
- *                   backend does not evaluate (see "Limiter on Redis").
+ *                   backend does not evaluate (see "Limiter on Redis");
+ *                   in process: no hash_secret and getrandom() failed.
  * Not thread-safe with respect to the new limiter (it is not shared yet).
  */
 SLUICE_API int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
@@ -288,7 +289,8 @@ SLUICE_API int sluice_limiter_acquire(struct sluice_limiter *lim, const void *ke
  * this key's current entry: another key's, a reclaimed entry's, or its lease
  * expired and was reclaimed; SLUICE_SLOT_NONE); SLUICE_ENOTFOUND (the key
  * has no entry); SLUICE_EINVAL (lim NULL, or the policy has no slots);
- * SLUICE_EKEY. Only a 0 return changes the state. Thread-safe, lock-free.
+ * SLUICE_EKEY; SLUICE_ETHREAD (thread registration failed). Only a 0 return
+ * changes the state. Thread-safe, lock-free.
  */
 SLUICE_API int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t key_len,
 				      sluice_slot_handle handle);
@@ -313,8 +315,9 @@ struct sluice_limiter_request {
  * same key twice in a batch counts twice). Lookups are overlapped so that
  * cache misses of different keys are served in parallel.
  * Returns 0, or SLUICE_EINVAL (lim NULL, or reqs/out NULL with n > 0) or
- * SLUICE_EKEY (some key invalid): every key is validated before any request
- * is admitted, so on an error nothing is consumed. n == 0 is a no-op.
+ * SLUICE_EKEY (some key invalid), or SLUICE_ETHREAD (thread registration
+ * failed): every key is validated before any request is admitted, so on an
+ * error nothing is consumed. n == 0 is a no-op.
  */
 SLUICE_API int sluice_limiter_admit_batch(struct sluice_limiter *lim,
 					  const struct sluice_limiter_request *reqs, size_t n,

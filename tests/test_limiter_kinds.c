@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <sluice.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,46 @@ Test(limiter_kinds, create_validates_every_kind)
 	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
 	cr_assert_null(lim);
 	cr_assert_eq(sizeof(struct sluice_limit), 136, "size unchanged by the new kinds");
+}
+
+/* A config made by its config_init in a variable of its own and copied into
+ * the limit: the padding inside the config struct is whatever that variable
+ * held (config_init writes the fields). create refused the counter and
+ * calendar configs then (their validation counted the padding as "unused
+ * bytes of the parameter block"), while it accepted a GCRA rate, whose
+ * validation starts after the struct. Padding is not a parameter. */
+Test(limiter_kinds, a_config_copied_with_garbage_in_its_padding_is_accepted)
+{
+	struct sluice_limiter *lim = NULL;
+	struct sluice_window_counter_config cc;
+	struct sluice_calendar_config kc;
+	struct sluice_rate rate;
+
+	_Static_assert(sizeof cc > offsetof(struct sluice_window_counter_config, div_shift2) + 1,
+		       "the counter config has tail padding");
+	memset(&cc, 0xa5, sizeof cc);
+	memset(&kc, 0xa5, sizeof kc);
+	memset(&rate, 0xa5, sizeof rate);
+	cr_assert_eq(sluice_window_counter_config_init(&cc, 10, SEC), SLUICE_OK);
+	cr_assert_eq(sluice_calendar_config_init(&kc, 10, DAY), SLUICE_OK);
+	cr_assert_eq(sluice_rate_init(&rate, 10, SEC, 10), SLUICE_OK);
+
+	struct sluice_limit l[3];
+	memset(l, 0, sizeof l);
+	l[0].kind = SLUICE_LIMIT_GCRA;
+	memcpy(&l[0].rate, &rate, sizeof rate);
+	l[1].kind = SLUICE_LIMIT_SLIDING_COUNTER;
+	memcpy(&l[1].counter, &cc, sizeof cc);
+	l[2].kind = SLUICE_LIMIT_CALENDAR;
+	memcpy(&l[2].calendar, &kc, sizeof kc);
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_limiter_create(&lim, &l[i], 1, NULL), SLUICE_OK, "kind %u",
+			     l[i].kind);
+		sluice_limiter_destroy(lim);
+	}
+	/* Bytes past the struct are still refused. */
+	l[1].params_[15] = 1;
+	cr_assert_eq(sluice_limiter_create(&lim, &l[1], 1, NULL), SLUICE_EINVAL);
 }
 
 /* ---- each kind alone equals its cell ---- */

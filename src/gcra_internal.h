@@ -147,7 +147,9 @@ static inline bool sluice__gcra_check_word(uint64_t word, const struct sluice_ra
  * relaxed on success and failure: the sweeper orders its earlier reads with
  * an acquire fence after loading `observed`; the CAS itself only needs to be
  * atomic: it fails if any admission landed on the word since (the word only
- * grows between tombstones, so there is no ABA). */
+ * grows between tombstones when the entry has other cells, as the limiter
+ * never cancels such a cell 0, so there is no ABA; a one-cell entry's ABA
+ * hides nothing: the word is its whole state). */
 static inline bool sluice__gcra_tomb(struct sluice_gcra *cell, uint64_t observed)
 {
 	return atomic_compare_exchange_strong_explicit(&cell->tat_ns, &observed, SLUICE__GCRA_TOMB, /* relaxed: why above */

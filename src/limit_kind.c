@@ -656,7 +656,10 @@ int sluice__limit_validate(const struct sluice_limit *limit)
 		    c.div_shift1 != limit->counter.div_shift1 ||
 		    c.div_shift2 != limit->counter.div_shift2)
 			return SLUICE_EINVAL;
-		return tail_zero(limit, offsetof(struct sluice_window_counter_config, div_shift2) + 1);
+		/* The parameter block after the struct; its own padding is not a
+		 * parameter (config_init does not write it; a copy carries the
+		 * source's bytes). */
+		return tail_zero(limit, sizeof c);
 	}
 	case SLUICE_LIMIT_CALENDAR: {
 		struct sluice_calendar_config c;
@@ -667,7 +670,7 @@ int sluice__limit_validate(const struct sluice_limit *limit)
 		    c.div_shift1 != limit->calendar.div_shift1 ||
 		    c.div_shift2 != limit->calendar.div_shift2)
 			return SLUICE_EINVAL;
-		return tail_zero(limit, offsetof(struct sluice_calendar_config, div_shift2) + 1);
+		return tail_zero(limit, sizeof c); /* as for the counter */
 	}
 	case SLUICE_LIMIT_SLOTS: {
 		struct sluice_slots_config c;

@@ -7,7 +7,9 @@
  * A kind that may serve as the "commit cell" (cell 0 of an entry, the one
  * committed last and tombstoned by the reclaimer) must provide word, is_tomb,
  * tomb and mark_unlinked, and its word must only grow between tombstones
- * (no ABA for the sweeper's CAS). Other kinds leave them NULL. The limiter
+ * (no ABA for the sweeper's CAS; a GCRA word shrinks only by cancel, and the
+ * limiter never cancels cell 0 of an entry with other cells). Other kinds
+ * leave them NULL. The limiter
  * puts a GCRA limit at internal index 0 when the policy has one; otherwise it
  * prepends the internal COMMIT kind, an 8-byte generation word bumped by
  * every admission (docs/limiter.md, "Kinds").

@@ -25,7 +25,8 @@
  * last, after a release fence, so if the sweeper's load saw any admission's
  * cell-0 commit (or a later RMW of cell 0), it also sees that admission's
  * cells 1..k-1; and an admission whose cell-0 commit comes later makes the
- * CAS fail (cell 0 only grows). Once the CAS succeeds no admission can
+ * CAS fail (beside other cells, cell 0 only grows: sluice__limiter_cancel()
+ * never restores it). Once the CAS succeeds no admission can
  * complete on the entry (cost > 0 commits on a tombstone word are denied),
  * and nothing it held is lost (it was full). The tombstoned node is removed
  * with cds_lfht_del(); admitters that find it help remove it and retry the
@@ -836,7 +837,19 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 
 	if (e == NULL)
 		return;
-	for (uint32_t j = lim->nlimits; j-- > 0;)
+	/* Cell 0 is cancelled only when it is the entry's only cell. The
+	 * sweeper tombstones cell 0 by a CAS from the word it judged idle, so
+	 * beside other cells that word must only grow ("Reclaim"): restoring a
+	 * GCRA cell 0's older word lets a later admission write the judged
+	 * value again (ABA), and the sweeper, which checked the other cells
+	 * before that admission committed there, would reclaim its units. So
+	 * there cell 0 keeps our consumption (conservative, as a cancel that
+	 * meets a later write); the COMMIT word's cancel is a no-op anyway. A
+	 * one-cell entry holds nothing an ABA could hide: the word the sweeper
+	 * judged idle is the whole state. (The engine's limiters have one limit
+	 * each, so its cancels stay exact.) */
+	uint32_t first = lim->nlimits > 1 ? 1 : 0;
+	for (uint32_t j = lim->nlimits; j-- > first;)
 		lim->ops[j]->cancel(cell_of(lim, e, j), &lim->limits[j], &hold->r[j]);
 }
 
@@ -1261,6 +1274,26 @@ static unsigned long table_max_buckets(unsigned long init, uint64_t keys_bound)
 	return max;
 }
 
+/* Largest options.initial_buckets: liburcu's mmap bucket allocator takes
+ * at most 2^32 buckets (64 GiB of bucket nodes), and the probe below
+ * multiplies the count by the node size. */
+#define MAX_INITIAL_BUCKETS (UINT64_C(1) << 32)
+
+/* Whether `buckets` bucket nodes can be mapped now. cds_lfht_new() allocates
+ * the initial array itself and cannot fail gracefully: its order allocator
+ * asserts on a failed calloc(), its mmap allocator calls abort(). So ask the
+ * kernel first, for the same amount of writable memory (RLIMIT_AS and the
+ * overcommit check see the same request). */
+static bool table_fits(unsigned long buckets)
+{
+	size_t bytes = (size_t)buckets * sizeof(struct cds_lfht_node);
+	void *probe = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (probe == MAP_FAILED)
+		return false;
+	munmap(probe, bytes);
+	return true;
+}
+
 int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
 			  size_t nlimits, const struct sluice_limiter_options *opts)
 {
@@ -1291,6 +1324,8 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	    ((o.malloc_fn == NULL) != (o.free_fn == NULL)) ||
 	    (o.initial_buckets & (o.initial_buckets - 1)) != 0)
 		return SLUICE_EINVAL;
+	if (o.initial_buckets > MAX_INITIAL_BUCKETS)
+		return SLUICE_ETOOBIG;
 	size_t nslots = 0;
 	for (size_t i = 0; i < nlimits; i++) {
 		if (limits[i].kind == SLUICE__LIMIT_COMMIT ||
@@ -1398,6 +1433,10 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
 	lim->initial_buckets = init;
+	if (!table_fits(init)) {
+		rc = SLUICE_ENOMEM;
+		goto fail_cond;
+	}
 	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, table_max_buckets(init, keys_bound),
 			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	if (lim->ht == NULL) {
@@ -1418,6 +1457,10 @@ fail_raw:
 	return rc;
 }
 
+/* Entries destroy removes per grace period (8 KiB of pointers on the stack;
+ * 1M entries cost about 1000 synchronize_rcu() calls). */
+#define DESTROY_CHUNK 1024
+
 /* Destroy, first half: everything but the pending deferred frees and the
  * struct itself. Returns whether call_rcu callbacks may still use lim. */
 static bool destroy_begin(struct sluice_limiter *lim)
@@ -1426,20 +1469,46 @@ static bool destroy_begin(struct sluice_limiter *lim)
 		sluice_limiter_maintenance_stop(lim);
 	(void)thread_enter(lim);
 
-	/* No other thread uses the limiter any more, so removed entries can be
-	 * freed at once; entries of earlier sweeps wait in call_rcu. */
-	struct cds_lfht_iter it;
-	rcu_read_lock();
-	cds_lfht_first(lim->ht, &it);
-	struct cds_lfht_node *node;
-	while ((node = cds_lfht_iter_get_node(&it)) != NULL) {
-		cds_lfht_next(lim->ht, &it);
-		struct entry *e = caa_container_of(node, struct entry, node);
-		TSAN_ACQUIRE(e);
-		cds_lfht_del(lim->ht, node);
-		lim_free(lim, e, entry_size(lim, key_len_of(lim, e)));
+	/* No caller uses the limiter any more, but liburcu's own resize threads
+	 * may: a lazy grow still running walks the chains of entries under its
+	 * read lock. So a removed entry is freed only after a grace period, as
+	 * for sweeps, but without call_rcu (no rcu_barrier needed): remove up to
+	 * DESTROY_CHUNK entries in one read-side section, synchronize_rcu(),
+	 * free them, and go on from the next entry, which is still linked (only
+	 * we remove entries now), rebuilding the iterator at it as a sweep does
+	 * at its cursor. Entries of earlier sweeps wait in call_rcu. */
+	struct entry *dead[DESTROY_CHUNK];
+	struct entry *resume = NULL;
+	bool first = true;
+	while (first || resume != NULL) {
+		struct cds_lfht_iter it;
+		struct cds_lfht_node *node;
+		size_t n = 0;
+
+		rcu_read_lock();
+		if (first) {
+			cds_lfht_first(lim->ht, &it);
+			first = false;
+		} else {
+			it.node = &resume->node;
+			it.next = rcu_dereference(resume->node.next);
+		}
+		while (n < DESTROY_CHUNK && (node = cds_lfht_iter_get_node(&it)) != NULL) {
+			cds_lfht_next(lim->ht, &it);
+			struct entry *e = caa_container_of(node, struct entry, node);
+			TSAN_ACQUIRE(e);
+			cds_lfht_del(lim->ht, node);
+			dead[n++] = e;
+		}
+		node = cds_lfht_iter_get_node(&it);
+		resume = node != NULL ? caa_container_of(node, struct entry, node) : NULL;
+		rcu_read_unlock();
+		if (n == 0)
+			break;
+		synchronize_rcu();
+		for (size_t i = 0; i < n; i++)
+			lim_free(lim, dead[i], entry_size(lim, key_len_of(lim, dead[i])));
 	}
-	rcu_read_unlock();
 	cds_lfht_destroy(lim->ht, NULL);
 	/* relaxed: the sweeps that set it happened-before this call. */
 	return atomic_load_explicit(&lim->deferred, memory_order_relaxed); /* relaxed: why above */

@@ -36,7 +36,11 @@ int sluice__rcu_thread_enter(bool caller_registers);
  * registered): key validated by the caller. On admission fills *hold so that
  * sluice__limiter_cancel(), in the same read-side section, can undo it
  * (exactly if nothing landed since on the cells, else the consumption stays:
- * never over-admits). Returns 1 when the fail mode answered (degraded), else 0.
+ * never over-admits). On a limiter of several limits the commit cell (a GCRA
+ * limit's, when the policy has one) keeps its consumption: cancelling it
+ * could hide other cells' units from a concurrent sweep (limiter.c). One-limit
+ * limiters, the engine's, are undone exactly. Returns 1 when the fail mode
+ * answered (degraded), else 0.
  */
 int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,
 			    uint64_t cost, uint64_t now_ns, struct sluice_decision *out,

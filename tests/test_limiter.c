@@ -3,9 +3,11 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sluice.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -668,6 +670,78 @@ Test(limiter, insertion_race_ends_in_one_entry_counting_everyone)
 }
 
 #include <urcu.h>
+
+/* ---- destroy against liburcu's own readers ---- */
+
+/* destroy freed each entry right after its cds_lfht_del(), inside its own
+ * read-side section, as if nothing else could reach it. But liburcu's lazy
+ * resize threads walk the chains of entries under their read lock
+ * (init_table_populate), and a grow still runs after a burst of new keys:
+ * destroy then freed entries those threads were reading (shown with a free
+ * hook that pointed freed entries at an unmapped page: some rounds faulted
+ * in a liburcu partition-resize thread, gdb). Timing makes that flaky to
+ * reproduce, so this test plays the resize thread deterministically: a
+ * thread that reached the entry inside its read-side section and stays
+ * there while destroy runs. The entry must not be freed before it leaves. */
+static struct {
+	_Atomic int inside;      /* the reader is in its read-side section */
+	_Atomic int early_frees; /* entries freed while it was */
+	void *entry;
+} rcu_reader;
+
+static void *reader_malloc(void *user, size_t size)
+{
+	(void)user;
+	return malloc(size);
+}
+
+static void reader_free(void *user, void *p, size_t size)
+{
+	(void)user;
+	(void)size;
+	if (p == rcu_reader.entry && atomic_load(&rcu_reader.inside))
+		atomic_fetch_add(&rcu_reader.early_frees, 1);
+	free(p);
+}
+
+static void *reader_main(void *p)
+{
+	struct sluice_limiter *lim = p;
+	struct sluice__limiter_hold hold;
+	struct sluice_decision d;
+
+	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
+	rcu_read_lock();
+	cr_assert_eq(sluice__limiter_reserve(lim, "k", 1, 1, SEC, &d, &hold), 0);
+	cr_assert(d.allowed);
+	rcu_reader.entry = hold.entry;
+	atomic_store(&rcu_reader.inside, 1);
+	struct timespec ts = { 0, 200 * 1000 * 1000 }; /* destroy runs meanwhile */
+	nanosleep(&ts, NULL);
+	atomic_store(&rcu_reader.inside, 0);
+	rcu_read_unlock();
+	return NULL;
+}
+
+Test(limiter, destroy_frees_no_entry_an_rcu_reader_still_holds)
+{
+	struct sluice_limit l = gcra(100, SEC, 100);
+	struct sluice_limiter_options o = opts_default();
+	struct sluice_decision d;
+	pthread_t th;
+
+	o.malloc_fn = reader_malloc;
+	o.free_fn = reader_free;
+	struct sluice_limiter *lim = make(&l, 1, &o);
+	cr_assert(admit(lim, "k", 1, SEC, &d));
+	cr_assert_eq(pthread_create(&th, NULL, reader_main, lim), 0);
+	while (!atomic_load(&rcu_reader.inside))
+		sched_yield();
+	sluice_limiter_destroy(lim);
+	pthread_join(th, NULL);
+	cr_assert_eq(atomic_load(&rcu_reader.early_frees), 0,
+		     "destroy freed the entry inside a reader's read-side section");
+}
 
 static void *self_registered_main(void *p)
 {

@@ -277,6 +277,58 @@ Test(limiter_hotpath, one_limit_reserve_then_cancel)
  * must notice first and fall back to the order allocator: the limiter
  * works, nothing crashes. (Criterion runs each test in its own process, so
  * the limit dies with it.) */
+/* initial_buckets is taken as given, and liburcu cannot fail gracefully when
+ * the bucket array cannot be had: it asserts (order allocator) or aborts
+ * (mmap allocator). Create aborted on initial_buckets = 2^40 (and, without
+ * the address-space cap, grew until the OOM killer stepped in). Now: above
+ * 2^32 is SLUICE_ETOOBIG, an array that cannot be mapped SLUICE_ENOMEM. */
+Test(limiter_hotpath, create_refuses_a_table_it_cannot_allocate)
+{
+#ifdef SANITIZED_MEMORY
+	cr_skip_test("sanitizers map their shadow memory beyond any small RLIMIT_AS");
+#else
+	struct rlimit rl;
+	cr_assert_eq(getrlimit(RLIMIT_AS, &rl), 0);
+	const rlim_t cap = (rlim_t)3 << 30; /* 3 GiB: below 2^28 buckets (4 GiB) */
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < cap)
+		cr_skip_test("hard RLIMIT_AS already below 3 GiB");
+	rl.rlim_cur = cap;
+	cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+
+	struct sluice_limit l = gcra(10, SEC, 2);
+	const uint64_t sizes[] = { UINT64_C(1) << 63, UINT64_C(1) << 40, (UINT64_C(1) << 32) * 2 };
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		for (int budget = 0; budget < 2; budget++) {
+			struct sluice_limiter_options o = { .size = sizeof o, .initial_buckets = sizes[i],
+							    .max_keys = budget ? sizes[i] : 0 };
+			struct sluice_limiter *lim = (struct sluice_limiter *)&o;
+			cr_assert_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_ETOOBIG,
+				     "2^%d buckets", __builtin_ctzll(sizes[i]));
+			cr_assert_null(lim);
+		}
+	}
+	/* 2^28 buckets (4 GiB of bucket nodes): cannot be mapped under the cap,
+	 * with either of liburcu's allocators. */
+	for (int budget = 0; budget < 2; budget++) {
+		struct sluice_limiter_options o = { .size = sizeof o,
+						    .initial_buckets = UINT64_C(1) << 28,
+						    .max_keys = budget ? UINT64_C(1) << 28 : 0 };
+		struct sluice_limiter *lim = (struct sluice_limiter *)&o;
+		cr_assert_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_ENOMEM, "budget %d",
+			     budget);
+		cr_assert_null(lim);
+	}
+	/* A size that fits still works. */
+	struct sluice_limiter_options o = { .size = sizeof o, .initial_buckets = UINT64_C(1) << 16 };
+	struct sluice_limiter *lim = NULL;
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_OK);
+	struct sluice_decision d;
+	cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 1, SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed);
+	sluice_limiter_destroy(lim);
+#endif
+}
+
 Test(limiter_hotpath, create_falls_back_under_a_small_address_space_limit)
 {
 #ifdef SANITIZED_MEMORY

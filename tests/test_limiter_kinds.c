@@ -7,9 +7,14 @@
  */
 #include <criterion/criterion.h>
 #include <sluice.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <urcu.h> /* rcu_read_lock for the engine's internal API below */
+
+#include "limiter_internal.h"
 
 #define SEC 1000000000ull
 #define MIN (60 * SEC)
@@ -106,6 +111,46 @@ Test(limiter_kinds, create_validates_every_kind)
 	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
 	cr_assert_null(lim);
 	cr_assert_eq(sizeof(struct sluice_limit), 136, "size unchanged by the new kinds");
+}
+
+/* A config made by its config_init in a variable of its own and copied into
+ * the limit: the padding inside the config struct is whatever that variable
+ * held (config_init writes the fields). create refused the counter and
+ * calendar configs then (their validation counted the padding as "unused
+ * bytes of the parameter block"), while it accepted a GCRA rate, whose
+ * validation starts after the struct. Padding is not a parameter. */
+Test(limiter_kinds, a_config_copied_with_garbage_in_its_padding_is_accepted)
+{
+	struct sluice_limiter *lim = NULL;
+	struct sluice_window_counter_config cc;
+	struct sluice_calendar_config kc;
+	struct sluice_rate rate;
+
+	_Static_assert(sizeof cc > offsetof(struct sluice_window_counter_config, div_shift2) + 1,
+		       "the counter config has tail padding");
+	memset(&cc, 0xa5, sizeof cc);
+	memset(&kc, 0xa5, sizeof kc);
+	memset(&rate, 0xa5, sizeof rate);
+	cr_assert_eq(sluice_window_counter_config_init(&cc, 10, SEC), SLUICE_OK);
+	cr_assert_eq(sluice_calendar_config_init(&kc, 10, DAY), SLUICE_OK);
+	cr_assert_eq(sluice_rate_init(&rate, 10, SEC, 10), SLUICE_OK);
+
+	struct sluice_limit l[3];
+	memset(l, 0, sizeof l);
+	l[0].kind = SLUICE_LIMIT_GCRA;
+	memcpy(&l[0].rate, &rate, sizeof rate);
+	l[1].kind = SLUICE_LIMIT_SLIDING_COUNTER;
+	memcpy(&l[1].counter, &cc, sizeof cc);
+	l[2].kind = SLUICE_LIMIT_CALENDAR;
+	memcpy(&l[2].calendar, &kc, sizeof kc);
+	for (size_t i = 0; i < 3; i++) {
+		cr_assert_eq(sluice_limiter_create(&lim, &l[i], 1, NULL), SLUICE_OK, "kind %u",
+			     l[i].kind);
+		sluice_limiter_destroy(lim);
+	}
+	/* Bytes past the struct are still refused. */
+	l[1].params_[15] = 1;
+	cr_assert_eq(sluice_limiter_create(&lim, &l[1], 1, NULL), SLUICE_EINVAL);
 }
 
 /* ---- each kind alone equals its cell ---- */
@@ -345,6 +390,83 @@ Test(limiter_kinds, rate_refusal_gives_the_slot_back)
 	cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 0, t, &d, &h), SLUICE_OK);
 	cr_assert_eq(h, SLUICE_SLOT_NONE, "a peek takes no slot");
 	sluice_limiter_destroy(lim);
+}
+
+/* ---- the engine's reserve/cancel against a sweep ---- */
+
+/* The sweeper tombstones cell 0 with a CAS from the word it judged idle
+ * (docs/limiter.md, "Reclaim"). sluice__limiter_cancel() restored a GCRA
+ * cell 0 too, so the word could go v -> older -> v between the sweeper's
+ * load and its CAS (ABA: a cancel, then an admission writing the same TAT),
+ * and the sweeper, which checked the other cells before that admission
+ * committed to them, reclaimed the entry with the admission's calendar unit
+ * in it: the day then admitted twice its quota. The allocator hook runs in
+ * that window (the sweep allocates its batch between its checks and its
+ * CAS); it plays the engine's cancel, split where the sweeper can
+ * interleave, and a concurrent admission. */
+static struct sluice_limiter *race_lim;
+static struct sluice__limiter_hold race_hold;
+static uint64_t race_t;
+static int race_armed, race_b_allowed = -1;
+
+static void *race_malloc(void *user, size_t size)
+{
+	(void)user;
+	if (race_armed) {
+		race_armed = 0;
+		/* The rest of the reservation's cancel: cell 0 (the calendar's
+		 * receipt is spent: zeroed, it cancels nothing). */
+		struct sluice__limiter_hold rest = race_hold;
+		memset(&rest.r[1], 0, sizeof rest.r[1]);
+		sluice__limiter_cancel(race_lim, &rest);
+		/* Another request at the same time, admitted on every limit. */
+		struct sluice_decision d;
+		cr_assert_eq(sluice_limiter_admit(race_lim, "k", 1, 1, race_t, &d), SLUICE_OK);
+		race_b_allowed = d.allowed;
+	}
+	return malloc(size);
+}
+
+static void race_free(void *user, void *p, size_t size)
+{
+	(void)user;
+	(void)size;
+	free(p);
+}
+
+Test(limiter_kinds, cancel_during_a_sweep_never_loses_another_admission)
+{
+	struct sluice_limit l[2] = { gcra(1, 10 * SEC, 1), calendar(1, DAY) };
+	struct sluice_limiter_options o = { .size = sizeof o, .malloc_fn = race_malloc,
+					    .free_fn = race_free };
+	struct sluice_decision d;
+	size_t got = 0;
+
+	cr_assert_eq(sluice_limiter_create(&race_lim, l, 2, &o), SLUICE_OK);
+	race_t = 10 * DAY + 1000 * SEC;
+	rcu_read_lock();
+	/* The engine's reservation A: both limits take one unit... */
+	cr_assert_eq(sluice__limiter_reserve(race_lim, "k", 1, 1, race_t, &d, &race_hold), 0);
+	cr_assert(d.allowed);
+	/* ...and its cancel has undone the calendar so far (it cancels the
+	 * newest cell first, cell 0 last). */
+	struct sluice__limiter_hold first = race_hold;
+	memset(&first.r[0], 0, sizeof first.r[0]);
+	sluice__limiter_cancel(race_lim, &first);
+	/* A sweep 20 s later, the same day: cell 0's TAT (t + 10 s) has
+	 * drained, the calendar reads 0. */
+	race_armed = 1;
+	cr_assert_eq(sluice_limiter_sweep(race_lim, race_t + 20 * SEC, 100, &got), SLUICE_OK);
+	rcu_read_unlock();
+	cr_assert_eq(race_armed, 0, "the hook ran inside the sweep");
+	cr_assert_neq(race_b_allowed, -1);
+	/* A third request later that day. At most one of B and C may pass: the
+	 * calendar allows 1 per day and A was cancelled. */
+	cr_assert_eq(sluice_limiter_admit(race_lim, "k", 1, 1, race_t + 30 * SEC, &d), SLUICE_OK);
+	cr_assert_leq(race_b_allowed + (int)d.allowed, 1,
+		      "B %d and C %d both admitted in one day of a 1/day quota (reclaimed %zu)",
+		      race_b_allowed, d.allowed, got);
+	sluice_limiter_destroy(race_lim);
 }
 
 /* ---- entry sizes ---- */

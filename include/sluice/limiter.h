@@ -135,7 +135,8 @@ struct sluice_limiter_options {
 	sluice_malloc_fn malloc_fn;
 	sluice_free_fn free_fn;
 	void *alloc_user;
-	/* Initial number of table buckets (power of two). 0: the most keys
+	/* Initial number of table buckets (power of two, at most 2^32; 16
+	 * bytes each, allocated at create). 0: the most keys
 	 * the budget admits (max_keys, or max_bytes over the charge of an
 	 * entry with an empty key, whichever is smaller) rounded up to a
 	 * power of two, between 1024 and 2^20. The table grows and
@@ -218,20 +219,25 @@ struct sluice_limiter; /* opaque */
  *                   redis->fail_mode nonzero, redis_connections above
  *                   SLUICE_LIMITER_MAX_CONNECTIONS, or bad Redis options
  *                   (sluice_redis_create());
- *   SLUICE_ETOOBIG  nlimits > SLUICE_LIMITER_MAX_LIMITS;
- *   SLUICE_ENOMEM   an allocation failed (nothing is leaked);
+ *   SLUICE_ETOOBIG  nlimits > SLUICE_LIMITER_MAX_LIMITS, or initial_buckets
+ *                   above 2^32;
+ *   SLUICE_ENOMEM   an allocation failed, or the initial bucket array
+ *                   (16 bytes per bucket) cannot be mapped (nothing is
+ *                   leaked);
  *   SLUICE_ETHREAD  the calling thread could not be registered;
  *   SLUICE_ERANGE   (Redis) a limit outside the backend's ranges
  *                   (e.g. deeper than SLUICE_REDIS_MAX_TOLERANCE_NS);
  *   SLUICE_EUNSUPPORTED  (Redis) built without hiredis, or a limit kind the
- *                   backend does not evaluate (see "Limiter on Redis").
+ *                   backend does not evaluate (see "Limiter on Redis");
+ *                   in process: no hash_secret and getrandom() failed.
  * Not thread-safe with respect to the new limiter (it is not shared yet).
  */
 SLUICE_API int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
 				     size_t nlimits, const struct sluice_limiter_options *opts);
 
 /*
- * Stop the maintenance thread if any, free every entry, wait once for the
+ * Stop the maintenance thread if any, free every entry (after a grace
+ * period: liburcu's resize threads may still walk them), wait once for the
  * pending deferred frees (rcu_barrier, ~10 ms, only if this limiter ever
  * deferred one) and free the limiter. NULL is a no-op. No other call on the
  * limiter may run concurrently or follow. Must not be called from inside an
@@ -283,7 +289,8 @@ SLUICE_API int sluice_limiter_acquire(struct sluice_limiter *lim, const void *ke
  * this key's current entry: another key's, a reclaimed entry's, or its lease
  * expired and was reclaimed; SLUICE_SLOT_NONE); SLUICE_ENOTFOUND (the key
  * has no entry); SLUICE_EINVAL (lim NULL, or the policy has no slots);
- * SLUICE_EKEY. Only a 0 return changes the state. Thread-safe, lock-free.
+ * SLUICE_EKEY; SLUICE_ETHREAD (thread registration failed). Only a 0 return
+ * changes the state. Thread-safe, lock-free.
  */
 SLUICE_API int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t key_len,
 				      sluice_slot_handle handle);
@@ -308,8 +315,9 @@ struct sluice_limiter_request {
  * same key twice in a batch counts twice). Lookups are overlapped so that
  * cache misses of different keys are served in parallel.
  * Returns 0, or SLUICE_EINVAL (lim NULL, or reqs/out NULL with n > 0) or
- * SLUICE_EKEY (some key invalid): every key is validated before any request
- * is admitted, so on an error nothing is consumed. n == 0 is a no-op.
+ * SLUICE_EKEY (some key invalid), or SLUICE_ETHREAD (thread registration
+ * failed): every key is validated before any request is admitted, so on an
+ * error nothing is consumed. n == 0 is a no-op.
  */
 SLUICE_API int sluice_limiter_admit_batch(struct sluice_limiter *lim,
 					  const struct sluice_limiter_request *reqs, size_t n,
@@ -365,7 +373,9 @@ struct sluice_limiter_stats {
 	uint64_t inserted;   /* entries created */
 	uint64_t reclaimed;  /* entries reclaimed by sweeps */
 	uint64_t live_keys;  /* inserted - reclaimed */
-	uint64_t bytes;      /* bytes charged to max_bytes, incl. entries awaiting free */
+	uint64_t bytes;      /* bytes of entry allocations, incl. entries awaiting
+			      * free (max_bytes charges each entry 16 more, for
+			      * its share of the table) */
 };
 
 /* Sum the counters into *out. Returns 0, or SLUICE_EINVAL (NULL argument or

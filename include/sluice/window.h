@@ -202,10 +202,14 @@ SLUICE_API void sluice_window_counter_init(struct sluice_window_counter *cell);
  *
  * Time going backwards (now_ns in a window before the cell's): the request
  * is judged against the cell's window with no decay (elapsed 0) and counted
- * there: never over-admits. A window index 2^23 or more windows ahead of the
- * cell's reads as "backwards" (mod-2^24 index): a cell untouched that long
- * (W = 1 s: 97 days) is judged conservatively until its window comes round;
- * the keyed limiter reclaims idle cells long before (is_idle).
+ * there: never over-admits, for a step back of fewer than 2^23 windows. The
+ * index is kept mod 2^24, so distances alias: a window index 2^23 or more
+ * windows ahead of the cell's reads as "backwards" (a cell untouched that
+ * long, W = 1 s: 97 days, is judged conservatively until its window comes
+ * round; the keyed limiter reclaims idle cells long before, is_idle), and a
+ * step back of 2^23 windows or more reads as a step forward: its window
+ * starts empty, so such a request can pass beyond the limit. Keep W large
+ * enough that no clock of the cell is ever that stale.
  *
  * Lock-free: one load and a CAS loop; no allocation, lock or syscall.
  */
@@ -277,8 +281,11 @@ SLUICE_API void sluice_calendar_init(struct sluice_calendar *cell);
  *
  * Time going backwards (now_ns in a window before the cell's): the request
  * is counted in the cell's window, so per window of the cell never more than
- * limit pass. A cell untouched for 2^31 windows or more (W = 1 s: 68 years)
- * may be read as such a case; it then waits for its window (see docs).
+ * limit pass, for a step back of fewer than 2^31 windows. The index is kept
+ * mod 2^32: a cell untouched for 2^31 windows or more (W = 1 s: 68 years)
+ * may be read as such a case (it then waits for its window, see docs), and a
+ * step back of 2^31 windows or more (W = 1 ns: 2.1 s) reads as a step
+ * forward into an empty window, which can pass beyond the limit.
  *
  * Lock-free: one load and a CAS loop.
  */

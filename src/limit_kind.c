@@ -542,6 +542,16 @@ static bool slots_check(const void *cell, const struct sluice_limit *limit, uint
 			uint64_t cost, struct sluice_decision *out)
 {
 	bool ok = sluice_slots_peek(cell, &limit->slots, now_ns, out);
+	/* cost 0 is the limiter's peek: an allowed decision like every other
+	 * kind's peek (reason NONE, retry-after 0), with the free slots in
+	 * remaining even when none is left (reset_ns stays the cell's: the hint
+	 * when full, so that a full cell does not read "full again now"). */
+	if (cost == 0) {
+		out->allowed = true;
+		out->reason = SLUICE_REASON_NONE;
+		out->retry_after_ns = 0;
+		return true;
+	}
 	/* A full cell whose leases may have expired: let the acquire decide
 	 * (it reclaims expired leases; a dry run cannot). */
 	if (!ok && limit->slots.lease_ttl_ns != 0)

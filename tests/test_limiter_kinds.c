@@ -469,6 +469,54 @@ Test(limiter_kinds, cancel_during_a_sweep_never_loses_another_admission)
 	sluice_limiter_destroy(race_lim);
 }
 
+/* A peek is an allowed decision whatever the slots hold: reason NONE and
+ * retry_after_ns 0 (common.h), as a peek of an exhausted bucket reads. It
+ * read reason CONCURRENCY and a 1 s retry-after with allowed set, with and
+ * without leases. */
+Test(limiter_kinds, peek_of_a_key_with_every_slot_held_is_an_allowed_decision)
+{
+	for (int ttl = 0; ttl < 2; ttl++) {
+		struct sluice_limit l[2] = { gcra(100, SEC, 100), slots(2) };
+		if (ttl)
+			cr_assert_eq(sluice_slots_config_init(&l[1].slots, 2, MIN, SEC), SLUICE_OK);
+		struct sluice_limiter *lim = make(l, 2);
+		struct sluice_decision d;
+		sluice_slot_handle h[2], none;
+		uint64_t t = DAY;
+
+		for (int i = 0; i < 2; i++) {
+			cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 1, t, &d, &h[i]), SLUICE_OK);
+			cr_assert(d.allowed);
+		}
+		for (int via = 0; via < 2; via++) {
+			memset(&d, 0xa5, sizeof d);
+			if (via == 0)
+				cr_assert_eq(sluice_limiter_peek(lim, "k", 1, t, &d), SLUICE_OK);
+			else
+				cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 0, t, &d, &none), SLUICE_OK);
+			cr_assert(d.allowed, "ttl %d via %d", ttl, via);
+			cr_assert_not(d.degraded);
+			cr_assert_eq(d.reason, SLUICE_REASON_NONE, "ttl %d via %d: reason %d", ttl, via,
+				     d.reason);
+			cr_assert_eq(d.retry_after_ns, 0, "ttl %d via %d", ttl, via);
+			cr_assert_eq(d.limit_index, 1, "the slots govern: none left");
+			cr_assert_eq(d.limit, 2);
+			cr_assert_eq(d.remaining, 0);
+			cr_assert_eq(d.reset_ns, SEC, "a full cell's reset is the hint");
+		}
+		/* The acquire itself is still refused, and the peeks took nothing. */
+		cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 1, t, &d, &none), SLUICE_OK);
+		cr_assert_not(d.allowed);
+		cr_assert_eq(d.reason, SLUICE_REASON_CONCURRENCY);
+		cr_assert_eq(sluice_limiter_release(lim, "k", 1, h[0]), SLUICE_OK);
+		cr_assert_eq(sluice_limiter_peek(lim, "k", 1, t, &d), SLUICE_OK);
+		cr_assert_eq(d.remaining, 1);
+		cr_assert_eq(d.reason, SLUICE_REASON_NONE);
+		cr_assert_eq(sluice_limiter_release(lim, "k", 1, h[1]), SLUICE_OK);
+		sluice_limiter_destroy(lim);
+	}
+}
+
 /* ---- entry sizes ---- */
 
 Test(limiter_kinds, entry_sizes_gcra_unchanged_commit_word_only_without_gcra)

@@ -1855,6 +1855,15 @@ static bool decide_state(struct sluice_redis *r, struct prepared *p, size_t j, c
 			.reset_ns = allowed ? 0 : cfg->retry_after_ns,
 			.retry_after_ns = allowed ? 0 : cfg->retry_after_ns,
 		};
+		/* A peek is an allowed decision whatever the slots hold
+		 * (limit_kind.c's slots_check()): reason NONE, no retry-after,
+		 * reset_ns the hint when full. */
+		if (what == 'p') {
+			d->allowed = true;
+			d->reason = SLUICE_REASON_NONE;
+			d->retry_after_ns = 0;
+			return true;
+		}
 		/* The limiter's dry run lets a full cell with leases pass (its
 		 * acquire may take over an expired lease). */
 		*ok = allowed || cfg->lease_ttl_ns != 0;

@@ -527,11 +527,14 @@ Test(redis_kinds, slots_in_several_scopes_all_or_nothing)
 	cr_assert_eq(sluice_redis_admit_scopes(r, sc, 2, 0, now, &d), SLUICE_OK);
 	cr_expect_eq(d.limit_index, 1, "peek: tok's slots 4 of 5 free, gcra 98 remaining");
 	cr_expect_eq(d.remaining, 4);
-	/* Peek of the full ws: allowed, but reports the concurrency limit as
-	 * the limiter's peek does. */
+	/* Peek of the full ws: an allowed decision (reason NONE, no
+	 * retry-after: common.h) with nothing remaining and the hint as
+	 * reset, as the limiter's peek reads. */
 	cr_assert_eq(sluice_redis_admit_scopes(r, &sc[2], 1, 0, now, &d), SLUICE_OK);
 	cr_expect(d.allowed);
-	cr_expect_eq(d.reason, SLUICE_REASON_CONCURRENCY);
+	cr_expect_eq(d.reason, SLUICE_REASON_NONE);
+	cr_expect_eq(d.retry_after_ns, 0);
+	cr_expect_eq(d.reset_ns, SLUICE_SLOTS_DEFAULT_RETRY_NS);
 	cr_expect_eq(d.remaining, 0);
 	/* Without a lease the key holding a slot does not expire. */
 	cr_expect_eq(side_int(srv.port, "PTTL", "sluice:ws"), -1);

@@ -644,7 +644,6 @@ struct prepared {
 	bool cross;         /* cluster: keys on more than one slot */
 	bool done;          /* decided (locally or from a reply) */
 	bool sent;          /* in the current pipeline */
-	bool peek_denied;   /* a peek stopped at a full slots limit */
 	redisReply *reply;  /* MODE_RESERVE: the reply, kept for its receipts */
 	sluice_slot_handle *handles; /* acquire: one per caller scope; else NULL */
 	/* Local lease (lease_eligible()): while this request takes a lease,
@@ -860,17 +859,12 @@ static uint32_t tie_rank(const struct sluice_redis *r, size_t s)
  * lower tie rank of the scope (sluice__redis_set_tie_rank(); engine.c's
  * lower policy index), then the first. */
 static void govern(const struct sluice_redis *r, const struct prepared *p,
-		   const struct sluice_decision *d, const bool *skip, size_t n,
-		   struct sluice_decision *out)
+		   const struct sluice_decision *d, size_t n, struct sluice_decision *out)
 {
 	size_t best = 0;
 
-	while (skip != NULL && skip[best] && best + 1 < n)
-		best++;
-	for (size_t i = best + 1; i < n; i++)
-		if (skip != NULL && skip[i])
-			continue;
-		else if (d[i].remaining < d[best].remaining ||
+	for (size_t i = 1; i < n; i++)
+		if (d[i].remaining < d[best].remaining ||
 		    (d[i].remaining == d[best].remaining &&
 		     (d[i].reset_ns < d[best].reset_ns ||
 		      (d[i].reset_ns == d[best].reset_ns &&
@@ -1287,7 +1281,7 @@ static int prepare(struct sluice_redis *r, const struct sluice_redis_request *re
 	p->slot = 0;
 	p->mode = req->cost > 0 ? MODE_ADMIT : MODE_PEEK;
 	p->all_gcra = p->all_cacheable = true;
-	p->has_slots = p->cross = p->done = p->sent = p->peek_denied = false;
+	p->has_slots = p->cross = p->done = p->sent = false;
 	p->reply = NULL;
 	p->handles = NULL;
 	for (size_t s = 0; s < req->nscopes; s++) {
@@ -1902,33 +1896,13 @@ static bool decode(struct sluice_redis *r, struct prepared *p, const redisReply 
 	    (p->mode == MODE_RESERVE ? (rep->elements - main) % 4 != 0 : rep->elements != main))
 		return false;
 	struct sluice_decision d[SLUICE_REDIS_MAX_LIMITS];
-	bool skip[SLUICE_REDIS_MAX_LIMITS] = { false };
 	char what = p->mode == MODE_PEEK ? 'p' : 'a';
-	for (size_t j = 0; j < p->nlimits; j++) {
-		if (!decide_state(r, p, j, rep, 4 + 4 * j, ST_OK, now, t, what, &d[j], &ok))
+	/* An admission or a peek: every limit answers (no kind denies a peek,
+	 * and the script admitted), and the governing rule picks. */
+	for (size_t j = 0; j < p->nlimits; j++)
+		if (!decide_state(r, p, j, rep, 4 + 4 * j, ST_OK, now, t, what, &d[j], &ok) || !ok)
 			return false;
-		if (ok)
-			continue;
-		/* A peek stops where the limiter's dry run stops: the scope's
-		 * answer is this limit's. */
-		if (!r->tie_ranked) {
-			*out = d[j];
-			out->allowed = true;
-			out->limit_index = p->base[p->scope[j]] + p->index[j];
-			p->peek_denied = true;
-			return true;
-		}
-		/* Ranked (the engine): a peek denies nothing, so as engine.c
-		 * every scope (one limiter each) answers and the governing
-		 * rule picks among the answers. This scope's is d[j] alone. */
-		for (size_t q = 0; q < p->nlimits; q++)
-			skip[q] = skip[q] || (p->scope[q] == p->scope[j] && q != j);
-		for (j++; j < p->nlimits && p->scope[j] == p->scope[j - 1]; j++)
-			if (!decide_state(r, p, j, rep, 4 + 4 * j, ST_OK, now, t, what, &d[j], &ok))
-				return false;
-		j--;
-	}
-	govern(r, p, d, skip, p->nlimits, out);
+	govern(r, p, d, p->nlimits, out);
 	size_t best = out->limit_index;
 	out->limit_index = p->base[p->scope[best]] + p->index[best];
 	out->allowed = true;
@@ -2487,7 +2461,7 @@ static int admit_cross(struct sluice_redis *r, const struct prepared *whole, uin
 			else
 				r->st.denied--;
 		}
-		if (d.degraded || !d.allowed || gr->p.peek_denied) {
+		if (d.degraded || !d.allowed) {
 			denied = true;
 			break;
 		}

@@ -987,9 +987,18 @@ static bool entry_idle(struct sluice_limiter *lim, struct entry *e, uint64_t now
 	 * the release sequence), the admission's cells 1..k-1 are visible to
 	 * the loads below. */
 	atomic_thread_fence(memory_order_acquire); /* acquire: why above */
-	for (uint32_t i = 1; i < lim->nlimits; i++)
-		if (!lim->ops[i]->is_idle(cell_of(lim, e, i), &lim->limits[i], now_ns))
+	for (uint32_t i = 1; i < lim->nlimits; i++) {
+		void *c = cell_of(lim, e, i);
+		/* A slot whose lease has expired is one nobody will release (its
+		 * holder crashed or forgot): reclaim it, as the next acquire
+		 * would, so that such an entry can become idle. Slots are never
+		 * cell 0, and a reap is one more RMW on cell i, so the argument
+		 * above is unchanged; a lease still running keeps the entry. */
+		if ((int32_t)i == lim->slots_cell && lim->limits[i].slots.lease_ttl_ns != 0)
+			(void)sluice_slots_reap(c, &lim->limits[i].slots, now_ns);
+		if (!lim->ops[i]->is_idle(c, &lim->limits[i], now_ns))
 			return false;
+	}
 	return true;
 }
 

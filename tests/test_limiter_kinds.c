@@ -392,6 +392,59 @@ Test(limiter_kinds, rate_refusal_gives_the_slot_back)
 	sluice_limiter_destroy(lim);
 }
 
+/* A slot whose lease expired holds an entry only until a sweep: the sweep
+ * reaps it as an acquire would and reclaims the entry once every limit is
+ * full. A lease still running, or a slot without a lease, keeps it. */
+Test(limiter_kinds, sweep_reaps_expired_leases_and_reclaims_the_entry)
+{
+	for (int with_rate = 0; with_rate < 2; with_rate++) {
+		struct sluice_limit l[2] = { slots(3), gcra(100, SEC, 100) };
+		cr_assert_eq(sluice_slots_config_init(&l[0].slots, 3, MIN, SEC), SLUICE_OK);
+		struct sluice_limiter *lim = make(l, with_rate ? 2 : 1);
+		struct sluice_decision d;
+		struct sluice_limiter_stats st;
+		sluice_slot_handle h[2];
+		size_t got = 99;
+		uint64_t t = DAY;
+
+		for (int i = 0; i < 2; i++) {
+			cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 1, t, &d, &h[i]), SLUICE_OK);
+			cr_assert(d.allowed);
+		}
+		cr_assert_eq(sluice_limiter_release(lim, "k", 1, h[1]), SLUICE_OK);
+		/* The lease of h[0] runs until t + MIN: the entry stays. */
+		cr_assert_eq(sluice_limiter_sweep(lim, t + MIN / 2, 100, &got), SLUICE_OK);
+		cr_assert_eq(got, 0);
+		cr_assert_eq(sluice_limiter_peek(lim, "k", 1, t + MIN / 2, &d), SLUICE_OK);
+		cr_assert_eq(d.remaining, 2, "one slot still held: %llu",
+			     (unsigned long long)d.remaining);
+		/* Expired: reaped, then the entry is idle and reclaimed. */
+		cr_assert_eq(sluice_limiter_sweep(lim, t + MIN, 100, &got), SLUICE_OK);
+		cr_assert_eq(got, 1);
+		cr_assert_eq(sluice_limiter_stats(lim, &st), SLUICE_OK);
+		cr_assert_eq(st.live_keys, 0);
+		cr_assert_eq(sluice_limiter_release(lim, "k", 1, h[0]), SLUICE_ENOTFOUND);
+		/* Re-created full: three slots again. */
+		for (int i = 0; i < 3; i++) {
+			cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 1, t + MIN, &d, &h[0]),
+				     SLUICE_OK);
+			cr_assert(d.allowed);
+		}
+		sluice_limiter_destroy(lim);
+	}
+	/* Without a lease a held slot is never taken away. */
+	struct sluice_limit s = slots(3);
+	struct sluice_limiter *lim = make(&s, 1);
+	struct sluice_decision d;
+	sluice_slot_handle h;
+	size_t got = 99;
+	cr_assert_eq(sluice_limiter_acquire(lim, "k", 1, 1, DAY, &d, &h), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_sweep(lim, UINT64_MAX - 1, 100, &got), SLUICE_OK);
+	cr_assert_eq(got, 0);
+	cr_assert_eq(sluice_limiter_release(lim, "k", 1, h), SLUICE_OK);
+	sluice_limiter_destroy(lim);
+}
+
 /* ---- the engine's reserve/cancel against a sweep ---- */
 
 /* The sweeper tombstones cell 0 with a CAS from the word it judged idle

@@ -326,7 +326,10 @@ SLUICE_API int sluice_limiter_admit_batch(struct sluice_limiter *lim,
 /*
  * Incremental reclaim: visit up to `budget_entries` entries, continuing where
  * the previous sweep stopped (wrapping around at the end of the table), and
- * reclaim those whose limits are all full at now_ns. Reclaimed entries are
+ * reclaim those whose limits are all full at now_ns; a slot whose lease has
+ * expired at now_ns is reclaimed first (sluice_slots_reap(), as the next
+ * acquire would), so a key whose holders vanished does not stay for ever
+ * (its handle's release then answers SLUICE_ENOTFOUND). Reclaimed entries are
  * freed after an RCU grace period (call_rcu); their memory counts against
  * max_keys/max_bytes until then. *reclaimed (may be NULL) receives the count.
  * Returns 0, SLUICE_EINVAL (lim NULL), SLUICE_ETHREAD, or SLUICE_ENOMEM (the

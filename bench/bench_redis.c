@@ -46,15 +46,6 @@ static const char *server_ensure(void)
 	return sbench_redis_server(&server_port);
 }
 
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	sluice_rate_init(&l.rate, limit, period_ns, burst);
-	return l;
-}
-
 static char keys[NKEYS][16];
 
 /* The run's server, a handle on it, and the keys named. */
@@ -70,7 +61,7 @@ static void BM_redis_admit(sbench_state *st)
 	struct sluice_redis *r = open_backend(st);
 	if (r == NULL)
 		return;
-	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+	struct sluice_limit l[2] = { sbench_gcra(10, SEC, 10), sbench_gcra(600, 60 * SEC, 600) };
 	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {
@@ -93,8 +84,8 @@ static void BM_redis_admit_scopes3(sbench_state *st)
 	struct sluice_redis *r = open_backend(st);
 	if (r == NULL)
 		return;
-	struct sluice_limit ws[2] = { gcra(300, 60 * SEC, 300), gcra(100000, 86400 * SEC, 100000) };
-	struct sluice_limit tok = gcra(10, SEC, 10), route = gcra(50, SEC, 50);
+	struct sluice_limit ws[2] = { sbench_gcra(300, 60 * SEC, 300), sbench_gcra(100000, 86400 * SEC, 100000) };
+	struct sluice_limit tok = sbench_gcra(10, SEC, 10), route = sbench_gcra(50, SEC, 50);
 	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {
@@ -125,7 +116,7 @@ static void BM_redis_admit_batch(sbench_state *st)
 		return;
 	enum { MAXN = 256 };
 	size_t nb = (size_t)sbench_range(st, 0);
-	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+	struct sluice_limit l[2] = { sbench_gcra(10, SEC, 10), sbench_gcra(600, 60 * SEC, 600) };
 	struct sluice_redis_scope sc[MAXN];
 	struct sluice_redis_request reqs[MAXN];
 	struct sluice_decision out[MAXN];
@@ -174,7 +165,7 @@ static void BM_redis_lease(sbench_state *st)
 	}
 	/* 10 M/s, burst 10000: never the limit here, so every decision admits
 	 * and the figure is the cost of a decision, not of a denial. */
-	struct sluice_limit l = gcra(10000000, SEC, 10000);
+	struct sluice_limit l = sbench_gcra(10000000, SEC, 10000);
 	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {

@@ -53,15 +53,6 @@ static struct sluice_redis_options ropts(void)
 	return o;
 }
 
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	sluice_rate_init(&l.rate, limit, period_ns, burst);
-	return l;
-}
-
 static char keys[NKEYS][16];
 static char workspaces[NKEYS / 10][16];
 
@@ -97,7 +88,7 @@ static void BM_redis_backend_direct(sbench_state *st)
 		sbench_error(st, "sluice_redis_create failed");
 		return;
 	}
-	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+	struct sluice_limit l[2] = { sbench_gcra(10, SEC, 10), sbench_gcra(600, 60 * SEC, 600) };
 	struct sluice_redis_stats s0 = { .size = sizeof s0 }, s1 = { .size = sizeof s1 };
 	sluice_redis_stats(r, &s0);
 	uint64_t i = 0;
@@ -132,7 +123,7 @@ static void BM_redis_backend_limiter_run(sbench_state *st, uint32_t conns)
 		keys_init();
 		struct sluice_redis_options ro = ropts();
 		struct sluice_limiter_options o = { .size = sizeof o, .redis = &ro, .redis_connections = conns };
-		struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+		struct sluice_limit l[2] = { sbench_gcra(10, SEC, 10), sbench_gcra(600, 60 * SEC, 600) };
 		shared_lim = NULL;
 		if (sluice_limiter_create(&shared_lim, l, 2, &o) != SLUICE_OK) {
 			sbench_error(st, "sluice_limiter_create on Redis failed");
@@ -202,7 +193,7 @@ static void BM_redis_backend_direct_scopes2(sbench_state *st)
 		sbench_error(st, "sluice_redis_create failed");
 		return;
 	}
-	struct sluice_limit tok = gcra(120, 60 * SEC, 120), ws = gcra(300, 60 * SEC, 300);
+	struct sluice_limit tok = sbench_gcra(120, 60 * SEC, 120), ws = sbench_gcra(300, 60 * SEC, 300);
 	struct sluice_redis_stats s0 = { .size = sizeof s0 }, s1 = { .size = sizeof s1 };
 	sluice_redis_stats(r, &s0);
 	uint64_t i = 0;

@@ -38,15 +38,6 @@
 
 #ifdef SLUICE_WITH_REDIS
 
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	sluice_rate_init(&l.rate, limit, period_ns, burst);
-	return l;
-}
-
 /* Pair i: ws[i] and ip[i] on different nodes, slot(ws) < slot(ip); and
  * tagged[i] = ws[i] + ":ip" (ws[i]'s slot). */
 static char ws[NPAIRS][24], ip[NPAIRS][24], tagged[NPAIRS][32];
@@ -108,7 +99,7 @@ static void run(sbench_state *st, bool cross, const struct sluice_limit *second)
 	struct sluice_redis *r = open_cluster(st);
 	if (r == NULL)
 		return;
-	struct sluice_limit first = gcra(1000000, SEC, 1000000);
+	struct sluice_limit first = sbench_gcra(1000000, SEC, 1000000);
 	struct sluice_decision d;
 	bool want = second->rate.limit > 1;
 	/* Spend the denying limit before the timed loop. */
@@ -134,7 +125,7 @@ static void run(sbench_state *st, bool cross, const struct sluice_limit *second)
 
 static void BM_redis_cross_slot_admit(sbench_state *st)
 {
-	struct sluice_limit second = gcra(1000000, SEC, 1000000);
+	struct sluice_limit second = sbench_gcra(1000000, SEC, 1000000);
 	run(st, true, &second);
 }
 SBENCH_REGISTER(BM_redis_cross_slot_admit)
@@ -145,7 +136,7 @@ SBENCH_REGISTER(BM_redis_cross_slot_admit)
 
 static void BM_redis_cross_slot_tagged_admit(sbench_state *st)
 {
-	struct sluice_limit second = gcra(1000000, SEC, 1000000);
+	struct sluice_limit second = sbench_gcra(1000000, SEC, 1000000);
 	run(st, false, &second);
 }
 SBENCH_REGISTER(BM_redis_cross_slot_tagged_admit)
@@ -155,7 +146,7 @@ SBENCH_REGISTER(BM_redis_cross_slot_tagged_admit)
 
 static void BM_redis_cross_slot_cancel(sbench_state *st)
 {
-	struct sluice_limit second = gcra(1, 3600 * SEC, 1);
+	struct sluice_limit second = sbench_gcra(1, 3600 * SEC, 1);
 	run(st, true, &second);
 }
 SBENCH_REGISTER(BM_redis_cross_slot_cancel)
@@ -166,7 +157,7 @@ SBENCH_REGISTER(BM_redis_cross_slot_cancel)
 
 static void BM_redis_cross_slot_tagged_denied(sbench_state *st)
 {
-	struct sluice_limit second = gcra(1, 3600 * SEC, 1);
+	struct sluice_limit second = sbench_gcra(1, 3600 * SEC, 1);
 	run(st, false, &second);
 }
 SBENCH_REGISTER(BM_redis_cross_slot_tagged_denied)

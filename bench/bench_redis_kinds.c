@@ -37,15 +37,6 @@
 #include <hiredis/hiredis.h>
 
 
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	sluice_rate_init(&l.rate, limit, period_ns, burst);
-	return l;
-}
-
 static struct sluice_limit kind_limit(uint32_t kind, uint64_t limit, uint64_t window_ns)
 {
 	struct sluice_limit l;
@@ -94,7 +85,7 @@ static void run_admit(sbench_state *st, const struct sluice_limit *l, size_t n_l
 
 static void BM_redis_kinds_gcra2(sbench_state *st)
 {
-	struct sluice_limit l[2] = { gcra(10, SEC, 10), gcra(600, 60 * SEC, 600) };
+	struct sluice_limit l[2] = { sbench_gcra(10, SEC, 10), sbench_gcra(600, 60 * SEC, 600) };
 	run_admit(st, l, 2);
 }
 SBENCH_REGISTER(BM_redis_kinds_gcra2)
@@ -116,7 +107,7 @@ SBENCH_REGISTER(BM_redis_kinds_counter_calendar)
 
 static void BM_redis_kinds_mixed4(sbench_state *st)
 {
-	struct sluice_limit l[4] = { gcra(10, SEC, 10),
+	struct sluice_limit l[4] = { sbench_gcra(10, SEC, 10),
 				     kind_limit(SLUICE_LIMIT_SLIDING_COUNTER, 600, SLUICE_MINUTE_NS),
 				     kind_limit(SLUICE_LIMIT_CALENDAR, 10000, SLUICE_DAY_NS),
 				     kind_limit(SLUICE_LIMIT_SLIDING_LOG, 10, SEC) };
@@ -144,7 +135,7 @@ static void BM_redis_kinds_acquire_release(sbench_state *st)
 	struct sluice_redis *r = open_backend(st);
 	if (r == NULL)
 		return;
-	struct sluice_limit l[2] = { gcra(1000, SEC, 1000), kind_limit(SLUICE_LIMIT_SLOTS, 64, 30 * SEC) };
+	struct sluice_limit l[2] = { sbench_gcra(1000, SEC, 1000), kind_limit(SLUICE_LIMIT_SLOTS, 64, 30 * SEC) };
 	uint64_t t0 = sbench_redis_trips(r), i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
 		for (uint64_t j = 0; j < n; j++, i++) {

@@ -359,6 +359,15 @@ struct sluice_redis *sbench_redis_cluster_open(sbench_state *st)
 	return r;
 }
 
+struct sluice_limit sbench_gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	l.kind = SLUICE_LIMIT_GCRA;
+	sluice_rate_init(&l.rate, limit, period_ns, burst);
+	return l;
+}
+
 static struct sluice_redis_stats stats_of(struct sluice_redis *r)
 {
 	struct sluice_redis_stats s;

@@ -17,6 +17,7 @@
 const char *sbench_redis_server(int *port);
 
 struct sluice_redis;
+struct sluice_limit;
 typedef struct sbench_state sbench_state;
 
 /* A backend handle (1 s timeout) on the run's server; NULL after
@@ -45,6 +46,10 @@ long sbench_redis_cluster_keyslot(const char *key);
  * timeout) on the run's cluster; NULL after sbench_error() if there is
  * none. */
 struct sluice_redis *sbench_redis_cluster_open(sbench_state *st);
+
+/* A GCRA limit of `limit` per period_ns with bursts of `burst` (the limit
+ * builder every Redis benchmark uses; rate errors are not checked). */
+struct sluice_limit sbench_gcra(uint64_t limit, uint64_t period_ns, uint64_t burst);
 
 /* The handle's round trips so far. */
 uint64_t sbench_redis_trips(struct sluice_redis *r);

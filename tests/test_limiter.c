@@ -16,20 +16,9 @@
 #include <xxhash.h>
 
 #include "limiter_internal.h"
+#include "limit_util.h"
 
-#define SEC 1000000000ull
-#define MIN (60 * SEC)
 #define DAY (86400 * SEC)
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
 
 static struct sluice_limiter_options opts_default(void)
 {

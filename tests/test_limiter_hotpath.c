@@ -16,8 +16,8 @@
 
 #include "key_internal.h"
 #include "limiter_internal.h"
+#include "limit_util.h"
 
-#define SEC 1000000000ull
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED_MEMORY 1
@@ -26,16 +26,6 @@
 #define SANITIZED_MEMORY 1
 #endif
 #endif
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
 
 static struct sluice_limiter *make(const struct sluice_limit *l, size_t n)
 {

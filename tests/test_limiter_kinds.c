@@ -15,55 +15,9 @@
 #include <urcu.h> /* rcu_read_lock for the engine's internal API below */
 
 #include "limiter_internal.h"
+#include "limit_util.h"
 
-#define SEC 1000000000ull
-#define MIN (60 * SEC)
 #define DAY (86400 * SEC)
-
-static struct sluice_limit gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_GCRA;
-	cr_assert_eq(sluice_rate_init(&l.rate, limit, period_ns, burst), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit sliding_log(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_LOG;
-	cr_assert_eq(sluice_window_log_config_init(&l.log, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit sliding_counter(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
-	cr_assert_eq(sluice_window_counter_config_init(&l.counter, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit calendar(uint64_t limit, uint64_t window_ns)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_CALENDAR;
-	cr_assert_eq(sluice_calendar_config_init(&l.calendar, limit, window_ns), SLUICE_OK);
-	return l;
-}
-
-static struct sluice_limit slots(uint64_t n)
-{
-	struct sluice_limit l;
-	memset(&l, 0, sizeof l);
-	l.kind = SLUICE_LIMIT_SLOTS;
-	cr_assert_eq(sluice_slots_config_init(&l.slots, n, 0, SEC), SLUICE_OK);
-	return l;
-}
 
 static struct sluice_limiter *make(const struct sluice_limit *l, size_t n)
 {
@@ -93,19 +47,19 @@ static uint64_t bytes_of(struct sluice_limiter *lim)
 Test(limiter_kinds, create_validates_every_kind)
 {
 	struct sluice_limiter *lim = NULL;
-	struct sluice_limit l = sliding_log(10, SEC);
+	struct sluice_limit l = slog(10, SEC);
 	l.log.capacity = 3; /* not what config_init made */
 	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
-	l = sliding_counter(10, SEC);
+	l = counter(10, SEC);
 	l.counter.div_magic ^= 1;
 	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
 	l = calendar(10, DAY);
 	l.params_[15] = 1;
 	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
-	l = slots(4);
+	l = slots_retry(4, 0, SEC);
 	l.slots.retry_after_ns = 0; /* config_init never leaves 0 */
 	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
-	struct sluice_limit two[2] = { slots(2), slots(3) };
+	struct sluice_limit two[2] = { slots_retry(2, 0, SEC), slots_retry(3, 0, SEC) };
 	cr_assert_eq(sluice_limiter_create(&lim, two, 2, NULL), SLUICE_EINVAL, "one SLOTS limit at most");
 	l.kind = 0x7fffffffu; /* the internal commit kind is not a user kind */
 	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, NULL), SLUICE_EINVAL);
@@ -157,7 +111,7 @@ Test(limiter_kinds, a_config_copied_with_garbage_in_its_padding_is_accepted)
 
 Test(limiter_kinds, each_window_kind_alone_decides_as_its_cell)
 {
-	struct sluice_limit l[3] = { sliding_log(7, 10 * SEC), sliding_counter(7, 10 * SEC),
+	struct sluice_limit l[3] = { slog(7, 10 * SEC), counter(7, 10 * SEC),
 				     calendar(7, MIN) };
 	for (int k = 0; k < 3; k++) {
 		struct sluice_limiter *lim = make(&l[k], 1);
@@ -165,10 +119,10 @@ Test(limiter_kinds, each_window_kind_alone_decides_as_its_cell)
 			struct sluice_window_log log;
 			uint64_t raw[2 + 16];
 		} cell;
-		struct sluice_window_counter counter;
+		struct sluice_window_counter wc;
 		struct sluice_calendar cal;
 		sluice_window_log_init(&cell.log, &l[0].log);
-		sluice_window_counter_init(&counter);
+		sluice_window_counter_init(&wc);
 		sluice_calendar_init(&cal);
 		uint64_t t = DAY, x = 88172645463325252ull;
 		for (int i = 0; i < 3000; i++) {
@@ -178,7 +132,7 @@ Test(limiter_kinds, each_window_kind_alone_decides_as_its_cell)
 			struct sluice_decision got, want;
 			bool a = admit(lim, "key", cost, t, &got);
 			bool b = k == 0   ? sluice_window_log_admit(&cell.log, &l[0].log, t, cost, &want)
-				 : k == 1 ? sluice_window_counter_admit(&counter, &l[1].counter, t, cost, &want)
+				 : k == 1 ? sluice_window_counter_admit(&wc, &l[1].counter, t, cost, &want)
 					  : sluice_calendar_admit(&cal, &l[2].calendar, t, cost, &want);
 			cr_assert_eq(a, b, "kind %d request %d", k, i);
 			cr_assert_eq(got.remaining, want.remaining, "kind %d request %d", k, i);
@@ -238,8 +192,8 @@ static void window_vs_bucket(struct sluice_limit window)
 
 Test(limiter_kinds, denied_by_window_consumes_nothing_from_bucket_and_vice_versa)
 {
-	window_vs_bucket(sliding_log(5, MIN));
-	window_vs_bucket(sliding_counter(5, MIN));
+	window_vs_bucket(slog(5, MIN));
+	window_vs_bucket(counter(5, MIN));
 	window_vs_bucket(calendar(5, MIN));
 }
 
@@ -298,15 +252,15 @@ static void reclaim_identical(const struct sluice_limit *l, size_t n)
 
 Test(limiter_kinds, reclaim_then_recreate_is_identical_for_every_kind)
 {
-	struct sluice_limit a = sliding_log(4, 2 * SEC);
+	struct sluice_limit a = slog(4, 2 * SEC);
 	reclaim_identical(&a, 1);
-	struct sluice_limit b = sliding_counter(4, 2 * SEC);
+	struct sluice_limit b = counter(4, 2 * SEC);
 	reclaim_identical(&b, 1);
 	struct sluice_limit c = calendar(4, SEC);
 	reclaim_identical(&c, 1);
-	struct sluice_limit mix[3] = { sliding_log(6, 3 * SEC), gcra(3, SEC, 3), calendar(9, 5 * SEC) };
+	struct sluice_limit mix[3] = { slog(6, 3 * SEC), gcra(3, SEC, 3), calendar(9, 5 * SEC) };
 	reclaim_identical(mix, 3);
-	struct sluice_limit nog[2] = { sliding_counter(6, 3 * SEC), calendar(5, 2 * SEC) };
+	struct sluice_limit nog[2] = { counter(6, 3 * SEC), calendar(5, 2 * SEC) };
 	reclaim_identical(nog, 2);
 }
 
@@ -314,7 +268,7 @@ Test(limiter_kinds, reclaim_then_recreate_is_identical_for_every_kind)
 
 Test(limiter_kinds, slots_with_rate_limits_all_or_nothing_and_release)
 {
-	struct sluice_limit l[3] = { gcra(120, MIN, 120), calendar(50000, DAY), slots(20) };
+	struct sluice_limit l[3] = { gcra(120, MIN, 120), calendar(50000, DAY), slots_retry(20, 0, SEC) };
 	struct sluice_limiter *lim = make(l, 3);
 	struct sluice_decision d;
 	sluice_slot_handle h[21];
@@ -367,7 +321,7 @@ Test(limiter_kinds, slots_with_rate_limits_all_or_nothing_and_release)
 
 Test(limiter_kinds, rate_refusal_gives_the_slot_back)
 {
-	struct sluice_limit l[2] = { slots(5), gcra(3, MIN, 3) };
+	struct sluice_limit l[2] = { slots_retry(5, 0, SEC), gcra(3, MIN, 3) };
 	struct sluice_limiter *lim = make(l, 2);
 	struct sluice_decision d;
 	sluice_slot_handle h;
@@ -398,7 +352,7 @@ Test(limiter_kinds, rate_refusal_gives_the_slot_back)
 Test(limiter_kinds, sweep_reaps_expired_leases_and_reclaims_the_entry)
 {
 	for (int with_rate = 0; with_rate < 2; with_rate++) {
-		struct sluice_limit l[2] = { slots(3), gcra(100, SEC, 100) };
+		struct sluice_limit l[2] = { slots_retry(3, 0, SEC), gcra(100, SEC, 100) };
 		cr_assert_eq(sluice_slots_config_init(&l[0].slots, 3, MIN, SEC), SLUICE_OK);
 		struct sluice_limiter *lim = make(l, with_rate ? 2 : 1);
 		struct sluice_decision d;
@@ -433,7 +387,7 @@ Test(limiter_kinds, sweep_reaps_expired_leases_and_reclaims_the_entry)
 		sluice_limiter_destroy(lim);
 	}
 	/* Without a lease a held slot is never taken away. */
-	struct sluice_limit s = slots(3);
+	struct sluice_limit s = slots_retry(3, 0, SEC);
 	struct sluice_limiter *lim = make(&s, 1);
 	struct sluice_decision d;
 	sluice_slot_handle h;
@@ -529,7 +483,7 @@ Test(limiter_kinds, cancel_during_a_sweep_never_loses_another_admission)
 Test(limiter_kinds, peek_of_a_key_with_every_slot_held_is_an_allowed_decision)
 {
 	for (int ttl = 0; ttl < 2; ttl++) {
-		struct sluice_limit l[2] = { gcra(100, SEC, 100), slots(2) };
+		struct sluice_limit l[2] = { gcra(100, SEC, 100), slots_retry(2, 0, SEC) };
 		if (ttl)
 			cr_assert_eq(sluice_slots_config_init(&l[1].slots, 2, MIN, SEC), SLUICE_OK);
 		struct sluice_limiter *lim = make(l, 2);
@@ -595,7 +549,7 @@ Test(limiter_kinds, entry_sizes_gcra_unchanged_commit_word_only_without_gcra)
 	cr_assert_eq(bytes_of(lim), 50, "node 16 + commit 8 + calendar 8 + 2 + 16");
 	sluice_limiter_destroy(lim);
 
-	struct sluice_limit s = sliding_log(100, MIN);
+	struct sluice_limit s = slog(100, MIN);
 	lim = make(&s, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
 	cr_assert_eq(bytes_of(lim), 16 + 8 + sluice_window_log_size(&s.log) + 2 + 16);

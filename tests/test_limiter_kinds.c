@@ -375,6 +375,8 @@ Test(limiter_kinds, sweep_reaps_expired_leases_and_reclaims_the_entry)
 		/* Expired: reaped, then the entry is idle and reclaimed. */
 		cr_assert_eq(sluice_limiter_sweep(lim, t + MIN, 100, &got), SLUICE_OK);
 		cr_assert_eq(got, 1);
+		memset(&st, 0, sizeof st);
+		st.size = sizeof st;
 		cr_assert_eq(sluice_limiter_stats(lim, &st), SLUICE_OK);
 		cr_assert_eq(st.live_keys, 0);
 		cr_assert_eq(sluice_limiter_release(lim, "k", 1, h[0]), SLUICE_ENOTFOUND);

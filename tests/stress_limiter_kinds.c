@@ -15,7 +15,12 @@
  *   C  calendar 20 per 4 steps: per aligned window <= 20;
  *   D  slots 2 + GCRA 40 per step: never more than 2 in flight per key
  *        (counted up after an acquire, down before its release) and every
- *        slot back at the end.
+ *        slot back at the end;
+ *   E  as D with leases of 2 steps, and a holder that forgets one slot in 8
+ *        (never releases it): never more than 2 active holders per key (a
+ *        lease reaped before its end would let a third in), the forgotten
+ *        slots taken back by acquires and sweeps, and after a last sweep
+ *        past every lease no entry left.
  * Duration: SLUICE_STRESS_MS (default 1000).
  */
 #include <pthread.h>
@@ -39,12 +44,13 @@
 #define PER_PHASE 12
 #define MAX_PHASES 10000
 
-enum { A, B, C, D, NLIM };
+enum { A, B, C, D, E, NLIM };
 
 static struct sluice_limiter *lims[NLIM];
 static _Atomic uint32_t tally[NLIM][MAX_PHASES][KEYS];
-static _Atomic int inflight[KEYS], inflight_max[KEYS];
-static _Atomic uint64_t phase, errors, denials[NLIM];
+/* Active holders of D's and E's slots (index l - D). */
+static _Atomic int inflight[2][KEYS], inflight_max[2][KEYS];
+static _Atomic uint64_t phase, errors, denials[NLIM], forgotten;
 static _Atomic bool stop;
 static pthread_barrier_t barrier;
 
@@ -52,26 +58,70 @@ static const char *const key_names[KEYS] = { "k0", "k1", "k2", "k3" };
 
 static int init_limits(void)
 {
-	struct sluice_limit a[2], b, c, d[2];
+	struct sluice_limit a[2], b, c, d[2], e[2];
 	memset(a, 0, sizeof a);
 	memset(&b, 0, sizeof b);
 	memset(&c, 0, sizeof c);
 	memset(d, 0, sizeof d);
+	memset(e, 0, sizeof e);
 	a[0].kind = SLUICE_LIMIT_SLIDING_LOG;
 	a[1].kind = SLUICE_LIMIT_GCRA;
 	b.kind = SLUICE_LIMIT_SLIDING_COUNTER;
 	c.kind = SLUICE_LIMIT_CALENDAR;
 	d[0].kind = SLUICE_LIMIT_SLOTS;
 	d[1].kind = SLUICE_LIMIT_GCRA;
+	e[0].kind = SLUICE_LIMIT_SLOTS;
+	e[1].kind = SLUICE_LIMIT_GCRA;
 	if (sluice_window_log_config_init(&a[0].log, 20, W) || sluice_rate_init(&a[1].rate, 5, STEP, 10) ||
 	    sluice_window_counter_config_init(&b.counter, 20, W) ||
 	    sluice_calendar_config_init(&c.calendar, 20, W) ||
-	    sluice_slots_config_init(&d[0].slots, 2, 0, SEC) || sluice_rate_init(&d[1].rate, 40, STEP, 40))
+	    sluice_slots_config_init(&d[0].slots, 2, 0, SEC) || sluice_rate_init(&d[1].rate, 40, STEP, 40) ||
+	    sluice_slots_config_init(&e[0].slots, 2, 2 * STEP, SEC) || sluice_rate_init(&e[1].rate, 40, STEP, 40))
 		return -1;
 	if (sluice_limiter_create(&lims[A], a, 2, NULL) || sluice_limiter_create(&lims[B], &b, 1, NULL) ||
-	    sluice_limiter_create(&lims[C], &c, 1, NULL) || sluice_limiter_create(&lims[D], d, 2, NULL))
+	    sluice_limiter_create(&lims[C], &c, 1, NULL) || sluice_limiter_create(&lims[D], d, 2, NULL) ||
+	    sluice_limiter_create(&lims[E], e, 2, NULL))
 		return -1;
 	return 0;
+}
+
+/* A worker's slots of limiter D or E. */
+struct holds {
+	sluice_slot_handle h[3];
+	int key[3], n;
+};
+
+/* Give back the last held slot: released, or (forget) abandoned to its
+ * lease. Either way its holder is no longer active. */
+static void drop_one(int l, struct holds *hs, bool forget)
+{
+	int k = hs->key[--hs->n];
+	/* relaxed: counters; down before the release. */
+	atomic_fetch_sub_explicit(&inflight[l - D][k], 1, memory_order_relaxed); /* relaxed: why above */
+	if (forget)
+		atomic_fetch_add_explicit(&forgotten, 1, memory_order_relaxed); /* relaxed: counter */
+	else if (sluice_limiter_release(lims[l], key_names[k], 2, hs->h[hs->n]) != SLUICE_OK)
+		atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: counter */
+}
+
+static void take_one(int l, struct holds *hs, int k, uint64_t now)
+{
+	struct sluice_decision dec;
+	sluice_slot_handle h;
+	if (sluice_limiter_acquire(lims[l], key_names[k], 2, 1, now, &dec, &h) != SLUICE_OK) {
+		atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: counter */
+	} else if (dec.allowed) {
+		_Atomic int *in = &inflight[l - D][k], *max = &inflight_max[l - D][k];
+		int n = atomic_fetch_add_explicit(in, 1, memory_order_relaxed) + 1; /* relaxed: counter */
+		int m = atomic_load_explicit(max, memory_order_relaxed); /* relaxed: a max */
+		while (n > m && !atomic_compare_exchange_weak_explicit(max, &m, n, /* relaxed: a max */
+								       memory_order_relaxed, memory_order_relaxed))
+			;
+		hs->h[hs->n] = h;
+		hs->key[hs->n++] = k;
+	} else {
+		atomic_fetch_add_explicit(&denials[l], 1, memory_order_relaxed); /* relaxed: counter */
+	}
 }
 
 static void *worker_main(void *arg)
@@ -80,8 +130,7 @@ static void *worker_main(void *arg)
 	/* Up to 3 held, one more than a key's 2 slots: even a thread running
 	 * alone (a loaded machine serializes the workers) meets denials when
 	 * its random keys repeat. */
-	sluice_slot_handle held[3];
-	int held_key[3], nheld = 0;
+	struct holds held[2] = { { .n = 0 }, { .n = 0 } }; /* D's, E's */
 
 	for (;;) {
 		/* relaxed: the barrier orders the phase's store before us. */
@@ -101,35 +150,20 @@ static void *worker_main(void *arg)
 				else
 					atomic_fetch_add_explicit(&denials[l], 1, memory_order_relaxed); /* relaxed: counter */
 			}
-			if (nheld == 3 || (nheld > 0 && (x >> 40) % 4 == 0)) {
-				nheld--;
-				/* relaxed: counters; down before the release. */
-				atomic_fetch_sub_explicit(&inflight[held_key[nheld]], 1, memory_order_relaxed); /* relaxed: why above */
-				if (sluice_limiter_release(lims[D], key_names[held_key[nheld]], 2, held[nheld]) != SLUICE_OK)
-					atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: counter */
-			}
-			sluice_slot_handle h;
-			if (sluice_limiter_acquire(lims[D], key_names[k], 2, 1, now, &dec, &h) != SLUICE_OK) {
-				atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: counter */
-			} else if (dec.allowed) {
-				int n = atomic_fetch_add_explicit(&inflight[k], 1, memory_order_relaxed) + 1; /* relaxed: counter */
-				int m = atomic_load_explicit(&inflight_max[k], memory_order_relaxed); /* relaxed: a max */
-				while (n > m && !atomic_compare_exchange_weak_explicit(&inflight_max[k], &m, n, /* relaxed: a max */
-										       memory_order_relaxed,
-										       memory_order_relaxed))
-					;
-				held[nheld] = h;
-				held_key[nheld++] = k;
-			} else {
-				atomic_fetch_add_explicit(&denials[D], 1, memory_order_relaxed); /* relaxed: counter */
+			for (int l = D; l <= E; l++) {
+				struct holds *hs = &held[l - D];
+				if (hs->n == 3 || (hs->n > 0 && (x >> 40) % 4 == 0))
+					drop_one(l, hs, false);
+				take_one(l, hs, k, now);
 			}
 		}
-		while (nheld > 0) {
-			nheld--;
-			atomic_fetch_sub_explicit(&inflight[held_key[nheld]], 1, memory_order_relaxed); /* relaxed: counter */
-			if (sluice_limiter_release(lims[D], key_names[held_key[nheld]], 2, held[nheld]) != SLUICE_OK)
-				atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: counter */
-		}
+		/* Every active holder lets go before the phase ends, well
+		 * within its lease; E's forget one slot in 8. */
+		for (int l = D; l <= E; l++)
+			while (held[l - D].n > 0) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				drop_one(l, &held[l - D], l == E && (x >> 29) % 8 == 0);
+			}
 		if (pthread_barrier_wait(&barrier) == PTHREAD_BARRIER_SERIAL_THREAD) {
 			static struct timespec start;
 			static bool started;
@@ -216,8 +250,9 @@ int main(void)
 			for (uint64_t b = a; b < phases && b < a + 64; b++)
 				if (sum(A, a, b, k) > 10 + 5 * (b - a))
 					bad[A]++;
-		if (LOAD(&inflight_max[k]) > 2 || LOAD(&inflight[k]) != 0)
-			bad[D]++;
+		for (int l = D; l <= E; l++)
+			if (LOAD(&inflight_max[l - D][k]) > 2 || LOAD(&inflight[l - D][k]) != 0)
+				bad[l]++;
 		struct sluice_decision d;
 		/* Every slot back: a peek sees 2 free (the bucket, full again
 		 * a phase later, has 40). */
@@ -225,7 +260,19 @@ int main(void)
 		    d.remaining != 2)
 			bad[D]++;
 	}
-	const char *names[NLIM] = { "sliding log + gcra", "sliding counter", "calendar", "slots + gcra" };
+	/* E: past every lease, a sweep takes the forgotten slots back and
+	 * reclaims every entry. */
+	struct sluice_limiter_stats st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	if (LOAD(&forgotten) == 0 ||
+	    sluice_limiter_sweep(lims[E], T0 + (phases + 4) * STEP, 1000, NULL) != SLUICE_OK ||
+	    sluice_limiter_stats(lims[E], &st) != SLUICE_OK || st.live_keys != 0)
+		bad[E]++;
+	printf("E: %llu slots forgotten, %llu keys live after the last sweep\n",
+	       (unsigned long long)LOAD(&forgotten), (unsigned long long)st.live_keys);
+	const char *names[NLIM] = { "sliding log + gcra", "sliding counter", "calendar", "slots + gcra",
+				    "slots with leases + gcra" };
 	for (int l = 0; l < NLIM; l++) {
 		bool exercised = LOAD(&denials[l]) > 0;
 		if (bad[l] != 0 || !exercised) {

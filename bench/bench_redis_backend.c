@@ -76,21 +76,12 @@ static void report(sbench_state *st, const struct sluice_redis_stats *s0,
 
 static void BM_redis_backend_direct(sbench_state *st)
 {
-	const char *why = server_ensure();
-	if (why != NULL) {
-		sbench_error(st, why);
+	struct sluice_redis *r = sbench_redis_open(st);
+	if (r == NULL)
 		return;
-	}
 	keys_init();
-	struct sluice_redis_options o = ropts();
-	struct sluice_redis *r = NULL;
-	if (sluice_redis_create(&r, &o) != SLUICE_OK) {
-		sbench_error(st, "sluice_redis_create failed");
-		return;
-	}
 	struct sluice_limit l[2] = { sbench_gcra(10, SEC, 10), sbench_gcra(600, 60 * SEC, 600) };
-	struct sluice_redis_stats s0 = { .size = sizeof s0 }, s1 = { .size = sizeof s1 };
-	sluice_redis_stats(r, &s0);
+	uint64_t trips0 = sbench_redis_trips(r);
 	uint64_t i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;)
 		for (uint64_t j = 0; j < n; j++, i++) {
@@ -99,9 +90,7 @@ static void BM_redis_backend_direct(sbench_state *st)
 			sluice_redis_admit(r, k, strlen(k), l, 2, 1, 0, &d);
 			sbench_keep(d.allowed);
 		}
-	sluice_redis_stats(r, &s1);
-	report(st, &s0, &s1, i);
-	sluice_redis_destroy(r);
+	sbench_redis_finish(st, r, trips0, i);
 }
 SBENCH_REGISTER(BM_redis_backend_direct)
 {
@@ -181,21 +170,12 @@ SBENCH_REGISTER(BM_redis_backend_limiter_pool)
 
 static void BM_redis_backend_direct_scopes2(sbench_state *st)
 {
-	const char *why = server_ensure();
-	if (why != NULL) {
-		sbench_error(st, why);
+	struct sluice_redis *r = sbench_redis_open(st);
+	if (r == NULL)
 		return;
-	}
 	keys_init();
-	struct sluice_redis_options o = ropts();
-	struct sluice_redis *r = NULL;
-	if (sluice_redis_create(&r, &o) != SLUICE_OK) {
-		sbench_error(st, "sluice_redis_create failed");
-		return;
-	}
 	struct sluice_limit tok = sbench_gcra(120, 60 * SEC, 120), ws = sbench_gcra(300, 60 * SEC, 300);
-	struct sluice_redis_stats s0 = { .size = sizeof s0 }, s1 = { .size = sizeof s1 };
-	sluice_redis_stats(r, &s0);
+	uint64_t trips0 = sbench_redis_trips(r);
 	uint64_t i = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;)
 		for (uint64_t j = 0; j < n; j++, i++) {
@@ -209,9 +189,7 @@ static void BM_redis_backend_direct_scopes2(sbench_state *st)
 			sluice_redis_admit_scopes(r, sc, 2, 1, 0, &d);
 			sbench_keep(d.allowed);
 		}
-	sluice_redis_stats(r, &s1);
-	report(st, &s0, &s1, i);
-	sluice_redis_destroy(r);
+	sbench_redis_finish(st, r, trips0, i);
 }
 SBENCH_REGISTER(BM_redis_backend_direct_scopes2)
 {

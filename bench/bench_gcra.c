@@ -25,7 +25,7 @@
 #include <sluice.h>
 
 #include "shim.h"
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 #define BENCH_NOW (UINT64_C(1) << 40) /* any fixed time */
 
@@ -167,7 +167,7 @@ struct mutex_bucket {
 	uint64_t tat_ns;
 };
 
-/* The GCRA decision of src/gcra.c, verbatim arithmetic (including the
+/* The GCRA decision of src/cells/gcra.c, verbatim arithmetic (including the
  * multiply-shift for `remaining`), with a mutex instead of a CAS. noinline:
  * like the library call it is compared with, it is a call, and its decision
  * stores cannot be dropped as dead. */

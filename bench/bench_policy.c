@@ -1,7 +1,7 @@
 /*
  * bench_policy.c - route matching: the precompiled trie of
  * sluice_policy_match() against the reference linear scan
- * (src/route_naive_internal.h: rules sorted by specificity, compared one by
+ * (tests/route_naive.h: rules sorted by specificity, compared one by
  * one with a strcmp-like segment compare), on seed 004's endpoint table,
  * seed 000's routes and a synthetic table of 256 rules.
  *
@@ -15,7 +15,7 @@
 
 #include <sluice/policy.h>
 
-#include "route_naive_internal.h"
+#include "route_naive.h"
 #include "shim.h"
 
 struct request {

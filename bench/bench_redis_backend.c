@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "redis_backend_internal.h"
+#include "redis/redis_backend_internal.h"
 #include "redis_server.h"
 #include "shim.h"
 

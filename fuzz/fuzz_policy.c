@@ -9,7 +9,7 @@
  *      again into an equal policy (sluice_policy_equal) and prints to the
  *      same bytes.
  *   3. The trie matcher agrees with the reference linear matcher
- *      (src/route_naive_internal.h) on paths built from every rule's
+ *      (tests/route_naive.h) on paths built from every rule's
  *      pattern and on paths cut from the input itself.
  */
 #include <stdio.h>
@@ -19,7 +19,7 @@
 #include <sluice/policy.h>
 
 #include "fuzz.h"
-#include "route_naive_internal.h"
+#include "route_naive.h"
 
 #define CHECK(cond)                                                                     \
 	do {                                                                            \

@@ -1,5 +1,5 @@
 /*
- * fuzz_redis.c - the Redis backend's reply handling (src/redis.c): the fuzz
+ * fuzz_redis.c - the Redis backend's reply handling (src/redis/redis.c): the fuzz
  * input plays the Redis server.
  *
  * Harness: a fake server, a thread serving a loopback listener. Every

@@ -17,7 +17,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis_backend_internal.h"
+#include "redis/redis_backend_internal.h"
 
 #define MS 1000000ull
 

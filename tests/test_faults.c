@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "limiter_internal.h"
+#include "limiter/limiter_internal.h"
 
 #define SEC 1000000000ull
 #define HOUR (3600 * SEC)

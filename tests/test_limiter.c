@@ -15,7 +15,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "limiter_internal.h"
+#include "limiter/limiter_internal.h"
 #include "limit_util.h"
 
 #define DAY (86400 * SEC)

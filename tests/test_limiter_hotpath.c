@@ -1,8 +1,8 @@
 /*
  * test_limiter_hotpath.c - the keyed limiter's tuned hot path
  * (docs/limiter.md, "Hot path"): the inline key compare
- * (src/key_internal.h) and the single-pass one-limit GCRA admission
- * (decide_gcra1 in src/limiter.c), each against a reference: memcmp() for the
+ * (src/limiter/key_internal.h) and the single-pass one-limit GCRA admission
+ * (decide_gcra1 in src/limiter/limiter.c), each against a reference: memcmp() for the
  * compare, a standalone GCRA cell for the decisions.
  */
 #include <criterion/criterion.h>
@@ -14,8 +14,8 @@
 
 #include <urcu.h>
 
-#include "key_internal.h"
-#include "limiter_internal.h"
+#include "limiter/key_internal.h"
+#include "limiter/limiter_internal.h"
 #include "limit_util.h"
 
 

@@ -14,7 +14,7 @@
 
 #include <urcu.h> /* rcu_read_lock for the engine's internal API below */
 
-#include "limiter_internal.h"
+#include "limiter/limiter_internal.h"
 #include "limit_util.h"
 
 #define DAY (86400 * SEC)

@@ -16,7 +16,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis_backend_internal.h"
+#include "redis/redis_backend_internal.h"
 
 #include "redis_server.h"
 #include "redis_test_util.h"

@@ -4,7 +4,7 @@
  * differential check against the reference linear matcher.
  */
 #include "policy_test_util.h"
-#include "route_naive_internal.h"
+#include "route_naive.h"
 
 #define HEAD "policy \"r\"\nscope ip\n"
 #define TAIL "limit l per ip rate 1/1s\n"

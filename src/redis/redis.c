@@ -67,7 +67,7 @@
  */
 #include <sluice/redis.h>
 
-#include "redis_rank_internal.h"
+#include "redis/redis_rank_internal.h"
 
 #ifndef SLUICE_WITH_REDIS
 
@@ -149,8 +149,8 @@ void sluice__redis_set_tie_rank(struct sluice_redis *r, const uint32_t *rank, si
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "limit_kind_internal.h"
-#include "util_internal.h"
+#include "limiter/limit_kind_internal.h"
+#include "common/util_internal.h"
 
 /*
  * The script. KEYS: one hash per scope. ARGV[1]: now in ns ("" = the

@@ -53,12 +53,12 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "gcra_internal.h"
-#include "key_internal.h"
-#include "limit_kind_internal.h"
-#include "limiter_internal.h"
-#include "redis_backend_internal.h"
-#include "util_internal.h"
+#include "cells/gcra_internal.h"
+#include "limiter/key_internal.h"
+#include "limiter/limit_kind_internal.h"
+#include "limiter/limiter_internal.h"
+#include "redis/redis_backend_internal.h"
+#include "common/util_internal.h"
 
 /* ---- TSan: liburcu is not instrumented (docs/limiter.md, "TSan") ---- */
 #if defined(__SANITIZE_THREAD__)

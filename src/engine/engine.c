@@ -39,9 +39,9 @@
 
 #include <urcu.h>
 
-#include "limiter_internal.h"
-#include "redis_backend_internal.h"
-#include "util_internal.h"
+#include "limiter/limiter_internal.h"
+#include "redis/redis_backend_internal.h"
+#include "common/util_internal.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define ENGINE_TSAN 1

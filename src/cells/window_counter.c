@@ -45,8 +45,8 @@
 
 #include <stdatomic.h>
 
-#include "divide_internal.h"
-#include "util_internal.h"
+#include "common/divide_internal.h"
+#include "common/util_internal.h"
 
 #define COUNT_MASK ((UINT64_C(1) << SLUICE_WINDOW_COUNTER_COUNT_BITS) - 1)
 #define INDEX_MASK ((UINT64_C(1) << SLUICE_WINDOW_COUNTER_INDEX_BITS) - 1)

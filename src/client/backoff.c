@@ -18,7 +18,7 @@
  */
 #include <sluice/client.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 uint64_t sluice_rng_next(struct sluice_rng *rng)
 {

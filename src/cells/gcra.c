@@ -47,8 +47,8 @@
 
 #include <stdatomic.h>
 
-#include "gcra_internal.h"
-#include "util_internal.h"
+#include "cells/gcra_internal.h"
+#include "common/util_internal.h"
 
 /* The admission itself - the CAS loop above, the decision it fills and the
  * division by the reciprocal below (sluice__gcra_div_interval()) - is

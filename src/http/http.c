@@ -16,7 +16,7 @@
 
 #include <string.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 #define NS_PER_MS 1000000ull
 

@@ -18,12 +18,12 @@
  * kind, the backend validates them (a peek at create finds a kind it does
  * not evaluate before the limiter is handed out).
  */
-#include "redis_backend_internal.h"
+#include "redis/redis_backend_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "limit_kind_internal.h"
+#include "limiter/limit_kind_internal.h"
 
 /* Requests per pipelined round trip of admit_batch (stack scratch). */
 #define BATCH_CHUNK 128

@@ -7,7 +7,7 @@
 
 #include <sluice/limiter.h>
 
-#include "limit_kind_internal.h"
+#include "limiter/limit_kind_internal.h"
 
 /* The keyed hash the table uses for `key`. */
 uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key, size_t key_len);

@@ -23,7 +23,7 @@
 
 #include <stdatomic.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 #define SLUICE__GCRA_TOMB UINT64_MAX
 #define SLUICE__GCRA_TOMB_UNLINKED (UINT64_MAX - 1)

@@ -29,8 +29,8 @@
 
 #include <sluice/gcra.h>
 
-#include "policy_internal.h"
-#include "util_internal.h"
+#include "policy/policy_internal.h"
+#include "common/util_internal.h"
 
 #define MAX_WORDS 24
 #define NAME_CAP (SLUICE_POLICY_MAX_NAME + 1)

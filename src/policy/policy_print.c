@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "policy_internal.h"
+#include "policy/policy_internal.h"
 
 struct out {
 	char *buf;

@@ -24,7 +24,7 @@
 
 #include <string.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 #define NS_PER_MS 1000000ull
 #define MAX_NODES 512

@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 static inline void sluice__divider_init(uint64_t d, uint64_t *magic, uint8_t *shift1, uint8_t *shift2)
 {

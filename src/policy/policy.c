@@ -26,8 +26,8 @@
  */
 #include <string.h>
 
-#include "policy_internal.h"
-#include "util_internal.h"
+#include "policy/policy_internal.h"
+#include "common/util_internal.h"
 
 void sluice_policy_destroy(struct sluice_policy *policy)
 {

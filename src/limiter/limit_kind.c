@@ -19,8 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "gcra_internal.h"
-#include "limit_kind_internal.h"
+#include "cells/gcra_internal.h"
+#include "limiter/limit_kind_internal.h"
 
 _Static_assert(sizeof(struct sluice_gcra_receipt) <= sizeof(struct sluice__receipt),
 	       "a GCRA receipt fits in the generic one");

@@ -48,7 +48,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 enum { FREE = 0, CLAIMING = 1, HELD = 2 };
 

@@ -39,15 +39,15 @@
  * reload never waits for a request in flight, and a request in flight
  * finishes on the policy it started with.
  */
-#include "redis_backend_internal.h"
-#include "redis_rank_internal.h"
+#include "redis/redis_backend_internal.h"
+#include "redis/redis_rank_internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 #define KEY_MAX SLUICE_LIMITER_MAX_KEY
 /* Key segment of a binding: ":L=<name>:T=<tier>:N=<k>,<count>,<period>,

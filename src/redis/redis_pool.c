@@ -27,7 +27,7 @@
  * stats can sum them without taking anything: relaxed stores and loads (the
  * values are statistics; no other memory is published through them).
  */
-#include "redis_backend_internal.h"
+#include "redis/redis_backend_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -36,8 +36,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "limit_kind_internal.h"
-#include "util_internal.h"
+#include "limiter/limit_kind_internal.h"
+#include "common/util_internal.h"
 
 struct conn {
 	_Alignas(SLUICE_CACHELINE) struct sluice_redis *r;

@@ -1,5 +1,5 @@
 /*
- * route_naive_internal.h - a reference route matcher, written independently
+ * route_naive.h - a reference route matcher, written independently
  * of the trie in policy.c: every rule is kept as a list of segments, the
  * rules are sorted once by specificity, and a request is compared with each
  * rule in turn, segment by segment (a strcmp-like compare), until one fits.
@@ -8,8 +8,8 @@
  * sluice_policy_match) and by bench/bench_policy.c as the baseline. Not part
  * of the library: header-only, built into those programs.
  */
-#ifndef SLUICE_ROUTE_NAIVE_INTERNAL_H
-#define SLUICE_ROUTE_NAIVE_INTERNAL_H
+#ifndef SLUICE_TEST_ROUTE_NAIVE_H
+#define SLUICE_TEST_ROUTE_NAIVE_H
 
 #include <string.h>
 
@@ -138,4 +138,4 @@ static inline int naive_match(const struct naive_table *t, const char *method, s
 	return (int)SLUICE_POLICY_DEFAULT_CLASS;
 }
 
-#endif /* SLUICE_ROUTE_NAIVE_INTERNAL_H */
+#endif /* SLUICE_TEST_ROUTE_NAIVE_H */

@@ -68,8 +68,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "spin_internal.h"
-#include "util_internal.h"
+#include "common/spin_internal.h"
+#include "common/util_internal.h"
 
 _Static_assert(sizeof(struct sluice_window_log) == 16, "log header is two words");
 _Static_assert(_Alignof(struct sluice_window_log) == 8, "ring follows the header unpadded");

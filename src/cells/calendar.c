@@ -30,8 +30,8 @@
 
 #include <stdatomic.h>
 
-#include "divide_internal.h"
-#include "util_internal.h"
+#include "common/divide_internal.h"
+#include "common/util_internal.h"
 
 #define COUNT_MASK UINT64_C(0xffffffff)
 #define BACKWARDS (UINT64_C(1) << 31)

@@ -33,7 +33,7 @@
 
 #include <string.h>
 
-#include "util_internal.h"
+#include "common/util_internal.h"
 
 struct parser {
 	const char *in;

@@ -1,8 +1,9 @@
 /*
  * test_sf.c - the RFC 9651 parser and serializer (include/sluice/sf.h)
  * against the official httpwg structured-field-tests vectors, read at run
- * time from SLUICE_SHARED_DIR/vectors/structured-field-tests, plus edge
- * cases of the API (truncation, offsets, duplicate keys, decoding).
+ * time from tests/vectors/structured-field-tests (vendored, with their
+ * LICENSE.md and SOURCE, which names the upstream commit), plus edge cases
+ * of the API (truncation, offsets, duplicate keys, decoding).
  *
  * Vector rules: a must_fail case must fail; any other case must parse to the
  * expected value (types and values compared) and serialize to its canonical
@@ -17,30 +18,12 @@
 #include "json_mini.h"
 
 /*
- * The vectors directory: $SLUICE_SHARED_DIR if set, else the build's
- * SLUICE_SHARED_DIR (<repo>/../shared), else <repo>/../../shared (a git
- * worktree one level below the main checkout). A missing directory fails
- * the tests: they never pass vacuously.
+ * The vectors directory, inside the source tree. A missing directory fails
+ * the tests (every file is opened and counted): they never pass vacuously.
  */
 static const char *vectors_dir(void)
 {
-	static char dir[1024];
-	const char *env = getenv("SLUICE_SHARED_DIR");
-	const char *candidates[] = {env, SLUICE_SHARED_DIR, SLUICE_SOURCE_DIR "/../../shared"};
-
-	for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
-		if (candidates[i] == NULL)
-			continue;
-		snprintf(dir, sizeof(dir), "%s/vectors/structured-field-tests/", candidates[i]);
-		char probe[1100 + 16];
-		snprintf(probe, sizeof(probe), "%sREADME.md", dir);
-		FILE *f = fopen(probe, "r");
-		if (f != NULL) {
-			fclose(f);
-			return dir;
-		}
-	}
-	return SLUICE_SHARED_DIR "/vectors/structured-field-tests/";
+	return SLUICE_SOURCE_DIR "/tests/vectors/structured-field-tests/";
 }
 
 struct tally {

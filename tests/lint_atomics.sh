@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every atomic operation in src/ and include/ carries, on its own line, a
-# comment naming its memory order and why it suffices (STYLE.md, "Atomics").
+# comment naming its memory order and why it suffices (docs/conventions.md, "Atomics").
 # Multi-line calls count by the line holding the call. Prints the offenders.
 root=${1:-$(dirname "$0")/..}
 bad=$(grep -rnE 'atomic_(load|store|exchange|compare_exchange_(weak|strong)|fetch_[a-z]+|thread_fence|signal_fence)(_explicit)?\(' \

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The layering lint (STYLE.md, "Layering"; docs/design.md, "Layers"): every
+# The layering lint (docs/conventions.md, "Layering"; docs/design.md, "Layers"): every
 # #include in src/ and include/sluice/ must point to the file's own layer or
 # to a layer it uses, as src/layers.txt declares; programs (src/server/) use
 # public headers only; no folder of src/ is missing from the table; and the

@@ -94,7 +94,7 @@ void sluice__redis_cache_learn(struct sluice_redis *r, const struct sluice__redi
  * cell itself at calendar time t + offset_ns while t is before the end of
  * its window (within it the server's count only grows). */
 bool sluice__redis_cache_try_deny(struct sluice_redis *r, const struct prepared *p, uint64_t t,
-				  struct sluice_decision *out)
+				  uint64_t batch, struct sluice_decision *out)
 {
 	uint64_t cost = p->req->cost;
 
@@ -102,8 +102,8 @@ bool sluice__redis_cache_try_deny(struct sluice_redis *r, const struct prepared 
 		return false; /* sliding and slot kinds: not cached (docs/redis.md) */
 	for (size_t j = 0; j < p->nlimits; j++) {
 		const struct deny_slot *s = cache_find(r, p->tag[j]);
-		if (s == NULL)
-			return false;
+		if (s == NULL || s->held_batch == batch)
+			return false; /* unknown, or changed by the batch before p */
 		if (p->limit[j]->kind == SLUICE_LIMIT_CALENDAR) {
 			const struct sluice_calendar_config *cfg = &p->limit[j]->calendar;
 			/* cost > limit: NEVER, the server's answer. A window
@@ -138,6 +138,30 @@ bool sluice__redis_cache_try_deny(struct sluice_redis *r, const struct prepared 
 		}
 	}
 	return false;
+}
+
+/*
+ * A batch (one sluice__redis_admit_prepared() call) is judged as its
+ * requests one by one: every request the cache does not deny is sent, and
+ * the server runs the pipeline in order, so a later request of the batch
+ * on one of its limits meets the state that request left, which the cache
+ * has not seen yet. Such a request must not be denied from the entry as
+ * it was before the batch (its remaining, reset and retry-after would miss
+ * the admission; GCRA 1/s burst 10 after 5 admitted: a batch of 5 then 6
+ * must deny the 6 with retry-after 6 s, not 1 s). So the entries of a sent
+ * request are held for the rest of the batch (held_batch) and a held entry
+ * answers nothing; it is written again from the replies. A request the
+ * cache denies writes nothing on the server and holds nothing: a later
+ * request of the batch may still be denied locally. Peeks write nothing
+ * either and hold nothing.
+ */
+void sluice__redis_cache_hold(struct sluice_redis *r, const struct prepared *p, uint64_t batch)
+{
+	for (size_t j = 0; j < p->nlimits; j++) {
+		struct deny_slot *s = cache_find(r, p->tag[j]);
+		if (s != NULL)
+			s->held_batch = batch;
+	}
 }
 
 #endif /* SLUICE_WITH_REDIS */

@@ -291,11 +291,17 @@ int sluice__redis_admit_prepared(struct sluice_redis *r, struct prepared *ps, si
 	}
 	if (r->cache != NULL) {
 		uint64_t t = sluice__redis_cache_now(r, now_ns);
+		uint64_t batch = ++r->cache_batch;
 		for (size_t i = 0; i < n; i++) {
-			if (!ps[i].done && ps[i].req->cost > 0 && sluice__redis_cache_try_deny(r,
-											       &ps[i], t, &out[i])) {
+			if (ps[i].done || ps[i].req->cost == 0)
+				continue;
+			if (sluice__redis_cache_try_deny(r, &ps[i], t, batch, &out[i])) {
 				ps[i].done = true;
 				sluice__redis_count(r, &ps[i], &out[i]);
+			} else if (i + 1 < n) {
+				/* Sent: later requests of the batch on its limits
+				 * meet what it leaves (redis_cache.c, the hold). */
+				sluice__redis_cache_hold(r, &ps[i], batch);
 			}
 		}
 	}

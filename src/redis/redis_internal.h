@@ -59,12 +59,15 @@ enum { ST_OK = 0, ST_RATE = 1, ST_NEVER = 2 };
  * window, and offset_ns the calendar's time minus the cache clock at the
  * moment the state was read (the server's TIME less our send time; 0 with
  * the caller's clock), so t + offset_ns is an estimate of the calendar's
- * time that is never early (docs/redis.md, "Deny cache"). */
+ * time that is never early (docs/redis.md, "Deny cache"). held_batch: the
+ * batch (r->cache_batch) in which a request on this limit was sent: later
+ * requests of that batch are not judged on it. */
 struct deny_slot {
 	uint64_t tag; /* 0: empty */
 	uint64_t until_ns;
 	uint64_t word;
 	uint64_t offset_ns;
+	uint64_t held_batch;
 };
 
 /* A request, validated and flattened. Limits are in the order they are
@@ -154,6 +157,7 @@ struct sluice_redis {
 	struct deny_slot *cache;
 	uint64_t cache_mask;
 	uint64_t cache_seed;
+	uint64_t cache_batch; /* counts sluice__redis_admit_prepared() calls */
 	/* Scratch for one call's arguments: no allocation per call. */
 	char *buf;
 	size_t buf_cap;
@@ -296,9 +300,13 @@ bool sluice__redis_governs_over(const struct sluice_redis *r, const struct prepa
 uint64_t sluice__redis_cache_now(const struct sluice_redis *r, uint64_t now_ns);
 /* Write what an answer taught (no-op without a cache). */
 void sluice__redis_cache_learn(struct sluice_redis *r, const struct sluice__redis_learnt *learnt);
-/* Deny p locally at cache time t if its cached states provably deny. */
+/* Deny p, a request of batch `batch`, locally at cache time t if its
+ * cached states provably deny and none is held by the batch. */
 bool sluice__redis_cache_try_deny(struct sluice_redis *r, const struct prepared *p, uint64_t t,
-				  struct sluice_decision *out);
+				  uint64_t batch, struct sluice_decision *out);
+/* p, a request of batch `batch`, goes to the server: hold its limits'
+ * entries for the rest of the batch. */
+void sluice__redis_cache_hold(struct sluice_redis *r, const struct prepared *p, uint64_t batch);
 
 /* ---- the local lease (redis_lease.c) ---- */
 

@@ -342,8 +342,8 @@ int sluice_redis_create(struct sluice_redis **out, const struct sluice_redis_opt
 
 	struct sluice__sigpipe_guard guard;
 	sluice__redis_sigpipe_block(&guard);
-	(void)sluice__redis_ensure_connected(r, &r->nodes[0], sluice__add_sat(sluice_monotonic_ns(),
-									      r->timeout_ns));
+	uint64_t deadline = sluice__add_sat(sluice_monotonic_ns(), r->timeout_ns);
+	(void)sluice__redis_ensure_connected(r, &r->nodes[0], deadline);
 	sluice__redis_sigpipe_restore(&guard);
 	*out = r;
 	return SLUICE_OK;

@@ -188,8 +188,7 @@ int sluice__redis_build_args(struct sluice_redis *r, const struct prepared *p, u
 			case SLUICE_LIMIT_GCRA: {
 				const struct sluice_rate *rate = &l->rate;
 				ARG("g", 1);
-				ARG(w, sluice__redis_field_name(w, 0, i, rate->interval_ns,
-								rate->tolerance_ns));
+				ARG(w, sluice__redis_field_name(w, 0, i, rate->interval_ns, rate->tolerance_ns));
 				w += FIELD_MAX;
 				if (cost > rate->burst) {
 					ARG("-1", 2);

@@ -31,6 +31,32 @@
  * exchange(); its cancel, and a release, follow ASK in sluice__redis_call_script().
  */
 
+/* p's answer from a script reply that is not a redirection, NOSCRIPT or
+ * TRYAGAIN: decoded (the deny cache learns what it showed), else (an error,
+ * a malformed reply) the fail mode's. p is done. True if p keeps the reply
+ * (a reserve: its receipts; the caller must not free it). */
+static bool answer(struct sluice_redis *r, struct prepared *p, redisReply *rep, uint64_t t,
+		   uint64_t now_ns, struct sluice_decision *out)
+{
+	struct sluice__redis_learnt learnt;
+
+	p->done = true;
+	if (!sluice__redis_decode(r, p, rep, t, now_ns, out, &learnt)) {
+		if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "READONLY") != NULL)
+			r->st.readonly++;
+		else
+			r->st.server_errors++;
+		sluice__redis_fill_degraded(r, p, out);
+		return false;
+	}
+	sluice__redis_cache_learn(r, &learnt);
+	sluice__redis_count(r, p, out);
+	if (p->mode != MODE_RESERVE)
+		return false;
+	p->reply = rep;
+	return true;
+}
+
 /* ASKING, then the call in r->argv[0..argc-1], pipelined on nd's connection
  * (armed by the caller): one round trip. Returns the call's reply, or NULL:
  * the connection failed (dropped) or ASKING was refused (a server error). */
@@ -71,11 +97,10 @@ static void ask_one(struct sluice_redis *r, struct prepared *p, uint64_t now_ns,
 		    struct sluice_decision *out, uint64_t deadline_ns, bool *again)
 {
 	struct node *nd = &r->nodes[p->ask_node];
-	struct sluice__redis_learnt learnt;
 
 	p->ask_node = -1;
-	if (sluice__redis_ensure_connected(r, nd, deadline_ns) != 0 || !sluice__redis_arm_timeout(r,
-												  nd, deadline_ns))
+	if (sluice__redis_ensure_connected(r, nd, deadline_ns) != 0 ||
+	    !sluice__redis_arm_timeout(r, nd, deadline_ns))
 		goto degraded;
 	int argc = sluice__redis_build_args(r, p, now_ns);
 	redisReply *rep = asking_call(r, nd, argc, deadline_ns);
@@ -91,21 +116,8 @@ static void ask_one(struct sluice_redis *r, struct prepared *p, uint64_t now_ns,
 	} else if (sluice__redis_reply_is_error(rep, "TRYAGAIN")) {
 		r->st.tryagain++; /* did not run: resent after the pause */
 		p->tryagain = true;
-	} else if (sluice__redis_decode(r, p, rep, t, now_ns, out, &learnt)) {
-		sluice__redis_cache_learn(r, &learnt);
-		p->done = true;
-		sluice__redis_count(r, p, out);
-		if (p->mode == MODE_RESERVE) { /* keep the receipts, as exchange() */
-			p->reply = rep;
-			rep = NULL;
-		}
-	} else {
-		if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "READONLY") != NULL)
-			r->st.readonly++;
-		else
-			r->st.server_errors++;
-		p->done = true;
-		sluice__redis_fill_degraded(r, p, out);
+	} else if (answer(r, p, rep, t, now_ns, out)) {
+		rep = NULL; /* kept for the receipts, as exchange() */
 	}
 	freeReplyObject(rep);
 	if (p->done || *again || p->tryagain)
@@ -131,7 +143,6 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 	struct node *nd = &r->nodes[ni];
 	uint64_t t = sluice__redis_cache_now(r, now_ns);
 	bool reconnected = false;
-	struct sluice__redis_learnt learnt;
 
 	for (int pass = 0; pass < 3; pass++) {
 		bool pending = false;
@@ -160,6 +171,7 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 		}
 		r->st.round_trips++;
 		bool noscript = false, broken = false, asked = false;
+		uint32_t ask_slot; /* unused: an ASK leaves the slot map as it is */
 		for (size_t i = 0; i < n; i++) {
 			if (!ps[i].sent)
 				continue;
@@ -176,28 +188,14 @@ static void exchange(struct sluice_redis *r, uint32_t ni, struct prepared *ps, s
 				r->st.moved++;
 				*moved = true;
 			} else if (r->slot_node != NULL && sluice__redis_reply_is_error(rep, "ASK ") &&
-				   (ps[i].ask_node = sluice__redis_parse_redirect(r, rep, 4,
-										  &(uint32_t){ 0 })) >= 0) {
+				   (ps[i].ask_node = sluice__redis_parse_redirect(r, rep, 4, &ask_slot)) >= 0) {
 				r->st.ask++;
 				asked = true;
 			} else if (r->slot_node != NULL && sluice__redis_reply_is_error(rep, "TRYAGAIN")) {
 				r->st.tryagain++; /* did not run: resent after the pause */
 				ps[i].tryagain = true;
-			} else if (sluice__redis_decode(r, &ps[i], rep, t, now_ns, &out[i], &learnt)) {
-				sluice__redis_cache_learn(r, &learnt);
-				ps[i].done = true;
-				sluice__redis_count(r, &ps[i], &out[i]);
-				if (ps[i].mode == MODE_RESERVE) { /* keep the receipts */
-					ps[i].reply = rep;
-					rep = NULL;
-				}
-			} else {
-				if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "READONLY") != NULL)
-					r->st.readonly++;
-				else
-					r->st.server_errors++;
-				ps[i].done = true;
-				sluice__redis_fill_degraded(r, &ps[i], &out[i]);
+			} else if (answer(r, &ps[i], rep, t, now_ns, &out[i])) {
+				rep = NULL; /* kept for the receipts */
 			}
 			freeReplyObject(rep);
 		}
@@ -283,8 +281,8 @@ int sluice__redis_admit_prepared(struct sluice_redis *r, struct prepared *ps, si
 		ps[i].lease = NULL;
 		ps[i].ask_node = -1;
 		ps[i].tryagain = false;
-		if (sluice__redis_lease_eligible(r, &ps[i]) && sluice__redis_lease_answer(r, &ps[i],
-											  lease_t, &out[i])) {
+		if (sluice__redis_lease_eligible(r, &ps[i]) &&
+		    sluice__redis_lease_answer(r, &ps[i], lease_t, &out[i])) {
 			ps[i].done = true;
 			sluice__redis_count(r, &ps[i], &out[i]);
 		}

@@ -101,8 +101,8 @@ int sluice__redis_admit_cross(struct sluice_redis *r, const struct prepared *who
 		struct group *gr = &g[done];
 		uint8_t caller[SLUICE_REDIS_MAX_SCOPES];
 		memcpy(caller, gr->p.caller_scope, sizeof caller);
-		if (sluice__redis_prepare(r, &gr->req,
-					  &gr->p) != SLUICE_OK) /* validated as a whole already */
+		/* Validated as a whole already. */
+		if (sluice__redis_prepare(r, &gr->req, &gr->p) != SLUICE_OK)
 			return SLUICE_EINVAL;
 		for (size_t s = 0; s < gr->req.nscopes; s++) {
 			gr->p.caller_scope[s] = caller[s];

@@ -172,8 +172,8 @@ static bool decide_state(const struct sluice_redis *r, const struct prepared *p,
 		return true;
 	}
 	case SLUICE_LIMIT_SLIDING_COUNTER: {
-		if (!sluice__redis_int_elem(rep, e, -1, 0xffffff,
-					    &x0) || !sluice__redis_int_elem(rep, e + 1, 0, 0xfffff, &x1) ||
+		if (!sluice__redis_int_elem(rep, e, -1, 0xffffff, &x0) ||
+		    !sluice__redis_int_elem(rep, e + 1, 0, 0xfffff, &x1) ||
 		    !sluice__redis_int_elem(rep, e + 2, x0 < 0 ? 0 : 1, x0 < 0 ? 0 : 0xfffff, &x2))
 			return false;
 		struct sluice_window_counter c;

@@ -352,8 +352,8 @@ redisReply *sluice__redis_call_script(struct sluice_redis *r, uint32_t slot, int
 		uint32_t ni = via_ask ? (uint32_t)ask : r->slot_node != NULL ? r->slot_node[slot] : 0;
 		struct node *nd = &r->nodes[ni];
 		ask = -1;
-		if (sluice__redis_ensure_connected(r, nd,
-						   deadline_ns) != 0 || !sluice__redis_arm_timeout(r, nd, deadline_ns))
+		if (sluice__redis_ensure_connected(r, nd, deadline_ns) != 0 ||
+		    !sluice__redis_arm_timeout(r, nd, deadline_ns))
 			return NULL;
 		redisReply *rep;
 		if (via_ask) {

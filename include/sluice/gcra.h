@@ -103,7 +103,7 @@ SLUICE_API bool sluice_gcra_admit_now(struct sluice_gcra *cell, const struct slu
 
 /* True iff the bucket is full at now_ns (the cell carries no information and
  * can be forgotten: a fresh cell decides identically). Read-only. */
-SLUICE_API bool sluice_gcra_is_full(const struct sluice_gcra *cell, const struct sluice_rate *rate,
+SLUICE_API bool sluice_gcra_is_idle(const struct sluice_gcra *cell, const struct sluice_rate *rate,
 				    uint64_t now_ns);
 
 /*

@@ -84,9 +84,13 @@ struct sluice_http_limit {
 };
 
 /*
- * Header families, as bits. A policy's "headers" directive names one of them
- * (struct sluice_policy_spec.families holds these bits), and so does every
- * caller of the render functions.
+ * Header families to render, as bits. A policy's "headers" directive names
+ * one of them (struct sluice_policy_spec.families holds these bits). The
+ * client side has its own bits (enum sluice_client_family in
+ * sluice/client.h) for a different question, which families a response was
+ * seen to carry: there drafts 08-11 are one family and every X-RateLimit
+ * spelling and reset encoding another, because a parser takes whatever
+ * variant it is sent while a renderer must choose exactly one.
  */
 enum sluice_http_families {
 	SLUICE_HTTP_DRAFT11 = 1u << 0,

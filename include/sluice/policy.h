@@ -109,8 +109,8 @@ enum sluice_policy_kind {
  */
 struct sluice_policy_limit {
 	const char *name;
-	uint8_t kind;
-	uint8_t reason;
+	uint8_t kind;   /* enum sluice_policy_kind */
+	uint8_t reason; /* enum sluice_reason */
 	uint8_t warn_percent;
 	bool per_class;
 	bool all_classes;

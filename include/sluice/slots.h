@@ -36,7 +36,7 @@
  *     running and writing;
  *   - a denial, sluice_slots_peek() and sluice_slots_is_idle() give the
  *     caller no ordering: they judge by a value the count really held (a
- *     relaxed load) and, but for a lease they reclaim, write nothing.
+ *     relaxed load) and write nothing.
  */
 #ifndef SLUICE_SLOTS_H
 #define SLUICE_SLOTS_H

@@ -47,9 +47,9 @@
  *     a peek or sluice_window_log_is_idle() is linearized at a moment
  *     between its first and last read of the sequence, and judges a state
  *     of the ring some write really left (it retries while writes land
- *     under it). The lock's
- *     acquire/release pairs order the cell's own words only: a caller may
- *     not rely on an admission to order any other memory.
+ *     under it). The lock's acquire/release pairs order the cell's own
+ *     words only: a caller may not rely on an admission to order any other
+ *     memory.
  * A caller that needs "admitted, so I see what an earlier admitted request
  * wrote" adds its own fences or locks.
  */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#define SLUICE_EXPERIMENTAL_API /* BM_sf_parse_list: sf.h is fenced as experimental */
 #include <sluice.h>
 
 #include "shim.h"

@@ -424,7 +424,7 @@ static void check_body(const struct sluice_decision *d, uint8_t style_byte)
 		return;
 	}
 	unsigned long long n = (unsigned long long)ref_retry_after_s(d->retry_after_ns);
-	if (style == SLUICE_HTTP_BODY_ENVELOPE)
+	if (style == SLUICE_HTTP_BODY_JSON_DATA_ERROR)
 		snprintf(want, sizeof(want), "{\"data\":null,\"error\":{\"code\":\"RATE_LIMITED\","
 			 "\"message\":\"Too many requests\"}}");
 	else if (style == SLUICE_HTTP_BODY_EMPTY)

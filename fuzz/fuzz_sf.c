@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SLUICE_EXPERIMENTAL_API /* sf.h is fenced as experimental */
 #include <sluice/sf.h>
 
 #include "fuzz.h"

@@ -1,8 +1,9 @@
 /*
  * sluice.h - the umbrella header of sluice, a lock-free rate-limiting core.
  *
- * Layers, bottom up (each header documents its own contracts):
- *   sluice/common.h   error codes, struct sluice_decision, clocks
+ * Layers, bottom up (each header documents its own contracts, including what
+ * memory ordering a caller may rely on):
+ *   sluice/common.h   error codes, struct sluice_decision, fail modes, clocks
  *   sluice/gcra.h     GCRA cell: exact lock-free token bucket in 8 bytes
  *   sluice/window.h   sliding-window log (exact), sliding-window counter,
  *                     calendar windows aligned to UTC
@@ -10,10 +11,12 @@
  *   sluice/limiter.h  keyed limiter: per-key limits in an RCU hash table
  *   sluice/policy.h   policies: scopes, limits, routes, tiers, config parser
  *   sluice/engine.h   policy engine: a policy bound to keyed limiters
- *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
  *   sluice/http.h     rate-limit response headers and 429 bodies (server)
+ *   sluice/sf.h       RFC 9651 structured fields: parser and serializer;
+ *                     experimental, declared only where the includer defines
+ *                     SLUICE_EXPERIMENTAL_API (see the header)
  *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
- *   sluice/redis.h    the same GCRA decisions fleet-wide on Redis (hiredis)
+ *   sluice/redis.h    the same decisions fleet-wide on Redis (hiredis)
  *
  * Every public header compiles as C11 and as C++.
  */
@@ -27,8 +30,8 @@
 #include "sluice/limiter.h"
 #include "sluice/policy.h"
 #include "sluice/engine.h"
-#include "sluice/sf.h"
 #include "sluice/http.h"
+#include "sluice/sf.h"
 #include "sluice/client.h"
 #include "sluice/redis.h"
 

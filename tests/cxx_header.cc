@@ -1,4 +1,6 @@
-// The public API seen from C++: every header compiles, links and runs.
+// The public API seen from C++: every header compiles, links and runs,
+// the experimental one (sluice/sf.h) included.
+#define SLUICE_EXPERIMENTAL_API
 #include <sluice.h>
 
 #include <cstdio>

@@ -180,7 +180,7 @@ Test(gcra, starts_full_at_any_time_and_zeroed_memory_is_a_cell)
 		struct sluice_gcra cell;
 		struct sluice_decision d;
 		memset(&cell, 0, sizeof(cell));
-		cr_assert(sluice_gcra_is_full(&cell, &rate, times[i]));
+		cr_assert(sluice_gcra_is_idle(&cell, &rate, times[i]));
 		cr_assert(sluice_gcra_admit(&cell, &rate, times[i], 0, &d));
 		cr_assert_eq(d.remaining, 5u);
 		cr_assert_eq(d.reset_ns, 0u);
@@ -358,7 +358,7 @@ Test(gcra, decision_fields_exact)
 	cr_assert(sluice_gcra_admit(&cell, &rate, t + 3600 * SEC, 0, &d));
 	cr_assert_eq(d.remaining, 120u);
 	cr_assert_eq(d.reset_ns, 0u);
-	cr_assert(sluice_gcra_is_full(&cell, &rate, t + 3600 * SEC));
+	cr_assert(sluice_gcra_is_idle(&cell, &rate, t + 3600 * SEC));
 }
 
 /* From an empty bucket, the request 1 ns before `cost` tokens exist is denied
@@ -510,7 +510,7 @@ Test(gcra, horizon_near_uint64_max)
 
 	/* A fresh cell is full even at the last instant, and peeks work there. */
 	sluice_gcra_init(&cell);
-	cr_assert(sluice_gcra_is_full(&cell, &rate, top));
+	cr_assert(sluice_gcra_is_idle(&cell, &rate, top));
 	cr_assert(sluice_gcra_admit(&cell, &rate, top, 0, &d));
 	cr_assert_eq(d.remaining, 2u);
 
@@ -522,7 +522,7 @@ Test(gcra, horizon_near_uint64_max)
 	/* ... one more ns would pass the end of the clock: never, nothing written */
 	cr_assert(sluice_gcra_admit(&cell, &rate, top, 0, &d));
 	cr_assert_eq(d.remaining, 2u);
-	cr_assert(sluice_gcra_is_full(&cell, &rate, top));
+	cr_assert(sluice_gcra_is_idle(&cell, &rate, top));
 	cr_assert_not(sluice_gcra_admit(&cell, &rate, top, 1, &d));
 	cr_assert_eq(d.retry_after_ns, SLUICE_NEVER);
 	cr_assert_eq(d.reason, SLUICE_REASON_NEVER);
@@ -669,21 +669,21 @@ Test(gcra, remaining_at_largest_depth)
 }
 
 /* ------------------------------------------------------------------------ */
-/* is_full, admit_now, receipts                                              */
+/* is_idle, admit_now, receipts                                              */
 /* ------------------------------------------------------------------------ */
 
-Test(gcra, is_full)
+Test(gcra, is_idle)
 {
 	struct sluice_rate rate = mkrate(10, SEC, 5);
 	struct sluice_gcra cell;
 
 	sluice_gcra_init(&cell);
-	cr_assert(sluice_gcra_is_full(&cell, &rate, 0));
+	cr_assert(sluice_gcra_is_idle(&cell, &rate, 0));
 	cr_assert(sluice_gcra_admit(&cell, &rate, SEC, 1, NULL));
-	cr_assert_not(sluice_gcra_is_full(&cell, &rate, SEC));
-	cr_assert_not(sluice_gcra_is_full(&cell, &rate, SEC + SEC / 10 - 1));
-	cr_assert(sluice_gcra_is_full(&cell, &rate, SEC + SEC / 10));
-	cr_assert_not(sluice_gcra_is_full(&cell, &rate, 0)); /* stale time */
+	cr_assert_not(sluice_gcra_is_idle(&cell, &rate, SEC));
+	cr_assert_not(sluice_gcra_is_idle(&cell, &rate, SEC + SEC / 10 - 1));
+	cr_assert(sluice_gcra_is_idle(&cell, &rate, SEC + SEC / 10));
+	cr_assert_not(sluice_gcra_is_idle(&cell, &rate, 0)); /* stale time */
 	/* a full cell decides like a fresh one */
 	struct sluice_gcra fresh;
 	struct sluice_decision a, b;
@@ -784,7 +784,7 @@ Test(gcra_receipt, cancel_refused_after_another_admission)
 	cr_assert(sluice_gcra_cancel(&cell, &b));
 	cr_assert(sluice_gcra_cancel(&cell, &a));
 	cr_assert_eq(word(&cell), 0u);
-	cr_assert(sluice_gcra_is_full(&cell, &rate, t));
+	cr_assert(sluice_gcra_is_idle(&cell, &rate, t));
 }
 
 Test(gcra_receipt, nothing_to_cancel)
@@ -835,7 +835,7 @@ Test(gcra_receipt, all_or_nothing_across_two_cells)
 	/* 8 at once, a 9th when the per-minute cell refills one (7.5 s) */
 	cr_assert_eq(admitted, 9u);
 	/* the per-second cell only paid for the ones that passed both */
-	cr_assert(sluice_gcra_is_full(&a, &per_sec, 10 * SEC + 100 * (SEC / 10)));
+	cr_assert(sluice_gcra_is_idle(&a, &per_sec, 10 * SEC + 100 * (SEC / 10)));
 }
 
 /* ------------------------------------------------------------------------ */

@@ -57,10 +57,10 @@ Test(http, seed000_envelope_body)
 	struct sluice_decision d = deny(100, 60 * SEC, 60 * SEC);
 	char buf[256];
 	size_t size;
-	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_ENVELOPE, &d, buf, sizeof(buf), &size), 0);
+	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_JSON_DATA_ERROR, &d, buf, sizeof(buf), &size), 0);
 	cr_assert_str_eq(buf, "{\"data\":null,\"error\":{\"code\":\"RATE_LIMITED\",\"message\":\"Too many requests\"}}");
 	cr_assert_eq(size, strlen(buf) + 1);
-	cr_assert_str_eq(sluice_http_body_content_type(SLUICE_HTTP_BODY_ENVELOPE), "application/json");
+	cr_assert_str_eq(sluice_http_body_content_type(SLUICE_HTTP_BODY_JSON_DATA_ERROR), "application/json");
 }
 
 Test(http, seed002_retry_after_and_bodies)
@@ -70,12 +70,12 @@ Test(http, seed002_retry_after_and_bodies)
 	char buf[256];
 
 	cr_assert_str_eq(render(SLUICE_HTTP_RETRY_AFTER, &l, 1, 0), "Retry-After: 32\r\n");
-	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_RETRY_SEC, &d, buf, sizeof(buf), NULL), 0);
+	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_JSON_ERROR, &d, buf, sizeof(buf), NULL), 0);
 	cr_assert_str_eq(buf, "{\"error\":{\"code\":\"rate_limited\",\"message\":\"Too many requests. Retry "
 			      "after 32 seconds.\",\"retryAfterSec\":32}}");
 	d.reason = SLUICE_REASON_CONCURRENCY;
 	d.retry_after_ns = 0; /* a slot frees at an unknown time: never "0" */
-	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_RETRY_SEC, &d, buf, sizeof(buf), NULL), 0);
+	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_JSON_ERROR, &d, buf, sizeof(buf), NULL), 0);
 	cr_assert_str_eq(buf, "{\"error\":{\"code\":\"concurrent_limit\",\"retryAfterSec\":1}}");
 }
 
@@ -245,7 +245,7 @@ Test(http, truncation_reports_needed_size_at_every_cap)
 	cr_assert_eq(sluice_http_render_headers(fam, &l, 1, 0, buf, need, &size), 0);
 	cr_assert_str_eq(buf, full);
 	char body[16];
-	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_RETRY_SEC, &l.decision, body, sizeof(body), &size),
+	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_JSON_ERROR, &l.decision, body, sizeof(body), &size),
 		     SLUICE_ETRUNC);
 	cr_assert_eq(size, strlen("{\"error\":{\"code\":\"rate_limited\",\"message\":\"Too many requests. "
 				  "Retry after 30 seconds.\",\"retryAfterSec\":30}}") + 1);
@@ -267,11 +267,11 @@ Test(http, invalid_arguments)
 	cr_assert_eq(sluice_http_render_headers(SLUICE_HTTP_X_DELTA, &l, 0, 0, buf, 64, &size), SLUICE_EINVAL);
 	l.name = "bad\nname";
 	cr_assert_eq(sluice_http_render_headers(SLUICE_HTTP_DRAFT11, &l, 1, 0, buf, 64, &size), SLUICE_EINVAL);
-	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_ENVELOPE, &l.decision, buf, 64, &size), SLUICE_EINVAL);
+	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_JSON_DATA_ERROR, &l.decision, buf, 64, &size), SLUICE_EINVAL);
 	l.decision.allowed = false;
 	cr_assert_eq(sluice_http_render_body((enum sluice_http_body_style)9, &l.decision, buf, 64, &size),
 		     SLUICE_EINVAL);
-	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_ENVELOPE, NULL, buf, 64, &size), SLUICE_EINVAL);
+	cr_assert_eq(sluice_http_render_body(SLUICE_HTTP_BODY_JSON_DATA_ERROR, NULL, buf, 64, &size), SLUICE_EINVAL);
 }
 
 Test(http, fields_as_name_value_pairs)

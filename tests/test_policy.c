@@ -6,6 +6,9 @@
  */
 #include "policy_test_util.h"
 
+/* The header family of a spec (with its reset encoding), Retry-After aside. */
+#define FAMILY(s) ((s)->families & ~(uint32_t)SLUICE_HTTP_RETRY_AFTER)
+
 static const struct sluice_policy_limit *limit_named(const struct sluice_policy *p, const char *name)
 {
 	int i = sluice_policy_limit_index(p, name);
@@ -45,10 +48,9 @@ static void check_seed000_numbers(struct sluice_policy *p)
 {
 	const struct sluice_policy_spec *s = sluice_policy_spec(p);
 
-	cr_assert_eq(s->headers, SLUICE_HEADERS_DRAFT6);
-	cr_assert_eq(s->reset, SLUICE_RESET_DELTA_S);
-	cr_assert(s->retry_after);
-	cr_assert_eq(s->body, SLUICE_BODY_SEED000);
+	cr_assert_eq(FAMILY(s), SLUICE_HTTP_DRAFT06);
+	cr_assert(s->families & SLUICE_HTTP_RETRY_AFTER);
+	cr_assert_eq(s->body, SLUICE_HTTP_BODY_JSON_DATA_ERROR);
 	cr_assert_eq(s->scope_count, 1);
 	cr_assert_str_eq(s->scopes[0], "ip");
 	cr_assert_eq(s->limit_count, 4);
@@ -109,10 +111,9 @@ Test(policy_seeds, seed002_token_and_workspace_limits)
 	const struct sluice_policy_spec *s = sluice_policy_spec(p);
 	uint32_t token = scope_bit(p, "token"), ws = scope_bit(p, "workspace");
 
-	cr_assert_eq(s->headers, SLUICE_HEADERS_XRATELIMIT);
-	cr_assert_eq(s->reset, SLUICE_RESET_DELTA_S);
-	cr_assert(s->retry_after);
-	cr_assert_eq(s->body, SLUICE_BODY_SEED002);
+	cr_assert_eq(FAMILY(s), SLUICE_HTTP_X_DELTA);
+	cr_assert(s->families & SLUICE_HTTP_RETRY_AFTER);
+	cr_assert_eq(s->body, SLUICE_HTTP_BODY_JSON_ERROR);
 	cr_assert_eq(s->limit_count, 5);
 	cr_assert_eq(s->route_count, 0);
 
@@ -160,10 +161,9 @@ Test(policy_seeds, seed003_org_and_class_with_tiers)
 	const struct sluice_policy_spec *s = sluice_policy_spec(p);
 	uint64_t count, burst;
 
-	cr_assert_eq(s->headers, SLUICE_HEADERS_XRATELIMIT);
-	cr_assert_eq(s->reset, SLUICE_RESET_UNIX_S);
-	cr_assert_not(s->retry_after);
-	cr_assert_eq(s->body, SLUICE_BODY_EMPTY);
+	cr_assert_eq(FAMILY(s), SLUICE_HTTP_X_UNIX_S);
+	cr_assert_not(s->families & SLUICE_HTTP_RETRY_AFTER);
+	cr_assert_eq(s->body, SLUICE_HTTP_BODY_EMPTY);
 
 	static const char *const tiers[] = {"S", "M", "L", "XL"};
 	static const uint32_t milli[] = {1000, 2000, 4000, 10000};
@@ -256,10 +256,9 @@ Test(policy_seeds, seed004_endpoint_table_and_default)
 	struct sluice_policy *p = load_file("seed004.policy");
 	const struct sluice_policy_spec *s = sluice_policy_spec(p);
 
-	cr_assert_eq(s->headers, SLUICE_HEADERS_XRATELIMIT);
-	cr_assert_eq(s->reset, SLUICE_RESET_UNIX_MS);
-	cr_assert(s->retry_after);
-	cr_assert_eq(s->fail, SLUICE_POLICY_FAIL_OPEN);
+	cr_assert_eq(FAMILY(s), SLUICE_HTTP_X_UNIX_MS);
+	cr_assert(s->families & SLUICE_HTTP_RETRY_AFTER);
+	cr_assert_eq(s->fail, SLUICE_FAIL_OPEN);
 	cr_assert_eq(s->route_count, 10);
 	cr_assert_eq(s->limit_count, 11);
 	for (size_t i = 0; i < sizeof(seed004_table) / sizeof(seed004_table[0]); i++) {
@@ -340,11 +339,10 @@ Test(policy_format, defaults)
 {
 	struct sluice_policy *p = load_text(HEAD "limit x per ip rate 10/1s\nlimit c per ip concurrency 5\n");
 	const struct sluice_policy_spec *s = sluice_policy_spec(p);
-	cr_assert_eq(s->headers, SLUICE_HEADERS_NONE);
-	cr_assert_eq(s->reset, SLUICE_RESET_DELTA_S);
-	cr_assert(s->retry_after);
-	cr_assert_eq(s->body, SLUICE_BODY_EMPTY);
-	cr_assert_eq(s->fail, SLUICE_POLICY_FAIL_OPEN);
+	cr_assert_eq(FAMILY(s), 0); /* headers none */
+	cr_assert(s->families & SLUICE_HTTP_RETRY_AFTER);
+	cr_assert_eq(s->body, SLUICE_HTTP_BODY_EMPTY);
+	cr_assert_eq(s->fail, SLUICE_FAIL_OPEN);
 	cr_assert_eq(s->class_count, 1);
 	cr_assert_str_eq(s->classes[0], "default");
 	cr_assert_eq(s->limits[0].burst, 10);
@@ -810,14 +808,14 @@ Test(policy_print, canonical_form_of_every_construct)
 {
 	struct sluice_policy *p = load_text(
 		"policy \"q\\\"\\\\ \\x41\"\nscope ip\nscope key\nheaders x-ratelimit reset=unix-ms retry-after=no\n"
-		"body seed002\nfail closed\nclass r match * /\nclass s match DELETE /a/:b/*\ntier t x0.5\n"
+		"body json-error\nfail closed\nclass r match * /\nclass s match DELETE /a/:b/*\ntier t x0.5\n"
 		"limit l per key+ip+class on s,default rate 7000/3000ms burst 9000 warn 100% tiered\n"
 		"limit c per key concurrency 3 retry-after 1500ms lease 90s\n"
 		"limit w per ip sliding 5/90m\nlimit d per ip quota 10/1d@utc\n"
 		"override l key \"\\xff\\x01z\" 99 burst 300 until 2030-12-31T23:59:59.000000001Z\n");
 	const char *want = "policy \"q\\\"\\\\ A\"\n"
 			   "headers x-ratelimit reset=unix-ms retry-after=no\n"
-			   "body seed002\n"
+			   "body json-error\n"
 			   "fail closed\n"
 			   "scope ip\n"
 			   "scope key\n"
@@ -854,7 +852,7 @@ Test(policy_print, equality_notices_each_difference)
 		HEAD "limit a per ip on default rate 10/1s\n",
 		HEAD "limit b per ip rate 10/1s\n",
 		HEAD "headers draft-7\nlimit a per ip rate 10/1s\n",
-		HEAD "body seed000\nlimit a per ip rate 10/1s\n",
+		HEAD "body json-data-error\nlimit a per ip rate 10/1s\n",
 		HEAD "fail closed\nlimit a per ip rate 10/1s\n",
 		HEAD "class x match GET /x\nlimit a per ip rate 10/1s\n",
 		HEAD "class x match * /x\nlimit a per ip rate 10/1s\n",

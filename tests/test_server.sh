@@ -230,7 +230,7 @@ stop_server
 cat >"$tmp/bound.policy" <<'EOF'
 policy "bound"
 headers x-ratelimit reset=delta retry-after=yes
-body seed002
+body json-error
 scope token
 limit per_token per token rate 500/1h
 EOF

@@ -11,7 +11,15 @@
  * is run through the writer primitives (JSON value -> sluice_sf_write_*).
  */
 #include <criterion/criterion.h>
-#include <sluice.h>
+#include <sluice.h> /* without SLUICE_EXPERIMENTAL_API: sf.h declares nothing */
+
+#ifdef SLUICE_SF_NODES_MAX
+#error "sluice/sf.h declared its API without SLUICE_EXPERIMENTAL_API"
+#endif
+
+/* The experimental fence: a later include with the macro declares it. */
+#define SLUICE_EXPERIMENTAL_API
+#include <sluice/sf.h>
 
 #include <errno.h>
 

@@ -71,10 +71,10 @@ int main(void)
 
 	/* Full again 5 s after the last admission: the cell carries no
 	 * information then, and a keyed table could forget it. */
-	CHECK(!sluice_gcra_is_full(&cell, &rate, t0 + 5499 * MS));
-	CHECK(sluice_gcra_is_full(&cell, &rate, t0 + 5500 * MS));
+	CHECK(!sluice_gcra_is_idle(&cell, &rate, t0 + 5499 * MS));
+	CHECK(sluice_gcra_is_idle(&cell, &rate, t0 + 5500 * MS));
 	printf("full again at t0+5500ms: %s\n",
-	       sluice_gcra_is_full(&cell, &rate, t0 + 5500 * MS) ? "yes" : "no");
+	       sluice_gcra_is_idle(&cell, &rate, t0 + 5500 * MS) ? "yes" : "no");
 
 	return check_exit("gcra_cell");
 }

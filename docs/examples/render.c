@@ -64,7 +64,7 @@ int main(void)
 	CHECK(size == strlen(buf) + 1);
 
 	/* The 429 body in seed 002's style and its Content-Type. */
-	enum sluice_http_body_style style = SLUICE_HTTP_BODY_RETRY_SEC;
+	enum sluice_http_body_style style = SLUICE_HTTP_BODY_JSON_ERROR;
 	CHECK_RC(sluice_http_render_body(style, &lim.decision, buf, sizeof buf, &size));
 	printf("-- 429 body (%s):\n%s\n", sluice_http_body_content_type(style), buf);
 	CHECK(strcmp(buf, "{\"error\":{\"code\":\"rate_limited\",\"message\":\"Too many requests. "

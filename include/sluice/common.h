@@ -1,16 +1,23 @@
 /*
  * sluice/common.h - types shared by every sluice primitive: error codes, the
- * decision a limit returns, time and layout constants.
+ * decision a limit returns, the fail mode, time and layout constants.
  *
  * Conventions used throughout the API:
  *   - Functions that can fail return int: 0 (SLUICE_OK) or a negative
  *     SLUICE_E* code. sluice_strerror() names every code. Codes are stable
  *     once published; new ones are only appended.
- *   - An admission verdict is not an error: admit calls return bool and fill
- *     a struct sluice_decision.
- *   - Every time is a uint64_t count of nanoseconds passed in by the caller
- *     (CLOCK_MONOTONIC or Unix time, the caller's choice, as long as one
- *     limit always sees the same clock). Durations are nanoseconds too.
+ *   - An admission verdict is not an error: a cell's admit returns bool and
+ *     fills a struct sluice_decision; keyed and policy calls return 0 or
+ *     SLUICE_E* and put the verdict in the decision they fill.
+ *   - Every time is a uint64_t count of nanoseconds passed in by the caller.
+ *     Which clock is the caller's choice, as long as one limit always sees
+ *     the same one; calendar windows and override expiries are defined on
+ *     Unix time (CLOCK_REALTIME), everything else only needs a clock that
+ *     does not run backwards often. Durations are nanoseconds too.
+ *
+ * Memory ordering: nothing in this header has shared state. A struct
+ * sluice_decision is plain data owned by whoever passed it in; the functions
+ * below are thread-safe and order no memory.
  */
 #ifndef SLUICE_COMMON_H
 #define SLUICE_COMMON_H
@@ -23,8 +30,10 @@
 extern "C" {
 #endif
 
-#define SLUICE_VERSION_MAJOR 0
-#define SLUICE_VERSION_MINOR 1
+/* The version of these headers; the shared library's SONAME is
+ * libsluice.so.<MAJOR> (the major changes with the ABI: docs/build.md). */
+#define SLUICE_VERSION_MAJOR 1
+#define SLUICE_VERSION_MINOR 0
 #define SLUICE_VERSION_PATCH 0
 
 /* Exported symbols. The library is built with -fvisibility=hidden. */
@@ -64,13 +73,16 @@ extern "C" {
 
 /*
  * Error codes. X(name, value, message). Append only: values are ABI.
+ * SLUICE_EFULL is returned by no function of this version (a key budget that
+ * is exhausted yields a degraded decision, a cell with no free slot a
+ * denial); it keeps its value so later codes keep theirs.
  */
 #define SLUICE_ERRORS(X)                                                            \
 	X(SLUICE_OK, 0, "success")                                                   \
 	X(SLUICE_EINVAL, -1, "invalid argument")                                     \
 	X(SLUICE_ERANGE, -2, "value outside the representable range")                \
 	X(SLUICE_ENOMEM, -3, "out of memory")                                        \
-	X(SLUICE_EFULL, -4, "capacity exhausted (key budget or slots)")              \
+	X(SLUICE_EFULL, -4, "capacity exhausted")                                    \
 	X(SLUICE_EKEY, -5, "key missing, empty where forbidden, or too long")        \
 	X(SLUICE_ETRUNC, -6, "output buffer too small; output truncated")            \
 	X(SLUICE_ESYNTAX, -7, "syntax error in input")                               \
@@ -101,8 +113,21 @@ enum sluice_reason {
 	SLUICE_REASON_RATE = 1,        /* a rate limit (GCRA, sliding window) */
 	SLUICE_REASON_QUOTA = 2,       /* a calendar quota (per day, per hour) */
 	SLUICE_REASON_CONCURRENCY = 3, /* no free concurrency slot */
-	SLUICE_REASON_CAPACITY = 4,    /* the limiter could not track the key */
-	SLUICE_REASON_NEVER = 5,       /* cost exceeds what the limit can ever admit */
+	SLUICE_REASON_CAPACITY = 4,    /* could not evaluate (key budget, memory,
+					* backend down) and failed closed */
+	SLUICE_REASON_NEVER = 5,       /* cost exceeds what the limit can ever admit,
+					* or the clock's horizon is reached */
+};
+
+/*
+ * What a limiter or an engine does when it cannot evaluate a request (key
+ * budget exhausted, allocation failure, backend down): the decision it then
+ * returns has degraded set. One enum for the keyed limiter's options, the
+ * Redis backend's and a policy's "fail open|closed".
+ */
+enum sluice_fail_mode {
+	SLUICE_FAIL_OPEN = 0,   /* admit: allowed = true, reason NONE */
+	SLUICE_FAIL_CLOSED = 1, /* deny: allowed = false, reason CAPACITY */
 };
 
 /*
@@ -114,13 +139,17 @@ enum sluice_reason {
  *                   configured fail mode. A server should omit rate-limit
  *                   headers for such an answer.
  *   reason          enum sluice_reason.
- *   limit_index     index, in the policy, of the limit that governed the
- *                   answer: the one that denied, else the one with the least
- *                   remaining. 0 for a single cell.
- *   limit           the governing limit's quota (requests per window/period).
+ *   limit_index     index, in the caller's list of limits (the keyed
+ *                   limiter's array, the policy's limits), of the limit that
+ *                   governed the answer: the one that denied, else the one
+ *                   with the least remaining. 0 for a single cell; UINT32_MAX
+ *                   when no limit applied to an engine request.
+ *   limit           the governing limit's quota (units per window or
+ *                   period; slots for a concurrency limit).
  *   remaining       whole units available right after this decision.
  *   reset_ns        nanoseconds until the governing limit is back to full
- *                   (for calendar windows: until the next boundary).
+ *                   (calendar windows: until the next boundary;
+ *                   concurrency slots: 0, or the retry hint on denial).
  *   retry_after_ns  0 when allowed; else the wait after which this same
  *                   request would be admitted if nothing else happened, or
  *                   SLUICE_NEVER.
@@ -137,12 +166,13 @@ struct sluice_decision {
 	uint64_t retry_after_ns;
 };
 
-/* Nanoseconds of CLOCK_MONOTONIC (vDSO read; no syscall on Linux x86-64 and
- * arm64). For the convenience *_now calls; the explicit-time calls are the
- * core of the API. */
+/* Nanoseconds of CLOCK_MONOTONIC (clock_gettime, served by the vDSO on Linux
+ * x86-64 and arm64: no syscall); 0 if the clock cannot be read. For the
+ * convenience *_now calls; the explicit-time calls are the core of the API. */
 SLUICE_API uint64_t sluice_monotonic_ns(void);
 
-/* Nanoseconds of CLOCK_REALTIME (Unix time), for calendar windows. */
+/* Nanoseconds of CLOCK_REALTIME (Unix time), for calendar windows; 0 if the
+ * clock cannot be read. */
 SLUICE_API uint64_t sluice_realtime_ns(void);
 
 #ifdef __cplusplus

@@ -17,8 +17,25 @@
  * "Rounding").
  *
  * Thread safety: every function on a cell may be called concurrently from
- * any number of threads, with or without RCU registration. A struct
- * sluice_rate is immutable after sluice_rate_init().
+ * any number of threads, with or without RCU registration, except
+ * sluice_gcra_init() on that cell. A struct sluice_rate is immutable after
+ * sluice_rate_init().
+ *
+ * Memory ordering. The cell is one word, read and written with relaxed
+ * atomics only (docs/design.md, "Memory orders"). What a caller may rely on:
+ *   - admission: linearized at its successful CAS; the admissions of a
+ *     cell form one total order, and each is judged on the state every
+ *     earlier one left (no two admissions spend the same tokens);
+ *   - denial, peek (cost 0), sluice_gcra_is_idle(): linearized at their one
+ *     load, which returns a value the word really held, no older than any
+ *     this thread has seen; they write nothing;
+ *   - cancel: linearized at its CAS; it succeeds only if no other admission
+ *     or cancel landed on the cell after the receipt's admission;
+ *   - none of them orders any other memory. An admission is not a
+ *     synchronization point: it does not make writes made before an earlier
+ *     admission (by another thread) visible. A caller that needs "admitted,
+ *     so I see what the previous admitted request wrote" adds its own
+ *     fences or locks.
  */
 #ifndef SLUICE_GCRA_H
 #define SLUICE_GCRA_H
@@ -101,9 +118,10 @@ SLUICE_API bool sluice_gcra_admit(struct sluice_gcra *cell, const struct sluice_
 SLUICE_API bool sluice_gcra_admit_now(struct sluice_gcra *cell, const struct sluice_rate *rate,
 				      uint64_t cost, struct sluice_decision *out);
 
-/* True iff the bucket is full at now_ns (the cell carries no information and
- * can be forgotten: a fresh cell decides identically). Read-only. */
-SLUICE_API bool sluice_gcra_is_full(const struct sluice_gcra *cell, const struct sluice_rate *rate,
+/* True iff the cell is idle at now_ns: its bucket is full, so it carries no
+ * information and can be forgotten (a fresh cell decides identically).
+ * Read-only: one relaxed load. */
+SLUICE_API bool sluice_gcra_is_idle(const struct sluice_gcra *cell, const struct sluice_rate *rate,
 				    uint64_t now_ns);
 
 /*

@@ -4,8 +4,8 @@
  *
  * Input is plain data: for each limit that applies to a request, its name,
  * the struct sluice_decision it returned and its quota and window. Output is
- * text: every header family the seed APIs use (docs/http.md has the exact
- * formats and where each comes from):
+ * text: the rate-limit header families public APIs use (docs/http.md has the
+ * exact formats and where each comes from):
  *
  *   SLUICE_HTTP_DRAFT11   RateLimit-Policy: "name";q=100;w=60, ...
  *                         RateLimit: "name";r=50;t=30, ...
@@ -34,10 +34,15 @@
  *
  * Degraded decisions: if any decision has degraded set (the limiter could
  * not evaluate and applied its fail mode), no rate-limit field is rendered,
- * only Retry-After on a denial (seed 004: "the API may allow the request
+ * only Retry-After on a denial (an API that fails open "may allow the request
  * without setting X-RateLimit-* headers").
  *
- * No allocation; every function is reentrant (no global state).
+ * No allocation.
+ *
+ * Memory ordering: every function here is pure: it reads only its arguments
+ * and writes only the caller's buffers, so it may be called from any thread
+ * at any time and orders no memory. The caller keeps its inputs unchanged
+ * for the duration of a call.
  */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
@@ -78,6 +83,15 @@ struct sluice_http_limit {
 	size_t partition_key_len;
 };
 
+/*
+ * Header families to render, as bits. A policy's "headers" directive names
+ * one of them (struct sluice_policy_spec.families holds these bits). The
+ * client side has its own bits (enum sluice_client_family in
+ * sluice/client.h) for a different question, which families a response was
+ * seen to carry: there drafts 08-11 are one family and every X-RateLimit
+ * spelling and reset encoding another, because a parser takes whatever
+ * variant it is sent while a renderer must choose exactly one.
+ */
 enum sluice_http_families {
 	SLUICE_HTTP_DRAFT11 = 1u << 0,
 	SLUICE_HTTP_DRAFT07 = 1u << 1,
@@ -131,16 +145,17 @@ SLUICE_API int sluice_http_render_fields(unsigned families, const struct sluice_
  * Pure; thread-safe. */
 SLUICE_API uint64_t sluice_http_retry_after_s(const struct sluice_decision *d);
 
-/* 429 body styles the seed APIs use. */
+/* 429 body styles, named after their JSON shape. A policy's "body" directive
+ * selects one (struct sluice_policy_spec.body holds these values). */
 enum sluice_http_body_style {
-	/* seed 000: {"data":null,"error":{"code":"RATE_LIMITED","message":"Too many requests"}} */
-	SLUICE_HTTP_BODY_ENVELOPE = 1,
-	/* seed 002: {"error":{"code":"rate_limited","message":"Too many requests.
+	/* {"data":null,"error":{"code":"RATE_LIMITED","message":"Too many requests"}} */
+	SLUICE_HTTP_BODY_JSON_DATA_ERROR = 1,
+	/* {"error":{"code":"rate_limited","message":"Too many requests.
 	 * Retry after N seconds.","retryAfterSec":N}}, or for a concurrency
 	 * denial {"error":{"code":"concurrent_limit","retryAfterSec":N}};
 	 * N = sluice_http_retry_after_s(). */
-	SLUICE_HTTP_BODY_RETRY_SEC = 2,
-	/* seed 003: no body at all. */
+	SLUICE_HTTP_BODY_JSON_ERROR = 2,
+	/* No body at all. */
 	SLUICE_HTTP_BODY_EMPTY = 3,
 };
 

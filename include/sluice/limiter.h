@@ -90,12 +90,9 @@ struct sluice_limit {
 };
 
 /* What admit answers when it cannot track a key (key budget exhausted or an
- * allocation failed). Either way decision.degraded is set and the event is
+ * allocation failed) is options.fail_mode, an enum sluice_fail_mode
+ * (sluice/common.h). Either way decision.degraded is set and the event is
  * counted in stats.degraded. */
-enum sluice_fail_mode {
-	SLUICE_FAIL_OPEN = 0,   /* admit: allowed = true, reason NONE */
-	SLUICE_FAIL_CLOSED = 1, /* deny: allowed = false, reason CAPACITY */
-};
 
 /* options.flags */
 /* The application registers with urcu-memb every thread that calls this

@@ -19,9 +19,15 @@
  *
  * A policy is written in a small line-oriented text format (grammar in
  * docs/policy.md; examples in docs/policies/) and loaded with
- * sluice_policy_parse(), which validates everything once. The loaded policy
- * is immutable: every function below that takes a const policy may be called
- * concurrently from any number of threads, with no RCU registration.
+ * sluice_policy_parse(), which validates everything once.
+ *
+ * Memory ordering: a loaded policy is immutable. Every function below that
+ * takes a const policy only reads it, may be called concurrently from any
+ * number of threads (no RCU registration), and orders no memory: concurrent
+ * readers need no synchronisation beyond the one by which they obtained the
+ * pointer (a thread start, a mutex, a release store the reader pairs with
+ * an acquire load; the engine's reload is such a publication). The caller
+ * guarantees no reader remains when it calls sluice_policy_destroy().
  *
  * Evaluating a policy against per-key state (all-or-nothing across limits,
  * hot reload, soft warnings at runtime, usage) is the job of the policy
@@ -32,6 +38,7 @@
 #define SLUICE_POLICY_H
 
 #include "common.h"
+#include "http.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -66,42 +73,19 @@ extern "C" {
 /* "No tier": the base numbers of every limit. */
 #define SLUICE_POLICY_NO_TIER (-1)
 
-/* The cell kind behind a limit (GCRA has the keyed limiter's value for it). */
+/*
+ * What a limit of a policy is, in the policy's words. Not the keyed
+ * limiter's enum sluice_limit_kind, which names a cell: the engine maps
+ * SLIDING to the exact log (SLUICE_LIMIT_SLIDING_LOG) when the count is at
+ * most SLUICE_WINDOW_LOG_MAX_LIMIT and to the sliding-window counter above,
+ * and a tier or an override can move a limit across that line, so the cell
+ * of a policy limit is a per-binding choice, not a property of the policy.
+ */
 enum sluice_policy_kind {
 	SLUICE_POLICY_KIND_GCRA = 1,        /* token bucket "rate N/P [burst B]" */
 	SLUICE_POLICY_KIND_SLIDING = 2,     /* sliding window "sliding N/P" */
 	SLUICE_POLICY_KIND_CALENDAR = 3,    /* fixed window on UTC boundaries "quota N/P@utc" */
 	SLUICE_POLICY_KIND_CONCURRENCY = 4, /* slots "concurrency N" */
-};
-
-/* Header family the HTTP layer renders (docs/policy.md, "Response"). */
-enum sluice_policy_headers {
-	SLUICE_HEADERS_NONE = 0,       /* no rate-limit headers (Retry-After aside) */
-	SLUICE_HEADERS_DRAFT6 = 1,     /* RateLimit-Limit, -Remaining, -Reset */
-	SLUICE_HEADERS_DRAFT7 = 2,     /* RateLimit: limit=, remaining=, reset= */
-	SLUICE_HEADERS_DRAFT11 = 3,    /* RateLimit: "name";r=;t= and RateLimit-Policy */
-	SLUICE_HEADERS_XRATELIMIT = 4, /* X-RateLimit-Limit, -Remaining, -Reset */
-};
-
-/* How a reset time is written. The IETF drafts allow only DELTA_S. */
-enum sluice_policy_reset {
-	SLUICE_RESET_DELTA_S = 0, /* seconds from now */
-	SLUICE_RESET_UNIX_S = 1,  /* Unix time, seconds */
-	SLUICE_RESET_UNIX_MS = 2, /* Unix time, milliseconds */
-};
-
-/* Body of a refusal. The values are those of the HTTP layer's body styles
- * (envelope, retry-sec, empty), so the engine can pass them through. */
-enum sluice_policy_body {
-	SLUICE_BODY_SEED000 = 1, /* {"data":null,"error":{"code":"RATE_LIMITED",...}} */
-	SLUICE_BODY_SEED002 = 2, /* {"error":{"code":"rate_limited",...,"retryAfterSec":N}} */
-	SLUICE_BODY_EMPTY = 3,   /* no body (seed 003) */
-};
-
-/* What the engine does when it cannot evaluate (table full, backend down). */
-enum sluice_policy_fail {
-	SLUICE_POLICY_FAIL_OPEN = 0,   /* admit, decision marked degraded (seed 004) */
-	SLUICE_POLICY_FAIL_CLOSED = 1, /* deny */
 };
 
 /*
@@ -125,8 +109,8 @@ enum sluice_policy_fail {
  */
 struct sluice_policy_limit {
 	const char *name;
-	uint8_t kind;
-	uint8_t reason;
+	uint8_t kind;   /* enum sluice_policy_kind */
+	uint8_t reason; /* enum sluice_reason */
 	uint8_t warn_percent;
 	bool per_class;
 	bool all_classes;
@@ -174,14 +158,22 @@ struct sluice_policy_override {
  * The read-only description of a loaded policy. Arrays are indexed by the
  * ids used everywhere else (scope i, limit i, class i; class 0 is
  * "default"). Valid until sluice_policy_destroy().
+ *
+ *   families   the response's header fields as the `families` argument of
+ *              sluice_http_render_headers(): at most one family bit of enum
+ *              sluice_http_families ("headers draft-6" is
+ *              SLUICE_HTTP_DRAFT06, "x-ratelimit reset=unix-ms" is
+ *              SLUICE_HTTP_X_UNIX_MS, "none" is no bit), plus
+ *              SLUICE_HTTP_RETRY_AFTER when refusals carry Retry-After.
+ *   body       enum sluice_http_body_style of a refusal.
+ *   fail       enum sluice_fail_mode: what the engine answers when it
+ *              cannot evaluate (table full, backend down).
  */
 struct sluice_policy_spec {
 	const char *name;
-	uint8_t headers;     /* enum sluice_policy_headers */
-	uint8_t reset;       /* enum sluice_policy_reset */
-	uint8_t body;        /* enum sluice_policy_body */
-	uint8_t fail;        /* enum sluice_policy_fail */
-	bool retry_after;    /* send Retry-After on refusals */
+	uint32_t families;   /* OR of enum sluice_http_families */
+	uint8_t body;        /* enum sluice_http_body_style */
+	uint8_t fail;        /* enum sluice_fail_mode */
 	uint32_t scope_count;
 	uint32_t limit_count;
 	uint32_t class_count;

@@ -3,6 +3,20 @@
  * caller-provided node array, and a serializer into a caller-provided buffer.
  * Neither allocates.
  *
+ * EXPERIMENTAL API. The declarations below are visible only to a file that
+ * defines SLUICE_EXPERIMENTAL_API before it includes this header (or
+ * sluice.h), as zstd fences its ZSTD_STATIC_LINKING_ONLY section:
+ *
+ *     #define SLUICE_EXPERIMENTAL_API
+ *     #include <sluice.h>
+ *
+ * Why: this is a general RFC 9651 library that sluice's HTTP layer renders
+ * its headers with and its client layer parses them with; it is not part of
+ * the rate limiter's stable ABI. Its types, node layout and functions may
+ * change in any minor version. The symbols stay exported (the tests, the
+ * fuzz targets and the benchmarks use them), but a program that uses them
+ * must be rebuilt against the headers of the libsluice it runs with.
+ *
  * Parsed form. A field value parses into a flat array of nodes in document
  * order. Each top-level member (a list member, a dictionary member, or the one
  * item of an Item field) is a node followed by its subtree:
@@ -21,12 +35,24 @@
  * Sizing: a value of len bytes never needs more than SLUICE_SF_NODES_MAX(len)
  * nodes (every node consumes at least one input byte).
  *
- * Thread safety: every function is reentrant; no global state.
+ * Memory ordering: every function is pure: it reads its arguments (the
+ * input bytes, the nodes) and writes only the caller's nodes, buffer and
+ * writer; no global state, so any thread may call it at any time, and it
+ * orders no memory. Nodes point into the input: keep the input unchanged
+ * while they are used.
  */
 #ifndef SLUICE_SF_H
 #define SLUICE_SF_H
 
 #include "common.h"
+
+#endif /* SLUICE_SF_H */
+
+/* A second guard, so that a file that included this header without the macro
+ * (say through sluice.h) gets the declarations from a later include made
+ * with it. */
+#if defined(SLUICE_EXPERIMENTAL_API) && !defined(SLUICE_SF_H_EXPERIMENTAL)
+#define SLUICE_SF_H_EXPERIMENTAL
 
 #ifdef __cplusplus
 extern "C" {
@@ -182,4 +208,4 @@ SLUICE_API void sluice_sf_write_nodes(struct sluice_sf_writer *w, enum sluice_sf
 }
 #endif
 
-#endif /* SLUICE_SF_H */
+#endif /* SLUICE_EXPERIMENTAL_API && !SLUICE_SF_H_EXPERIMENTAL */

@@ -24,6 +24,19 @@
  *
  * Thread safety: every function taking a cell may be called concurrently
  * from any number of threads, except sluice_slots_init() on that cell.
+ *
+ * Memory ordering (docs/windows.md, "Concurrency slots"). What a caller may
+ * rely on:
+ *   - a release (sluice_slots_release(), sluice_slots_cancel()) that
+ *     returns 0 / true happens-before the acquire that takes the capacity it
+ *     freed (release decrement, acquire CAS on the count): what a holder
+ *     wrote before releasing is visible to the next holder of that capacity;
+ *   - a slot taken over from an expired lease (by an acquirer or by
+ *     sluice_slots_reap()) hands over no memory: its old holder may still be
+ *     running and writing;
+ *   - a denial, sluice_slots_peek() and sluice_slots_is_idle() give the
+ *     caller no ordering: they judge by a value the count really held (a
+ *     relaxed load) and write nothing.
  */
 #ifndef SLUICE_SLOTS_H
 #define SLUICE_SLOTS_H
@@ -37,7 +50,7 @@ extern "C" {
 /* Largest number of slots per cell (12 bits of slot index in a handle). */
 #define SLUICE_SLOTS_MAX 4096u
 
-/* Default retry-after hint of a denial: 1 s, as "retryAfterSec: 1". */
+/* Default retry-after hint of a denial: 1 s. */
 #define SLUICE_SLOTS_DEFAULT_RETRY_NS SLUICE_NS_PER_SEC
 
 /* No slot: the handle of a denied acquire. Real handles are never 0. */

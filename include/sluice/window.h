@@ -35,6 +35,23 @@
  * from any number of threads, except *_init on that cell. Configs are
  * immutable after their *_init. A cell must always be used with the same
  * config and the same clock.
+ *
+ * Memory ordering (docs/windows.md has the table of every atomic). What a
+ * caller may rely on:
+ *   - counter and calendar cells: as the GCRA cell (sluice/gcra.h). One
+ *     word, relaxed atomics only: an admission is linearized at its
+ *     successful CAS, a denial, a peek or *_is_idle() at its one load, a
+ *     cancel at its CAS; none orders any other memory.
+ *   - log cells: an admission is linearized inside the cell's sequence lock
+ *     (all admissions and cancels of a cell are serialized by it); a denial,
+ *     a peek or sluice_window_log_is_idle() is linearized at a moment
+ *     between its first and last read of the sequence, and judges a state
+ *     of the ring some write really left (it retries while writes land
+ *     under it). The lock's acquire/release pairs order the cell's own
+ *     words only: a caller may not rely on an admission to order any other
+ *     memory.
+ * A caller that needs "admitted, so I see what an earlier admitted request
+ * wrote" adds its own fences or locks.
  */
 #ifndef SLUICE_WINDOW_H
 #define SLUICE_WINDOW_H

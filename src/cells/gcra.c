@@ -147,7 +147,7 @@ bool sluice_gcra_cancel(struct sluice_gcra *cell, const struct sluice_gcra_recei
 						       memory_order_relaxed, memory_order_relaxed);
 }
 
-bool sluice_gcra_is_full(const struct sluice_gcra *cell, const struct sluice_rate *rate,
+bool sluice_gcra_is_idle(const struct sluice_gcra *cell, const struct sluice_rate *rate,
 			 uint64_t now_ns)
 {
 	(void)rate;

@@ -215,7 +215,7 @@ static int binding_new(struct sluice_engine *eng, const struct sluice_policy_spe
 	memset(&o, 0, sizeof o);
 	o.size = sizeof o;
 	o.max_keys = is_override ? 0 : eng->max_keys;
-	o.fail_mode = spec->fail == SLUICE_POLICY_FAIL_CLOSED ? SLUICE_FAIL_CLOSED : SLUICE_FAIL_OPEN;
+	o.fail_mode = spec->fail == SLUICE_FAIL_CLOSED ? SLUICE_FAIL_CLOSED : SLUICE_FAIL_OPEN;
 	o.flags = (eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU) ? SLUICE_LIMITER_CALLER_REGISTERS_RCU
 								     : 0;
 	if (is_override)

@@ -299,13 +299,13 @@ int sluice_http_render_body(enum sluice_http_body_style style, const struct slui
 		return SLUICE_EINVAL;
 	sluice_sf_writer_init(&w, buf, cap);
 	switch (style) {
-	case SLUICE_HTTP_BODY_ENVELOPE: {
+	case SLUICE_HTTP_BODY_JSON_DATA_ERROR: {
 		static const char body[] =
 			"{\"data\":null,\"error\":{\"code\":\"RATE_LIMITED\",\"message\":\"Too many requests\"}}";
 		sluice_sf_write_raw(&w, body, sizeof(body) - 1);
 		break;
 	}
-	case SLUICE_HTTP_BODY_RETRY_SEC: {
+	case SLUICE_HTTP_BODY_JSON_ERROR: {
 		uint64_t s = sluice_http_retry_after_s(d);
 		if (d->reason == SLUICE_REASON_CONCURRENCY) {
 			static const char head[] = "{\"error\":{\"code\":\"concurrent_limit\",\"retryAfterSec\":";
@@ -333,8 +333,8 @@ int sluice_http_render_body(enum sluice_http_body_style style, const struct slui
 const char *sluice_http_body_content_type(enum sluice_http_body_style style)
 {
 	switch (style) {
-	case SLUICE_HTTP_BODY_ENVELOPE:
-	case SLUICE_HTTP_BODY_RETRY_SEC:
+	case SLUICE_HTTP_BODY_JSON_DATA_ERROR:
+	case SLUICE_HTTP_BODY_JSON_ERROR:
 		return "application/json";
 	default:
 		return NULL;

@@ -279,8 +279,8 @@ bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_poli
 	if (a == NULL || b == NULL)
 		return a == b;
 	const struct sluice_policy_spec *x = &a->spec, *y = &b->spec;
-	if (strcmp(x->name, y->name) != 0 || x->headers != y->headers || x->reset != y->reset ||
-	    x->body != y->body || x->fail != y->fail || x->retry_after != y->retry_after ||
+	if (strcmp(x->name, y->name) != 0 || x->families != y->families ||
+	    x->body != y->body || x->fail != y->fail ||
 	    x->scope_count != y->scope_count || x->limit_count != y->limit_count ||
 	    x->class_count != y->class_count || x->route_count != y->route_count ||
 	    x->tier_count != y->tier_count || x->override_count != y->override_count)

@@ -89,8 +89,8 @@ struct bterm {
 
 struct builder {
 	char title[SLUICE_POLICY_MAX_TITLE + 1];
-	uint8_t headers, reset, body, fail;
-	bool retry_after;
+	uint32_t families; /* enum sluice_http_families bits */
+	uint8_t body, fail;
 	bool seen_policy, seen_headers, seen_body, seen_fail;
 	uint32_t nscopes, nlimits, nclasses, nroutes, ntiers, noverrides;
 	uint32_t nmethods, nnodes, nterms;
@@ -592,14 +592,21 @@ static int d_policy(struct parser *p)
 
 static int d_headers(struct parser *p)
 {
+	/* The keywords and the HTTP layer's bits they stand for: an IETF family,
+	 * or X-RateLimit-* in the encoding of its reset. */
 	static const char *const families[] = {"none", "draft-6", "draft-7", "draft-11", "x-ratelimit"};
+	static const uint32_t family_bits[] = {0, SLUICE_HTTP_DRAFT06, SLUICE_HTTP_DRAFT07,
+					       SLUICE_HTTP_DRAFT11, SLUICE_HTTP_X_DELTA};
 	static const char *const resets[] = {"delta", "unix-s", "unix-ms"};
+	static const uint32_t x_reset_bits[] = {SLUICE_HTTP_X_DELTA, SLUICE_HTTP_X_UNIX_S,
+						SLUICE_HTTP_X_UNIX_MS};
 	struct builder *b = p->b;
 	const struct word *w = NULL;
 	char buf[32];
 	int rc;
-	bool seen_reset = false, seen_retry = false;
+	bool seen_reset = false, seen_retry = false, retry_after = true;
 	uint32_t reset_col = 0;
+	int reset = 0;
 
 	if (b->seen_headers)
 		return fail_at(p, SLUICE_EINVAL, p->w[0].col, "second 'headers' directive");
@@ -613,7 +620,6 @@ static int d_headers(struct parser *p)
 		return fail_at(p, SLUICE_ESYNTAX, w->col,
 			       "unknown header family '%s': expected none, draft-6, draft-7, draft-11 or x-ratelimit",
 			       show(w, buf));
-	b->headers = (uint8_t)fam;
 	while (p->pos < p->nw) {
 		w = &p->w[p->pos++];
 		if (!w->quoted && w->len > 6 && memcmp(w->s, "reset=", 6) == 0) {
@@ -626,16 +632,16 @@ static int d_headers(struct parser *p)
 			if (r < 0)
 				return fail_at(p, SLUICE_ESYNTAX, w->col + 6,
 					       "expected delta, unix-s or unix-ms after 'reset='");
-			b->reset = (uint8_t)r;
+			reset = r;
 			seen_reset = true;
 			reset_col = w->col;
 		} else if (!w->quoted && w->len > 12 && memcmp(w->s, "retry-after=", 12) == 0) {
 			if (seen_retry)
 				return fail_at(p, SLUICE_EINVAL, w->col, "duplicate 'retry-after='");
 			if (w->len == 15 && memcmp(w->s + 12, "yes", 3) == 0)
-				b->retry_after = true;
+				retry_after = true;
 			else if (w->len == 14 && memcmp(w->s + 12, "no", 2) == 0)
-				b->retry_after = false;
+				retry_after = false;
 			else
 				return fail_at(p, SLUICE_ESYNTAX, w->col + 12,
 					       "expected yes or no after 'retry-after='");
@@ -645,16 +651,19 @@ static int d_headers(struct parser *p)
 				       "unexpected '%s': expected reset=... or retry-after=...", show(w, buf));
 		}
 	}
-	if (b->reset != SLUICE_RESET_DELTA_S && b->headers != SLUICE_HEADERS_XRATELIMIT)
+	if (reset != 0 && family_bits[fam] != SLUICE_HTTP_X_DELTA)
 		return fail_at(p, SLUICE_EINVAL, reset_col,
 			       "the IETF drafts define reset as delta seconds: only x-ratelimit takes unix-s or unix-ms");
+	b->families = family_bits[fam] == SLUICE_HTTP_X_DELTA ? x_reset_bits[reset] : family_bits[fam];
+	if (retry_after)
+		b->families |= SLUICE_HTTP_RETRY_AFTER;
 	b->seen_headers = true;
 	return SLUICE_OK;
 }
 
 static int d_body(struct parser *p)
 {
-	static const char *const bodies[] = {"", "seed000", "seed002", "empty"}; /* by value */
+	static const char *const bodies[] = {"", "json-data-error", "json-error", "empty"}; /* by value */
 	struct builder *b = p->b;
 	const struct word *w = NULL;
 	char buf[32];
@@ -665,12 +674,12 @@ static int d_body(struct parser *p)
 	if ((rc = next_word(p, "a body style", &w)) != SLUICE_OK)
 		return rc;
 	int s = -1;
-	for (int i = SLUICE_BODY_SEED000; i <= SLUICE_BODY_EMPTY; i++)
+	for (int i = SLUICE_HTTP_BODY_JSON_DATA_ERROR; i <= SLUICE_HTTP_BODY_EMPTY; i++)
 		if (word_is(w, bodies[i]))
 			s = i;
 	if (s < 0)
 		return fail_at(p, SLUICE_ESYNTAX, w->col,
-			       "unknown body style '%s': expected empty, seed000 or seed002", show(w, buf));
+			       "unknown body style '%s': expected json-data-error, json-error or empty", show(w, buf));
 	b->body = (uint8_t)s;
 	b->seen_body = true;
 	return expect_end(p);
@@ -688,9 +697,9 @@ static int d_fail(struct parser *p)
 	if ((rc = next_word(p, "open or closed", &w)) != SLUICE_OK)
 		return rc;
 	if (word_is(w, "open"))
-		b->fail = SLUICE_POLICY_FAIL_OPEN;
+		b->fail = SLUICE_FAIL_OPEN;
 	else if (word_is(w, "closed"))
-		b->fail = SLUICE_POLICY_FAIL_CLOSED;
+		b->fail = SLUICE_FAIL_CLOSED;
 	else
 		return fail_at(p, SLUICE_ESYNTAX, w->col, "unexpected '%s': expected open or closed",
 			       show(w, buf));
@@ -1527,11 +1536,9 @@ static void layout(struct builder *b, struct carve *c, struct sluice_policy **ou
 	}
 
 	pol->spec.name = title;
-	pol->spec.headers = b->headers;
-	pol->spec.reset = b->reset;
+	pol->spec.families = b->families;
 	pol->spec.body = b->body;
 	pol->spec.fail = b->fail;
-	pol->spec.retry_after = b->retry_after;
 	pol->spec.scope_count = b->nscopes;
 	pol->spec.limit_count = b->nlimits;
 	pol->spec.class_count = b->nclasses;
@@ -1706,8 +1713,8 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 	b->nodes = (struct bnode *)(block + off);
 	off += align_up(cap_nodes * sizeof(struct bnode));
 	b->order = (uint32_t *)(block + off);
-	b->retry_after = true;
-	b->body = SLUICE_BODY_EMPTY;
+	b->families = SLUICE_HTTP_RETRY_AFTER;
+	b->body = SLUICE_HTTP_BODY_EMPTY;
 	b->nclasses = 1;
 	strcpy(b->classes[0], "default");
 	b->nnodes = 1;

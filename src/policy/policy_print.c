@@ -163,9 +163,7 @@ static void put_limit(struct out *o, const struct sluice_policy_spec *s, const s
 
 int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t cap, size_t *len_out)
 {
-	static const char *const families[] = {"none", "draft-6", "draft-7", "draft-11", "x-ratelimit"};
-	static const char *const resets[] = {"delta", "unix-s", "unix-ms"};
-	static const char *const bodies[] = {"?", "seed000", "seed002", "empty"}; /* by value */
+	static const char *const bodies[] = {"?", "json-data-error", "json-error", "empty"}; /* by value */
 
 	if (policy == NULL || (buf == NULL && cap > 0))
 		return SLUICE_EINVAL;
@@ -174,9 +172,19 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 
 	puts_(&o, "policy ");
 	put_string(&o, (const uint8_t *)s->name, strlen(s->name));
-	putf(&o, "\nheaders %s reset=%s retry-after=%s\n", families[s->headers], resets[s->reset],
-	     s->retry_after ? "yes" : "no");
-	putf(&o, "body %s\nfail %s\n", bodies[s->body], s->fail == SLUICE_POLICY_FAIL_OPEN ? "open" : "closed");
+	const char *family = "none", *reset = "delta";
+	switch (s->families & ~(uint32_t)SLUICE_HTTP_RETRY_AFTER) {
+	case SLUICE_HTTP_DRAFT06: family = "draft-6"; break;
+	case SLUICE_HTTP_DRAFT07: family = "draft-7"; break;
+	case SLUICE_HTTP_DRAFT11: family = "draft-11"; break;
+	case SLUICE_HTTP_X_DELTA: family = "x-ratelimit"; break;
+	case SLUICE_HTTP_X_UNIX_S: family = "x-ratelimit", reset = "unix-s"; break;
+	case SLUICE_HTTP_X_UNIX_MS: family = "x-ratelimit", reset = "unix-ms"; break;
+	default: break; /* 0: none (the parser makes no other value) */
+	}
+	putf(&o, "\nheaders %s reset=%s retry-after=%s\n", family, reset,
+	     s->families & SLUICE_HTTP_RETRY_AFTER ? "yes" : "no");
+	putf(&o, "body %s\nfail %s\n", bodies[s->body], s->fail == SLUICE_FAIL_OPEN ? "open" : "closed");
 	for (uint32_t i = 0; i < s->scope_count; i++)
 		putf(&o, "scope %s\n", s->scopes[i]);
 	for (uint32_t i = 1; i < s->class_count; i++)

@@ -603,7 +603,7 @@ int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine
 
 	if (d[0].degraded) {
 		out->d.degraded = true;
-		if (spec->fail == SLUICE_POLICY_FAIL_CLOSED && req->cost > 0) {
+		if (spec->fail == SLUICE_FAIL_CLOSED && req->cost > 0) {
 			/* engine.c: the first limit evaluated answers by the
 			 * fail mode and governs. */
 			struct sluice_decision closed = d[0];

@@ -181,24 +181,6 @@ static void engine_request(const struct server_decider *d, const struct server_r
 /* ------------------------------------------------------------------------
  * The decision.
  */
-static unsigned families_of(const struct sluice_policy_spec *spec)
-{
-	unsigned f = spec->retry_after ? SLUICE_HTTP_RETRY_AFTER : 0;
-
-	switch (spec->headers) {
-	case SLUICE_HEADERS_DRAFT6: return f | SLUICE_HTTP_DRAFT06;
-	case SLUICE_HEADERS_DRAFT7: return f | SLUICE_HTTP_DRAFT07;
-	case SLUICE_HEADERS_DRAFT11: return f | SLUICE_HTTP_DRAFT11;
-	case SLUICE_HEADERS_XRATELIMIT:
-		if (spec->reset == SLUICE_RESET_UNIX_S)
-			return f | SLUICE_HTTP_X_UNIX_S;
-		if (spec->reset == SLUICE_RESET_UNIX_MS)
-			return f | SLUICE_HTTP_X_UNIX_MS;
-		return f | SLUICE_HTTP_X_DELTA;
-	default: return f;
-	}
-}
-
 static void add_limit(struct server_verdict *v, const struct sluice_policy_limit *l,
 		      const struct sluice_decision *dec)
 {
@@ -243,7 +225,7 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	v->status = 200;
 	v->limited = false;
 	v->nlimits = 0;
-	v->families = families_of(d->spec);
+	v->families = d->spec->families;
 	v->body_style = d->spec->body;
 	v->now_unix_ns = d->opts.frozen_clock ? d->frozen_unix_ns : sluice_realtime_ns();
 	memset(&v->decision, 0, sizeof v->decision);

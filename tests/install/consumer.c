@@ -7,6 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The installed sluice/sf.h is fenced: without SLUICE_EXPERIMENTAL_API it
+ * declares nothing. */
+#ifdef SLUICE_SF_NODES_MAX
+#error "sluice/sf.h declared its experimental API without SLUICE_EXPERIMENTAL_API"
+#endif
+
 int main(void)
 {
 	struct sluice_rate rate;

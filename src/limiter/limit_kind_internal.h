@@ -19,6 +19,10 @@
 
 #include <sluice/limiter.h>
 
+/* A window word may be cell 0 only if its window index takes at least this
+ * long (in the callers' time) to wrap: one day (limiter.c, "Reclaim"). */
+#define SLUICE__COMMIT_WRAP_MIN_NS (UINT64_C(86400) * 1000000000u)
+
 /* The internal kind of the commit word (never in a user's policy). */
 #define SLUICE__LIMIT_COMMIT 0x7fffffffu
 
@@ -47,6 +51,12 @@ struct sluice__limit_ops {
 		       const struct sluice__receipt *receipt);
 	/* The cell is full at now_ns (carries no information). */
 	bool (*is_idle)(const void *cell, const struct sluice_limit *limit, uint64_t now_ns);
+	/* cancel() undoes its admission exactly whatever landed since (the
+	 * counting kinds: their operations commute); false: only while nothing
+	 * landed since (GCRA, sliding log), else the consumption stays. */
+	bool cancel_exact;
+	/* This limit may serve as cell 0 (NULL: never). */
+	bool (*commit_ok)(const struct sluice_limit *limit);
 
 	/* Commit-cell operations. */
 	uint64_t (*word)(const void *cell);                 /* relaxed load */

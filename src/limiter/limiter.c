@@ -163,6 +163,13 @@ struct sluice_limiter {
 	uint32_t cell_off[NCELLS];
 	uint32_t user_index[NCELLS];
 	int32_t slots_cell; /* cell of the SLOTS limit, -1: none */
+	bool one_gcra;      /* one cell, a GCRA limit: decide_gcra1() */
+	/* The dry run's order: cell 0 first when it is a GCRA limit (or the
+	 * COMMIT word, skipped), the policy's limits in the caller's order
+	 * otherwise, so a request several limits deny reports the same one
+	 * whatever the commit order. */
+	uint32_t check_order[NCELLS];
+	uint32_t ncheck;
 	const struct sluice__limit_ops *ops[NCELLS];
 	struct sluice_limit limits[NCELLS];
 	uint64_t max_keys;
@@ -527,6 +534,65 @@ static inline enum verdict decide_gcra1(struct sluice_limiter *lim, struct entry
 	return V_DENY;
 }
 
+/* A one-cell entry of another kind (a one-word window, cell 0 itself): one
+ * admission through the ops table, already all-or-nothing. */
+static enum verdict decide_one(struct sluice_limiter *lim, struct entry *e, uint64_t cost,
+			       uint64_t now_ns, struct sluice_decision *out,
+			       struct sluice__limiter_hold *hold)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+	void *c0 = cell_of(lim, e, 0);
+
+	if (cost == 0) {
+		uint64_t w = op0->word(c0);
+		if (op0->is_tomb(w))
+			return V_DEAD;
+		op0->check_word(w, &lim->limits[0], now_ns, 0, out);
+		return V_ADMIT;
+	}
+	if (op0->admit(c0, &lim->limits[0], now_ns, cost, out, hold != NULL ? &hold->r[0] : NULL)) {
+		if (hold != NULL)
+			hold->entry = e;
+		return V_ADMIT;
+	}
+	if (op0->is_tomb(op0->word(c0)))
+		return V_DEAD;
+	return V_DENY;
+}
+
+/* Tests: called after each commit of cells 1..k-1 (limiter_internal.h). */
+static void (*_Atomic commit_hook)(void *user, uint32_t limit_index);
+static void *_Atomic commit_hook_user;
+
+void sluice__limiter_set_commit_hook(void (*fn)(void *user, uint32_t limit_index), void *user)
+{
+	/* relaxed: set by a test before the admissions it observes, on their
+	 * own thread or before starting them. */
+	atomic_store_explicit(&commit_hook_user, user, memory_order_relaxed); /* relaxed: why above */
+	atomic_store_explicit(&commit_hook, fn, memory_order_relaxed); /* relaxed: why above */
+}
+
+/* The dry run of every cell on the entry's current state, nothing written:
+ * cell 0 judged on w0, the word tested for a tombstone. Fills d[] and, on a
+ * denial, *out with the first denier (check_order). */
+static bool dry_run(const struct sluice_limiter *lim, struct entry *e, uint64_t w0, uint64_t cost,
+		    uint64_t now_ns, struct sluice_decision *d, struct sluice_decision *out)
+{
+	for (uint32_t n = 0; n < lim->ncheck; n++) {
+		uint32_t i = lim->check_order[n];
+		bool ok = i == 0 ? lim->ops[0]->check_word(w0, &lim->limits[0], now_ns, cost, &d[0])
+				 : lim->ops[i]->check(cell_of(lim, e, i), &lim->limits[i], now_ns, cost,
+						      &d[i]);
+		if (!ok) {
+			deny_with(lim, d[i], i, out);
+			return false;
+		}
+	}
+	if (lim->user_index[0] == UINT32_MAX) /* the COMMIT word: never denies a live entry */
+		lim->ops[0]->check_word(w0, &lim->limits[0], now_ns, cost, &d[0]);
+	return true;
+}
+
 /* Decide for an entry found in the table (inside a read-side section).
  * hold (may be NULL): on admission, receives the entry and a receipt of
  * every cell (cell 0 included) so that sluice__limiter_cancel() can undo it;
@@ -540,7 +606,8 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 	uint32_t k = lim->nlimits;
 
 	if (k == 1)
-		return decide_gcra1(lim, e, cost, now_ns, out, hold);
+		return lim->one_gcra ? decide_gcra1(lim, e, cost, now_ns, out, hold)
+				     : decide_one(lim, e, cost, now_ns, out, hold);
 
 	struct sluice_decision d[NCELLS];
 	struct sluice__receipt local[NCELLS];
@@ -551,16 +618,8 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 	uint64_t w0 = op0->word(c0);
 	if (op0->is_tomb(w0))
 		return V_DEAD;
-	if (!op0->check_word(w0, &lim->limits[0], now_ns, cost, &d[0])) {
-		deny_with(lim, d[0], 0, out);
+	if (!dry_run(lim, e, w0, cost, now_ns, d, out))
 		return V_DENY;
-	}
-	for (uint32_t i = 1; i < k; i++) {
-		if (!lim->ops[i]->check(cell_of(lim, e, i), &lim->limits[i], now_ns, cost, &d[i])) {
-			deny_with(lim, d[i], i, out);
-			return V_DENY;
-		}
-	}
 	if (cost == 0) {
 		govern(lim, d, k, out);
 		return V_ADMIT;
@@ -577,6 +636,11 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 			deny_with(lim, d[i], i, out);
 			return V_DENY;
 		}
+		/* relaxed: see sluice__limiter_set_commit_hook(). */
+		void (*hook)(void *, uint32_t) = atomic_load_explicit(&commit_hook, memory_order_relaxed); /* relaxed: why above */
+		if (SLUICE_UNLIKELY(hook != NULL))
+			hook(atomic_load_explicit(&commit_hook_user, memory_order_relaxed), /* relaxed: as above */
+			     lim->user_index[i]);
 	}
 	/* release: our commits to cells 1..k-1 happen-before any sweeper whose
 	 * acquire fence follows a load of cell 0 that reads our commit below or
@@ -644,8 +708,8 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
 				return V_DEGRADED;
 			}
 		}
-		enum verdict v = lim->nlimits == 1 ? decide_gcra1(lim, e, cost, now_ns, out, hold)
-						   : entry_decide(lim, e, cost, now_ns, out, hold);
+		enum verdict v = lim->one_gcra ? decide_gcra1(lim, e, cost, now_ns, out, hold)
+					       : entry_decide(lim, e, cost, now_ns, out, hold);
 		if (SLUICE_LIKELY(v != V_DEAD))
 			return v;
 		help_unlink(lim, e);
@@ -666,7 +730,9 @@ static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned lon
 	if (e == NULL)
 		e = lookup(lim, hash, k);
 	if (SLUICE_LIKELY(e != NULL && lim->nlimits == 1)) {
-		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, hold);
+		enum verdict v = SLUICE_LIKELY(lim->one_gcra)
+					 ? decide_gcra1(lim, e, cost, now_ns, out, hold)
+					 : decide_one(lim, e, cost, now_ns, out, hold);
 		if (SLUICE_LIKELY(v != V_DEAD))
 			return v;
 		help_unlink(lim, e);
@@ -839,18 +905,62 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 		return;
 	/* Cell 0 is cancelled only when it is the entry's only cell. The
 	 * sweeper tombstones cell 0 by a CAS from the word it judged idle, so
-	 * beside other cells that word must only grow ("Reclaim"): restoring a
-	 * GCRA cell 0's older word lets a later admission write the judged
+	 * beside other cells no write may bring that word back ("Reclaim"):
+	 * restoring cell 0's older word lets a later admission write the judged
 	 * value again (ABA), and the sweeper, which checked the other cells
 	 * before that admission committed there, would reclaim its units. So
-	 * there cell 0 keeps our consumption (conservative, as a cancel that
-	 * meets a later write); the COMMIT word's cancel is a no-op anyway. A
-	 * one-cell entry holds nothing an ABA could hide: the word the sweeper
-	 * judged idle is the whole state. (The engine's limiters have one limit
-	 * each, so its cancels stay exact.) */
+	 * there cell 0 keeps our consumption (sluice__limiter_cancel_is_exact()
+	 * says so); the COMMIT word carries none. A one-cell entry holds
+	 * nothing an ABA could hide: the word the sweeper judged idle is the
+	 * whole state. (The engine's limiters have one limit each.) Each other
+	 * cell's cancel is exact for the counting kinds, else pops our
+	 * admission only if nothing landed since (limit_kind_internal.h). */
 	uint32_t first = lim->nlimits > 1 ? 1 : 0;
 	for (uint32_t j = lim->nlimits; j-- > first;)
 		lim->ops[j]->cancel(cell_of(lim, e, j), &lim->limits[j], &hold->r[j]);
+}
+
+bool sluice__limiter_cancel_is_exact(const struct sluice_limiter *lim)
+{
+	if (lim->nlimits == 1)
+		return lim->ops[0]->cancel_exact;
+	if (lim->user_index[0] != UINT32_MAX)
+		return false; /* cell 0 keeps its consumption (above) */
+	for (uint32_t i = 1; i < lim->nlimits; i++)
+		if (!lim->ops[i]->cancel_exact)
+			return false;
+	return true;
+}
+
+bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t key_len,
+			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
+{
+	struct lookup_key k = { lim, key, key_len };
+	struct sluice_decision d[NCELLS];
+	struct entry *e = lookup(lim, hash_key(lim, key, key_len), &k);
+	uint64_t w0 = e != NULL ? lim->ops[0]->word(cell_of(lim, e, 0)) : 0;
+
+	if (e == NULL || lim->ops[0]->is_tomb(w0)) {
+		/* Unknown (or dying) key: every cell full, so each admits cost iff
+		 * it fits the full capacity (a slot: one per request). */
+		for (uint32_t i = 0; i < lim->nlimits; i++) {
+			lim->ops[i]->fresh(&lim->limits[i], now_ns, &d[i]);
+			uint64_t need = lim->limits[i].kind == SLUICE_LIMIT_SLOTS ? cost != 0 : cost;
+			if (lim->user_index[i] != UINT32_MAX && need > d[i].remaining) {
+				deny_with(lim, d[i], i, out);
+				out->allowed = false;
+				out->reason = d[i].limit == 0 ? SLUICE_REASON_NEVER : SLUICE_REASON_RATE;
+				out->retry_after_ns = SLUICE_NEVER;
+				return false;
+			}
+		}
+		govern(lim, d, lim->nlimits, out);
+		return true;
+	}
+	if (!dry_run(lim, e, w0, cost, now_ns, d, out))
+		return false;
+	govern(lim, d, lim->nlimits, out);
+	return true;
 }
 
 void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
@@ -1364,27 +1474,57 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->fail_mode = o.fail_mode;
 	lim->max_keys = o.max_keys;
 	lim->max_bytes = o.max_bytes;
-	/* Cell 0: the first GCRA limit, else the COMMIT word (docs/limiter.md,
-	 * "Kinds"); then the other limits in the caller's order. */
-	size_t gcra = nlimits;
-	for (size_t i = 0; i < nlimits && gcra == nlimits; i++)
+	/* Cell 0 (docs/limiter.md, "Kinds"): the first GCRA limit; else, when
+	 * every limit's cancel is exact, the first one-word window that may be
+	 * cell 0 (so a one-limit counter or calendar policy is one word and one
+	 * CAS); else the COMMIT word. Then the other limits, committed in this
+	 * order: those whose cancel is exact first, the sliding log, then GCRA
+	 * (each class in the caller's order), so that a refusal by a later
+	 * limit needs exact cancels only, except where two limits whose cancel
+	 * is not exact meet (docs/limiter.md, "Refused requests"). */
+	size_t first = nlimits;
+	bool all_exact = true;
+	for (size_t i = 0; i < nlimits; i++)
+		all_exact &= sluice__limit_ops_of(limits[i].kind)->cancel_exact;
+	for (size_t i = 0; i < nlimits && first == nlimits; i++)
 		if (limits[i].kind == SLUICE_LIMIT_GCRA)
-			gcra = i;
+			first = i;
+	for (size_t i = 0; i < nlimits && first == nlimits && all_exact; i++) {
+		const struct sluice__limit_ops *op = sluice__limit_ops_of(limits[i].kind);
+		if (op->commit_ok != NULL && op->commit_ok(&limits[i]))
+			first = i;
+	}
 	uint32_t n = 0;
-	if (gcra < nlimits) {
-		lim->limits[n] = limits[gcra];
-		lim->user_index[n++] = (uint32_t)gcra;
+	if (first < nlimits) {
+		lim->limits[n] = limits[first];
+		lim->user_index[n++] = (uint32_t)first;
 	} else {
 		memset(&lim->limits[n], 0, sizeof lim->limits[n]);
 		lim->limits[n].kind = SLUICE__LIMIT_COMMIT;
 		lim->user_index[n++] = UINT32_MAX;
 	}
-	for (size_t i = 0; i < nlimits; i++) {
-		if (i == gcra)
-			continue;
-		lim->limits[n] = limits[i];
-		lim->user_index[n++] = (uint32_t)i;
+	for (int rank = 0; rank < 3; rank++) {
+		for (size_t i = 0; i < nlimits; i++) {
+			uint32_t kind = limits[i].kind;
+			int r = sluice__limit_ops_of(kind)->cancel_exact ? 0
+				: kind == SLUICE_LIMIT_SLIDING_LOG     ? 1
+								       : 2;
+			if (i == first || r != rank)
+				continue;
+			lim->limits[n] = limits[i];
+			lim->user_index[n++] = (uint32_t)i;
+		}
 	}
+	/* The dry run's order (struct comment). */
+	bool gcra0 = lim->limits[0].kind == SLUICE_LIMIT_GCRA;
+	lim->ncheck = 0;
+	if (gcra0)
+		lim->check_order[lim->ncheck++] = 0;
+	for (uint32_t u = 0; u < nlimits; u++)
+		for (uint32_t i = gcra0 ? 1 : 0; i < n; i++)
+			if (lim->user_index[i] == u)
+				lim->check_order[lim->ncheck++] = i;
+	lim->one_gcra = n == 1 && lim->limits[0].kind == SLUICE_LIMIT_GCRA;
 	lim->nlimits = n;
 	lim->slots_cell = -1;
 	size_t off = sizeof(struct entry);

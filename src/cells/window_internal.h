@@ -115,4 +115,27 @@ bool sluice__window_counter_cancel_exact(struct sluice_window_counter *cell,
 bool sluice__calendar_cancel_exact(struct sluice_calendar *cell, const struct sluice_calendar_config *cfg,
 				   const struct sluice_calendar_receipt *receipt);
 
+/*
+ * The sliding log's exact cancel. Its receipt keeps the time its units were
+ * recorded at and their number. Recorded times are sorted, and units at
+ * the same time are interchangeable, so removing c units recorded at at_ns
+ * (the newest such, found under the writers' lock) from the last L + c
+ * positions and moving the newer ones down by c leaves exactly the log of
+ * the remaining admissions (window_log.c). Units recorded after ours keep
+ * their times: one that a stale clock recorded at our time (max(t, newest))
+ * stays there, which only makes it look younger (conservative).
+ */
+struct sluice__window_log_receipt {
+	uint64_t seq_after; /* the seq our write published (pop if still there) */
+	uint64_t at_ns;     /* the time our units were recorded at */
+	uint64_t cost;      /* 0: no admission */
+};
+
+bool sluice__window_log_admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
+			      uint64_t now_ns, uint64_t cost, struct sluice_decision *out,
+			      struct sluice__window_log_receipt *receipt);
+bool sluice__window_log_cancel_exact(struct sluice_window_log *cell,
+				     const struct sluice_window_log_config *cfg,
+				     const struct sluice__window_log_receipt *receipt);
+
 #endif /* SLUICE_WINDOW_INTERNAL_H */

@@ -300,10 +300,10 @@ static const struct sluice__limit_ops commit_ops = {
 
 /* ---- window kinds: shared dry run ---- */
 
-/* The dry run of a window kind from its read-only peek (cost 0) and, for a
- * denial, its real admit, which writes nothing when it denies. If the state
- * changed in between so that the admit passes, it is cancelled; should the
- * cancel meet a later write, the units stay (conservative). */
+/* The dry run of the sliding log from its read-only peek (cost 0) and, for
+ * a denial, its real admit, which writes nothing when it denies. If the
+ * state changed in between so that the admit passes, it is cancelled (an
+ * exact cancel: nothing stays). */
 typedef bool (*admit_fn)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 			 uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
 typedef bool (*cancel_fn)(void *cell, const struct sluice_limit *limit,
@@ -356,23 +356,22 @@ static bool log_admit(void *cell, const struct sluice_limit *limit, uint64_t now
 		      struct sluice_decision *out, struct sluice__receipt *receipt)
 {
 	if (receipt == NULL)
-		return sluice_window_log_admit(cell, &limit->log, now_ns, cost, out);
-	struct sluice_window_log_receipt r;
-	bool ok = sluice_window_log_admit_receipt(cell, &limit->log, now_ns, cost, out, &r);
+		return sluice__window_log_admit(cell, &limit->log, now_ns, cost, out, NULL);
+	struct sluice__window_log_receipt r;
+	bool ok = sluice__window_log_admit(cell, &limit->log, now_ns, cost, out, &r);
 	receipt->w[0] = r.seq_after;
-	receipt->w[1] = r.pos_before;
-	receipt->w[2] = r.pos_after;
+	receipt->w[1] = r.at_ns;
+	receipt->w[2] = r.cost;
 	return ok;
 }
 
 static bool log_cancel(void *cell, const struct sluice_limit *limit,
 		       const struct sluice__receipt *receipt)
 {
-	(void)limit;
-	struct sluice_window_log_receipt r = { .seq_after = receipt->w[0],
-					       .pos_before = receipt->w[1],
-					       .pos_after = receipt->w[2] };
-	return sluice_window_log_cancel(cell, &r);
+	struct sluice__window_log_receipt r = { .seq_after = receipt->w[0],
+						.at_ns = receipt->w[1],
+						.cost = receipt->w[2] };
+	return sluice__window_log_cancel_exact(cell, &limit->log, &r);
 }
 
 static bool log_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
@@ -394,7 +393,7 @@ static const struct sluice__limit_ops log_ops = {
 	.admit = log_admit,
 	.cancel = log_cancel,
 	.is_idle = log_is_idle,
-	.cancel_exact = false,
+	.cancel_exact = true,
 };
 
 /* ---- SLIDING_COUNTER ---- */

@@ -1474,22 +1474,18 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->fail_mode = o.fail_mode;
 	lim->max_keys = o.max_keys;
 	lim->max_bytes = o.max_bytes;
-	/* Cell 0 (docs/limiter.md, "Kinds"): the first GCRA limit; else, when
-	 * every limit's cancel is exact, the first one-word window that may be
-	 * cell 0 (so a one-limit counter or calendar policy is one word and one
-	 * CAS); else the COMMIT word. Then the other limits, committed in this
-	 * order: those whose cancel is exact first, the sliding log, then GCRA
-	 * (each class in the caller's order), so that a refusal by a later
-	 * limit needs exact cancels only, except where two limits whose cancel
-	 * is not exact meet (docs/limiter.md, "Refused requests"). */
+	/* Cell 0 (docs/limiter.md, "Kinds"): the first GCRA limit; else the
+	 * first one-word window that may be cell 0 (so a one-limit counter or
+	 * calendar policy is one word and one CAS); else the COMMIT word. Then
+	 * the other limits, committed in this order: those whose cancel is
+	 * exact first, GCRA after them (each class in the caller's order), so
+	 * that a refusal by a later limit needs exact cancels only, except
+	 * between two GCRA limits (docs/limiter.md, "Refused requests"). */
 	size_t first = nlimits;
-	bool all_exact = true;
-	for (size_t i = 0; i < nlimits; i++)
-		all_exact &= sluice__limit_ops_of(limits[i].kind)->cancel_exact;
 	for (size_t i = 0; i < nlimits && first == nlimits; i++)
 		if (limits[i].kind == SLUICE_LIMIT_GCRA)
 			first = i;
-	for (size_t i = 0; i < nlimits && first == nlimits && all_exact; i++) {
+	for (size_t i = 0; i < nlimits && first == nlimits; i++) {
 		const struct sluice__limit_ops *op = sluice__limit_ops_of(limits[i].kind);
 		if (op->commit_ok != NULL && op->commit_ok(&limits[i]))
 			first = i;
@@ -1503,13 +1499,9 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		lim->limits[n].kind = SLUICE__LIMIT_COMMIT;
 		lim->user_index[n++] = UINT32_MAX;
 	}
-	for (int rank = 0; rank < 3; rank++) {
+	for (int exact = 1; exact >= 0; exact--) {
 		for (size_t i = 0; i < nlimits; i++) {
-			uint32_t kind = limits[i].kind;
-			int r = sluice__limit_ops_of(kind)->cancel_exact ? 0
-				: kind == SLUICE_LIMIT_SLIDING_LOG     ? 1
-								       : 2;
-			if (i == first || r != rank)
+			if (i == first || sluice__limit_ops_of(limits[i].kind)->cancel_exact != exact)
 				continue;
 			lim->limits[n] = limits[i];
 			lim->user_index[n++] = (uint32_t)i;

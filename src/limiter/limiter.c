@@ -942,14 +942,15 @@ bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t k
 
 	if (e == NULL || lim->ops[0]->is_tomb(w0)) {
 		/* Unknown (or dying) key: every cell full, so each admits cost iff
-		 * it fits the full capacity (a slot: one per request). */
+		 * it fits the whole capacity (a slot: one per request); more never
+		 * fits (reason NEVER, as the admit would say). */
 		for (uint32_t i = 0; i < lim->nlimits; i++) {
 			lim->ops[i]->fresh(&lim->limits[i], now_ns, &d[i]);
 			uint64_t need = lim->limits[i].kind == SLUICE_LIMIT_SLOTS ? cost != 0 : cost;
 			if (lim->user_index[i] != UINT32_MAX && need > d[i].remaining) {
 				deny_with(lim, d[i], i, out);
 				out->allowed = false;
-				out->reason = d[i].limit == 0 ? SLUICE_REASON_NEVER : SLUICE_REASON_RATE;
+				out->reason = SLUICE_REASON_NEVER;
 				out->retry_after_ns = SLUICE_NEVER;
 				return false;
 			}

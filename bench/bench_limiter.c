@@ -15,8 +15,8 @@
  *   BM_limiter_hash_siphash13/L SipHash-1-3 on L bytes (the alternative)
  *   BM_limiter_admit_kind/K     one-limit policies of kind K (GCRA, counter,
  *                               calendar) on 1000 keys; _icount/K: callgrind
- *   BM_limiter_contended/Q      threads on one key, a refusing GCRA and a
- *                               daily quota Q: quota units lost to refusals
+ *   BM_limiter_contended/Q/G    threads on one key, a refusing GCRA and a
+ *                               quota Q (calendar, or GCRA): units lost
  *   BM_limiter_admit_icount/K   a fixed loop of 2^20 admits on K keys with a
  *                               fixed hash secret, for instruction counts:
  *                               valgrind --tool=callgrind
@@ -763,10 +763,12 @@ SBENCH_REGISTER(BM_limiter_admit_kind_icount)
 
 /* ---- a refused request consumes nothing, under contention ----
  *
- * BM_limiter_contended/Q (threads 1..N): every thread makes 2^20 admits on
- * one key of the policy {GCRA 1 per us, burst 10 (the "minute" limit,
- * refusing most calls), calendar quota of Q a day}, at the monotonic clock,
- * until well past the quota (as the tracker's measurement). After the
+ * BM_limiter_contended/Q/G (threads 1..N): every thread makes 2^20 admits
+ * on one key of the policy {GCRA 1 per us, burst 10 (the "minute" limit,
+ * refusing most calls), a quota of Q}, at the monotonic clock, until well
+ * past the quota (as the tracker's measurement). G = 0: the quota is a
+ * calendar day; G = 1: a GCRA of Q per 1000 days, burst Q (a second GCRA
+ * limit, whose cancel is not exact). After the
  * run the quota's consumption is measured with admits at later times (the
  * GCRA refilled, the day the same): counters "admitted" and "lost" (units
  * of the quota taken by requests that were refused: consumed - admitted;
@@ -787,8 +789,13 @@ static void BM_limiter_contended(sbench_state *st)
 		memset(l, 0, sizeof l);
 		l[0].kind = SLUICE_LIMIT_GCRA;
 		sluice_rate_init(&l[0].rate, 1, 1000, 10);
-		l[1].kind = SLUICE_LIMIT_CALENDAR;
-		sluice_calendar_config_init(&l[1].calendar, quota, DAY_NS);
+		if (sbench_range(st, 1) == 0) {
+			l[1].kind = SLUICE_LIMIT_CALENDAR;
+			sluice_calendar_config_init(&l[1].calendar, quota, DAY_NS);
+		} else {
+			l[1].kind = SLUICE_LIMIT_GCRA;
+			sluice_rate_init(&l[1].rate, quota, 1000 * DAY_NS, quota);
+		}
 		if (sluice_limiter_create(&lim, l, 2, NULL) != SLUICE_OK)
 			abort();
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -816,7 +823,8 @@ static void BM_limiter_contended(sbench_state *st)
 	if (sbench_thread_index(st) != 0)
 		return; /* the loop's end was a barrier: thread 0 measures alone */
 	/* The quota left: admits of 10 units (the GCRA's burst), 20 us apart
-	 * (it is full again), then of 1, until the calendar refuses. */
+	 * (it is full again), then of 1, until the quota refuses (a GCRA quota
+	 * refills less than a unit meanwhile). */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t t = base + (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec, left = 0;
 	for (uint64_t c = 10; c >= 1; c = c == 10 ? 1 : 0)
@@ -833,7 +841,8 @@ static void BM_limiter_contended(sbench_state *st)
 }
 SBENCH_REGISTER(BM_limiter_contended)
 {
-	sbench_arg(b, 100000);
+	sbench_args2(b, 100000, 0);
+	sbench_args2(b, 100000, 1);
 	sbench_thread_range(b, 1, max_threads());
 	sbench_fixed_iterations(b, 1 << 20);
 	sbench_real_time(b);

@@ -20,7 +20,15 @@
  *   2  sliding log + GCRA    3  calendar + counter + log + GCRA
  *   4  calendar 1 per TICK (cell 0) + log + counter (no GCRA)
  *
- * Duration: SLUICE_STRESS_MS (default 1000).
+ * Then the sliding log's exact cancel on a bare cell, the one cancel that
+ * rewrites live slots (window_log.c): THREADS threads admit one unit each
+ * with a receipt and cancel their receipts out of order (usually not the
+ * newest write: the rewrite path), with lock-free readers deciding between
+ * the rewrites. Never more than LOG_L units held at once (a reader that
+ * accepted a torn snapshot could let one more in), and once every receipt
+ * is cancelled the log holds nothing.
+ *
+ * Duration: SLUICE_STRESS_MS (default 1000), for each part.
  */
 #include <pthread.h>
 #include <sluice.h>
@@ -29,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "cells/window_internal.h"
 
 /* Reads of the tallies after every thread was joined: pthread_join orders
  * the threads' writes before them, so relaxed suffices. */
@@ -103,6 +113,81 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* ---- the sliding log's exact cancel on a bare cell ---- */
+
+#define LOG_L 16
+#define LOG_HELD 4
+
+static struct sluice_window_log *log_cell;
+static struct sluice_window_log_config log_cfg;
+static _Atomic int64_t log_held; /* units held: up after an admit, down before its cancel */
+static _Atomic uint64_t log_over, log_cancels, log_admits;
+static _Atomic uint64_t log_clock;
+
+static void *log_worker(void *arg)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(uintptr_t)arg + 1;
+	struct sluice__window_log_receipt held[LOG_HELD];
+	int n = 0;
+
+	/* relaxed: a flag polled; the join orders everything after it. */
+	while (!atomic_load_explicit(&stop, memory_order_relaxed) || n > 0) { /* relaxed: why above */
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		bool stopping = atomic_load_explicit(&stop, memory_order_relaxed); /* relaxed: as above */
+		if (n < LOG_HELD && !stopping) {
+			/* relaxed: a clock; any order of the times is allowed. */
+			uint64_t t = T0 + atomic_fetch_add_explicit(&log_clock, 1, memory_order_relaxed); /* relaxed: why above */
+			if (sluice__window_log_admit(log_cell, &log_cfg, t, 1, NULL, &held[n])) {
+				n++;
+				/* relaxed: counters, checked against the bound only. */
+				if (atomic_fetch_add_explicit(&log_held, 1, memory_order_relaxed) + 1 > LOG_L) /* relaxed: why above */
+					atomic_fetch_add_explicit(&log_over, 1, memory_order_relaxed); /* relaxed: counter */
+				atomic_fetch_add_explicit(&log_admits, 1, memory_order_relaxed); /* relaxed: counter */
+			}
+		} else if (n > 0) {
+			int i = (int)(x % (uint64_t)n); /* any of ours: rarely the newest write */
+			/* relaxed: down before the cancel, so the count never exceeds
+			 * what the cell holds. */
+			atomic_fetch_sub_explicit(&log_held, 1, memory_order_relaxed); /* relaxed: why above */
+			if (!sluice__window_log_cancel_exact(log_cell, &log_cfg, &held[i]))
+				atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: counter */
+			atomic_fetch_add_explicit(&log_cancels, 1, memory_order_relaxed); /* relaxed: counter */
+			held[i] = held[--n];
+		}
+		/* A lock-free reader between the writes. */
+		struct sluice_decision d;
+		sluice_window_log_admit(log_cell, &log_cfg, T0, 0, &d);
+	}
+	return NULL;
+}
+
+static int log_part(long ms)
+{
+	if (sluice_window_log_config_init(&log_cfg, LOG_L, BIG_W) != SLUICE_OK)
+		return 1;
+	log_cell = aligned_alloc(8, sluice_window_log_size(&log_cfg));
+	sluice_window_log_init(log_cell, &log_cfg);
+	atomic_store_explicit(&stop, false, memory_order_relaxed); /* relaxed: before the threads start */
+	pthread_t w[THREADS];
+	for (int i = 0; i < THREADS; i++)
+		pthread_create(&w[i], NULL, log_worker, (void *)(uintptr_t)(i + 1));
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+	atomic_store_explicit(&stop, true, memory_order_relaxed); /* relaxed: a flag; join orders the rest */
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(w[i], NULL);
+	struct sluice_decision d;
+	sluice_window_log_admit(log_cell, &log_cfg, T0 + LOAD(&log_clock), 0, &d);
+	bool ok = LOAD(&log_over) == 0 && LOAD(&log_held) == 0 && d.remaining == LOG_L &&
+		  LOAD(&log_cancels) == LOAD(&log_admits) && LOAD(&log_cancels) > 0;
+	printf("%slog exact cancels: %llu admits, %llu cancels, %llu over the bound, %llu units left\n",
+	       ok ? "" : "FAIL: ", (unsigned long long)LOAD(&log_admits),
+	       (unsigned long long)LOAD(&log_cancels), (unsigned long long)LOAD(&log_over),
+	       (unsigned long long)(LOG_L - d.remaining));
+	free(log_cell);
+	return ok ? 0 : 1;
+}
+
 /* Requests that still pass, one per 2 TICKs from `from` (the tight limit
  * has room again each time), until a counting limit refuses. */
 static uint64_t probe(struct sluice_limiter *lim, uint64_t from)
@@ -153,6 +238,10 @@ int main(void)
 		else
 			failed++;
 	}
+	if (log_part(want) != 0)
+		failed++;
+	else
+		passed++;
 	if (LOAD(&errors) != 0) {
 		printf("FAIL: %llu call errors\n", (unsigned long long)LOAD(&errors));
 		failed++;

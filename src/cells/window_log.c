@@ -58,7 +58,23 @@
  * moving pos back to where that admission found it restores the previous
  * state exactly. The receipt records the seq value the admission published;
  * cancel checks it under the lock, so "no write since" is exact (seq never
- * repeats: 2^63 writes).
+ * repeats: 2^62 writes).
+ *
+ * Exact cancel (the keyed limiter's, window_internal.h). When other writes
+ * landed since, the receipt's c units (recorded at one time r) are removed
+ * where they are: under the lock, the newest c units recorded at r among
+ * the last L + c positions are cut out and the newer units move down over
+ * them (units at the same time are interchangeable; removing from a sorted
+ * sequence keeps it sorted). If fewer than c are there, the others lie
+ * further back, and the last L units after the removal are the same either
+ * way; if none, ours weigh no more. Such a cancel rewrites live slots,
+ * which the readers' argument above excludes for a lone writer, so it
+ * flags seq (bit 62, SEQ_REWRITING) before its first store, behind a
+ * release fence, and unlocks 3 ahead of its locked value instead of 1: a
+ * reader that saw any of its stores (its acquire fence, then its second
+ * seq load) sees the flag or a difference above 1, and one that starts
+ * while the flag is set sees it at once; either retries. A reader that
+ * saw none of them read the state before it.
  *
  * Positions are 64-bit and grow by at most L per admission: at 10^9 units
  * per second they would wrap after 292 years.

@@ -4,15 +4,21 @@
  * window_counter.c, calendar.c and slots.c, plus the internal COMMIT kind.
  *
  * The COMMIT kind is the commit cell of an entry whose policy has no GCRA
- * limit: one 8-byte generation word. An admission bumps it (CAS w -> w + 1,
+ * limit and no counter or calendar limit that may be cell 0 (commit_ok):
+ * one 8-byte generation word. An admission bumps it (CAS w -> w + 1,
  * refused on a tombstone) after its release fence, exactly where a GCRA cell
  * 0 would be committed; the word only grows between tombstones (2^64 bumps
  * never wrap in practice), so the sweeper's CAS has no ABA; it is always
  * "idle" by itself and never denies a live entry. It carries no limit.
  *
- * Dry runs of the window kinds: a cost-0 admit is read-only and reports the
- * exact remaining units, and each kind admits cost c iff remaining >= c; a
- * denial writes nothing, so the denied dry run is the real admit's denial.
+ * The counter and calendar ops use the limiter's own entry points of the
+ * cells (window_internal.h): tombstone-aware admits, a dry run on a word,
+ * and the exact, commutative cancel.
+ *
+ * Dry runs: the counter and calendar judge a copy of the word (as GCRA);
+ * the sliding log's cost-0 admit is read-only and reports the exact
+ * remaining units, and it admits cost c iff remaining >= c; a denial writes
+ * nothing, so the denied dry run is the real admit's denial.
  */
 #include <stdatomic.h>
 #include <stddef.h>

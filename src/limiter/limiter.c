@@ -2,22 +2,29 @@
  * limiter.c - the keyed limiter: key -> entry of cells in liburcu's cds_lfht.
  *
  * Entries. One allocation per key: the lfht node, one cell per limit of the
- * policy (cell 0 is the "commit cell"), the key length and the key bytes.
- * Keys are hashed with XXH3 keyed by a per-limiter random secret. Lookups run
- * inside an RCU read-side section (urcu-memb); a missing key is inserted with
- * cds_lfht_add_unique(), and a thread that loses the insertion race frees its
- * never-published node and uses the winner's, so both decisions count in
- * one entry.
+ * policy (cell 0 is the "commit cell": a GCRA limit, else a one-word
+ * counter or calendar limit, else a hidden COMMIT word), the key length and
+ * the key bytes. Keys are hashed with XXH3 keyed by a per-limiter random
+ * secret. Lookups run inside an RCU read-side section (urcu-memb); a
+ * missing key is inserted with cds_lfht_add_unique(), and a thread that
+ * loses the insertion race frees its never-published node and uses the
+ * winner's, so both decisions count in one entry.
  *
  * All-or-nothing. A request first checks every cell without writing (a dry
- * run); if any denies, nothing is written. Otherwise it commits cells 1..k-1
- * with receipts, then - after a release fence - cell 0. If a commit denies
- * (another thread got there first) the receipts already taken are cancelled:
- * a cancel pops the top operation of a cell only if nothing landed since,
- * else the consumption conservatively stays. So every cell always holds the
- * exact result of its non-cancelled operations, and an operation that is not
- * cancelled belongs to a request that was admitted or lost a race: no cell
- * ever admits more than its own limit allows (docs/limiter.md).
+ * run); if any denies, nothing is written. Otherwise it commits cells
+ * 1..k-1 with receipts - those whose cancel is exact first, GCRA limits
+ * last - then, after a release fence, cell 0. If a commit denies (another
+ * thread got there first) the receipts already taken are cancelled. The
+ * counting kinds' cancels (counter, calendar, sliding log, slots) are exact
+ * whatever landed since: they remove exactly the units the receipt added
+ * (their operations commute; window_internal.h), so a refused request
+ * consumes nothing there. A GCRA cancel pops its admission only if nothing
+ * landed since, else the consumption stays (a refill that a full bucket
+ * wasted cannot be returned); the commit order makes that case need two
+ * GCRA limits in one policy and a race between the dry run and the commit
+ * (docs/limiter.md, "Refused requests"). So every cell always holds at
+ * least the exact result of its non-cancelled operations and never less:
+ * no cell ever admits more than its own limit allows.
  *
  * Reclaim. An entry is idle when all its cells are full. The sweeper loads
  * cell 0 (relaxed, then an acquire fence), checks cells 1..k-1 full, and CASes
@@ -25,15 +32,22 @@
  * last, after a release fence, so if the sweeper's load saw any admission's
  * cell-0 commit (or a later RMW of cell 0), it also sees that admission's
  * cells 1..k-1; and an admission whose cell-0 commit comes later makes the
- * CAS fail (beside other cells, cell 0 only grows: sluice__limiter_cancel()
- * never restores it). Once the CAS succeeds no admission can
- * complete on the entry (cost > 0 commits on a tombstone word are denied),
- * and nothing it held is lost (it was full). The tombstoned node is removed
- * with cds_lfht_del(); admitters that find it help remove it and retry the
- * lookup, which then inserts a fresh entry. Whoever's del returns 0 has
- * unlinked it; if that is not the sweeper, it stores TOMB_UNLINKED in cell 0
- * and the sweeper waits for that store before handing the node to call_rcu
- * (in a batch, so entries carry no rcu_head).
+ * CAS fail, because beside other cells cell 0 never takes the same value
+ * twice: only admissions write it (sluice__limiter_cancel() never restores
+ * it), a GCRA word only grows, and a window word advances strictly in
+ * (window index, count) - a count grows within a window, the index moves
+ * forward - so it could repeat only after its index wraps, which
+ * limit_kind.c allows no sooner than a day of the callers' time (2^24
+ * counter or 2^32 calendar windows), far longer than a sweep's load-to-CAS.
+ * Once the CAS succeeds no admission can complete on the entry (cost > 0
+ * commits on a tombstone word are denied: the tombstones are word values no
+ * admission writes), and nothing it held is lost (it was full). The
+ * tombstoned node is removed with cds_lfht_del(); admitters that find it
+ * help remove it and retry the lookup, which then inserts a fresh entry.
+ * Whoever's del returns 0 has unlinked it; if that is not the sweeper, it
+ * stores TOMB_UNLINKED in cell 0 and the sweeper waits for that store
+ * before handing the node to call_rcu (in a batch, so entries carry no
+ * rcu_head).
  */
 #include <sluice/limiter.h>
 
@@ -719,8 +733,8 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
 
 /* The whole admission of one key, inside a read-side section. The common
  * case - the key exists, one GCRA limit, the entry is alive - is inlined into
- * each caller; new keys, dead entries and multi-limit policies go to
- * admit_slow(). */
+ * each caller; new keys, dead entries and every other policy (a one-word
+ * window alone: decide_one()) go to admit_slow(). */
 static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
 					const struct lookup_key *k, struct entry *e,
 					uint64_t cost, uint64_t now_ns,
@@ -729,10 +743,8 @@ static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned lon
 {
 	if (e == NULL)
 		e = lookup(lim, hash, k);
-	if (SLUICE_LIKELY(e != NULL && lim->nlimits == 1)) {
-		enum verdict v = SLUICE_LIKELY(lim->one_gcra)
-					 ? decide_gcra1(lim, e, cost, now_ns, out, hold)
-					 : decide_one(lim, e, cost, now_ns, out, hold);
+	if (SLUICE_LIKELY(e != NULL && lim->one_gcra)) {
+		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, hold);
 		if (SLUICE_LIKELY(v != V_DEAD))
 			return v;
 		help_unlink(lim, e);

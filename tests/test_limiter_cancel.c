@@ -241,3 +241,41 @@ Test(limiter_cancel, check_is_a_dry_run_that_writes_nothing)
 	cr_assert_not(request(lim, false, T0, &d));
 	sluice_limiter_destroy(lim);
 }
+
+/* Two GCRA limits: the deeper bucket is cell 0 (committed last), the
+ * shallower one, the likelier to refuse, is committed first, so that a
+ * refusal under contention comes before anything was reserved (the
+ * contended benchmark: docs/benchmarks.md). */
+static uint32_t first_committed = UINT32_MAX;
+
+static void note_first(void *user, uint32_t limit_index)
+{
+	(void)user;
+	if (first_committed == UINT32_MAX)
+		first_committed = limit_index;
+}
+
+Test(limiter_cancel, gcra_pair_commits_the_shallower_bucket_first)
+{
+	struct sluice_limit l[3] = { gcra(1000, DAY, 1000), calendar(ROOM, DAY), gcra(1, SEC, 1) };
+	struct sluice_limiter *lim = make(l, 3);
+	struct sluice_decision d;
+
+	sluice__limiter_set_commit_hook(note_first, NULL);
+	cr_assert(request(lim, false, T0, &d));
+	sluice__limiter_set_commit_hook(NULL, NULL);
+	cr_assert_eq(first_committed, 1, "the calendar (exact cancel) first");
+	/* The per-second limit refuses the next request (in its dry run). */
+	cr_assert_not(request(lim, false, T0, &d));
+	cr_assert_eq(d.limit_index, 2);
+	sluice_limiter_destroy(lim);
+
+	struct sluice_limit g[2] = { gcra(1000, DAY, 1000), gcra(1, SEC, 1) };
+	lim = make(g, 2);
+	first_committed = UINT32_MAX;
+	sluice__limiter_set_commit_hook(note_first, NULL);
+	cr_assert(request(lim, false, T0, &d));
+	sluice__limiter_set_commit_hook(NULL, NULL);
+	cr_assert_eq(first_committed, 1, "the shallow bucket before the deep one (cell 0)");
+	sluice_limiter_destroy(lim);
+}

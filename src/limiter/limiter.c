@@ -178,10 +178,10 @@ struct sluice_limiter {
 	uint32_t user_index[NCELLS];
 	int32_t slots_cell; /* cell of the SLOTS limit, -1: none */
 	bool one_gcra;      /* one cell, a GCRA limit: decide_gcra1() */
-	/* The dry run's order: cell 0 first when it is a GCRA limit (or the
-	 * COMMIT word, skipped), the policy's limits in the caller's order
-	 * otherwise, so a request several limits deny reports the same one
-	 * whatever the commit order. */
+	/* The dry run's order, and govern()'s: the caller's first GCRA limit,
+	 * then the others in the caller's order (the COMMIT word skipped), so
+	 * that a request several limits deny reports the same one, and ties
+	 * govern the same way, whatever the commit order. */
 	uint32_t check_order[NCELLS];
 	uint32_t ncheck;
 	const struct sluice__limit_ops *ops[NCELLS];
@@ -493,9 +493,11 @@ static void govern(const struct sluice_limiter *lim, struct sluice_decision *d, 
 {
 	uint32_t best = UINT32_MAX;
 
-	for (uint32_t i = 0; i < n; i++) {
-		if (lim->user_index[i] == UINT32_MAX)
-			continue;
+	(void)n;
+	/* In check_order, so ties go as they always did (first GCRA, then the
+	 * caller's order), whatever the commit order. */
+	for (uint32_t c = 0; c < lim->ncheck; c++) {
+		uint32_t i = lim->check_order[c];
 		if (best == UINT32_MAX || d[i].remaining < d[best].remaining ||
 		    (d[i].remaining == d[best].remaining && d[i].reset_ns < d[best].reset_ns))
 			best = i;
@@ -1487,17 +1489,24 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->fail_mode = o.fail_mode;
 	lim->max_keys = o.max_keys;
 	lim->max_bytes = o.max_bytes;
-	/* Cell 0 (docs/limiter.md, "Kinds"): the first GCRA limit; else the
-	 * first one-word window that may be cell 0 (so a one-limit counter or
-	 * calendar policy is one word and one CAS); else the COMMIT word. Then
-	 * the other limits, committed in this order: those whose cancel is
-	 * exact first, GCRA after them (each class in the caller's order), so
-	 * that a refusal by a later limit needs exact cancels only, except
-	 * between two GCRA limits (docs/limiter.md, "Refused requests"). */
-	size_t first = nlimits;
-	for (size_t i = 0; i < nlimits && first == nlimits; i++)
-		if (limits[i].kind == SLUICE_LIMIT_GCRA)
-			first = i;
+	/* Cell 0 (docs/limiter.md, "Kinds"): the GCRA limit of the deepest
+	 * bucket (the least likely to refuse; ties: the caller's first); else
+	 * the first one-word window that may be cell 0 (so a one-limit counter
+	 * or calendar policy is one word and one CAS); else the COMMIT word.
+	 * Then the other limits, committed in this order: those whose cancel is
+	 * exact first (in the caller's order), then the other GCRA limits,
+	 * shallowest bucket first, so that a refusal by a later limit needs
+	 * exact cancels only, except between two GCRA limits, and there the
+	 * likelier refuser is tried first (docs/limiter.md, "Refused requests
+	 * consume nothing"). */
+	size_t first = nlimits, first_gcra = nlimits;
+	for (size_t i = 0; i < nlimits; i++)
+		if (limits[i].kind == SLUICE_LIMIT_GCRA) {
+			if (first_gcra == nlimits)
+				first_gcra = i;
+			if (first == nlimits || limits[i].rate.tolerance_ns > limits[first].rate.tolerance_ns)
+				first = i;
+		}
 	for (size_t i = 0; i < nlimits && first == nlimits; i++) {
 		const struct sluice__limit_ops *op = sluice__limit_ops_of(limits[i].kind);
 		if (op->commit_ok != NULL && op->commit_ok(&limits[i]))
@@ -1512,22 +1521,33 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		lim->limits[n].kind = SLUICE__LIMIT_COMMIT;
 		lim->user_index[n++] = UINT32_MAX;
 	}
-	for (int exact = 1; exact >= 0; exact--) {
-		for (size_t i = 0; i < nlimits; i++) {
-			if (i == first || sluice__limit_ops_of(limits[i].kind)->cancel_exact != exact)
-				continue;
-			lim->limits[n] = limits[i];
-			lim->user_index[n++] = (uint32_t)i;
+	for (size_t i = 0; i < nlimits; i++) {
+		if (i == first || !sluice__limit_ops_of(limits[i].kind)->cancel_exact)
+			continue;
+		lim->limits[n] = limits[i];
+		lim->user_index[n++] = (uint32_t)i;
+	}
+	for (size_t i = 0; i < nlimits; i++) { /* the other GCRA limits, by depth */
+		if (i == first || limits[i].kind != SLUICE_LIMIT_GCRA)
+			continue;
+		uint32_t at = n++;
+		while (at > 0 && lim->limits[at - 1].kind == SLUICE_LIMIT_GCRA && at - 1 > 0 &&
+		       lim->limits[at - 1].rate.tolerance_ns > limits[i].rate.tolerance_ns) {
+			lim->limits[at] = lim->limits[at - 1];
+			lim->user_index[at] = lim->user_index[at - 1];
+			at--;
 		}
+		lim->limits[at] = limits[i];
+		lim->user_index[at] = (uint32_t)i;
 	}
 	/* The dry run's order (struct comment). */
-	bool gcra0 = lim->limits[0].kind == SLUICE_LIMIT_GCRA;
 	lim->ncheck = 0;
-	if (gcra0)
-		lim->check_order[lim->ncheck++] = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (first_gcra < nlimits && lim->user_index[i] == first_gcra)
+			lim->check_order[lim->ncheck++] = i;
 	for (uint32_t u = 0; u < nlimits; u++)
-		for (uint32_t i = gcra0 ? 1 : 0; i < n; i++)
-			if (lim->user_index[i] == u)
+		for (uint32_t i = 0; i < n; i++)
+			if (lim->user_index[i] == u && u != first_gcra)
 				lim->check_order[lim->ncheck++] = i;
 	lim->one_gcra = n == 1 && lim->limits[0].kind == SLUICE_LIMIT_GCRA;
 	lim->nlimits = n;

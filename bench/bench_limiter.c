@@ -13,6 +13,10 @@
  *   BM_limiter_bytes_per_key    RSS growth per key at 1M 16-byte keys
  *   BM_limiter_hash_xxh3/L      keyed XXH3 (the limiter's hash) on L bytes
  *   BM_limiter_hash_siphash13/L SipHash-1-3 on L bytes (the alternative)
+ *   BM_limiter_admit_kind/K     one-limit policies of kind K (GCRA, counter,
+ *                               calendar) on 1000 keys; _icount/K: callgrind
+ *   BM_limiter_contended/Q/G    threads on one key, a refusing GCRA and a
+ *                               quota Q (calendar, or GCRA): units lost
  *   BM_limiter_admit_icount/K   a fixed loop of 2^20 admits on K keys with a
  *                               fixed hash secret, for instruction counts:
  *                               valgrind --tool=callgrind
@@ -26,9 +30,11 @@
 #include <math.h>
 #include <pthread.h>
 #include <sluice.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* gcc 12 -O3 warns about XXH3's long-input path (unreachable here: lengths
@@ -648,4 +654,196 @@ SBENCH_REGISTER(BM_limiter_hash_siphash13)
 	sbench_arg(b, 16);
 	sbench_arg(b, 40);
 	sbench_baseline(b, "BM_limiter_hash_xxh3");
+}
+
+/* ---- one-limit policies of each one-word kind ----
+ *
+ * BM_limiter_admit_kind/K: admits on 1000 pre-inserted keys (as
+ * BM_limiter_admit/1000/0) of a one-limit policy of kind K: 0 GCRA, 1
+ * sliding counter, 2 calendar, each admitting nearly everything (the CAS
+ * path). BM_limiter_admit_kind_icount/K: the same as a fixed loop for
+ * callgrind (--toggle-collect=limiter_kind_icount_loop). A counter or a
+ * calendar is then one word and one CAS, like GCRA (docs/limiter.md,
+ * "Kinds"). */
+
+#define DAY_NS (86400 * SEC)
+
+static struct sluice_limit kind_policy(int kind)
+{
+	struct sluice_limit l;
+	memset(&l, 0, sizeof l);
+	if (kind == 0)
+		return policy();
+	if (kind == 1) {
+		l.kind = SLUICE_LIMIT_SLIDING_COUNTER;
+		sluice_window_counter_config_init(&l.counter, 1000000, 60 * SEC);
+	} else {
+		l.kind = SLUICE_LIMIT_CALENDAR;
+		sluice_calendar_config_init(&l.calendar, 1000000000, DAY_NS);
+	}
+	return l;
+}
+
+static struct sluice_limiter *kind_limiter(int kind, uint32_t nkeys)
+{
+	struct sluice_limit l = kind_policy(kind);
+	struct sluice_limiter *lim;
+	struct sluice_decision d;
+	struct sluice_limiter_options o = { .size = sizeof o,
+					    .hash_secret = "icount",
+					    .hash_secret_len = 6,
+					    .max_keys = 1024,
+					    .initial_buckets = 1024 };
+	if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
+		abort();
+	for (uint32_t i = 0; i < nkeys; i++)
+		sluice_limiter_admit(lim, key_at(i), KEY_LEN, 1, SEC, &d);
+	return lim;
+}
+
+static void BM_limiter_admit_kind(sbench_state *st)
+{
+	int kind = (int)sbench_range(st, 0);
+	struct sluice_decision d;
+
+	make_keys();
+	const uint32_t *s = make_stream(1000, 0);
+	struct sluice_limiter *lim = kind_limiter(kind, 1000);
+	uint64_t pos = 0, now = 2 * SEC;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++, pos++) {
+			sluice_limiter_admit(lim, key_at(s[pos & STREAM_MASK]), KEY_LEN, 1,
+					     now + pos * 10, &d);
+			sbench_keep(d.allowed);
+		}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	sluice_limiter_destroy(lim);
+}
+SBENCH_REGISTER(BM_limiter_admit_kind)
+{
+	for (int k = 0; k < 3; k++)
+		sbench_arg(b, k);
+	sbench_baseline(b, "BM_limiter_admit");
+}
+
+__attribute__((noinline)) static uint64_t limiter_kind_icount_loop(struct sluice_limiter *lim,
+								     const uint32_t *s, uint64_t n)
+{
+	struct sluice_decision d;
+	uint64_t allowed = 0;
+
+	for (uint64_t pos = 0; pos < n; pos++) {
+		sluice_limiter_admit(lim, key_at(s[pos & STREAM_MASK]), KEY_LEN, 1,
+				     2 * SEC + pos * 10, &d);
+		allowed += d.allowed;
+	}
+	return allowed;
+}
+
+static void BM_limiter_admit_kind_icount(sbench_state *st)
+{
+	int kind = (int)sbench_range(st, 0);
+	uint64_t allowed = 0;
+
+	make_keys();
+	const uint32_t *s = make_stream(1000, 0);
+	struct sluice_limiter *lim = kind_limiter(kind, 1000);
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		allowed += limiter_kind_icount_loop(lim, s, n);
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	sbench_counter(st, "allowed", (double)allowed, 0);
+	sluice_limiter_destroy(lim);
+}
+SBENCH_REGISTER(BM_limiter_admit_kind_icount)
+{
+	for (int k = 0; k < 3; k++)
+		sbench_arg(b, k);
+	sbench_fixed_iterations(b, ICOUNT_ITERS);
+}
+
+/* ---- a refused request consumes nothing, under contention ----
+ *
+ * BM_limiter_contended/Q/G (threads 1..N): every thread makes 2^20 admits
+ * on one key of the policy {GCRA 1 per us, burst 10 (the "minute" limit,
+ * refusing most calls), a quota of Q}, at the monotonic clock, until well
+ * past the quota (as the tracker's measurement). G = 0: the quota is a
+ * calendar day; G = 1: a GCRA of Q per 1000 days, burst Q (a second GCRA
+ * limit, whose cancel is not exact). After the
+ * run the quota's consumption is measured with admits at later times (the
+ * GCRA refilled, the day the same): counters "admitted" and "lost" (units
+ * of the quota taken by requests that were refused: consumed - admitted;
+ * 0 when every cancel is exact). */
+
+static _Atomic uint64_t contended_admitted;
+
+static void BM_limiter_contended(sbench_state *st)
+{
+	static struct sluice_limiter *lim;
+	static uint64_t base;
+	uint64_t quota = (uint64_t)sbench_range(st, 0);
+	struct sluice_decision d;
+	struct timespec ts;
+
+	if (sbench_thread_index(st) == 0) {
+		struct sluice_limit l[2];
+		memset(l, 0, sizeof l);
+		l[0].kind = SLUICE_LIMIT_GCRA;
+		sluice_rate_init(&l[0].rate, 1, 1000, 10);
+		if (sbench_range(st, 1) == 0) {
+			l[1].kind = SLUICE_LIMIT_CALENDAR;
+			sluice_calendar_config_init(&l[1].calendar, quota, DAY_NS);
+		} else {
+			l[1].kind = SLUICE_LIMIT_GCRA;
+			sluice_rate_init(&l[1].rate, quota, 1000 * DAY_NS, quota);
+		}
+		if (sluice_limiter_create(&lim, l, 2, NULL) != SLUICE_OK)
+			abort();
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		/* An hour into a day: the run and the probes below stay in it. */
+		base = 1000 * DAY_NS + 3600 * SEC - ((uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec);
+		/* relaxed: a counter, read by thread 0 after the closing barrier. */
+		atomic_store_explicit(&contended_admitted, 0, memory_order_relaxed); /* relaxed: why above */
+	}
+	uint64_t admitted = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		uint64_t got = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			uint64_t now = base + (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+			sluice_limiter_admit(lim, "hot", 3, 1, now, &d);
+			got += d.allowed;
+		}
+		admitted += got;
+		/* relaxed: a counter; the barrier of the sbench_batch() call that
+		 * ends the loop orders it before thread 0 reads it below. */
+		atomic_fetch_add_explicit(&contended_admitted, got, memory_order_relaxed); /* relaxed: why above */
+	}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	sbench_counter(st, "admitted", (double)admitted, 0);
+	if (sbench_thread_index(st) != 0)
+		return; /* the loop's end was a barrier: thread 0 measures alone */
+	/* The quota left: admits of 10 units (the GCRA's burst), 20 us apart
+	 * (it is full again), then of 1, until the quota refuses (a GCRA quota
+	 * refills less than a unit meanwhile). */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t t = base + (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec, left = 0;
+	for (uint64_t c = 10; c >= 1; c = c == 10 ? 1 : 0)
+		for (;;) {
+			t += 20000;
+			if (!(sluice_limiter_admit(lim, "hot", 3, c, t, &d) == SLUICE_OK && d.allowed))
+				break;
+			left += c;
+		}
+	/* relaxed: see above. */
+	uint64_t all = atomic_load_explicit(&contended_admitted, memory_order_relaxed); /* relaxed: why above */
+	sbench_counter(st, "lost", (double)(quota - left - all), 0);
+	sluice_limiter_destroy(lim);
+}
+SBENCH_REGISTER(BM_limiter_contended)
+{
+	sbench_args2(b, 100000, 0);
+	sbench_args2(b, 100000, 1);
+	sbench_thread_range(b, 1, max_threads());
+	sbench_fixed_iterations(b, 1 << 20);
+	sbench_real_time(b);
 }

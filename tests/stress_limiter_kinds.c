@@ -20,7 +20,12 @@
  *        (never releases it): never more than 2 active holders per key (a
  *        lease reaped before its end would let a third in), the forgotten
  *        slots taken back by acquires and sweeps, and after a last sweep
- *        past every lease no entry left.
+ *        past every lease no entry left;
+ *   F  calendar 20 per 4 steps + sliding log 20 per 4 steps, no GCRA: the
+ *        calendar word is the entry's commit cell (cell 0, tombstoned by
+ *        the sweeper) beside the log: per aligned window <= 20 and in any
+ *        4 consecutive phases <= 20; F rests 3 phases in 8, so its entries
+ *        go idle and the sweeper reclaims them while admissions race it.
  * Duration: SLUICE_STRESS_MS (default 1000).
  */
 #include <pthread.h>
@@ -44,7 +49,7 @@
 #define PER_PHASE 12
 #define MAX_PHASES 10000
 
-enum { A, B, C, D, E, NLIM };
+enum { A, B, C, D, E, F, NLIM };
 
 static struct sluice_limiter *lims[NLIM];
 static _Atomic uint32_t tally[NLIM][MAX_PHASES][KEYS];
@@ -58,12 +63,17 @@ static const char *const key_names[KEYS] = { "k0", "k1", "k2", "k3" };
 
 static int init_limits(void)
 {
-	struct sluice_limit a[2], b, c, d[2], e[2];
+	struct sluice_limit a[2], b, c, d[2], e[2], f[2];
 	memset(a, 0, sizeof a);
 	memset(&b, 0, sizeof b);
 	memset(&c, 0, sizeof c);
 	memset(d, 0, sizeof d);
 	memset(e, 0, sizeof e);
+	memset(f, 0, sizeof f);
+	f[0].kind = SLUICE_LIMIT_CALENDAR;
+	f[1].kind = SLUICE_LIMIT_SLIDING_LOG;
+	if (sluice_calendar_config_init(&f[0].calendar, 20, W) || sluice_window_log_config_init(&f[1].log, 20, W))
+		return -1;
 	a[0].kind = SLUICE_LIMIT_SLIDING_LOG;
 	a[1].kind = SLUICE_LIMIT_GCRA;
 	b.kind = SLUICE_LIMIT_SLIDING_COUNTER;
@@ -80,7 +90,7 @@ static int init_limits(void)
 		return -1;
 	if (sluice_limiter_create(&lims[A], a, 2, NULL) || sluice_limiter_create(&lims[B], &b, 1, NULL) ||
 	    sluice_limiter_create(&lims[C], &c, 1, NULL) || sluice_limiter_create(&lims[D], d, 2, NULL) ||
-	    sluice_limiter_create(&lims[E], e, 2, NULL))
+	    sluice_limiter_create(&lims[E], e, 2, NULL) || sluice_limiter_create(&lims[F], f, 2, NULL))
 		return -1;
 	return 0;
 }
@@ -142,7 +152,14 @@ static void *worker_main(void *arg)
 			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 			int k = (int)(x % KEYS);
 			struct sluice_decision dec;
-			for (int l = A; l <= C; l++) {
+			for (int l = A; l <= F; l++) {
+				if (l == D)
+					l = F; /* D and E acquire below */
+				/* F rests in phases 8j+4..8j+6, so that in 8j+7 its
+				 * entries start idle (a new calendar window, the log's
+				 * units gone) and the sweeper races the admissions. */
+				if (l == F && p % 8 >= 4 && p % 8 <= 6)
+					continue;
 				if (sluice_limiter_admit(lims[l], key_names[k], 2, 1, now, &dec) != SLUICE_OK)
 					atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: counter */
 				else if (dec.allowed)
@@ -238,12 +255,16 @@ int main(void)
 				bad[A]++;
 			if (sum(B, from, p, k) > 40)
 				bad[B]++;
+			if (sum(F, from, p, k) > 20)
+				bad[F]++;
 			if (p % 4 == 0 && p + 3 < phases) {
 				/* T0 is a multiple of W: phases 4j..4j+3 are one window. */
 				if (sum(B, p, p + 3, k) > 20)
 					bad[B]++;
 				if (sum(C, p, p + 3, k) > 20)
 					bad[C]++;
+				if (sum(F, p, p + 3, k) > 20)
+					bad[F]++;
 			}
 		}
 		for (uint64_t a = 0; a < phases; a++)
@@ -269,10 +290,15 @@ int main(void)
 	    sluice_limiter_sweep(lims[E], T0 + (phases + 4) * STEP, 1000, NULL) != SLUICE_OK ||
 	    sluice_limiter_stats(lims[E], &st) != SLUICE_OK || st.live_keys != 0)
 		bad[E]++;
+	struct sluice_limiter_stats sf;
+	memset(&sf, 0, sizeof sf);
+	sf.size = sizeof sf;
+	if (sluice_limiter_stats(lims[F], &sf) == SLUICE_OK)
+		printf("F: %llu entries reclaimed during the run\n", (unsigned long long)sf.reclaimed);
 	printf("E: %llu slots forgotten, %llu keys live after the last sweep\n",
 	       (unsigned long long)LOAD(&forgotten), (unsigned long long)st.live_keys);
 	const char *names[NLIM] = { "sliding log + gcra", "sliding counter", "calendar", "slots + gcra",
-				    "slots with leases + gcra" };
+				    "slots with leases + gcra", "calendar (cell 0) + sliding log" };
 	for (int l = 0; l < NLIM; l++) {
 		bool exercised = LOAD(&denials[l]) > 0;
 		if (bad[l] != 0 || !exercised) {

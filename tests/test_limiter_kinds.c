@@ -548,7 +548,20 @@ Test(limiter_kinds, entry_sizes_gcra_unchanged_commit_word_only_without_gcra)
 	struct sluice_limit c = calendar(100, DAY);
 	lim = make(&c, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
-	cr_assert_eq(bytes_of(lim), 50, "node 16 + commit 8 + calendar 8 + 2 + 16");
+	cr_assert_eq(bytes_of(lim), 42, "node 16 + calendar 8 (the commit cell) + 2 + 16");
+	sluice_limiter_destroy(lim);
+
+	struct sluice_limit w = counter(100, MIN);
+	lim = make(&w, 1);
+	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
+	cr_assert_eq(bytes_of(lim), 42, "node 16 + counter 8 (the commit cell) + 2 + 16");
+	sluice_limiter_destroy(lim);
+
+	/* A window too short for a day before its index wraps keeps the word. */
+	struct sluice_limit ms = counter(100, 1000000);
+	lim = make(&ms, 1);
+	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
+	cr_assert_eq(bytes_of(lim), 50, "node 16 + commit 8 + counter 8 + 2 + 16");
 	sluice_limiter_destroy(lim);
 
 	struct sluice_limit s = slog(100, MIN);

@@ -30,6 +30,7 @@
 
 #include <stdatomic.h>
 
+#include "cells/window_internal.h"
 #include "common/divide_internal.h"
 #include "common/util_internal.h"
 
@@ -97,8 +98,11 @@ static inline void fill(struct sluice_decision *out, const struct sluice_calenda
 			     count_after >= cfg->limit ? 0 : cfg->limit - count_after, end_ns, retry_ns);
 }
 
+/* tombs: the tombstone words are never states (window_internal.h): deny
+ * on them. */
 static bool admit(struct sluice_calendar *cell, const struct sluice_calendar_config *cfg, uint64_t t,
-		  uint64_t cost, struct sluice_decision *out, struct sluice_calendar_receipt *receipt)
+		  uint64_t cost, struct sluice_decision *out, struct sluice_calendar_receipt *receipt,
+		  bool tombs)
 {
 	/* relaxed: the word publishes no other memory; a stale value is caught
 	 * by the CAS, or (for a denial) describes a state that did exist. */
@@ -107,7 +111,7 @@ static bool admit(struct sluice_calendar *cell, const struct sluice_calendar_con
 
 	for (;;) {
 		view_of(word, cfg, t, &v);
-		if (SLUICE_UNLIKELY(cost > cfg->limit)) {
+		if (SLUICE_UNLIKELY(cost > cfg->limit || (tombs && sluice__word_is_tomb(word)))) {
 			fill(out, cfg, false, v.count, v.end_ns, SLUICE_NEVER, SLUICE_REASON_NEVER);
 			return false;
 		}
@@ -138,13 +142,13 @@ static bool admit(struct sluice_calendar *cell, const struct sluice_calendar_con
 bool sluice_calendar_admit(struct sluice_calendar *cell, const struct sluice_calendar_config *cfg,
 			   uint64_t now_ns, uint64_t cost, struct sluice_decision *out)
 {
-	return admit(cell, cfg, now_ns, cost, out, NULL);
+	return admit(cell, cfg, now_ns, cost, out, NULL, false);
 }
 
 bool sluice_calendar_admit_now(struct sluice_calendar *cell, const struct sluice_calendar_config *cfg,
 			       uint64_t cost, struct sluice_decision *out)
 {
-	return admit(cell, cfg, sluice_realtime_ns(), cost, out, NULL);
+	return admit(cell, cfg, sluice_realtime_ns(), cost, out, NULL, false);
 }
 
 bool sluice_calendar_admit_receipt(struct sluice_calendar *cell,
@@ -154,7 +158,7 @@ bool sluice_calendar_admit_receipt(struct sluice_calendar *cell,
 {
 	if (receipt != NULL)
 		receipt->before = receipt->after = 0;
-	return admit(cell, cfg, now_ns, cost, out, receipt);
+	return admit(cell, cfg, now_ns, cost, out, receipt, false);
 }
 
 bool sluice_calendar_cancel(struct sluice_calendar *cell, const struct sluice_calendar_receipt *receipt)
@@ -166,6 +170,57 @@ bool sluice_calendar_cancel(struct sluice_calendar *cell, const struct sluice_ca
 	 * ours, so the old word is exactly the state without our admission. */
 	return atomic_compare_exchange_strong_explicit(&cell->word, &expected, receipt->before, /* relaxed: why above */
 						       memory_order_relaxed, memory_order_relaxed);
+}
+
+/* ---- for the keyed limiter (window_internal.h) ---- */
+
+static inline bool tombs_of(const struct sluice_calendar_config *cfg)
+{
+	return cfg->limit <= SLUICE__CALENDAR_CELL0_MAX_LIMIT;
+}
+
+bool sluice__calendar_admit(struct sluice_calendar *cell, const struct sluice_calendar_config *cfg,
+			    uint64_t now_ns, uint64_t cost, struct sluice_decision *out,
+			    struct sluice_calendar_receipt *receipt)
+{
+	return admit(cell, cfg, now_ns, cost, out, receipt, tombs_of(cfg));
+}
+
+bool sluice__calendar_check_word(uint64_t word, const struct sluice_calendar_config *cfg,
+				 uint64_t now_ns, uint64_t cost, struct sluice_decision *out)
+{
+	struct sluice_calendar copy;
+
+	/* relaxed: a private object, never shared. */
+	atomic_init(&copy.word, word);
+	return admit(&copy, cfg, now_ns, cost, out, NULL, tombs_of(cfg));
+}
+
+bool sluice__calendar_cancel_exact(struct sluice_calendar *cell, const struct sluice_calendar_config *cfg,
+				   const struct sluice_calendar_receipt *receipt)
+{
+	if (receipt == NULL || receipt->before == receipt->after)
+		return false;
+	uint64_t b = receipt->before, a = receipt->after, ka = a >> 32;
+	/* The admission added to the count of window ka: from the before
+	 * word's count if that word was already in ka, else from 0. */
+	uint64_t cost = (a & COUNT_MASK) - (b != 0 && b >> 32 == ka ? b & COUNT_MASK : 0);
+	bool tombs = tombs_of(cfg);
+	/* relaxed: the word publishes nothing (file comment); the CAS below
+	 * decides on the latest value. */
+	uint64_t w = atomic_load_explicit(&cell->word, memory_order_relaxed); /* relaxed: why above */
+
+	for (;;) {
+		if (tombs && sluice__word_is_tomb(w))
+			return true; /* the entry died: nothing left to undo */
+		if (w == 0 || w >> 32 != ka)
+			return true; /* the cell left ka: its count weighs no more */
+		/* relaxed on success and failure: only this word's atomicity
+		 * matters; count >= cost as our units are still in it. */
+		if (atomic_compare_exchange_weak_explicit(&cell->word, &w, w - cost, memory_order_relaxed, /* relaxed: why above */
+							  memory_order_relaxed))
+			return true;
+	}
 }
 
 bool sluice_calendar_is_idle(const struct sluice_calendar *cell, const struct sluice_calendar_config *cfg,

@@ -45,6 +45,7 @@
 
 #include <stdatomic.h>
 
+#include "cells/window_internal.h"
 #include "common/divide_internal.h"
 #include "common/util_internal.h"
 
@@ -193,9 +194,11 @@ static inline void fill(struct sluice_decision *out, const struct sluice_window_
 			     remaining(cfg, v->prev, cur_after, v->elapsed), reset_ns, retry_ns);
 }
 
+/* tombs: the tombstone words are never states (window_internal.h): deny
+ * on them. */
 static bool admit(struct sluice_window_counter *cell, const struct sluice_window_counter_config *cfg,
 		  uint64_t t, uint64_t cost, struct sluice_decision *out,
-		  struct sluice_window_counter_receipt *receipt)
+		  struct sluice_window_counter_receipt *receipt, bool tombs)
 {
 	/* relaxed: the word publishes no other memory; a stale value is caught
 	 * by the CAS, or (for a denial) describes a state that did exist. */
@@ -204,7 +207,7 @@ static bool admit(struct sluice_window_counter *cell, const struct sluice_window
 
 	for (;;) {
 		view_of(word, cfg, t, &v);
-		if (SLUICE_UNLIKELY(cost > cfg->limit)) {
+		if (SLUICE_UNLIKELY(cost > cfg->limit || (tombs && sluice__word_is_tomb(word)))) {
 			fill(out, cfg, false, &v, t, v.cur, SLUICE_NEVER, SLUICE_REASON_NEVER);
 			return false;
 		}
@@ -239,7 +242,7 @@ bool sluice_window_counter_admit(struct sluice_window_counter *cell,
 				 const struct sluice_window_counter_config *cfg, uint64_t now_ns,
 				 uint64_t cost, struct sluice_decision *out)
 {
-	return admit(cell, cfg, now_ns, cost, out, NULL);
+	return admit(cell, cfg, now_ns, cost, out, NULL, false);
 }
 
 bool sluice_window_counter_admit_receipt(struct sluice_window_counter *cell,
@@ -249,7 +252,7 @@ bool sluice_window_counter_admit_receipt(struct sluice_window_counter *cell,
 {
 	if (receipt != NULL)
 		receipt->before = receipt->after = 0;
-	return admit(cell, cfg, now_ns, cost, out, receipt);
+	return admit(cell, cfg, now_ns, cost, out, receipt, false);
 }
 
 bool sluice_window_counter_cancel(struct sluice_window_counter *cell,
@@ -263,6 +266,67 @@ bool sluice_window_counter_cancel(struct sluice_window_counter *cell,
 	 * word is exactly the state without our admission. */
 	return atomic_compare_exchange_strong_explicit(&cell->word, &expected, receipt->before, /* relaxed: why above */
 						       memory_order_relaxed, memory_order_relaxed);
+}
+
+/* ---- for the keyed limiter (window_internal.h) ---- */
+
+static inline bool tombs_of(const struct sluice_window_counter_config *cfg)
+{
+	return cfg->limit <= SLUICE__WINDOW_COUNTER_CELL0_MAX_LIMIT;
+}
+
+bool sluice__window_counter_admit(struct sluice_window_counter *cell,
+				  const struct sluice_window_counter_config *cfg, uint64_t now_ns,
+				  uint64_t cost, struct sluice_decision *out,
+				  struct sluice_window_counter_receipt *receipt)
+{
+	return admit(cell, cfg, now_ns, cost, out, receipt, tombs_of(cfg));
+}
+
+bool sluice__window_counter_check_word(uint64_t word, const struct sluice_window_counter_config *cfg,
+				       uint64_t now_ns, uint64_t cost, struct sluice_decision *out)
+{
+	struct sluice_window_counter copy;
+
+	/* relaxed: a private object, never shared. */
+	atomic_init(&copy.word, word);
+	return admit(&copy, cfg, now_ns, cost, out, NULL, tombs_of(cfg));
+}
+
+bool sluice__window_counter_cancel_exact(struct sluice_window_counter *cell,
+					 const struct sluice_window_counter_config *cfg,
+					 const struct sluice_window_counter_receipt *receipt)
+{
+	if (receipt == NULL || receipt->before == receipt->after)
+		return false;
+	uint64_t b = receipt->before, a = receipt->after;
+	uint64_t ka = a >> (2 * SLUICE_WINDOW_COUNTER_COUNT_BITS);
+	/* The admission added to cur of window ka: from the before word's cur
+	 * if that word was already in ka (same window, or a stale clock counted
+	 * there), else from 0. */
+	uint64_t cost = (a & COUNT_MASK) -
+			(b != 0 && b >> (2 * SLUICE_WINDOW_COUNTER_COUNT_BITS) == ka ? b & COUNT_MASK : 0);
+	bool tombs = tombs_of(cfg);
+	/* relaxed: the word publishes nothing (file comment); the CAS below
+	 * decides on the latest value. */
+	uint64_t w = atomic_load_explicit(&cell->word, memory_order_relaxed); /* relaxed: why above */
+
+	for (;;) {
+		if (tombs && sluice__word_is_tomb(w))
+			return true; /* the entry died: nothing left to undo */
+		uint64_t d = ((w >> (2 * SLUICE_WINDOW_COUNTER_COUNT_BITS)) - ka) & INDEX_MASK, next;
+		if (w == 0 || d >= 2)
+			return true; /* ka weighs no more (or a fresh cell): nothing owed */
+		if (d == 0)
+			next = w - cost; /* cur of ka holds our units (cur >= cost) */
+		else
+			next = w - (cost << SLUICE_WINDOW_COUNTER_COUNT_BITS); /* ka is prev */
+		/* relaxed on success and failure: only this word's atomicity
+		 * matters; on failure w is reloaded and the window found again. */
+		if (atomic_compare_exchange_weak_explicit(&cell->word, &w, next, memory_order_relaxed, /* relaxed: why above */
+							  memory_order_relaxed))
+			return true;
+	}
 }
 
 bool sluice_window_counter_is_idle(const struct sluice_window_counter *cell,

@@ -58,7 +58,23 @@
  * moving pos back to where that admission found it restores the previous
  * state exactly. The receipt records the seq value the admission published;
  * cancel checks it under the lock, so "no write since" is exact (seq never
- * repeats: 2^63 writes).
+ * repeats: 2^62 writes).
+ *
+ * Exact cancel (the keyed limiter's, window_internal.h). When other writes
+ * landed since, the receipt's c units (recorded at one time r) are removed
+ * where they are: under the lock, the newest c units recorded at r among
+ * the last L + c positions are cut out and the newer units move down over
+ * them (units at the same time are interchangeable; removing from a sorted
+ * sequence keeps it sorted). If fewer than c are there, the others lie
+ * further back, and the last L units after the removal are the same either
+ * way; if none, ours weigh no more. Such a cancel rewrites live slots,
+ * which the readers' argument above excludes for a lone writer, so it
+ * flags seq (bit 62, SEQ_REWRITING) before its first store, behind a
+ * release fence, and unlocks 3 ahead of its locked value instead of 1: a
+ * reader that saw any of its stores (its acquire fence, then its second
+ * seq load) sees the flag or a difference above 1, and one that starts
+ * while the flag is set sees it at once; either retries. A reader that
+ * saw none of them read the state before it.
  *
  * Positions are 64-bit and grow by at most L per admission: at 10^9 units
  * per second they would wrap after 292 years.
@@ -68,6 +84,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "cells/window_internal.h"
 #include "common/spin_internal.h"
 #include "common/util_internal.h"
 
@@ -139,6 +156,9 @@ struct eval {
 	uint64_t reset_ns;    /* wait until every live unit is gone */
 };
 
+/* Set in seq while an exact cancel rewrites live slots (read_snapshot()). */
+#define SEQ_REWRITING (UINT64_C(1) << 62)
+
 static inline uint64_t at(ring_word *ring, uint64_t mask, uint64_t p)
 {
 	/* relaxed: the slot is published by the writer's release store of pos
@@ -195,7 +215,9 @@ static uint64_t read_snapshot(const struct sluice_window_log *cell,
 		atomic_thread_fence(memory_order_acquire); /* acquire: why above */
 		/* relaxed: ordered by the fence above. */
 		uint64_t s2 = atomic_load_explicit(&c->seq, memory_order_relaxed); /* relaxed: why above */
-		if (s2 - s1 <= 1)
+		/* A rewrite of live slots (an exact cancel) in progress at
+		 * either end, or overlapped (it unlocks 3 ahead), is retried. */
+		if (s2 - s1 <= 1 && !((s1 | s2) & SEQ_REWRITING))
 			return s1;
 	}
 }
@@ -252,7 +274,7 @@ static inline void fill(struct sluice_decision *out, const struct sluice_window_
 
 static bool admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
 		  uint64_t t, uint64_t cost, struct sluice_decision *out,
-		  struct sluice_window_log_receipt *receipt)
+		  struct sluice_window_log_receipt *receipt, uint64_t *recorded)
 {
 	struct eval ev;
 
@@ -302,6 +324,8 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 		receipt->pos_before = pos;
 		receipt->pos_after = pos + cost;
 	}
+	if (recorded != NULL)
+		*recorded = r;
 	fill(out, cfg, true, ev.live + cost, wait_until_gone(r, t, cfg->window_ns), 0,
 	     SLUICE_REASON_NONE);
 	return true;
@@ -310,7 +334,7 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 bool sluice_window_log_admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
 			     uint64_t now_ns, uint64_t cost, struct sluice_decision *out)
 {
-	return admit(cell, cfg, now_ns, cost, out, NULL);
+	return admit(cell, cfg, now_ns, cost, out, NULL, NULL);
 }
 
 bool sluice_window_log_admit_receipt(struct sluice_window_log *cell,
@@ -320,7 +344,7 @@ bool sluice_window_log_admit_receipt(struct sluice_window_log *cell,
 {
 	if (receipt != NULL)
 		memset(receipt, 0, sizeof(*receipt));
-	return admit(cell, cfg, now_ns, cost, out, receipt);
+	return admit(cell, cfg, now_ns, cost, out, receipt, NULL);
 }
 
 bool sluice_window_log_cancel(struct sluice_window_log *cell,
@@ -341,6 +365,74 @@ bool sluice_window_log_cancel(struct sluice_window_log *cell,
 	 * slots that were never overwritten since (see top). */
 	atomic_store_explicit(&cell->pos, receipt->pos_before, memory_order_release); /* release: why above */
 	unlock(cell, seq);
+	return true;
+}
+
+/* ---- for the keyed limiter (window_internal.h) ---- */
+
+bool sluice__window_log_admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
+			      uint64_t now_ns, uint64_t cost, struct sluice_decision *out,
+			      struct sluice__window_log_receipt *receipt)
+{
+	struct sluice_window_log_receipt r;
+
+	if (receipt == NULL)
+		return admit(cell, cfg, now_ns, cost, out, NULL, NULL);
+	bool ok = admit(cell, cfg, now_ns, cost, out, &r, &receipt->at_ns);
+	receipt->seq_after = r.seq_after;
+	receipt->cost = ok ? cost : 0;
+	return ok;
+}
+
+bool sluice__window_log_cancel_exact(struct sluice_window_log *cell,
+				     const struct sluice_window_log_config *cfg,
+				     const struct sluice__window_log_receipt *receipt)
+{
+	if (receipt == NULL || receipt->cost == 0)
+		return false;
+	uint64_t c = receipt->cost, r = receipt->at_ns;
+	uint64_t seq = lock(cell);
+	/* relaxed: ordered by the lock's acquire, as in admit(). */
+	uint64_t pos = atomic_load_explicit(&cell->pos, memory_order_relaxed); /* relaxed: why above */
+
+	if (seq == receipt->seq_after + 1) {
+		/* Nothing written since: pop, as sluice_window_log_cancel(). */
+		/* release: as for an admission (see top). */
+		atomic_store_explicit(&cell->pos, pos - c, memory_order_release); /* release: why above */
+		unlock(cell, seq);
+		return true;
+	}
+	/* Remove c units recorded at r from the last L + c positions (the
+	 * only ones that can be among the last L once they are gone). Units
+	 * recorded at the same time are interchangeable, so removing the newest
+	 * c of them is removing ours; if fewer are there, the rest lie below
+	 * and the L newest units after the removal are the same either way. */
+	ring_word *ring = ring_of(cell);
+	uint64_t mask = cfg->capacity - 1;
+	uint64_t lo = pos > cfg->limit + c ? pos - cfg->limit - c : 0, top = pos, m = 0;
+	while (top > lo && at(ring, mask, top - 1) > r)
+		top--;
+	while (top - m > lo && m < c && at(ring, mask, top - m - 1) == r)
+		m++;
+	if (m == 0) {
+		unlock_unchanged(cell, seq);
+		return true; /* nothing of ours weighs any more */
+	}
+	/* These stores rewrite live slots, which readers do not expect of a
+	 * lone writer: flag seq first. relaxed store + release fence: a
+	 * reader that loads any slot or pos written below, then its acquire
+	 * fence, sees the flag (or the unlock after it) in its second seq load
+	 * (read_snapshot()). */
+	atomic_store_explicit(&cell->seq, seq | SEQ_REWRITING, memory_order_relaxed); /* relaxed: why above */
+	atomic_thread_fence(memory_order_release); /* release: why above */
+	for (uint64_t q = top; q < pos; q++)
+		/* relaxed: published by the release store of pos below. */
+		atomic_store_explicit(&ring[(q - m) & mask], at(ring, mask, q), memory_order_relaxed); /* relaxed: why above */
+	/* release: publishes the slots above (readers load pos with acquire). */
+	atomic_store_explicit(&cell->pos, pos - m, memory_order_release); /* release: why above */
+	/* release: as unlock(); 3 ahead of the locked value, so a reader that
+	 * began before the flag and ends after it sees a difference > 1. */
+	atomic_store_explicit(&cell->seq, seq + 3, memory_order_release); /* release: why above */
 	return true;
 }
 

@@ -4,15 +4,21 @@
  * window_counter.c, calendar.c and slots.c, plus the internal COMMIT kind.
  *
  * The COMMIT kind is the commit cell of an entry whose policy has no GCRA
- * limit: one 8-byte generation word. An admission bumps it (CAS w -> w + 1,
+ * limit and no counter or calendar limit that may be cell 0 (commit_ok):
+ * one 8-byte generation word. An admission bumps it (CAS w -> w + 1,
  * refused on a tombstone) after its release fence, exactly where a GCRA cell
  * 0 would be committed; the word only grows between tombstones (2^64 bumps
  * never wrap in practice), so the sweeper's CAS has no ABA; it is always
  * "idle" by itself and never denies a live entry. It carries no limit.
  *
- * Dry runs of the window kinds: a cost-0 admit is read-only and reports the
- * exact remaining units, and each kind admits cost c iff remaining >= c; a
- * denial writes nothing, so the denied dry run is the real admit's denial.
+ * The counter and calendar ops use the limiter's own entry points of the
+ * cells (window_internal.h): tombstone-aware admits, a dry run on a word,
+ * and the exact, commutative cancel.
+ *
+ * Dry runs: the counter and calendar judge a copy of the word (as GCRA);
+ * the sliding log's cost-0 admit is read-only and reports the exact
+ * remaining units, and it admits cost c iff remaining >= c; a denial writes
+ * nothing, so the denied dry run is the real admit's denial.
  */
 #include <stdatomic.h>
 #include <stddef.h>
@@ -20,6 +26,7 @@
 #include <string.h>
 
 #include "cells/gcra_internal.h"
+#include "cells/window_internal.h"
 #include "limiter/limit_kind_internal.h"
 
 _Static_assert(sizeof(struct sluice_gcra_receipt) <= sizeof(struct sluice__receipt),
@@ -115,6 +122,12 @@ static bool gcra_is_unlinked(const void *cell)
 	return atomic_load_explicit(&c->tat_ns, memory_order_acquire) == SLUICE__GCRA_TOMB_UNLINKED; /* acquire: why above */
 }
 
+static bool any_commit_ok(const struct sluice_limit *limit)
+{
+	(void)limit;
+	return true;
+}
+
 static const struct sluice__limit_ops gcra_ops = {
 	.cell_size = gcra_cell_size,
 	.init = gcra_init,
@@ -123,6 +136,8 @@ static const struct sluice__limit_ops gcra_ops = {
 	.admit = gcra_admit,
 	.cancel = gcra_cancel,
 	.is_idle = gcra_is_idle,
+	.cancel_exact = false,
+	.commit_ok = any_commit_ok,
 	.word = gcra_word,
 	.is_tomb = sluice__gcra_is_tomb,
 	.word_is_idle = gcra_word_is_idle,
@@ -278,6 +293,8 @@ static const struct sluice__limit_ops commit_ops = {
 	.admit = commit_admit,
 	.cancel = commit_cancel,
 	.is_idle = commit_is_idle,
+	.cancel_exact = true,
+	.commit_ok = any_commit_ok,
 	.word = commit_word,
 	.is_tomb = commit_is_tomb,
 	.word_is_idle = commit_word_is_idle,
@@ -289,10 +306,10 @@ static const struct sluice__limit_ops commit_ops = {
 
 /* ---- window kinds: shared dry run ---- */
 
-/* The dry run of a window kind from its read-only peek (cost 0) and, for a
- * denial, its real admit, which writes nothing when it denies. If the state
- * changed in between so that the admit passes, it is cancelled; should the
- * cancel meet a later write, the units stay (conservative). */
+/* The dry run of the sliding log from its read-only peek (cost 0) and, for
+ * a denial, its real admit, which writes nothing when it denies. If the
+ * state changed in between so that the admit passes, it is cancelled (an
+ * exact cancel: nothing stays). */
 typedef bool (*admit_fn)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 			 uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
 typedef bool (*cancel_fn)(void *cell, const struct sluice_limit *limit,
@@ -345,23 +362,22 @@ static bool log_admit(void *cell, const struct sluice_limit *limit, uint64_t now
 		      struct sluice_decision *out, struct sluice__receipt *receipt)
 {
 	if (receipt == NULL)
-		return sluice_window_log_admit(cell, &limit->log, now_ns, cost, out);
-	struct sluice_window_log_receipt r;
-	bool ok = sluice_window_log_admit_receipt(cell, &limit->log, now_ns, cost, out, &r);
+		return sluice__window_log_admit(cell, &limit->log, now_ns, cost, out, NULL);
+	struct sluice__window_log_receipt r;
+	bool ok = sluice__window_log_admit(cell, &limit->log, now_ns, cost, out, &r);
 	receipt->w[0] = r.seq_after;
-	receipt->w[1] = r.pos_before;
-	receipt->w[2] = r.pos_after;
+	receipt->w[1] = r.at_ns;
+	receipt->w[2] = r.cost;
 	return ok;
 }
 
 static bool log_cancel(void *cell, const struct sluice_limit *limit,
 		       const struct sluice__receipt *receipt)
 {
-	(void)limit;
-	struct sluice_window_log_receipt r = { .seq_after = receipt->w[0],
-					       .pos_before = receipt->w[1],
-					       .pos_after = receipt->w[2] };
-	return sluice_window_log_cancel(cell, &r);
+	struct sluice__window_log_receipt r = { .seq_after = receipt->w[0],
+						.at_ns = receipt->w[1],
+						.cost = receipt->w[2] };
+	return sluice__window_log_cancel_exact(cell, &limit->log, &r);
 }
 
 static bool log_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
@@ -383,6 +399,7 @@ static const struct sluice__limit_ops log_ops = {
 	.admit = log_admit,
 	.cancel = log_cancel,
 	.is_idle = log_is_idle,
+	.cancel_exact = true,
 };
 
 /* ---- SLIDING_COUNTER ---- */
@@ -412,9 +429,9 @@ static bool counter_admit(void *cell, const struct sluice_limit *limit, uint64_t
 			  uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt)
 {
 	if (receipt == NULL)
-		return sluice_window_counter_admit(cell, &limit->counter, now_ns, cost, out);
-	struct sluice_window_counter_receipt r;
-	bool ok = sluice_window_counter_admit_receipt(cell, &limit->counter, now_ns, cost, out, &r);
+		return sluice__window_counter_admit(cell, &limit->counter, now_ns, cost, out, NULL);
+	struct sluice_window_counter_receipt r = { 0, 0 };
+	bool ok = sluice__window_counter_admit(cell, &limit->counter, now_ns, cost, out, &r);
 	receipt->w[0] = r.before;
 	receipt->w[1] = r.after;
 	return ok;
@@ -423,20 +440,46 @@ static bool counter_admit(void *cell, const struct sluice_limit *limit, uint64_t
 static bool counter_cancel(void *cell, const struct sluice_limit *limit,
 			   const struct sluice__receipt *receipt)
 {
-	(void)limit;
 	struct sluice_window_counter_receipt r = { .before = receipt->w[0], .after = receipt->w[1] };
-	return sluice_window_counter_cancel(cell, &r);
+	return sluice__window_counter_cancel_exact(cell, &limit->counter, &r);
+}
+
+static bool counter_check_word(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns,
+			       uint64_t cost, struct sluice_decision *out)
+{
+	return sluice__window_counter_check_word(word, &limit->counter, now_ns, cost, out);
 }
 
 static bool counter_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 			  uint64_t cost, struct sluice_decision *out)
 {
-	return window_check(cell, limit, now_ns, cost, out, counter_admit, counter_cancel);
+	return counter_check_word(sluice__word_load(cell), limit, now_ns, cost, out);
 }
 
 static bool counter_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)
 {
 	return sluice_window_counter_is_idle(cell, &limit->counter, now_ns);
+}
+
+static bool counter_word_is_idle(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	struct sluice_window_counter copy;
+
+	if (sluice__word_is_tomb(word))
+		return false;
+	/* relaxed: a private object, never shared. */
+	atomic_init(&copy.word, word);
+	return sluice_window_counter_is_idle(&copy, &limit->counter, now_ns);
+}
+
+/* A counter word may be cell 0 if its limit keeps the tombstones out of
+ * reach and its 24-bit window index takes at least a day of the callers'
+ * time to wrap (limiter.c, "Reclaim": no ABA for the sweeper's CAS). */
+static bool counter_commit_ok(const struct sluice_limit *limit)
+{
+	return limit->counter.limit <= SLUICE__WINDOW_COUNTER_CELL0_MAX_LIMIT &&
+	       limit->counter.window_ns >=
+		       (SLUICE__COMMIT_WRAP_MIN_NS >> SLUICE_WINDOW_COUNTER_INDEX_BITS) + 1;
 }
 
 static const struct sluice__limit_ops counter_ops = {
@@ -447,6 +490,15 @@ static const struct sluice__limit_ops counter_ops = {
 	.admit = counter_admit,
 	.cancel = counter_cancel,
 	.is_idle = counter_is_idle,
+	.cancel_exact = true,
+	.commit_ok = counter_commit_ok,
+	.word = sluice__word_load,
+	.is_tomb = sluice__word_is_tomb,
+	.word_is_idle = counter_word_is_idle,
+	.check_word = counter_check_word,
+	.tomb = sluice__word_tomb,
+	.mark_unlinked = sluice__word_mark_unlinked,
+	.is_unlinked = sluice__word_is_unlinked,
 };
 
 /* ---- CALENDAR ---- */
@@ -476,9 +528,9 @@ static bool calendar_admit(void *cell, const struct sluice_limit *limit, uint64_
 			   uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt)
 {
 	if (receipt == NULL)
-		return sluice_calendar_admit(cell, &limit->calendar, now_ns, cost, out);
-	struct sluice_calendar_receipt r;
-	bool ok = sluice_calendar_admit_receipt(cell, &limit->calendar, now_ns, cost, out, &r);
+		return sluice__calendar_admit(cell, &limit->calendar, now_ns, cost, out, NULL);
+	struct sluice_calendar_receipt r = { 0, 0 };
+	bool ok = sluice__calendar_admit(cell, &limit->calendar, now_ns, cost, out, &r);
 	receipt->w[0] = r.before;
 	receipt->w[1] = r.after;
 	return ok;
@@ -487,23 +539,43 @@ static bool calendar_admit(void *cell, const struct sluice_limit *limit, uint64_
 static bool calendar_cancel(void *cell, const struct sluice_limit *limit,
 			    const struct sluice__receipt *receipt)
 {
-	(void)limit;
 	struct sluice_calendar_receipt r = { .before = receipt->w[0], .after = receipt->w[1] };
-	return sluice_calendar_cancel(cell, &r);
+	return sluice__calendar_cancel_exact(cell, &limit->calendar, &r);
+}
+
+static bool calendar_check_word(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns,
+				uint64_t cost, struct sluice_decision *out)
+{
+	return sluice__calendar_check_word(word, &limit->calendar, now_ns, cost, out);
 }
 
 static bool calendar_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 			   uint64_t cost, struct sluice_decision *out)
 {
-	bool ok = window_check(cell, limit, now_ns, cost, out, calendar_admit, calendar_cancel);
-	if (!ok && out->reason == SLUICE_REASON_RATE)
-		out->reason = SLUICE_REASON_QUOTA;
-	return ok;
+	return calendar_check_word(sluice__word_load(cell), limit, now_ns, cost, out);
 }
 
 static bool calendar_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)
 {
 	return sluice_calendar_is_idle(cell, &limit->calendar, now_ns);
+}
+
+static bool calendar_word_is_idle(uint64_t word, const struct sluice_limit *limit, uint64_t now_ns)
+{
+	struct sluice_calendar copy;
+
+	if (sluice__word_is_tomb(word))
+		return false;
+	/* relaxed: a private object, never shared. */
+	atomic_init(&copy.word, word);
+	return sluice_calendar_is_idle(&copy, &limit->calendar, now_ns);
+}
+
+/* As counter_commit_ok(), with the calendar's 32-bit window index. */
+static bool calendar_commit_ok(const struct sluice_limit *limit)
+{
+	return limit->calendar.limit <= SLUICE__CALENDAR_CELL0_MAX_LIMIT &&
+	       limit->calendar.window_ns >= (SLUICE__COMMIT_WRAP_MIN_NS >> 32) + 1;
 }
 
 static const struct sluice__limit_ops calendar_ops = {
@@ -514,6 +586,15 @@ static const struct sluice__limit_ops calendar_ops = {
 	.admit = calendar_admit,
 	.cancel = calendar_cancel,
 	.is_idle = calendar_is_idle,
+	.cancel_exact = true,
+	.commit_ok = calendar_commit_ok,
+	.word = sluice__word_load,
+	.is_tomb = sluice__word_is_tomb,
+	.word_is_idle = calendar_word_is_idle,
+	.check_word = calendar_check_word,
+	.tomb = sluice__word_tomb,
+	.mark_unlinked = sluice__word_mark_unlinked,
+	.is_unlinked = sluice__word_is_unlinked,
 };
 
 /* ---- SLOTS: one slot per admitted request, whatever its cost ---- */
@@ -600,6 +681,7 @@ static const struct sluice__limit_ops slots_ops = {
 	.admit = slots_admit,
 	.cancel = slots_cancel,
 	.is_idle = slots_is_idle,
+	.cancel_exact = true,
 };
 
 const struct sluice__limit_ops *sluice__limit_ops_of(uint32_t kind)

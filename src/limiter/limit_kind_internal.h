@@ -5,19 +5,28 @@
  * entry here and a case in sluice__limit_ops_of(). Not installed.
  *
  * A kind that may serve as the "commit cell" (cell 0 of an entry, the one
- * committed last and tombstoned by the reclaimer) must provide word, is_tomb,
- * tomb and mark_unlinked, and its word must only grow between tombstones
- * (no ABA for the sweeper's CAS; a GCRA word shrinks only by cancel, and the
- * limiter never cancels cell 0 of an entry with other cells). Other kinds
- * leave them NULL. The limiter
- * puts a GCRA limit at internal index 0 when the policy has one; otherwise it
- * prepends the internal COMMIT kind, an 8-byte generation word bumped by
- * every admission (docs/limiter.md, "Kinds").
+ * committed last and tombstoned by the reclaimer) provides commit_ok, word,
+ * is_tomb, word_is_idle, check_word, tomb, mark_unlinked and is_unlinked;
+ * its word must never take the same value twice between tombstones while
+ * only admissions write it (no ABA for the sweeper's CAS: limiter.c,
+ * "Reclaim"), and two of its values must be reserved as tombstones. GCRA
+ * (a TAT only grows) always qualifies; the sliding counter and the
+ * calendar (one word each, advancing in (window index, count)) qualify
+ * when their limit leaves the tombstones unreachable and their index takes
+ * at least SLUICE__COMMIT_WRAP_MIN_NS to wrap (commit_ok). The sliding log
+ * and slots have no single word. The limiter puts the first GCRA limit at
+ * internal index 0, else the first qualifying window, else prepends the
+ * internal COMMIT kind, an 8-byte generation word bumped by every
+ * admission (docs/limiter.md, "Kinds").
  */
 #ifndef SLUICE_LIMIT_KIND_INTERNAL_H
 #define SLUICE_LIMIT_KIND_INTERNAL_H
 
 #include <sluice/limiter.h>
+
+/* A window word may be cell 0 only if its window index takes at least this
+ * long (in the callers' time) to wrap: one day (limiter.c, "Reclaim"). */
+#define SLUICE__COMMIT_WRAP_MIN_NS (UINT64_C(86400) * 1000000000u)
 
 /* The internal kind of the commit word (never in a user's policy). */
 #define SLUICE__LIMIT_COMMIT 0x7fffffffu
@@ -42,11 +51,18 @@ struct sluice__limit_ops {
 	/* Admit and take a receipt (receipt may be NULL, except for slots). */
 	bool (*admit)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 		      uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
-	/* Undo an admission if nothing landed since; false: consumption stays. */
+	/* Undo an admission (cancel_exact below says how exactly); true if
+	 * nothing of it is left. */
 	bool (*cancel)(void *cell, const struct sluice_limit *limit,
 		       const struct sluice__receipt *receipt);
 	/* The cell is full at now_ns (carries no information). */
 	bool (*is_idle)(const void *cell, const struct sluice_limit *limit, uint64_t now_ns);
+	/* cancel() undoes its admission exactly whatever landed since (the
+	 * counting kinds: their operations commute); false: only while nothing
+	 * landed since (GCRA, sliding log), else the consumption stays. */
+	bool cancel_exact;
+	/* This limit may serve as cell 0 (NULL: never). */
+	bool (*commit_ok)(const struct sluice_limit *limit);
 
 	/* Commit-cell operations. */
 	uint64_t (*word)(const void *cell);                 /* relaxed load */

@@ -2,22 +2,29 @@
  * limiter.c - the keyed limiter: key -> entry of cells in liburcu's cds_lfht.
  *
  * Entries. One allocation per key: the lfht node, one cell per limit of the
- * policy (cell 0 is the "commit cell"), the key length and the key bytes.
- * Keys are hashed with XXH3 keyed by a per-limiter random secret. Lookups run
- * inside an RCU read-side section (urcu-memb); a missing key is inserted with
- * cds_lfht_add_unique(), and a thread that loses the insertion race frees its
- * never-published node and uses the winner's, so both decisions count in
- * one entry.
+ * policy (cell 0 is the "commit cell": a GCRA limit, else a one-word
+ * counter or calendar limit, else a hidden COMMIT word), the key length and
+ * the key bytes. Keys are hashed with XXH3 keyed by a per-limiter random
+ * secret. Lookups run inside an RCU read-side section (urcu-memb); a
+ * missing key is inserted with cds_lfht_add_unique(), and a thread that
+ * loses the insertion race frees its never-published node and uses the
+ * winner's, so both decisions count in one entry.
  *
  * All-or-nothing. A request first checks every cell without writing (a dry
- * run); if any denies, nothing is written. Otherwise it commits cells 1..k-1
- * with receipts, then - after a release fence - cell 0. If a commit denies
- * (another thread got there first) the receipts already taken are cancelled:
- * a cancel pops the top operation of a cell only if nothing landed since,
- * else the consumption conservatively stays. So every cell always holds the
- * exact result of its non-cancelled operations, and an operation that is not
- * cancelled belongs to a request that was admitted or lost a race: no cell
- * ever admits more than its own limit allows (docs/limiter.md).
+ * run); if any denies, nothing is written. Otherwise it commits cells
+ * 1..k-1 with receipts - those whose cancel is exact first, GCRA limits
+ * last - then, after a release fence, cell 0. If a commit denies (another
+ * thread got there first) the receipts already taken are cancelled. The
+ * counting kinds' cancels (counter, calendar, sliding log, slots) are exact
+ * whatever landed since: they remove exactly the units the receipt added
+ * (their operations commute; window_internal.h), so a refused request
+ * consumes nothing there. A GCRA cancel pops its admission only if nothing
+ * landed since, else the consumption stays (a refill that a full bucket
+ * wasted cannot be returned); the commit order makes that case need two
+ * GCRA limits in one policy and a race between the dry run and the commit
+ * (docs/limiter.md, "Refused requests"). So every cell always holds at
+ * least the exact result of its non-cancelled operations and never less:
+ * no cell ever admits more than its own limit allows.
  *
  * Reclaim. An entry is idle when all its cells are full. The sweeper loads
  * cell 0 (relaxed, then an acquire fence), checks cells 1..k-1 full, and CASes
@@ -25,15 +32,22 @@
  * last, after a release fence, so if the sweeper's load saw any admission's
  * cell-0 commit (or a later RMW of cell 0), it also sees that admission's
  * cells 1..k-1; and an admission whose cell-0 commit comes later makes the
- * CAS fail (beside other cells, cell 0 only grows: sluice__limiter_cancel()
- * never restores it). Once the CAS succeeds no admission can
- * complete on the entry (cost > 0 commits on a tombstone word are denied),
- * and nothing it held is lost (it was full). The tombstoned node is removed
- * with cds_lfht_del(); admitters that find it help remove it and retry the
- * lookup, which then inserts a fresh entry. Whoever's del returns 0 has
- * unlinked it; if that is not the sweeper, it stores TOMB_UNLINKED in cell 0
- * and the sweeper waits for that store before handing the node to call_rcu
- * (in a batch, so entries carry no rcu_head).
+ * CAS fail, because beside other cells cell 0 never takes the same value
+ * twice: only admissions write it (sluice__limiter_cancel() never restores
+ * it), a GCRA word only grows, and a window word advances strictly in
+ * (window index, count) - a count grows within a window, the index moves
+ * forward - so it could repeat only after its index wraps, which
+ * limit_kind.c allows no sooner than a day of the callers' time (2^24
+ * counter or 2^32 calendar windows), far longer than a sweep's load-to-CAS.
+ * Once the CAS succeeds no admission can complete on the entry (cost > 0
+ * commits on a tombstone word are denied: the tombstones are word values no
+ * admission writes), and nothing it held is lost (it was full). The
+ * tombstoned node is removed with cds_lfht_del(); admitters that find it
+ * help remove it and retry the lookup, which then inserts a fresh entry.
+ * Whoever's del returns 0 has unlinked it; if that is not the sweeper, it
+ * stores TOMB_UNLINKED in cell 0 and the sweeper waits for that store
+ * before handing the node to call_rcu (in a batch, so entries carry no
+ * rcu_head).
  */
 #include <sluice/limiter.h>
 
@@ -163,6 +177,13 @@ struct sluice_limiter {
 	uint32_t cell_off[NCELLS];
 	uint32_t user_index[NCELLS];
 	int32_t slots_cell; /* cell of the SLOTS limit, -1: none */
+	bool one_gcra;      /* one cell, a GCRA limit: decide_gcra1() */
+	/* The dry run's order, and govern()'s: the caller's first GCRA limit,
+	 * then the others in the caller's order (the COMMIT word skipped), so
+	 * that a request several limits deny reports the same one, and ties
+	 * govern the same way, whatever the commit order. */
+	uint32_t check_order[NCELLS];
+	uint32_t ncheck;
 	const struct sluice__limit_ops *ops[NCELLS];
 	struct sluice_limit limits[NCELLS];
 	uint64_t max_keys;
@@ -472,9 +493,11 @@ static void govern(const struct sluice_limiter *lim, struct sluice_decision *d, 
 {
 	uint32_t best = UINT32_MAX;
 
-	for (uint32_t i = 0; i < n; i++) {
-		if (lim->user_index[i] == UINT32_MAX)
-			continue;
+	(void)n;
+	/* In check_order, so ties go as they always did (first GCRA, then the
+	 * caller's order), whatever the commit order. */
+	for (uint32_t c = 0; c < lim->ncheck; c++) {
+		uint32_t i = lim->check_order[c];
 		if (best == UINT32_MAX || d[i].remaining < d[best].remaining ||
 		    (d[i].remaining == d[best].remaining && d[i].reset_ns < d[best].reset_ns))
 			best = i;
@@ -527,6 +550,65 @@ static inline enum verdict decide_gcra1(struct sluice_limiter *lim, struct entry
 	return V_DENY;
 }
 
+/* A one-cell entry of another kind (a one-word window, cell 0 itself): one
+ * admission through the ops table, already all-or-nothing. */
+static enum verdict decide_one(struct sluice_limiter *lim, struct entry *e, uint64_t cost,
+			       uint64_t now_ns, struct sluice_decision *out,
+			       struct sluice__limiter_hold *hold)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+	void *c0 = cell_of(lim, e, 0);
+
+	if (cost == 0) {
+		uint64_t w = op0->word(c0);
+		if (op0->is_tomb(w))
+			return V_DEAD;
+		op0->check_word(w, &lim->limits[0], now_ns, 0, out);
+		return V_ADMIT;
+	}
+	if (op0->admit(c0, &lim->limits[0], now_ns, cost, out, hold != NULL ? &hold->r[0] : NULL)) {
+		if (hold != NULL)
+			hold->entry = e;
+		return V_ADMIT;
+	}
+	if (op0->is_tomb(op0->word(c0)))
+		return V_DEAD;
+	return V_DENY;
+}
+
+/* Tests: called after each commit of cells 1..k-1 (limiter_internal.h). */
+static void (*_Atomic commit_hook)(void *user, uint32_t limit_index);
+static void *_Atomic commit_hook_user;
+
+void sluice__limiter_set_commit_hook(void (*fn)(void *user, uint32_t limit_index), void *user)
+{
+	/* relaxed: set by a test before the admissions it observes, on their
+	 * own thread or before starting them. */
+	atomic_store_explicit(&commit_hook_user, user, memory_order_relaxed); /* relaxed: why above */
+	atomic_store_explicit(&commit_hook, fn, memory_order_relaxed); /* relaxed: why above */
+}
+
+/* The dry run of every cell on the entry's current state, nothing written:
+ * cell 0 judged on w0, the word tested for a tombstone. Fills d[] and, on a
+ * denial, *out with the first denier (check_order). */
+static bool dry_run(const struct sluice_limiter *lim, struct entry *e, uint64_t w0, uint64_t cost,
+		    uint64_t now_ns, struct sluice_decision *d, struct sluice_decision *out)
+{
+	for (uint32_t n = 0; n < lim->ncheck; n++) {
+		uint32_t i = lim->check_order[n];
+		bool ok = i == 0 ? lim->ops[0]->check_word(w0, &lim->limits[0], now_ns, cost, &d[0])
+				 : lim->ops[i]->check(cell_of(lim, e, i), &lim->limits[i], now_ns, cost,
+						      &d[i]);
+		if (!ok) {
+			deny_with(lim, d[i], i, out);
+			return false;
+		}
+	}
+	if (lim->user_index[0] == UINT32_MAX) /* the COMMIT word: never denies a live entry */
+		lim->ops[0]->check_word(w0, &lim->limits[0], now_ns, cost, &d[0]);
+	return true;
+}
+
 /* Decide for an entry found in the table (inside a read-side section).
  * hold (may be NULL): on admission, receives the entry and a receipt of
  * every cell (cell 0 included) so that sluice__limiter_cancel() can undo it;
@@ -540,7 +622,8 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 	uint32_t k = lim->nlimits;
 
 	if (k == 1)
-		return decide_gcra1(lim, e, cost, now_ns, out, hold);
+		return lim->one_gcra ? decide_gcra1(lim, e, cost, now_ns, out, hold)
+				     : decide_one(lim, e, cost, now_ns, out, hold);
 
 	struct sluice_decision d[NCELLS];
 	struct sluice__receipt local[NCELLS];
@@ -551,16 +634,8 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 	uint64_t w0 = op0->word(c0);
 	if (op0->is_tomb(w0))
 		return V_DEAD;
-	if (!op0->check_word(w0, &lim->limits[0], now_ns, cost, &d[0])) {
-		deny_with(lim, d[0], 0, out);
+	if (!dry_run(lim, e, w0, cost, now_ns, d, out))
 		return V_DENY;
-	}
-	for (uint32_t i = 1; i < k; i++) {
-		if (!lim->ops[i]->check(cell_of(lim, e, i), &lim->limits[i], now_ns, cost, &d[i])) {
-			deny_with(lim, d[i], i, out);
-			return V_DENY;
-		}
-	}
 	if (cost == 0) {
 		govern(lim, d, k, out);
 		return V_ADMIT;
@@ -577,6 +652,11 @@ static enum verdict entry_decide(struct sluice_limiter *lim, struct entry *e, ui
 			deny_with(lim, d[i], i, out);
 			return V_DENY;
 		}
+		/* relaxed: see sluice__limiter_set_commit_hook(). */
+		void (*hook)(void *, uint32_t) = atomic_load_explicit(&commit_hook, memory_order_relaxed); /* relaxed: why above */
+		if (SLUICE_UNLIKELY(hook != NULL))
+			hook(atomic_load_explicit(&commit_hook_user, memory_order_relaxed), /* relaxed: as above */
+			     lim->user_index[i]);
 	}
 	/* release: our commits to cells 1..k-1 happen-before any sweeper whose
 	 * acquire fence follows a load of cell 0 that reads our commit below or
@@ -644,8 +724,8 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
 				return V_DEGRADED;
 			}
 		}
-		enum verdict v = lim->nlimits == 1 ? decide_gcra1(lim, e, cost, now_ns, out, hold)
-						   : entry_decide(lim, e, cost, now_ns, out, hold);
+		enum verdict v = lim->one_gcra ? decide_gcra1(lim, e, cost, now_ns, out, hold)
+					       : entry_decide(lim, e, cost, now_ns, out, hold);
 		if (SLUICE_LIKELY(v != V_DEAD))
 			return v;
 		help_unlink(lim, e);
@@ -655,8 +735,8 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
 
 /* The whole admission of one key, inside a read-side section. The common
  * case - the key exists, one GCRA limit, the entry is alive - is inlined into
- * each caller; new keys, dead entries and multi-limit policies go to
- * admit_slow(). */
+ * each caller; new keys, dead entries and every other policy (a one-word
+ * window alone: decide_one()) go to admit_slow(). */
 static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
 					const struct lookup_key *k, struct entry *e,
 					uint64_t cost, uint64_t now_ns,
@@ -665,7 +745,7 @@ static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned lon
 {
 	if (e == NULL)
 		e = lookup(lim, hash, k);
-	if (SLUICE_LIKELY(e != NULL && lim->nlimits == 1)) {
+	if (SLUICE_LIKELY(e != NULL && lim->one_gcra)) {
 		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, hold);
 		if (SLUICE_LIKELY(v != V_DEAD))
 			return v;
@@ -839,18 +919,63 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 		return;
 	/* Cell 0 is cancelled only when it is the entry's only cell. The
 	 * sweeper tombstones cell 0 by a CAS from the word it judged idle, so
-	 * beside other cells that word must only grow ("Reclaim"): restoring a
-	 * GCRA cell 0's older word lets a later admission write the judged
+	 * beside other cells no write may bring that word back ("Reclaim"):
+	 * restoring cell 0's older word lets a later admission write the judged
 	 * value again (ABA), and the sweeper, which checked the other cells
 	 * before that admission committed there, would reclaim its units. So
-	 * there cell 0 keeps our consumption (conservative, as a cancel that
-	 * meets a later write); the COMMIT word's cancel is a no-op anyway. A
-	 * one-cell entry holds nothing an ABA could hide: the word the sweeper
-	 * judged idle is the whole state. (The engine's limiters have one limit
-	 * each, so its cancels stay exact.) */
+	 * there cell 0 keeps our consumption (sluice__limiter_cancel_is_exact()
+	 * says so); the COMMIT word carries none. A one-cell entry holds
+	 * nothing an ABA could hide: the word the sweeper judged idle is the
+	 * whole state. (The engine's limiters have one limit each.) Each other
+	 * cell's cancel is exact for the counting kinds, else pops our
+	 * admission only if nothing landed since (limit_kind_internal.h). */
 	uint32_t first = lim->nlimits > 1 ? 1 : 0;
 	for (uint32_t j = lim->nlimits; j-- > first;)
 		lim->ops[j]->cancel(cell_of(lim, e, j), &lim->limits[j], &hold->r[j]);
+}
+
+bool sluice__limiter_cancel_is_exact(const struct sluice_limiter *lim)
+{
+	if (lim->nlimits == 1)
+		return lim->ops[0]->cancel_exact;
+	if (lim->user_index[0] != UINT32_MAX)
+		return false; /* cell 0 keeps its consumption (above) */
+	for (uint32_t i = 1; i < lim->nlimits; i++)
+		if (!lim->ops[i]->cancel_exact)
+			return false;
+	return true;
+}
+
+bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t key_len,
+			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
+{
+	struct lookup_key k = { lim, key, key_len };
+	struct sluice_decision d[NCELLS];
+	struct entry *e = lookup(lim, hash_key(lim, key, key_len), &k);
+	uint64_t w0 = e != NULL ? lim->ops[0]->word(cell_of(lim, e, 0)) : 0;
+
+	if (e == NULL || lim->ops[0]->is_tomb(w0)) {
+		/* Unknown (or dying) key: every cell full, so each admits cost iff
+		 * it fits the whole capacity (a slot: one per request); more never
+		 * fits (reason NEVER, as the admit would say). */
+		for (uint32_t i = 0; i < lim->nlimits; i++) {
+			lim->ops[i]->fresh(&lim->limits[i], now_ns, &d[i]);
+			uint64_t need = lim->limits[i].kind == SLUICE_LIMIT_SLOTS ? cost != 0 : cost;
+			if (lim->user_index[i] != UINT32_MAX && need > d[i].remaining) {
+				deny_with(lim, d[i], i, out);
+				out->allowed = false;
+				out->reason = SLUICE_REASON_NEVER;
+				out->retry_after_ns = SLUICE_NEVER;
+				return false;
+			}
+		}
+		govern(lim, d, lim->nlimits, out);
+		return true;
+	}
+	if (!dry_run(lim, e, w0, cost, now_ns, d, out))
+		return false;
+	govern(lim, d, lim->nlimits, out);
+	return true;
 }
 
 void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
@@ -1364,27 +1489,67 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->fail_mode = o.fail_mode;
 	lim->max_keys = o.max_keys;
 	lim->max_bytes = o.max_bytes;
-	/* Cell 0: the first GCRA limit, else the COMMIT word (docs/limiter.md,
-	 * "Kinds"); then the other limits in the caller's order. */
-	size_t gcra = nlimits;
-	for (size_t i = 0; i < nlimits && gcra == nlimits; i++)
-		if (limits[i].kind == SLUICE_LIMIT_GCRA)
-			gcra = i;
+	/* Cell 0 (docs/limiter.md, "Kinds"): the GCRA limit of the deepest
+	 * bucket (the least likely to refuse; ties: the caller's first); else
+	 * the first one-word window that may be cell 0 (so a one-limit counter
+	 * or calendar policy is one word and one CAS); else the COMMIT word.
+	 * Then the other limits, committed in this order: those whose cancel is
+	 * exact first (in the caller's order), then the other GCRA limits,
+	 * shallowest bucket first, so that a refusal by a later limit needs
+	 * exact cancels only, except between two GCRA limits, and there the
+	 * likelier refuser is tried first (docs/limiter.md, "Refused requests
+	 * consume nothing"). */
+	size_t first = nlimits, first_gcra = nlimits;
+	for (size_t i = 0; i < nlimits; i++)
+		if (limits[i].kind == SLUICE_LIMIT_GCRA) {
+			if (first_gcra == nlimits)
+				first_gcra = i;
+			if (first == nlimits || limits[i].rate.tolerance_ns > limits[first].rate.tolerance_ns)
+				first = i;
+		}
+	for (size_t i = 0; i < nlimits && first == nlimits; i++) {
+		const struct sluice__limit_ops *op = sluice__limit_ops_of(limits[i].kind);
+		if (op->commit_ok != NULL && op->commit_ok(&limits[i]))
+			first = i;
+	}
 	uint32_t n = 0;
-	if (gcra < nlimits) {
-		lim->limits[n] = limits[gcra];
-		lim->user_index[n++] = (uint32_t)gcra;
+	if (first < nlimits) {
+		lim->limits[n] = limits[first];
+		lim->user_index[n++] = (uint32_t)first;
 	} else {
 		memset(&lim->limits[n], 0, sizeof lim->limits[n]);
 		lim->limits[n].kind = SLUICE__LIMIT_COMMIT;
 		lim->user_index[n++] = UINT32_MAX;
 	}
 	for (size_t i = 0; i < nlimits; i++) {
-		if (i == gcra)
+		if (i == first || !sluice__limit_ops_of(limits[i].kind)->cancel_exact)
 			continue;
 		lim->limits[n] = limits[i];
 		lim->user_index[n++] = (uint32_t)i;
 	}
+	for (size_t i = 0; i < nlimits; i++) { /* the other GCRA limits, by depth */
+		if (i == first || limits[i].kind != SLUICE_LIMIT_GCRA)
+			continue;
+		uint32_t at = n++;
+		while (at > 0 && lim->limits[at - 1].kind == SLUICE_LIMIT_GCRA && at - 1 > 0 &&
+		       lim->limits[at - 1].rate.tolerance_ns > limits[i].rate.tolerance_ns) {
+			lim->limits[at] = lim->limits[at - 1];
+			lim->user_index[at] = lim->user_index[at - 1];
+			at--;
+		}
+		lim->limits[at] = limits[i];
+		lim->user_index[at] = (uint32_t)i;
+	}
+	/* The dry run's order (struct comment). */
+	lim->ncheck = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (first_gcra < nlimits && lim->user_index[i] == first_gcra)
+			lim->check_order[lim->ncheck++] = i;
+	for (uint32_t u = 0; u < nlimits; u++)
+		for (uint32_t i = 0; i < n; i++)
+			if (lim->user_index[i] == u && u != first_gcra)
+				lim->check_order[lim->ncheck++] = i;
+	lim->one_gcra = n == 1 && lim->limits[0].kind == SLUICE_LIMIT_GCRA;
 	lim->nlimits = n;
 	lim->slots_cell = -1;
 	size_t off = sizeof(struct entry);

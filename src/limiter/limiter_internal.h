@@ -35,17 +35,49 @@ int sluice__rcu_thread_enter(bool caller_registers);
  * sluice_limiter_acquire() for a caller already inside rcu_read_lock() (and
  * registered): key validated by the caller. On admission fills *hold so that
  * sluice__limiter_cancel(), in the same read-side section, can undo it
- * (exactly if nothing landed since on the cells, else the consumption stays:
- * never over-admits). On a limiter of several limits the commit cell (a GCRA
- * limit's, when the policy has one) keeps its consumption: cancelling it
- * could hide other cells' units from a concurrent sweep (limiter.c). One-limit
- * limiters, the engine's, are undone exactly. Returns 1 when the fail mode
- * answered (degraded), else 0.
+ * (exactly, whatever landed since, on cells whose cancel is exact; on a GCRA
+ * or sliding-log cell only if nothing landed since, else the consumption
+ * stays: never over-admits). On a limiter of several limits the commit cell
+ * (cell 0, when it carries a limit) keeps its consumption: cancelling it
+ * could hide other cells' units from a concurrent sweep (limiter.c).
+ * Returns 1 when the fail mode answered (degraded), else 0.
  */
 int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,
 			    uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
 			    struct sluice__limiter_hold *hold);
 void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__limiter_hold *hold);
+
+/*
+ * What the engine needs to keep a refused request from consuming anything
+ * across limiters (docs/limiter.md, "Refused requests"):
+ *
+ * sluice__limiter_cancel_is_exact(): true iff sluice__limiter_cancel() of
+ * any hold of this limiter restores exactly the state without that
+ * admission, whatever landed since (slots, sliding counter and calendar
+ * limits, and a COMMIT word; one-limit limiters of those kinds). False for
+ * a GCRA or sliding-log limit, and for a multi-limit entry whose cell 0
+ * carries a limit (it keeps its consumption). The engine reserves the
+ * limiters whose cancel is exact first and the others last, so a refusal
+ * by a later limiter needs only exact cancels, except between two inexact
+ * ones.
+ *
+ * sluice__limiter_check(): the dry run of a reserve of `cost` on the key's
+ * current state, nothing written (an unknown key: a full entry): true iff
+ * the reserve would admit now; *out is the decision (the first denier). A
+ * read-only pass over every limiter before reserving anything means a
+ * refusal already visible reserves nothing. Inside the caller's read-side
+ * section, registered, key validated, like sluice__limiter_reserve().
+ */
+bool sluice__limiter_cancel_is_exact(const struct sluice_limiter *lim);
+bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t key_len,
+			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out);
+
+/* Tests only: call fn(user, caller's limit index) after each commit of a
+ * limit other than cell 0 (the last) in a multi-limit admission, in this
+ * thread, inside the admission's read-side section; fn may admit on the
+ * same limiter (deterministic interleavings: tests/test_limiter_cancel.c).
+ * NULL removes it. Not for concurrent use with admissions. */
+void sluice__limiter_set_commit_hook(void (*fn)(void *user, uint32_t limit_index), void *user);
 
 /* sluice_limiter_destroy() of n limiters (NULLs skipped) with one
  * rcu_barrier() for all of them instead of one each (~10 ms apiece). */

@@ -289,6 +289,6 @@ void server_decider_release(struct server_decider *d, const struct server_reques
 	engine_request(d, req, v, &er);
 	/* ESTALE (a reload changed the limit, or the key was reclaimed) and
 	 * EDOUBLE cannot be acted upon here: the slot is gone either way. */
-	(void)sluice_engine_release(d->engine, &er, &v->engine);
+	(void)sluice_engine_release(d->engine, &v->engine);
 	v->engine.slot_count = 0;
 }

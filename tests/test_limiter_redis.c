@@ -322,6 +322,54 @@ Test(limiter_redis, batch_is_pipelined_and_validated_first)
 	server_stop(&srv);
 }
 
+/* With the deny cache on, a request of a batch is judged after the batch's
+ * earlier admissions of its key, as when the calls are made one by one:
+ * GCRA 1/s burst 10, admit 5, then a batch of costs 5 and 6: the 6 is
+ * denied with remaining 0, retry after 6 s, reset 10 s (not from the state
+ * before the batch: remaining 5, retry after 1 s). A request whose key an
+ * earlier request of the batch only denied may still be denied locally. */
+Test(limiter_redis, batch_with_deny_cache_sees_its_own_earlier_admissions)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	ro.deny_cache_slots = 64;
+	struct sluice_limiter_options o = limiter_opts(&ro, 1);
+	struct sluice_limit l = gcra(1, SEC, 10);
+	struct sluice_limiter *mem = limiter_on(&l, 1, NULL);
+	struct sluice_limiter *red = limiter_on(&l, 1, &o);
+	struct sluice_limiter_request rq[2] = { { "k", 1, 5 }, { "k", 1, 6 } };
+	struct sluice_decision a, b, da[2], db[2];
+	uint64_t now = 100 * SEC;
+
+	cr_assert_eq(sluice_limiter_admit(mem, "k", 1, 5, now, &a), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_admit(red, "k", 1, 5, now, &b), SLUICE_OK);
+	assert_same(&a, &b, 0);
+	cr_assert_eq(sluice_limiter_admit_batch(mem, rq, 2, now, da), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_admit_batch(red, rq, 2, now, db), SLUICE_OK);
+	cr_expect(db[0].allowed);
+	cr_expect_not(db[1].allowed);
+	cr_expect_eq(db[1].remaining, 0);
+	cr_expect_eq(db[1].retry_after_ns, 6 * SEC);
+	cr_expect_eq(db[1].reset_ns, 10 * SEC);
+	assert_same(&da[0], &db[0], 1);
+	assert_same(&da[1], &db[1], 2);
+
+	/* The bucket is empty now: a batch of two denials is answered by the
+	 * cache alone (the first request's denial writes nothing). */
+	struct sluice_redis_stats s0 = backend_stats(red);
+	rq[0].cost = 6;
+	cr_assert_eq(sluice_limiter_admit_batch(mem, rq, 2, now, da), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_admit_batch(red, rq, 2, now, db), SLUICE_OK);
+	assert_same(&da[0], &db[0], 3);
+	assert_same(&da[1], &db[1], 4);
+	struct sluice_redis_stats s1 = backend_stats(red);
+	cr_expect_eq(s1.round_trips - s0.round_trips, 0);
+	cr_expect_eq(s1.cache_hits - s0.cache_hits, 2);
+	sluice_limiter_destroy(red);
+	sluice_limiter_destroy(mem);
+	server_stop(&srv);
+}
+
 Test(limiter_redis, single_calls_validate_like_the_limiter)
 {
 	struct server srv = server_start();

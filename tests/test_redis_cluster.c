@@ -1,7 +1,7 @@
 /*
  * test_redis_cluster.c - requests whose scopes hash to different slots of
  * a Redis Cluster (three nodes on loopback ports): the reserve/cancel
- * protocol of src/redis/redis.c (docs/redis.md, "Scopes on different slots"),
+ * protocol of src/redis/redis_cross.c (docs/redis.md, "Scopes on different slots"),
  * against one keyed limiter per scope; exact cancels read back through
  * side connections; concurrent clients never over-admit.
  */

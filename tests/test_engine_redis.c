@@ -253,10 +253,10 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 			cr_assert_eq(sluice_engine_release(red, &b), SLUICE_OK, "nothing left");
 		}
 	}
-	/* A check that takes a slot and carries a warn limit: the acquire,
-	 * then the warn peeks (the backend pipelines no acquire); the
-	 * release: one more. */
-	cr_expect_eq(estats(red).round_trips - rt0, 3 * (uint64_t)checks);
+	/* A check that takes a slot and carries a warn limit: one round trip
+	 * (the acquire reports every limit's decision, the warn limit's too);
+	 * the release: one more. */
+	cr_expect_eq(estats(red).round_trips - rt0, 2 * (uint64_t)checks);
 	/* The workspace is full: a fresh token of it is refused by ws_minute
 	 * and its own limits consume nothing (all-or-nothing). */
 	struct req q;
@@ -647,6 +647,49 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 		     (unsigned long long)(worst / MS));
 	cr_expect_eq(degraded, FROZEN_THREADS * FROZEN_CALLS,
 		     "fail open: allowed, degraded, nothing governs");
+	sluice_engine_destroy(red);
+	server_stop(&srv);
+}
+
+/* Every applied limit's decision of one check, in process and on Redis:
+ * equal after admissions (the script reports each, atomically with the
+ * admission, in one round trip), and after a refusal (the refusal, and the
+ * others read after it). */
+Test(engine_redis, per_limit_decisions_match_in_process)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
+	struct sluice_engine *red = engine_on(policy_a, &o);
+	struct sluice_engine *mem = engine_of(load_text(policy_a));
+	struct sluice_decision pa[SLUICE_POLICY_MAX_LIMITS], pb[SLUICE_POLICY_MAX_LIMITS];
+	struct sluice_engine_decision a, b;
+	struct req q;
+	uint64_t rt0 = estats(red).round_trips;
+	int checks = 0;
+
+	req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
+	q.r.limit_decisions_cap = SLUICE_POLICY_MAX_LIMITS;
+	for (int i = 0; i < 6; i++) {
+		q.r.limit_decisions = pa;
+		cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
+		q.r.limit_decisions = pb;
+		cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
+		checks += a.d.allowed;
+		same_decision(&a, &b, i);
+		cr_assert_eq(a.applied, b.applied);
+		for (uint32_t l = 0; l < SLUICE_POLICY_MAX_LIMITS; l++) {
+			if (!(a.applied & (UINT32_C(1) << l)))
+				continue;
+			char what[32];
+			snprintf(what, sizeof what, "step %d limit %u", i, l);
+			assert_same_at(&pa[l], &pb[l], what);
+		}
+	}
+	cr_assert_eq(checks, 3, "tok_sec: a burst of 3");
+	cr_expect_eq(estats(red).round_trips - rt0, (uint64_t)checks + 3 * 2,
+		     "one per admission; a refusal reads the others in one more");
+	sluice_engine_destroy(mem);
 	sluice_engine_destroy(red);
 	server_stop(&srv);
 }

@@ -53,7 +53,6 @@
 #include "common/util_internal.h"
 #include "engine/executor_internal.h"
 #include "redis/redis_backend_internal.h"
-#include "redis/redis_rank_internal.h"
 
 #define KEY_MAX SLUICE_LIMITER_MAX_KEY
 /* Key segment of a binding: ":L=<name>:T=<tier>:N=<k>,<count>,<period>,
@@ -312,9 +311,8 @@ static int redis_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 	unsigned char keys[SLUICE_REDIS_MAX_SCOPES][KEY_MAX];
 	size_t klen[SLUICE_REDIS_MAX_SCOPES];
 	struct sluice_redis_scope scopes[SLUICE_REDIS_MAX_SCOPES];
-	struct sluice_redis_request rq[1 + SLUICE_REDIS_MAX_SCOPES];
-	struct sluice_decision d[1 + SLUICE_REDIS_MAX_SCOPES];
-	uint32_t rank[SLUICE_REDIS_MAX_SCOPES];
+	struct sluice_decision d, each[SLUICE_REDIS_MAX_SCOPES];
+	sluice_slot_handle handles[SLUICE_REDIS_MAX_SCOPES];
 	uint32_t n = p->n;
 	bool has_slots = false;
 	int rc = SLUICE_OK;
@@ -329,47 +327,21 @@ static int redis_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 			return key_error(klen[j]);
 		scopes[j] = (struct sluice_redis_scope){ keys[j], klen[j], &p->item[j].b->spec, 1 };
 		has_slots = has_slots || p->item[j].b->policy_kind == SLUICE_POLICY_KIND_CONCURRENCY;
-		rank[j] = p->item[j].limit;
 		r->slot_handle[j] = SLUICE_SLOT_NONE;
 		r->slot_entry[j] = 0;
 		r->slot_hash[j] = 0;
-	}
-	sluice_slot_handle handles[SLUICE_REDIS_MAX_SCOPES];
-	for (uint32_t j = 0; j < n; j++)
 		handles[j] = SLUICE_SLOT_NONE;
-	/* Slots are taken by acquire, which the backend does not pipeline:
-	 * with a slot and peeks the peeks are a second round trip. */
-	bool acquire = has_slots && cost > 0;
-	size_t nrq = 1;
-	uint32_t peeked[SLUICE_REDIS_MAX_SCOPES]; /* rq[1 + m] peeks item peeked[m] */
-	rq[0] = (struct sluice_redis_request){ scopes, n, cost };
-	for (uint32_t j = 0; j < n; j++)
-		if (p->want_all || spec->limits[p->item[j].limit].warn_percent != 0) {
-			peeked[nrq - 1] = j;
-			rq[nrq++] = (struct sluice_redis_request){ &scopes[j], 1, 0 };
-		}
+	}
 	struct sluice_redis *conn;
 	uint32_t c = sluice__rpool_get(x->pool, &conn);
 	if (c == SLUICE__RPOOL_BUSY) {
 		/* No connection free within the timeout: the fail mode. */
-		sluice__redis_fail_answer(SLUICE_FAIL_OPEN, cost, scopes[0].limits, &d[0]);
-		nrq = 1;
+		sluice__redis_fail_answer(SLUICE_FAIL_OPEN, cost, scopes[0].limits, &d);
 	} else {
-		/* Scopes go in evaluation order (the first denier), but a full
-		 * tie between admitted limits goes to the lower policy index,
-		 * the one rule: rank each scope by its limit's index. */
-		sluice__redis_set_tie_rank(conn, rank, n);
-		if (acquire) {
-			rc = sluice_redis_acquire_scopes(conn, scopes, n, cost, now_ns, &d[0], handles);
-			if (rc == SLUICE_OK && nrq > 1 && d[0].allowed && !d[0].degraded)
-				rc = sluice_redis_admit_batch(conn, rq + 1, nrq - 1, now_ns, d + 1);
-			else
-				nrq = 1;
-		} else {
-			rc = nrq == 1 ? sluice_redis_admit_scopes(conn, scopes, n, cost, now_ns, &d[0])
-				      : sluice_redis_admit_batch(conn, rq, nrq, now_ns, d);
-		}
-		sluice__redis_set_tie_rank(conn, NULL, 0);
+		/* One script call decides every limit and reports each one's
+		 * decision; the engine picks the governing one by its rule. */
+		rc = sluice__redis_admit_each(conn, scopes, n, cost, now_ns, &d, each,
+					      has_slots && cost > 0 ? handles : NULL);
 		sluice__rpool_put(x->pool, c);
 	}
 	if (rc == SLUICE_EINVAL) {
@@ -380,11 +352,11 @@ static int redis_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 	if (rc != SLUICE_OK)
 		return rc;
 
-	if (d[0].degraded) {
+	if (d.degraded) {
 		if (spec->fail == SLUICE_POLICY_FAIL_CLOSED && cost > 0) {
 			/* As in process: the first limit evaluated answers by
 			 * the fail mode and governs. */
-			r->d[0] = d[0];
+			r->d[0] = d;
 			sluice__redis_fail_mode(SLUICE_FAIL_CLOSED, cost, &r->d[0]);
 			r->denied = 0;
 		} else {
@@ -393,30 +365,32 @@ static int redis_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 				memset(&r->d[j], 0, sizeof r->d[j]);
 				r->d[j].allowed = true;
 				r->d[j].degraded = true;
-				r->d[j].limit = d[0].limit;
+				r->d[j].limit = d.limit;
 			}
 		}
 		r->decided = n >= 32 ? UINT32_MAX : (UINT32_C(1) << n) - 1;
 		return SLUICE_OK;
 	}
-	uint32_t gov = d[0].limit_index < n ? d[0].limit_index : 0;
-	if (!d[0].allowed) {
-		r->d[gov] = d[0];
+	uint32_t gov = d.limit_index < n ? d.limit_index : 0;
+	if (!d.allowed) {
+		r->d[gov] = d;
 		r->denied = gov;
 		r->decided = UINT32_C(1) << gov;
 		return SLUICE_OK;
 	}
-	for (size_t m = 0; m + 1 < nrq; m++) {
-		uint32_t j = peeked[m];
-		if (d[1 + m].degraded)
+	for (uint32_t j = 0; j < n; j++) {
+		if (each[j].limit_index == UINT32_MAX)
 			continue;
-		r->d[j] = d[1 + m];
-		r->d[j].allowed = true;
+		r->d[j] = each[j];
 		r->decided |= UINT32_C(1) << j;
 	}
-	r->d[gov] = d[0];
-	r->decided |= UINT32_C(1) << gov;
-	r->governing = gov;
+	if (!(r->decided & (UINT32_C(1) << gov)) || r->decided != (n >= 32 ? UINT32_MAX : (UINT32_C(1) << n) - 1)) {
+		/* Not every limit reported (an answer from the deny cache or
+		 * a lease cannot be: the backend's governing limit stands). */
+		r->d[gov] = d;
+		r->decided |= UINT32_C(1) << gov;
+		r->governing = gov;
+	}
 	for (uint32_t j = 0; j < n && cost > 0; j++) {
 		if (handles[j] == SLUICE_SLOT_NONE)
 			continue;

@@ -62,6 +62,7 @@ int sluice__redis_prepare(struct sluice_redis *r, const struct sluice_redis_requ
 	p->has_slots = p->cross = p->done = p->sent = false;
 	p->reply = NULL;
 	p->handles = NULL;
+	p->each = NULL;
 	for (size_t s = 0; s < req->nscopes; s++) {
 		const struct sluice_redis_scope *sc = &req->scopes[s];
 		if (sc->key == NULL || sc->key_len > SLUICE_LIMITER_MAX_KEY)

@@ -4,7 +4,7 @@
  * operations table) and the engine's Redis executor (exec_redis.c), and
  * their hooks for tests. Not installed; nothing below the redis layer
  * includes it. Only the public sluice_redis_* API is used underneath, plus
- * the tie rank (redis_rank_internal.h).
+ * sluice__redis_admit_each() below.
  */
 #ifndef SLUICE_REDIS_BACKEND_INTERNAL_H
 #define SLUICE_REDIS_BACKEND_INTERNAL_H
@@ -57,6 +57,19 @@ void sluice__redis_fail_mode(uint32_t fail_mode, uint64_t cost, struct sluice_de
  * unless fail closed with cost > 0, `limit`'s quota. */
 void sluice__redis_fail_answer(uint32_t fail_mode, uint64_t cost, const struct sluice_limit *limit,
 			       struct sluice_decision *d);
+
+/*
+ * sluice_redis_admit_scopes() (handles NULL) or sluice_redis_acquire_scopes()
+ * that also reports every limit's decision of an admission: each[k] for the
+ * flat limit index k (scope 0's limits first), as the script decided it,
+ * atomically with the admission. Entries it could not know (a denial, a
+ * degraded answer, a cross-slot request) keep limit_index UINT32_MAX. A
+ * request asking for them never takes a local lease. each holds every limit
+ * of the request.
+ */
+int sluice__redis_admit_each(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
+			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			     struct sluice_decision *each, sluice_slot_handle *handles);
 
 /* ---- the limiter and the engine on Redis ---- */
 

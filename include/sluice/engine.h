@@ -1,13 +1,21 @@
 /*
  * sluice/engine.h - the policy engine: a loaded policy (sluice/policy.h)
- * bound to keyed limiters (sluice/limiter.h), evaluated per request,
- * all-or-nothing across every limit of every scope, with hot reload, soft
- * warnings, tiers, per-key overrides, slot release and usage introspection.
- * Design and the safety arguments: docs/policy.md, "Engine".
+ * evaluated per request, all-or-nothing across every limit of every scope,
+ * with hot reload, soft warnings, tiers, per-key overrides, slot release,
+ * every limit's decision from one check, and usage introspection. Design and
+ * the safety arguments: docs/policy.md, "Engine".
  *
- * Binding. Every limit of the policy gets its own keyed limiter per tier in
- * force (the base numbers, and one per tier for a "tiered" limit), plus one
- * per override. The key of a limit's state is the identities of the limit's
+ * Shape. One planner turns a request into its plan (the class, the limits
+ * that apply, the binding in force for each after tier and override, the
+ * key of each); an executor carries the plan out: in process over keyed
+ * limiters (sluice_engine_create(), sluice/limiter.h), or on Redis in one
+ * script call (sluice_redis_engine_create(), sluice/redis.h). The engine
+ * owns the policy snapshot and reload, and picks the governing limit with
+ * one rule for both.
+ *
+ * Binding. Every limit of the policy gets its own state per tier in force
+ * (the base numbers, and one per tier for a "tiered" limit), plus one per
+ * override. The key of a limit's state is the identities of the limit's
  * scopes (by scope id, each length-prefixed), followed by the endpoint
  * class's name when the limit is per scope+class.
  *
@@ -33,6 +41,28 @@
  * threads (reloads and sweeps serialize on a mutex; check, release, usage
  * and top never wait for it); create and destroy are not concurrent with
  * anything.
+ *
+ * Memory ordering a caller may rely on, per outcome (in process):
+ *   - check, admitted: each limit's admission is linearized at its own
+ *     atomic operation on the key's cell (relaxed: no ordering of any other
+ *     memory is implied; publish data with your own release/acquire).
+ *     The request as a whole is not one atomic step: a concurrent request
+ *     may see one of its limits taken before another is.
+ *   - check, refused: the limits taken before the refusal are given back
+ *     before check returns (each undo atomic, exact unless another write
+ *     landed on that cell since); nothing else is ordered.
+ *   - check, any outcome: it decides on the policy of the snapshot it
+ *     loaded (an acquire load of the snapshot pointer): every field of
+ *     that policy, as reload published it, is visible to it.
+ *   - reload, 0: the new policy is published by a release exchange; a call
+ *     that starts after reload returned (in a thread ordered after the
+ *     return) decides on it; calls in flight finish on the old one, and
+ *     reload returns only once none can still use the old one (an RCU grace
+ *     period). On an error nothing changed.
+ *   - release, 0: the slot is free for the next acquire of that key (an
+ *     atomic update of its cell); it orders nothing of the caller's memory.
+ * On Redis (sluice/redis.h, "Engine on Redis") decisions are linearized on
+ * the server and no call orders the caller's memory.
  */
 #ifndef SLUICE_ENGINE_H
 #define SLUICE_ENGINE_H
@@ -87,10 +117,9 @@ struct sluice_identity {
  *                    refusal undid the limits admitted before it (allowed;
  *                    a read-only peek, as sluice_engine_usage() would
  *                    give). cost 0: each limit's peek. On Redis the
- *                    decisions other than the governing one are read-only
- *                    peeks in the same round trip (another client's call
- *                    may land between), and a denial costs one more round
- *                    trip. cap 0 with NULL: nothing reported.
+ *                    script call reports every limit's decision with the
+ *                    admission; a denial costs one more round trip (the
+ *                    peeks). cap 0 with NULL: nothing reported.
  */
 struct sluice_engine_request {
 	const char *method;
@@ -191,13 +220,13 @@ struct sluice_engine; /* opaque */
  * Create an engine for `policy`. On success the engine owns the policy (it
  * is destroyed with the engine or when a reload has retired it), *out is set
  * and 0 returned. On failure the caller keeps the policy. Errors:
- *   SLUICE_EINVAL   NULL out/policy, bad options (size neither this
- *                   version's nor version 1's, offsetof(..., redis));
+ *   SLUICE_EINVAL   NULL out/policy, bad options (size not this version's,
+ *                   an unknown flag, reserved_ not 0);
  *   SLUICE_ETOOBIG  a limit the cells cannot express (e.g. sliding count
  *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT), or more than
  *                   SLUICE_ENGINE_MAX_SLOTS concurrency limits;
- *   SLUICE_EUNSUPPORTED  (Redis) see "Engine on Redis";
  *   SLUICE_ENOMEM, SLUICE_ETHREAD.
+ * With sweep_interval_ns, one maintenance thread is started for the engine.
  */
 SLUICE_API int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
 				    const struct sluice_engine_options *opts);
@@ -213,15 +242,17 @@ SLUICE_API void sluice_engine_destroy(struct sluice_engine *eng);
  * argument, bad method/path, tier out of range), SLUICE_EKEY (an identity
  * longer than SLUICE_ENGINE_MAX_IDENTITY), SLUICE_ETHREAD. On an error
  * nothing is consumed.
+ * Also SLUICE_EINVAL for limit_decisions_cap > 0 with limit_decisions NULL.
  * Thread-safe, lock-free on known keys: one RCU read-side section, the
  * route match, one limiter admission per applied limit; no allocation
  * except when a key is first seen.
- * On Redis ("Engine on Redis"): one round trip, blocking up to the
- * backend's timeout; also SLUICE_EKEY (a key longer than
- * SLUICE_LIMITER_MAX_KEY once escaped), SLUICE_EINVAL (redis_tag_scope set
- * and the request lacks its identity while a limit applies) and
- * SLUICE_EUNSUPPORTED (Redis Cluster: the keys lie on different slots);
- * nothing is consumed on any error.
+ * On Redis (sluice/redis.h, "Engine on Redis"): one round trip, blocking up
+ * to the backend's timeout; also SLUICE_EKEY (a key longer than
+ * SLUICE_LIMITER_MAX_KEY once escaped), SLUICE_EINVAL (a tag scope set and
+ * the request lacks its identity while a limit applies) and
+ * SLUICE_EUNSUPPORTED (Redis Cluster: the keys lie on different slots and
+ * the backend cannot decide them together); nothing is consumed on any
+ * error.
  */
 SLUICE_API int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
 				   struct sluice_engine_decision *out);
@@ -266,9 +297,11 @@ SLUICE_API int sluice_engine_reload(struct sluice_engine *eng, struct sluice_pol
 /* The generation of the policy in force (1 at create, +1 per reload). */
 SLUICE_API uint64_t sluice_engine_generation(const struct sluice_engine *eng);
 
-/* Reclaim idle per-key state in every limiter (sluice_limiter_sweep() with
- * `budget_entries` per limiter). Returns 0 or the first error of a sweep;
- * 0 on Redis, which expires idle keys itself. */
+/* Reclaim idle per-key state of every binding in turn
+ * (sluice_limiter_sweep() with `budget_entries` per binding): what the
+ * engine's maintenance thread calls. Returns 0 or the first error of a
+ * sweep. On Redis, which expires idle keys itself, it forgets the keys of
+ * slots whose lease has passed; 0. */
 SLUICE_API int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns,
 				   size_t budget_entries);
 

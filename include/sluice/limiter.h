@@ -24,6 +24,23 @@
  * concurrently from any threads. create/destroy and maintenance_start/stop
  * are not concurrent with anything else on the same limiter.
  *
+ * Memory ordering a caller may rely on, per outcome:
+ *   - admit/acquire, admitted: every limit of the key took `cost`, each at
+ *     its own atomic operation (the entry's commit cell last); the answer
+ *     is linearized at that commit. No ordering of any other memory is
+ *     implied (the operations are relaxed): a caller that hands data to
+ *     whoever is admitted next needs its own release/acquire.
+ *   - admit/acquire, denied: nothing was taken (a racing commit that lost
+ *     is undone before return); nothing is ordered.
+ *   - peek: a snapshot of each limit read atomically, not of the key as a
+ *     whole; nothing is ordered.
+ *   - release, 0: the slot is free for the next acquire (an atomic update
+ *     of the slots cell); the caller's memory is not ordered by it.
+ *   - sweep: an entry is reclaimed only if, at its tombstoning CAS, every
+ *     limit was full (docs/limiter.md, "Reclaim"); admits never wait for it.
+ * Other stores (sluice_redis_limiter_create(), sluice/redis.h) linearize
+ * decisions in the store and order nothing of the caller's memory.
+ *
  * Keys: any bytes, key_len 0 .. SLUICE_LIMITER_MAX_KEY (the empty key is a
  * valid key, e.g. one global bucket); a NULL key pointer (even with length 0)
  * or a longer key is SLUICE_EKEY.

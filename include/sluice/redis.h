@@ -423,14 +423,11 @@ SLUICE_API int sluice_redis_limiter_create(struct sluice_limiter **out, const st
  * process (one planner: sluice/engine.h), with every limit's per-key state
  * on Redis:
  *   - sluice_engine_check() sends ONE request to Redis: every applicable
- *     limit (after tier and override) is one scope of
- *     sluice_redis_admit_scopes() (sluice_redis_acquire_scopes() when it
- *     takes a slot), in the engine's evaluation order, decided
- *     all-or-nothing atomically on the server; the engine builds the
- *     decision as in process. When a limit of the request has a "warn"
- *     (or the request asks for limit_decisions), read-only peeks of each
- *     limit ride in the same pipelined round trip (they see the state right
- *     after the admission, unless another client's call lands in between).
+ *     limit (after tier and override) is one scope of one script call
+ *     (an acquire when it takes a slot), in the engine's evaluation order,
+ *     decided all-or-nothing atomically on the server; the call reports
+ *     every limit's decision and the engine picks the governing one and
+ *     builds the decision as in process (warn, limit_decisions included).
  *     Backend failures answer by the policy's fail mode with d.degraded
  *     set (fail open: allowed, no governing limit; fail closed: denied with
  *     reason CAPACITY, governed by the first applicable limit).
@@ -459,10 +456,8 @@ SLUICE_API int sluice_redis_limiter_create(struct sluice_limiter **out, const st
  *     process; one round trip per slot; also SLUICE_EBACKEND when the
  *     server cannot be reached (the slot stays taken: retry, or let its
  *     lease expire).
- *   - Round trips: one per check, except a check that takes a slot and
- *     has a warn limit (or asks for limit_decisions): two (the acquire,
- *     then the peeks; the backend pipelines no acquire), and a denial
- *     that asks for limit_decisions: one more.
+ *   - Round trips: one per check; a refusal that asks for limit_decisions:
+ *     one more (read-only peeks of the other limits, pipelined).
  * Create: eopts as for sluice_engine_create() except max_keys (SLUICE_EINVAL);
  * sweep_interval_ns and SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted.
  * Refused: ropts as for the limiter (tag_scope may be set: an unknown

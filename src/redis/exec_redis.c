@@ -5,17 +5,16 @@
  * planner, snapshot, reload, governing rule) is the in-process engine's;
  * this file only maps bindings to Redis keys and plans to backend calls.
  *
- * Execution. Each applicable limit becomes one scope of ONE
- * sluice_redis_admit_scopes() call (sluice_redis_acquire_scopes() when it
- * takes a slot), with one limit per scope, in the plan's evaluation order:
- * the backend decides all of them all-or-nothing, atomically on the server,
- * in one round trip, and names the first denier, else the limit that
- * governs by the one rule (least remaining, then shorter reset, then lower
- * rank: each scope is ranked by its policy index with
- * sluice__redis_set_tie_rank(), since evaluation order puts concurrency
- * limits first). The in-process executor needs receipts and cancels to get
- * all-or-nothing across limiters; the script's atomicity gives it exactly
- * (a refused request consumes nothing, ever).
+ * Execution. Each applicable limit becomes one scope of ONE script call
+ * (sluice__redis_admit_each(): sluice_redis_admit_scopes(), or
+ * sluice_redis_acquire_scopes() when it takes a slot), with one limit per
+ * scope, in the plan's evaluation order: the backend decides all of them
+ * all-or-nothing, atomically on the server, in one round trip, names the
+ * first denier, and on an admission reports every limit's decision, from
+ * which the engine picks the governing one by its rule, as in process. The
+ * in-process executor needs receipts and cancels to get all-or-nothing
+ * across limiters; the script's atomicity gives it exactly (a refused
+ * request consumes nothing, ever).
  *
  * Why one limit per scope: the backend names a limit's field by its index in
  * its scope, so a scope's limits must not depend on the request; the set of
@@ -31,11 +30,8 @@
  * pipelined), so a kind or range the backend refuses fails create, not a
  * request.
  *
- * Other limits' decisions (warn thresholds, the caller's limit_decisions)
- * need every applicable limit's remaining after the decision; the
- * admission answers only for the governing one, so a read-only peek per
- * limit follows the admission in the same pipelined batch (a second round
- * trip after an acquire, which the backend does not pipeline).
+ * After a refusal the other limits' state (the caller's limit_decisions)
+ * is read by pipelined read-only peeks: one more round trip.
  *
  * Slots. The engine's slot records a binding and a handle, not the key, so
  * this executor keeps the key of every slot it hands out (`struct held`,

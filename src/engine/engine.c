@@ -777,79 +777,6 @@ done:
 	snapshot_end(eng, st);
 	return rc;
 }
-/* ---- top-N ---- */
-
-struct top_ctx {
-	struct sluice_engine_top *heap; /* min-heap on (used, then key desc) */
-	size_t cap;
-	size_t n;
-};
-
-/* a "less busy" than b: lower usage, or equal usage and a larger key. */
-static int top_cmp(const struct sluice_engine_top *a, const struct sluice_engine_top *b)
-{
-	if (a->used != b->used)
-		return a->used < b->used ? -1 : 1;
-	size_t la = SLUICE_MIN((size_t)a->key_len, (size_t)SLUICE_ENGINE_TOP_KEY);
-	size_t lb = SLUICE_MIN((size_t)b->key_len, (size_t)SLUICE_ENGINE_TOP_KEY);
-	int c = memcmp(a->key, b->key, SLUICE_MIN(la, lb));
-	if (c == 0)
-		c = la < lb ? -1 : la > lb ? 1 : 0;
-	return -c;
-}
-
-static void sift_down(struct sluice_engine_top *h, size_t n, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < n && top_cmp(&h[l], &h[m]) < 0)
-			m = l;
-		if (r < n && top_cmp(&h[r], &h[m]) < 0)
-			m = r;
-		if (m == i)
-			return;
-		struct sluice_engine_top t = h[i];
-		h[i] = h[m];
-		h[m] = t;
-		i = m;
-	}
-}
-
-static void sift_up(struct sluice_engine_top *h, size_t i)
-{
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (top_cmp(&h[i], &h[p]) >= 0)
-			return;
-		struct sluice_engine_top t = h[i];
-		h[i] = h[p];
-		h[p] = t;
-		i = p;
-	}
-}
-
-static void top_visit(void *user, const void *key, size_t key_len, const struct sluice_decision *d)
-{
-	struct top_ctx *c = user;
-	struct sluice_engine_top rec;
-
-	rec.count = d->limit;
-	rec.remaining = d->remaining;
-	rec.used = d->remaining < d->limit ? d->limit - d->remaining : 0;
-	if (rec.used == 0)
-		return; /* idle keys are not "busy" */
-	rec.key_len = (uint32_t)key_len;
-	memset(rec.key, 0, sizeof rec.key);
-	memcpy(rec.key, key, SLUICE_MIN(key_len, (size_t)SLUICE_ENGINE_TOP_KEY));
-	if (c->n < c->cap) {
-		c->heap[c->n] = rec;
-		sift_up(c->heap, c->n++);
-	} else if (top_cmp(&rec, &c->heap[0]) > 0) {
-		c->heap[0] = rec;
-		sift_down(c->heap, c->n, 0);
-	}
-}
-
 int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier, uint64_t now_ns,
 		      struct sluice_engine_top *out, size_t n, size_t *count)
 {
@@ -870,17 +797,10 @@ int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier, u
 	struct sluice__binding *b = st->limits[limit].base;
 	if (tier >= 0 && st->limits[limit].tier[tier] != NULL)
 		b = st->limits[limit].tier[tier];
-	struct top_ctx c = { out, n, 0 };
+	struct sluice__top_heap h = { out, n, 0 };
 	if (n > 0)
-		eng->ops->foreach(eng->ex, b, now_ns, top_visit, &c);
-	/* Heap sort: repeatedly move the least busy to the end. */
-	for (size_t m = c.n; m > 1; m--) {
-		struct sluice_engine_top t = out[0];
-		out[0] = out[m - 1];
-		out[m - 1] = t;
-		sift_down(out, m - 1, 0);
-	}
-	*count = c.n;
+		eng->ops->foreach(eng->ex, b, now_ns, sluice__top_visit, &h);
+	*count = sluice__top_sort(&h);
 done:
 	snapshot_end(eng, st);
 	return rc;

@@ -40,4 +40,16 @@ enum sluice__plan_mode {
 int sluice__plan_build(const struct sluice__state *st, const struct sluice_engine_request *req,
 		       enum sluice__plan_mode mode, struct sluice__plan *p);
 
+/* Top-N (top.c): a bounded min-heap over the caller's array. */
+struct sluice__top_heap {
+	struct sluice_engine_top *heap; /* min-heap on (used, then key desc) */
+	size_t cap;
+	size_t n;
+};
+/* The executor's foreach callback: keep the record if it is among the
+ * busiest cap seen (idle keys are skipped). */
+void sluice__top_visit(void *user, const void *key, size_t key_len, const struct sluice_decision *d);
+/* Sort the heap busiest first; returns the number of records. */
+size_t sluice__top_sort(struct sluice__top_heap *h);
+
 #endif /* SLUICE_ENGINE_INTERNAL_H */

@@ -119,7 +119,9 @@ struct sluice_identity {
  *                    give). cost 0: each limit's peek. On Redis the
  *                    script call reports every limit's decision with the
  *                    admission; a denial costs one more round trip (the
- *                    peeks). cap 0 with NULL: nothing reported.
+ *                    peeks; a limit it cannot read then is reported
+ *                    degraded and allowed). cap 0 with NULL: nothing
+ *                    reported.
  */
 struct sluice_engine_request {
 	const char *method;

@@ -447,9 +447,10 @@ static void compose(const struct sluice__plan *p, const struct sluice__exec_resu
  * answered it (the state right after this admission); after a denial, the
  * denier's refusal and, for every other applied limit, its state read
  * after the cancels (the limits before the denier were undone, later ones
- * never evaluated). A limit the store did not report is read the same way. */
-static int report_limits(struct sluice_engine *eng, const struct sluice__plan *p,
-			 struct sluice__exec_result *r, const struct sluice_engine_request *req)
+ * never evaluated). A limit the store did not report is read the same way;
+ * one it cannot read (Redis down) reads as degraded and allowed. */
+static void report_limits(struct sluice_engine *eng, const struct sluice__plan *p,
+			  struct sluice__exec_result *r, const struct sluice_engine_request *req)
 {
 	uint32_t full = p->n >= 32 ? UINT32_MAX : (UINT32_C(1) << p->n) - 1;
 	bool denied = r->denied != UINT32_MAX;
@@ -457,8 +458,13 @@ static int report_limits(struct sluice_engine *eng, const struct sluice__plan *p
 	if (denied || (r->decided & full) != full) {
 		struct sluice_decision d[SLUICE_POLICY_MAX_LIMITS];
 		int rc = eng->ops->peek(eng->ex, p, req->now_ns, d);
-		if (rc != SLUICE_OK)
-			return rc;
+		for (uint32_t j = 0; rc != SLUICE_OK && j < p->n; j++) {
+			/* The store could not be read: those limits are
+			 * reported as the fail mode's open answer. */
+			memset(&d[j], 0, sizeof d[j]);
+			d[j].allowed = true;
+			d[j].degraded = true;
+		}
 		for (uint32_t j = 0; j < p->n; j++)
 			if (j != r->denied && (denied || !(r->decided & (UINT32_C(1) << j))))
 				r->d[j] = d[j];
@@ -472,7 +478,6 @@ static int report_limits(struct sluice_engine *eng, const struct sluice__plan *p
 		to->limit_index = i;
 		to->allowed = j != r->denied;
 	}
-	return SLUICE_OK;
 }
 
 /* ---- check ---- */
@@ -514,7 +519,7 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 		goto done;
 	compose(&plan, &res, req->cost, out);
 	if (req->limit_decisions != NULL)
-		(void)report_limits(eng, &plan, &res, req);
+		report_limits(eng, &plan, &res, req);
 done:
 	snapshot_end(eng, st);
 	return rc;

@@ -1,6 +1,6 @@
 /*
  * test_engine_redis.c - the policy engine created on Redis
- * (sluice_engine_options.redis; sluice/engine.h, "Engine on Redis") against
+ * (sluice_redis_engine_create(); sluice/redis.h, "Engine on Redis") against
  * real redis-server processes started per test: the same decisions as the
  * in-process engine (caller clock) across scopes, tiers, overrides,
  * per-class limits, warnings and a reload; seed 002 on Redis with its

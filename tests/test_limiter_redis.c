@@ -1,6 +1,6 @@
 /*
  * test_limiter_redis.c - the keyed limiter created on Redis
- * (sluice_limiter_options.redis; sluice/limiter.h, "Limiter on Redis")
+ * (sluice_redis_limiter_create(); sluice/redis.h, "Limiter on Redis")
  * against real redis-server processes that each test starts on 127.0.0.1 at
  * a free port: the same decisions as the in-process limiter for the same
  * sequences (caller clock), pipelined batches, fail modes through the

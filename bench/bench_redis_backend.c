@@ -228,7 +228,7 @@ static void BM_redis_backend_engine_check(sbench_state *st)
 			const char *t = keys[i % NKEYS], *w = workspaces[i % (NKEYS / 10)];
 			struct sluice_identity ids[2] = { { t, strlen(t) }, { w, strlen(w) } };
 			struct sluice_engine_request r = { "GET", 3, "/v1/things", 10, ids, 2,
-							   SLUICE_POLICY_NO_TIER, 1, 0 };
+							   SLUICE_POLICY_NO_TIER, 1, 0, NULL, 0, 0 };
 			struct sluice_engine_decision d;
 			sluice_engine_check(e, &r, &d);
 			sbench_keep(d.d.allowed);

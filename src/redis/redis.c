@@ -99,7 +99,8 @@ static int admit_one(struct sluice_redis *r, const struct sluice_redis_scope *sc
 		return SLUICE_EINVAL;
 	struct sluice_redis_request req = { scopes, nscopes, cost };
 	struct prepared p;
-	int rc = sluice__redis_prepare(r, &req, &p);
+	/* sluice__redis_admit_each()'s limits were validated once, before. */
+	int rc = sluice__redis_prepare_checked(r, &req, &p, each == NULL);
 	if (rc != SLUICE_OK)
 		return rc;
 	if (p.has_slots && cost > 0 && handles == NULL)

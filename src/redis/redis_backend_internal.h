@@ -65,7 +65,9 @@ void sluice__redis_fail_answer(uint32_t fail_mode, uint64_t cost, const struct s
  * atomically with the admission. Entries it could not know (a denial, a
  * degraded answer, a cross-slot request) keep limit_index UINT32_MAX. A
  * request asking for them never takes a local lease. each holds every limit
- * of the request.
+ * of the request. The limits are NOT validated here: the caller validated
+ * them once before (by a read-only call of the public API, as the engine's
+ * executor does when it opens a binding).
  */
 int sluice__redis_admit_each(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
 			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,

@@ -233,6 +233,12 @@ uint32_t sluice__redis_node_of(const struct sluice_redis *r, const struct prepar
 /* Validate and flatten req into p (the limiter's order per scope). */
 int sluice__redis_prepare(struct sluice_redis *r, const struct sluice_redis_request *req,
 			  struct prepared *p);
+/* The same; check_limits false skips each limit's validation (its kind,
+ * numbers and the backend's ranges: 128-bit divides per limit) for limits
+ * the caller validated once before (the engine's executor, when a binding
+ * is opened; sluice__redis_admit_each()). */
+int sluice__redis_prepare_checked(struct sluice_redis *r, const struct sluice_redis_request *req,
+				  struct prepared *p, bool check_limits);
 /* "<letter><i>:<a>:<b>" (GCRA: no letter) at f; returns its length. */
 size_t sluice__redis_field_name(char *f, char letter, uint64_t i, uint64_t a, uint64_t b);
 /* r->argv for p's script call; returns argc. */

@@ -395,8 +395,9 @@ struct sluice_redis_limiter_options {
  *     no thread.
  *   - stats: admitted/denied/degraded as in process; inserted, reclaimed,
  *     live_keys and bytes are 0 (the keys live on Redis).
- *   - Limits: validated once, here: the kinds and ranges the backend
- *     evaluates (a read-only peek sent at create finds a limit it refuses:
+ *   - Limits: validated once, here (admit, peek and acquire do not
+ *     validate them again; admit_batch does): the kinds and ranges the
+ *     backend evaluates (a read-only peek sent at create finds a limit it refuses:
  *     SLUICE_EUNSUPPORTED for a kind, SLUICE_ERANGE for a range). Slots:
  *     acquire/release go to sluice_redis_acquire_scopes() and
  *     sluice_redis_release() with the same contract; release may also

@@ -127,7 +127,9 @@ static int rlimiter_admit(void *be, const void *key, size_t key_len,
 		sluice__rpool_count_busy(rl->pool, cost > 0);
 		return SLUICE_OK;
 	}
-	rc = sluice_redis_admit(r, key, key_len, rl->limits, rl->nlimits, cost, now_ns, out);
+	/* The limits were validated once, at create. */
+	struct sluice_redis_scope sc = { key, key_len, rl->limits, rl->nlimits };
+	rc = sluice__redis_admit_each(r, &sc, 1, cost, now_ns, out, NULL, NULL);
 	if (rc == SLUICE_OK) {
 		sluice__redis_fail_mode(rl->fail_mode, cost, out);
 		sluice__rpool_count(rl->pool, c, cost, out);
@@ -159,7 +161,7 @@ static int rlimiter_acquire(void *be, const void *key, size_t key_len,
 	}
 	/* Accepted for any policy: without a slots limit the handle stays
 	 * SLUICE_SLOT_NONE, as in process. */
-	rc = sluice_redis_acquire_scopes(r, &sc, 1, cost, now_ns, out, handle);
+	rc = sluice__redis_admit_each(r, &sc, 1, cost, now_ns, out, NULL, handle);
 	if (rc == SLUICE_OK) {
 		sluice__redis_fail_mode(rl->fail_mode, cost, out);
 		sluice__rpool_count(rl->pool, c, cost, out);

@@ -93,14 +93,14 @@
 /* admit_scopes and acquire_scopes. */
 static int admit_one(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
 		     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
-		     sluice_slot_handle *handles, struct sluice_decision *each)
+		     sluice_slot_handle *handles, struct sluice_decision *each, bool check_limits)
 {
 	if (r == NULL || out == NULL)
 		return SLUICE_EINVAL;
 	struct sluice_redis_request req = { scopes, nscopes, cost };
 	struct prepared p;
 	/* sluice__redis_admit_each()'s limits were validated once, before. */
-	int rc = sluice__redis_prepare_checked(r, &req, &p, each == NULL);
+	int rc = sluice__redis_prepare_checked(r, &req, &p, check_limits);
 	if (rc != SLUICE_OK)
 		return rc;
 	if (p.has_slots && cost > 0 && handles == NULL)
@@ -130,13 +130,13 @@ int sluice__redis_admit_each(struct sluice_redis *r, const struct sluice_redis_s
 	if (handles != NULL)
 		for (size_t s = 0; s < nscopes && s < SLUICE_REDIS_MAX_SCOPES; s++)
 			handles[s] = SLUICE_SLOT_NONE;
-	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles, each);
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles, each, false);
 }
 
 int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
 			      size_t nscopes, uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
 {
-	return admit_one(r, scopes, nscopes, cost, now_ns, out, NULL, NULL);
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, NULL, NULL, true);
 }
 
 int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
@@ -147,7 +147,7 @@ int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redi
 		return SLUICE_EINVAL;
 	for (size_t s = 0; s < nscopes && s < SLUICE_REDIS_MAX_SCOPES; s++)
 		handles[s] = SLUICE_SLOT_NONE;
-	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles, NULL);
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles, NULL, true);
 }
 
 int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope *scope,

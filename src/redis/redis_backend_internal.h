@@ -60,14 +60,15 @@ void sluice__redis_fail_answer(uint32_t fail_mode, uint64_t cost, const struct s
 
 /*
  * sluice_redis_admit_scopes() (handles NULL) or sluice_redis_acquire_scopes()
- * that also reports every limit's decision of an admission: each[k] for the
- * flat limit index k (scope 0's limits first), as the script decided it,
- * atomically with the admission. Entries it could not know (a denial, a
- * degraded answer, a cross-slot request) keep limit_index UINT32_MAX. A
- * request asking for them never takes a local lease. each holds every limit
- * of the request. The limits are NOT validated here: the caller validated
- * them once before (by a read-only call of the public API, as the engine's
- * executor does when it opens a binding).
+ * for limits the caller validated once before (by a read-only call of the
+ * public API: the limiter's store at create, the engine's executor when it
+ * opens a binding): they are NOT validated again (kind, numbers, ranges).
+ * each (NULL: not wanted) also receives every limit's decision of an
+ * admission: each[k] for the flat limit index k (scope 0's limits first), as
+ * the script decided it, atomically with the admission; entries it could not
+ * know (a denial, a degraded answer) keep limit_index UINT32_MAX. A request
+ * asking for them never takes a local lease. each holds every limit of the
+ * request.
  */
 int sluice__redis_admit_each(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
 			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,

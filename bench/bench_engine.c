@@ -100,7 +100,7 @@ static void BM_engine_check_seed002(sbench_state *st)
 		id[1].len = 14;
 		r.now_ns = now;
 		sluice_engine_check(eng, &r, &d);
-		sluice_engine_release(eng, &r, &d);
+		sluice_engine_release(eng, &d);
 	}
 	uint32_t j = 0;
 	for (uint64_t n; (n = sbench_batch(st)) != 0;)
@@ -113,7 +113,7 @@ static void BM_engine_check_seed002(sbench_state *st)
 			sluice_engine_check(eng, &r, &d);
 			admitted += d.d.allowed;
 			if (d.slot_count)
-				sluice_engine_release(eng, &r, &d);
+				sluice_engine_release(eng, &d);
 		}
 	sbench_counter(st, "admitted", (double)admitted / (double)sbench_iterations(st), 1);
 	sluice_engine_destroy(eng);

@@ -1,6 +1,6 @@
 /*
  * bench_redis_backend.c - the limiter and the engine on Redis
- * (sluice_limiter_options.redis, sluice_engine_options.redis) against the
+ * (sluice_redis_limiter_create(), sluice_redis_engine_create()) against the
  * raw backend handle they are built on, same server, same run.
  *
  *   BM_redis_backend_direct            sluice_redis_admit() on one handle:
@@ -111,10 +111,10 @@ static void BM_redis_backend_limiter_run(sbench_state *st, uint32_t conns)
 		}
 		keys_init();
 		struct sluice_redis_options ro = ropts();
-		struct sluice_limiter_options o = { .size = sizeof o, .redis = &ro, .redis_connections = conns };
+		struct sluice_redis_limiter_options o = { .size = sizeof o, .redis = &ro, .connections = conns };
 		struct sluice_limit l[2] = { sbench_gcra(10, SEC, 10), sbench_gcra(600, 60 * SEC, 600) };
 		shared_lim = NULL;
-		if (sluice_limiter_create(&shared_lim, l, 2, &o) != SLUICE_OK) {
+		if (sluice_redis_limiter_create(&shared_lim, l, 2, NULL, &o) != SLUICE_OK) {
 			sbench_error(st, "sluice_limiter_create on Redis failed");
 			return;
 		}
@@ -211,11 +211,11 @@ static void BM_redis_backend_engine_check(sbench_state *st)
 	}
 	keys_init();
 	struct sluice_redis_options ro = ropts();
-	struct sluice_engine_options o = { .size = sizeof o, .redis = &ro, .redis_connections = 1 };
+	struct sluice_redis_limiter_options o = { .size = sizeof o, .redis = &ro, .connections = 1 };
 	struct sluice_policy *p = NULL;
 	struct sluice_engine *e = NULL;
 	if (sluice_policy_parse(seed002_rates, strlen(seed002_rates), NULL, &p, NULL) != SLUICE_OK ||
-	    sluice_engine_create(&e, p, &o) != SLUICE_OK) {
+	    sluice_redis_engine_create(&e, p, NULL, &o) != SLUICE_OK) {
 		sluice_policy_destroy(p);
 		sbench_error(st, "engine on Redis: create failed");
 		return;
@@ -228,7 +228,7 @@ static void BM_redis_backend_engine_check(sbench_state *st)
 			const char *t = keys[i % NKEYS], *w = workspaces[i % (NKEYS / 10)];
 			struct sluice_identity ids[2] = { { t, strlen(t) }, { w, strlen(w) } };
 			struct sluice_engine_request r = { "GET", 3, "/v1/things", 10, ids, 2,
-							   SLUICE_POLICY_NO_TIER, 1, 0 };
+							   SLUICE_POLICY_NO_TIER, 1, 0, NULL, 0, 0 };
 			struct sluice_engine_decision d;
 			sluice_engine_check(e, &r, &d);
 			sbench_keep(d.d.allowed);

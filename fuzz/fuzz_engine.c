@@ -466,7 +466,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (nheld == MAXHELD) {
 					/* Release the oldest to make room. */
 					struct held *o = &held[0];
-					int rc2 = sluice_engine_release(eng, &o->r, &o->d);
+					int rc2 = sluice_engine_release(eng, &o->d);
 					if (rc2 != SLUICE_OK)
 						fail("release of the oldest", (uint64_t)-rc2, 0);
 					for (uint32_t c = 0; c < o->ncells; c++)
@@ -484,10 +484,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (nheld > 0) {
 				size_t j = a1 % nheld;
 				struct held *o = &held[j];
-				int rc = sluice_engine_release(eng, &o->r, &o->d);
+				int rc = sluice_engine_release(eng, &o->d);
 				if (rc != SLUICE_OK)
 					fail("release", (uint64_t)-rc, 0);
-				if (sluice_engine_release(eng, &o->r, &o->d) != SLUICE_OK || o->d.slot_count != 0)
+				if (sluice_engine_release(eng, &o->d) != SLUICE_OK || o->d.slot_count != 0)
 					fail("second release of a zeroed decision", 1, 0);
 				for (uint32_t c = 0; c < o->ncells; c++)
 					o->cells[c]->inflight--;

@@ -51,7 +51,7 @@ static inline struct sluice_engine_decision run(struct sluice_engine *e, struct 
 	struct sluice_engine_decision d;
 	cr_assert_eq(sluice_engine_check(e, &q->r, &d), SLUICE_OK);
 	if (d.d.allowed && d.slot_count > 0)
-		cr_assert_eq(sluice_engine_release(e, &q->r, &d), SLUICE_OK);
+		cr_assert_eq(sluice_engine_release(e, &d), SLUICE_OK);
 	return d;
 }
 

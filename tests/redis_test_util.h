@@ -60,32 +60,52 @@ static struct sluice_redis_stats rstats(struct sluice_redis *r)
 	return s;
 }
 
+/* The Redis options of the next limiter or engine made on Redis: set by
+ * limiter_opts()/engine_opts(), adjusted by a test before its create call. */
+static struct sluice_redis_limiter_options t_redis;
+
 /* A limiter on Redis with `conns` connections (the backend's options `ro`
- * must outlive the create call). */
+ * must outlive the create call, redis_limiter_create()). */
 static struct sluice_limiter_options limiter_opts(const struct sluice_redis_options *ro, uint32_t conns)
 {
 	struct sluice_limiter_options o;
 
+	memset(&t_redis, 0, sizeof t_redis);
+	t_redis.size = sizeof t_redis;
+	t_redis.redis = ro;
+	t_redis.connections = conns;
 	memset(&o, 0, sizeof o);
 	o.size = sizeof o;
-	o.redis = ro;
-	o.redis_connections = conns;
 	return o;
 }
 
+static inline int redis_limiter_create(struct sluice_limiter **out, const struct sluice_limit *l, size_t n,
+				       const struct sluice_limiter_options *o)
+{
+	return sluice_redis_limiter_create(out, l, n, o, &t_redis);
+}
+
 /* An engine on Redis with `conns` connections, every key hash-tagged by
- * scope `tag` (NULL: each limit by its own scope). */
+ * scope `tag` (NULL: each limit by its own scope), redis_engine_create(). */
 static struct sluice_engine_options engine_opts(const struct sluice_redis_options *ro, uint32_t conns,
 						const char *tag)
 {
 	struct sluice_engine_options o;
 
+	memset(&t_redis, 0, sizeof t_redis);
+	t_redis.size = sizeof t_redis;
+	t_redis.redis = ro;
+	t_redis.connections = conns;
+	t_redis.tag_scope = tag;
 	memset(&o, 0, sizeof o);
 	o.size = sizeof o;
-	o.redis = ro;
-	o.redis_connections = conns;
-	o.redis_tag_scope = tag;
 	return o;
+}
+
+static inline int redis_engine_create(struct sluice_engine **out, struct sluice_policy *p,
+				      const struct sluice_engine_options *o)
+{
+	return sluice_redis_engine_create(out, p, o, &t_redis);
 }
 
 /* ---- a deterministic random walk (xorshift64*) ---- */

@@ -121,7 +121,7 @@ static void release(struct held *h)
 	 * ordered by the engine. Decrement before release: the counter never
 	 * exceeds the slots actually held. */
 	atomic_fetch_sub_explicit(&inflight[h->token], 1, memory_order_relaxed); /* relaxed: why above */
-	if (sluice_engine_release(eng, &h->r, &h->d) != SLUICE_OK)
+	if (sluice_engine_release(eng, &h->d) != SLUICE_OK)
 		atomic_fetch_add_explicit(&release_errors, 1, memory_order_relaxed); /* relaxed: counter */
 }
 

@@ -170,11 +170,11 @@ static void *limiter_worker(void *arg)
 static void limiter_case(int port)
 {
 	struct sluice_redis_options ro = { .size = sizeof ro, .port = (uint32_t)port, .timeout_ns = 2 * SEC };
-	struct sluice_limiter_options o = { .size = sizeof o, .redis = &ro, .redis_connections = 3 };
+	struct sluice_redis_limiter_options o = { .size = sizeof o, .redis = &ro, .connections = 3 };
 	struct sluice_limit l = { .kind = SLUICE_LIMIT_GCRA };
 	sluice_rate_init(&l.rate, BURST * 10, 10 * 3600 * SEC, BURST); /* one unit per 7.2 s */
 	struct sluice_limiter *lim = NULL;
-	int rc = sluice_limiter_create(&lim, &l, 1, &o);
+	int rc = sluice_redis_limiter_create(&lim, &l, 1, NULL, &o);
 	CHECK(rc == SLUICE_OK, "limiter create: %d", rc);
 	if (rc != SLUICE_OK)
 		return;
@@ -240,7 +240,7 @@ static void *engine_worker(void *arg)
 	struct sluice_identity ids[2] = { { "ws1", 3 }, { tok, strlen(tok) } };
 	/* relaxed: a stop flag (see limiter_worker). */
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		struct sluice_engine_request r = { "GET", 3, "/x", 2, ids, 2, SLUICE_POLICY_NO_TIER, 1, 0 };
+		struct sluice_engine_request r = { "GET", 3, "/x", 2, ids, 2, SLUICE_POLICY_NO_TIER, 1, 0, NULL, 0, 0 };
 		struct sluice_engine_decision d;
 		int rc = sluice_engine_check(w->eng, &r, &d);
 		w->errors += rc != SLUICE_OK || d.d.degraded;
@@ -253,11 +253,11 @@ static void *engine_worker(void *arg)
 static void engine_case(int port)
 {
 	struct sluice_redis_options ro = { .size = sizeof ro, .port = (uint32_t)port, .timeout_ns = 2 * SEC };
-	struct sluice_engine_options o = { .size = sizeof o, .redis = &ro, .redis_connections = 2 };
+	struct sluice_redis_limiter_options o = { .size = sizeof o, .redis = &ro, .connections = 2 };
 	struct sluice_policy *p = NULL;
 	struct sluice_engine *eng = NULL;
 	sluice_policy_parse(policy_a, strlen(policy_a), NULL, &p, NULL);
-	int rc = sluice_engine_create(&eng, p, &o);
+	int rc = sluice_redis_engine_create(&eng, p, NULL, &o);
 	CHECK(rc == SLUICE_OK, "engine create: %d", rc);
 	if (rc != SLUICE_OK) {
 		sluice_policy_destroy(p);
@@ -353,12 +353,12 @@ static void *slot_worker(void *arg)
 static void slots_case(int port)
 {
 	struct sluice_redis_options ro = { .size = sizeof ro, .port = (uint32_t)port, .timeout_ns = 2 * SEC };
-	struct sluice_limiter_options o = { .size = sizeof o, .redis = &ro, .redis_connections = 2 };
+	struct sluice_redis_limiter_options o = { .size = sizeof o, .redis = &ro, .connections = 2 };
 	struct sluice_limit l[2] = { { .kind = SLUICE_LIMIT_GCRA }, { .kind = SLUICE_LIMIT_SLOTS } };
 	sluice_rate_init(&l[0].rate, 1000000, SEC, 1000000);
 	sluice_slots_config_init(&l[1].slots, SLOTS, 0, SEC);
 	struct sluice_limiter *lim = NULL;
-	int rc = sluice_limiter_create(&lim, l, 2, &o);
+	int rc = sluice_redis_limiter_create(&lim, l, 2, NULL, &o);
 	CHECK(rc == SLUICE_OK, "slots limiter create: %d", rc);
 	if (rc != SLUICE_OK)
 		return;
@@ -401,17 +401,16 @@ int main(void)
 	struct sluice_redis_options po = { .size = sizeof po, .port = 1 };
 	if (sluice_redis_create(&probe, &po) == SLUICE_EUNSUPPORTED) {
 		/* The options compile; create says the build cannot do it. */
-		struct sluice_limiter_options lo = { .size = sizeof lo, .redis = &po };
+		struct sluice_redis_limiter_options lo = { .size = sizeof lo, .redis = &po };
 		struct sluice_limit l = { .kind = SLUICE_LIMIT_GCRA };
 		sluice_rate_init(&l.rate, 10, SEC, 10);
 		struct sluice_limiter *lim = (struct sluice_limiter *)&lim;
-		int rc = sluice_limiter_create(&lim, &l, 1, &lo);
+		int rc = sluice_redis_limiter_create(&lim, &l, 1, NULL, &lo);
 		CHECK(rc == SLUICE_EUNSUPPORTED && lim == NULL, "limiter create: %d", rc);
-		struct sluice_engine_options eo = { .size = sizeof eo, .redis = &po };
-		struct sluice_policy *p = NULL;
+				struct sluice_policy *p = NULL;
 		struct sluice_engine *eng = NULL;
 		sluice_policy_parse(policy_a, strlen(policy_a), NULL, &p, NULL);
-		rc = sluice_engine_create(&eng, p, &eo);
+		rc = sluice_redis_engine_create(&eng, p, NULL, &lo);
 		CHECK(rc == SLUICE_EUNSUPPORTED && eng == NULL, "engine create: %d", rc);
 		sluice_policy_destroy(p);
 		printf("built without hiredis: create answers SLUICE_EUNSUPPORTED\n%d passed, %d failed\n",

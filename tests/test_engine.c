@@ -159,14 +159,14 @@ Test(engine_seed002, twenty_first_in_flight_gets_concurrency_and_consumes_nothin
 	cr_assert(run(e, &other).d.allowed);
 	/* One completes: the next one fits. Double release is detected. */
 	struct sluice_engine_decision copy = held[0];
-	cr_assert_eq(sluice_engine_release(e, &q.r, &held[0]), SLUICE_OK);
+	cr_assert_eq(sluice_engine_release(e, &held[0]), SLUICE_OK);
 	cr_assert_eq(held[0].slot_count, 0);
-	cr_assert_eq(sluice_engine_release(e, &q.r, &copy), SLUICE_EDOUBLE);
+	cr_assert_eq(sluice_engine_release(e, &copy), SLUICE_EDOUBLE);
 	cr_assert_eq(sluice_engine_check(e, &q.r, &d), SLUICE_OK);
 	cr_assert(d.d.allowed);
-	cr_assert_eq(sluice_engine_release(e, &q.r, &d), SLUICE_OK);
+	cr_assert_eq(sluice_engine_release(e, &d), SLUICE_OK);
 	for (int i = 1; i < 20; i++)
-		cr_assert_eq(sluice_engine_release(e, &q.r, &held[i]), SLUICE_OK);
+		cr_assert_eq(sluice_engine_release(e, &held[i]), SLUICE_OK);
 	cr_assert_eq(used_of(e, NULL, &q, "token_inflight"), 0);
 	sluice_engine_destroy(e);
 }
@@ -503,7 +503,7 @@ Test(engine_reload, unchanged_limits_keep_state_changed_ones_start_fresh)
 	cr_assert_eq(used_of(e, NULL, &q, "token_inflight"), 1, "kept, slot still held");
 	cr_assert_eq(used_of(e, NULL, &q, "ws_minute"), 0, "changed: starts fresh");
 	/* The held slot of the kept concurrency limit releases normally. */
-	cr_assert_eq(sluice_engine_release(e, &q.r, &held), SLUICE_OK);
+	cr_assert_eq(sluice_engine_release(e, &held), SLUICE_OK);
 	cr_assert_eq(count_admitted(e, &q, 1000), 19, "120 - 101");
 	struct sluice_engine_decision d = run(e, &q);
 	cr_assert_str_eq(d.limit_name, "token_minute");
@@ -516,7 +516,7 @@ Test(engine_reload, unchanged_limits_keep_state_changed_ones_start_fresh)
 	cr_assert(held.d.allowed);
 	struct sluice_policy *p3 = load_text(seed002_with("concurrency 20", "concurrency 30"));
 	cr_assert_eq(sluice_engine_reload(e, p3), SLUICE_OK);
-	cr_assert_eq(sluice_engine_release(e, &q.r, &held), SLUICE_ESTALE);
+	cr_assert_eq(sluice_engine_release(e, &held), SLUICE_ESTALE);
 	cr_assert_eq(used_of(e, NULL, &q, "token_inflight"), 0);
 	cr_assert_eq(used_of(e, NULL, &q, "ws_minute"), 0, "changed back to 300: fresh again");
 	sluice_engine_destroy(e);
@@ -584,7 +584,7 @@ Test(engine_errors, bad_arguments_and_identities)
 	q.id[1].len = 0; /* the empty identity is a key */
 	cr_assert(run(e, &q).d.allowed);
 	cr_assert_eq(used_of(e, NULL, &q, "token_minute"), 2);
-	cr_assert_eq(sluice_engine_release(e, &q.r, NULL), SLUICE_EINVAL);
+	cr_assert_eq(sluice_engine_release(e, NULL), SLUICE_EINVAL);
 	sluice_engine_destroy(NULL);
 	sluice_engine_destroy(e);
 }

@@ -1,6 +1,6 @@
 /*
  * test_engine_redis.c - the policy engine created on Redis
- * (sluice_engine_options.redis; sluice/engine.h, "Engine on Redis") against
+ * (sluice_redis_engine_create(); sluice/redis.h, "Engine on Redis") against
  * real redis-server processes started per test: the same decisions as the
  * in-process engine (caller clock) across scopes, tiers, overrides,
  * per-class limits, warnings and a reload; seed 002 on Redis with its
@@ -32,7 +32,7 @@ static struct sluice_engine *engine_on(const char *text, const struct sluice_eng
 {
 	struct sluice_policy *p = load_text(text);
 	struct sluice_engine *e = NULL;
-	int rc = sluice_engine_create(&e, p, o);
+	int rc = redis_engine_create(&e, p, o);
 	cr_assert_eq(rc, SLUICE_OK, "create: %d", rc);
 	return e;
 }
@@ -41,7 +41,7 @@ static int try_engine(const char *text, const struct sluice_engine_options *o, s
 {
 	struct sluice_policy *p = load_text(text);
 	*e = NULL;
-	int rc = sluice_engine_create(e, p, o);
+	int rc = redis_engine_create(e, p, o);
 	if (rc != SLUICE_OK)
 		sluice_policy_destroy(p);
 	return rc;
@@ -247,16 +247,16 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 			cr_assert(b.d.allowed);
 			cr_assert_eq(b.slot_count, 1, "the token's in-flight slot");
 			/* The request completes: its slot goes back. */
-			cr_assert_eq(sluice_engine_release(mem, &q.r, &a), SLUICE_OK);
-			cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK);
+			cr_assert_eq(sluice_engine_release(mem, &a), SLUICE_OK);
+			cr_assert_eq(sluice_engine_release(red, &b), SLUICE_OK);
 			cr_assert_eq(b.slot_count, 0);
-			cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK, "nothing left");
+			cr_assert_eq(sluice_engine_release(red, &b), SLUICE_OK, "nothing left");
 		}
 	}
-	/* A check that takes a slot and carries a warn limit: the acquire,
-	 * then the warn peeks (the backend pipelines no acquire); the
-	 * release: one more. */
-	cr_expect_eq(estats(red).round_trips - rt0, 3 * (uint64_t)checks);
+	/* A check that takes a slot and carries a warn limit: one round trip
+	 * (the acquire reports every limit's decision, the warn limit's too);
+	 * the release: one more. */
+	cr_expect_eq(estats(red).round_trips - rt0, 2 * (uint64_t)checks);
 	/* The workspace is full: a fresh token of it is refused by ws_minute
 	 * and its own limits consume nothing (all-or-nothing). */
 	struct req q;
@@ -297,8 +297,8 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 	cr_expect_eq(b.d.reason, SLUICE_REASON_CONCURRENCY);
 	cr_expect_str_eq(b.limit_name, "token_inflight");
 	cr_expect_eq(b.d.retry_after_ns, SEC);
-	cr_assert_eq(sluice_engine_release(red, &q.r, &held_b[7]), SLUICE_OK);
-	cr_assert_eq(sluice_engine_release(mem, &q.r, &held_a[7]), SLUICE_OK);
+	cr_assert_eq(sluice_engine_release(red, &held_b[7]), SLUICE_OK);
+	cr_assert_eq(sluice_engine_release(mem, &held_a[7]), SLUICE_OK);
 	cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
 	cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
 	same_decision(&a, &b, 421);
@@ -311,8 +311,8 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 		 seed002_without(no_inflight));
 	cr_assert_eq(sluice_engine_reload(red, load_text(changed)), SLUICE_OK);
 	cr_assert_eq(sluice_engine_reload(mem, load_text(changed)), SLUICE_OK);
-	cr_expect_eq(sluice_engine_release(red, &q.r, &held_b[0]), SLUICE_ESTALE);
-	cr_expect_eq(sluice_engine_release(mem, &q.r, &held_a[0]), SLUICE_ESTALE);
+	cr_expect_eq(sluice_engine_release(red, &held_b[0]), SLUICE_ESTALE);
+	cr_expect_eq(sluice_engine_release(mem, &held_a[0]), SLUICE_ESTALE);
 	sluice_engine_destroy(red);
 	sluice_engine_destroy(mem);
 
@@ -460,10 +460,10 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	o.max_keys = 5;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "max_keys bounds a local table");
 	o = engine_opts(&ro, 2, NULL);
-	o.reserved2_ = 1;
+	t_redis.reserved_ = 1;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
 	o = engine_opts(&ro, 2, NULL);
-	o.redis_connections = SLUICE_LIMITER_MAX_CONNECTIONS + 1;
+	t_redis.connections = SLUICE_REDIS_MAX_CONNECTIONS + 1;
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
 	o = engine_opts(&ro, 2, "tenant");
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "unknown tag scope");
@@ -475,11 +475,10 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	bad.key_prefix = "app{1}:";
 	o = engine_opts(&bad, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "a brace in the prefix");
-	/* Redis fields without redis. */
+	/* Redis options without the backend's. */
 	o = engine_opts(NULL, 2, NULL);
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL, "connections without redis");
-	o.redis_connections = 0;
-	o.redis_tag_scope = "workspace";
+	o = engine_opts(NULL, 0, "workspace");
 	cr_expect_eq(try_engine(policy_a, &o, &e), SLUICE_EINVAL);
 	/* As in process: at most SLUICE_ENGINE_MAX_SLOTS concurrency limits. */
 	o = engine_opts(&ro, 2, NULL);
@@ -501,11 +500,11 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	/* A bucket deeper than the backend computes exactly. */
 	cr_expect_eq(try_engine("policy \"y\"\nscope t\nlimit y per t rate 2/60d\n", &o, &e), SLUICE_ETOOBIG);
 
-	/* Version 1 options: in process. */
+	/* An engine in process has no backend counters. */
 	struct sluice_engine_options v1;
 	memset(&v1, 0, sizeof v1);
-	v1.size = offsetof(struct sluice_engine_options, redis);
-	cr_assert_eq(try_engine(policy_a, &v1, &e), SLUICE_OK);
+	v1.size = sizeof v1;
+	cr_assert_eq(sluice_engine_create(&e, load_text(policy_a), &v1), SLUICE_OK);
 	struct sluice_redis_stats rs = { .size = sizeof rs };
 	cr_expect_eq(sluice__engine_redis_stats(e, &rs), SLUICE_EINVAL);
 	sluice_engine_destroy(e);
@@ -522,9 +521,9 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 	req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
 	struct sluice_engine_decision d;
 	memset(&d, 0, sizeof d);
-	cr_expect_eq(sluice_engine_release(e, &q.r, &d), SLUICE_OK, "nothing held");
+	cr_expect_eq(sluice_engine_release(e, &d), SLUICE_OK, "nothing held");
 	d.slot_count = 1;
-	cr_expect_eq(sluice_engine_release(e, &q.r, &d), SLUICE_ESTALE, "not a slot of ours");
+	cr_expect_eq(sluice_engine_release(e, &d), SLUICE_ESTALE, "not a slot of ours");
 	cr_expect_eq(d.slot_count, 0);
 	/* Argument errors as in process, nothing sent. */
 	cr_expect_eq(sluice_engine_check(e, NULL, &d), SLUICE_EINVAL);
@@ -632,7 +631,7 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 	ro.backoff_min_ns = 1; /* every call reconnects and blocks its timeout */
 	ro.backoff_max_ns = 1;
 	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
-	o.redis_connections = 1;
+	t_redis.connections = 1;
 	struct sluice_engine *red = engine_on(policy_a, &o);
 	kill(srv.pid, SIGSTOP);
 	uint64_t worst;
@@ -648,6 +647,49 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 		     (unsigned long long)(worst / MS));
 	cr_expect_eq(degraded, FROZEN_THREADS * FROZEN_CALLS,
 		     "fail open: allowed, degraded, nothing governs");
+	sluice_engine_destroy(red);
+	server_stop(&srv);
+}
+
+/* Every applied limit's decision of one check, in process and on Redis:
+ * equal after admissions (the script reports each, atomically with the
+ * admission, in one round trip), and after a refusal (the refusal, and the
+ * others read after it). */
+Test(engine_redis, per_limit_decisions_match_in_process)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
+	struct sluice_engine *red = engine_on(policy_a, &o);
+	struct sluice_engine *mem = engine_of(load_text(policy_a));
+	struct sluice_decision pa[SLUICE_POLICY_MAX_LIMITS], pb[SLUICE_POLICY_MAX_LIMITS];
+	struct sluice_engine_decision a, b;
+	struct req q;
+	uint64_t rt0 = estats(red).round_trips;
+	int checks = 0;
+
+	req_init(&q, "GET", "/v1/search", "w1", "t1", DAY0);
+	q.r.limit_decisions_cap = SLUICE_POLICY_MAX_LIMITS;
+	for (int i = 0; i < 6; i++) {
+		q.r.limit_decisions = pa;
+		cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
+		q.r.limit_decisions = pb;
+		cr_assert_eq(sluice_engine_check(red, &q.r, &b), SLUICE_OK);
+		checks += a.d.allowed;
+		same_decision(&a, &b, i);
+		cr_assert_eq(a.applied, b.applied);
+		for (uint32_t l = 0; l < SLUICE_POLICY_MAX_LIMITS; l++) {
+			if (!(a.applied & (UINT32_C(1) << l)))
+				continue;
+			char what[32];
+			snprintf(what, sizeof what, "step %d limit %u", i, l);
+			assert_same_at(&pa[l], &pb[l], what);
+		}
+	}
+	cr_assert_eq(checks, 3, "tok_sec: a burst of 3");
+	cr_expect_eq(estats(red).round_trips - rt0, (uint64_t)checks + 3 * 2,
+		     "one per admission; a refusal reads the others in one more");
+	sluice_engine_destroy(mem);
 	sluice_engine_destroy(red);
 	server_stop(&srv);
 }

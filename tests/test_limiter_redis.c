@@ -1,6 +1,6 @@
 /*
  * test_limiter_redis.c - the keyed limiter created on Redis
- * (sluice_limiter_options.redis; sluice/limiter.h, "Limiter on Redis")
+ * (sluice_redis_limiter_create(); sluice/redis.h, "Limiter on Redis")
  * against real redis-server processes that each test starts on 127.0.0.1 at
  * a free port: the same decisions as the in-process limiter for the same
  * sequences (caller clock), pipelined batches, fail modes through the
@@ -27,7 +27,9 @@ static struct sluice_limiter *limiter_on(const struct sluice_limit *l, size_t n,
 					 const struct sluice_limiter_options *o)
 {
 	struct sluice_limiter *lim = NULL;
-	cr_assert_eq(sluice_limiter_create(&lim, l, n, o), SLUICE_OK);
+	/* NULL options: the in-process limiter to compare with. */
+	cr_assert_eq(o == NULL ? sluice_limiter_create(&lim, l, n, NULL) : redis_limiter_create(&lim, l, n, o),
+		     SLUICE_OK);
 	cr_assert_not_null(lim);
 	return lim;
 }
@@ -65,68 +67,68 @@ Test(limiter_redis, create_validates_options)
 	/* Options of the local table mean nothing on Redis: refused. */
 	o = limiter_opts(&ro, 0);
 	o.max_keys = 1;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	cr_expect_null(lim, "*out cleared on failure");
 	o = limiter_opts(&ro, 0);
 	o.max_bytes = 1 << 20;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	o = limiter_opts(&ro, 0);
 	o.hash_secret = "s";
 	o.hash_secret_len = 1;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	o = limiter_opts(&ro, 0);
 	o.initial_buckets = 64;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	o = limiter_opts(&ro, 0);
-	o.reserved_ = 1;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	t_redis.reserved_ = 1;
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	o = limiter_opts(&ro, 0);
 	o.fail_mode = 2;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	o = limiter_opts(&ro, 0);
 	o.flags = 0x80;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* One fail mode: the limiter's. The backend's must stay 0. */
 	struct sluice_redis_options closed = ro;
 	closed.fail_mode = SLUICE_FAIL_CLOSED;
 	o = limiter_opts(&closed, 0);
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
-	/* Connections: 1 .. SLUICE_LIMITER_MAX_CONNECTIONS, none without redis. */
-	o = limiter_opts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS + 1);
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	/* Connections: 1 .. SLUICE_REDIS_MAX_CONNECTIONS, none without redis. */
+	o = limiter_opts(&ro, SLUICE_REDIS_MAX_CONNECTIONS + 1);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	o = limiter_opts(NULL, 2);
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Bad Redis options are the backend's EINVAL. */
 	struct sluice_redis_options bad = ro;
 	bad.port = 70000;
 	o = limiter_opts(&bad, 0);
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	bad = ro;
 	bad.size = sizeof bad - 1;
 	o = limiter_opts(&bad, 0);
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
 	/* Policies: the same checks as in process... */
 	o = limiter_opts(&ro, 0);
-	cr_expect_eq(sluice_limiter_create(&lim, NULL, 1, &o), SLUICE_EINVAL);
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 0, &o), SLUICE_EINVAL);
-	cr_expect_eq(sluice_limiter_create(NULL, &l, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, NULL, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &l, 0, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(NULL, &l, 1, &o), SLUICE_EINVAL);
 	struct sluice_limit many[SLUICE_LIMITER_MAX_LIMITS + 1];
 	for (size_t i = 0; i < SLUICE_LIMITER_MAX_LIMITS + 1; i++)
 		many[i] = l;
-	cr_expect_eq(sluice_limiter_create(&lim, many, SLUICE_LIMITER_MAX_LIMITS + 1, &o), SLUICE_ETOOBIG);
+	cr_expect_eq(redis_limiter_create(&lim, many, SLUICE_LIMITER_MAX_LIMITS + 1, &o), SLUICE_ETOOBIG);
 	struct sluice_limit zeroed;
 	memset(&zeroed, 0, sizeof zeroed);
-	cr_expect_eq(sluice_limiter_create(&lim, &zeroed, 1, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, &zeroed, 1, &o), SLUICE_EINVAL);
 	/* ...and the backend's: a bucket deeper than it computes exactly. */
 	struct sluice_limit deep = gcra(1, SLUICE_REDIS_MAX_TOLERANCE_NS, 2);
-	cr_expect_eq(sluice_limiter_create(&lim, &deep, 1, &o), SLUICE_ERANGE);
+	cr_expect_eq(redis_limiter_create(&lim, &deep, 1, &o), SLUICE_ERANGE);
 	/* One slots limit at most, as in process. */
 	struct sluice_limit slots;
 	memset(&slots, 0, sizeof slots);
 	slots.kind = SLUICE_LIMIT_SLOTS;
 	cr_assert_eq(sluice_slots_config_init(&slots.slots, 4, 0, 0), SLUICE_OK);
 	struct sluice_limit pol[3] = { l, slots, slots };
-	cr_expect_eq(sluice_limiter_create(&lim, pol, 3, &o), SLUICE_EINVAL);
+	cr_expect_eq(redis_limiter_create(&lim, pol, 3, &o), SLUICE_EINVAL);
 	lim = limiter_on(pol, 2, &o);
 	sluice_limiter_destroy(lim);
 
@@ -134,7 +136,7 @@ Test(limiter_redis, create_validates_options)
 	 * with the most connections too. */
 	lim = limiter_on(&l, 1, &o);
 	sluice_limiter_destroy(lim);
-	o = limiter_opts(&ro, SLUICE_LIMITER_MAX_CONNECTIONS);
+	o = limiter_opts(&ro, SLUICE_REDIS_MAX_CONNECTIONS);
 	lim = limiter_on(&l, 1, &o);
 	struct sluice_decision d;
 	cr_expect_eq(sluice_limiter_admit(lim, "k", 1, 1, 0, &d), SLUICE_OK);
@@ -143,19 +145,26 @@ Test(limiter_redis, create_validates_options)
 	o = limiter_opts(&ro, 0);
 	sluice_limiter_destroy(NULL);
 
-	/* Version 1 of the options (before the Redis fields): in process. */
+	/* A limiter that is not on Redis has no backend counters. */
 	struct sluice_limiter_options v1;
 	memset(&v1, 0, sizeof v1);
-	v1.size = offsetof(struct sluice_limiter_options, redis);
+	v1.size = sizeof v1;
 	v1.max_keys = 10;
-	lim = limiter_on(&l, 1, &v1);
+	cr_assert_eq(sluice_limiter_create(&lim, &l, 1, &v1), SLUICE_OK);
 	struct sluice_redis_stats rs;
 	memset(&rs, 0, sizeof rs);
 	rs.size = sizeof rs;
 	cr_expect_eq(sluice__limiter_redis_stats(lim, &rs), SLUICE_EINVAL, "not on Redis");
 	sluice_limiter_destroy(lim);
-	v1.size = offsetof(struct sluice_limiter_options, redis) + 1;
-	cr_expect_eq(sluice_limiter_create(&lim, &l, 1, &v1), SLUICE_EINVAL);
+	/* Sizes of the Redis options other than this version's. */
+	o = limiter_opts(&ro, 0);
+	t_redis.size = sizeof t_redis - 1;
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL);
+	o = limiter_opts(&ro, 0);
+	t_redis.tag_scope = "ip";
+	cr_expect_eq(redis_limiter_create(&lim, &l, 1, &o), SLUICE_EINVAL, "a tag scope is the engine's");
+	o = limiter_opts(&ro, 0);
+	cr_expect_eq(sluice_redis_limiter_create(&lim, &l, 1, &o, NULL), SLUICE_EINVAL);
 }
 
 /* A kind is accepted on Redis exactly when the backend evaluates it: the
@@ -180,7 +189,7 @@ Test(limiter_redis, kinds_follow_the_backend)
 		struct sluice_decision d;
 		int backend = sluice_redis_admit(r, "x", 1, &kinds[k], 1, 0, 0, &d);
 		struct sluice_limiter *lim = NULL;
-		int rc = sluice_limiter_create(&lim, &kinds[k], 1, &o);
+		int rc = redis_limiter_create(&lim, &kinds[k], 1, &o);
 		cr_expect_eq(rc, backend == SLUICE_EINVAL ? SLUICE_EUNSUPPORTED : SLUICE_OK,
 			     "kind %u: backend %d, limiter %d", kinds[k].kind, backend, rc);
 		sluice_limiter_destroy(lim);

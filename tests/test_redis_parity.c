@@ -36,7 +36,7 @@ static struct pair pair_of(const struct sluice_limit *l, size_t n, int port)
 	struct pair p = { NULL, NULL };
 
 	cr_assert_eq(sluice_limiter_create(&p.mem, l, n, NULL), SLUICE_OK);
-	cr_assert_eq(sluice_limiter_create(&p.red, l, n, &o), SLUICE_OK);
+	cr_assert_eq(redis_limiter_create(&p.red, l, n, &o), SLUICE_OK);
 	return p;
 }
 
@@ -179,7 +179,7 @@ static struct sluice_engine *engine_pair(const char *text, int port, struct slui
 	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
 	struct sluice_policy *pr = load_text(text);
 	*red = NULL;
-	cr_assert_eq(sluice_engine_create(red, pr, &o), SLUICE_OK);
+	cr_assert_eq(redis_engine_create(red, pr, &o), SLUICE_OK);
 	return engine_of(load_text(text));
 }
 
@@ -248,8 +248,8 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 				cr_assert_eq(a.d.reset_ns, 0);
 				cr_assert_eq(a.d.limit_index, 0, "policy %zu", c);
 			} else {
-				cr_assert_eq(sluice_engine_release(mem, &q.r, &a), SLUICE_OK);
-				cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK);
+				cr_assert_eq(sluice_engine_release(mem, &a), SLUICE_OK);
+				cr_assert_eq(sluice_engine_release(red, &b), SLUICE_OK);
 				q.r.now_ns += 2 * SEC;
 				q.r.cost = 0;
 				cr_assert_eq(sluice_engine_check(mem, &q.r, &a), SLUICE_OK);
@@ -271,8 +271,8 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 				/* Complete a request (held ones are ip1's). */
 				req_init(&q, "GET", "/", ip1, NULL, now);
 				nheld--;
-				int ra = sluice_engine_release(mem, &q.r, &ha[nheld]);
-				int rb = sluice_engine_release(red, &q.r, &hb[nheld]);
+				int ra = sluice_engine_release(mem, &ha[nheld]);
+				int rb = sluice_engine_release(red, &hb[nheld]);
 				cr_assert_eq(ra, rb, "step %d: release %d vs %d", step, ra, rb);
 				continue;
 			}
@@ -291,8 +291,8 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 					ha[nheld] = a;
 					hb[nheld++] = b;
 				} else {
-					cr_assert_eq(sluice_engine_release(mem, &q.r, &a), SLUICE_OK);
-					cr_assert_eq(sluice_engine_release(red, &q.r, &b), SLUICE_OK);
+					cr_assert_eq(sluice_engine_release(mem, &a), SLUICE_OK);
+					cr_assert_eq(sluice_engine_release(red, &b), SLUICE_OK);
 				}
 			}
 			now += (r >> 16) % (800 * MS);
@@ -385,12 +385,12 @@ Test(redis_parity, limiter_release_errors_match)
 
 /* ---- release errors: the engine ---- */
 
-static int erelease2(struct sluice_engine *mem, struct sluice_engine *red, struct req *q,
+static int erelease2(struct sluice_engine *mem, struct sluice_engine *red,
 		     const struct sluice_engine_decision *a, const struct sluice_engine_decision *b)
 {
 	struct sluice_engine_decision ca = *a, cb = *b; /* release zeroes slot_count */
-	int ra = sluice_engine_release(mem, &q->r, &ca);
-	int rb = sluice_engine_release(red, &q->r, &cb);
+	int ra = sluice_engine_release(mem, &ca);
+	int rb = sluice_engine_release(red, &cb);
 	cr_assert_eq(ra, rb, "engine release: in process %d (%s), Redis %d (%s)", ra, sluice_strerror(ra),
 		     rb, sluice_strerror(rb));
 	cr_assert_eq(ca.slot_count, 0);
@@ -406,8 +406,8 @@ static void echeck2(struct sluice_engine *mem, struct sluice_engine *red, struct
 	same_decision(a, b, step);
 }
 
-/* sluice_engine_release()'s contract on both: another identity's key (never
- * seen, and existing), a SLUICE_SLOT_NONE handle, a double release, a lease
+/* sluice_engine_release()'s contract on both: another identity's slot, a
+ * SLUICE_SLOT_NONE handle, a double release, a lease
  * taken over by an admitted request and by a request that a later limit
  * refused (engine.c took the slot over and gave it back: the take-over
  * stays, so its old holder is ESTALE and the slot is free), an expired
@@ -427,23 +427,22 @@ Test(redis_parity, engine_release_errors_match)
 	echeck2(mem, red, &q, &a, &b, 0);
 	cr_assert(a.d.allowed);
 	cr_assert_eq(a.slot_count, 1);
-	/* Another identity: its key never seen, then existing. */
-	cr_assert_eq(erelease2(mem, red, &other, &a, &b), SLUICE_ESTALE);
+	/* Another identity's slot releases its own (the decision carries
+	 * it; the request is not taken again). */
 	echeck2(mem, red, &other, &x, &y, 1);
 	cr_assert(x.d.allowed);
-	cr_assert_eq(erelease2(mem, red, &other, &a, &b), SLUICE_ESTALE);
-	cr_assert_eq(erelease2(mem, red, &other, &x, &y), SLUICE_OK);
+	cr_assert_eq(erelease2(mem, red, &x, &y), SLUICE_OK);
 	/* SLUICE_SLOT_NONE in place of the handle. */
 	struct sluice_engine_decision na = a, nb = b;
 	na.slots[0].handle = SLUICE_SLOT_NONE;
 	nb.slots[0].handle = SLUICE_SLOT_NONE;
-	cr_assert_eq(erelease2(mem, red, &q, &na, &nb), SLUICE_ESTALE);
+	cr_assert_eq(erelease2(mem, red, &na, &nb), SLUICE_ESTALE);
 	/* A decision without slots releases nothing. */
 	na.slot_count = nb.slot_count = 0;
-	cr_assert_eq(erelease2(mem, red, &q, &na, &nb), SLUICE_OK);
+	cr_assert_eq(erelease2(mem, red, &na, &nb), SLUICE_OK);
 	/* Release, then again. */
-	cr_assert_eq(erelease2(mem, red, &q, &a, &b), SLUICE_OK);
-	cr_assert_eq(erelease2(mem, red, &q, &a, &b), SLUICE_EDOUBLE);
+	cr_assert_eq(erelease2(mem, red, &a, &b), SLUICE_OK);
+	cr_assert_eq(erelease2(mem, red, &a, &b), SLUICE_EDOUBLE);
 
 	/* A lease taken over by an admitted request. */
 	struct req q2;
@@ -453,7 +452,7 @@ Test(redis_parity, engine_release_errors_match)
 	q2.r.now_ns = now + 3 * SEC;
 	echeck2(mem, red, &q2, &a2, &b2, 3);
 	cr_assert(a2.d.allowed, "the expired lease is taken over");
-	cr_assert_eq(erelease2(mem, red, &q2, &a, &b), SLUICE_ESTALE);
+	cr_assert_eq(erelease2(mem, red, &a, &b), SLUICE_ESTALE);
 	/* The new holder's lease expires too; a request now takes the slot
 	 * over but the rate limit (2 per hour, both used) refuses it. */
 	q2.r.now_ns = now + 6 * SEC;
@@ -462,7 +461,7 @@ Test(redis_parity, engine_release_errors_match)
 	cr_assert_str_eq(x.limit_name, "r");
 	/* The refused request's take-over stayed: the holder is ESTALE and
 	 * the slot is free. */
-	cr_assert_eq(erelease2(mem, red, &q2, &a2, &b2), SLUICE_ESTALE);
+	cr_assert_eq(erelease2(mem, red, &a2, &b2), SLUICE_ESTALE);
 	q2.r.cost = 0;
 	echeck2(mem, red, &q2, &x, &y, 5);
 	uint64_t rem, reset;
@@ -477,7 +476,7 @@ Test(redis_parity, engine_release_errors_match)
 	echeck2(mem, red, &q3, &a, &b, 6);
 	cr_assert(a.d.allowed);
 	q3.r.now_ns = now + 60 * SEC;
-	cr_assert_eq(erelease2(mem, red, &q3, &a, &b), SLUICE_OK);
+	cr_assert_eq(erelease2(mem, red, &a, &b), SLUICE_OK);
 	sluice_engine_destroy(red);
 	sluice_engine_destroy(mem);
 	server_stop(&srv);
@@ -518,7 +517,7 @@ Test(redis_parity, engine_on_a_cluster_across_slots, .fini = cluster_cleanup)
 	ro.flags |= SLUICE_REDIS_CLUSTER;
 	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
 	struct sluice_engine *red = NULL;
-	cr_assert_eq(sluice_engine_create(&red, load_text(text), &o), SLUICE_OK);
+	cr_assert_eq(redis_engine_create(&red, load_text(text), &o), SLUICE_OK);
 	struct sluice_engine *mem = engine_of(load_text(text));
 	struct sluice_engine_decision a, bb, a1, b1, a2, b2, x, y;
 	struct req q;
@@ -548,8 +547,8 @@ Test(redis_parity, engine_on_a_cluster_across_slots, .fini = cluster_cleanup)
 	echeck2(mem, red, &q, &x, &y, 4);
 	cr_assert_not(x.d.allowed);
 	cr_assert_str_eq(x.limit_name, "r");
-	int stale = erelease2(mem, red, &q, &a1, &b1);
-	int other = erelease2(mem, red, &q, &a2, &b2);
+	int stale = erelease2(mem, red, &a1, &b1);
+	int other = erelease2(mem, red, &a2, &b2);
 	cr_assert_eq((stale == SLUICE_ESTALE) + (other == SLUICE_ESTALE), 1, "one holder was taken over");
 	cr_assert(stale == SLUICE_OK || other == SLUICE_OK);
 	q.r.cost = 0;

@@ -1,13 +1,21 @@
 /*
  * sluice/engine.h - the policy engine: a loaded policy (sluice/policy.h)
- * bound to keyed limiters (sluice/limiter.h), evaluated per request,
- * all-or-nothing across every limit of every scope, with hot reload, soft
- * warnings, tiers, per-key overrides, slot release and usage introspection.
- * Design and the safety arguments: docs/policy.md, "Engine".
+ * evaluated per request, all-or-nothing across every limit of every scope,
+ * with hot reload, soft warnings, tiers, per-key overrides, slot release,
+ * every limit's decision from one check, and usage introspection. Design and
+ * the safety arguments: docs/policy.md, "Engine".
  *
- * Binding. Every limit of the policy gets its own keyed limiter per tier in
- * force (the base numbers, and one per tier for a "tiered" limit), plus one
- * per override. The key of a limit's state is the identities of the limit's
+ * Shape. One planner turns a request into its plan (the class, the limits
+ * that apply, the binding in force for each after tier and override, the
+ * key of each); an executor carries the plan out: in process over keyed
+ * limiters (sluice_engine_create(), sluice/limiter.h), or on Redis in one
+ * script call (sluice_redis_engine_create(), sluice/redis.h). The engine
+ * owns the policy snapshot and reload, and picks the governing limit with
+ * one rule for both.
+ *
+ * Binding. Every limit of the policy gets its own state per tier in force
+ * (the base numbers, and one per tier for a "tiered" limit), plus one per
+ * override. The key of a limit's state is the identities of the limit's
  * scopes (by scope id, each length-prefixed), followed by the endpoint
  * class's name when the limit is per scope+class.
  *
@@ -33,6 +41,28 @@
  * threads (reloads and sweeps serialize on a mutex; check, release, usage
  * and top never wait for it); create and destroy are not concurrent with
  * anything.
+ *
+ * Memory ordering a caller may rely on, per outcome (in process):
+ *   - check, admitted: each limit's admission is linearized at its own
+ *     atomic operation on the key's cell (relaxed: no ordering of any other
+ *     memory is implied; publish data with your own release/acquire).
+ *     The request as a whole is not one atomic step: a concurrent request
+ *     may see one of its limits taken before another is.
+ *   - check, refused: the limits taken before the refusal are given back
+ *     before check returns (each undo atomic, exact unless another write
+ *     landed on that cell since); nothing else is ordered.
+ *   - check, any outcome: it decides on the policy of the snapshot it
+ *     loaded (an acquire load of the snapshot pointer): every field of
+ *     that policy, as reload published it, is visible to it.
+ *   - reload, 0: the new policy is published by a release exchange; a call
+ *     that starts after reload returned (in a thread ordered after the
+ *     return) decides on it; calls in flight finish on the old one, and
+ *     reload returns only once none can still use the old one (an RCU grace
+ *     period). On an error nothing changed.
+ *   - release, 0: the slot is free for the next acquire of that key (an
+ *     atomic update of its cell); it orders nothing of the caller's memory.
+ * On Redis (sluice/redis.h, "Engine on Redis") decisions are linearized on
+ * the server and no call orders the caller's memory.
  */
 #ifndef SLUICE_ENGINE_H
 #define SLUICE_ENGINE_H
@@ -74,6 +104,24 @@ struct sluice_identity {
  *   tier             SLUICE_POLICY_NO_TIER (-1) or a tier index
  *                    (sluice_policy_tier_index); an index out of range is
  *                    SLUICE_EINVAL.
+ *   limit_decisions  NULL, or an array of limit_decisions_cap decisions
+ *                    indexed by policy limit index that sluice_engine_check()
+ *                    fills for every applied limit i (bit i of
+ *                    out->applied) with i < cap, limit_index = i, so that
+ *                    one check gives what a renderer needs of every limit
+ *                    (entries of limits that did not apply are untouched).
+ *                    Admitted: each limit's decision of this admission
+ *                    (the state right after it; allowed). Denied: the
+ *                    refusing limit's decision (allowed false) and, for
+ *                    every other applied limit, its state read after the
+ *                    refusal undid the limits admitted before it (allowed;
+ *                    a read-only peek, as sluice_engine_usage() would
+ *                    give). cost 0: each limit's peek. On Redis the
+ *                    script call reports every limit's decision with the
+ *                    admission; a denial costs one more round trip (the
+ *                    peeks; a limit it cannot read then is reported
+ *                    degraded and allowed). cap 0 with NULL: nothing
+ *                    reported.
  */
 struct sluice_engine_request {
 	const char *method;
@@ -85,12 +133,18 @@ struct sluice_engine_request {
 	int32_t tier;
 	uint64_t cost;
 	uint64_t now_ns;
+	struct sluice_decision *limit_decisions;
+	uint32_t limit_decisions_cap;
+	uint32_t reserved_; /* must be 0 */
 };
 
-/* A concurrency slot held by an admitted request. Opaque fields. */
+/* A concurrency slot held by an admitted request: everything its release
+ * needs (the request is not needed again). Opaque fields. */
 struct sluice_engine_slot {
-	uint64_t limiter_id; /* private: which limiter holds it */
+	uint64_t binding_id; /* private: the binding (limit x tier, override) */
 	uint64_t handle;     /* private: the slot handle */
+	uint64_t entry;      /* private: where the slot lives (in process) */
+	uint64_t hash;       /* private: the key's hash (in process) */
 	uint32_t limit;      /* index of the concurrency limit in the policy */
 	uint32_t reserved_;
 };
@@ -146,85 +200,21 @@ struct sluice_engine_decision {
  *                 answers (fail open: allowed, d.degraded; fail closed:
  *                 denied with reason CAPACITY).
  *   flags         SLUICE_ENGINE_* flags.
- *   sweep_interval_ns   start each limiter's maintenance thread with this
- *                 interval (0: none; the caller sweeps with
- *                 sluice_engine_sweep()). The maintenance clock is
+ *   sweep_interval_ns   run one maintenance thread for the engine that
+ *                 sweeps every limit's state (sluice_engine_sweep(), budget
+ *                 4096 entries per binding) with this interval (0: none;
+ *                 the caller sweeps). The maintenance clock is
  *                 sluice_realtime_ns() minus SLUICE_LIMITER_SWEEP_LAG_NS.
+ * An engine on Redis is made by sluice_redis_engine_create() (sluice/redis.h,
+ * "Engine on Redis"), with the same options.
  */
-struct sluice_redis_options; /* sluice/redis.h */
-
 struct sluice_engine_options {
 	size_t size;
 	uint64_t max_keys;
 	uint32_t flags;
 	uint32_t reserved_;
 	uint64_t sweep_interval_ns;
-	/* ---- version 2: the Redis backend (see "Engine on Redis") ---- */
-	/* Non-NULL: every limit's state lives on Redis; read during create
-	 * only. NULL: in process. */
-	const struct sluice_redis_options *redis;
-	/* Connections of the pool; 0: 4; at most
-	 * SLUICE_LIMITER_MAX_CONNECTIONS. Must be 0 without `redis`. */
-	uint32_t redis_connections;
-	uint32_t reserved2_; /* must be 0 */
-	/* Name of the scope whose identity is the Redis Cluster hash tag of
-	 * every key of a request (e.g. "workspace"); NULL: each limit's key
-	 * is tagged with its own first scope. Copied. Must be NULL without
-	 * `redis`. */
-	const char *redis_tag_scope;
 };
-
-/*
- * Engine on Redis (options.redis non-NULL; docs/redis.md, "Limiter and
- * engine on Redis"). The same functions and the same decisions as in
- * process, with every limit's per-key state on a Redis server shared by a
- * fleet:
- *   - sluice_engine_check() sends ONE request to Redis: every applicable
- *     limit (after tier and override) is one scope of
- *     sluice_redis_admit_scopes() (sluice_redis_acquire_scopes() when it
- *     takes a slot), in engine.c's evaluation order, decided
- *     all-or-nothing atomically on the server; the decision (governing
- *     limit and scope, reason, warn, slots...) is built as in process. When a limit of the request has a "warn",
- *     read-only peeks of each limit ride in the same pipelined round trip
- *     (they see the state right after the admission, unless another
- *     client's call lands in between). Backend failures answer by the
- *     policy's fail mode with d.degraded set (fail open: allowed, no
- *     governing limit; fail closed: denied with reason CAPACITY, governed
- *     by the first applicable limit).
- *   - Blocking network I/O, not the lock-free path: a pool of
- *     redis_connections handles, each owned by one thread at a time, as
- *     for the limiter (sluice/limiter.h, "Limiter on Redis"): a check
- *     blocks at most twice the backend's timeout_ns. Thread safety as in
- *     process; reload never waits for a request in flight.
- *   - Keys: key_prefix + "{tag}" + the limit's scopes, name, tier or
- *     override and numbers (docs/redis.md, "Key naming"); a key must fit
- *     SLUICE_LIMITER_MAX_KEY bytes (else check returns SLUICE_EKEY). On a
- *     Redis Cluster, a request whose keys carry different tags lies on
- *     different slots: check returns SLUICE_EUNSUPPORTED and consumes
- *     nothing (until the backend implements cross-slot requests).
- *   - Reload: a limit whose name, scopes, per-class flag, tier/override
- *     and numbers are unchanged keeps its state (same keys); a changed one
- *     starts fresh (new keys; the old ones expire).
- *   - usage: read-only peeks of every keyable limit in one pipelined round
- *     trip; SLUICE_EBACKEND when the backend could not answer.
- *     top: SLUICE_EUNSUPPORTED. sweep: 0 (Redis expires keys).
- *     release: sluice_redis_release() per slot (one round trip each);
- *     also SLUICE_EBACKEND when the server cannot be reached (the slot
- *     stays taken: retry, or let its lease expire).
- *   - Round trips: one per check, except a check that takes a slot and
- *     has a warn limit: two (the acquire, then the warn peeks; the backend
- *     pipelines no acquire), e.g. seed 002.
- *   - Refused at create/reload: max_keys (SLUICE_EINVAL), redis->fail_mode
- *     nonzero (SLUICE_EINVAL: the policy's applies), an unknown
- *     redis_tag_scope (SLUICE_EINVAL), kinds the backend does not evaluate
- *     (SLUICE_EUNSUPPORTED), more than SLUICE_REDIS_MAX_SCOPES limits
- *     applicable to one class or a limit outside the backend's ranges
- *     (SLUICE_ETOOBIG; e.g. a bucket deeper than
- *     SLUICE_REDIS_MAX_TOLERANCE_NS, a sliding log above
- *     SLUICE_REDIS_MAX_LOG_LIMIT). sweep_interval_ns and
- *     SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted (no thread, no RCU).
- *   - Builds without hiredis: create returns SLUICE_EUNSUPPORTED.
- */
 
 struct sluice_engine; /* opaque */
 
@@ -232,13 +222,13 @@ struct sluice_engine; /* opaque */
  * Create an engine for `policy`. On success the engine owns the policy (it
  * is destroyed with the engine or when a reload has retired it), *out is set
  * and 0 returned. On failure the caller keeps the policy. Errors:
- *   SLUICE_EINVAL   NULL out/policy, bad options (size neither this
- *                   version's nor version 1's, offsetof(..., redis));
+ *   SLUICE_EINVAL   NULL out/policy, bad options (size not this version's,
+ *                   an unknown flag, reserved_ not 0);
  *   SLUICE_ETOOBIG  a limit the cells cannot express (e.g. sliding count
  *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT), or more than
  *                   SLUICE_ENGINE_MAX_SLOTS concurrency limits;
- *   SLUICE_EUNSUPPORTED  (Redis) see "Engine on Redis";
  *   SLUICE_ENOMEM, SLUICE_ETHREAD.
+ * With sweep_interval_ns, one maintenance thread is started for the engine.
  */
 SLUICE_API int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
 				    const struct sluice_engine_options *opts);
@@ -254,30 +244,35 @@ SLUICE_API void sluice_engine_destroy(struct sluice_engine *eng);
  * argument, bad method/path, tier out of range), SLUICE_EKEY (an identity
  * longer than SLUICE_ENGINE_MAX_IDENTITY), SLUICE_ETHREAD. On an error
  * nothing is consumed.
+ * Also SLUICE_EINVAL for limit_decisions_cap > 0 with limit_decisions NULL.
  * Thread-safe, lock-free on known keys: one RCU read-side section, the
  * route match, one limiter admission per applied limit; no allocation
  * except when a key is first seen.
- * On Redis ("Engine on Redis"): one round trip, blocking up to the
- * backend's timeout; also SLUICE_EKEY (a key longer than
- * SLUICE_LIMITER_MAX_KEY once escaped), SLUICE_EINVAL (redis_tag_scope set
- * and the request lacks its identity while a limit applies) and
- * SLUICE_EUNSUPPORTED (Redis Cluster: the keys lie on different slots);
- * nothing is consumed on any error.
+ * On Redis (sluice/redis.h, "Engine on Redis"): one round trip, blocking up
+ * to the backend's timeout; also SLUICE_EKEY (a key longer than
+ * SLUICE_LIMITER_MAX_KEY once escaped), SLUICE_EINVAL (a tag scope set and
+ * the request lacks its identity while a limit applies) and
+ * SLUICE_EUNSUPPORTED (Redis Cluster: the keys lie on different slots and
+ * the backend cannot decide them together); nothing is consumed on any
+ * error.
  */
 SLUICE_API int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
 				   struct sluice_engine_decision *out);
 
 /*
- * Give back the concurrency slots of an admitted decision. `req` must carry
- * the same identities (and route) as the request that was admitted. Each
- * slot is released at most once: the decision's slot_count is set to 0.
- * Returns 0 when every slot was released; SLUICE_ESTALE when some slot no
- * longer exists (its limit was changed or removed by a reload, its lease
- * expired, or its key was reclaimed); SLUICE_EDOUBLE when some slot was
- * already released; SLUICE_EINVAL for NULL arguments. Thread-safe.
+ * Give back the concurrency slots of an admitted decision: the decision's
+ * slots record everything release needs, so the request is not taken again
+ * (and no route is matched, no key rebuilt). Each slot is released at most
+ * once: the decision's slot_count is set to 0. Returns 0 when every slot
+ * was released; SLUICE_ESTALE when some slot no longer exists (its limit
+ * was changed or removed by a reload, its lease expired and its key was
+ * reclaimed); SLUICE_EDOUBLE when some slot was already released (a copy
+ * of the decision released before); SLUICE_EINVAL for NULL arguments. On
+ * Redis also SLUICE_EBACKEND (the server could not be reached within the
+ * timeout: the slot stays taken; retry with a copy made before the call,
+ * or let its lease expire). Thread-safe; lock-free in process.
  */
-SLUICE_API int sluice_engine_release(struct sluice_engine *eng, const struct sluice_engine_request *req,
-				     struct sluice_engine_decision *decision);
+SLUICE_API int sluice_engine_release(struct sluice_engine *eng, struct sluice_engine_decision *decision);
 
 /*
  * Replace the policy while traffic flows. The engine takes ownership of
@@ -304,9 +299,11 @@ SLUICE_API int sluice_engine_reload(struct sluice_engine *eng, struct sluice_pol
 /* The generation of the policy in force (1 at create, +1 per reload). */
 SLUICE_API uint64_t sluice_engine_generation(const struct sluice_engine *eng);
 
-/* Reclaim idle per-key state in every limiter (sluice_limiter_sweep() with
- * `budget_entries` per limiter). Returns 0 or the first error of a sweep;
- * 0 on Redis, which expires idle keys itself. */
+/* Reclaim idle per-key state of every binding in turn
+ * (sluice_limiter_sweep() with `budget_entries` per binding): what the
+ * engine's maintenance thread calls. Returns 0 or the first error of a
+ * sweep. On Redis, which expires idle keys itself, it forgets the keys of
+ * slots whose lease has passed; 0. */
 SLUICE_API int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns,
 				   size_t budget_entries);
 

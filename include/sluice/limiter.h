@@ -24,6 +24,23 @@
  * concurrently from any threads. create/destroy and maintenance_start/stop
  * are not concurrent with anything else on the same limiter.
  *
+ * Memory ordering a caller may rely on, per outcome:
+ *   - admit/acquire, admitted: every limit of the key took `cost`, each at
+ *     its own atomic operation (the entry's commit cell last); the answer
+ *     is linearized at that commit. No ordering of any other memory is
+ *     implied (the operations are relaxed): a caller that hands data to
+ *     whoever is admitted next needs its own release/acquire.
+ *   - admit/acquire, denied: nothing was taken (a racing commit that lost
+ *     is undone before return); nothing is ordered.
+ *   - peek: a snapshot of each limit read atomically, not of the key as a
+ *     whole; nothing is ordered.
+ *   - release, 0: the slot is free for the next acquire (an atomic update
+ *     of the slots cell); the caller's memory is not ordered by it.
+ *   - sweep: an entry is reclaimed only if, at its tombstoning CAS, every
+ *     limit was full (docs/limiter.md, "Reclaim"); admits never wait for it.
+ * Other stores (sluice_redis_limiter_create(), sluice/redis.h) linearize
+ * decisions in the store and order nothing of the caller's memory.
+ *
  * Keys: any bytes, key_len 0 .. SLUICE_LIMITER_MAX_KEY (the empty key is a
  * valid key, e.g. one global bucket); a NULL key pointer (even with length 0)
  * or a longer key is SLUICE_EKEY.
@@ -107,8 +124,6 @@ struct sluice_limit {
 typedef void *(*sluice_malloc_fn)(void *user, size_t size);
 typedef void (*sluice_free_fn)(void *user, void *ptr, size_t size);
 
-struct sluice_redis_options; /* sluice/redis.h */
-
 /*
  * Options, versioned: set `size` to sizeof(struct sluice_limiter_options) and
  * zero every field you do not use (zero is the default of each field). A
@@ -147,58 +162,11 @@ struct sluice_limiter_options {
 	 * it is allocated per doubling instead, unbounded, at about 23 more
 	 * instructions per lookup (docs/limiter.md, "Hot path"). */
 	uint64_t initial_buckets;
-	/* ---- version 2: the Redis backend ---- */
-	/* Non-NULL: the limiter keeps no local table and decides every call
-	 * on Redis (sluice/redis.h; see "Limiter on Redis" below). The
-	 * options are read during create only. NULL: in process, as above. */
-	const struct sluice_redis_options *redis;
-	/* Connections (sluice_redis handles) of the pool; 0: 4; at most
-	 * SLUICE_LIMITER_MAX_CONNECTIONS. Must be 0 without `redis`. */
-	uint32_t redis_connections;
-	uint32_t reserved_; /* must be 0 */
 };
 
-/* Most connections of a Redis-backed limiter or engine. */
-#define SLUICE_LIMITER_MAX_CONNECTIONS 64
-
-/*
- * Limiter on Redis (options.redis non-NULL; docs/redis.md, "Limiter and
- * engine on Redis"). The same functions, the same decisions: every call goes
- * to the Redis backend (sluice_redis_admit() with the limiter's policy as one
- * scope whose key is `key`), so a fleet of processes sharing the server
- * shares every key's state. Differences, all documented here:
- *   - Blocking network I/O, not the lock-free path: a pool of
- *     redis_connections handles, each owned by one thread at a time (a
- *     pool mutex, never held across I/O). A thread is given a home
- *     connection on first use (round robin); when it is busy the thread
- *     takes any idle one, else waits for one, at most the backend's
- *     timeout_ns (then the fail mode answers without I/O). So a
- *     call blocks at most twice timeout_ns however many threads share the
- *     pool. Thread safety is as for the in-process limiter.
- *   - Backend failures answer by options.fail_mode with decision.degraded
- *     set (peeks answer allowed), counted in stats.degraded; the Redis
- *     options' own fail_mode must be left 0: the limiter's applies.
- *   - Time: the backend's source (the server's TIME unless
- *     SLUICE_REDIS_CALLER_CLOCK; then now_ns, which must be a clock shared
- *     by the fleet, advancing at real speed).
- *   - admit_batch is pipelined: one round trip per 128 requests.
- *   - sweep: Redis expires idle keys itself; returns 0 with *reclaimed 0.
- *     maintenance_start/stop keep their state machine (0, ESTATE) but start
- *     no thread.
- *   - stats: admitted/denied/degraded as in process; inserted, reclaimed,
- *     live_keys and bytes are 0 (the keys live on Redis).
- *   - Options of the local table are refused with SLUICE_EINVAL: max_keys,
- *     max_bytes, hash_secret, the allocator hooks, initial_buckets.
- *     SLUICE_LIMITER_CALLER_REGISTERS_RCU is accepted (nothing uses RCU).
- *   - Limits: the kinds and ranges the backend evaluates (sluice/redis.h;
- *     a limit it refuses makes create fail: SLUICE_EUNSUPPORTED for a
- *     kind, SLUICE_ERANGE for a range, found by a read-only peek sent at
- *     create). Slots: acquire/release go to sluice_redis_acquire_scopes()
- *     and sluice_redis_release() with the same contract; release may also
- *     return SLUICE_EBACKEND (server unreachable within the timeout: the
- *     slot stays taken; retry, or let its lease expire).
- *   - Builds without hiredis: create returns SLUICE_EUNSUPPORTED.
- */
+/* A limiter on Redis is made by sluice_redis_limiter_create() (sluice/redis.h,
+ * "Limiter on Redis"): the same functions and decisions, every key's state
+ * on a server shared by a fleet. */
 
 struct sluice_limiter; /* opaque */
 
@@ -207,26 +175,17 @@ struct sluice_limiter; /* opaque */
  * caller's array may be freed afterwards).
  * Returns 0 and sets *out, or:
  *   SLUICE_EINVAL   out or limits NULL, nlimits 0, an unknown kind, a rate
- *                   not made by sluice_rate_init(), nonzero reserved fields,
- *                   opts->size neither this version's nor version 1's
- *                   (offsetof(..., redis)), an unknown flag or fail mode,
+ *                   not made by sluice_rate_init(), opts->size not this
+ *                   version's, an unknown flag or fail mode,
  *                   hash_secret_len 0 with a secret, only one allocator hook,
- *                   initial_buckets not a power of two; redis_connections
- *                   without redis; with redis: a local-table option set,
- *                   redis->fail_mode nonzero, redis_connections above
- *                   SLUICE_LIMITER_MAX_CONNECTIONS, or bad Redis options
- *                   (sluice_redis_create());
+ *                   initial_buckets not a power of two;
  *   SLUICE_ETOOBIG  nlimits > SLUICE_LIMITER_MAX_LIMITS, or initial_buckets
  *                   above 2^32;
  *   SLUICE_ENOMEM   an allocation failed, or the initial bucket array
  *                   (16 bytes per bucket) cannot be mapped (nothing is
  *                   leaked);
  *   SLUICE_ETHREAD  the calling thread could not be registered;
- *   SLUICE_ERANGE   (Redis) a limit outside the backend's ranges
- *                   (e.g. deeper than SLUICE_REDIS_MAX_TOLERANCE_NS);
- *   SLUICE_EUNSUPPORTED  (Redis) built without hiredis, or a limit kind the
- *                   backend does not evaluate (see "Limiter on Redis");
- *                   in process: no hash_secret and getrandom() failed.
+ *   SLUICE_EUNSUPPORTED  no hash_secret and getrandom() failed.
  * Not thread-safe with respect to the new limiter (it is not shared yet).
  */
 SLUICE_API int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,

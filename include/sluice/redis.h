@@ -42,6 +42,7 @@
 #define SLUICE_REDIS_H
 
 #include "common.h"
+#include "engine.h"
 #include "limiter.h"
 
 #ifdef __cplusplus
@@ -335,6 +336,143 @@ struct sluice_redis_stats {
  * neither SLUICE_REDIS_STATS_V1_SIZE, SLUICE_REDIS_STATS_V2_SIZE nor at
  * least the current size). Not thread-safe with calls on the same handle. */
 SLUICE_API int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *out);
+
+/* ======================================================================
+ * Limiter and engine on Redis (docs/redis.md, "Limiter and engine on
+ * Redis"): sluice_limiter_* and sluice_engine_* objects whose state lives
+ * on a Redis server shared by a fleet, made by the two constructors below
+ * and used through the ordinary functions of sluice/limiter.h and
+ * sluice/engine.h. Both hold a pool of backend handles made from the Redis
+ * options, each owned by one thread at a time (a pool mutex, never held
+ * across I/O): a thread is given a home connection on first use (round
+ * robin); when it is busy the thread takes any idle one, else waits for one,
+ * at most the backend's timeout_ns (then the fail mode answers without
+ * I/O). So a call blocks at most twice timeout_ns however many threads share
+ * the pool. Builds without hiredis: both constructors return
+ * SLUICE_EUNSUPPORTED.
+ *
+ * Memory ordering a caller may rely on: every decision is taken atomically
+ * on the server (one script call), so admissions of all processes are
+ * linearized there; nothing is ordered in the caller's memory (no fence is
+ * implied by any call, on any outcome: add your own). A degraded answer
+ * (fail mode) touched no state.
+ * ====================================================================== */
+
+/* Most connections of a limiter's or engine's pool. */
+#define SLUICE_REDIS_MAX_CONNECTIONS 64
+
+/* Options of a limiter or engine on Redis, versioned: size = sizeof. */
+struct sluice_redis_limiter_options {
+	size_t size;
+	/* The backend's options (sluice_redis_create()); required. Read during
+	 * create only. Their fail_mode must be 0: the limiter's (or the
+	 * policy's) applies. */
+	const struct sluice_redis_options *redis;
+	/* Connections of the pool; 0: 4; at most SLUICE_REDIS_MAX_CONNECTIONS. */
+	uint32_t connections;
+	uint32_t reserved_; /* must be 0 */
+	/* Engine only (NULL for a limiter): the name of the scope whose
+	 * identity is the Redis Cluster hash tag of every key of a request
+	 * (e.g. "workspace"); NULL: each limit's key is tagged with its own
+	 * first scope. Copied. */
+	const char *tag_scope;
+};
+
+/*
+ * Limiter on Redis. The same functions, the same decisions as in process:
+ * every call goes to the backend (sluice_redis_admit() with the limiter's
+ * policy as one scope whose key is `key`). Differences, all documented here:
+ *   - Blocking network I/O (the pool above), not the lock-free path.
+ *     Thread safety is as for the in-process limiter.
+ *   - Backend failures answer by lopts->fail_mode with decision.degraded
+ *     set (peeks answer allowed), counted in stats.degraded.
+ *   - Time: the backend's source (the server's TIME unless
+ *     SLUICE_REDIS_CALLER_CLOCK; then now_ns, which must be a clock shared
+ *     by the fleet, advancing at real speed).
+ *   - admit_batch is pipelined: one round trip per 128 requests.
+ *   - sweep: Redis expires idle keys itself; returns 0 with *reclaimed 0.
+ *     maintenance_start/stop keep their state machine (0, ESTATE) but start
+ *     no thread.
+ *   - stats: admitted/denied/degraded as in process; inserted, reclaimed,
+ *     live_keys and bytes are 0 (the keys live on Redis).
+ *   - Limits: validated once, here (admit, peek and acquire do not
+ *     validate them again; admit_batch does): the kinds and ranges the
+ *     backend evaluates (a read-only peek sent at create finds a limit it refuses:
+ *     SLUICE_EUNSUPPORTED for a kind, SLUICE_ERANGE for a range). Slots:
+ *     acquire/release go to sluice_redis_acquire_scopes() and
+ *     sluice_redis_release() with the same contract; release may also
+ *     return SLUICE_EBACKEND (server unreachable within the timeout: the
+ *     slot stays taken; retry, or let its lease expire).
+ * Create: lopts as for sluice_limiter_create() (NULL: defaults), except that
+ * the options of the local table are refused with SLUICE_EINVAL (max_keys,
+ * max_bytes, hash_secret, the allocator hooks, initial_buckets);
+ * SLUICE_LIMITER_CALLER_REGISTERS_RCU is accepted (nothing uses RCU).
+ * Returns 0 and sets *out, or SLUICE_EINVAL (NULL out, limits, ropts or
+ * ropts->redis; bad sizes; a local-table option; ropts->redis->fail_mode
+ * nonzero; tag_scope set; connections above SLUICE_REDIS_MAX_CONNECTIONS;
+ * bad Redis options), SLUICE_ETOOBIG (nlimits above
+ * SLUICE_LIMITER_MAX_LIMITS), SLUICE_ERANGE, SLUICE_EUNSUPPORTED,
+ * SLUICE_ENOMEM. A server that is down is not an error (fail mode later).
+ * Destroy with sluice_limiter_destroy().
+ */
+SLUICE_API int sluice_redis_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
+					   size_t nlimits, const struct sluice_limiter_options *lopts,
+					   const struct sluice_redis_limiter_options *ropts);
+
+/*
+ * Engine on Redis. The same functions and the same decisions as in
+ * process (one planner: sluice/engine.h), with every limit's per-key state
+ * on Redis:
+ *   - sluice_engine_check() sends ONE request to Redis: every applicable
+ *     limit (after tier and override) is one scope of one script call
+ *     (an acquire when it takes a slot), in the engine's evaluation order,
+ *     decided all-or-nothing atomically on the server; the call reports
+ *     every limit's decision and the engine picks the governing one and
+ *     builds the decision as in process (warn, limit_decisions included).
+ *     Backend failures answer by the policy's fail mode with d.degraded
+ *     set (fail open: allowed, no governing limit; fail closed: denied with
+ *     reason CAPACITY, governed by the first applicable limit).
+ *   - Limits: validated once, when their binding is made (create, reload),
+ *     by a read-only peek of each; a request does not validate them again.
+ *   - Blocking network I/O (the pool above). A request pins the policy
+ *     snapshot it started on by a reference (no RCU read-side section is
+ *     held across I/O): reload never waits for a request in flight.
+ *   - Keys: key_prefix + "{tag}" + the limit's scopes, name, tier or
+ *     override and numbers (docs/redis.md, "Key naming"); a key must fit
+ *     SLUICE_LIMITER_MAX_KEY bytes (else check returns SLUICE_EKEY). On a
+ *     Redis Cluster, a request whose keys carry different tags lies on
+ *     different slots: check returns SLUICE_EUNSUPPORTED and consumes
+ *     nothing. With tag_scope set, a request that lacks its identity while
+ *     a limit applies: SLUICE_EINVAL.
+ *   - Reload: a limit whose name, scopes, per-class flag, tier/override
+ *     and numbers are unchanged keeps its state (same keys); a changed one
+ *     starts fresh (new keys; the old ones expire).
+ *   - usage: read-only peeks of every keyable limit in one pipelined round
+ *     trip; SLUICE_EBACKEND when the backend could not answer.
+ *     top: SLUICE_EUNSUPPORTED. sweep: forgets the keys of slots whose
+ *     lease has passed (Redis expires idle keys itself).
+ *   - release: the engine keeps the key of each slot it hands out (a small
+ *     record per held slot, freed by the release, or by a sweep once the
+ *     slot's lease has passed), so release takes only the decision, as in
+ *     process; one round trip per slot; also SLUICE_EBACKEND when the
+ *     server cannot be reached (the slot stays taken: retry, or let its
+ *     lease expire).
+ *   - Round trips: one per check; a refusal that asks for limit_decisions:
+ *     one more (read-only peeks of the other limits, pipelined).
+ * Create: eopts as for sluice_engine_create() except max_keys (SLUICE_EINVAL);
+ * sweep_interval_ns and SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted.
+ * Refused: ropts as for the limiter (tag_scope may be set: an unknown
+ * scope is SLUICE_EINVAL), kinds the backend does not evaluate
+ * (SLUICE_EUNSUPPORTED), more than SLUICE_REDIS_MAX_SCOPES limits
+ * applicable to one class or a limit outside the backend's ranges
+ * (SLUICE_ETOOBIG; e.g. a bucket deeper than SLUICE_REDIS_MAX_TOLERANCE_NS,
+ * a sliding log above SLUICE_REDIS_MAX_LOG_LIMIT). On success the engine
+ * owns the policy; on failure the caller keeps it. Destroy with
+ * sluice_engine_destroy().
+ */
+SLUICE_API int sluice_redis_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
+					  const struct sluice_engine_options *eopts,
+					  const struct sluice_redis_limiter_options *ropts);
 
 #ifdef __cplusplus
 }

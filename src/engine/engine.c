@@ -1,47 +1,57 @@
 /*
- * engine.c - the policy engine: a loaded policy bound to keyed limiters.
+ * engine.c - the policy engine: a loaded policy bound to an executor's
+ * state, one request at a time (docs/policy.md, "Engine").
  *
- * State. The engine publishes one immutable `struct state`: the policy and,
- * per policy limit, the limiter of its base numbers and one per tier (for a
- * tiered limit), plus one limiter per override. Limiters are reference
- * counted records (`struct binding`) so that a reload can carry the
- * unchanged ones over into the next state. Readers (check, release, usage,
- * top) load the state pointer inside an urcu-memb read-side section; reload
- * swaps it with an atomic exchange and frees what the old state alone held
- * after synchronize_rcu(), so no reader ever sees a freed limiter or policy.
- * The pointer is a C11 atomic (acquire load / acq_rel exchange: the same
- * contract as rcu_dereference / rcu_xchg_pointer, and visible to TSan, which
- * liburcu's volatile accesses are not).
+ * Shape. The engine owns the policy snapshot (`struct sluice__state`):
+ * the policy and, per policy limit, the binding of its base numbers and one
+ * per tier (for a tiered limit), plus one binding per override. The planner
+ * (plan.c) turns a request into a plan over those bindings; an executor
+ * (executor_internal.h: in process, exec_local.c; on Redis, plugged in from
+ * above) decides the plan and returns one decision per limit; this file
+ * picks the governing limit with the one rule (common/govern_internal.h)
+ * and fills the public decision. So planning, governing, warn, slots,
+ * reload and the snapshot's lifetime are written once for every executor.
  *
- * All-or-nothing across limiters (docs/policy.md, "Engine"). A request is
- * admitted by each applicable limiter in turn with a receipt
- * (sluice__limiter_reserve): concurrency slots first (their cancel is always
- * exact: a semaphore's operations commute), then the other limits in policy
- * order. The first refusal cancels every receipt already taken, in reverse
- * order. Each reserve is a real, atomic admission of its own cell, so at any
- * instant every cell holds at most its limit: nothing can over-admit,
- * whatever the interleaving. A cancel restores a cell only if nothing
- * landed on it since (else the units stay consumed: conservative), so a
- * refused request evaluated alone consumes nothing; under contention its
- * transient reservation may refuse a concurrent request that would have
- * fit, and rarely stay consumed. The receipts live on the stack and are
- * valid because the whole evaluation is one read-side section: entries
- * cannot be freed under it.
+ * State. Readers load the snapshot pointer inside an urcu-memb read-side
+ * section; reload swaps it with an atomic exchange, waits for a grace
+ * period (synchronize_rcu) and drops the engine's reference to the old
+ * snapshot, whose last reference frees what it alone held. An executor
+ * that blocks on network I/O must not hold a read-side section (a reload
+ * would wait for the network), so for it a request pins the snapshot with
+ * a reference taken inside the section and drops the section before
+ * executing; the last reference, the request's or the reload's, frees the
+ * snapshot (under the reload lock: bindings' reference counts are only
+ * touched there). The in-process executor never pins: its snapshots are
+ * freed by the reload after the grace period, so no reader ever sees a
+ * freed limiter or policy. The pointer is a C11 atomic (acquire load /
+ * acq_rel exchange: rcu_dereference / rcu_xchg_pointer's contract, visible
+ * to TSan, which liburcu's volatile accesses are not).
+ *
+ * Bindings are reference counted so a reload carries the unchanged ones
+ * (same name, tier, scopes, per-class flag and numbers; for overrides, the
+ * same scope, key and expiry) over into the next snapshot with their state.
+ *
+ * Maintenance: one thread per engine (options.sweep_interval_ns), which
+ * sweeps every binding in turn (sluice_engine_sweep), however many limits,
+ * tiers and overrides the policy has.
  */
 #include <sluice/engine.h>
 #include <sluice/limiter.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <urcu.h>
 
-#include "limiter/limiter_internal.h"
-#include "redis/redis_backend_internal.h"
+#include "common/govern_internal.h"
 #include "common/util_internal.h"
+#include "engine/engine_internal.h"
+#include "limiter/limiter_internal.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define ENGINE_TSAN 1
@@ -59,203 +69,64 @@
 #define TSAN_ACQUIRE(p) ((void)0)
 #endif
 
-/* One keyed limiter bound to one (limit, tier) or one override. Shared by
- * consecutive states when a reload keeps it; refs is only touched under the
- * engine's reload lock. */
-struct binding {
-	struct sluice_limiter *lim;
-	uint64_t id;
-	uint32_t refs;
-	/* What makes it "the same limiter" across a reload. */
-	char name[SLUICE_POLICY_MAX_NAME + 1];
-	char tier[SLUICE_POLICY_MAX_NAME + 1]; /* "" for the base numbers */
-	struct sluice_limit spec;
-	uint32_t scope_mask;
-	bool per_class;
-	bool is_override;
-	/* Overrides: which key of which scope, until when. */
-	uint32_t oscope;
-	uint32_t okey_len;
-	uint64_t oexpires_ns;
-	uint8_t okey[SLUICE_POLICY_MAX_KEY];
-};
-
-struct state_limit {
-	struct binding *base;
-	struct binding *tier[SLUICE_POLICY_MAX_TIERS]; /* NULL: not tiered */
-};
-
-struct state {
-	struct sluice_policy *policy;
-	const struct sluice_policy_spec *spec;
-	uint64_t generation;
-	uint32_t order[SLUICE_POLICY_MAX_LIMITS]; /* evaluation order */
-	struct state_limit limits[SLUICE_POLICY_MAX_LIMITS];
-	struct binding **overrides; /* spec->override_count */
-};
-
 struct sluice_engine {
-	/* Non-NULL: created with options.redis; every public function hands
-	 * over to engine_redis.c and nothing below is used. */
-	struct sluice__rengine *redis;
-	_Atomic(struct state *) state;
-	pthread_mutex_t lock; /* reload, sweep, destroy */
+	_Atomic(struct sluice__state *) state;
+	const struct sluice__executor_ops *ops;
+	void *ex;
+	pthread_mutex_t lock; /* reload, sweep, destroy, bindings' refs */
 	uint64_t next_id;
-	uint64_t max_keys;
-	uint64_t sweep_interval_ns;
 	uint32_t flags;
+	/* The maintenance thread (one per engine). */
+	pthread_mutex_t m_lock;
+	pthread_cond_t m_cond;
+	pthread_t m_thread;
+	bool m_running;
+	bool m_stop;
+	uint64_t m_interval_ns;
 #ifdef ENGINE_TSAN
 	char tsan_gp;
 #endif
 };
 
-/* ---- the class of a request (shared with engine_redis.c) ---- */
-
-int sluice__engine_usage_class(const struct sluice_policy *policy,
-			       const struct sluice_engine_request *req)
-{
-	if (req->path == NULL)
-		return SLUICE_POLICY_DEFAULT_CLASS;
-	if (req->method == NULL)
-		return SLUICE_EINVAL;
-	return sluice_policy_match(policy, req->method, req->method_len, req->path, req->path_len);
-}
-
-int sluice__engine_release_class(const struct sluice_policy *policy, uint32_t class_count,
-				 uint64_t generation, const struct sluice_engine_request *req,
-				 const struct sluice_engine_decision *decision)
-{
-	/* Same policy as the check: its class stands (no second match). */
-	if (decision->generation == generation && decision->class_id < class_count)
-		return (int)decision->class_id;
-	if (req->method == NULL || req->path == NULL)
-		return SLUICE_POLICY_DEFAULT_CLASS;
-	int cls = sluice_policy_match(policy, req->method, req->method_len, req->path, req->path_len);
-	return cls < 0 ? (int)SLUICE_POLICY_DEFAULT_CLASS : cls;
-}
-
-/* ---- limits of a policy as limiter specs ---- */
-
-/* Also used by engine_redis.c (redis_backend_internal.h). */
-int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
-			      struct sluice_limit *out)
-{
-	int rc;
-
-	memset(out, 0, sizeof *out);
-	switch (pl->kind) {
-	case SLUICE_POLICY_KIND_GCRA:
-		out->kind = SLUICE_LIMIT_GCRA;
-		rc = sluice_rate_init(&out->rate, count, pl->period_ns, burst);
-		break;
-	case SLUICE_POLICY_KIND_SLIDING:
-		/* Exact log up to its ceiling; the O(1) counter beyond. */
-		if (count <= SLUICE_WINDOW_LOG_MAX_LIMIT) {
-			out->kind = SLUICE_LIMIT_SLIDING_LOG;
-			rc = sluice_window_log_config_init(&out->log, count, pl->period_ns);
-		} else {
-			out->kind = SLUICE_LIMIT_SLIDING_COUNTER;
-			rc = sluice_window_counter_config_init(&out->counter, count, pl->period_ns);
-		}
-		break;
-	case SLUICE_POLICY_KIND_CALENDAR:
-		out->kind = SLUICE_LIMIT_CALENDAR;
-		rc = sluice_calendar_config_init(&out->calendar, count, pl->period_ns);
-		break;
-	case SLUICE_POLICY_KIND_CONCURRENCY:
-		out->kind = SLUICE_LIMIT_SLOTS;
-		rc = sluice_slots_config_init(&out->slots, count, pl->lease_ns, pl->retry_after_ns);
-		break;
-	default:
-		return SLUICE_EINVAL;
-	}
-	return rc == SLUICE_ERANGE ? SLUICE_ETOOBIG : rc;
-}
-
-/* Bindings whose last reference is gone, destroyed together with one
- * rcu_barrier for all their limiters (sluice__limiter_destroy_many). When
- * the arrays could not be allocated (lims NULL), each is destroyed at once. */
-struct graveyard {
-	struct sluice_limiter **lims;
-	struct binding **bindings;
-	size_t n;
-};
-
-static void binding_put(struct graveyard *g, struct binding *b)
-{
-	if (b == NULL || --b->refs != 0)
-		return;
-	if (g->lims == NULL) {
-		sluice_limiter_destroy(b->lim);
-		free(b);
-		return;
-	}
-	g->lims[g->n] = b->lim;
-	g->bindings[g->n++] = b;
-}
-
-/* The maintenance threads' clock: Unix time (the engine's clock), lagging
- * so that requests whose clock reading is up to that stale are not older
- * than a sweep. */
-static uint64_t realtime_lagged(void *user)
-{
-	(void)user;
-	uint64_t now = sluice_realtime_ns();
-	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
-}
+/* ---- bindings ---- */
 
 static int binding_new(struct sluice_engine *eng, const struct sluice_policy_spec *spec,
-		       const struct sluice_policy_limit *pl, const char *tier,
-		       const struct sluice_limit *ls, bool is_override, struct binding **out)
+		       const struct sluice_policy_limit *pl,
+		       const char *tier, const struct sluice_limit *ls, uint64_t count, uint64_t burst,
+		       bool is_override, struct sluice__binding **out)
 {
-	struct binding *b = calloc(1, sizeof *b);
+	struct sluice__binding *b = calloc(1, sizeof *b);
 	if (b == NULL)
 		return SLUICE_ENOMEM;
-	struct sluice_limiter_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.max_keys = is_override ? 0 : eng->max_keys;
-	o.fail_mode = spec->fail == SLUICE_FAIL_CLOSED ? SLUICE_FAIL_CLOSED : SLUICE_FAIL_OPEN;
-	o.flags = (eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU) ? SLUICE_LIMITER_CALLER_REGISTERS_RCU
-								     : 0;
-	if (is_override)
-		o.initial_buckets = 16;
-	int rc = sluice_limiter_create(&b->lim, ls, 1, &o);
-	if (rc != SLUICE_OK) {
-		free(b);
-		return rc;
-	}
-	if (eng->sweep_interval_ns != 0) {
-		rc = sluice_limiter_maintenance_start(b->lim, eng->sweep_interval_ns, 4096,
-						      realtime_lagged, NULL);
-		if (rc != SLUICE_OK) {
-			sluice_limiter_destroy(b->lim);
-			free(b);
-			return rc;
-		}
-	}
-	b->id = ++eng->next_id;
-	b->refs = 1;
 	snprintf(b->name, sizeof b->name, "%s", pl->name);
 	snprintf(b->tier, sizeof b->tier, "%s", tier);
 	b->spec = *ls;
+	b->policy_kind = pl->kind;
+	b->count = count;
+	b->burst = burst;
+	b->period_ns = pl->period_ns;
+	b->lease_ns = pl->lease_ns;
+	b->retry_after_ns = pl->retry_after_ns;
 	b->scope_mask = pl->scope_mask;
 	b->per_class = pl->per_class;
 	b->is_override = is_override;
+	b->fail_closed = spec->fail == SLUICE_FAIL_CLOSED;
+	b->refs = 1;
+	b->id = ++eng->next_id;
 	*out = b;
 	return SLUICE_OK;
 }
 
 /* A binding of `old` that the new (limit, tier) may keep, or NULL. */
-static struct binding *find_kept(const struct state *old, const struct sluice_policy_limit *pl,
-				 const char *tier, const struct sluice_limit *ls)
+static struct sluice__binding *find_kept(const struct sluice__state *old, const struct sluice_policy_limit *pl,
+					 const char *tier, const struct sluice_limit *ls)
 {
 	if (old == NULL)
 		return NULL;
 	for (uint32_t i = 0; i < old->spec->limit_count; i++) {
-		const struct state_limit *sl = &old->limits[i];
+		const struct sluice__state_limit *sl = &old->limits[i];
 		for (uint32_t t = 0; t <= old->spec->tier_count; t++) {
-			struct binding *b = t == 0 ? sl->base : sl->tier[t - 1];
+			struct sluice__binding *b = t == 0 ? sl->base : sl->tier[t - 1];
 			if (b != NULL && strcmp(b->name, pl->name) == 0 && strcmp(b->tier, tier) == 0 &&
 			    b->scope_mask == pl->scope_mask && b->per_class == pl->per_class &&
 			    memcmp(&b->spec, ls, sizeof *ls) == 0)
@@ -267,14 +138,15 @@ static struct binding *find_kept(const struct state *old, const struct sluice_po
 
 /* An override binding of `old` equal to `ov` (same limit, scope, key,
  * numbers and expiry), or NULL. */
-static struct binding *find_kept_override(const struct state *old, const struct sluice_policy_limit *pl,
-					  const struct sluice_policy_override *ov,
-					  const struct sluice_limit *ls)
+static struct sluice__binding *find_kept_override(const struct sluice__state *old,
+						  const struct sluice_policy_limit *pl,
+						  const struct sluice_policy_override *ov,
+						  const struct sluice_limit *ls)
 {
 	if (old == NULL)
 		return NULL;
 	for (uint32_t j = 0; j < old->spec->override_count; j++) {
-		struct binding *b = old->overrides[j];
+		struct sluice__binding *b = old->overrides[j];
 		if (strcmp(b->name, pl->name) == 0 && b->scope_mask == pl->scope_mask &&
 		    b->per_class == pl->per_class && b->oscope == ov->scope &&
 		    b->okey_len == ov->key_len && b->oexpires_ns == ov->expires_at_ns &&
@@ -284,43 +156,75 @@ static struct binding *find_kept_override(const struct state *old, const struct 
 	return NULL;
 }
 
-static void state_free(struct state *st, bool free_policy)
+/* Every binding slot of a snapshot, in a fixed order: fn(b) for each. */
+#define STATE_BINDINGS(st, b, body)                                                     \
+	do {                                                                            \
+		for (uint32_t i_ = 0; i_ < (st)->spec->limit_count; i_++)               \
+			for (uint32_t t_ = 0; t_ <= (st)->spec->tier_count; t_++) {     \
+				struct sluice__binding *b = t_ == 0 ? (st)->limits[i_].base \
+								    : (st)->limits[i_].tier[t_ - 1]; \
+				if (b != NULL) { body; }                                \
+			}                                                               \
+		if ((st)->overrides != NULL)                                            \
+			for (uint32_t j_ = 0; j_ < (st)->spec->override_count; j_++) {  \
+				struct sluice__binding *b = (st)->overrides[j_];        \
+				if (b != NULL) { body; }                                \
+			}                                                               \
+	} while (0)
+
+/* Free a snapshot: drop its references to bindings, close and free those
+ * it held last. Under eng->lock (or at create/destroy). */
+static void state_free(struct sluice_engine *eng, struct sluice__state *st, bool free_policy)
 {
 	if (st == NULL)
 		return;
 	const struct sluice_policy_spec *spec = st->spec;
 	size_t cap = (size_t)spec->limit_count * (spec->tier_count + 1) + spec->override_count + 1;
-	struct graveyard g = { calloc(cap, sizeof *g.lims), calloc(cap, sizeof *g.bindings), 0 };
-	if (g.lims == NULL || g.bindings == NULL) {
-		free(g.lims);
-		free(g.bindings);
-		g.lims = NULL;
-		g.bindings = NULL;
+	struct sluice__binding **dead = calloc(cap, sizeof *dead);
+	size_t n = 0;
+	STATE_BINDINGS(st, b, {
+		if (--b->refs == 0) {
+			if (dead != NULL) {
+				dead[n++] = b;
+			} else {
+				eng->ops->close(eng->ex, &b, 1);
+				free(b);
+			}
+		}
+	});
+	if (dead != NULL) {
+		/* One call for all: in process, one rcu_barrier for every
+		 * limiter instead of one each. */
+		if (n > 0)
+			eng->ops->close(eng->ex, dead, n);
+		for (size_t k = 0; k < n; k++)
+			free(dead[k]);
+		free(dead);
 	}
-	for (uint32_t i = 0; i < spec->limit_count; i++) {
-		binding_put(&g, st->limits[i].base);
-		for (uint32_t t = 0; t < spec->tier_count; t++)
-			binding_put(&g, st->limits[i].tier[t]);
-	}
-	if (st->overrides != NULL)
-		for (uint32_t i = 0; i < spec->override_count; i++)
-			binding_put(&g, st->overrides[i]);
-	if (g.lims != NULL) {
-		sluice__limiter_destroy_many(g.lims, g.n);
-		for (size_t i = 0; i < g.n; i++)
-			free(g.bindings[i]);
-	}
-	free(g.lims);
-	free(g.bindings);
 	free(st->overrides);
 	if (free_policy)
 		sluice_policy_destroy(st->policy);
 	free(st);
 }
 
-/* Build a state for `policy`, keeping what `old` (may be NULL) can lend. */
+/* Drop one reference to a snapshot; `locked`: eng->lock is held. */
+static void state_put(struct sluice_engine *eng, struct sluice__state *st, bool locked)
+{
+	/* acq_rel: release orders this holder's reads of the snapshot before
+	 * the free; acquire (for the last holder) orders the free after every
+	 * other holder's release. */
+	if (atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1) /* acq_rel: why above */
+		return;
+	if (!locked)
+		pthread_mutex_lock(&eng->lock);
+	state_free(eng, st, true);
+	if (!locked)
+		pthread_mutex_unlock(&eng->lock);
+}
+
+/* Build a snapshot for `policy`, keeping what `old` (may be NULL) can lend. */
 static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
-		       const struct state *old, struct state **out)
+		       const struct sluice__state *old, struct sluice__state **out)
 {
 	const struct sluice_policy_spec *spec = sluice_policy_spec(policy);
 	int rc = SLUICE_OK;
@@ -330,7 +234,7 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 		nconc += spec->limits[i].kind == SLUICE_POLICY_KIND_CONCURRENCY;
 	if (nconc > SLUICE_ENGINE_MAX_SLOTS)
 		return SLUICE_ETOOBIG; /* a decision could not report every slot */
-	struct state *st = calloc(1, sizeof *st);
+	struct sluice__state *st = calloc(1, sizeof *st);
 	if (st == NULL)
 		return SLUICE_ENOMEM;
 	st->policy = policy;
@@ -341,6 +245,14 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 			free(st);
 			return SLUICE_ENOMEM;
 		}
+	}
+	size_t cap = (size_t)spec->limit_count * (spec->tier_count + 1) + spec->override_count + 1;
+	struct sluice__binding **fresh = calloc(cap, sizeof *fresh);
+	size_t nfresh = 0;
+	if (fresh == NULL) {
+		free(st->overrides);
+		free(st);
+		return SLUICE_ENOMEM;
 	}
 	/* Evaluation order: concurrency limits first (exact cancel), then the
 	 * others in policy order. */
@@ -363,13 +275,15 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 			if (rc != SLUICE_OK)
 				break;
 			const char *tname = t < 0 ? "" : spec->tiers[t].name;
-			struct binding *b = find_kept(old, pl, tname, &ls);
-			if (b != NULL)
+			struct sluice__binding *b = find_kept(old, pl, tname, &ls);
+			if (b != NULL) {
 				b->refs++;
-			else
-				rc = binding_new(eng, spec, pl, tname, &ls, false, &b);
-			if (rc != SLUICE_OK)
-				break;
+			} else {
+				rc = binding_new(eng, spec, pl, tname, &ls, count, burst, false, &b);
+				if (rc != SLUICE_OK)
+					break;
+				fresh[nfresh++] = b;
+			}
 			if (t < 0)
 				st->limits[i].base = b;
 			else
@@ -381,54 +295,527 @@ static int state_build(struct sluice_engine *eng, struct sluice_policy *policy,
 		const struct sluice_policy_limit *pl = &spec->limits[ov->limit];
 		struct sluice_limit ls;
 		uint64_t burst = pl->kind == SLUICE_POLICY_KIND_GCRA ? ov->burst : ov->count;
-		rc = sluice__engine_limit_spec(pl, ov->count, burst != 0 ? burst : ov->count, &ls);
+		burst = burst != 0 ? burst : ov->count;
+		rc = sluice__engine_limit_spec(pl, ov->count, burst, &ls);
 		if (rc != SLUICE_OK)
 			break;
-		struct binding *b = find_kept_override(old, pl, ov, &ls);
+		struct sluice__binding *b = find_kept_override(old, pl, ov, &ls);
 		if (b != NULL) {
 			b->refs++;
 		} else {
-			rc = binding_new(eng, spec, pl, "", &ls, true, &b);
+			rc = binding_new(eng, spec, pl, "", &ls, ov->count, burst, true, &b);
 			if (rc != SLUICE_OK)
 				break;
 			b->oscope = ov->scope;
 			b->okey_len = ov->key_len;
 			b->oexpires_ns = ov->expires_at_ns;
 			memcpy(b->okey, ov->key, ov->key_len);
+			fresh[nfresh++] = b;
 		}
 		st->overrides[j] = b;
 	}
+	/* The executor's state of every new binding, then its check of the
+	 * whole snapshot (on Redis: every limit validated once, here). A
+	 * binding whose open failed has exec NULL: close skips it. */
+	for (size_t k = 0; k < nfresh && rc == SLUICE_OK; k++)
+		rc = eng->ops->open(eng->ex, spec, fresh[k]);
+	if (rc == SLUICE_OK && eng->ops->prepare != NULL)
+		rc = eng->ops->prepare(eng->ex, policy, fresh, nfresh);
+	free(fresh);
 	if (rc != SLUICE_OK) {
-		state_free(st, false);
+		state_free(eng, st, false);
 		return rc;
 	}
+	atomic_init(&st->refs, 1); /* the engine's; not shared yet */
 	*out = st;
 	return SLUICE_OK;
 }
 
-/* ---- create / destroy ---- */
+/* ---- per-request helpers ---- */
 
-/* Version 1 of the options: everything before the Redis fields. */
-#define ENGINE_OPTIONS_V1_SIZE offsetof(struct sluice_engine_options, redis)
-
-/* An engine that only carries its Redis backend (engine_redis.c). */
-static int create_on_redis(struct sluice_engine **out, struct sluice_policy *policy,
-			   const struct sluice_engine_options *o)
+static inline int enter(struct sluice_engine *eng)
 {
-	struct sluice_engine *eng = calloc(1, sizeof *eng);
-	if (eng == NULL)
-		return SLUICE_ENOMEM;
-	int rc = sluice__rengine_create(&eng->redis, policy, o);
+	return sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
+}
+
+/* The current snapshot, for one request. In process the caller stays in
+ * the read-side section until snapshot_end(); a blocking executor pins the
+ * snapshot instead. */
+static inline struct sluice__state *snapshot_begin(struct sluice_engine *eng)
+{
+	rcu_read_lock();
+	/* acquire: pairs with the acq_rel exchange in sluice_engine_reload():
+	 * the snapshot and everything it points to were written before. */
+	struct sluice__state *st = atomic_load_explicit(&eng->state, memory_order_acquire); /* acquire: why above */
+	TSAN_ACQUIRE(st);
+	if (eng->ops->blocking) {
+		/* relaxed: the read-side section keeps the snapshot alive
+		 * until the reload's grace period, which follows this
+		 * increment; the put's acq_rel orders the rest. */
+		atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed); /* relaxed: why above */
+		rcu_read_unlock();
+	}
+	return st;
+}
+
+static inline void snapshot_end(struct sluice_engine *eng, struct sluice__state *st)
+{
+	if (eng->ops->blocking) {
+		state_put(eng, st, false);
+		return;
+	}
+#ifdef ENGINE_TSAN
+	/* Our reads happen-before the frees after the next grace period. */
+	TSAN_RELEASE(&eng->tsan_gp);
+#endif
+	rcu_read_unlock();
+}
+
+static int first_scope(uint32_t mask)
+{
+	return mask == 0 ? -1 : __builtin_ctz(mask);
+}
+
+/* out's governing fields from policy limit i's decision d. */
+static void fill_governing(const struct sluice_policy_spec *spec, uint32_t i,
+			   const struct sluice_decision *d, struct sluice_engine_decision *out)
+{
+	const struct sluice_policy_limit *pl = &spec->limits[i];
+
+	out->d = *d;
+	out->d.limit_index = i;
+	out->governed = true;
+	out->scope = first_scope(pl->scope_mask);
+	sluice__engine_name_copy(out->limit_name, pl->name);
+}
+
+/* The public decision from an executor's per-limit answers. */
+static void compose(const struct sluice__plan *p, const struct sluice__exec_result *r, uint64_t cost,
+		    struct sluice_engine_decision *out)
+{
+	const struct sluice_policy_spec *spec = p->spec;
+	bool degraded = false;
+	uint32_t ndecided = r->denied == UINT32_MAX ? p->n : r->denied + 1;
+
+	for (uint32_t j = 0; j < ndecided; j++)
+		if (r->decided & (UINT32_C(1) << j))
+			degraded = degraded || r->d[j].degraded;
+	if (r->denied != UINT32_MAX) {
+		fill_governing(spec, p->item[r->denied].limit, &r->d[r->denied], out);
+		out->d.allowed = false;
+		out->d.degraded = degraded;
+		return;
+	}
+	uint32_t best = r->governing;
+	for (uint32_t j = 0; j < p->n; j++) {
+		const struct sluice_decision *d = &r->d[j];
+		if (d->degraded || !(r->decided & (UINT32_C(1) << j)))
+			continue; /* answered by the fail mode: cannot govern */
+		if (r->governing == UINT32_MAX &&
+		    (best == UINT32_MAX ||
+		     sluice__decision_governs(d, p->item[j].limit, &r->d[best], p->item[best].limit)))
+			best = j;
+		if (!out->warn && sluice__engine_over_warn(&spec->limits[p->item[j].limit], d)) {
+			out->warn = true;
+			out->warn_limit = p->item[j].limit;
+		}
+	}
+	for (uint32_t j = 0; j < p->n && cost > 0; j++) {
+		if (r->slot_handle[j] == SLUICE_SLOT_NONE || out->slot_count >= SLUICE_ENGINE_MAX_SLOTS)
+			continue;
+		struct sluice_engine_slot *s = &out->slots[out->slot_count++];
+		s->binding_id = p->item[j].b->id;
+		s->handle = r->slot_handle[j];
+		s->entry = r->slot_entry[j];
+		s->hash = r->slot_hash[j];
+		s->limit = p->item[j].limit;
+	}
+	if (best != UINT32_MAX) {
+		fill_governing(spec, p->item[best].limit, &r->d[best], out);
+		out->d.reason = SLUICE_REASON_NONE;
+		out->d.retry_after_ns = 0;
+	} else {
+		out->d.limit_index = UINT32_MAX;
+		out->d.remaining = UINT64_MAX;
+	}
+	out->d.allowed = true;
+	out->d.degraded = degraded;
+}
+
+/* The caller's per-limit decisions (req->limit_decisions, indexed by
+ * policy limit). After an admission, each limit's decision as the executor
+ * answered it (the state right after this admission); after a denial, the
+ * denier's refusal and, for every other applied limit, its state read
+ * after the cancels (the limits before the denier were undone, later ones
+ * never evaluated). A limit the store did not report is read the same way;
+ * one it cannot read (Redis down) reads as degraded and allowed. */
+static void report_limits(struct sluice_engine *eng, const struct sluice__plan *p,
+			  struct sluice__exec_result *r, const struct sluice_engine_request *req)
+{
+	uint32_t full = p->n >= 32 ? UINT32_MAX : (UINT32_C(1) << p->n) - 1;
+	bool denied = r->denied != UINT32_MAX;
+
+	if (denied || (r->decided & full) != full) {
+		struct sluice_decision d[SLUICE_POLICY_MAX_LIMITS];
+		int rc = eng->ops->peek(eng->ex, p, req->now_ns, d);
+		for (uint32_t j = 0; rc != SLUICE_OK && j < p->n; j++) {
+			/* The store could not be read: those limits are
+			 * reported as the fail mode's open answer. */
+			memset(&d[j], 0, sizeof d[j]);
+			d[j].allowed = true;
+			d[j].degraded = true;
+		}
+		for (uint32_t j = 0; j < p->n; j++)
+			if (j != r->denied && (denied || !(r->decided & (UINT32_C(1) << j))))
+				r->d[j] = d[j];
+	}
+	for (uint32_t j = 0; j < p->n; j++) {
+		uint32_t i = p->item[j].limit;
+		if (i >= req->limit_decisions_cap)
+			continue;
+		struct sluice_decision *to = &req->limit_decisions[i];
+		*to = r->d[j];
+		to->limit_index = i;
+		to->allowed = j != r->denied;
+	}
+}
+
+/* ---- check ---- */
+
+int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
+			struct sluice_engine_decision *out)
+{
+	if (eng == NULL || req == NULL || out == NULL)
+		return SLUICE_EINVAL;
+	if (req->limit_decisions == NULL && req->limit_decisions_cap != 0)
+		return SLUICE_EINVAL;
+	int rc = enter(eng);
+	if (rc != SLUICE_OK)
+		return rc;
+
+	struct sluice__plan plan;
+	struct sluice__exec_result res;
+
+	memset(out, 0, offsetof(struct sluice_engine_decision, limit_name) + 1);
+	out->scope = -1;
+	out->warn_limit = UINT32_MAX;
+
+	struct sluice__state *st = snapshot_begin(eng);
+	rc = sluice__plan_build(st, req, SLUICE__PLAN_CHECK, &plan);
+	if (rc != SLUICE_OK)
+		goto done;
+	plan.want_all = req->limit_decisions != NULL;
+	out->class_id = plan.class_id;
+	out->generation = st->generation;
+	out->applied = plan.applied;
+	if (plan.n == 0) {
+		out->d.allowed = true;
+		out->d.limit_index = UINT32_MAX;
+		out->d.remaining = UINT64_MAX;
+		goto done;
+	}
+	rc = eng->ops->execute(eng->ex, &plan, req->cost, req->now_ns, &res);
+	if (rc != SLUICE_OK)
+		goto done;
+	compose(&plan, &res, req->cost, out);
+	if (req->limit_decisions != NULL)
+		report_limits(eng, &plan, &res, req);
+done:
+	snapshot_end(eng, st);
+	return rc;
+}
+
+/* ---- release ---- */
+
+static struct sluice__binding *binding_by_id(const struct sluice__state *st, uint64_t id)
+{
+	STATE_BINDINGS(st, b, {
+		if (b->id == id)
+			return b;
+	});
+	return NULL;
+}
+
+int sluice_engine_release(struct sluice_engine *eng, struct sluice_engine_decision *decision)
+{
+	if (eng == NULL || decision == NULL || decision->slot_count > SLUICE_ENGINE_MAX_SLOTS)
+		return SLUICE_EINVAL;
+	int rc = enter(eng);
+	if (rc != SLUICE_OK)
+		return rc;
+	struct sluice__state *st = snapshot_begin(eng);
+	for (uint32_t k = 0; k < decision->slot_count; k++) {
+		const struct sluice_engine_slot *s = &decision->slots[k];
+		struct sluice__binding *b = binding_by_id(st, s->binding_id);
+		int r;
+		if (b == NULL) {
+			r = SLUICE_ESTALE; /* its limit changed or was removed */
+		} else {
+			struct sluice__slot_ref ref = { s->handle, s->entry, s->hash };
+			r = eng->ops->release(eng->ex, b, &ref);
+			if (r == SLUICE_ENOTFOUND)
+				r = SLUICE_ESTALE;
+		}
+		if (r != SLUICE_OK && (rc == SLUICE_OK || r == SLUICE_EDOUBLE))
+			rc = r;
+	}
+	snapshot_end(eng, st);
+	decision->slot_count = 0;
+	return rc;
+}
+
+/* ---- reload ---- */
+
+int sluice_engine_reload(struct sluice_engine *eng, struct sluice_policy *policy)
+{
+	if (eng == NULL || policy == NULL)
+		return SLUICE_EINVAL;
+	int rc = enter(eng);
+	if (rc != SLUICE_OK)
+		return rc;
+	pthread_mutex_lock(&eng->lock);
+	/* relaxed: only reloads (serialized by the lock) store the pointer. */
+	struct sluice__state *old = atomic_load_explicit(&eng->state, memory_order_relaxed); /* relaxed: why above */
+	const struct sluice_policy_spec *ns = sluice_policy_spec(policy);
+	if (ns->scope_count != old->spec->scope_count) {
+		rc = SLUICE_EINVAL;
+	} else {
+		for (uint32_t s = 0; s < ns->scope_count; s++)
+			if (strcmp(ns->scopes[s], old->spec->scopes[s]) != 0)
+				rc = SLUICE_EINVAL;
+	}
+	struct sluice__state *st = NULL;
+	if (rc == SLUICE_OK)
+		rc = state_build(eng, policy, old, &st);
 	if (rc != SLUICE_OK) {
-		free(eng);
+		pthread_mutex_unlock(&eng->lock);
 		return rc;
 	}
-	*out = eng;
+	st->generation = old->generation + 1;
+	TSAN_RELEASE(st);
+	/* acq_rel: release publishes the new snapshot's fields to readers'
+	 * acquire loads (rcu_xchg_pointer's contract); acquire is not needed
+	 * for `old` (we own it under the lock) but costs nothing here. */
+	atomic_exchange_explicit(&eng->state, st, memory_order_acq_rel); /* acq_rel: why above */
+	/* Wait for every reader that may still use `old` (or be about to pin
+	 * it). */
+	synchronize_rcu();
+#ifdef ENGINE_TSAN
+	TSAN_ACQUIRE(&eng->tsan_gp);
+#endif
+	state_put(eng, old, true);
+	pthread_mutex_unlock(&eng->lock);
 	return SLUICE_OK;
 }
 
-int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
-			 const struct sluice_engine_options *opts)
+uint64_t sluice_engine_generation(const struct sluice_engine *eng)
+{
+	if (eng == NULL)
+		return 0;
+	struct sluice_engine *e = (struct sluice_engine *)(uintptr_t)eng;
+	if (enter(e) != SLUICE_OK)
+		return 0;
+	/* The snapshot may be freed right after we read its generation, so
+	 * read it inside a read-side section. */
+	rcu_read_lock();
+	/* acquire: pairs with the acq_rel exchange in reload (publication of
+	 * the snapshot's fields). */
+	struct sluice__state *st = atomic_load_explicit(&e->state, memory_order_acquire); /* acquire: why above */
+	uint64_t g = st->generation;
+	rcu_read_unlock();
+	return g;
+}
+
+/* ---- sweep and the maintenance thread ---- */
+
+int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns, size_t budget_entries)
+{
+	if (eng == NULL)
+		return SLUICE_EINVAL;
+	if (eng->ops->sweep == NULL)
+		return SLUICE_OK; /* the store expires idle state itself */
+	int rc = enter(eng);
+	if (rc != SLUICE_OK)
+		return rc;
+	pthread_mutex_lock(&eng->lock);
+	/* relaxed: the lock excludes reloads, the only writers. */
+	struct sluice__state *st = atomic_load_explicit(&eng->state, memory_order_relaxed); /* relaxed: why above */
+	STATE_BINDINGS(st, b, {
+		int r = eng->ops->sweep(eng->ex, b, now_ns, budget_entries);
+		if (r != SLUICE_OK && rc == SLUICE_OK)
+			rc = r;
+	});
+	pthread_mutex_unlock(&eng->lock);
+	return rc;
+}
+
+/* The maintenance clock: Unix time (the engine's clock), lagging so that
+ * requests whose clock reading is up to that stale are not older than a
+ * sweep. */
+static uint64_t realtime_lagged(void)
+{
+	uint64_t now = sluice_realtime_ns();
+	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
+}
+
+/* Entries each binding's sweep visits per round. */
+#define MAINTENANCE_BUDGET 4096
+
+static void *maintenance_main(void *arg)
+{
+	struct sluice_engine *eng = arg;
+	bool own_rcu = eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU;
+
+	/* Our own thread: with CALLER_REGISTERS_RCU nobody else registers it. */
+	if (own_rcu)
+		rcu_register_thread();
+	pthread_mutex_lock(&eng->m_lock);
+	while (!eng->m_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t at = (uint64_t)ts.tv_sec * SLUICE_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+		at = sluice__add_sat(at, eng->m_interval_ns);
+		ts.tv_sec = (time_t)(at / SLUICE_NS_PER_SEC);
+		ts.tv_nsec = (long)(at % SLUICE_NS_PER_SEC);
+		int w = 0;
+		while (!eng->m_stop && w != ETIMEDOUT)
+			w = pthread_cond_timedwait(&eng->m_cond, &eng->m_lock, &ts);
+		if (eng->m_stop)
+			break;
+		pthread_mutex_unlock(&eng->m_lock);
+		(void)sluice_engine_sweep(eng, realtime_lagged(), MAINTENANCE_BUDGET);
+		pthread_mutex_lock(&eng->m_lock);
+	}
+	pthread_mutex_unlock(&eng->m_lock);
+	if (own_rcu)
+		rcu_unregister_thread();
+	return NULL;
+}
+
+static int maintenance_start(struct sluice_engine *eng, uint64_t interval_ns)
+{
+	pthread_condattr_t ca;
+	if (pthread_mutex_init(&eng->m_lock, NULL) != 0)
+		return SLUICE_ENOMEM;
+	if (pthread_condattr_init(&ca) != 0) {
+		pthread_mutex_destroy(&eng->m_lock);
+		return SLUICE_ENOMEM;
+	}
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	int cr = pthread_cond_init(&eng->m_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (cr != 0) {
+		pthread_mutex_destroy(&eng->m_lock);
+		return SLUICE_ENOMEM;
+	}
+	eng->m_interval_ns = interval_ns;
+	eng->m_stop = false;
+	if (pthread_create(&eng->m_thread, NULL, maintenance_main, eng) != 0) {
+		pthread_cond_destroy(&eng->m_cond);
+		pthread_mutex_destroy(&eng->m_lock);
+		return SLUICE_ETHREAD;
+	}
+	eng->m_running = true;
+	return SLUICE_OK;
+}
+
+static void maintenance_stop(struct sluice_engine *eng)
+{
+	if (!eng->m_running)
+		return;
+	pthread_mutex_lock(&eng->m_lock);
+	eng->m_stop = true;
+	pthread_cond_signal(&eng->m_cond);
+	pthread_mutex_unlock(&eng->m_lock);
+	pthread_join(eng->m_thread, NULL);
+	pthread_cond_destroy(&eng->m_cond);
+	pthread_mutex_destroy(&eng->m_lock);
+	eng->m_running = false;
+}
+
+/* ---- usage ---- */
+
+int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_request *req,
+			struct sluice_engine_usage *out, size_t cap, size_t *count)
+{
+	if (eng == NULL || req == NULL || count == NULL || (cap > 0 && out == NULL))
+		return SLUICE_EINVAL;
+	*count = 0;
+	int rc = enter(eng);
+	if (rc != SLUICE_OK)
+		return rc;
+	struct sluice__plan plan;
+	struct sluice_decision d[SLUICE_POLICY_MAX_LIMITS];
+	struct sluice__state *st = snapshot_begin(eng);
+	const struct sluice_policy_spec *spec = st->spec;
+	rc = sluice__plan_build(st, req, SLUICE__PLAN_USAGE, &plan);
+	if (rc != SLUICE_OK)
+		goto done;
+	plan.want_all = true;
+	if (plan.n > cap)
+		plan.n = (uint32_t)cap; /* only what fits is read */
+	if (plan.n > 0) {
+		rc = eng->ops->peek(eng->ex, &plan, req->now_ns, d);
+		if (rc != SLUICE_OK)
+			goto done;
+	}
+	for (uint32_t j = 0; j < plan.n; j++) {
+		const struct sluice_policy_limit *pl = &spec->limits[plan.item[j].limit];
+		struct sluice_engine_usage *u = &out[j];
+		memset(u, 0, sizeof *u);
+		u->limit = plan.item[j].limit;
+		u->kind = pl->kind;
+		u->reason = pl->reason;
+		u->overridden = plan.item[j].overridden;
+		u->period_ns = pl->period_ns;
+		u->count = d[j].limit;
+		u->remaining = d[j].remaining;
+		u->used = d[j].remaining < d[j].limit ? d[j].limit - d[j].remaining : 0;
+		u->reset_ns = d[j].reset_ns;
+		u->warn = sluice__engine_over_warn(pl, &d[j]);
+		sluice__engine_name_copy(u->name, pl->name);
+	}
+	*count = (size_t)__builtin_popcount(plan.applied);
+	if (*count > cap)
+		rc = SLUICE_ETRUNC;
+done:
+	snapshot_end(eng, st);
+	return rc;
+}
+int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier, uint64_t now_ns,
+		      struct sluice_engine_top *out, size_t n, size_t *count)
+{
+	if (eng == NULL || count == NULL || (n > 0 && out == NULL))
+		return SLUICE_EINVAL;
+	*count = 0;
+	if (eng->ops->foreach == NULL)
+		return SLUICE_EUNSUPPORTED; /* no table to walk: the keys live in the store */
+	int rc = enter(eng);
+	if (rc != SLUICE_OK)
+		return rc;
+	struct sluice__state *st = snapshot_begin(eng);
+	if (limit >= st->spec->limit_count || tier < SLUICE_POLICY_NO_TIER ||
+	    (tier >= 0 && (uint32_t)tier >= st->spec->tier_count)) {
+		rc = SLUICE_EINVAL;
+		goto done;
+	}
+	struct sluice__binding *b = st->limits[limit].base;
+	if (tier >= 0 && st->limits[limit].tier[tier] != NULL)
+		b = st->limits[limit].tier[tier];
+	struct sluice__top_heap h = { out, n, 0 };
+	if (n > 0)
+		eng->ops->foreach(eng->ex, b, now_ns, sluice__top_visit, &h);
+	*count = sluice__top_sort(&h);
+done:
+	snapshot_end(eng, st);
+	return rc;
+}
+
+/* ---- create / destroy ---- */
+
+int sluice__engine_create_exec(struct sluice_engine **out, struct sluice_policy *policy,
+			       const struct sluice_engine_options *opts,
+			       const struct sluice__executor_ops *ops, void *ex)
 {
 	struct sluice_engine_options o;
 
@@ -439,14 +826,11 @@ int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *polic
 		return SLUICE_EINVAL;
 	memset(&o, 0, sizeof o);
 	if (opts != NULL) {
-		if (opts->size != sizeof o && opts->size != ENGINE_OPTIONS_V1_SIZE)
+		if (opts->size != sizeof o)
 			return SLUICE_EINVAL;
-		memcpy(&o, opts, opts->size);
+		memcpy(&o, opts, sizeof o);
 	}
-	if (o.redis != NULL)
-		return create_on_redis(out, policy, &o);
-	if ((o.flags & ~SLUICE_ENGINE_CALLER_REGISTERS_RCU) != 0 || o.reserved_ != 0 ||
-	    o.redis_connections != 0 || o.reserved2_ != 0 || o.redis_tag_scope != NULL)
+	if ((o.flags & ~SLUICE_ENGINE_CALLER_REGISTERS_RCU) != 0 || o.reserved_ != 0)
 		return SLUICE_EINVAL;
 	int rc = sluice__rcu_thread_enter(o.flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
 	if (rc != SLUICE_OK)
@@ -459,655 +843,65 @@ int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *polic
 		return SLUICE_ENOMEM;
 	}
 	eng->flags = o.flags;
-	eng->max_keys = o.max_keys;
-	eng->sweep_interval_ns = o.sweep_interval_ns;
-	struct state *st;
+	eng->ops = ops;
+	eng->ex = ex;
+	struct sluice__state *st;
 	rc = state_build(eng, policy, NULL, &st);
+	if (rc == SLUICE_OK) {
+		st->generation = 1;
+		/* Not shared yet; whoever receives *out is ordered by the
+		 * caller's own synchronisation. */
+		atomic_init(&eng->state, st); /* relaxed (initialisation): why above */
+		if (o.sweep_interval_ns != 0 && ops->sweep != NULL) {
+			rc = maintenance_start(eng, o.sweep_interval_ns);
+			if (rc != SLUICE_OK)
+				state_free(eng, st, false);
+		}
+	}
 	if (rc != SLUICE_OK) {
 		pthread_mutex_destroy(&eng->lock);
 		free(eng);
 		return rc;
 	}
-	st->generation = 1;
-	/* Not shared yet; whoever receives *out is ordered by the caller's own
-	 * synchronisation. */
-	atomic_init(&eng->state, st); /* relaxed (initialisation): why above */
 	*out = eng;
 	return SLUICE_OK;
+}
+
+int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
+			 const struct sluice_engine_options *opts)
+{
+	if (out == NULL)
+		return SLUICE_EINVAL;
+	*out = NULL;
+	if (policy == NULL || (opts != NULL && opts->size != sizeof *opts))
+		return SLUICE_EINVAL;
+	void *ex;
+	int rc = sluice__exec_local_create(&ex, opts != NULL ? opts->max_keys : 0,
+					   opts != NULL ? opts->flags : 0);
+	if (rc != SLUICE_OK)
+		return rc;
+	rc = sluice__engine_create_exec(out, policy, opts, &sluice__exec_local_ops, ex);
+	if (rc != SLUICE_OK)
+		sluice__exec_local_ops.destroy(ex);
+	return rc;
 }
 
 void sluice_engine_destroy(struct sluice_engine *eng)
 {
 	if (eng == NULL)
 		return;
-	if (eng->redis != NULL) {
-		sluice__rengine_destroy(eng->redis);
-		free(eng);
-		return;
-	}
-	(void)sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
+	maintenance_stop(eng);
+	(void)enter(eng);
+	pthread_mutex_lock(&eng->lock);
 	/* relaxed: no concurrent user by contract. */
-	state_free(atomic_load_explicit(&eng->state, memory_order_relaxed), true); /* relaxed: why above */
+	state_put(eng, atomic_load_explicit(&eng->state, memory_order_relaxed), true); /* relaxed: why above */
+	pthread_mutex_unlock(&eng->lock);
+	eng->ops->destroy(eng->ex);
 	pthread_mutex_destroy(&eng->lock);
 	free(eng);
 }
 
-uint64_t sluice_engine_generation(const struct sluice_engine *eng)
+void *sluice__engine_exec(struct sluice_engine *eng, const struct sluice__executor_ops *ops)
 {
-	if (eng == NULL)
-		return 0;
-	if (eng->redis != NULL)
-		return sluice__rengine_generation(eng->redis);
-	/* The state may be freed right after we read its generation, so read
-	 * it inside a read-side section. */
-	if (sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU) != SLUICE_OK)
-		return 0;
-	rcu_read_lock();
-	/* acquire: pairs with the acq_rel exchange in reload (publication of
-	 * the state's fields). */
-	struct state *st = atomic_load_explicit(&((struct sluice_engine *)(uintptr_t)eng)->state, /* acquire: why above */
-						memory_order_acquire);
-	uint64_t g = st->generation;
-	rcu_read_unlock();
-	return g;
-}
-
-/* ---- per-request helpers ---- */
-
-static inline int enter(struct sluice_engine *eng)
-{
-	return sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
-}
-
-static inline struct state *read_lock(struct sluice_engine *eng)
-{
-	rcu_read_lock();
-	/* acquire: pairs with the acq_rel exchange in sluice_engine_reload():
-	 * the state and everything it points to were written before. */
-	struct state *st = atomic_load_explicit(&eng->state, memory_order_acquire); /* acquire: why above */
-	TSAN_ACQUIRE(st);
-	return st;
-}
-
-static inline void read_unlock(struct sluice_engine *eng)
-{
-#ifdef ENGINE_TSAN
-	/* Our reads happen-before the frees after the next grace period. */
-	TSAN_RELEASE(&eng->tsan_gp);
-#else
-	(void)eng;
-#endif
-	rcu_read_unlock();
-}
-
-/* Largest key: the limiter's. */
-#define KEY_MAX SLUICE_LIMITER_MAX_KEY
-
-static inline bool has_identity(const struct sluice_engine_request *req, uint32_t scope)
-{
-	return scope < req->identity_count && req->identities[scope].bytes != NULL;
-}
-
-/* The limiter key of a limit for a request: each scope's identity as a
- * 2-byte little-endian length and its bytes, in scope order, then the class
- * name for a per-class limit. Returns the length, 0 when a scope has no
- * identity (the limit does not apply), or SIZE_MAX when it is too long. */
-static size_t build_key(const struct sluice_policy_spec *spec, uint32_t scope_mask, bool per_class,
-			uint32_t class_id, const struct sluice_engine_request *req,
-			unsigned char *key)
-{
-	size_t n = 0;
-
-	for (uint32_t s = 0; s < spec->scope_count; s++) {
-		if (!(scope_mask & (UINT32_C(1) << s)))
-			continue;
-		if (!has_identity(req, s))
-			return 0;
-		size_t len = req->identities[s].len;
-		if (n + 2 + len > KEY_MAX)
-			return SIZE_MAX;
-		key[n++] = (unsigned char)(len & 0xff);
-		key[n++] = (unsigned char)(len >> 8);
-		memcpy(key + n, req->identities[s].bytes, len);
-		n += len;
-	}
-	if (per_class) {
-		const char *name = spec->classes[class_id];
-		size_t len = strlen(name);
-		if (n + len > KEY_MAX)
-			return SIZE_MAX;
-		memcpy(key + n, name, len);
-		n += len;
-	}
-	return n == 0 ? SIZE_MAX : n;
-}
-
-/* The binding that holds limit i's state for this request: an override in
- * force, else the tier's, else the base. *overridden tells which. */
-static struct binding *binding_for(const struct state *st, uint32_t i,
-				   const struct sluice_engine_request *req, bool *overridden)
-{
-	const struct sluice_policy_limit *pl = &st->spec->limits[i];
-
-	*overridden = false;
-	if (st->spec->override_count != 0) {
-		for (uint32_t s = 0; s < st->spec->scope_count; s++) {
-			if (!(pl->scope_mask & (UINT32_C(1) << s)) || !has_identity(req, s))
-				continue;
-			int j = sluice_policy_override_find(st->policy, i, s, req->identities[s].bytes,
-							    req->identities[s].len, req->now_ns);
-			if (j >= 0) {
-				*overridden = true;
-				return st->overrides[j];
-			}
-		}
-	}
-	if (req->tier >= 0 && st->limits[i].tier[req->tier] != NULL)
-		return st->limits[i].tier[req->tier];
-	return st->limits[i].base;
-}
-
-static int validate(const struct state *st, const struct sluice_engine_request *req, bool need_route)
-{
-	if (req->identity_count > 0 && req->identities == NULL)
-		return SLUICE_EINVAL;
-	if (req->tier < SLUICE_POLICY_NO_TIER || (req->tier >= 0 && (uint32_t)req->tier >= st->spec->tier_count))
-		return SLUICE_EINVAL;
-	if (need_route && (req->method == NULL || req->path == NULL))
-		return SLUICE_EINVAL;
-	for (uint32_t s = 0; s < req->identity_count; s++)
-		if (req->identities[s].len > SLUICE_ENGINE_MAX_IDENTITY)
-			return SLUICE_EKEY;
-	return SLUICE_OK;
-}
-
-static int first_scope(uint32_t mask)
-{
-	return mask == 0 ? -1 : __builtin_ctz(mask);
-}
-
-void sluice__engine_name_copy(char *dst, const char *src)
-{
-	size_t len = strlen(src);
-	if (len > SLUICE_POLICY_MAX_NAME)
-		len = SLUICE_POLICY_MAX_NAME;
-	memcpy(dst, src, len);
-	dst[len] = '\0';
-}
-
-bool sluice__engine_over_warn(const struct sluice_policy_limit *pl, const struct sluice_decision *d)
-{
-	if (pl->warn_percent == 0 || d->limit == 0)
-		return false;
-	uint64_t used = d->remaining < d->limit ? d->limit - d->remaining : 0;
-	/* used / limit > warn / 100, without overflow (counts < 2^40). */
-	return (unsigned __int128)used * 100 > (unsigned __int128)d->limit * pl->warn_percent;
-}
-
-void sluice__engine_fill_governing(const struct sluice_policy_spec *spec, uint32_t i,
-				   const struct sluice_decision *d, struct sluice_engine_decision *out)
-{
-	const struct sluice_policy_limit *pl = &spec->limits[i];
-	bool degraded = out->d.degraded;
-
-	out->d = *d;
-	out->d.degraded = out->d.degraded || degraded;
-	out->d.limit_index = i;
-	out->governed = true;
-	out->scope = first_scope(pl->scope_mask);
-	sluice__engine_name_copy(out->limit_name, pl->name);
-}
-
-/* ---- check ---- */
-
-int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
-			struct sluice_engine_decision *out)
-{
-	if (eng == NULL || req == NULL || out == NULL)
-		return SLUICE_EINVAL;
-	if (eng->redis != NULL)
-		return sluice__rengine_check(eng->redis, req, out);
-	int rc = enter(eng);
-	if (rc != SLUICE_OK)
-		return rc;
-
-	struct sluice__limiter_hold holds[SLUICE_POLICY_MAX_LIMITS];
-	struct sluice_decision d[SLUICE_POLICY_MAX_LIMITS];
-	struct binding *used[SLUICE_POLICY_MAX_LIMITS];
-	uint32_t done[SLUICE_POLICY_MAX_LIMITS];
-	unsigned char key[KEY_MAX], scratch[1024];
-	uint16_t key_off[SLUICE_POLICY_MAX_LIMITS], key_len[SLUICE_POLICY_MAX_LIMITS];
-	uint32_t ndone = 0;
-
-	memset(out, 0, offsetof(struct sluice_engine_decision, limit_name) + 1);
-	out->scope = -1;
-	out->warn_limit = UINT32_MAX;
-
-	struct state *st = read_lock(eng);
-	const struct sluice_policy_spec *spec = st->spec;
-	rc = validate(st, req, true);
-	if (rc != SLUICE_OK)
-		goto unlock;
-	int cls = sluice_policy_match(st->policy, req->method, req->method_len, req->path, req->path_len);
-	if (cls < 0) {
-		rc = cls;
-		goto unlock;
-	}
-	out->class_id = (uint32_t)cls;
-	out->generation = st->generation;
-	uint32_t mask = sluice_policy_class_limits(st->policy, (uint32_t)cls);
-
-	/* Keys first: an over-long identity is an error before anything is
-	 * consumed. They are kept in `scratch` when they fit (the usual case:
-	 * a few short identities), else rebuilt below. */
-	size_t used_scratch = 0;
-	for (uint32_t n = 0; n < spec->limit_count; n++) {
-		uint32_t i = st->order[n];
-		if (!(mask & (UINT32_C(1) << i)))
-			continue;
-		const struct sluice_policy_limit *pl = &spec->limits[i];
-		size_t klen = build_key(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req, key);
-		if (klen == SIZE_MAX) {
-			rc = SLUICE_EKEY;
-			goto unlock;
-		}
-		if (klen == 0) {
-			mask &= ~(UINT32_C(1) << i); /* a scope without identity */
-			continue;
-		}
-		key_len[i] = (uint16_t)klen;
-		if (used_scratch + klen <= sizeof scratch) {
-			memcpy(scratch + used_scratch, key, klen);
-			key_off[i] = (uint16_t)used_scratch;
-			used_scratch += klen;
-		} else {
-			key_off[i] = UINT16_MAX;
-		}
-	}
-	out->applied = mask;
-
-	bool denied = false;
-	for (uint32_t n = 0; n < spec->limit_count && !denied; n++) {
-		uint32_t i = st->order[n];
-		if (!(mask & (UINT32_C(1) << i)))
-			continue;
-		const struct sluice_policy_limit *pl = &spec->limits[i];
-		const unsigned char *k = scratch + key_off[i];
-		size_t klen = key_len[i];
-		if (key_off[i] == UINT16_MAX) {
-			build_key(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req, key);
-			k = key;
-		}
-		bool overridden;
-		struct binding *b = binding_for(st, i, req, &overridden);
-		struct sluice_decision di;
-		int degraded = sluice__limiter_reserve(b->lim, k, klen, req->cost, req->now_ns, &di,
-						       &holds[ndone]);
-		if (degraded)
-			out->d.degraded = true;
-		if (!di.allowed) {
-			/* Refused: undo every reservation taken, newest first. */
-			for (uint32_t j = ndone; j-- > 0;)
-				sluice__limiter_cancel(used[j]->lim, &holds[j]);
-			ndone = 0;
-			sluice__engine_fill_governing(st->spec, i, &di, out);
-			denied = true;
-			break;
-		}
-		if (degraded)
-			continue; /* fail open: this limit could not be evaluated */
-		d[ndone] = di;
-		used[ndone] = b;
-		done[ndone++] = i;
-	}
-	if (!denied) {
-		out->d.allowed = true;
-		/* Governing: least remaining, then the shorter reset, then
-		 * the lower index. */
-		uint32_t best = UINT32_MAX;
-		for (uint32_t j = 0; j < ndone; j++) {
-			if (best == UINT32_MAX || d[j].remaining < d[best].remaining ||
-			    (d[j].remaining == d[best].remaining &&
-			     (d[j].reset_ns < d[best].reset_ns ||
-			      (d[j].reset_ns == d[best].reset_ns && done[j] < done[best]))))
-				best = j;
-			if (!out->warn && sluice__engine_over_warn(&spec->limits[done[j]], &d[j])) {
-				out->warn = true;
-				out->warn_limit = done[j];
-			}
-			if (req->cost > 0 && holds[j].handle != SLUICE_SLOT_NONE &&
-			    out->slot_count < SLUICE_ENGINE_MAX_SLOTS) {
-				struct sluice_engine_slot *s = &out->slots[out->slot_count++];
-				s->limiter_id = used[j]->id;
-				s->handle = holds[j].handle;
-				s->limit = done[j];
-			}
-		}
-		if (best != UINT32_MAX) {
-			sluice__engine_fill_governing(st->spec, done[best], &d[best], out);
-			out->d.allowed = true;
-			out->d.reason = SLUICE_REASON_NONE;
-			out->d.retry_after_ns = 0;
-		} else {
-			out->d.limit_index = UINT32_MAX;
-			out->d.remaining = UINT64_MAX;
-		}
-	}
-unlock:
-	read_unlock(eng);
-	return rc;
-}
-
-/* ---- release ---- */
-
-static struct binding *binding_by_id(const struct state *st, uint64_t id)
-{
-	for (uint32_t i = 0; i < st->spec->limit_count; i++) {
-		const struct state_limit *sl = &st->limits[i];
-		if (sl->base != NULL && sl->base->id == id)
-			return sl->base;
-		for (uint32_t t = 0; t < st->spec->tier_count; t++)
-			if (sl->tier[t] != NULL && sl->tier[t]->id == id)
-				return sl->tier[t];
-	}
-	for (uint32_t j = 0; j < st->spec->override_count; j++)
-		if (st->overrides[j]->id == id)
-			return st->overrides[j];
-	return NULL;
-}
-
-int sluice_engine_release(struct sluice_engine *eng, const struct sluice_engine_request *req,
-			  struct sluice_engine_decision *decision)
-{
-	if (eng == NULL || req == NULL || decision == NULL ||
-	    decision->slot_count > SLUICE_ENGINE_MAX_SLOTS)
-		return SLUICE_EINVAL;
-	if (eng->redis != NULL)
-		return sluice__rengine_release(eng->redis, req, decision);
-	int rc = enter(eng);
-	if (rc != SLUICE_OK)
-		return rc;
-	unsigned char key[KEY_MAX];
-	struct state *st = read_lock(eng);
-	const struct sluice_policy_spec *spec = st->spec;
-	int cls = sluice__engine_release_class(st->policy, spec->class_count, st->generation, req,
-					       decision);
-	for (uint32_t k = 0; k < decision->slot_count; k++) {
-		const struct sluice_engine_slot *s = &decision->slots[k];
-		struct binding *b = binding_by_id(st, s->limiter_id);
-		int r;
-		if (b == NULL) {
-			r = SLUICE_ESTALE; /* its limit changed or was removed */
-		} else {
-			size_t klen = build_key(spec, b->scope_mask, b->per_class, (uint32_t)cls, req, key);
-			if (klen == 0 || klen == SIZE_MAX)
-				r = SLUICE_ESTALE;
-			else
-				r = sluice_limiter_release(b->lim, key, klen, s->handle);
-			if (r == SLUICE_ENOTFOUND)
-				r = SLUICE_ESTALE;
-		}
-		if (r != SLUICE_OK && (rc == SLUICE_OK || r == SLUICE_EDOUBLE))
-			rc = r;
-	}
-	read_unlock(eng);
-	decision->slot_count = 0;
-	return rc;
-}
-
-/* ---- reload ---- */
-
-int sluice_engine_reload(struct sluice_engine *eng, struct sluice_policy *policy)
-{
-	if (eng == NULL || policy == NULL)
-		return SLUICE_EINVAL;
-	if (eng->redis != NULL)
-		return sluice__rengine_reload(eng->redis, policy);
-	int rc = enter(eng);
-	if (rc != SLUICE_OK)
-		return rc;
-	pthread_mutex_lock(&eng->lock);
-	/* relaxed: only reloads (serialized by the lock) store the pointer. */
-	struct state *old = atomic_load_explicit(&eng->state, memory_order_relaxed); /* relaxed: why above */
-	const struct sluice_policy_spec *ns = sluice_policy_spec(policy);
-	if (ns->scope_count != old->spec->scope_count) {
-		rc = SLUICE_EINVAL;
-	} else {
-		for (uint32_t s = 0; s < ns->scope_count; s++)
-			if (strcmp(ns->scopes[s], old->spec->scopes[s]) != 0)
-				rc = SLUICE_EINVAL;
-	}
-	struct state *st = NULL;
-	if (rc == SLUICE_OK)
-		rc = state_build(eng, policy, old, &st);
-	if (rc != SLUICE_OK) {
-		pthread_mutex_unlock(&eng->lock);
-		return rc;
-	}
-	st->generation = old->generation + 1;
-	TSAN_RELEASE(st);
-	/* acq_rel: release publishes the new state's fields to readers'
-	 * acquire loads (rcu_xchg_pointer's contract); acquire is not needed
-	 * for `old` (we own it under the lock) but costs nothing here. */
-	atomic_exchange_explicit(&eng->state, st, memory_order_acq_rel); /* acq_rel: why above */
-	/* Wait for every reader that may still use `old`. */
-	synchronize_rcu();
-#ifdef ENGINE_TSAN
-	TSAN_ACQUIRE(&eng->tsan_gp);
-#endif
-	state_free(old, true);
-	pthread_mutex_unlock(&eng->lock);
-	return SLUICE_OK;
-}
-
-int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns, size_t budget_entries)
-{
-	if (eng == NULL)
-		return SLUICE_EINVAL;
-	if (eng->redis != NULL)
-		return SLUICE_OK; /* Redis expires idle keys itself */
-	int rc = enter(eng);
-	if (rc != SLUICE_OK)
-		return rc;
-	pthread_mutex_lock(&eng->lock);
-	/* relaxed: the lock excludes reloads, the only writers. */
-	struct state *st = atomic_load_explicit(&eng->state, memory_order_relaxed); /* relaxed: why above */
-	for (uint32_t i = 0; i < st->spec->limit_count; i++) {
-		struct state_limit *sl = &st->limits[i];
-		for (uint32_t t = 0; t <= st->spec->tier_count; t++) {
-			struct binding *b = t == 0 ? sl->base : sl->tier[t - 1];
-			if (b == NULL)
-				continue;
-			int r = sluice_limiter_sweep(b->lim, now_ns, budget_entries, NULL);
-			if (r != SLUICE_OK && rc == SLUICE_OK)
-				rc = r;
-		}
-	}
-	for (uint32_t j = 0; j < st->spec->override_count; j++) {
-		int r = sluice_limiter_sweep(st->overrides[j]->lim, now_ns, budget_entries, NULL);
-		if (r != SLUICE_OK && rc == SLUICE_OK)
-			rc = r;
-	}
-	pthread_mutex_unlock(&eng->lock);
-	return rc;
-}
-
-/* ---- usage ---- */
-
-int sluice_engine_usage(struct sluice_engine *eng, const struct sluice_engine_request *req,
-			struct sluice_engine_usage *out, size_t cap, size_t *count)
-{
-	if (eng == NULL || req == NULL || count == NULL || (cap > 0 && out == NULL))
-		return SLUICE_EINVAL;
-	*count = 0;
-	if (eng->redis != NULL)
-		return sluice__rengine_usage(eng->redis, req, out, cap, count);
-	int rc = enter(eng);
-	if (rc != SLUICE_OK)
-		return rc;
-	unsigned char key[KEY_MAX];
-	size_t n = 0;
-	struct state *st = read_lock(eng);
-	const struct sluice_policy_spec *spec = st->spec;
-	rc = validate(st, req, false);
-	if (rc != SLUICE_OK)
-		goto unlock;
-	int cls = sluice__engine_usage_class(st->policy, req);
-	if (cls < 0) {
-		rc = cls;
-		goto unlock;
-	}
-	for (uint32_t i = 0; i < spec->limit_count; i++) {
-		const struct sluice_policy_limit *pl = &spec->limits[i];
-		size_t klen = build_key(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req, key);
-		if (klen == SIZE_MAX) {
-			rc = SLUICE_EKEY;
-			goto unlock;
-		}
-		if (klen == 0)
-			continue;
-		if (n < cap) {
-			bool overridden;
-			struct binding *b = binding_for(st, i, req, &overridden);
-			struct sluice_decision d;
-			struct sluice__limiter_hold hold;
-			sluice__limiter_reserve(b->lim, key, klen, 0, req->now_ns, &d, &hold);
-			struct sluice_engine_usage *u = &out[n];
-			memset(u, 0, sizeof *u);
-			u->limit = i;
-			u->kind = pl->kind;
-			u->reason = pl->reason;
-			u->overridden = overridden;
-			u->period_ns = pl->period_ns;
-			u->count = d.limit;
-			u->remaining = d.remaining;
-			u->used = d.remaining < d.limit ? d.limit - d.remaining : 0;
-			u->reset_ns = d.reset_ns;
-			u->warn = sluice__engine_over_warn(pl, &d);
-			sluice__engine_name_copy(u->name, pl->name);
-		}
-		n++;
-	}
-	*count = n;
-	if (n > cap)
-		rc = SLUICE_ETRUNC;
-unlock:
-	read_unlock(eng);
-	return rc;
-}
-
-/* ---- top-N ---- */
-
-struct top_ctx {
-	struct sluice_engine_top *heap; /* min-heap on (used, then key desc) */
-	size_t cap;
-	size_t n;
-};
-
-/* a "less busy" than b: lower usage, or equal usage and a larger key. */
-static int top_cmp(const struct sluice_engine_top *a, const struct sluice_engine_top *b)
-{
-	if (a->used != b->used)
-		return a->used < b->used ? -1 : 1;
-	size_t la = SLUICE_MIN((size_t)a->key_len, (size_t)SLUICE_ENGINE_TOP_KEY);
-	size_t lb = SLUICE_MIN((size_t)b->key_len, (size_t)SLUICE_ENGINE_TOP_KEY);
-	int c = memcmp(a->key, b->key, SLUICE_MIN(la, lb));
-	if (c == 0)
-		c = la < lb ? -1 : la > lb ? 1 : 0;
-	return -c;
-}
-
-static void sift_down(struct sluice_engine_top *h, size_t n, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < n && top_cmp(&h[l], &h[m]) < 0)
-			m = l;
-		if (r < n && top_cmp(&h[r], &h[m]) < 0)
-			m = r;
-		if (m == i)
-			return;
-		struct sluice_engine_top t = h[i];
-		h[i] = h[m];
-		h[m] = t;
-		i = m;
-	}
-}
-
-static void sift_up(struct sluice_engine_top *h, size_t i)
-{
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (top_cmp(&h[i], &h[p]) >= 0)
-			return;
-		struct sluice_engine_top t = h[i];
-		h[i] = h[p];
-		h[p] = t;
-		i = p;
-	}
-}
-
-static void top_visit(void *user, const void *key, size_t key_len, const struct sluice_decision *d)
-{
-	struct top_ctx *c = user;
-	struct sluice_engine_top rec;
-
-	rec.count = d->limit;
-	rec.remaining = d->remaining;
-	rec.used = d->remaining < d->limit ? d->limit - d->remaining : 0;
-	if (rec.used == 0)
-		return; /* idle keys are not "busy" */
-	rec.key_len = (uint32_t)key_len;
-	memset(rec.key, 0, sizeof rec.key);
-	memcpy(rec.key, key, SLUICE_MIN(key_len, (size_t)SLUICE_ENGINE_TOP_KEY));
-	if (c->n < c->cap) {
-		c->heap[c->n] = rec;
-		sift_up(c->heap, c->n++);
-	} else if (top_cmp(&rec, &c->heap[0]) > 0) {
-		c->heap[0] = rec;
-		sift_down(c->heap, c->n, 0);
-	}
-}
-
-int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier, uint64_t now_ns,
-		      struct sluice_engine_top *out, size_t n, size_t *count)
-{
-	if (eng == NULL || count == NULL || (n > 0 && out == NULL))
-		return SLUICE_EINVAL;
-	*count = 0;
-	if (eng->redis != NULL)
-		return SLUICE_EUNSUPPORTED; /* no table to walk: keys live on Redis */
-	int rc = enter(eng);
-	if (rc != SLUICE_OK)
-		return rc;
-	struct state *st = read_lock(eng);
-	if (limit >= st->spec->limit_count || tier < SLUICE_POLICY_NO_TIER ||
-	    (tier >= 0 && (uint32_t)tier >= st->spec->tier_count)) {
-		rc = SLUICE_EINVAL;
-		goto unlock;
-	}
-	struct binding *b = st->limits[limit].base;
-	if (tier >= 0 && st->limits[limit].tier[tier] != NULL)
-		b = st->limits[limit].tier[tier];
-	struct top_ctx c = { out, n, 0 };
-	if (n > 0)
-		sluice__limiter_foreach(b->lim, now_ns, top_visit, &c);
-	/* Heap sort: repeatedly move the least busy to the end. */
-	for (size_t m = c.n; m > 1; m--) {
-		struct sluice_engine_top t = out[0];
-		out[0] = out[m - 1];
-		out[m - 1] = t;
-		sift_down(out, m - 1, 0);
-	}
-	*count = c.n;
-unlock:
-	read_unlock(eng);
-	return rc;
-}
-
-int sluice__engine_redis_stats(struct sluice_engine *eng, struct sluice_redis_stats *out)
-{
-	if (eng == NULL || eng->redis == NULL)
-		return SLUICE_EINVAL;
-	return sluice__rengine_backend_stats(eng->redis, out);
+	return eng != NULL && eng->ops == ops ? eng->ex : NULL;
 }

@@ -68,10 +68,11 @@
 #include <xxhash.h>
 
 #include "cells/gcra_internal.h"
+#include "limiter/backend_internal.h"
 #include "limiter/key_internal.h"
 #include "limiter/limit_kind_internal.h"
 #include "limiter/limiter_internal.h"
-#include "redis/redis_backend_internal.h"
+#include "common/govern_internal.h"
 #include "common/util_internal.h"
 
 /* ---- TSan: liburcu is not instrumented (docs/limiter.md, "TSan") ---- */
@@ -163,9 +164,11 @@ struct batch {
 
 struct sluice_limiter {
 	struct cds_lfht *ht;
-	/* Non-NULL: created with options.redis; every public function hands
-	 * over to limiter_redis.c and nothing below is used. */
-	struct sluice__rlimiter *redis;
+	/* Non-NULL: another store (backend_internal.h); every public
+	 * function hands over to ops and nothing below is used. NULL: this
+	 * file's store. */
+	const struct sluice__limiter_ops *store;
+	void *backend;
 	uint32_t nlimits;
 	uint32_t flags;
 	uint32_t fail_mode;
@@ -485,22 +488,26 @@ static void fill_degraded(const struct sluice_limiter *lim, struct sluice_decisi
 	out->limit = fresh.limit;
 }
 
-/* The governing limit among admitted decisions: least remaining, then the
- * shorter reset; the COMMIT word never governs. limit_index is the caller's
+/* The governing limit among admitted decisions, by the one rule
+ * (common/govern_internal.h) ranked by cell order (the first GCRA limit,
+ * then the others in the caller's order: the Redis backend decides in the
+ * same order); the COMMIT word never governs. limit_index is the caller's
  * index. */
 static void govern(const struct sluice_limiter *lim, struct sluice_decision *d, uint32_t n,
 		   struct sluice_decision *out)
 {
-	uint32_t best = UINT32_MAX;
+	uint32_t best = UINT32_MAX, best_rank = UINT32_MAX;
 
 	(void)n;
-	/* In check_order, so ties go as they always did (first GCRA, then the
-	 * caller's order), whatever the commit order. */
+	/* Ranked by position in check_order (the first GCRA limit, then the
+	 * caller's order), whatever the commit order; the COMMIT word is not in
+	 * check_order. */
 	for (uint32_t c = 0; c < lim->ncheck; c++) {
 		uint32_t i = lim->check_order[c];
-		if (best == UINT32_MAX || d[i].remaining < d[best].remaining ||
-		    (d[i].remaining == d[best].remaining && d[i].reset_ns < d[best].reset_ns))
+		if (best == UINT32_MAX || sluice__decision_governs(&d[i], c, &d[best], best_rank)) {
 			best = i;
+			best_rank = c;
+		}
 	}
 	*out = d[best];
 	out->limit_index = lim->user_index[best];
@@ -789,8 +796,8 @@ static inline void read_unlock(struct sluice_limiter *lim)
 int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
 			 uint64_t now_ns, struct sluice_decision *out)
 {
-	if (SLUICE_UNLIKELY(lim != NULL && lim->redis != NULL))
-		return sluice__rlimiter_admit(lim->redis, key, key_len, cost, now_ns, out);
+	if (SLUICE_UNLIKELY(lim != NULL && lim->store != NULL))
+		return out == NULL ? SLUICE_EINVAL : lim->store->admit(lim->backend, key, key_len, cost, now_ns, out);
 	if (lim == NULL || out == NULL || (cost > 0 && lim->slots_cell >= 0))
 		return SLUICE_EINVAL;
 	int rc = check_key(key, key_len);
@@ -825,8 +832,8 @@ int sluice_limiter_acquire(struct sluice_limiter *lim, const void *key, size_t k
 		*handle = SLUICE_SLOT_NONE;
 	if (lim == NULL || out == NULL || handle == NULL)
 		return SLUICE_EINVAL;
-	if (lim->redis != NULL)
-		return sluice__rlimiter_acquire(lim->redis, key, key_len, cost, now_ns, out, handle);
+	if (lim->store != NULL)
+		return lim->store->acquire(lim->backend, key, key_len, cost, now_ns, out, handle);
 	int rc = check_key(key, key_len);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -852,8 +859,8 @@ int sluice_limiter_acquire(struct sluice_limiter *lim, const void *key, size_t k
 int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t key_len,
 			   sluice_slot_handle handle)
 {
-	if (lim != NULL && lim->redis != NULL)
-		return sluice__rlimiter_release(lim->redis, key, key_len, handle);
+	if (lim != NULL && lim->store != NULL)
+		return lim->store->release(lim->backend, key, key_len, handle);
 	if (lim == NULL || lim->slots_cell < 0)
 		return SLUICE_EINVAL;
 	int rc = check_key(key, key_len);
@@ -897,10 +904,11 @@ int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t 
 			    struct sluice__limiter_hold *hold)
 {
 	struct lookup_key k = { lim, key, key_len };
+	unsigned long hash = hash_key(lim, key, key_len);
 
 	hold->entry = NULL;
-	enum verdict v = admit_locked(lim, hash_key(lim, key, key_len), &k, NULL, cost, now_ns,
-				      out, hold);
+	hold->hash = hash;
+	enum verdict v = admit_locked(lim, hash, &k, NULL, cost, now_ns, out, hold);
 	if (cost == 0)
 		out->allowed = true;
 	count(lim, v, cost);
@@ -909,6 +917,40 @@ int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t 
 	else
 		hold->handle = SLUICE_SLOT_NONE;
 	return v == V_DEGRADED ? 1 : 0;
+}
+
+static int match_entry(struct cds_lfht_node *node, const void *arg)
+{
+	return node == arg;
+}
+
+int sluice__limiter_release_entry(struct sluice_limiter *lim, uint64_t hash, const void *entry,
+				  sluice_slot_handle handle)
+{
+	if (lim == NULL || lim->slots_cell < 0)
+		return SLUICE_EINVAL;
+	if (entry == NULL)
+		return SLUICE_ESTALE;
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+	struct cds_lfht_iter it;
+	uint32_t s = (uint32_t)lim->slots_cell;
+	rcu_read_lock();
+	/* Only the address is compared: a node is read only once found
+	 * linked in the table, inside this read-side section. */
+	cds_lfht_lookup(lim->ht, (unsigned long)hash, match_entry,
+			&((const struct entry *)entry)->node, &it);
+	struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+	if (node == NULL) {
+		rc = SLUICE_ENOTFOUND;
+	} else {
+		struct entry *e = caa_container_of(node, struct entry, node);
+		TSAN_ACQUIRE(e);
+		rc = sluice_slots_release(cell_of(lim, e, s), &lim->limits[s].slots, handle);
+	}
+	read_unlock(lim);
+	return rc;
 }
 
 void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__limiter_hold *hold)
@@ -1006,8 +1048,8 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 {
 	if (lim == NULL || (n > 0 && (reqs == NULL || out == NULL)))
 		return SLUICE_EINVAL;
-	if (lim->redis != NULL)
-		return sluice__rlimiter_admit_batch(lim->redis, reqs, n, now_ns, out);
+	if (lim->store != NULL)
+		return lim->store->admit_batch(lim->backend, reqs, n, now_ns, out);
 	if (lim->slots_cell >= 0)
 		for (size_t i = 0; i < n; i++)
 			if (reqs[i].cost > 0)
@@ -1223,8 +1265,9 @@ int sluice_limiter_sweep(struct sluice_limiter *lim, uint64_t now_ns, size_t bud
 		*reclaimed = 0;
 	if (lim == NULL)
 		return SLUICE_EINVAL;
-	if (lim->redis != NULL)
-		return SLUICE_OK; /* Redis expires idle keys itself */
+	if (lim->store != NULL)
+		return lim->store->sweep != NULL ? lim->store->sweep(lim->backend, now_ns, budget_entries, reclaimed)
+					       : SLUICE_OK; /* the store expires idle keys itself */
 	int rc = thread_enter(lim);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -1283,7 +1326,7 @@ int sluice_limiter_maintenance_start(struct sluice_limiter *lim, uint64_t interv
 		return SLUICE_EINVAL;
 	if (lim->m_running)
 		return SLUICE_ESTATE;
-	if (lim->redis != NULL) {
+	if (lim->store != NULL && lim->store->sweep == NULL) {
 		lim->m_running = true; /* nothing to sweep: no thread */
 		return SLUICE_OK;
 	}
@@ -1304,7 +1347,7 @@ int sluice_limiter_maintenance_stop(struct sluice_limiter *lim)
 		return SLUICE_EINVAL;
 	if (!lim->m_running)
 		return SLUICE_ESTATE;
-	if (lim->redis != NULL) {
+	if (lim->store != NULL && lim->store->sweep == NULL) {
 		lim->m_running = false;
 		return SLUICE_OK;
 	}
@@ -1346,21 +1389,13 @@ static int fill_secret(struct sluice_limiter *lim, const struct sluice_limiter_o
 	return SLUICE_OK;
 }
 
-/* Version 1 of the options: everything before the Redis fields. */
-#define LIMITER_OPTIONS_V1_SIZE offsetof(struct sluice_limiter_options, redis)
-
-/* A limiter that only carries its Redis backend (limiter_redis.c). */
-static int create_on_redis(struct sluice_limiter **out, const struct sluice_limit *limits,
-			   size_t nlimits, const struct sluice_limiter_options *o)
+int sluice__limiter_create_backend(struct sluice_limiter **out, const struct sluice__limiter_ops *ops,
+				   void *backend)
 {
-	struct sluice__rlimiter *rl;
-	int rc = sluice__rlimiter_create(&rl, limits, nlimits, o);
-	if (rc != SLUICE_OK)
-		return rc;
 	size_t raw_size = sizeof(struct sluice_limiter) + SLUICE_CACHELINE;
 	void *raw = calloc(1, raw_size);
 	if (raw == NULL) {
-		sluice__rlimiter_destroy(rl);
+		ops->destroy(backend);
 		return SLUICE_ENOMEM;
 	}
 	uintptr_t p = ((uintptr_t)raw + SLUICE_CACHELINE - 1) & ~(uintptr_t)(SLUICE_CACHELINE - 1);
@@ -1368,9 +1403,15 @@ static int create_on_redis(struct sluice_limiter **out, const struct sluice_limi
 	lim->raw = raw;
 	lim->raw_size = raw_size;
 	lim->free_fn = default_free;
-	lim->redis = rl;
+	lim->store = ops;
+	lim->backend = backend;
 	*out = lim;
 	return SLUICE_OK;
+}
+
+void *sluice__limiter_backend(struct sluice_limiter *lim, const struct sluice__limiter_ops *ops)
+{
+	return lim != NULL && lim->store == ops ? lim->backend : NULL;
 }
 
 /* Most buckets the table may grow to, which also picks liburcu's bucket
@@ -1442,17 +1483,11 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		return SLUICE_ETOOBIG;
 	memset(&o, 0, sizeof o);
 	if (opts != NULL) {
-		/* Versions 1 and 2 (the Redis fields): an earlier version's
-		 * size leaves the later fields at their zero defaults; a size
-		 * this library does not know is refused. */
-		if (opts->size != sizeof o && opts->size != LIMITER_OPTIONS_V1_SIZE)
+		/* A size this library does not know is refused. */
+		if (opts->size != sizeof o)
 			return SLUICE_EINVAL;
-		memcpy(&o, opts, opts->size);
+		memcpy(&o, opts, sizeof o);
 	}
-	if (o.redis != NULL)
-		return create_on_redis(out, limits, nlimits, &o);
-	if (o.redis_connections != 0 || o.reserved_ != 0)
-		return SLUICE_EINVAL;
 	if (o.fail_mode > SLUICE_FAIL_CLOSED || (o.flags & ~SLUICE_LIMITER_CALLER_REGISTERS_RCU) ||
 	    (o.hash_secret != NULL && o.hash_secret_len == 0) ||
 	    ((o.malloc_fn == NULL) != (o.free_fn == NULL)) ||
@@ -1700,8 +1735,10 @@ void sluice_limiter_destroy(struct sluice_limiter *lim)
 {
 	if (lim == NULL)
 		return;
-	if (lim->redis != NULL) {
-		sluice__rlimiter_destroy(lim->redis);
+	if (lim->store != NULL) {
+		if (lim->m_running)
+			sluice_limiter_maintenance_stop(lim);
+		lim->store->destroy(lim->backend);
 		lim->free_fn(lim->alloc_user, lim->raw, lim->raw_size);
 		return;
 	}
@@ -1715,15 +1752,15 @@ void sluice__limiter_destroy_many(struct sluice_limiter *const *lims, size_t n)
 	bool deferred = false;
 
 	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && lims[i]->redis != NULL)
+		if (lims[i] != NULL && lims[i]->store != NULL)
 			sluice_limiter_destroy(lims[i]);
 	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && lims[i]->redis == NULL && destroy_begin(lims[i]))
+		if (lims[i] != NULL && lims[i]->store == NULL && destroy_begin(lims[i]))
 			deferred = true;
 	if (deferred)
 		rcu_barrier(); /* once for all: pending free_batch_cb() use them */
 	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && lims[i]->redis == NULL)
+		if (lims[i] != NULL && lims[i]->store == NULL)
 			destroy_end(lims[i]);
 }
 
@@ -1733,8 +1770,8 @@ int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter
 
 	if (lim == NULL || out == NULL || out->size < sizeof *out)
 		return SLUICE_EINVAL;
-	if (lim->redis != NULL)
-		return sluice__rlimiter_stats(lim->redis, out);
+	if (lim->store != NULL)
+		return lim->store->stats(lim->backend, out);
 	for (int s = 0; s <= SLOTS; s++)
 		for (int c = 0; c < ST_COUNT; c++)
 			/* relaxed: counters; each stripe word is read once. */
@@ -1747,11 +1784,4 @@ int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter
 	out->live_keys = sum[ST_INSERTED] - sum[ST_RECLAIMED];
 	out->bytes = sum[ST_BYTES];
 	return SLUICE_OK;
-}
-
-int sluice__limiter_redis_stats(struct sluice_limiter *lim, struct sluice_redis_stats *out)
-{
-	if (lim == NULL || lim->redis == NULL)
-		return SLUICE_EINVAL;
-	return sluice__rlimiter_backend_stats(lim->redis, out);
 }

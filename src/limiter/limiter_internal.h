@@ -22,6 +22,7 @@ unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim);
 struct sluice__limiter_hold {
 	void *entry;    /* NULL: nothing to undo (denied, degraded, peek) */
 	uint64_t handle; /* the slot taken, or SLUICE_SLOT_NONE */
+	uint64_t hash;   /* the key's hash (sluice__limiter_release_entry) */
 	struct sluice__receipt r[SLUICE_LIMITER_MAX_LIMITS + 1];
 };
 
@@ -78,6 +79,18 @@ bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t k
  * same limiter (deterministic interleavings: tests/test_limiter_cancel.c).
  * NULL removes it. Not for concurrent use with admissions. */
 void sluice__limiter_set_commit_hook(void (*fn)(void *user, uint32_t limit_index), void *user);
+
+/*
+ * sluice_limiter_release() of a slot taken by sluice__limiter_reserve(),
+ * found without the key: the entry at address `entry` in the chain of
+ * `hash` (hold->entry, hold->hash), matched by pointer identity inside a
+ * read-side section of its own, so a reclaimed (even freed) entry is never
+ * dereferenced: it is not found (SLUICE_ENOTFOUND). An address reused by a
+ * new entry of the same key is found, and its slots cell refuses the old
+ * handle by its tag (SLUICE_ESTALE). Same returns as sluice_limiter_release().
+ */
+int sluice__limiter_release_entry(struct sluice_limiter *lim, uint64_t hash, const void *entry,
+				  sluice_slot_handle handle);
 
 /* sluice_limiter_destroy() of n limiters (NULLs skipped) with one
  * rcu_barrier() for all of them instead of one each (~10 ms apiece). */

@@ -1,7 +1,8 @@
 /*
- * limiter_redis.c - the keyed limiter on Redis: sluice_limiter_* calls of a
- * limiter created with options.redis (docs/redis.md, "Limiter and engine on
- * Redis").
+ * limiter_redis.c - the keyed limiter on Redis: a store behind the
+ * limiter's operations table (limiter/backend_internal.h), made by
+ * sluice_redis_limiter_create() (sluice/redis.h, "Limiter on Redis";
+ * docs/redis.md, "Limiter and engine on Redis").
  *
  * No local table: the key's state is one Redis hash (the backend's key_prefix
  * + key) holding one field per limit, evaluated by the backend's script, so
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "limiter/backend_internal.h"
 #include "limiter/limit_kind_internal.h"
 
 /* Requests per pipelined round trip of admit_batch (stack scratch). */
@@ -41,19 +43,22 @@ static int check_key(const void *key, size_t key_len)
 	return key == NULL || key_len > SLUICE_LIMITER_MAX_KEY ? SLUICE_EKEY : SLUICE_OK;
 }
 
-int sluice__rlimiter_create(struct sluice__rlimiter **out, const struct sluice_limit *limits,
-			    size_t nlimits, const struct sluice_limiter_options *o)
+static void rlimiter_destroy(void *be);
+
+static int rlimiter_create(struct sluice__rlimiter **out, const struct sluice_limit *limits,
+			   size_t nlimits, const struct sluice_limiter_options *o,
+			   const struct sluice_redis_limiter_options *ro)
 {
 	*out = NULL;
 	/* Options of the local table mean nothing here: refuse them rather
 	 * than let a caller believe they bound anything. */
 	if (o->max_keys != 0 || o->max_bytes != 0 || o->hash_secret != NULL ||
 	    o->hash_secret_len != 0 || o->malloc_fn != NULL || o->free_fn != NULL ||
-	    o->alloc_user != NULL || o->initial_buckets != 0 || o->reserved_ != 0 ||
+	    o->alloc_user != NULL || o->initial_buckets != 0 ||
 	    o->fail_mode > SLUICE_FAIL_CLOSED || (o->flags & ~SLUICE_LIMITER_CALLER_REGISTERS_RCU) != 0 ||
-	    o->redis_connections > SLUICE_LIMITER_MAX_CONNECTIONS)
+	    ro->connections > SLUICE_REDIS_MAX_CONNECTIONS || ro->reserved_ != 0 || ro->tag_scope != NULL)
 		return SLUICE_EINVAL;
-	if (o->redis->size < sizeof(struct sluice_redis_options) || o->redis->fail_mode != 0)
+	if (ro->redis->size < sizeof(struct sluice_redis_options) || ro->redis->fail_mode != 0)
 		return SLUICE_EINVAL;
 	size_t nslots = 0;
 	for (size_t i = 0; i < nlimits; i++) {
@@ -72,8 +77,7 @@ int sluice__rlimiter_create(struct sluice__rlimiter **out, const struct sluice_l
 	rl->has_slots = nslots != 0;
 	rl->nlimits = (uint32_t)nlimits;
 	memcpy(rl->limits, limits, nlimits * sizeof *limits);
-	int rc = sluice__rpool_create(&rl->pool, o->redis,
-				      o->redis_connections != 0 ? o->redis_connections : 4);
+	int rc = sluice__rpool_create(&rl->pool, ro->redis, ro->connections != 0 ? ro->connections : 4);
 	if (rc != SLUICE_OK) {
 		free(rl);
 		return rc;
@@ -90,24 +94,26 @@ int sluice__rlimiter_create(struct sluice__rlimiter **out, const struct sluice_l
 	if (rc == SLUICE_EINVAL)
 		rc = SLUICE_EUNSUPPORTED;
 	if (rc != SLUICE_OK) {
-		sluice__rlimiter_destroy(rl);
+		rlimiter_destroy(rl);
 		return rc;
 	}
 	*out = rl;
 	return SLUICE_OK;
 }
 
-void sluice__rlimiter_destroy(struct sluice__rlimiter *rl)
+static void rlimiter_destroy(void *be)
 {
+	struct sluice__rlimiter *rl = be;
 	if (rl == NULL)
 		return;
 	sluice__rpool_destroy(rl->pool);
 	free(rl);
 }
 
-int sluice__rlimiter_admit(struct sluice__rlimiter *rl, const void *key, size_t key_len,
+static int rlimiter_admit(void *be, const void *key, size_t key_len,
 			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
 {
+	struct sluice__rlimiter *rl = be;
 	if (out == NULL)
 		return SLUICE_EINVAL;
 	int rc = check_key(key, key_len);
@@ -121,7 +127,9 @@ int sluice__rlimiter_admit(struct sluice__rlimiter *rl, const void *key, size_t 
 		sluice__rpool_count_busy(rl->pool, cost > 0);
 		return SLUICE_OK;
 	}
-	rc = sluice_redis_admit(r, key, key_len, rl->limits, rl->nlimits, cost, now_ns, out);
+	/* The limits were validated once, at create. */
+	struct sluice_redis_scope sc = { key, key_len, rl->limits, rl->nlimits };
+	rc = sluice__redis_admit_each(r, &sc, 1, cost, now_ns, out, NULL, NULL);
 	if (rc == SLUICE_OK) {
 		sluice__redis_fail_mode(rl->fail_mode, cost, out);
 		sluice__rpool_count(rl->pool, c, cost, out);
@@ -132,10 +140,11 @@ int sluice__rlimiter_admit(struct sluice__rlimiter *rl, const void *key, size_t 
 	return rc;
 }
 
-int sluice__rlimiter_acquire(struct sluice__rlimiter *rl, const void *key, size_t key_len,
+static int rlimiter_acquire(void *be, const void *key, size_t key_len,
 			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
 			     sluice_slot_handle *handle)
 {
+	struct sluice__rlimiter *rl = be;
 	if (out == NULL || handle == NULL)
 		return SLUICE_EINVAL;
 	*handle = SLUICE_SLOT_NONE;
@@ -152,7 +161,7 @@ int sluice__rlimiter_acquire(struct sluice__rlimiter *rl, const void *key, size_
 	}
 	/* Accepted for any policy: without a slots limit the handle stays
 	 * SLUICE_SLOT_NONE, as in process. */
-	rc = sluice_redis_acquire_scopes(r, &sc, 1, cost, now_ns, out, handle);
+	rc = sluice__redis_admit_each(r, &sc, 1, cost, now_ns, out, NULL, handle);
 	if (rc == SLUICE_OK) {
 		sluice__redis_fail_mode(rl->fail_mode, cost, out);
 		sluice__rpool_count(rl->pool, c, cost, out);
@@ -163,9 +172,10 @@ int sluice__rlimiter_acquire(struct sluice__rlimiter *rl, const void *key, size_
 	return rc;
 }
 
-int sluice__rlimiter_release(struct sluice__rlimiter *rl, const void *key, size_t key_len,
+static int rlimiter_release(void *be, const void *key, size_t key_len,
 			     sluice_slot_handle handle)
 {
+	struct sluice__rlimiter *rl = be;
 	if (!rl->has_slots)
 		return SLUICE_EINVAL; /* as in process: nothing to release */
 	int rc = check_key(key, key_len);
@@ -181,9 +191,10 @@ int sluice__rlimiter_release(struct sluice__rlimiter *rl, const void *key, size_
 	return rc;
 }
 
-int sluice__rlimiter_admit_batch(struct sluice__rlimiter *rl, const struct sluice_limiter_request *reqs,
+static int rlimiter_admit_batch(void *be, const struct sluice_limiter_request *reqs,
 				 size_t n, uint64_t now_ns, struct sluice_decision *out)
 {
+	struct sluice__rlimiter *rl = be;
 	if (n > 0 && (reqs == NULL || out == NULL))
 		return SLUICE_EINVAL;
 	/* Every key first: on an error nothing is sent. */
@@ -234,8 +245,9 @@ int sluice__rlimiter_admit_batch(struct sluice__rlimiter *rl, const struct sluic
 	return SLUICE_OK;
 }
 
-int sluice__rlimiter_stats(const struct sluice__rlimiter *rl, struct sluice_limiter_stats *out)
+static int rlimiter_stats(const void *be, struct sluice_limiter_stats *out)
 {
+	const struct sluice__rlimiter *rl = be;
 	if (out == NULL || out->size < sizeof *out)
 		return SLUICE_EINVAL;
 	sluice__rpool_counts(rl->pool, &out->admitted, &out->denied, &out->degraded);
@@ -246,7 +258,47 @@ int sluice__rlimiter_stats(const struct sluice__rlimiter *rl, struct sluice_limi
 	return SLUICE_OK;
 }
 
-int sluice__rlimiter_backend_stats(struct sluice__rlimiter *rl, struct sluice_redis_stats *out)
+static const struct sluice__limiter_ops rlimiter_ops = {
+	.admit = rlimiter_admit,
+	.acquire = rlimiter_acquire,
+	.release = rlimiter_release,
+	.admit_batch = rlimiter_admit_batch,
+	.sweep = NULL, /* Redis expires idle keys itself */
+	.stats = rlimiter_stats,
+	.destroy = rlimiter_destroy,
+};
+
+int sluice_redis_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
+				size_t nlimits, const struct sluice_limiter_options *lopts,
+				const struct sluice_redis_limiter_options *ropts)
 {
+	struct sluice_limiter_options o;
+
+	if (out == NULL)
+		return SLUICE_EINVAL;
+	*out = NULL;
+	if (limits == NULL || nlimits == 0 || ropts == NULL || ropts->size != sizeof *ropts ||
+	    ropts->redis == NULL)
+		return SLUICE_EINVAL;
+	if (nlimits > SLUICE_LIMITER_MAX_LIMITS)
+		return SLUICE_ETOOBIG;
+	memset(&o, 0, sizeof o);
+	if (lopts != NULL) {
+		if (lopts->size != sizeof o)
+			return SLUICE_EINVAL;
+		o = *lopts;
+	}
+	struct sluice__rlimiter *rl;
+	int rc = rlimiter_create(&rl, limits, nlimits, &o, ropts);
+	if (rc != SLUICE_OK)
+		return rc;
+	return sluice__limiter_create_backend(out, &rlimiter_ops, rl);
+}
+
+int sluice__limiter_redis_stats(struct sluice_limiter *lim, struct sluice_redis_stats *out)
+{
+	struct sluice__rlimiter *rl = sluice__limiter_backend(lim, &rlimiter_ops);
+	if (rl == NULL || out == NULL)
+		return SLUICE_EINVAL;
 	return sluice__rpool_backend_stats(rl->pool, out);
 }

@@ -9,7 +9,7 @@
  *   redis_args.c      validation, flattening, the script's arguments
  *   redis_exchange.c  pipelined rounds, NOSCRIPT, MOVED, ASK, TRYAGAIN
  *   redis_decide.c    replies decoded into decisions (pure), fail mode
- *   redis_govern.c    the governing rule and the engine's tie rank
+ *   redis_govern.c    the governing rule
  *   redis_cache.c     the local deny cache
  *   redis_lease.c     the local lease
  *   redis_conn.c      connections, timeouts, SIGPIPE
@@ -83,6 +83,7 @@
  * is left as it was.
  */
 #include "redis/redis_internal.h"
+#include "redis/redis_backend_internal.h"
 
 #ifdef SLUICE_WITH_REDIS
 
@@ -92,13 +93,14 @@
 /* admit_scopes and acquire_scopes. */
 static int admit_one(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
 		     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
-		     sluice_slot_handle *handles)
+		     sluice_slot_handle *handles, struct sluice_decision *each, bool check_limits)
 {
 	if (r == NULL || out == NULL)
 		return SLUICE_EINVAL;
 	struct sluice_redis_request req = { scopes, nscopes, cost };
 	struct prepared p;
-	int rc = sluice__redis_prepare(r, &req, &p);
+	/* sluice__redis_admit_each()'s limits were validated once, before. */
+	int rc = sluice__redis_prepare_checked(r, &req, &p, check_limits);
 	if (rc != SLUICE_OK)
 		return rc;
 	if (p.has_slots && cost > 0 && handles == NULL)
@@ -110,16 +112,31 @@ static int admit_one(struct sluice_redis *r, const struct sluice_redis_scope *sc
 	 * never 0): a fresh tag per state, as a cell's init draws one. */
 	r->slots_tag = r->next_tag;
 	r->next_tag = (r->next_tag - 1 + nscopes) % 0xffffff + 1;
+	/* Nothing reported yet (a denial, a degraded or a leased answer
+	 * reports nothing more; each group of a cross-slot request its own). */
+	for (size_t k = 0; each != NULL && k < p.nlimits; k++)
+		each[k].limit_index = UINT32_MAX;
+	p.each = each;
 	if (p.cross)
 		return sluice__redis_admit_cross(r, &p, now_ns, out, handles);
 	p.handles = cost > 0 ? handles : NULL;
 	return sluice__redis_admit_prepared(r, &p, 1, now_ns, out);
 }
 
+int sluice__redis_admit_each(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
+			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			     struct sluice_decision *each, sluice_slot_handle *handles)
+{
+	if (handles != NULL)
+		for (size_t s = 0; s < nscopes && s < SLUICE_REDIS_MAX_SCOPES; s++)
+			handles[s] = SLUICE_SLOT_NONE;
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles, each, false);
+}
+
 int sluice_redis_admit_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
 			      size_t nscopes, uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
 {
-	return admit_one(r, scopes, nscopes, cost, now_ns, out, NULL);
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, NULL, NULL, true);
 }
 
 int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redis_scope *scopes,
@@ -130,7 +147,7 @@ int sluice_redis_acquire_scopes(struct sluice_redis *r, const struct sluice_redi
 		return SLUICE_EINVAL;
 	for (size_t s = 0; s < nscopes && s < SLUICE_REDIS_MAX_SCOPES; s++)
 		handles[s] = SLUICE_SLOT_NONE;
-	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles);
+	return admit_one(r, scopes, nscopes, cost, now_ns, out, handles, NULL, true);
 }
 
 int sluice_redis_release(struct sluice_redis *r, const struct sluice_redis_scope *scope,

@@ -50,6 +50,12 @@ static int check_limit(const struct sluice_redis *r, const struct sluice_limit *
 
 int sluice__redis_prepare(struct sluice_redis *r, const struct sluice_redis_request *req, struct prepared *p)
 {
+	return sluice__redis_prepare_checked(r, req, p, true);
+}
+
+int sluice__redis_prepare_checked(struct sluice_redis *r, const struct sluice_redis_request *req,
+				  struct prepared *p, bool check_limits)
+{
 	if (req->scopes == NULL || req->nscopes == 0)
 		return SLUICE_EINVAL;
 	if (req->nscopes > SLUICE_REDIS_MAX_SCOPES)
@@ -62,6 +68,7 @@ int sluice__redis_prepare(struct sluice_redis *r, const struct sluice_redis_requ
 	p->has_slots = p->cross = p->done = p->sent = false;
 	p->reply = NULL;
 	p->handles = NULL;
+	p->each = NULL;
 	for (size_t s = 0; s < req->nscopes; s++) {
 		const struct sluice_redis_scope *sc = &req->scopes[s];
 		if (sc->key == NULL || sc->key_len > SLUICE_LIMITER_MAX_KEY)
@@ -90,7 +97,7 @@ int sluice__redis_prepare(struct sluice_redis *r, const struct sluice_redis_requ
 		size_t first_gcra = sc->nlimits, nslots = 0;
 		for (size_t i = 0; i < sc->nlimits; i++) {
 			const struct sluice_limit *l = &sc->limits[i];
-			int rc = check_limit(r, l);
+			int rc = check_limits ? check_limit(r, l) : SLUICE_OK;
 			if (rc != SLUICE_OK)
 				return rc;
 			if (l->kind == SLUICE_LIMIT_SLIDING_LOG && r->log_cell == NULL) {

@@ -1,10 +1,10 @@
 /*
- * redis_backend_internal.h - the limiter and the engine on Redis
- * (limiter_redis.c, engine_redis.c) and the connection pool they share
- * (redis_pool.c). Not installed. limiter.c and engine.c dispatch to these
- * from the top of their public functions when created with options.redis.
- * Only the public sluice_redis_* API is used underneath, plus the engine's
- * tie rank (redis_rank_internal.h).
+ * redis_backend_internal.h - the connection pool (redis_pool.c) shared by
+ * the limiter on Redis (limiter_redis.c: a store behind the limiter's
+ * operations table) and the engine's Redis executor (exec_redis.c), and
+ * their hooks for tests. Not installed; nothing below the redis layer
+ * includes it. Only the public sluice_redis_* API is used underneath, plus
+ * sluice__redis_admit_each() below.
  */
 #ifndef SLUICE_REDIS_BACKEND_INTERNAL_H
 #define SLUICE_REDIS_BACKEND_INTERNAL_H
@@ -17,7 +17,7 @@
 
 struct sluice__rpool;
 
-/* n handles (1 .. SLUICE_LIMITER_MAX_CONNECTIONS) made from `ro`, whose
+/* n handles (1 .. SLUICE_REDIS_MAX_CONNECTIONS) made from `ro`, whose
  * fail_mode must be 0 (SLUICE_FAIL_OPEN): callers apply their own fail mode
  * to degraded answers. Errors as sluice_redis_create(), SLUICE_ENOMEM. */
 int sluice__rpool_create(struct sluice__rpool **out, const struct sluice_redis_options *ro,
@@ -58,76 +58,30 @@ void sluice__redis_fail_mode(uint32_t fail_mode, uint64_t cost, struct sluice_de
 void sluice__redis_fail_answer(uint32_t fail_mode, uint64_t cost, const struct sluice_limit *limit,
 			       struct sluice_decision *d);
 
-/* ---- the limiter on Redis (limiter_redis.c) ---- */
-
-struct sluice__rlimiter;
-
-int sluice__rlimiter_create(struct sluice__rlimiter **out, const struct sluice_limit *limits,
-			    size_t nlimits, const struct sluice_limiter_options *o);
-void sluice__rlimiter_destroy(struct sluice__rlimiter *rl);
-int sluice__rlimiter_admit(struct sluice__rlimiter *rl, const void *key, size_t key_len,
-			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out);
-int sluice__rlimiter_acquire(struct sluice__rlimiter *rl, const void *key, size_t key_len,
+/*
+ * sluice_redis_admit_scopes() (handles NULL) or sluice_redis_acquire_scopes()
+ * for limits the caller validated once before (by a read-only call of the
+ * public API: the limiter's store at create, the engine's executor when it
+ * opens a binding): they are NOT validated again (kind, numbers, ranges).
+ * each (NULL: not wanted) also receives every limit's decision of an
+ * admission: each[k] for the flat limit index k (scope 0's limits first), as
+ * the script decided it, atomically with the admission; entries it could not
+ * know (a denial, a degraded answer) keep limit_index UINT32_MAX. A request
+ * asking for them never takes a local lease. each holds every limit of the
+ * request.
+ */
+int sluice__redis_admit_each(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
 			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
-			     sluice_slot_handle *handle);
-int sluice__rlimiter_release(struct sluice__rlimiter *rl, const void *key, size_t key_len,
-			     sluice_slot_handle handle);
-int sluice__rlimiter_admit_batch(struct sluice__rlimiter *rl, const struct sluice_limiter_request *reqs,
-				 size_t n, uint64_t now_ns, struct sluice_decision *out);
-int sluice__rlimiter_stats(const struct sluice__rlimiter *rl, struct sluice_limiter_stats *out);
-int sluice__rlimiter_backend_stats(struct sluice__rlimiter *rl, struct sluice_redis_stats *out);
+			     struct sluice_decision *each, sluice_slot_handle *handles);
 
-/* For tests: the backend's counters of a Redis-backed limiter (round trips,
- * reconnects...), summed over its connections. SLUICE_EINVAL for a NULL
- * argument or an in-process limiter. */
+/* ---- the limiter and the engine on Redis ---- */
+
+/* For tests: the backend's counters of a limiter made by
+ * sluice_redis_limiter_create() (round trips, reconnects...), summed over
+ * its connections. SLUICE_EINVAL for a NULL argument or another limiter. */
 int sluice__limiter_redis_stats(struct sluice_limiter *lim, struct sluice_redis_stats *out);
 
-/* ---- the engine on Redis (engine_redis.c) ---- */
-
-/* engine.c: the limit spec of policy limit `pl` with the numbers in force
- * (count, burst after tier or override); one mapping for both engines. */
-int sluice__engine_limit_spec(const struct sluice_policy_limit *pl, uint64_t count, uint64_t burst,
-			      struct sluice_limit *out);
-
-/* engine.c: the class a usage request is counted in: the default class
- * without a path, else the route's; SLUICE_EINVAL for a path without a
- * method, or the matcher's error. One rule for both engines. */
-int sluice__engine_usage_class(const struct sluice_policy *policy,
-			       const struct sluice_engine_request *req);
-
-/* engine.c: the class a release gives its slots back in: the check's when
- * the policy is the one of the check (same generation, class in range),
- * else the request's route matched again (the default class if that
- * fails). Never an error. */
-int sluice__engine_release_class(const struct sluice_policy *policy, uint32_t class_count,
-				 uint64_t generation, const struct sluice_engine_request *req,
-				 const struct sluice_engine_decision *decision);
-
-/* engine.c: one way for both engines to fill a decision from policy limit
- * i (governing limit, scope, name), to tell whether a decision is past the
- * limit's warn threshold, and to copy a limit name (truncated). */
-void sluice__engine_fill_governing(const struct sluice_policy_spec *spec, uint32_t i,
-				   const struct sluice_decision *d, struct sluice_engine_decision *out);
-bool sluice__engine_over_warn(const struct sluice_policy_limit *pl, const struct sluice_decision *d);
-void sluice__engine_name_copy(char *dst, const char *src);
-
-struct sluice__rengine;
-
-int sluice__rengine_create(struct sluice__rengine **out, struct sluice_policy *policy,
-			   const struct sluice_engine_options *o);
-void sluice__rengine_destroy(struct sluice__rengine *re);
-int sluice__rengine_check(struct sluice__rengine *re, const struct sluice_engine_request *req,
-			  struct sluice_engine_decision *out);
-int sluice__rengine_release(struct sluice__rengine *re, const struct sluice_engine_request *req,
-			    struct sluice_engine_decision *decision);
-int sluice__rengine_reload(struct sluice__rengine *re, struct sluice_policy *policy);
-uint64_t sluice__rengine_generation(struct sluice__rengine *re);
-int sluice__rengine_usage(struct sluice__rengine *re, const struct sluice_engine_request *req,
-			  struct sluice_engine_usage *out, size_t cap, size_t *count);
-
-int sluice__rengine_backend_stats(struct sluice__rengine *re, struct sluice_redis_stats *out);
-
-/* For tests: the backend's counters of a Redis-backed engine. */
+/* For tests: the same for an engine made by sluice_redis_engine_create(). */
 int sluice__engine_redis_stats(struct sluice_engine *eng, struct sluice_redis_stats *out);
 
 #endif /* SLUICE_REDIS_BACKEND_INTERNAL_H */

@@ -111,6 +111,7 @@ int sluice__redis_admit_cross(struct sluice_redis *r, const struct prepared *who
 		gr->p.cross = false;
 		gr->p.mode = req->cost > 0 ? MODE_RESERVE : MODE_PEEK;
 		gr->p.handles = handles;
+		gr->p.each = whole->each; /* the group's bases are the whole's */
 		r->call_deadline_ns = deadline;
 		sluice__redis_admit_prepared(r, &gr->p, 1, now_ns, &d);
 		r->call_deadline_ns = 0;
@@ -128,7 +129,7 @@ int sluice__redis_admit_cross(struct sluice_redis *r, const struct prepared *who
 			denied = true;
 			break;
 		}
-		if (done == 0 || sluice__redis_governs_over(r, whole, &d, &best))
+		if (done == 0 || sluice__redis_governs_over(&d, &best))
 			best = d;
 	}
 	if (denied) {

@@ -321,7 +321,14 @@ bool sluice__redis_decode(const struct sluice_redis *r, const struct prepared *p
 	for (size_t j = 0; j < p->nlimits; j++)
 		if (!decide_state(r, p, j, rep, 4 + 4 * j, ST_OK, now, t, what, &d[j], &ok, learnt) || !ok)
 			return false;
-	sluice__redis_govern(r, p, d, p->nlimits, out);
+	sluice__redis_govern(p, d, p->nlimits, out);
+	if (p->each != NULL)
+		for (size_t j = 0; j < p->nlimits; j++) {
+			uint32_t flat = (uint32_t)(p->base[p->scope[j]] + p->index[j]);
+			p->each[flat] = d[j];
+			p->each[flat].limit_index = flat;
+			p->each[flat].allowed = true;
+		}
 	size_t best = out->limit_index;
 	out->limit_index = p->base[p->scope[best]] + p->index[best];
 	out->allowed = true;

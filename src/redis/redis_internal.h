@@ -16,7 +16,6 @@
 
 #include <sluice/redis.h>
 
-#include "redis/redis_rank_internal.h"
 
 /* src/redis/limits.lua, embedded at build time (embed_script.cmake):
  * NUL-terminated, sluice__redis_script_len bytes before the NUL. */
@@ -94,6 +93,10 @@ struct prepared {
 	bool sent;          /* in the current pipeline */
 	redisReply *reply;  /* MODE_RESERVE: the reply, kept for its receipts */
 	sluice_slot_handle *handles; /* acquire: one per caller scope; else NULL */
+	/* sluice__redis_admit_each(): every limit's decision of an admission,
+	 * by flat index (entries not written keep limit_index UINT32_MAX);
+	 * else NULL. */
+	struct sluice_decision *each;
 	/* Local lease (lease_eligible()): while this request takes a lease,
 	 * req points to take (the caller's request with cost = the lease's
 	 * units) and orig to the caller's request; lease is its entry,
@@ -169,10 +172,6 @@ struct sluice_redis {
 	uint64_t next_tag;  /* the next call's (random start: two handles differ) */
 	struct group *groups; /* cluster: scratch of admit_cross() */
 	uint64_t call_deadline_ns; /* admit_cross(): the reserves' deadline; else 0 */
-	/* sluice__redis_set_tie_rank(): rank of each caller scope for a full
-	 * tie of the governing rule (NULL: ties to the first). */
-	uint32_t tie_rank[SLUICE_REDIS_MAX_SCOPES];
-	bool tie_ranked;
 	struct sluice_window_log *log_cell; /* decide_state() scratch; NULL until a log is used */
 	struct sluice_redis_stats st;
 	/* The local lease (off: lease == NULL). */
@@ -234,6 +233,12 @@ uint32_t sluice__redis_node_of(const struct sluice_redis *r, const struct prepar
 /* Validate and flatten req into p (the limiter's order per scope). */
 int sluice__redis_prepare(struct sluice_redis *r, const struct sluice_redis_request *req,
 			  struct prepared *p);
+/* The same; check_limits false skips each limit's validation (its kind,
+ * numbers and the backend's ranges: 128-bit divides per limit) for limits
+ * the caller validated once before (the engine's executor, when a binding
+ * is opened; sluice__redis_admit_each()). */
+int sluice__redis_prepare_checked(struct sluice_redis *r, const struct sluice_redis_request *req,
+				  struct prepared *p, bool check_limits);
 /* "<letter><i>:<a>:<b>" (GCRA: no letter) at f; returns its length. */
 size_t sluice__redis_field_name(char *f, char letter, uint64_t i, uint64_t a, uint64_t b);
 /* r->argv for p's script call; returns argc. */
@@ -284,15 +289,15 @@ bool sluice__redis_decode(const struct sluice_redis *r, const struct prepared *p
 			  uint64_t t, uint64_t now_ns, struct sluice_decision *out,
 			  struct sluice__redis_learnt *learnt);
 
-/* ---- the governing rule and the tie rank (redis_govern.c) ---- */
+/* ---- the governing rule (redis_govern.c) ---- */
 
-/* Among n admitted decisions of p: least remaining, then the shorter
- * reset, then the lower tie rank, then the first (index in limit_index). */
-void sluice__redis_govern(const struct sluice_redis *r, const struct prepared *p,
-			  const struct sluice_decision *d, size_t n, struct sluice_decision *out);
-/* The same rule between two governing decisions of `whole` (flat indexes). */
-bool sluice__redis_governs_over(const struct sluice_redis *r, const struct prepared *whole,
-				const struct sluice_decision *a, const struct sluice_decision *b);
+/* Among n admitted decisions of p: the one rule (common/govern_internal.h)
+ * ranked by evaluation order (index in limit_index). */
+void sluice__redis_govern(const struct prepared *p, const struct sluice_decision *d, size_t n,
+			  struct sluice_decision *out);
+/* The same rule between two governing decisions, a of a later group than
+ * b (a full tie stays with b). */
+bool sluice__redis_governs_over(const struct sluice_decision *a, const struct sluice_decision *b);
 
 /* ---- the deny cache (redis_cache.c) ---- */
 

@@ -43,7 +43,7 @@
 bool sluice__redis_lease_eligible(const struct sluice_redis *r, const struct prepared *p)
 {
 	return r->lease != NULL && p->req->cost > 0 && p->mode == MODE_ADMIT && p->all_gcra &&
-	       !p->cross && p->handles == NULL;
+	       !p->cross && p->handles == NULL && p->each == NULL;
 }
 
 /* The shape of a request: its keys and limits in order (the deny-cache

@@ -69,7 +69,7 @@ int sluice__rpool_create(struct sluice__rpool **out, const struct sluice_redis_o
 			 uint32_t n)
 {
 	*out = NULL;
-	if (ro == NULL || n == 0 || n > SLUICE_LIMITER_MAX_CONNECTIONS)
+	if (ro == NULL || n == 0 || n > SLUICE_REDIS_MAX_CONNECTIONS)
 		return SLUICE_EINVAL;
 	if (ro->size < sizeof(struct sluice_redis_options) || ro->fail_mode != SLUICE_FAIL_OPEN)
 		return SLUICE_EINVAL;

@@ -5,7 +5,8 @@
  */
 #include <sluice/redis.h>
 
-#include "redis/redis_rank_internal.h"
+#include "redis/redis_backend_internal.h"
+
 
 #ifndef SLUICE_WITH_REDIS
 
@@ -66,9 +67,12 @@ int sluice_redis_stats(const struct sluice_redis *r, struct sluice_redis_stats *
 	return SLUICE_EUNSUPPORTED;
 }
 
-void sluice__redis_set_tie_rank(struct sluice_redis *r, const uint32_t *rank, size_t n)
+int sluice__redis_admit_each(struct sluice_redis *r, const struct sluice_redis_scope *scopes, size_t nscopes,
+			     uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			     struct sluice_decision *each, sluice_slot_handle *handles)
 {
-	(void)r, (void)rank, (void)n;
+	(void)r, (void)scopes, (void)nscopes, (void)cost, (void)now_ns, (void)out, (void)each, (void)handles;
+	return SLUICE_EUNSUPPORTED;
 }
 
 #endif /* !SLUICE_WITH_REDIS */

@@ -20,9 +20,11 @@
  * engine's governing one). An admission, the rate-like limits (GCRA,
  * sliding, calendar): the engine's governing limit when it is one, else
  * (the governing limit is a concurrency limit, whose "remaining" is slots,
- * not quota) the engine's usage of every applied rate-like limit, of which
- * the renderer shows the one with the least remaining; the draft-11 family,
- * which lists every limit, always takes the usage.
+ * not quota) every applied rate-like limit's decision, of which the
+ * renderer shows the one with the least remaining; the draft-11 family,
+ * which lists every limit, always takes them all. Every limit's decision
+ * comes from the one check (sluice_engine_request.limit_decisions): no
+ * second call reads what the check computed.
  */
 #include "server.h"
 
@@ -193,27 +195,23 @@ static void add_limit(struct server_verdict *v, const struct sluice_policy_limit
 	h->window_ns = l->period_ns; /* 0 for concurrency: no window rendered */
 }
 
-/* Every applied rate-like limit's state, from the engine's usage. */
-static void add_usage(struct server_decider *d, const struct sluice_engine_request *er,
-		      struct server_verdict *v)
+/* Every applied rate-like limit's state after the check, from its own
+ * decision. */
+static void add_applied(struct server_decider *d, const struct sluice_decision *per,
+			struct server_verdict *v)
 {
-	struct sluice_engine_usage u[SLUICE_POLICY_MAX_LIMITS];
-	size_t n = 0;
-
-	if (sluice_engine_usage(d->engine, er, u, SLUICE_POLICY_MAX_LIMITS, &n) != SLUICE_OK)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (u[i].kind == SLUICE_POLICY_KIND_CONCURRENCY ||
-		    !(v->engine.applied & (UINT32_C(1) << u[i].limit)))
+	for (uint32_t i = 0; i < d->spec->limit_count; i++) {
+		const struct sluice_policy_limit *l = &d->spec->limits[i];
+		if (l->kind == SLUICE_POLICY_KIND_CONCURRENCY || !(v->engine.applied & (UINT32_C(1) << i)))
 			continue;
 		struct sluice_decision dec = {
 			.allowed = true,
-			.limit_index = u[i].limit,
-			.limit = u[i].count,
-			.remaining = u[i].remaining,
-			.reset_ns = u[i].reset_ns,
+			.limit_index = i,
+			.limit = per[i].limit,
+			.remaining = per[i].remaining,
+			.reset_ns = per[i].reset_ns,
 		};
-		add_limit(v, &d->spec->limits[u[i].limit], &dec);
+		add_limit(v, l, &dec);
 	}
 }
 
@@ -232,8 +230,11 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	v->decision.allowed = true;
 	v->engine.slot_count = 0;
 
+	struct sluice_decision per[SLUICE_POLICY_MAX_LIMITS];
 	extract_identities(d, req, v);
 	engine_request(d, req, v, &er);
+	er.limit_decisions = per;
+	er.limit_decisions_cap = SLUICE_POLICY_MAX_LIMITS;
 	int rc = sluice_engine_check(d->engine, &er, &v->engine);
 	if (rc != SLUICE_OK) {
 		/* Nothing was consumed. EINVAL: the matcher refused the target;
@@ -254,7 +255,7 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	}
 	bool others = (v->engine.applied & ~(UINT32_C(1) << v->engine.d.limit_index)) != 0;
 	if (gov->kind == SLUICE_POLICY_KIND_CONCURRENCY || ((v->families & SLUICE_HTTP_DRAFT11) && others))
-		add_usage(d, &er, v);
+		add_applied(d, per, v);
 	else
 		add_limit(v, gov, &v->engine.d);
 	if (v->engine.d.degraded && v->nlimits > 0)
@@ -264,13 +265,11 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 void server_decider_release(struct server_decider *d, const struct server_request *req,
 			    struct server_verdict *v)
 {
-	struct sluice_engine_request er;
-
+	(void)req; /* the decision's slots carry what release needs */
 	if (v->engine.slot_count == 0)
 		return;
-	engine_request(d, req, v, &er);
 	/* ESTALE (a reload changed the limit, or the key was reclaimed) and
 	 * EDOUBLE cannot be acted upon here: the slot is gone either way. */
-	(void)sluice_engine_release(d->engine, &er, &v->engine);
+	(void)sluice_engine_release(d->engine, &v->engine);
 	v->engine.slot_count = 0;
 }

@@ -395,9 +395,7 @@ static void compose(const struct sluice__plan *p, const struct sluice__exec_resu
 {
 	const struct sluice_policy_spec *spec = p->spec;
 	bool degraded = false;
-	uint32_t ndecided = r->denied == UINT32_MAX ? p->n : r->denied + 1;
-
-	for (uint32_t j = 0; j < ndecided; j++)
+	for (uint32_t j = 0; j < p->n; j++)
 		if (r->decided & (UINT32_C(1) << j))
 			degraded = degraded || r->d[j].degraded;
 	if (r->denied != UINT32_MAX) {

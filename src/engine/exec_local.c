@@ -5,17 +5,33 @@
  * "Engine").
  *
  * All-or-nothing across limiters. Each item of the plan is admitted with a
- * receipt (sluice__limiter_reserve), in the plan's order: concurrency slots
- * first (their cancel is always exact: a semaphore's operations commute),
- * then the other limits in policy order. The first refusal cancels every
+ * receipt (sluice__limiter_reserve); the first refusal cancels every
  * receipt already taken, in reverse order. Each reserve is a real, atomic
  * admission of its own cell, so at any instant every cell holds at most its
- * limit: nothing can over-admit, whatever the interleaving. A cancel
- * restores a cell only if nothing landed on it since (else the units stay
- * consumed: conservative), so a refused request evaluated alone consumes
- * nothing; under contention its transient reservation may refuse a
- * concurrent request that would have fit, and rarely stay consumed. The
- * receipts live on the stack and are valid because the engine runs the
+ * limit: nothing can over-admit, whatever the interleaving.
+ *
+ * A refused request consumes nothing (docs/limiter.md, "Refused requests
+ * consume nothing"). A limiter whose cancel is exact (slots, sliding
+ * counter, calendar: sluice__limiter_cancel_is_exact) gives back exactly
+ * what the receipt took whatever landed since; a GCRA or sliding-log
+ * limiter's cancel restores its word only if nothing landed since, else the
+ * units stay consumed. So the reserves go exact limiters first, in the
+ * plan's order, and the inexact ones last, the shallowest bucket first and
+ * the deepest last: a refusal then needs an inexact cancel only of an
+ * inexact limiter reserved before the refusing one, which needs two of
+ * them. A plan with two or more inexact limiters therefore starts with a
+ * read-only pass (sluice__limiter_check) over every item in the plan's
+ * order, so that a refusal already visible reserves nothing; only a race
+ * after that pass, between two inexact limiters, can leave at most `cost`
+ * units in each inexact limiter reserved before the refusing one
+ * (BM_engine_contended, docs/benchmarks.md, measures it).
+ *
+ * The denier reported is the first in the plan's order, as the Redis
+ * executor's script reports it: when a reserve refuses, the items that
+ * precede it in the plan's order are checked again (read-only, after the
+ * cancels), and the first of them that refuses is the denier.
+ *
+ * The receipts live on the stack and are valid because the engine runs the
  * whole evaluation inside one read-side section (this executor is not
  * blocking): entries cannot be freed under it.
  *
@@ -26,11 +42,24 @@
  * reaped and reclaimed, and then the pointer is simply not found (ESTALE),
  * never dereferenced.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/executor_internal.h"
 #include "limiter/limiter_internal.h"
+
+/* Tests only (sluice__exec_local_set_reserve_hook). */
+static void (*_Atomic reserve_hook)(void *user, uint32_t limit);
+static void *_Atomic reserve_hook_user;
+
+void sluice__exec_local_set_reserve_hook(void (*fn)(void *user, uint32_t limit), void *user)
+{
+	/* relaxed: set by a test before the checks it observes, on their own
+	 * thread or before starting them. */
+	atomic_store_explicit(&reserve_hook_user, user, memory_order_relaxed); /* relaxed: why above */
+	atomic_store_explicit(&reserve_hook, fn, memory_order_relaxed); /* relaxed: why above */
+}
 
 struct exec_local {
 	uint64_t max_keys;
@@ -87,17 +116,90 @@ static void local_close(void *ex, struct sluice__binding *const *b, size_t n)
 	}
 }
 
+/* A GCRA limit's bucket depth in ns (burst x interval): the deeper, the
+ * later it is reserved. */
+static uint64_t depth_of(const struct sluice__binding *b)
+{
+	return b->spec.kind == SLUICE_LIMIT_GCRA ? b->spec.rate.tolerance_ns : 0;
+}
+
+/* The order of the reserves (see the file comment): exact limiters in the
+ * plan's order, then the inexact ones by bucket depth, shallowest first.
+ * Returns the number of inexact limiters. */
+static uint32_t reserve_order(const struct sluice__plan *p, uint32_t *order)
+{
+	uint32_t n = 0, inexact[SLUICE_POLICY_MAX_LIMITS], ni = 0;
+
+	for (uint32_t j = 0; j < p->n; j++) {
+		if (sluice__limiter_cancel_is_exact(p->item[j].b->exec))
+			order[n++] = j;
+		else
+			inexact[ni++] = j;
+	}
+	/* Insertion sort by depth (a handful of items), stable: equal depths
+	 * keep the plan's order. Only GCRA has a depth; a sliding log sorts
+	 * as depth 0 (first among the inexact). */
+	for (uint32_t a = 1; a < ni; a++) {
+		uint32_t j = inexact[a], at = a;
+		uint64_t dj = depth_of(p->item[j].b);
+		while (at > 0 && depth_of(p->item[inexact[at - 1]].b) > dj) {
+			inexact[at] = inexact[at - 1];
+			at--;
+		}
+		inexact[at] = j;
+	}
+	for (uint32_t a = 0; a < ni; a++)
+		order[n++] = inexact[a];
+	return ni;
+}
+
+/* Item j refused (everything reserved is cancelled): the first item in the
+ * plan's order that refuses now, read-only, or j. */
+static uint32_t first_denier(const struct sluice__plan *p, uint32_t j, uint64_t cost, uint64_t now_ns,
+			     struct sluice__exec_result *r)
+{
+	unsigned char key[SLUICE__ENGINE_KEY_MAX];
+	struct sluice_decision d;
+
+	for (uint32_t k = 0; k < j; k++) {
+		size_t klen = sluice__plan_key(p, k, key);
+		if (!sluice__limiter_check(p->item[k].b->exec, key, klen, cost, now_ns, &d)) {
+			r->d[k] = d;
+			r->decided |= UINT32_C(1) << k;
+			return k;
+		}
+	}
+	return j;
+}
+
 static int local_execute(void *ex, const struct sluice__plan *p, uint64_t cost, uint64_t now_ns,
 			 struct sluice__exec_result *r)
 {
 	struct sluice__limiter_hold holds[SLUICE_POLICY_MAX_LIMITS];
 	unsigned char key[SLUICE__ENGINE_KEY_MAX];
+	uint32_t order[SLUICE_POLICY_MAX_LIMITS];
 	(void)ex;
 
 	r->denied = UINT32_MAX;
 	r->governing = UINT32_MAX;
 	r->decided = 0;
-	for (uint32_t j = 0; j < p->n; j++) {
+	bool ordered = p->n >= 2 && cost > 0;
+	if (ordered && reserve_order(p, order) >= 2) {
+		/* 1. The read-only pass: a visible refusal reserves nothing. */
+		for (uint32_t j = 0; j < p->n; j++) {
+			size_t klen = sluice__plan_key(p, j, key);
+			r->decided |= UINT32_C(1) << j;
+			r->slot_handle[j] = SLUICE_SLOT_NONE;
+			if (!sluice__limiter_check(p->item[j].b->exec, key, klen, cost, now_ns, &r->d[j])) {
+				r->denied = j;
+				return SLUICE_OK;
+			}
+		}
+		r->decided = 0;
+	}
+	/* 2. The reserves, exact limiters first when the order matters. */
+	for (uint32_t a = 0; a < p->n; a++) {
+		uint32_t j = ordered ? order[a] : a;
 		struct sluice_limiter *lim = p->item[j].b->exec;
 		size_t klen = sluice__plan_key(p, j, key);
 		sluice__limiter_reserve(lim, key, klen, cost, now_ns, &r->d[j], &holds[j]);
@@ -105,14 +207,22 @@ static int local_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 		r->slot_handle[j] = holds[j].handle;
 		r->slot_entry[j] = (uint64_t)(uintptr_t)holds[j].entry;
 		r->slot_hash[j] = holds[j].hash;
+		if (r->d[j].allowed && a + 1 < p->n) {
+			/* relaxed: see sluice__exec_local_set_reserve_hook(). */
+			void (*hook)(void *, uint32_t) = atomic_load_explicit(&reserve_hook, memory_order_relaxed); /* relaxed: why above */
+			if (hook != NULL)
+				hook(atomic_load_explicit(&reserve_hook_user, memory_order_relaxed), /* relaxed: why above */
+				     p->item[j].limit);
+		}
 		if (!r->d[j].allowed) {
 			/* Refused: undo every reservation taken, newest first. */
-			for (uint32_t k = j; k-- > 0;) {
+			for (uint32_t b = a; b-- > 0;) {
+				uint32_t k = ordered ? order[b] : b;
 				sluice__limiter_cancel(p->item[k].b->exec, &holds[k]);
 				r->slot_handle[k] = SLUICE_SLOT_NONE;
 			}
 			r->slot_handle[j] = SLUICE_SLOT_NONE;
-			r->denied = j;
+			r->denied = ordered ? first_denier(p, j, cost, now_ns, r) : j;
 			return SLUICE_OK;
 		}
 	}

@@ -82,8 +82,10 @@ struct sluice__plan {
 /* What an executor answers for a plan. */
 struct sluice__exec_result {
 	/* d[j]: item j's decision (limit_index is not set). All items are
-	 * decided when no item denied; on a denial, items before the denier
-	 * are decided and cancelled (d[j] as admitted) and later ones not. A
+	 * decided when no item denied; on a denial, the items the executor
+	 * evaluated before the denier (in its own order, which may differ from
+	 * the plan's: exec_local.c) are decided, d[j] as admitted and then
+	 * cancelled or as checked, and the others not. A
 	 * degraded d[j] allowed is a limit the fail mode answered open: it
 	 * cannot govern. */
 	struct sluice_decision d[SLUICE_POLICY_MAX_LIMITS];
@@ -146,6 +148,12 @@ struct sluice__executor_ops {
 
 /* The in-process executor (exec_local.c). */
 int sluice__exec_local_create(void **out, uint64_t max_keys, uint32_t engine_flags);
+/* Tests only: call fn(user, policy limit index) after each admitted reserve
+ * of a plan but its last, in this thread, inside the check's read-side
+ * section; fn may check other requests on the same engine (deterministic
+ * interleavings: tests/test_engine_cancel.c). NULL removes it. Not for
+ * concurrent use with checks. */
+void sluice__exec_local_set_reserve_hook(void (*fn)(void *user, uint32_t limit), void *user);
 extern const struct sluice__executor_ops sluice__exec_local_ops;
 
 /* Create an engine over an executor (engine.c). On success the engine owns

@@ -10,6 +10,9 @@
  *                                bytes and request stream (L = 0..4 in policy
  *                                order; 4, the slots, is acquire + release)
  *   BM_engine_route_seed002      the route match alone
+ *   BM_engine_contended/G        threads on one token, a daily quota listed
+ *                                before a refusing per-second limit: quota
+ *                                units taken by refused requests ("lost")
  * The sum of the five singles plus the route is what the engine costs if
  * composition were free; docs/benchmarks.md compares.
  *
@@ -18,9 +21,11 @@
  * per token and minute, 2.3 per workspace). One thread.
  */
 #include <sluice.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "shim.h"
 
@@ -206,3 +211,103 @@ static void BM_engine_route_seed002(sbench_state *st)
 			sbench_keep(sluice_policy_match(policy_view, "GET", 3, "/v1/items/123", 13));
 }
 SBENCH_REGISTER(BM_engine_route_seed002) { (void)b; }
+
+/* ---- a refused request consumes nothing, across limiters ----
+ *
+ * BM_engine_contended/G (threads 1..N): the policy lists a daily quota of
+ * 100000 BEFORE a per-second limit of 100000/1s with a burst of 10, which
+ * refuses most calls when threads hammer one token at the monotonic clock
+ * (2^20 checks each). G = 0: the quota is a calendar day (exact cancel);
+ * G = 1: a GCRA of 100000 per 1000 days with a burst of 100000 (two GCRA
+ * limits: the read-only pass and the order decide). Afterwards the quota
+ * left is measured with checks at later times; "lost" = quota - left -
+ * admitted, the quota units that refused requests took. */
+
+#define CONTENDED_QUOTA 100000u
+static _Atomic uint64_t contended_admitted;
+
+static uint64_t contended_now(uint64_t base)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return base + (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+}
+
+static void BM_engine_contended(sbench_state *st)
+{
+	static struct sluice_engine *eng;
+	static uint64_t base;
+	static const char *const text[2] = {
+		"policy \"contended\"\nscope token\n"
+		"limit day per token quota 100000/1d@utc\n"
+		"limit second per token rate 100000/1s burst 10\n",
+		"policy \"contended\"\nscope token\n"
+		"limit day per token rate 100000/1000d burst 100000\n"
+		"limit second per token rate 100000/1s burst 10\n",
+	};
+	struct sluice_identity id = { "hot", 3 };
+	struct sluice_engine_request r;
+	struct sluice_engine_decision d;
+
+	memset(&r, 0, sizeof r);
+	r.method = "GET";
+	r.method_len = 3;
+	r.path = "/";
+	r.path_len = 1;
+	r.identities = &id;
+	r.identity_count = 1;
+	r.tier = SLUICE_POLICY_NO_TIER;
+	r.cost = 1;
+	if (sbench_thread_index(st) == 0) {
+		const char *t = text[sbench_range(st, 0) != 0];
+		struct sluice_policy *p = NULL;
+		if (sluice_policy_parse(t, strlen(t), NULL, &p, NULL) != SLUICE_OK ||
+		    sluice_engine_create(&eng, p, NULL) != SLUICE_OK)
+			abort();
+		/* An hour into a UTC day: the run and the probes stay in it. */
+		base = DAY0 + 3600 * SEC - contended_now(0);
+		/* relaxed: a counter, read by thread 0 after the closing barrier. */
+		atomic_store_explicit(&contended_admitted, 0, memory_order_relaxed); /* relaxed: why above */
+	}
+	uint64_t admitted = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		uint64_t got = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			r.now_ns = contended_now(base);
+			sluice_engine_check(eng, &r, &d);
+			got += d.d.allowed;
+		}
+		admitted += got;
+		/* relaxed: a counter; the barrier of the sbench_batch() call that
+		 * ends the loop orders it before thread 0 reads it below. */
+		atomic_fetch_add_explicit(&contended_admitted, got, memory_order_relaxed); /* relaxed: why above */
+	}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	sbench_counter(st, "admitted", (double)admitted, 0);
+	if (sbench_thread_index(st) != 0)
+		return; /* the loop's end was a barrier: thread 0 measures alone */
+	/* The quota left: checks of 10 units (the per-second burst) 200 us
+	 * apart (it is full again), then of 1, until the quota refuses. */
+	uint64_t t = contended_now(base), left = 0;
+	for (uint64_t c = 10; c >= 1; c = c == 10 ? 1 : 0)
+		for (;;) {
+			t += 200000;
+			r.now_ns = t;
+			r.cost = c;
+			if (!(sluice_engine_check(eng, &r, &d) == SLUICE_OK && d.d.allowed))
+				break;
+			left += c;
+		}
+	/* relaxed: see above. */
+	uint64_t all = atomic_load_explicit(&contended_admitted, memory_order_relaxed); /* relaxed: why above */
+	sbench_counter(st, "lost", (double)(CONTENDED_QUOTA - left - all), 0);
+	sluice_engine_destroy(eng);
+}
+SBENCH_REGISTER(BM_engine_contended)
+{
+	sbench_arg(b, 0);
+	sbench_arg(b, 1);
+	sbench_thread_range(b, 1, sbench_max_threads(2));
+	sbench_fixed_iterations(b, 1 << 20);
+	sbench_real_time(b);
+}

@@ -10,6 +10,10 @@
  *                                bytes and request stream (L = 0..4 in policy
  *                                order; 4, the slots, is acquire + release)
  *   BM_engine_route_seed002      the route match alone
+ *   BM_engine_check_seed002_icount  a fixed loop of 2^16 checks (+ releases)
+ *                                of seed 002 for instruction counts:
+ *                                valgrind --tool=callgrind
+ *                                --toggle-collect='engine_icount_loop*'
  *   BM_engine_contended/G        threads on one token, a daily quota listed
  *                                before a refusing per-second limit: quota
  *                                units taken by refused requests ("lost")
@@ -124,6 +128,70 @@ static void BM_engine_check_seed002(sbench_state *st)
 	sluice_engine_destroy(eng);
 }
 SBENCH_REGISTER(BM_engine_check_seed002) { (void)b; }
+
+/* The loop callgrind counts (--toggle-collect='engine_icount_loop*'):
+ * everything in it is fixed (the stream, the clock steps), so its count is
+ * the same in every run; Collected / 2^16 = instructions per request. */
+#define ICOUNT_REQUESTS (1u << 16)
+__attribute__((noinline)) static uint64_t engine_icount_loop(struct sluice_engine *eng,
+							    struct sluice_engine_request *r,
+							    struct sluice_identity *id, uint64_t now)
+{
+	struct sluice_engine_decision d;
+	uint64_t admitted = 0;
+	for (uint32_t j = 0; j < ICOUNT_REQUESTS; j++) {
+		uint32_t t = stream[j & (STREAM - 1)];
+		id[0].bytes = tok[t];
+		id[1].bytes = ws[t % WORKSPACES];
+		r->now_ns = now + (uint64_t)j * STEP_NS;
+		sluice_engine_check(eng, r, &d);
+		admitted += d.d.allowed;
+		if (d.slot_count)
+			sluice_engine_release(eng, &d);
+	}
+	return admitted;
+}
+
+static void BM_engine_check_seed002_icount(sbench_state *st)
+{
+	make_stream();
+	struct sluice_policy *p = load_seed002(st);
+	struct sluice_engine *eng = NULL;
+	if (p == NULL || sluice_engine_create(&eng, p, NULL) != SLUICE_OK) {
+		sbench_error(st, "engine");
+		return;
+	}
+	struct sluice_identity id[2] = { { tok[0], 14 }, { ws[0], 14 } };
+	struct sluice_engine_request r;
+	struct sluice_engine_decision d;
+	memset(&r, 0, sizeof r);
+	r.method = "GET";
+	r.method_len = 3;
+	r.path = "/v1/items/123";
+	r.path_len = strlen(r.path);
+	r.identities = id;
+	r.identity_count = 2;
+	r.tier = SLUICE_POLICY_NO_TIER;
+	r.cost = 1;
+	for (int t = 0; t < TOKENS; t++) { /* every key inserted first */
+		id[0].bytes = tok[t];
+		id[1].bytes = ws[t % WORKSPACES];
+		r.now_ns = DAY0;
+		sluice_engine_check(eng, &r, &d);
+		if (d.slot_count)
+			sluice_engine_release(eng, &d);
+	}
+	uint64_t admitted = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i += ICOUNT_REQUESTS)
+			admitted += engine_icount_loop(eng, &r, id, DAY0 + SEC);
+	sbench_counter(st, "admitted", (double)admitted, 0);
+	sluice_engine_destroy(eng);
+}
+SBENCH_REGISTER(BM_engine_check_seed002_icount)
+{
+	sbench_fixed_iterations(b, ICOUNT_REQUESTS);
+}
 
 /* The limiter spec of limit L of seed 002 (as the engine builds it). */
 static int single_spec(int l, struct sluice_limit *out)

@@ -65,4 +65,9 @@ struct sluice_policy {
 	const uint32_t *override_order;
 };
 
+/* normalize.c: the length of the prefix of path[0..n) (no '?' in it) that
+ * sluice_path_normalize() would not change as far as route matching goes;
+ * n when the whole path can be matched as it is. */
+size_t sluice__path_normal_in_place(const char *path, size_t n, unsigned flags);
+
 #endif /* SLUICE_POLICY_INTERNAL_H */

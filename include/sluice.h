@@ -12,6 +12,7 @@
  *   sluice/engine.h   policy engine: a policy bound to keyed limiters
  *   sluice/sf.h       RFC 9651 structured fields: parser and serializer
  *   sluice/http.h     rate-limit response headers and 429 bodies (server)
+ *   sluice/template.h response templates: refusal bodies with placeholders
  *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
  *   sluice/redis.h    the same GCRA decisions fleet-wide on Redis (hiredis)
  *
@@ -29,6 +30,7 @@
 #include "sluice/engine.h"
 #include "sluice/sf.h"
 #include "sluice/http.h"
+#include "sluice/template.h"
 #include "sluice/client.h"
 #include "sluice/redis.h"
 

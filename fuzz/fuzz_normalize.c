@@ -9,9 +9,12 @@
  *   1. same return code and same bytes as the reference;
  *   2. the result is no longer than the path part and is a fixed point;
  *   3. too small a buffer gives SLUICE_ETRUNC with the exact size needed;
- *   4. a path the route matcher takes in place (sluice__path_normal_in_place)
- *      normalizes to itself with its runs of '/' merged, so matching it in
- *      place sees the same segments.
+ *   4. sluice__path_normalize_bounded() (the matcher's one-pass variant)
+ *      writes the same bytes;
+ *   5. sluice__path_scan() finds the end of the path part, and a path it
+ *      calls normal (the route matcher then takes it in place) normalizes
+ *      to itself with its runs of '/' merged, so matching it in place sees
+ *      the same segments.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -163,7 +166,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(sluice_path_normalize(in, len, flags, again, got_len, &need) == SLUICE_ETRUNC);
 	CHECK(need == got_len);
 	CHECK(sluice_path_normalize(in, len, flags, again, got_len + 1, &need) == SLUICE_OK);
-	if (sluice__path_normal_in_place(in, n, flags) == n) {
+	/* the matcher's one-pass variant writes the same bytes */
+	const char *norm = NULL;
+	size_t norm_len = 0;
+	CHECK(sluice__path_normalize_bounded(in, n, flags, again, &norm, &norm_len) == SLUICE_OK);
+	CHECK(norm_len == got_len && memcmp(norm, got, got_len) == 0);
+	bool normal = false;
+	CHECK(sluice__path_scan(in, len, flags, &normal) == n);
+	if (normal) {
 		/* the input with runs of '/' merged */
 		size_t m = 0;
 		for (size_t k = 0; k < n; k++)

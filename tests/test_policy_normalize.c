@@ -292,3 +292,14 @@ Test(path_normalize, case_insensitive_prints_and_compares)
 	sluice_policy_destroy(q);
 	sluice_policy_destroy(r);
 }
+
+Test(path_normalize, paths_that_normalize_to_the_root)
+{
+	struct sluice_policy *p = load_text("policy \"p\"\nscope ip\nclass root match GET /\n"
+					    "class a match GET /a\nlimit l per ip rate 1/1s\n");
+	static const char *const roots[] = {"/", "/.", "/..", "/a/..", "/a/b/../..", "/%2e%2e", "//./", "/a/%2E%2E/"};
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++)
+		cr_assert_str_eq(class_of(p, "GET", roots[i]), "root", "%s", roots[i]);
+	cr_assert_str_eq(class_of(p, "GET", "/b/../a"), "a");
+	sluice_policy_destroy(p);
+}

@@ -143,7 +143,7 @@ static int dot_segment(const unsigned char *s, size_t n)
 /*
  * Passes 2 and 3: walk the segments of s[0..n) right to left, keep them by
  * the counter rule above, and either measure (dst NULL) or write the result
- * ending at dst + total.
+ * ending at dst + total (total >= the result's length). Returns the length.
  */
 static size_t emit(const unsigned char *s, size_t n, unsigned flags, char *dst, size_t total)
 {
@@ -187,7 +187,7 @@ static size_t emit(const unsigned char *s, size_t n, unsigned flags, char *dst, 
 	}
 	if (kept == 0) {
 		if (dst != NULL)
-			dst[0] = '/';
+			dst[total - 1] = '/';
 		return 1;
 	}
 	return total - pos;
@@ -216,21 +216,50 @@ int sluice_path_normalize(const char *in, size_t len, unsigned flags, char *out,
 	return SLUICE_OK;
 }
 
-size_t sluice__path_normal_in_place(const char *path, size_t n, unsigned flags)
+int sluice__path_normalize_bounded(const char *path, size_t n, unsigned flags, char *buf, const char **out,
+				   size_t *out_len)
+{
+	const unsigned char *s = (const unsigned char *)path;
+	int rc = validate(s, n);
+	if (rc != SLUICE_OK)
+		return rc;
+	/* the result is at most n bytes: write it to end at buf + n, no measuring pass */
+	size_t len = emit(s, n, flags, buf, n);
+	*out = buf + n - len;
+	*out_len = len;
+	return SLUICE_OK;
+}
+
+size_t sluice__path_scan(const char *path, size_t len, unsigned flags, bool *normal)
 {
 	/* Sufficient condition for "already normal, as far as matching goes":
 	 * no '%', no control byte, no segment starting with '.', and no upper
 	 * case letter when folding. Runs of '/' are harmless: the matcher skips
-	 * empty segments, which is what merging them would give. */
+	 * empty segments, which is what merging them would give. Most path
+	 * bytes are letters and digits (>= '0'), tested first; the same pass
+	 * finds the end of the path part. */
 	const unsigned char *s = (const unsigned char *)path;
-	unsigned char prev = '/';
+	bool fold = (flags & SLUICE_PATH_FOLD_CASE) != 0;
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++) {
+	*normal = true;
+	for (; i < len; i++) {
 		unsigned char c = s[i];
-		if (c == '%' || c < 0x20 || c == 0x7F || (c == '.' && prev == '/') ||
-		    ((flags & SLUICE_PATH_FOLD_CASE) && c >= 'A' && c <= 'Z'))
+		if (c >= '0') {
+			if (c == '?')
+				return i;
+			if (c == 0x7F || (fold && (unsigned)(c - 'A') < 26u))
+				break;
+			continue;
+		}
+		if (c == '#')
 			return i;
-		prev = c;
+		/* path[0] is '/', so s[i - 1] exists for a '.' */
+		if (c < 0x20 || c == '%' || (c == '.' && s[i - 1] == '/'))
+			break;
 	}
-	return n;
+	if (i == len)
+		return len;
+	*normal = false;
+	return i + path_end(path + i, len - i);
 }

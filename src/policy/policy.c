@@ -191,13 +191,14 @@ static uint32_t match_node(const struct sluice_policy *p, uint32_t node, const c
 static __attribute__((noinline)) int match_normalized(const struct sluice_policy *policy, uint32_t mid, const char *path,
 					    size_t n)
 {
-	char buf[SLUICE_POLICY_MAX_PATH + 1];
+	char buf[SLUICE_POLICY_MAX_PATH];
+	const char *norm = NULL;
 	size_t len = 0;
 	unsigned flags = policy->spec.route_fold_case ? SLUICE_PATH_FOLD_CASE : 0;
-	int rc = sluice_path_normalize(path, n, flags, buf, sizeof(buf), &len);
+	int rc = sluice__path_normalize_bounded(path, n, flags, buf, &norm, &len);
 	if (rc != SLUICE_OK)
-		return rc; /* ESYNTAX; ETRUNC cannot happen: len <= n <= MAX_PATH */
-	uint32_t c = match_node(policy, 0, buf, buf + len, mid);
+		return rc; /* ESYNTAX */
+	uint32_t c = match_node(policy, 0, norm, norm + len, mid);
 	return c == NO_CLASS ? (int)SLUICE_POLICY_DEFAULT_CLASS : (int)c;
 }
 
@@ -207,17 +208,15 @@ int sluice_policy_match(const struct sluice_policy *policy, const char *method, 
 	if (SLUICE_UNLIKELY(policy == NULL || method == NULL || path == NULL || method_len == 0 ||
 			    path_len == 0 || path[0] != '/'))
 		return SLUICE_EINVAL;
-	const char *end = path;
-	const char *limit = path + path_len;
-	while (end < limit && *end != '?' && *end != '#')
-		end++;
-	size_t n = (size_t)(end - path);
+	unsigned flags = policy->spec.route_fold_case ? SLUICE_PATH_FOLD_CASE : 0;
+	bool normal;
+	size_t n = sluice__path_scan(path, path_len, flags, &normal);
 	if (SLUICE_UNLIKELY(n > SLUICE_POLICY_MAX_PATH))
 		return SLUICE_ETOOBIG;
 	uint32_t mid = method_id(policy, method, method_len);
-	unsigned flags = policy->spec.route_fold_case ? SLUICE_PATH_FOLD_CASE : 0;
-	if (SLUICE_UNLIKELY(sluice__path_normal_in_place(path, n, flags) != n))
+	if (SLUICE_UNLIKELY(!normal))
 		return match_normalized(policy, mid, path, n);
+	const char *end = path + n;
 	uint32_t c = match_node(policy, 0, path, end, mid);
 	return c == NO_CLASS ? (int)SLUICE_POLICY_DEFAULT_CLASS : (int)c;
 }

@@ -94,6 +94,11 @@ static size_t segment_write(const unsigned char *s, size_t n, unsigned flags, ch
 	static const char hex[] = "0123456789ABCDEF";
 	size_t w = 0;
 
+	if (!(flags & SLUICE_PATH_FOLD_CASE) && memchr(s, '%', n) == NULL) { /* the common segment */
+		if (dst != NULL)
+			memcpy(dst, s, n);
+		return n;
+	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = s[i];
 		if (c != '%') {
@@ -230,36 +235,48 @@ int sluice__path_normalize_bounded(const char *path, size_t n, unsigned flags, c
 	return SLUICE_OK;
 }
 
+/* What the in-place scan stops at: 1 for '?', '#', '%', '.' and control
+ * bytes (always), 2 for upper-case letters (when folding). */
+static const uint8_t scan_class[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+	0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 size_t sluice__path_scan(const char *path, size_t len, unsigned flags, bool *normal)
 {
 	/* Sufficient condition for "already normal, as far as matching goes":
 	 * no '%', no control byte, no segment starting with '.', and no upper
 	 * case letter when folding. Runs of '/' are harmless: the matcher skips
-	 * empty segments, which is what merging them would give. Most path
-	 * bytes are letters and digits (>= '0'), tested first; the same pass
-	 * finds the end of the path part. */
+	 * empty segments, which is what merging them would give. One table
+	 * lookup a byte; the same pass finds the end of the path part. */
 	const unsigned char *s = (const unsigned char *)path;
-	bool fold = (flags & SLUICE_PATH_FOLD_CASE) != 0;
-	size_t i = 0;
+	unsigned mask = (flags & SLUICE_PATH_FOLD_CASE) ? 3u : 1u;
 
 	*normal = true;
-	for (; i < len; i++) {
+	for (size_t i = 0; i < len; i++) {
 		unsigned char c = s[i];
-		if (c >= '0') {
-			if (c == '?')
-				return i;
-			if (c == 0x7F || (fold && (unsigned)(c - 'A') < 26u))
-				break;
+		if ((scan_class[c] & mask) == 0)
 			continue;
-		}
-		if (c == '#')
+		if (c == '?' || c == '#')
 			return i;
-		/* path[0] is '/', so s[i - 1] exists for a '.' */
-		if (c < 0x20 || c == '%' || (c == '.' && s[i - 1] == '/'))
-			break;
+		if (c == '.' && s[i - 1] != '/') /* path[0] is '/': s[i - 1] exists */
+			continue;
+		*normal = false;
+		return i + path_end(path + i, len - i);
 	}
-	if (i == len)
-		return len;
-	*normal = false;
-	return i + path_end(path + i, len - i);
+	return len;
 }

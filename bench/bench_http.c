@@ -122,6 +122,88 @@ SBENCH_REGISTER(BM_http_snprintf_x)
 	(void)b;
 }
 
+/*
+ * The seed-002 refusal body through a compiled JSON template (three
+ * placeholders, one string escaped), against the fixed renderer of the same
+ * body (sluice_http_render_body, SLUICE_HTTP_BODY_JSON_ERROR) and the same
+ * text by one snprintf (no escaping, no clamping).
+ */
+static struct sluice_template bench_tpl;
+
+static struct sluice_decision bench_denial(uint64_t i)
+{
+	struct sluice_decision d = {.allowed = false, .reason = SLUICE_REASON_RATE, .limit = 100, .remaining = 0,
+				    .reset_ns = 30 * SEC, .retry_after_ns = 1 * SEC + (i & 1023) * 1000000};
+	return d;
+}
+
+static void BM_http_template_render(sbench_state *st)
+{
+	static const char text[] = "{{\"error\":{{\"code\":\"rate_limited\",\"message\":\"Too many requests. Retry "
+				   "after {retry_after_s} seconds.\",\"retryAfterSec\":{retry_after_s},\"limit\":\"{limit_name}\"}}}}";
+	char buf[256];
+	size_t size;
+	if (sluice_template_compile(text, sizeof(text) - 1, SLUICE_TEMPLATE_JSON, &bench_tpl, NULL) != SLUICE_OK) {
+		sbench_error(st, "template does not compile");
+		return;
+	}
+	struct sluice_template_values v = {.limit_name = "per_token", .limit_name_len = 9, .status = 429};
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t i = 0; i < n; i++) {
+			v.decision = bench_denial(i);
+			int rc = sluice_template_render(&bench_tpl, &v, buf, sizeof(buf), &size);
+			sbench_keep(rc);
+			sbench_clobber();
+		}
+	}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+}
+SBENCH_REGISTER(BM_http_template_render)
+{
+	sbench_baseline(b, "BM_http_render_body_seed002");
+}
+
+static void BM_http_render_body_seed002(sbench_state *st)
+{
+	char buf[256];
+	size_t size;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t i = 0; i < n; i++) {
+			struct sluice_decision d = bench_denial(i);
+			int rc = sluice_http_render_body(SLUICE_HTTP_BODY_JSON_ERROR, &d, buf, sizeof(buf), &size);
+			sbench_keep(rc);
+			sbench_clobber();
+		}
+	}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+}
+SBENCH_REGISTER(BM_http_render_body_seed002)
+{
+	(void)b;
+}
+
+static void BM_http_snprintf_body_seed002(sbench_state *st)
+{
+	char buf[256];
+	for (uint64_t n; (n = sbench_batch(st)) != 0;) {
+		for (uint64_t i = 0; i < n; i++) {
+			struct sluice_decision d = bench_denial(i);
+			unsigned long long s = ceil_s(d.retry_after_ns);
+			int len = snprintf(buf, sizeof(buf),
+					   "{\"error\":{\"code\":\"rate_limited\",\"message\":\"Too many requests. Retry after "
+					   "%llu seconds.\",\"retryAfterSec\":%llu,\"limit\":\"%s\"}}",
+					   s, s, "per_token");
+			sbench_keep(len);
+			sbench_clobber();
+		}
+	}
+	sbench_items(st, (int64_t)sbench_iterations(st));
+}
+SBENCH_REGISTER(BM_http_snprintf_body_seed002)
+{
+	sbench_baseline(b, "BM_http_template_render");
+}
+
 /* A typical response: general fields plus both rate-limit families. */
 #define FIELD(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
 static const struct sluice_http_field response[] = {

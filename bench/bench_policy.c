@@ -31,7 +31,7 @@ struct fixture {
 	uint32_t nreq;
 };
 
-static struct fixture seed004, seed000, large;
+static struct fixture seed004, seed000, seed000n, large;
 
 static const char *const seed004_requests[][2] = {
 	{"GET", "/v1/analytics"},
@@ -60,6 +60,19 @@ static const char *const seed000_requests[][2] = {
 	{"GET", "/campaigns/c_77/media-buy-status"},
 	{"GET", "/discovery/d_5/discover-products"},
 	{"GET", "/storefront/readiness"},
+	{"POST", "/measurement-data/sync"},
+};
+
+/* The same requests spelled so that each needs normalizing before it
+ * matches (dot segments, escapes of unreserved bytes), but one. */
+static const char *const seed000_normalized_requests[][2] = {
+	{"POST", "/auth/./login"},
+	{"POST", "/auth/x/../signup"},
+	{"POST", "/auth/%70assword-reset"},
+	{"POST", "/auth/token/./refresh"},
+	{"GET", "/campaigns/c_77/media-buy-status/."},
+	{"GET", "/discovery/d_5/%64iscover-products"},
+	{"GET", "/storefront/%2E/readiness"},
 	{"POST", "/measurement-data/sync"},
 };
 
@@ -134,10 +147,20 @@ static int setup(void)
 		return rc;
 	done = 1;
 	if (load_file(&seed004, "seed004.policy") != 0 || load_file(&seed000, "seed000.policy") != 0 ||
+	    load_file(&seed000n, "seed000.policy") != 0 ||
 	    load_large(&large) != 0)
 		return rc = -1;
 	add_requests(&seed004, seed004_requests, sizeof(seed004_requests) / sizeof(seed004_requests[0]));
 	add_requests(&seed000, seed000_requests, sizeof(seed000_requests) / sizeof(seed000_requests[0]));
+	add_requests(&seed000n, seed000_normalized_requests,
+		     sizeof(seed000_normalized_requests) / sizeof(seed000_normalized_requests[0]));
+	/* each spelling lands where its plain form does */
+	for (uint32_t i = 0; i < seed000.nreq; i++) {
+		const struct request *a = &seed000.req[i], *b = &seed000n.req[i];
+		if (sluice_policy_match(seed000.policy, a->method, a->method_len, a->path, a->path_len) !=
+		    sluice_policy_match(seed000n.policy, b->method, b->method_len, b->path, b->path_len))
+			return rc = -1;
+	}
 	return rc = 0;
 }
 
@@ -177,6 +200,7 @@ static void BM_policy_match_seed004_naive(sbench_state *st) { run_naive(st, &see
 static void BM_policy_match_seed004_trie(sbench_state *st) { run_trie(st, &seed004); }
 static void BM_policy_match_seed000_naive(sbench_state *st) { run_naive(st, &seed000); }
 static void BM_policy_match_seed000_trie(sbench_state *st) { run_trie(st, &seed000); }
+static void BM_policy_match_seed000_normalized(sbench_state *st) { run_trie(st, &seed000n); }
 static void BM_policy_match_256rules_naive(sbench_state *st) { run_naive(st, &large); }
 static void BM_policy_match_256rules_trie(sbench_state *st) { run_trie(st, &large); }
 
@@ -184,6 +208,7 @@ SBENCH_REGISTER(BM_policy_match_seed004_naive) { (void)b; }
 SBENCH_REGISTER(BM_policy_match_seed004_trie) { sbench_baseline(b, "BM_policy_match_seed004_naive"); }
 SBENCH_REGISTER(BM_policy_match_seed000_naive) { (void)b; }
 SBENCH_REGISTER(BM_policy_match_seed000_trie) { sbench_baseline(b, "BM_policy_match_seed000_naive"); }
+SBENCH_REGISTER(BM_policy_match_seed000_normalized) { sbench_baseline(b, "BM_policy_match_seed000_trie"); }
 SBENCH_REGISTER(BM_policy_match_256rules_naive) { (void)b; }
 SBENCH_REGISTER(BM_policy_match_256rules_trie) { sbench_baseline(b, "BM_policy_match_256rules_naive"); }
 

@@ -15,6 +15,7 @@
  *   sluice/sf.h       RFC 9651 structured fields: parser and serializer;
  *                     experimental, declared only where the includer defines
  *                     SLUICE_EXPERIMENTAL_API (see the header)
+ *   sluice/template.h response templates: refusal bodies with placeholders
  *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
  *   sluice/redis.h    the same decisions fleet-wide on Redis (hiredis)
  *
@@ -32,6 +33,7 @@
 #include "sluice/engine.h"
 #include "sluice/http.h"
 #include "sluice/sf.h"
+#include "sluice/template.h"
 #include "sluice/client.h"
 #include "sluice/redis.h"
 

@@ -29,6 +29,7 @@ struct naive_route {
 
 struct naive_table {
 	uint32_t n;
+	bool fold_case; /* spec->route_fold_case */
 	struct naive_route r[SLUICE_POLICY_MAX_ROUTES];
 };
 
@@ -52,6 +53,7 @@ static inline int naive_cmp(const struct naive_route *a, const struct naive_rout
 static inline void naive_build(const struct sluice_policy_spec *spec, struct naive_table *t)
 {
 	t->n = 0;
+	t->fold_case = spec->route_fold_case;
 	for (uint32_t i = 0; i < spec->route_count; i++) {
 		struct naive_route r;
 		const char *p = spec->routes[i].pattern;
@@ -123,17 +125,29 @@ static inline int naive_fits(const struct naive_route *r, const char *method, si
 	return !naive_next(&pos, end, &seg, &len);
 }
 
-/* Same contract as sluice_policy_match() for valid input. */
+/* Same contract as sluice_policy_match() for valid input. The path is
+ * normalized with the library's sluice_path_normalize() (always, where the
+ * trie skips it for paths already normal); the normalizer has its own
+ * reference in fuzz/fuzz_normalize.c. */
 static inline int naive_match(const struct naive_table *t, const char *method, size_t mlen, const char *path,
 			      size_t plen)
 {
+	static _Thread_local char norm[SLUICE_POLICY_MAX_PATH + 1];
+	size_t nlen = 0;
+
 	if (method == NULL || path == NULL || mlen == 0 || plen == 0 || path[0] != '/')
 		return SLUICE_EINVAL;
 	const char *end = path;
 	while (end < path + plen && *end != '?' && *end != '#')
 		end++;
+	if ((size_t)(end - path) > SLUICE_POLICY_MAX_PATH)
+		return SLUICE_ETOOBIG;
+	int rc = sluice_path_normalize(path, (size_t)(end - path), t->fold_case ? SLUICE_PATH_FOLD_CASE : 0, norm,
+				       sizeof(norm), &nlen);
+	if (rc != SLUICE_OK)
+		return rc;
 	for (uint32_t i = 0; i < t->n; i++)
-		if (naive_fits(&t->r[i], method, mlen, path, end))
+		if (naive_fits(&t->r[i], method, mlen, norm, norm + nlen))
 			return (int)t->r[i].class_id;
 	return (int)SLUICE_POLICY_DEFAULT_CLASS;
 }

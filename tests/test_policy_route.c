@@ -126,20 +126,33 @@ Test(policy_route, very_long_paths)
 {
 	struct sluice_policy *p = load_text(HEAD "class deep match GET /a/:x/*\n"
 						 "class exact match GET /a/b\n" TAIL);
-	size_t len = 1 << 20;
-	char *path = malloc(len);
+	/* up to SLUICE_POLICY_MAX_PATH bytes before the '?' a path matches;
+	 * beyond, it is refused (a server answers 414), query or not */
+	size_t len = SLUICE_POLICY_MAX_PATH;
+	char *path = malloc(len + 1 + (1 << 20));
 	for (size_t i = 0; i < len; i += 2) {
 		path[i] = '/';
 		path[i + 1] = 'a';
 	}
-	/* 2^19 segments: /a/a/a/... */
+	/* 2^11 segments: /a/a/a/... */
 	cr_assert_eq(sluice_policy_match(p, "GET", 3, path, len), 1);
-	/* one 1 MiB segment */
+	/* the same, needing normalization: /a/./a/./ ... */
+	for (size_t i = 0; i + 4 <= len; i += 4)
+		memcpy(path + i, "/a/.", 4);
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, path, len), 1);
+	/* one segment of MAX_PATH - 1 bytes */
 	memset(path + 1, 'b', len - 1);
 	cr_assert_eq(sluice_policy_match(p, "GET", 3, path, len), 0);
 	/* a long path of slashes */
 	memset(path, '/', len);
 	cr_assert_eq(sluice_policy_match(p, "GET", 3, path, len), 0);
+	/* one byte more */
+	path[len] = 'a';
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, path, len + 1), SLUICE_ETOOBIG);
+	/* a 1 MiB query string after a short path is cut first */
+	memcpy(path, "/a/b?", 5);
+	memset(path + 5, 'q', (1 << 20) - 5);
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, path, 1 << 20), 2);
 	free(path);
 	sluice_policy_destroy(p);
 }
@@ -155,8 +168,14 @@ Test(policy_route, bad_input)
 	cr_assert_eq(sluice_policy_match(p, "GET", 3, "a", 1), SLUICE_EINVAL);
 	cr_assert_eq(sluice_policy_match(p, "GET", 3, "*", 1), SLUICE_EINVAL);
 	cr_assert_eq(sluice_policy_match(p, "GET", 3, "http://h/a", 10), SLUICE_EINVAL);
-	/* odd bytes are just bytes */
-	cr_assert_eq(sluice_policy_match(p, "G\0T", 3, "/a\0b", 4), 0);
+	/* odd method bytes are just bytes; so are bytes >= 0x80 in a path, but a
+	 * control byte or a malformed escape in the path is a bad request */
+	cr_assert_eq(sluice_policy_match(p, "G\0T", 3, "/a", 2), 0);
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, "/a\0b", 4), SLUICE_ESYNTAX);
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, "/a\x7f", 3), SLUICE_ESYNTAX);
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, "/a%4", 4), SLUICE_ESYNTAX);
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, "/a%zz", 5), SLUICE_ESYNTAX);
+	cr_assert_eq(sluice_policy_match(p, "GET", 3, "/a?\0%zz", 6), 1); /* the query is not looked at */
 	cr_assert_eq(sluice_policy_match(p, "\xff", 1, "/\xff\x80", 3), 0);
 	sluice_policy_destroy(p);
 }

@@ -65,6 +65,8 @@ extern "C" {
 #define SLUICE_POLICY_MAX_COUNT (UINT64_C(1) << 40) /* units of one limit */
 #define SLUICE_POLICY_MAX_PERIOD_NS (UINT64_C(1) << 62)
 #define SLUICE_POLICY_MAX_MULTIPLIER 1000000u /* x1000.000, in thousandths */
+#define SLUICE_POLICY_MAX_PATH 4096          /* bytes of a request path (before '?') that
+					      * sluice_policy_match() normalizes */
 
 /* The class every unmatched route maps to; always present, named "default". */
 #define SLUICE_POLICY_DEFAULT_CLASS 0u
@@ -174,6 +176,8 @@ struct sluice_policy_spec {
 	uint32_t families;   /* OR of enum sluice_http_families */
 	uint8_t body;        /* enum sluice_http_body_style */
 	uint8_t fail;        /* enum sluice_fail_mode */
+	bool route_fold_case; /* "routes case-insensitive": paths match ASCII
+			       * case-insensitively (SLUICE_PATH_FOLD_CASE) */
 	uint32_t scope_count;
 	uint32_t limit_count;
 	uint32_t class_count;
@@ -253,21 +257,60 @@ SLUICE_API int sluice_policy_class_index(const struct sluice_policy *policy, con
 SLUICE_API int sluice_policy_tier_index(const struct sluice_policy *policy, const char *name);
 
 /*
+ * Normalize the path of a request target (docs/policy.md, "Path
+ * normalization"): in[0..len) must start with '/' (origin form); anything
+ * from the first '?' or '#' is cut. Then, in this order:
+ *   1. every percent-escape must be '%' and two hex digits (either case),
+ *      else SLUICE_ESYNTAX; a control byte (0x00-0x1F, 0x7F) in the path is
+ *      SLUICE_ESYNTAX too (answer 400);
+ *   2. escapes of unreserved characters (ALPHA DIGIT '-' '.' '_' '~', RFC
+ *      3986 2.3) are decoded; every other escape is kept with its hex digits
+ *      in upper case ("%2f" -> "%2F"); "%2F" stays an escape, never a '/';
+ *   3. runs of '/' count as one (empty segments are dropped);
+ *   4. "." and ".." segments (after decoding: "%2e%2E" is "..") are removed
+ *      as RFC 3986 5.2.4 does; ".." at the root stays at the root; a path
+ *      whose last segment was "." or ".." ends with '/';
+ *   5. with SLUICE_PATH_FOLD_CASE, ASCII letters are lowered (not the hex
+ *      digits of a kept escape).
+ * Bytes 0x80-0xFF and every other visible byte are kept as they are.
+ * The result starts with '/' and is never longer than the path part of the
+ * input; normalizing it again gives the same bytes.
+ *
+ * out receives the result and a NUL. *out_len (may be NULL) receives the
+ * result's length without the NUL, also on SLUICE_ETRUNC. Returns 0;
+ * SLUICE_EINVAL (NULL in, NULL out with cap > 0, empty input, no leading
+ * '/', unknown flag); SLUICE_ESYNTAX (see 1); SLUICE_ETRUNC (cap <=
+ * the result's length: nothing useful in out). No allocation; O(len);
+ * thread-safe.
+ */
+#define SLUICE_PATH_FOLD_CASE 1u
+SLUICE_API int sluice_path_normalize(const char *in, size_t len, unsigned flags, char *out, size_t cap,
+				     size_t *out_len);
+
+/*
  * The endpoint class of a request: `method` (method_len bytes) and `path`
  * (path_len bytes, starting with '/'; anything from the first '?' or '#' is
  * ignored). Returns the class id (>= 0; SLUICE_POLICY_DEFAULT_CLASS when no
  * route matches), or SLUICE_EINVAL for a NULL pointer, an empty method or a
- * path that does not start with '/'.
+ * path that does not start with '/', SLUICE_ESYNTAX for a path that
+ * sluice_path_normalize() refuses (a malformed escape or a control byte: a
+ * server answers 400), SLUICE_ETOOBIG for a path longer than
+ * SLUICE_POLICY_MAX_PATH bytes before its '?' (answer 414).
  *
- * Matching (docs/policy.md, "Route matching"): methods compare ASCII
- * case-insensitively, paths byte for byte; empty segments are ignored (so
- * "/v1/users/" and "/v1//users" match "/v1/users"). Of all matching rules
+ * Matching (docs/policy.md, "Route matching"): the path is normalized first
+ * (sluice_path_normalize(), with SLUICE_PATH_FOLD_CASE when the policy says
+ * "routes case-insensitive"), so "/v1/./a", "/v1/x/../a", "/v1//a" and
+ * "/v1/%61" all match "/v1/a". Methods compare ASCII case-insensitively,
+ * normalized paths byte for byte; empty segments are ignored (so
+ * "/v1/users/" matches "/v1/users"). Of all matching rules
  * the most specific wins: compare the patterns segment by segment from the
  * left, a literal beats ":param" beats "*"; for equal patterns an exact
- * method beats "*". Any path length is accepted.
+ * method beats "*".
  *
- * Precompiled trie; no allocation, lock or syscall; visits each trie node at
- * most once. Thread-safe.
+ * Precompiled trie; no allocation, lock or syscall (a path that needs
+ * normalizing is rewritten into a stack buffer of SLUICE_POLICY_MAX_PATH
+ * bytes; one that is already normal is matched in place); visits each trie
+ * node at most once. Thread-safe.
  */
 SLUICE_API int sluice_policy_match(const struct sluice_policy *policy, const char *method,
 				   size_t method_len, const char *path, size_t path_len);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/util_internal.h"
+#include "http/http_internal.h"
 
 #define NS_PER_MS 1000000ull
 
@@ -25,16 +26,21 @@ static uint64_t ceil_div(uint64_t a, uint64_t b)
 	return a / b + (a % b != 0);
 }
 
+uint64_t sluice__http_wait_units(uint64_t wait_ns, uint64_t unit_ns)
+{
+	if (wait_ns == SLUICE_NEVER)
+		return (uint64_t)SLUICE_SF_INTEGER_MAX; /* "never": the largest wait */
+	uint64_t u = ceil_div(wait_ns, unit_ns);
+	if (u == 0)
+		u = 1;
+	return SLUICE_MIN(u, (uint64_t)SLUICE_SF_INTEGER_MAX);
+}
+
 uint64_t sluice_http_retry_after_s(const struct sluice_decision *d)
 {
 	if (d == NULL || d->allowed)
 		return 0;
-	if (d->retry_after_ns == SLUICE_NEVER)
-		return (uint64_t)SLUICE_SF_INTEGER_MAX; /* "never": the largest wait */
-	uint64_t s = ceil_div(d->retry_after_ns, SLUICE_NS_PER_SEC);
-	if (s == 0)
-		s = 1;
-	return SLUICE_MIN(s, (uint64_t)SLUICE_SF_INTEGER_MAX);
+	return sluice__http_wait_units(d->retry_after_ns, SLUICE_NS_PER_SEC);
 }
 
 static uint64_t quota_of(const struct sluice_http_limit *l)

@@ -23,6 +23,13 @@
  * lookup is bounded by the number of nodes (at most routes * segments + 1)
  * and, in practice, by the depth of the path times a binary search. No
  * allocation, no lock, no syscall; recursion depth <= SLUICE_POLICY_MAX_SEGMENTS.
+ *
+ * The trie is matched against the normalized path (normalize.c). A path
+ * that normalizing would not change for matching purposes (no '%', no
+ * segment starting with '.', no control byte, no upper case when folding)
+ * is matched in place; any other is normalized into a stack buffer first.
+ * Pattern literals are themselves in normal form (checked at load), so the
+ * byte comparison of the trie is the comparison of normal forms.
  */
 #include <string.h>
 
@@ -179,17 +186,37 @@ static uint32_t match_node(const struct sluice_policy *p, uint32_t node, const c
 	return n->wild_count ? pick_term(p, n->wild_first, n->wild_count, mid) : NO_CLASS;
 }
 
+/* The rare path that needs rewriting: normalized into a stack buffer, out
+ * of line so that the common case keeps a small frame. */
+static __attribute__((noinline)) int match_normalized(const struct sluice_policy *policy, uint32_t mid, const char *path,
+					    size_t n)
+{
+	char buf[SLUICE_POLICY_MAX_PATH];
+	const char *norm = NULL;
+	size_t len = 0;
+	unsigned flags = policy->spec.route_fold_case ? SLUICE_PATH_FOLD_CASE : 0;
+	int rc = sluice__path_normalize_bounded(path, n, flags, buf, &norm, &len);
+	if (rc != SLUICE_OK)
+		return rc; /* ESYNTAX */
+	uint32_t c = match_node(policy, 0, norm, norm + len, mid);
+	return c == NO_CLASS ? (int)SLUICE_POLICY_DEFAULT_CLASS : (int)c;
+}
+
 int sluice_policy_match(const struct sluice_policy *policy, const char *method, size_t method_len,
 			const char *path, size_t path_len)
 {
 	if (SLUICE_UNLIKELY(policy == NULL || method == NULL || path == NULL || method_len == 0 ||
 			    path_len == 0 || path[0] != '/'))
 		return SLUICE_EINVAL;
-	const char *end = path;
-	const char *limit = path + path_len;
-	while (end < limit && *end != '?' && *end != '#')
-		end++;
+	unsigned flags = policy->spec.route_fold_case ? SLUICE_PATH_FOLD_CASE : 0;
+	bool normal;
+	size_t n = sluice__path_scan(path, path_len, flags, &normal);
+	if (SLUICE_UNLIKELY(n > SLUICE_POLICY_MAX_PATH))
+		return SLUICE_ETOOBIG;
 	uint32_t mid = method_id(policy, method, method_len);
+	if (SLUICE_UNLIKELY(!normal))
+		return match_normalized(policy, mid, path, n);
+	const char *end = path + n;
 	uint32_t c = match_node(policy, 0, path, end, mid);
 	return c == NO_CLASS ? (int)SLUICE_POLICY_DEFAULT_CLASS : (int)c;
 }
@@ -281,6 +308,7 @@ bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_poli
 	const struct sluice_policy_spec *x = &a->spec, *y = &b->spec;
 	if (strcmp(x->name, y->name) != 0 || x->families != y->families ||
 	    x->body != y->body || x->fail != y->fail ||
+	    x->route_fold_case != y->route_fold_case ||
 	    x->scope_count != y->scope_count || x->limit_count != y->limit_count ||
 	    x->class_count != y->class_count || x->route_count != y->route_count ||
 	    x->tier_count != y->tier_count || x->override_count != y->override_count)

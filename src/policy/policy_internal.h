@@ -65,4 +65,16 @@ struct sluice_policy {
 	const uint32_t *override_order;
 };
 
+/* normalize.c: the end of the path part of path[0..len) (the first '?' or
+ * '#', else len; path[0] is '/'), and in *normal whether sluice_path_normalize()
+ * would leave that part unchanged as far as route matching goes, so that
+ * it can be matched in place. */
+size_t sluice__path_scan(const char *path, size_t len, unsigned flags, bool *normal);
+
+/* normalize.c: sluice_path_normalize() of path[0..n) (no '?' or '#' in it)
+ * into buf, which has room for n bytes (the result is never longer): one
+ * writing pass, no measuring one. *out points into buf. No NUL. */
+int sluice__path_normalize_bounded(const char *path, size_t n, unsigned flags, char *buf, const char **out,
+				   size_t *out_len);
+
 #endif /* SLUICE_POLICY_INTERNAL_H */

@@ -56,6 +56,7 @@ struct broute {
 	uint32_t method_id;
 	uint32_t class_id;
 	uint32_t line;
+	uint32_t col; /* of the pattern */
 };
 
 struct btier {
@@ -92,6 +93,7 @@ struct builder {
 	uint32_t families; /* enum sluice_http_families bits */
 	uint8_t body, fail;
 	bool seen_policy, seen_headers, seen_body, seen_fail;
+	bool fold_case, seen_routes;
 	uint32_t nscopes, nlimits, nclasses, nroutes, ntiers, noverrides;
 	uint32_t nmethods, nnodes, nterms;
 	char scopes[SLUICE_POLICY_MAX_SCOPES][NAME_CAP];
@@ -839,6 +841,7 @@ static int pattern_word(struct parser *p, const struct word *w, struct broute *r
 			       SLUICE_POLICY_MAX_PATTERN);
 	r->pattern = w->s;
 	r->pattern_len = w->len;
+	r->col = w->col;
 	const char *s = w->s;
 	uint32_t i = 1;
 	if (w->len == 1)
@@ -915,6 +918,86 @@ insert:;
 	b->terms[t].class_id = r->class_id;
 	b->terms[t].line = p->line;
 	*head = t;
+	return SLUICE_OK;
+}
+
+/* "routes" ("case-insensitive" | "case-sensitive"): how paths compare. */
+static int d_routes(struct parser *p)
+{
+	struct builder *b = p->b;
+	const struct word *w = NULL;
+	char buf[32];
+	int rc;
+
+	if (b->seen_routes)
+		return fail_at(p, SLUICE_EINVAL, p->w[0].col, "second 'routes' directive");
+	if ((rc = next_word(p, "case-insensitive or case-sensitive", &w)) != SLUICE_OK)
+		return rc;
+	if (word_is(w, "case-insensitive"))
+		b->fold_case = true;
+	else if (word_is(w, "case-sensitive"))
+		b->fold_case = false;
+	else
+		return fail_at(p, SLUICE_ESYNTAX, w->col,
+			       "unexpected '%s': expected case-insensitive or case-sensitive", show(w, buf));
+	b->seen_routes = true;
+	return expect_end(p);
+}
+
+/*
+ * A literal pattern segment must be in the normal form request paths are
+ * matched in (normalize.c), or no request could ever match it: no "." or
+ * "..", escapes only of reserved bytes and with upper-case hex, and no upper
+ * case letter when routes are case-insensitive.
+ */
+static int check_literal(struct parser *p, const char *seg, uint32_t len, uint32_t col)
+{
+	char in[SLUICE_POLICY_MAX_PATTERN + 1], out[SLUICE_POLICY_MAX_PATTERN + 2];
+	size_t n = 0;
+
+	in[0] = '/';
+	memcpy(in + 1, seg, len);
+	int rc = sluice_path_normalize(in, len + 1, p->b->fold_case ? SLUICE_PATH_FOLD_CASE : 0, out,
+				       sizeof(out), &n);
+	if (rc != SLUICE_OK)
+		return fail_at(p, SLUICE_ESYNTAX, col,
+			       "malformed percent-escape in path segment '%.*s': expected '%%' and two hex digits",
+			       (int)len, seg);
+	if (n == 1)
+		return fail_at(p, SLUICE_ESYNTAX, col,
+			       "'%.*s' segment in a path pattern: request paths are matched with dot segments removed",
+			       (int)len, seg);
+	if (n != len + 1 || memcmp(in, out, n) != 0)
+		return fail_at(p, SLUICE_ESYNTAX, col,
+			       "path segment '%.*s' can never match: request paths are normalized, write '%.*s'%s",
+			       (int)len, seg, (int)(n - 1), out + 1,
+			       p->b->fold_case ? " (routes are case-insensitive)" : "");
+	return SLUICE_OK;
+}
+
+/* Every literal segment of every route pattern (once the whole text is read,
+ * since "routes case-insensitive" may come after the routes). */
+static int check_patterns(struct parser *p)
+{
+	struct builder *b = p->b;
+
+	for (uint32_t r = 0; r < b->nroutes; r++) {
+		const struct broute *br = &b->routes[r];
+		p->line = br->line;
+		for (uint32_t i = 1; i < br->pattern_len;) {
+			uint32_t start = i;
+			while (i < br->pattern_len && br->pattern[i] != '/')
+				i++;
+			const char *seg = br->pattern + start;
+			uint32_t len = i - start;
+			if (seg[0] != ':' && !(len == 1 && seg[0] == '*')) {
+				int rc = check_literal(p, seg, len, br->col + start);
+				if (rc != SLUICE_OK)
+					return rc;
+			}
+			i++;
+		}
+	}
 	return SLUICE_OK;
 }
 
@@ -1294,6 +1377,8 @@ static int directive(struct parser *p)
 		return d_scope(p);
 	if (word_is(w, "class"))
 		return d_class(p);
+	if (word_is(w, "routes"))
+		return d_routes(p);
 	if (word_is(w, "tier"))
 		return d_tier(p);
 	if (word_is(w, "limit"))
@@ -1301,7 +1386,7 @@ static int directive(struct parser *p)
 	if (word_is(w, "override"))
 		return d_override(p);
 	return fail_at(p, SLUICE_ESYNTAX, w->col,
-		       "unknown directive '%s': expected policy, headers, body, fail, scope, class, tier, limit or override",
+		       "unknown directive '%s': expected policy, headers, body, fail, scope, class, routes, tier, limit or override",
 		       show(w, buf));
 }
 
@@ -1314,6 +1399,9 @@ static int finish(struct parser *p)
 		return fail_at(p, SLUICE_ESYNTAX, 1, "expected 'policy \"name\"' as the first directive");
 	if (b->nlimits == 0)
 		return fail_at(p, SLUICE_EINVAL, 1, "a policy needs at least one 'limit'");
+	int rc = check_patterns(p);
+	if (rc != SLUICE_OK)
+		return rc;
 	for (uint32_t i = 0; i < b->nlimits; i++) {
 		const struct sluice_policy_limit *l = &b->limits[i].l;
 		if (!l->tiered)
@@ -1539,6 +1627,7 @@ static void layout(struct builder *b, struct carve *c, struct sluice_policy **ou
 	pol->spec.families = b->families;
 	pol->spec.body = b->body;
 	pol->spec.fail = b->fail;
+	pol->spec.route_fold_case = b->fold_case;
 	pol->spec.scope_count = b->nscopes;
 	pol->spec.limit_count = b->nlimits;
 	pol->spec.class_count = b->nclasses;

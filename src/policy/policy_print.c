@@ -185,6 +185,8 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 	putf(&o, "\nheaders %s reset=%s retry-after=%s\n", family, reset,
 	     s->families & SLUICE_HTTP_RETRY_AFTER ? "yes" : "no");
 	putf(&o, "body %s\nfail %s\n", bodies[s->body], s->fail == SLUICE_FAIL_OPEN ? "open" : "closed");
+	if (s->route_fold_case)
+		puts_(&o, "routes case-insensitive\n");
 	for (uint32_t i = 0; i < s->scope_count; i++)
 		putf(&o, "scope %s\n", s->scopes[i]);
 	for (uint32_t i = 1; i < s->class_count; i++)

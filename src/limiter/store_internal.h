@@ -68,10 +68,13 @@ struct thread_state {
 	bool rcu;      /* registered with urcu-memb by sluice */
 	bool keyed;    /* pthread key value set (destructor will run) */
 };
-/* This thread's stripe and registration (thread.c). Hidden, so every file
- * reaches it with the same TLS access model as a static variable. */
+/* This thread's stripe and registration (thread.c). Hidden and
+ * local-dynamic: the access model a static variable gets, which the linker
+ * relaxes to one %fs-relative load in an executable; an extern variable's
+ * default (global-dynamic) costs the hot path one more instruction per
+ * admit (docs/limiter.md, "Files"). */
 extern _Thread_local struct thread_state sluice__limiter_tls
-	__attribute__((visibility("hidden")));
+	__attribute__((visibility("hidden"), tls_model("local-dynamic")));
 
 /* ---- the limiter ---- */
 

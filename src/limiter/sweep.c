@@ -6,8 +6,8 @@
  * cell 0 (relaxed, then an acquire fence), checks cells 1..k-1 full, and CASes
  * cell 0 from the value it loaded to a tombstone. An admission commits cell 0
  * last, after a release fence (decide.c, entry_decide()), so if the
- * sweeper's load saw any admission's
- * cell-0 commit (or a later RMW of cell 0), it also sees that admission's
+ * sweeper's load saw any admission's cell-0 commit (or a later RMW of cell
+ * 0), it also sees that admission's
  * cells 1..k-1; and an admission whose cell-0 commit comes later makes the
  * CAS fail, because beside other cells cell 0 never takes the same value
  * twice: only admissions write it (sluice__limiter_cancel() never restores

@@ -2,8 +2,8 @@
  * test_limiter_hotpath.c - the keyed limiter's tuned hot path
  * (docs/limiter.md, "Hot path"): the inline key compare
  * (src/limiter/key_internal.h) and the single-pass one-limit GCRA admission
- * (decide_gcra1 in src/limiter/limiter.c), each against a reference: memcmp() for the
- * compare, a standalone GCRA cell for the decisions.
+ * (decide_gcra1 in src/limiter/decide.c), each against a reference:
+ * memcmp() for the compare, a standalone GCRA cell for the decisions.
  */
 #include <criterion/criterion.h>
 #include <sluice.h>

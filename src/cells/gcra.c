@@ -152,7 +152,7 @@ bool sluice_gcra_is_idle(const struct sluice_gcra *cell, const struct sluice_rat
 {
 	(void)rate;
 	/* relaxed: a snapshot of one word; callers that reclaim on it re-check
-	 * under their own protocol (see limiter.c). */
+	 * under their own protocol (see src/limiter/sweep.c). */
 	uint64_t tat = atomic_load_explicit(&((struct sluice_gcra *)cell)->tat_ns, /* relaxed: see above */
 					    memory_order_relaxed);
 	return tat <= now_ns;

@@ -30,7 +30,7 @@
 #define SLUICE__GCRA_TAT_MAX (UINT64_MAX - 2)
 
 /* The raw word. relaxed: callers that need ordering add their own fences
- * (limiter.c pairs an acquire fence after it with the admitters' release
+ * (the limiter's sweep.c pairs an acquire fence after it with the admitters' release
  * fence before their commit to cell 0). */
 static inline uint64_t sluice__gcra_word(const struct sluice_gcra *cell)
 {

@@ -58,7 +58,7 @@ static inline bool sluice__word_is_tomb(uint64_t word)
 }
 
 /* The raw word of a one-word cell. relaxed: callers that need ordering add
- * their own fences (limiter.c, entry_idle()). */
+ * their own fences (src/limiter/sweep.c, entry_idle()). */
 static inline uint64_t sluice__word_load(const void *word)
 {
 	return atomic_load_explicit((_Atomic uint64_t *)(uintptr_t)word, memory_order_relaxed); /* relaxed: why above */
@@ -67,7 +67,7 @@ static inline uint64_t sluice__word_load(const void *word)
 /* CAS the word from `observed` (a live, idle value) to SLUICE__WORD_TOMB.
  * relaxed on success and failure: the sweeper orders its reads with an
  * acquire fence after loading `observed`; the CAS only has to be atomic (it
- * fails if any write landed since; no ABA: limiter.c, "Reclaim"). */
+ * fails if any write landed since; no ABA: src/limiter/sweep.c, "Reclaim"). */
 static inline bool sluice__word_tomb(void *word, uint64_t observed)
 {
 	return atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)word, &observed, /* relaxed: why above */

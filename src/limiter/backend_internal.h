@@ -2,8 +2,9 @@
  * backend_internal.h - how another store plugs in under the keyed
  * limiter's public API (docs/limiter.md, "Stores"). Not installed.
  *
- * A limiter is either the in-process store (limiter.c: its own table, no
- * operations table, so its hot path stays a direct call) or a backend made
+ * A limiter is either the in-process store (limiter.c and the files beside
+ * it: its own table, no operations table, so its hot path stays a direct
+ * call) or a backend made
  * by a layer above (Redis: src/redis/limiter_redis.c) that hands the limiter
  * an operations table and its state. The limiter validates the arguments
  * every store shares (NULL limiter or decision, key length, batch shape)

@@ -220,7 +220,7 @@ static bool commit_admit(void *cell, const struct sluice_limit *limit, uint64_t 
 			return false;
 		}
 		/* relaxed on success and failure: the admitter's release fence
-		 * before this RMW orders its other cells (limiter.c, "Reclaim");
+		 * before this RMW orders its other cells (sweep.c, "Reclaim");
 		 * the RMW only needs to be atomic so that it either precedes the
 		 * sweeper's tomb CAS (which then fails) or follows it (and sees
 		 * the tombstone). */
@@ -257,7 +257,7 @@ static bool commit_is_idle(const void *cell, const struct sluice_limit *limit, u
 
 static uint64_t commit_word(const void *cell)
 {
-	/* relaxed: callers add their own fences (limiter.c, entry_idle). */
+	/* relaxed: callers add their own fences (sweep.c, entry_idle). */
 	return atomic_load_explicit(&((struct commit_cell *)(uintptr_t)cell)->gen, memory_order_relaxed); /* relaxed: why above */
 }
 
@@ -474,7 +474,7 @@ static bool counter_word_is_idle(uint64_t word, const struct sluice_limit *limit
 
 /* A counter word may be cell 0 if its limit keeps the tombstones out of
  * reach and its 24-bit window index takes at least a day of the callers'
- * time to wrap (limiter.c, "Reclaim": no ABA for the sweeper's CAS). */
+ * time to wrap (sweep.c, "Reclaim": no ABA for the sweeper's CAS). */
 static bool counter_commit_ok(const struct sluice_limit *limit)
 {
 	return limit->counter.limit <= SLUICE__WINDOW_COUNTER_CELL0_MAX_LIMIT &&

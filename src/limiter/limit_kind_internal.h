@@ -1,14 +1,14 @@
 /*
  * limit_kind_internal.h - what the keyed limiter needs from each kind of
- * limit, as a small table of operations. The limiter (limiter.c) knows cells
- * only through this table, so the window and slot kinds plug in by adding an
+ * limit, as a small table of operations. The limiter (decide.c, sweep.c)
+ * knows cells only through this table, so the window and slot kinds plug in by adding an
  * entry here and a case in sluice__limit_ops_of(). Not installed.
  *
  * A kind that may serve as the "commit cell" (cell 0 of an entry, the one
  * committed last and tombstoned by the reclaimer) provides commit_ok, word,
  * is_tomb, word_is_idle, check_word, tomb, mark_unlinked and is_unlinked;
  * its word must never take the same value twice between tombstones while
- * only admissions write it (no ABA for the sweeper's CAS: limiter.c,
+ * only admissions write it (no ABA for the sweeper's CAS: sweep.c,
  * "Reclaim"), and two of its values must be reserved as tombstones. GCRA
  * (a TAT only grows) always qualifies; the sliding counter and the
  * calendar (one word each, advancing in (window index, count)) qualify
@@ -25,7 +25,7 @@
 #include <sluice/limiter.h>
 
 /* A window word may be cell 0 only if its window index takes at least this
- * long (in the callers' time) to wrap: one day (limiter.c, "Reclaim"). */
+ * long (in the callers' time) to wrap: one day (sweep.c, "Reclaim"). */
 #define SLUICE__COMMIT_WRAP_MIN_NS (UINT64_C(86400) * 1000000000u)
 
 /* The internal kind of the commit word (never in a user's policy). */

@@ -40,7 +40,7 @@ int sluice__rcu_thread_enter(bool caller_registers);
  * or sliding-log cell only if nothing landed since, else the consumption
  * stays: never over-admits). On a limiter of several limits the commit cell
  * (cell 0, when it carries a limit) keeps its consumption: cancelling it
- * could hide other cells' units from a concurrent sweep (limiter.c).
+ * could hide other cells' units from a concurrent sweep (sweep.c, "Reclaim").
  * Returns 1 when the fail mode answered (degraded), else 0.
  */
 int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,

@@ -9,8 +9,8 @@
  * every process of a fleet that shares the server shares the state. A call is
  * sluice_redis_admit() with the limiter's whole policy as one scope: the
  * backend decides every limit all-or-nothing, atomically on the server, with
- * limiter.c's composition rule (first denier governs; else least remaining,
- * ties to the shorter reset), so the decisions are the in-process limiter's
+ * the limiter's composition rule (src/limiter/decide.c: first denier
+ * governs; else least remaining, ties to the shorter reset), so the decisions are the in-process limiter's
  * (tests/test_limiter_redis.c replays the same sequences through both).
  *
  * Handles are created fail-open; the limiter's own fail mode is applied to

@@ -19,7 +19,7 @@
  *
  * The algorithms are the cells' (gcra.c, window_counter.c, calendar.c,
  * window_log.c, slots.c) and the composition is the keyed limiter's
- * (limiter.c): per scope, a dry run over every limit in the limiter's order
+ * (src/limiter/decide.c): per scope, a dry run over every limit in the limiter's order
  * (its first GCRA limit, then the others) stops at the first denier and
  * writes nothing; the scope's slots limit is then taken; if nothing denies,
  * every limit is written. On Redis the script is atomic (no other command

@@ -223,7 +223,7 @@ void sluice__rpool_count(struct sluice__rpool *p, uint32_t index, uint64_t cost,
 	struct conn *c = &p->conns[index];
 
 	if (cost == 0)
-		return; /* peeks are not admissions (limiter.c's count()) */
+		return; /* peeks are not admissions (src/limiter/decide.c's count()) */
 	bump(d->degraded ? &c->degraded : d->allowed ? &c->admitted : &c->denied);
 }
 
@@ -309,7 +309,7 @@ void sluice__redis_fail_mode(uint32_t fail_mode, uint64_t cost, struct sluice_de
 	if (!d->degraded || fail_mode != SLUICE_FAIL_CLOSED || cost == 0)
 		return;
 	/* What redis.c's fill_degraded() answers in fail-closed mode (and
-	 * limiter.c's for a key it cannot track): denied, reason CAPACITY,
+	 * the limiter's for a key it cannot track, decide.c): denied, reason CAPACITY,
 	 * the first limit's quota, nothing else known. */
 	d->allowed = false;
 	d->reason = SLUICE_REASON_CAPACITY;

@@ -1,0 +1,295 @@
+/*
+ * sweep.c - reclaiming idle keys: the sweep, its deferred frees and the
+ * maintenance thread that runs it (docs/limiter.md, "Reclaim").
+ *
+ * Reclaim. An entry is idle when all its cells are full. The sweeper loads
+ * cell 0 (relaxed, then an acquire fence), checks cells 1..k-1 full, and CASes
+ * cell 0 from the value it loaded to a tombstone. An admission commits cell 0
+ * last, after a release fence (decide.c, entry_decide()), so if the
+ * sweeper's load saw any admission's cell-0 commit (or a later RMW of cell
+ * 0), it also sees that admission's
+ * cells 1..k-1; and an admission whose cell-0 commit comes later makes the
+ * CAS fail, because beside other cells cell 0 never takes the same value
+ * twice: only admissions write it (sluice__limiter_cancel() never restores
+ * it), a GCRA word only grows, and a window word advances strictly in
+ * (window index, count) - a count grows within a window, the index moves
+ * forward - so it could repeat only after its index wraps, which
+ * limit_kind.c allows no sooner than a day of the callers' time (2^24
+ * counter or 2^32 calendar windows), far longer than a sweep's load-to-CAS.
+ * Once the CAS succeeds no admission can complete on the entry (cost > 0
+ * commits on a tombstone word are denied: the tombstones are word values no
+ * admission writes), and nothing it held is lost (it was full). The
+ * tombstoned node is removed with cds_lfht_del(); admitters that find it
+ * help remove it and retry the lookup, which then inserts a fresh entry.
+ * Whoever's del returns 0 has unlinked it; if that is not the sweeper, it
+ * stores TOMB_UNLINKED in cell 0 and the sweeper waits for that store
+ * before handing the node to call_rcu (in a batch, so entries carry no
+ * rcu_head).
+ */
+#include <sluice/limiter.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "limiter/store_internal.h"
+
+
+/* Deferred frees: entries reclaimed by one sweep, freed by one call_rcu. */
+#define BATCH_CAP 256
+struct batch {
+	struct rcu_head head; /* first chunk only */
+	struct sluice_limiter *lim;
+	struct batch *next;
+	size_t n;
+	struct entry *e[BATCH_CAP];
+};
+
+static void free_batch_cb(struct rcu_head *head)
+{
+	/* TSan: the batch was filled before call_rcu() handed it over. */
+	TSAN_ACQUIRE(head);
+	struct batch *b = caa_container_of(head, struct batch, head);
+	struct sluice_limiter *lim = b->lim;
+	uint64_t bytes = 0;
+
+#ifdef SLUICE_TSAN
+	/* Readers' accesses happened before this grace period ended. */
+	TSAN_ACQUIRE(&lim->tsan_gp);
+#endif
+	while (b != NULL) {
+		struct batch *next = b->next;
+		for (size_t i = 0; i < b->n; i++) {
+			size_t size = entry_size(lim, key_len_of(lim, b->e[i]));
+			sluice__limiter_uncharge(lim, size);
+			lim_free(lim, b->e[i], size);
+			bytes += size;
+		}
+		lim_free(lim, b, sizeof *b);
+		b = next;
+	}
+	/* The call_rcu worker is liburcu's thread: use the shared stripe. */
+	stat_add(lim, SLOTS, ST_BYTES, (uint64_t)0 - bytes);
+}
+
+/* Is e idle at now_ns? Returns the cell-0 word it judged in *w0. */
+static bool entry_idle(struct sluice_limiter *lim, struct entry *e, uint64_t now_ns, uint64_t *w0)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+
+	*w0 = op0->word(cell_of(lim, e, 0));
+	if (!op0->word_is_idle(*w0, &lim->limits[0], now_ns))
+		return false;
+	/* acquire: pairs with the release fence each admission issues before
+	 * committing cell 0. If *w0 is that commit (or any later RMW of cell 0:
+	 * every write to cell 0 after publication is an RMW, so it continues
+	 * the release sequence), the admission's cells 1..k-1 are visible to
+	 * the loads below. */
+	atomic_thread_fence(memory_order_acquire); /* acquire: why above */
+	for (uint32_t i = 1; i < lim->nlimits; i++) {
+		void *c = cell_of(lim, e, i);
+		/* A slot whose lease has expired is one nobody will release (its
+		 * holder crashed or forgot): reclaim it, as the next acquire
+		 * would, so that such an entry can become idle. Slots are never
+		 * cell 0, and a reap is one more RMW on cell i, so the argument
+		 * above is unchanged; a lease still running keeps the entry. */
+		if ((int32_t)i == lim->slots_cell && lim->limits[i].slots.lease_ttl_ns != 0)
+			(void)sluice_slots_reap(c, &lim->limits[i].slots, now_ns);
+		if (!lim->ops[i]->is_idle(c, &lim->limits[i], now_ns))
+			return false;
+	}
+	return true;
+}
+
+static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budget,
+			size_t *reclaimed)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+	struct batch *head = NULL, *cur = NULL;
+	struct cds_lfht_iter it;
+	int rc = SLUICE_OK;
+	size_t visited = 0, got = 0;
+	bool wrapped;
+
+	rcu_read_lock();
+	if (lim->cursor != NULL) {
+		/* The cursor entry is still linked: only sweeps (serialized by
+		 * sweep_lock) tombstone entries, and only tombstoned entries are
+		 * ever removed. Rebuild the iterator at it. */
+		TSAN_ACQUIRE(lim->cursor);
+		it.node = &lim->cursor->node;
+		it.next = rcu_dereference(lim->cursor->node.next);
+		wrapped = false;
+	} else {
+		cds_lfht_first(lim->ht, &it);
+		wrapped = true;
+	}
+	while (visited < budget) {
+		struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
+		if (node == NULL) {
+			if (wrapped)
+				break;
+			wrapped = true;
+			cds_lfht_first(lim->ht, &it);
+			continue;
+		}
+		struct entry *e = caa_container_of(node, struct entry, node);
+		TSAN_ACQUIRE(e);
+		/* Advance first: e may be removed below. */
+		cds_lfht_next(lim->ht, &it);
+		visited++;
+
+		uint64_t w0;
+		if (!entry_idle(lim, e, now_ns, &w0))
+			continue;
+		if (cur == NULL || cur->n == BATCH_CAP) {
+			struct batch *b = lim_alloc(lim, sizeof *b);
+			if (b == NULL) {
+				rc = SLUICE_ENOMEM;
+				break;
+			}
+			b->lim = lim;
+			b->next = NULL;
+			b->n = 0;
+			if (cur != NULL)
+				cur->next = b;
+			else
+				head = b;
+			cur = b;
+		}
+		void *c0 = cell_of(lim, e, 0);
+		if (!op0->tomb(c0, w0))
+			continue; /* an admission landed since we looked */
+		if (cds_lfht_del(lim->ht, node) != 0) {
+			/* An admitter's del won; wait until it has returned. */
+			while (!op0->is_unlinked(c0))
+				sched_yield();
+		}
+		cur->e[cur->n++] = e;
+		got++;
+	}
+	struct cds_lfht_node *next = cds_lfht_iter_get_node(&it);
+	lim->cursor = next != NULL ? caa_container_of(next, struct entry, node) : NULL;
+	read_unlock(lim);
+
+	if (head != NULL && got == 0) {
+		lim_free(lim, head, sizeof *head);
+		head = NULL;
+	}
+	if (head != NULL) {
+		/* relaxed: read by destroy, which the caller orders after us. */
+		atomic_store_explicit(&lim->deferred, true, memory_order_relaxed); /* relaxed: why above */
+		TSAN_RELEASE(&head->head);
+		call_rcu(&head->head, free_batch_cb);
+	}
+	if (got != 0)
+		stat_add(lim, sluice__limiter_tls.slot, ST_RECLAIMED, got);
+	*reclaimed = got;
+	return rc;
+}
+
+int sluice_limiter_sweep(struct sluice_limiter *lim, uint64_t now_ns, size_t budget_entries,
+			 size_t *reclaimed)
+{
+	size_t got = 0;
+
+	if (reclaimed != NULL)
+		*reclaimed = 0;
+	if (lim == NULL)
+		return SLUICE_EINVAL;
+	if (lim->store != NULL)
+		return lim->store->sweep != NULL ? lim->store->sweep(lim->backend, now_ns, budget_entries, reclaimed)
+					       : SLUICE_OK; /* the store expires idle keys itself */
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+	pthread_mutex_lock(&lim->sweep_lock);
+	rc = sweep_locked(lim, now_ns, budget_entries, &got);
+	pthread_mutex_unlock(&lim->sweep_lock);
+	if (reclaimed != NULL)
+		*reclaimed = got;
+	return rc;
+}
+
+/* ---- maintenance thread ---- */
+
+static uint64_t default_clock(void *user)
+{
+	(void)user;
+	uint64_t now = sluice_monotonic_ns();
+	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
+}
+
+static void *maintenance_main(void *arg)
+{
+	struct sluice_limiter *lim = arg;
+	bool own_rcu = lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU;
+
+	/* Our own thread: with CALLER_REGISTERS_RCU nobody else registers it. */
+	if (own_rcu)
+		rcu_register_thread();
+	pthread_mutex_lock(&lim->m_lock);
+	while (!lim->m_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t at = (uint64_t)ts.tv_sec * SLUICE_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+		at = sluice__add_sat(at, lim->m_interval_ns);
+		ts.tv_sec = (time_t)(at / SLUICE_NS_PER_SEC);
+		ts.tv_nsec = (long)(at % SLUICE_NS_PER_SEC);
+		int w = 0;
+		while (!lim->m_stop && w != ETIMEDOUT)
+			w = pthread_cond_timedwait(&lim->m_cond, &lim->m_lock, &ts);
+		if (lim->m_stop)
+			break;
+		pthread_mutex_unlock(&lim->m_lock);
+		sluice_limiter_sweep(lim, lim->m_clock(lim->m_clock_user), lim->m_budget, NULL);
+		pthread_mutex_lock(&lim->m_lock);
+	}
+	pthread_mutex_unlock(&lim->m_lock);
+	if (own_rcu)
+		rcu_unregister_thread();
+	return NULL;
+}
+
+int sluice_limiter_maintenance_start(struct sluice_limiter *lim, uint64_t interval_ns,
+				     size_t budget_entries, sluice_clock_fn clock, void *clock_user)
+{
+	if (lim == NULL || interval_ns == 0 || budget_entries == 0)
+		return SLUICE_EINVAL;
+	if (lim->m_running)
+		return SLUICE_ESTATE;
+	if (lim->store != NULL && lim->store->sweep == NULL) {
+		lim->m_running = true; /* nothing to sweep: no thread */
+		return SLUICE_OK;
+	}
+	lim->m_stop = false;
+	lim->m_interval_ns = interval_ns;
+	lim->m_budget = budget_entries;
+	lim->m_clock = clock != NULL ? clock : default_clock;
+	lim->m_clock_user = clock_user;
+	if (pthread_create(&lim->m_thread, NULL, maintenance_main, lim) != 0)
+		return SLUICE_ETHREAD;
+	lim->m_running = true;
+	return SLUICE_OK;
+}
+
+int sluice_limiter_maintenance_stop(struct sluice_limiter *lim)
+{
+	if (lim == NULL)
+		return SLUICE_EINVAL;
+	if (!lim->m_running)
+		return SLUICE_ESTATE;
+	if (lim->store != NULL && lim->store->sweep == NULL) {
+		lim->m_running = false;
+		return SLUICE_OK;
+	}
+	pthread_mutex_lock(&lim->m_lock);
+	lim->m_stop = true;
+	pthread_cond_signal(&lim->m_cond);
+	pthread_mutex_unlock(&lim->m_lock);
+	pthread_join(lim->m_thread, NULL);
+	lim->m_running = false;
+	return SLUICE_OK;
+}

@@ -1,0 +1,275 @@
+/*
+ * test_client_pacer.c - struct sluice_pacer (include/sluice/client.h): the
+ * budget counted down between responses, in-flight requests, windows,
+ * dimensions, blocks, buckets, the bounded table, fake time by hand.
+ */
+#include "client_test_util.h"
+
+#define KEY "api.example.com"
+#define T0 (1000 * SEC)
+
+static struct sluice_pacer *make(uint32_t entries, uint32_t low_permille)
+{
+	struct sluice_pacer_opts o;
+	struct sluice_pacer *p;
+	sluice_pacer_opts_default(&o);
+	o.max_entries = entries;
+	o.low_permille = low_permille;
+	o.jitter_permille = 0;
+	cr_assert_eq(sluice_pacer_create(&o, &p), 0);
+	return p;
+}
+
+static uint64_t acquire(struct sluice_pacer *p, const char *key, uint64_t cost, uint64_t now)
+{
+	uint64_t w = 12345;
+	cr_assert_eq(sluice_pacer_acquire(p, key, strlen(key), cost, now, &w), 0);
+	return w;
+}
+
+/* A response with the X triple (limit, remaining, reset seconds). */
+static struct sluice_backoff_plan respond(struct sluice_pacer *p, const char *key, int status, uint64_t limit,
+					  uint64_t remaining, uint64_t reset_s, uint64_t now)
+{
+	struct sluice_client_limits l;
+	memset(&l, 0, sizeof(l));
+	l.has_limit = limit > 0;
+	l.limit = limit;
+	l.has_remaining = l.has_reset = true;
+	l.remaining = remaining;
+	l.reset_ns = reset_s * SEC;
+	struct sluice_backoff_request r = {.status = status, .idempotent = true, .attempt = 1, .limits = &l};
+	struct sluice_rng rng = {7};
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(sluice_pacer_update(p, key, strlen(key), &r, now, &rng, &plan), 0);
+	return plan;
+}
+
+Test(pacer, create_validates_and_destroy_null)
+{
+	struct sluice_pacer_opts o;
+	struct sluice_pacer *p = (struct sluice_pacer *)1;
+	sluice_pacer_destroy(NULL);
+	cr_assert_eq(sluice_pacer_create(NULL, &p), SLUICE_EINVAL);
+	cr_assert_null(p);
+	sluice_pacer_opts_default(&o);
+	cr_assert_eq(sluice_pacer_create(&o, NULL), SLUICE_EINVAL);
+	struct sluice_pacer_opts bad = o;
+	bad.max_entries = 0;
+	cr_assert_eq(sluice_pacer_create(&bad, &p), SLUICE_EINVAL);
+	bad = o;
+	bad.size = 8;
+	cr_assert_eq(sluice_pacer_create(&bad, &p), SLUICE_EINVAL);
+	bad = o;
+	bad.low_permille = 1001;
+	cr_assert_eq(sluice_pacer_create(&bad, &p), SLUICE_EINVAL);
+	bad = o;
+	bad.backoff.max_attempts = 0;
+	cr_assert_eq(sluice_pacer_create(&bad, &p), SLUICE_EINVAL);
+	cr_assert_eq(sluice_pacer_create(&o, &p), 0);
+	uint64_t w;
+	cr_assert_eq(sluice_pacer_acquire(p, "", 0, 0, T0, &w), SLUICE_EKEY);
+	char big[SLUICE_PACER_KEY_MAX + 1];
+	memset(big, 'k', sizeof(big));
+	cr_assert_eq(sluice_pacer_acquire(p, big, sizeof(big), 0, T0, &w), SLUICE_EKEY);
+	cr_assert_eq(sluice_pacer_acquire(p, big, sizeof(big) - 1, 0, T0, &w), 0);
+	cr_assert_eq(sluice_pacer_acquire(NULL, "k", 1, 0, T0, &w), SLUICE_EINVAL);
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, unknown_key_goes_and_budget_counts_down_to_the_reset)
+{
+	struct sluice_pacer *p = make(8, 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 200, 10, 3, 10, T0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(acquire(p, KEY, 0, T0 + 1 * SEC), 0);
+	/* the fourth waits exactly until the reset: 10 s after the response */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 1 * SEC), 9 * SEC);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 9 * SEC), 1 * SEC);
+	/* at the reset the budget is the limit less the 3 in flight */
+	for (int i = 0; i < 7; i++)
+		cr_assert_eq(acquire(p, KEY, 0, T0 + 10 * SEC), 0, "request %d", i);
+	cr_assert_gt(acquire(p, KEY, 0, T0 + 10 * SEC), 0);
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, in_flight_requests_are_subtracted_and_late_answers_cannot_raise)
+{
+	struct sluice_pacer *p = make(8, 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 200, 10, 5, 10, T0);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	cr_assert_gt(acquire(p, KEY, 0, T0), 0);
+	/* the first of the five comes back: the server counted it, the other
+	 * four may not be counted yet: 4 - 4 = 0 left */
+	respond(p, KEY, 200, 10, 4, 10, T0 + 1 * MS);
+	cr_assert_gt(acquire(p, KEY, 0, T0 + 2 * MS), 0);
+	/* a stale answer (larger remaining, same window) changes nothing */
+	respond(p, KEY, 200, 10, 9, 10, T0 + 3 * MS);
+	cr_assert_gt(acquire(p, KEY, 0, T0 + 4 * MS), 0);
+	/* the rest answered, 2 left: within one window the count only falls
+	 * (answers may arrive out of order), so nothing goes until the reset */
+	respond(p, KEY, 200, 10, 2, 10, T0 + 5 * MS);
+	respond(p, KEY, 200, 10, 2, 10, T0 + 5 * MS);
+	respond(p, KEY, 200, 10, 2, 10, T0 + 5 * MS);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 6 * MS), 10 * SEC - 1 * MS); /* the latest reset: T0 + 5 ms + 10 s */
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, a_newer_window_replaces_an_older_one_is_ignored)
+{
+	struct sluice_pacer *p = make(8, 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 200, 10, 0, 5, T0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 5 * SEC);
+	/* an answer of the next window (reset 65 s away) */
+	respond(p, KEY, 200, 10, 4, 65, T0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	/* then one of the old window: ignored */
+	respond(p, KEY, 200, 10, 0, 5, T0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 65 * SEC);
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, most_restrictive_dimension_wins_with_token_costs)
+{
+	struct sluice_pacer *p = make(8, 0);
+	static const char *const lines[] = {
+		"x-ratelimit-limit-requests: 60",   "x-ratelimit-remaining-requests: 10",
+		"x-ratelimit-reset-requests: 1s",   "x-ratelimit-limit-tokens: 1000",
+		"x-ratelimit-remaining-tokens: 100", "x-ratelimit-reset-tokens: 6m0s", NULL};
+	struct sluice_client_limits l = parse_lines(lines, 0);
+	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = &l};
+	struct sluice_rng rng = {1};
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(acquire(p, KEY, 60, T0), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(plan.verdict, SLUICE_BACKOFF_DONE);
+	cr_assert_eq(acquire(p, KEY, 60, T0), 0);          /* 100 tokens: 60 fit */
+	cr_assert_eq(acquire(p, KEY, 60, T0), 360 * SEC);  /* 40 left: wait for the tokens */
+	cr_assert_eq(acquire(p, KEY, 40, T0), 0);          /* a cheaper one fits */
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);           /* cost 0: requests only */
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, retry_after_blocks_every_thread_and_rules_apply)
+{
+	struct sluice_pacer *p = make(8, 0);
+	struct sluice_client_limits l;
+	memset(&l, 0, sizeof(l));
+	l.has_retry_after = true;
+	l.retry_after_ns = 5 * SEC;
+	struct sluice_backoff_request r = {.status = 429, .idempotent = false, .attempt = 1, .limits = &l};
+	struct sluice_rng rng = {1};
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(plan.verdict, SLUICE_BACKOFF_RETRY);
+	cr_assert_geq(plan.delay_ns, 5 * SEC);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 1 * SEC), plan.delay_ns - 1 * SEC);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + plan.delay_ns), 0);
+	/* never an automatic retry of a create after a 5xx; attempts capped */
+	r.status = 500;
+	r.limits = NULL;
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(plan.why, SLUICE_BACKOFF_WHY_UNSAFE);
+	r.idempotent = true;
+	r.attempt = 5;
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(plan.why, SLUICE_BACKOFF_WHY_ATTEMPTS);
+	r.attempt = 0;
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), SLUICE_EINVAL);
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, keys_naming_one_bucket_share_it)
+{
+	struct sluice_pacer *p = make(8, 0);
+	struct sluice_client_limits l = parse_lines(
+		(const char *const[]){"X-RateLimit-Limit: 5", "X-RateLimit-Remaining: 2",
+				      "X-RateLimit-Reset-After: 10", "X-RateLimit-Bucket: abcd1234", NULL}, 0);
+	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = &l};
+	struct sluice_rng rng = {1};
+	struct sluice_backoff_plan plan;
+	const char *a = "POST /channels/1/messages", *b = "PATCH /channels/1/messages";
+	cr_assert_eq(acquire(p, a, 0, T0), 0);
+	cr_assert_eq(sluice_pacer_update(p, a, strlen(a), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(acquire(p, b, 0, T0), 0);
+	cr_assert_eq(sluice_pacer_update(p, b, strlen(b), &r, T0, &rng, &plan), 0);
+	/* both keys now draw on the bucket's 2 */
+	cr_assert_eq(acquire(p, a, 0, T0), 0);
+	cr_assert_eq(acquire(p, b, 0, T0), 0);
+	cr_assert_eq(acquire(p, a, 0, T0), 10 * SEC);
+	cr_assert_eq(acquire(p, b, 0, T0), 10 * SEC);
+	cr_assert_eq(sluice_pacer_cancel(p, a, strlen(a)), 0);
+	cr_assert_eq(sluice_pacer_cancel(p, "nobody", 6), SLUICE_ENOTFOUND);
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, full_table_reuses_idle_entries_else_keeps_no_state)
+{
+	struct sluice_pacer *p = make(1, 0);
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(acquire(p, "a", 0, T0), 0);
+	respond(p, "a", 200, 10, 0, 10, T0); /* "a" waits: busy */
+	cr_assert_eq(acquire(p, "b", 0, T0), 0); /* no room: no state, goes */
+	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = NULL};
+	struct sluice_rng rng = {1};
+	cr_assert_eq(sluice_pacer_update(p, "b", 1, &r, T0, &rng, &plan), SLUICE_EFULL);
+	cr_assert_eq(plan.verdict, SLUICE_BACKOFF_DONE);
+	cr_assert_eq(acquire(p, "a", 0, T0), 10 * SEC); /* "a" kept */
+	/* after its reset "a" is idle and its entry is reused */
+	cr_assert_eq(acquire(p, "b", 0, T0 + 11 * SEC), 0);
+	cr_assert_eq(sluice_pacer_update(p, "b", 1, &r, T0 + 11 * SEC, &rng, &plan), 0);
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, exhausted_without_reset_sends_one_probe)
+{
+	struct sluice_pacer_opts o;
+	struct sluice_pacer *p;
+	sluice_pacer_opts_default(&o);
+	cr_assert_eq(sluice_pacer_create(&o, &p), 0);
+	struct sluice_client_limits l;
+	memset(&l, 0, sizeof(l));
+	l.has_remaining = true; /* remaining 0, nothing else known */
+	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = &l};
+	struct sluice_rng rng = {1};
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);            /* the probe */
+	cr_assert_eq(acquire(p, KEY, 0, T0), o.poll_ns);    /* its answer is awaited */
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, slows_down_before_the_wall)
+{
+	struct sluice_pacer *p = make(8, 200);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 200, 100, 50, 10, T0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0); /* 50% left: no spacing */
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 200, 100, 11, 10, T0); /* 11 less 1 in flight */
+	respond(p, KEY, 200, 100, 11, 10, T0); /* all answered: 10 left of 100, 10 s */
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 1 * SEC); /* 10 s spread over 10 requests */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 1 * SEC), 0);
+	sluice_pacer_destroy(p);
+}
+
+Test(pacer, time_going_backwards_never_underflows)
+{
+	struct sluice_pacer *p = make(8, 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 429, 10, 0, 10, T0);
+	uint64_t w = acquire(p, KEY, 0, T0 - 5 * SEC);
+	cr_assert_geq(w, 10 * SEC);
+	cr_assert_leq(w, 20 * SEC);
+	cr_assert_eq(acquire(p, KEY, 0, 0), T0 + 10 * SEC + (w - 15 * SEC));
+	sluice_pacer_destroy(p);
+}

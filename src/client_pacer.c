@@ -23,7 +23,8 @@
  *      by more than same_window_ns) replaces the budget with R - F;
  *   2. a response of the same window can only lower it (min), so a late
  *      answer with a stale, larger R changes nothing;
- *   3. a response of an older window (its reset earlier) is ignored;
+ *   3. a response of an older window (its reset earlier, or already
+ *      passed) is ignored;
  *   4. when the reset passes locally (plus its jitter), the budget is the
  *      limit less the requests in flight (they may land in the new window);
  *      with no known limit the dimension is unknown until a response.
@@ -259,10 +260,12 @@ static void learn_dim(struct sluice_pacer *p, struct entry *s, const struct lear
 		d->window_ns = l->window_ns;
 	uint64_t busy = d->tokens ? 0 : s->inflight;
 	uint64_t left = l->remaining > busy ? l->remaining - busy : 0;
+	if (l->has_reset && l->reset_ns == 0)
+		return; /* rule 3: the window it counted has ended */
 	uint64_t reset_ns = l->has_reset ? l->reset_ns : l->window_ns; /* a window bounds the reset */
 	if (reset_ns == 0) {
-		/* no reset known, or one that is now: no window to tie the
-		 * count to, so it can only lower what is known */
+		/* no reset known: no window to tie the count to, so it can
+		 * only lower what is known */
 		d->remaining = d->has_remaining ? SLUICE_MIN(d->remaining, left) : left;
 		d->has_remaining = true;
 		return;

@@ -9,6 +9,11 @@
  */
 #include "client_test_util.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "client_internal.h" /* the built-in table, for the stack test */
+
 /* 2026-11-23T00:00:00Z: a client clock years after the examples' dates */
 #define NOW_2026 (1795392000ull * SEC)
 
@@ -411,4 +416,76 @@ Test(vendor, past_reset_backs_off)
 	struct sluice_backoff_plan p = plan_for(429, true, &l);
 	cr_assert_eq(p.why, SLUICE_BACKOFF_WHY_EXPONENTIAL);
 	cr_assert_geq(p.delay_ns, 1 * SEC);
+}
+
+/* The parse's stack, measured by painting: a frame the size of the
+ * bound is filled with a pattern, the parse runs in the same place, and
+ * the bytes it changed are counted. The worst input: every built-in table
+ * row, a RateLimit field of many lines combined into the 4 KiB buffer,
+ * dates, durations and RFC 3339 values through the AUTO chain. */
+#define STACK_PAINT (64 * 1024)
+
+static __attribute__((noinline)) void stack_paint(void)
+{
+	volatile unsigned char area[STACK_PAINT];
+	for (size_t i = 0; i < sizeof(area); i++)
+		area[i] = 0xa5;
+}
+
+static __attribute__((noinline)) size_t stack_used(void)
+{
+	unsigned char area[STACK_PAINT];
+	const volatile unsigned char *p = area;
+	size_t i = 0;
+	__asm__ volatile("" : "+r"(p)); /* the bytes are the paint, not uninitialized to the reader */
+	while (i < sizeof(area) && p[i] == 0xa5)
+		i++;
+	return sizeof(area) - i;
+}
+
+static __attribute__((noinline)) int stack_parse(const struct sluice_http_field *f, size_t n,
+						  struct sluice_client_limits *l)
+{
+	return sluice_client_parse(f, n, 1795392000ull * SEC, l);
+}
+
+Test(vendor, parse_stack_is_bounded)
+{
+	static struct sluice_http_field f[64];
+	static char items[16][256];
+	size_t n = 0;
+	for (int i = 0; i < 16; i++) {
+		snprintf(items[i], sizeof(items[i]), "\"p%d\";r=%d;t=%d;pk=:cHsdsRa894==:;x=1;y=2;z=\"%0180d\"", i,
+			 i, i, 0);
+		f[n++] = (struct sluice_http_field){"RateLimit", 9, items[i], strlen(items[i])};
+	}
+	static const char *const lines[] = {
+		"Date", "Sun, 06 Nov 1994 08:49:37 GMT",
+		"X-RateLimit-Reset", "Sunday, 06-Nov-94 08:49:37 GMT",
+		"x-ratelimit-requests-reset", "2026-11-23T00:00:00.123456789+05:30",
+		"x-ratelimit-complexity-reset", "1h2m3.5s",
+		"x-ratelimit-reset-tokens", "6m0s",
+		"anthropic-ratelimit-tokens-reset", "2026-11-23T00:00:00Z",
+		"Retry-After", "1, 2, Sun, 06 Nov 1994 08:49:37 GMT",
+		"X-RateLimit-Limit", "100, 100;window=60, 10000;window=86400",
+		"RateLimit-Policy", "\"p1\";q=10;w=1, \"p2\";q=20;w=2",
+	};
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i += 2)
+		f[n++] = (struct sluice_http_field){lines[i], strlen(lines[i]), lines[i + 1], strlen(lines[i + 1])};
+	for (size_t k = 0; k < sluice__client_vendor_nrules && n < 64; k++) {
+		const char *name = sluice__client_vendor_rules[k].name;
+		f[n++] = (struct sluice_http_field){name, strlen(name), "1795392045250", 13};
+	}
+	struct sluice_client_limits *l = malloc(sizeof(*l)); /* the result is not the parse's stack */
+	stack_paint();
+	int rc = stack_parse(f, n, l);
+	size_t used = stack_used();
+	cr_assert_eq(rc, 0);
+	cr_assert(l->seen & SLUICE_CLIENT_VENDOR);
+	free(l);
+	cr_log_info("sluice_client_parse: %zu bytes of stack\n", used);
+	printf("sluice_client_parse: %zu bytes of stack\n", used);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	cr_assert_lt(used, 14 * 1024, "%zu bytes", used);
+#endif
 }

@@ -33,7 +33,7 @@
  *
  * Threads and ordering: the parsers, the planner and the pacing helpers
  * are pure and reentrant (no global or static mutable state, no
- * allocation; a parse uses under 12 KiB of stack); struct sluice_rng is the
+ * allocation; a parse uses under 14 KiB of stack); struct sluice_rng is the
  * caller's and must not be shared between threads without a lock. A
  * struct sluice_pacer may be used by any number of threads at once: each
  * call holds the pacer's mutex for its whole duration, so calls are
@@ -58,8 +58,8 @@ extern "C" {
 /* Largest combined field value parsed; a longer one is ignored. */
 #define SLUICE_CLIENT_FIELD_MAX 4096
 /* Largest number of RFC 9651 nodes a structured field may need; a field
- * needing more (over ~25 policies with all their parameters) is ignored. */
-#define SLUICE_CLIENT_SF_NODES_MAX 160
+ * needing more (over ~20 policies with all their parameters) is ignored. */
+#define SLUICE_CLIENT_SF_NODES_MAX 128
 /* How far the caller's clock may run ahead of a response's Date (whole
  * seconds, truncated) before Date becomes the anchor of absolute times. */
 #define SLUICE_CLIENT_DATE_SLACK_NS (2 * SLUICE_NS_PER_SEC)

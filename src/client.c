@@ -557,11 +557,12 @@ static bool x_limit_list(const char *v, size_t len, struct sluice_sf_node *nodes
 static bool plain_number(const char *v, long len, bool frac_ok, uint64_t *out)
 {
 	uint32_t frac;
+	size_t n = (size_t)len;
 
 	if (len < 0)
 		return false;
-	sluice__client_trim(&v, (size_t *)&len);
-	return sluice__client_number(v, (size_t)len, frac_ok, out, &frac);
+	sluice__client_trim(&v, &n);
+	return sluice__client_number(v, n, frac_ok, out, &frac);
 }
 
 static void x_family(const struct field_index *ix, char *buf, struct sluice_sf_node *nodes,
@@ -606,14 +607,15 @@ static void x_family(const struct field_index *ix, char *buf, struct sluice_sf_n
 	for (int s = S_X_BUCKET; s <= S_X_RESOURCE && out->bucket_len == 0; s++) {
 		if ((len = field_value(ix, s, buf, &v)) < 0)
 			continue;
-		sluice__client_trim(&v, (size_t *)&len);
-		if (len == 0 || (size_t)len >= sizeof(out->bucket)) {
+		size_t n = (size_t)len;
+		sluice__client_trim(&v, &n);
+		if (n == 0 || n >= sizeof(out->bucket)) {
 			bad = true;
 			continue;
 		}
-		memcpy(out->bucket, v, (size_t)len);
-		out->bucket[len] = '\0';
-		out->bucket_len = (uint32_t)len;
+		memcpy(out->bucket, v, n);
+		out->bucket[n] = '\0';
+		out->bucket_len = (uint32_t)n;
 	}
 	if (bad)
 		out->ignored |= SLUICE_CLIENT_X;

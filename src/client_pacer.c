@@ -72,6 +72,9 @@ struct entry {
 	struct dim dims[SLUICE_CLIENT_MAX_POLICIES];
 };
 
+/* docs/http.md gives the table's cost per entry */
+_Static_assert(sizeof(struct entry) <= 1024, "a pacer entry stays under 1 KiB");
+
 struct sluice_pacer {
 	pthread_mutex_t lock;
 	struct sluice_pacer_opts opts;

@@ -70,23 +70,23 @@ const struct sluice_client_rule sluice__client_vendor_rules[] = {
 const size_t sluice__client_vendor_nrules =
 	sizeof(sluice__client_vendor_rules) / sizeof(sluice__client_vendor_rules[0]);
 
-/* ASCII case-insensitive equality of a field name and a rule name. */
+static char lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* ASCII case-insensitive equality of a field name and a rule name (NUL-
+ * terminated). Every field meets every row, so a mismatch must be cheap:
+ * the first byte settles most of them, and no strlen is taken. */
 static bool rule_matches(const struct sluice_http_field *f, const char *name)
 {
-	size_t len = strlen(name);
-
-	if (f->name == NULL || f->name_len != len)
+	if (f->name == NULL || f->name_len == 0 || lower(f->name[0]) != lower(name[0]))
 		return false;
-	for (size_t i = 0; i < len; i++) {
-		char a = f->name[i], b = name[i];
-		if (a >= 'A' && a <= 'Z')
-			a = (char)(a - 'A' + 'a');
-		if (b >= 'A' && b <= 'Z')
-			b = (char)(b - 'A' + 'a');
-		if (a != b)
+	for (size_t i = 1; i < f->name_len; i++) {
+		if (name[i] == '\0' || lower(f->name[i]) != lower(name[i]))
 			return false;
 	}
-	return true;
+	return name[f->name_len] == '\0';
 }
 
 /* "used/limit", both counts. */

@@ -124,6 +124,20 @@ static void record(struct run *r, int status, uint64_t sent, const struct curl_f
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* One request, its answer parsed and reported to the pacer; returns the
+ * status (0: no answer) and sets *ok false if the pacer refused the
+ * report. */
+static int exchange(struct run *r, CURL *curl, struct curl_fields *h, struct sluice_rng *rng,
+		    struct sluice_client_limits *l, uint64_t *sent, bool *ok)
+{
+	int status = request(curl, h, l, sent);
+	struct sluice_backoff_request req = {.status = status, .idempotent = true, .attempt = 1, .limits = l};
+	struct sluice_backoff_plan plan;
+	*ok = sluice_pacer_update(r->pacer, r->token, strlen(r->token), &req, sluice_monotonic_ns(), rng,
+				  &plan) == 0;
+	return status;
+}
+
 static void *worker(void *arg)
 {
 	struct run *r = arg;
@@ -146,12 +160,10 @@ static void *worker(void *arg)
 		}
 		struct sluice_client_limits l;
 		uint64_t sent;
-		int status = request(curl, h, &l, &sent);
+		bool ok;
+		int status = exchange(r, curl, h, &rng, &l, &sent, &ok);
 		record(r, status, sent, h);
-		struct sluice_backoff_request req = {.status = status, .idempotent = true, .attempt = 1, .limits = &l};
-		struct sluice_backoff_plan plan;
-		if (sluice_pacer_update(r->pacer, r->token, keylen, &req, sluice_monotonic_ns(), &rng, &plan) != 0 ||
-		    status == 0) {
+		if (!ok || status == 0) {
 			pthread_mutex_lock(&r->lock);
 			r->errors++;
 			pthread_mutex_unlock(&r->lock);
@@ -196,10 +208,8 @@ static int unpaced(struct run *r)
 	for (uint64_t i = 0; i < r->limit + 2; i++) {
 		struct sluice_client_limits l;
 		uint64_t sent;
-		int status = request(curl, h, &l, &sent);
-		struct sluice_backoff_request req = {.status = status, .idempotent = true, .attempt = 1, .limits = &l};
-		struct sluice_backoff_plan plan;
-		sluice_pacer_update(r->pacer, r->token, keylen, &req, sluice_monotonic_ns(), &rng, &plan);
+		bool ok;
+		int status = exchange(r, curl, h, &rng, &l, &sent, &ok);
 		if (status == 429) {
 			refused++;
 			told_ns = MAX(told_ns, l.retry_after_ns);
@@ -215,10 +225,8 @@ static int unpaced(struct run *r)
 	slept = sluice_monotonic_ns() - t0;
 	struct sluice_client_limits l;
 	uint64_t sent;
-	int status = request(curl, h, &l, &sent);
-	struct sluice_backoff_request req = {.status = status, .idempotent = true, .attempt = 1, .limits = &l};
-	struct sluice_backoff_plan plan;
-	sluice_pacer_update(r->pacer, r->token, keylen, &req, sluice_monotonic_ns(), &rng, &plan);
+	bool ok;
+	int status = exchange(r, curl, h, &rng, &l, &sent, &ok);
 	uint64_t most = told_ns + told_ns * JITTER_PERMILLE / 1000 + 50 * 1000000ull;
 	printf("unpaced: %llu requests, %llu refused with Retry-After %llu ms; the pacer waited %llu ms "
 	       "(at most %llu); the next request: %d\n",

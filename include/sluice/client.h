@@ -108,7 +108,8 @@ struct sluice_client_limits {
 	bool has_retry_after;
 	bool has_date;           /* date_unix_s: the Date field */
 	bool clock_anchored;     /* absolute times were measured from Date */
-	bool reset_past;         /* the governing reset was an instant already past */
+	bool reset_past;         /* the governing reset is now or already past: no
+				  * wait to honour (sluice_backoff_plan() backs off) */
 	bool policies_truncated; /* more than SLUICE_CLIENT_MAX_POLICIES */
 	uint64_t limit;
 	uint64_t remaining;
@@ -404,7 +405,8 @@ struct sluice_pacer;
 
 struct sluice_pacer_opts {
 	size_t size;              /* sizeof(struct sluice_pacer_opts) */
-	uint32_t max_entries;     /* keys and buckets together: 1..65536 */
+	uint32_t max_entries;     /* keys and buckets together: 1..4096 (a
+				   * linear scan per call: hosts, not users) */
 	uint32_t low_permille;    /* spread the rest once at most this share of a
 				   * known limit is left (0..1000; 1000: always) */
 	uint32_t jitter_permille; /* upward jitter on server-dictated waits, 0..1000 */

@@ -730,7 +730,7 @@ int sluice_client_parse_ex(const struct sluice_http_field *fields, size_t n, uin
 
 	/* 0. the caller's table */
 	if (opts != NULL && opts->nrules > 0 &&
-	    sluice__client_apply_rules(fields, n, opts->rules, opts->nrules, SLUICE_CLIENT_CALLER,
+	    sluice__client_apply_rules(fields, n, opts->rules, NULL, opts->nrules, SLUICE_CLIENT_CALLER,
 				       now_ns, now_unix_ns, out, &first, &out->ignored) != 0) {
 		out->seen |= SLUICE_CLIENT_CALLER;
 		source_from_dimensions(out, SLUICE_CLIENT_CALLER, first);
@@ -779,7 +779,8 @@ int sluice_client_parse_ex(const struct sluice_http_field *fields, size_t n, uin
 	/* 5. vendor tables */
 	if (!(flags & SLUICE_CLIENT_NO_VENDOR_TABLES) &&
 	    sluice__client_apply_rules(fields, n, sluice__client_vendor_rules,
-				       sluice__client_vendor_nrules, SLUICE_CLIENT_VENDOR, now_ns,
+				       sluice__client_vendor_name_len, sluice__client_vendor_nrules,
+				       SLUICE_CLIENT_VENDOR, now_ns,
 				       now_unix_ns, out, &first, &out->ignored) != 0) {
 		out->seen |= SLUICE_CLIENT_VENDOR;
 		source_from_dimensions(out, SLUICE_CLIENT_VENDOR, first);

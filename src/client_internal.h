@@ -39,15 +39,17 @@ struct sluice_client_policy *sluice__client_dimension(struct sluice_client_limit
 						      const char *name, const char *unit);
 
 /* The vendor and caller tables over the response; returns the family bits
- * of the tables that matched a well-formed field, sets *ignored bits. */
+ * of the tables that matched a well-formed field, sets *ignored bits.
+ * name_len: the rows' name lengths, or NULL to compare names alone. */
 uint32_t sluice__client_apply_rules(const struct sluice_http_field *fields, size_t n,
-				    const struct sluice_client_rule *rules, size_t nrules,
-				    uint32_t family, uint64_t now_ns, uint64_t now_unix_ns,
+				    const struct sluice_client_rule *rules, const uint8_t *name_len,
+				    size_t nrules, uint32_t family, uint64_t now_ns, uint64_t now_unix_ns,
 				    struct sluice_client_limits *out, uint32_t *first_dim,
 				    uint32_t *ignored);
 
 /* The built-in vendor table. */
 extern const struct sluice_client_rule sluice__client_vendor_rules[];
+extern const uint8_t sluice__client_vendor_name_len[];
 extern const size_t sluice__client_vendor_nrules;
 
 /* Index of the most restrictive dimension among policies[from..to): an

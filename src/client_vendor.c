@@ -20,52 +20,56 @@
 
 #include "client_internal.h"
 
-#define ROW(name, dim, unit, role, fmt)                                                        \
-	{name, dim, unit, SLUICE_CLIENT_ROLE_##role, SLUICE_CLIENT_FMT_##fmt}
+/* The rows, once: expanded into the table and into its name lengths. */
+#define VENDOR_ROWS(ROW) \
+	/* Per-dimension X fields with Go-duration resets ("1s", "6m0s", \
+	 * "20ms"): platform.openai.com/docs/guides/rate-limits */ \
+	ROW("x-ratelimit-limit-requests", "requests", "", LIMIT, COUNT) \
+	ROW("x-ratelimit-remaining-requests", "requests", "", REMAINING, COUNT) \
+	ROW("x-ratelimit-reset-requests", "requests", "", RESET_AFTER, DURATION) \
+	ROW("x-ratelimit-limit-tokens", "tokens", "tokens", LIMIT, COUNT) \
+	ROW("x-ratelimit-remaining-tokens", "tokens", "tokens", REMAINING, COUNT) \
+	ROW("x-ratelimit-reset-tokens", "tokens", "tokens", RESET_AFTER, DURATION) \
+	/* RFC 3339 resets per dimension: docs.anthropic.com/en/api/rate-limits */ \
+	ROW("anthropic-ratelimit-requests-limit", "requests", "", LIMIT, COUNT) \
+	ROW("anthropic-ratelimit-requests-remaining", "requests", "", REMAINING, COUNT) \
+	ROW("anthropic-ratelimit-requests-reset", "requests", "", RESET, RFC3339) \
+	ROW("anthropic-ratelimit-tokens-limit", "tokens", "tokens", LIMIT, COUNT) \
+	ROW("anthropic-ratelimit-tokens-remaining", "tokens", "tokens", REMAINING, COUNT) \
+	ROW("anthropic-ratelimit-tokens-reset", "tokens", "tokens", RESET, RFC3339) \
+	ROW("anthropic-ratelimit-input-tokens-limit", "input-tokens", "tokens", LIMIT, COUNT) \
+	ROW("anthropic-ratelimit-input-tokens-remaining", "input-tokens", "tokens", REMAINING, COUNT) \
+	ROW("anthropic-ratelimit-input-tokens-reset", "input-tokens", "tokens", RESET, RFC3339) \
+	ROW("anthropic-ratelimit-output-tokens-limit", "output-tokens", "tokens", LIMIT, COUNT) \
+	ROW("anthropic-ratelimit-output-tokens-remaining", "output-tokens", "tokens", REMAINING, COUNT) \
+	ROW("anthropic-ratelimit-output-tokens-reset", "output-tokens", "tokens", RESET, RFC3339) \
+	/* X-RateLimit-Requests-*: Unix ms (linear.app/developers/rate-limiting) \
+	 * or delta seconds (RapidAPI); the size rule tells them apart */ \
+	ROW("x-ratelimit-requests-limit", "requests", "", LIMIT, COUNT) \
+	ROW("x-ratelimit-requests-remaining", "requests", "", REMAINING, COUNT) \
+	ROW("x-ratelimit-requests-reset", "requests", "", RESET, AUTO) \
+	ROW("x-ratelimit-complexity-limit", "complexity", "complexity", LIMIT, COUNT) \
+	ROW("x-ratelimit-complexity-remaining", "complexity", "complexity", REMAINING, COUNT) \
+	ROW("x-ratelimit-complexity-reset", "complexity", "complexity", RESET, AUTO) \
+	/* A rolling interval, a per-second and a daily budget without resets: \
+	 * developers.hubspot.com/docs/api/usage-details */ \
+	ROW("x-hubspot-ratelimit-max", "interval", "", LIMIT, COUNT) \
+	ROW("x-hubspot-ratelimit-remaining", "interval", "", REMAINING, COUNT) \
+	ROW("x-hubspot-ratelimit-interval-milliseconds", "interval", "", WINDOW, MILLISECONDS) \
+	ROW("x-hubspot-ratelimit-secondly", "secondly", "", LIMIT, COUNT) \
+	ROW("x-hubspot-ratelimit-secondly-remaining", "secondly", "", REMAINING, COUNT) \
+	ROW("x-hubspot-ratelimit-daily", "daily", "", LIMIT, COUNT) \
+	ROW("x-hubspot-ratelimit-daily-remaining", "daily", "", REMAINING, COUNT) \
+	/* "used/limit" of a leaky bucket: \
+	 * shopify.dev/docs/api/admin-rest/usage/rate-limits */ \
+	ROW("x-shopify-shop-api-call-limit", "api-calls", "", USED, USED_OF_LIMIT)
 
-const struct sluice_client_rule sluice__client_vendor_rules[] = {
-	/* Per-dimension X fields with Go-duration resets ("1s", "6m0s",
-	 * "20ms"): platform.openai.com/docs/guides/rate-limits */
-	ROW("x-ratelimit-limit-requests", "requests", "", LIMIT, COUNT),
-	ROW("x-ratelimit-remaining-requests", "requests", "", REMAINING, COUNT),
-	ROW("x-ratelimit-reset-requests", "requests", "", RESET_AFTER, DURATION),
-	ROW("x-ratelimit-limit-tokens", "tokens", "tokens", LIMIT, COUNT),
-	ROW("x-ratelimit-remaining-tokens", "tokens", "tokens", REMAINING, COUNT),
-	ROW("x-ratelimit-reset-tokens", "tokens", "tokens", RESET_AFTER, DURATION),
-	/* RFC 3339 resets per dimension: docs.anthropic.com/en/api/rate-limits */
-	ROW("anthropic-ratelimit-requests-limit", "requests", "", LIMIT, COUNT),
-	ROW("anthropic-ratelimit-requests-remaining", "requests", "", REMAINING, COUNT),
-	ROW("anthropic-ratelimit-requests-reset", "requests", "", RESET, RFC3339),
-	ROW("anthropic-ratelimit-tokens-limit", "tokens", "tokens", LIMIT, COUNT),
-	ROW("anthropic-ratelimit-tokens-remaining", "tokens", "tokens", REMAINING, COUNT),
-	ROW("anthropic-ratelimit-tokens-reset", "tokens", "tokens", RESET, RFC3339),
-	ROW("anthropic-ratelimit-input-tokens-limit", "input-tokens", "tokens", LIMIT, COUNT),
-	ROW("anthropic-ratelimit-input-tokens-remaining", "input-tokens", "tokens", REMAINING, COUNT),
-	ROW("anthropic-ratelimit-input-tokens-reset", "input-tokens", "tokens", RESET, RFC3339),
-	ROW("anthropic-ratelimit-output-tokens-limit", "output-tokens", "tokens", LIMIT, COUNT),
-	ROW("anthropic-ratelimit-output-tokens-remaining", "output-tokens", "tokens", REMAINING, COUNT),
-	ROW("anthropic-ratelimit-output-tokens-reset", "output-tokens", "tokens", RESET, RFC3339),
-	/* X-RateLimit-Requests-*: Unix ms (linear.app/developers/rate-limiting)
-	 * or delta seconds (RapidAPI); the size rule tells them apart */
-	ROW("x-ratelimit-requests-limit", "requests", "", LIMIT, COUNT),
-	ROW("x-ratelimit-requests-remaining", "requests", "", REMAINING, COUNT),
-	ROW("x-ratelimit-requests-reset", "requests", "", RESET, AUTO),
-	ROW("x-ratelimit-complexity-limit", "complexity", "complexity", LIMIT, COUNT),
-	ROW("x-ratelimit-complexity-remaining", "complexity", "complexity", REMAINING, COUNT),
-	ROW("x-ratelimit-complexity-reset", "complexity", "complexity", RESET, AUTO),
-	/* A rolling interval, a per-second and a daily budget without resets:
-	 * developers.hubspot.com/docs/api/usage-details */
-	ROW("x-hubspot-ratelimit-max", "interval", "", LIMIT, COUNT),
-	ROW("x-hubspot-ratelimit-remaining", "interval", "", REMAINING, COUNT),
-	ROW("x-hubspot-ratelimit-interval-milliseconds", "interval", "", WINDOW, MILLISECONDS),
-	ROW("x-hubspot-ratelimit-secondly", "secondly", "", LIMIT, COUNT),
-	ROW("x-hubspot-ratelimit-secondly-remaining", "secondly", "", REMAINING, COUNT),
-	ROW("x-hubspot-ratelimit-daily", "daily", "", LIMIT, COUNT),
-	ROW("x-hubspot-ratelimit-daily-remaining", "daily", "", REMAINING, COUNT),
-	/* "used/limit" of a leaky bucket:
-	 * shopify.dev/docs/api/admin-rest/usage/rate-limits */
-	ROW("x-shopify-shop-api-call-limit", "api-calls", "", USED, USED_OF_LIMIT),
-};
+#define TABLE_ROW(name, dim, unit, role, fmt) \
+	{name, dim, unit, SLUICE_CLIENT_ROLE_##role, SLUICE_CLIENT_FMT_##fmt},
+#define LENGTH_ROW(name, dim, unit, role, fmt) sizeof(name) - 1,
+
+const struct sluice_client_rule sluice__client_vendor_rules[] = {VENDOR_ROWS(TABLE_ROW)};
+const uint8_t sluice__client_vendor_name_len[] = {VENDOR_ROWS(LENGTH_ROW)};
 
 const size_t sluice__client_vendor_nrules =
 	sizeof(sluice__client_vendor_rules) / sizeof(sluice__client_vendor_rules[0]);
@@ -185,22 +189,31 @@ static bool apply_one(const struct sluice_client_rule *r, const char *v, size_t 
 }
 
 uint32_t sluice__client_apply_rules(const struct sluice_http_field *fields, size_t n,
-				    const struct sluice_client_rule *rules, size_t nrules,
-				    uint32_t family, uint64_t now_ns, uint64_t now_unix_ns,
+				    const struct sluice_client_rule *rules, const uint8_t *name_len,
+				    size_t nrules, uint32_t family, uint64_t now_ns, uint64_t now_unix_ns,
 				    struct sluice_client_limits *out, uint32_t *first_dim,
 				    uint32_t *ignored)
 {
 	struct scratch scr[SLUICE_CLIENT_MAX_POLICIES];
 	bool matched = false;
 
+	uint64_t first_bytes[4] = {0, 0, 0, 0}; /* the rows' first name bytes, lowercased */
+
 	memset(scr, 0, sizeof(scr));
 	*first_dim = out->npolicies;
+	for (size_t k = 0; k < nrules; k++) {
+		unsigned char c = (unsigned char)lower(rules[k].name[0]);
+		first_bytes[c >> 6] |= UINT64_C(1) << (c & 63);
+	}
 	for (size_t i = 0; i < n; i++) {
 		const struct sluice_http_field *f = &fields[i];
-		if (f->value == NULL && f->value_len > 0)
+		if ((f->value == NULL && f->value_len > 0) || f->name == NULL || f->name_len == 0)
 			continue;
+		unsigned char c = (unsigned char)lower(f->name[0]);
+		if (!(first_bytes[c >> 6] & (UINT64_C(1) << (c & 63))))
+			continue; /* no row starts so: most fields stop here */
 		for (size_t k = 0; k < nrules; k++) {
-			if (!rule_matches(f, rules[k].name))
+			if ((name_len != NULL && name_len[k] != f->name_len) || !rule_matches(f, rules[k].name))
 				continue;
 			if (apply_one(&rules[k], f->value_len > 0 ? f->value : "", f->value_len, now_ns,
 				      now_unix_ns, out, scr))

@@ -399,6 +399,20 @@ static struct draft07 parse_draft07(const struct sluice_sf_node *nodes, size_t m
 
 /* ---- dimensions (vendor and caller tables) ------------------------------------ */
 
+bool sluice__client_set_bucket(struct sluice_client_limits *out, const char *v, size_t len)
+{
+	sluice__client_trim(&v, &len);
+	if (len == 0 || len >= sizeof(out->bucket))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (v[i] < 0x20 || v[i] > 0x7e) /* visible ASCII and SP: an id, printable */
+			return false;
+	memcpy(out->bucket, v, len);
+	out->bucket[len] = '\0';
+	out->bucket_len = (uint32_t)len;
+	return true;
+}
+
 struct sluice_client_policy *sluice__client_dimension(struct sluice_client_limits *out,
 						      const char *name, const char *unit)
 {
@@ -607,15 +621,7 @@ static void x_family(const struct field_index *ix, char *buf, struct sluice_sf_n
 	for (int s = S_X_BUCKET; s <= S_X_RESOURCE && out->bucket_len == 0; s++) {
 		if ((len = field_value(ix, s, buf, &v)) < 0)
 			continue;
-		size_t n = (size_t)len;
-		sluice__client_trim(&v, &n);
-		if (n == 0 || n >= sizeof(out->bucket)) {
-			bad = true;
-			continue;
-		}
-		memcpy(out->bucket, v, n);
-		out->bucket[n] = '\0';
-		out->bucket_len = (uint32_t)n;
+		bad |= !sluice__client_set_bucket(out, v, (size_t)len);
 	}
 	if (bad)
 		out->ignored |= SLUICE_CLIENT_X;

@@ -33,6 +33,10 @@ bool sluice__client_name_is(const struct sluice_http_field *f, const char *want,
 bool sluice__client_time_value(const char *s, size_t len, uint8_t format, uint64_t now_ns,
 			       uint64_t now_unix_ns, uint64_t *delay_ns, bool *absolute);
 
+/* out->bucket from a field value (trimmed; 1-63 bytes of visible ASCII or
+ * SP); false, and nothing stored, otherwise. */
+bool sluice__client_set_bucket(struct sluice_client_limits *out, const char *v, size_t len);
+
 /* The policy entry named name (NUL-terminated) without pk, created with
  * unit if absent; NULL when the table is full. */
 struct sluice_client_policy *sluice__client_dimension(struct sluice_client_limits *out,

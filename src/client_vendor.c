@@ -120,15 +120,9 @@ static bool apply_one(const struct sluice_client_rule *r, const char *v, size_t 
 	uint32_t frac;
 	bool absolute;
 
+	if (r->role == SLUICE_CLIENT_ROLE_BUCKET)
+		return sluice__client_set_bucket(out, v, len);
 	sluice__client_trim(&v, &len);
-	if (r->role == SLUICE_CLIENT_ROLE_BUCKET) {
-		if (len == 0 || len >= sizeof(out->bucket))
-			return false;
-		memcpy(out->bucket, v, len);
-		out->bucket[len] = '\0';
-		out->bucket_len = (uint32_t)len;
-		return true;
-	}
 	if (r->role == SLUICE_CLIENT_ROLE_RETRY_AFTER) {
 		if (!sluice__client_time_value(v, len, r->format, now_ns, now_unix_ns, &d, &absolute))
 			return false;

@@ -400,6 +400,14 @@ Test(vendor, hostile_values_are_ignored)
 	cr_assert_eq(l.ignored, SLUICE_CLIENT_VENDOR | SLUICE_CLIENT_DATE | SLUICE_CLIENT_X);
 	cr_assert_not(l.has_remaining);
 	cr_assert_not(l.has_date);
+	/* a bucket id is printable text; a control byte spoils it */
+	struct hdrs h = {.n = 0};
+	add(&h, "X-RateLimit-Bucket", "ab");
+	h.f[0].value_len = 3; /* "ab\0" */
+	cr_assert_eq(sluice_client_parse(h.f, h.n, 0, &l), 0);
+	cr_assert_eq(l.bucket_len, 0);
+	cr_assert_eq(l.ignored, SLUICE_CLIENT_X);
+	l = parse_lines(lines, NOW_2026);
 	/* Azure's placeholder "reset 0" alone is a reset that is now */
 	const struct sluice_client_policy *tk = policy_named(&l, "tokens");
 	cr_assert(tk != NULL && tk->has_reset && tk->reset_ns == 0 && !tk->has_remaining);

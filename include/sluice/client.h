@@ -135,7 +135,8 @@ enum sluice_client_role {
 	SLUICE_CLIENT_ROLE_RESET_AFTER = 5, /* the same, relative; wins over RESET */
 	SLUICE_CLIENT_ROLE_WINDOW = 6,      /* the window's length */
 	SLUICE_CLIENT_ROLE_RETRY_AFTER = 7, /* a wait, as Retry-After */
-	SLUICE_CLIENT_ROLE_BUCKET = 8,      /* the server's bucket id (opaque text) */
+	SLUICE_CLIENT_ROLE_BUCKET = 8,      /* the server's bucket id (1-63 bytes of
+					     * visible ASCII or SP) */
 };
 
 /* How its value is written. */

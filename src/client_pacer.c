@@ -14,25 +14,33 @@
  * Retry-After or a backoff after a refusal: every thread waits) and the
  * number of requests in flight.
  *
- * Why the budget is never overrun. Let R be what the latest response says
- * is left and F the requests still in flight when it is learnt. The server
- * has counted at most the requests answered so far; the F in flight may
- * or may not be counted, so the pacer assumes they are not and keeps
- * R - F. It then lets through at most that many before the next response:
- *   1. a response of a newer window (its reset later than the known one
- *      by more than same_window_ns) replaces the budget with R - F;
- *   2. a response of the same window can only lower it (min), so a late
- *      answer with a stale, larger R changes nothing;
- *   3. a response of an older window (its reset earlier, or already
- *      passed) is ignored;
- *   4. when the reset passes locally (plus its jitter), the budget is the
- *      limit less the requests in flight (they may land in the new window);
- *      with no known limit the dimension is unknown until a response.
+ * Why the budget is never overrun. Let R be what a response says is left
+ * and F the requests still in flight when it is learnt. The server has
+ * counted at most the requests answered so far; the F in flight may or
+ * may not be counted, so the pacer assumes they are not and keeps R - F.
+ * The count rises only at a reset; every response can only lower it:
+ *   1. with no count known, a response sets it to R - F and its reset;
+ *   2. with a count known, a response lowers it to min(count, R - F)
+ *      (answers arrive out of order: a late one with a larger, stale R
+ *      changes nothing) and can only delay the reset (the later of the
+ *      two: a reset is estimated as the answer's arrival plus the delay it
+ *      gives, never earlier than the server's own);
+ *   3. a response whose reset has passed counted a window that has ended:
+ *      it is ignored; a response to a request sent before the last local
+ *      reset may describe the window before, so its reset is not taken
+ *      (its count may still only lower);
+ *   4. when the reset (plus its jitter) passes locally, the count is the
+ *      limit less the requests in flight (they may land in the new
+ *      window), and the next reset is a window later when the window is
+ *      known, else unknown until a response sent after this reset brings
+ *      one; with no known limit the dimension is unknown;
  *   5. an exhausted dimension with no known reset lets one probe through
  *      when nothing is in flight (or the state could never change), and
  *      otherwise waits poll_ns for the answers in flight.
  * Each is conservative given the one before, so at no time does the sum
- * of requests let through exceed what the server last allowed.
+ * of requests let through exceed what the server last allowed. The cost
+ * is efficiency: R - F counts twice a request the server had already seen
+ * when its neighbour's answer left.
  *
  * Concurrency: a mutex per pacer, held for the whole of each call; calls
  * are short (a linear scan of the entries and a few dimensions), allocate
@@ -58,6 +66,7 @@ struct dim {
 	uint64_t open_at_ns;  /* reset plus jitter; 0: unknown */
 	uint64_t window_ns;   /* 0: unknown */
 	uint64_t next_ns;     /* spacing: the earliest next request */
+	uint64_t reset_seen_ns; /* when the last local reset happened (rule 3) */
 };
 
 struct entry {
@@ -92,7 +101,6 @@ void sluice_pacer_opts_default(struct sluice_pacer_opts *opts)
 	opts->low_permille = 200;
 	opts->jitter_permille = 100;
 	opts->poll_ns = 10 * SLUICE__NS_PER_MS;
-	opts->same_window_ns = SLUICE_NS_PER_SEC;
 	sluice_backoff_opts_default(&opts->backoff);
 }
 
@@ -103,7 +111,7 @@ int sluice_pacer_create(const struct sluice_pacer_opts *opts, struct sluice_pace
 	*out = NULL;
 	if (opts == NULL || opts->size < sizeof(*opts) || opts->max_entries == 0 ||
 	    opts->max_entries > PACER_ENTRIES_MAX || opts->low_permille > 1000 ||
-	    opts->jitter_permille > 1000 || opts->poll_ns == 0 || opts->same_window_ns == 0 ||
+	    opts->jitter_permille > 1000 || opts->poll_ns == 0 ||
 	    !sluice__backoff_opts_valid(&opts->backoff))
 		return SLUICE_EINVAL;
 	struct sluice_pacer *p =
@@ -219,6 +227,7 @@ static void refresh(struct dim *d, uint64_t now, uint32_t inflight)
 		d->reset_at_ns = d->open_at_ns = 0;
 	}
 	d->next_ns = 0;
+	d->reset_seen_ns = now;
 }
 
 static struct dim *dim_for(struct entry *s, const char *name)
@@ -246,14 +255,15 @@ struct learnt {
 	uint64_t limit, remaining, reset_ns, window_ns;
 };
 
-/* Rules 1-3 for one dimension of one response. */
-static void learn_dim(struct sluice_pacer *p, struct entry *s, const struct learnt *l, uint64_t now,
-		      struct sluice_rng *rng)
+/* Rules 1-3 for one dimension of one response to a request sent at sent. */
+static void learn_dim(struct sluice_pacer *p, struct entry *s, const struct learnt *l, uint64_t sent,
+		      uint64_t now, struct sluice_rng *rng)
 {
 	struct dim *d = dim_for(s, l->name);
 
 	if (d == NULL)
 		return;
+	refresh(d, now, s->inflight);
 	d->tokens = l->unit[0] != '\0' && strcmp(l->unit, "requests") != 0;
 	if (l->has_limit) {
 		d->has_limit = true;
@@ -261,40 +271,30 @@ static void learn_dim(struct sluice_pacer *p, struct entry *s, const struct lear
 	}
 	if (l->window_ns > 0)
 		d->window_ns = l->window_ns;
-	uint64_t busy = d->tokens ? 0 : s->inflight;
-	uint64_t left = l->remaining > busy ? l->remaining - busy : 0;
 	if (l->has_reset && l->reset_ns == 0)
 		return; /* rule 3: the window it counted has ended */
+	uint64_t busy = d->tokens ? 0 : s->inflight;
+	uint64_t left = l->remaining > busy ? l->remaining - busy : 0;
+	d->remaining = d->has_remaining ? SLUICE_MIN(d->remaining, left) : left; /* rules 1, 2 */
+	d->has_remaining = true;
 	uint64_t reset_ns = l->has_reset ? l->reset_ns : l->window_ns; /* a window bounds the reset */
-	if (reset_ns == 0) {
-		/* no reset known: no window to tie the count to, so it can
-		 * only lower what is known */
-		d->remaining = d->has_remaining ? SLUICE_MIN(d->remaining, left) : left;
-		d->has_remaining = true;
-		return;
-	}
+	if (reset_ns == 0 || sent < d->reset_seen_ns)
+		return; /* no reset, or one that may be the window's before (rule 3) */
 	uint64_t reset_at = sluice__add_sat(now, reset_ns);
 	uint64_t jitter = rng != NULL ? sluice__rng_upto(rng, sluice__permille_of(reset_ns, p->opts.jitter_permille)) : 0;
 	uint64_t open_at = sluice__add_sat(reset_at, jitter);
-	uint64_t tol = p->opts.same_window_ns;
-	if (!d->has_remaining || d->open_at_ns == 0 || d->open_at_ns <= now ||
-	    reset_at > sluice__add_sat(d->reset_at_ns, tol)) {
-		d->remaining = left; /* rule 1: a newer window */
+	if (d->open_at_ns == 0) { /* rule 1 */
 		d->reset_at_ns = reset_at;
 		d->open_at_ns = open_at;
 		d->next_ns = 0;
-	} else if (sluice__add_sat(reset_at, tol) < d->reset_at_ns) {
-		return; /* rule 3: an older window's answer */
-	} else {
-		d->remaining = SLUICE_MIN(d->remaining, left); /* rule 2 */
+	} else { /* rule 2: only later */
 		d->reset_at_ns = SLUICE_MAX(d->reset_at_ns, reset_at);
 		d->open_at_ns = SLUICE_MAX(d->open_at_ns, open_at);
 	}
-	d->has_remaining = true;
 }
 
 static void learn(struct sluice_pacer *p, struct entry *s, const struct sluice_client_limits *l,
-		  uint64_t now, struct sluice_rng *rng)
+		  uint64_t sent, uint64_t now, struct sluice_rng *rng)
 {
 	bool any = false;
 
@@ -305,13 +305,13 @@ static void learn(struct sluice_pacer *p, struct entry *s, const struct sluice_c
 		struct learnt one = {c->name, c->unit, c->has_quota, c->has_reset, c->quota,
 				     c->remaining, c->reset_ns,
 				     c->has_window ? sluice__mul_sat(c->window_s, SLUICE_NS_PER_SEC) : 0};
-		learn_dim(p, s, &one, now, rng);
+		learn_dim(p, s, &one, sent, now, rng);
 		any = true;
 	}
 	if (!any && l->has_remaining) {
 		struct learnt one = {"", "", l->has_limit, l->has_reset, l->limit, l->remaining,
 				     l->reset_ns, 0};
-		learn_dim(p, s, &one, now, rng);
+		learn_dim(p, s, &one, sent, now, rng);
 	}
 }
 
@@ -386,8 +386,8 @@ static bool refusal(int status, const struct sluice_backoff_plan *plan)
 }
 
 int sluice_pacer_update(struct sluice_pacer *p, const char *key, size_t key_len,
-			const struct sluice_backoff_request *req, uint64_t now, struct sluice_rng *rng,
-			struct sluice_backoff_plan *plan)
+			const struct sluice_backoff_request *req, uint64_t sent_ns, uint64_t now,
+			struct sluice_rng *rng, struct sluice_backoff_plan *plan)
 {
 	if (p == NULL || req == NULL || rng == NULL || plan == NULL)
 		return SLUICE_EINVAL;
@@ -421,7 +421,7 @@ int sluice_pacer_update(struct sluice_pacer *p, const char *key, size_t key_len,
 	}
 	s->last_used_ns = now;
 	if (l != NULL)
-		learn(p, s, l, now, rng);
+		learn(p, s, l, sent_ns, now, rng);
 	uint64_t block = 0;
 	if (plan->verdict == SLUICE_BACKOFF_RETRY && refusal(req->status, plan))
 		block = plan->delay_ns;

@@ -92,8 +92,8 @@ static void *worker(void *arg)
 	uint64_t waits = 0, errors = 0;
 
 	while (now_ns() < sh->deadline_ns) {
-		uint64_t wait;
-		if (sluice_pacer_acquire(sh->pacer, KEY, strlen(KEY), 0, now_ns(), &wait) != 0) {
+		uint64_t wait, sent = now_ns();
+		if (sluice_pacer_acquire(sh->pacer, KEY, strlen(KEY), 0, sent, &wait) != 0) {
 			errors++;
 			break;
 		}
@@ -109,7 +109,7 @@ static void *worker(void *arg)
 		sleep_ns(sluice_rng_next(&rng) % 200000);
 		struct sluice_backoff_request req = {.status = status, .idempotent = true, .attempt = 1, .limits = &l};
 		struct sluice_backoff_plan plan;
-		if (sluice_pacer_update(sh->pacer, KEY, strlen(KEY), &req, now_ns(), &rng, &plan) != 0)
+		if (sluice_pacer_update(sh->pacer, KEY, strlen(KEY), &req, sent, now_ns(), &rng, &plan) != 0)
 			errors++;
 	}
 	pthread_mutex_lock(&sh->stats);
@@ -132,7 +132,6 @@ int main(void)
 	pthread_mutex_init(&sh.stats, NULL);
 	sh.srv.window = UINT64_MAX;
 	sluice_pacer_opts_default(&o);
-	o.same_window_ns = WINDOW_MS * 1000000ull / 2;
 	o.jitter_permille = 50;
 	o.poll_ns = 100000;
 	if (sluice_pacer_create(&o, &sh.pacer) != 0) {

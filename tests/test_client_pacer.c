@@ -41,7 +41,7 @@ static struct sluice_backoff_plan respond(struct sluice_pacer *p, const char *ke
 	struct sluice_backoff_request r = {.status = status, .idempotent = true, .attempt = 1, .limits = &l};
 	struct sluice_rng rng = {7};
 	struct sluice_backoff_plan plan;
-	cr_assert_eq(sluice_pacer_update(p, key, strlen(key), &r, now, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, key, strlen(key), &r, now, now, &rng, &plan), 0);
 	return plan;
 }
 
@@ -118,20 +118,51 @@ Test(pacer, in_flight_requests_are_subtracted_and_late_answers_cannot_raise)
 	sluice_pacer_destroy(p);
 }
 
-Test(pacer, a_newer_window_replaces_an_older_one_is_ignored)
+Test(pacer, answers_only_lower_the_count_and_delay_the_reset)
 {
 	struct sluice_pacer *p = make(8, 0);
 	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
 	respond(p, KEY, 200, 10, 0, 5, T0);
 	cr_assert_eq(acquire(p, KEY, 0, T0), 5 * SEC);
-	/* an answer of the next window (reset 65 s away) */
+	/* a larger count with a later reset (a delayed answer, or a reset
+	 * that grows as a bucket drains): the count stays, the reset moves */
 	respond(p, KEY, 200, 10, 4, 65, T0);
-	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
-	/* then one of the old window: ignored */
-	respond(p, KEY, 200, 10, 0, 5, T0);
-	for (int i = 0; i < 3; i++)
-		cr_assert_eq(acquire(p, KEY, 0, T0), 0);
 	cr_assert_eq(acquire(p, KEY, 0, T0), 65 * SEC);
+	/* an earlier reset never brings the wait forward */
+	respond(p, KEY, 200, 10, 9, 2, T0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 65 * SEC);
+	/* at the reset: the limit */
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(acquire(p, KEY, 0, T0 + 65 * SEC), 0);
+	cr_assert_gt(acquire(p, KEY, 0, T0 + 65 * SEC), 0);
+	sluice_pacer_destroy(p);
+}
+
+/* An answer to a request sent before the reset may describe the window
+ * before: its count can only lower, its reset is not taken. */
+Test(pacer, answers_to_requests_sent_before_a_reset_do_not_move_it)
+{
+	struct sluice_pacer *p = make(8, 0);
+	struct sluice_client_limits l;
+	struct sluice_rng rng = {1};
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 200, 3, 1, 10, T0);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 1 * SEC), 0); /* sent at T0 + 1 s */
+	/* the reset passes: 3 less the 1 in flight */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 10 * SEC), 0);
+	/* the old request's answer arrives, its reset 1 s away in its window */
+	memset(&l, 0, sizeof(l));
+	l.has_limit = l.has_remaining = l.has_reset = true;
+	l.limit = 3;
+	l.remaining = 2;
+	l.reset_ns = 1 * SEC;
+	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = &l};
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0 + 1 * SEC, T0 + 10 * SEC, &rng, &plan), 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 10 * SEC), 0); /* min(1, 2 - 1) = 1 left: this one */
+	/* exhausted, reset unknown, one in flight: wait for answers, not for
+	 * the stale reset at T0 + 11 s */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 11 * SEC + 1), 10 * MS);
 	sluice_pacer_destroy(p);
 }
 
@@ -147,7 +178,7 @@ Test(pacer, most_restrictive_dimension_wins_with_token_costs)
 	struct sluice_rng rng = {1};
 	struct sluice_backoff_plan plan;
 	cr_assert_eq(acquire(p, KEY, 60, T0), 0);
-	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, T0, &rng, &plan), 0);
 	cr_assert_eq(plan.verdict, SLUICE_BACKOFF_DONE);
 	cr_assert_eq(acquire(p, KEY, 60, T0), 0);          /* 100 tokens: 60 fit */
 	cr_assert_eq(acquire(p, KEY, 60, T0), 360 * SEC);  /* 40 left: wait for the tokens */
@@ -167,7 +198,7 @@ Test(pacer, retry_after_blocks_every_thread_and_rules_apply)
 	struct sluice_rng rng = {1};
 	struct sluice_backoff_plan plan;
 	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
-	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, T0, &rng, &plan), 0);
 	cr_assert_eq(plan.verdict, SLUICE_BACKOFF_RETRY);
 	cr_assert_geq(plan.delay_ns, 5 * SEC);
 	cr_assert_eq(acquire(p, KEY, 0, T0 + 1 * SEC), plan.delay_ns - 1 * SEC);
@@ -175,14 +206,14 @@ Test(pacer, retry_after_blocks_every_thread_and_rules_apply)
 	/* never an automatic retry of a create after a 5xx; attempts capped */
 	r.status = 500;
 	r.limits = NULL;
-	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, T0, &rng, &plan), 0);
 	cr_assert_eq(plan.why, SLUICE_BACKOFF_WHY_UNSAFE);
 	r.idempotent = true;
 	r.attempt = 5;
-	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, T0, &rng, &plan), 0);
 	cr_assert_eq(plan.why, SLUICE_BACKOFF_WHY_ATTEMPTS);
 	r.attempt = 0;
-	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), SLUICE_EINVAL);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, T0, &rng, &plan), SLUICE_EINVAL);
 	sluice_pacer_destroy(p);
 }
 
@@ -197,9 +228,9 @@ Test(pacer, keys_naming_one_bucket_share_it)
 	struct sluice_backoff_plan plan;
 	const char *a = "POST /channels/1/messages", *b = "PATCH /channels/1/messages";
 	cr_assert_eq(acquire(p, a, 0, T0), 0);
-	cr_assert_eq(sluice_pacer_update(p, a, strlen(a), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, a, strlen(a), &r, T0, T0, &rng, &plan), 0);
 	cr_assert_eq(acquire(p, b, 0, T0), 0);
-	cr_assert_eq(sluice_pacer_update(p, b, strlen(b), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, b, strlen(b), &r, T0, T0, &rng, &plan), 0);
 	/* both keys now draw on the bucket's 2 */
 	cr_assert_eq(acquire(p, a, 0, T0), 0);
 	cr_assert_eq(acquire(p, b, 0, T0), 0);
@@ -219,12 +250,12 @@ Test(pacer, full_table_reuses_idle_entries_else_keeps_no_state)
 	cr_assert_eq(acquire(p, "b", 0, T0), 0); /* no room: no state, goes */
 	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = NULL};
 	struct sluice_rng rng = {1};
-	cr_assert_eq(sluice_pacer_update(p, "b", 1, &r, T0, &rng, &plan), SLUICE_EFULL);
+	cr_assert_eq(sluice_pacer_update(p, "b", 1, &r, T0, T0, &rng, &plan), SLUICE_EFULL);
 	cr_assert_eq(plan.verdict, SLUICE_BACKOFF_DONE);
 	cr_assert_eq(acquire(p, "a", 0, T0), 10 * SEC); /* "a" kept */
 	/* after its reset "a" is idle and its entry is reused */
 	cr_assert_eq(acquire(p, "b", 0, T0 + 11 * SEC), 0);
-	cr_assert_eq(sluice_pacer_update(p, "b", 1, &r, T0 + 11 * SEC, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, "b", 1, &r, T0 + 11 * SEC, T0 + 11 * SEC, &rng, &plan), 0);
 	sluice_pacer_destroy(p);
 }
 
@@ -241,7 +272,7 @@ Test(pacer, exhausted_without_reset_sends_one_probe)
 	struct sluice_rng rng = {1};
 	struct sluice_backoff_plan plan;
 	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
-	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, &rng, &plan), 0);
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, T0, &rng, &plan), 0);
 	cr_assert_eq(acquire(p, KEY, 0, T0), 0);            /* the probe */
 	cr_assert_eq(acquire(p, KEY, 0, T0), o.poll_ns);    /* its answer is awaited */
 	sluice_pacer_destroy(p);

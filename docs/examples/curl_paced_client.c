@@ -124,17 +124,17 @@ static void record(struct run *r, int status, uint64_t sent, const struct curl_f
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* One request, its answer parsed and reported to the pacer; returns the
- * status (0: no answer) and sets *ok false if the pacer refused the
- * report. */
+/* One request let through at granted_ns (the acquire's now), its answer
+ * parsed and reported to the pacer; returns the status (0: no answer) and
+ * sets *ok false if the pacer refused the report. */
 static int exchange(struct run *r, CURL *curl, struct curl_fields *h, struct sluice_rng *rng,
-		    struct sluice_client_limits *l, uint64_t *sent, bool *ok)
+		    uint64_t granted_ns, struct sluice_client_limits *l, uint64_t *sent, bool *ok)
 {
 	int status = request(curl, h, l, sent);
 	struct sluice_backoff_request req = {.status = status, .idempotent = true, .attempt = 1, .limits = l};
 	struct sluice_backoff_plan plan;
-	*ok = sluice_pacer_update(r->pacer, r->token, strlen(r->token), &req, sluice_monotonic_ns(), rng,
-				  &plan) == 0;
+	*ok = sluice_pacer_update(r->pacer, r->token, strlen(r->token), &req, granted_ns, sluice_monotonic_ns(),
+				  rng, &plan) == 0;
 	return status;
 }
 
@@ -147,8 +147,8 @@ static void *worker(void *arg)
 	size_t keylen = strlen(r->token);
 
 	while (sluice_monotonic_ns() < r->deadline_mono_ns) {
-		uint64_t wait;
-		if (sluice_pacer_acquire(r->pacer, r->token, keylen, 0, sluice_monotonic_ns(), &wait) != 0)
+		uint64_t wait, granted = sluice_monotonic_ns();
+		if (sluice_pacer_acquire(r->pacer, r->token, keylen, 0, granted, &wait) != 0)
 			break;
 		if (wait > 0) {
 			pthread_mutex_lock(&r->lock);
@@ -161,7 +161,7 @@ static void *worker(void *arg)
 		struct sluice_client_limits l;
 		uint64_t sent;
 		bool ok;
-		int status = exchange(r, curl, h, &rng, &l, &sent, &ok);
+		int status = exchange(r, curl, h, &rng, granted, &l, &sent, &ok);
 		record(r, status, sent, h);
 		if (!ok || status == 0) {
 			pthread_mutex_lock(&r->lock);
@@ -209,15 +209,16 @@ static int unpaced(struct run *r)
 		struct sluice_client_limits l;
 		uint64_t sent;
 		bool ok;
-		int status = exchange(r, curl, h, &rng, &l, &sent, &ok);
+		int status = exchange(r, curl, h, &rng, sluice_monotonic_ns(), &l, &sent, &ok);
 		if (status == 429) {
 			refused++;
 			told_ns = MAX(told_ns, l.retry_after_ns);
 		}
 	}
-	uint64_t t0 = sluice_monotonic_ns(), wait = 0, slept = 0;
+	uint64_t t0 = sluice_monotonic_ns(), wait = 0, slept = 0, granted;
 	for (;;) {
-		sluice_pacer_acquire(r->pacer, r->token, keylen, 0, sluice_monotonic_ns(), &wait);
+		granted = sluice_monotonic_ns();
+		sluice_pacer_acquire(r->pacer, r->token, keylen, 0, granted, &wait);
 		if (wait == 0)
 			break;
 		sleep_ns(wait);
@@ -226,7 +227,7 @@ static int unpaced(struct run *r)
 	struct sluice_client_limits l;
 	uint64_t sent;
 	bool ok;
-	int status = exchange(r, curl, h, &rng, &l, &sent, &ok);
+	int status = exchange(r, curl, h, &rng, granted, &l, &sent, &ok);
 	uint64_t most = told_ns + told_ns * JITTER_PERMILLE / 1000 + 50 * 1000000ull;
 	printf("unpaced: %llu requests, %llu refused with Retry-After %llu ms; the pacer waited %llu ms "
 	       "(at most %llu); the next request: %d\n",
@@ -350,7 +351,6 @@ int main(int argc, char **argv)
 	o.jitter_permille = JITTER_PERMILLE;         /* on resets */
 	o.backoff.jitter_permille = JITTER_PERMILLE; /* on Retry-After */
 	o.low_permille = 0;               /* spend the budget, then wait for the window */
-	o.same_window_ns = 500 * 1000000ull; /* windows of 1 s */
 	o.poll_ns = 1000000;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || r.rec == NULL ||
 	    sluice_pacer_create(&o, &r.pacer) != 0) {

@@ -398,9 +398,9 @@ SLUICE_API uint64_t sluice_backoff_pace(const struct sluice_client_limits *limit
  *
  * Threads: one mutex per pacer, held for the whole of each call (no
  * callback runs under it). Calls are linearizable in the order they take
- * the mutex; the local budget never lets more requests through between
- * two responses than the latest response allowed, minus the requests
- * still in flight.
+ * the mutex; the local budget never lets more requests through than the
+ * lowest count a response of the current window allowed, less the
+ * requests in flight when it was learnt.
  */
 struct sluice_pacer;
 
@@ -412,13 +412,11 @@ struct sluice_pacer_opts {
 				   * known limit is left (0..1000; 1000: always) */
 	uint32_t jitter_permille; /* upward jitter on server-dictated waits, 0..1000 */
 	uint64_t poll_ns;         /* wait while a probe's answer is awaited (> 0) */
-	uint64_t same_window_ns;  /* resets closer than this are one window (> 0) */
 	struct sluice_backoff_opts backoff; /* retry rules (attempts, 5xx, caps) */
 };
 
 /* Defaults: 256 entries, spread from 20% left, +10% jitter, 10 ms poll,
- * resets within 1 s are one window (second-resolution headers), and
- * sluice_backoff_opts_default(). */
+ * and sluice_backoff_opts_default(). */
 SLUICE_API void sluice_pacer_opts_default(struct sluice_pacer_opts *opts);
 
 /* Returns 0 with *out set; SLUICE_EINVAL (NULL, bad options), SLUICE_ENOMEM. */
@@ -447,23 +445,25 @@ SLUICE_API int sluice_pacer_acquire(struct sluice_pacer *pacer, const char *key,
 				    uint64_t cost_units, uint64_t now_ns, uint64_t *wait_ns);
 
 /*
- * The response to a request let through by sluice_pacer_acquire() for key:
- * req->limits (parsed fields, or NULL when there was no response), status,
- * idempotent and attempt as for sluice_backoff_plan(), whose decision is
- * written to *plan. The entry learns the fields: each dimension's budget
- * becomes what the response says less the requests still in flight (the
- * lower of that and the local count when the response belongs to the same
- * window, so a late response cannot raise it), its reset moves to now_ns +
- * reset plus upward jitter drawn from rng; a rate-limit answer blocks the
- * entry until the plan's delay has passed (every thread waits, not only
- * the one that was refused). A bucket id in the fields moves the key's
- * state to that bucket.
+ * The response to a request let through by sluice_pacer_acquire() for key
+ * at sent_ns (that call's now_ns): req->limits (parsed fields, or NULL when
+ * there was no response), status, idempotent and attempt as for
+ * sluice_backoff_plan(), whose decision is written to *plan. The entry
+ * learns the fields: each dimension's budget can only fall to what the
+ * response says less the requests still in flight (it rises only when a
+ * reset passes); its reset becomes now_ns + reset plus upward jitter drawn
+ * from rng, or later, never earlier, and is not taken from a response to a
+ * request sent before the last reset; a rate-limit answer blocks the entry
+ * until the plan's delay has passed (every thread waits, not only the one
+ * that was refused). A bucket id in the fields moves the key's state to
+ * that bucket.
  * Returns 0, SLUICE_EINVAL (NULL pointer, attempt 0), SLUICE_EKEY, or
  * SLUICE_EFULL (see above; *plan is still valid).
  */
 SLUICE_API int sluice_pacer_update(struct sluice_pacer *pacer, const char *key, size_t key_len,
-				   const struct sluice_backoff_request *req, uint64_t now_ns,
-				   struct sluice_rng *rng, struct sluice_backoff_plan *plan);
+				   const struct sluice_backoff_request *req, uint64_t sent_ns,
+				   uint64_t now_ns, struct sluice_rng *rng,
+				   struct sluice_backoff_plan *plan);
 
 /* A request let through that was never sent: its in-flight count is
  * returned (its budget stays spent: the server may have seen it).

@@ -31,9 +31,12 @@
  *      (its count may still only lower);
  *   4. when the reset (plus its jitter) passes locally, the count is the
  *      limit less the requests in flight (they may land in the new
- *      window), and the next reset is a window later when the window is
- *      known, else unknown until a response sent after this reset brings
- *      one; with no known limit the dimension is unknown;
+ *      window) and less the answers that arrived after a lower bound of
+ *      the server's reset (the least of sent + delay over the window's
+ *      answers: such a request may have been counted in the new window
+ *      and be answered already); the next reset is a window later when
+ *      the window is known, else unknown until a response sent after this
+ *      reset brings one; with no known limit the dimension is unknown;
  *   5. an exhausted dimension with no known reset lets one probe through
  *      when nothing is in flight (or the state could never change), and
  *      otherwise waits poll_ns for the answers in flight.
@@ -53,7 +56,7 @@
 
 #include "client_internal.h"
 
-#define DIM_NAME_MAX 32
+#define DIM_NAME_MAX 24 /* longer names compare by their first 23 bytes */
 #define PACER_ENTRIES_MAX 4096
 
 enum { FREE = 0, KEY = 1, BUCKET = 2 };
@@ -61,12 +64,14 @@ enum { FREE = 0, KEY = 1, BUCKET = 2 };
 struct dim {
 	char name[DIM_NAME_MAX];
 	bool used, tokens, has_limit, has_remaining;
+	uint32_t late;        /* answers that may have landed past the reset (rule 4) */
 	uint64_t limit, remaining;
 	uint64_t reset_at_ns; /* 0: unknown */
 	uint64_t open_at_ns;  /* reset plus jitter; 0: unknown */
 	uint64_t window_ns;   /* 0: unknown */
 	uint64_t next_ns;     /* spacing: the earliest next request */
 	uint64_t reset_seen_ns; /* when the last local reset happened (rule 3) */
+	uint64_t reset_lb_ns;   /* no later than the server's reset; 0: unknown */
 };
 
 struct entry {
@@ -212,21 +217,23 @@ static void refresh(struct dim *d, uint64_t now, uint32_t inflight)
 	if (!d->has_remaining || d->open_at_ns == 0 || now < d->open_at_ns)
 		return;
 	if (d->has_limit) {
-		uint64_t busy = d->tokens ? 0 : inflight;
+		uint64_t busy = d->tokens ? 0 : sluice__add_sat(inflight, d->late);
 		d->remaining = d->limit > busy ? d->limit - busy : 0;
 	} else {
 		d->has_remaining = false;
 	}
 	if (d->window_ns > 0) {
 		/* the next window's reset, keeping this response's jitter */
-		uint64_t jitter = d->open_at_ns - d->reset_at_ns, late = now - d->reset_at_ns;
-		d->reset_at_ns = sluice__add_sat(d->reset_at_ns,
-						 sluice__mul_sat(late / d->window_ns + 1, d->window_ns));
+		uint64_t jitter = d->open_at_ns - d->reset_at_ns, past = now - d->reset_at_ns;
+		uint64_t step = sluice__mul_sat(past / d->window_ns + 1, d->window_ns);
+		d->reset_at_ns = sluice__add_sat(d->reset_at_ns, step);
 		d->open_at_ns = sluice__add_sat(d->reset_at_ns, jitter);
+		d->reset_lb_ns = sluice__add_sat(d->reset_lb_ns, step);
 	} else {
-		d->reset_at_ns = d->open_at_ns = 0;
+		d->reset_at_ns = d->open_at_ns = d->reset_lb_ns = 0;
 	}
 	d->next_ns = 0;
+	d->late = 0;
 	d->reset_seen_ns = now;
 }
 
@@ -271,6 +278,11 @@ static void learn_dim(struct sluice_pacer *p, struct entry *s, const struct lear
 	}
 	if (l->window_ns > 0)
 		d->window_ns = l->window_ns;
+	/* rule 4: an answer arriving after the reset's lower bound may come
+	 * from a request the server counted in the next window, yet it is no
+	 * longer in flight when that window opens here */
+	if (d->open_at_ns != 0 && d->reset_lb_ns != 0 && now >= d->reset_lb_ns && d->late < UINT32_MAX)
+		d->late++;
 	if (l->has_reset && l->reset_ns == 0)
 		return; /* rule 3: the window it counted has ended */
 	uint64_t busy = d->tokens ? 0 : s->inflight;
@@ -283,13 +295,18 @@ static void learn_dim(struct sluice_pacer *p, struct entry *s, const struct lear
 	uint64_t reset_at = sluice__add_sat(now, reset_ns);
 	uint64_t jitter = rng != NULL ? sluice__rng_upto(rng, sluice__permille_of(reset_ns, p->opts.jitter_permille)) : 0;
 	uint64_t open_at = sluice__add_sat(reset_at, jitter);
+	/* the server answered between sent and now: its reset is no earlier
+	 * than sent + reset_ns; the least such bound is one for the window */
+	uint64_t lb = sluice__add_sat(sent, reset_ns);
 	if (d->open_at_ns == 0) { /* rule 1 */
 		d->reset_at_ns = reset_at;
 		d->open_at_ns = open_at;
+		d->reset_lb_ns = lb;
 		d->next_ns = 0;
 	} else { /* rule 2: only later */
 		d->reset_at_ns = SLUICE_MAX(d->reset_at_ns, reset_at);
 		d->open_at_ns = SLUICE_MAX(d->open_at_ns, open_at);
+		d->reset_lb_ns = d->reset_lb_ns != 0 ? SLUICE_MIN(d->reset_lb_ns, lb) : lb;
 	}
 }
 

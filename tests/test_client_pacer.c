@@ -166,6 +166,33 @@ Test(pacer, answers_to_requests_sent_before_a_reset_do_not_move_it)
 	sluice_pacer_destroy(p);
 }
 
+/* A request let through near the end of a window, counted by the server
+ * in the next one and answered before the reset passes here, is not in
+ * flight when the new window opens: it still counts there. */
+Test(pacer, answers_after_the_reset_bound_count_in_the_next_window)
+{
+	struct sluice_pacer *p = make(8, 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0);
+	respond(p, KEY, 200, 3, 2, 10, T0); /* reset at T0 + 10 s, no earlier */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 9 * SEC), 0);
+	/* answered at T0 + 10 s: the server may have seen it after its reset */
+	struct sluice_client_limits l;
+	memset(&l, 0, sizeof(l));
+	l.has_limit = l.has_remaining = l.has_reset = true;
+	l.limit = 3;
+	l.remaining = 2;
+	l.reset_ns = 10 * SEC;
+	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = &l};
+	struct sluice_rng rng = {1};
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0 + 9 * SEC, T0 + 10 * SEC, &rng, &plan), 0);
+	/* the reset passes at T0 + 10 s (+0 jitter): 3 less that one */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 10 * SEC + 1), 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 10 * SEC + 1), 0);
+	cr_assert_gt(acquire(p, KEY, 0, T0 + 10 * SEC + 1), 0);
+	sluice_pacer_destroy(p);
+}
+
 Test(pacer, most_restrictive_dimension_wins_with_token_costs)
 {
 	struct sluice_pacer *p = make(8, 0);

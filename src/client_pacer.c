@@ -37,9 +37,13 @@
  *      and be answered already); the next reset is a window later when
  *      the window is known, else unknown until a response sent after this
  *      reset brings one; with no known limit the dimension is unknown;
- *   5. an exhausted dimension with no known reset lets one probe through
- *      when nothing is in flight (or the state could never change), and
- *      otherwise waits poll_ns for the answers in flight.
+ *   5. an exhausted dimension with no known reset waits poll_ns while
+ *      answers are in flight; with none, it lets one probe through (or the
+ *      state could never change), but not before the latest reset that an
+ *      answer gave and rule 3 did not take: each request in flight at the
+ *      last reset was counted either in an older window, which does not
+ *      matter, or in the one now running, which then ends by its answer's
+ *      reset. (A request that never gets an answer leaves this unknown.)
  * Each is conservative given the one before, so at no time does the sum
  * of requests let through exceed what the server last allowed. The cost
  * is efficiency: R - F counts twice a request the server had already seen
@@ -72,6 +76,7 @@ struct dim {
 	uint64_t next_ns;     /* spacing: the earliest next request */
 	uint64_t reset_seen_ns; /* when the last local reset happened (rule 3) */
 	uint64_t reset_lb_ns;   /* no later than the server's reset; 0: unknown */
+	uint64_t probe_after_ns; /* the latest reset of the answers not taken (rule 5) */
 };
 
 struct entry {
@@ -87,7 +92,7 @@ struct entry {
 };
 
 /* docs/http.md gives the table's cost per entry */
-_Static_assert(sizeof(struct entry) <= 1024, "a pacer entry stays under 1 KiB");
+_Static_assert(sizeof(struct entry) <= 1088, "a pacer entry stays about 1 KiB");
 
 struct sluice_pacer {
 	pthread_mutex_t lock;
@@ -234,6 +239,7 @@ static void refresh(struct dim *d, uint64_t now, uint32_t inflight)
 	}
 	d->next_ns = 0;
 	d->late = 0;
+	d->probe_after_ns = 0;
 	d->reset_seen_ns = now;
 }
 
@@ -290,8 +296,15 @@ static void learn_dim(struct sluice_pacer *p, struct entry *s, const struct lear
 	d->remaining = d->has_remaining ? SLUICE_MIN(d->remaining, left) : left; /* rules 1, 2 */
 	d->has_remaining = true;
 	uint64_t reset_ns = l->has_reset ? l->reset_ns : l->window_ns; /* a window bounds the reset */
-	if (reset_ns == 0 || sent < d->reset_seen_ns)
-		return; /* no reset, or one that may be the window's before (rule 3) */
+	if (reset_ns == 0)
+		return;
+	if (sent < d->reset_seen_ns) {
+		/* rule 3: this reset may be the window's before, too early to
+		 * refill at; but if its request was counted in the window now
+		 * running, that window ends by then: no probe before it (rule 5) */
+		d->probe_after_ns = SLUICE_MAX(d->probe_after_ns, sluice__add_sat(now, reset_ns));
+		return;
+	}
 	uint64_t reset_at = sluice__add_sat(now, reset_ns);
 	uint64_t jitter = rng != NULL ? sluice__rng_upto(rng, sluice__permille_of(reset_ns, p->opts.jitter_permille)) : 0;
 	uint64_t open_at = sluice__add_sat(reset_at, jitter);
@@ -370,6 +383,8 @@ int sluice_pacer_acquire(struct sluice_pacer *p, const char *key, size_t key_len
 				w = d->open_at_ns - now;
 			else if (s->inflight > 0)
 				w = p->opts.poll_ns; /* rule 5: answers are on their way */
+			else if (d->probe_after_ns > now)
+				w = d->probe_after_ns - now; /* rule 5: the probe after the latest reset heard */
 		} else if (d->open_at_ns > now && d->next_ns > now && low(p, d)) {
 			w = d->next_ns - now;
 		}

@@ -193,6 +193,33 @@ Test(pacer, answers_after_the_reset_bound_count_in_the_next_window)
 	sluice_pacer_destroy(p);
 }
 
+/* Found by fuzz_pacer: the answer of a request in flight at a reset is not
+ * taken (it may describe the window before), but if it was counted in the
+ * window now running, that window ends by its reset: no probe before. */
+Test(pacer, no_probe_before_the_latest_reset_heard)
+{
+	struct sluice_pacer *p = make(8, 0);
+	struct sluice_client_limits l;
+	struct sluice_rng rng = {1};
+	struct sluice_backoff_plan plan;
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0); /* A */
+	cr_assert_eq(acquire(p, KEY, 0, T0), 0); /* B */
+	respond(p, KEY, 200, 1, 0, 1, T0);     /* B: none left, reset in 1 s */
+	/* the reset passes with A in flight: 1 - 1 = 0, reset unknown */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 2 * SEC), 10 * MS);
+	/* A's answer: counted at T0 + 4 s, in a window ending 1 s later */
+	memset(&l, 0, sizeof(l));
+	l.has_limit = l.has_remaining = l.has_reset = true;
+	l.limit = 1;
+	l.reset_ns = 1 * SEC;
+	struct sluice_backoff_request r = {.status = 200, .idempotent = true, .attempt = 1, .limits = &l};
+	cr_assert_eq(sluice_pacer_update(p, KEY, strlen(KEY), &r, T0, T0 + 4 * SEC, &rng, &plan), 0);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 4 * SEC), 1 * SEC);
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 5 * SEC), 0); /* the probe */
+	cr_assert_eq(acquire(p, KEY, 0, T0 + 5 * SEC), 10 * MS);
+	sluice_pacer_destroy(p);
+}
+
 Test(pacer, most_restrictive_dimension_wins_with_token_costs)
 {
 	struct sluice_pacer *p = make(8, 0);

@@ -192,13 +192,14 @@ struct sluice_client_parse_opts {
  *   2. else RateLimit as a Dictionary with limit and reset: draft 07.
  *   3. else (lenient) RateLimit as a List of Token-named items (the drafts'
  *      old appendix examples): as 1.
- *   4. RateLimit-Limit/-Remaining/-Reset: drafts 04-06 (and GitLab).
+ *   4. RateLimit-Limit/-Remaining/-Reset: drafts 04-06 (Reset also as Unix
+ *      seconds, by the size rule).
  *   5. the built-in vendor tables (docs/http.md); several dimensions give
  *      the most restrictive one: an exhausted one with the longest reset,
  *      else the least share of its limit left.
  *   6. X-RateLimit-* (X-Rate-Limit-*): plain numbers; Reset may also be an
  *      HTTP-date or RFC 3339; Reset-After (seconds, fraction allowed) wins
- *      over Reset; Remaining may have a fraction (Reddit), which is dropped.
+ *      over Reset; Remaining may have a fraction ("599.0"), which is dropped.
  *   Retry-After is parsed independently (sluice_client_retry_after()) and,
  *   when present, wins over every reset in sluice_backoff_plan().
  *
@@ -303,8 +304,8 @@ struct sluice_backoff_opts {
 	uint64_t max_wait_ns;     /* longest server-dictated wait to honour */
 };
 
-/* Defaults (seeds 000 and 004): 5 attempts, +-25% jitter, 1 s doubling to
- * a 60 s cap, server waits honoured up to 6 h (urllib3's default cap). */
+/* Defaults: 5 attempts, +-25% jitter, 1 s doubling to a 60 s cap, server
+ * waits honoured up to 6 h (a common client library's default cap). */
 SLUICE_API void sluice_backoff_opts_default(struct sluice_backoff_opts *opts);
 
 /* What happened to the last attempt. */
@@ -343,8 +344,8 @@ struct sluice_backoff_plan {
  * Decide whether and when to retry.
  *   - 1xx-3xx: DONE.
  *   - A rate-limit answer: 429, or another 4xx whose fields carry
- *     Retry-After or remaining 0 with a reset (GitHub answers its limits
- *     with 403). It is retryable for any method (the request was refused,
+ *     Retry-After or remaining 0 with a reset (some APIs answer their
+ *     limits with 403). It is retryable for any method (the request was refused,
  *     not processed). Other 4xx but 408: STOP (not retryable).
  *   - 408, 5xx and status 0 only when req->idempotent (retrying a create
  *     after a 5xx may duplicate it).
@@ -367,7 +368,7 @@ SLUICE_API int sluice_backoff_plan(const struct sluice_backoff_opts *opts,
 
 /*
  * Pre-emptive pacing: the delay before the next request so that the
- * remaining quota lasts until the reset (seed 000: "Slow down preemptively
+ * remaining quota lasts until the reset ("slow down preemptively
  * when it's low"). Retry-After, if present, is returned as is. Else, with
  * remaining and reset known: remaining == 0 gives the reset; remaining
  * above low_permille/1000 of a known limit gives 0 (no pacing while the

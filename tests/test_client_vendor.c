@@ -493,7 +493,8 @@ Test(vendor, parse_stack_is_bounded)
 	free(l);
 	cr_log_info("sluice_client_parse: %zu bytes of stack\n", used);
 	printf("sluice_client_parse: %zu bytes of stack\n", used);
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	/* the bound is for optimized builds; -O0 and sanitizers only report */
 	cr_assert_lt(used, 14 * 1024, "%zu bytes", used);
 #endif
 }

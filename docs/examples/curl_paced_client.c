@@ -88,12 +88,13 @@ static int request(CURL *curl, struct curl_fields *h, struct sluice_client_limit
 	return rc == CURLE_OK ? h->status : 0;
 }
 
-static CURL *make_curl(struct run *r, struct curl_fields *h)
+/* An easy handle with the bearer header (*hdrs: free it after the handle). */
+static CURL *make_curl(struct run *r, struct curl_fields *h, struct curl_slist **hdrs)
 {
 	CURL *curl = curl_easy_init();
-	struct curl_slist *hdrs = curl_slist_append(NULL, r->auth);
+	*hdrs = curl_slist_append(NULL, r->auth);
 	curl_easy_setopt(curl, CURLOPT_URL, r->url);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs); /* freed at exit */
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *hdrs);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, curl_fields_cb);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, h);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
@@ -142,7 +143,8 @@ static void *worker(void *arg)
 {
 	struct run *r = arg;
 	struct curl_fields *h = malloc(sizeof(*h));
-	CURL *curl = make_curl(r, h);
+	struct curl_slist *hdrs;
+	CURL *curl = make_curl(r, h, &hdrs);
 	struct sluice_rng rng = {(uint64_t)(uintptr_t)h ^ sluice_monotonic_ns()};
 	size_t keylen = strlen(r->token);
 
@@ -170,6 +172,7 @@ static void *worker(void *arg)
 		}
 	}
 	curl_easy_cleanup(curl);
+	curl_slist_free_all(hdrs);
 	free(h);
 	return NULL;
 }
@@ -199,7 +202,8 @@ static int self_test(void)
 static int unpaced(struct run *r)
 {
 	struct curl_fields *h = malloc(sizeof(*h));
-	CURL *curl = make_curl(r, h);
+	struct curl_slist *hdrs;
+	CURL *curl = make_curl(r, h, &hdrs);
 	struct sluice_rng rng = {42};
 	size_t keylen = strlen(r->token);
 	uint64_t told_ns = 0, refused = 0;
@@ -248,6 +252,7 @@ static int unpaced(struct run *r)
 		failed++;
 	}
 	curl_easy_cleanup(curl);
+	curl_slist_free_all(hdrs);
 	free(h);
 	return failed;
 }

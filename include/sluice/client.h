@@ -411,8 +411,11 @@ struct sluice_pacer_opts {
 				   * linear scan per call: hosts, not users) */
 	uint32_t low_permille;    /* spread the rest once at most this share of a
 				   * known limit is left (0..1000; 1000: always) */
-	uint32_t jitter_permille; /* upward jitter on server-dictated waits, 0..1000 */
-	uint64_t poll_ns;         /* wait while a probe's answer is awaited (> 0) */
+	uint32_t jitter_permille; /* upward jitter on each reset learnt, 0..1000
+				   * (Retry-After and backoff waits take
+				   * backoff.jitter_permille) */
+	uint64_t poll_ns;         /* wait of an exhausted dimension with no known
+				   * reset while answers are in flight (> 0) */
 	struct sluice_backoff_opts backoff; /* retry rules (attempts, 5xx, caps) */
 };
 

@@ -136,7 +136,10 @@ static void check_plain_numbers(const struct sluice_http_field *f, size_t n,
 	if (has_limit || has_rem)
 		check((l->seen & SLUICE_CLIENT_X) != 0);
 	if (l->source == SLUICE_CLIENT_X) {
-		check(l->has_limit == has_limit && (!has_limit || l->limit == limit));
+		/* a limit the model reads must be read the same; the parser
+		 * also reads forms the model does not (a policy List, the
+		 * X-Rate-Limit alias) */
+		check(!has_limit || (l->has_limit && l->limit == limit));
 		check(l->has_remaining == has_rem && (!has_rem || l->remaining == remaining));
 	}
 
@@ -181,6 +184,24 @@ static void headers(const char *s, size_t len)
 		check(l.policies[k].pk_len <= SLUICE_CLIENT_PK_MAX);
 	}
 	check(l.has_retry_after == ((l.seen & SLUICE_CLIENT_RETRY_AFTER) != 0));
+	/* the vendor tables, buckets, the anchor and the governing dimension */
+	check(l.bucket_len < SLUICE_CLIENT_BUCKET_MAX && l.bucket[l.bucket_len] == '\0' &&
+	      strlen(l.bucket) == l.bucket_len);
+	check(l.governing == UINT32_MAX || l.governing < l.npolicies);
+	check((l.source != SLUICE_CLIENT_VENDOR && l.source != SLUICE_CLIENT_CALLER) || l.governing < l.npolicies);
+	check(l.reset_past == (l.has_reset && l.reset_ns == 0));
+	check(!l.clock_anchored || l.has_date);
+	check(l.has_date == ((l.seen & SLUICE_CLIENT_DATE) != 0));
+	check((l.ignored & ~(SLUICE_CLIENT_DRAFT08 | SLUICE_CLIENT_DRAFT06 | SLUICE_CLIENT_X |
+			     SLUICE_CLIENT_RETRY_AFTER | SLUICE_CLIENT_VENDOR | SLUICE_CLIENT_DATE)) == 0);
+	/* the same block with the built-in vendor table off: the IETF and X
+	 * families read the same */
+	struct sluice_client_limits off;
+	struct sluice_client_parse_opts po = {.size = sizeof(po), .flags = SLUICE_CLIENT_NO_VENDOR_TABLES};
+	check(sluice_client_parse_ex(f, n, NOW_NS, &po, &off) == 0);
+	check((off.seen & SLUICE_CLIENT_VENDOR) == 0 && (off.seen | SLUICE_CLIENT_VENDOR) == (l.seen | SLUICE_CLIENT_VENDOR));
+	if (l.source != SLUICE_CLIENT_VENDOR)
+		check(off.source == l.source && off.remaining == l.remaining && off.reset_ns == l.reset_ns);
 	check_plain_numbers(f, n, &l);
 
 	struct sluice_backoff_opts o;

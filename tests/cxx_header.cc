@@ -3,6 +3,7 @@
 #define SLUICE_EXPERIMENTAL_API
 #include <sluice.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -39,6 +40,17 @@ int main()
 	ok = ok && sluice_slots_acquire(slots, &slots_cfg, 0, &d, &handle) &&
 	     sluice_slots_release(slots, &slots_cfg, handle) == SLUICE_OK &&
 	     sluice_slots_release(slots, &slots_cfg, handle) == SLUICE_EDOUBLE;
+	// The client side from C++: a parse and a pacer.
+	sluice_http_field f[1] = {{"Retry-After", 11, "2.0", 3}};
+	sluice_client_limits limits;
+	ok = ok && sluice_client_parse(f, 1, 0, &limits) == SLUICE_OK && limits.retry_after_ns == 2000000000ull;
+	sluice_pacer_opts popts;
+	sluice_pacer_opts_default(&popts);
+	sluice_pacer *pacer = nullptr;
+	std::uint64_t wait = 1;
+	ok = ok && sluice_pacer_create(&popts, &pacer) == SLUICE_OK &&
+	     sluice_pacer_acquire(pacer, "h", 1, 0, 1, &wait) == SLUICE_OK && wait == 0;
+	sluice_pacer_destroy(pacer);
 	std::printf("%d passed, %d failed\n", ok ? 1 : 0, ok ? 0 : 1);
 	return ok ? 0 : 1;
 }

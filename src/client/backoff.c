@@ -10,15 +10,16 @@
  *     together do not come back together;
  *   - a bounded number of attempts; never an automatic retry of a
  *     non-idempotent request after a 5xx or a lost connection, where the
- *     first attempt may have taken effect; a 429 is always safe to retry
- *     (the request was refused, not processed).
+ *     first attempt may have taken effect; a refusal for rate (429, or a
+ *     403 that carries Retry-After or an exhausted budget with its reset)
+ *     is always safe to retry (the request was refused, not processed);
+ *   - a reset already past is not a wait of 0, which would retry at once
+ *     into the same refusal, but exponential backoff.
  *
  * Randomness comes from a caller-owned splitmix64 state: deterministic in
  * tests, no global state, no locking.
  */
-#include <sluice/client.h>
-
-#include "common/util_internal.h"
+#include "client/client_internal.h"
 
 uint64_t sluice_rng_next(struct sluice_rng *rng)
 {
@@ -29,7 +30,7 @@ uint64_t sluice_rng_next(struct sluice_rng *rng)
 }
 
 /* Uniform in [0, n] (n + 1 values) by multiply-high; n < 2^64 - 1. */
-static uint64_t uniform_upto(struct sluice_rng *rng, uint64_t n)
+uint64_t sluice__rng_upto(struct sluice_rng *rng, uint64_t n)
 {
 	return (uint64_t)(((sluice__u128)sluice_rng_next(rng) * ((sluice__u128)n + 1)) >> 64);
 }
@@ -46,23 +47,17 @@ void sluice_backoff_opts_default(struct sluice_backoff_opts *opts)
 	opts->max_wait_ns = 21600 * SLUICE_NS_PER_SEC;
 }
 
-static bool opts_valid(const struct sluice_backoff_opts *o)
+bool sluice__backoff_opts_valid(const struct sluice_backoff_opts *o)
 {
 	return o->size >= sizeof(*o) && o->max_attempts >= 1 && o->max_attempts <= 16 &&
 	       o->jitter_permille <= 1000 && o->base_ns > 0 && o->cap_ns >= o->base_ns;
-}
-
-/* The fraction permille/1000 of d, exactly (128-bit product). */
-static uint64_t permille_of(uint64_t d, uint32_t permille)
-{
-	return (uint64_t)((sluice__u128)d * permille / 1000);
 }
 
 int sluice_backoff_plan(const struct sluice_backoff_opts *opts,
 			const struct sluice_backoff_request *req, struct sluice_rng *rng,
 			struct sluice_backoff_plan *plan)
 {
-	if (opts == NULL || req == NULL || rng == NULL || plan == NULL || !opts_valid(opts) ||
+	if (opts == NULL || req == NULL || rng == NULL || plan == NULL || !sluice__backoff_opts_valid(opts) ||
 	    req->attempt == 0)
 		return SLUICE_EINVAL;
 	plan->verdict = SLUICE_BACKOFF_STOP;
@@ -74,11 +69,17 @@ int sluice_backoff_plan(const struct sluice_backoff_opts *opts,
 		plan->why = SLUICE_BACKOFF_WHY_NONE;
 		return 0;
 	}
-	if (st != 429 && st != 408 && st < 500 && st != 0) {
+	const struct sluice_client_limits *l = req->limits;
+	bool exhausted = l != NULL && l->has_remaining && l->remaining == 0 && l->has_reset;
+	/* a refusal for rate: 429, or any 4xx that says so in its fields
+	 * (403 with remaining 0 and a reset, or with Retry-After) */
+	bool rate_limited = st == 429 || (st >= 400 && st < 500 && st != 408 && l != NULL &&
+					  (l->has_retry_after || exhausted));
+	if (!rate_limited && st != 408 && st < 500 && st != 0) {
 		plan->why = SLUICE_BACKOFF_WHY_NOT_RETRYABLE;
 		return 0;
 	}
-	if (st != 429 && !req->idempotent) {
+	if (!rate_limited && !req->idempotent) {
 		plan->why = SLUICE_BACKOFF_WHY_UNSAFE;
 		return 0;
 	}
@@ -87,14 +88,14 @@ int sluice_backoff_plan(const struct sluice_backoff_opts *opts,
 		return 0;
 	}
 
-	const struct sluice_client_limits *l = req->limits;
 	uint64_t wait = 0;
 	uint8_t why = SLUICE_BACKOFF_WHY_EXPONENTIAL;
 	if (l != NULL && l->has_retry_after) {
 		wait = l->retry_after_ns;
 		why = SLUICE_BACKOFF_WHY_RETRY_AFTER;
-	} else if (l != NULL && (st == 429 || st == 503) && l->has_remaining && l->remaining == 0 &&
-		   l->has_reset) {
+	} else if ((rate_limited || st == 503) && exhausted && l->reset_ns > 0) {
+		/* a reset now or already past is no wait: backing off
+		 * exponentially keeps a stale reset from becoming a tight loop */
 		wait = l->reset_ns;
 		why = SLUICE_BACKOFF_WHY_RESET;
 	}
@@ -103,14 +104,14 @@ int sluice_backoff_plan(const struct sluice_backoff_opts *opts,
 			plan->why = SLUICE_BACKOFF_WHY_TOO_LONG;
 			return 0;
 		}
-		wait = sluice__add_sat(wait, uniform_upto(rng, permille_of(wait, opts->jitter_permille)));
+		wait = sluice__add_sat(wait, sluice__rng_upto(rng, sluice__permille_of(wait, opts->jitter_permille)));
 	} else {
 		uint32_t shift = req->attempt - 1; /* <= 15 */
 		wait = SLUICE_MIN(sluice__mul_sat(opts->base_ns, UINT64_C(1) << shift), opts->cap_ns);
-		uint64_t span = permille_of(wait, opts->jitter_permille);
+		uint64_t span = sluice__permille_of(wait, opts->jitter_permille);
 		/* wait - span + [0, 2 span]; span <= wait, so no underflow */
 		uint64_t lo = wait - span;
-		wait = sluice__add_sat(lo, uniform_upto(rng, SLUICE_MIN(sluice__mul_sat(span, 2),
+		wait = sluice__add_sat(lo, sluice__rng_upto(rng, SLUICE_MIN(sluice__mul_sat(span, 2),
 									 UINT64_MAX - 1)));
 		wait = SLUICE_MIN(wait, opts->cap_ns);
 	}

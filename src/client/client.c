@@ -19,15 +19,13 @@
  * seconds, Unix seconds or Unix milliseconds depending on the sender; the
  * size rule of sluice_client_reset_delay() tells them apart.
  */
-#include <sluice/client.h>
 #include <sluice/sf.h>
 
 #include <string.h>
 
-#include "common/util_internal.h"
+#include "client/client_internal.h"
 
-#define NS_PER_MS 1000000ull
-#define MAX_NODES 512
+#define MAX_NODES SLUICE_CLIENT_SF_NODES_MAX
 
 /* ---- field access ----------------------------------------------------------- */
 
@@ -45,6 +43,11 @@ enum slot {
 	S_XX_REMAINING,
 	S_XX_RESET,
 	S_RETRY_AFTER,
+	S_DATE,
+	S_X_RESET_AFTER,
+	S_X_BUCKET,
+	S_X_RESOURCE,
+	S_XX_PLAIN,
 	S_COUNT
 };
 
@@ -59,6 +62,9 @@ static const struct {
 	SLOT_NAME("x-ratelimit-remaining"), SLOT_NAME("x-ratelimit-reset"),
 	SLOT_NAME("x-rate-limit-limit"), SLOT_NAME("x-rate-limit-remaining"),
 	SLOT_NAME("x-rate-limit-reset"), SLOT_NAME("retry-after"),
+	SLOT_NAME("date"),               SLOT_NAME("x-ratelimit-reset-after"),
+	SLOT_NAME("x-ratelimit-bucket"), SLOT_NAME("x-ratelimit-resource"),
+	SLOT_NAME("x-rate-limit"),
 };
 
 /* Where each known field's lines are: one pass over the response. */
@@ -69,20 +75,23 @@ struct field_index {
 	size_t count[S_COUNT];
 };
 
-static bool name_is(const struct sluice_http_field *f, int slot)
+bool sluice__client_name_is(const struct sluice_http_field *f, const char *want, size_t want_len)
 {
-	const char *name = slot_names[slot].name;
-
-	if (f->name == NULL || f->name_len != slot_names[slot].len)
+	if (f->name == NULL || f->name_len != want_len)
 		return false;
-	for (size_t i = 0; i < f->name_len; i++) {
+	for (size_t i = 0; i < want_len; i++) {
 		char c = f->name[i];
 		if (c >= 'A' && c <= 'Z')
 			c = (char)(c - 'A' + 'a');
-		if (c != name[i])
+		if (c != want[i])
 			return false;
 	}
 	return true;
+}
+
+static bool name_is(const struct sluice_http_field *f, int slot)
+{
+	return sluice__client_name_is(f, slot_names[slot].name, slot_names[slot].len);
 }
 
 static void index_fields(struct field_index *ix, const struct sluice_http_field *fields, size_t n)
@@ -165,11 +174,15 @@ static void copy_text(const struct sluice_sf_node *n, char *out, size_t cap, boo
 
 /* A policy entry for (name node or "", pk node or NULL): the existing one
  * (if merge) or a new one; NULL when the table is full. Unnamed draft 04-07
- * policies are never merged. */
+ * policies are never merged. by_name: a RateLimit item without pk joins
+ * the one policy of its name whatever that policy's pk (express-rate-limit
+ * sends pk on RateLimit-Policy only). */
 static struct sluice_client_policy *policy_for(struct sluice_client_limits *out,
 					       const struct sluice_sf_node *name,
-					       const struct sluice_sf_node *pk, bool merge)
+					       const struct sluice_sf_node *pk, bool merge, bool by_name)
 {
+	uint32_t same_name = 0, last = 0;
+
 	struct sluice_client_policy key;
 
 	memset(&key, 0, sizeof(key));
@@ -182,10 +195,15 @@ static struct sluice_client_policy *policy_for(struct sluice_client_limits *out,
 	}
 	for (uint32_t i = 0; merge && i < out->npolicies; i++) {
 		struct sluice_client_policy *p = &out->policies[i];
-		if (strcmp(p->name, key.name) == 0 && p->pk_len == key.pk_len &&
-		    memcmp(p->pk, key.pk, key.pk_len) == 0)
+		if (strcmp(p->name, key.name) != 0)
+			continue;
+		if (p->pk_len == key.pk_len && memcmp(p->pk, key.pk, key.pk_len) == 0)
 			return p;
+		same_name++;
+		last = i;
 	}
+	if (merge && by_name && pk == NULL && same_name == 1)
+		return &out->policies[last];
 	if (out->npolicies == SLUICE_CLIENT_MAX_POLICIES) {
 		out->policies_truncated = true;
 		return NULL;
@@ -232,7 +250,7 @@ static bool policy_items(const struct sluice_sf_node *nodes, size_t members, boo
 		}
 		if (!apply)
 			continue;
-		struct sluice_client_policy *p = policy_for(out, named ? it : NULL, pk, named);
+		struct sluice_client_policy *p = policy_for(out, named ? it : NULL, pk, named, false);
 		if (p == NULL)
 			continue;
 		p->has_quota = true;
@@ -260,26 +278,30 @@ static bool all_items_of(const struct sluice_sf_node *nodes, size_t members, uin
 	return members > 0;
 }
 
-static void parse_policy(const char *v, size_t len, struct sluice_client_limits *out,
+/* false when the field is malformed (and ignored) */
+static bool parse_policy(const char *v, size_t len, struct sluice_client_limits *out,
 			 struct sluice_sf_node *nodes)
 {
 	struct sluice_sf_result res;
 
 	if (sluice_sf_parse(SLUICE_SF_KIND_LIST, v, len, nodes, MAX_NODES, &res) != 0 ||
 	    res.members == 0)
-		return;
+		return false;
 	if (all_items_of(nodes, res.members, SLUICE_SF_STRING) ||
 	    all_items_of(nodes, res.members, SLUICE_SF_TOKEN)) {
-		if (policy_items(nodes, res.members, true, false, out)) {
-			policy_items(nodes, res.members, true, true, out);
-			out->seen |= SLUICE_CLIENT_DRAFT08;
-		}
-	} else if (all_items_of(nodes, res.members, SLUICE_SF_INTEGER)) {
-		if (policy_items(nodes, res.members, false, false, out)) {
-			policy_items(nodes, res.members, false, true, out);
-			out->seen |= SLUICE_CLIENT_DRAFT06;
-		}
+		if (!policy_items(nodes, res.members, true, false, out))
+			return false;
+		policy_items(nodes, res.members, true, true, out);
+		out->seen |= SLUICE_CLIENT_DRAFT08;
+		return true;
 	}
+	if (all_items_of(nodes, res.members, SLUICE_SF_INTEGER) &&
+	    policy_items(nodes, res.members, false, false, out)) {
+		policy_items(nodes, res.members, false, true, out);
+		out->seen |= SLUICE_CLIENT_DRAFT06;
+		return true;
+	}
+	return false;
 }
 
 /* ---- RateLimit ---------------------------------------------------------------- */
@@ -318,7 +340,7 @@ static void apply_service_items(const struct sluice_sf_node *nodes, size_t membe
 		param_uint(it, "r", &r);
 		bool ht = param_uint(it, "t", &t) == 1;
 		uint64_t t_ns = sluice__mul_sat(t, SLUICE_NS_PER_SEC);
-		struct sluice_client_policy *p = policy_for(out, it, sluice_sf_param(it, "pk"), true);
+		struct sluice_client_policy *p = policy_for(out, it, sluice_sf_param(it, "pk"), true, true);
 		if (p != NULL) {
 			p->has_remaining = true;
 			p->remaining = r;
@@ -375,272 +397,80 @@ static struct draft07 parse_draft07(const struct sluice_sf_node *nodes, size_t m
 	return d;
 }
 
-/* ---- plain numbers (X-RateLimit-*, Retry-After) -------------------------------- */
+/* ---- dimensions (vendor and caller tables) ------------------------------------ */
 
-static void trim_ows(const char **s, size_t *len)
+bool sluice__client_set_bucket(struct sluice_client_limits *out, const char *v, size_t len)
 {
-	while (*len > 0 && (**s == ' ' || **s == '\t')) {
-		++*s;
-		--*len;
-	}
-	while (*len > 0 && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
-		--*len;
-}
-
-/* 1*DIGIT [ "." 1*DIGIT ], saturating; the fraction to ns (9 digits kept).
- * Returns false on anything else. */
-static bool parse_number(const char *s, size_t len, bool allow_frac, uint64_t *v, uint32_t *frac_ns)
-{
-	size_t i = 0;
-	uint64_t x = 0;
-	uint32_t f = 0, scale = 100000000;
-
-	while (i < len && s[i] >= '0' && s[i] <= '9') {
-		uint64_t d = (uint64_t)(s[i] - '0');
-		x = x > (UINT64_MAX - d) / 10 ? UINT64_MAX : x * 10 + d;
-		i++;
-	}
-	if (i == 0)
+	sluice__client_trim(&v, &len);
+	if (len == 0 || len >= sizeof(out->bucket))
 		return false;
-	if (i < len && allow_frac && s[i] == '.') {
-		size_t start = ++i;
-		while (i < len && s[i] >= '0' && s[i] <= '9') {
-			f += (uint32_t)(s[i] - '0') * scale;
-			scale /= 10;
-			i++;
-		}
-		if (i == start)
+	for (size_t i = 0; i < len; i++)
+		if (v[i] < 0x20 || v[i] > 0x7e) /* visible ASCII and SP: an id, printable */
 			return false;
-	}
-	if (i != len)
-		return false;
-	*v = x;
-	*frac_ns = f;
+	memcpy(out->bucket, v, len);
+	out->bucket[len] = '\0';
+	out->bucket_len = (uint32_t)len;
 	return true;
 }
 
-uint64_t sluice_client_reset_delay(uint64_t v, uint32_t frac_ns, uint64_t now_unix_ns)
+struct sluice_client_policy *sluice__client_dimension(struct sluice_client_limits *out,
+						      const char *name, const char *unit)
 {
-	uint64_t at_ns;
+	size_t nlen = strlen(name);
 
-	if (v >= UINT64_C(1000000000000)) {
-		at_ns = sluice__add_sat(sluice__mul_sat(v, NS_PER_MS), frac_ns / 1000u);
-	} else if (v >= UINT64_C(1000000000)) {
-		at_ns = sluice__add_sat(sluice__mul_sat(v, SLUICE_NS_PER_SEC), frac_ns);
-	} else {
-		return sluice__add_sat(sluice__mul_sat(v, SLUICE_NS_PER_SEC), frac_ns);
+	for (uint32_t i = 0; i < out->npolicies; i++) {
+		struct sluice_client_policy *p = &out->policies[i];
+		if (p->pk_len == 0 && strncmp(p->name, name, sizeof(p->name) - 1) == 0 &&
+		    p->name[SLUICE_MIN(nlen, sizeof(p->name) - 1)] == '\0')
+			return p;
 	}
-	return at_ns > now_unix_ns ? at_ns - now_unix_ns : 0;
-}
-
-/* ---- HTTP-date ---------------------------------------------------------------- */
-
-static const char *const day_short[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-static const char *const day_long[] = {"Monday", "Tuesday", "Wednesday", "Thursday",
-				       "Friday", "Saturday", "Sunday"};
-static const char *const month_name[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
-struct cursor {
-	const char *s;
-	size_t len;
-	size_t i;
-};
-
-static bool lit(struct cursor *c, const char *t)
-{
-	size_t n = strlen(t);
-	if (c->len - c->i < n || memcmp(c->s + c->i, t, n) != 0)
-		return false;
-	c->i += n;
-	return true;
-}
-
-static bool digits(struct cursor *c, size_t n, int *out)
-{
-	int v = 0;
-	if (c->len - c->i < n)
-		return false;
-	for (size_t k = 0; k < n; k++) {
-		char ch = c->s[c->i + k];
-		if (ch < '0' || ch > '9')
-			return false;
-		v = v * 10 + (ch - '0');
+	if (out->npolicies == SLUICE_CLIENT_MAX_POLICIES) {
+		out->policies_truncated = true;
+		return NULL;
 	}
-	c->i += n;
-	*out = v;
-	return true;
+	struct sluice_client_policy *p = &out->policies[out->npolicies++];
+	memset(p, 0, sizeof(*p));
+	p->name_truncated = nlen >= sizeof(p->name);
+	memcpy(p->name, name, SLUICE_MIN(nlen, sizeof(p->name) - 1));
+	if (unit != NULL) {
+		size_t ulen = SLUICE_MIN(strlen(unit), sizeof(p->unit) - 1);
+		memcpy(p->unit, unit, ulen);
+	}
+	return p;
 }
 
-static bool month(struct cursor *c, int *m)
+/* a/b < c/d for shares of limits, exactly (b, d > 0) */
+static bool share_less(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
 {
-	for (int k = 0; k < 12; k++) {
-		if (lit(c, month_name[k])) {
-			*m = k + 1;
-			return true;
+	return (sluice__u128)a * d < (sluice__u128)c * b;
+}
+
+uint32_t sluice__client_most_restrictive(const struct sluice_client_limits *out, uint32_t from,
+					 uint32_t to)
+{
+	uint32_t g = UINT32_MAX;
+
+	for (uint32_t i = from; i < to; i++) {
+		const struct sluice_client_policy *p = &out->policies[i];
+		if (!p->has_remaining)
+			continue;
+		if (g == UINT32_MAX) {
+			g = i;
+			continue;
 		}
+		const struct sluice_client_policy *b = &out->policies[g];
+		bool better;
+		if ((p->remaining == 0) != (b->remaining == 0))
+			better = p->remaining == 0;
+		else if (p->remaining == 0)
+			better = p->reset_ns > b->reset_ns;
+		else
+			better = share_less(p->remaining, p->has_quota && p->quota > 0 ? p->quota : p->remaining,
+					    b->remaining, b->has_quota && b->quota > 0 ? b->quota : b->remaining);
+		if (better)
+			g = i;
 	}
-	return false;
-}
-
-static bool time_of_day(struct cursor *c, int *h, int *mi, int *s)
-{
-	return digits(c, 2, h) && lit(c, ":") && digits(c, 2, mi) && lit(c, ":") && digits(c, 2, s) &&
-	       *h <= 23 && *mi <= 59 && *s <= 60;
-}
-
-static bool is_leap(int64_t y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int month_days(int64_t y, int m)
-{
-	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	return m == 2 && is_leap(y) ? 29 : days[m - 1];
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	int64_t doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	int64_t mp = (5 * doy + 2) / 153;
-	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
-	*y = yoe + era * 400 + (*m <= 2);
-}
-
-/* RFC 9110: a two-digit year "that appears to be more than 50 years in the
- * future" is the most recent past year with those digits. */
-static int64_t rfc850_year(int yy, int mo, int d, int h, int mi, int s, uint64_t now_unix_ns)
-{
-	int64_t now_s = (int64_t)(now_unix_ns / SLUICE_NS_PER_SEC);
-	int64_t ny;
-	int nm, nd;
-	civil_from_days(now_s / 86400, &ny, &nm, &nd);
-	int64_t tod = now_s % 86400;
-	/* candidates around now, largest first; take the first not more than
-	 * 50 years ahead (compared as calendar tuples) */
-	int64_t base = ny - ny % 100 + yy + 100;
-	for (int k = 0; k < 3; k++, base -= 100) {
-		int64_t lim = ny + 50;
-		bool later = base > lim ||
-			     (base == lim && (mo > nm || (mo == nm && (d > nd || (d == nd &&
-				h * 3600 + mi * 60 + s > tod)))));
-		if (!later)
-			return base;
-	}
-	return base;
-}
-
-int sluice_http_date_parse(const char *s, size_t len, uint64_t now_unix_ns, int64_t *unix_s)
-{
-	struct cursor c = {s, len, 0};
-	int day = 0, mo = 0, h = 0, mi = 0, sec = 0, y4 = 0;
-	int64_t year;
-	size_t k;
-
-	if (s == NULL || unix_s == NULL)
-		return SLUICE_EINVAL;
-	for (k = 0; k < 7; k++) {
-		if (lit(&c, day_long[k]))
-			break;
-	}
-	if (k < 7) { /* rfc850-date */
-		int yy;
-		if (!(lit(&c, ", ") && digits(&c, 2, &day) && lit(&c, "-") && month(&c, &mo) &&
-		      lit(&c, "-") && digits(&c, 2, &yy) && lit(&c, " ") && time_of_day(&c, &h, &mi, &sec) &&
-		      lit(&c, " GMT")))
-			return SLUICE_ESYNTAX;
-		year = rfc850_year(yy, mo, day, h, mi, sec, now_unix_ns);
-	} else {
-		for (k = 0; k < 7; k++) {
-			if (lit(&c, day_short[k]))
-				break;
-		}
-		if (k == 7)
-			return SLUICE_ESYNTAX;
-		if (lit(&c, ", ")) { /* IMF-fixdate */
-			if (!(digits(&c, 2, &day) && lit(&c, " ") && month(&c, &mo) && lit(&c, " ") &&
-			      digits(&c, 4, &y4) && lit(&c, " ") && time_of_day(&c, &h, &mi, &sec) &&
-			      lit(&c, " GMT")))
-				return SLUICE_ESYNTAX;
-		} else { /* asctime-date: month SP ( 2DIGIT / ( SP 1DIGIT ) ) */
-			if (!(lit(&c, " ") && month(&c, &mo) && lit(&c, " ")))
-				return SLUICE_ESYNTAX;
-			if (!(lit(&c, " ") ? digits(&c, 1, &day) : digits(&c, 2, &day)))
-				return SLUICE_ESYNTAX;
-			if (!(lit(&c, " ") && time_of_day(&c, &h, &mi, &sec) && lit(&c, " ") &&
-			      digits(&c, 4, &y4)))
-				return SLUICE_ESYNTAX;
-		}
-		year = y4;
-	}
-	if (c.i != len || day < 1 || day > month_days(year, mo))
-		return SLUICE_ESYNTAX;
-	*unix_s = days_from_civil(year, mo, day) * 86400 + h * 3600 + mi * 60 + sec;
-	return 0;
-}
-
-int sluice_client_retry_after(const char *value, size_t len, uint64_t now_unix_ns, uint64_t *delay_ns)
-{
-	uint64_t v;
-	uint32_t frac;
-	int64_t at;
-
-	if ((value == NULL && len > 0) || delay_ns == NULL)
-		return SLUICE_EINVAL;
-	trim_ows(&value, &len);
-	if (len == 0)
-		return SLUICE_ESYNTAX;
-	if (parse_number(value, len, false, &v, &frac)) {
-		*delay_ns = sluice__mul_sat(v, SLUICE_NS_PER_SEC);
-		return 0;
-	}
-	if (sluice_http_date_parse(value, len, now_unix_ns, &at) != 0)
-		return SLUICE_ESYNTAX;
-	if (at <= 0) {
-		*delay_ns = 0;
-		return 0;
-	}
-	uint64_t at_ns = sluice__mul_sat((uint64_t)at, SLUICE_NS_PER_SEC);
-	*delay_ns = at_ns > now_unix_ns ? at_ns - now_unix_ns : 0;
-	return 0;
-}
-
-/* A reset field value: a number (classified by size) or an HTTP-date. */
-static bool parse_reset_text(const char *s, size_t len, uint64_t now_unix_ns, uint64_t *delay_ns)
-{
-	uint64_t v;
-	uint32_t frac;
-	int64_t at;
-
-	trim_ows(&s, &len);
-	if (parse_number(s, len, true, &v, &frac)) {
-		*delay_ns = sluice_client_reset_delay(v, frac, now_unix_ns);
-		return true;
-	}
-	if (sluice_http_date_parse(s, len, now_unix_ns, &at) == 0) {
-		uint64_t at_ns = at > 0 ? sluice__mul_sat((uint64_t)at, SLUICE_NS_PER_SEC) : 0;
-		*delay_ns = at_ns > now_unix_ns ? at_ns - now_unix_ns : 0;
-		return true;
-	}
-	return false;
+	return g;
 }
 
 /* ---- the whole response -------------------------------------------------------- */
@@ -682,127 +512,305 @@ static void set_source(struct sluice_client_limits *out, uint32_t family, const 
 	out->reset_ns = t->reset_ns;
 }
 
-int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64_t now_unix_ns,
-			struct sluice_client_limits *out)
+/* The most restrictive of the dimensions policies[from..) as the source. */
+static void source_from_dimensions(struct sluice_client_limits *out, uint32_t family, uint32_t from)
 {
-	char buf[SLUICE_CLIENT_FIELD_MAX];
-	struct sluice_sf_node nodes[MAX_NODES];
+	uint32_t g = sluice__client_most_restrictive(out, from, out->npolicies);
+
+	if (g == UINT32_MAX || out->source != 0)
+		return;
+	const struct sluice_client_policy *p = &out->policies[g];
+	struct triple t = {p->has_quota, true, p->has_reset, p->quota, p->remaining, p->reset_ns};
+	set_source(out, family, &t);
+	out->governing = g;
+}
+
+/* X-RateLimit-Limit as a List: "100, 100;window=60, 10000;window=86400",
+ * the first member the limit, the others unnamed policies with their
+ * window (w or window). */
+static bool x_limit_list(const char *v, size_t len, struct sluice_sf_node *nodes,
+			 struct sluice_client_limits *out, uint64_t *limit)
+{
 	struct sluice_sf_result res;
-	struct field_index ix;
+	size_t at = 0;
+
+	if (sluice_sf_parse(SLUICE_SF_KIND_LIST, v, len, nodes, MAX_NODES, &res) != 0 ||
+	    res.members == 0 || !all_items_of(nodes, res.members, SLUICE_SF_INTEGER))
+		return false;
+	for (size_t m = 0; m < res.members; m++) {
+		const struct sluice_sf_node *it = &nodes[at];
+		uint64_t w = 0;
+		at += sluice_sf_member_span(it);
+		if (it->value < 0)
+			return false;
+		int hw = param_uint(it, "w", &w);
+		if (hw == 0)
+			hw = param_uint(it, "window", &w);
+		if (hw < 0 || (hw == 1 && w == 0) || (m > 0 && hw == 0))
+			return false;
+	}
+	*limit = (uint64_t)nodes[0].value;
+	at = 0;
+	for (size_t m = 0; m < res.members; m++) {
+		const struct sluice_sf_node *it = &nodes[at];
+		uint64_t w = 0;
+		at += sluice_sf_member_span(it);
+		if (param_uint(it, "w", &w) != 1 && param_uint(it, "window", &w) != 1)
+			continue;
+		struct sluice_client_policy *p = policy_for(out, NULL, NULL, false, false);
+		if (p != NULL) {
+			p->has_quota = p->has_window = true;
+			p->quota = (uint64_t)it->value;
+			p->window_s = w;
+		}
+	}
+	return true;
+}
+
+/* Plain number, trimmed. */
+static bool plain_number(const char *v, long len, bool frac_ok, uint64_t *out)
+{
+	uint32_t frac;
+	size_t n = (size_t)len;
+
+	if (len < 0)
+		return false;
+	sluice__client_trim(&v, &n);
+	return sluice__client_number(v, n, frac_ok, out, &frac);
+}
+
+static void x_family(const struct field_index *ix, char *buf, struct sluice_sf_node *nodes,
+		     uint64_t now_ns, uint64_t now_unix_ns, struct sluice_client_limits *out)
+{
+	static const int slots[2][3] = {
+		{S_X_LIMIT, S_X_REMAINING, S_X_RESET},
+		{S_XX_LIMIT, S_XX_REMAINING, S_XX_RESET},
+	};
+	struct triple t = {false, false, false, 0, 0, 0};
+	bool bad = false, absolute = false;
 	const char *v = NULL;
 	long len;
 
+	if ((len = field_value(ix, S_X_RESET_AFTER, buf, &v)) >= 0) {
+		/* relative: immune to clock skew, so it wins over Reset */
+		t.has_reset = sluice__client_time_value(v, (size_t)len, SLUICE_CLIENT_FMT_SECONDS, now_ns,
+						       now_unix_ns, &t.reset_ns, &absolute);
+		bad |= !t.has_reset;
+	}
+	for (int k = 0; k < 2; k++) {
+		if (!t.has_limit && (len = field_value(ix, slots[k][0], buf, &v)) >= 0) {
+			t.has_limit = plain_number(v, len, false, &t.limit) ||
+				      x_limit_list(v, (size_t)len, nodes, out, &t.limit);
+			bad |= !t.has_limit;
+		}
+		if (!t.has_remaining && (len = field_value(ix, slots[k][1], buf, &v)) >= 0) {
+			t.has_remaining = plain_number(v, len, true, &t.remaining);
+			bad |= !t.has_remaining;
+		}
+		if (!t.has_reset && (len = field_value(ix, slots[k][2], buf, &v)) >= 0) {
+			t.has_reset = sluice__client_time_value(v, (size_t)len, SLUICE_CLIENT_FMT_AUTO, now_ns,
+							       now_unix_ns, &t.reset_ns, &absolute);
+			bad |= !t.has_reset;
+		}
+	}
+	/* X-Rate-Limit alone is the limit of the X-Rate-Limit-* spelling */
+	if (!t.has_limit && (len = field_value(ix, S_XX_PLAIN, buf, &v)) >= 0) {
+		t.has_limit = plain_number(v, len, false, &t.limit);
+		bad |= !t.has_limit;
+	}
+	for (int s = S_X_BUCKET; s <= S_X_RESOURCE && out->bucket_len == 0; s++) {
+		if ((len = field_value(ix, s, buf, &v)) < 0)
+			continue;
+		bad |= !sluice__client_set_bucket(out, v, (size_t)len);
+	}
+	if (bad)
+		out->ignored |= SLUICE_CLIENT_X;
+	if (t.has_limit || t.has_remaining || t.has_reset || out->bucket_len > 0) {
+		out->seen |= SLUICE_CLIENT_X;
+		set_source(out, SLUICE_CLIENT_X, &t);
+	}
+}
+
+static void ratelimit_field(const char *v, size_t len, struct sluice_sf_node *nodes, uint64_t now_ns,
+			    struct sluice_client_limits *out)
+{
+	struct sluice_sf_result res;
+	bool list_ok = sluice_sf_parse(SLUICE_SF_KIND_LIST, v, len, nodes, MAX_NODES, &res) == 0 &&
+		       res.members > 0;
+	bool strings = list_ok && all_items_of(nodes, res.members, SLUICE_SF_STRING);
+	bool tokens = list_ok && all_items_of(nodes, res.members, SLUICE_SF_TOKEN);
+	struct draft07 d7 = {false, 0, 0, 0, false};
+
+	if (!strings) {
+		struct sluice_sf_result dres;
+		if (sluice_sf_parse(SLUICE_SF_KIND_DICT, v, len, nodes, MAX_NODES, &dres) == 0)
+			d7 = parse_draft07(nodes, dres.members);
+		/* the Token-named List, parsed again over the dictionary */
+		if (tokens && !d7.ok)
+			sluice_sf_parse(SLUICE_SF_KIND_LIST, v, len, nodes, MAX_NODES, &res);
+	}
+	if ((strings || (tokens && !d7.ok)) && service_items_valid(nodes, res.members)) {
+		uint32_t g = UINT32_MAX;
+		apply_service_items(nodes, res.members, out, &g);
+		out->seen |= SLUICE_CLIENT_DRAFT08;
+		out->source = SLUICE_CLIENT_DRAFT08;
+		out->governing = g;
+		/* the governing item's policy: same name and pk (or its name's
+		 * one policy), else the same name without a pk (a policy shared
+		 * by partitions) */
+		for (uint32_t i = 0; g != UINT32_MAX && i <= out->npolicies; i++) {
+			const struct sluice_client_policy *p = i == 0 ? &out->policies[g] : &out->policies[i - 1];
+			if (i > 0 && (p->pk_len != 0 || strcmp(p->name, out->policies[g].name) != 0))
+				continue;
+			if (p->has_quota) {
+				out->has_limit = true;
+				out->limit = p->quota;
+				break;
+			}
+		}
+	} else if (d7.ok) {
+		struct triple t = {true, d7.has_remaining, true, d7.limit, d7.remaining,
+				   sluice_client_reset_delay(d7.reset, 0, now_ns)};
+		out->seen |= SLUICE_CLIENT_DRAFT07;
+		set_source(out, SLUICE_CLIENT_DRAFT07, &t);
+	} else {
+		out->ignored |= SLUICE_CLIENT_DRAFT08;
+	}
+}
+
+static bool valid_rules(const struct sluice_client_rule *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].name == NULL || r[i].role < SLUICE_CLIENT_ROLE_LIMIT ||
+		    r[i].role > SLUICE_CLIENT_ROLE_BUCKET || r[i].format < SLUICE_CLIENT_FMT_COUNT ||
+		    r[i].format > SLUICE_CLIENT_FMT_TEXT)
+			return false;
+	}
+	return true;
+}
+
+int sluice_client_parse_ex(const struct sluice_http_field *fields, size_t n, uint64_t now_unix_ns,
+			   const struct sluice_client_parse_opts *opts, struct sluice_client_limits *out)
+{
+	char buf[SLUICE_CLIENT_FIELD_MAX];
+	struct sluice_sf_node nodes[MAX_NODES];
+	struct field_index ix;
+	const char *v = NULL;
+	long len;
+	uint32_t flags = 0, first = 0;
+
 	if (out == NULL || (fields == NULL && n > 0))
 		return SLUICE_EINVAL;
+	if (opts != NULL) {
+		if (opts->size < sizeof(*opts) || (opts->rules == NULL && opts->nrules > 0) ||
+		    !valid_rules(opts->rules, opts->nrules))
+			return SLUICE_EINVAL;
+		flags = opts->flags;
+	}
 	memset(out, 0, sizeof(*out));
+	out->governing = UINT32_MAX;
 	index_fields(&ix, fields, n);
 
-	/* RateLimit-Policy first, so RateLimit items join their policies */
-	if ((len = field_value(&ix, S_POLICY, buf, &v)) >= 0)
-		parse_policy(v, (size_t)len, out, nodes);
-
-	if ((len = field_value(&ix, S_RATELIMIT, buf, &v)) >= 0) {
-		bool list_ok = sluice_sf_parse(SLUICE_SF_KIND_LIST, v, (size_t)len, nodes, MAX_NODES,
-					       &res) == 0 && res.members > 0;
-		bool strings = list_ok && all_items_of(nodes, res.members, SLUICE_SF_STRING);
-		bool tokens = list_ok && all_items_of(nodes, res.members, SLUICE_SF_TOKEN);
-		struct draft07 d7 = {false, 0, 0, 0, false};
-
-		if (!strings) {
-			struct sluice_sf_result dres;
-			if (sluice_sf_parse(SLUICE_SF_KIND_DICT, v, (size_t)len, nodes, MAX_NODES,
-					    &dres) == 0)
-				d7 = parse_draft07(nodes, dres.members);
-			/* the Token-named List, parsed again over the dictionary */
-			if (tokens && !d7.ok)
-				sluice_sf_parse(SLUICE_SF_KIND_LIST, v, (size_t)len, nodes, MAX_NODES, &res);
-		}
-		if ((strings || (tokens && !d7.ok)) && service_items_valid(nodes, res.members)) {
-			uint32_t g = UINT32_MAX;
-			apply_service_items(nodes, res.members, out, &g);
-			out->seen |= SLUICE_CLIENT_DRAFT08;
-			out->source = SLUICE_CLIENT_DRAFT08;
-			/* the governing item's policy: same name and pk, else the
-			 * same name without a pk (a policy shared by partitions) */
-			for (uint32_t i = 0; g != UINT32_MAX && i <= out->npolicies; i++) {
-				const struct sluice_client_policy *p =
-					i == 0 ? &out->policies[g] : &out->policies[i - 1];
-				if (i > 0 && (p->pk_len != 0 || strcmp(p->name, out->policies[g].name) != 0))
-					continue;
-				if (p->has_quota) {
-					out->has_limit = true;
-					out->limit = p->quota;
-					break;
-				}
+	/* The server's clock: absolute times are measured from Date when the
+	 * caller's clock is not within [Date, Date + slack] (Date is whole
+	 * seconds, truncated, and the response took time to arrive). */
+	uint64_t now_ns = now_unix_ns;
+	if ((len = field_value(&ix, S_DATE, buf, &v)) >= 0) {
+		const char *d = v;
+		size_t dlen = (size_t)len;
+		sluice__client_trim(&d, &dlen);
+		if (sluice_http_date_parse(d, dlen, now_unix_ns, &out->date_unix_s) == 0 &&
+		    out->date_unix_s >= 0) {
+			out->has_date = true;
+			out->seen |= SLUICE_CLIENT_DATE;
+			uint64_t date_ns = sluice__mul_sat((uint64_t)out->date_unix_s, SLUICE_NS_PER_SEC);
+			if (!(flags & SLUICE_CLIENT_NO_DATE_ANCHOR) &&
+			    (now_unix_ns < date_ns || now_unix_ns - date_ns > SLUICE_CLIENT_DATE_SLACK_NS)) {
+				now_ns = date_ns;
+				out->clock_anchored = true;
 			}
-		} else if (d7.ok) {
-			struct triple t = {true, d7.has_remaining, true, d7.limit, d7.remaining,
-					   sluice_client_reset_delay(d7.reset, 0, now_unix_ns)};
-			out->seen |= SLUICE_CLIENT_DRAFT07;
-			set_source(out, SLUICE_CLIENT_DRAFT07, &t);
+		} else {
+			out->ignored |= SLUICE_CLIENT_DATE;
 		}
 	}
 
-	/* drafts 04-06 */
+	/* 0. the caller's table */
+	if (opts != NULL && opts->nrules > 0 &&
+	    sluice__client_apply_rules(fields, n, opts->rules, NULL, opts->nrules, SLUICE_CLIENT_CALLER,
+				       now_ns, now_unix_ns, out, &first, &out->ignored) != 0) {
+		out->seen |= SLUICE_CLIENT_CALLER;
+		source_from_dimensions(out, SLUICE_CLIENT_CALLER, first);
+	}
+
+	/* 1-3. RateLimit-Policy first, so RateLimit items join their policies */
+	if ((len = field_value(&ix, S_POLICY, buf, &v)) >= 0 && !parse_policy(v, (size_t)len, out, nodes))
+		out->ignored |= SLUICE_CLIENT_DRAFT08;
+	if ((len = field_value(&ix, S_RATELIMIT, buf, &v)) >= 0) {
+		/* when the caller's table already supplied the source, the
+		 * drafts add their policies but do not replace it */
+		uint32_t source = out->source, governing = out->governing;
+		struct triple head = {out->has_limit, out->has_remaining, out->has_reset,
+				      out->limit,     out->remaining,     out->reset_ns};
+		ratelimit_field(v, (size_t)len, nodes, now_ns, out);
+		if (source != 0) {
+			out->source = 0;
+			set_source(out, source, &head);
+			out->governing = governing;
+		}
+	}
+
+	/* 4. drafts 04-06 */
 	{
 		struct triple t = {false, false, false, 0, 0, 0};
 		uint64_t reset = 0;
+		bool present = false;
 		len = field_value(&ix, S_RL_LIMIT, buf, &v);
+		present |= len >= 0;
 		t.has_limit = sf_uint_item(v, len, true, nodes, &t.limit);
 		len = field_value(&ix, S_RL_REMAINING, buf, &v);
+		present |= len >= 0;
 		t.has_remaining = sf_uint_item(v, len, false, nodes, &t.remaining);
 		len = field_value(&ix, S_RL_RESET, buf, &v);
+		present |= len >= 0;
 		t.has_reset = sf_uint_item(v, len, false, nodes, &reset);
-		t.reset_ns = t.has_reset ? sluice_client_reset_delay(reset, 0, now_unix_ns) : 0;
+		t.reset_ns = t.has_reset ? sluice_client_reset_delay(reset, 0, now_ns) : 0;
 		if (t.has_limit || t.has_remaining || t.has_reset) {
 			out->seen |= SLUICE_CLIENT_DRAFT06;
 			set_source(out, SLUICE_CLIENT_DRAFT06, &t);
+		} else if (present) {
+			out->ignored |= SLUICE_CLIENT_DRAFT06;
 		}
 	}
 
-	/* X-RateLimit-* and X-Rate-Limit-* */
-	{
-		static const int slots[2][3] = {
-			{S_X_LIMIT, S_X_REMAINING, S_X_RESET},
-			{S_XX_LIMIT, S_XX_REMAINING, S_XX_RESET},
-		};
-		struct triple t = {false, false, false, 0, 0, 0};
-		for (int k = 0; k < 2; k++) {
-			uint64_t x;
-			uint32_t frac;
-			const char *p;
-			size_t plen;
-			if (!t.has_limit && (len = field_value(&ix, slots[k][0], buf, &v)) >= 0) {
-				p = v;
-				plen = (size_t)len;
-				trim_ows(&p, &plen);
-				if (parse_number(p, plen, false, &x, &frac)) {
-					t.has_limit = true;
-					t.limit = x;
-				}
-			}
-			if (!t.has_remaining && (len = field_value(&ix, slots[k][1], buf, &v)) >= 0) {
-				p = v;
-				plen = (size_t)len;
-				trim_ows(&p, &plen);
-				if (parse_number(p, plen, true, &x, &frac)) {
-					t.has_remaining = true;
-					t.remaining = x;
-				}
-			}
-			if (!t.has_reset && (len = field_value(&ix, slots[k][2], buf, &v)) >= 0)
-				t.has_reset = parse_reset_text(v, (size_t)len, now_unix_ns, &t.reset_ns);
-		}
-		if (t.has_limit || t.has_remaining || t.has_reset) {
-			out->seen |= SLUICE_CLIENT_X;
-			set_source(out, SLUICE_CLIENT_X, &t);
-		}
+	/* 5. vendor tables */
+	if (!(flags & SLUICE_CLIENT_NO_VENDOR_TABLES) &&
+	    sluice__client_apply_rules(fields, n, sluice__client_vendor_rules,
+				       sluice__client_vendor_name_len, sluice__client_vendor_nrules,
+				       SLUICE_CLIENT_VENDOR, now_ns,
+				       now_unix_ns, out, &first, &out->ignored) != 0) {
+		out->seen |= SLUICE_CLIENT_VENDOR;
+		source_from_dimensions(out, SLUICE_CLIENT_VENDOR, first);
 	}
 
-	if ((len = field_value(&ix, S_RETRY_AFTER, buf, &v)) >= 0 &&
-	    sluice_client_retry_after(v, (size_t)len, now_unix_ns, &out->retry_after_ns) == 0) {
-		out->has_retry_after = true;
-		out->seen |= SLUICE_CLIENT_RETRY_AFTER;
+	/* 6. X-RateLimit-* and X-Rate-Limit-* */
+	x_family(&ix, buf, nodes, now_ns, now_unix_ns, out);
+
+	if ((len = field_value(&ix, S_RETRY_AFTER, buf, &v)) >= 0) {
+		uint64_t d;
+		if (sluice_client_retry_after(v, (size_t)len, now_ns, &d) == 0) {
+			out->has_retry_after = true;
+			out->retry_after_ns = SLUICE_MAX(out->retry_after_ns, d);
+			out->seen |= SLUICE_CLIENT_RETRY_AFTER;
+		} else {
+			out->ignored |= SLUICE_CLIENT_RETRY_AFTER;
+		}
 	}
+	out->reset_past = out->has_reset && out->reset_ns == 0;
 	return 0;
+}
+
+int sluice_client_parse(const struct sluice_http_field *fields, size_t n, uint64_t now_unix_ns,
+			struct sluice_client_limits *out)
+{
+	return sluice_client_parse_ex(fields, n, now_unix_ns, NULL, out);
 }

@@ -701,7 +701,7 @@ static void *reader_main(void *p)
 
 	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
 	rcu_read_lock();
-	cr_assert_eq(sluice__limiter_reserve(lim, "k", 1, 1, SEC, &d, &hold), 0);
+	cr_assert_eq(sluice__limiter_reserve(lim, "k", 1, NULL, 1, SEC, &d, &hold), 0);
 	cr_assert(d.allowed);
 	rcu_reader.entry = hold.entry;
 	atomic_store(&rcu_reader.inside, 1);

@@ -171,7 +171,7 @@ static void reserve_land_cancel(struct sluice_limit l, uint64_t expect_left)
 
 	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
 	rcu_read_lock();
-	cr_assert_eq(sluice__limiter_reserve(lim, "k", 1, 1, T0, &d, &a), 0);
+	cr_assert_eq(sluice__limiter_reserve(lim, "k", 1, NULL, 1, T0, &d, &a), 0);
 	cr_assert(d.allowed);
 	cr_assert(request(lim, slots, T0, &d), "B");
 	sluice__limiter_cancel(lim, &a);
@@ -225,15 +225,15 @@ Test(limiter_cancel, check_is_a_dry_run_that_writes_nothing)
 
 	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
 	rcu_read_lock();
-	cr_assert(sluice__limiter_check(lim, "k", 1, 2, T0, &d), "unknown key: full");
-	cr_assert_not(sluice__limiter_check(lim, "k", 1, 3, T0, &d), "more than the quota");
+	cr_assert(sluice__limiter_check(lim, "k", 1, 2, T0, &d, NULL), "unknown key: full");
+	cr_assert_not(sluice__limiter_check(lim, "k", 1, 3, T0, &d, NULL), "more than the quota");
 	cr_assert_eq(d.limit_index, 0);
 	rcu_read_unlock();
 	cr_assert(request(lim, false, T0, &d));
 	rcu_read_lock();
-	cr_assert(sluice__limiter_check(lim, "k", 1, 1, T0, &d));
+	cr_assert(sluice__limiter_check(lim, "k", 1, 1, T0, &d, NULL));
 	cr_assert_eq(d.remaining, 0, "after it, the calendar's last unit");
-	cr_assert_not(sluice__limiter_check(lim, "k", 1, 2, T0, &d));
+	cr_assert_not(sluice__limiter_check(lim, "k", 1, 2, T0, &d, NULL));
 	cr_assert_eq(d.limit_index, 0);
 	cr_assert_eq(d.reason, SLUICE_REASON_QUOTA);
 	rcu_read_unlock();

@@ -231,7 +231,7 @@ Test(limiter_hotpath, one_limit_reserve_then_cancel)
 
 	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
 	rcu_read_lock();
-	cr_assert_eq(sluice__limiter_reserve(lim, "r", 1, 2, SEC, &d, &hold), 0);
+	cr_assert_eq(sluice__limiter_reserve(lim, "r", 1, NULL, 2, SEC, &d, &hold), 0);
 	cr_assert(d.allowed);
 	cr_assert_not_null(hold.entry);
 	cr_assert_eq(hold.handle, SLUICE_SLOT_NONE);
@@ -243,14 +243,14 @@ Test(limiter_hotpath, one_limit_reserve_then_cancel)
 	cr_assert_eq(d.reset_ns, before.reset_ns);
 
 	rcu_read_lock();
-	cr_assert_eq(sluice__limiter_reserve(lim, "r", 1, 1, SEC, &d, &hold), 0);
+	cr_assert_eq(sluice__limiter_reserve(lim, "r", 1, NULL, 1, SEC, &d, &hold), 0);
 	cr_assert(d.allowed);
 	rcu_read_unlock();
 	cr_assert_eq(sluice_limiter_admit(lim, "r", 1, 1, SEC, &d), SLUICE_OK);
 	cr_assert_eq(d.remaining, 1);
 	rcu_read_lock();
 	sluice__limiter_cancel(lim, &hold); /* another admission is on top */
-	cr_assert_eq(sluice__limiter_reserve(lim, "r", 1, 2, SEC, &d, &hold), 0);
+	cr_assert_eq(sluice__limiter_reserve(lim, "r", 1, NULL, 2, SEC, &d, &hold), 0);
 	cr_assert_not(d.allowed);
 	cr_assert_null(hold.entry);
 	rcu_read_unlock();

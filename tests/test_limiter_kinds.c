@@ -455,7 +455,7 @@ Test(limiter_kinds, cancel_during_a_sweep_never_loses_another_admission)
 	race_t = 10 * DAY + 1000 * SEC;
 	rcu_read_lock();
 	/* The engine's reservation A: both limits take one unit... */
-	cr_assert_eq(sluice__limiter_reserve(race_lim, "k", 1, 1, race_t, &d, &race_hold), 0);
+	cr_assert_eq(sluice__limiter_reserve(race_lim, "k", 1, NULL, 1, race_t, &d, &race_hold), 0);
 	cr_assert(d.allowed);
 	/* ...and its cancel has undone the calendar so far (it cancels the
 	 * newest cell first, cell 0 last). */

@@ -20,14 +20,15 @@
  * the deepest last: a refusal then needs an inexact cancel only of an
  * inexact limiter reserved before the refusing one, which needs two of
  * them. A plan with two or more inexact limiters therefore starts with a
- * read-only pass (sluice__limiter_check) over the inexact limiters that
- * would be reserved after another inexact one, so that a refusal there
- * that is already visible reserves nothing; only a race after that pass can
- * leave at most `cost` units in each inexact limiter reserved before the
- * refusing one (BM_engine_contended, docs/benchmarks.md, measures it). The
- * pass reads one limiter for seed 002's shape (two per-minute buckets), not
- * every limiter: a full pass costs a lookup per limit on every admitted
- * request, about 40 % more instructions for that policy.
+ * read-only pass (sluice__limiter_check) over its inexact limiters, so
+ * that a refusal there that is already visible reserves nothing (and a
+ * refusal by a per-minute bucket reserves none of the exact limiters
+ * either); only a race after that pass can leave at most `cost` units in
+ * each inexact limiter reserved before the refusing one
+ * (BM_engine_contended, docs/benchmarks.md, measures it). Each check hands
+ * the entry it found to the reserve of the same limiter (struct
+ * sluice__limiter_hint), so the pass adds a dry run per inexact limiter,
+ * not a lookup.
  *
  * The denier reported is the first in the plan's order, as the Redis
  * executor's script reports it: when a reserve refuses, the items that
@@ -86,6 +87,13 @@ static void local_destroy(void *ex)
 	free(ex);
 }
 
+/* A GCRA limit's bucket depth in ns (burst x interval): the deeper, the
+ * later it is reserved. */
+static uint64_t depth_of(const struct sluice__binding *b)
+{
+	return b->spec.kind == SLUICE_LIMIT_GCRA ? b->spec.rate.tolerance_ns : 0;
+}
+
 static int local_open(void *ex, const struct sluice_policy_spec *spec, struct sluice__binding *b)
 {
 	(void)spec;
@@ -101,8 +109,11 @@ static int local_open(void *ex, const struct sluice_policy_spec *spec, struct sl
 		o.initial_buckets = 16; /* one key, usually */
 	struct sluice_limiter *lim;
 	int rc = sluice_limiter_create(&lim, &b->spec, 1, &o);
-	if (rc == SLUICE_OK)
+	if (rc == SLUICE_OK) {
 		b->exec = lim;
+		b->inexact_cancel = !sluice__limiter_cancel_is_exact(lim);
+		b->reserve_rank = depth_of(b);
+	}
 	return rc;
 }
 
@@ -119,13 +130,6 @@ static void local_close(void *ex, struct sluice__binding *const *b, size_t n)
 	}
 }
 
-/* A GCRA limit's bucket depth in ns (burst x interval): the deeper, the
- * later it is reserved. */
-static uint64_t depth_of(const struct sluice__binding *b)
-{
-	return b->spec.kind == SLUICE_LIMIT_GCRA ? b->spec.rate.tolerance_ns : 0;
-}
-
 /* The order of the reserves (see the file comment): exact limiters in the
  * plan's order, then the inexact ones by bucket depth, shallowest first.
  * Returns the number of inexact limiters. */
@@ -134,7 +138,7 @@ static uint32_t reserve_order(const struct sluice__plan *p, uint32_t *order)
 	uint32_t n = 0, inexact[SLUICE_POLICY_MAX_LIMITS], ni = 0;
 
 	for (uint32_t j = 0; j < p->n; j++) {
-		if (sluice__limiter_cancel_is_exact(p->item[j].b->exec))
+		if (!p->item[j].b->inexact_cancel)
 			order[n++] = j;
 		else
 			inexact[ni++] = j;
@@ -144,8 +148,8 @@ static uint32_t reserve_order(const struct sluice__plan *p, uint32_t *order)
 	 * as depth 0 (first among the inexact). */
 	for (uint32_t a = 1; a < ni; a++) {
 		uint32_t j = inexact[a], at = a;
-		uint64_t dj = depth_of(p->item[j].b);
-		while (at > 0 && depth_of(p->item[inexact[at - 1]].b) > dj) {
+		uint64_t dj = p->item[j].b->reserve_rank;
+		while (at > 0 && p->item[inexact[at - 1]].b->reserve_rank > dj) {
 			inexact[at] = inexact[at - 1];
 			at--;
 		}
@@ -166,7 +170,7 @@ static uint32_t first_denier(const struct sluice__plan *p, uint32_t j, uint64_t 
 
 	for (uint32_t k = 0; k < j; k++) {
 		size_t klen = sluice__plan_key(p, k, key);
-		if (!sluice__limiter_check(p->item[k].b->exec, key, klen, cost, now_ns, &d)) {
+		if (!sluice__limiter_check(p->item[k].b->exec, key, klen, cost, now_ns, &d, NULL)) {
 			r->d[k] = d;
 			r->decided |= UINT32_C(1) << k;
 			return k;
@@ -181,6 +185,7 @@ static int local_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 	struct sluice__limiter_hold holds[SLUICE_POLICY_MAX_LIMITS];
 	unsigned char key[SLUICE__ENGINE_KEY_MAX];
 	uint32_t order[SLUICE_POLICY_MAX_LIMITS];
+	struct sluice__limiter_hint hint[SLUICE_POLICY_MAX_LIMITS];
 	(void)ex;
 
 	r->denied = UINT32_MAX;
@@ -188,21 +193,23 @@ static int local_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 	r->decided = 0;
 	bool ordered = p->n >= 2 && cost > 0;
 	uint32_t ninexact = ordered ? reserve_order(p, order) : 0;
+	uint32_t hinted = 0; /* bit j: hint[j] holds what the check found */
 	if (ninexact >= 2) {
-		/* 1. The read-only pass over the inexact limiters that would be
-		 * reserved after another inexact one (the last ninexact - 1 of
-		 * the order): a refusal there that is already visible reserves
-		 * nothing. The exact ones and the first inexact one need no
-		 * check: a refusal by them cancels only exact reservations. */
-		for (uint32_t a = p->n - ninexact + 1; a < p->n; a++) {
+		/* 1. The read-only pass over the inexact limiters (the last
+		 * ninexact of the order): a refusal there that is already
+		 * visible reserves nothing. Each check keeps the entry it
+		 * found, so its reserve below does not look the key up again:
+		 * the pass costs a dry run per inexact limiter, not a lookup. */
+		for (uint32_t a = p->n - ninexact; a < p->n; a++) {
 			uint32_t j = order[a];
 			size_t klen = sluice__plan_key(p, j, key);
-			if (!sluice__limiter_check(p->item[j].b->exec, key, klen, cost, now_ns, &r->d[j])) {
+			if (!sluice__limiter_check(p->item[j].b->exec, key, klen, cost, now_ns, &r->d[j], &hint[j])) {
 				r->decided = UINT32_C(1) << j;
 				r->slot_handle[j] = SLUICE_SLOT_NONE;
 				r->denied = first_denier(p, j, cost, now_ns, r);
 				return SLUICE_OK;
 			}
+			hinted |= UINT32_C(1) << j;
 		}
 	}
 	/* 2. The reserves, exact limiters first when the order matters. */
@@ -210,7 +217,8 @@ static int local_execute(void *ex, const struct sluice__plan *p, uint64_t cost, 
 		uint32_t j = ordered ? order[a] : a;
 		struct sluice_limiter *lim = p->item[j].b->exec;
 		size_t klen = sluice__plan_key(p, j, key);
-		sluice__limiter_reserve(lim, key, klen, cost, now_ns, &r->d[j], &holds[j]);
+		sluice__limiter_reserve(lim, key, klen, (hinted >> j) & 1 ? &hint[j] : NULL, cost, now_ns,
+					&r->d[j], &holds[j]);
 		r->decided |= UINT32_C(1) << j;
 		r->slot_handle[j] = holds[j].handle;
 		r->slot_entry[j] = (uint64_t)(uintptr_t)holds[j].entry;
@@ -245,7 +253,7 @@ static int local_peek(void *ex, const struct sluice__plan *p, uint64_t now_ns, s
 
 	for (uint32_t j = 0; j < p->n; j++) {
 		size_t klen = sluice__plan_key(p, j, key);
-		sluice__limiter_reserve(p->item[j].b->exec, key, klen, 0, now_ns, &d[j], &hold);
+		sluice__limiter_reserve(p->item[j].b->exec, key, klen, NULL, 0, now_ns, &d[j], &hold);
 	}
 	return SLUICE_OK;
 }

@@ -56,6 +56,11 @@ struct sluice__binding {
 	/* The executor's state of this binding (in process: its keyed
 	 * limiter; on Redis: the key segment). */
 	void *exec;
+	/* In process: the limiter's cancel may keep consumption (GCRA,
+	 * sliding log), and the order among such limiters (a GCRA bucket's
+	 * depth in ns); set at open, read by every check (exec_local.c). */
+	bool inexact_cancel;
+	uint64_t reserve_rank;
 };
 
 /* One applied limit of a request. */

@@ -458,15 +458,19 @@ int sluice_limiter_release(struct sluice_limiter *lim, const void *key, size_t k
 /* ---- internal API for the policy engine (limiter_internal.h) ---- */
 
 int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,
-			    uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
-			    struct sluice__limiter_hold *hold)
+			    const struct sluice__limiter_hint *hint, uint64_t cost, uint64_t now_ns,
+			    struct sluice_decision *out, struct sluice__limiter_hold *hold)
 {
 	struct lookup_key k = { lim, key, key_len };
-	unsigned long hash = hash_key(lim, key, key_len);
+	unsigned long hash = hint != NULL ? (unsigned long)hint->hash : hash_key(lim, key, key_len);
+	/* A hint's entry was found in this read-side section: still
+	 * allocated; if it died since, the decision sees the tombstone and
+	 * looks the key up again (admit_locked). */
+	struct entry *e = hint != NULL ? hint->entry : NULL;
 
 	hold->entry = NULL;
 	hold->hash = hash;
-	enum verdict v = admit_locked(lim, hash, &k, NULL, cost, now_ns, out, hold);
+	enum verdict v = admit_locked(lim, hash, &k, e, cost, now_ns, out, hold);
 	if (cost == 0)
 		out->allowed = true;
 	count(lim, v, cost);
@@ -547,13 +551,28 @@ bool sluice__limiter_cancel_is_exact(const struct sluice_limiter *lim)
 }
 
 bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t key_len,
-			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out)
+			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			   struct sluice__limiter_hint *hint)
 {
 	struct lookup_key k = { lim, key, key_len };
 	struct sluice_decision d[NCELLS];
-	struct entry *e = lookup(lim, hash_key(lim, key, key_len), &k);
-	uint64_t w0 = e != NULL ? lim->ops[0]->word(cell_of(lim, e, 0)) : 0;
+	unsigned long hash = hash_key(lim, key, key_len);
+	struct entry *e = lookup(lim, hash, &k);
+	uint64_t w0 = e == NULL ? 0
+		    : lim->one_gcra ? sluice__gcra_word(cell_of(lim, e, 0))
+				    : lim->ops[0]->word(cell_of(lim, e, 0));
 
+	if (hint != NULL) {
+		hint->entry = e;
+		hint->hash = hash;
+	}
+	if (lim->one_gcra && e != NULL && !sluice__gcra_is_tomb(w0)) {
+		/* The one-GCRA policy: its cell's own dry run, inlined (the
+		 * engine's read-only pass calls this for every bucket). */
+		bool ok = sluice__gcra_check_word(w0, &lim->limits[0].rate, now_ns, cost, out);
+		out->limit_index = 0;
+		return ok;
+	}
 	if (e == NULL || lim->ops[0]->is_tomb(w0)) {
 		/* Unknown (or dying) key: every cell full, so each admits cost iff
 		 * it fits the whole capacity (a slot: one per request); more never

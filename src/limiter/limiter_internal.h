@@ -17,6 +17,15 @@ unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim);
 
 /* ---- for the policy engine (engine.c) ---- */
 
+/* What sluice__limiter_check() found: the key's hash and entry (NULL:
+ * none), which sluice__limiter_reserve() of the same key in the same
+ * read-side section takes instead of hashing and looking the key up again.
+ * NULL hint: the reserve hashes and looks up itself. */
+struct sluice__limiter_hint {
+	void *entry;
+	uint64_t hash;
+};
+
 /* An admission that can still be undone: the entry and a receipt per cell.
  * Valid only inside the read-side section that took it. */
 struct sluice__limiter_hold {
@@ -44,8 +53,8 @@ int sluice__rcu_thread_enter(bool caller_registers);
  * Returns 1 when the fail mode answered (degraded), else 0.
  */
 int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t key_len,
-			    uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
-			    struct sluice__limiter_hold *hold);
+			    const struct sluice__limiter_hint *hint, uint64_t cost, uint64_t now_ns,
+			    struct sluice_decision *out, struct sluice__limiter_hold *hold);
 void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__limiter_hold *hold);
 
 /*
@@ -68,10 +77,13 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
  * read-only pass over every limiter before reserving anything means a
  * refusal already visible reserves nothing. Inside the caller's read-side
  * section, registered, key validated, like sluice__limiter_reserve().
+ * hint (may be NULL) receives what a reserve of the same key in the same
+ * section can start from.
  */
 bool sluice__limiter_cancel_is_exact(const struct sluice_limiter *lim);
 bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t key_len,
-			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out);
+			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+			   struct sluice__limiter_hint *hint);
 
 /* Tests only: call fn(user, caller's limit index) after each commit of a
  * limit other than cell 0 (the last) in a multi-limit admission, in this

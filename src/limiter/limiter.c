@@ -998,6 +998,201 @@ void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
 	}
 }
 
+/* ---- snapshots (snapshot.c; limiter_internal.h) ---- */
+
+static void remove_all(struct sluice_limiter *lim, bool account); /* below, with destroy */
+
+size_t sluice__limiter_policy(const struct sluice_limiter *lim, struct sluice_limit *out)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		if (lim->user_index[i] != UINT32_MAX) {
+			out[lim->user_index[i]] = lim->limits[i];
+			n++;
+		}
+	return n;
+}
+
+/* Entries copied per read-side section. */
+#define VISIT_CHUNK 1024
+
+/* Copy one entry's words (in the caller's limit order) and hand them to fn;
+ * 0 without calling fn for a dead entry. Cell 0 first, then an acquire
+ * fence, then the others: the sweeper's order (entry_idle()). */
+static int visit_entry(struct sluice_limiter *lim, struct entry *e, uint64_t now_ns,
+		       const uint32_t *cell_of_user, uint32_t nuser, uint64_t *buf,
+		       sluice__limiter_visit_fn fn, void *user)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+	size_t nwords[SLUICE_LIMITER_MAX_LIMITS];
+	uint64_t w0 = op0->word(cell_of(lim, e, 0));
+	size_t off = 0;
+
+	if (op0->is_tomb(w0))
+		return 0; /* reclaimed: it was idle */
+	/* acquire: pairs with the release fence each admission issues before
+	 * committing cell 0 (entry_decide()). If w0 holds an admission's
+	 * commit (or a later RMW of cell 0), that admission's cells 1..k-1 are
+	 * visible to the copies below, so every admission counted in the saved
+	 * cell 0 is counted in every saved cell (docs/limiter.md, "Snapshots"). */
+	atomic_thread_fence(memory_order_acquire); /* acquire: why above */
+	for (uint32_t u = 0; u < nuser; u++) {
+		uint32_t c = cell_of_user[u];
+		if (c == 0) {
+			buf[off] = w0;
+			nwords[u] = 1;
+		} else {
+			nwords[u] = lim->ops[c]->save(cell_of(lim, e, c), &lim->limits[c], now_ns,
+						      buf + off);
+		}
+		off += nwords[u];
+	}
+	return fn(user, (const unsigned char *)e + lim->key_off, key_len_of(lim, e), buf, nwords);
+}
+
+int sluice__limiter_visit(struct sluice_limiter *lim, uint64_t now_ns, sluice__limiter_visit_fn fn,
+			  void *user)
+{
+	uint32_t cell_of_user[SLUICE_LIMITER_MAX_LIMITS];
+	uint32_t nuser = 0;
+	size_t max_words = 0;
+
+	if (lim->redis != NULL)
+		return SLUICE_EUNSUPPORTED;
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		if (lim->user_index[i] != UINT32_MAX) {
+			cell_of_user[lim->user_index[i]] = i;
+			nuser++;
+			max_words += sluice__limit_saved_max(&lim->limits[i]);
+		}
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+	uint64_t *buf = malloc(max_words * sizeof *buf);
+	if (buf == NULL)
+		return SLUICE_ENOMEM;
+
+	/* Holding sweep_lock, no entry is tombstoned during the walk (only
+	 * sweeps do that, and a sweep unlinks what it tombstoned before it
+	 * unlocks), so the entry a chunk stops at is still linked when the
+	 * next chunk starts there, as a sweep's cursor is. Admits never take
+	 * the lock; the maintenance thread's sweeps wait for the walk. */
+	pthread_mutex_lock(&lim->sweep_lock);
+	struct entry *resume = NULL;
+	bool first = true;
+	while (rc == SLUICE_OK && (first || resume != NULL)) {
+		struct cds_lfht_iter it;
+		struct cds_lfht_node *node;
+		size_t n = 0;
+
+		rcu_read_lock();
+		if (first) {
+			cds_lfht_first(lim->ht, &it);
+			first = false;
+		} else {
+			TSAN_ACQUIRE(resume);
+			it.node = &resume->node;
+			it.next = rcu_dereference(resume->node.next);
+		}
+		while (rc == SLUICE_OK && n < VISIT_CHUNK &&
+		       (node = cds_lfht_iter_get_node(&it)) != NULL) {
+			struct entry *e = caa_container_of(node, struct entry, node);
+			TSAN_ACQUIRE(e);
+			cds_lfht_next(lim->ht, &it);
+			n++;
+			rc = visit_entry(lim, e, now_ns, cell_of_user, nuser, buf, fn, user);
+		}
+		node = cds_lfht_iter_get_node(&it);
+		resume = node != NULL ? caa_container_of(node, struct entry, node) : NULL;
+		read_unlock(lim);
+	}
+	pthread_mutex_unlock(&lim->sweep_lock);
+	free(buf);
+	return rc;
+}
+
+int sluice__limiter_restore_begin(struct sluice_limiter *lim)
+{
+	struct cds_lfht_iter it;
+
+	if (lim->redis != NULL)
+		return SLUICE_EUNSUPPORTED;
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+	rcu_read_lock();
+	cds_lfht_first(lim->ht, &it);
+	bool empty = cds_lfht_iter_get_node(&it) == NULL;
+	read_unlock(lim);
+	return empty ? SLUICE_OK : SLUICE_ESTATE;
+}
+
+int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, size_t key_len,
+				  const uint64_t *const *words, const size_t *nwords,
+				  uint64_t taken_ns, uint64_t now_ns, bool dry_run)
+{
+	size_t size = entry_size(lim, key_len);
+
+	if (!dry_run && !charge(lim, size))
+		return SLUICE_EFULL;
+	struct entry *e = lim_alloc(lim, size);
+	if (e == NULL) {
+		if (!dry_run)
+			uncharge(lim, size);
+		return SLUICE_ENOMEM;
+	}
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		lim->ops[i]->init(cell_of(lim, e, i), &lim->limits[i]);
+	uint16_t len = (uint16_t)key_len;
+	memcpy((unsigned char *)e + lim->len_off, &len, sizeof len);
+	if (key_len != 0)
+		memcpy((unsigned char *)e + lim->key_off, key, key_len);
+
+	int rc = 0; /* 0: idle so far */
+	for (uint32_t i = 0; i < lim->nlimits && rc >= 0; i++) {
+		uint32_t u = lim->user_index[i];
+		void *c = cell_of(lim, e, i);
+		if (u != UINT32_MAX && words[u] != NULL) {
+			int got = lim->ops[i]->load(c, &lim->limits[i], words[u], nwords[u], taken_ns,
+						    now_ns);
+			if (got != SLUICE_OK)
+				rc = got;
+		}
+		if (rc == 0 && !lim->ops[i]->is_idle(c, &lim->limits[i], now_ns))
+			rc = 1;
+	}
+	if (dry_run || rc != 1) {
+		lim_free(lim, e, size);
+		if (!dry_run)
+			uncharge(lim, size);
+		return rc;
+	}
+
+	struct lookup_key k = { lim, key, key_len };
+	cds_lfht_node_init(&e->node);
+	/* cds_lfht_add_unique() publishes the node with a full barrier. */
+	TSAN_RELEASE(e);
+	rcu_read_lock();
+	struct cds_lfht_node *got = cds_lfht_add_unique(lim->ht, hash_key(lim, key, key_len),
+							 match_key, &k, &e->node);
+	read_unlock(lim);
+	if (got != &e->node) {
+		lim_free(lim, e, size);
+		uncharge(lim, size);
+		return SLUICE_ESTATE;
+	}
+	stat_add(lim, tls.slot, ST_INSERTED, 1);
+	stat_add(lim, tls.slot, ST_BYTES, size);
+	return 1;
+}
+
+void sluice__limiter_clear(struct sluice_limiter *lim)
+{
+	if (lim->redis == NULL && thread_enter(lim) == SLUICE_OK)
+		remove_all(lim, true);
+}
+
 /* Requests looked up ahead of deciding, per group. */
 #define BATCH_GROUP 16
 
@@ -1635,22 +1830,18 @@ fail_raw:
  * 1M entries cost about 1000 synchronize_rcu() calls). */
 #define DESTROY_CHUNK 1024
 
-/* Destroy, first half: everything but the pending deferred frees and the
- * struct itself. Returns whether call_rcu callbacks may still use lim. */
-static bool destroy_begin(struct sluice_limiter *lim)
+/* Remove and free every entry of a limiter no caller uses any more (or not
+ * yet: a restore that failed half-way). liburcu's own resize threads may
+ * still walk the chains under their read lock, so a removed entry is freed
+ * only after a grace period, as for sweeps, but without call_rcu (no
+ * rcu_barrier needed): remove up to DESTROY_CHUNK entries in one read-side
+ * section, synchronize_rcu(), free them, and go on from the next entry,
+ * which is still linked (only we remove entries now), rebuilding the
+ * iterator at it as a sweep does at its cursor. account: give the entries
+ * back to the budget and count them as reclaimed (the limiter lives on).
+ * Entries of earlier sweeps wait in call_rcu. */
+static void remove_all(struct sluice_limiter *lim, bool account)
 {
-	if (lim->m_running)
-		sluice_limiter_maintenance_stop(lim);
-	(void)thread_enter(lim);
-
-	/* No caller uses the limiter any more, but liburcu's own resize threads
-	 * may: a lazy grow still running walks the chains of entries under its
-	 * read lock. So a removed entry is freed only after a grace period, as
-	 * for sweeps, but without call_rcu (no rcu_barrier needed): remove up to
-	 * DESTROY_CHUNK entries in one read-side section, synchronize_rcu(),
-	 * free them, and go on from the next entry, which is still linked (only
-	 * we remove entries now), rebuilding the iterator at it as a sweep does
-	 * at its cursor. Entries of earlier sweeps wait in call_rcu. */
 	struct entry *dead[DESTROY_CHUNK];
 	struct entry *resume = NULL;
 	bool first = true;
@@ -1680,9 +1871,32 @@ static bool destroy_begin(struct sluice_limiter *lim)
 		if (n == 0)
 			break;
 		synchronize_rcu();
-		for (size_t i = 0; i < n; i++)
-			lim_free(lim, dead[i], entry_size(lim, key_len_of(lim, dead[i])));
+		uint64_t bytes = 0;
+		for (size_t i = 0; i < n; i++) {
+			size_t size = entry_size(lim, key_len_of(lim, dead[i]));
+			if (account)
+				uncharge(lim, size);
+			bytes += size;
+			lim_free(lim, dead[i], size);
+		}
+		if (account) {
+			stat_add(lim, tls.slot, ST_RECLAIMED, n);
+			stat_add(lim, tls.slot, ST_BYTES, (uint64_t)0 - bytes);
+		}
 	}
+}
+
+/* Destroy, first half: everything but the pending deferred frees and the
+ * struct itself. Returns whether call_rcu callbacks may still use lim. */
+static bool destroy_begin(struct sluice_limiter *lim)
+{
+	if (lim->m_running)
+		sluice_limiter_maintenance_stop(lim);
+	(void)thread_enter(lim);
+
+	/* No caller uses the limiter any more, but liburcu's own resize threads
+	 * may: remove_all() frees after grace periods. */
+	remove_all(lim, false);
 	cds_lfht_destroy(lim->ht, NULL);
 	/* relaxed: the sweeps that set it happened-before this call. */
 	return atomic_load_explicit(&lim->deferred, memory_order_relaxed); /* relaxed: why above */

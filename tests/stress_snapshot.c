@@ -78,6 +78,7 @@ static void *admitter(void *arg)
 			continue;
 		key_of(k, key, sizeof key);
 		if (sluice_limiter_admit(lim, key, strlen(key), 1, T, &d) != SLUICE_OK) {
+			fprintf(stderr, "admit failed\n");
 			/* relaxed: a tally read after join. */
 			atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: why above */
 			return NULL;
@@ -108,8 +109,10 @@ static void *sweeper(void *arg)
 	/* relaxed: a stop flag; nothing else is read through it. */
 	while (!atomic_load_explicit(&stop_sweeper, memory_order_relaxed)) { /* relaxed: why above */
 		size_t got;
-		if (sluice_limiter_sweep(lim, T, 256, &got) != SLUICE_OK || got != 0)
+		if (sluice_limiter_sweep(lim, T, 256, &got) != SLUICE_OK || got != 0) {
+			fprintf(stderr, "sweep reclaimed %zu\n", got);
 			atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: a tally */
+		}
 	}
 	return NULL;
 }
@@ -124,6 +127,7 @@ static void *snapshotter(void *arg)
 			/* acquire: pairs with the admitters' release increments. */
 			s->start[k] = atomic_load_explicit(&admitted[k], memory_order_acquire); /* acquire: why above */
 		if (sluice_limiter_snapshot_mem(lim, T, &s->buf, &s->len, NULL) != SLUICE_OK) {
+			fprintf(stderr, "snapshot failed\n");
 			atomic_fetch_add_explicit(&errors, 1, memory_order_relaxed); /* relaxed: a tally */
 			break;
 		}
@@ -145,9 +149,14 @@ static int check(const struct snap *s, const uint64_t *total)
 	char key[16];
 	int failed = 0;
 
+	struct sluice_snapshot_info info;
+	memset(&info, 0, sizeof info);
+	info.size = sizeof info;
 	if (sluice_limiter_create(&b, policy, 3, NULL) != SLUICE_OK ||
-	    sluice_limiter_restore_mem(b, s->buf, s->len, T, NULL) != SLUICE_OK)
+	    sluice_limiter_restore_mem(b, s->buf, s->len, T, &info) != SLUICE_OK) {
+		fprintf(stderr, "restore: %s\n", info.message);
 		return 1;
+	}
 	for (int k = 0; k < KEYS; k++) {
 		uint64_t got = 0;
 		key_of(k, key, sizeof key);
@@ -224,8 +233,10 @@ int main(void)
 			sum += snaps[i].start[k];
 		mid += sum > 0 && sum < (uint64_t)L * KEYS;
 		int f = check(&snaps[i], total);
-		if (f != 0)
+		if (f != 0) {
+			fprintf(stderr, "snapshot %d: %d keys out of bounds\n", i, f);
 			failed++;
+		}
 		else
 			passed++;
 		free(snaps[i].buf);

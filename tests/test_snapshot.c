@@ -551,3 +551,24 @@ Test(snapshot, a_restored_file_re_serializes_identically)
 	free(buf);
 	sluice_limiter_destroy(b);
 }
+
+/* A dropped sliding log's times are skipped, and the limit after it loads. */
+Test(snapshot, a_dropped_log_is_skipped_and_the_next_limit_loads)
+{
+	struct sluice_limit old[] = { slog(8, SEC), gcra(10, SEC, 10) };
+	struct sluice_limit neu[] = { gcra(10, SEC, 10) };
+	struct sluice_limiter *a = make(old, 2);
+	struct sluice_decision d;
+
+	cr_assert_eq(sluice_limiter_admit(a, "k", 1, 6, T0, &d), SLUICE_OK);
+	cr_assert(d.allowed);
+	struct sluice_snapshot_info ri;
+	struct sluice_limiter *b = round_trip(a, neu, 1, T0, T0, &ri);
+	cr_assert_eq(ri.limits_kept, 1);
+	cr_assert_eq(ri.limits_dropped, 1);
+	cr_assert_eq(ri.loaded, 1);
+	cr_assert_eq(sluice_limiter_peek(b, "k", 1, T0, &d), SLUICE_OK);
+	cr_assert_eq(d.remaining, 4, "the bucket's 6 carried over");
+	sluice_limiter_destroy(a);
+	sluice_limiter_destroy(b);
+}

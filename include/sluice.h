@@ -29,6 +29,7 @@
 #include "sluice/window.h"
 #include "sluice/slots.h"
 #include "sluice/limiter.h"
+#include "sluice/snapshot.h"
 #include "sluice/policy.h"
 #include "sluice/engine.h"
 #include "sluice/http.h"

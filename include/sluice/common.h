@@ -73,9 +73,9 @@ extern "C" {
 
 /*
  * Error codes. X(name, value, message). Append only: values are ABI.
- * SLUICE_EFULL is returned by no function of this version (a key budget that
- * is exhausted yields a degraded decision, a cell with no free slot a
- * denial); it keeps its value so later codes keep theirs.
+ * SLUICE_EFULL is returned only by a snapshot restore that does not fit the
+ * limiter's key budget (elsewhere a budget that is exhausted yields a
+ * degraded decision, a cell with no free slot a denial).
  */
 #define SLUICE_ERRORS(X)                                                            \
 	X(SLUICE_OK, 0, "success")                                                   \
@@ -95,7 +95,9 @@ extern "C" {
 	X(SLUICE_ETOOBIG, -14, "configuration exceeds a documented ceiling")         \
 	X(SLUICE_ESTATE, -15, "operation not valid in the current state")            \
 	X(SLUICE_EUNSUPPORTED, -16, "not supported by this build or backend")        \
-	X(SLUICE_ETHREAD, -17, "thread registration failed")
+	X(SLUICE_ETHREAD, -17, "thread registration failed")                          \
+	X(SLUICE_ECORRUPT, -18, "stored state corrupt, truncated or of another format") \
+	X(SLUICE_EIO, -19, "file system call failed (errno tells which)")
 
 enum sluice_error {
 #define SLUICE_ERROR_ENUM_(name, value, msg) name = value,

@@ -138,4 +138,20 @@ bool sluice__window_log_cancel_exact(struct sluice_window_log *cell,
 				     const struct sluice_window_log_config *cfg,
 				     const struct sluice__window_log_receipt *receipt);
 
+/*
+ * Snapshots of a sliding log (the keyed limiter's, docs/limiter.md,
+ * "Snapshots"). save copies the times of the units still in the window at
+ * now_ns, oldest first, into times[0 .. limit) and returns their number: one
+ * state the cell held (a validated lock-free read, as a denial's). load
+ * installs such times into a fresh cell not yet published: 0, or
+ * SLUICE_ECORRUPT when there are more than `limit` or they are not sorted.
+ * Units gone at now_ns stay gone at every later time, so a log restored at a
+ * time >= now_ns decides as the saved one would have.
+ */
+size_t sluice__window_log_save(const struct sluice_window_log *cell,
+			       const struct sluice_window_log_config *cfg, uint64_t now_ns,
+			       uint64_t *times);
+int sluice__window_log_load(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
+			    const uint64_t *times, size_t n);
+
 #endif /* SLUICE_WINDOW_INTERNAL_H */

@@ -222,6 +222,55 @@ static uint64_t read_snapshot(const struct sluice_window_log *cell,
 	}
 }
 
+size_t sluice__window_log_save(const struct sluice_window_log *cell,
+			       const struct sluice_window_log_config *cfg, uint64_t now_ns,
+			       uint64_t *times)
+{
+	struct sluice_window_log *c = (struct sluice_window_log *)(uintptr_t)cell;
+	uint64_t mask = cfg->capacity - 1;
+
+	/* The protocol of read_snapshot(): a copy that overlapped at most one
+	 * writer is the state before or after it. */
+	for (;;) {
+		/* acquire: as in read_snapshot(). */
+		uint64_t s1 = atomic_load_explicit(&c->seq, memory_order_acquire); /* acquire: why above */
+		/* acquire: as in read_snapshot() (publishes the slots below pos). */
+		uint64_t pos = atomic_load_explicit(&c->pos, memory_order_acquire); /* acquire: why above */
+		size_t n = 0;
+
+		for (uint64_t p = pos > cfg->limit ? pos - cfg->limit : 0; p < pos; p++) {
+			uint64_t r = at(ring_of(c), mask, p);
+			if (!gone(r, now_ns, cfg->window_ns))
+				times[n++] = r;
+		}
+		/* acquire fence: as in read_snapshot(). */
+		atomic_thread_fence(memory_order_acquire); /* acquire: why above */
+		/* relaxed: ordered by the fence above. */
+		uint64_t s2 = atomic_load_explicit(&c->seq, memory_order_relaxed); /* relaxed: why above */
+		if (s2 - s1 <= 1 && !((s1 | s2) & SEQ_REWRITING))
+			return n;
+	}
+}
+
+int sluice__window_log_load(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
+			    const uint64_t *times, size_t n)
+{
+	ring_word *ring = ring_of(cell);
+
+	if (n > cfg->limit)
+		return SLUICE_ECORRUPT;
+	for (size_t i = 1; i < n; i++)
+		if (times[i] < times[i - 1])
+			return SLUICE_ECORRUPT;
+	/* relaxed: the cell is not published yet (as in init). Positions
+	 * 0 .. n - 1 hold the units; the ring's other slots stay 0, out of
+	 * every window a reader looks at (it reads the last `limit` only). */
+	for (size_t i = 0; i < n; i++)
+		atomic_store_explicit(&ring[i], times[i], memory_order_relaxed); /* relaxed: why above */
+	atomic_store_explicit(&cell->pos, n, memory_order_relaxed); /* relaxed: as above */
+	return SLUICE_OK;
+}
+
 static uint64_t lock(struct sluice_window_log *cell)
 {
 	unsigned steps = 0;

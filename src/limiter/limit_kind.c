@@ -128,6 +128,35 @@ static bool any_commit_ok(const struct sluice_limit *limit)
 	return true;
 }
 
+/* ---- snapshots of the one-word kinds (GCRA, counter, calendar) ---- */
+
+static size_t word_save(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			uint64_t *words)
+{
+	(void)limit;
+	(void)now_ns;
+	words[0] = sluice__word_load(cell); /* relaxed: one word, read once */
+	return 1;
+}
+
+/* Install a saved word. A word the kind reserves as a tombstone is no state
+ * (for a counter or calendar limit only when it may be cell 0: for larger
+ * limits those values are ordinary states, window_internal.h). */
+static int word_load(void *cell, const struct sluice_limit *limit, const uint64_t *words, size_t n,
+		     uint64_t taken_ns, uint64_t now_ns)
+{
+	const struct sluice__limit_ops *op = sluice__limit_ops_of(limit->kind);
+
+	(void)taken_ns;
+	(void)now_ns;
+	if (n != 1 || (op->commit_ok(limit) && op->is_tomb(words[0])))
+		return SLUICE_ECORRUPT;
+	/* relaxed: the cell is not published yet (cds_lfht_add_unique orders
+	 * it, as for init). */
+	atomic_store_explicit((_Atomic uint64_t *)cell, words[0], memory_order_relaxed); /* relaxed: why above */
+	return SLUICE_OK;
+}
+
 static const struct sluice__limit_ops gcra_ops = {
 	.cell_size = gcra_cell_size,
 	.init = gcra_init,
@@ -145,6 +174,8 @@ static const struct sluice__limit_ops gcra_ops = {
 	.tomb = gcra_tomb,
 	.mark_unlinked = gcra_mark_unlinked,
 	.is_unlinked = gcra_is_unlinked,
+	.save = word_save,
+	.load = word_load,
 };
 
 /* ---- COMMIT: the generation word of entries without a GCRA limit ---- */
@@ -391,6 +422,23 @@ static bool log_is_idle(const void *cell, const struct sluice_limit *limit, uint
 	return sluice_window_log_is_idle(cell, &limit->log, now_ns);
 }
 
+static size_t log_save(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+		       uint64_t *words)
+{
+	words[0] = sluice__window_log_save(cell, &limit->log, now_ns, words + 1);
+	return 1 + (size_t)words[0];
+}
+
+static int log_load(void *cell, const struct sluice_limit *limit, const uint64_t *words, size_t n,
+		    uint64_t taken_ns, uint64_t now_ns)
+{
+	(void)taken_ns;
+	(void)now_ns;
+	if (n < 1 || words[0] != n - 1)
+		return SLUICE_ECORRUPT;
+	return sluice__window_log_load(cell, &limit->log, words + 1, n - 1);
+}
+
 static const struct sluice__limit_ops log_ops = {
 	.cell_size = log_cell_size,
 	.init = log_init,
@@ -400,6 +448,8 @@ static const struct sluice__limit_ops log_ops = {
 	.cancel = log_cancel,
 	.is_idle = log_is_idle,
 	.cancel_exact = true,
+	.save = log_save,
+	.load = log_load,
 };
 
 /* ---- SLIDING_COUNTER ---- */
@@ -499,6 +549,8 @@ static const struct sluice__limit_ops counter_ops = {
 	.tomb = sluice__word_tomb,
 	.mark_unlinked = sluice__word_mark_unlinked,
 	.is_unlinked = sluice__word_is_unlinked,
+	.save = word_save,
+	.load = word_load,
 };
 
 /* ---- CALENDAR ---- */
@@ -595,6 +647,8 @@ static const struct sluice__limit_ops calendar_ops = {
 	.tomb = sluice__word_tomb,
 	.mark_unlinked = sluice__word_mark_unlinked,
 	.is_unlinked = sluice__word_is_unlinked,
+	.save = word_save,
+	.load = word_load,
 };
 
 /* ---- SLOTS: one slot per admitted request, whatever its cost ---- */
@@ -673,6 +727,41 @@ static bool slots_is_idle(const void *cell, const struct sluice_limit *limit, ui
 	return sluice_slots_is_idle(cell, &limit->slots, now_ns);
 }
 
+/* A slots limit is saved as the number of slots held. The holders were
+ * requests of the process that saved it, and their handles carry the old
+ * cell's tag, so nobody can release them into the new cell: with a lease,
+ * each comes back held until taken_ns + lease_ttl_ns (no earlier than its
+ * real lease end, which was acquire time + TTL <= taken_ns + TTL: never
+ * more concurrency than before) and is then reclaimed like any expired
+ * lease; without a lease it would be held for ever, so it comes back free. */
+static size_t slots_save(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			 uint64_t *words)
+{
+	struct sluice_decision d;
+
+	sluice_slots_peek(cell, &limit->slots, now_ns, &d);
+	words[0] = limit->slots.slots - d.remaining;
+	return 1;
+}
+
+static int slots_load(void *cell, const struct sluice_limit *limit, const uint64_t *words, size_t n,
+		      uint64_t taken_ns, uint64_t now_ns)
+{
+	const struct sluice_slots_config *cfg = &limit->slots;
+
+	if (n != 1 || words[0] > cfg->slots)
+		return SLUICE_ECORRUPT;
+	if (cfg->lease_ttl_ns == 0 || taken_ns > UINT64_MAX - cfg->lease_ttl_ns ||
+	    taken_ns + cfg->lease_ttl_ns <= now_ns)
+		return SLUICE_OK; /* no lease, or every lease already expired */
+	for (uint64_t i = 0; i < words[0]; i++) {
+		sluice_slot_handle h;
+		/* Acquired "at" taken_ns: its deadline is taken_ns + TTL. */
+		(void)sluice_slots_acquire(cell, cfg, taken_ns, NULL, &h);
+	}
+	return SLUICE_OK;
+}
+
 static const struct sluice__limit_ops slots_ops = {
 	.cell_size = slots_cell_size,
 	.init = slots_init,
@@ -682,6 +771,8 @@ static const struct sluice__limit_ops slots_ops = {
 	.cancel = slots_cancel,
 	.is_idle = slots_is_idle,
 	.cancel_exact = true,
+	.save = slots_save,
+	.load = slots_load,
 };
 
 const struct sluice__limit_ops *sluice__limit_ops_of(uint32_t kind)
@@ -702,6 +793,11 @@ const struct sluice__limit_ops *sluice__limit_ops_of(uint32_t kind)
 	default:
 		return NULL;
 	}
+}
+
+size_t sluice__limit_saved_max(const struct sluice_limit *limit)
+{
+	return limit->kind == SLUICE_LIMIT_SLIDING_LOG ? 1 + (size_t)limit->log.limit : 1;
 }
 
 /* The rest of the parameter block after `used` bytes is zero. */

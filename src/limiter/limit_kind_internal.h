@@ -73,7 +73,25 @@ struct sluice__limit_ops {
 	bool (*tomb)(void *cell, uint64_t observed);        /* CAS observed -> tomb */
 	void (*mark_unlinked)(void *cell);                  /* release store */
 	bool (*is_unlinked)(const void *cell);              /* acquire load */
+
+	/* Snapshots (snapshot.c; docs/limiter.md, "Snapshots"). save: copy
+	 * the cell's state into words[0 .. sluice__limit_saved_max(limit)),
+	 * return how many were written (the one-word kinds: the word, relaxed;
+	 * a commit cell's word is saved by the limiter from the word it
+	 * judged). load: install words[0 .. n) into a fresh cell not yet
+	 * published (init already run); taken_ns is the snapshot's time, now_ns
+	 * the restore's (>= taken_ns). Returns 0, or SLUICE_ECORRUPT when the
+	 * words are no state of this limit (nothing else is checked here: the
+	 * file's checksum and structure were). */
+	size_t (*save)(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+		       uint64_t *words);
+	int (*load)(void *cell, const struct sluice_limit *limit, const uint64_t *words, size_t n,
+		    uint64_t taken_ns, uint64_t now_ns);
 };
+
+/* Most words save() writes for this limit: 1 + limit for a sliding log (the
+ * count, then the times of the units in the window), 1 for the others. */
+size_t sluice__limit_saved_max(const struct sluice_limit *limit);
 
 /* The operations of limit->kind, or NULL for an unknown kind. */
 const struct sluice__limit_ops *sluice__limit_ops_of(uint32_t kind);

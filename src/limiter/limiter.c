@@ -360,22 +360,18 @@ fail_raw:
  * 1M entries cost about 1000 synchronize_rcu() calls). */
 #define DESTROY_CHUNK 1024
 
-/* Destroy, first half: everything but the pending deferred frees and the
- * struct itself. Returns whether call_rcu callbacks may still use lim. */
-static bool destroy_begin(struct sluice_limiter *lim)
+/* Remove and free every entry of a limiter no caller uses any more (or not
+ * yet: a restore that failed half-way). liburcu's own resize threads may
+ * still walk the chains under their read lock, so a removed entry is freed
+ * only after a grace period, as for sweeps, but without call_rcu (no
+ * rcu_barrier needed): remove up to DESTROY_CHUNK entries in one read-side
+ * section, synchronize_rcu(), free them, and go on from the next entry,
+ * which is still linked (only we remove entries now), rebuilding the
+ * iterator at it as a sweep does at its cursor. account: give the entries
+ * back to the budget and count them as reclaimed (the limiter lives on).
+ * Entries of earlier sweeps wait in call_rcu. */
+static void remove_all(struct sluice_limiter *lim, bool account)
 {
-	if (lim->m_running)
-		sluice_limiter_maintenance_stop(lim);
-	(void)thread_enter(lim);
-
-	/* No caller uses the limiter any more, but liburcu's own resize threads
-	 * may: a lazy grow still running walks the chains of entries under its
-	 * read lock. So a removed entry is freed only after a grace period, as
-	 * for sweeps, but without call_rcu (no rcu_barrier needed): remove up to
-	 * DESTROY_CHUNK entries in one read-side section, synchronize_rcu(),
-	 * free them, and go on from the next entry, which is still linked (only
-	 * we remove entries now), rebuilding the iterator at it as a sweep does
-	 * at its cursor. Entries of earlier sweeps wait in call_rcu. */
 	struct entry *dead[DESTROY_CHUNK];
 	struct entry *resume = NULL;
 	bool first = true;
@@ -405,9 +401,33 @@ static bool destroy_begin(struct sluice_limiter *lim)
 		if (n == 0)
 			break;
 		synchronize_rcu();
-		for (size_t i = 0; i < n; i++)
-			lim_free(lim, dead[i], entry_size(lim, key_len_of(lim, dead[i])));
+		uint64_t bytes = 0;
+		for (size_t i = 0; i < n; i++) {
+			size_t size = entry_size(lim, key_len_of(lim, dead[i]));
+			if (account)
+				sluice__limiter_uncharge(lim, size);
+			bytes += size;
+			lim_free(lim, dead[i], size);
+		}
+		if (account) {
+			stat_add(lim, sluice__limiter_tls.slot, ST_RECLAIMED, n);
+			stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, (uint64_t)0 - bytes);
+		}
 	}
+}
+
+/* Destroy, first half: everything but the pending deferred frees and the
+ * struct itself. Returns whether call_rcu callbacks may still use lim. */
+static bool destroy_begin(struct sluice_limiter *lim)
+{
+	if (lim->m_running)
+		sluice_limiter_maintenance_stop(lim);
+	(void)thread_enter(lim);
+
+	/* No caller uses the limiter any more, but liburcu's own resize threads
+	 * may: a lazy grow still running walks the chains of entries under its
+	 * read lock, so remove_all() frees after grace periods. */
+	remove_all(lim, false);
 	cds_lfht_destroy(lim->ht, NULL);
 	/* relaxed: the sweeps that set it happened-before this call. */
 	return atomic_load_explicit(&lim->deferred, memory_order_relaxed); /* relaxed: why above */
@@ -474,4 +494,40 @@ int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter
 	out->live_keys = sum[ST_INSERTED] - sum[ST_RECLAIMED];
 	out->bytes = sum[ST_BYTES];
 	return SLUICE_OK;
+}
+
+/* ---- snapshots (snapshot.c; limiter_internal.h) ---- */
+
+size_t sluice__limiter_policy(const struct sluice_limiter *lim, struct sluice_limit *out)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		if (lim->user_index[i] != UINT32_MAX) {
+			out[lim->user_index[i]] = lim->limits[i];
+			n++;
+		}
+	return n;
+}
+
+int sluice__limiter_restore_begin(struct sluice_limiter *lim)
+{
+	struct cds_lfht_iter it;
+
+	if (lim->store != NULL)
+		return SLUICE_EUNSUPPORTED;
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+	rcu_read_lock();
+	cds_lfht_first(lim->ht, &it);
+	bool empty = cds_lfht_iter_get_node(&it) == NULL;
+	read_unlock(lim);
+	return empty ? SLUICE_OK : SLUICE_ESTATE;
+}
+
+void sluice__limiter_clear(struct sluice_limiter *lim)
+{
+	if (lim->store == NULL && thread_enter(lim) == SLUICE_OK)
+		remove_all(lim, true);
 }

@@ -115,4 +115,52 @@ void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
 					const struct sluice_decision *d),
 			     void *user);
 
+/* ---- snapshots (snapshot.c; docs/limiter.md, "Snapshots") ---- */
+
+/* The policy in the caller's order into out[0 .. SLUICE_LIMITER_MAX_LIMITS);
+ * returns the number of limits. */
+size_t sluice__limiter_policy(const struct sluice_limiter *lim, struct sluice_limit *out);
+
+/* Called once per live entry: its key, and the saved words of the caller's
+ * limit u at words[sum of nwords[0 .. u)], nwords[u] of them (the cell's
+ * kind's save(), limit_kind_internal.h). Runs inside a read-side section
+ * and may not block for long; nonzero stops the walk and is returned. */
+typedef int (*sluice__limiter_visit_fn)(void *user, const void *key, size_t key_len,
+					const uint64_t *words, const size_t *nwords);
+
+/*
+ * Walk every live entry, VISIT_CHUNK (1024) entries per read-side section,
+ * holding the sweep lock (sweeps wait; admits never do). Per entry: cell 0
+ * loaded first, an acquire fence, then the other cells, so every admission
+ * that the saved cell 0 counts is counted in every other saved cell too
+ * (the sweeper's argument); each cell's copy is one state it held. Entries
+ * inserted during the walk may be missed; entries reclaimed before it are.
+ * Returns 0, fn's nonzero, SLUICE_ENOMEM, SLUICE_ETHREAD, or
+ * SLUICE_EUNSUPPORTED (a limiter on Redis). Any thread; not inside the
+ * caller's read-side section.
+ */
+int sluice__limiter_visit(struct sluice_limiter *lim, uint64_t now_ns, sluice__limiter_visit_fn fn,
+			  void *user);
+
+/* 0 if the limiter may be restored into (in process, registered, empty);
+ * SLUICE_ESTATE (it has entries), SLUICE_EUNSUPPORTED (Redis), ETHREAD. */
+int sluice__limiter_restore_begin(struct sluice_limiter *lim);
+
+/*
+ * Build key's entry from saved words (the caller's limit u from words[u],
+ * nwords[u] of them; words[u] NULL: that limit starts full), and insert it
+ * unless every cell is idle at now_ns. dry_run: build and judge, insert
+ * nothing, charge nothing. Returns 1 (inserted, or would be), 0 (idle:
+ * skipped), SLUICE_ECORRUPT (some words are no state of their limit),
+ * SLUICE_ENOMEM, SLUICE_EFULL (key budget), SLUICE_ESTATE (the key is
+ * already there). Only on a limiter not yet shared.
+ */
+int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, size_t key_len,
+				  const uint64_t *const *words, const size_t *nwords,
+				  uint64_t taken_ns, uint64_t now_ns, bool dry_run);
+
+/* Remove every entry (a restore that failed half-way), giving them back to
+ * the budget. Only on a limiter not yet shared. */
+void sluice__limiter_clear(struct sluice_limiter *lim);
+
 #endif /* SLUICE_LIMITER_INTERNAL_H */

@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "limiter/store_internal.h"
@@ -293,3 +294,104 @@ int sluice_limiter_maintenance_stop(struct sluice_limiter *lim)
 	lim->m_running = false;
 	return SLUICE_OK;
 }
+
+/* ---- the snapshot walk (snapshot.c; limiter_internal.h) ---- */
+
+/* Entries copied per read-side section. */
+#define VISIT_CHUNK 1024
+
+/* Copy one entry's words (in the caller's limit order) and hand them to fn;
+ * 0 without calling fn for a dead entry. Cell 0 first, then an acquire
+ * fence, then the others: the sweeper's order (entry_idle()). */
+static int visit_entry(struct sluice_limiter *lim, struct entry *e, uint64_t now_ns,
+		       const uint32_t *cell_of_user, uint32_t nuser, uint64_t *buf,
+		       sluice__limiter_visit_fn fn, void *user)
+{
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+	size_t nwords[SLUICE_LIMITER_MAX_LIMITS];
+	uint64_t w0 = op0->word(cell_of(lim, e, 0));
+	size_t off = 0;
+
+	if (op0->is_tomb(w0))
+		return 0; /* reclaimed: it was idle */
+	/* acquire: pairs with the release fence each admission issues before
+	 * committing cell 0 (entry_decide()). If w0 holds an admission's
+	 * commit (or a later RMW of cell 0), that admission's cells 1..k-1 are
+	 * visible to the copies below, so every admission counted in the saved
+	 * cell 0 is counted in every saved cell (docs/limiter.md, "Snapshots"). */
+	atomic_thread_fence(memory_order_acquire); /* acquire: why above */
+	for (uint32_t u = 0; u < nuser; u++) {
+		uint32_t c = cell_of_user[u];
+		if (c == 0) {
+			buf[off] = w0;
+			nwords[u] = 1;
+		} else {
+			nwords[u] = lim->ops[c]->save(cell_of(lim, e, c), &lim->limits[c], now_ns,
+						      buf + off);
+		}
+		off += nwords[u];
+	}
+	return fn(user, (const unsigned char *)e + lim->key_off, key_len_of(lim, e), buf, nwords);
+}
+
+int sluice__limiter_visit(struct sluice_limiter *lim, uint64_t now_ns, sluice__limiter_visit_fn fn,
+			  void *user)
+{
+	uint32_t cell_of_user[SLUICE_LIMITER_MAX_LIMITS];
+	uint32_t nuser = 0;
+	size_t max_words = 0;
+
+	if (lim->store != NULL)
+		return SLUICE_EUNSUPPORTED;
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		if (lim->user_index[i] != UINT32_MAX) {
+			cell_of_user[lim->user_index[i]] = i;
+			nuser++;
+			max_words += sluice__limit_saved_max(&lim->limits[i]);
+		}
+	int rc = thread_enter(lim);
+	if (rc != SLUICE_OK)
+		return rc;
+	uint64_t *buf = malloc(max_words * sizeof *buf);
+	if (buf == NULL)
+		return SLUICE_ENOMEM;
+
+	/* Holding sweep_lock, no entry is tombstoned during the walk (only
+	 * sweeps do that, and a sweep unlinks what it tombstoned before it
+	 * unlocks), so the entry a chunk stops at is still linked when the
+	 * next chunk starts there, as a sweep's cursor is. Admits never take
+	 * the lock; the maintenance thread's sweeps wait for the walk. */
+	pthread_mutex_lock(&lim->sweep_lock);
+	struct entry *resume = NULL;
+	bool first = true;
+	while (rc == SLUICE_OK && (first || resume != NULL)) {
+		struct cds_lfht_iter it;
+		struct cds_lfht_node *node;
+		size_t n = 0;
+
+		rcu_read_lock();
+		if (first) {
+			cds_lfht_first(lim->ht, &it);
+			first = false;
+		} else {
+			TSAN_ACQUIRE(resume);
+			it.node = &resume->node;
+			it.next = rcu_dereference(resume->node.next);
+		}
+		while (rc == SLUICE_OK && n < VISIT_CHUNK &&
+		       (node = cds_lfht_iter_get_node(&it)) != NULL) {
+			struct entry *e = caa_container_of(node, struct entry, node);
+			TSAN_ACQUIRE(e);
+			cds_lfht_next(lim->ht, &it);
+			n++;
+			rc = visit_entry(lim, e, now_ns, cell_of_user, nuser, buf, fn, user);
+		}
+		node = cds_lfht_iter_get_node(&it);
+		resume = node != NULL ? caa_container_of(node, struct entry, node) : NULL;
+		read_unlock(lim);
+	}
+	pthread_mutex_unlock(&lim->sweep_lock);
+	free(buf);
+	return rc;
+}
+

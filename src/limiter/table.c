@@ -107,3 +107,63 @@ struct entry *sluice__limiter_insert(struct sluice_limiter *lim, unsigned long h
 	stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, size);
 	return e;
 }
+
+int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, size_t key_len,
+				  const uint64_t *const *words, const size_t *nwords,
+				  uint64_t taken_ns, uint64_t now_ns, bool dry_run)
+{
+	size_t size = entry_size(lim, key_len);
+
+	if (!dry_run && !charge(lim, size))
+		return SLUICE_EFULL;
+	struct entry *e = lim_alloc(lim, size);
+	if (e == NULL) {
+		if (!dry_run)
+			sluice__limiter_uncharge(lim, size);
+		return SLUICE_ENOMEM;
+	}
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		lim->ops[i]->init(cell_of(lim, e, i), &lim->limits[i]);
+	uint16_t len = (uint16_t)key_len;
+	memcpy((unsigned char *)e + lim->len_off, &len, sizeof len);
+	if (key_len != 0)
+		memcpy((unsigned char *)e + lim->key_off, key, key_len);
+
+	int rc = 0; /* 0: idle so far */
+	for (uint32_t i = 0; i < lim->nlimits && rc >= 0; i++) {
+		uint32_t u = lim->user_index[i];
+		void *c = cell_of(lim, e, i);
+		if (u != UINT32_MAX && words[u] != NULL) {
+			int got = lim->ops[i]->load(c, &lim->limits[i], words[u], nwords[u], taken_ns,
+						    now_ns);
+			if (got != SLUICE_OK)
+				rc = got;
+		}
+		if (rc == 0 && !lim->ops[i]->is_idle(c, &lim->limits[i], now_ns))
+			rc = 1;
+	}
+	if (dry_run || rc != 1) {
+		lim_free(lim, e, size);
+		if (!dry_run)
+			sluice__limiter_uncharge(lim, size);
+		return rc;
+	}
+
+	struct lookup_key k = { lim, key, key_len };
+	cds_lfht_node_init(&e->node);
+	/* cds_lfht_add_unique() publishes the node with a full barrier. */
+	TSAN_RELEASE(e);
+	rcu_read_lock();
+	struct cds_lfht_node *got = cds_lfht_add_unique(lim->ht, hash_key(lim, key, key_len),
+							 match_key, &k, &e->node);
+	read_unlock(lim);
+	if (got != &e->node) {
+		lim_free(lim, e, size);
+		sluice__limiter_uncharge(lim, size);
+		return SLUICE_ESTATE;
+	}
+	stat_add(lim, sluice__limiter_tls.slot, ST_INSERTED, 1);
+	stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, size);
+	return 1;
+}
+

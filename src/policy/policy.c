@@ -3,12 +3,13 @@
  * numbers, override lookup, equality.
  *
  * Route matching. The rules form a trie over path segments (built by
- * policy_parse.c): each node is a pattern prefix; its children are the
- * literal segments that may follow (sorted, binary searched) and at most one
- * ":param" child; a node lists the rules that end there and the rules that
- * end with a final "*" segment there. A request path is matched by a depth-first search
- * that tries, at each node, the literal child, then the param child, then
- * the node's "*" rules, and stops at the first rule whose method fits.
+ * parse_routes.c, flattened by parse_layout.c): each node is a pattern
+ * prefix; its children are the literal segments that may follow (sorted,
+ * binary searched) and at most one ":param" child; a node lists the rules
+ * that end there and the rules that end with a final "*" segment there. A
+ * request path is matched by a depth-first search that tries, at each node,
+ * the literal child, then the param child, then the node's "*" rules, and
+ * stops at the first rule whose method fits.
  *
  * Why the first hit is the most specific rule: specificity is the
  * lexicographic order of the patterns' segment kinds from the left

@@ -3,7 +3,7 @@
  * the cross-file helpers of policy*.c. Not installed.
  *
  * A loaded policy is one allocation: the struct below, then its arrays and
- * a pool of NUL-terminated strings, all carved by policy_parse.c once the
+ * a pool of NUL-terminated strings, all carved by parse_layout.c once the
  * sizes are known. Nothing in it is written after the load.
  */
 #ifndef SLUICE_POLICY_INTERNAL_H

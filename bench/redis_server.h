@@ -1,6 +1,8 @@
 /*
  * redis_server.h - the benchmark run's redis-server and three-node Redis
- * Cluster (bench/bench_redis_server.c).
+ * Cluster (bench/bench_redis_server.c, on tests/redis_harness.h). Built
+ * without the Redis backend, sbench_redis_server() says so and the cluster
+ * functions are not defined (their callers are compiled out too).
  */
 #ifndef SLUICE_BENCH_REDIS_SERVER_H
 #define SLUICE_BENCH_REDIS_SERVER_H
@@ -28,7 +30,7 @@ struct sluice_redis *sbench_redis_open(sbench_state *st);
  * Start a three-node Redis Cluster on free loopback ports for the whole run,
  * the first time a benchmark asks (later calls reuse it), and kill it (and
  * remove its nodes files) at exit. Slots 0-5460, 5461-10922 and
- * 10923-16383 go to nodes 0, 1 and 2, as in tests/redis_server.h. Only with
+ * 10923-16383 go to nodes 0, 1 and 2 (tests/redis_harness.h). Only with
  * SLUICE_BENCH_REDIS=1. Returns NULL and sets ports[0..2], or a message
  * saying why there is no cluster.
  */

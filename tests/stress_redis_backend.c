@@ -2,8 +2,8 @@
  * stress_redis_backend.c - a Redis-backed limiter and engine shared by
  * threads, with conservation laws checked exactly. A plain executable (runs
  * under TSan, where Criterion cannot); it starts its own redis-server on a
- * free loopback port and kills it at the end (and if it dies:
- * PR_SET_PDEATHSIG).
+ * free loopback port (tests/redis_harness.h) and kills it at the end (and
+ * if it dies: PR_SET_PDEATHSIG).
  *
  * 1. THREADS threads admit (singly and in pipelined batches) on one hot key
  *    of a limiter with 3 connections, on the server's clock, for
@@ -21,19 +21,16 @@
  * Built without hiredis: the Redis options compile and both creates answer
  * SLUICE_EUNSUPPORTED.
  */
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sluice.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
+
+#include "redis_harness.h"
 
 #define SEC 1000000000ull
 #define MS 1000000ull
@@ -51,73 +48,6 @@ static int failures;
 			failures++;                                          \
 		}                                                            \
 	} while (0)
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a;
-	socklen_t len = sizeof a;
-
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-		perror("free port");
-		exit(1);
-	}
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static bool answers(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a;
-	memset(&a, 0, sizeof a);
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	a.sin_port = htons((uint16_t)port);
-	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	if (ok) {
-		char buf[16];
-		ok = write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof buf) > 0 && buf[0] == '+';
-	}
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-static pid_t server_start(int port)
-{
-	char portstr[16];
-	snprintf(portstr, sizeof portstr, "%d", port);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		freopen("/dev/null", "w", stdout);
-		execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save",
-		       "", "--appendonly", "no", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500; i++) {
-		int status;
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			fprintf(stderr, "redis-server did not start (exit %d): it must be installed\n",
-				WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-			return -1;
-		}
-		if (answers(port))
-			return pid;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
-}
 
 static uint64_t run_ms = 800;
 static _Atomic bool stop;
@@ -418,12 +348,14 @@ int main(void)
 		return failures == 0 ? 0 : 1;
 	}
 	sluice_redis_destroy(probe);
-	int port = free_port();
-	pid_t srv = server_start(port);
-	if (srv < 0) {
+	struct redis_harness_server srv;
+	const char *why = redis_harness_start(&srv, 0, 0, NULL);
+	if (why != NULL) {
+		fprintf(stderr, "%s\n", why);
 		printf("0 passed, 1 failed\n");
 		return 1;
 	}
+	int port = srv.port;
 	int before = failures;
 	limiter_case(port);
 	int passed = failures == before;
@@ -433,8 +365,7 @@ int main(void)
 	before = failures;
 	slots_case(port);
 	passed += failures == before;
-	kill(srv, SIGKILL);
-	waitpid(srv, NULL, 0);
+	redis_harness_stop(&srv);
 	printf("%d passed, %d failed\n", passed, 3 - passed);
 	return passed == 3 ? 0 : 1;
 }

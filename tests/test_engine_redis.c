@@ -136,7 +136,7 @@ static void random_request(struct req *q, uint64_t now)
 
 Test(engine_redis, differential_against_the_in_process_engine_with_a_reload)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *mem = engine_of(load_text(policy_a));
@@ -215,7 +215,7 @@ static const char *seed002_without(const char *const *drop)
 
 Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *red = NULL;
@@ -335,7 +335,7 @@ Test(engine_redis, seed002_scopes_are_all_or_nothing_in_one_round_trip)
 
 Test(engine_redis, key_naming_scheme)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *red = engine_on(policy_a, &o);
@@ -395,7 +395,7 @@ Test(engine_redis, key_naming_scheme)
 
 static void server_killed(bool closed)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.backoff_min_ns = 200 * MS;
 	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
@@ -556,7 +556,7 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 
 Test(engine_redis, cluster_tag_scope_keeps_a_request_on_one_slot, .fini = cluster_cleanup)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	cluster_start(n);
 
 	static const char *const rates_only[] = { "concurrency", "quota", NULL };
@@ -625,7 +625,7 @@ static int frozen_call(void *ctx, bool *as_expected)
 
 Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.timeout_ns = 500 * MS; /* margins below: see the bound */
 	ro.backoff_min_ns = 1; /* every call reconnects and blocks its timeout */
@@ -657,7 +657,7 @@ Test(engine_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
  * others read after it). */
 Test(engine_redis, per_limit_decisions_match_in_process)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_engine_options o = engine_opts(&ro, 1, NULL);
 	struct sluice_engine *red = engine_on(policy_a, &o);

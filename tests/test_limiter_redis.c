@@ -201,7 +201,7 @@ Test(limiter_redis, kinds_follow_the_backend)
 
 Test(limiter_redis, differential_against_the_in_process_limiter)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit pol[2] = { gcra(5, SEC, 5), gcra(20, MIN, 10) };
@@ -279,7 +279,7 @@ Test(limiter_redis, differential_against_the_in_process_limiter)
 
 Test(limiter_redis, batch_is_pipelined_and_validated_first)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_limit l = gcra(100, SEC, 100);
@@ -330,7 +330,7 @@ Test(limiter_redis, batch_is_pipelined_and_validated_first)
  * earlier request of the batch only denied may still be denied locally. */
 Test(limiter_redis, batch_with_deny_cache_sees_its_own_earlier_admissions)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.deny_cache_slots = 64;
 	struct sluice_limiter_options o = limiter_opts(&ro, 1);
@@ -372,7 +372,7 @@ Test(limiter_redis, batch_with_deny_cache_sees_its_own_earlier_admissions)
 
 Test(limiter_redis, single_calls_validate_like_the_limiter)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, 0);
 	struct sluice_limiter_options o = limiter_opts(&ro, 1);
 	struct sluice_limit l = gcra(10, SEC, 10);
@@ -423,7 +423,7 @@ Test(limiter_redis, single_calls_validate_like_the_limiter)
 
 static void server_killed(uint32_t fail_mode)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.backoff_min_ns = 200 * MS;
 	ro.backoff_max_ns = 400 * MS;
@@ -513,7 +513,7 @@ static void *work(void *arg)
 
 Test(limiter_redis, threads_share_one_limiter_and_the_bound_is_exact)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	/* The server's clock: 200 per hour refills one unit per 18 s, and
 	 * the test takes well under a second, so exactly 200 are admitted. */
 	struct sluice_redis_options ro = ropts(srv.port, 0);
@@ -566,7 +566,7 @@ static int frozen_call(void *ctx, bool *as_expected)
 
 Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	ro.timeout_ns = 500 * MS; /* margins below: see the bound */
 	/* Reconnect at every call: each call then blocks its full timeout
@@ -604,7 +604,7 @@ Test(limiter_redis, busy_pool_answers_by_the_fail_mode_within_twice_the_timeout)
 
 Test(limiter_redis, slots_differential_acquire_and_release)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_limiter_options o = limiter_opts(&ro, 2);
 	struct sluice_limit pol[2];

@@ -164,7 +164,7 @@ Test(redis, admit_validates_arguments_before_sending)
  * around 1.7e18 (Unix ns) and near 2^64. */
 static void differential_limiter(uint64_t base, int steps)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l[3] = { gcra(5, SEC, 5), gcra(20, MIN, 8), gcra(3, 7 * SEC + 3, 2) };
@@ -216,7 +216,7 @@ Test(redis, differential_near_the_end_of_the_clock)
 
 Test(redis, horizon_denies_never_like_the_cell)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l = gcra(1, SEC, 4);
@@ -240,7 +240,7 @@ Test(redis, horizon_denies_never_like_the_cell)
  * random subsets, against the composed cells; then the same through batches. */
 static void differential_scopes(bool batched, bool cache)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.deny_cache_slots = cache ? 1024 : 0;
 	struct sluice_redis *r = connect_to(&o);
@@ -317,7 +317,7 @@ Test(redis, differential_with_deny_cache_same_decisions)
 
 Test(redis, denied_request_consumes_nothing_in_any_scope)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit big = gcra(100, SEC, 100), small = gcra(1, SEC, 1);
@@ -346,7 +346,7 @@ Test(redis, denied_request_consumes_nothing_in_any_scope)
 
 Test(redis, server_time_and_key_expiry)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, 0);
 	o.key_prefix = "t:";
 	struct sluice_redis *r = connect_to(&o);
@@ -383,7 +383,7 @@ Test(redis, server_time_and_key_expiry)
 
 static void killed_mid_run(uint32_t fail_mode)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.fail_mode = fail_mode;
 	o.backoff_min_ns = 200 * MS;
@@ -432,7 +432,7 @@ Test(redis, server_killed_fail_closed)
 
 Test(redis, restart_reconnects_by_itself_and_reloads_the_script)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.backoff_min_ns = 5 * MS;
 	o.backoff_max_ns = 20 * MS;
@@ -473,7 +473,7 @@ Test(redis, restart_reconnects_by_itself_and_reloads_the_script)
 
 Test(redis, noscript_reloads_and_retries)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l = gcra(10, SEC, 10);
@@ -520,7 +520,7 @@ Test(redis, refused_port_is_fast_and_backs_off)
 
 Test(redis, frozen_server_call_returns_within_the_timeout)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.timeout_ns = 40 * MS;
 	struct sluice_redis *r = connect_to(&o);
@@ -560,8 +560,8 @@ Test(redis, frozen_server_call_returns_within_the_timeout)
 
 Test(redis, readonly_replica_applies_the_fail_mode)
 {
-	struct server master = server_start();
-	struct server replica = server_start_args(0, master.port);
+	struct redis_harness_server master = server_start();
+	struct redis_harness_server replica = server_start_args(0, master.port);
 	struct sluice_redis_options o = ropts(replica.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.fail_mode = SLUICE_FAIL_CLOSED;
 	struct sluice_redis *r = connect_to(&o);
@@ -587,7 +587,7 @@ Test(redis, readonly_replica_applies_the_fail_mode)
 
 Test(redis, deny_cache_answers_without_a_round_trip)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.deny_cache_slots = 64;
 	struct sluice_redis *r = connect_to(&o);
@@ -642,7 +642,7 @@ Test(redis, deny_cache_answers_without_a_round_trip)
 
 Test(redis, batch_is_one_round_trip_and_in_order)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l = gcra(5, SEC, 5);
@@ -685,7 +685,7 @@ Test(redis, batch_is_one_round_trip_and_in_order)
 
 Test(redis, foreign_value_under_our_key_is_a_server_error)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.fail_mode = SLUICE_FAIL_CLOSED;
 	struct sluice_redis *r = connect_to(&o);
@@ -714,7 +714,7 @@ Test(redis, foreign_value_under_our_key_is_a_server_error)
 
 Test(redis, cluster_routes_by_slot_and_keeps_requests_on_one_slot, .fini = cluster_cleanup)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	cluster_spawn(n);
 	/* A handle seeded at node 0 before the cluster has any slots: its map
 	 * points every slot at node 0, so it must learn by MOVED. */

@@ -19,7 +19,7 @@
 
 /* Three cluster nodes on loopback ports, slots in three ranges, met and
  * cluster_state:ok; their ids and ports (as strings). */
-static void cluster_up(struct server n[3], char id[3][64], char port[3][16])
+static void cluster_up(struct redis_harness_server n[3], char id[3][64], char port[3][16])
 {
 	cluster_spawn(n);
 	for (int i = 0; i < 3; i++) {
@@ -65,7 +65,7 @@ static void hash_of(int port, const char *key, char *buf, size_t cap)
 
 Test(redis_ask, migrating_slot_is_followed_by_ask_without_changing_the_map, .fini = cluster_cleanup)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	char id[3][64], port[3][16];
 	cluster_up(n, id, port);
 
@@ -210,7 +210,7 @@ Test(redis_ask, migrating_slot_is_followed_by_ask_without_changing_the_map, .fin
  */
 Test(redis_ask, cross_slot_and_migrating_requests_with_leases, .fini = cluster_cleanup, .timeout = 30)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	char id[3][64], port[3][16];
 	cluster_up(n, id, port);
 
@@ -353,7 +353,7 @@ Test(redis_ask, cross_slot_and_migrating_requests_with_leases, .fini = cluster_c
 
 /* A tag "{t<i>}" whose slot (with the "sluice:" prefix) the node `node`
  * owns in cluster_form()'s ranges, and its slot. */
-static long long tag_on(const struct server n[3], int node, char *tag, size_t cap)
+static long long tag_on(const struct redis_harness_server n[3], int node, char *tag, size_t cap)
 {
 	for (int i = 0; i < 10000; i++) {
 		char key[48];
@@ -473,7 +473,7 @@ static struct sluice_decision two_scopes(struct sluice_gcra *c0, const struct sl
 	return second ? d1 : d0;
 }
 
-static void cluster_ids(const struct server n[3], char id[3][64], char port[3][16])
+static void cluster_ids(const struct redis_harness_server n[3], char id[3][64], char port[3][16])
 {
 	for (int i = 0; i < 3; i++) {
 		snprintf(port[i], sizeof port[i], "%d", n[i].port);
@@ -495,7 +495,7 @@ static void cluster_ids(const struct server n[3], char id[3][64], char port[3][1
  */
 Test(redis_ask, tryagain_is_retried_until_the_split_ends, .fini = cluster_cleanup, .timeout = 60)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	char id[3][64], port[3][16], t[16], u[16];
 	cluster_start(n);
 	cluster_ids(n, id, port);
@@ -625,7 +625,7 @@ Test(redis_ask, tryagain_is_retried_until_the_split_ends, .fini = cluster_cleanu
  */
 Test(redis_ask, tryagain_cancel_is_retried_and_restores_once, .fini = cluster_cleanup, .timeout = 60)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	char id[3][64], port[3][16], t[16], z[16];
 	cluster_start(n);
 	cluster_ids(n, id, port);

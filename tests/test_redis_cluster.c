@@ -32,7 +32,7 @@
 /* ---- Redis Cluster: requests across slots ---- */
 
 /* Keys "{k<i>}" on three different nodes, in ascending slot order. */
-static void keys_on_three_nodes(const struct server n[3], char keys[3][16], long long slot[3])
+static void keys_on_three_nodes(const struct redis_harness_server n[3], char keys[3][16], long long slot[3])
 {
 	bool have[3] = { false, false, false };
 	for (int i = 0; i < 100; i++) {
@@ -103,7 +103,7 @@ static void *side_acquire_run(void *arg)
 
 Test(redis_cluster, cluster_cross_slot_reserve_and_cancel, .fini = cluster_cleanup, .timeout = 30)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	cluster_start(n);
 	char keys[3][16];
 	long long slot[3];
@@ -269,7 +269,7 @@ static void *cross_worker_run(void *arg)
 /* Three clients race cross-slot and single-slot requests over three keys
  * on three nodes, each key a bucket of 30 that does not refill during the
  * run (1 per hour): no key ever admits more than 30. */
-static void concurrent_clients(struct server n[3], char keys[3][16])
+static void concurrent_clients(struct redis_harness_server n[3], char keys[3][16])
 {
 	struct sluice_limit l = gcra(30, 3600 * SEC, 30);
 	struct cross_worker w[3];
@@ -308,7 +308,7 @@ static void concurrent_clients(struct server n[3], char keys[3][16])
  * racing on the same nodes. */
 Test(redis_cluster, cluster_cross_slot_differential, .fini = cluster_cleanup, .timeout = 30)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	cluster_start(n);
 	char keys[3][16];
 	long long slot[3];

@@ -36,7 +36,7 @@
  * the caller's; counter windows short enough that their windows roll. */
 static void differential_windows(uint64_t base, int steps)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l[4] = { counter(6, 2 * SEC), calendar(9, 5 * SEC + 7), counter(4, 700 * MS + 3),
@@ -90,7 +90,7 @@ Test(redis_kinds, differential_near_the_end_of_the_clock)
  * test at (2^20 - 1) * 2^52, the calendar's 2^32 - 1 count. */
 Test(redis_kinds, differential_at_the_largest_limits_and_windows)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l[2] = { counter(SLUICE_WINDOW_COUNTER_MAX_LIMIT, 1ull << 52),
@@ -114,7 +114,7 @@ Test(redis_kinds, differential_at_the_largest_limits_and_windows)
 /* The sliding log, alone and with other kinds, with stale clocks. */
 static void differential_log(uint64_t base, int steps)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit mixed[3] = { slog(5, 2 * SEC), gcra(4, SEC, 4), counter(7, 3 * SEC) };
@@ -164,7 +164,7 @@ Test(redis_kinds, differential_sliding_log_small_and_end_times)
 /* A log at its ceiling on this backend, full, with the server's clock. */
 Test(redis_kinds, sliding_log_at_its_redis_ceiling)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, 0);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l = slog(SLUICE_REDIS_MAX_LOG_LIMIT, MIN);
@@ -194,7 +194,7 @@ Test(redis_kinds, sliding_log_at_its_redis_ceiling)
  * windows reads as "time went backwards" on both. */
 Test(redis_kinds, differential_window_index_wraparound)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l[2] = { counter(3, 1000), calendar(2, 1000) };
@@ -217,7 +217,7 @@ Test(redis_kinds, differential_window_index_wraparound)
 /* Several scopes of mixed kinds in one request, random subsets and orders. */
 Test(redis_kinds, differential_multi_scope_mixed_kinds)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit ws[2] = { calendar(40, MIN), gcra(10, SEC, 10) };
@@ -269,7 +269,7 @@ Test(redis_kinds, differential_multi_scope_mixed_kinds)
 
 Test(redis_kinds, denied_by_a_window_consumes_nothing_elsewhere)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit a[2] = { gcra(100, SEC, 100), counter(100, MIN) };
@@ -309,7 +309,7 @@ Test(redis_kinds, denied_by_a_window_consumes_nothing_elsewhere)
 /* With the server's clock the script splits TIME into windows itself. */
 Test(redis_kinds, server_time_windows)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, 0);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l[2] = { calendar(3, SLUICE_HOUR_NS), counter(5, MIN) };
@@ -390,7 +390,7 @@ Test(redis_kinds, validation_of_kinds)
  * peeks, against sluice_limiter_acquire()/release(). */
 Test(redis_kinds, differential_slots_acquire_release)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit p0[2] = { slots(3, 0), gcra(10, SEC, 5) };
@@ -464,7 +464,7 @@ Test(redis_kinds, differential_slots_acquire_release)
  * limit full; its old handle is then stale, as in process. */
 Test(redis_kinds, expired_lease_is_taken_over_like_the_limiter)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l[2] = { gcra(100, SEC, 100), slots(1, SEC) };
@@ -498,7 +498,7 @@ Test(redis_kinds, expired_lease_is_taken_over_like_the_limiter)
 /* Slots in two scopes of one request: one handle each, all-or-nothing. */
 Test(redis_kinds, slots_in_several_scopes_all_or_nothing)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit ws[1] = { slots(1, 0) };
@@ -607,7 +607,7 @@ static void *slot_worker_run(void *arg)
  * one key: never more holders than slots, every release accepted. */
 Test(redis_kinds, concurrent_clients_never_exceed_the_slots, .timeout = 30)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_limit l[2] = { slots(2, 0), gcra(1000000, SEC, 1000000) };
 	_Atomic int holders = 0, max_holders = 0;
 	struct slot_worker w[4];
@@ -654,7 +654,7 @@ Test(redis_kinds, concurrent_clients_never_exceed_the_slots, .timeout = 30)
  */
 static void differential_calendar_cache(uint64_t base, int steps)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options oc = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	oc.deny_cache_slots = 64;
 	oc.key_prefix = "c:";
@@ -730,7 +730,7 @@ Test(redis_kinds, deny_cache_calendar_differential_small_times)
  */
 Test(redis_kinds, deny_cache_calendar_server_time)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, 0);
 	o.deny_cache_slots = 16;
 	struct sluice_redis *r = connect_to(&o);
@@ -795,7 +795,7 @@ Test(redis_kinds, deny_cache_calendar_server_time)
  */
 Test(redis_kinds, deny_cache_calendar_window_boundaries)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	o.deny_cache_slots = 16;
 	struct sluice_redis *r = connect_to(&o);

@@ -118,7 +118,7 @@ Test(redis_lease, options_are_validated_and_versioned)
 
 Test(redis_lease, version1_options_take_no_lease)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	/* A v1 caller's struct ends at expiry_grace_ns: exactly that many
 	 * bytes on the heap, so that ASan catches a read past them. */
 	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
@@ -147,7 +147,7 @@ Test(redis_lease, version1_options_take_no_lease)
 
 Test(redis_lease, hot_key_round_trips_drop)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	/* L = 8; hot after 8 requests within 100 ms (the default). */
 	struct sluice_redis_options o = lopts(srv.port, 8, 0, 0);
 	struct sluice_redis *r = connect_to(&o);
@@ -218,7 +218,7 @@ Test(redis_lease, hot_key_round_trips_drop)
 
 Test(redis_lease, lease_expires_and_a_stale_clock_does_not_use_it)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	const uint64_t ttl = 50 * MS;
 	struct sluice_redis_options o = lopts(srv.port, 8, 2, ttl);
 	struct sluice_redis *r = connect_to(&o);
@@ -266,7 +266,7 @@ Test(redis_lease, lease_expires_and_a_stale_clock_does_not_use_it)
 
 Test(redis_lease, denial_for_the_lease_is_turned_into_the_exact_answer_for_the_cost)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_redis_options op = lopts(srv.port, 0, 0, 0);
@@ -309,7 +309,7 @@ Test(redis_lease, denial_for_the_lease_is_turned_into_the_exact_answer_for_the_c
 
 Test(redis_lease, lease_is_capped_by_the_smallest_burst_and_never_for_big_costs)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_redis *plain = connect_to(&(struct sluice_redis_options){
@@ -353,7 +353,7 @@ Test(redis_lease, lease_is_capped_by_the_smallest_burst_and_never_for_big_costs)
 
 Test(redis_lease, multi_scope_lease_consumes_every_scope_and_shapes_are_distinct)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_redis_options op = lopts(srv.port, 0, 0, 0);
@@ -397,7 +397,7 @@ Test(redis_lease, multi_scope_lease_consumes_every_scope_and_shapes_are_distinct
 
 Test(redis_lease, batch_requests_are_answered_from_the_lease)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l = gcra(1000, SEC, 1000);
@@ -441,7 +441,7 @@ Test(redis_lease, batch_requests_are_answered_from_the_lease)
  */
 Test(redis_lease, window_kinds_never_lease_and_stay_exact)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 8, 2, 120 * SEC);
 	o.lease_slots = 1;
 	struct sluice_redis *r = connect_to(&o);
@@ -509,7 +509,7 @@ Test(redis_lease, window_kinds_never_lease_and_stay_exact)
  */
 Test(redis_lease, acquires_and_peeks_never_lease)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 4, 5, 10 * SEC);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit g = gcra(1000, SEC, 1000);
@@ -560,7 +560,7 @@ Test(redis_lease, acquires_and_peeks_never_lease)
 
 Test(redis_lease, colliding_shapes_evict_each_other_and_the_waste_is_counted)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 8, 1, 0);
 	o.lease_slots = 1; /* every shape in one entry */
 	struct sluice_redis *r = connect_to(&o);
@@ -609,7 +609,7 @@ Test(redis_lease, colliding_shapes_evict_each_other_and_the_waste_is_counted)
 
 Test(redis_lease, never_hot_is_exactly_the_keyed_limiter)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options o = lopts(srv.port, 8, UINT32_MAX, 0);
 	struct sluice_redis *r = connect_to(&o);
 	struct sluice_limit l[2] = { gcra(5, SEC, 5), gcra(20, 60 * SEC, 8) };
@@ -687,7 +687,7 @@ Test(redis_lease, fleet_of_handles_stays_within_the_bound)
 	 * bucket refills: the case the stretched bound is about. */
 	enum { H = 4, L = 8, STEPS = 6000 };
 	const uint64_t ttl = 50 * MS;
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis *r[H];
 	for (int i = 0; i < H; i++) {
 		struct sluice_redis_options o = lopts(srv.port, L, 2, ttl);
@@ -805,7 +805,7 @@ Test(redis_lease, threads_hammering_one_key_stay_within_the_bound)
 	enum { H = 4 };
 	const char *env = getenv("SLUICE_LEASE_STRESS_MS");
 	uint64_t ms = env != NULL ? strtoull(env, NULL, 10) : 1000;
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct hammer hs[H];
 	pthread_t th[H];
 	uint64_t end = sluice_monotonic_ns() + ms * MS;

@@ -86,7 +86,7 @@ static int release2(struct pair *p, const char *key, sluice_slot_handle ha, slui
  * others in the caller's order. */
 Test(redis_parity, limiter_ties_on_full_limits_go_to_the_first_cell)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	uint64_t now = 1700000000ull * SEC;
 	struct {
 		struct sluice_limit l[4];
@@ -131,7 +131,7 @@ Test(redis_parity, limiter_ties_on_full_limits_go_to_the_first_cell)
  * compared; the tie goes to the first of them, never the second. */
 Test(redis_parity, limiter_ties_between_equal_limits_on_every_step)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct {
 		struct sluice_limit l[3];
 		size_t n;
@@ -212,7 +212,7 @@ static void usage_of(struct sluice_engine *e, struct req *q, uint32_t i, uint64_
  */
 Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	static const char *const policies[] = {
 		HEAD "limit r per ip rate 3/1s\nlimit c per ip concurrency 3\n",
 		HEAD "limit s per ip sliding 3/1s\nlimit c per ip concurrency 3 lease 30s\n",
@@ -316,7 +316,7 @@ Test(redis_parity, engine_ties_go_to_the_lower_policy_index)
  * taken over, OK for an expired lease nobody took. */
 Test(redis_parity, limiter_release_errors_match)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	uint64_t now = 1700000000ull * SEC;
 	struct sluice_limit plain[1] = { gcra(5, SEC, 5) };
 	struct pair np = pair_of(plain, 1, srv.port);
@@ -414,7 +414,7 @@ static void echeck2(struct sluice_engine *mem, struct sluice_engine *red, struct
  * lease nobody took. */
 Test(redis_parity, engine_release_errors_match)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_engine *red;
 	struct sluice_engine *mem = engine_pair(HEAD "limit c per ip concurrency 1 lease 2s\n"
 						     "limit r per ip rate 2/1h\n",
@@ -494,7 +494,7 @@ Test(redis_parity, engine_release_errors_match)
  */
 Test(redis_parity, engine_on_a_cluster_across_slots, .fini = cluster_cleanup)
 {
-	struct server n[3];
+	struct redis_harness_server n[3];
 	cluster_start(n);
 
 	/* An identity b whose concurrency key lies on a lower slot than the

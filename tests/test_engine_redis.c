@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sluice.h>
 #include <stdio.h>
 #include <stdlib.h>

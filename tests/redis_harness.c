@@ -151,8 +151,8 @@ static const char *command_timed(int port, struct timeval timeout, char *reply, 
 			return fail("more than 16 words in a command");
 		word[n++] = w;
 	}
-	if (cap < 2)
-		return fail("no room for a reply");
+	if (n == 0 || cap < 2)
+		return fail(n == 0 ? "an empty command" : "no room for a reply");
 	int fd = dial(port, timeout);
 	if (fd < 0)
 		return fail("no connection to 127.0.0.1:%d", port);

@@ -14,6 +14,28 @@
 #include "redis_server.h"
 #include "shim.h"
 
+/* A handle (1 s timeout) on 127.0.0.1:port, or NULL after sbench_error()
+ * with `why` when there is no server. */
+static struct sluice_redis *open_handle(sbench_state *st, const char *why, int port, uint32_t flags)
+{
+	if (why != NULL) {
+		sbench_error(st, why);
+		return NULL;
+	}
+	struct sluice_redis_options o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.port = (uint32_t)port;
+	o.flags = flags;
+	o.timeout_ns = SLUICE_NS_PER_SEC;
+	struct sluice_redis *r = NULL;
+	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
+		sbench_error(st, "sluice_redis_create failed");
+		return NULL;
+	}
+	return r;
+}
+
 #ifdef SLUICE_WITH_REDIS
 #include "redis_harness.h"
 
@@ -91,24 +113,9 @@ long sbench_redis_cluster_keyslot(const char *key)
 
 struct sluice_redis *sbench_redis_cluster_open(sbench_state *st)
 {
-	int ports[3];
+	int ports[3] = { 0, 0, 0 };
 	const char *why = sbench_redis_cluster(ports);
-	if (why != NULL) {
-		sbench_error(st, why);
-		return NULL;
-	}
-	struct sluice_redis_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)ports[0];
-	o.flags = SLUICE_REDIS_CLUSTER;
-	o.timeout_ns = SLUICE_NS_PER_SEC;
-	struct sluice_redis *r = NULL;
-	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
-		sbench_error(st, "sluice_redis_create failed");
-		return NULL;
-	}
-	return r;
+	return open_handle(st, why, ports[0], SLUICE_REDIS_CLUSTER);
 }
 
 #else /* !SLUICE_WITH_REDIS: no harness, no servers */
@@ -125,21 +132,7 @@ struct sluice_redis *sbench_redis_open(sbench_state *st)
 {
 	int port = 0;
 	const char *why = sbench_redis_server(&port);
-	if (why != NULL) {
-		sbench_error(st, why);
-		return NULL;
-	}
-	struct sluice_redis_options o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.port = (uint32_t)port;
-	o.timeout_ns = SLUICE_NS_PER_SEC;
-	struct sluice_redis *r = NULL;
-	if (sluice_redis_create(&r, &o) != SLUICE_OK || r == NULL) {
-		sbench_error(st, "sluice_redis_create failed");
-		return NULL;
-	}
-	return r;
+	return open_handle(st, why, port, 0);
 }
 
 struct sluice_limit sbench_gcra(uint64_t limit, uint64_t period_ns, uint64_t burst)

@@ -10,9 +10,13 @@
  * Seed 002: per token and per workspace
  * ------------------------------------------------------------------------ */
 
+static char *seed002_with(const char *from, const char *to);
+
+/* The seed's minute limit is a sliding window (its page's words); this test
+ * checks the engine's GCRA path through it, on a bucket of the same numbers. */
 Test(engine_seed002, token_minute_120_then_rate_with_the_minute_limit_governing)
 {
-	struct sluice_policy *p = load_file("seed002.policy");
+	struct sluice_policy *p = load_text(seed002_with("sliding 120/1m", "rate 120/1m"));
 	int lim = sluice_policy_limit_index(p, "token_minute");
 	struct sluice_engine *e = engine_of(p);
 	struct req q;
@@ -494,7 +498,7 @@ Test(engine_reload, unchanged_limits_keep_state_changed_ones_start_fresh)
 	cr_assert_eq(sluice_engine_generation(e), 1);
 
 	/* The workspace minute limit changes; everything else is the same. */
-	struct sluice_policy *p2 = load_text(seed002_with("rate 300/1m", "rate 400/1m"));
+	struct sluice_policy *p2 = load_text(seed002_with("sliding 300/1m", "sliding 400/1m"));
 	cr_assert_eq(sluice_engine_reload(e, p2), SLUICE_OK);
 	cr_assert_eq(sluice_engine_generation(e), 2);
 	cr_assert_eq(used_of(e, NULL, &q, "token_minute"), 101, "kept");

@@ -190,7 +190,10 @@ Test(engine_redis, differential_against_the_in_process_engine_with_a_reload)
 
 static char seed002[8192];
 
-/* seed002.policy without the lines containing any of `drop` (NULL-ended). */
+/* seed002.policy without the lines containing any of `drop` (NULL-ended),
+ * its minute windows turned into token buckets of the same numbers: the
+ * seed's page asks for sliding windows, these tests check the GCRA path
+ * and its key names. */
 static const char *seed002_without(const char *const *drop)
 {
 	char path[512];
@@ -205,6 +208,9 @@ static const char *seed002_without(const char *const *drop)
 		for (const char *const *d = drop; *d != NULL && keep; d++)
 			keep = strstr(line, *d) == NULL;
 		size_t l = strlen(line);
+		char *kind = strstr(line, "sliding ");
+		if (kind != NULL)
+			memcpy(kind, "rate    ", 8);
 		if (keep && n + l < sizeof seed002) {
 			memcpy(seed002 + n, line, l + 1);
 			n += l;

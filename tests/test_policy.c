@@ -117,8 +117,9 @@ Test(policy_seeds, seed002_token_and_workspace_limits)
 	cr_assert_eq(s->limit_count, 5);
 	cr_assert_eq(s->route_count, 0);
 
+	/* "Calls remaining in the current 60-second window": windows, not buckets. */
 	const struct sluice_policy_limit *l = limit_named(p, "token_minute");
-	assert_limit(l, SLUICE_POLICY_KIND_GCRA, 120, 60 * SEC);
+	assert_limit(l, SLUICE_POLICY_KIND_SLIDING, 120, 60 * SEC);
 	cr_assert_eq(l->burst, 120);
 	cr_assert_eq(l->scope_mask, token);
 	cr_assert_eq(l->reason, SLUICE_REASON_RATE);
@@ -131,7 +132,7 @@ Test(policy_seeds, seed002_token_and_workspace_limits)
 	cr_assert_eq(l->warn_percent, 80);
 
 	l = limit_named(p, "ws_minute");
-	assert_limit(l, SLUICE_POLICY_KIND_GCRA, 300, 60 * SEC);
+	assert_limit(l, SLUICE_POLICY_KIND_SLIDING, 300, 60 * SEC);
 	cr_assert_eq(l->scope_mask, ws);
 
 	l = limit_named(p, "ws_day");

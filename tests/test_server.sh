@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tests/test_server.sh SERVER_BINARY SOURCE_DIR - integration test of
 # sluice-server (docs/server.md): starts it on 127.0.0.1 with a free port,
-# checks exact answers with curl and raw HTTP (bash /dev/tcp), then drives a
+# checks exact answers with curl and raw HTTP (bash /dev/tcp) (each seed
+# policy's limits doing what its page says, route spellings, targets the
+# matcher refuses: 400/414), then drives a
 # bounded load with wrk and checks that the 2xx answers equal the policy's
 # bound exactly, counted by wrk and by the server (/stats and its shutdown
 # line). Exits 77 (skipped, for ctest) when curl or wrk is missing; CI
@@ -109,13 +111,15 @@ A=(-H 'Authorization: Bearer tok_a' -H 'X-Workspace: ws_1')
 
 # ---------------------------------------------------------------------------
 # 1. Seed 002, exact answers. --frozen-clock: time does not advance, so each
-#    limit admits exactly its bucket and the numbers below are exact.
+#    limit admits exactly its count and the numbers below are exact. The
+#    minute limits are sliding windows: one request is in the window until
+#    60 s later, so the window is whole again ("resets") in 60 s.
 start_server --policy "$src/docs/policies/seed002.policy" --threads 2 --frozen-clock
 
 get first "${A[@]}" "$(base)/v1/items"
 expect "first request status" 200 "$status"
 expect "first request rate-limit fields" \
-	"X-RateLimit-Limit: 120|X-RateLimit-Remaining: 119|X-RateLimit-Reset: 1|" \
+	"X-RateLimit-Limit: 120|X-RateLimit-Remaining: 119|X-RateLimit-Reset: 60|" \
 	"$(ratelimit_fields first)"
 expect "first request body" '{"ok":true}' "$(cat "$tmp/first.b")"
 expect "first request content type" "application/json" "$(header first Content-Type)"
@@ -126,17 +130,17 @@ expect "requests 2..120 of token A" " 119 200" "$codes"
 get limited "${A[@]}" "$(base)/v1/items"
 expect "121st request status" 429 "$status"
 expect "121st request fields" \
-	"Retry-After: 1|X-RateLimit-Limit: 120|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
+	"Retry-After: 60|X-RateLimit-Limit: 120|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
 	"$(ratelimit_fields limited)"
 expect "121st request body" \
-	'{"error":{"code":"rate_limited","message":"Too many requests. Retry after 1 seconds.","retryAfterSec":1}}' \
+	'{"error":{"code":"rate_limited","message":"Too many requests. Retry after 60 seconds.","retryAfterSec":60}}' \
 	"$(cat "$tmp/limited.b")"
 expect "121st request content type" "application/json" "$(header limited Content-Type)"
 expect "121st request content length" "$(wc -c <"$tmp/limited.b" | tr -d ' ')" \
 	"$(header limited Content-Length)"
 
 get other -H 'Authorization: Bearer tok_b' -H 'X-Workspace: ws_1' "$(base)/v1/items"
-expect "second token unaffected" "200 X-RateLimit-Limit: 120|X-RateLimit-Remaining: 119|X-RateLimit-Reset: 1|" \
+expect "second token unaffected" "200 X-RateLimit-Limit: 120|X-RateLimit-Remaining: 119|X-RateLimit-Reset: 60|" \
 	"$status $(ratelimit_fields other)"
 
 # Workspace ws_1: 120 (tok_a) + 1 (tok_b) + 120 (tok_c) + 59 (tok_d) = 300.
@@ -146,7 +150,7 @@ codes=$(many 59 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)
 expect "tok_d in ws_1" " 59 200" "$codes"
 get ws -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)/v1/items"
 expect "301st request of the workspace" \
-	"429 Retry-After: 1|X-RateLimit-Limit: 300|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
+	"429 Retry-After: 60|X-RateLimit-Limit: 300|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
 	"$status $(ratelimit_fields ws)"
 # The workspace's refusal consumed nothing of tok_d's own limits: 120 - 59 - 1.
 get ws2 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_2' "$(base)/v1/items"
@@ -222,6 +226,127 @@ expect "concurrency refusal fields" \
 # Slots released: 21 admitted answers (the 20 and this one) of token_minute.
 get after -H 'Authorization: Bearer tok_p' "$(base)/v1/items"
 expect "after the parallel burst" "200 99" "$status $(header after X-RateLimit-Remaining)"
+stop_server
+
+# ---------------------------------------------------------------------------
+# 1c. Seed 002 on the real clock: "Calls remaining in the current 60-second
+#     window" is a window. 120 calls pass, the 121st is refused, and two
+#     seconds later 4 more are still refused (a token bucket of 120/1m would
+#     have admitted them: one call every 0.5 s); Retry-After and the body's
+#     retryAfterSec agree, and count down with the clock.
+start_server --policy "$src/docs/policies/seed002.policy" --threads 2
+W=(-H 'Authorization: Bearer tok_w' -H 'X-Workspace: ws_w')
+codes=$(many 120 "${W[@]}" "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
+expect "seed 002, real clock: 120 calls" " 120 200" "$codes"
+get win1 "${W[@]}" "$(base)/v1/items"
+r1=$(header win1 Retry-After)
+expect "seed 002, real clock: the 121st" "429 120 0" \
+	"$status $(header win1 X-RateLimit-Limit) $(header win1 X-RateLimit-Remaining)"
+expect "seed 002, real clock: retryAfterSec is Retry-After" "\"retryAfterSec\":$r1}}" \
+	"$(grep -o '"retryAfterSec":[0-9]*}}' "$tmp/win1.b")"
+if [ "${r1:-0}" -ge 50 ] && [ "${r1:-0}" -le 60 ] && [ "$(header win1 X-RateLimit-Reset)" -ge "$r1" ]; then ok
+else bad "seed 002, real clock: Retry-After '$r1', Reset '$(header win1 X-RateLimit-Reset)' (want 50..60, Reset >= Retry-After)"; fi
+sleep 2
+codes=$(many 4 "${W[@]}" "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
+expect "seed 002, real clock: 2 s after Remaining 0" " 4 429" "$codes"
+get win2 "${W[@]}" "$(base)/v1/items"
+r2=$(header win2 Retry-After)
+if [ "$status" = 429 ] && [ "${r2:-99}" -lt "${r1:-0}" ]; then ok
+else bad "seed 002, real clock: 2 s later: status $status, Retry-After '$r2' (want 429, < $r1)"; fi
+stop_server
+
+# ---------------------------------------------------------------------------
+# 1d. Seed 000 (per IP, sliding windows): the page's 429 example, field for
+#     field: "Retry-After: 60, RateLimit-Limit: 100, RateLimit-Remaining: 0,
+#     RateLimit-Reset: 60" and the RATE_LIMITED envelope (draft-6 adds
+#     RateLimit-Policy, which the page does not show).
+start_server --policy "$src/docs/policies/seed000.policy" --threads 2 --frozen-clock
+codes=$(many 100 "$(base)/v2/campaigns" | sort | uniq -c | tr -s ' ')
+expect "seed 000: 100 requests per IP" " 100 200" "$codes"
+get s0 "$(base)/v2/campaigns"
+expect "seed 000: the 101st, the page's example" \
+	"429 Retry-After: 60|RateLimit-Limit: 100|RateLimit-Remaining: 0|RateLimit-Reset: 60|RateLimit-Policy: 100;w=60|" \
+	"$status $(grep -iE '^(ratelimit-|retry-after)' "$tmp/s0.h" | tr '\n' '|')"
+expect "seed 000: the page's body" \
+	'{"data":null,"error":{"code":"RATE_LIMITED","message":"Too many requests"}}' "$(cat "$tmp/s0.b")"
+stop_server
+
+# ---------------------------------------------------------------------------
+# 1e. Seed 003 (fixed minute windows): "X-RateLimit-Reset: Unix timestamp
+#     when the counter resets" is the next whole minute, the same on every
+#     answer of the minute, the 429 included (no body, no Retry-After).
+#     The server selects no plan: the base ceiling, 300 per minute.
+t_start=$(date +%s)
+start_server --policy "$src/docs/policies/seed003.policy" --threads 2 --frozen-clock
+O=(-H 'X-Organization: org_1')
+get s3 "${O[@]}" "$(base)/projects/7/dashboards"
+reset3=$(header s3 X-RateLimit-Reset)
+expect "seed 003: first answer" "200 300 299" \
+	"$status $(header s3 X-RateLimit-Limit) $(header s3 X-RateLimit-Remaining)"
+if [ $((${reset3:-1} % 60)) -eq 0 ] && [ "${reset3:-0}" -gt "$t_start" ] &&
+	[ "${reset3:-0}" -le $(($(date +%s) + 60)) ]; then ok
+else bad "seed 003: X-RateLimit-Reset '$reset3' is not the next whole minute after $t_start"; fi
+codes=$(many 299 "${O[@]}" "$(base)/projects/7/dashboards" | sort | uniq -c | tr -s ' ')
+expect "seed 003: 300 per minute" " 299 200" "$codes"
+get s3b "${O[@]}" "$(base)/projects/7/dashboards"
+expect "seed 003: the 301st" "429 X-RateLimit-Limit: 300|X-RateLimit-Remaining: 0|X-RateLimit-Reset: $reset3|" \
+	"$status $(ratelimit_fields s3b)"
+expect "seed 003: empty 429 body" "0" "$(wc -c <"$tmp/s3b.b" | tr -d ' ')"
+get s3c "${O[@]}" "$(base)/audience/scroll"
+expect "seed 003: a hot class has its own budget" "200 150 149 $reset3" \
+	"$status $(header s3c X-RateLimit-Limit) $(header s3c X-RateLimit-Remaining) $(header s3c X-RateLimit-Reset)"
+stop_server
+
+# ---------------------------------------------------------------------------
+# 1f. Seed 004: spellings of a route count in its class (the path is
+#     normalized before matching); targets the normalizer refuses answer
+#     400, paths above 4096 bytes 414, consuming nothing.
+start_server --policy "$src/docs/policies/seed004.policy" --threads 2 --frozen-clock
+K=(--path-as-is -H 'X-Api-Key: key_1')
+spellings=(/v1/analytics /v1/./analytics /v1/x/../analytics /v1//analytics /v1/%61nalytics)
+seen=
+for sp in "${spellings[@]}"; do
+	get sp "${K[@]}" "$(base)$sp"
+	seen="$seen$status $(header sp X-RateLimit-Limit) $(header sp X-RateLimit-Remaining)|"
+done
+expect "seed 004: spellings counted in the analytics budget" \
+	"200 30 29|200 30 28|200 30 27|200 30 26|200 30 25|" "$seen"
+codes=$(many 25 "${K[@]}" "$(base)/v1/analytics" | sort | uniq -c | tr -s ' ')
+expect "seed 004: the rest of the analytics budget" " 25 200" "$codes"
+seen=
+for sp in "${spellings[@]}"; do
+	get sp "${K[@]}" "$(base)$sp"
+	seen="$seen$status|"
+done
+expect "seed 004: every spelling refused once the budget is spent" "429|429|429|429|429|" "$seen"
+# The page does not say its paths are case-insensitive: /V1/Analytics is
+# another route, in the default budget (60 per 60 s).
+get upper "${K[@]}" "$(base)/V1/Analytics"
+expect "seed 004: /V1/Analytics, case-sensitive routes" "200 60 59" \
+	"$status $(header upper X-RateLimit-Limit) $(header upper X-RateLimit-Remaining)"
+get bad1 "${K[@]}" "$(base)/v1/%zz"
+expect "seed 004: malformed percent-escape" 400 "$status"
+get bad2 "${K[@]}" "$(base)/v1/analytics%2"
+expect "seed 004: truncated percent-escape" 400 "$status"
+long=$(head -c 5000 /dev/zero | tr '\0' 'a')
+get bad3 "${K[@]}" "$(base)/v1/$long"
+expect "seed 004: a 5000-byte path" 414 "$status"
+expect "seed 004: 414 status line" "HTTP/1.1 414 URI Too Long" "$(head -n 1 "$tmp/bad3.h")"
+get after4 "${K[@]}" "$(base)/v1/teams/me"
+expect "seed 004: refused targets consumed nothing" "200 60 59" \
+	"$status $(header after4 X-RateLimit-Limit) $(header after4 X-RateLimit-Remaining)"
+stop_server
+# With `routes case-insensitive` (a server that routes case-insensitively),
+# /V1/Analytics is the analytics route too.
+{ cat "$src/docs/policies/seed004.policy"; echo 'routes case-insensitive'; } >"$tmp/seed004i.policy"
+start_server --policy "$tmp/seed004i.policy" --threads 2 --frozen-clock
+seen=
+for sp in /v1/analytics /V1/Analytics /V1/ANALYTICS/./ /v1/%61NALYTICS; do
+	get sp "${K[@]}" "$(base)$sp"
+	seen="$seen$status $(header sp X-RateLimit-Limit) $(header sp X-RateLimit-Remaining)|"
+done
+expect "seed 004 + routes case-insensitive: case spellings counted in analytics" \
+	"200 30 29|200 30 28|200 30 27|200 30 26|" "$seen"
 stop_server
 
 # ---------------------------------------------------------------------------

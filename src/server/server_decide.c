@@ -215,6 +215,21 @@ static void add_applied(struct server_decider *d, const struct sluice_decision *
 	}
 }
 
+/* The answer to a check that failed (docs/server.md, "Requests and error
+ * answers"). */
+static int target_status(int rc)
+{
+	switch (rc) {
+	case SLUICE_EINVAL:
+	case SLUICE_ESYNTAX:
+		return 400;
+	case SLUICE_ETOOBIG:
+		return 414;
+	default:
+		return 503;
+	}
+}
+
 void server_decide(struct server_decider *d, const struct server_request *req,
 		   struct server_verdict *v)
 {
@@ -237,10 +252,14 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	er.limit_decisions_cap = SLUICE_POLICY_MAX_LIMITS;
 	int rc = sluice_engine_check(d->engine, &er, &v->engine);
 	if (rc != SLUICE_OK) {
-		/* Nothing was consumed. EINVAL: the matcher refused the target;
-		 * anything else (ETHREAD) is the server's fault. */
+		/* Nothing was consumed. The target is the client's fault when
+		 * the matcher refuses it: EINVAL (not origin-form), ESYNTAX (a
+		 * malformed percent-escape or a control byte: the normalizer
+		 * cannot say which route it names) -> 400; ETOOBIG (longer than
+		 * SLUICE_POLICY_MAX_PATH before its '?') -> 414. Anything else
+		 * (ETHREAD) is the server's fault: 503. */
 		v->engine.slot_count = 0;
-		v->status = rc == SLUICE_EINVAL ? 400 : 503;
+		v->status = target_status(rc);
 		return;
 	}
 	if (!v->engine.governed)

@@ -240,6 +240,7 @@ const char *server_reason_phrase(int status)
 	case 400: return "Bad Request";
 	case 404: return "Not Found";
 	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";

@@ -185,6 +185,14 @@ void sluice__snap_put(struct sluice__snap_buf *b, const void *src, size_t n);
 int sluice__limiter_snapshot_append(struct sluice_limiter *lim, uint64_t now_ns,
 				    struct sluice__snap_buf *b, struct sluice_snapshot_info *info);
 
+/* The trailer every snapshot file ends with: count (u64), "SLUICEND", the
+ * XXH3-64 of b->p[start ..] up to the checksum. unseal checks it on p[0 ..
+ * len) (SLUICE_ECORRUPT: truncated, no trailer, checksum mismatch; info's
+ * message) and returns the count. */
+void sluice__snap_seal(struct sluice__snap_buf *b, size_t start, uint64_t count);
+int sluice__snap_unseal(const unsigned char *p, size_t len, uint64_t *count,
+			struct sluice_snapshot_info *info);
+
 /* Write buf atomically to path (path.tmp, fsync, rename, directory fsync;
  * sluice_limiter_snapshot()'s contract). 0, SLUICE_EIO, SLUICE_ENOMEM. */
 int sluice__snap_write_file(const char *path, const void *buf, size_t len,

@@ -141,6 +141,28 @@ void sluice__snap_put(struct sluice__snap_buf *b, const void *src, size_t n)
 	b->len += n;
 }
 
+void sluice__snap_seal(struct sluice__snap_buf *b, size_t start, uint64_t count)
+{
+	sluice__snap_put(b, &count, sizeof count);
+	sluice__snap_put(b, magic_tail, sizeof magic_tail);
+	uint64_t sum = b->oom ? 0 : XXH3_64bits(b->p + start, b->len - start);
+	sluice__snap_put(b, &sum, sizeof sum);
+}
+
+int sluice__snap_unseal(const unsigned char *p, size_t len, uint64_t *count,
+			struct sluice_snapshot_info *info)
+{
+	uint64_t stored;
+
+	if (len < TAIL_BYTES || memcmp(p + len - 16, magic_tail, 8) != 0)
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated or corrupt: %zu bytes, no trailer", len);
+	memcpy(&stored, p + len - 8, 8);
+	if (XXH3_64bits(p, len - 8) != stored)
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "checksum mismatch");
+	memcpy(count, p + len - TAIL_BYTES, 8);
+	return SLUICE_OK;
+}
+
 struct out {
 	struct sluice__snap_buf *b;
 	uint64_t entries;
@@ -191,9 +213,7 @@ int sluice__limiter_snapshot_append(struct sluice_limiter *lim, uint64_t now_ns,
 		return sluice__snap_fail(info, SLUICE_ENOMEM, "out of memory");
 	int rc = sluice__limiter_visit(lim, now_ns, put_entry, &o);
 	if (rc == SLUICE_OK) {
-		put64(&o, o.entries);
-		put(&o, magic_tail, sizeof magic_tail);
-		put64(&o, b->oom ? 0 : XXH3_64bits(b->p + start, b->len - start));
+		sluice__snap_seal(b, start, o.entries);
 		if (b->oom)
 			rc = SLUICE_ENOMEM;
 	}
@@ -352,7 +372,7 @@ static int read_frame(struct reader *r, const unsigned char *p, size_t len,
 {
 	char m[8];
 	uint32_t version, nfile;
-	uint64_t mark, sum, stored;
+	uint64_t mark;
 
 	if (len < HEAD_BYTES + TAIL_BYTES)
 		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated: %zu bytes, shorter than a header and trailer", len);
@@ -367,12 +387,10 @@ static int read_frame(struct reader *r, const unsigned char *p, size_t len,
 	if (version != SLUICE_SNAPSHOT_VERSION)
 		return sluice__snap_fail(info, SLUICE_ECORRUPT, "format version %u, this build reads %u", version,
 			    (unsigned)SLUICE_SNAPSHOT_VERSION);
-	if (memcmp(p + len - 16, magic_tail, 8) != 0)
-		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated or corrupt: %zu bytes, no trailer", len);
-	memcpy(&stored, p + len - 8, 8);
-	sum = XXH3_64bits(p, len - 8);
-	if (sum != stored)
-		return sluice__snap_fail(info, SLUICE_ECORRUPT, "checksum mismatch");
+	uint64_t entries;
+	int rc = sluice__snap_unseal(p, len, &entries, info);
+	if (rc != SLUICE_OK)
+		return rc;
 	if (nfile == 0 || nfile > SLUICE_LIMITER_MAX_LIMITS)
 		return sluice__snap_fail(info, SLUICE_ECORRUPT, "%u limits", nfile);
 
@@ -382,7 +400,7 @@ static int read_frame(struct reader *r, const unsigned char *p, size_t len,
 	r->at = 24;
 	r->nfile = nfile;
 	r->nlim = nlim;
-	memcpy(&r->entries, p + len - TAIL_BYTES, 8);
+	r->entries = entries;
 	if (!take(r, &r->taken_ns, 8))
 		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated header");
 	bool used[SLUICE_LIMITER_MAX_LIMITS] = { false };

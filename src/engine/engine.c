@@ -815,8 +815,13 @@ static void engine_free(struct sluice_engine *eng)
 static int restore_at_create(struct sluice_engine *eng, struct sluice_snapshot_info *info)
 {
 	int rc = sluice_engine_restore(eng, NULL, sluice_realtime_ns(), info);
-	if (rc == SLUICE_ENOTFOUND || (rc != SLUICE_OK && (eng->flags & SLUICE_ENGINE_STATE_FRESH_ON_ERROR)))
-		return SLUICE_OK; /* the restore left the engine empty */
+	if (rc == SLUICE_ENOTFOUND) {
+		if (info != NULL && info->size == sizeof *info)
+			info->message[0] = '\0'; /* a first start is no error */
+		return SLUICE_OK;
+	}
+	if (rc != SLUICE_OK && (eng->flags & SLUICE_ENGINE_STATE_FRESH_ON_ERROR))
+		return SLUICE_OK; /* the restore left the engine empty; info says why */
 	return rc;
 }
 

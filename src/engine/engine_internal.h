@@ -94,6 +94,11 @@ void sluice__top_visit(void *user, const void *key, size_t key_len, const struct
 /* Sort the heap busiest first; returns the number of records. */
 size_t sluice__top_sort(struct sluice__top_heap *h);
 
+/* The maintenance thread (maintenance.c): started at create when either
+ * interval is set (0: that job is not done), stopped at destroy. */
+int sluice__engine_maintenance_start(struct sluice_engine *eng, uint64_t sweep_ns, uint64_t snapshot_ns);
+void sluice__engine_maintenance_stop(struct sluice_engine *eng);
+
 /* Engine snapshots (engine_snapshot.c): the snapshot without the argument
  * checks, for the maintenance thread and destroy (counted in s_stats). */
 int sluice__engine_snapshot_locked(struct sluice_engine *eng, const char *path, uint64_t now_ns,

@@ -246,7 +246,7 @@ static int restore_buf(struct sluice_engine *eng, const unsigned char *p, size_t
 		       struct sluice_snapshot_info *info)
 {
 	uint32_t version, n;
-	uint64_t mark, taken_ns, count;
+	uint64_t mark, taken_ns, count = 0;
 
 	if (len < HEAD_BYTES + TAIL_BYTES)
 		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated: %zu bytes, shorter than a header and trailer", len);

@@ -387,7 +387,7 @@ static int read_frame(struct reader *r, const unsigned char *p, size_t len,
 	if (version != SLUICE_SNAPSHOT_VERSION)
 		return sluice__snap_fail(info, SLUICE_ECORRUPT, "format version %u, this build reads %u", version,
 			    (unsigned)SLUICE_SNAPSHOT_VERSION);
-	uint64_t entries;
+	uint64_t entries = 0;
 	int rc = sluice__snap_unseal(p, len, &entries, info);
 	if (rc != SLUICE_OK)
 		return rc;

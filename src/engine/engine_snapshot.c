@@ -155,24 +155,34 @@ int sluice__engine_snapshot_locked(struct sluice_engine *eng, const char *path, 
 	return rc;
 }
 
+/* What snapshot and restore check first: info (the caller's, or `local`
+ * when it has none), the engine, an in-process one, the path (NULL:
+ * options.state_path), the calling thread registered. */
+static int call_begin(struct sluice_engine *eng, const char **path, struct sluice_snapshot_info **info,
+		      struct sluice_snapshot_info *local)
+{
+	sluice__snap_info_reset(*info);
+	if (*info == NULL || (*info)->size < sizeof **info)
+		*info = local;
+	if (eng == NULL)
+		return sluice__snap_fail(*info, SLUICE_EINVAL, "NULL engine");
+	if (eng->ops != &sluice__exec_local_ops)
+		return sluice__snap_fail(*info, SLUICE_EUNSUPPORTED, "an engine on Redis keeps its state there");
+	*path = *path != NULL ? *path : eng->state_path;
+	if (*path == NULL)
+		return sluice__snap_fail(*info, SLUICE_EINVAL, "no path and no options.state_path");
+	int rc = sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
+	return rc == SLUICE_OK ? rc : sluice__snap_fail(*info, rc, "%s", sluice_strerror(rc));
+}
+
 int sluice_engine_snapshot(struct sluice_engine *eng, const char *path, uint64_t now_ns,
 			   struct sluice_snapshot_info *info)
 {
 	struct sluice_snapshot_info local = { .size = sizeof local };
 
-	sluice__snap_info_reset(info);
-	if (info == NULL || info->size < sizeof *info)
-		info = &local;
-	if (eng == NULL)
-		return sluice__snap_fail(info, SLUICE_EINVAL, "NULL engine");
-	if (eng->ops != &sluice__exec_local_ops)
-		return sluice__snap_fail(info, SLUICE_EUNSUPPORTED, "an engine on Redis keeps its state there");
-	path = path != NULL ? path : eng->state_path;
-	if (path == NULL)
-		return sluice__snap_fail(info, SLUICE_EINVAL, "no path and no options.state_path");
-	int rc = sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
+	int rc = call_begin(eng, &path, &info, &local);
 	if (rc != SLUICE_OK)
-		return sluice__snap_fail(info, rc, "%s", sluice_strerror(rc));
+		return rc;
 	pthread_mutex_lock(&eng->lock);
 	rc = sluice__engine_snapshot_locked(eng, path, now_ns, info);
 	pthread_mutex_unlock(&eng->lock);
@@ -337,19 +347,9 @@ int sluice_engine_restore(struct sluice_engine *eng, const char *path, uint64_t 
 	unsigned char *buf;
 	size_t len;
 
-	sluice__snap_info_reset(info);
-	if (info == NULL || info->size < sizeof *info)
-		info = &local;
-	if (eng == NULL)
-		return sluice__snap_fail(info, SLUICE_EINVAL, "NULL engine");
-	if (eng->ops != &sluice__exec_local_ops)
-		return sluice__snap_fail(info, SLUICE_EUNSUPPORTED, "an engine on Redis keeps its state there");
-	path = path != NULL ? path : eng->state_path;
-	if (path == NULL)
-		return sluice__snap_fail(info, SLUICE_EINVAL, "no path and no options.state_path");
-	int rc = sluice__rcu_thread_enter(eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
+	int rc = call_begin(eng, &path, &info, &local);
 	if (rc != SLUICE_OK)
-		return sluice__snap_fail(info, rc, "%s", sluice_strerror(rc));
+		return rc;
 	/* Every binding's limiter must still be empty. */
 	struct sluice__state *st = atomic_load_explicit(&eng->state, memory_order_relaxed); /* relaxed: not shared yet (restore's contract) */
 	STATE_BINDINGS(st, b, {

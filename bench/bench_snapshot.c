@@ -217,3 +217,118 @@ SBENCH_REGISTER(BM_limiter_admit_during_snapshot)
 	sbench_fixed_iterations(b, 1);
 	sbench_real_time(b);
 }
+
+/* ---- the engine's state file: seed 002 at 1M tokens ----
+ *
+ *   BM_engine_snapshot_seed002/1M  sluice_engine_snapshot() to a file of
+ *                                  seed 002 after one request of each of
+ *                                  1M tokens (11 bytes) in 10,000
+ *                                  workspaces: 3M token keys (minute, day,
+ *                                  in-flight) and 20,000 workspace keys;
+ *                                  counters: keys, MB, bytes per token
+ *   BM_engine_restore_seed002/1M   sluice_engine_restore() of that file
+ *                                  into a fresh engine of seed 002
+ */
+#define NTOKENS 1000000u
+#define NWS 10000u
+
+static struct sluice_engine *seed_engine;
+
+static struct sluice_engine *seed002_engine(void)
+{
+	char path[1024];
+	static char text[1 << 14];
+	snprintf(path, sizeof path, "%s/docs/policies/seed002.policy", SLUICE_SOURCE_DIR);
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		abort();
+	size_t n = fread(text, 1, sizeof text - 1, f);
+	fclose(f);
+	struct sluice_policy *p;
+	struct sluice_policy_error err;
+	if (sluice_policy_parse(text, n, NULL, &p, &err) != SLUICE_OK)
+		abort();
+	struct sluice_engine *e;
+	if (sluice_engine_create(&e, p, NULL) != SLUICE_OK)
+		abort();
+	return e;
+}
+
+static void seed_setup(void)
+{
+	if (seed_engine != NULL)
+		return;
+	seed_engine = seed002_engine();
+	struct sluice_identity id[2];
+	struct sluice_engine_request r;
+	struct sluice_engine_decision d;
+	char tok[16], ws[16];
+	memset(&r, 0, sizeof r);
+	r.method = "GET";
+	r.method_len = 3;
+	r.path = "/v1/items";
+	r.path_len = 9;
+	r.identities = id;
+	r.identity_count = 2;
+	r.tier = SLUICE_POLICY_NO_TIER;
+	r.cost = 1;
+	r.now_ns = T0;
+	for (uint32_t i = 0; i < NTOKENS; i++) {
+		snprintf(tok, sizeof tok, "tok-%07u", i);
+		snprintf(ws, sizeof ws, "ws-%05u", i % NWS);
+		id[0] = (struct sluice_identity){ tok, 11 };
+		id[1] = (struct sluice_identity){ ws, 8 };
+		if (sluice_engine_check(seed_engine, &r, &d) != SLUICE_OK || !d.d.allowed)
+			abort();
+		sluice_engine_release(seed_engine, &d);
+	}
+}
+
+static void BM_engine_snapshot_seed002(sbench_state *st)
+{
+	struct sluice_snapshot_info info = { .size = sizeof info };
+
+	seed_setup();
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++)
+			if (sluice_engine_snapshot(seed_engine, "bench_engine.state", T0 + SEC, &info) !=
+			    SLUICE_OK)
+				abort();
+	sbench_counter(st, "keys", (double)info.entries, 1);
+	sbench_counter(st, "MB", (double)info.bytes / 1e6, 1);
+	sbench_counter(st, "bytes_per_token", (double)info.bytes / NTOKENS, 1);
+}
+SBENCH_REGISTER(BM_engine_snapshot_seed002)
+{
+	sbench_arg(b, NTOKENS);
+	sbench_fixed_iterations(b, 3);
+	sbench_real_time(b);
+}
+
+static void BM_engine_restore_seed002(sbench_state *st)
+{
+	struct sluice_snapshot_info info = { .size = sizeof info };
+
+	seed_setup();
+	if (sluice_engine_snapshot(seed_engine, "bench_engine.state", T0 + SEC, &info) != SLUICE_OK)
+		abort();
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		for (uint64_t i = 0; i < n; i++) {
+			sbench_pause(st);
+			struct sluice_engine *e = seed002_engine();
+			sbench_resume(st);
+			if (sluice_engine_restore(e, "bench_engine.state", T0 + 2 * SEC, &info) != SLUICE_OK)
+				abort();
+			sbench_pause(st);
+			sluice_engine_destroy(e);
+			sbench_resume(st);
+		}
+	sbench_counter(st, "loaded", (double)info.loaded, 1);
+	remove("bench_engine.state");
+}
+SBENCH_REGISTER(BM_engine_restore_seed002)
+{
+	sbench_arg(b, NTOKENS);
+	sbench_fixed_iterations(b, 3);
+	sbench_real_time(b);
+}

@@ -700,3 +700,19 @@ Test(engine_redis, per_limit_decisions_match_in_process)
 	sluice_engine_destroy(red);
 	server_stop(&srv);
 }
+
+Test(engine_redis, state_file_is_unsupported_redis_keeps_the_state)
+{
+	struct server srv = server_start();
+	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
+	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
+	struct sluice_engine *e;
+	o.state_path = "/tmp/sluice_never_written";
+	cr_assert_eq(try_engine(policy_a, &o, &e), SLUICE_EUNSUPPORTED);
+	o = engine_opts(&ro, 2, NULL);
+	e = engine_on(policy_a, &o);
+	cr_assert_eq(sluice_engine_snapshot(e, "/tmp/sluice_never_written", DAY0, NULL), SLUICE_EUNSUPPORTED);
+	cr_assert_eq(sluice_engine_restore(e, "/tmp/sluice_never_written", DAY0, NULL), SLUICE_EUNSUPPORTED);
+	sluice_engine_destroy(e);
+	server_stop(&srv);
+}

@@ -191,6 +191,15 @@ struct sluice_engine_decision {
 /* options.flags: the application registers with urcu-memb every thread that
  * calls the engine (see "Threads and RCU" above). */
 #define SLUICE_ENGINE_CALLER_REGISTERS_RCU 0x1u
+/* options.flags: a state file (options.state_path) that exists but cannot
+ * be loaded (corrupt, truncated, foreign, written in the future, too many
+ * keys) makes create start empty instead of failing (see "State file"). */
+#define SLUICE_ENGINE_STATE_FRESH_ON_ERROR 0x2u
+/* options.flags: sluice_engine_destroy() writes a last snapshot to
+ * options.state_path (at sluice_realtime_ns()) before freeing anything. */
+#define SLUICE_ENGINE_STATE_SAVE_AT_DESTROY 0x4u
+
+struct sluice_snapshot_info; /* sluice/snapshot.h */
 
 /*
  * Options, versioned: size = sizeof(struct sluice_engine_options); zero
@@ -205,8 +214,21 @@ struct sluice_engine_decision {
  *                 4096 entries per binding) with this interval (0: none;
  *                 the caller sweeps). The maintenance clock is
  *                 sluice_realtime_ns() minus SLUICE_LIMITER_SWEEP_LAG_NS.
+ *   state_path    the engine's state file ("State file" below; copied):
+ *                 restored at create, the default path of
+ *                 sluice_engine_snapshot(), written by the maintenance
+ *                 thread every snapshot_interval_ns and at destroy with
+ *                 SLUICE_ENGINE_STATE_SAVE_AT_DESTROY. NULL: none.
+ *   snapshot_interval_ns  with state_path: the maintenance thread (started
+ *                 for it if sweep_interval_ns is 0) snapshots the engine
+ *                 to state_path at this interval (0: never). A failed
+ *                 snapshot is counted (sluice_engine_state_stats()) and
+ *                 the thread goes on.
+ *   restore_info  NULL, or where create reports the restore (size set by
+ *                 the caller; message says why a file was refused).
  * An engine on Redis is made by sluice_redis_engine_create() (sluice/redis.h,
- * "Engine on Redis"), with the same options.
+ * "Engine on Redis"), with the same options, except state_path and
+ * snapshot_interval_ns (SLUICE_EUNSUPPORTED: Redis keeps its own state).
  */
 struct sluice_engine_options {
 	size_t size;
@@ -214,6 +236,9 @@ struct sluice_engine_options {
 	uint32_t flags;
 	uint32_t reserved_;
 	uint64_t sweep_interval_ns;
+	const char *state_path;
+	uint64_t snapshot_interval_ns;
+	struct sluice_snapshot_info *restore_info;
 };
 
 struct sluice_engine; /* opaque */
@@ -228,7 +253,13 @@ struct sluice_engine; /* opaque */
  *                   above SLUICE_WINDOW_COUNTER_MAX_LIMIT), or more than
  *                   SLUICE_ENGINE_MAX_SLOTS concurrency limits;
  *   SLUICE_ENOMEM, SLUICE_ETHREAD.
- * With sweep_interval_ns, one maintenance thread is started for the engine.
+ *   SLUICE_EUNSUPPORTED  state_path or snapshot_interval_ns on Redis;
+ *   with state_path, unless SLUICE_ENGINE_STATE_FRESH_ON_ERROR: the
+ *   errors of sluice_engine_restore() but SLUICE_ENOTFOUND (no file: the
+ *   engine starts empty), e.g. SLUICE_ECORRUPT for a bad file
+ *   (options.restore_info->message says what was wrong).
+ * With sweep_interval_ns or snapshot_interval_ns, one maintenance thread
+ * is started for the engine.
  */
 SLUICE_API int sluice_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
 				    const struct sluice_engine_options *opts);
@@ -375,6 +406,81 @@ struct sluice_engine_top {
 SLUICE_API int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int32_t tier,
 				 uint64_t now_ns, struct sluice_engine_top *out, size_t n,
 				 size_t *count);
+
+
+/*
+ * State file: the per-key state of every in-process binding (each limit x
+ * tier, each override) in one file, so that a restart does not hand every
+ * key a fresh allowance. Format, consistency and the bound:
+ * docs/policy.md, "Engine snapshots".
+ *
+ * Each binding's state is its keyed limiter's snapshot (sluice/snapshot.h)
+ * tagged with the binding's identity: limit name, tier name or override
+ * (scope, key, expiry), kind, scopes, per-class flag and numbers (count,
+ * burst, period, lease, retry-after), the rule reload uses to keep a
+ * binding. A restore loads a binding's state only into the binding of the
+ * engine's policy with the same identity; a changed, added or removed
+ * limit or override starts fresh, and keys idle at now_ns are skipped.
+ * Held concurrency slots: their holders died with the old process; with a
+ * lease each slot comes back held until the snapshot's time plus the lease
+ * (the lease expires it), without one it comes back free.
+ *
+ * The bound: a restored key can admit again at most what it admitted
+ * between the snapshot and the end of the old process (at most one
+ * snapshot interval's admissions after a crash; nothing after a snapshot
+ * taken at a graceful stop, after the last admission).
+ */
+
+/*
+ * Write the engine's state at now_ns (Unix time, as for a check) to path
+ * (NULL: options.state_path) atomically: path.tmp, fsync, rename, fsync of
+ * the directory; a crash leaves the old file or the new one. Admissions go
+ * on meanwhile (each binding's limiter is walked as by
+ * sluice_limiter_snapshot()); reloads and sweeps wait for it. Fills *info
+ * (may be NULL; entries: keys written over every binding, limits_kept:
+ * bindings written). Returns 0, SLUICE_EINVAL (NULL eng, no path),
+ * SLUICE_EIO (info->sys_errno), SLUICE_ENOMEM, SLUICE_ETHREAD, or
+ * SLUICE_EUNSUPPORTED (an engine on Redis, which keeps its own state).
+ * Counted in sluice_engine_state_stats(). Any thread but create/destroy.
+ */
+SLUICE_API int sluice_engine_snapshot(struct sluice_engine *eng, const char *path, uint64_t now_ns,
+				      struct sluice_snapshot_info *info);
+
+/*
+ * Load the state file at path (NULL: options.state_path) into an engine
+ * just created (no check made yet, nothing else running on it), at now_ns.
+ * The whole file is checked before anything is loaded, and on any error the
+ * engine is left empty, as created. info (may be NULL): entries in the
+ * file, loaded, skipped_idle; limits_kept/limits_dropped count bindings.
+ * Returns 0, or:
+ *   SLUICE_ENOTFOUND  no file (a first start);
+ *   SLUICE_ECORRUPT   truncated, corrupt, foreign (a keyed limiter's
+ *                     snapshot, another format version, byte order or word
+ *                     size): info->message says which;
+ *   SLUICE_ERANGE     now_ns earlier than the snapshot's time;
+ *   SLUICE_EFULL      a binding's keys do not fit options.max_keys;
+ *   SLUICE_ESTATE     the engine already holds state;
+ *   SLUICE_EIO, SLUICE_EINVAL, SLUICE_ENOMEM, SLUICE_ETHREAD,
+ *   SLUICE_EUNSUPPORTED (Redis).
+ */
+SLUICE_API int sluice_engine_restore(struct sluice_engine *eng, const char *path, uint64_t now_ns,
+				     struct sluice_snapshot_info *info);
+
+/* What the engine's snapshots did, versioned: set size. */
+struct sluice_engine_state_stats {
+	size_t size;
+	uint64_t snapshots;       /* written successfully */
+	uint64_t failures;        /* failed (the file kept its last good state) */
+	uint64_t last_taken_ns;   /* now_ns of the last good snapshot; 0: none */
+	uint64_t last_entries;    /* keys in it */
+	uint64_t last_bytes;      /* its size */
+	int last_error;           /* the last failure's SLUICE_E* code; 0: none */
+	char last_message[160];   /* and what it said */
+};
+
+/* Copy the counters into *out. 0 or SLUICE_EINVAL. Thread-safe. */
+SLUICE_API int sluice_engine_state_stats(struct sluice_engine *eng,
+					 struct sluice_engine_state_stats *out);
 
 #ifdef __cplusplus
 }

@@ -460,7 +460,10 @@ SLUICE_API int sluice_redis_limiter_create(struct sluice_limiter **out, const st
  *   - Round trips: one per check; a refusal that asks for limit_decisions:
  *     one more (read-only peeks of the other limits, pipelined).
  * Create: eopts as for sluice_engine_create() except max_keys (SLUICE_EINVAL);
- * sweep_interval_ns and SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted.
+ * sweep_interval_ns and SLUICE_ENGINE_CALLER_REGISTERS_RCU are accepted;
+ * state_path is SLUICE_EUNSUPPORTED, as are sluice_engine_snapshot() and
+ * sluice_engine_restore() on such an engine: Redis keeps the state, and a
+ * restart of the process loses none of it.
  * Refused: ropts as for the limiter (tag_scope may be set: an unknown
  * scope is SLUICE_EINVAL), kinds the backend does not evaluate
  * (SLUICE_EUNSUPPORTED), more than SLUICE_REDIS_MAX_SCOPES limits

@@ -31,12 +31,14 @@
  * (same name, tier, scopes, per-class flag and numbers; for overrides, the
  * same scope, key and expiry) over into the next snapshot with their state.
  *
- * Maintenance: one thread per engine (options.sweep_interval_ns), which
- * sweeps every binding in turn (sluice_engine_sweep), however many limits,
- * tiers and overrides the policy has.
+ * Maintenance: one thread per engine (maintenance.c), which sweeps every
+ * binding in turn (sluice_engine_sweep), however many limits, tiers and
+ * overrides the policy has, and writes the state file
+ * (engine_snapshot.c) at its interval.
  */
 #include <sluice/engine.h>
 #include <sluice/limiter.h>
+#include <sluice/snapshot.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -68,25 +70,6 @@
 #define TSAN_RELEASE(p) ((void)0)
 #define TSAN_ACQUIRE(p) ((void)0)
 #endif
-
-struct sluice_engine {
-	_Atomic(struct sluice__state *) state;
-	const struct sluice__executor_ops *ops;
-	void *ex;
-	pthread_mutex_t lock; /* reload, sweep, destroy, bindings' refs */
-	uint64_t next_id;
-	uint32_t flags;
-	/* The maintenance thread (one per engine). */
-	pthread_mutex_t m_lock;
-	pthread_cond_t m_cond;
-	pthread_t m_thread;
-	bool m_running;
-	bool m_stop;
-	uint64_t m_interval_ns;
-#ifdef ENGINE_TSAN
-	char tsan_gp;
-#endif
-};
 
 /* ---- bindings ---- */
 
@@ -155,22 +138,6 @@ static struct sluice__binding *find_kept_override(const struct sluice__state *ol
 	}
 	return NULL;
 }
-
-/* Every binding slot of a snapshot, in a fixed order: fn(b) for each. */
-#define STATE_BINDINGS(st, b, body)                                                     \
-	do {                                                                            \
-		for (uint32_t i_ = 0; i_ < (st)->spec->limit_count; i_++)               \
-			for (uint32_t t_ = 0; t_ <= (st)->spec->tier_count; t_++) {     \
-				struct sluice__binding *b = t_ == 0 ? (st)->limits[i_].base \
-								    : (st)->limits[i_].tier[t_ - 1]; \
-				if (b != NULL) { body; }                                \
-			}                                                               \
-		if ((st)->overrides != NULL)                                            \
-			for (uint32_t j_ = 0; j_ < (st)->spec->override_count; j_++) {  \
-				struct sluice__binding *b = (st)->overrides[j_];        \
-				if (b != NULL) { body; }                                \
-			}                                                               \
-	} while (0)
 
 /* Free a snapshot: drop its references to bindings, close and free those
  * it held last. Under eng->lock (or at create/destroy). */
@@ -624,7 +591,7 @@ uint64_t sluice_engine_generation(const struct sluice_engine *eng)
 	return g;
 }
 
-/* ---- sweep and the maintenance thread ---- */
+/* ---- sweep (the maintenance thread: maintenance.c) ---- */
 
 int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns, size_t budget_entries)
 {
@@ -645,90 +612,6 @@ int sluice_engine_sweep(struct sluice_engine *eng, uint64_t now_ns, size_t budge
 	});
 	pthread_mutex_unlock(&eng->lock);
 	return rc;
-}
-
-/* The maintenance clock: Unix time (the engine's clock), lagging so that
- * requests whose clock reading is up to that stale are not older than a
- * sweep. */
-static uint64_t realtime_lagged(void)
-{
-	uint64_t now = sluice_realtime_ns();
-	return now > SLUICE_LIMITER_SWEEP_LAG_NS ? now - SLUICE_LIMITER_SWEEP_LAG_NS : 0;
-}
-
-/* Entries each binding's sweep visits per round. */
-#define MAINTENANCE_BUDGET 4096
-
-static void *maintenance_main(void *arg)
-{
-	struct sluice_engine *eng = arg;
-	bool own_rcu = eng->flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU;
-
-	/* Our own thread: with CALLER_REGISTERS_RCU nobody else registers it. */
-	if (own_rcu)
-		rcu_register_thread();
-	pthread_mutex_lock(&eng->m_lock);
-	while (!eng->m_stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t at = (uint64_t)ts.tv_sec * SLUICE_NS_PER_SEC + (uint64_t)ts.tv_nsec;
-		at = sluice__add_sat(at, eng->m_interval_ns);
-		ts.tv_sec = (time_t)(at / SLUICE_NS_PER_SEC);
-		ts.tv_nsec = (long)(at % SLUICE_NS_PER_SEC);
-		int w = 0;
-		while (!eng->m_stop && w != ETIMEDOUT)
-			w = pthread_cond_timedwait(&eng->m_cond, &eng->m_lock, &ts);
-		if (eng->m_stop)
-			break;
-		pthread_mutex_unlock(&eng->m_lock);
-		(void)sluice_engine_sweep(eng, realtime_lagged(), MAINTENANCE_BUDGET);
-		pthread_mutex_lock(&eng->m_lock);
-	}
-	pthread_mutex_unlock(&eng->m_lock);
-	if (own_rcu)
-		rcu_unregister_thread();
-	return NULL;
-}
-
-static int maintenance_start(struct sluice_engine *eng, uint64_t interval_ns)
-{
-	pthread_condattr_t ca;
-	if (pthread_mutex_init(&eng->m_lock, NULL) != 0)
-		return SLUICE_ENOMEM;
-	if (pthread_condattr_init(&ca) != 0) {
-		pthread_mutex_destroy(&eng->m_lock);
-		return SLUICE_ENOMEM;
-	}
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	int cr = pthread_cond_init(&eng->m_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	if (cr != 0) {
-		pthread_mutex_destroy(&eng->m_lock);
-		return SLUICE_ENOMEM;
-	}
-	eng->m_interval_ns = interval_ns;
-	eng->m_stop = false;
-	if (pthread_create(&eng->m_thread, NULL, maintenance_main, eng) != 0) {
-		pthread_cond_destroy(&eng->m_cond);
-		pthread_mutex_destroy(&eng->m_lock);
-		return SLUICE_ETHREAD;
-	}
-	eng->m_running = true;
-	return SLUICE_OK;
-}
-
-static void maintenance_stop(struct sluice_engine *eng)
-{
-	if (!eng->m_running)
-		return;
-	pthread_mutex_lock(&eng->m_lock);
-	eng->m_stop = true;
-	pthread_cond_signal(&eng->m_cond);
-	pthread_mutex_unlock(&eng->m_lock);
-	pthread_join(eng->m_thread, NULL);
-	pthread_cond_destroy(&eng->m_cond);
-	pthread_mutex_destroy(&eng->m_lock);
-	eng->m_running = false;
 }
 
 /* ---- usage ---- */
@@ -811,6 +694,34 @@ done:
 
 /* ---- create / destroy ---- */
 
+#define ENGINE_FLAGS \
+	(SLUICE_ENGINE_CALLER_REGISTERS_RCU | SLUICE_ENGINE_STATE_FRESH_ON_ERROR | \
+	 SLUICE_ENGINE_STATE_SAVE_AT_DESTROY)
+
+/* Free an engine whose state is gone (or was never built). */
+static void engine_free(struct sluice_engine *eng)
+{
+	pthread_mutex_destroy(&eng->s_lock);
+	pthread_mutex_destroy(&eng->lock);
+	free(eng->state_path);
+	free(eng);
+}
+
+/* The state file at create: no file starts empty; a bad one fails create
+ * unless the caller chose SLUICE_ENGINE_STATE_FRESH_ON_ERROR. */
+static int restore_at_create(struct sluice_engine *eng, struct sluice_snapshot_info *info)
+{
+	int rc = sluice_engine_restore(eng, NULL, sluice_realtime_ns(), info);
+	if (rc == SLUICE_ENOTFOUND) {
+		if (info != NULL && info->size == sizeof *info)
+			info->message[0] = '\0'; /* a first start is no error */
+		return SLUICE_OK;
+	}
+	if (rc != SLUICE_OK && (eng->flags & SLUICE_ENGINE_STATE_FRESH_ON_ERROR))
+		return SLUICE_OK; /* the restore left the engine empty; info says why */
+	return rc;
+}
+
 int sluice__engine_create_exec(struct sluice_engine **out, struct sluice_policy *policy,
 			       const struct sluice_engine_options *opts,
 			       const struct sluice__executor_ops *ops, void *ex)
@@ -828,8 +739,11 @@ int sluice__engine_create_exec(struct sluice_engine **out, struct sluice_policy 
 			return SLUICE_EINVAL;
 		memcpy(&o, opts, sizeof o);
 	}
-	if ((o.flags & ~SLUICE_ENGINE_CALLER_REGISTERS_RCU) != 0 || o.reserved_ != 0)
+	if ((o.flags & ~ENGINE_FLAGS) != 0 || o.reserved_ != 0 ||
+	    (o.snapshot_interval_ns != 0 && o.state_path == NULL))
 		return SLUICE_EINVAL;
+	if (o.state_path != NULL && ops != &sluice__exec_local_ops)
+		return SLUICE_EUNSUPPORTED; /* Redis keeps its own state */
 	int rc = sluice__rcu_thread_enter(o.flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -838,6 +752,16 @@ int sluice__engine_create_exec(struct sluice_engine **out, struct sluice_policy 
 		return SLUICE_ENOMEM;
 	if (pthread_mutex_init(&eng->lock, NULL) != 0) {
 		free(eng);
+		return SLUICE_ENOMEM;
+	}
+	if (pthread_mutex_init(&eng->s_lock, NULL) != 0) {
+		pthread_mutex_destroy(&eng->lock);
+		free(eng);
+		return SLUICE_ENOMEM;
+	}
+	eng->s_stats.size = sizeof eng->s_stats;
+	if (o.state_path != NULL && (eng->state_path = strdup(o.state_path)) == NULL) {
+		engine_free(eng);
 		return SLUICE_ENOMEM;
 	}
 	eng->flags = o.flags;
@@ -850,15 +774,16 @@ int sluice__engine_create_exec(struct sluice_engine **out, struct sluice_policy 
 		/* Not shared yet; whoever receives *out is ordered by the
 		 * caller's own synchronisation. */
 		atomic_init(&eng->state, st); /* relaxed (initialisation): why above */
-		if (o.sweep_interval_ns != 0 && ops->sweep != NULL) {
-			rc = maintenance_start(eng, o.sweep_interval_ns);
-			if (rc != SLUICE_OK)
-				state_free(eng, st, false);
-		}
+		if (eng->state_path != NULL)
+			rc = restore_at_create(eng, o.restore_info);
+		uint64_t sweep_ns = ops->sweep != NULL ? o.sweep_interval_ns : 0;
+		if (rc == SLUICE_OK && (sweep_ns != 0 || o.snapshot_interval_ns != 0))
+			rc = sluice__engine_maintenance_start(eng, sweep_ns, o.snapshot_interval_ns);
+		if (rc != SLUICE_OK)
+			state_free(eng, st, false);
 	}
 	if (rc != SLUICE_OK) {
-		pthread_mutex_destroy(&eng->lock);
-		free(eng);
+		engine_free(eng);
 		return rc;
 	}
 	*out = eng;
@@ -888,15 +813,16 @@ void sluice_engine_destroy(struct sluice_engine *eng)
 {
 	if (eng == NULL)
 		return;
-	maintenance_stop(eng);
+	sluice__engine_maintenance_stop(eng);
+	if ((eng->flags & SLUICE_ENGINE_STATE_SAVE_AT_DESTROY) && eng->state_path != NULL)
+		(void)sluice_engine_snapshot(eng, NULL, sluice_realtime_ns(), NULL); /* counted; nobody to tell */
 	(void)enter(eng);
 	pthread_mutex_lock(&eng->lock);
 	/* relaxed: no concurrent user by contract. */
 	state_put(eng, atomic_load_explicit(&eng->state, memory_order_relaxed), true); /* relaxed: why above */
 	pthread_mutex_unlock(&eng->lock);
 	eng->ops->destroy(eng->ex);
-	pthread_mutex_destroy(&eng->lock);
-	free(eng);
+	engine_free(eng);
 }
 
 void *sluice__engine_exec(struct sluice_engine *eng, const struct sluice__executor_ops *ops)

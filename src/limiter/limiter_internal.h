@@ -163,4 +163,50 @@ int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, s
  * the budget. Only on a limiter not yet shared. */
 void sluice__limiter_clear(struct sluice_limiter *lim);
 
+
+/* ---- the file machinery, shared with the engine's snapshot
+ * (src/engine/engine_snapshot.c): one writer, one reader ---- */
+
+struct sluice_snapshot_info;
+
+/* A growing buffer; oom latches the first allocation failure (later puts
+ * do nothing). Free p. */
+struct sluice__snap_buf {
+	unsigned char *p;
+	size_t len, cap;
+	bool oom;
+};
+void sluice__snap_put(struct sluice__snap_buf *b, const void *src, size_t n);
+
+/* Append one whole limiter snapshot (the format of
+ * sluice_limiter_snapshot_mem(), its own header, trailer and checksum) to
+ * b. info (may be NULL): entries and bytes of this one. Returns as
+ * sluice_limiter_snapshot_mem(). */
+int sluice__limiter_snapshot_append(struct sluice_limiter *lim, uint64_t now_ns,
+				    struct sluice__snap_buf *b, struct sluice_snapshot_info *info);
+
+/* The trailer every snapshot file ends with: count (u64), "SLUICEND", the
+ * XXH3-64 of b->p[start ..] up to the checksum. unseal checks it on p[0 ..
+ * len) (SLUICE_ECORRUPT: truncated, no trailer, checksum mismatch; info's
+ * message) and returns the count. */
+void sluice__snap_seal(struct sluice__snap_buf *b, size_t start, uint64_t count);
+int sluice__snap_unseal(const unsigned char *p, size_t len, uint64_t *count,
+			struct sluice_snapshot_info *info);
+
+/* Write buf atomically to path (path.tmp, fsync, rename, directory fsync;
+ * sluice_limiter_snapshot()'s contract). 0, SLUICE_EIO, SLUICE_ENOMEM. */
+int sluice__snap_write_file(const char *path, const void *buf, size_t len,
+			    struct sluice_snapshot_info *info);
+
+/* Read the whole file at path into *buf (free() it). 0, SLUICE_ENOTFOUND
+ * (no file), SLUICE_EIO, SLUICE_ENOMEM. */
+int sluice__snap_read_file(const char *path, unsigned char **buf, size_t *len,
+			   struct sluice_snapshot_info *info);
+
+/* info zeroed (size kept) when info->size is this version's. */
+void sluice__snap_info_reset(struct sluice_snapshot_info *info);
+/* Set info->message from fmt (when info is usable) and return rc. */
+int sluice__snap_fail(struct sluice_snapshot_info *info, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif /* SLUICE_LIMITER_INTERNAL_H */

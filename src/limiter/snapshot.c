@@ -60,7 +60,7 @@ static const char magic_tail[8] = { 'S', 'L', 'U', 'I', 'C', 'E', 'N', 'D' };
 
 /* ---- info ---- */
 
-static void info_reset(struct sluice_snapshot_info *info)
+void sluice__snap_info_reset(struct sluice_snapshot_info *info)
 {
 	if (info == NULL || info->size < sizeof *info)
 		return;
@@ -73,7 +73,7 @@ static bool info_ok(const struct sluice_snapshot_info *info)
 	return info != NULL && info->size >= sizeof *info;
 }
 
-static int fail(struct sluice_snapshot_info *info, int rc, const char *fmt, ...)
+int sluice__snap_fail(struct sluice_snapshot_info *info, int rc, const char *fmt, ...)
 {
 	if (info_ok(info)) {
 		va_list ap;
@@ -89,7 +89,7 @@ static int fail_errno(struct sluice_snapshot_info *info, const char *call, const
 	int e = errno;
 	if (info_ok(info))
 		info->sys_errno = e;
-	return fail(info, SLUICE_EIO, "%s(%s): %s", call, path, strerror(e));
+	return sluice__snap_fail(info, SLUICE_EIO, "%s(%s): %s", call, path, strerror(e));
 }
 
 /* ---- policy identity ---- */
@@ -121,34 +121,55 @@ static void identity(const struct sluice_limit *l, uint64_t p[3])
 
 /* ---- writing ---- */
 
-struct out {
-	unsigned char *p;
-	size_t len, cap;
-	uint64_t entries;
-	size_t nlimits;
-	bool oom;
-};
-
-static void put(struct out *o, const void *src, size_t n)
+void sluice__snap_put(struct sluice__snap_buf *b, const void *src, size_t n)
 {
-	if (o->oom)
+	if (b->oom)
 		return;
-	if (o->cap - o->len < n) {
-		size_t cap = o->cap != 0 ? o->cap : 1u << 16;
-		while (cap - o->len < n)
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap != 0 ? b->cap : 1u << 16;
+		while (cap - b->len < n)
 			cap *= 2;
-		unsigned char *p = realloc(o->p, cap);
+		unsigned char *p = realloc(b->p, cap);
 		if (p == NULL) {
-			o->oom = true;
+			b->oom = true;
 			return;
 		}
-		o->p = p;
-		o->cap = cap;
+		b->p = p;
+		b->cap = cap;
 	}
-	memcpy(o->p + o->len, src, n);
-	o->len += n;
+	memcpy(b->p + b->len, src, n);
+	b->len += n;
 }
 
+void sluice__snap_seal(struct sluice__snap_buf *b, size_t start, uint64_t count)
+{
+	sluice__snap_put(b, &count, sizeof count);
+	sluice__snap_put(b, magic_tail, sizeof magic_tail);
+	uint64_t sum = b->oom ? 0 : XXH3_64bits(b->p + start, b->len - start);
+	sluice__snap_put(b, &sum, sizeof sum);
+}
+
+int sluice__snap_unseal(const unsigned char *p, size_t len, uint64_t *count,
+			struct sluice_snapshot_info *info)
+{
+	uint64_t stored;
+
+	if (len < TAIL_BYTES || memcmp(p + len - 16, magic_tail, 8) != 0)
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated or corrupt: %zu bytes, no trailer", len);
+	memcpy(&stored, p + len - 8, 8);
+	if (XXH3_64bits(p, len - 8) != stored)
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "checksum mismatch");
+	memcpy(count, p + len - TAIL_BYTES, 8);
+	return SLUICE_OK;
+}
+
+struct out {
+	struct sluice__snap_buf *b;
+	uint64_t entries;
+	size_t nlimits;
+};
+
+static void put(struct out *o, const void *src, size_t n) { sluice__snap_put(o->b, src, n); }
 static void put32(struct out *o, uint32_t v) { put(o, &v, sizeof v); }
 static void put64(struct out *o, uint64_t v) { put(o, &v, sizeof v); }
 
@@ -164,20 +185,16 @@ static int put_entry(void *user, const void *key, size_t key_len, const uint64_t
 		total += nwords[u];
 	put(o, words, total * sizeof *words);
 	o->entries++;
-	return o->oom ? SLUICE_ENOMEM : 0;
+	return o->b->oom ? SLUICE_ENOMEM : 0;
 }
 
-int sluice_limiter_snapshot_mem(struct sluice_limiter *lim, uint64_t now_ns, void **buf, size_t *len,
-				struct sluice_snapshot_info *info)
+int sluice__limiter_snapshot_append(struct sluice_limiter *lim, uint64_t now_ns,
+				    struct sluice__snap_buf *b, struct sluice_snapshot_info *info)
 {
 	struct sluice_limit pol[SLUICE_LIMITER_MAX_LIMITS];
-	struct out o = { 0 };
+	struct out o = { .b = b };
+	size_t start = b->len;
 
-	info_reset(info);
-	if (lim == NULL || buf == NULL || len == NULL)
-		return fail(info, SLUICE_EINVAL, "NULL argument");
-	*buf = NULL;
-	*len = 0;
 	size_t n = sluice__limiter_policy(lim, pol);
 	o.nlimits = n;
 	put(&o, magic_head, sizeof magic_head);
@@ -192,29 +209,41 @@ int sluice_limiter_snapshot_mem(struct sluice_limiter *lim, uint64_t now_ns, voi
 		put32(&o, 0);
 		put(&o, p, sizeof p);
 	}
-	if (o.oom) {
-		free(o.p);
-		return fail(info, SLUICE_ENOMEM, "out of memory");
-	}
+	if (b->oom)
+		return sluice__snap_fail(info, SLUICE_ENOMEM, "out of memory");
 	int rc = sluice__limiter_visit(lim, now_ns, put_entry, &o);
 	if (rc == SLUICE_OK) {
-		put64(&o, o.entries);
-		put(&o, magic_tail, sizeof magic_tail);
-		put64(&o, o.oom ? 0 : XXH3_64bits(o.p, o.len));
-		if (o.oom)
+		sluice__snap_seal(b, start, o.entries);
+		if (b->oom)
 			rc = SLUICE_ENOMEM;
 	}
-	if (rc != SLUICE_OK) {
-		free(o.p);
-		return fail(info, rc, "%s", sluice_strerror(rc));
-	}
+	if (rc != SLUICE_OK)
+		return sluice__snap_fail(info, rc, "%s", sluice_strerror(rc));
 	if (info_ok(info)) {
 		info->taken_ns = now_ns;
 		info->entries = o.entries;
-		info->bytes = o.len;
+		info->bytes = b->len - start;
 	}
-	*buf = o.p;
-	*len = o.len;
+	return SLUICE_OK;
+}
+
+int sluice_limiter_snapshot_mem(struct sluice_limiter *lim, uint64_t now_ns, void **buf, size_t *len,
+				struct sluice_snapshot_info *info)
+{
+	struct sluice__snap_buf b = { 0 };
+
+	sluice__snap_info_reset(info);
+	if (lim == NULL || buf == NULL || len == NULL)
+		return sluice__snap_fail(info, SLUICE_EINVAL, "NULL argument");
+	*buf = NULL;
+	*len = 0;
+	int rc = sluice__limiter_snapshot_append(lim, now_ns, &b, info);
+	if (rc != SLUICE_OK) {
+		free(b.p);
+		return rc;
+	}
+	*buf = b.p;
+	*len = b.len;
 	return SLUICE_OK;
 }
 
@@ -245,27 +274,17 @@ static void dir_of(const char *path, char *dir, size_t cap)
 	snprintf(dir, cap, "%.*s", (int)n, path);
 }
 
-int sluice_limiter_snapshot(struct sluice_limiter *lim, const char *path, uint64_t now_ns,
+int sluice__snap_write_file(const char *path, const void *buf, size_t len,
 			    struct sluice_snapshot_info *info)
 {
-	void *buf;
-	size_t len;
-
-	info_reset(info);
-	if (lim == NULL || path == NULL)
-		return fail(info, SLUICE_EINVAL, "NULL argument");
-	int rc = sluice_limiter_snapshot_mem(lim, now_ns, &buf, &len, info);
-	if (rc != SLUICE_OK)
-		return rc;
-
+	int rc = SLUICE_OK;
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 5);
 	char *dir = malloc(plen + 2);
 	if (tmp == NULL || dir == NULL) {
 		free(tmp);
 		free(dir);
-		free(buf);
-		return fail(info, SLUICE_ENOMEM, "out of memory");
+		return sluice__snap_fail(info, SLUICE_ENOMEM, "out of memory");
 	}
 	memcpy(tmp, path, plen);
 	memcpy(tmp + plen, ".tmp", 5);
@@ -299,6 +318,22 @@ int sluice_limiter_snapshot(struct sluice_limiter *lim, const char *path, uint64
 	}
 	free(tmp);
 	free(dir);
+	return rc;
+}
+
+int sluice_limiter_snapshot(struct sluice_limiter *lim, const char *path, uint64_t now_ns,
+			    struct sluice_snapshot_info *info)
+{
+	void *buf;
+	size_t len;
+
+	sluice__snap_info_reset(info);
+	if (lim == NULL || path == NULL)
+		return sluice__snap_fail(info, SLUICE_EINVAL, "NULL argument");
+	int rc = sluice_limiter_snapshot_mem(lim, now_ns, &buf, &len, info);
+	if (rc != SLUICE_OK)
+		return rc;
+	rc = sluice__snap_write_file(path, buf, len, info);
 	free(buf);
 	return rc;
 }
@@ -337,29 +372,27 @@ static int read_frame(struct reader *r, const unsigned char *p, size_t len,
 {
 	char m[8];
 	uint32_t version, nfile;
-	uint64_t mark, sum, stored;
+	uint64_t mark;
 
 	if (len < HEAD_BYTES + TAIL_BYTES)
-		return fail(info, SLUICE_ECORRUPT, "truncated: %zu bytes, shorter than a header and trailer", len);
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated: %zu bytes, shorter than a header and trailer", len);
 	memcpy(m, p, 8);
 	if (memcmp(m, magic_head, 8) != 0)
-		return fail(info, SLUICE_ECORRUPT, "not a sluice snapshot (bad magic)");
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "not a sluice snapshot (bad magic)");
 	memcpy(&version, p + 8, 4);
 	memcpy(&nfile, p + 12, 4);
 	memcpy(&mark, p + 16, 8);
 	if (mark != BYTE_ORDER_MARK)
-		return fail(info, SLUICE_ECORRUPT, "written with another byte order or word size");
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "written with another byte order or word size");
 	if (version != SLUICE_SNAPSHOT_VERSION)
-		return fail(info, SLUICE_ECORRUPT, "format version %u, this build reads %u", version,
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "format version %u, this build reads %u", version,
 			    (unsigned)SLUICE_SNAPSHOT_VERSION);
-	if (memcmp(p + len - 16, magic_tail, 8) != 0)
-		return fail(info, SLUICE_ECORRUPT, "truncated or corrupt: %zu bytes, no trailer", len);
-	memcpy(&stored, p + len - 8, 8);
-	sum = XXH3_64bits(p, len - 8);
-	if (sum != stored)
-		return fail(info, SLUICE_ECORRUPT, "checksum mismatch");
+	uint64_t entries = 0;
+	int rc = sluice__snap_unseal(p, len, &entries, info);
+	if (rc != SLUICE_OK)
+		return rc;
 	if (nfile == 0 || nfile > SLUICE_LIMITER_MAX_LIMITS)
-		return fail(info, SLUICE_ECORRUPT, "%u limits", nfile);
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "%u limits", nfile);
 
 	memset(r, 0, sizeof *r);
 	r->p = p;
@@ -367,17 +400,17 @@ static int read_frame(struct reader *r, const unsigned char *p, size_t len,
 	r->at = 24;
 	r->nfile = nfile;
 	r->nlim = nlim;
-	memcpy(&r->entries, p + len - TAIL_BYTES, 8);
+	r->entries = entries;
 	if (!take(r, &r->taken_ns, 8))
-		return fail(info, SLUICE_ECORRUPT, "truncated header");
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated header");
 	bool used[SLUICE_LIMITER_MAX_LIMITS] = { false };
 	for (uint32_t j = 0; j < nfile; j++) {
 		struct file_limit *f = &r->fl[j];
 		uint32_t zero;
 		if (!take(r, &f->kind, 4) || !take(r, &zero, 4) || !take(r, f->p, sizeof f->p))
-			return fail(info, SLUICE_ECORRUPT, "truncated header");
+			return sluice__snap_fail(info, SLUICE_ECORRUPT, "truncated header");
 		if (zero != 0 || f->kind < SLUICE_LIMIT_GCRA || f->kind > SLUICE_LIMIT_SLOTS)
-			return fail(info, SLUICE_ECORRUPT, "limit %u: unknown kind %u", j, f->kind);
+			return sluice__snap_fail(info, SLUICE_ECORRUPT, "limit %u: unknown kind %u", j, f->kind);
 		/* Same kind and numbers: the hot-reload rule. Each of the
 		 * limiter's limits takes at most one of the file's. */
 		f->match = -1;
@@ -392,7 +425,7 @@ static int read_frame(struct reader *r, const unsigned char *p, size_t len,
 		}
 	}
 	if (r->entries > (r->len - r->at) / 4)
-		return fail(info, SLUICE_ECORRUPT, "entry count %llu exceeds the file",
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "entry count %llu exceeds the file",
 			    (unsigned long long)r->entries);
 	return SLUICE_OK;
 }
@@ -413,7 +446,7 @@ static int read_entry(struct reader *r, struct parsed *e, uint64_t *words, size_
 
 	if (!take(r, &e->key_len, 4) || e->key_len > SLUICE_LIMITER_MAX_KEY ||
 	    r->len - r->at < e->key_len)
-		return fail(info, SLUICE_ECORRUPT, "entry %llu: bad key", (unsigned long long)index);
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "entry %llu: bad key", (unsigned long long)index);
 	e->key = r->p + r->at;
 	r->at += e->key_len;
 	for (size_t i = 0; i < r->nlim; i++) {
@@ -426,17 +459,17 @@ static int read_entry(struct reader *r, struct parsed *e, uint64_t *words, size_
 		if (f->kind == SLUICE_LIMIT_SLIDING_LOG) {
 			size_t at = r->at;
 			if (!take(r, &n, 8) || n > f->p[0])
-				return fail(info, SLUICE_ECORRUPT, "entry %llu: bad log",
+				return sluice__snap_fail(info, SLUICE_ECORRUPT, "entry %llu: bad log",
 					    (unsigned long long)index);
 			r->at = at;
 			n += 1;
 		}
 		if ((r->len - r->at) / 8 < n)
-			return fail(info, SLUICE_ECORRUPT, "entry %llu: truncated",
+			return sluice__snap_fail(info, SLUICE_ECORRUPT, "entry %llu: truncated",
 				    (unsigned long long)index);
 		if (f->match >= 0) {
 			if (cap - used < n)
-				return fail(info, SLUICE_ECORRUPT, "entry %llu: too many words",
+				return sluice__snap_fail(info, SLUICE_ECORRUPT, "entry %llu: too many words",
 					    (unsigned long long)index);
 			memcpy(words + used, r->p + r->at, (size_t)n * 8);
 			e->w[f->match] = words + used;
@@ -484,13 +517,13 @@ static int load_pass(struct sluice_limiter *lim, struct reader *r, uint64_t *wor
 						   (const uint64_t *const *)e.w, e.n, r->taken_ns,
 						   now_ns, dry);
 		if (rc == SLUICE_ECORRUPT)
-			return fail(info, rc, "entry %llu: a saved state no limit can hold",
+			return sluice__snap_fail(info, rc, "entry %llu: a saved state no limit can hold",
 				    (unsigned long long)i);
 		if (rc == SLUICE_ESTATE)
-			return fail(info, SLUICE_ECORRUPT, "entry %llu: key repeated",
+			return sluice__snap_fail(info, SLUICE_ECORRUPT, "entry %llu: key repeated",
 				    (unsigned long long)i);
 		if (rc < 0)
-			return fail(info, rc, "entry %llu: %s", (unsigned long long)i,
+			return sluice__snap_fail(info, rc, "entry %llu: %s", (unsigned long long)i,
 				    sluice_strerror(rc));
 		if (rc == 1)
 			loaded++;
@@ -498,7 +531,7 @@ static int load_pass(struct sluice_limiter *lim, struct reader *r, uint64_t *wor
 			idle++;
 	}
 	if (r->at != r->len)
-		return fail(info, SLUICE_ECORRUPT, "%zu bytes after the last entry", r->len - r->at);
+		return sluice__snap_fail(info, SLUICE_ECORRUPT, "%zu bytes after the last entry", r->len - r->at);
 	if (info_ok(info)) {
 		info->loaded = dry ? 0 : loaded;
 		info->skipped_idle = idle;
@@ -512,12 +545,12 @@ int sluice_limiter_restore_mem(struct sluice_limiter *lim, const void *buf, size
 	struct sluice_limit pol[SLUICE_LIMITER_MAX_LIMITS];
 	struct reader r;
 
-	info_reset(info);
+	sluice__snap_info_reset(info);
 	if (lim == NULL || (buf == NULL && len != 0))
-		return fail(info, SLUICE_EINVAL, "NULL argument");
+		return sluice__snap_fail(info, SLUICE_EINVAL, "NULL argument");
 	int rc = sluice__limiter_restore_begin(lim);
 	if (rc != SLUICE_OK)
-		return fail(info, rc, "%s", rc == SLUICE_ESTATE ? "the limiter already has entries"
+		return sluice__snap_fail(info, rc, "%s", rc == SLUICE_ESTATE ? "the limiter already has entries"
 							       : sluice_strerror(rc));
 	size_t nlim = sluice__limiter_policy(lim, pol);
 	rc = read_frame(&r, buf, len, pol, nlim, info);
@@ -535,7 +568,7 @@ int sluice_limiter_restore_mem(struct sluice_limiter *lim, const void *buf, size
 		}
 	}
 	if (now_ns < r.taken_ns)
-		return fail(info, SLUICE_ERANGE, "now_ns %llu is earlier than the snapshot's %llu",
+		return sluice__snap_fail(info, SLUICE_ERANGE, "now_ns %llu is earlier than the snapshot's %llu",
 			    (unsigned long long)now_ns, (unsigned long long)r.taken_ns);
 
 	size_t cap = 0;
@@ -546,7 +579,7 @@ int sluice_limiter_restore_mem(struct sluice_limiter *lim, const void *buf, size
 	if (words == NULL || keys == NULL) {
 		free(words);
 		free(keys);
-		return fail(info, SLUICE_ENOMEM, "out of memory");
+		return sluice__snap_fail(info, SLUICE_ENOMEM, "out of memory");
 	}
 	/* Pass 1 checks everything and inserts nothing. */
 	rc = load_pass(lim, &r, words, cap, now_ns, true, keys, info);
@@ -554,7 +587,7 @@ int sluice_limiter_restore_mem(struct sluice_limiter *lim, const void *buf, size
 		qsort(keys, r.entries, sizeof *keys, cmp_key_ref);
 		for (uint64_t i = 1; i < r.entries; i++)
 			if (cmp_key_ref(&keys[i - 1], &keys[i]) == 0) {
-				rc = fail(info, SLUICE_ECORRUPT, "a key repeated");
+				rc = sluice__snap_fail(info, SLUICE_ECORRUPT, "a key repeated");
 				break;
 			}
 	}
@@ -572,18 +605,17 @@ int sluice_limiter_restore_mem(struct sluice_limiter *lim, const void *buf, size
 	return rc;
 }
 
-int sluice_limiter_restore(struct sluice_limiter *lim, const char *path, uint64_t now_ns,
+int sluice__snap_read_file(const char *path, unsigned char **out, size_t *out_len,
 			   struct sluice_snapshot_info *info)
 {
 	struct stat st;
 
-	info_reset(info);
-	if (lim == NULL || path == NULL)
-		return fail(info, SLUICE_EINVAL, "NULL argument");
+	*out = NULL;
+	*out_len = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
-			return fail(info, SLUICE_ENOTFOUND, "no snapshot at %s", path);
+			return sluice__snap_fail(info, SLUICE_ENOTFOUND, "no snapshot at %s", path);
 		return fail_errno(info, "open", path);
 	}
 	if (fstat(fd, &st) != 0) {
@@ -595,7 +627,7 @@ int sluice_limiter_restore(struct sluice_limiter *lim, const char *path, uint64_
 	unsigned char *buf = malloc(len != 0 ? len : 1);
 	if (buf == NULL) {
 		close(fd);
-		return fail(info, SLUICE_ENOMEM, "out of memory");
+		return sluice__snap_fail(info, SLUICE_ENOMEM, "out of memory");
 	}
 	size_t got = 0;
 	while (got < len) {
@@ -613,7 +645,24 @@ int sluice_limiter_restore(struct sluice_limiter *lim, const char *path, uint64_
 		got += (size_t)n;
 	}
 	close(fd);
-	int rc = sluice_limiter_restore_mem(lim, buf, got, now_ns, info);
+	*out = buf;
+	*out_len = got;
+	return SLUICE_OK;
+}
+
+int sluice_limiter_restore(struct sluice_limiter *lim, const char *path, uint64_t now_ns,
+			   struct sluice_snapshot_info *info)
+{
+	unsigned char *buf;
+	size_t len;
+
+	sluice__snap_info_reset(info);
+	if (lim == NULL || path == NULL)
+		return sluice__snap_fail(info, SLUICE_EINVAL, "NULL argument");
+	int rc = sluice__snap_read_file(path, &buf, &len, info);
+	if (rc != SLUICE_OK)
+		return rc;
+	rc = sluice_limiter_restore_mem(lim, buf, len, now_ns, info);
 	free(buf);
 	return rc;
 }

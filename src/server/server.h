@@ -68,6 +68,13 @@ struct server_decider_options {
 	bool trust_forwarded_for; /* ip scope from X-Forwarded-For (rightmost) */
 	bool frozen_clock;        /* time stands still at start (tests, demos) */
 	uint64_t max_keys;        /* per keyed limiter; 0: unbounded */
+	/* The engine's state file (docs/server.md, "State file"): restored
+	 * at create, written every state_interval_ns (0: only when asked) and
+	 * by server_decider_save(). NULL: none. */
+	const char *state_file;
+	uint64_t state_interval_ns;
+	bool state_fresh_on_error; /* a bad file: start empty, not fail */
+	struct sluice_snapshot_info *restore_info; /* what the restore did */
 };
 
 /* Build the decider for a loaded policy. On success the decider owns the
@@ -76,6 +83,11 @@ struct server_decider_options {
 int server_decider_create(struct server_decider **out, struct sluice_policy *policy,
 			  const struct server_decider_options *opts, const char **why);
 void server_decider_destroy(struct server_decider *d);
+
+/* Write the state file now (after the loops stopped: nothing is admitted
+ * after it). 0 or the SLUICE_E* code of sluice_engine_snapshot(); *info
+ * says what was written or what failed. */
+int server_decider_save(struct server_decider *d, struct sluice_snapshot_info *info);
 
 /* The name of the policy in force. */
 const char *server_decider_policy_name(const struct server_decider *d);

@@ -90,10 +90,16 @@ int server_decider_create(struct server_decider **out, struct sluice_policy *pol
 		 * a request, docs/limiter.md); and under a frozen clock no
 		 * entry ever becomes full again anyway. */
 		.sweep_interval_ns = opts->frozen_clock ? 0 : SLUICE_NS_PER_SEC,
+		.state_path = opts->state_file,
+		.snapshot_interval_ns = opts->state_file != NULL ? opts->state_interval_ns : 0,
+		.flags = opts->state_fresh_on_error ? SLUICE_ENGINE_STATE_FRESH_ON_ERROR : 0,
+		.restore_info = opts->restore_info,
 	};
 	rc = sluice_engine_create(&d->engine, policy, &eopts);
 	if (rc != SLUICE_OK) {
-		*why = "sluice_engine_create failed";
+		*why = opts->state_file != NULL && opts->restore_info != NULL && opts->restore_info->message[0]
+			       ? opts->restore_info->message
+			       : "sluice_engine_create failed";
 		free(d);
 		return rc;
 	}
@@ -108,6 +114,11 @@ void server_decider_destroy(struct server_decider *d)
 		return;
 	sluice_engine_destroy(d->engine);
 	free(d);
+}
+
+int server_decider_save(struct server_decider *d, struct sluice_snapshot_info *info)
+{
+	return sluice_engine_snapshot(d->engine, NULL, sluice_realtime_ns(), info);
 }
 
 const char *server_decider_policy_name(const struct server_decider *d)

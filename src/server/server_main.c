@@ -33,7 +33,13 @@ static void usage(FILE *f)
 	      "  --trust-forwarded-for     scope 'ip' from the rightmost X-Forwarded-For entry\n"
 	      "  --frozen-clock            time stands still at start (deterministic tests)\n"
 	      "  --work-ms MS              hold every 2xx answer MS ms, as if working (its\n"
-	      "                            concurrency slots stay taken meanwhile); tests, demos\n",
+	      "                            concurrency slots stay taken meanwhile); tests, demos\n"
+	      "  --state-file PATH         keep every limit's per-key state in PATH: restored at\n"
+	      "                            start (a bad file: refuse to start), written every\n"
+	      "                            --state-interval and at SIGTERM/SIGINT\n"
+	      "  --state-interval DURATION periodic snapshots, e.g. 500ms, 10s, 5m (default 10s;\n"
+	      "                            0: only at stop)\n"
+	      "  --state-fresh-on-error    a state file that cannot be loaded: start empty\n",
 	      f);
 }
 
@@ -50,6 +56,35 @@ static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+/* "500ms", "10s", "5m", "1h", "0" -> nanoseconds. */
+static bool parse_duration(const char *s, uint64_t *out)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ns;
+	} units[] = { { "ms", 1000000 }, { "s", SLUICE_NS_PER_SEC }, { "m", 60 * SLUICE_NS_PER_SEC },
+		      { "h", 3600 * SLUICE_NS_PER_SEC } };
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	if (*end == '\0' && v == 0) {
+		*out = 0;
+		return true;
+	}
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (strcmp(end, units[i].unit) == 0 && v <= UINT64_MAX / units[i].ns) {
+			*out = v * units[i].ns;
+			return true;
+		}
+	return false;
 }
 
 /* "127.0.0.1:8080", "[::1]:8080" -> host and port (host copied into a
@@ -115,6 +150,22 @@ static char *read_file(const char *path, size_t *len)
 	return buf != NULL ? buf : calloc(1, 1);
 }
 
+/* One line on stderr: what the restore at start did. */
+static void report_restore(const char *path, const struct sluice_snapshot_info *info)
+{
+	if (info->message[0] != '\0')
+		fprintf(stderr, "sluice-server: state file %s: %s; started empty (--state-fresh-on-error)\n",
+			path, info->message);
+	else if (info->bytes == 0)
+		fprintf(stderr, "sluice-server: state file %s: none yet; started empty\n", path);
+	else
+		fprintf(stderr,
+			"sluice-server: state restored from %s: %llu keys loaded, %llu idle skipped, "
+			"%u limits kept, %u dropped (changed or removed)\n",
+			path, (unsigned long long)info->loaded, (unsigned long long)info->skipped_idle,
+			info->limits_kept, info->limits_dropped);
+}
+
 int main(int argc, char **argv)
 {
 	struct server_config cfg = {
@@ -123,7 +174,12 @@ int main(int argc, char **argv)
 		.idle_timeout_ns = 60 * SLUICE_NS_PER_SEC,
 		.drain_timeout_ns = 5 * SLUICE_NS_PER_SEC,
 	};
-	struct server_decider_options dopts = { .max_keys = 100000 };
+	struct sluice_snapshot_info restore_info = { .size = sizeof restore_info };
+	struct server_decider_options dopts = {
+		.max_keys = 100000,
+		.state_interval_ns = 10 * SLUICE_NS_PER_SEC,
+		.restore_info = &restore_info,
+	};
 	const char *policy_path = NULL, *why = NULL;
 	bool have_listen = false;
 	uint64_t v;
@@ -167,6 +223,13 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--frozen-clock") == 0) {
 			dopts.frozen_clock = true;
+		} else if (strcmp(a, "--state-file") == 0 && next) {
+			dopts.state_file = argv[++i];
+		} else if (strcmp(a, "--state-interval") == 0 && parse_duration(next, &v)) {
+			dopts.state_interval_ns = v;
+			i++;
+		} else if (strcmp(a, "--state-fresh-on-error") == 0) {
+			dopts.state_fresh_on_error = true;
 		} else {
 			fprintf(stderr, "sluice-server: bad argument '%s'\n", a);
 			usage(stderr);
@@ -175,6 +238,12 @@ int main(int argc, char **argv)
 	}
 	if (!have_listen || (policy_path == NULL && !cfg.no_limit)) {
 		usage(stderr);
+		return 2;
+	}
+	if (dopts.state_file != NULL && (dopts.frozen_clock || cfg.no_limit)) {
+		/* A frozen clock's requests are older than the real-time
+		 * snapshots; --no-limit has no state. */
+		fprintf(stderr, "sluice-server: --state-file does not go with --frozen-clock or --no-limit\n");
 		return 2;
 	}
 
@@ -208,11 +277,18 @@ int main(int argc, char **argv)
 		if (!cfg.no_limit) {
 			rc = server_decider_create(&decider, policy, &dopts, &why);
 			if (rc != SLUICE_OK) {
-				fprintf(stderr, "sluice-server: %s (%s)\n", why, sluice_strerror(rc));
+				if (dopts.state_file != NULL && restore_info.message[0] != '\0')
+					fprintf(stderr, "sluice-server: state file %s: %s (%s); not started "
+						"(--state-fresh-on-error starts empty)\n",
+						dopts.state_file, restore_info.message, sluice_strerror(rc));
+				else
+					fprintf(stderr, "sluice-server: %s (%s)\n", why, sluice_strerror(rc));
 				sluice_policy_destroy(policy);
 				return 1;
 			}
 			policy = NULL; /* the decider owns it */
+			if (dopts.state_file != NULL)
+				report_restore(dopts.state_file, &restore_info);
 		}
 	}
 
@@ -242,7 +318,22 @@ int main(int argc, char **argv)
 		sig, (unsigned long long)total.requests, (unsigned long long)total.ok,
 		(unsigned long long)total.limited, (unsigned long long)total.errors,
 		(unsigned long long)total.accepted);
+	int status = 0;
+	if (decider != NULL && dopts.state_file != NULL) {
+		/* After the loops: nothing is admitted after this snapshot. */
+		struct sluice_snapshot_info info = { .size = sizeof info };
+		int rc = server_decider_save(decider, &info);
+		if (rc == SLUICE_OK) {
+			fprintf(stderr, "sluice-server: state saved to %s: %llu keys, %llu bytes\n",
+				dopts.state_file, (unsigned long long)info.entries,
+				(unsigned long long)info.bytes);
+		} else {
+			fprintf(stderr, "sluice-server: state not saved to %s: %s (%s)\n", dopts.state_file,
+				info.message, sluice_strerror(rc));
+			status = 1;
+		}
+	}
 	server_decider_destroy(decider);
 	sluice_policy_destroy(policy);
-	return 0;
+	return status;
 }

@@ -703,7 +703,7 @@ Test(engine_redis, per_limit_decisions_match_in_process)
 
 Test(engine_redis, state_file_is_unsupported_redis_keeps_the_state)
 {
-	struct server srv = server_start();
+	struct redis_harness_server srv = server_start();
 	struct sluice_redis_options ro = ropts(srv.port, SLUICE_REDIS_CALLER_CLOCK);
 	struct sluice_engine_options o = engine_opts(&ro, 2, NULL);
 	struct sluice_engine *e;

@@ -58,7 +58,7 @@ state="$tmp/state"
 
 # start_server ARGS...: start, wait for the "listening" line, set $port.
 start_server() {
-	"$server" --listen 127.0.0.1:0 --policy "$tmp/policy" "$@" >"$tmp/out" 2>"$tmp/err" &
+	${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --policy "$tmp/policy" "$@" >"$tmp/out" 2>"$tmp/err" &
 	pid=$!
 	port=
 	for _ in $(seq 1 100); do
@@ -121,7 +121,7 @@ pid=
 
 # 3. A corrupt file: refused at start; --state-fresh-on-error starts empty.
 printf 'SLUICEEN not a snapshot at all, just bytes' >"$state"
-"$server" --listen 127.0.0.1:0 --policy "$tmp/policy" --state-file "$state" >"$tmp/out" 2>"$tmp/err"
+${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --policy "$tmp/policy" --state-file "$state" >"$tmp/out" 2>"$tmp/err"
 expect "exit status with a corrupt state file" 1 "$?"
 expect "the refusal says why" 1 "$(grep -c "state file $state: .*checksum\|state file $state: .*truncated\|state file $state: .*trailer" "$tmp/err")"
 start_server --state-file "$state" --state-fresh-on-error

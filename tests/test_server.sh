@@ -6,8 +6,8 @@
 # matcher refuses: 400/414), then drives a
 # bounded load with wrk and checks that the 2xx answers equal the policy's
 # bound exactly, counted by wrk and by the server (/stats on the admin
-# listener, and its shutdown line). Exits 77 (skipped, for ctest) when curl or wrk is missing; CI
-# installs both (.ci/deps test). Every server started is killed on exit.
+# listener, and its shutdown line). Exits 77 (skipped, for ctest) when curl
+# or wrk is missing; CI installs both (.ci/deps test). Every server started is killed on exit.
 # SLUICE_SERVER_EMULATOR (cross builds): a command that runs the server.
 # Prints "N passed, N failed".
 set -u

@@ -5,9 +5,9 @@
 # policy's limits doing what its page says, route spellings, targets the
 # matcher refuses: 400/414), then drives a
 # bounded load with wrk and checks that the 2xx answers equal the policy's
-# bound exactly, counted by wrk and by the server (/stats and its shutdown
-# line). Exits 77 (skipped, for ctest) when curl or wrk is missing; CI
-# installs both (.ci/deps test). Every server started is killed on exit.
+# bound exactly, counted by wrk and by the server (/stats on the admin
+# listener, and its shutdown line). Exits 77 (skipped, for ctest) when curl
+# or wrk is missing; CI installs both (.ci/deps test). Every server started is killed on exit.
 # SLUICE_SERVER_EMULATOR (cross builds): a command that runs the server.
 # Prints "N passed, N failed".
 set -u
@@ -42,16 +42,18 @@ expect() { # expect WHAT EXPECTED ACTUAL
 	if [ "$2" = "$3" ]; then ok; else bad "$1: expected '$2', got '$3'"; fi
 }
 
-# start_server ARGS...: start, wait for the "listening" line, set $port.
+# start_server ARGS...: start, wait for the "listening" line, set $port
+# (and $admin_port: the counters are read on the admin listener).
 start_server() {
 	: >"$tmp/out"
 	# shellcheck disable=SC2086 # the emulator may be a command with arguments
-	${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 "$@" >"$tmp/out" 2>"$tmp/err" &
+	${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --admin 127.0.0.1:0 "$@" >"$tmp/out" 2>"$tmp/err" &
 	pid=$!
 	port=
 	for _ in $(seq 1 100); do
 		port=$(sed -n 's/^sluice-server: listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/out")
-		[ -n "$port" ] && return 0
+		admin_port=$(sed -n 's/^sluice-server: admin on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$tmp/out")
+		[ -n "$port" ] && [ -n "$admin_port" ] && return 0
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done
@@ -71,6 +73,7 @@ stop_server() {
 }
 
 base() { echo "http://127.0.0.1:$port"; }
+admin() { echo "http://127.0.0.1:$admin_port"; }
 
 # get NAME [curl args...] URL: headers in $tmp/NAME.h (CR stripped), body in
 # $tmp/NAME.b, status in $status.
@@ -192,7 +195,7 @@ expect "frozen clock, seconds later" "200 118" "$status $(header later X-RateLim
 
 # Counted by the server (/stats itself is not): 200: 1+119+1+120+59+1+1
 # (anonymous)+2 (pipelined)+1 (HEAD)+1 (later) = 306; 429: 2; bad requests: 7.
-get stats "$(base)/stats"
+get stats "$(admin)/stats"
 expect "/stats" '"requests":315,"ok":306,"limited":2,"errors":7' \
 	"$(sed -n 's/^{\("requests":[0-9]*,"ok":[0-9]*,"limited":[0-9]*,"errors":[0-9]*\).*/\1/p' "$tmp/stats.b")"
 stop_server
@@ -373,7 +376,7 @@ wrk -t2 -c8 -d1s -s "$tmp/token.lua" "$(base)/v1/items" >"$tmp/wrk1" 2>&1
 expect "wrk: 2xx answers in the window" 500 "$(wrk_2xx "$tmp/wrk1")"
 total=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$tmp/wrk1")
 if [ "${total:-0}" -gt 500 ]; then ok; else bad "wrk drove only '${total}' requests (want > 500)"; cat "$tmp/wrk1"; fi
-get stats "$(base)/stats"
+get stats "$(admin)/stats"
 expect "server-side 2xx count (/stats)" 500 \
 	"$(sed -n 's/.*"ok":\([0-9]*\).*/\1/p' "$tmp/stats.b")"
 stop_server

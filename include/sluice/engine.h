@@ -409,6 +409,44 @@ SLUICE_API int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int3
 
 
 /*
+ * Counters of one limit of the policy in force, summed over its bindings:
+ * the base numbers, each tier's and each override's (every one a keyed
+ * limiter with its sluice_limiter_stats()). Versioned: set size.
+ *   admitted   allowed answers of the limit's bindings (an all-or-nothing
+ *              check that another limit refused may still count here:
+ *              the limit admitted before the refusal was cancelled);
+ *   denied     refusals by this limit (degraded ones excluded);
+ *   degraded   answers given by the fail mode (no room for a new key);
+ *   live_keys  keys tracked now (a gauge);
+ *   bytes      bytes of their entries (a gauge);
+ *   bindings   how many bindings were summed.
+ * Counters restart from zero for a binding a reload creates afresh (a
+ * changed limit, tier or override); a kept binding keeps its counts.
+ */
+struct sluice_engine_limit_stats {
+	size_t size;
+	uint64_t admitted;
+	uint64_t denied;
+	uint64_t degraded;
+	uint64_t live_keys;
+	uint64_t bytes;
+	uint32_t bindings;
+};
+
+/*
+ * Sum the counters of limit `limit` (index in the policy in force) into
+ * *out. Wait-free reads (each limiter's striped counters read once,
+ * relaxed): exact once the checks that update them are quiescent; while
+ * they run, each counter is a recent value, and the counters are not a
+ * consistent cut of one another (admitted and denied may be read at
+ * different moments). Returns 0, SLUICE_EINVAL (NULL, out->size too small,
+ * limit out of range), SLUICE_ETHREAD, or SLUICE_EUNSUPPORTED on an engine
+ * on Redis (its counts live in the store). Thread-safe.
+ */
+SLUICE_API int sluice_engine_limit_stats(struct sluice_engine *eng, uint32_t limit,
+					 struct sluice_engine_limit_stats *out);
+
+/*
  * State file: the per-key state of every in-process binding (each limit x
  * tier, each override) in one file, so that a restart does not hand every
  * key a fresh allowance. Format, consistency and the bound:

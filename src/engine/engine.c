@@ -692,6 +692,44 @@ done:
 	return rc;
 }
 
+int sluice_engine_limit_stats(struct sluice_engine *eng, uint32_t limit,
+			      struct sluice_engine_limit_stats *out)
+{
+	if (eng == NULL || out == NULL || out->size < sizeof *out)
+		return SLUICE_EINVAL;
+	if (eng->ops->stats == NULL)
+		return SLUICE_EUNSUPPORTED; /* the counts live in the store */
+	int rc = enter(eng);
+	if (rc != SLUICE_OK)
+		return rc;
+	struct sluice__state *st = snapshot_begin(eng);
+	if (limit >= st->spec->limit_count) {
+		rc = SLUICE_EINVAL;
+		goto done;
+	}
+	memset(out, 0, sizeof *out);
+	out->size = sizeof *out;
+	/* Bindings of a limit: its base, its tiers, the overrides naming it. */
+	struct sluice__binding *own[1 + SLUICE_POLICY_MAX_TIERS];
+	size_t n = 0;
+	own[n++] = st->limits[limit].base;
+	for (uint32_t t = 0; t < st->spec->tier_count; t++)
+		own[n++] = st->limits[limit].tier[t];
+	for (size_t i = 0; i < n; i++)
+		if (own[i] != NULL) {
+			eng->ops->stats(eng->ex, own[i], out);
+			out->bindings++;
+		}
+	for (uint32_t j = 0; st->overrides != NULL && j < st->spec->override_count; j++)
+		if (st->overrides[j] != NULL && st->spec->overrides[j].limit == limit) {
+			eng->ops->stats(eng->ex, st->overrides[j], out);
+			out->bindings++;
+		}
+done:
+	snapshot_end(eng, st);
+	return rc;
+}
+
 /* ---- create / destroy ---- */
 
 #define ENGINE_FLAGS \

@@ -278,6 +278,20 @@ static void local_foreach(void *ex, struct sluice__binding *b, uint64_t now_ns,
 	sluice__limiter_foreach(b->exec, now_ns, fn, user);
 }
 
+static void local_stats(void *ex, struct sluice__binding *b, struct sluice_engine_limit_stats *out)
+{
+	struct sluice_limiter_stats ls = { .size = sizeof ls };
+
+	(void)ex;
+	if (sluice_limiter_stats(b->exec, &ls) != SLUICE_OK)
+		return;
+	out->admitted += ls.admitted;
+	out->denied += ls.denied;
+	out->degraded += ls.degraded;
+	out->live_keys += ls.live_keys;
+	out->bytes += ls.bytes;
+}
+
 const struct sluice__executor_ops sluice__exec_local_ops = {
 	.blocking = false,
 	.open = local_open,
@@ -288,5 +302,6 @@ const struct sluice__executor_ops sluice__exec_local_ops = {
 	.release = local_release,
 	.sweep = local_sweep,
 	.foreach = local_foreach,
+	.stats = local_stats,
 	.destroy = local_destroy,
 };

@@ -147,6 +147,8 @@ struct sluice__executor_ops {
 			void (*fn)(void *user, const void *key, size_t key_len,
 				   const struct sluice_decision *d),
 			void *user);
+	/* Add binding b's counters to *out (NULL: SLUICE_EUNSUPPORTED). */
+	void (*stats)(void *ex, struct sluice__binding *b, struct sluice_engine_limit_stats *out);
 	/* Stop using the store (engine destroy, after every binding closed). */
 	void (*destroy)(void *ex);
 };

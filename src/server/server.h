@@ -8,7 +8,8 @@
  *                    for the policy engine.
  *   server_http.c    the HTTP/1.1 request parser and response writer.
  *   server_loop.c    one epoll event loop per thread (SO_REUSEPORT).
- *   server_main.c    command line, policy load, threads, signals, stats.
+ *   server_admin.c   the admin listener's answers: /metrics, /stats.
+ *   server_main.c    command line, policy load, threads, signals.
  *
  * Design and the identity mapping: docs/server.md.
  */
@@ -92,6 +93,11 @@ int server_decider_save(struct server_decider *d, struct sluice_snapshot_info *i
 /* The name of the policy in force. */
 const char *server_decider_policy_name(const struct server_decider *d);
 
+/* The engine and the spec of the policy in force (the admin endpoint's
+ * per-limit counters). */
+struct sluice_engine *server_decider_engine(const struct server_decider *d);
+const struct sluice_policy_spec *server_decider_spec(const struct server_decider *d);
+
 /* How many limits one verdict can describe for the renderer. */
 #define SERVER_VERDICT_MAX_LIMITS SLUICE_POLICY_MAX_LIMITS
 
@@ -132,14 +138,23 @@ void server_decider_release(struct server_decider *d, const struct server_reques
 			    struct server_verdict *v);
 
 /* ------------------------------------------------------------------------
- * Counters, one block per event-loop thread, on its own cache line.
+ * Counters, one block per event-loop thread, on its own cache line(s).
  */
+
+/* Responses are counted by status: one counter per code in
+ * server_status_codes (the codes this server and its policies answer), the
+ * last (code 0) for any other. */
+#define SERVER_NSTATUS 16
+extern const int server_status_codes[SERVER_NSTATUS];
+unsigned server_status_index(int status);
+
 struct server_counters {
 	_Alignas(SLUICE_CACHELINE) _Atomic uint64_t requests; /* answered, all statuses */
 	_Atomic uint64_t ok;         /* 2xx */
 	_Atomic uint64_t limited;    /* 429 */
 	_Atomic uint64_t errors;     /* 4xx/5xx other than 429 */
 	_Atomic uint64_t accepted;   /* connections */
+	_Atomic uint64_t by_status[SERVER_NSTATUS]; /* responses by status */
 };
 _Static_assert(sizeof(struct server_counters) % SLUICE_CACHELINE == 0,
 	       "one counter block per cache line(s): no false sharing between loops");
@@ -190,14 +205,20 @@ struct server_config {
 	uint64_t drain_timeout_ns;
 	bool no_limit;
 	uint64_t work_ns; /* hold every 2xx answer this long (simulated work) */
+	/* The admin listener (GET /metrics, GET /stats), served by the first
+	 * loop; admin_host NULL: none. */
+	const char *admin_host;
+	uint16_t admin_port;
 };
 
 struct server;
 
 /* Bind every thread's listening socket (SO_REUSEPORT; port 0 picks one port
- * for all) and start the loops. *port_out receives the bound port. */
+ * for all) and the admin listener, and start the loops. *port_out receives
+ * the bound port, *admin_port_out the admin one (0: none). */
 int server_start(struct server **out, const struct server_config *cfg,
-		 struct server_decider *decider, uint16_t *port_out, const char **why);
+		 struct server_decider *decider, uint16_t *port_out, uint16_t *admin_port_out,
+		 const char **why);
 
 /* Ask every loop to stop accepting, finish the responses in progress and
  * close (async-signal-safe: one write to each loop's eventfd). */
@@ -206,7 +227,22 @@ void server_stop(struct server *srv);
 /* The counters summed over every loop. */
 struct server_totals {
 	uint64_t requests, ok, limited, errors, accepted;
+	uint64_t by_status[SERVER_NSTATUS];
 };
+
+/* ------------------------------------------------------------------------
+ * The admin endpoint (server_admin.c).
+ */
+
+/* The body of GET /metrics: the Prometheus text exposition format 0.0.4,
+ * the server's totals and, with a decider, every limit's engine counters.
+ * Returns its length, or 0 if it does not fit in cap. */
+size_t server_admin_metrics(struct server_decider *d, const struct server_totals *t, char *out,
+			    size_t cap);
+
+/* The body of GET /stats (JSON). Returns its length, or 0 if it does not
+ * fit. */
+size_t server_admin_stats(const struct server_totals *t, char *out, size_t cap);
 
 /* Join the loops, sum their counters into *total (may be NULL) and free
  * everything. */

@@ -126,6 +126,16 @@ const char *server_decider_policy_name(const struct server_decider *d)
 	return d->spec->name;
 }
 
+struct sluice_engine *server_decider_engine(const struct server_decider *d)
+{
+	return d->engine;
+}
+
+const struct sluice_policy_spec *server_decider_spec(const struct server_decider *d)
+{
+	return d->spec;
+}
+
 /* ------------------------------------------------------------------------
  * Identities.
  */

@@ -6,7 +6,13 @@
  * instance, an eventfd that asks it to stop, and the connections it
  * accepted: no connection state is shared between threads, so the loop takes
  * no lock. The only shared state is the decider (lock-free) and the
- * per-thread counters (relaxed atomics, read by /stats).
+ * per-thread counters (relaxed atomics, read by the admin endpoint).
+ *
+ * The admin listener (--admin), when there is one, is one more socket in
+ * the first loop's epoll set; its connections answer only GET /metrics and
+ * GET /stats (server_admin.c), one response each (then close), and count
+ * in none of the traffic counters. The traffic port has no such paths: a
+ * request for /stats there is limited and answered like any other.
  *
  * Connections are level-triggered: a connection waits either for input
  * (EPOLLIN) or, while a response is partly written, for room to write
@@ -47,6 +53,7 @@ struct conn {
 	bool head_only; /* the request being answered is a HEAD */
 	uint64_t send_at_ns; /* --work-ms: the response goes out then (0: now) */
 	bool lingering; /* write side shut: reading and discarding until EOF */
+	bool admin;     /* accepted on the admin listener */
 	uint64_t body_left;
 	uint64_t last_ns;
 	size_t in_len, out_len, out_off;
@@ -70,6 +77,7 @@ struct loop {
 	pthread_t thread;
 	bool started;
 	int epfd, listen_fd, event_fd;
+	int admin_fd; /* the admin listener (first loop only; -1: none) */
 	struct conn *conns;
 	unsigned nconns;
 	bool draining;
@@ -87,12 +95,12 @@ struct server {
 	struct loop *loops;
 };
 
-/* Tags for the two non-connection fds of a loop in epoll's data.ptr. */
-static char tag_listen, tag_event;
+/* Tags for the non-connection fds of a loop in epoll's data.ptr. */
+static char tag_listen, tag_event, tag_admin;
 
 static void count(_Atomic uint64_t *c)
 {
-	/* A statistic; /stats reads it while loops run, the final sum after
+	/* A statistic; the admin endpoint reads it while loops run, the final sum after
 	 * pthread_join (which orders it). */
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed); /* relaxed: a statistic */
 }
@@ -165,9 +173,10 @@ static bool conn_flush(struct loop *lp, struct conn *c)
 	return true;
 }
 
-static void append_response(struct conn *c, int status, bool keep_alive, const char *date,
-			    const char *extra, size_t extra_len, const char *content_type,
-			    const char *body, size_t body_len)
+/* Append a traffic response (counted by status). */
+static void append_response(struct loop *lp, struct conn *c, int status, bool keep_alive,
+			    const char *date, const char *extra, size_t extra_len,
+			    const char *content_type, const char *body, size_t body_len)
 {
 	size_t n = server_write_response(c->out + c->out_len, SERVER_OUT_CAP - c->out_len, status,
 					 date, keep_alive, extra, extra_len, content_type, body,
@@ -177,7 +186,9 @@ static void append_response(struct conn *c, int status, bool keep_alive, const c
 		n = server_write_response(c->out + c->out_len, SERVER_OUT_CAP - c->out_len, 500,
 					  date, false, NULL, 0, NULL, NULL, 0);
 		keep_alive = false;
+		status = 500;
 	}
+	count(&lp->counters.by_status[server_status_index(status)]);
 	/* HEAD: the same fields (Content-Length included), no body (RFC 9110
 	 * 9.3.2); the body is the tail of what was written. */
 	if (c->head_only && n > body_len)
@@ -195,34 +206,72 @@ static void answer_error(struct loop *lp, struct conn *c, int status)
 
 	count(&lp->counters.requests);
 	count(&lp->counters.errors);
-	append_response(c, status, false, lp->date, NULL, 0, "application/json", body, (size_t)n);
+	append_response(lp, c, status, false, lp->date, NULL, 0, "application/json", body, (size_t)n);
 }
 
-static void answer_stats(struct loop *lp, struct conn *c, bool keep_alive)
+/* The counters summed over every loop (relaxed loads: recent values). */
+static void sum_counters(const struct server *srv, struct server_totals *t)
 {
-	struct server *srv = lp->srv;
-	uint64_t req = 0, ok = 0, lim = 0, err = 0, acc = 0;
-	char body[256];
-
+	memset(t, 0, sizeof *t);
 	for (unsigned i = 0; i < srv->nloops; i++) {
-		req += load(&srv->loops[i].counters.requests);
-		ok += load(&srv->loops[i].counters.ok);
-		lim += load(&srv->loops[i].counters.limited);
-		err += load(&srv->loops[i].counters.errors);
-		acc += load(&srv->loops[i].counters.accepted);
+		const struct server_counters *k = &srv->loops[i].counters;
+		t->requests += load(&k->requests);
+		t->ok += load(&k->ok);
+		t->limited += load(&k->limited);
+		t->errors += load(&k->errors);
+		t->accepted += load(&k->accepted);
+		for (unsigned j = 0; j < SERVER_NSTATUS; j++)
+			t->by_status[j] += load(&k->by_status[j]);
 	}
-	int n = snprintf(body, sizeof body,
-			 "{\"requests\":%llu,\"ok\":%llu,\"limited\":%llu,\"errors\":%llu,"
-			 "\"connections\":%llu}",
-			 (unsigned long long)req, (unsigned long long)ok, (unsigned long long)lim,
-			 (unsigned long long)err, (unsigned long long)acc);
-	append_response(c, 200, keep_alive, lp->date, NULL, 0, "application/json", body, (size_t)n);
 }
 
-static bool is_stats(const struct server_request *req)
+static bool is_path(const struct server_request *req, const char *path)
 {
-	return req->method_len == 3 && memcmp(req->method, "GET", 3) == 0 && req->path_len >= 6 &&
-	       memcmp(req->path, "/stats", 6) == 0 && (req->path_len == 6 || req->path[6] == '?');
+	size_t n = strlen(path);
+	return req->path_len >= n && memcmp(req->path, path, n) == 0 &&
+	       (req->path_len == n || req->path[n] == '?');
+}
+
+/* An admin request: /metrics, /stats (GET or HEAD), else 404 or 405. The
+ * output buffer is empty (conn_process), so the answer may use all of it. */
+static void answer_admin(struct loop *lp, struct conn *c, const struct server_request *req)
+{
+	static const char metrics_type[] = "text/plain; version=0.0.4; charset=utf-8";
+	char body[SERVER_OUT_CAP - 512];
+	struct server_totals t;
+	size_t blen = 0;
+	int status = 200;
+	const char *ctype = "application/json";
+	bool get = (req->method_len == 3 && memcmp(req->method, "GET", 3) == 0) || c->head_only;
+
+	sum_counters(lp->srv, &t);
+	if (is_path(req, "/metrics")) {
+		blen = server_admin_metrics(lp->srv->decider, &t, body, sizeof body);
+		ctype = metrics_type;
+	} else if (is_path(req, "/stats")) {
+		blen = server_admin_stats(&t, body, sizeof body);
+	} else {
+		status = 404;
+	}
+	if (status == 200 && !get)
+		status = 405;
+	else if (status == 200 && blen == 0)
+		status = 500; /* cannot happen with SERVER_MAX_LIMITS limits */
+	if (status != 200) {
+		blen = (size_t)snprintf(body, sizeof body, "{\"error\":{\"code\":%d,\"message\":\"%s\"}}",
+					status, server_reason_phrase(status));
+		ctype = "application/json";
+	}
+	size_t n = server_write_response(c->out, SERVER_OUT_CAP, status, lp->date, false,
+					 status == 405 ? "Allow: GET, HEAD\r\n" : NULL,
+					 status == 405 ? 18 : 0, ctype, body, blen);
+	if (n == 0)
+		n = server_write_response(c->out, SERVER_OUT_CAP, 500, lp->date, false, NULL, 0,
+					  NULL, NULL, 0);
+	if (c->head_only && n > blen)
+		n -= blen;
+	c->out_len = n;
+	c->closing = true;
 }
 
 /* Answer one request. The verdict stays in c->verdict (for a later release
@@ -239,14 +288,14 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 
 	if (lp->draining)
 		keep_alive = false;
-	if (is_stats(req)) {
-		answer_stats(lp, c, keep_alive);
+	if (c->admin) {
+		answer_admin(lp, c, req);
 		return;
 	}
 	count(&lp->counters.requests);
 	if (srv->cfg.no_limit) {
 		count(&lp->counters.ok);
-		append_response(c, 200, keep_alive, lp->date, NULL, 0, "application/json", ok_body,
+		append_response(lp, c, 200, keep_alive, lp->date, NULL, 0, "application/json", ok_body,
 				sizeof ok_body - 1);
 		return;
 	}
@@ -257,7 +306,7 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 	if (v->status != 200 && v->status != 429) {
 		/* The matcher refused the target (400) or the engine failed (503). */
 		count(&lp->counters.errors);
-		append_response(c, v->status, false, lp->date, NULL, 0, NULL, NULL, 0);
+		append_response(lp, c, v->status, false, lp->date, NULL, 0, NULL, NULL, 0);
 		return;
 	}
 	if (v->limited && v->nlimits > 0 &&
@@ -271,11 +320,11 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 		if (sluice_http_render_body(v->body_style, &v->decision, body, sizeof body, &size) ==
 		    SLUICE_OK)
 			blen = size - 1;
-		append_response(c, 429, keep_alive, lp->date, headers, hlen, blen ? ctype : NULL,
+		append_response(lp, c, 429, keep_alive, lp->date, headers, hlen, blen ? ctype : NULL,
 				body, blen);
 	} else {
 		count(&lp->counters.ok);
-		append_response(c, 200, keep_alive, lp->date, headers, hlen, "application/json",
+		append_response(lp, c, 200, keep_alive, lp->date, headers, hlen, "application/json",
 				ok_body, sizeof ok_body - 1);
 		if (srv->cfg.work_ns > 0) {
 			/* Simulated work: the answer (and its slots) waits. */
@@ -301,7 +350,7 @@ static void conn_process(struct loop *lp, struct conn *c)
 		}
 		if (c->in_len == 0)
 			return;
-		if (SERVER_OUT_CAP - c->out_len < SERVER_MAX_RESPONSE)
+		if (SERVER_OUT_CAP - c->out_len < SERVER_MAX_RESPONSE || (c->admin && c->out_len != 0))
 			return;
 
 		struct server_request req;
@@ -315,6 +364,11 @@ static void conn_process(struct loop *lp, struct conn *c)
 			return;
 		case SERVER_PARSE_ERROR:
 			c->head_only = false;
+			if (c->admin) {
+				c->closing = true; /* a bad admin request: no answer, not counted */
+				c->in_len = 0;
+				return;
+			}
 			answer_error(lp, c, status);
 			c->in_len = 0;
 			return;
@@ -435,12 +489,12 @@ static void conn_readable(struct loop *lp, struct conn *c, uint64_t now_ns)
 	conn_pump(lp, c);
 }
 
-static void accept_all(struct loop *lp, uint64_t now_ns)
+static void accept_all(struct loop *lp, int listen_fd, bool admin, uint64_t now_ns)
 {
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof ss;
-		int fd = accept4(lp->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return; /* EAGAIN, or a transient error (EMFILE...): retry on the next event */
 		if (lp->nconns >= lp->srv->cfg.max_conns) {
@@ -454,6 +508,7 @@ static void accept_all(struct loop *lp, uint64_t now_ns)
 		}
 		memset(c, 0, offsetof(struct conn, in));
 		c->fd = fd;
+		c->admin = admin;
 		c->last_ns = now_ns;
 		int one = 1;
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -473,7 +528,8 @@ static void accept_all(struct loop *lp, uint64_t now_ns)
 			lp->conns->prev = c;
 		lp->conns = c;
 		lp->nconns++;
-		count(&lp->counters.accepted);
+		if (!admin)
+			count(&lp->counters.accepted);
 	}
 }
 
@@ -483,6 +539,10 @@ static void start_drain(struct loop *lp, uint64_t now_ns)
 	lp->drain_deadline_ns = now_ns + lp->srv->cfg.drain_timeout_ns;
 	close(lp->listen_fd); /* removes it from the epoll set */
 	lp->listen_fd = -1;
+	if (lp->admin_fd >= 0) {
+		close(lp->admin_fd);
+		lp->admin_fd = -1;
+	}
 }
 
 /* Once a second (and on every wake-up while draining): close idle
@@ -523,7 +583,10 @@ static void *loop_main(void *arg)
 			void *p = evs[i].data.ptr;
 			if (p == &tag_listen) {
 				if (!lp->draining)
-					accept_all(lp, now_ns);
+					accept_all(lp, lp->listen_fd, false, now_ns);
+			} else if (p == &tag_admin) {
+				if (!lp->draining)
+					accept_all(lp, lp->admin_fd, true, now_ns);
 			} else if (p == &tag_event) {
 				uint64_t v;
 				if (read(lp->event_fd, &v, sizeof v) == (ssize_t)sizeof v && !lp->draining)
@@ -557,7 +620,7 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-static int listen_socket(const struct server_config *cfg, uint16_t port, uint16_t *bound,
+static int listen_socket(const char *host, uint16_t port, bool reuseport, uint16_t *bound,
 			 const char **why)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -567,15 +630,15 @@ static int listen_socket(const struct server_config *cfg, uint16_t port, uint16_
 	int fd, one = 1;
 
 	snprintf(service, sizeof service, "%u", (unsigned)port);
-	if (getaddrinfo(cfg->host, service, &hints, &ai) != 0) {
-		*why = "--listen: not a numeric IPv4 or IPv6 address";
+	if (getaddrinfo(host, service, &hints, &ai) != 0) {
+		*why = "not a numeric IPv4 or IPv6 address";
 		return -1;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-		*why = "cannot bind or listen on the --listen address";
+		*why = "cannot bind or listen on the address";
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(ai);
@@ -595,7 +658,8 @@ static int listen_socket(const struct server_config *cfg, uint16_t port, uint16_
 }
 
 int server_start(struct server **out, const struct server_config *cfg,
-		 struct server_decider *decider, uint16_t *port_out, const char **why)
+		 struct server_decider *decider, uint16_t *port_out, uint16_t *admin_port_out,
+		 const char **why)
 {
 	struct server *srv = calloc(1, sizeof *srv);
 	uint16_t port = cfg->port;
@@ -617,13 +681,13 @@ int server_start(struct server **out, const struct server_config *cfg,
 	for (unsigned i = 0; i < srv->nloops; i++) {
 		struct loop *lp = &srv->loops[i];
 		lp->srv = srv;
-		lp->epfd = lp->listen_fd = lp->event_fd = -1;
+		lp->epfd = lp->listen_fd = lp->event_fd = lp->admin_fd = -1;
 	}
 	/* Port 0: the first socket picks the port, the others share it. */
 	for (unsigned i = 0; i < srv->nloops; i++) {
 		struct loop *lp = &srv->loops[i];
 		struct epoll_event ev = { .events = EPOLLIN };
-		lp->listen_fd = listen_socket(cfg, port, &port, why);
+		lp->listen_fd = listen_socket(cfg->host, port, true, &port, why);
 		if (lp->listen_fd < 0)
 			goto fail;
 		lp->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -636,6 +700,16 @@ int server_start(struct server **out, const struct server_config *cfg,
 			goto fail;
 		ev.data.ptr = &tag_event;
 		if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->event_fd, &ev) != 0)
+			goto fail;
+	}
+	*admin_port_out = 0;
+	if (cfg->admin_host != NULL) {
+		struct loop *lp = &srv->loops[0];
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &tag_admin };
+		lp->admin_fd = listen_socket(cfg->admin_host, cfg->admin_port, false, admin_port_out, why);
+		if (lp->admin_fd < 0)
+			goto fail;
+		if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->admin_fd, &ev) != 0)
 			goto fail;
 	}
 	for (unsigned i = 0; i < srv->nloops; i++) {
@@ -661,6 +735,8 @@ fail:
 			close(lp->epfd);
 		if (lp->event_fd >= 0)
 			close(lp->event_fd);
+		if (lp->admin_fd >= 0)
+			close(lp->admin_fd);
 	}
 	free(srv->loops);
 	free(srv);
@@ -679,30 +755,23 @@ void server_stop(struct server *srv)
 
 void server_join(struct server *srv, struct server_totals *total)
 {
-	uint64_t req = 0, ok = 0, lim = 0, err = 0, acc = 0;
-
 	for (unsigned i = 0; i < srv->nloops; i++) {
 		struct loop *lp = &srv->loops[i];
 		if (lp->started)
 			pthread_join(lp->thread, NULL);
-		req += load(&lp->counters.requests);
-		ok += load(&lp->counters.ok);
-		lim += load(&lp->counters.limited);
-		err += load(&lp->counters.errors);
-		acc += load(&lp->counters.accepted);
+	}
+	if (total != NULL)
+		sum_counters(srv, total); /* ordered after the loops' adds by pthread_join */
+	for (unsigned i = 0; i < srv->nloops; i++) {
+		struct loop *lp = &srv->loops[i];
 		while (lp->conns != NULL)
 			conn_close(lp, lp->conns);
 		if (lp->listen_fd >= 0)
 			close(lp->listen_fd);
+		if (lp->admin_fd >= 0)
+			close(lp->admin_fd);
 		close(lp->epfd);
 		close(lp->event_fd);
-	}
-	if (total != NULL) {
-		total->requests = req;
-		total->ok = ok;
-		total->limited = lim;
-		total->errors = err;
-		total->accepted = acc;
 	}
 	free(srv->loops);
 	free(srv);

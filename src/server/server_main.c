@@ -25,6 +25,9 @@ static void usage(FILE *f)
 	      "  --listen HOST:PORT        numeric IPv4 or [IPv6] address; port 0 picks a free one\n"
 	      "  --policy FILE             policy to enforce (docs/policy.md)\n"
 	      "  --no-limit                answer 200 to everything, without sluice (baseline)\n"
+	      "  --admin [HOST:]PORT       admin listener for GET /metrics and GET /stats\n"
+	      "                            (default: none; HOST defaults to 127.0.0.1; port 0\n"
+	      "                            picks a free one, printed at start)\n"
 	      "  --threads N               event loops (default: the number of CPUs)\n"
 	      "  --max-body BYTES          largest request body accepted (default 65536; 413 beyond)\n"
 	      "  --max-conns N             open connections per thread (default 10000)\n"
@@ -87,15 +90,14 @@ static bool parse_duration(const char *s, uint64_t *out)
 	return false;
 }
 
-/* "127.0.0.1:8080", "[::1]:8080" -> host and port (host copied into a
- * static buffer: argv stays as given, for ps). */
-static bool parse_listen(const char *text, const char **host, uint16_t *port)
+/* "127.0.0.1:8080", "[::1]:8080" -> host and port (host copied into buf,
+ * 128 bytes, kept by the caller: argv stays as given, for ps). */
+static bool parse_listen(const char *text, char buf[128], const char **host, uint16_t *port)
 {
-	static char buf[128];
 	char *arg = buf, *colon;
 	uint64_t p;
 
-	if (strlen(text) >= sizeof buf)
+	if (strlen(text) >= 128)
 		return false;
 	strcpy(buf, text);
 	colon = strrchr(arg, ':');
@@ -180,6 +182,7 @@ int main(int argc, char **argv)
 		.state_interval_ns = 10 * SLUICE_NS_PER_SEC,
 		.restore_info = &restore_info,
 	};
+	static char listen_buf[128], admin_buf[128];
 	const char *policy_path = NULL, *why = NULL;
 	bool have_listen = false;
 	uint64_t v;
@@ -192,9 +195,18 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (strcmp(a, "--listen") == 0 && next) {
-			have_listen = parse_listen(argv[++i], &cfg.host, &cfg.port);
+			have_listen = parse_listen(argv[++i], listen_buf, &cfg.host, &cfg.port);
 			if (!have_listen) {
 				fprintf(stderr, "sluice-server: --listen: expected HOST:PORT, got '%s'\n", next);
+				return 2;
+			}
+		} else if (strcmp(a, "--admin") == 0 && next) {
+			i++;
+			if (parse_u64(next, 0, 65535, &v)) {
+				cfg.admin_host = "127.0.0.1"; /* a port alone: loopback */
+				cfg.admin_port = (uint16_t)v;
+			} else if (!parse_listen(next, admin_buf, &cfg.admin_host, &cfg.admin_port)) {
+				fprintf(stderr, "sluice-server: --admin: expected [HOST:]PORT, got '%s'\n", next);
 				return 2;
 			}
 		} else if (strcmp(a, "--policy") == 0 && next) {
@@ -293,8 +305,8 @@ int main(int argc, char **argv)
 	}
 
 	struct server *srv;
-	uint16_t port;
-	if (server_start(&srv, &cfg, decider, &port, &why) != 0) {
+	uint16_t port, admin_port;
+	if (server_start(&srv, &cfg, decider, &port, &admin_port, &why) != 0) {
 		fprintf(stderr, "sluice-server: %s: %s\n", why, strerror(errno));
 		server_decider_destroy(decider);
 		sluice_policy_destroy(policy);
@@ -304,6 +316,10 @@ int main(int argc, char **argv)
 	       strchr(cfg.host, ':') ? "[" : "", cfg.host, strchr(cfg.host, ':') ? "]" : "",
 	       (unsigned)port, cfg.threads, cfg.threads == 1 ? "" : "s",
 	       decider ? server_decider_policy_name(decider) : "no limits");
+	if (cfg.admin_host != NULL)
+		printf("sluice-server: admin on %s%s%s:%u (GET /metrics, GET /stats)\n",
+		       strchr(cfg.admin_host, ':') ? "[" : "", cfg.admin_host,
+		       strchr(cfg.admin_host, ':') ? "]" : "", (unsigned)admin_port);
 	fflush(stdout);
 
 	int sig = 0;

@@ -149,8 +149,10 @@ expect "tok_c in ws_1" " 120 200" "$codes"
 codes=$(many 59 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
 expect "tok_d in ws_1" " 59 200" "$codes"
 get ws -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)/v1/items"
+# The headers describe tok_d's own minute limit (describe=token_minute), as
+# it stands after 59 calls: 61 left.
 expect "301st request of the workspace" \
-	"429 Retry-After: 60|X-RateLimit-Limit: 300|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
+	"429 Retry-After: 60|X-RateLimit-Limit: 120|X-RateLimit-Remaining: 61|X-RateLimit-Reset: 60|" \
 	"$status $(ratelimit_fields ws)"
 # The workspace's refusal consumed nothing of tok_d's own limits: 120 - 59 - 1.
 get ws2 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_2' "$(base)/v1/items"
@@ -220,12 +222,32 @@ refused=$(grep -l concurrent_limit "$tmp"/p*.b | head -n 1)
 expect "concurrency refusal body" '{"error":{"code":"concurrent_limit","retryAfterSec":1}}' \
 	"$(cat "${refused:-/dev/null}")"
 tr -d '\r' <"${refused%.b}.h" >"$tmp/refused.h"
+# The 21st in flight: the minute limit's fields (20 of 120 taken), the
+# concurrency limit's Retry-After.
 expect "concurrency refusal fields" \
-	"Retry-After: 1|X-RateLimit-Limit: 20|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 1|" \
+	"Retry-After: 1|X-RateLimit-Limit: 120|X-RateLimit-Remaining: 100|X-RateLimit-Reset: 60|" \
 	"$(ratelimit_fields refused)"
 # Slots released: 21 admitted answers (the 20 and this one) of token_minute.
 get after -H 'Authorization: Bearer tok_p' "$(base)/v1/items"
 expect "after the parallel burst" "200 99" "$status $(header after X-RateLimit-Remaining)"
+stop_server
+
+# ---------------------------------------------------------------------------
+# 1b'. Seed 002's daily refusal (its daily quota cut to 3 for the test): the
+#      "rate_limited" shape with the day's longer retryAfterSec, and the
+#      headers still describe the token's minute limit (3 of 120 taken).
+sed 's|token_day       per token      quota 50_000/1d@utc|token_day       per token      quota 3/1d@utc|' \
+	"$src/docs/policies/seed002.policy" >"$tmp/seed002d.policy"
+start_server --policy "$tmp/seed002d.policy" --threads 2 --frozen-clock
+codes=$(many 3 -H 'Authorization: Bearer tok_q' "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
+expect "daily quota of 3" " 3 200" "$codes"
+get daily -H 'Authorization: Bearer tok_q' "$(base)/v1/items"
+expect "daily refusal fields" "429 X-RateLimit-Limit: 120|X-RateLimit-Remaining: 117|X-RateLimit-Reset: 60|" \
+	"$status $(ratelimit_fields daily | sed 's/^Retry-After: [0-9]*|//')"
+expect "daily refusal body" "rate_limited $(header daily Retry-After)" \
+	"$(sed -n 's/.*"code":"\([a-z_]*\)".*"retryAfterSec":\([0-9]*\)}}$/\1 \2/p' "$tmp/daily.b")"
+ra=$(header daily Retry-After)
+[ "${ra:-0}" -gt 60 ] && ok || bad "daily Retry-After beyond the minute: '$ra'"
 stop_server
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 # tests/test_server.sh SERVER_BINARY SOURCE_DIR - integration test of
 # sluice-server (docs/server.md): starts it on 127.0.0.1 with a free port,
 # checks exact answers with curl and raw HTTP (bash /dev/tcp) (each seed
-# policy's limits doing what its page says, route spellings, targets the
+# policy's limits doing what its page says, a provider's own answers and
+# described limit, route spellings, targets the
 # matcher refuses: 400/414), then drives a
 # bounded load with wrk and checks that the 2xx answers equal the policy's
 # bound exactly, counted by wrk and by the server (/stats and its shutdown
@@ -408,6 +409,26 @@ wrk -t2 -c8 -d1s -s "$tmp/token.lua" "$(base)/v1/items" >"$tmp/wrk2" 2>&1
 expect "wrk on seed 002: 2xx answers" 120 "$(wrk_2xx "$tmp/wrk2")"
 stop_server
 expect "seed 002 server-side 2xx count" "ok=120" "$(echo "$stopped" | grep -o 'ok=[0-9]*')"
+
+# 3b. A provider's own answer (not a seed): status 503, text/plain, a
+#     template; headers describing the tightest rate-like limit.
+cat >"$tmp/answers.policy" <<'POLICY'
+policy "own"
+headers x-ratelimit reset=delta retry-after=yes describe=tightest
+answer rate status 503 type "text/plain" body "slow down: {limit_name} per {scope}, {retry_after_s}s"
+scope ip
+limit loose per ip sliding 10/1m
+limit tight per ip sliding 3/1m
+POLICY
+start_server --policy "$tmp/answers.policy" --threads 1 --frozen-clock
+get own1 "$(base)/x"
+expect "tightest limit described" "200 X-RateLimit-Limit: 3|X-RateLimit-Remaining: 2|X-RateLimit-Reset: 60|" \
+	"$status $(ratelimit_fields own1)"
+many 2 "$(base)/x" >/dev/null
+get own4 "$(base)/x"
+expect "own answer: status, type, body" "503 text/plain slow down: tight per ip, 60s" \
+	"$status $(header own4 Content-Type) $(cat "$tmp/own4.b")"
+stop_server
 
 # 4. --no-limit: every request 200, no rate-limit fields.
 start_server --no-limit --threads 1

@@ -2,7 +2,8 @@
 # tests/test_server.sh SERVER_BINARY SOURCE_DIR - integration test of
 # sluice-server (docs/server.md): starts it on 127.0.0.1 with a free port,
 # checks exact answers with curl and raw HTTP (bash /dev/tcp) (each seed
-# policy's limits doing what its page says, route spellings, targets the
+# policy's limits doing what its page says, a provider's own answers and
+# described limit, route spellings, targets the
 # matcher refuses: 400/414), then drives a
 # bounded load with wrk and checks that the 2xx answers equal the policy's
 # bound exactly, counted by wrk and by the server (/stats on the admin
@@ -152,8 +153,10 @@ expect "tok_c in ws_1" " 120 200" "$codes"
 codes=$(many 59 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
 expect "tok_d in ws_1" " 59 200" "$codes"
 get ws -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_1' "$(base)/v1/items"
+# The headers describe tok_d's own minute limit (describe=token_minute), as
+# it stands after 59 calls: 61 left.
 expect "301st request of the workspace" \
-	"429 Retry-After: 60|X-RateLimit-Limit: 300|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 60|" \
+	"429 Retry-After: 60|X-RateLimit-Limit: 120|X-RateLimit-Remaining: 61|X-RateLimit-Reset: 60|" \
 	"$status $(ratelimit_fields ws)"
 # The workspace's refusal consumed nothing of tok_d's own limits: 120 - 59 - 1.
 get ws2 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_2' "$(base)/v1/items"
@@ -223,12 +226,32 @@ refused=$(grep -l concurrent_limit "$tmp"/p*.b | head -n 1)
 expect "concurrency refusal body" '{"error":{"code":"concurrent_limit","retryAfterSec":1}}' \
 	"$(cat "${refused:-/dev/null}")"
 tr -d '\r' <"${refused%.b}.h" >"$tmp/refused.h"
+# The 21st in flight: the minute limit's fields (20 of 120 taken), the
+# concurrency limit's Retry-After.
 expect "concurrency refusal fields" \
-	"Retry-After: 1|X-RateLimit-Limit: 20|X-RateLimit-Remaining: 0|X-RateLimit-Reset: 1|" \
+	"Retry-After: 1|X-RateLimit-Limit: 120|X-RateLimit-Remaining: 100|X-RateLimit-Reset: 60|" \
 	"$(ratelimit_fields refused)"
 # Slots released: 21 admitted answers (the 20 and this one) of token_minute.
 get after -H 'Authorization: Bearer tok_p' "$(base)/v1/items"
 expect "after the parallel burst" "200 99" "$status $(header after X-RateLimit-Remaining)"
+stop_server
+
+# ---------------------------------------------------------------------------
+# 1b'. Seed 002's daily refusal (its daily quota cut to 3 for the test): the
+#      "rate_limited" shape with the day's longer retryAfterSec, and the
+#      headers still describe the token's minute limit (3 of 120 taken).
+sed 's|token_day       per token      quota 50_000/1d@utc|token_day       per token      quota 3/1d@utc|' \
+	"$src/docs/policies/seed002.policy" >"$tmp/seed002d.policy"
+start_server --policy "$tmp/seed002d.policy" --threads 2 --frozen-clock
+codes=$(many 3 -H 'Authorization: Bearer tok_q' "$(base)/v1/items" | sort | uniq -c | tr -s ' ')
+expect "daily quota of 3" " 3 200" "$codes"
+get daily -H 'Authorization: Bearer tok_q' "$(base)/v1/items"
+expect "daily refusal fields" "429 X-RateLimit-Limit: 120|X-RateLimit-Remaining: 117|X-RateLimit-Reset: 60|" \
+	"$status $(ratelimit_fields daily | sed 's/^Retry-After: [0-9]*|//')"
+expect "daily refusal body" "rate_limited $(header daily Retry-After)" \
+	"$(sed -n 's/.*"code":"\([a-z_]*\)".*"retryAfterSec":\([0-9]*\)}}$/\1 \2/p' "$tmp/daily.b")"
+ra=$(header daily Retry-After)
+[ "${ra:-0}" -gt 60 ] && ok || bad "daily Retry-After beyond the minute: '$ra'"
 stop_server
 
 # ---------------------------------------------------------------------------
@@ -389,6 +412,26 @@ wrk -t2 -c8 -d1s -s "$tmp/token.lua" "$(base)/v1/items" >"$tmp/wrk2" 2>&1
 expect "wrk on seed 002: 2xx answers" 120 "$(wrk_2xx "$tmp/wrk2")"
 stop_server
 expect "seed 002 server-side 2xx count" "ok=120" "$(echo "$stopped" | grep -o 'ok=[0-9]*')"
+
+# 3b. A provider's own answer (not a seed): status 503, text/plain, a
+#     template; headers describing the tightest rate-like limit.
+cat >"$tmp/answers.policy" <<'POLICY'
+policy "own"
+headers x-ratelimit reset=delta retry-after=yes describe=tightest
+answer rate status 503 type "text/plain" body "slow down: {limit_name} per {scope}, {retry_after_s}s"
+scope ip
+limit loose per ip sliding 10/1m
+limit tight per ip sliding 3/1m
+POLICY
+start_server --policy "$tmp/answers.policy" --threads 1 --frozen-clock
+get own1 "$(base)/x"
+expect "tightest limit described" "200 X-RateLimit-Limit: 3|X-RateLimit-Remaining: 2|X-RateLimit-Reset: 60|" \
+	"$status $(ratelimit_fields own1)"
+many 2 "$(base)/x" >/dev/null
+get own4 "$(base)/x"
+expect "own answer: status, type, body" "503 text/plain slow down: tight per ip, 60s" \
+	"$status $(header own4 Content-Type) $(cat "$tmp/own4.b")"
+stop_server
 
 # 4. --no-limit: every request 200, no rate-limit fields.
 start_server --no-limit --threads 1

@@ -167,10 +167,43 @@ struct sluice_policy_override {
  *              SLUICE_HTTP_DRAFT06, "x-ratelimit reset=unix-ms" is
  *              SLUICE_HTTP_X_UNIX_MS, "none" is no bit), plus
  *              SLUICE_HTTP_RETRY_AFTER when refusals carry Retry-After.
- *   body       enum sluice_http_body_style of a refusal.
+ *   body       enum sluice_http_body_style of a refusal whose reason has
+ *              no answer (answers[reason].status == 0).
  *   fail       enum sluice_fail_mode: what the engine answers when it
  *              cannot evaluate (table full, backend down).
  */
+#define SLUICE_POLICY_MAX_CONTENT_TYPE 127 /* bytes of an answer's content type */
+
+enum sluice_policy_answer_reason {
+	SLUICE_POLICY_ANSWER_RATE = 0,        /* SLUICE_REASON_RATE and _NEVER */
+	SLUICE_POLICY_ANSWER_QUOTA = 1,       /* SLUICE_REASON_QUOTA */
+	SLUICE_POLICY_ANSWER_CONCURRENCY = 2, /* SLUICE_REASON_CONCURRENCY */
+	SLUICE_POLICY_ANSWER_CAPACITY = 3,    /* SLUICE_REASON_CAPACITY (fail closed) */
+	SLUICE_POLICY_ANSWER_COUNT = 4
+};
+
+/*
+ * The answer to a refusal of one reason ("answer <reason> status <code>
+ * type \"<content type>\" body \"<template>\"", docs/policy.md). status 0:
+ * none declared; the refusal takes 429 and the policy's body style. body is
+ * a response template (sluice/template.h), already compiled once by the
+ * load, JSON-escaped when the content type names JSON (json_escape).
+ */
+struct sluice_policy_answer {
+	uint32_t status;          /* 100..599, or 0: not declared */
+	bool json_escape;         /* compile body with SLUICE_TEMPLATE_JSON */
+	const char *content_type; /* NUL-terminated; "" when the body is empty */
+	const char *body;         /* template text, body_len bytes, NUL-terminated */
+	uint32_t body_len;
+	uint32_t line;
+};
+
+/* Which limit the header families describe ("describe=" of "headers"):
+ * the governing limit (default), the rate-like (rate, sliding) limit with
+ * the least remaining, or a limit index. */
+#define SLUICE_POLICY_DESCRIBE_GOVERNING UINT32_MAX
+#define SLUICE_POLICY_DESCRIBE_TIGHTEST (UINT32_MAX - 1)
+
 struct sluice_policy_spec {
 	const char *name;
 	uint32_t families;   /* OR of enum sluice_http_families */
@@ -190,6 +223,10 @@ struct sluice_policy_spec {
 	const struct sluice_policy_route *routes;
 	const struct sluice_policy_tier *tiers;
 	const struct sluice_policy_override *overrides;
+	/* The refusal answers, by enum sluice_policy_answer_reason, and which
+	 * limit the headers describe (SLUICE_POLICY_DESCRIBE_* or a limit). */
+	struct sluice_policy_answer answers[SLUICE_POLICY_ANSWER_COUNT];
+	uint32_t describe;
 };
 
 /* Where and why a load failed. line and column are 1-based (column in

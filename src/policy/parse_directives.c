@@ -1,5 +1,5 @@
 /*
- * parse_directives.c - the grammar of the directives: policy, headers, body, fail, scope, tier,
+ * parse_directives.c - the grammar of the directives: policy, headers, body, answer, fail, scope, tier,
  * limit and override (class and routes are in parse_routes.c), and the
  * dispatch on a line's first word.
  *
@@ -50,7 +50,7 @@ static int d_headers(struct parser *p)
 	const struct word *w = NULL;
 	char buf[32];
 	int rc;
-	bool seen_reset = false, seen_retry = false, retry_after = true;
+	bool seen_reset = false, seen_retry = false, seen_describe = false, retry_after = true;
 	uint32_t reset_col = 0;
 	int reset = 0;
 
@@ -93,9 +93,27 @@ static int d_headers(struct parser *p)
 				return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col + 12,
 							  "expected yes or no after 'retry-after='");
 			seen_retry = true;
+		} else if (!w->quoted && w->len > 9 && memcmp(w->s, "describe=", 9) == 0) {
+			if (seen_describe)
+				return sluice__parse_fail(p, SLUICE_EINVAL, w->col, "duplicate 'describe='");
+			const struct word name = {w->s + 9, w->len - 9, w->col + 9, false};
+			if (sluice__parse_word_is(&name, "governing")) {
+				b->describe_kind = DESCRIBE_GOVERNING;
+			} else if (sluice__parse_word_is(&name, "tightest")) {
+				b->describe_kind = DESCRIBE_TIGHTEST;
+			} else {
+				/* a limit, perhaps declared further down: finish() resolves it */
+				if ((rc = sluice__parse_name_word(p, &name, "a limit name", b->describe_name)) !=
+				    SLUICE_OK)
+					return rc;
+				b->describe_kind = DESCRIBE_NAMED;
+				b->describe_line = p->line;
+				b->describe_col = name.col;
+			}
+			seen_describe = true;
 		} else {
 			return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col,
-						  "unexpected '%s': expected reset=... or retry-after=...",
+						  "unexpected '%s': expected reset=..., retry-after=... or describe=...",
 						  sluice__parse_show(w, buf));
 		}
 	}
@@ -133,6 +151,122 @@ static int d_body(struct parser *p)
 	b->body = (uint8_t)s;
 	b->seen_body = true;
 	return sluice__parse_expect_end(p);
+}
+
+/* The column of byte `offset` of a quoted word's decoded text (escapes
+ * \" \\ \xHH as sluice__parse_string_word() decodes them). */
+static uint32_t decoded_col(const struct word *w, size_t offset)
+{
+	uint32_t i = 0;
+	for (size_t n = 0; n < offset && i < w->len; n++)
+		i += w->s[i] != '\\' ? 1 : w->s[i + 1] == 'x' ? 4 : 2;
+	return w->col + 1 + i;
+}
+
+/* Whether a content type is JSON: application/json or any "+json" type. */
+static bool type_is_json(const char *t, uint32_t n)
+{
+	for (uint32_t i = 0; i + 4 <= n; i++)
+		if ((t[i] | 0x20) == 'j' && (t[i + 1] | 0x20) == 's' && (t[i + 2] | 0x20) == 'o' &&
+		    (t[i + 3] | 0x20) == 'n')
+			return true;
+	return false;
+}
+
+/*
+ * answer <reason>[,<reason>...] status <code> [type "<content type>"] body "<template>"
+ * The body is compiled here (sluice/template.h) so that a bad placeholder
+ * is reported at its own line and column.
+ */
+static int d_answer(struct parser *p)
+{
+	static const char *const reasons[] = {"rate", "quota", "concurrency", "capacity"};
+	struct builder *b = p->b;
+	const struct word *w = NULL, *body = NULL;
+	struct banswer a = {.type = "application/json"};
+	char text[SLUICE_TEMPLATE_MAX_TEXT];
+	uint32_t mask = 0;
+	char buf[32];
+	int rc;
+
+	a.type_len = (uint32_t)strlen(a.type);
+	a.line = p->line;
+	if ((rc = sluice__parse_next_word(p, "a refusal reason", &w)) != SLUICE_OK)
+		return rc;
+	for (uint32_t i = 0, start = 0; i <= w->len; i++) {
+		if (i < w->len && w->s[i] != ',')
+			continue;
+		const struct word r = {w->s + start, i - start, w->col + start, w->quoted};
+		int k = -1;
+		for (int j = 0; j < SLUICE_POLICY_ANSWER_COUNT; j++)
+			if (sluice__parse_word_is(&r, reasons[j]))
+				k = j;
+		if (k < 0)
+			return sluice__parse_fail(
+				p, SLUICE_ESYNTAX, r.col,
+				"unknown refusal reason '%s': expected rate, quota, concurrency or capacity",
+				sluice__parse_show(&r, buf));
+		if (mask & (1u << k))
+			return sluice__parse_fail(p, SLUICE_EINVAL, r.col, "reason '%s' twice", reasons[k]);
+		if (b->answers[k].status != 0)
+			return sluice__parse_fail(p, SLUICE_EINVAL, r.col, "second answer for '%s' (line %u)",
+						  reasons[k], b->answers[k].line);
+		mask |= 1u << k;
+		start = i + 1;
+	}
+	bool seen_status = false, seen_type = false;
+	while (p->pos < p->nw) {
+		const struct word *kw = &p->w[p->pos++];
+		uint64_t v;
+		if (sluice__parse_word_is(kw, "status") && !seen_status) {
+			if ((rc = sluice__parse_next_word(p, "a status code", &w)) != SLUICE_OK)
+				return rc;
+			if ((rc = sluice__parse_count_word(p, w, "a status code", &v)) != SLUICE_OK)
+				return rc;
+			if (v < 100 || v > 599)
+				return sluice__parse_fail(p, SLUICE_ERANGE, w->col, "a status code is 100..599");
+			a.status = (uint32_t)v;
+			seen_status = true;
+		} else if (sluice__parse_word_is(kw, "type") && !seen_type) {
+			if ((rc = sluice__parse_next_word(p, "a content type", &w)) != SLUICE_OK)
+				return rc;
+			if ((rc = sluice__parse_string_word(p, w, "a content type", true, (uint8_t *)a.type,
+							    SLUICE_POLICY_MAX_CONTENT_TYPE, &a.type_len)) !=
+			    SLUICE_OK)
+				return rc;
+			a.type[a.type_len] = '\0';
+			seen_type = true;
+		} else if (sluice__parse_word_is(kw, "body") && body == NULL) {
+			if ((rc = sluice__parse_next_word(p, "a body template", &body)) != SLUICE_OK)
+				return rc;
+			if (body->quoted && body->len == 0)
+				a.body_len = 0; /* body "": no body */
+			else if ((rc = sluice__parse_string_word(p, body, "a body template", false,
+								 (uint8_t *)text, SLUICE_TEMPLATE_MAX_TEXT,
+								 &a.body_len)) != SLUICE_OK)
+				return rc;
+			a.body_src = body->s;
+			a.body_src_len = body->len;
+		} else {
+			return sluice__parse_fail(p, SLUICE_ESYNTAX, kw->col,
+						  "unexpected '%s': expected status, type or body (each once)",
+						  sluice__parse_show(kw, buf));
+		}
+	}
+	if (!seen_status || body == NULL)
+		return sluice__parse_fail(p, SLUICE_ESYNTAX, p->end_col,
+					  "an answer needs 'status <code>' and 'body \"<template>\"'");
+	a.json = type_is_json(a.type, a.type_len);
+	struct sluice_template tpl;
+	struct sluice_template_error terr;
+	rc = sluice_template_compile(text, a.body_len, a.json ? SLUICE_TEMPLATE_JSON : SLUICE_TEMPLATE_PLAIN, &tpl,
+				     &terr);
+	if (rc != SLUICE_OK)
+		return sluice__parse_fail(p, rc, decoded_col(body, terr.offset), "body template: %s", terr.message);
+	for (int k = 0; k < SLUICE_POLICY_ANSWER_COUNT; k++)
+		if (mask & (1u << k))
+			b->answers[k] = a;
+	return SLUICE_OK;
 }
 
 static int d_fail(struct parser *p)
@@ -569,6 +703,8 @@ int sluice__parse_directive(struct parser *p)
 		return d_headers(p);
 	if (sluice__parse_word_is(w, "body"))
 		return d_body(p);
+	if (sluice__parse_word_is(w, "answer"))
+		return d_answer(p);
 	if (sluice__parse_word_is(w, "fail"))
 		return d_fail(p);
 	if (sluice__parse_word_is(w, "scope"))
@@ -585,6 +721,6 @@ int sluice__parse_directive(struct parser *p)
 		return d_override(p);
 	return sluice__parse_fail(
 		p, SLUICE_ESYNTAX, w->col,
-		"unknown directive '%s': expected policy, headers, body, fail, scope, class, routes, tier, limit or override",
+		"unknown directive '%s': expected policy, headers, body, answer, fail, scope, class, routes, tier, limit or override",
 		sluice__parse_show(w, buf));
 }

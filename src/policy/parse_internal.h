@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sluice/template.h>
+
 #include "policy/policy_internal.h"
 
 #define MAX_WORDS 24
@@ -83,8 +85,31 @@ struct bterm {
 	uint32_t line;
 };
 
+/* An "answer" line's reason: status 0 until declared. The body points at
+ * its quoted word in the text (escapes undecoded, like route patterns: the
+ * text outlives the parse); the directive decoded and compiled it once to
+ * check it, and the layout decodes it again into the policy. */
+struct banswer {
+	uint32_t status;
+	uint32_t line;
+	uint32_t type_len;
+	uint32_t body_len; /* decoded */
+	const char *body_src;
+	uint32_t body_src_len;
+	bool json;
+	char type[SLUICE_POLICY_MAX_CONTENT_TYPE + 1];
+};
+
+/* "describe=" of "headers": resolved once every limit is declared. */
+enum { DESCRIBE_GOVERNING = 0, DESCRIBE_TIGHTEST = 1, DESCRIBE_NAMED = 2 };
+
 struct builder {
 	char title[SLUICE_POLICY_MAX_TITLE + 1];
+	uint8_t describe_kind;
+	char describe_name[NAME_CAP];
+	uint32_t describe_line, describe_col;
+	uint32_t describe; /* SLUICE_POLICY_DESCRIBE_* or a limit, after finish */
+	struct banswer answers[SLUICE_POLICY_ANSWER_COUNT];
 	uint32_t families; /* enum sluice_http_families bits */
 	uint8_t body, fail;
 	bool seen_policy, seen_headers, seen_body, seen_fail;
@@ -162,6 +187,9 @@ int sluice__parse_rate_word(struct parser *p, const struct word *w, uint64_t *co
 			    bool *utc);
 int sluice__parse_string_word(struct parser *p, const struct word *w, const char *what, bool printable,
 			      uint8_t *out, uint32_t cap, uint32_t *out_len);
+/* parse_lex.c: the bytes of a quoted word that sluice__parse_string_word()
+ * accepted, decoded into out (room for as many bytes as it returned). */
+void sluice__parse_decode_string(const char *s, uint32_t len, char *out);
 int sluice__parse_time_word(struct parser *p, const struct word *w, uint64_t *out);
 
 /* parse_directives.c: one line's directive (p->w[0] names it) */

@@ -74,6 +74,23 @@ void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_poli
 	uint8_t *method_lens = take(c, b->nmethods, 1);
 
 	const char *title = take_str(c, b->title, strlen(b->title));
+	struct sluice_policy_answer answers[SLUICE_POLICY_ANSWER_COUNT] = {{0}};
+	for (uint32_t i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
+		const struct banswer *a = &b->answers[i];
+		if (a->status == 0)
+			continue;
+		answers[i].status = a->status;
+		answers[i].json_escape = a->json;
+		answers[i].line = a->line;
+		answers[i].body_len = a->body_len;
+		answers[i].content_type = take_str(c, a->type, a->type_len);
+		char *body = take(c, a->body_len + 1, 1);
+		if (body != NULL) {
+			sluice__parse_decode_string(a->body_src, a->body_src_len, body);
+			body[a->body_len] = '\0';
+		}
+		answers[i].body = body;
+	}
 	for (uint32_t i = 0; i < b->nscopes; i++) {
 		const char *s = take_str(c, b->scopes[i], strlen(b->scopes[i]));
 		if (scopes != NULL)
@@ -208,6 +225,8 @@ void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_poli
 	pol->spec.name = title;
 	pol->spec.families = b->families;
 	pol->spec.body = b->body;
+	memcpy(pol->spec.answers, answers, sizeof answers);
+	pol->spec.describe = b->describe;
 	pol->spec.fail = b->fail;
 	pol->spec.route_fold_case = b->fold_case;
 	pol->spec.scope_count = b->nscopes;

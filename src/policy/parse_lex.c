@@ -330,6 +330,22 @@ static int hex_digit(char c)
 	return -1;
 }
 
+void sluice__parse_decode_string(const char *s, uint32_t len, char *out)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < len;) {
+		if (s[i] != '\\') {
+			out[n++] = s[i++];
+		} else if (s[i + 1] == 'x') {
+			out[n++] = (char)(hex_digit(s[i + 2]) * 16 + hex_digit(s[i + 3]));
+			i += 4;
+		} else {
+			out[n++] = s[i + 1];
+			i += 2;
+		}
+	}
+}
+
 /*
  * Decode a quoted string: escapes \" \\ \xHH. `printable`: only bytes
  * 0x20..0x7e may result. Writes at most cap bytes; longer is ETOOBIG.

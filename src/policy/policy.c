@@ -312,8 +312,17 @@ bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_poli
 	    x->route_fold_case != y->route_fold_case ||
 	    x->scope_count != y->scope_count || x->limit_count != y->limit_count ||
 	    x->class_count != y->class_count || x->route_count != y->route_count ||
-	    x->tier_count != y->tier_count || x->override_count != y->override_count)
+	    x->tier_count != y->tier_count || x->override_count != y->override_count ||
+	    x->describe != y->describe)
 		return false;
+	for (uint32_t i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
+		const struct sluice_policy_answer *p = &x->answers[i], *q = &y->answers[i];
+		if (p->status != q->status)
+			return false;
+		if (p->status != 0 && (p->body_len != q->body_len || strcmp(p->content_type, q->content_type) != 0 ||
+				       memcmp(p->body, q->body, p->body_len) != 0))
+			return false;
+	}
 	for (uint32_t i = 0; i < x->scope_count; i++)
 		if (strcmp(x->scopes[i], y->scopes[i]) != 0)
 			return false;

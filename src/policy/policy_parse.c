@@ -11,7 +11,7 @@
  *
  * Once the whole text is read, finish() makes the checks that need all of it
  * (every tiered limit times every tier, the normal form of the route
- * patterns); the overrides are sorted for lookup, and parse_layout.c
+ * patterns, the limit "describe=" names); the overrides are sorted for lookup, and parse_layout.c
  * computes the exact size of the final policy, which is allocated in one
  * piece, filled, and the builder freed. Every loop is bounded by the input
  * length or a ceiling.
@@ -36,6 +36,22 @@ static int finish(struct parser *p)
 	int rc = sluice__parse_check_patterns(p);
 	if (rc != SLUICE_OK)
 		return rc;
+	b->describe = b->describe_kind == DESCRIBE_TIGHTEST ? SLUICE_POLICY_DESCRIBE_TIGHTEST
+							   : SLUICE_POLICY_DESCRIBE_GOVERNING;
+	if (b->describe_kind == DESCRIBE_NAMED) {
+		uint32_t i = 0;
+		while (i < b->nlimits && strcmp(b->limits[i].name, b->describe_name) != 0)
+			i++;
+		p->line = b->describe_line;
+		if (i == b->nlimits)
+			return sluice__parse_fail(p, SLUICE_ENOTFOUND, b->describe_col,
+						  "'describe=' names no limit: '%s'", b->describe_name);
+		if (b->limits[i].l.kind == SLUICE_POLICY_KIND_CONCURRENCY)
+			return sluice__parse_fail(p, SLUICE_EINVAL, b->describe_col,
+						  "'describe=' names concurrency limit '%s': headers describe a quota",
+						  b->describe_name);
+		b->describe = i;
+	}
 	for (uint32_t i = 0; i < b->nlimits; i++) {
 		const struct sluice_policy_limit *l = &b->limits[i].l;
 		if (!l->tiered)

@@ -1,7 +1,7 @@
 /*
  * policy_print.c - the canonical text of a loaded policy.
  *
- * One directive per line in a fixed order (policy, headers, body, fail,
+ * One directive per line in a fixed order (policy, headers, body, answer, fail,
  * scopes, classes, routes, tiers, limits, overrides), every default spelled
  * out where it is part of the response style, options only where they differ
  * from their defaults, durations in the largest unit that divides them.
@@ -182,9 +182,25 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 	case SLUICE_HTTP_X_UNIX_MS: family = "x-ratelimit", reset = "unix-ms"; break;
 	default: break; /* 0: none (the parser makes no other value) */
 	}
-	putf(&o, "\nheaders %s reset=%s retry-after=%s\n", family, reset,
+	putf(&o, "\nheaders %s reset=%s retry-after=%s", family, reset,
 	     s->families & SLUICE_HTTP_RETRY_AFTER ? "yes" : "no");
-	putf(&o, "body %s\nfail %s\n", bodies[s->body], s->fail == SLUICE_FAIL_OPEN ? "open" : "closed");
+	if (s->describe == SLUICE_POLICY_DESCRIBE_TIGHTEST)
+		puts_(&o, " describe=tightest");
+	else if (s->describe != SLUICE_POLICY_DESCRIBE_GOVERNING)
+		putf(&o, " describe=%s", s->limits[s->describe].name);
+	putf(&o, "\nbody %s\n", bodies[s->body]);
+	for (uint32_t i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
+		static const char *const reasons[] = {"rate", "quota", "concurrency", "capacity"};
+		const struct sluice_policy_answer *a = &s->answers[i];
+		if (a->status == 0)
+			continue;
+		putf(&o, "answer %s status %u type ", reasons[i], a->status);
+		put_string(&o, (const uint8_t *)a->content_type, strlen(a->content_type));
+		puts_(&o, " body ");
+		put_string(&o, (const uint8_t *)a->body, a->body_len);
+		put(&o, "\n", 1);
+	}
+	putf(&o, "fail %s\n", s->fail == SLUICE_FAIL_OPEN ? "open" : "closed");
 	if (s->route_fold_case)
 		puts_(&o, "routes case-insensitive\n");
 	for (uint32_t i = 0; i < s->scope_count; i++)

@@ -30,6 +30,7 @@
 #define SERVER_DEFAULT_MAX_BODY 65536 /* Content-Length beyond --max-body: 413 */
 #define SERVER_OUT_CAP 16384          /* per-connection output buffer */
 #define SERVER_MAX_RESPONSE 4096      /* one response never exceeds this */
+#define SERVER_MAX_ANSWER_BODY 2048   /* a rendered answer body; beyond, no body */
 
 /* ------------------------------------------------------------------------
  * Requests, as the parser hands them to the decision step.
@@ -109,11 +110,17 @@ const struct sluice_policy_spec *server_decider_spec(const struct server_decider
  * buffer or into `hashed` (so the buffer must stay untouched until then).
  */
 struct server_verdict {
-	int status;          /* 200, 429, 400 (target refused) or 503 (engine error) */
+	int status;          /* 200, the refusal's (429 unless the policy's answer
+			      * says otherwise), 400 (target refused) or 503 (engine error) */
 	bool limited;        /* at least one limit applied to the request */
 	struct sluice_decision decision; /* the governing one */
 	unsigned families;   /* enum sluice_http_families */
-	int body_style;      /* enum sluice_http_body_style */
+	int body_style;      /* enum sluice_http_body_style, when !answered */
+	bool refused;        /* a limit refused: status is the answer's (429 by default) */
+	bool answered;       /* refused with the policy's answer: content_type, body */
+	const char *content_type; /* NULL: no body */
+	size_t body_len;
+	char body[SERVER_MAX_ANSWER_BODY];
 	size_t nlimits;
 	struct sluice_http_limit limits[SERVER_VERDICT_MAX_LIMITS];
 	uint64_t now_unix_ns;

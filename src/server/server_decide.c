@@ -16,15 +16,28 @@
  * is replaced by its 128-bit keyed hash (32 hex digits), so long bearer
  * tokens (JWTs) work.
  *
- * Which limits the headers describe: a refusal, the refusing limit (the
- * engine's governing one). An admission, the rate-like limits (GCRA,
- * sliding, calendar): the engine's governing limit when it is one, else
- * (the governing limit is a concurrency limit, whose "remaining" is slots,
- * not quota) every applied rate-like limit's decision, of which the
- * renderer shows the one with the least remaining; the draft-11 family,
- * which lists every limit, always takes them all. Every limit's decision
- * comes from the one check (sluice_engine_request.limit_decisions): no
- * second call reads what the check computed.
+ * Which limits the headers describe is the policy's choice ("headers ...
+ * describe=", docs/policy.md). describe=governing (the default): a
+ * refusal, the refusing limit (the engine's governing one); an admission,
+ * the rate-like limits (GCRA, sliding, calendar): the engine's governing
+ * limit when it is one, else (the governing limit is a concurrency limit,
+ * whose "remaining" is slots, not quota) every applied rate-like limit's
+ * decision, of which the renderer shows the one with the least remaining;
+ * the draft-11 family, which lists every limit, always takes them all.
+ * describe=<limit> and describe=tightest: that limit (or the applied rate
+ * or sliding limit with the least remaining) on every answer, admitted or
+ * refused, as it stands after the check; on a refusal it carries the
+ * refusal's Retry-After. When the named limit did not apply to the request
+ * (its scope's identity is missing), the governing rule above. Every
+ * limit's decision comes from the one check
+ * (sluice_engine_request.limit_decisions): no second call reads what the
+ * check computed.
+ *
+ * Refusal answers: the policy's answer for the refusal's reason ("answer
+ * rate|quota|concurrency|capacity status ... type ... body ...") when it
+ * declares one, its body template compiled once here and rendered per
+ * refusal with the governing decision (no allocation); else 429 and the
+ * policy's body style.
  */
 #include "server.h"
 
@@ -44,6 +57,7 @@ struct server_decider {
 	int scope_token; /* index of the scope so named, or -1 */
 	int scope_ip;
 	char scope_header[SLUICE_POLICY_MAX_SCOPES][SLUICE_POLICY_MAX_NAME + 3];
+	struct sluice_template answers[SLUICE_POLICY_ANSWER_COUNT]; /* compiled spec->answers */
 	unsigned char secret[XXH3_SECRET_SIZE_MIN];
 };
 
@@ -65,6 +79,18 @@ int server_decider_create(struct server_decider **out, struct sluice_policy *pol
 		*why = "getrandom failed";
 		free(d);
 		return SLUICE_EINVAL;
+	}
+	for (int i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
+		const struct sluice_policy_answer *a = &d->spec->answers[i];
+		/* The load compiled every body once: this cannot fail. */
+		if (a->status != 0 &&
+		    sluice_template_compile(a->body, a->body_len,
+					    a->json_escape ? SLUICE_TEMPLATE_JSON : SLUICE_TEMPLATE_PLAIN,
+					    &d->answers[i], NULL) != SLUICE_OK) {
+			*why = "an answer's body template does not compile";
+			free(d);
+			return SLUICE_EINVAL;
+		}
 	}
 	d->scope_token = sluice_policy_scope_index(policy, "token");
 	d->scope_ip = sluice_policy_scope_index(policy, "ip");
@@ -236,6 +262,71 @@ static void add_applied(struct server_decider *d, const struct sluice_decision *
 	}
 }
 
+/* The limit the policy's describe= picks among those applied, or -1 (the
+ * governing rule). */
+static int described_limit(const struct server_decider *d, const struct sluice_decision *per,
+			   uint32_t applied)
+{
+	uint32_t want = d->spec->describe;
+	if (want == SLUICE_POLICY_DESCRIBE_GOVERNING)
+		return -1;
+	if (want != SLUICE_POLICY_DESCRIBE_TIGHTEST)
+		return (applied & (UINT32_C(1) << want)) ? (int)want : -1;
+	int best = -1;
+	for (uint32_t i = 0; i < d->spec->limit_count; i++) {
+		uint8_t kind = d->spec->limits[i].kind;
+		if ((kind != SLUICE_POLICY_KIND_GCRA && kind != SLUICE_POLICY_KIND_SLIDING) ||
+		    !(applied & (UINT32_C(1) << i)))
+			continue;
+		if (best < 0 || per[i].remaining < per[best].remaining)
+			best = (int)i;
+	}
+	return best;
+}
+
+/* The refusal's answer: the policy's for its reason, rendered into v. */
+static void render_answer(const struct server_decider *d, struct server_verdict *v)
+{
+	static const uint8_t by_reason[] = {
+		[SLUICE_REASON_RATE] = SLUICE_POLICY_ANSWER_RATE,
+		[SLUICE_REASON_QUOTA] = SLUICE_POLICY_ANSWER_QUOTA,
+		[SLUICE_REASON_CONCURRENCY] = SLUICE_POLICY_ANSWER_CONCURRENCY,
+		[SLUICE_REASON_CAPACITY] = SLUICE_POLICY_ANSWER_CAPACITY,
+		[SLUICE_REASON_NEVER] = SLUICE_POLICY_ANSWER_RATE,
+	};
+	uint8_t reason = v->decision.reason < sizeof by_reason ? v->decision.reason : SLUICE_REASON_RATE;
+	int k = reason == SLUICE_REASON_NONE ? SLUICE_POLICY_ANSWER_RATE : by_reason[reason];
+	const struct sluice_policy_answer *a = &d->spec->answers[k];
+
+	v->status = 429;
+	if (a->status == 0)
+		return; /* the body style */
+	const struct sluice_policy_limit *l = &d->spec->limits[v->decision.limit_index];
+	const char *scope = NULL;
+	for (uint32_t s = 0; s < d->spec->scope_count && scope == NULL; s++)
+		if (l->scope_mask & (UINT32_C(1) << s))
+			scope = d->spec->scopes[s];
+	struct sluice_template_values tv = {
+		.decision = v->decision,
+		.now_unix_ns = v->now_unix_ns,
+		.status = a->status,
+		.limit_name = l->name,
+		.limit_name_len = strlen(l->name),
+		.scope = scope,
+		.scope_len = scope ? strlen(scope) : 0,
+		.policy = d->spec->name,
+		.policy_len = strlen(d->spec->name),
+	};
+	size_t size;
+	v->status = (int)a->status;
+	v->answered = true;
+	v->content_type = a->content_type;
+	v->body_len = 0;
+	if (a->body_len > 0 &&
+	    sluice_template_render(&d->answers[k], &tv, v->body, sizeof v->body, &size) == SLUICE_OK)
+		v->body_len = size - 1; /* longer than SERVER_MAX_ANSWER_BODY: no body */
+}
+
 /* The answer to a check that failed (docs/server.md, "Requests and error
  * answers"). */
 static int target_status(int rc)
@@ -257,6 +348,10 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	struct sluice_engine_request er;
 
 	v->status = 200;
+	v->refused = false;
+	v->answered = false;
+	v->content_type = NULL;
+	v->body_len = 0;
 	v->limited = false;
 	v->nlimits = 0;
 	v->families = d->spec->families;
@@ -288,9 +383,27 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	v->limited = true;
 	v->decision = v->engine.d;
 	const struct sluice_policy_limit *gov = &d->spec->limits[v->engine.d.limit_index];
+	int shown = described_limit(d, per, v->engine.applied);
 	if (!v->engine.d.allowed) {
-		v->status = 429;
-		add_limit(v, gov, &v->engine.d);
+		v->refused = true;
+		render_answer(d, v);
+		if (shown < 0) {
+			add_limit(v, gov, &v->engine.d);
+			return;
+		}
+		/* The described limit as it stands (not consumed: all or nothing),
+		 * with the refusal's verdict and wait for Retry-After. */
+		struct sluice_decision dec = per[shown];
+		dec.allowed = false;
+		dec.reason = v->engine.d.reason;
+		dec.retry_after_ns = v->engine.d.retry_after_ns;
+		add_limit(v, &d->spec->limits[shown], &dec);
+		return;
+	}
+	if (shown >= 0) {
+		add_limit(v, &d->spec->limits[shown], &per[shown]);
+		if (v->engine.d.degraded)
+			v->limits[0].decision.degraded = true;
 		return;
 	}
 	bool others = (v->engine.applied & ~(UINT32_C(1) << v->engine.d.limit_index)) != 0;

@@ -303,7 +303,7 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 	req->peer_ip = c->peer_ip;
 	req->peer_ip_len = c->peer_ip_len;
 	server_decide(srv->decider, req, v);
-	if (v->status != 200 && v->status != 429) {
+	if (v->status != 200 && !v->refused) {
 		/* The matcher refused the target (400) or the engine failed (503). */
 		count(&lp->counters.errors);
 		append_response(lp, c, v->status, false, lp->date, NULL, 0, NULL, NULL, 0);
@@ -313,15 +313,20 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 	    sluice_http_render_headers(v->families, v->limits, v->nlimits, v->now_unix_ns, headers,
 				       sizeof headers, &size) == SLUICE_OK)
 		hlen = size - 1;
-	if (v->status == 429) {
+	if (v->refused) {
 		const char *ctype = sluice_http_body_content_type(v->body_style);
 		count(&lp->counters.limited);
 		blen = 0;
-		if (sluice_http_render_body(v->body_style, &v->decision, body, sizeof body, &size) ==
-		    SLUICE_OK)
-			blen = size - 1;
-		append_response(lp, c, 429, keep_alive, lp->date, headers, hlen, blen ? ctype : NULL,
-				body, blen);
+		if (v->answered) /* the policy's answer, rendered by server_decide() */
+			append_response(lp, c, v->status, keep_alive, lp->date, headers, hlen,
+					v->body_len ? v->content_type : NULL, v->body, v->body_len);
+		else {
+			if (sluice_http_render_body(v->body_style, &v->decision, body, sizeof body,
+						    &size) == SLUICE_OK)
+				blen = size - 1;
+			append_response(lp, c, v->status, keep_alive, lp->date, headers, hlen,
+					blen ? ctype : NULL, body, blen);
+		}
 	} else {
 		count(&lp->counters.ok);
 		append_response(lp, c, 200, keep_alive, lp->date, headers, hlen, "application/json",

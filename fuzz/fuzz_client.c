@@ -120,13 +120,19 @@ static void check_plain_numbers(const struct sluice_http_field *f, size_t n,
 	static const char *const rem[2] = {"x-ratelimit-remaining", "x-rate-limit-remaining"};
 	size_t len;
 	uint64_t v;
-	bool has_limit = false, has_rem = false;
+	bool has_limit = false, has_rem = false, limit_field = false;
 	uint64_t limit = 0, remaining = 0;
 
 	for (int k = 0; k < 2; k++) {
-		if (!has_limit && ref_value(f, n, lim[k], buf, &len) && ref_number(buf, len, false, &v)) {
-			has_limit = true;
-			limit = v;
+		/* The first limit field present decides: the parser reads a
+		 * policy List there ("100, 100;window=60") that the model does
+		 * not, and does not fall back to the alias then. */
+		if (!limit_field && ref_value(f, n, lim[k], buf, &len)) {
+			limit_field = true;
+			if (ref_number(buf, len, false, &v)) {
+				has_limit = true;
+				limit = v;
+			}
 		}
 		if (!has_rem && ref_value(f, n, rem[k], buf, &len) && ref_number(buf, len, true, &v)) {
 			has_rem = true;

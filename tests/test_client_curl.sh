@@ -11,21 +11,8 @@ set -u
 server=${1:?usage: test_client_curl.sh SERVER_BINARY CLIENT_BINARY}
 client=${2:?usage: test_client_curl.sh SERVER_BINARY CLIENT_BINARY}
 
-tmp=$(mktemp -d)
-pid=
-passed=0
-failed=0
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
+# shellcheck source=tests/server_test_lib.sh
+. "$(dirname "$0")/server_test_lib.sh"
 
 cat >"$tmp/paced.policy" <<'POLICY'
 policy "paced"

@@ -21,27 +21,10 @@ for tool in curl wrk; do
 	fi
 done
 
-tmp=$(mktemp -d)
-pid=
-passed=0
-failed=0
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+# shellcheck source=tests/server_test_lib.sh
+. "$(dirname "$0")/server_test_lib.sh"
 # Every client call is bounded (curl -m, timeout, wrk -d); ctest's TIMEOUT
 # bounds the whole.
-
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-expect() { # expect WHAT EXPECTED ACTUAL
-	if [ "$2" = "$3" ]; then ok; else bad "$1: expected '$2', got '$3'"; fi
-}
 
 # start_server ARGS...: start, wait for the "listening" line, set $port
 # (and $admin_port: the counters are read on the admin listener).

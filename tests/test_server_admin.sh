@@ -17,25 +17,8 @@ if ! command -v curl >/dev/null 2>&1; then
 	exit 77
 fi
 
-tmp=$(mktemp -d)
-pid=
-passed=0
-failed=0
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-expect() { # expect WHAT EXPECTED ACTUAL
-	if [ "$2" = "$3" ]; then ok; else bad "$1: expected '$2', got '$3'"; fi
-}
+# shellcheck source=tests/server_test_lib.sh
+. "$(dirname "$0")/server_test_lib.sh"
 
 # shellcheck disable=SC2086 # the emulator may be a command with arguments
 ${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \

@@ -21,25 +21,9 @@ if [ "$secs" -gt $((86400 - 120)) ]; then
 	exit 77
 fi
 
-tmp=$(mktemp -d)
-pid=
-passed=0
-failed=0
-cleanup() {
-	if [ -n "$pid" ]; then
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+# shellcheck source=tests/server_test_lib.sh
+. "$(dirname "$0")/server_test_lib.sh"
 
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*"; }
-expect() { # expect WHAT EXPECTED ACTUAL
-	if [ "$2" = "$3" ]; then ok; else bad "$1: expected '$2', got '$3'"; fi
-}
 within() { # within WHAT LO HI ACTUAL
 	if [ -n "$4" ] && [ "$4" -ge "$2" ] && [ "$4" -le "$3" ]; then ok
 	else bad "$1: expected $2..$3, got '$4'"; fi

@@ -534,39 +534,39 @@ Test(limiter_kinds, entry_sizes_gcra_unchanged_commit_word_only_without_gcra)
 	struct sluice_limit g = gcra(10, SEC, 10);
 	struct sluice_limiter *lim = make(&g, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, SEC, &d));
-	/* node 16 + GCRA 8 + key_len 2 + key 16: 42 bytes (<= 64 B per key
-	 * with the table's bucket share). */
-	cr_assert_eq(bytes_of(lim), 42);
+	/* GCRA 8 + key_len 2 + key 16: 26 bytes (entries have no header;
+	 * <= 64 B per key with the index's share). */
+	cr_assert_eq(bytes_of(lim), 26);
 	sluice_limiter_destroy(lim);
 
 	struct sluice_limit gc[2] = { calendar(100, DAY), gcra(10, SEC, 10) };
 	lim = make(gc, 2);
 	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
-	cr_assert_eq(bytes_of(lim), 50, "GCRA is the commit cell: no extra word");
+	cr_assert_eq(bytes_of(lim), 34, "GCRA is the commit cell: no extra word");
 	sluice_limiter_destroy(lim);
 
 	struct sluice_limit c = calendar(100, DAY);
 	lim = make(&c, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
-	cr_assert_eq(bytes_of(lim), 42, "node 16 + calendar 8 (the commit cell) + 2 + 16");
+	cr_assert_eq(bytes_of(lim), 26, "calendar 8 (the commit cell) + 2 + 16");
 	sluice_limiter_destroy(lim);
 
 	struct sluice_limit w = counter(100, MIN);
 	lim = make(&w, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
-	cr_assert_eq(bytes_of(lim), 42, "node 16 + counter 8 (the commit cell) + 2 + 16");
+	cr_assert_eq(bytes_of(lim), 26, "counter 8 (the commit cell) + 2 + 16");
 	sluice_limiter_destroy(lim);
 
 	/* A window too short for a day before its index wraps keeps the word. */
 	struct sluice_limit ms = counter(100, 1000000);
 	lim = make(&ms, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
-	cr_assert_eq(bytes_of(lim), 50, "node 16 + commit 8 + counter 8 + 2 + 16");
+	cr_assert_eq(bytes_of(lim), 34, "commit 8 + counter 8 + 2 + 16");
 	sluice_limiter_destroy(lim);
 
 	struct sluice_limit s = slog(100, MIN);
 	lim = make(&s, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, DAY, &d));
-	cr_assert_eq(bytes_of(lim), 16 + 8 + sluice_window_log_size(&s.log) + 2 + 16);
+	cr_assert_eq(bytes_of(lim), 8 + sluice_window_log_size(&s.log) + 2 + 16);
 	sluice_limiter_destroy(lim);
 }

@@ -284,7 +284,7 @@ static void decide_fresh_peek(const struct sluice_limiter *lim, uint64_t now_ns,
  * sweeper, which owns the free. */
 static void help_unlink(struct sluice_limiter *lim, struct entry *e)
 {
-	if (cds_lfht_del(lim->ht, &e->node) == 0)
+	if (sluice__limiter_unlink(lim, e, sluice__limiter_entry_hash(lim, e)) == SLUICE_OK)
 		lim->ops[0]->mark_unlinked(cell_of(lim, e, 0));
 }
 
@@ -481,11 +481,6 @@ int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t 
 	return v == V_DEGRADED ? 1 : 0;
 }
 
-static int match_entry(struct cds_lfht_node *node, const void *arg)
-{
-	return node == arg;
-}
-
 int sluice__limiter_release_entry(struct sluice_limiter *lim, uint64_t hash, const void *entry,
 				  sluice_slot_handle handle)
 {
@@ -496,21 +491,15 @@ int sluice__limiter_release_entry(struct sluice_limiter *lim, uint64_t hash, con
 	int rc = thread_enter(lim);
 	if (rc != SLUICE_OK)
 		return rc;
-	struct cds_lfht_iter it;
 	uint32_t s = (uint32_t)lim->slots_cell;
 	rcu_read_lock();
-	/* Only the address is compared: a node is read only once found
-	 * linked in the table, inside this read-side section. */
-	cds_lfht_lookup(lim->ht, (unsigned long)hash, match_entry,
-			&((const struct entry *)entry)->node, &it);
-	struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
-	if (node == NULL) {
+	/* Only the address is compared: an entry is read only once found
+	 * linked in the index, inside this read-side section. */
+	struct entry *e = lookup_address(lim, hash, entry);
+	if (e == NULL)
 		rc = SLUICE_ENOTFOUND;
-	} else {
-		struct entry *e = caa_container_of(node, struct entry, node);
-		TSAN_ACQUIRE(e);
+	else
 		rc = sluice_slots_release(cell_of(lim, e, s), &lim->limits[s].slots, handle);
-	}
 	read_unlock(lim);
 	return rc;
 }
@@ -602,14 +591,13 @@ void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
 					const struct sluice_decision *d),
 			     void *user)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *node;
+	struct index *ix = index_of(lim);
 
-	cds_lfht_first(lim->ht, &it);
-	while ((node = cds_lfht_iter_get_node(&it)) != NULL) {
-		struct entry *e = caa_container_of(node, struct entry, node);
-		TSAN_ACQUIRE(e);
-		cds_lfht_next(lim->ht, &it);
+	for (uint64_t pos = 0; pos < (ix->mask + 1) * GROUP_SLOTS; pos++) {
+		/* acquire: pairs with the insert's CAS (table.c). */
+		struct entry *e = slot_entry(atomic_load_explicit(&ix->g[pos / GROUP_SLOTS].w[pos % GROUP_SLOTS], memory_order_acquire)); /* acquire: why above */
+		if (e == NULL)
+			continue;
 		struct sluice_decision d;
 		if (entry_decide(lim, e, 0, now_ns, &d, NULL) != V_ADMIT)
 			continue; /* dead */
@@ -653,19 +641,28 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 		 * grace periods. */
 		rcu_read_lock();
 
-		/* 1: hash everything (keys are in the caller's cache). */
-		for (size_t j = 0; j < g; j++)
+		/* 1: hash everything (keys are in the caller's cache) and
+		 * prefetch each key's home group: the misses overlap. */
+		for (size_t j = 0; j < g; j++) {
 			hash[j] = hash_key(lim, r[j].key, r[j].key_len);
-		/* 2: look up everything. The lookups are independent, so the
-		 * core overlaps their misses within its out-of-order window. */
+			prefetch_group(lim, hash[j]);
+		}
+		/* 2: the entry each group's tag points to, prefetched, again
+		 * all misses in flight at once (write intent: the commit will
+		 * CAS cell 0; the key's last byte may be on the next line). */
+		for (size_t j = 0; j < g; j++) {
+			struct entry *c = lookup_candidate(lim, hash[j]);
+			if (c != NULL) {
+				__builtin_prefetch(cell_of(lim, c, 0), 1, 3);
+				__builtin_prefetch((const unsigned char *)c + lim->key_off + r[j].key_len - 1, 0, 3);
+			}
+		}
+		/* 3: look up everything, now from the cache. */
 		for (size_t j = 0; j < g; j++) {
 			struct lookup_key k = { lim, r[j].key, r[j].key_len };
 			found[j] = lookup(lim, hash[j], &k);
-			if (found[j] != NULL)
-				/* write intent: the commit will CAS cell 0. */
-				__builtin_prefetch(cell_of(lim, found[j], 0), 1, 3);
 		}
-		/* 3: decide in order. An entry found in phase 2 may have died
+		/* 4: decide in order. An entry found in phase 3 may have died
 		 * or, for a repeated new key, appeared since: admit_locked()
 		 * handles both. */
 		for (size_t j = 0; j < g; j++) {

@@ -1,12 +1,13 @@
 /*
- * limiter.c - the keyed limiter: key -> entry of cells in liburcu's cds_lfht.
+ * limiter.c - the keyed limiter: key -> entry of cells in an RCU index.
  * This file creates and destroys a limiter, lays out its entries and its
  * cell order, and sums its statistics; the store's work is spread over the
  * files of src/limiter/ by job (docs/limiter.md, "Files"):
  *
  *   store_internal.h  the structures and inline helpers the files share
  *   thread.c          per-thread statistics stripes, urcu registration
- *   table.c           entries, hashing, insertion, the memory budget
+ *   table.c           entries, the index (lookup, insertion, removal,
+ *                     resizing), hashing, the memory budget
  *   decide.c          all-or-nothing decisions and the hot path; the entry
  *                     points admit, peek, acquire, release, admit_batch and
  *                     the engine's reserve, cancel, check
@@ -21,8 +22,9 @@
  * the order of cells 1..k-1 - exact cancels first, then the other GCRA
  * limits shallowest first - keeps a refused request from consuming
  * anything except between two GCRA limits (decide.c, "All-or-nothing").
- * Destroy frees the entries still linked only after a grace period, since
- * liburcu's resize threads may still walk them.
+ * Destroy frees the entries still linked after one grace period (a
+ * caller's read-side section may still hold one); the index has no
+ * threads of its own.
  */
 #include <sluice/limiter.h>
 
@@ -31,7 +33,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -104,60 +105,8 @@ void *sluice__limiter_backend(struct sluice_limiter *lim, const struct sluice__l
 	return lim != NULL && lim->store == ops ? lim->backend : NULL;
 }
 
-/* Most buckets the table may grow to, which also picks liburcu's bucket
- * allocator: with 0 < max <= 2^32 on a 64-bit target, cds_lfht_new() uses
- * its mmap allocator, one contiguous array reserved up front (PROT_NONE
- * address space, populated as the table grows), where a bucket is
- * `&tbl[index]`; with 0 ("unbounded") it uses the order allocator, whose
- * bucket_at() calls fls() through the PLT and loads a per-order pointer:
- * about 23 more instructions per lookup (docs/limiter.md, "Hot path").
- * The bound is the budget's key count (keys beyond it are never inserted):
- * the reservation is then what the caller declared it may need. Without a
- * budget there is no bound worth reserving for: a fixed large one (2^28
- * buckets, 4 GiB) per limiter adds up in an engine with one limiter per
- * limit, tier and override (47-bit user space holds ~32000 of them) and
- * makes emulators that track guest pages one by one (qemu-user: ~5 s per
- * fuzz_engine input) crawl; so such a table keeps the order allocator.
- * liburcu aborts if the reservation fails (e.g. under RLIMIT_AS), so try it
- * first and fall back to the order allocator (0) if it cannot be had. */
-static unsigned long table_max_buckets(unsigned long init, uint64_t keys_bound)
-{
-	if (keys_bound == 0)
-		return 0;
-	unsigned long max = 1;
-	while (max < keys_bound && max < (1ul << 32))
-		max <<= 1;
-	if (max < init)
-		max = init;
-	if ((uint64_t)max > (UINT64_C(1) << 32))
-		return 0; /* liburcu would pick the order allocator anyway */
-	size_t bytes = (size_t)max * sizeof(struct cds_lfht_node);
-	void *probe = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (probe == MAP_FAILED)
-		return 0;
-	munmap(probe, bytes);
-	return max;
-}
-
-/* Largest options.initial_buckets: liburcu's mmap bucket allocator takes
- * at most 2^32 buckets (64 GiB of bucket nodes), and the probe below
- * multiplies the count by the node size. */
+/* Largest options.initial_buckets (keys the first array is sized for). */
 #define MAX_INITIAL_BUCKETS (UINT64_C(1) << 32)
-
-/* Whether `buckets` bucket nodes can be mapped now. cds_lfht_new() allocates
- * the initial array itself and cannot fail gracefully: its order allocator
- * asserts on a failed calloc(), its mmap allocator calls abort(). So ask the
- * kernel first, for the same amount of writable memory (RLIMIT_AS and the
- * overcommit check see the same request). */
-static bool table_fits(unsigned long buckets)
-{
-	size_t bytes = (size_t)buckets * sizeof(struct cds_lfht_node);
-	void *probe = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (probe == MAP_FAILED)
-		return false;
-	munmap(probe, bytes);
-	return true;
-}
 
 int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit *limits,
 			  size_t nlimits, const struct sluice_limiter_options *opts)
@@ -210,6 +159,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->malloc_fn = mf;
 	lim->free_fn = ff;
 	lim->alloc_user = o.alloc_user;
+	lim->default_alloc = o.malloc_fn == NULL;
 	lim->flags = o.flags;
 	lim->fail_mode = o.fail_mode;
 	lim->max_keys = o.max_keys;
@@ -277,7 +227,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->one_gcra = n == 1 && lim->limits[0].kind == SLUICE_LIMIT_GCRA;
 	lim->nlimits = n;
 	lim->slots_cell = -1;
-	size_t off = sizeof(struct entry);
+	size_t off = 0; /* struct entry has no header */
 	for (uint32_t i = 0; i < n; i++) {
 		lim->ops[i] = sluice__limit_ops_of(lim->limits[i].kind);
 		if (lim->limits[i].kind == SLUICE_LIMIT_SLOTS)
@@ -298,9 +248,13 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		rc = SLUICE_ENOMEM;
 		goto fail_raw;
 	}
-	if (pthread_mutex_init(&lim->m_lock, NULL) != 0) {
+	if (pthread_mutex_init(&lim->resize_lock, NULL) != 0) {
 		rc = SLUICE_ENOMEM;
 		goto fail_sweep_lock;
+	}
+	if (pthread_mutex_init(&lim->m_lock, NULL) != 0) {
+		rc = SLUICE_ENOMEM;
+		goto fail_resize_lock;
 	}
 	pthread_condattr_t ca;
 	if (pthread_condattr_init(&ca) != 0) {
@@ -314,11 +268,11 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		rc = SLUICE_ENOMEM;
 		goto fail_m_lock;
 	}
-	/* Default size: cds_lfht grows lazily in the call_rcu thread, which can
-	 * lag far behind a burst of inserts (docs/limiter.md, "Table size"), so
-	 * start at the most keys the budget admits when there is one (at most
-	 * 2^20 buckets, 16 MiB). A byte budget alone bounds the keys too: by
-	 * max_bytes over the charge of the smallest entry (the empty key). */
+	/* Default size: the most keys the budget admits when there is one (at
+	 * most 2^20), so that a server's flood of new keys resizes rarely. A
+	 * byte budget alone bounds the keys too: by max_bytes over the charge
+	 * of the smallest entry (the empty key). The array grows (and
+	 * shrinks) by itself (table.c). */
 	uint64_t keys_bound = o.max_keys;
 	if (o.max_bytes != 0) {
 		uint64_t by_bytes = o.max_bytes / (entry_size(lim, 0) + TABLE_SHARE_BYTES);
@@ -332,16 +286,13 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
 	lim->initial_buckets = init;
-	if (!table_fits(init)) {
+	struct index *ix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(init));
+	if (ix == NULL) {
 		rc = SLUICE_ENOMEM;
 		goto fail_cond;
 	}
-	lim->ht = cds_lfht_new(init, init < 64 ? init : 64, table_max_buckets(init, keys_bound),
-			       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-	if (lim->ht == NULL) {
-		rc = SLUICE_ENOMEM;
-		goto fail_cond;
-	}
+	/* relaxed: the limiter is not shared yet; the caller publishes it. */
+	atomic_store_explicit(&lim->index, ix, memory_order_relaxed); /* relaxed: why above */
 	*out = lim;
 	return SLUICE_OK;
 
@@ -349,6 +300,8 @@ fail_cond:
 	pthread_cond_destroy(&lim->m_cond);
 fail_m_lock:
 	pthread_mutex_destroy(&lim->m_lock);
+fail_resize_lock:
+	pthread_mutex_destroy(&lim->resize_lock);
 fail_sweep_lock:
 	pthread_mutex_destroy(&lim->sweep_lock);
 fail_raw:
@@ -356,79 +309,62 @@ fail_raw:
 	return rc;
 }
 
-/* Entries destroy removes per grace period (8 KiB of pointers on the stack;
- * 1M entries cost about 1000 synchronize_rcu() calls). */
-#define DESTROY_CHUNK 1024
-
 /* Remove and free every entry of a limiter no caller uses any more (or not
- * yet: a restore that failed half-way). liburcu's own resize threads may
- * still walk the chains under their read lock, so a removed entry is freed
- * only after a grace period, as for sweeps, but without call_rcu (no
- * rcu_barrier needed): remove up to DESTROY_CHUNK entries in one read-side
- * section, synchronize_rcu(), free them, and go on from the next entry,
- * which is still linked (only we remove entries now), rebuilding the
- * iterator at it as a sweep does at its cursor. account: give the entries
- * back to the budget and count them as reclaimed (the limiter lives on).
- * Entries of earlier sweeps wait in call_rcu. */
+ * yet: a restore that failed half-way). The index has no threads of its
+ * own, and destroy first waits a grace period for callers' read-side
+ * sections, so entries are freed at once and the array is emptied in
+ * place. account: give the entries back to the budget and
+ * count them as reclaimed (the limiter lives on). Entries of earlier sweeps
+ * wait in call_rcu. */
 static void remove_all(struct sluice_limiter *lim, bool account)
 {
-	struct entry *dead[DESTROY_CHUNK];
-	struct entry *resume = NULL;
-	bool first = true;
-	while (first || resume != NULL) {
-		struct cds_lfht_iter it;
-		struct cds_lfht_node *node;
-		size_t n = 0;
+	/* relaxed: no concurrent caller (above). */
+	struct index *ix = atomic_load_explicit(&lim->index, memory_order_relaxed); /* relaxed: why above */
+	uint64_t n = 0, bytes = 0;
 
-		rcu_read_lock();
-		if (first) {
-			cds_lfht_first(lim->ht, &it);
-			first = false;
-		} else {
-			it.node = &resume->node;
-			it.next = rcu_dereference(resume->node.next);
-		}
-		while (n < DESTROY_CHUNK && (node = cds_lfht_iter_get_node(&it)) != NULL) {
-			cds_lfht_next(lim->ht, &it);
-			struct entry *e = caa_container_of(node, struct entry, node);
-			TSAN_ACQUIRE(e);
-			cds_lfht_del(lim->ht, node);
-			dead[n++] = e;
-		}
-		node = cds_lfht_iter_get_node(&it);
-		resume = node != NULL ? caa_container_of(node, struct entry, node) : NULL;
-		rcu_read_unlock();
-		if (n == 0)
-			break;
-		synchronize_rcu();
-		uint64_t bytes = 0;
-		for (size_t i = 0; i < n; i++) {
-			size_t size = entry_size(lim, key_len_of(lim, dead[i]));
+	for (uint64_t g = 0; g <= ix->mask; g++)
+		for (unsigned s = 0; s < GROUP_SLOTS; s++) {
+			/* relaxed: as above. */
+			uint64_t w = atomic_load_explicit(&ix->g[g].w[s], memory_order_relaxed); /* relaxed: why above */
+			/* relaxed: as above. */
+			atomic_store_explicit(&ix->g[g].w[s], SLOT_EMPTY, memory_order_relaxed); /* relaxed: why above */
+			struct entry *e = slot_entry(w);
+			if (e == NULL)
+				continue;
+			size_t size = entry_size(lim, key_len_of(lim, e));
 			if (account)
 				sluice__limiter_uncharge(lim, size);
 			bytes += size;
-			lim_free(lim, dead[i], size);
+			n++;
+			lim_free(lim, e, size);
 		}
-		if (account) {
-			stat_add(lim, sluice__limiter_tls.slot, ST_RECLAIMED, n);
-			stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, (uint64_t)0 - bytes);
-		}
+	/* relaxed: as above. */
+	atomic_store_explicit(&ix->used, 0, memory_order_relaxed); /* relaxed: why above */
+	atomic_store_explicit(&ix->dead, 0, memory_order_relaxed); /* relaxed: as above */
+	if (account && n != 0) {
+		stat_add(lim, sluice__limiter_tls.slot, ST_RECLAIMED, n);
+		stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, (uint64_t)0 - bytes);
 	}
 }
 
 /* Destroy, first half: everything but the pending deferred frees and the
- * struct itself. Returns whether call_rcu callbacks may still use lim. */
-static bool destroy_begin(struct sluice_limiter *lim)
+ * struct itself. Returns whether call_rcu callbacks may still use lim.
+ * synced: a grace period has passed since the last caller's read-side
+ * section (destroy_many waits for one for all its limiters). */
+static bool destroy_begin(struct sluice_limiter *lim, bool synced)
 {
 	if (lim->m_running)
 		sluice_limiter_maintenance_stop(lim);
 	(void)thread_enter(lim);
 
-	/* No caller uses the limiter any more, but liburcu's own resize threads
-	 * may: a lazy grow still running walks the chains of entries under its
-	 * read lock, so remove_all() frees after grace periods. */
+	/* A caller's read-side section that began before destroy (an engine
+	 * request still holding an entry) may still read entries: one grace
+	 * period, then nothing reaches them. */
+	if (!synced)
+		synchronize_rcu();
 	remove_all(lim, false);
-	cds_lfht_destroy(lim->ht, NULL);
+	/* relaxed: no caller uses the limiter any more. */
+	sluice__limiter_index_free(atomic_load_explicit(&lim->index, memory_order_relaxed)); /* relaxed: why above */
 	/* relaxed: the sweeps that set it happened-before this call. */
 	return atomic_load_explicit(&lim->deferred, memory_order_relaxed); /* relaxed: why above */
 }
@@ -437,6 +373,7 @@ static void destroy_end(struct sluice_limiter *lim)
 {
 	pthread_cond_destroy(&lim->m_cond);
 	pthread_mutex_destroy(&lim->m_lock);
+	pthread_mutex_destroy(&lim->resize_lock);
 	pthread_mutex_destroy(&lim->sweep_lock);
 	lim->free_fn(lim->alloc_user, lim->raw, lim->raw_size);
 }
@@ -452,20 +389,25 @@ void sluice_limiter_destroy(struct sluice_limiter *lim)
 		lim->free_fn(lim->alloc_user, lim->raw, lim->raw_size);
 		return;
 	}
-	if (destroy_begin(lim))
-		rcu_barrier(); /* pending free_batch_cb() use lim */
+	if (destroy_begin(lim, false))
+		rcu_barrier(); /* pending free_batch_cb() / free_index_cb() use lim */
 	destroy_end(lim);
 }
 
 void sluice__limiter_destroy_many(struct sluice_limiter *const *lims, size_t n)
 {
-	bool deferred = false;
+	bool deferred = false, local = false;
 
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (lims[i] != NULL && lims[i]->store != NULL)
 			sluice_limiter_destroy(lims[i]);
+		else if (lims[i] != NULL)
+			local = true;
+	}
+	if (local)
+		synchronize_rcu(); /* once for all (destroy_begin()) */
 	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && lims[i]->store == NULL && destroy_begin(lims[i]))
+		if (lims[i] != NULL && lims[i]->store == NULL && destroy_begin(lims[i], true))
 			deferred = true;
 	if (deferred)
 		rcu_barrier(); /* once for all: pending free_batch_cb() use them */
@@ -512,16 +454,19 @@ size_t sluice__limiter_policy(const struct sluice_limiter *lim, struct sluice_li
 
 int sluice__limiter_restore_begin(struct sluice_limiter *lim)
 {
-	struct cds_lfht_iter it;
-
 	if (lim->store != NULL)
 		return SLUICE_EUNSUPPORTED;
 	int rc = thread_enter(lim);
 	if (rc != SLUICE_OK)
 		return rc;
+	bool empty = true;
 	rcu_read_lock();
-	cds_lfht_first(lim->ht, &it);
-	bool empty = cds_lfht_iter_get_node(&it) == NULL;
+	struct index *ix = index_of(lim);
+	for (uint64_t g = 0; g <= ix->mask && empty; g++)
+		for (unsigned s = 0; s < GROUP_SLOTS && empty; s++)
+			/* relaxed: only whether a live word exists (a limiter not
+			 * yet shared). */
+			empty = slot_entry(atomic_load_explicit(&ix->g[g].w[s], memory_order_relaxed)) == NULL; /* relaxed: why above */
 	read_unlock(lim);
 	return empty ? SLUICE_OK : SLUICE_ESTATE;
 }

@@ -21,8 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <urcu.h> /* memb flavor; must precede rculfhash.h */
-#include <urcu/rculfhash.h>
+#include <urcu.h> /* memb flavor */
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -33,7 +32,7 @@
 #include "limiter/limiter_internal.h"
 #include "common/util_internal.h"
 
-/* ---- TSan: liburcu is not instrumented (docs/limiter.md, "TSan") ---- */
+/* ---- TSan: liburcu's grace periods are not instrumented (docs/limiter.md, "TSan") ---- */
 #if defined(__SANITIZE_THREAD__)
 #define SLUICE_TSAN 1
 #elif defined(__has_feature)
@@ -83,15 +82,52 @@ extern _Thread_local struct thread_state sluice__limiter_tls
  * COMMIT word. */
 #define NCELLS (SLUICE_LIMITER_MAX_LIMITS + 1)
 
-struct entry {
-	struct cds_lfht_node node;
-	/* cells at cell_off[i] (8-byte aligned), then uint16_t key_len at
-	 * len_off, then the key bytes at key_off. */
-	unsigned char body[];
+/* One allocation per key, no header of its own: cells at cell_off[i]
+ * (cell 0 at offset 0, each 8-byte aligned), then uint16_t key_len at
+ * len_off, then the key bytes at key_off. Only ever used by pointer. */
+struct entry;
+
+/* ---- the index (table.c; docs/limiter.md, "Table design") ----
+ *
+ * Open addressing over cache-line groups of GROUP_SLOTS slot words. A slot
+ * word is EMPTY (0), DELETED (1: a removed entry's slot, skipped by probes
+ * and never reused in this array), or a live entry: TAG_BIT | a 15-bit tag
+ * of the hash in bits 48..62 | the entry's address (below 2^48, 4-byte
+ * aligned). FROZEN (2) is or'ed into every word of an array being replaced
+ * by a resize: a frozen word is never written again. A key's probe starts
+ * at group (hash >> 16) & mask and walks slots in order, group after group,
+ * until its entry or an EMPTY word. */
+#define GROUP_SLOTS 8
+#define SLOT_EMPTY UINT64_C(0)
+#define SLOT_DELETED UINT64_C(1)
+#define SLOT_FROZEN UINT64_C(2)
+#define SLOT_TAG_SHIFT 48
+#define SLOT_TAG_BIT (UINT64_C(1) << 63)
+#define SLOT_PTR_MASK (((UINT64_C(1) << SLOT_TAG_SHIFT) - 1) & ~UINT64_C(3))
+
+struct group {
+	_Alignas(64) _Atomic uint64_t w[GROUP_SLOTS];
+};
+_Static_assert(sizeof(struct group) == 64, "a group is one 64-byte line");
+
+struct index {
+	uint64_t mask;  /* groups - 1 */
+	uint64_t limit; /* most slots claimed (live or DELETED) before a resize */
+	uint64_t gen;   /* resizes before this array (the sweep's cursor) */
+	struct sluice_limiter *lim;
+	struct rcu_head head; /* freed by call_rcu after a resize */
+	void *raw;            /* what the allocator returned */
+	size_t raw_size;
+	/* Written by inserts and unlinks only. */
+	_Alignas(64) _Atomic uint64_t used; /* slots claimed: live + DELETED */
+	_Atomic uint64_t dead;              /* DELETED slots */
+	struct group g[];
 };
 
 struct sluice_limiter {
-	struct cds_lfht *ht;
+	/* The current array. acquire loads (index_of()); a resize publishes a
+	 * new one with a release store, holding resize_lock. */
+	struct index *_Atomic index;
 	/* Non-NULL: another store (backend_internal.h); every public
 	 * function hands over to ops and nothing below is used. NULL: this
 	 * file's store. */
@@ -124,7 +160,8 @@ struct sluice_limiter {
 	void *alloc_user;
 	void *raw;        /* what malloc_fn returned for this struct */
 	size_t raw_size;
-	unsigned long initial_buckets; /* the table's size at creation */
+	unsigned long initial_buckets; /* the keys the first array was sized for */
+	bool default_alloc;            /* malloc_fn is malloc(): arrays by calloc() */
 	unsigned char secret[XXH3_SECRET_DEFAULT_SIZE];
 
 	/* Written on inserts and frees only (the budget), apart from the
@@ -138,7 +175,12 @@ struct sluice_limiter {
 
 	/* Sweeping: serialized by sweep_lock. */
 	_Alignas(SLUICE_CACHELINE) pthread_mutex_t sweep_lock;
-	struct entry *cursor; /* next entry to visit; NULL: start of table */
+	uint64_t cursor;     /* next slot to visit ... */
+	uint64_t cursor_gen; /* ... in the array of this gen */
+	uint64_t cursor_slots; /* ... and this many slots */
+	/* Held by a resize from the first FROZEN word to the new array's
+	 * publication, and by a snapshot walk (no resize under it). */
+	pthread_mutex_t resize_lock;
 
 	/* Maintenance thread. */
 	pthread_mutex_t m_lock;
@@ -154,8 +196,8 @@ struct sluice_limiter {
 	struct stat_slot slots[SLOTS + 1];
 };
 
-/* Budget estimate of the table's own memory per key: cds_lfht keeps about one
- * 16-byte bucket node per key at its load factor (docs/limiter.md). */
+/* Budget estimate of the index's memory per key: an 8-byte slot at a load
+ * between 3/8 and 3/4 (docs/limiter.md, "Table design"). */
 #define TABLE_SHARE_BYTES 16
 
 static inline void *lim_alloc(const struct sluice_limiter *lim, size_t size)
@@ -223,17 +265,8 @@ struct lookup_key {
 	size_t len;
 };
 
-static inline int match_key(struct cds_lfht_node *node, const void *arg)
+static inline bool entry_matches(const struct entry *e, const struct lookup_key *k)
 {
-	const struct lookup_key *k = arg;
-	const struct entry *e = caa_container_of(node, struct entry, node);
-
-	/* The node's contents were published by cds_lfht_add_unique(). */
-	TSAN_ACQUIRE(e);
-	/* cds_lfht_lookup() calls us only for nodes whose full hash equals
-	 * ours (it compares the stored reverse hash first), so the length is
-	 * the cheap early reject and the bytes are compared almost only on a
-	 * true match, inline for keys up to 32 bytes (key_internal.h). */
 	return key_len_of(k->lim, e) == k->len &&
 	       sluice__key_equal((const unsigned char *)e + k->lim->key_off, k->key, k->len);
 }
@@ -243,17 +276,112 @@ static inline unsigned long hash_key(const struct sluice_limiter *lim, const voi
 	return (unsigned long)XXH3_64bits_withSecret(key, len, lim->secret, sizeof lim->secret);
 }
 
+/* The current array, inside a read-side section. */
+static inline struct index *index_of(const struct sluice_limiter *lim)
+{
+	/* acquire: pairs with the release store that published the array
+	 * (table.c, resize()): its slot words are visible. */
+	return atomic_load_explicit(&((struct sluice_limiter *)lim)->index, memory_order_acquire); /* acquire: why above */
+}
+
+static inline uint64_t slot_tag(uint64_t hash)
+{
+	return SLOT_TAG_BIT | ((hash & UINT64_C(0x7fff)) << SLOT_TAG_SHIFT);
+}
+
+static inline uint64_t home_group(const struct index *ix, uint64_t hash)
+{
+	return (hash >> 16) & ix->mask;
+}
+
+static inline struct entry *slot_entry(uint64_t w)
+{
+	return (struct entry *)(uintptr_t)(w & SLOT_PTR_MASK);
+}
+
+/* Is w a live word with this tag (FROZEN ignored)? */
+static inline bool slot_has_tag(uint64_t w, uint64_t tag)
+{
+	return (w & ~SLOT_PTR_MASK & ~SLOT_FROZEN) == tag;
+}
+
+/* EMPTY, frozen or not: the end of every probe that reaches it. */
+static inline bool slot_is_end(uint64_t w)
+{
+	return (w & ~SLOT_FROZEN) == SLOT_EMPTY;
+}
+
 static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned long hash,
 				   const struct lookup_key *k)
 {
-	struct cds_lfht_iter it;
+	const struct index *ix = index_of(lim);
+	const uint64_t tag = slot_tag(hash);
+	uint64_t g = home_group(ix, hash);
 
-	cds_lfht_lookup(lim->ht, hash, match_key, k, &it);
-	struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
-	if (node == NULL)
-		return NULL;
-	TSAN_ACQUIRE(node);
-	return caa_container_of(node, struct entry, node);
+	/* An array always keeps EMPTY words (used <= limit < slots), so the
+	 * walk ends; the bound only guards that invariant. */
+	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask) {
+		for (unsigned s = 0; s < GROUP_SLOTS; s++) {
+			/* acquire: pairs with the CAS that published the entry
+			 * (table.c, index_add()): its cells and key are visible. */
+			uint64_t w = atomic_load_explicit(&ix->g[g].w[s], memory_order_acquire); /* acquire: why above */
+			if (slot_has_tag(w, tag)) {
+				struct entry *e = slot_entry(w);
+				if (SLUICE_LIKELY(entry_matches(e, k)))
+					return e;
+			} else if (slot_is_end(w)) {
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* The entry a probe of hash would look at first (its home group's first
+ * slot with hash's tag), without reading it; NULL: none there. For
+ * prefetching (admit_batch). */
+static inline struct entry *lookup_candidate(const struct sluice_limiter *lim, unsigned long hash)
+{
+	const struct index *ix = index_of(lim);
+	const uint64_t tag = slot_tag(hash);
+	const struct group *grp = &ix->g[home_group(ix, hash)];
+
+	for (unsigned s = 0; s < GROUP_SLOTS; s++) {
+		/* relaxed: only an address to prefetch; lookup() reads it again
+		 * with acquire before using it. */
+		uint64_t w = atomic_load_explicit(&grp->w[s], memory_order_relaxed); /* relaxed: why above */
+		if (slot_has_tag(w, tag))
+			return slot_entry(w);
+		if (slot_is_end(w))
+			return NULL;
+	}
+	return NULL;
+}
+
+/* The entry at address `entry` if it is linked under hash, found by its
+ * address alone (never dereferenced unless found); NULL. */
+static inline struct entry *lookup_address(const struct sluice_limiter *lim, uint64_t hash,
+					   const void *entry)
+{
+	const struct index *ix = index_of(lim);
+	uint64_t g = home_group(ix, hash);
+
+	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask)
+		for (unsigned s = 0; s < GROUP_SLOTS; s++) {
+			/* acquire: as lookup(). */
+			uint64_t w = atomic_load_explicit(&ix->g[g].w[s], memory_order_acquire); /* acquire: why above */
+			if (slot_entry(w) == entry && entry != NULL)
+				return slot_entry(w);
+			if (slot_is_end(w))
+				return NULL;
+		}
+	return NULL;
+}
+
+static inline void prefetch_group(const struct sluice_limiter *lim, unsigned long hash)
+{
+	const struct index *ix = index_of(lim);
+	__builtin_prefetch(&ix->g[home_group(ix, hash)], 0, 3);
 }
 
 static inline void read_unlock(struct sluice_limiter *lim)
@@ -276,5 +404,17 @@ struct entry *sluice__limiter_insert(struct sluice_limiter *lim, unsigned long h
 				     const struct lookup_key *k);
 /* Give back the budget charge of one entry of `size` bytes. */
 void sluice__limiter_uncharge(struct sluice_limiter *lim, size_t size);
+/* Remove e (whose key hashes to hash) from the index, inside a read-side
+ * section: 0 if this call removed it, SLUICE_ENOTFOUND if it was not there
+ * (another call removed it). Exactly one call per linked entry returns 0. */
+int sluice__limiter_unlink(struct sluice_limiter *lim, struct entry *e, uint64_t hash);
+/* The hash of e's key. */
+uint64_t sluice__limiter_entry_hash(const struct sluice_limiter *lim, const struct entry *e);
+/* Allocate an array of 2^lg_groups groups for lim (all EMPTY); NULL. */
+struct index *sluice__limiter_index_new(struct sluice_limiter *lim, unsigned lg_groups);
+/* Groups (log2) of an array sized for `keys` keys. */
+unsigned sluice__limiter_index_lg_for(uint64_t keys);
+/* Free an array nobody can reach (no grace period). */
+void sluice__limiter_index_free(struct index *ix);
 
 #endif /* SLUICE_LIMITER_STORE_INTERNAL_H */

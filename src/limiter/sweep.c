@@ -19,12 +19,21 @@
  * Once the CAS succeeds no admission can complete on the entry (cost > 0
  * commits on a tombstone word are denied: the tombstones are word values no
  * admission writes), and nothing it held is lost (it was full). The
- * tombstoned node is removed with cds_lfht_del(); admitters that find it
- * help remove it and retry the lookup, which then inserts a fresh entry.
- * Whoever's del returns 0 has unlinked it; if that is not the sweeper, it
- * stores TOMB_UNLINKED in cell 0 and the sweeper waits for that store
- * before handing the node to call_rcu (in a batch, so entries carry no
- * rcu_head).
+ * tombstoned entry is removed from the index (sluice__limiter_unlink(),
+ * table.c); admitters that find it help remove it and retry the lookup,
+ * which then inserts a fresh entry. Whoever's unlink returns 0 has
+ * removed it (exactly one does); if that is not the sweeper, it stores
+ * TOMB_UNLINKED in cell 0 and the sweeper waits for that store before
+ * handing the entry to call_rcu (in a batch, so entries carry no
+ * rcu_head): every reader that could still reach it started before the
+ * grace period that call_rcu waits for.
+ *
+ * The walk. A sweep visits the current array's slots from a cursor (a slot
+ * position, kept across sweeps with the array's generation; after a resize
+ * it restarts at the same fraction of the new array), at most one full
+ * cycle per call. A resize during a sweep leaves it walking the old array
+ * (still allocated: its read-side section); entries inserted into the new
+ * one meanwhile wait for the next sweep.
  */
 #include <sluice/limiter.h>
 
@@ -109,37 +118,28 @@ static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budg
 {
 	const struct sluice__limit_ops *op0 = lim->ops[0];
 	struct batch *head = NULL, *cur = NULL;
-	struct cds_lfht_iter it;
 	int rc = SLUICE_OK;
 	size_t visited = 0, got = 0;
-	bool wrapped;
 
 	rcu_read_lock();
-	if (lim->cursor != NULL) {
-		/* The cursor entry is still linked: only sweeps (serialized by
-		 * sweep_lock) tombstone entries, and only tombstoned entries are
-		 * ever removed. Rebuild the iterator at it. */
-		TSAN_ACQUIRE(lim->cursor);
-		it.node = &lim->cursor->node;
-		it.next = rcu_dereference(lim->cursor->node.next);
-		wrapped = false;
-	} else {
-		cds_lfht_first(lim->ht, &it);
-		wrapped = true;
+	struct index *ix = index_of(lim);
+	uint64_t nslots = (ix->mask + 1) * GROUP_SLOTS, pos = lim->cursor;
+	if (lim->cursor_gen != ix->gen) {
+		/* Resized since: the same fraction of the new array. */
+		pos = lim->cursor_slots == 0 ? 0
+		      : (uint64_t)((double)pos / (double)lim->cursor_slots * (double)nslots);
 	}
-	while (visited < budget) {
-		struct cds_lfht_node *node = cds_lfht_iter_get_node(&it);
-		if (node == NULL) {
-			if (wrapped)
-				break;
-			wrapped = true;
-			cds_lfht_first(lim->ht, &it);
+	if (pos >= nslots)
+		pos = 0;
+	for (uint64_t step = 0; step < nslots && visited < budget; step++) {
+		struct group *grp = &ix->g[pos / GROUP_SLOTS];
+		/* acquire: pairs with the insert's CAS (table.c): the entry's
+		 * cells and key are visible. */
+		uint64_t w = atomic_load_explicit(&grp->w[pos % GROUP_SLOTS], memory_order_acquire); /* acquire: why above */
+		pos = pos + 1 == nslots ? 0 : pos + 1;
+		struct entry *e = slot_entry(w);
+		if (e == NULL)
 			continue;
-		}
-		struct entry *e = caa_container_of(node, struct entry, node);
-		TSAN_ACQUIRE(e);
-		/* Advance first: e may be removed below. */
-		cds_lfht_next(lim->ht, &it);
 		visited++;
 
 		uint64_t w0;
@@ -163,18 +163,18 @@ static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budg
 		void *c0 = cell_of(lim, e, 0);
 		if (!op0->tomb(c0, w0))
 			continue; /* an admission landed since we looked */
-		if (cds_lfht_del(lim->ht, node) != 0) {
-			/* An admitter's del won; wait until it has returned. */
+		if (sluice__limiter_unlink(lim, e, sluice__limiter_entry_hash(lim, e)) != SLUICE_OK) {
+			/* An admitter's unlink won; wait until it has returned. */
 			while (!op0->is_unlinked(c0))
 				sched_yield();
 		}
 		cur->e[cur->n++] = e;
 		got++;
 	}
-	struct cds_lfht_node *next = cds_lfht_iter_get_node(&it);
-	lim->cursor = next != NULL ? caa_container_of(next, struct entry, node) : NULL;
+	lim->cursor = pos;
+	lim->cursor_gen = ix->gen;
+	lim->cursor_slots = nslots;
 	read_unlock(lim);
-
 	if (head != NULL && got == 0) {
 		lim_free(lim, head, sizeof *head);
 		head = NULL;
@@ -356,40 +356,30 @@ int sluice__limiter_visit(struct sluice_limiter *lim, uint64_t now_ns, sluice__l
 	if (buf == NULL)
 		return SLUICE_ENOMEM;
 
-	/* Holding sweep_lock, no entry is tombstoned during the walk (only
-	 * sweeps do that, and a sweep unlinks what it tombstoned before it
-	 * unlocks), so the entry a chunk stops at is still linked when the
-	 * next chunk starts there, as a sweep's cursor is. Admits never take
-	 * the lock; the maintenance thread's sweeps wait for the walk. */
+	/* Holding sweep_lock, no entry is tombstoned (only sweeps do that),
+	 * hence none is removed or freed during the walk; holding resize_lock,
+	 * the array is not replaced (an insert that needs a resize waits for
+	 * the walk), so the chunks walk one array, each slot once. Admits
+	 * never take either lock; the maintenance thread's sweeps wait. */
 	pthread_mutex_lock(&lim->sweep_lock);
-	struct entry *resume = NULL;
-	bool first = true;
-	while (rc == SLUICE_OK && (first || resume != NULL)) {
-		struct cds_lfht_iter it;
-		struct cds_lfht_node *node;
-		size_t n = 0;
-
+	pthread_mutex_lock(&lim->resize_lock);
+	uint64_t pos = 0, nslots = 1;
+	while (rc == SLUICE_OK && pos < nslots) {
 		rcu_read_lock();
-		if (first) {
-			cds_lfht_first(lim->ht, &it);
-			first = false;
-		} else {
-			TSAN_ACQUIRE(resume);
-			it.node = &resume->node;
-			it.next = rcu_dereference(resume->node.next);
-		}
-		while (rc == SLUICE_OK && n < VISIT_CHUNK &&
-		       (node = cds_lfht_iter_get_node(&it)) != NULL) {
-			struct entry *e = caa_container_of(node, struct entry, node);
-			TSAN_ACQUIRE(e);
-			cds_lfht_next(lim->ht, &it);
+		struct index *ix = index_of(lim);
+		nslots = (ix->mask + 1) * GROUP_SLOTS;
+		for (size_t n = 0; rc == SLUICE_OK && n < VISIT_CHUNK && pos < nslots; pos++) {
+			/* acquire: pairs with the insert's CAS (table.c). */
+			uint64_t w = atomic_load_explicit(&ix->g[pos / GROUP_SLOTS].w[pos % GROUP_SLOTS], memory_order_acquire); /* acquire: why above */
+			struct entry *e = slot_entry(w);
+			if (e == NULL)
+				continue;
 			n++;
 			rc = visit_entry(lim, e, now_ns, cell_of_user, nuser, buf, fn, user);
 		}
-		node = cds_lfht_iter_get_node(&it);
-		resume = node != NULL ? caa_container_of(node, struct entry, node) : NULL;
 		read_unlock(lim);
 	}
+	pthread_mutex_unlock(&lim->resize_lock);
 	pthread_mutex_unlock(&lim->sweep_lock);
 	free(buf);
 	return rc;

@@ -160,6 +160,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	lim->free_fn = ff;
 	lim->alloc_user = o.alloc_user;
 	lim->default_alloc = o.malloc_fn == NULL;
+	lim->hash_mask = UINT64_MAX;
 	lim->flags = o.flags;
 	lim->fail_mode = o.fail_mode;
 	lim->max_keys = o.max_keys;

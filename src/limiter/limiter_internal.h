@@ -12,8 +12,13 @@
 /* The keyed hash the table uses for `key`. */
 uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key, size_t key_len);
 
-/* The number of buckets the table was created with. */
+/* The number of keys the table's first array was sized for. */
 unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim);
+
+/* Tests only, before the first key: AND every key's hash with mask, so
+ * that keys collide (mask 0: one hash for all; the index's tag is bits
+ * 0..14 of the hash, its home group bits 16 and up). */
+void sluice__limiter_set_hash_mask(struct sluice_limiter *lim, uint64_t mask);
 
 /* ---- for the policy engine (engine.c) ---- */
 

@@ -162,6 +162,7 @@ struct sluice_limiter {
 	size_t raw_size;
 	unsigned long initial_buckets; /* the keys the first array was sized for */
 	bool default_alloc;            /* malloc_fn is malloc(): arrays by calloc() */
+	uint64_t hash_mask; /* all ones; tests narrow it (sluice__limiter_set_hash_mask()) */
 	unsigned char secret[XXH3_SECRET_DEFAULT_SIZE];
 
 	/* Written on inserts and frees only (the budget), apart from the
@@ -273,7 +274,8 @@ static inline bool entry_matches(const struct entry *e, const struct lookup_key 
 
 static inline unsigned long hash_key(const struct sluice_limiter *lim, const void *key, size_t len)
 {
-	return (unsigned long)XXH3_64bits_withSecret(key, len, lim->secret, sizeof lim->secret);
+	return (unsigned long)(XXH3_64bits_withSecret(key, len, lim->secret, sizeof lim->secret) &
+			       lim->hash_mask);
 }
 
 /* The current array, inside a read-side section. */

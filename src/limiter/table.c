@@ -61,6 +61,11 @@ unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim)
 	return lim->initial_buckets;
 }
 
+void sluice__limiter_set_hash_mask(struct sluice_limiter *lim, uint64_t mask)
+{
+	lim->hash_mask = mask;
+}
+
 uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key, size_t key_len)
 {
 	return hash_key(lim, key, key_len);

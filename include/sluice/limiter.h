@@ -119,8 +119,10 @@ struct sluice_limit {
 /* Allocator hooks: both set or both NULL (then malloc/free). free_fn gets the
  * size that was passed to malloc_fn. Called from admitting threads (new
  * keys), sweeping threads and liburcu's call_rcu worker thread, so they must
- * be thread-safe. The table's own bucket array is allocated by liburcu with
- * the C library's malloc and is not seen by the hooks. */
+ * be thread-safe. They allocate the table's arrays too (8 bytes per slot;
+ * entries must come back 8-byte aligned at addresses below 2^48, as every
+ * 64-bit Linux malloc returns by default; any other address is answered as
+ * an allocation failure). */
 typedef void *(*sluice_malloc_fn)(void *user, size_t size);
 typedef void (*sluice_free_fn)(void *user, void *ptr, size_t size);
 
@@ -147,20 +149,14 @@ struct sluice_limiter_options {
 	sluice_malloc_fn malloc_fn;
 	sluice_free_fn free_fn;
 	void *alloc_user;
-	/* Initial number of table buckets (power of two, at most 2^32; 16
-	 * bytes each, allocated at create). 0: the most keys
-	 * the budget admits (max_keys, or max_bytes over the charge of an
-	 * entry with an empty key, whichever is smaller) rounded up to a
-	 * power of two, between 1024 and 2^20. The table grows and
-	 * shrinks with the number of keys, lazily, in liburcu's call_rcu
-	 * thread: presize it when you expect a burst of new keys. With a
-	 * budget it grows up to the budget's key count rounded up to a
-	 * power of two (beyond that chains lengthen), in one reservation of
-	 * 16 bytes of address space per bucket made at create, memory
-	 * committed only as it grows: the fastest lookup. Without a budget,
-	 * or where that much address space cannot be reserved (RLIMIT_AS),
-	 * it is allocated per doubling instead, unbounded, at about 23 more
-	 * instructions per lookup (docs/limiter.md, "Hot path"). */
+	/* Keys the table's first array is sized for (power of two, at most
+	 * 2^32; about 21 bytes per key, allocated at create). 0: the most
+	 * keys the budget admits (max_keys, or max_bytes over the charge of
+	 * an entry with an empty key, whichever is smaller) rounded up to a
+	 * power of two, between 1024 and 2^20. The table grows (and shrinks
+	 * after reclaims) by itself, inside the insert that fills it; inserts
+	 * wait while it copies, lookups never: presize it when you expect a
+	 * burst of new keys (docs/limiter.md, "Table size"). */
 	uint64_t initial_buckets;
 };
 
@@ -181,9 +177,8 @@ struct sluice_limiter; /* opaque */
  *                   initial_buckets not a power of two;
  *   SLUICE_ETOOBIG  nlimits > SLUICE_LIMITER_MAX_LIMITS, or initial_buckets
  *                   above 2^32;
- *   SLUICE_ENOMEM   an allocation failed, or the initial bucket array
- *                   (16 bytes per bucket) cannot be mapped (nothing is
- *                   leaked);
+ *   SLUICE_ENOMEM   an allocation failed, the initial array among them
+ *                   (nothing is leaked);
  *   SLUICE_ETHREAD  the calling thread could not be registered;
  *   SLUICE_EUNSUPPORTED  no hash_secret and getrandom() failed.
  * Not thread-safe with respect to the new limiter (it is not shared yet).

@@ -2,9 +2,9 @@
  * key_internal.h - the keyed limiter's key comparison, inline. Not installed;
  * not part of the API.
  *
- * cds_lfht_lookup() calls the limiter's match callback once per node whose
- * full 64-bit hash equals the request's, so on the hot path the compare runs
- * about once per admission and almost always on equal keys. memcmp() there
+ * A lookup compares a key only where a slot word's 15-bit hash tag matches
+ * (store_internal.h), so on the hot path the compare runs about once per
+ * admission and almost always on equal keys. memcmp() there
  * was a call through the PLT plus glibc's length dispatch (11% of a 1k-hot-key
  * profile); keys of 8 to 32 bytes (IPv4/IPv6 text, UUIDs, most API tokens)
  * are compared here with two or four overlapping 8-byte loads, shorter ones

@@ -108,8 +108,8 @@ static bool gcra_tomb(void *cell, uint64_t observed)
 static void gcra_mark_unlinked(void *cell)
 {
 	struct sluice_gcra *c = cell;
-	/* release: the cds_lfht_del() that returned 0 before this store (the
-	 * physical unlink) happens-before the sweeper's acquire load that sees
+	/* release: the sluice__limiter_unlink() that returned 0 before this
+	 * store (the unlink) happens-before the sweeper's acquire load that sees
 	 * it, so the grace period the sweeper starts next covers every reader
 	 * that could still reach the node. */
 	atomic_store_explicit(&c->tat_ns, SLUICE__GCRA_TOMB_UNLINKED, memory_order_release); /* release: why above */
@@ -151,8 +151,8 @@ static int word_load(void *cell, const struct sluice_limit *limit, const uint64_
 	(void)now_ns;
 	if (n != 1 || (op->commit_ok(limit) && op->is_tomb(words[0])))
 		return SLUICE_ECORRUPT;
-	/* relaxed: the cell is not published yet (cds_lfht_add_unique orders
-	 * it, as for init). */
+	/* relaxed: the cell is not published yet (the index's insert CAS
+	 * orders it, as for init). */
 	atomic_store_explicit((_Atomic uint64_t *)cell, words[0], memory_order_relaxed); /* relaxed: why above */
 	return SLUICE_OK;
 }
@@ -196,7 +196,7 @@ static size_t commit_cell_size(const struct sluice_limit *limit)
 static void commit_init(void *cell, const struct sluice_limit *limit)
 {
 	(void)limit;
-	/* relaxed: before publication (cds_lfht_add_unique orders it). */
+	/* relaxed: before publication (the index's insert CAS orders it). */
 	atomic_init(&((struct commit_cell *)cell)->gen, 0);
 }
 

@@ -287,7 +287,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
 	lim->initial_buckets = init;
-	struct index *ix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(init));
+	struct index *ix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(init, false));
 	if (ix == NULL) {
 		rc = SLUICE_ENOMEM;
 		goto fail_cond;

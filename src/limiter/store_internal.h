@@ -414,8 +414,9 @@ int sluice__limiter_unlink(struct sluice_limiter *lim, struct entry *e, uint64_t
 uint64_t sluice__limiter_entry_hash(const struct sluice_limiter *lim, const struct entry *e);
 /* Allocate an array of 2^lg_groups groups for lim (all EMPTY); NULL. */
 struct index *sluice__limiter_index_new(struct sluice_limiter *lim, unsigned lg_groups);
-/* Groups (log2) of an array sized for `keys` keys. */
-unsigned sluice__limiter_index_lg_for(uint64_t keys);
+/* Groups (log2) of an array sized for `keys` keys: at 3/8 load after a
+ * resize (grow), else just under the 3/4 limit (a first array). */
+unsigned sluice__limiter_index_lg_for(uint64_t keys, bool grow);
 /* Free an array nobody can reach (no grace period). */
 void sluice__limiter_index_free(struct index *ix);
 

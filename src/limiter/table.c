@@ -113,10 +113,12 @@ void sluice__limiter_uncharge(struct sluice_limiter *lim, size_t size)
 
 /* ---- arrays ---- */
 
-unsigned sluice__limiter_index_lg_for(uint64_t keys)
+unsigned sluice__limiter_index_lg_for(uint64_t keys, bool grow)
 {
-	/* keys at most 3/8 of the slots: room to double before a resize. */
-	uint64_t slots = keys / 3 * 8 + (keys % 3) * 8 / 3 + 1;
+	/* A resize puts the keys at most at 3/8 of the slots (room to double
+	 * before the next); a first array holds its keys under the 3/4 limit. */
+	uint64_t slots = grow ? keys / 3 * 8 + (keys % 3) * 8 / 3 + 1
+			      : keys / 3 * 4 + (keys % 3) * 4 / 3 + 1;
 	unsigned lg = 0;
 	while (lg < 40 && ((uint64_t)GROUP_SLOTS << lg) < slots)
 		lg++;
@@ -210,7 +212,7 @@ static int resize(struct sluice_limiter *lim, struct index *seen)
 	uint64_t used = atomic_load_explicit(&ix->used, memory_order_relaxed); /* relaxed: why above */
 	uint64_t dead = atomic_load_explicit(&ix->dead, memory_order_relaxed); /* relaxed: as above */
 	uint64_t live = used > dead ? used - dead : 0;
-	struct index *nix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(live + 1));
+	struct index *nix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(live + 1, true));
 	if (nix == NULL) {
 		pthread_mutex_unlock(&lim->resize_lock);
 		return SLUICE_ENOMEM;

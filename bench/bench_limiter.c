@@ -152,10 +152,8 @@ static struct sluice_limiter *filled_limiter(uint32_t nkeys)
 	struct sluice_limit l = policy();
 	struct sluice_limiter *lim;
 	struct sluice_decision d;
-	/* Presized: cds_lfht grows lazily in the call_rcu thread, which on a
-	 * loaded 2-core box lags far behind (docs/limiter.md, "Table size"). */
-	/* A key budget, as a server sets one: it also bounds the table,
-	 * which picks liburcu's faster bucket allocator (docs/limiter.md). */
+	/* Presized, with a key budget as a server sets one: the fill does
+	 * not time resizes (docs/limiter.md, "Table size"). */
 	struct sluice_limiter_options o = { .size = sizeof o, .max_keys = 1ull << lg,
 					    .initial_buckets = 1ull << lg };
 	if (sluice_limiter_create(&lim, &l, 1, &o) != SLUICE_OK)
@@ -372,13 +370,13 @@ SBENCH_REGISTER(BM_limiter_admit_icount)
 /* ---- the memory floor of a 1M-key admit ----
  *
  * One dependent load at a random cache line of a buffer as large as the
- * table of 1M keys (entries and buckets, ~80 MB): a pointer chase through a
+ * table of 1M keys (entries and index, ~64 MB, and the keys): a pointer chase through a
  * random cyclic permutation (Sattolo's shuffle), so that every load misses
  * the caches and the TLB as an admit's loads do and none can start before
- * the previous one ends. cds_lfht_lookup makes two or three such dependent
- * loads per admit (bucket node, entry, sometimes a chain neighbour): an
- * admit at 1M uniform keys costs at least twice this figure, in the same
- * run (docs/benchmarks.md, "Keyed limiter"). */
+ * the previous one ends. A lookup makes two such dependent loads per admit
+ * (the index group, then the entry): an admit at 1M uniform keys costs
+ * about twice this figure, in the same run (docs/benchmarks.md, "Keyed
+ * limiter"). */
 
 #define FLOOR_BYTES (80u << 20)
 #define FLOOR_LINE 64u

@@ -10,8 +10,8 @@
  * above SLUICE__GCRA_TAT_MAX (its horizon rule denies instead), so the two
  * values above it can mark a dead limiter entry (docs/limiter.md, "Reclaim"):
  *   SLUICE__GCRA_TOMB           the entry is dead; it may still be linked.
- *   SLUICE__GCRA_TOMB_UNLINKED  dead, and the thread whose cds_lfht_del()
- *                               won has returned from it.
+ *   SLUICE__GCRA_TOMB_UNLINKED  dead, and the thread whose unlink from the
+ *                               limiter's index won has returned from it.
  * Every admit with cost > 0 on a tombstone word is denied (base exceeds the
  * horizon whatever now_ns is), so a tombstone is never overwritten by an
  * admission; cancels restore values an admission replaced, never a tombstone.

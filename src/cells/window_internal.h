@@ -75,9 +75,9 @@ static inline bool sluice__word_tomb(void *word, uint64_t observed)
 						       memory_order_relaxed);
 }
 
-/* release: the cds_lfht_del() that returned 0 before this store happens-
+/* release: the limiter's unlink that returned 0 before this store happens-
  * before the sweeper's acquire load that sees it (sluice__word_is_unlinked),
- * so the grace period it starts next covers every reader of the node. */
+ * so the grace period it starts next covers every reader of the entry. */
 static inline void sluice__word_mark_unlinked(void *word)
 {
 	atomic_store_explicit((_Atomic uint64_t *)word, SLUICE__WORD_TOMB_UNLINKED, memory_order_release); /* release: why above */

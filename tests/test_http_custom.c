@@ -3,12 +3,49 @@
  * include/sluice/http.h): every field under the caller's names, the three
  * reset forms, any subset, the resource label, token validation, and a
  * caller's buffer that is too small (an error with the size needed, never
- * a silent cut). The renderer takes only caller memory (no allocator is
- * reachable from it: http.c includes no allocating call).
+ * a silent cut), and no allocation: this binary counts the calls to
+ * malloc, calloc and realloc made by its own thread (it defines them over
+ * glibc's __libc_* entry points; skipped under ASan).
  */
 #include <criterion/criterion.h>
 #include <sluice.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Not under ASan, which owns malloc (its free would meet glibc's blocks). */
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_ALLOC_COUNT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NO_ALLOC_COUNT 1
+#endif
+#endif
+
+#ifndef NO_ALLOC_COUNT
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+
+static __thread unsigned long allocations; /* this thread's calls */
+
+void *malloc(size_t n)
+{
+	allocations++;
+	return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+	allocations++;
+	return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+	allocations++;
+	return __libc_realloc(p, n);
+}
+#endif
 
 #define SEC 1000000000ull
 #define MS 1000000ull
@@ -180,4 +217,39 @@ Test(http_custom, fields_as_name_value_pairs)
 					       &nf),
 		     SLUICE_ETRUNC);
 	cr_assert_eq(nf, 5);
+}
+
+Test(http_custom, renders_without_allocating)
+{
+#ifdef NO_ALLOC_COUNT
+	cr_skip_test("allocations are not counted under ASan");
+#else
+	struct sluice_http_limit l[2] = {one(5000, 4999, 1800 * SEC), one(60, 0, 30 * SEC)};
+	struct sluice_http_field f[16];
+	char buf[1024];
+	size_t size, nf;
+
+	l[1].decision.allowed = false;
+	l[1].decision.retry_after_ns = 30 * SEC;
+	l[1].resource = "core";
+	/* the counter counts: one allocation is seen */
+	unsigned long before = allocations;
+	char *volatile probe = malloc(16); /* volatile: the pair is not elided */
+	free(probe);
+	cr_assert_eq(allocations, before + 1);
+	before = allocations;
+	for (int i = 0; i < 100; i++) {
+		cr_assert_eq(sluice_http_render_custom(SLUICE_HTTP_CUSTOM | SLUICE_HTTP_RETRY_AFTER | SLUICE_HTTP_X_UNIX_S,
+						       &github, l, 2, 1700000000ull * SEC, buf, sizeof buf, &size,
+						       NULL, 0, NULL),
+			     0);
+		cr_assert_eq(sluice_http_render_custom(SLUICE_HTTP_CUSTOM, &github, l, 2, 0, buf, sizeof buf, &size, f,
+						       16, &nf),
+			     0);
+		cr_assert_eq(sluice_http_render_custom(SLUICE_HTTP_CUSTOM, &github, l, 2, 0, buf, 8, &size, NULL, 0,
+						       NULL),
+			     SLUICE_ETRUNC);
+	}
+	cr_assert_eq(allocations, before, "%lu allocations while rendering", allocations - before);
+#endif
 }

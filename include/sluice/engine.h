@@ -120,7 +120,10 @@ struct sluice_identity {
  *                    every other applied limit, its state read after the
  *                    refusal undid the limits admitted before it (allowed;
  *                    a read-only peek, as sluice_engine_usage() would
- *                    give). cost 0: each limit's peek. On Redis the
+ *                    give). cost 0: each limit's peek. A dry-run limit
+ *                    is reported as its state after the check, allowed
+ *                    (dry_run_refused says whether it would have refused).
+ *                    On Redis the
  *                    script call reports every limit's decision with the
  *                    admission; a denial costs one more round trip (the
  *                    peeks; a limit it cannot read then is reported
@@ -165,7 +168,10 @@ struct sluice_engine_slot {
  *                    CONCURRENCY (slots), CAPACITY (fail closed) or NONE.
  *                    When no limit applies: allowed, limit_index
  *                    UINT32_MAX, remaining UINT64_MAX, governed false.
- *   governed         some limit applied (d describes a real limit).
+ *                    Only enforced limits govern (and warn): a dry-run
+ *                    limit never does, so a request to which only dry-run
+ *                    limits apply is answered as when no limit applies.
+ *   governed         some enforced limit applied (d describes a real limit).
  *   warn             a limit with "warn N%" has usage above N % of its count
  *                    in force after this decision (seed 002's 80 % daily).
  *   warn_limit       the index of the first such limit (UINT32_MAX: none).

@@ -173,8 +173,10 @@ struct sluice_policy_override {
  *              sluice_http_render_headers(): at most one family bit of enum
  *              sluice_http_families ("headers draft-6" is
  *              SLUICE_HTTP_DRAFT06, "x-ratelimit reset=unix-ms" is
- *              SLUICE_HTTP_X_UNIX_MS, "none" is no bit), plus
- *              SLUICE_HTTP_RETRY_AFTER when refusals carry Retry-After.
+ *              SLUICE_HTTP_X_UNIX_MS, "headers custom" is
+ *              SLUICE_HTTP_CUSTOM with the names in `custom`, "none" is no
+ *              bit), plus SLUICE_HTTP_RETRY_AFTER when refusals carry
+ *              Retry-After.
  *   body       enum sluice_http_body_style of a refusal whose reason has
  *              no answer (answers[reason].status == 0).
  *   fail       enum sluice_fail_mode: what the engine answers when it

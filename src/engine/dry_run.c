@@ -30,7 +30,8 @@
  * sees changes only by the dry-run header the server adds.
  *
  * Cost: nothing for a plan without a dry-run limit (one AND with the
- * policy's mask); one more executor call per applied dry-run limit.
+ * policy's mask, inline in executor_internal.h); one more executor call per
+ * applied dry-run limit.
  */
 #include <string.h>
 
@@ -45,15 +46,11 @@ static void take_item(struct sluice__exec_result *r, uint32_t j, const struct sl
 	r->slot_hash[j] = q->slot_hash[from];
 }
 
-int sluice__engine_execute(const struct sluice__executor_ops *ops, void *ex, const struct sluice__plan *p,
-			   uint64_t cost, uint64_t now_ns, struct sluice__exec_result *r, uint32_t *would_refuse)
+int sluice__engine_execute_dry_run(const struct sluice__executor_ops *ops, void *ex, const struct sluice__plan *p,
+				   uint64_t cost, uint64_t now_ns, struct sluice__exec_result *r,
+				   uint32_t *would_refuse)
 {
 	uint32_t dry = p->applied & p->spec->dry_run_mask;
-
-	*would_refuse = 0;
-	if (dry == 0)
-		return ops->execute(ex, p, cost, now_ns, r);
-
 	struct sluice__plan sub;
 	struct sluice__exec_result q;
 	uint32_t map[SLUICE_POLICY_MAX_LIMITS]; /* sub's item -> p's item */

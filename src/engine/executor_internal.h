@@ -160,14 +160,26 @@ struct sluice__executor_ops {
 };
 
 /*
- * Decide plan p on executor ops (dry_run.c): ops->execute when no applied
- * limit is dry-run; else the enforced limits as one all-or-nothing plan,
- * then, when they admitted, each dry-run limit alone. r is over p's items;
- * the dry-run items are left out of r->decided (they never govern) and
- * *would_refuse gets bit i for each dry-run limit i that refused.
+ * Decide plan p on executor ops: ops->execute when no applied limit is
+ * dry-run (inline: the common path pays one AND); else (dry_run.c) the
+ * enforced limits as one all-or-nothing plan, then, when they admitted,
+ * each dry-run limit alone. r is over p's items; the dry-run items are left
+ * out of r->decided (they never govern) and *would_refuse gets bit i for
+ * each dry-run limit i that refused.
  */
-int sluice__engine_execute(const struct sluice__executor_ops *ops, void *ex, const struct sluice__plan *p,
-			   uint64_t cost, uint64_t now_ns, struct sluice__exec_result *r, uint32_t *would_refuse);
+int sluice__engine_execute_dry_run(const struct sluice__executor_ops *ops, void *ex, const struct sluice__plan *p,
+				   uint64_t cost, uint64_t now_ns, struct sluice__exec_result *r,
+				   uint32_t *would_refuse);
+
+static inline int sluice__engine_execute(const struct sluice__executor_ops *ops, void *ex,
+					 const struct sluice__plan *p, uint64_t cost, uint64_t now_ns,
+					 struct sluice__exec_result *r, uint32_t *would_refuse)
+{
+	*would_refuse = 0;
+	if ((p->applied & p->spec->dry_run_mask) == 0)
+		return ops->execute(ex, p, cost, now_ns, r);
+	return sluice__engine_execute_dry_run(ops, ex, p, cost, now_ns, r, would_refuse);
+}
 
 /* The in-process executor (exec_local.c). */
 int sluice__exec_local_create(void **out, uint64_t max_keys, uint32_t engine_flags);

@@ -95,8 +95,9 @@ struct entry;
  * of the hash in bits 48..62 | the entry's address (below 2^48, 4-byte
  * aligned). FROZEN (2) is or'ed into every word of an array being replaced
  * by a resize: a frozen word is never written again. A key's probe starts
- * at group (hash >> 16) & mask and walks slots in order, group after group,
- * until its entry or an EMPTY word. */
+ * at group (hash >> 16) & mask, reads its eight slots from slot hash >> 61
+ * on, cyclically, then the next group's the same way, until its entry or
+ * an EMPTY word. */
 #define GROUP_SLOTS 8
 #define SLOT_EMPTY UINT64_C(0)
 #define SLOT_DELETED UINT64_C(1)
@@ -296,6 +297,17 @@ static inline uint64_t home_group(const struct index *ix, uint64_t hash)
 	return (hash >> 16) & ix->mask;
 }
 
+/* The slot of a group a probe of hash reads first; it reads the group's
+ * other slots after it, cyclically, then the next group's the same way.
+ * Keys of one group then start at different slots: a lookup reads about
+ * one slot word instead of half the group's, within the same line. */
+static inline unsigned first_slot(uint64_t hash)
+{
+	return (unsigned)(hash >> 61);
+}
+
+#define PROBE_SLOT(first, j) (((first) + (j)) & (GROUP_SLOTS - 1))
+
 static inline struct entry *slot_entry(uint64_t w)
 {
 	return (struct entry *)(uintptr_t)(w & SLOT_PTR_MASK);
@@ -318,15 +330,16 @@ static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned lo
 {
 	const struct index *ix = index_of(lim);
 	const uint64_t tag = slot_tag(hash);
+	const unsigned first = first_slot(hash);
 	uint64_t g = home_group(ix, hash);
 
 	/* An array always keeps EMPTY words (used <= limit < slots), so the
 	 * walk ends; the bound only guards that invariant. */
 	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask) {
-		for (unsigned s = 0; s < GROUP_SLOTS; s++) {
+		for (unsigned j = 0; j < GROUP_SLOTS; j++) {
 			/* acquire: pairs with the CAS that published the entry
 			 * (table.c, index_add()): its cells and key are visible. */
-			uint64_t w = atomic_load_explicit(&ix->g[g].w[s], memory_order_acquire); /* acquire: why above */
+			uint64_t w = atomic_load_explicit(&ix->g[g].w[PROBE_SLOT(first, j)], memory_order_acquire); /* acquire: why above */
 			if (slot_has_tag(w, tag)) {
 				struct entry *e = slot_entry(w);
 				if (SLUICE_LIKELY(entry_matches(e, k)))
@@ -347,11 +360,12 @@ static inline struct entry *lookup_candidate(const struct sluice_limiter *lim, u
 	const struct index *ix = index_of(lim);
 	const uint64_t tag = slot_tag(hash);
 	const struct group *grp = &ix->g[home_group(ix, hash)];
+	const unsigned first = first_slot(hash);
 
-	for (unsigned s = 0; s < GROUP_SLOTS; s++) {
+	for (unsigned j = 0; j < GROUP_SLOTS; j++) {
 		/* relaxed: only an address to prefetch; lookup() reads it again
 		 * with acquire before using it. */
-		uint64_t w = atomic_load_explicit(&grp->w[s], memory_order_relaxed); /* relaxed: why above */
+		uint64_t w = atomic_load_explicit(&grp->w[PROBE_SLOT(first, j)], memory_order_relaxed); /* relaxed: why above */
 		if (slot_has_tag(w, tag))
 			return slot_entry(w);
 		if (slot_is_end(w))
@@ -366,12 +380,13 @@ static inline struct entry *lookup_address(const struct sluice_limiter *lim, uin
 					   const void *entry)
 {
 	const struct index *ix = index_of(lim);
+	const unsigned first = first_slot(hash);
 	uint64_t g = home_group(ix, hash);
 
 	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask)
-		for (unsigned s = 0; s < GROUP_SLOTS; s++) {
+		for (unsigned j = 0; j < GROUP_SLOTS; j++) {
 			/* acquire: as lookup(). */
-			uint64_t w = atomic_load_explicit(&ix->g[g].w[s], memory_order_acquire); /* acquire: why above */
+			uint64_t w = atomic_load_explicit(&ix->g[g].w[PROBE_SLOT(first, j)], memory_order_acquire); /* acquire: why above */
 			if (slot_entry(w) == entry && entry != NULL)
 				return slot_entry(w);
 			if (slot_is_end(w))

@@ -184,15 +184,18 @@ uint64_t sluice__limiter_entry_hash(const struct sluice_limiter *lim, const stru
  * probe in an array not yet published (relaxed: the publication orders). */
 static void place(struct index *ix, uint64_t hash, uint64_t w)
 {
+	const unsigned first = first_slot(hash);
 	uint64_t g = home_group(ix, hash);
 	for (;; g = (g + 1) & ix->mask)
-		for (unsigned s = 0; s < GROUP_SLOTS; s++)
+		for (unsigned j = 0; j < GROUP_SLOTS; j++) {
+			_Atomic uint64_t *slot = &ix->g[g].w[PROBE_SLOT(first, j)];
 			/* relaxed: unpublished array, one writer. */
-			if (atomic_load_explicit(&ix->g[g].w[s], memory_order_relaxed) == SLOT_EMPTY) { /* relaxed: why above */
+			if (atomic_load_explicit(slot, memory_order_relaxed) == SLOT_EMPTY) { /* relaxed: why above */
 				/* relaxed: as above. */
-				atomic_store_explicit(&ix->g[g].w[s], w, memory_order_relaxed); /* relaxed: why above */
+				atomic_store_explicit(slot, w, memory_order_relaxed); /* relaxed: why above */
 				return;
 			}
+		}
 }
 
 /* Replace `seen` (if it is still current) by an array sized for its live
@@ -281,10 +284,11 @@ static struct entry *index_add(struct sluice_limiter *lim, uint64_t hash, const 
 	for (;;) {
 		struct index *ix = index_of(lim);
 		bool reserved = false, frozen = false;
+		const unsigned first = first_slot(hash);
 		uint64_t g = home_group(ix, hash);
 		for (uint64_t n = 0; n <= ix->mask && !frozen; n++, g = (g + 1) & ix->mask) {
-			for (unsigned s = 0; s < GROUP_SLOTS && !frozen; s++) {
-				_Atomic uint64_t *slot = &ix->g[g].w[s];
+			for (unsigned j = 0; j < GROUP_SLOTS && !frozen; j++) {
+				_Atomic uint64_t *slot = &ix->g[g].w[PROBE_SLOT(first, j)];
 				/* acquire: as lookup(): a found entry is complete. */
 				uint64_t w = atomic_load_explicit(slot, memory_order_acquire); /* acquire: why above */
 				for (;;) {
@@ -329,11 +333,12 @@ int sluice__limiter_unlink(struct sluice_limiter *lim, struct entry *e, uint64_t
 {
 	for (;;) {
 		struct index *ix = index_of(lim);
+		const unsigned first = first_slot(hash);
 		uint64_t g = home_group(ix, hash);
 		bool frozen = false;
 		for (uint64_t n = 0; n <= ix->mask && !frozen; n++, g = (g + 1) & ix->mask) {
-			for (unsigned s = 0; s < GROUP_SLOTS; s++) {
-				_Atomic uint64_t *slot = &ix->g[g].w[s];
+			for (unsigned j = 0; j < GROUP_SLOTS; j++) {
+				_Atomic uint64_t *slot = &ix->g[g].w[PROBE_SLOT(first, j)];
 				/* relaxed: only the address is compared; the CAS
 				 * below decides. */
 				uint64_t w = atomic_load_explicit(slot, memory_order_relaxed); /* relaxed: why above */

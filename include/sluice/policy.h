@@ -179,7 +179,8 @@ enum sluice_policy_answer_reason {
 	SLUICE_POLICY_ANSWER_QUOTA = 1,       /* SLUICE_REASON_QUOTA */
 	SLUICE_POLICY_ANSWER_CONCURRENCY = 2, /* SLUICE_REASON_CONCURRENCY */
 	SLUICE_POLICY_ANSWER_CAPACITY = 3,    /* SLUICE_REASON_CAPACITY (fail closed) */
-	SLUICE_POLICY_ANSWER_COUNT = 4
+	SLUICE_POLICY_ANSWER_IDENTITY = 4,    /* SLUICE_REASON_IDENTITY (a required identity missing) */
+	SLUICE_POLICY_ANSWER_COUNT = 5
 };
 
 /*
@@ -196,6 +197,67 @@ struct sluice_policy_answer {
 	const char *body;         /* template text, body_len bytes, NUL-terminated */
 	uint32_t body_len;
 	uint32_t line;
+};
+
+/*
+ * Where a scope's identity comes from, and what a request without one gets
+ * ("scope NAME [from SOURCE] [required | optional | fallback SCOPE]",
+ * docs/policy.md "Identities"). The rule lives in the engine's planner, so
+ * every embedder gets it; the source is read by sluice_identity_extract()
+ * (sluice/identity.h), which the server and any embedder share.
+ */
+enum sluice_policy_identity_rule {
+	SLUICE_POLICY_IDENTITY_REQUIRED = 0, /* no identity: refused, SLUICE_REASON_IDENTITY
+					      * (the default) */
+	SLUICE_POLICY_IDENTITY_FALLBACK = 1, /* no identity: keyed by `fallback`'s instead,
+					      * in a key space of its own */
+	SLUICE_POLICY_IDENTITY_OPTIONAL = 2, /* no identity: the scope's limits do not apply */
+};
+
+enum sluice_policy_source {
+	SLUICE_POLICY_SOURCE_AUTHORIZATION = 1, /* "authorization SCHEME": the credentials */
+	SLUICE_POLICY_SOURCE_HEADER = 2,        /* "header NAME": the field's value */
+	SLUICE_POLICY_SOURCE_COOKIE = 3,        /* "cookie NAME" */
+	SLUICE_POLICY_SOURCE_QUERY = 4,         /* "query NAME": percent-decoded */
+	SLUICE_POLICY_SOURCE_PEER = 5,          /* "peer": the connection's address */
+	SLUICE_POLICY_SOURCE_FORWARDED_FOR = 6, /* "forwarded-for": X-Forwarded-For through
+						 * trusted proxies, else the peer */
+	SLUICE_POLICY_SOURCE_MAP = 7,           /* "map FILE key SCOPE" */
+};
+
+#define SLUICE_POLICY_MAX_SOURCE_NAME 63 /* bytes of a header, cookie, parameter or scheme name */
+#define SLUICE_POLICY_MAX_PROXIES 32     /* "trusted-proxies" entries */
+
+/*
+ * One scope's identity declaration. A scope that declares no source takes
+ * its default, resolved at load (source_declared false): "token" from
+ * authorization Bearer, "ip" from the peer, any other "foo_bar" from
+ * header X-Foo-Bar.
+ *   name      the scheme (authorization), field (header), cookie or query
+ *             parameter name; "" for peer, forwarded-for and map.
+ *   fallback  FALLBACK: the scope whose identity stands in (never a cycle).
+ *   map, map_key  MAP: the map (index in spec->maps) and the scope whose
+ *             identity is looked up in it (declared earlier).
+ */
+struct sluice_policy_scope_rule {
+	uint8_t rule;   /* enum sluice_policy_identity_rule */
+	uint8_t source; /* enum sluice_policy_source */
+	bool rule_declared;
+	bool source_declared;
+	uint32_t fallback;
+	uint32_t map;
+	uint32_t map_key;
+	const char *name;
+	uint32_t name_len;
+	uint32_t line;
+};
+
+/* One "trusted-proxies" entry: an address block (IPv4 as 4 bytes, IPv6 as
+ * 16; prefix in bits). */
+struct sluice_policy_cidr {
+	uint8_t family; /* 4 or 6 */
+	uint8_t prefix;
+	uint8_t addr[16];
 };
 
 /* Which limit the header families describe ("describe=" of "headers"):
@@ -227,6 +289,11 @@ struct sluice_policy_spec {
 	 * limit the headers describe (SLUICE_POLICY_DESCRIBE_* or a limit). */
 	struct sluice_policy_answer answers[SLUICE_POLICY_ANSWER_COUNT];
 	uint32_t describe;
+	/* Identities: scope_rules[scope_count], and the proxies whose
+	 * X-Forwarded-For is believed. */
+	const struct sluice_policy_scope_rule *scope_rules;
+	uint32_t proxy_count;
+	const struct sluice_policy_cidr *proxies;
 };
 
 /* Where and why a load failed. line and column are 1-based (column in

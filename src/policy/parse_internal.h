@@ -100,6 +100,19 @@ struct banswer {
 	char type[SLUICE_POLICY_MAX_CONTENT_TYPE + 1];
 };
 
+/* A scope's identity declaration (parse_identity.c): the fallback is kept
+ * by name until the whole text is read (it may name a later scope). */
+struct bscope_rule {
+	uint8_t rule, source;
+	bool rule_declared, source_declared;
+	uint32_t line;
+	uint32_t fallback_col;
+	uint32_t fallback;
+	char fallback_name[NAME_CAP];
+	char name[SLUICE_POLICY_MAX_SOURCE_NAME + 1];
+	uint32_t name_len;
+};
+
 /* "describe=" of "headers": resolved once every limit is declared. */
 enum { DESCRIBE_GOVERNING = 0, DESCRIBE_TIGHTEST = 1, DESCRIBE_NAMED = 2 };
 
@@ -116,6 +129,10 @@ struct builder {
 	bool fold_case, seen_routes;
 	uint32_t nscopes, nlimits, nclasses, nroutes, ntiers, noverrides;
 	uint32_t nmethods, nnodes, nterms;
+	/* identities (parse_identity.c) */
+	struct bscope_rule rules[SLUICE_POLICY_MAX_SCOPES];
+	uint32_t nproxies, proxies_line;
+	struct sluice_policy_cidr proxies[SLUICE_POLICY_MAX_PROXIES];
 	char scopes[SLUICE_POLICY_MAX_SCOPES][NAME_CAP];
 	char classes[SLUICE_POLICY_MAX_CLASSES][NAME_CAP];
 	char methods[SLUICE_POLICY_MAX_METHODS][SLUICE_POLICY_MAX_METHOD_LEN + 1];
@@ -201,6 +218,12 @@ int sluice__parse_d_class(struct parser *p);
 int sluice__parse_d_routes(struct parser *p);
 int sluice__parse_check_patterns(struct parser *p);
 
+/* parse_identity.c: "scope" (name, source, rule) and "trusted-proxies";
+ * the whole-text checks (fallback names, cycles, default sources) */
+int sluice__parse_d_scope(struct parser *p);
+int sluice__parse_d_trusted_proxies(struct parser *p);
+int sluice__parse_identity_finish(struct parser *p);
+
 /* parse_layout.c: a bump allocator over the final block, and the layout of
  * the policy in it (a dry run, sizes only, while c->base is NULL) */
 struct carve {
@@ -209,5 +232,9 @@ struct carve {
 };
 
 void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_policy **out, uint32_t *order);
+void *sluice__parse_take(struct carve *c, size_t size, size_t align);
+const char *sluice__parse_take_str(struct carve *c, const char *s, size_t len);
+/* parse_identity.c: the scope rules and proxies of the final policy */
+void sluice__parse_layout_identity(const struct builder *b, struct carve *c, struct sluice_policy *pol);
 
 #endif /* SLUICE_PARSE_INTERNAL_H */

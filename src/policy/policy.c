@@ -323,9 +323,17 @@ bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_poli
 				       memcmp(p->body, q->body, p->body_len) != 0))
 			return false;
 	}
-	for (uint32_t i = 0; i < x->scope_count; i++)
-		if (strcmp(x->scopes[i], y->scopes[i]) != 0)
+	for (uint32_t i = 0; i < x->scope_count; i++) {
+		const struct sluice_policy_scope_rule *r = &x->scope_rules[i], *q = &y->scope_rules[i];
+		if (strcmp(x->scopes[i], y->scopes[i]) != 0 || r->rule != q->rule || r->source != q->source ||
+		    r->rule_declared != q->rule_declared || r->source_declared != q->source_declared ||
+		    r->fallback != q->fallback || r->map != q->map || r->map_key != q->map_key ||
+		    strcmp(r->name, q->name) != 0)
 			return false;
+	}
+	if (x->proxy_count != y->proxy_count ||
+	    (x->proxy_count != 0 && memcmp(x->proxies, y->proxies, x->proxy_count * sizeof *x->proxies) != 0))
+		return false;
 	for (uint32_t i = 0; i < x->class_count; i++)
 		if (strcmp(x->classes[i], y->classes[i]) != 0)
 			return false;

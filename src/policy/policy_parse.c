@@ -34,6 +34,8 @@ static int finish(struct parser *p)
 	if (b->nlimits == 0)
 		return sluice__parse_fail(p, SLUICE_EINVAL, 1, "a policy needs at least one 'limit'");
 	int rc = sluice__parse_check_patterns(p);
+	if (rc == SLUICE_OK)
+		rc = sluice__parse_identity_finish(p);
 	if (rc != SLUICE_OK)
 		return rc;
 	b->describe = b->describe_kind == DESCRIBE_TIGHTEST ? SLUICE_POLICY_DESCRIBE_TIGHTEST

@@ -6,7 +6,8 @@
 # fallback scope is keyed by the other scope's identity apart from real
 # identities; an X-Forwarded-For from a peer that is not a trusted proxy
 # does not change the key, one from a trusted proxy does; cookie and query
-# sources; an identity given twice, differently, is 400. Exits 77 (skipped)
+# sources; a workspace and a tier from map files; an identity given twice,
+# differently, is 400. Exits 77 (skipped)
 # without curl. Prints "N passed, N failed".
 set -u
 server=${1:?usage: test_server_identity.sh SERVER_BINARY}
@@ -100,6 +101,36 @@ expect "cookie #2, unquoted" 429 "$(code -H 'Cookie: sid=s1' "http://127.0.0.1:$
 expect "query #1" 200 "$(code "http://127.0.0.1:$port/x?api_key=k%201")"
 expect "query #2, name and value re-spelled" 429 "$(code "http://127.0.0.1:$port/x?x=1&api%5Fkey=k+1")"
 expect "optional: no identity, no limit" 200 "$(code "http://127.0.0.1:$port/x")"
+stop_server
+
+# 4. a workspace and a tier derived from the token through map files read
+# beside the policy: every token of a workspace shares its budget; the
+# tier scales a tiered limit.
+cat >"$tmp/tokens.map" <<'MAP'
+# token workspace
+tok_a ws_1
+tok_b ws_1
+tok_c ws_2
+MAP
+printf 'tok_c pro\n' >"$tmp/plans.map"
+cat >"$tmp/e.policy" <<'POLICY'
+policy "maps"
+scope token required
+scope workspace from map "tokens.map" key token fallback token
+tier from map "plans.map" key token
+tier pro x2
+limit ws_minute per workspace sliding 2/1m tiered
+POLICY
+start_server "$tmp/e.policy"
+expect "ws_1 via tok_a" 200 "$(code -H 'Authorization: Bearer tok_a' "http://127.0.0.1:$port/x")"
+expect "ws_1 via tok_b" 200 "$(code -H 'Authorization: Bearer tok_b' "http://127.0.0.1:$port/x")"
+expect "ws_1 spent, whichever token" 429 "$(code -H 'Authorization: Bearer tok_a' "http://127.0.0.1:$port/x")"
+expect "ws_1 spent, a client's X-Workspace changes nothing" 429 \
+	"$(code -H 'Authorization: Bearer tok_b' -H 'X-Workspace: ws_9' "http://127.0.0.1:$port/x")"
+for i in 1 2 3 4; do
+	expect "tok_c (tier pro: 4) #$i" 200 "$(code -H 'Authorization: Bearer tok_c' "http://127.0.0.1:$port/x")"
+done
+expect "tok_c #5" 429 "$(code -H 'Authorization: Bearer tok_c' "http://127.0.0.1:$port/x")"
 stop_server
 
 echo "$passed passed, $failed failed"

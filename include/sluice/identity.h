@@ -93,10 +93,12 @@ struct sluice_identity_options {
 };
 
 /* The identities of one request: ids[s] for scope s of the policy
- * (scope_count entries are set). buf is private: where decoded and hashed
+ * (scope_count entries are set), and the tier the policy's tier map gives
+ * (the engine request's tier). buf is private: where decoded and hashed
  * values live (ids point into it), so keep the set while ids are used. */
 struct sluice_identity_set {
 	struct sluice_identity ids[SLUICE_POLICY_MAX_SCOPES];
+	int32_t tier; /* from "tier from map", else SLUICE_POLICY_NO_TIER */
 	unsigned char buf[SLUICE_POLICY_MAX_SCOPES][SLUICE_IDENTITY_MAX];
 };
 
@@ -116,6 +118,11 @@ struct sluice_identity_set {
  *                    X-Forwarded-For entry that is not itself one (all of
  *                    them trusted: the leftmost); otherwise the peer: an
  *                    untrusted client's X-Forwarded-For is ignored.
+ *   map F key K      the value of the map for scope K's identity (as
+ *                    extracted: over-long values hashed); K absent or not
+ *                    in the map: no identity.
+ * out->tier: the tier the policy's "tier from map" names for its key
+ * scope's identity, SLUICE_POLICY_NO_TIER without one.
  * Returns 0; SLUICE_EINVAL (NULL policy, req or out; options NULL, of
  * another size, or with a secret shorter than SLUICE_IDENTITY_SECRET_MIN;
  * proxies NULL with proxy_count > 0); SLUICE_ESYNTAX (an ambiguous

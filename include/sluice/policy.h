@@ -227,6 +227,20 @@ enum sluice_policy_source {
 
 #define SLUICE_POLICY_MAX_SOURCE_NAME 63 /* bytes of a header, cookie, parameter or scheme name */
 #define SLUICE_POLICY_MAX_PROXIES 32     /* "trusted-proxies" entries */
+#define SLUICE_POLICY_MAX_MAPS 8         /* "from map" declarations (scopes and the tier) */
+#define SLUICE_POLICY_MAX_MAP_FILE (64u << 20) /* bytes of one map file */
+#define SLUICE_POLICY_MAX_MAP_ENTRIES (1u << 22)
+#define SLUICE_POLICY_MAX_MAP_PATH 255   /* bytes of a map file's path as written */
+
+/* A static map loaded with the policy ("from map \"FILE\" key SCOPE"):
+ * one "key value" pair a line; keys and values at most
+ * SLUICE_IDENTITY_MAX (256) bytes; looked up with sluice_policy_map_find(). */
+struct sluice_policy_map {
+	const char *path;     /* as written in the policy */
+	uint32_t entry_count;
+	uint32_t key_scope;   /* whose identity is the key */
+	uint32_t line;
+};
 
 /*
  * One scope's identity declaration. A scope that declares no source takes
@@ -294,6 +308,11 @@ struct sluice_policy_spec {
 	const struct sluice_policy_scope_rule *scope_rules;
 	uint32_t proxy_count;
 	const struct sluice_policy_cidr *proxies;
+	/* Maps, and the one the request's tier comes from ("tier from map";
+	 * UINT32_MAX: none): its values are tier names. */
+	uint32_t map_count;
+	const struct sluice_policy_map *maps;
+	uint32_t tier_map;
 };
 
 /* Where and why a load failed. line and column are 1-based (column in
@@ -323,6 +342,9 @@ struct sluice_policy_options {
 	void (*free)(void *ctx, void *ptr);
 	void *alloc_ctx;
 	size_t max_bytes;
+	/* The directory a relative map path is read from (NULL: the current
+	 * directory); sluice_policy_load_file() sets it to the policy file's. */
+	const char *base_dir;
 };
 
 struct sluice_policy; /* opaque, immutable once loaded */
@@ -345,6 +367,26 @@ struct sluice_policy; /* opaque, immutable once loaded */
 SLUICE_API int sluice_policy_parse(const char *text, size_t len,
 				   const struct sluice_policy_options *options,
 				   struct sluice_policy **out, struct sluice_policy_error *err);
+
+/*
+ * Read the policy file at `path` and parse it as sluice_policy_parse()
+ * does, with options->base_dir (unless set) the file's directory, so that
+ * its map files are found beside it. Also SLUICE_EIO (the file cannot be
+ * read; err->message says why) and SLUICE_ETOOBIG (longer than
+ * SLUICE_POLICY_MAX_INPUT).
+ */
+SLUICE_API int sluice_policy_load_file(const char *path, const struct sluice_policy_options *options,
+				       struct sluice_policy **out, struct sluice_policy_error *err);
+
+/*
+ * Look key[0..key_len) up in map `map` of the policy: 0 and *value,
+ * *value_len (NUL-terminated, in the policy) when present; SLUICE_ENOTFOUND
+ * when not; SLUICE_EINVAL for NULL arguments or a map out of range. A hash
+ * table built at load (XXH3, fixed seed; open addressing at most half
+ * full): no allocation; thread-safe.
+ */
+SLUICE_API int sluice_policy_map_find(const struct sluice_policy *policy, uint32_t map, const void *key,
+				      size_t key_len, const char **value, size_t *value_len);
 
 /* Free a policy (with the allocator it was loaded with). NULL is a no-op.
  * The caller guarantees no thread still uses it. */

@@ -30,6 +30,9 @@
  *      128-bit hash (the caller's secret), computed over the decoded value
  *      in chunks, so no buffer is needed for it and equal values always
  *      hash alike.
+ *   6. A scope from a map is the map's value for its key scope's identity
+ *      as extracted (after trimming, decoding, hashing), so the spellings
+ *      above that give one identity give one derived identity too.
  * No allocation, no lock, no syscall (inet_pton parses text only).
  */
 #include <arpa/inet.h>
@@ -434,7 +437,26 @@ int sluice_identity_extract(const struct sluice_policy *policy, const struct slu
 		if (f->ambiguous)
 			return SLUICE_ESYNTAX;
 	}
-	for (uint32_t s = 0; s < spec->scope_count; s++)
-		settle(&found[s], options->secret, options->secret_len, out->buf[s], &out->ids[s]);
+	/* In declaration order: a map's key scope is declared before it. */
+	for (uint32_t s = 0; s < spec->scope_count; s++) {
+		const struct sluice_policy_scope_rule *r = &spec->scope_rules[s];
+		if (r->source != SLUICE_POLICY_SOURCE_MAP) {
+			settle(&found[s], options->secret, options->secret_len, out->buf[s], &out->ids[s]);
+			continue;
+		}
+		const struct sluice_identity *k = &out->ids[r->map_key];
+		const struct sluice__map_entry *e =
+			k->bytes != NULL ? sluice__map_lookup(&policy->maps[r->map], k->bytes, k->len) : NULL;
+		out->ids[s].bytes = e != NULL ? e->value : NULL;
+		out->ids[s].len = e != NULL ? e->value_len : 0;
+	}
+	out->tier = SLUICE_POLICY_NO_TIER;
+	if (spec->tier_map != UINT32_MAX) {
+		const struct sluice_identity *k = &out->ids[spec->maps[spec->tier_map].key_scope];
+		const struct sluice__map_entry *e =
+			k->bytes != NULL ? sluice__map_lookup(&policy->maps[spec->tier_map], k->bytes, k->len) : NULL;
+		if (e != NULL)
+			out->tier = (int32_t)e->aux;
+	}
 	return SLUICE_OK;
 }

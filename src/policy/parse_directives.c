@@ -693,6 +693,9 @@ int sluice__parse_directive(struct parser *p)
 		return sluice__parse_d_class(p);
 	if (sluice__parse_word_is(w, "routes"))
 		return sluice__parse_d_routes(p);
+	if (sluice__parse_word_is(w, "tier") && p->nw >= 3 && sluice__parse_word_is(&p->w[1], "from") &&
+	    sluice__parse_word_is(&p->w[2], "map"))
+		return sluice__parse_d_tier_map(p);
 	if (sluice__parse_word_is(w, "tier"))
 		return d_tier(p);
 	if (sluice__parse_word_is(w, "limit"))

@@ -5,7 +5,8 @@
  *   trusted-proxies CIDR { CIDR }
  *
  * SOURCE is "authorization SCHEME", "header NAME", "cookie NAME", "query
- * NAME", "peer" or "forwarded-for" (docs/policy.md, "Identities").
+ * NAME", "peer", "forwarded-for" or "map \"FILE\" key SCOPE" (the maps:
+ * parse_map.c) (docs/policy.md, "Identities").
  *
  * Why the checks are where they are. A fallback may name a scope declared
  * later, so fallbacks are resolved once the whole text is read
@@ -96,9 +97,13 @@ static int source(struct parser *p, struct bscope_rule *r)
 		r->source = SLUICE_POLICY_SOURCE_FORWARDED_FOR;
 		return SLUICE_OK;
 	}
+	if (sluice__parse_word_is(w, "map")) {
+		r->source = SLUICE_POLICY_SOURCE_MAP;
+		return sluice__parse_map_source(p, p->b->nscopes, false, &r->map);
+	}
 	return sluice__parse_fail(
 		p, SLUICE_ESYNTAX, w->col,
-		"unknown identity source '%s': expected authorization, header, cookie, query, peer or forwarded-for",
+		"unknown identity source '%s': expected authorization, header, cookie, query, peer, forwarded-for or map",
 		sluice__parse_show(w, buf));
 }
 
@@ -281,7 +286,7 @@ int sluice__parse_identity_finish(struct parser *p)
 			}
 		}
 	}
-	return SLUICE_OK;
+	return sluice__parse_maps_load(p);
 }
 
 void sluice__parse_layout_identity(const struct builder *b, struct carve *c, struct sluice_policy *pol)
@@ -302,8 +307,8 @@ void sluice__parse_layout_identity(const struct builder *b, struct carve *c, str
 			.rule_declared = r->rule_declared,
 			.source_declared = r->source_declared,
 			.fallback = r->rule == SLUICE_POLICY_IDENTITY_FALLBACK ? r->fallback : s,
-			.map = UINT32_MAX,
-			.map_key = UINT32_MAX,
+			.map = r->source == SLUICE_POLICY_SOURCE_MAP ? r->map : UINT32_MAX,
+			.map_key = r->source == SLUICE_POLICY_SOURCE_MAP ? b->maps[r->map].key_scope : UINT32_MAX,
 			.name = name,
 			.name_len = r->name_len,
 			.line = r->line,
@@ -311,6 +316,7 @@ void sluice__parse_layout_identity(const struct builder *b, struct carve *c, str
 	}
 	if (proxies != NULL)
 		memcpy(proxies, b->proxies, sizeof(*proxies) * b->nproxies);
+	sluice__parse_layout_maps(b, c, pol);
 	if (c->base == NULL)
 		return;
 	pol->spec.scope_rules = rules;

@@ -47,6 +47,8 @@ __attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char
 		put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
+static void put_string(struct out *o, const uint8_t *s, size_t n);
+
 static void put_cidr(struct out *o, const struct sluice_policy_cidr *c)
 {
 	char text[INET6_ADDRSTRLEN];
@@ -67,7 +69,11 @@ static void put_scope(struct out *o, const struct sluice_policy_spec *s, uint32_
 	const struct sluice_policy_scope_rule *r = &s->scope_rules[i];
 
 	putf(o, "scope %s", s->scopes[i]);
-	if (r->source_declared) {
+	if (r->source_declared && r->source == SLUICE_POLICY_SOURCE_MAP) {
+		puts_(o, " from map ");
+		put_string(o, (const uint8_t *)s->maps[r->map].path, strlen(s->maps[r->map].path));
+		putf(o, " key %s", s->scopes[r->map_key]);
+	} else if (r->source_declared) {
 		putf(o, " from %s", sources[r->source]);
 		if (r->name_len > 0) {
 			put(o, " ", 1);
@@ -250,6 +256,12 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 	}
 	for (uint32_t i = 0; i < s->scope_count; i++)
 		put_scope(&o, s, i);
+	if (s->tier_map != UINT32_MAX) {
+		const struct sluice_policy_map *m = &s->maps[s->tier_map];
+		puts_(&o, "tier from map ");
+		put_string(&o, (const uint8_t *)m->path, strlen(m->path));
+		putf(&o, " key %s\n", s->scopes[m->key_scope]);
+	}
 	for (uint32_t i = 1; i < s->class_count; i++)
 		putf(&o, "class %s\n", s->classes[i]);
 	for (uint32_t i = 0; i < s->route_count; i++) {

@@ -189,7 +189,7 @@ static void engine_request(const struct server_decider *d, const struct server_r
 	er->path_len = req->path_len;
 	er->identities = v->idset.ids;
 	er->identity_count = d->spec->scope_count;
-	er->tier = SLUICE_POLICY_NO_TIER;
+	er->tier = v->idset.tier; /* the policy's tier map, or none */
 	er->cost = 1;
 	er->now_ns = v->now_unix_ns;
 }

@@ -116,42 +116,6 @@ static bool parse_listen(const char *text, char buf[128], const char **host, uin
 	return **host != '\0';
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-
-	if (f == NULL)
-		return NULL;
-	for (;;) {
-		if (n == cap) {
-			if (cap >= SLUICE_POLICY_MAX_INPUT + 1)
-				break; /* the parser refuses it with a message */
-			cap = cap ? cap * 2 : 4096;
-			char *nb = realloc(buf, cap);
-			if (nb == NULL) {
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = nb;
-		}
-		size_t r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	bool err = ferror(f);
-	fclose(f);
-	if (err) {
-		free(buf);
-		return NULL;
-	}
-	*len = n;
-	return buf != NULL ? buf : calloc(1, 1);
-}
-
 /* One line on stderr: what the restore at start did. */
 static void report_restore(const char *path, const struct sluice_snapshot_info *info)
 {
@@ -272,15 +236,13 @@ int main(int argc, char **argv)
 	struct sluice_policy *policy = NULL;
 	struct server_decider *decider = NULL;
 	if (policy_path != NULL) {
-		size_t len;
-		char *text = read_file(policy_path, &len);
 		struct sluice_policy_error err;
-		if (text == NULL) {
-			fprintf(stderr, "sluice-server: cannot read %s: %s\n", policy_path, strerror(errno));
+		/* The file's directory is where its map files are read from. */
+		int rc = sluice_policy_load_file(policy_path, NULL, &policy, &err);
+		if (rc == SLUICE_EIO) {
+			fprintf(stderr, "sluice-server: cannot read %s: %s\n", policy_path, err.message);
 			return 1;
 		}
-		int rc = sluice_policy_parse(text, len, NULL, &policy, &err);
-		free(text);
 		if (rc != SLUICE_OK) {
 			fprintf(stderr, "sluice-server: %s:%d:%d: %s (%s)\n", policy_path, err.line,
 				err.column, err.message, sluice_strerror(rc));

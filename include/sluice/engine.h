@@ -19,9 +19,12 @@
  * scopes (by scope id, each length-prefixed), followed by the endpoint
  * class's name when the limit is per scope+class.
  *
- * Evaluation of one request: route match -> class -> the limits that apply
- * to the class (sluice_policy_class_limits) whose scopes all have an
- * identity in the request -> one admission per limit, all-or-nothing:
+ * Evaluation of one request: route match -> class -> each scope's identity
+ * by the policy's rule (a missing "required" one refuses the request with
+ * SLUICE_REASON_IDENTITY; "fallback" takes another scope's identity, keyed
+ * apart; "optional" leaves the scope out) -> the limits that apply to the
+ * class (sluice_policy_class_limits) whose scopes all have an identity in
+ * force -> one admission per limit, all-or-nothing:
  * concurrency slots first, then the other limits in index order, each
  * taking a receipt; the first refusal cancels every receipt already taken.
  * No limit ever admits more than its numbers allow, under any concurrency;

@@ -339,3 +339,26 @@ Test(identity_extract, bad_arguments)
 	cr_expect_not(sluice_identity_cidr_match(NULL, 0, "1.2.3.4", 7));
 	sluice_policy_destroy(p);
 }
+
+Test(identity_extract, cidr_parse_and_match)
+{
+	struct sluice_policy_cidr c[2];
+	size_t at;
+	cr_assert_eq(sluice_identity_cidr_parse("10.0.0.0/8", 10, &c[0], &at), SLUICE_OK);
+	cr_assert_eq(sluice_identity_cidr_parse("2001:db8::/32", 13, &c[1], &at), SLUICE_OK);
+	cr_expect_eq(c[1].family, 6);
+	cr_expect(sluice_identity_cidr_match(c, 2, "10.200.1.1", 10));
+	cr_expect(sluice_identity_cidr_match(c, 2, "::ffff:10.1.1.1", 15), "IPv4-mapped matches IPv4 blocks");
+	cr_expect(sluice_identity_cidr_match(c, 2, "2001:db8:1::5", 13));
+	cr_expect_not(sluice_identity_cidr_match(c, 2, "11.0.0.1", 8));
+	cr_expect_not(sluice_identity_cidr_match(c, 2, "10.0.0.1 ", 9), "not an address");
+	cr_expect_eq(sluice_identity_cidr_parse("10.0.0.0/", 9, &c[0], &at), SLUICE_ESYNTAX);
+	cr_expect_eq(sluice_identity_cidr_parse("10.0.0.0/4x", 11, &c[0], &at), SLUICE_ESYNTAX);
+	cr_expect_eq(at, 10);
+	cr_expect_eq(sluice_identity_cidr_parse("::1/129", 7, &c[0], &at), SLUICE_ERANGE);
+	cr_expect_eq(sluice_identity_cidr_parse("10.0.0.1/24", 11, &c[0], &at), SLUICE_EINVAL);
+	cr_expect_eq(sluice_identity_cidr_parse("host", 4, &c[0], &at), SLUICE_ESYNTAX);
+	cr_expect_eq(at, 0);
+	cr_expect_eq(sluice_identity_cidr_parse("0.0.0.0/0", 9, &c[0], &at), SLUICE_OK);
+	cr_expect(sluice_identity_cidr_match(c, 1, "8.8.8.8", 7));
+}

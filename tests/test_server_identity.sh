@@ -87,6 +87,19 @@ expect "client A #3: left entries ignored" 429 "$(code -H 'X-Forwarded-For: 192.
 expect "client B: its own key" 200 "$(code -H 'X-Forwarded-For: 192.0.2.9' "http://127.0.0.1:$port/x")"
 stop_server
 
+# The server's own trusted proxies, for a scope "ip" with no declared
+# source (--trust-forwarded-for --trusted-proxies).
+printf 'policy "d"\nscope ip\nlimit ip_minute per ip sliding 1/1m\n' >"$tmp/f.policy"
+start_server "$tmp/f.policy" --trust-forwarded-for --trusted-proxies 10.0.0.0/8,127.0.0.0/8
+expect "trusted by flag: client C" 200 "$(code -H 'X-Forwarded-For: 192.0.2.20' "http://127.0.0.1:$port/x")"
+expect "trusted by flag: client D" 200 "$(code -H 'X-Forwarded-For: 192.0.2.21' "http://127.0.0.1:$port/x")"
+expect "trusted by flag: client C again" 429 "$(code -H 'X-Forwarded-For: 192.0.2.20' "http://127.0.0.1:$port/x")"
+stop_server
+start_server "$tmp/f.policy" --trust-forwarded-for
+expect "no trusted proxy: the peer, #1" 200 "$(code -H 'X-Forwarded-For: 192.0.2.30' "http://127.0.0.1:$port/x")"
+expect "no trusted proxy: the peer, #2" 429 "$(code -H 'X-Forwarded-For: 192.0.2.31' "http://127.0.0.1:$port/x")"
+stop_server
+
 # 3. cookie and query sources.
 cat >"$tmp/d.policy" <<'POLICY'
 policy "sources"

@@ -132,6 +132,16 @@ SLUICE_API int sluice_identity_extract(const struct sluice_policy *policy, const
 				       const struct sluice_identity_options *options,
 				       struct sluice_identity_set *out);
 
+/*
+ * Parse "address" or "address/prefix" (IPv4 or IPv6; text[0..len), not
+ * NUL-terminated) into *out, as "trusted-proxies" does: 0; SLUICE_ESYNTAX
+ * (not an address, or a bad prefix), SLUICE_ERANGE (prefix beyond 32 or
+ * 128), SLUICE_EINVAL (bits set past the prefix, or NULL). *where (may be
+ * NULL) receives the offset of the offending byte (0: the address).
+ */
+SLUICE_API int sluice_identity_cidr_parse(const char *text, size_t len, struct sluice_policy_cidr *out,
+					  size_t *where);
+
 /* Is the textual address addr[0..len) inside one of the n blocks? (IPv4
  * and IPv4-mapped IPv6 addresses match IPv4 blocks.) False for text that
  * is not an address. */

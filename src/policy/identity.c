@@ -282,6 +282,67 @@ bool sluice_identity_cidr_match(const struct sluice_policy_cidr *blocks, size_t 
 	return false;
 }
 
+int sluice_identity_cidr_parse(const char *s, size_t len, struct sluice_policy_cidr *out, size_t *where)
+{
+	size_t n = 0, at = 0;
+	int rc = SLUICE_OK;
+
+	if (s == NULL || out == NULL)
+		return SLUICE_EINVAL;
+	memset(out, 0, sizeof *out);
+	while (n < len && s[n] != '/')
+		n++;
+	int family = parse_addr(s, n, out->addr);
+	/* An IPv4-mapped block is written as IPv6 and stays one. */
+	if (family == 4 && memchr(s, ':', n) != NULL) {
+		family = 0;
+	}
+	if (family == 0) {
+		char text[INET6_ADDRSTRLEN + 1];
+		if (n > 0 && n < sizeof text) {
+			memcpy(text, s, n);
+			text[n] = '\0';
+			if (inet_pton(AF_INET6, text, out->addr) == 1)
+				family = 6;
+		}
+	}
+	if (family == 0) {
+		rc = SLUICE_ESYNTAX;
+		goto out;
+	}
+	out->family = (uint8_t)family;
+	unsigned bits = family == 4 ? 32 : 128, prefix = bits;
+	if (n < len) {
+		at = n + 1;
+		if (at == len || len - at > 3) {
+			rc = SLUICE_ESYNTAX;
+			goto out;
+		}
+		prefix = 0;
+		for (size_t i = at; i < len; i++) {
+			if (s[i] < '0' || s[i] > '9') {
+				at = i;
+				rc = SLUICE_ESYNTAX;
+				goto out;
+			}
+			prefix = prefix * 10 + (unsigned)(s[i] - '0');
+		}
+		if (prefix > bits) {
+			rc = SLUICE_ERANGE;
+			goto out;
+		}
+	}
+	out->prefix = (uint8_t)prefix;
+	at = 0;
+	for (unsigned i = prefix; i < bits; i++)
+		if (out->addr[i / 8] & (0x80u >> (i % 8)))
+			rc = SLUICE_EINVAL;
+out:
+	if (where != NULL)
+		*where = at;
+	return rc;
+}
+
 struct trust {
 	const struct sluice_policy_cidr *policy;
 	size_t npolicy;

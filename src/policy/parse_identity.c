@@ -25,8 +25,9 @@
  * the same way: "token" from "authorization Bearer", "ip" from the peer,
  * any other "foo_bar" from header "X-Foo-Bar".
  */
-#include <arpa/inet.h>
 #include <string.h>
+
+#include <sluice/identity.h>
 
 #include "policy/parse_internal.h"
 
@@ -169,41 +170,30 @@ int sluice__parse_d_scope(struct parser *p)
  * past the prefix must be zero (a typo there would trust the wrong block). */
 static int cidr_word(struct parser *p, const struct word *w, struct sluice_policy_cidr *out)
 {
-	char text[64];
+	size_t at = 0;
 	uint32_t n = 0;
 
 	while (n < w->len && w->s[n] != '/')
 		n++;
-	if (w->quoted || n == 0 || n >= sizeof text)
+	if (w->quoted || n == 0)
 		return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col, "expected an address or address/prefix");
-	memcpy(text, w->s, n);
-	text[n] = '\0';
-	memset(out, 0, sizeof *out);
-	if (inet_pton(AF_INET, text, out->addr) == 1)
-		out->family = 4;
-	else if (inet_pton(AF_INET6, text, out->addr) == 1)
-		out->family = 6;
-	else
-		return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col, "'%s' is not an IPv4 or IPv6 address", text);
-	uint32_t bits = out->family == 4 ? 32 : 128;
-	uint64_t prefix = bits;
-	if (n < w->len) {
-		uint32_t used;
-		int rc = sluice__parse_uint(p, w->s + n + 1, w->len - n - 1, w->col + n + 1, bits, "a prefix length",
-					    &prefix, &used);
-		if (rc != SLUICE_OK)
-			return rc;
-		if (used != w->len - n - 1 || used == 0)
-			return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col + n + 1 + used,
-						  "expected a prefix length (0..%u)", bits);
+	int rc = sluice_identity_cidr_parse(w->s, w->len, out, &at);
+	uint32_t col = w->col + (uint32_t)at;
+	unsigned bits = out->family == 4 ? 32 : 128;
+	switch (rc) {
+	case SLUICE_OK:
+		return SLUICE_OK;
+	case SLUICE_ERANGE:
+		return sluice__parse_fail(p, rc, col, "a prefix length of an IPv%u address is 0..%u",
+					  out->family == 4 ? 4u : 6u, bits);
+	case SLUICE_EINVAL:
+		return sluice__parse_fail(p, rc, col, "'%.*s' has bits set past its /%u prefix", (int)w->len, w->s,
+					  out->prefix);
+	default:
+		if (at > 0)
+			return sluice__parse_fail(p, rc, col, "expected a prefix length (0..%u)", bits);
+		return sluice__parse_fail(p, rc, col, "'%.*s' is not an IPv4 or IPv6 address", (int)n, w->s);
 	}
-	out->prefix = (uint8_t)prefix;
-	for (uint32_t i = out->prefix; i < bits; i++)
-		if (out->addr[i / 8] & (0x80u >> (i % 8)))
-			return sluice__parse_fail(p, SLUICE_EINVAL, w->col,
-						  "'%.*s' has bits set past its /%u prefix", (int)w->len, w->s,
-						  out->prefix);
-	return SLUICE_OK;
 }
 
 int sluice__parse_d_trusted_proxies(struct parser *p)

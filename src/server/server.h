@@ -69,6 +69,8 @@ struct server_decider;
 struct server_decider_options {
 	bool trust_forwarded_for; /* a scope "ip" without a declared source reads
 				   * forwarded-for (through the policy's trusted-proxies) */
+	const struct sluice_policy_cidr *proxies; /* trusted besides the policy's */
+	size_t proxy_count;
 	bool frozen_clock;        /* time stands still at start (tests, demos) */
 	uint64_t max_keys;        /* per keyed limiter; 0: unbounded */
 	/* The engine's state file (docs/server.md, "State file"): restored

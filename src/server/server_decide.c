@@ -174,6 +174,8 @@ static int extract_identities(const struct server_decider *d, const struct serve
 		.size = sizeof o,
 		.secret = d->secret,
 		.secret_len = sizeof d->secret,
+		.proxies = d->opts.proxies,
+		.proxy_count = d->opts.proxy_count,
 		.forwarded_for_ip = d->opts.trust_forwarded_for,
 	};
 	return sluice_identity_extract(d->policy, &view, &o, &v->idset);

@@ -261,7 +261,7 @@ static void ref_check(const struct sluice_policy *p, const struct sluice_engine_
 			refuse |= UINT32_C(1) << s;
 	}
 	for (uint32_t i = 0; i < spec->limit_count; i++)
-		if (mask >> i & 1)
+		if ((mask & ~spec->dry_run_mask) >> i & 1) /* a dry-run limit requires nothing */
 			needed |= spec->limits[i].scope_mask;
 	if (needed & refuse) {
 		out->d.allowed = false;

@@ -121,3 +121,17 @@ Test(engine_identity, overrides_never_match_a_stand_in)
 	cr_expect(run(e, &q).d.allowed, "the real token has its override");
 	sluice_engine_destroy(e);
 }
+
+Test(engine_identity, a_dry_run_limit_never_requires_an_identity)
+{
+	struct sluice_engine *e = engine_of(load_text("policy \"d\"\nscope token\nscope ip optional\n"
+						      "limit shadow per token sliding 1/1m dry-run\n"
+						      "limit per_ip per ip sliding 5/1m\n"));
+	struct req q;
+	req_init(&q, "GET", "/x", NULL, "192.0.2.1", T0);
+	struct sluice_engine_decision d = run(e, &q);
+	cr_expect(d.d.allowed, "the token is required only by a dry-run limit");
+	cr_expect_eq(d.applied, 0x2);
+	cr_expect_eq(sluice_engine_identity_refusals(e), 0);
+	sluice_engine_destroy(e);
+}

@@ -218,8 +218,10 @@ int sluice__plan_build(const struct sluice__state *st, const struct sluice_engin
 	uint32_t refuse = resolve_identities(spec, req, p);
 	if (check && refuse != 0) {
 		uint32_t needed = 0;
+		/* A dry-run limit never refuses, so it never makes an identity
+		 * required: without the identity it is skipped. */
 		for (uint32_t i = 0; i < spec->limit_count; i++)
-			if (mask & (UINT32_C(1) << i))
+			if ((mask & ~spec->dry_run_mask) & (UINT32_C(1) << i))
 				needed |= spec->limits[i].scope_mask;
 		if ((needed & refuse) != 0) {
 			p->refused_scope = (int32_t)__builtin_ctz(needed & refuse);

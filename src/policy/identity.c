@@ -350,10 +350,20 @@ struct trust {
 	size_t nextra;
 };
 
+/* Is s[0..n) a trusted proxy's address? (parsed once for both lists) */
 static bool trusted(const struct trust *t, const char *s, size_t n)
 {
-	return sluice_identity_cidr_match(t->policy, t->npolicy, s, n) ||
-	       sluice_identity_cidr_match(t->extra, t->nextra, s, n);
+	uint8_t a[16];
+	int family = parse_addr(s, n, a);
+	if (family == 0)
+		return false;
+	for (size_t i = 0; i < t->npolicy; i++)
+		if (in_block(&t->policy[i], family, a))
+			return true;
+	for (size_t i = 0; i < t->nextra; i++)
+		if (in_block(&t->extra[i], family, a))
+			return true;
+	return false;
 }
 
 /* The entry of the X-Forwarded-For list that names the client (see 4. in

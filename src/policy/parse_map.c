@@ -111,7 +111,7 @@ int sluice__parse_map_source(struct parser *p, uint32_t scope, bool tier, uint32
 int sluice__parse_d_tier_map(struct parser *p)
 {
 	struct builder *b = p->b;
-	uint32_t map;
+	uint32_t map = 0;
 	int rc;
 
 	if (b->tier_map_plus1 != 0)

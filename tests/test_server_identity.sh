@@ -21,12 +21,14 @@ fi
 start_server() { # start_server POLICY_FILE [ARGS...]: sets $port
 	: >"$tmp/out"
 	# shellcheck disable=SC2086 # the emulator may be a command with arguments
-	${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --frozen-clock --policy "$@" >"$tmp/out" 2>"$tmp/err" &
+	${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --frozen-clock --policy "$@" \
+		>"$tmp/out" 2>"$tmp/err" &
 	pid=$!
 	port=
 	for _ in $(seq 1 100); do
 		port=$(sed -n 's/^sluice-server: listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/out")
-		[ -n "$port" ] && return 0
+		admin_port=$(sed -n 's/^sluice-server: admin on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$tmp/out")
+		[ -n "$port" ] && [ -n "$admin_port" ] && return 0
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done
@@ -63,6 +65,8 @@ expect "t1 #3: the fallback workspace limit" 429 "$(code -H 'Authorization: Bear
 # A real workspace named "t1" is another key than t1's fallback.
 expect "workspace t1, token t2" 200 "$(code -H 'Authorization: Bearer t2' -H 'X-Workspace: t1' "http://127.0.0.1:$port/x")"
 expect "ambiguous token: 400" 400 "$(code -H 'Authorization: Bearer a' -H 'Authorization: Bearer b' "http://127.0.0.1:$port/x")"
+expect "identity refusals on /metrics" "sluice_identity_refused_total 3" \
+	"$(curl -sS -m 5 "http://127.0.0.1:$admin_port/metrics" | grep '^sluice_identity_refused_total')"
 stop_server
 
 # 2. ip from forwarded-for: a client's own X-Forwarded-For from an untrusted

@@ -34,8 +34,8 @@
 
 static const char *const builtin[] = {
 	"policy \"f0\"\n"
-	"scope token\n"
-	"scope workspace\n"
+	"scope token optional\n"
+	"scope workspace optional\n"
 	"limit tm per token rate 5/10s\n"
 	"limit td per token quota 12/1m@utc warn 50%\n"
 	"limit wm per workspace rate 8/10s burst 4\n"
@@ -43,8 +43,8 @@ static const char *const builtin[] = {
 	"limit tc per token concurrency 2\n",
 
 	"policy \"f1\"\n"
-	"scope api_key\n"
-	"scope ip\n"
+	"scope api_key optional\n"
+	"scope ip optional\n"
 	"class a match GET /a\n"
 	"class b match GET /b/:id\n"
 	"limit la per api_key on a sliding 3/5s\n"
@@ -54,7 +54,7 @@ static const char *const builtin[] = {
 	"limit both per api_key+ip on a,b concurrency 1\n",
 
 	"policy \"f2\"\n"
-	"scope org\n"
+	"scope org optional\n"
 	"class hot match * /hot\n"
 	"tier S x1\n"
 	"tier M x2\n"
@@ -241,11 +241,39 @@ static void ref_check(const struct sluice_policy *p, const struct sluice_engine_
 	out->d.remaining = UINT64_MAX;
 	out->warn_limit = UINT32_MAX;
 	h->ncells = 0;
+	/* Identity rules, the plain way: follow each scope's fallbacks to an
+	 * identity (or to a scope without one, whose rule decides). */
+	const struct sluice_identity *id[SLUICE_POLICY_MAX_SCOPES];
+	uint32_t via[SLUICE_POLICY_MAX_SCOPES], needed = 0, refuse = 0;
+	for (uint32_t s = 0; s < spec->scope_count; s++) {
+		uint32_t at = s;
+		for (int step = 0; step < 8; step++) {
+			if (at < r->identity_count && r->identities[at].bytes != NULL)
+				break;
+			if (spec->scope_rules[at].rule != SLUICE_POLICY_IDENTITY_FALLBACK)
+				break;
+			at = spec->scope_rules[at].fallback;
+		}
+		bool has = at < r->identity_count && r->identities[at].bytes != NULL;
+		id[s] = has ? &r->identities[at] : NULL;
+		via[s] = at;
+		if (!has && spec->scope_rules[at].rule == SLUICE_POLICY_IDENTITY_REQUIRED)
+			refuse |= UINT32_C(1) << s;
+	}
+	for (uint32_t i = 0; i < spec->limit_count; i++)
+		if ((mask & ~spec->dry_run_mask) >> i & 1) /* a dry-run limit requires nothing */
+			needed |= spec->limits[i].scope_mask;
+	if (needed & refuse) {
+		out->d.allowed = false;
+		out->d.reason = SLUICE_REASON_IDENTITY;
+		out->d.remaining = 0;
+		out->scope = (int32_t)__builtin_ctz(needed & refuse);
+		return;
+	}
 	for (uint32_t i = 0; i < spec->limit_count; i++) {
 		bool present = mask >> i & 1;
 		for (uint32_t s = 0; s < spec->scope_count; s++)
-			if (spec->limits[i].scope_mask >> s & 1 &&
-			    (s >= r->identity_count || r->identities[s].bytes == NULL))
+			if (spec->limits[i].scope_mask >> s & 1 && id[s] == NULL)
 				present = false;
 		if (present)
 			out->applied |= UINT32_C(1) << i;
@@ -262,14 +290,15 @@ static void ref_check(const struct sluice_policy *p, const struct sluice_engine_
 		for (uint32_t s = 0; s < spec->scope_count; s++) {
 			if (!(pl->scope_mask >> s & 1))
 				continue;
-			if (s >= r->identity_count || r->identities[s].bytes == NULL) {
+			if (id[s] == NULL) {
 				present = false;
 				break;
 			}
-			klen += (size_t)snprintf(key + klen, sizeof key - klen, "%u:%.*s|", s,
-						 (int)r->identities[s].len, (const char *)r->identities[s].bytes);
-			int j = sluice_policy_override_find(p, i, s, r->identities[s].bytes,
-							    r->identities[s].len, r->now_ns);
+			klen += (size_t)snprintf(key + klen, sizeof key - klen, "%u@%u:%.*s|", s, via[s],
+						 (int)id[s]->len, (const char *)id[s]->bytes);
+			int j = via[s] != s ? -1
+					    : sluice_policy_override_find(p, i, s, id[s]->bytes, id[s]->len,
+									  r->now_ns);
 			if (j >= 0 && ov < 0)
 				ov = j;
 		}

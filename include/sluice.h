@@ -31,6 +31,7 @@
 #include "sluice/limiter.h"
 #include "sluice/snapshot.h"
 #include "sluice/policy.h"
+#include "sluice/identity.h"
 #include "sluice/engine.h"
 #include "sluice/http.h"
 #include "sluice/sf.h"

@@ -175,21 +175,26 @@ Test(engine_seed002, twenty_first_in_flight_gets_concurrency_and_consumes_nothin
 	sluice_engine_destroy(e);
 }
 
-Test(engine_seed002, missing_workspace_applies_only_the_token_limits)
+Test(engine_seed002, missing_workspace_keys_the_workspace_limits_by_the_token)
 {
 	struct sluice_engine *e = engine_of(load_file("seed002.policy"));
 	struct req q;
+	/* "scope workspace fallback token": every limit applies; the
+	 * workspace limits are kept per token, apart from any workspace. */
 	req_init(&q, "GET", "/v1/items", "tok_a", NULL, DAY0);
 	struct sluice_engine_decision d = run(e, &q);
 	cr_assert(d.d.allowed);
-	cr_assert_eq(d.applied, 0x13, "token_minute, token_day, token_inflight");
-	/* No identity at all: nothing applies. */
+	cr_assert_eq(d.applied, 0x1f, "every limit of the seed");
+	/* No token ("scope token required"): refused, nothing applied. */
 	req_init(&q, "GET", "/v1/items", NULL, NULL, DAY0);
 	d = run(e, &q);
-	cr_assert(d.d.allowed);
+	cr_assert_not(d.d.allowed);
+	cr_assert_eq(d.d.reason, SLUICE_REASON_IDENTITY);
 	cr_assert_not(d.governed);
+	cr_assert_eq(d.scope, 0);
 	cr_assert_eq(d.d.limit_index, UINT32_MAX);
 	cr_assert_eq(d.applied, 0);
+	cr_assert_eq(sluice_engine_identity_refusals(e), 1);
 	sluice_engine_destroy(e);
 }
 

@@ -67,7 +67,7 @@ Test(govern, then_the_lower_rank_and_never_itself)
 static const char policy_pl[] =
 	"policy \"pl\"\n"
 	"scope token\n"
-	"scope workspace\n"
+	"scope workspace optional\n"
 	"limit tok_min per token rate 10/1m\n"
 	"limit tok_day per token quota 100/1d@utc warn 80%\n"
 	"limit ws_min per workspace sliding 3/1m\n"

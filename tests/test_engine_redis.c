@@ -97,8 +97,8 @@ static uint64_t remaining_of(struct sluice_engine *e, struct req *q, const char 
 static const char policy_a[] =
 	"policy \"rd\"\n"
 	"fail open\n"
-	"scope workspace\n"
-	"scope token\n"
+	"scope workspace optional\n"
+	"scope token optional\n"
 	"class search match GET /v1/search\n"
 	"class write match POST /v1/*\n"
 	"tier pro x2\n"
@@ -113,8 +113,8 @@ static const char policy_a[] =
 static const char policy_b[] =
 	"policy \"rd2\"\n"
 	"fail open\n"
-	"scope workspace\n"
-	"scope token\n"
+	"scope workspace optional\n"
+	"scope token optional\n"
 	"class search match GET /v1/search\n"
 	"class write match POST /v1/*\n"
 	"tier pro x2\n"

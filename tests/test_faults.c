@@ -910,7 +910,7 @@ Test(alloc_fault, policy_parser_every_site_on_the_seed_policies)
 		fclose(f);
 
 		struct policy_alloc a = { 0, 0, 0 };
-		struct sluice_policy_options o = { sizeof o, policy_malloc, policy_free, &a, 0 };
+		struct sluice_policy_options o = { sizeof o, policy_malloc, policy_free, &a, 0, NULL };
 		struct sluice_policy *p = NULL;
 		struct sluice_policy_error e;
 		cr_assert_eq(sluice_policy_parse(text, len, &o, &p, &e), SLUICE_OK, "%s: %s", path, e.message);

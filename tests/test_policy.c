@@ -484,7 +484,7 @@ Test(policy_alloc, failure_at_every_site_leaks_nothing)
 	const char *t = HEAD "class a match GET /a/:b\nlimit a per ip rate 1/1s\n";
 	for (int site = 1; site <= 3; site++) {
 		struct counting_alloc a = {0, site, 0, 0};
-		struct sluice_policy_options o = {sizeof(o), count_alloc, count_free, &a, 0};
+		struct sluice_policy_options o = {sizeof(o), count_alloc, count_free, &a, 0, NULL};
 		struct sluice_policy *p = NULL;
 		struct sluice_policy_error e;
 		int rc = sluice_policy_parse(t, strlen(t), &o, &p, &e);
@@ -506,7 +506,7 @@ Test(policy_alloc, failure_at_every_site_leaks_nothing)
 Test(policy_alloc, max_bytes_bounds_the_policy)
 {
 	struct counting_alloc a = {0, 0, 0, 0};
-	struct sluice_policy_options o = {sizeof(o), count_alloc, count_free, &a, 0};
+	struct sluice_policy_options o = {sizeof(o), count_alloc, count_free, &a, 0, NULL};
 	struct sluice_policy *p = NULL;
 	struct sluice_policy_error e;
 	const char *t = HEAD "limit a per ip rate 1/1s\n";
@@ -625,7 +625,7 @@ Test(policy_print, equality_notices_each_difference)
 static size_t first_alloc_size(const char *text, size_t len, int *rc)
 {
 	struct counting_alloc a = {0, 2, 0, 0}; /* fail the policy block: only the scratch is made */
-	struct sluice_policy_options o = {sizeof(o), count_alloc, count_free, &a, 0};
+	struct sluice_policy_options o = {sizeof(o), count_alloc, count_free, &a, 0, NULL};
 	struct sluice_policy *p = NULL;
 	*rc = sluice_policy_parse(text, len, &o, &p, NULL);
 	cr_assert_eq(a.live, 0);

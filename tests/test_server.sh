@@ -145,9 +145,11 @@ expect "301st request of the workspace" \
 get ws2 -H 'Authorization: Bearer tok_d' -H 'X-Workspace: ws_2' "$(base)/v1/items"
 expect "tok_d in another workspace" "200 60" "$status $(header ws2 X-RateLimit-Remaining)"
 
-# No identity for any scope: no limit applies, no rate-limit fields.
+# No token: seed 002 makes it required, so the request is refused with the
+# default identity answer (401, no rate-limit fields).
 get anon "$(base)/v1/items"
-expect "anonymous request" "200 " "$status $(ratelimit_fields anon)"
+expect "anonymous request" "401 " "$status $(ratelimit_fields anon)"
+expect "anonymous request body" '{"error":{"code":"identity_required","scope":"token"}}' "$(cat "$tmp/anon.b")"
 
 # Bad requests.
 expect "malformed request line" "HTTP/1.1 400 Bad Request" "$(raw 'GET\r\n\r\n')"
@@ -162,12 +164,12 @@ expect "HTTP/2.0 request line" "HTTP/1.1 505 HTTP Version Not Supported" "$(raw 
 expect "chunked body" "HTTP/1.1 501 Not Implemented" \
 	"$(raw 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n')"
 # Pipelining, a discarded body, then Connection: close.
-raw 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >/dev/null
+raw 'POST /a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok_p\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok_p\r\nConnection: close\r\n\r\n' >/dev/null
 expect "pipelined requests answered" 2 "$(grep -o 'HTTP/1.1 200 OK' "$tmp/raw" | wc -l | tr -d ' ')"
 expect "Connection: close honoured" "Connection: close" "$(grep '^Connection:' "$tmp/raw")"
 
 # HEAD: the fields of a GET, Content-Length included, and no body.
-raw 'HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >/dev/null
+raw 'HEAD /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok_p\r\nConnection: close\r\n\r\n' >/dev/null
 expect "HEAD answer" "HTTP/1.1 200 OK|Content-Length: 11|" \
 	"$(grep -E '^(HTTP/|Content-Length:)' "$tmp/raw" | tr '\n' '|')"
 expect "HEAD answer has no body" "" "$(sed -n '/^$/,$p' "$tmp/raw" | tr -d '\n')"
@@ -179,13 +181,14 @@ sleep 2.5
 get later -H 'Authorization: Bearer tok_b' -H 'X-Workspace: ws_2' "$(base)/v1/items"
 expect "frozen clock, seconds later" "200 118" "$status $(header later X-RateLimit-Remaining)"
 
-# Counted by the server (/stats itself is not): 200: 1+119+1+120+59+1+1
-# (anonymous)+2 (pipelined)+1 (HEAD)+1 (later) = 306; 429: 2; bad requests: 7.
+# Counted by the server (/stats itself is not): 200: 1+119+1+120+59+1
+# +2 (pipelined)+1 (HEAD)+1 (later) = 305; refused: 2 (429) + 1 (anonymous,
+# 401) = 3; bad requests: 7.
 get stats "$(admin)/stats"
-expect "/stats" '"requests":315,"ok":306,"limited":2,"errors":7' \
+expect "/stats" '"requests":315,"ok":305,"limited":3,"errors":7' \
 	"$(sed -n 's/^{\("requests":[0-9]*,"ok":[0-9]*,"limited":[0-9]*,"errors":[0-9]*\).*/\1/p' "$tmp/stats.b")"
 stop_server
-expect "shutdown line" "requests=315 ok=306 limited=2 errors=7" \
+expect "shutdown line" "requests=315 ok=305 limited=3 errors=7" \
 	"$(echo "$stopped" | sed -n 's/.*\(requests=[0-9]* ok=[0-9]* limited=[0-9]* errors=[0-9]*\).*/\1/p')"
 
 # ---------------------------------------------------------------------------

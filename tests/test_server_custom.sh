@@ -31,7 +31,7 @@ started=$(date +%s)
 # shellcheck disable=SC2086 # the emulator may be a command with arguments
 ${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
 	--policy "$src/docs/policies/github_style.policy" --threads 2 --frozen-clock \
-	--trust-forwarded-for >"$tmp/out" 2>"$tmp/err" &
+	--trust-forwarded-for --trusted-proxies 127.0.0.1 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 port=
 admin_port=

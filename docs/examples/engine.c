@@ -18,7 +18,7 @@
 static const char policy_text[] =
 	"policy \"example\"\n"
 	"scope token\n"
-	"scope workspace\n"
+	"scope workspace optional\n"
 	"class writes match POST /v1/*\n"
 	"limit token_minute  per token              rate 5/1m\n"
 	"limit token_writes  per token  on writes   rate 2/1m\n"

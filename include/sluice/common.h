@@ -119,6 +119,9 @@ enum sluice_reason {
 					* backend down) and failed closed */
 	SLUICE_REASON_NEVER = 5,       /* cost exceeds what the limit can ever admit,
 					* or the clock's horizon is reached */
+	SLUICE_REASON_IDENTITY = 6,    /* a limit that applies is keyed by a scope
+					* the policy makes "required" and the request
+					* carries no identity for it */
 };
 
 /*

@@ -23,9 +23,12 @@
  * enforced ones and alone; its refusal does not refuse the request, it is
  * reported in dry_run_refused and counted (docs/policy.md, "Dry run").
  *
- * Evaluation of one request: route match -> class -> the limits that apply
- * to the class (sluice_policy_class_limits) whose scopes all have an
- * identity in the request -> one admission per limit, all-or-nothing:
+ * Evaluation of one request: route match -> class -> each scope's identity
+ * by the policy's rule (a missing "required" one refuses the request with
+ * SLUICE_REASON_IDENTITY; "fallback" takes another scope's identity, keyed
+ * apart; "optional" leaves the scope out) -> the limits that apply to the
+ * class (sluice_policy_class_limits) whose scopes all have an identity in
+ * force -> one admission per limit, all-or-nothing:
  * concurrency slots first, then the other limits in index order, each
  * taking a receipt; the first refusal cancels every receipt already taken.
  * No limit ever admits more than its numbers allow, under any concurrency;
@@ -72,6 +75,7 @@
 #define SLUICE_ENGINE_H
 
 #include "common.h"
+#include "identity.h"
 #include "policy.h"
 
 #ifdef __cplusplus
@@ -79,20 +83,10 @@ extern "C" {
 #endif
 
 /* Longest identity value of one scope, in bytes. */
-#define SLUICE_ENGINE_MAX_IDENTITY 256
+#define SLUICE_ENGINE_MAX_IDENTITY SLUICE_IDENTITY_MAX
 /* Most concurrency slots one decision can hold (limits of kind concurrency
  * that apply to one request). */
 #define SLUICE_ENGINE_MAX_SLOTS 4
-
-/* One identity value (e.g. the token "tok_123"). bytes NULL: the request
- * carries no identity for this scope, and the limits keyed by the scope do
- * not apply to it (e.g. a request without a workspace is only checked
- * against the token's limits). len 0 with bytes non-NULL is the empty
- * identity, a valid key. */
-struct sluice_identity {
-	const void *bytes;
-	size_t len;
-};
 
 /*
  * One request.
@@ -304,6 +298,18 @@ SLUICE_API void sluice_engine_destroy(struct sluice_engine *eng);
  */
 SLUICE_API int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_request *req,
 				   struct sluice_engine_decision *out);
+
+/*
+ * How many checks were refused with SLUICE_REASON_IDENTITY (a limit that
+ * applies is keyed by a "required" scope and the request has no identity
+ * for it, after following "fallback" rules; docs/policy.md "Identities").
+ * Such a refusal returns 0 with out->d.allowed false, out->d.reason
+ * SLUICE_REASON_IDENTITY, out->d.limit_index UINT32_MAX, out->governed
+ * false, out->scope the missing scope, and consumes nothing. A relaxed
+ * read of a counter the checks add to (relaxed): exact once they are
+ * quiescent. 0 for NULL. Thread-safe.
+ */
+SLUICE_API uint64_t sluice_engine_identity_refusals(const struct sluice_engine *eng);
 
 /*
  * Give back the concurrency slots of an admitted decision: the decision's

@@ -190,7 +190,8 @@ enum sluice_policy_answer_reason {
 	SLUICE_POLICY_ANSWER_QUOTA = 1,       /* SLUICE_REASON_QUOTA */
 	SLUICE_POLICY_ANSWER_CONCURRENCY = 2, /* SLUICE_REASON_CONCURRENCY */
 	SLUICE_POLICY_ANSWER_CAPACITY = 3,    /* SLUICE_REASON_CAPACITY (fail closed) */
-	SLUICE_POLICY_ANSWER_COUNT = 4
+	SLUICE_POLICY_ANSWER_IDENTITY = 4,    /* SLUICE_REASON_IDENTITY (a required identity missing) */
+	SLUICE_POLICY_ANSWER_COUNT = 5
 };
 
 /*
@@ -207,6 +208,81 @@ struct sluice_policy_answer {
 	const char *body;         /* template text, body_len bytes, NUL-terminated */
 	uint32_t body_len;
 	uint32_t line;
+};
+
+/*
+ * Where a scope's identity comes from, and what a request without one gets
+ * ("scope NAME [from SOURCE] [required | optional | fallback SCOPE]",
+ * docs/policy.md "Identities"). The rule lives in the engine's planner, so
+ * every embedder gets it; the source is read by sluice_identity_extract()
+ * (sluice/identity.h), which the server and any embedder share.
+ */
+enum sluice_policy_identity_rule {
+	SLUICE_POLICY_IDENTITY_REQUIRED = 0, /* no identity: refused, SLUICE_REASON_IDENTITY
+					      * (the default) */
+	SLUICE_POLICY_IDENTITY_FALLBACK = 1, /* no identity: keyed by `fallback`'s instead,
+					      * in a key space of its own */
+	SLUICE_POLICY_IDENTITY_OPTIONAL = 2, /* no identity: the scope's limits do not apply */
+};
+
+enum sluice_policy_source {
+	SLUICE_POLICY_SOURCE_AUTHORIZATION = 1, /* "authorization SCHEME": the credentials */
+	SLUICE_POLICY_SOURCE_HEADER = 2,        /* "header NAME": the field's value */
+	SLUICE_POLICY_SOURCE_COOKIE = 3,        /* "cookie NAME" */
+	SLUICE_POLICY_SOURCE_QUERY = 4,         /* "query NAME": percent-decoded */
+	SLUICE_POLICY_SOURCE_PEER = 5,          /* "peer": the connection's address */
+	SLUICE_POLICY_SOURCE_FORWARDED_FOR = 6, /* "forwarded-for": X-Forwarded-For through
+						 * trusted proxies, else the peer */
+	SLUICE_POLICY_SOURCE_MAP = 7,           /* "map FILE key SCOPE" */
+};
+
+#define SLUICE_POLICY_MAX_SOURCE_NAME 63 /* bytes of a header, cookie, parameter or scheme name */
+#define SLUICE_POLICY_MAX_PROXIES 32     /* "trusted-proxies" entries */
+#define SLUICE_POLICY_MAX_MAPS 8         /* "from map" declarations (scopes and the tier) */
+#define SLUICE_POLICY_MAX_MAP_FILE (64u << 20) /* bytes of one map file */
+#define SLUICE_POLICY_MAX_MAP_ENTRIES (1u << 22)
+#define SLUICE_POLICY_MAX_MAP_PATH 255   /* bytes of a map file's path as written */
+
+/* A static map loaded with the policy ("from map \"FILE\" key SCOPE"):
+ * one "key value" pair a line; keys and values at most
+ * SLUICE_IDENTITY_MAX (256) bytes; looked up with sluice_policy_map_find(). */
+struct sluice_policy_map {
+	const char *path;     /* as written in the policy */
+	uint32_t entry_count;
+	uint32_t key_scope;   /* whose identity is the key */
+	uint32_t line;
+};
+
+/*
+ * One scope's identity declaration. A scope that declares no source takes
+ * its default, resolved at load (source_declared false): "token" from
+ * authorization Bearer, "ip" from the peer, any other "foo_bar" from
+ * header X-Foo-Bar.
+ *   name      the scheme (authorization), field (header), cookie or query
+ *             parameter name; "" for peer, forwarded-for and map.
+ *   fallback  FALLBACK: the scope whose identity stands in (never a cycle).
+ *   map, map_key  MAP: the map (index in spec->maps) and the scope whose
+ *             identity is looked up in it (declared earlier).
+ */
+struct sluice_policy_scope_rule {
+	uint8_t rule;   /* enum sluice_policy_identity_rule */
+	uint8_t source; /* enum sluice_policy_source */
+	bool rule_declared;
+	bool source_declared;
+	uint32_t fallback;
+	uint32_t map;
+	uint32_t map_key;
+	const char *name;
+	uint32_t name_len;
+	uint32_t line;
+};
+
+/* One "trusted-proxies" entry: an address block (IPv4 as 4 bytes, IPv6 as
+ * 16; prefix in bits). */
+struct sluice_policy_cidr {
+	uint8_t family; /* 4 or 6 */
+	uint8_t prefix;
+	uint8_t addr[16];
 };
 
 /* Which limit the header families describe ("describe=" of "headers"):
@@ -247,6 +323,16 @@ struct sluice_policy_spec {
 	struct sluice_http_custom custom;
 	const char *dry_run_header;
 	uint32_t dry_run_mask;
+	/* Identities: scope_rules[scope_count], and the proxies whose
+	 * X-Forwarded-For is believed. */
+	const struct sluice_policy_scope_rule *scope_rules;
+	uint32_t proxy_count;
+	const struct sluice_policy_cidr *proxies;
+	/* Maps, and the one the request's tier comes from ("tier from map";
+	 * UINT32_MAX: none): its values are tier names. */
+	uint32_t map_count;
+	const struct sluice_policy_map *maps;
+	uint32_t tier_map;
 };
 
 /* Where and why a load failed. line and column are 1-based (column in
@@ -276,6 +362,9 @@ struct sluice_policy_options {
 	void (*free)(void *ctx, void *ptr);
 	void *alloc_ctx;
 	size_t max_bytes;
+	/* The directory a relative map path is read from (NULL: the current
+	 * directory); sluice_policy_load_file() sets it to the policy file's. */
+	const char *base_dir;
 };
 
 struct sluice_policy; /* opaque, immutable once loaded */
@@ -298,6 +387,26 @@ struct sluice_policy; /* opaque, immutable once loaded */
 SLUICE_API int sluice_policy_parse(const char *text, size_t len,
 				   const struct sluice_policy_options *options,
 				   struct sluice_policy **out, struct sluice_policy_error *err);
+
+/*
+ * Read the policy file at `path` and parse it as sluice_policy_parse()
+ * does, with options->base_dir (unless set) the file's directory, so that
+ * its map files are found beside it. Also SLUICE_EIO (the file cannot be
+ * read; err->message says why) and SLUICE_ETOOBIG (longer than
+ * SLUICE_POLICY_MAX_INPUT).
+ */
+SLUICE_API int sluice_policy_load_file(const char *path, const struct sluice_policy_options *options,
+				       struct sluice_policy **out, struct sluice_policy_error *err);
+
+/*
+ * Look key[0..key_len) up in map `map` of the policy: 0 and *value,
+ * *value_len (NUL-terminated, in the policy) when present; SLUICE_ENOTFOUND
+ * when not; SLUICE_EINVAL for NULL arguments or a map out of range. A hash
+ * table built at load (XXH3, fixed seed; open addressing at most half
+ * full): no allocation; thread-safe.
+ */
+SLUICE_API int sluice_policy_map_find(const struct sluice_policy *policy, uint32_t map, const void *key,
+				      size_t key_len, const char **value, size_t *value_len);
 
 /* Free a policy (with the allocator it was loaded with). NULL is a no-op.
  * The caller guarantees no thread still uses it. */

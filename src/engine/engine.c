@@ -474,6 +474,17 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 	out->class_id = plan.class_id;
 	out->generation = st->generation;
 	out->applied = plan.applied;
+	if (plan.refused_scope >= 0) {
+		/* A required identity is missing (plan.c): refused before any
+		 * limit is touched. */
+		out->d.allowed = false;
+		out->d.reason = SLUICE_REASON_IDENTITY;
+		out->d.limit_index = UINT32_MAX;
+		out->scope = plan.refused_scope;
+		/* relaxed: a statistic; it orders nothing and is read alone. */
+		atomic_fetch_add_explicit(&eng->identity_refusals, 1, memory_order_relaxed); /* relaxed: why above */
+		goto done;
+	}
 	if (plan.n == 0) {
 		out->d.allowed = true;
 		out->d.limit_index = UINT32_MAX;
@@ -489,6 +500,14 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 done:
 	snapshot_end(eng, st);
 	return rc;
+}
+
+uint64_t sluice_engine_identity_refusals(const struct sluice_engine *eng)
+{
+	if (eng == NULL)
+		return 0;
+	/* relaxed: a statistic read alone (see the increment in check). */
+	return atomic_load_explicit(&eng->identity_refusals, memory_order_relaxed); /* relaxed: why above */
 }
 
 /* ---- release ---- */
@@ -789,9 +808,13 @@ int sluice__engine_create_exec(struct sluice_engine **out, struct sluice_policy 
 	int rc = sluice__rcu_thread_enter(o.flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU);
 	if (rc != SLUICE_OK)
 		return rc;
-	struct sluice_engine *eng = calloc(1, sizeof *eng);
+	/* aligned: identity_refusals sits on a cache line of its own */
+	struct sluice_engine *eng = aligned_alloc(_Alignof(struct sluice_engine),
+						  (sizeof *eng + _Alignof(struct sluice_engine) - 1) &
+							  ~(_Alignof(struct sluice_engine) - 1));
 	if (eng == NULL)
 		return SLUICE_ENOMEM;
+	memset(eng, 0, sizeof *eng);
 	if (pthread_mutex_init(&eng->lock, NULL) != 0) {
 		free(eng);
 		return SLUICE_ENOMEM;

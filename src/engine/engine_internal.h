@@ -52,6 +52,9 @@ struct sluice_engine {
 	pthread_mutex_t s_lock;
 	struct sluice_engine_state_stats s_stats;
 	char tsan_gp; /* TSan's token for the grace period (engine.c) */
+	/* Checks refused for a missing required identity; on its own line:
+	 * under a flood of such requests every checking thread writes it. */
+	_Alignas(SLUICE_CACHELINE) _Atomic uint64_t identity_refusals;
 };
 
 /* Every binding slot of a snapshot, in a fixed order: fn(b) for each. */

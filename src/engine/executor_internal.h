@@ -86,6 +86,14 @@ struct sluice__plan {
 	uint32_t class_id;
 	uint32_t applied; /* bit i: limit i is an item */
 	bool want_all;    /* the caller wants every item's decision */
+	/* Identities (plan.c, "Identity rules"): the one in force per scope,
+	 * fallbacks followed (bytes NULL: none), and the scope it came from
+	 * (via[s] == s: the scope's own). refused_scope >= 0: a limit of the
+	 * class needs that required scope and the request has no identity for
+	 * it; the check is refused and nothing is planned (n == 0). */
+	int32_t refused_scope;
+	struct sluice_identity ids[SLUICE_POLICY_MAX_SCOPES];
+	uint8_t via[SLUICE_POLICY_MAX_SCOPES];
 	uint32_t n;
 	struct sluice__plan_item item[SLUICE_POLICY_MAX_LIMITS];
 };

@@ -15,6 +15,23 @@
  * for a per-class limit: a key is never empty (a limit has a scope or is
  * per class), and its length is computed here so that an over-long key is
  * an error before any executor consumes anything.
+ *
+ * Identity rules. Each scope's rule (sluice_policy_scope_rule) says what a
+ * request without an identity for it gets; the planner applies it here, so
+ * that every executor and every embedder gets the same answer. Resolving
+ * scope s: while the scope at hand has no identity and its rule is
+ * "fallback f", move to f (the load refused cycles, so this ends within
+ * SLUICE_POLICY_MAX_SCOPES - 1 steps). The chain ends at a scope with an
+ * identity, which stands in for s (via[s]), or at one without, whose rule
+ * decides: "optional", the limits keyed by s do not apply; "required", a
+ * check whose class has a limit keyed by s is refused with
+ * SLUICE_REASON_IDENTITY before anything is consumed. A stand-in identity
+ * is keyed apart from every identity of s itself: its length prefix's high
+ * byte is 0x80 | via << 1 | len >> 8, while a scope's own identity (at most
+ * SLUICE_ENGINE_MAX_IDENTITY = 256 bytes) has a high byte of 0 or 1; so a
+ * token equal to an IP string never shares state with that IP's fallback
+ * budget, and two different stand-in scopes never share one either.
+ * Overrides name identities of the scope itself, so a stand-in finds none.
  */
 #include <string.h>
 
@@ -73,19 +90,48 @@ int sluice__plan_validate(const struct sluice_policy_spec *spec, const struct sl
 	return SLUICE_OK;
 }
 
+_Static_assert(SLUICE_ENGINE_MAX_IDENTITY <= 0x1ff && SLUICE_POLICY_MAX_SCOPES <= 64,
+	       "a key's length prefix holds len >> 8 in bit 0 and the stand-in scope in bits 1..6");
+
+/* Resolve every scope's identity (see "Identity rules"); returns the mask
+ * of scopes whose chain ends at a required scope without identity. */
+static uint32_t resolve_identities(const struct sluice_policy_spec *spec, const struct sluice_engine_request *req,
+				   struct sluice__plan *p)
+{
+	uint32_t refuse = 0;
+
+	for (uint32_t s = 0; s < spec->scope_count; s++) {
+		uint32_t at = s;
+		while (!sluice__plan_has_identity(req, at) &&
+		       spec->scope_rules[at].rule == SLUICE_POLICY_IDENTITY_FALLBACK)
+			at = spec->scope_rules[at].fallback;
+		if (sluice__plan_has_identity(req, at)) {
+			p->ids[s] = req->identities[at];
+			p->via[s] = (uint8_t)at;
+		} else {
+			p->ids[s].bytes = NULL;
+			p->ids[s].len = 0;
+			p->via[s] = (uint8_t)s;
+			if (spec->scope_rules[at].rule == SLUICE_POLICY_IDENTITY_REQUIRED)
+				refuse |= UINT32_C(1) << s;
+		}
+	}
+	return refuse;
+}
+
 /* The key length of a limit for a request: 0 when a scope has no identity
  * (the limit does not apply), SIZE_MAX when too long. */
-static size_t key_length(const struct sluice_policy_spec *spec, uint32_t scope_mask, bool per_class,
-			 uint32_t class_id, const struct sluice_engine_request *req)
+static size_t key_length(const struct sluice__plan *p, uint32_t scope_mask, bool per_class, uint32_t class_id)
 {
+	const struct sluice_policy_spec *spec = p->spec;
 	size_t n = 0;
 
 	for (uint32_t s = 0; s < spec->scope_count; s++) {
 		if (!(scope_mask & (UINT32_C(1) << s)))
 			continue;
-		if (!sluice__plan_has_identity(req, s))
+		if (p->ids[s].bytes == NULL)
 			return 0;
-		n += 2 + req->identities[s].len;
+		n += 2 + p->ids[s].len;
 	}
 	if (per_class)
 		n += strlen(spec->classes[class_id]);
@@ -95,16 +141,16 @@ static size_t key_length(const struct sluice_policy_spec *spec, uint32_t scope_m
 size_t sluice__plan_key(const struct sluice__plan *p, uint32_t j, unsigned char *key)
 {
 	const struct sluice_policy_limit *pl = &p->spec->limits[p->item[j].limit];
-	const struct sluice_engine_request *req = p->req;
 	size_t n = 0;
 
 	for (uint32_t s = 0; s < p->spec->scope_count; s++) {
 		if (!(pl->scope_mask & (UINT32_C(1) << s)))
 			continue;
-		size_t len = req->identities[s].len;
+		size_t len = p->ids[s].len;
+		unsigned stand_in = p->via[s] == s ? 0 : 0x80u | (unsigned)p->via[s] << 1;
 		key[n++] = (unsigned char)(len & 0xff);
-		key[n++] = (unsigned char)(len >> 8);
-		memcpy(key + n, req->identities[s].bytes, len);
+		key[n++] = (unsigned char)(stand_in | len >> 8);
+		memcpy(key + n, p->ids[s].bytes, len);
 		n += len;
 	}
 	if (pl->per_class) {
@@ -119,14 +165,15 @@ size_t sluice__plan_key(const struct sluice__plan *p, uint32_t j, unsigned char 
 /* The binding in force for limit i: an override, else the tier's, else the
  * base. */
 static struct sluice__binding *binding_for(const struct sluice__state *st, uint32_t i,
-					   const struct sluice_engine_request *req, bool *overridden)
+					   const struct sluice__plan *p, bool *overridden)
 {
 	const struct sluice_policy_limit *pl = &st->spec->limits[i];
+	const struct sluice_engine_request *req = p->req;
 
 	*overridden = false;
 	if (st->spec->override_count != 0) {
 		for (uint32_t s = 0; s < st->spec->scope_count; s++) {
-			if (!(pl->scope_mask & (UINT32_C(1) << s)) || !sluice__plan_has_identity(req, s))
+			if (!(pl->scope_mask & (UINT32_C(1) << s)) || p->ids[s].bytes == NULL || p->via[s] != s)
 				continue;
 			int j = sluice_policy_override_find(st->policy, i, s, req->identities[s].bytes,
 							    req->identities[s].len, req->now_ns);
@@ -152,6 +199,7 @@ int sluice__plan_build(const struct sluice__state *st, const struct sluice_engin
 	p->req = req;
 	p->n = 0;
 	p->applied = 0;
+	p->refused_scope = -1;
 	int rc = sluice__plan_validate(spec, req, check);
 	if (rc != SLUICE_OK)
 		return rc;
@@ -167,12 +215,25 @@ int sluice__plan_build(const struct sluice__state *st, const struct sluice_engin
 	}
 	p->class_id = (uint32_t)cls;
 	uint32_t mask = check ? sluice_policy_class_limits(st->policy, (uint32_t)cls) : UINT32_MAX;
+	uint32_t refuse = resolve_identities(spec, req, p);
+	if (check && refuse != 0) {
+		uint32_t needed = 0;
+		/* A dry-run limit never refuses, so it never makes an identity
+		 * required: without the identity it is skipped. */
+		for (uint32_t i = 0; i < spec->limit_count; i++)
+			if ((mask & ~spec->dry_run_mask) & (UINT32_C(1) << i))
+				needed |= spec->limits[i].scope_mask;
+		if ((needed & refuse) != 0) {
+			p->refused_scope = (int32_t)__builtin_ctz(needed & refuse);
+			return SLUICE_OK;
+		}
+	}
 	for (uint32_t k = 0; k < spec->limit_count; k++) {
 		uint32_t i = check ? st->order[k] : k;
 		if (!(mask & (UINT32_C(1) << i)))
 			continue;
 		const struct sluice_policy_limit *pl = &spec->limits[i];
-		size_t klen = key_length(spec, pl->scope_mask, pl->per_class, (uint32_t)cls, req);
+		size_t klen = key_length(p, pl->scope_mask, pl->per_class, (uint32_t)cls);
 		if (klen == SIZE_MAX)
 			return SLUICE_EKEY;
 		if (klen == 0)
@@ -180,7 +241,7 @@ int sluice__plan_build(const struct sluice__state *st, const struct sluice_engin
 		struct sluice__plan_item *it = &p->item[p->n++];
 		it->limit = i;
 		it->key_len = (uint16_t)klen;
-		it->b = binding_for(st, i, req, &it->overridden);
+		it->b = binding_for(st, i, p, &it->overridden);
 		p->applied |= UINT32_C(1) << i;
 	}
 	return SLUICE_OK;

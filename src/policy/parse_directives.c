@@ -88,7 +88,7 @@ static bool type_is_json(const char *t, uint32_t n)
  */
 static int d_answer(struct parser *p)
 {
-	static const char *const reasons[] = {"rate", "quota", "concurrency", "capacity"};
+	static const char *const reasons[] = {"rate", "quota", "concurrency", "capacity", "identity"};
 	struct builder *b = p->b;
 	const struct word *w = NULL, *body = NULL;
 	struct banswer a = {.type = "application/json"};
@@ -112,7 +112,7 @@ static int d_answer(struct parser *p)
 		if (k < 0)
 			return sluice__parse_fail(
 				p, SLUICE_ESYNTAX, r.col,
-				"unknown refusal reason '%s': expected rate, quota, concurrency or capacity",
+				"unknown refusal reason '%s': expected rate, quota, concurrency, capacity or identity",
 				sluice__parse_show(&r, buf));
 		if (mask & (1u << k))
 			return sluice__parse_fail(p, SLUICE_EINVAL, r.col, "reason '%s' twice", reasons[k]);
@@ -196,28 +196,6 @@ static int d_fail(struct parser *p)
 		return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col, "unexpected '%s': expected open or closed",
 					  sluice__parse_show(w, buf));
 	b->seen_fail = true;
-	return sluice__parse_expect_end(p);
-}
-
-static int d_scope(struct parser *p)
-{
-	struct builder *b = p->b;
-	const struct word *w = NULL;
-	char name[NAME_CAP];
-	int rc;
-
-	if ((rc = sluice__parse_next_word(p, "a scope name", &w)) != SLUICE_OK)
-		return rc;
-	if ((rc = sluice__parse_name_word(p, w, "a scope name", name)) != SLUICE_OK)
-		return rc;
-	if (strcmp(name, "class") == 0)
-		return sluice__parse_fail(p, SLUICE_EINVAL, w->col,
-					  "'class' is reserved (it names the endpoint class in 'per')");
-	if (sluice__parse_find_name(b->scopes, b->nscopes, w->s, w->len) >= 0)
-		return sluice__parse_fail(p, SLUICE_EINVAL, w->col, "scope '%s' already declared", name);
-	if (b->nscopes == SLUICE_POLICY_MAX_SCOPES)
-		return sluice__parse_fail(p, SLUICE_ETOOBIG, w->col, "more than %d scopes", SLUICE_POLICY_MAX_SCOPES);
-	memcpy(b->scopes[b->nscopes++], name, NAME_CAP);
 	return sluice__parse_expect_end(p);
 }
 
@@ -634,11 +612,16 @@ int sluice__parse_directive(struct parser *p)
 	if (sluice__parse_word_is(w, "fail"))
 		return d_fail(p);
 	if (sluice__parse_word_is(w, "scope"))
-		return d_scope(p);
+		return sluice__parse_d_scope(p);
+	if (sluice__parse_word_is(w, "trusted-proxies"))
+		return sluice__parse_d_trusted_proxies(p);
 	if (sluice__parse_word_is(w, "class"))
 		return sluice__parse_d_class(p);
 	if (sluice__parse_word_is(w, "routes"))
 		return sluice__parse_d_routes(p);
+	if (sluice__parse_word_is(w, "tier") && p->nw >= 3 && sluice__parse_word_is(&p->w[1], "from") &&
+	    sluice__parse_word_is(&p->w[2], "map"))
+		return sluice__parse_d_tier_map(p);
 	if (sluice__parse_word_is(w, "tier"))
 		return d_tier(p);
 	if (sluice__parse_word_is(w, "limit"))
@@ -647,6 +630,6 @@ int sluice__parse_directive(struct parser *p)
 		return d_override(p);
 	return sluice__parse_fail(
 		p, SLUICE_ESYNTAX, w->col,
-		"unknown directive '%s': expected policy, headers, dry-run, body, answer, fail, scope, class, routes, tier, limit or override",
+		"unknown directive '%s': expected policy, headers, dry-run, body, answer, fail, scope, trusted-proxies, class, routes, tier, limit or override",
 		sluice__parse_show(w, buf));
 }

@@ -103,6 +103,38 @@ struct banswer {
 	char type[SLUICE_POLICY_MAX_CONTENT_TYPE + 1];
 };
 
+/* A scope's identity declaration (parse_identity.c): the fallback is kept
+ * by name until the whole text is read (it may name a later scope). */
+struct bscope_rule {
+	uint8_t rule, source;
+	bool rule_declared, source_declared;
+	uint32_t line;
+	uint32_t fallback_col;
+	uint32_t fallback;
+	uint32_t map; /* MAP: index in builder.maps */
+	char fallback_name[NAME_CAP];
+	char name[SLUICE_POLICY_MAX_SOURCE_NAME + 1];
+	uint32_t name_len;
+};
+
+/* A "from map" declaration and, once the whole text is read, its file
+ * (parse_map.c): buf holds the text, then entries[], then slots[]
+ * (allocated with the load's hooks, freed before the load returns). */
+struct bmap_entry {
+	uint32_t key_off, key_len, value_off, value_len, aux;
+};
+
+struct bmap {
+	char path[SLUICE_POLICY_MAX_MAP_PATH + 1];
+	uint32_t line, col, key_scope;
+	bool tier;
+	char *buf;
+	uint32_t count, cap_slots;
+	struct bmap_entry *entries;
+	uint32_t *slots;
+	size_t str_bytes;
+};
+
 /* "describe=" of "headers": resolved once every limit is declared. */
 enum { DESCRIBE_GOVERNING = 0, DESCRIBE_TIGHTEST = 1, DESCRIBE_NAMED = 2 };
 
@@ -128,6 +160,13 @@ struct builder {
 	bool fold_case, seen_routes;
 	uint32_t nscopes, nlimits, nclasses, nroutes, ntiers, noverrides;
 	uint32_t nmethods, nnodes, nterms;
+	/* identities (parse_identity.c) */
+	struct bscope_rule rules[SLUICE_POLICY_MAX_SCOPES];
+	uint32_t nproxies, proxies_line;
+	struct sluice_policy_cidr proxies[SLUICE_POLICY_MAX_PROXIES];
+	uint32_t nmaps;
+	uint32_t tier_map_plus1; /* 0: no "tier from map" */
+	struct bmap maps[SLUICE_POLICY_MAX_MAPS];
 	char scopes[SLUICE_POLICY_MAX_SCOPES][NAME_CAP];
 	char classes[SLUICE_POLICY_MAX_CLASSES][NAME_CAP];
 	char methods[SLUICE_POLICY_MAX_METHODS][SLUICE_POLICY_MAX_METHOD_LEN + 1];
@@ -163,6 +202,11 @@ struct parser {
 	struct word w[MAX_WORDS];
 	uint32_t nw;
 	uint32_t pos; /* next word */
+	/* where map files are read from, and the load's allocator */
+	const char *base_dir;
+	void *(*alloc_fn)(void *ctx, size_t size);
+	void (*free_fn)(void *ctx, void *ptr);
+	void *alloc_ctx;
 };
 
 static inline bool is_alpha(char c)
@@ -219,6 +263,21 @@ int sluice__parse_d_class(struct parser *p);
 int sluice__parse_d_routes(struct parser *p);
 int sluice__parse_check_patterns(struct parser *p);
 
+/* parse_identity.c: "scope" (name, source, rule) and "trusted-proxies";
+ * the whole-text checks (fallback names, cycles, default sources) */
+int sluice__parse_d_scope(struct parser *p);
+int sluice__parse_d_trusted_proxies(struct parser *p);
+int sluice__parse_identity_finish(struct parser *p);
+
+/* parse_map.c: the "map" source of a scope (after "from"), "tier from
+ * map", the files read once the whole text is (and freed), the tables */
+int sluice__parse_map_source(struct parser *p, uint32_t scope, bool tier, uint32_t *map);
+int sluice__parse_d_tier_map(struct parser *p);
+int sluice__parse_maps_load(struct parser *p);
+void sluice__parse_maps_free(struct parser *p);
+struct carve;
+void sluice__parse_layout_maps(const struct builder *b, struct carve *c, struct sluice_policy *pol);
+
 /* parse_layout.c: a bump allocator over the final block, and the layout of
  * the policy in it (a dry run, sizes only, while c->base is NULL) */
 struct carve {
@@ -227,5 +286,9 @@ struct carve {
 };
 
 void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_policy **out, uint32_t *order);
+void *sluice__parse_take(struct carve *c, size_t size, size_t align);
+const char *sluice__parse_take_str(struct carve *c, const char *s, size_t len);
+/* parse_identity.c: the scope rules and proxies of the final policy */
+void sluice__parse_layout_identity(const struct builder *b, struct carve *c, struct sluice_policy *pol);
 
 #endif /* SLUICE_PARSE_INTERNAL_H */

@@ -17,6 +17,9 @@
 
 #include "policy/parse_internal.h"
 
+#define take sluice__parse_take
+#define take_str sluice__parse_take_str
+
 /* Literal children order: by length, then bytes (what the matcher searches). */
 static int seg_cmp(const struct bnode *a, const struct bnode *b)
 {
@@ -25,7 +28,7 @@ static int seg_cmp(const struct bnode *a, const struct bnode *b)
 	return memcmp(a->seg, b->seg, a->seg_len);
 }
 
-static void *take(struct carve *c, size_t size, size_t align)
+void *sluice__parse_take(struct carve *c, size_t size, size_t align)
 {
 	c->used = (c->used + align - 1) & ~(align - 1);
 	void *ptr = c->base == NULL ? NULL : c->base + c->used;
@@ -33,7 +36,7 @@ static void *take(struct carve *c, size_t size, size_t align)
 	return ptr;
 }
 
-static const char *take_str(struct carve *c, const char *s, size_t len)
+const char *sluice__parse_take_str(struct carve *c, const char *s, size_t len)
 {
 	char *d = take(c, len + 1, 1);
 	if (d != NULL) {
@@ -75,8 +78,23 @@ void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_poli
 
 	const char *title = take_str(c, b->title, strlen(b->title));
 	struct sluice_policy_answer answers[SLUICE_POLICY_ANSWER_COUNT] = {{0}};
+	/* A policy that declares no "answer identity" refuses a request
+	 * without a required identity with 401 and this body (line 0: not
+	 * declared; the printer leaves it out). */
+	static const char identity_body[] = "{{\"error\":{{\"code\":\"identity_required\",\"scope\":\"{scope}\"}}}}";
+	const struct banswer identity_default = {
+		.status = 401,
+		.type = "application/json",
+		.type_len = 16,
+		.json = true,
+		.body_len = sizeof identity_body - 1,
+		.body_src = identity_body,
+		.body_src_len = sizeof identity_body - 1,
+	};
 	for (uint32_t i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
 		const struct banswer *a = &b->answers[i];
+		if (a->status == 0 && i == SLUICE_POLICY_ANSWER_IDENTITY)
+			a = &identity_default;
 		if (a->status == 0)
 			continue;
 		answers[i].status = a->status;
@@ -159,6 +177,7 @@ void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_poli
 	for (uint32_t i = 0; i < b->nnodes; i++)
 		seg_bytes += b->nodes[i].seg_len;
 	take(c, seg_bytes, 1);
+	sluice__parse_layout_identity(b, c, pol);
 
 	if (pol == NULL) {
 		*out = NULL;

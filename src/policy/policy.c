@@ -316,6 +316,23 @@ static bool custom_equal(const struct sluice_http_custom *a, const struct sluice
 	       str_equal(a->resource, b->resource) && a->reset_form == b->reset_form;
 }
 
+/* Map i of a and map j of b: same file name, key scope and pairs, in
+ * order (maps are compared by content: their numbering follows the order
+ * of declaration, which the canonical text may change). */
+static bool map_equal(const struct sluice_policy *a, uint32_t i, const struct sluice_policy *b, uint32_t j)
+{
+	const struct sluice_policy_map *m = &a->spec.maps[i], *n = &b->spec.maps[j];
+	if (strcmp(m->path, n->path) != 0 || m->key_scope != n->key_scope || m->entry_count != n->entry_count)
+		return false;
+	for (uint32_t k = 0; k < m->entry_count; k++) {
+		const struct sluice__map_entry *e = &a->maps[i].entries[k], *f = &b->maps[j].entries[k];
+		if (e->key_len != f->key_len || e->value_len != f->value_len || e->aux != f->aux ||
+		    memcmp(e->key, f->key, e->key_len) != 0 || memcmp(e->value, f->value, e->value_len) != 0)
+			return false;
+	}
+	return true;
+}
+
 bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_policy *b)
 {
 	if (a == NULL || b == NULL)
@@ -338,9 +355,20 @@ bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_poli
 				       memcmp(p->body, q->body, p->body_len) != 0))
 			return false;
 	}
-	for (uint32_t i = 0; i < x->scope_count; i++)
-		if (strcmp(x->scopes[i], y->scopes[i]) != 0)
+	for (uint32_t i = 0; i < x->scope_count; i++) {
+		const struct sluice_policy_scope_rule *r = &x->scope_rules[i], *q = &y->scope_rules[i];
+		if (strcmp(x->scopes[i], y->scopes[i]) != 0 || r->rule != q->rule || r->source != q->source ||
+		    r->rule_declared != q->rule_declared || r->source_declared != q->source_declared ||
+		    r->fallback != q->fallback || r->map_key != q->map_key || strcmp(r->name, q->name) != 0 ||
+		    (r->source == SLUICE_POLICY_SOURCE_MAP && !map_equal(a, r->map, b, q->map)))
 			return false;
+	}
+	if (x->proxy_count != y->proxy_count ||
+	    (x->proxy_count != 0 && memcmp(x->proxies, y->proxies, x->proxy_count * sizeof *x->proxies) != 0))
+		return false;
+	if (x->map_count != y->map_count || (x->tier_map == UINT32_MAX) != (y->tier_map == UINT32_MAX) ||
+	    (x->tier_map != UINT32_MAX && !map_equal(a, x->tier_map, b, y->tier_map)))
+		return false;
 	for (uint32_t i = 0; i < x->class_count; i++)
 		if (strcmp(x->classes[i], y->classes[i]) != 0)
 			return false;
@@ -364,4 +392,18 @@ bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_poli
 			return false;
 	}
 	return true;
+}
+
+int sluice_policy_map_find(const struct sluice_policy *policy, uint32_t map, const void *key, size_t key_len,
+			   const char **value, size_t *value_len)
+{
+	if (policy == NULL || map >= policy->spec.map_count || (key == NULL && key_len > 0) || value == NULL)
+		return SLUICE_EINVAL;
+	const struct sluice__map_entry *e = sluice__map_lookup(&policy->maps[map], key != NULL ? key : "", key_len);
+	if (e == NULL)
+		return SLUICE_ENOTFOUND;
+	*value = e->value;
+	if (value_len != NULL)
+		*value_len = e->value_len;
+	return SLUICE_OK;
 }

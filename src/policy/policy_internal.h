@@ -43,8 +43,32 @@ struct sluice__route_term {
 	uint32_t class_id;
 };
 
+/* One pair of a map (parse_map.c): key and value NUL-terminated in the
+ * policy's block; aux is the tier index of the value in the tier map. */
+struct sluice__map_entry {
+	const char *key;
+	const char *value;
+	uint32_t key_len;
+	uint32_t value_len;
+	uint32_t aux;
+};
+
+/* A map's hash table: slots[h & mask] holds entry index + 1 (0: empty);
+ * linear probing; at most half full. */
+struct sluice__map_table {
+	const struct sluice__map_entry *entries;
+	const uint32_t *slots;
+	uint32_t mask;
+};
+
+/* The hash of a map key (fixed seed: see docs/policy.md "Maps"). */
+uint64_t sluice__map_hash(const void *key, size_t len);
+/* The entry of key in table t, or NULL. */
+const struct sluice__map_entry *sluice__map_lookup(const struct sluice__map_table *t, const void *key, size_t len);
+
 struct sluice_policy {
 	struct sluice_policy_spec spec;
+	struct sluice__map_table maps[SLUICE_POLICY_MAX_MAPS];
 	void (*free_fn)(void *ctx, void *ptr);
 	void *alloc_ctx;
 	size_t bytes; /* size of the allocation */

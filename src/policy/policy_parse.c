@@ -17,6 +17,9 @@
  * length or a ceiling.
  */
 #include <stdlib.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <sluice/gcra.h>
@@ -34,6 +37,8 @@ static int finish(struct parser *p)
 	if (b->nlimits == 0)
 		return sluice__parse_fail(p, SLUICE_EINVAL, 1, "a policy needs at least one 'limit'");
 	int rc = sluice__parse_check_patterns(p);
+	if (rc == SLUICE_OK)
+		rc = sluice__parse_identity_finish(p);
 	if (rc != SLUICE_OK)
 		return rc;
 	b->describe = b->describe_kind == DESCRIBE_TIGHTEST ? SLUICE_POLICY_DESCRIBE_TIGHTEST
@@ -200,6 +205,7 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 			ctx = o.alloc_ctx;
 		}
 		max_bytes = o.max_bytes;
+		p.base_dir = o.base_dir;
 	}
 	if (len > SLUICE_POLICY_MAX_INPUT)
 		return sluice__parse_fail(&p, SLUICE_ETOOBIG, 0, "policy text longer than %u bytes",
@@ -236,9 +242,13 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 	b->nodes[0].first_child = b->nodes[0].next_sibling = b->nodes[0].param_child = SLUICE__NODE_NONE;
 	b->nodes[0].term_head = b->nodes[0].wild_head = SLUICE__NODE_NONE;
 	p.b = b;
+	p.alloc_fn = alloc_fn;
+	p.free_fn = free_fn;
+	p.alloc_ctx = ctx;
 
 	int rc = run(&p, text, len);
 	if (rc != SLUICE_OK) {
+		sluice__parse_maps_free(&p);
 		free_fn(ctx, block);
 		return rc;
 	}
@@ -261,12 +271,14 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 	 * parser's line counter has run to the end of the input by now. */
 	p.line = 0;
 	if (max_bytes != 0 && bytes > max_bytes) {
+		sluice__parse_maps_free(&p);
 		free_fn(ctx, block);
 		return sluice__parse_fail(&p, SLUICE_ETOOBIG, 0, "policy needs %zu bytes, more than max_bytes (%zu)",
 					  bytes, max_bytes);
 	}
 	c.base = alloc_fn(ctx, bytes);
 	if (c.base == NULL) {
+		sluice__parse_maps_free(&p);
 		free_fn(ctx, block);
 		return sluice__parse_fail(&p, SLUICE_ENOMEM, 0, "out of memory (policy, %zu bytes)", bytes);
 	}
@@ -276,7 +288,70 @@ int sluice_policy_parse(const char *text, size_t len, const struct sluice_policy
 	pol->free_fn = free_fn;
 	pol->alloc_ctx = ctx;
 	pol->bytes = bytes;
+	sluice__parse_maps_free(&p);
 	free_fn(ctx, block);
 	*out = pol;
 	return SLUICE_OK;
+}
+
+int sluice_policy_load_file(const char *path, const struct sluice_policy_options *options,
+			    struct sluice_policy **out, struct sluice_policy_error *err)
+{
+	struct sluice_policy_options o;
+	struct parser p;
+	char dir[PATH_MAX];
+
+	memset(&p, 0, sizeof p);
+	p.err = err;
+	if (err != NULL)
+		memset(err, 0, sizeof *err);
+	if (out != NULL)
+		*out = NULL;
+	if (path == NULL || out == NULL)
+		return sluice__parse_fail(&p, SLUICE_EINVAL, 0, "NULL path or output pointer");
+	memset(&o, 0, sizeof o);
+	if (options != NULL) {
+		if (options->size < sizeof(size_t) || options->size > sizeof o)
+			return sluice__parse_fail(&p, SLUICE_EINVAL, 0,
+						  "options->size must be sizeof(struct sluice_policy_options)");
+		memcpy(&o, options, options->size);
+	}
+	o.size = sizeof o;
+	if (o.base_dir == NULL) {
+		const char *slash = strrchr(path, '/');
+		size_t n = slash == NULL ? 1 : (size_t)(slash - path);
+		if (n >= sizeof dir)
+			return sluice__parse_fail(&p, SLUICE_ETOOBIG, 0, "path too long");
+		if (slash == NULL)
+			dir[0] = '.';
+		else if (n == 0)
+			dir[n++] = '/';
+		else
+			memcpy(dir, path, n);
+		dir[n] = '\0';
+		o.base_dir = dir;
+	}
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return sluice__parse_fail(&p, SLUICE_EIO, 0, "%.80s: %s", path, strerror(errno));
+	void *(*alloc_fn)(void *, size_t) = o.alloc != NULL ? o.alloc : default_alloc;
+	void (*free_fn)(void *, void *) = o.alloc != NULL ? o.free : default_free;
+	char *text = alloc_fn(o.alloc_ctx, SLUICE_POLICY_MAX_INPUT + 1);
+	if (text == NULL) {
+		fclose(f);
+		return sluice__parse_fail(&p, SLUICE_ENOMEM, 0, "out of memory (policy text)");
+	}
+	size_t len = fread(text, 1, SLUICE_POLICY_MAX_INPUT + 1, f);
+	bool bad = ferror(f) != 0;
+	fclose(f);
+	int rc;
+	if (bad)
+		rc = sluice__parse_fail(&p, SLUICE_EIO, 0, "%.80s: read failed", path);
+	else if (len > SLUICE_POLICY_MAX_INPUT)
+		rc = sluice__parse_fail(&p, SLUICE_ETOOBIG, 0, "policy text longer than %u bytes",
+					SLUICE_POLICY_MAX_INPUT);
+	else
+		rc = sluice_policy_parse(text, len, &o, out, err);
+	free_fn(o.alloc_ctx, text);
+	return rc;
 }

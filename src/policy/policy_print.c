@@ -8,6 +8,7 @@
  * Parsing this text yields an equal policy (the round-trip property,
  * checked by fuzz/fuzz_policy.c and tests/test_policy.c).
  */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,50 @@ __attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char
 	va_end(ap);
 	if (n > 0)
 		put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void put_string(struct out *o, const uint8_t *s, size_t n);
+
+static void put_cidr(struct out *o, const struct sluice_policy_cidr *c)
+{
+	char text[INET6_ADDRSTRLEN];
+
+	if (inet_ntop(c->family == 4 ? AF_INET : AF_INET6, c->addr, text, sizeof text) != NULL)
+		putf(o, " %s/%u", text, c->prefix);
+}
+
+/* "scope NAME [from SOURCE] [RULE]": the source and the rule only where
+ * the text declared them (a default source is resolved at load). */
+static void put_scope(struct out *o, const struct sluice_policy_spec *s, uint32_t i)
+{
+	static const char *const sources[] = {
+		[SLUICE_POLICY_SOURCE_AUTHORIZATION] = "authorization", [SLUICE_POLICY_SOURCE_HEADER] = "header",
+		[SLUICE_POLICY_SOURCE_COOKIE] = "cookie", [SLUICE_POLICY_SOURCE_QUERY] = "query",
+		[SLUICE_POLICY_SOURCE_PEER] = "peer", [SLUICE_POLICY_SOURCE_FORWARDED_FOR] = "forwarded-for",
+	};
+	const struct sluice_policy_scope_rule *r = &s->scope_rules[i];
+
+	putf(o, "scope %s", s->scopes[i]);
+	if (r->source_declared && r->source == SLUICE_POLICY_SOURCE_MAP) {
+		puts_(o, " from map ");
+		put_string(o, (const uint8_t *)s->maps[r->map].path, strlen(s->maps[r->map].path));
+		putf(o, " key %s", s->scopes[r->map_key]);
+	} else if (r->source_declared) {
+		putf(o, " from %s", sources[r->source]);
+		if (r->name_len > 0) {
+			put(o, " ", 1);
+			put(o, r->name, r->name_len);
+		}
+	}
+	if (r->rule_declared) {
+		if (r->rule == SLUICE_POLICY_IDENTITY_REQUIRED)
+			puts_(o, " required");
+		else if (r->rule == SLUICE_POLICY_IDENTITY_OPTIONAL)
+			puts_(o, " optional");
+		else
+			putf(o, " fallback %s", s->scopes[r->fallback]);
+	}
+	put(o, "\n", 1);
 }
 
 static void put_string(struct out *o, const uint8_t *s, size_t n)
@@ -212,10 +257,10 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 		putf(&o, "\ndry-run header %s", s->dry_run_header);
 	putf(&o, "\nbody %s\n", bodies[s->body]);
 	for (uint32_t i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
-		static const char *const reasons[] = {"rate", "quota", "concurrency", "capacity"};
+		static const char *const reasons[] = {"rate", "quota", "concurrency", "capacity", "identity"};
 		const struct sluice_policy_answer *a = &s->answers[i];
-		if (a->status == 0)
-			continue;
+		if (a->status == 0 || (i == SLUICE_POLICY_ANSWER_IDENTITY && a->line == 0))
+			continue; /* none, or the default identity answer */
 		putf(&o, "answer %s status %u type ", reasons[i], a->status);
 		put_string(&o, (const uint8_t *)a->content_type, strlen(a->content_type));
 		puts_(&o, " body ");
@@ -225,8 +270,20 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 	putf(&o, "fail %s\n", s->fail == SLUICE_FAIL_OPEN ? "open" : "closed");
 	if (s->route_fold_case)
 		puts_(&o, "routes case-insensitive\n");
+	if (s->proxy_count > 0) {
+		puts_(&o, "trusted-proxies");
+		for (uint32_t i = 0; i < s->proxy_count; i++)
+			put_cidr(&o, &s->proxies[i]);
+		put(&o, "\n", 1);
+	}
 	for (uint32_t i = 0; i < s->scope_count; i++)
-		putf(&o, "scope %s\n", s->scopes[i]);
+		put_scope(&o, s, i);
+	if (s->tier_map != UINT32_MAX) {
+		const struct sluice_policy_map *m = &s->maps[s->tier_map];
+		puts_(&o, "tier from map ");
+		put_string(&o, (const uint8_t *)m->path, strlen(m->path));
+		putf(&o, " key %s\n", s->scopes[m->key_scope]);
+	}
 	for (uint32_t i = 1; i < s->class_count; i++)
 		putf(&o, "class %s\n", s->classes[i]);
 	for (uint32_t i = 0; i < s->route_count; i++) {

@@ -126,13 +126,18 @@ static bool put_raw(unsigned char *key, size_t *len, const void *s, size_t n)
 	return true;
 }
 
-/* "<scope name>=<escaped identity>" */
-static bool put_scope(unsigned char *key, size_t *len, const struct sluice_policy_spec *spec,
-		      const struct sluice_engine_request *req, uint32_t s)
+/* "<scope name>=<escaped identity>"; a stand-in identity (a fallback,
+ * plan.c) "<scope name>@<stand-in scope>=<escaped identity>": '@' is in no
+ * scope name, so it never meets the scope's own keys. */
+static bool put_scope(unsigned char *key, size_t *len, const struct sluice__plan *p, uint32_t s)
 {
-	const char *name = spec->scopes[s];
-	return put_raw(key, len, name, strlen(name)) && put_raw(key, len, "=", 1) &&
-	       put_escaped(key, len, req->identities[s].bytes, req->identities[s].len);
+	const char *name = p->spec->scopes[s];
+	bool ok = put_raw(key, len, name, strlen(name));
+	if (p->via[s] != s) {
+		const char *via = p->spec->scopes[p->via[s]];
+		ok = ok && put_raw(key, len, "@", 1) && put_raw(key, len, via, strlen(via));
+	}
+	return ok && put_raw(key, len, "=", 1) && put_escaped(key, len, p->ids[s].bytes, p->ids[s].len);
 }
 
 /*
@@ -148,7 +153,6 @@ static size_t build_key(const struct exec_redis *x, const struct sluice__plan *p
 			unsigned char *key)
 {
 	const struct sluice_policy_spec *spec = p->spec;
-	const struct sluice_engine_request *req = p->req;
 	const struct sluice__binding *b = p->item[j].b;
 	const struct rbind *rb = b->exec;
 	size_t n = 0;
@@ -156,11 +160,11 @@ static size_t build_key(const struct exec_redis *x, const struct sluice__plan *p
 
 	bool ok = put_raw(key, &n, "{", 1);
 	if (x->tag_scope >= 0) {
-		if (!sluice__plan_has_identity(req, (uint32_t)x->tag_scope))
+		if (p->ids[x->tag_scope].bytes == NULL)
 			return SIZE_MAX - 1;
-		ok = ok && put_scope(key, &n, spec, req, (uint32_t)x->tag_scope);
+		ok = ok && put_scope(key, &n, p, (uint32_t)x->tag_scope);
 	} else if (first >= 0) {
-		ok = ok && put_scope(key, &n, spec, req, (uint32_t)first);
+		ok = ok && put_scope(key, &n, p, (uint32_t)first);
 	} else {
 		const char *c = spec->classes[p->class_id];
 		ok = ok && put_raw(key, &n, "C=", 2) && put_raw(key, &n, c, strlen(c));
@@ -168,7 +172,7 @@ static size_t build_key(const struct exec_redis *x, const struct sluice__plan *p
 	ok = ok && put_raw(key, &n, "}", 1);
 	for (uint32_t s = 0; s < spec->scope_count && ok; s++)
 		if (b->scope_mask & (UINT32_C(1) << s))
-			ok = put_raw(key, &n, ":", 1) && put_scope(key, &n, spec, req, s);
+			ok = put_raw(key, &n, ":", 1) && put_scope(key, &n, p, s);
 	if (b->per_class) {
 		const char *c = spec->classes[p->class_id];
 		ok = ok && put_raw(key, &n, ":C=", 3) && put_raw(key, &n, c, strlen(c));

@@ -67,7 +67,10 @@ const struct server_header *server_request_header(const struct server_request *r
 struct server_decider;
 
 struct server_decider_options {
-	bool trust_forwarded_for; /* ip scope from X-Forwarded-For (rightmost) */
+	bool trust_forwarded_for; /* a scope "ip" without a declared source reads
+				   * forwarded-for (through the policy's trusted-proxies) */
+	const struct sluice_policy_cidr *proxies; /* trusted besides the policy's */
+	size_t proxy_count;
 	bool frozen_clock;        /* time stands still at start (tests, demos) */
 	uint64_t max_keys;        /* per keyed limiter; 0: unbounded */
 	/* The engine's state file (docs/server.md, "State file"): restored
@@ -107,7 +110,7 @@ const struct sluice_policy_spec *server_decider_spec(const struct server_decider
  * render, the header families and body style, and what the engine needs to
  * give the request's concurrency slots back once its response is written:
  * the engine's decision and the identities, which point into the request's
- * buffer or into `hashed` (so the buffer must stay untouched until then).
+ * buffer or into `idset` (so the buffer must stay untouched until then).
  */
 struct server_verdict {
 	int status;          /* 200, the refusal's (429 unless the policy's answer
@@ -126,8 +129,7 @@ struct server_verdict {
 	struct sluice_http_limit limits[SERVER_VERDICT_MAX_LIMITS];
 	uint64_t now_unix_ns;
 	struct sluice_engine_decision engine;
-	struct sluice_identity ids[SLUICE_POLICY_MAX_SCOPES];
-	char hashed[SLUICE_POLICY_MAX_SCOPES][33];
+	struct sluice_identity_set idset; /* the request's identities (sluice/identity.h) */
 };
 
 /* Decide one request. Fills *v. Thread-safe. */

@@ -128,8 +128,13 @@ size_t server_admin_metrics(struct server_decider *d, const struct server_totals
 		"# TYPE sluice_http_connections_total counter\n"
 		"sluice_http_connections_total %llu\n",
 	    (unsigned long long)t->accepted);
-	if (d != NULL)
+	if (d != NULL) {
 		put_limits(&o, d);
+		put(&o, "# HELP sluice_identity_refused_total Requests refused for a missing required identity.\n"
+			"# TYPE sluice_identity_refused_total counter\n"
+			"sluice_identity_refused_total %llu\n",
+		    (unsigned long long)sluice_engine_identity_refusals(server_decider_engine(d)));
+	}
 	return o.full ? 0 : o.len;
 }
 

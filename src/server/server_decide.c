@@ -7,14 +7,18 @@
  * loop only calls server_decide() and, once a response that holds
  * concurrency slots has been written, server_decider_release().
  *
- * Identities (docs/server.md, "Identities"): scope "token" from
- * "Authorization: Bearer <t>", scope "ip" from the peer address (or the
- * rightmost X-Forwarded-For entry with --trust-forwarded-for), any other
- * scope "foo_bar" from header "X-Foo-Bar". A missing or empty value is no
- * identity: the limits keyed by that scope do not apply to the request (the
- * engine's rule). A value longer than the engine's SLUICE_ENGINE_MAX_IDENTITY
- * is replaced by its 128-bit keyed hash (32 hex digits), so long bearer
- * tokens (JWTs) work.
+ * Identities (docs/server.md, "Identities"): read by
+ * sluice_identity_extract() as the policy declares them ("scope NAME from
+ * SOURCE", docs/policy.md "Identities"; a scope without a source keeps the
+ * server's historical default: "token" from "Authorization: Bearer", "ip"
+ * from the peer, or with --trust-forwarded-for from X-Forwarded-For through
+ * the policy's trusted-proxies, any other "foo_bar" from "X-Foo-Bar"). A
+ * value longer than SLUICE_ENGINE_MAX_IDENTITY is replaced by its 128-bit
+ * keyed hash (32 hex digits), so long bearer tokens (JWTs) work; an
+ * ambiguous identity (given twice, differently) is answered 400. What a
+ * request without an identity gets is the policy's rule, applied by the
+ * engine: a refusal for a required scope is answered with the policy's
+ * "answer identity" (401 and a small JSON body by default).
  *
  * Which limits the headers describe is the policy's choice ("headers ...
  * describe=", docs/policy.md). describe=governing (the default): a
@@ -59,9 +63,7 @@ struct server_decider {
 	const struct sluice_policy_spec *spec; /* of the policy the engine owns */
 	struct server_decider_options opts;
 	uint64_t frozen_unix_ns;
-	int scope_token; /* index of the scope so named, or -1 */
-	int scope_ip;
-	char scope_header[SLUICE_POLICY_MAX_SCOPES][SLUICE_POLICY_MAX_NAME + 3];
+	const struct sluice_policy *policy; /* the engine's: the sources of identities */
 	struct sluice_template answers[SLUICE_POLICY_ANSWER_COUNT]; /* compiled spec->answers */
 	unsigned char secret[XXH3_SECRET_SIZE_MIN];
 };
@@ -97,19 +99,7 @@ int server_decider_create(struct server_decider **out, struct sluice_policy *pol
 			return SLUICE_EINVAL;
 		}
 	}
-	d->scope_token = sluice_policy_scope_index(policy, "token");
-	d->scope_ip = sluice_policy_scope_index(policy, "ip");
-	for (uint32_t s = 0; s < d->spec->scope_count; s++) {
-		/* "foo_bar" -> "X-Foo-Bar" (header names compare case-insensitively). */
-		char *h = d->scope_header[s];
-		const char *name = d->spec->scopes[s];
-		size_t k = 0;
-		h[k++] = 'X';
-		h[k++] = '-';
-		for (size_t i = 0; name[i] != '\0' && k < sizeof d->scope_header[s] - 1; i++)
-			h[k++] = name[i] == '_' ? '-' : name[i];
-		h[k] = '\0';
-	}
+	d->policy = policy;
 	const struct sluice_engine_options eopts = {
 		.size = sizeof eopts,
 		.max_keys = opts->max_keys,
@@ -170,51 +160,30 @@ const struct sluice_policy_spec *server_decider_spec(const struct server_decider
 /* ------------------------------------------------------------------------
  * Identities.
  */
-static void extract_identities(const struct server_decider *d, const struct server_request *req,
-			       struct server_verdict *v)
+static int extract_identities(const struct server_decider *d, const struct server_request *req,
+			      struct server_verdict *v)
 {
-	for (uint32_t s = 0; s < d->spec->scope_count; s++) {
-		const struct server_header *h;
-		const char *p = NULL;
-		size_t n = 0;
-		if ((int)s == d->scope_token) {
-			/* Authorization: Bearer <token> (scheme case-insensitive). */
-			h = server_request_header(req, "Authorization");
-			if (h != NULL && h->value_len > 7 && server_ascii_ieq(h->value, "Bearer ", 7)) {
-				p = h->value + 7;
-				n = h->value_len - 7;
-			}
-		} else if ((int)s == d->scope_ip) {
-			h = d->opts.trust_forwarded_for ? server_request_header(req, "X-Forwarded-For")
-							: NULL;
-			if (h != NULL) {
-				/* The rightmost entry: the one our trusted proxy added. */
-				const char *comma = memrchr(h->value, ',', h->value_len);
-				p = comma ? comma + 1 : h->value;
-				n = h->value_len - (size_t)(p - h->value);
-			} else {
-				p = req->peer_ip;
-				n = req->peer_ip_len;
-			}
-		} else if ((h = server_request_header(req, d->scope_header[s])) != NULL) {
-			p = h->value;
-			n = h->value_len;
-		}
-		while (n > 0 && (*p == ' ' || *p == '\t'))
-			p++, n--;
-		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
-		if (n > SLUICE_ENGINE_MAX_IDENTITY) {
-			XXH128_hash_t x = XXH3_128bits_withSecret(p, n, d->secret, sizeof d->secret);
-			snprintf(v->hashed[s], sizeof v->hashed[s], "%016llx%016llx",
-				 (unsigned long long)x.high64, (unsigned long long)x.low64);
-			p = v->hashed[s];
-			n = 32;
-		}
-		/* An empty value is no identity (bytes NULL: the scope is absent). */
-		v->ids[s].bytes = n > 0 ? p : NULL;
-		v->ids[s].len = n;
-	}
+	struct sluice_header_view hv[SERVER_MAX_HEADERS];
+	for (size_t i = 0; i < req->nheaders; i++)
+		hv[i] = (struct sluice_header_view){req->headers[i].name, req->headers[i].name_len,
+						    req->headers[i].value, req->headers[i].value_len};
+	const struct sluice_request_view view = {
+		.target = req->path,
+		.target_len = req->path_len,
+		.headers = hv,
+		.header_count = req->nheaders,
+		.peer = req->peer_ip,
+		.peer_len = req->peer_ip_len,
+	};
+	const struct sluice_identity_options o = {
+		.size = sizeof o,
+		.secret = d->secret,
+		.secret_len = sizeof d->secret,
+		.proxies = d->opts.proxies,
+		.proxy_count = d->opts.proxy_count,
+		.forwarded_for_ip = d->opts.trust_forwarded_for,
+	};
+	return sluice_identity_extract(d->policy, &view, &o, &v->idset);
 }
 
 static void engine_request(const struct server_decider *d, const struct server_request *req,
@@ -225,9 +194,9 @@ static void engine_request(const struct server_decider *d, const struct server_r
 	er->method_len = req->method_len;
 	er->path = req->path;
 	er->path_len = req->path_len;
-	er->identities = v->ids;
+	er->identities = v->idset.ids;
 	er->identity_count = d->spec->scope_count;
-	er->tier = SLUICE_POLICY_NO_TIER;
+	er->tier = v->idset.tier; /* the policy's tier map, or none */
 	er->cost = 1;
 	er->now_ns = v->now_unix_ns;
 }
@@ -299,6 +268,7 @@ static void render_answer(const struct server_decider *d, struct server_verdict 
 		[SLUICE_REASON_CONCURRENCY] = SLUICE_POLICY_ANSWER_CONCURRENCY,
 		[SLUICE_REASON_CAPACITY] = SLUICE_POLICY_ANSWER_CAPACITY,
 		[SLUICE_REASON_NEVER] = SLUICE_POLICY_ANSWER_RATE,
+		[SLUICE_REASON_IDENTITY] = SLUICE_POLICY_ANSWER_IDENTITY,
 	};
 	uint8_t reason = v->decision.reason < sizeof by_reason ? v->decision.reason : SLUICE_REASON_RATE;
 	int k = reason == SLUICE_REASON_NONE ? SLUICE_POLICY_ANSWER_RATE : by_reason[reason];
@@ -307,17 +277,19 @@ static void render_answer(const struct server_decider *d, struct server_verdict 
 	v->status = 429;
 	if (a->status == 0)
 		return; /* the body style */
-	const struct sluice_policy_limit *l = &d->spec->limits[v->decision.limit_index];
-	const char *scope = NULL;
-	for (uint32_t s = 0; s < d->spec->scope_count && scope == NULL; s++)
+	/* An identity refusal has no limit: {scope} is the missing scope. */
+	bool identity = v->decision.reason == SLUICE_REASON_IDENTITY;
+	const struct sluice_policy_limit *l = identity ? NULL : &d->spec->limits[v->decision.limit_index];
+	const char *scope = identity && v->engine.scope >= 0 ? d->spec->scopes[v->engine.scope] : NULL;
+	for (uint32_t s = 0; l != NULL && s < d->spec->scope_count && scope == NULL; s++)
 		if (l->scope_mask & (UINT32_C(1) << s))
 			scope = d->spec->scopes[s];
 	struct sluice_template_values tv = {
 		.decision = v->decision,
 		.now_unix_ns = v->now_unix_ns,
 		.status = a->status,
-		.limit_name = l->name,
-		.limit_name_len = strlen(l->name),
+		.limit_name = l != NULL ? l->name : "",
+		.limit_name_len = l != NULL ? strlen(l->name) : 0,
 		.scope = scope,
 		.scope_len = scope ? strlen(scope) : 0,
 		.policy = d->spec->name,
@@ -369,7 +341,10 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	v->engine.slot_count = 0;
 
 	struct sluice_decision per[SLUICE_POLICY_MAX_LIMITS];
-	extract_identities(d, req, v);
+	if (extract_identities(d, req, v) != SLUICE_OK) {
+		v->status = 400; /* an ambiguous identity: the application might read either */
+		return;
+	}
 	engine_request(d, req, v, &er);
 	er.limit_decisions = per;
 	er.limit_decisions_cap = SLUICE_POLICY_MAX_LIMITS;
@@ -383,6 +358,12 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 		 * (ETHREAD) is the server's fault: 503. */
 		v->engine.slot_count = 0;
 		v->status = target_status(rc);
+		return;
+	}
+	if (!v->engine.d.allowed && v->engine.d.reason == SLUICE_REASON_IDENTITY) {
+		v->decision = v->engine.d;
+		v->refused = true;
+		render_answer(d, v); /* no limit to describe in the headers */
 		return;
 	}
 	if (!v->engine.governed)

@@ -33,7 +33,10 @@ static void usage(FILE *f)
 	      "  --max-conns N             open connections per thread (default 10000)\n"
 	      "  --idle-timeout SECONDS    close connections idle that long (default 60)\n"
 	      "  --max-keys N              keys tracked per keyed limiter (default 100000)\n"
-	      "  --trust-forwarded-for     scope 'ip' from the rightmost X-Forwarded-For entry\n"
+	      "  --trust-forwarded-for     a scope 'ip' without a declared source reads\n"
+	      "                            X-Forwarded-For from trusted proxies (docs/server.md)\n"
+	      "  --trusted-proxies LIST    CIDRs (comma-separated) trusted besides the policy's\n"
+	      "                            trusted-proxies, e.g. 10.0.0.0/8,::1\n"
 	      "  --frozen-clock            time stands still at start (deterministic tests)\n"
 	      "  --work-ms MS              hold every 2xx answer MS ms, as if working (its\n"
 	      "                            concurrency slots stay taken meanwhile); tests, demos\n"
@@ -90,6 +93,22 @@ static bool parse_duration(const char *s, uint64_t *out)
 	return false;
 }
 
+/* "10.0.0.0/8,::1": at most SLUICE_POLICY_MAX_PROXIES blocks. */
+static bool parse_proxies(const char *list, struct sluice_policy_cidr *out, size_t *n)
+{
+	*n = 0;
+	for (const char *p = list;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (*n == SLUICE_POLICY_MAX_PROXIES || sluice_identity_cidr_parse(p, len, &out[*n], NULL) != SLUICE_OK)
+			return false;
+		(*n)++;
+		if (comma == NULL)
+			return true;
+		p = comma + 1;
+	}
+}
+
 /* "127.0.0.1:8080", "[::1]:8080" -> host and port (host copied into buf,
  * 128 bytes, kept by the caller: argv stays as given, for ps). */
 static bool parse_listen(const char *text, char buf[128], const char **host, uint16_t *port)
@@ -114,42 +133,6 @@ static bool parse_listen(const char *text, char buf[128], const char **host, uin
 	*host = arg;
 	*port = (uint16_t)p;
 	return **host != '\0';
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-
-	if (f == NULL)
-		return NULL;
-	for (;;) {
-		if (n == cap) {
-			if (cap >= SLUICE_POLICY_MAX_INPUT + 1)
-				break; /* the parser refuses it with a message */
-			cap = cap ? cap * 2 : 4096;
-			char *nb = realloc(buf, cap);
-			if (nb == NULL) {
-				free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = nb;
-		}
-		size_t r = fread(buf + n, 1, cap - n, f);
-		n += r;
-		if (r == 0)
-			break;
-	}
-	bool err = ferror(f);
-	fclose(f);
-	if (err) {
-		free(buf);
-		return NULL;
-	}
-	*len = n;
-	return buf != NULL ? buf : calloc(1, 1);
 }
 
 /* One line on stderr: what the restore at start did. */
@@ -182,6 +165,7 @@ int main(int argc, char **argv)
 		.state_interval_ns = 10 * SLUICE_NS_PER_SEC,
 		.restore_info = &restore_info,
 	};
+	static struct sluice_policy_cidr proxies[SLUICE_POLICY_MAX_PROXIES];
 	static char listen_buf[128], admin_buf[128];
 	const char *policy_path = NULL, *why = NULL;
 	bool have_listen = false;
@@ -230,6 +214,10 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(a, "--trust-forwarded-for") == 0) {
 			dopts.trust_forwarded_for = true;
+		} else if (strcmp(a, "--trusted-proxies") == 0 && next != NULL &&
+			   parse_proxies(next, proxies, &dopts.proxy_count)) {
+			dopts.proxies = proxies;
+			i++;
 		} else if (strcmp(a, "--work-ms") == 0 && parse_u64(next, 0, 3600000, &v)) {
 			cfg.work_ns = v * 1000000;
 			i++;
@@ -272,15 +260,13 @@ int main(int argc, char **argv)
 	struct sluice_policy *policy = NULL;
 	struct server_decider *decider = NULL;
 	if (policy_path != NULL) {
-		size_t len;
-		char *text = read_file(policy_path, &len);
 		struct sluice_policy_error err;
-		if (text == NULL) {
-			fprintf(stderr, "sluice-server: cannot read %s: %s\n", policy_path, strerror(errno));
+		/* The file's directory is where its map files are read from. */
+		int rc = sluice_policy_load_file(policy_path, NULL, &policy, &err);
+		if (rc == SLUICE_EIO) {
+			fprintf(stderr, "sluice-server: cannot read %s: %s\n", policy_path, err.message);
 			return 1;
 		}
-		int rc = sluice_policy_parse(text, len, NULL, &policy, &err);
-		free(text);
 		if (rc != SLUICE_OK) {
 			fprintf(stderr, "sluice-server: %s:%d:%d: %s (%s)\n", policy_path, err.line,
 				err.column, err.message, sluice_strerror(rc));

@@ -15,14 +15,17 @@
  *    admission per key, so exactly one entry was made for it.
  * 3. Slots: processes acquire and release; the holders of a key, counted
  *    in shared memory around each hold, never exceed its slots.
- * 4. Crash: workers admit random (often new) keys while the parent kills
- *    one with SIGKILL every few hundred microseconds and starts another.
+ * 4. Crash: workers admit random keys of a bounded set, and ever-new keys
+ *    in a second, small zone (insertions and in-place reclaims most of
+ *    the work there), while the parent kills one with SIGKILL every few
+ *    hundred microseconds and starts another.
  *    Afterwards every key's consumption is within its limit and at least
  *    what the survivors' records say, at most that plus one request per
  *    kill (the kill may land between an admission and its record); after
- *    SLUICE_SHM_CLAIM_TIMEOUT_NS every slot is FREE or LIVE once swept
- *    (no claim left stuck), a sweep at a later time reclaims every key,
- *    and the zone admits a fresh set of keys without degrading.
+ *    SLUICE_SHM_CLAIM_TIMEOUT_NS every slot of both zones is FREE or LIVE
+ *    once swept (the claims of workers killed mid-insert, counted before,
+ *    are taken back), a sweep at a later time reclaims every key, and
+ *    both zones admit a fresh set of keys without degrading.
  */
 #include <sluice.h>
 
@@ -257,15 +260,30 @@ static void slots(void)
 #define CKEYS 3000
 #define CLIMIT 5
 
+/* The churn zone: every admission a new key, on the real clock, in a zone
+ * of CHURN keys, so that insertions (and reclaims of idle keys in place
+ * when a window is full) are most of the work and kills land inside them. */
+#define CHURN 512
+static void *churn_base;
+static size_t churn_bytes;
+static struct sluice_limit churn_limit;
+
 static void crash_worker(void *base, size_t bytes, const struct sluice_limit *l, _Atomic uint64_t *recorded,
 			 uint64_t seed)
 {
 	struct sluice_limiter *lim = open_lim(base, bytes, l);
-	uint64_t s = seed;
+	struct sluice_limiter *churn = open_lim(churn_base, churn_bytes, &churn_limit);
+	uint64_t s = seed, n = 0;
 	for (;;) {
 		uint64_t r = rng(&s), k = r % CKEYS;
 		char key[96];
 		struct sluice_decision d;
+		if (r % 2 == 0) {
+			int len = snprintf(key, sizeof key, "churn-%llu-%llu", (unsigned long long)seed,
+					   (unsigned long long)n++);
+			sluice_limiter_admit(churn, key, (size_t)len, 1, sluice_monotonic_ns(), &d);
+			continue;
+		}
 		if ((r >> 40) % 64 == 0) {
 			sluice_limiter_sweep(lim, T0, 256, NULL);
 			continue;
@@ -284,6 +302,10 @@ static void crash(void)
 	size_t bytes;
 	void *base = zone(&l, CKEYS * 2, &bytes);
 	_Atomic uint64_t *recorded = shared(CKEYS * sizeof *recorded);
+	/* GCRA 1000/s, burst 1: a key is idle 1 ms after its admission. */
+	churn_limit = (struct sluice_limit){ .kind = SLUICE_LIMIT_GCRA };
+	sluice_rate_init(&churn_limit.rate, 1000, SEC, 1);
+	churn_base = zone(&churn_limit, CHURN, &churn_bytes);
 	pid_t pids[PROCS];
 	uint64_t s = 12345, kills = 0;
 
@@ -318,6 +340,12 @@ static void crash(void)
 	}
 	CHECK(lost <= kills, "crash: %llu units consumed without a record, %llu kills", (unsigned long long)lost,
 	      (unsigned long long)kills);
+	/* Claims the kills left behind (workers killed mid-insert). */
+	struct sluice_limiter *churn = open_lim(churn_base, churn_bytes, &churn_limit);
+	sluice__shm_census(churn, &fl, &cl, &lv);
+	uint64_t left = cl;
+	sluice__shm_census(lim, &fl, &cl, &lv);
+	left += cl;
 	/* No claim outlives the timeout: a sweep takes every one back. */
 	struct timespec ts = { (time_t)(SLUICE_SHM_CLAIM_TIMEOUT_NS / SEC), 100000000 };
 	nanosleep(&ts, NULL);
@@ -325,6 +353,19 @@ static void crash(void)
 	sluice_limiter_sweep(lim, T0, (size_t)-1, &n);
 	sluice__shm_census(lim, &fl, &cl, &lv);
 	CHECK(cl == 0, "crash: %llu claims left after the timeout and a sweep", (unsigned long long)cl);
+	sluice_limiter_sweep(churn, sluice_monotonic_ns(), (size_t)-1, &n);
+	sluice__shm_census(churn, &fl, &cl, &lv);
+	CHECK(cl == 0 && lv == 0, "crash: churn zone %llu claimed, %llu live after the timeout and a sweep",
+	      (unsigned long long)cl, (unsigned long long)lv);
+	for (uint64_t k = 0; k < CHURN; k++) {
+		char key[32];
+		struct sluice_decision d;
+		int len = snprintf(key, sizeof key, "after-%llu", (unsigned long long)k);
+		sluice_limiter_admit(churn, key, (size_t)len, 1, sluice_monotonic_ns(), &d);
+		CHECK(d.allowed && !d.degraded, "crash: churn zone refuses new key %llu", (unsigned long long)k);
+	}
+	sluice_limiter_destroy(churn);
+	sluice_shm_unmap(churn_base, churn_bytes);
 	/* The next day every key is idle: all reclaimed. */
 	sluice_limiter_sweep(lim, T0 + 2 * 86400 * SEC, (size_t)-1, &n);
 	sluice__shm_census(lim, &fl, &cl, &lv);
@@ -338,8 +379,8 @@ static void crash(void)
 		CHECK(d.allowed && !d.degraded, "crash: new key %llu not admitted after recovery",
 		      (unsigned long long)k);
 	}
-	printf("crash: %llu kills, %llu units consumed without a record\n", (unsigned long long)kills,
-	       (unsigned long long)lost);
+	printf("crash: %llu kills, %llu units consumed without a record, %llu claims left by the dead\n",
+	       (unsigned long long)kills, (unsigned long long)lost, (unsigned long long)left);
 	sluice_limiter_destroy(lim);
 	munmap(recorded, CKEYS * sizeof *recorded);
 	sluice_shm_unmap(base, bytes);

@@ -295,6 +295,31 @@ Test(shm_zone, reinit_keeps_state_of_the_same_limit)
 	sluice_shm_unmap(base, bytes);
 }
 
+Test(shm_zone, reinit_of_the_same_layout_writes_nothing)
+{
+	struct sluice_limit l = gcra(3, 60 * SEC, 3);
+	size_t bytes;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_limiter *lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+	struct sluice_decision d;
+	cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 2, SEC, &d), SLUICE_OK);
+	unsigned char *before = malloc(bytes);
+	memcpy(before, base, bytes);
+	/* A process keeps its limiter open across the re-init. */
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_OK);
+	cr_assert_eq(info.kept, 1);
+	cr_assert_eq(info.formatted, 0);
+	cr_assert(memcmp(before, base, bytes) == 0, "not a byte written");
+	cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 1, SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed);
+	cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 1, SEC, &d), SLUICE_OK);
+	cr_assert(!d.allowed, "the state before the re-init still counts");
+	free(before);
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
+}
+
 Test(shm_zone, other_limits_refused_then_fresh)
 {
 	struct sluice_limit l = gcra(5, SEC, 5), other = gcra(6, SEC, 6);

@@ -109,11 +109,15 @@ SLUICE_API int sluice_shm_zone_capacity(const struct sluice_policy *policy, size
 
 /*
  * Prepare [base, base + bytes) for `policy`'s engine, once, before any
- * process creates an engine on it (no engine may run on the zone
- * meanwhile). If the range holds a zone of this format and size, its hash
- * secret and each region whose binding is unchanged (the same limit
- * numbers, kind and name, as a reload keeps them: docs/policy.md) keep
- * their state; a changed or new binding's region starts empty. Anything
+ * process creates an engine on it. If the zone already holds exactly this
+ * policy's layout (the same bindings in the same order, this size),
+ * nothing is written and processes may keep using it meanwhile (an nginx
+ * reload with an unchanged policy); otherwise no engine or limiter may
+ * run on the zone during the call. If the range holds a zone of this
+ * format and size, its hash secret and each region whose binding is
+ * unchanged (the same limit numbers, kind and name, as a reload keeps
+ * them: docs/policy.md) keep their state; a changed or new binding's
+ * region starts empty. Anything
  * else (zeros, another format, another size) is formatted with a fresh
  * random secret, unless it carries this format's magic with another
  * version or size: then SLUICE_ECORRUPT and info->message say why

@@ -4,7 +4,11 @@
  * process makes before using one, and the mappings (docs/shm.md,
  * "Layout", "Zone life").
  *
- * Initialization runs with no process using the zone (the creator's
+ * A zone that already holds exactly what init would lay out (same format,
+ * size, secret kept, the same regions in the same order) is left as it is:
+ * nothing is written, so processes may go on using it (an nginx reload
+ * whose policy did not change, while the old workers drain). Any other
+ * initialization runs with no process using the zone (the creator's
  * contract: nginx's master before fork(), the first opener of a file). It
  * clears the magic first and writes it last, so a creator that dies half-way
  * leaves a zone without magic, which the next init formats and no process
@@ -153,6 +157,29 @@ struct shm_region *sluice__shm_region_find(void *base, uint64_t identity)
 	return NULL;
 }
 
+/* The zone at h (a valid header) is exactly what init would lay out for s
+ * with `keys` keys per region: the same regions in the same order. */
+static bool same_layout(const struct shm_header *h, const struct shm_spec *s, uint64_t keys)
+{
+	if (h->nregions != s->nregions || h->capacity != keys)
+		return false;
+	struct shm_region *want = malloc(sizeof *want * (s->nregions + 1));
+	if (want == NULL)
+		return false;
+	layout(s, keys, want);
+	const struct shm_region *regs = (const struct shm_region *)(h + 1);
+	bool same = true;
+	for (uint32_t i = 0; i < s->nregions && same; i++) {
+		const struct shm_region *r = &regs[i], *w = &want[i];
+		same = r->identity == w->identity && memcmp(&r->spec, &w->spec, sizeof w->spec) == 0 &&
+		       r->states_off == w->states_off && r->bodies_off == w->bodies_off &&
+		       r->stats_off == w->stats_off && r->nslots == w->nslots && r->body_bytes == w->body_bytes &&
+		       r->ncells == w->ncells && r->cell_off[0] == w->cell_off[0] && r->cell_off[1] == w->cell_off[1];
+	}
+	free(want);
+	return same;
+}
+
 int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, uint32_t flags,
 			  struct sluice_shm_info *info)
 {
@@ -178,6 +205,17 @@ int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, ui
 		int rc = check_header(h, bytes, s->kind, msg, sizeof msg);
 		if (rc != SLUICE_OK && (h->version != SLUICE_SHM_FORMAT_VERSION || h->zone_bytes != bytes))
 			return fail(info, rc, "%s (SLUICE_SHM_INIT_RESET formats it anyway)", msg);
+		if (rc == SLUICE_OK && same_layout(h, s, keys)) {
+			/* The zone is already this one: nothing to write, so
+			 * processes still using it (an nginx reload's old
+			 * workers) go on undisturbed. */
+			if (info != NULL) {
+				info->regions = info->kept = s->nregions;
+				info->capacity = keys;
+				info->bytes = layout(s, keys, NULL);
+			}
+			return SLUICE_OK;
+		}
 		if (rc == SLUICE_OK) {
 			/* A compatible zone: keep a copy to carry regions over. */
 			old = malloc(bytes);

@@ -70,6 +70,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "cells/gcra_internal.h"
 #include "common/util_internal.h"
 #include "limiter/backend_internal.h"
 #include "shm/zone_internal.h"
@@ -132,6 +133,7 @@ struct shm_store {
 	uint32_t fail_mode;
 	uint32_t cell_off[2];
 	int32_t slots_cell; /* the SLOTS cell, -1: none */
+	bool one_gcra;      /* one cell, a GCRA limit: its admission inlined */
 	const struct sluice__limit_ops *ops[2];
 	struct sluice_limit limits[2]; /* per cell */
 	uint32_t lc;                   /* the cell of the user's limit */
@@ -530,7 +532,20 @@ static enum verdict decide(const struct shm_store *s, uint64_t i, uint64_t w, ui
 			op0->check_word(x, &s->limits[0], now_ns, 0, out);
 			return still(s, i, w) ? V_ADMIT : V_STALE;
 		}
-		if (op0->admit(c0, &s->limits[0], now_ns, cost, out, &r[0])) {
+		bool ok;
+		if (s->one_gcra) {
+			/* The common policy: the GCRA admission inlined
+			 * (gcra_internal.h), as the in-process one-GCRA path. */
+			struct sluice_gcra_receipt g;
+			ok = sluice__gcra_admit(c0, &s->limits[0].rate, now_ns, cost, out, &g);
+			if (ok) {
+				r[0].w[0] = g.before;
+				r[0].w[1] = g.after;
+			}
+		} else {
+			ok = op0->admit(c0, &s->limits[0], now_ns, cost, out, &r[0]);
+		}
+		if (ok) {
 			if (!still(s, i, w)) {
 				op0->cancel(c0, &s->limits[0], &r[0]);
 				return V_STALE;
@@ -949,6 +964,7 @@ static void store_init(struct shm_store *s, void *base, struct shm_region *r, co
 		s->ops[c] = sluice__limit_ops_of(s->limits[c].kind);
 	if (r->spec.kind == SLUICE_LIMIT_SLOTS)
 		s->slots_cell = (int32_t)s->lc;
+	s->one_gcra = r->ncells == 1 && r->spec.kind == SLUICE_LIMIT_GCRA;
 }
 
 int sluice__shm_limiter_open(struct sluice_limiter **out, void *base, struct shm_region *r, uint32_t fail_mode)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "limit_util.h"
+#include "shm/zone_internal.h"
 
 /* A zone for one limit with room for keys keys, initialized. */
 static void *zone_for(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
@@ -355,6 +356,28 @@ Test(shm_zone, incompatible_header_refused_with_a_message)
 	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes - 64, &l, 1, 0, &info), SLUICE_ECORRUPT);
 	cr_assert(strstr(info.message, "bytes") != NULL, "%s", info.message);
 	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes - 64, &l, 1, SLUICE_SHM_INIT_RESET, &info), SLUICE_OK);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_zone, damaged_region_refused)
+{
+	struct sluice_limit l = gcra(5, SEC, 5);
+	size_t bytes;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_limiter *lim;
+	/* The first region descriptor follows the header: break its slot
+	 * count so that its bodies would lie beyond the mapping. */
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &l, 1, NULL), SLUICE_OK);
+	sluice_limiter_destroy(lim);
+	struct shm_region *r = (struct shm_region *)((struct shm_header *)base + 1);
+	r->nslots *= 1000;
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &l, 1, NULL), SLUICE_ECORRUPT);
+	/* Init formats a zone it cannot read. */
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_OK);
+	cr_assert_eq(info.formatted, 1);
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &l, 1, NULL), SLUICE_OK);
+	sluice_limiter_destroy(lim);
 	sluice_shm_unmap(base, bytes);
 }
 

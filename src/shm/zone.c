@@ -125,9 +125,27 @@ static int check_header(const struct shm_header *h, size_t bytes, uint32_t kind,
 			 bytes);
 		return SLUICE_ECORRUPT;
 	}
-	if (h->kind != kind || h->header_bytes != header_bytes(h->nregions) || h->header_bytes > bytes) {
+	if (h->kind != kind || h->nregions > (bytes - sizeof *h) / sizeof(struct shm_region) ||
+	    h->header_bytes != header_bytes(h->nregions)) {
 		snprintf(msg, cap, "zone of another kind (%s)", h->kind == SHM_KIND_ENGINE ? "engine" : "limiter");
 		return SLUICE_ECORRUPT;
+	}
+	/* Every region as init lays it out, inside the zone: a damaged file
+	 * is refused, never followed out of the mapping. */
+	const struct shm_region *regs = (const struct shm_region *)(h + 1);
+	uint64_t end = h->header_bytes;
+	for (uint32_t i = 0; i < h->nregions; i++) {
+		const struct shm_region *r = &regs[i];
+		uint32_t ncells, off[2] = { 0, 0 }, body;
+		if (sluice__shm_cells(&r->spec, &ncells, off, &body) != SLUICE_OK || r->ncells != ncells ||
+		    r->body_bytes != body || r->cell_off[0] != off[0] || r->cell_off[1] != off[1] ||
+		    r->nslots < SHM_WINDOW || r->nslots > (UINT64_C(1) << 41) || r->states_off != end ||
+		    r->bodies_off != end + shm_line(r->nslots * 8) ||
+		    r->stats_off != r->bodies_off + shm_line(r->nslots * body) ||
+		    (end += shm_region_bytes(r->nslots, body)) > bytes) {
+			snprintf(msg, cap, "zone region %u damaged (layout outside the zone or not of its limit)", i);
+			return SLUICE_ECORRUPT;
+		}
 	}
 	msg[0] = '\0';
 	return SLUICE_OK;

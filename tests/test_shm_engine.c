@@ -253,6 +253,34 @@ Test(shm_engine, reload_stats_and_top)
 	sluice_shm_unmap(base, bytes);
 }
 
+Test(shm_engine, size_and_capacity_agree)
+{
+	struct sluice_policy *p = seed002_buckets();
+	for (uint64_t keys = 1; keys < 5000000; keys = keys * 7 + 3) {
+		size_t bytes;
+		uint64_t cap;
+		cr_assert_eq(sluice_shm_zone_size(p, keys, &bytes), SLUICE_OK);
+		cr_assert_eq(sluice_shm_zone_capacity(p, bytes, &cap), SLUICE_OK);
+		cr_assert_geq(cap, keys, "a zone sized for %llu keys holds %llu", (unsigned long long)keys,
+			      (unsigned long long)cap);
+		size_t again;
+		cr_assert_eq(sluice_shm_zone_size(p, cap, &again), SLUICE_OK);
+		cr_assert_leq(again, bytes, "the capacity of %zu bytes fits in them", bytes);
+	}
+	/* 64 MiB, as an nginx zone gives: four one-word limits at 84 B a key
+	 * and the 20 slots at 588 (1.5 x (48 + 8 + 16 + 20 x 16)): ~78k keys. */
+	uint64_t cap;
+	cr_assert_eq(sluice_shm_zone_capacity(p, 64u << 20, &cap), SLUICE_OK);
+	cr_assert_gt(cap, 70000);
+	cr_assert_lt(cap, 90000);
+	cr_assert_eq(sluice_shm_zone_capacity(p, 100, &cap), SLUICE_OK);
+	cr_assert_eq(cap, 0);
+	size_t bytes;
+	cr_assert_eq(sluice_shm_zone_size(p, 0, &bytes), SLUICE_EINVAL);
+	cr_assert_eq(sluice_shm_zone_size(NULL, 1, &bytes), SLUICE_EINVAL);
+	sluice_policy_destroy(p);
+}
+
 Test(shm_engine, refusals)
 {
 	struct sluice_policy *p = seed002_buckets();

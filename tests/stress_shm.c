@@ -4,7 +4,8 @@
  * SIGKILL at random instants. A plain executable; prints "N passed, N
  * failed".
  *
- * 1. Bound, per kind (calendar, GCRA): PROCS processes admit random keys
+ * 1. Bound, per kind (calendar, GCRA, and both on one key): PROCS
+ *    processes admit random keys
  *    at one fixed time (so nothing refills) while another sweeps; each
  *    admitted unit is counted in a shared array. Per key, the admitted
  *    units never exceed the limit, and the store's own count (a peek's
@@ -76,13 +77,15 @@ static void *shared(size_t bytes)
 	return p;
 }
 
+static size_t nlim = 1; /* limits per policy of the zone() and open_lim() calls */
+
 static void *zone(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
 {
 	void *base;
 	struct sluice_shm_info info = { .size = sizeof info };
-	if (sluice_shm_limiter_zone_size(l, 1, keys, bytes) != SLUICE_OK ||
+	if (sluice_shm_limiter_zone_size(l, nlim, keys, bytes) != SLUICE_OK ||
 	    sluice_shm_map_anonymous(*bytes, &base) != SLUICE_OK ||
-	    sluice_shm_limiter_zone_init(base, *bytes, l, 1, 0, &info) != SLUICE_OK) {
+	    sluice_shm_limiter_zone_init(base, *bytes, l, nlim, 0, &info) != SLUICE_OK) {
 		fprintf(stderr, "zone: %s\n", info.message);
 		exit(2);
 	}
@@ -92,7 +95,7 @@ static void *zone(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
 static struct sluice_limiter *open_lim(void *base, size_t bytes, const struct sluice_limit *l)
 {
 	struct sluice_limiter *lim;
-	if (sluice_shm_limiter_create(&lim, base, bytes, l, 1, NULL) != SLUICE_OK)
+	if (sluice_shm_limiter_create(&lim, base, bytes, l, nlim, NULL) != SLUICE_OK)
 		exit(3);
 	return lim;
 }
@@ -118,10 +121,12 @@ static void wait_all(pid_t *pids, int n)
 
 /* ---- 1. exact bound ---- */
 
-static void bound(struct sluice_limit l, uint64_t limit, const char *what)
+/* l[0 .. nlim): limit is the governing one's count (at a fixed time, the
+ * smallest capacity). */
+static void bound(const struct sluice_limit *l, uint64_t limit, const char *what)
 {
 	size_t bytes;
-	void *base = zone(&l, KEYS * 2, &bytes);
+	void *base = zone(l, KEYS * 2, &bytes);
 	_Atomic uint64_t *admitted = shared(KEYS * sizeof *admitted);
 	_Atomic int *stop = shared(sizeof *stop);
 	pid_t pids[PROCS + 1];
@@ -129,7 +134,7 @@ static void bound(struct sluice_limit l, uint64_t limit, const char *what)
 	for (int p = 0; p <= PROCS; p++) {
 		if ((pids[p] = fork()) != 0)
 			continue;
-		struct sluice_limiter *lim = open_lim(base, bytes, &l);
+		struct sluice_limiter *lim = open_lim(base, bytes, l);
 		uint64_t s = (uint64_t)p * 7919 + 1;
 		if (p == PROCS) { /* the sweeper: nothing is idle at T0 */
 			while (!atomic_load(stop))
@@ -150,7 +155,7 @@ static void bound(struct sluice_limit l, uint64_t limit, const char *what)
 	wait_all(pids, PROCS);
 	atomic_store(stop, 1);
 	wait_all(pids + PROCS, 1);
-	struct sluice_limiter *lim = open_lim(base, bytes, &l);
+	struct sluice_limiter *lim = open_lim(base, bytes, l);
 	for (uint64_t k = 0; k < KEYS; k++) {
 		char key[96];
 		struct sluice_decision d;
@@ -394,11 +399,23 @@ int main(void)
 	sluice_rate_init(&g.rate, 10, SEC, 50);
 
 	before = failures;
-	bound(cal, 100, "calendar");
+	bound(&cal, 100, "calendar");
 	failures == before ? passed++ : failed++;
 	before = failures;
-	bound(g, 50, "gcra");
+	bound(&g, 50, "gcra");
 	failures == before ? passed++ : failed++;
+	/* Two limits per key, all-or-nothing: a quota of 30 under a bucket of
+	 * 50 (the quota governs and refuses; the bucket keeps exactly what
+	 * was admitted, or its peek would show less), then the reverse. */
+	struct sluice_limit two[2] = { g, cal };
+	sluice_calendar_config_init(&two[1].calendar, 30, 86400 * SEC);
+	nlim = 2;
+	before = failures;
+	bound(two, 30, "bucket 50 + quota 30");
+	sluice_calendar_config_init(&two[1].calendar, 80, 86400 * SEC);
+	bound(two, 50, "bucket 50 + quota 80");
+	failures == before ? passed++ : failed++;
+	nlim = 1;
 	before = failures;
 	insert_race();
 	failures == before ? passed++ : failed++;

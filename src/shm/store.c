@@ -71,6 +71,7 @@
 #include <xxhash.h>
 
 #include "cells/gcra_internal.h"
+#include "common/govern_internal.h"
 #include "common/util_internal.h"
 #include "limiter/backend_internal.h"
 #include "shm/zone_internal.h"
@@ -131,12 +132,15 @@ struct shm_store {
 	uint32_t body_bytes;
 	uint32_t ncells;
 	uint32_t fail_mode;
-	uint32_t cell_off[2];
 	int32_t slots_cell; /* the SLOTS cell, -1: none */
 	bool one_gcra;      /* one cell, a GCRA limit: its admission inlined */
-	const struct sluice__limit_ops *ops[2];
-	struct sluice_limit limits[2]; /* per cell */
-	uint32_t lc;                   /* the cell of the user's limit */
+	uint32_t lc;        /* the cell of the caller's limit 0 */
+	uint32_t ncheck;
+	uint32_t cell_off[SHM_NCELLS];
+	uint32_t user_index[SHM_NCELLS];
+	uint32_t check_order[SHM_NCELLS];
+	const struct sluice__limit_ops *ops[SHM_NCELLS];
+	struct sluice_limit limits[SHM_NCELLS]; /* per cell */
 };
 
 /* A key as stored: meta and the key words (zero-padded). */
@@ -319,19 +323,23 @@ static bool reclaim_slot(const struct shm_store *s, uint64_t i, uint64_t now_ns,
 	void *c0 = cell_of(s, i, 0);
 	uint64_t w0 = op0->word(c0);
 	if (!op0->is_tomb(w0)) {
-		/* acquire: pairs with the release fence an admission issues
-		 * before committing cell 0 (decide()): if w0 is that commit or
-		 * a later RMW, its cell 1 is visible below. */
-		atomic_thread_fence(memory_order_acquire); /* acquire: why above */
-		if (s->ncells == 2) {
-			void *c1 = cell_of(s, i, 1);
-			if (s->slots_cell == 1 && s->limits[1].slots.lease_ttl_ns != 0)
-				(void)sluice_slots_reap(c1, &s->limits[1].slots, now_ns);
-			if (!s->ops[1]->is_idle(c1, &s->limits[1], now_ns))
-				return false;
-		}
+		/* Cell 0 first, as the in-process sweep (entry_idle()): an
+		 * entry whose cell 0 is busy is left alone, leases included. */
 		if (!op0->word_is_idle(w0, &s->limits[0], now_ns))
 			return false;
+		/* acquire: pairs with the release fence an admission issues
+		 * before committing cell 0 (decide_entry()): if w0 is that
+		 * commit or a later RMW, its other cells are visible below. */
+		atomic_thread_fence(memory_order_acquire); /* acquire: why above */
+		for (uint32_t c = 1; c < s->ncells; c++) {
+			void *cc = cell_of(s, i, c);
+			/* An expired lease is reclaimed first, as the next
+			 * acquire would (src/limiter/sweep.c). */
+			if ((int32_t)c == s->slots_cell && s->limits[c].slots.lease_ttl_ns != 0)
+				(void)sluice_slots_reap(cc, &s->limits[c].slots, now_ns);
+			if (!s->ops[c]->is_idle(cc, &s->limits[c], now_ns))
+				return false;
+		}
 		/* w0 was this generation's word (not a reused slot's). */
 		if (!still(s, i, w))
 			return false;
@@ -516,6 +524,109 @@ enum verdict { V_DENY, V_ADMIT, V_DEAD, V_DEGRADED, V_STALE };
 #define ENTRY_OF(i) ((void *)(uintptr_t)((i) + 1))
 #define SLOT_OF(e) ((uint64_t)(uintptr_t)(e)-1)
 
+/* The governing decision among d[] (every cell's, admitted), by the one
+ * rule ranked by check_order; limit_index is the caller's
+ * (src/limiter/decide.c, govern()). */
+static void govern(const struct shm_store *s, const struct sluice_decision *d, struct sluice_decision *out)
+{
+	uint32_t best = UINT32_MAX, best_rank = UINT32_MAX;
+
+	for (uint32_t c = 0; c < s->ncheck; c++) {
+		uint32_t i = s->check_order[c];
+		if (best == UINT32_MAX || sluice__decision_governs(&d[i], c, &d[best], best_rank)) {
+			best = i;
+			best_rank = c;
+		}
+	}
+	*out = d[best];
+	out->limit_index = s->user_index[best];
+}
+
+/* The dry run of every cell on the entry's current state, cell 0 judged on
+ * w0: false with *out the first denier (check_order). */
+static bool dry_run(const struct shm_store *s, uint64_t i, uint64_t w0, uint64_t cost, uint64_t now_ns,
+		    struct sluice_decision *d, struct sluice_decision *out)
+{
+	for (uint32_t n = 0; n < s->ncheck; n++) {
+		uint32_t c = s->check_order[n];
+		bool ok = c == 0 ? s->ops[0]->check_word(w0, &s->limits[0], now_ns, cost, &d[0])
+				 : s->ops[c]->check(cell_of(s, i, c), &s->limits[c], now_ns, cost, &d[c]);
+		if (!ok) {
+			*out = d[c];
+			out->limit_index = s->user_index[c];
+			return false;
+		}
+	}
+	if (s->user_index[0] == UINT32_MAX) /* the COMMIT word: never denies a live entry */
+		s->ops[0]->check_word(w0, &s->limits[0], now_ns, cost, &d[0]);
+	return true;
+}
+
+/* Cancel the receipts of cells upto .. 1 (never cell 0). */
+static void cancel_cells(const struct shm_store *s, uint64_t i, uint32_t upto, const struct sluice__receipt *r)
+{
+	for (uint32_t c = upto; c >= 1; c--)
+		s->ops[c]->cancel(cell_of(s, i, c), &s->limits[c], &r[c]);
+}
+
+/* An entry of k >= 2 cells: entry_decide() of src/limiter/decide.c: a dry
+ * run, cells 1..k-1 committed with receipts, then (after a release fence)
+ * cell 0; a commit that loses cancels the receipts taken. */
+static enum verdict decide_entry(const struct shm_store *s, uint64_t i, uint64_t w, uint64_t cost,
+				 uint64_t now_ns, struct sluice_decision *out, struct sluice__limiter_hold *hold)
+{
+	const struct sluice__limit_ops *op0 = s->ops[0];
+	void *c0 = cell_of(s, i, 0);
+	struct sluice_decision d[SHM_NCELLS];
+	struct sluice__receipt r[SHM_NCELLS];
+	uint32_t k = s->ncells;
+
+	uint64_t w0 = op0->word(c0);
+	if (op0->is_tomb(w0))
+		return V_DEAD;
+	if (!dry_run(s, i, w0, cost, now_ns, d, out))
+		return still(s, i, w) ? V_DENY : V_STALE;
+	if (cost == 0) {
+		govern(s, d, out);
+		return still(s, i, w) ? V_ADMIT : V_STALE;
+	}
+	for (uint32_t c = 1; c < k; c++) {
+		if (!s->ops[c]->admit(cell_of(s, i, c), &s->limits[c], now_ns, cost, &d[c], &r[c])) {
+			cancel_cells(s, i, c - 1, r);
+			if (op0->is_tomb(op0->word(c0)))
+				return V_DEAD;
+			*out = d[c];
+			out->limit_index = s->user_index[c];
+			return still(s, i, w) ? V_DENY : V_STALE;
+		}
+	}
+	/* release: our commits to cells 1..k-1 happen-before a sweeper whose
+	 * acquire fence follows a load of cell 0 that reads the commit below
+	 * (or a later RMW): reclaim_slot(). */
+	atomic_thread_fence(memory_order_release); /* release: why above */
+	if (!op0->admit(c0, &s->limits[0], now_ns, cost, &d[0], &r[0])) {
+		cancel_cells(s, i, k - 1, r);
+		if (op0->is_tomb(op0->word(c0)))
+			return V_DEAD;
+		*out = d[0];
+		out->limit_index = s->user_index[0];
+		return still(s, i, w) ? V_DENY : V_STALE;
+	}
+	if (!still(s, i, w)) {
+		/* A reused slot: undo what we took of another key (cell 0
+		 * keeps its commit, as a cancel leaves it: decide.c). */
+		cancel_cells(s, i, k - 1, r);
+		return V_STALE;
+	}
+	govern(s, d, out);
+	if (hold != NULL) {
+		memcpy(hold->r, r, sizeof *r * k);
+		hold->entry = ENTRY_OF(i);
+		hold->hash = w;
+	}
+	return V_ADMIT;
+}
+
 /* Decide on slot i, state w. hold (may be NULL) receives the receipts. */
 static enum verdict decide(const struct shm_store *s, uint64_t i, uint64_t w, uint64_t cost, uint64_t now_ns,
 			   struct sluice_decision *out, struct sluice__limiter_hold *hold)
@@ -562,43 +673,7 @@ static enum verdict decide(const struct shm_store *s, uint64_t i, uint64_t w, ui
 		return still(s, i, w) ? V_DENY : V_STALE;
 	}
 
-	/* Cell 0 is the COMMIT word, cell 1 the limit: entry_decide() of
-	 * src/limiter/decide.c for k = 2. */
-	const struct sluice__limit_ops *op1 = s->ops[1];
-	void *c1 = cell_of(s, i, 1);
-	struct sluice_decision d0;
-	uint64_t x = op0->word(c0);
-	if (op0->is_tomb(x))
-		return V_DEAD;
-	if (!op1->check(c1, &s->limits[1], now_ns, cost, out))
-		return still(s, i, w) ? V_DENY : V_STALE;
-	if (cost == 0)
-		return still(s, i, w) ? V_ADMIT : V_STALE;
-	if (!op1->admit(c1, &s->limits[1], now_ns, cost, out, &r[1])) {
-		if (op0->is_tomb(op0->word(c0)))
-			return V_DEAD;
-		return still(s, i, w) ? V_DENY : V_STALE;
-	}
-	/* release: our cell-1 commit happens-before a sweeper whose acquire
-	 * fence follows a load of cell 0 that reads the commit below (or a
-	 * later RMW): reclaim_slot(). */
-	atomic_thread_fence(memory_order_release); /* release: why above */
-	if (!op0->admit(c0, &s->limits[0], now_ns, cost, &d0, &r[0])) {
-		op1->cancel(c1, &s->limits[1], &r[1]);
-		return op0->is_tomb(op0->word(c0)) ? V_DEAD : (still(s, i, w) ? V_DENY : V_STALE);
-	}
-	if (!still(s, i, w)) {
-		/* Cell 0 keeps the commit: a generation bump limits nothing. */
-		op1->cancel(c1, &s->limits[1], &r[1]);
-		return V_STALE;
-	}
-	if (hold != NULL) {
-		hold->r[0] = r[0];
-		hold->r[1] = r[1];
-		hold->entry = ENTRY_OF(i);
-		hold->hash = w;
-	}
-	return V_ADMIT;
+	return decide_entry(s, i, w, cost, now_ns, out, hold);
 }
 
 static void fill_degraded(const struct shm_store *s, struct sluice_decision *out)
@@ -629,8 +704,11 @@ static enum verdict admit_key(const struct shm_store *s, const void *key, size_t
 	for (;;) {
 		uint64_t i = lookup(s, hash, &k, &w);
 		if (i == UINT64_MAX) {
-			if (cost == 0) {
-				s->ops[s->lc]->fresh(&s->limits[s->lc], now_ns, out);
+			if (cost == 0) { /* an unknown key: every limit full */
+				struct sluice_decision d[SHM_NCELLS];
+				for (uint32_t c = 0; c < s->ncells; c++)
+					s->ops[c]->fresh(&s->limits[c], now_ns, &d[c]);
+				govern(s, d, out);
 				v = V_ADMIT;
 				break;
 			}
@@ -647,7 +725,8 @@ static enum verdict admit_key(const struct shm_store *s, const void *key, size_t
 		else if (v != V_STALE)
 			break;
 	}
-	out->limit_index = 0;
+	if (s->ncells == 1)
+		out->limit_index = 0; /* the cell's own decision */
 	if (cost == 0) {
 		out->allowed = true;
 		return v;
@@ -790,12 +869,12 @@ static void shm_cancel(void *be, const struct sluice__limiter_hold *hold)
 	/* acquire: the body of the generation we hold is the one we cancel on. */
 	if (atomic_load_explicit(&s->states[i], memory_order_acquire) != hold->hash) /* acquire: why above */
 		return;
-	/* Cell 0 is cancelled only when it is the limit itself (one cell): a
-	 * COMMIT word keeps its bump (sluice__limiter_cancel()). */
+	/* Cell 0 is cancelled only when it is the entry's only cell: beside
+	 * other cells it keeps its consumption (sluice__limiter_cancel()). */
 	if (s->ncells == 1)
 		s->ops[0]->cancel(cell_of(s, i, 0), &s->limits[0], &hold->r[0]);
 	else
-		s->ops[1]->cancel(cell_of(s, i, 1), &s->limits[1], &hold->r[1]);
+		cancel_cells(s, i, s->ncells - 1, hold->r);
 }
 
 static bool shm_check(void *be, const void *key, size_t key_len, uint64_t cost, uint64_t now_ns,
@@ -851,10 +930,19 @@ static int shm_release_entry(void *be, uint64_t hash, const void *entry, sluice_
 				    handle);
 }
 
+/* sluice__limiter_cancel_is_exact() for this entry shape. */
 static bool shm_cancel_is_exact(const void *be)
 {
 	const struct shm_store *s = be;
-	return s->ops[s->lc]->cancel_exact;
+
+	if (s->ncells == 1)
+		return s->ops[0]->cancel_exact;
+	if (s->user_index[0] != UINT32_MAX)
+		return false; /* cell 0 keeps its consumption */
+	for (uint32_t c = 1; c < s->ncells; c++)
+		if (!s->ops[c]->cancel_exact)
+			return false;
+	return true;
 }
 
 static void shm_foreach(void *be, uint64_t now_ns,
@@ -906,31 +994,82 @@ static const struct sluice__limiter_ops shm_ops = {
 	.foreach = shm_foreach,
 };
 
-int sluice__shm_cells(const struct sluice_limit *limit, uint32_t *ncells, uint32_t *cell_off,
-		      uint32_t *body_bytes)
+int sluice__shm_cells(const struct sluice_limit *limits, uint32_t n, struct shm_cells *c)
 {
-	const struct sluice__limit_ops *op = sluice__limit_ops_of(limit->kind);
-	if (op == NULL || limit->kind == SLUICE__LIMIT_COMMIT || sluice__limit_validate(limit) != SLUICE_OK)
+	uint32_t nslots_limits = 0;
+
+	if (limits == NULL || n == 0 || n > SLUICE_LIMITER_MAX_LIMITS)
 		return SLUICE_EINVAL;
-	/* A sliding log's writers take a per-cell critical section
-	 * (sluice/window.h): a process dying inside it would leave the cell
-	 * locked for every other. */
-	if (limit->kind == SLUICE_LIMIT_SLIDING_LOG)
-		return SLUICE_EUNSUPPORTED;
-	uint32_t off = 8 + SLUICE_SHM_KEY_INLINE;
-	cell_off[0] = off;
-	if (op->commit_ok != NULL && op->commit_ok(limit)) {
-		*ncells = 1;
-		off += (uint32_t)op->cell_size(limit);
-	} else {
-		struct sluice_limit commit = { .kind = SLUICE__LIMIT_COMMIT };
-		*ncells = 2;
-		off += (uint32_t)sluice__limit_ops_of(SLUICE__LIMIT_COMMIT)->cell_size(&commit);
-		cell_off[1] = off;
-		off += (uint32_t)op->cell_size(limit);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct sluice__limit_ops *op = sluice__limit_ops_of(limits[i].kind);
+		if (op == NULL || limits[i].kind == SLUICE__LIMIT_COMMIT || sluice__limit_validate(&limits[i]) != SLUICE_OK)
+			return SLUICE_EINVAL;
+		/* A sliding log's writers take a per-cell critical section
+		 * (sluice/window.h): a process dying inside it would leave the
+		 * cell locked for every other. */
+		if (limits[i].kind == SLUICE_LIMIT_SLIDING_LOG)
+			return SLUICE_EUNSUPPORTED;
+		nslots_limits += limits[i].kind == SLUICE_LIMIT_SLOTS;
 	}
-	*body_bytes = off;
-	if (off - cell_off[0] > SHM_CELLS_MAX)
+	if (nslots_limits > 1)
+		return SLUICE_EINVAL; /* one slots limit per policy, as in process */
+	/* The in-process limiter's cell order (src/limiter/limiter.c, create;
+	 * its comment gives the reasons). */
+	memset(c, 0, sizeof *c);
+	uint32_t first = n, first_gcra = n, k = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (limits[i].kind == SLUICE_LIMIT_GCRA) {
+			if (first_gcra == n)
+				first_gcra = i;
+			if (first == n || limits[i].rate.tolerance_ns > limits[first].rate.tolerance_ns)
+				first = i;
+		}
+	for (uint32_t i = 0; i < n && first == n; i++) {
+		const struct sluice__limit_ops *op = sluice__limit_ops_of(limits[i].kind);
+		if (op->commit_ok != NULL && op->commit_ok(&limits[i]))
+			first = i;
+	}
+	if (first < n) {
+		c->limits[k] = limits[first];
+		c->user_index[k++] = first;
+	} else {
+		c->limits[k].kind = SLUICE__LIMIT_COMMIT;
+		c->user_index[k++] = UINT32_MAX;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (i == first || !sluice__limit_ops_of(limits[i].kind)->cancel_exact)
+			continue;
+		c->limits[k] = limits[i];
+		c->user_index[k++] = i;
+	}
+	for (uint32_t i = 0; i < n; i++) { /* the other GCRA limits, by depth */
+		if (i == first || limits[i].kind != SLUICE_LIMIT_GCRA)
+			continue;
+		uint32_t at = k++;
+		while (at > 0 && c->limits[at - 1].kind == SLUICE_LIMIT_GCRA && at - 1 > 0 &&
+		       c->limits[at - 1].rate.tolerance_ns > limits[i].rate.tolerance_ns) {
+			c->limits[at] = c->limits[at - 1];
+			c->user_index[at] = c->user_index[at - 1];
+			at--;
+		}
+		c->limits[at] = limits[i];
+		c->user_index[at] = i;
+	}
+	for (uint32_t i = 0; i < k; i++)
+		if (first_gcra < n && c->user_index[i] == first_gcra)
+			c->check_order[c->ncheck++] = i;
+	for (uint32_t u = 0; u < n; u++)
+		for (uint32_t i = 0; i < k; i++)
+			if (c->user_index[i] == u && u != first_gcra)
+				c->check_order[c->ncheck++] = i;
+	c->ncells = k;
+	uint32_t off = 8 + SLUICE_SHM_KEY_INLINE;
+	for (uint32_t i = 0; i < k; i++) {
+		c->cell_off[i] = off;
+		off += (uint32_t)sluice__limit_ops_of(c->limits[i].kind)->cell_size(&c->limits[i]);
+	}
+	c->body_bytes = off;
+	if (off - c->cell_off[0] > SHM_CELLS_MAX)
 		return SLUICE_ETOOBIG;
 	return SLUICE_OK;
 }
@@ -938,6 +1077,7 @@ int sluice__shm_cells(const struct sluice_limit *limit, uint32_t *ncells, uint32
 static void store_init(struct shm_store *s, void *base, struct shm_region *r, const unsigned char *secret)
 {
 	unsigned char *b = base;
+	struct shm_cells c;
 
 	memset(s, 0, sizeof *s);
 	s->states = (_Atomic uint64_t *)(void *)(b + r->states_off);
@@ -948,23 +1088,24 @@ static void store_init(struct shm_store *s, void *base, struct shm_region *r, co
 	s->nslots = r->nslots;
 	s->window = r->nslots < 2 * SHM_WINDOW ? (uint32_t)r->nslots : 2 * SHM_WINDOW;
 	s->body_bytes = r->body_bytes;
-	s->ncells = r->ncells;
-	s->cell_off[0] = r->cell_off[0];
-	s->cell_off[1] = r->cell_off[1];
+	/* The descriptor was checked against this layout when the zone was
+	 * opened (zone.c) or made (init). */
+	(void)sluice__shm_cells(r->spec, r->nlimits, &c);
+	s->ncells = c.ncells;
+	s->ncheck = c.ncheck;
 	s->slots_cell = -1;
-	if (r->ncells == 1) {
-		s->limits[0] = r->spec;
-		s->lc = 0;
-	} else {
-		s->limits[0] = (struct sluice_limit){ .kind = SLUICE__LIMIT_COMMIT };
-		s->limits[1] = r->spec;
-		s->lc = 1;
+	for (uint32_t i = 0; i < c.ncells; i++) {
+		s->cell_off[i] = c.cell_off[i];
+		s->user_index[i] = c.user_index[i];
+		s->check_order[i] = c.check_order[i];
+		s->limits[i] = c.limits[i];
+		s->ops[i] = sluice__limit_ops_of(c.limits[i].kind);
+		if (c.limits[i].kind == SLUICE_LIMIT_SLOTS)
+			s->slots_cell = (int32_t)i;
+		if (c.user_index[i] == 0)
+			s->lc = i;
 	}
-	for (uint32_t c = 0; c < r->ncells; c++)
-		s->ops[c] = sluice__limit_ops_of(s->limits[c].kind);
-	if (r->spec.kind == SLUICE_LIMIT_SLOTS)
-		s->slots_cell = (int32_t)s->lc;
-	s->one_gcra = r->ncells == 1 && r->spec.kind == SLUICE_LIMIT_GCRA;
+	s->one_gcra = c.ncells == 1 && c.limits[0].kind == SLUICE_LIMIT_GCRA;
 }
 
 int sluice__shm_limiter_open(struct sluice_limiter **out, void *base, struct shm_region *r, uint32_t fail_mode)

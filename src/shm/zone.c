@@ -52,19 +52,20 @@ static uint64_t layout(const struct shm_spec *s, uint64_t keys, struct shm_regio
 		return 0;
 	uint64_t off = header_bytes(s->nregions), nslots = shm_slots_for(keys);
 	for (uint32_t i = 0; i < s->nregions; i++) {
-		uint32_t ncells, cell_off[2] = { 0, 0 }, body;
-		if (sluice__shm_cells(&s->spec[i], &ncells, cell_off, &body) != SLUICE_OK)
+		struct shm_cells c;
+		const struct sluice_limit *limits = &s->spec[(size_t)i * s->per_region];
+		if (sluice__shm_cells(limits, s->per_region, &c) != SLUICE_OK)
 			return 0;
+		uint32_t body = c.body_bytes;
 		if (regs != NULL) {
 			struct shm_region *r = &regs[i];
 			memset(r, 0, sizeof *r);
 			r->identity = s->identity[i];
-			r->spec = s->spec[i];
+			r->nlimits = s->per_region;
+			memcpy(r->spec, limits, sizeof *limits * s->per_region);
 			r->nslots = nslots;
 			r->body_bytes = body;
-			r->ncells = ncells;
-			r->cell_off[0] = cell_off[0];
-			r->cell_off[1] = cell_off[1];
+			r->ncells = c.ncells;
 			r->states_off = off;
 			r->bodies_off = off + shm_line(nslots * 8);
 			r->stats_off = r->bodies_off + shm_line(nslots * body);
@@ -136,10 +137,11 @@ static int check_header(const struct shm_header *h, size_t bytes, uint32_t kind,
 	uint64_t end = h->header_bytes;
 	for (uint32_t i = 0; i < h->nregions; i++) {
 		const struct shm_region *r = &regs[i];
-		uint32_t ncells, off[2] = { 0, 0 }, body;
-		if (sluice__shm_cells(&r->spec, &ncells, off, &body) != SLUICE_OK || r->ncells != ncells ||
-		    r->body_bytes != body || r->cell_off[0] != off[0] || r->cell_off[1] != off[1] ||
-		    r->nslots < SHM_WINDOW || r->nslots > (UINT64_C(1) << 41) || r->states_off != end ||
+		struct shm_cells c;
+		uint32_t body = 0;
+		if (r->nlimits == 0 || r->nlimits > SLUICE_LIMITER_MAX_LIMITS ||
+		    sluice__shm_cells(r->spec, r->nlimits, &c) != SLUICE_OK || r->ncells != c.ncells ||
+		    r->body_bytes != (body = c.body_bytes) || r->nslots < SHM_WINDOW || r->nslots > (UINT64_C(1) << 41) || r->states_off != end ||
 		    r->bodies_off != end + shm_line(r->nslots * 8) ||
 		    r->stats_off != r->bodies_off + shm_line(r->nslots * body) ||
 		    (end += shm_region_bytes(r->nslots, body)) > bytes) {
@@ -189,10 +191,10 @@ static bool same_layout(const struct shm_header *h, const struct shm_spec *s, ui
 	bool same = true;
 	for (uint32_t i = 0; i < s->nregions && same; i++) {
 		const struct shm_region *r = &regs[i], *w = &want[i];
-		same = r->identity == w->identity && memcmp(&r->spec, &w->spec, sizeof w->spec) == 0 &&
-		       r->states_off == w->states_off && r->bodies_off == w->bodies_off &&
-		       r->stats_off == w->stats_off && r->nslots == w->nslots && r->body_bytes == w->body_bytes &&
-		       r->ncells == w->ncells && r->cell_off[0] == w->cell_off[0] && r->cell_off[1] == w->cell_off[1];
+		same = r->identity == w->identity && r->nlimits == w->nlimits &&
+		       memcmp(r->spec, w->spec, sizeof w->spec) == 0 && r->states_off == w->states_off &&
+		       r->bodies_off == w->bodies_off && r->stats_off == w->stats_off && r->nslots == w->nslots &&
+		       r->body_bytes == w->body_bytes && r->ncells == w->ncells;
 	}
 	free(want);
 	return same;
@@ -274,8 +276,8 @@ int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, ui
 		const struct shm_region *oregs = (const struct shm_region *)(oh + 1);
 		for (uint32_t i = 0; i < s->nregions; i++)
 			for (uint32_t j = 0; j < oh->nregions; j++)
-				if (oregs[j].identity == regs[i].identity &&
-				    memcmp(&oregs[j].spec, &regs[i].spec, sizeof regs[i].spec) == 0) {
+				if (oregs[j].identity == regs[i].identity && oregs[j].nlimits == regs[i].nlimits &&
+				    memcmp(oregs[j].spec, regs[i].spec, sizeof regs[i].spec) == 0) {
 					sluice__shm_region_rehash(base, &regs[i], secret, old, &oregs[j]);
 					kept++;
 					break;
@@ -300,24 +302,25 @@ int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, ui
 
 /* ---- a bare limiter ---- */
 
-uint64_t sluice__shm_limit_identity(const struct sluice_limit *limit)
+uint64_t sluice__shm_limit_identity(const struct sluice_limit *limits, size_t n)
 {
-	return XXH3_64bits_withSeed(limit, sizeof *limit, UINT64_C(0x5348)); /* "SH" */
+	return XXH3_64bits_withSeed(limits, sizeof *limits * n, UINT64_C(0x5348)); /* "SH" */
 }
 
 static int limiter_spec(const struct sluice_limit *limits, size_t n, struct shm_spec *s, uint64_t *id)
 {
+	struct shm_cells c;
 	if (limits == NULL || n == 0)
 		return SLUICE_EINVAL;
-	if (n > 1)
-		return SLUICE_EUNSUPPORTED;
-	uint32_t ncells, off[2], body;
-	int rc = sluice__shm_cells(&limits[0], &ncells, off, &body);
+	if (n > SLUICE_LIMITER_MAX_LIMITS)
+		return SLUICE_ETOOBIG;
+	int rc = sluice__shm_cells(limits, (uint32_t)n, &c);
 	if (rc != SLUICE_OK)
 		return rc;
-	*id = sluice__shm_limit_identity(&limits[0]);
+	*id = sluice__shm_limit_identity(limits, n);
 	s->kind = SHM_KIND_LIMITER;
 	s->nregions = 1;
+	s->per_region = (uint32_t)n;
 	s->identity = id;
 	s->spec = limits;
 	return SLUICE_OK;
@@ -346,7 +349,8 @@ int sluice_shm_limiter_zone_init(void *base, size_t bytes, const struct sluice_l
 	uint64_t id;
 	int rc = limiter_spec(limits, n, &s, &id);
 	if (rc != SLUICE_OK)
-		return fail(info, rc, "limits: need exactly one valid limit of a supported kind");
+		return fail(info, rc, "limits: 1 to %d valid limits of the kinds a zone holds (no sliding log)",
+			    SLUICE_LIMITER_MAX_LIMITS);
 	return sluice__shm_zone_init(base, bytes, &s, flags, info);
 }
 

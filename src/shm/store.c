@@ -1,69 +1,22 @@
 /*
- * store.c - the keyed store of one region of a shared-memory zone: a
- * fixed-capacity open-addressing table whose slots are claimed, published
- * and reclaimed in place by any process, lock-free, with no state a dead
- * process can leave locked or half-made (docs/shm.md, "State machine").
+ * store.c - the decisions of the shm keyed store and the limiter it makes
+ * (the operations table of src/limiter/backend_internal.h, engine entry
+ * points included), on the table of table.c (docs/shm.md).
  *
- * Slots. Each slot has a state word (separate array, eight to a cache line,
- * so a lookup scans states without touching bodies) and a body: the key
- * (inline up to SLUICE_SHM_KEY_INLINE bytes, else its keyed 128-bit digest)
- * and the limit's cells, the same words the in-process limiter uses,
- * driven through the same ops table (limit_kind_internal.h). A key lives
- * in its probe sequence: SHM_WINDOW slots from each of two homes drawn
- * from its hash (home_of()), in the first FREE slot when inserted.
- * The state word packs (state, tag, gen, claim time):
- *   FREE(g)             empty; the next claim takes gen g + 1
- *   CLAIMED(g, t, time) an insertion of a key with tag t (16 bits of its
- *                       hash) is writing the body; time: its claimant's
- *                       CLOCK_MONOTONIC reading (units of 2^20 ns)
- *   LIVE(g, t)          the body holds a key and its cells
- * Transitions, each one CAS of the state word:
- *   FREE(g) -> CLAIMED(g+1)   an inserter claims the first FREE slot of
- *                             the window (g bumps on every claim: a word
- *                             never repeats for 2^22 reuses of a slot)
- *   CLAIMED -> CLAIMED'       the claimant refreshes its time just before
- *                             writing the body
- *   CLAIMED(g) -> LIVE(g)     the claimant publishes (release: the body
- *                             is visible to whoever acquires LIVE)
- *   CLAIMED(g) -> FREE(g)     the claimant gives up (a duplicate), or
- *                             anyone, once the claim is CLAIM_TIMEOUT old
- *                             (its claimant died or stalled)
- *   LIVE(g) -> FREE(g)        anyone, once cell 0 holds a tombstone
- * A crash between any two of them leaves a FREE, CLAIMED or LIVE slot:
- * FREE and LIVE are consistent by construction, and a CLAIMED slot is
- * taken back by the first process that meets it after the timeout (an
- * inserter needing the window, a sweep). A dead sweeper's tombstone is
- * freed by the next admission or sweep that meets it.
- *
- * One entry per key. Two inserters of one key have the same home and tag.
- * Each claims a slot, then (seq_cst: claims and the scans after them are
- * totally ordered, so of two claimants at least one sees the other's
- * claim) rescans the window: a LIVE slot of the key wins (give up ours, use
- * it); a CLAIMED slot of our tag earlier in the window than ours makes us
- * give up and wait for it; one later than ours we wait for, then look at it
- * again (it gave up, or published: if the key, we give up). The later one
- * always yields and the earlier one waits only for a claim that is
- * resolving, so one of them publishes and the other uses its entry.
- *
- * Reclaim. As in process (src/limiter/sweep.c, "Reclaim"): a sweeper loads
- * cell 0, checks the other cell idle, and CASes cell 0 from the word it
- * loaded to a tombstone; an admission commits cell 0 last, after a release
- * fence, and a commit on a tombstone is denied. The tombstoned slot is
- * then freed (LIVE -> FREE) by whoever sees it first.
- *
- * Reuse. A slot can be reused while a slow admitter still holds its old
- * state word. Every decision therefore revalidates the state word after
- * its cell operation (an acquire fence, then the word): the claimant of
- * the new generation CASes the state word, then issues a release fence
- * before writing the cells, so an admitter whose CAS read any value of the
- * new cells sees the new state word and undoes its admission (its receipt)
- * before retrying on the key's own entry: an admission is counted on a
- * cell of the key it was made for. Key comparisons read the same way
- * (a seqlock on the state word).
+ * Decisions are the in-process limiter's (src/limiter/decide.c), cell for
+ * cell: the same cell order (sluice__shm_cells(), after limiter.c's
+ * create), the same dry run, commits of cells 1..k-1 with receipts, a
+ * release fence and cell 0 last, the same cancels and governing rule, so
+ * that a trace gives the same decisions on both (tests/test_shm_limiter.c).
+ * What differs is reuse: an entry's slot may be reclaimed and claimed for
+ * another key while a slow process still acts on it, so every decision
+ * revalidates the slot's state word after its cell operations (still()):
+ * a changed word means the operations may have landed on another key's
+ * cells, which are then undone with their receipts, and the decision is
+ * retried on the key's own entry (table.c, "Reuse").
  */
 #include <sluice/shm.h>
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,449 +25,8 @@
 
 #include "cells/gcra_internal.h"
 #include "common/govern_internal.h"
-#include "common/util_internal.h"
 #include "limiter/backend_internal.h"
-#include "shm/zone_internal.h"
-
-/* ---- the state word ---- */
-
-enum { ST_FREE = 0, ST_CLAIMED = 1, ST_LIVE = 2 };
-#define TAG_BITS 16
-#define GEN_BITS 22
-#define TIME_BITS 24
-#define TAG_SHIFT 2
-#define GEN_SHIFT (TAG_SHIFT + TAG_BITS)
-#define TIME_SHIFT (GEN_SHIFT + GEN_BITS)
-#define TIME_UNIT_SHIFT 20 /* claim time in units of 2^20 ns (~1 ms) */
-#define TIME_MASK ((UINT64_C(1) << TIME_BITS) - 1)
-#define CLAIM_UNITS ((SLUICE_SHM_CLAIM_TIMEOUT_NS >> TIME_UNIT_SHIFT) + 1)
-_Static_assert(TIME_SHIFT + TIME_BITS == 64, "the state word is full");
-
-static inline uint64_t st_of(uint64_t w)
-{
-	return w & 3;
-}
-static inline uint64_t tag_of(uint64_t w)
-{
-	return (w >> TAG_SHIFT) & ((UINT64_C(1) << TAG_BITS) - 1);
-}
-static inline uint64_t gen_of(uint64_t w)
-{
-	return (w >> GEN_SHIFT) & ((UINT64_C(1) << GEN_BITS) - 1);
-}
-static inline uint64_t make_word(uint64_t st, uint64_t tag, uint64_t gen, uint64_t time)
-{
-	return st | tag << TAG_SHIFT | (gen & ((UINT64_C(1) << GEN_BITS) - 1)) << GEN_SHIFT |
-	       (time & TIME_MASK) << TIME_SHIFT;
-}
-static inline uint64_t claim_now(void)
-{
-	return (sluice_monotonic_ns() >> TIME_UNIT_SHIFT) & TIME_MASK;
-}
-/* A claim at least the timeout old (ages compare modulo the field: a
- * claim older than the field's wrap, ~4.7 h, may look young for one
- * timeout more). */
-static inline bool claim_expired(uint64_t w, uint64_t now_units)
-{
-	return ((now_units - (w >> TIME_SHIFT)) & TIME_MASK) >= CLAIM_UNITS;
-}
-
-/* ---- the store of one region, as one process sees it ---- */
-
-struct shm_store {
-	_Atomic uint64_t *states;
-	unsigned char *bodies;
-	struct shm_stripe *stripes;
-	struct shm_region *reg;
-	const unsigned char *secret;
-	uint64_t nslots;
-	uint32_t window;
-	uint32_t body_bytes;
-	uint32_t ncells;
-	uint32_t fail_mode;
-	int32_t slots_cell; /* the SLOTS cell, -1: none */
-	bool one_gcra;      /* one cell, a GCRA limit: its admission inlined */
-	uint32_t lc;        /* the cell of the caller's limit 0 */
-	uint32_t ncheck;
-	uint32_t cell_off[SHM_NCELLS];
-	uint32_t user_index[SHM_NCELLS];
-	uint32_t check_order[SHM_NCELLS];
-	const struct sluice__limit_ops *ops[SHM_NCELLS];
-	struct sluice_limit limits[SHM_NCELLS]; /* per cell */
-};
-
-/* A key as stored: meta and the key words (zero-padded). */
-struct krepr {
-	uint64_t meta;
-	uint64_t w[SHM_KEY_WORDS];
-};
-
-static inline _Atomic uint64_t *body_word(const struct shm_store *s, uint64_t i, uint32_t off)
-{
-	return (_Atomic uint64_t *)(void *)(s->bodies + i * s->body_bytes + off);
-}
-static inline void *cell_of(const struct shm_store *s, uint64_t i, uint32_t c)
-{
-	return s->bodies + i * s->body_bytes + s->cell_off[c];
-}
-
-/* The stored form of key and its hash. */
-static uint64_t key_repr(const unsigned char *secret, const void *key, size_t len, struct krepr *k)
-{
-	memset(k, 0, sizeof *k);
-	if (len <= SLUICE_SHM_KEY_INLINE) {
-		if (len != 0)
-			memcpy(k->w, key, len);
-		k->meta = len;
-		return XXH3_64bits_withSecret(key, len, secret, SHM_SECRET_BYTES);
-	}
-	XXH128_hash_t d = XXH3_128bits_withSecret(key, len, secret, SHM_SECRET_BYTES);
-	k->w[0] = d.low64;
-	k->w[1] = d.high64;
-	k->meta = len | SHM_META_DIGEST;
-	return d.high64;
-}
-
-/* The hash of a stored key (a rehash: zone.c). */
-static uint64_t repr_hash(const unsigned char *secret, const struct krepr *k)
-{
-	if (k->meta & SHM_META_DIGEST)
-		return k->w[1];
-	unsigned char b[SLUICE_SHM_KEY_INLINE];
-	memcpy(b, k->w, sizeof b);
-	return XXH3_64bits_withSecret(b, (size_t)k->meta, secret, SHM_SECRET_BYTES);
-}
-
-/* A key's probe sequence: SHM_WINDOW slots from h1, then SHM_WINDOW from
- * h2 (two random segments: a window overflows only if both are full). The
- * segments never overlap, so no slot appears twice in a sequence; a region
- * of at most 2 * SHM_WINDOW slots is one segment of all its slots. */
-struct probe {
-	uint64_t h1, h2;
-};
-
-static inline uint64_t wrap(const struct shm_store *s, uint64_t i)
-{
-	return i >= s->nslots ? i - s->nslots : i;
-}
-
-static inline struct probe home_of(const struct shm_store *s, uint64_t hash)
-{
-	struct probe p;
-	uint64_t h2 = (hash >> 32 | hash << 32) * UINT64_C(0x9e3779b97f4a7c15);
-
-	p.h1 = (uint64_t)(((sluice__u128)hash * s->nslots) >> 64);
-	p.h2 = (uint64_t)(((sluice__u128)h2 * s->nslots) >> 64);
-	uint64_t d = p.h2 >= p.h1 ? p.h2 - p.h1 : p.h2 + s->nslots - p.h1; /* h1 to h2, forward */
-	if (s->nslots <= 2 * SHM_WINDOW || d < SHM_WINDOW || d > s->nslots - SHM_WINDOW)
-		p.h2 = wrap(s, p.h1 + SHM_WINDOW);
-	return p;
-}
-static inline uint64_t tag_of_hash(uint64_t hash)
-{
-	return hash & ((UINT64_C(1) << TAG_BITS) - 1);
-}
-static inline uint64_t slot_at(const struct shm_store *s, const struct probe *p, uint32_t k)
-{
-	return k < SHM_WINDOW ? wrap(s, p->h1 + k) : wrap(s, p->h2 + (k - SHM_WINDOW));
-}
-
-/* The state word still w: an acquire fence, then the word. Whatever was
- * read before the fence belonged to generation w if so (file comment,
- * "Reuse"). */
-static inline bool still(const struct shm_store *s, uint64_t i, uint64_t w)
-{
-	/* acquire: pairs with the release fence a claimant issues after its
-	 * claim and before it writes the body: a read above that saw a new
-	 * body word makes the load below see the claim (or later). */
-	atomic_thread_fence(memory_order_acquire); /* acquire: why above */
-	/* relaxed: ordered by the fence above. */
-	return atomic_load_explicit(&s->states[i], memory_order_relaxed) == w; /* relaxed: why above */
-}
-
-/* Slot i (state w, LIVE) holds key k: a seqlock read of the body. */
-static bool key_matches(const struct shm_store *s, uint64_t i, uint64_t w, const struct krepr *k)
-{
-	bool eq = true;
-	/* relaxed: validated by still() below. */
-	eq = atomic_load_explicit(body_word(s, i, 0), memory_order_relaxed) == k->meta; /* relaxed: why above */
-	for (uint32_t j = 0; j < SHM_KEY_WORDS && eq; j++)
-		/* relaxed: validated by still() below. */
-		eq = atomic_load_explicit(body_word(s, i, 8 + 8 * j), memory_order_relaxed) == k->w[j]; /* relaxed: why above */
-	return still(s, i, w) && eq;
-}
-
-static inline void stat_add(const struct shm_store *s, int which)
-{
-	static _Thread_local uint32_t stripe = UINT32_MAX;
-	static _Atomic uint32_t next_stripe;
-	if (SLUICE_UNLIKELY(stripe == UINT32_MAX))
-		/* relaxed: only spreads threads over stripes. */
-		stripe = atomic_fetch_add_explicit(&next_stripe, 1, memory_order_relaxed) % SHM_STRIPES; /* relaxed: why above */
-	/* relaxed: a counter; no other memory depends on it. */
-	atomic_fetch_add_explicit(&s->stripes[stripe].c[which], 1, memory_order_relaxed); /* relaxed: why above */
-}
-
-/* The LIVE slot of k in its window, or UINT64_MAX; *wout its state word.
- * Stops at a never-claimed slot (FREE, gen 0): an insertion takes the
- * first FREE slot of the window, so a key lives before any slot that was
- * FREE all along. */
-static uint64_t lookup(const struct shm_store *s, uint64_t hash, const struct krepr *k, uint64_t *wout)
-{
-	struct probe home = home_of(s, hash);
-	uint64_t tag = tag_of_hash(hash);
-
-	for (uint32_t j = 0; j < s->window; j++) {
-		uint64_t i = slot_at(s, &home, j);
-		/* acquire: pairs with the publishing CAS (release): the body of
-		 * a LIVE word read here is visible. */
-		uint64_t w = atomic_load_explicit(&s->states[i], memory_order_acquire); /* acquire: why above */
-		if (st_of(w) == ST_LIVE && tag_of(w) == tag && key_matches(s, i, w, k)) {
-			*wout = w;
-			return i;
-		}
-		if (w == 0)
-			break;
-	}
-	return UINT64_MAX;
-}
-
-/* ---- reclaim ---- */
-
-/* LIVE w -> FREE: counts the reclaim when ours. */
-static bool free_slot(const struct shm_store *s, uint64_t i, uint64_t w)
-{
-	uint64_t f = make_word(ST_FREE, 0, gen_of(w), 0);
-	/* acq_rel on success: the tombstone and the body we judged are
-	 * ordered before the next claimant's writes; relaxed on failure:
-	 * someone else freed it (or it changed), nothing to do. */
-	if (!atomic_compare_exchange_strong_explicit(&s->states[i], &w, f, memory_order_acq_rel, /* acq_rel: why above */
-						     memory_order_relaxed))
-		return false;
-	stat_add(s, SHM_ST_RECLAIMED);
-	return true;
-}
-
-/* Give up a claim c of ours (or take back an expired one). */
-static void unclaim(const struct shm_store *s, uint64_t i, uint64_t c)
-{
-	uint64_t f = make_word(ST_FREE, 0, gen_of(c), 0);
-	/* release: nothing of ours in the body matters; relaxed on failure:
-	 * the claim was taken back already. */
-	atomic_compare_exchange_strong_explicit(&s->states[i], &c, f, memory_order_release, /* release: why above */
-						memory_order_relaxed);
-}
-
-/* Reclaim slot i if idle at now_ns (or dead, or an expired claim). Returns
- * true if it freed a LIVE slot. */
-static bool reclaim_slot(const struct shm_store *s, uint64_t i, uint64_t now_ns, uint64_t now_units)
-{
-	/* acquire: a LIVE word's body is visible (the publishing CAS). */
-	uint64_t w = atomic_load_explicit(&s->states[i], memory_order_acquire); /* acquire: why above */
-
-	if (st_of(w) == ST_CLAIMED) {
-		if (claim_expired(w, now_units))
-			unclaim(s, i, w);
-		return false;
-	}
-	if (st_of(w) != ST_LIVE)
-		return false;
-	const struct sluice__limit_ops *op0 = s->ops[0];
-	void *c0 = cell_of(s, i, 0);
-	uint64_t w0 = op0->word(c0);
-	if (!op0->is_tomb(w0)) {
-		/* Cell 0 first, as the in-process sweep (entry_idle()): an
-		 * entry whose cell 0 is busy is left alone, leases included. */
-		if (!op0->word_is_idle(w0, &s->limits[0], now_ns))
-			return false;
-		/* acquire: pairs with the release fence an admission issues
-		 * before committing cell 0 (decide_entry()): if w0 is that
-		 * commit or a later RMW, its other cells are visible below. */
-		atomic_thread_fence(memory_order_acquire); /* acquire: why above */
-		for (uint32_t c = 1; c < s->ncells; c++) {
-			void *cc = cell_of(s, i, c);
-			/* An expired lease is reclaimed first, as the next
-			 * acquire would (src/limiter/sweep.c). */
-			if ((int32_t)c == s->slots_cell && s->limits[c].slots.lease_ttl_ns != 0)
-				(void)sluice_slots_reap(cc, &s->limits[c].slots, now_ns);
-			if (!s->ops[c]->is_idle(cc, &s->limits[c], now_ns))
-				return false;
-		}
-		/* w0 was this generation's word (not a reused slot's). */
-		if (!still(s, i, w))
-			return false;
-		if (!op0->tomb(c0, w0))
-			return false;
-	}
-	return free_slot(s, i, w);
-}
-
-/* ---- insertion ---- */
-
-/* Wait until slot i no longer holds claim c (its claimant publishes or
- * gives up, or the claim expires and we take it back). */
-static void wait_claim(const struct shm_store *s, uint64_t i, uint64_t c)
-{
-	/* seq_cst: part of the claim protocol's total order (file comment). */
-	while (atomic_load_explicit(&s->states[i], memory_order_seq_cst) == c) { /* seq_cst: why above */
-		if (claim_expired(c, claim_now())) {
-			unclaim(s, i, c);
-			return;
-		}
-		sched_yield();
-	}
-}
-
-/* Write the body of claimed slot i: the key and fresh cells. */
-static void write_body(const struct shm_store *s, uint64_t i, const struct krepr *k, uint64_t gen)
-{
-	uint64_t buf[SHM_CELLS_MAX / 8];
-	uint32_t cells = s->body_bytes - s->cell_off[0];
-
-	/* relaxed: published by the release CAS that makes the slot LIVE. */
-	atomic_store_explicit(body_word(s, i, 0), k->meta, memory_order_relaxed); /* relaxed: why above */
-	for (uint32_t j = 0; j < SHM_KEY_WORDS; j++)
-		/* relaxed: as above. */
-		atomic_store_explicit(body_word(s, i, 8 + 8 * j), k->w[j], memory_order_relaxed); /* relaxed: as above */
-	memset(buf, 0, cells);
-	for (uint32_t c = 0; c < s->ncells; c++)
-		s->ops[c]->init((unsigned char *)buf + (s->cell_off[c] - s->cell_off[0]), &s->limits[c]);
-	if (s->slots_cell >= 0) {
-		/* A handle names its cell by tag (24 bits): a mix of the slot
-		 * and its generation, so a handle of another slot or an older
-		 * generation is refused by this cell (the process-local tag
-		 * counter of sluice_slots_init() would repeat across processes). */
-		struct sluice_slots *sc =
-			(struct sluice_slots *)(void *)((unsigned char *)buf + (s->cell_off[s->slots_cell] - s->cell_off[0]));
-		uint64_t z = (i << GEN_BITS | gen) * UINT64_C(0x9e3779b97f4a7c15);
-		sc->tag = (z ^ z >> 29 ^ z >> 47) & ((UINT64_C(1) << 24) - 1);
-	}
-	for (uint32_t j = 0; j < cells / 8; j++)
-		/* relaxed: as above. */
-		atomic_store_explicit(body_word(s, i, s->cell_off[0] + 8 * j), buf[j], memory_order_relaxed); /* relaxed: as above */
-}
-
-/* Give up claim c at slot f because of slot i's state: 1 means i holds the
- * key (use it), 0 means retry the insertion. */
-static int yield_to(const struct shm_store *s, uint64_t f, uint64_t c, uint64_t i, uint64_t w,
-		    const struct krepr *k, uint64_t *wout)
-{
-	unclaim(s, f, c);
-	if (st_of(w) == ST_LIVE && key_matches(s, i, w, k)) {
-		*wout = w;
-		return 1;
-	}
-	return 0;
-}
-
-/* The entry of k, inserted unless present: its slot (state *wout), or
- * UINT64_MAX when its window is full even after reclaiming what is idle
- * at now_ns. */
-static uint64_t insert(const struct shm_store *s, uint64_t hash, const struct krepr *k, uint64_t now_ns,
-		       uint64_t *wout)
-{
-	struct probe home = home_of(s, hash);
-	uint64_t tag = tag_of_hash(hash);
-
-	for (;;) {
-		uint64_t i = lookup(s, hash, k, wout);
-		if (i != UINT64_MAX)
-			return i;
-		/* The first FREE slot of the window. */
-		uint64_t f = UINT64_MAX, fw = 0, units = claim_now();
-		uint32_t fpos = 0;
-		for (uint32_t j = 0; j < s->window && f == UINT64_MAX; j++) {
-			uint64_t x = slot_at(s, &home, j);
-			/* relaxed: the claim CAS below checks it. */
-			uint64_t w = atomic_load_explicit(&s->states[x], memory_order_relaxed); /* relaxed: why above */
-			if (st_of(w) == ST_CLAIMED && claim_expired(w, units)) {
-				unclaim(s, x, w);
-				/* relaxed: as above. */
-				w = atomic_load_explicit(&s->states[x], memory_order_relaxed); /* relaxed: as above */
-			}
-			if (st_of(w) == ST_FREE) {
-				f = x;
-				fw = w;
-				fpos = j;
-			}
-		}
-		if (f == UINT64_MAX) {
-			/* Full: reclaim what is idle now in the window, once. */
-			bool any = false;
-			for (uint32_t j = 0; j < s->window; j++)
-				any |= reclaim_slot(s, slot_at(s, &home, j), now_ns, units);
-			if (!any)
-				return UINT64_MAX;
-			continue;
-		}
-		uint64_t gen = gen_of(fw) + 1;
-		uint64_t c = make_word(ST_CLAIMED, tag, gen, units);
-		/* seq_cst: claims and the rescan below are totally ordered (the
-		 * one-entry argument, file comment); failure: retry. */
-		if (!atomic_compare_exchange_strong_explicit(&s->states[f], &fw, c, memory_order_seq_cst, /* seq_cst: why above */
-							     memory_order_relaxed))
-			continue;
-		/* Rescan for the key published meanwhile and for rival claims
-		 * of our tag. */
-		int found = -1;
-		uint64_t use = UINT64_MAX;
-		for (uint32_t j = 0; j < s->window && found < 0; j++) {
-			uint64_t x = slot_at(s, &home, j);
-			if (x == f)
-				continue;
-			/* seq_cst: as above. */
-			uint64_t w = atomic_load_explicit(&s->states[x], memory_order_seq_cst); /* seq_cst: why above */
-			if (st_of(w) == ST_FREE || tag_of(w) != tag)
-				continue;
-			if (st_of(w) == ST_LIVE) {
-				if (key_matches(s, x, w, k)) {
-					found = yield_to(s, f, c, x, w, k, wout);
-					use = x;
-				}
-				continue;
-			}
-			/* A rival claim of our tag. */
-			if (j < fpos) {
-				unclaim(s, f, c);
-				wait_claim(s, x, w);
-				found = 0;
-			} else {
-				wait_claim(s, x, w);
-				/* acquire: a LIVE word's body is visible. */
-				uint64_t w2 = atomic_load_explicit(&s->states[x], memory_order_acquire); /* acquire: why above */
-				if (st_of(w2) == ST_LIVE && tag_of(w2) == tag && key_matches(s, x, w2, k)) {
-					found = yield_to(s, f, c, x, w2, k, wout);
-					use = x;
-				}
-			}
-		}
-		if (found == 1)
-			return use;
-		if (found == 0)
-			continue;
-		/* Ours. Refresh the claim's time right before writing, so that
-		 * only a stall of CLAIM_TIMEOUT inside write_body() could let
-		 * another process take the slot back under us. */
-		uint64_t c2 = make_word(ST_CLAIMED, tag, gen, claim_now());
-		/* seq_cst, as the claim; failure: taken back, retry. */
-		if (!atomic_compare_exchange_strong_explicit(&s->states[f], &c, c2, memory_order_seq_cst, /* seq_cst: why above */
-							     memory_order_relaxed))
-			continue;
-		/* release: orders the claim before every body write below, for
-		 * the readers' still() (file comment, "Reuse"). */
-		atomic_thread_fence(memory_order_release); /* release: why above */
-		write_body(s, i = f, k, gen);
-		uint64_t live = make_word(ST_LIVE, tag, gen, 0);
-		/* release: publishes the body to lookups' acquire loads;
-		 * failure: the claim was taken back (we stalled), retry. */
-		if (!atomic_compare_exchange_strong_explicit(&s->states[f], &c2, live, memory_order_release, /* release: why above */
-							     memory_order_relaxed))
-			continue;
-		stat_add(s, SHM_ST_INSERTED);
-		*wout = live;
-		return f;
-	}
-}
+#include "shm/store_internal.h"
 
 /* ---- decisions ---- */
 
@@ -602,7 +114,7 @@ static enum verdict decide_entry(const struct shm_store *s, uint64_t i, uint64_t
 	}
 	/* release: our commits to cells 1..k-1 happen-before a sweeper whose
 	 * acquire fence follows a load of cell 0 that reads the commit below
-	 * (or a later RMW): reclaim_slot(). */
+	 * (or a later RMW): sluice__shm_reclaim_slot(). */
 	atomic_thread_fence(memory_order_release); /* release: why above */
 	if (!op0->admit(c0, &s->limits[0], now_ns, cost, &d[0], &r[0])) {
 		cancel_cells(s, i, k - 1, r);
@@ -694,7 +206,7 @@ static enum verdict admit_key(const struct shm_store *s, const void *key, size_t
 			      uint64_t now_ns, struct sluice_decision *out, struct sluice__limiter_hold *hold)
 {
 	struct krepr k;
-	uint64_t hash = key_repr(s->secret, key, key_len, &k), w;
+	uint64_t hash = sluice__shm_key_repr(s->secret, key, key_len, &k), w;
 	enum verdict v;
 
 	if (hold != NULL) {
@@ -702,7 +214,7 @@ static enum verdict admit_key(const struct shm_store *s, const void *key, size_t
 		hold->handle = SLUICE_SLOT_NONE;
 	}
 	for (;;) {
-		uint64_t i = lookup(s, hash, &k, &w);
+		uint64_t i = sluice__shm_lookup(s, hash, &k, &w);
 		if (i == UINT64_MAX) {
 			if (cost == 0) { /* an unknown key: every limit full */
 				struct sluice_decision d[SHM_NCELLS];
@@ -712,7 +224,7 @@ static enum verdict admit_key(const struct shm_store *s, const void *key, size_t
 				v = V_ADMIT;
 				break;
 			}
-			i = insert(s, hash, &k, now_ns, &w);
+			i = sluice__shm_insert(s, hash, &k, now_ns, &w);
 			if (i == UINT64_MAX) {
 				fill_degraded(s, out);
 				v = V_DEGRADED;
@@ -721,7 +233,7 @@ static enum verdict admit_key(const struct shm_store *s, const void *key, size_t
 		}
 		v = decide(s, i, w, cost, now_ns, out, hold);
 		if (v == V_DEAD)
-			free_slot(s, i, w); /* help: a tombstoned entry is freed by whoever sees it */
+			sluice__shm_free_slot(s, i, w); /* help: a tombstoned entry is freed by whoever sees it */
 		else if (v != V_STALE)
 			break;
 	}
@@ -780,7 +292,7 @@ static int shm_release(void *be, const void *key, size_t key_len, sluice_slot_ha
 	int rc = check_key(key, key_len);
 	if (rc != SLUICE_OK)
 		return rc;
-	uint64_t i = lookup(s, key_repr(s->secret, key, key_len, &k), &k, &w);
+	uint64_t i = sluice__shm_lookup(s, sluice__shm_key_repr(s->secret, key, key_len, &k), &k, &w);
 	if (i == UINT64_MAX)
 		return SLUICE_ENOTFOUND;
 	/* An entry holding our slot is never idle, so it is live; a handle of
@@ -819,7 +331,7 @@ static int shm_sweep(void *be, uint64_t now_ns, size_t budget, size_t *reclaimed
 	 * value is a valid starting slot. */
 	uint64_t at = atomic_fetch_add_explicit(&s->reg->cursor, budget, memory_order_relaxed) % s->nslots; /* relaxed: why above */
 	for (size_t j = 0; j < budget; j++) {
-		n += reclaim_slot(s, at, now_ns, units);
+		n += sluice__shm_reclaim_slot(s, at, now_ns, units);
 		at = at + 1 == s->nslots ? 0 : at + 1;
 	}
 	if (reclaimed != NULL)
@@ -882,10 +394,10 @@ static bool shm_check(void *be, const void *key, size_t key_len, uint64_t cost, 
 {
 	const struct shm_store *s = be;
 	struct krepr k;
-	uint64_t hash = key_repr(s->secret, key, key_len, &k), w;
+	uint64_t hash = sluice__shm_key_repr(s->secret, key, key_len, &k), w;
 
 	for (;;) {
-		uint64_t i = lookup(s, hash, &k, &w);
+		uint64_t i = sluice__shm_lookup(s, hash, &k, &w);
 		bool ok;
 		if (i == UINT64_MAX) {
 			/* Unknown key: full, so it admits cost iff cost fits the
@@ -1074,7 +586,7 @@ int sluice__shm_cells(const struct sluice_limit *limits, uint32_t n, struct shm_
 	return SLUICE_OK;
 }
 
-static void store_init(struct shm_store *s, void *base, struct shm_region *r, const unsigned char *secret)
+void sluice__shm_store_init(struct shm_store *s, void *base, struct shm_region *r, const unsigned char *secret)
 {
 	unsigned char *b = base;
 	struct shm_cells c;
@@ -1114,48 +626,9 @@ int sluice__shm_limiter_open(struct sluice_limiter **out, void *base, struct shm
 	struct shm_store *s = malloc(sizeof *s);
 	if (s == NULL)
 		return SLUICE_ENOMEM;
-	store_init(s, base, r, h->secret);
+	sluice__shm_store_init(s, base, r, h->secret);
 	s->fail_mode = fail_mode;
 	return sluice__limiter_create_backend(out, &shm_ops, s);
-}
-
-uint64_t sluice__shm_region_rehash(void *base, struct shm_region *r, const unsigned char *secret,
-				   const void *old_base, const struct shm_region *old)
-{
-	struct shm_store s, o;
-	uint64_t moved = 0;
-
-	store_init(&s, base, r, secret);
-	store_init(&o, (void *)(uintptr_t)old_base, (struct shm_region *)(uintptr_t)old, secret);
-	for (uint64_t i = 0; i < o.nslots; i++) {
-		/* relaxed: no process uses either zone during init. */
-		uint64_t w = atomic_load_explicit(&o.states[i], memory_order_relaxed); /* relaxed: why above */
-		if (st_of(w) != ST_LIVE || o.ops[0]->is_tomb(o.ops[0]->word(cell_of(&o, i, 0))))
-			continue;
-		struct krepr k;
-		/* relaxed: as above. */
-		k.meta = atomic_load_explicit(body_word(&o, i, 0), memory_order_relaxed); /* relaxed: as above */
-		for (uint32_t j = 0; j < SHM_KEY_WORDS; j++)
-			/* relaxed: as above. */
-			k.w[j] = atomic_load_explicit(body_word(&o, i, 8 + 8 * j), memory_order_relaxed); /* relaxed: as above */
-		uint64_t hash = repr_hash(secret, &k);
-		struct probe home = home_of(&s, hash);
-		for (uint32_t j = 0; j < s.window; j++) {
-			uint64_t x = slot_at(&s, &home, j);
-			/* relaxed: as above. */
-			uint64_t fw = atomic_load_explicit(&s.states[x], memory_order_relaxed); /* relaxed: as above */
-			if (st_of(fw) != ST_FREE)
-				continue;
-			memcpy(s.bodies + x * s.body_bytes, o.bodies + i * o.body_bytes, s.body_bytes);
-			/* relaxed: as above. */
-			atomic_store_explicit(&s.states[x], make_word(ST_LIVE, tag_of_hash(hash), gen_of(w), 0), /* relaxed: as above */
-					      memory_order_relaxed);
-			stat_add(&s, SHM_ST_INSERTED);
-			moved++;
-			break;
-		}
-	}
-	return moved;
 }
 
 int sluice__shm_census(struct sluice_limiter *lim, uint64_t *free_slots, uint64_t *claimed, uint64_t *live)

@@ -1,7 +1,8 @@
 /*
  * zone_internal.h - the layout of a shared-memory zone (docs/shm.md,
  * "Layout") and what its files share: zone.c formats and checks zones,
- * store.c is the keyed store in one region, engine_shm.c maps engine
+ * table.c is the table of one region, store.c its decisions and the
+ * limiter made on it (store_internal.h between them), engine_shm.c maps engine
  * bindings to regions. Not installed; only src/shm/ includes it.
  *
  * Everything in a zone is found by offsets from its base, so processes may

@@ -7,7 +7,12 @@
  * exactly the keys whose model cell is idle (those then start fresh in the
  * model too, as sluice_limiter_sweep() documents for earlier clocks).
  *
- * Input: kind (1 byte: GCRA or calendar), limit (1 byte), then ops of
+ * With two limits (bit 1 of the first byte: a bucket and a calendar
+ * quota on one key, all-or-nothing) the model is the in-process keyed
+ * limiter of the same limits instead: the same decisions, sweeps that
+ * reclaim as many keys, as many keys live.
+ *
+ * Input: kind (1 byte: GCRA or calendar; bit 1: two limits), limit (1 byte), then ops of
  * 1 + 1 + 2 bytes: op (admit, peek, sweep), key index, signed time step
  * (in ms; an admit's cost is the op byte's high bits). Keys: 32 at most (the
  * region's 32 slots: one probe window of all of them), every fourth one
@@ -50,14 +55,71 @@ union cell {
 	struct sluice_calendar c;
 };
 
+/* Two limits, against the in-process limiter. */
+static void two_limits(struct fuzz_input *in, uint64_t n)
+{
+	static void *base;
+	static size_t bytes;
+	struct sluice_limit l[2];
+	memset(l, 0, sizeof l);
+	l[0].kind = SLUICE_LIMIT_GCRA;
+	check(sluice_rate_init(&l[0].rate, n, 1000 * MS, n) == SLUICE_OK);
+	l[1].kind = SLUICE_LIMIT_CALENDAR;
+	check(sluice_calendar_config_init(&l[1].calendar, 2 * n + 1, 3000 * MS) == SLUICE_OK);
+	size_t need;
+	check(sluice_shm_limiter_zone_size(l, 2, 16, &need) == SLUICE_OK);
+	if (base == NULL) {
+		bytes = need;
+		check(sluice_shm_map_anonymous(bytes, &base) == SLUICE_OK);
+	}
+	check(need == bytes);
+	check(sluice_shm_limiter_zone_init(base, bytes, l, 2, SLUICE_SHM_INIT_RESET, NULL) == SLUICE_OK);
+	struct sluice_limiter *lim, *model;
+	check(sluice_shm_limiter_create(&lim, base, bytes, l, 2, NULL) == SLUICE_OK);
+	check(sluice_limiter_create(&model, l, 2, NULL) == SLUICE_OK);
+	uint64_t t = UINT64_C(1795392000) * 1000 * MS;
+	while (in->size > 0) {
+		uint8_t op = fuzz_u8(in);
+		unsigned k = fuzz_u8(in) % NKEYS;
+		t += (uint64_t)(int64_t)(int16_t)fuzz_u64(in, 2) * MS;
+		char key[96];
+		size_t len = key_of(k, key);
+		struct sluice_decision a, b;
+		if (op % 3 == 2) {
+			size_t ga, gb;
+			check(sluice_limiter_sweep(lim, t, (size_t)-1, &ga) == SLUICE_OK);
+			check(sluice_limiter_sweep(model, t, (size_t)-1, &gb) == SLUICE_OK);
+			check(ga == gb);
+		} else {
+			uint64_t cost = op % 3 == 1 ? 0 : (op >> 2) % 4 + 1;
+			check(sluice_limiter_admit(lim, key, len, cost, t, &a) == SLUICE_OK);
+			check(sluice_limiter_admit(model, key, len, cost, t, &b) == SLUICE_OK);
+			check(same(&a, &b) && a.limit_index == b.limit_index);
+		}
+		struct sluice_limiter_stats sa = { .size = sizeof sa }, sb = { .size = sizeof sb };
+		uint64_t fr, cl, lv;
+		check(sluice_limiter_stats(lim, &sa) == SLUICE_OK && sluice_limiter_stats(model, &sb) == SLUICE_OK);
+		check(sluice__shm_census(lim, &fr, &cl, &lv) == SLUICE_OK);
+		check(cl == 0 && lv == sb.live_keys && sa.live_keys == sb.live_keys);
+	}
+	sluice_limiter_destroy(lim);
+	sluice_limiter_destroy(model);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static void *base;
 	static size_t bytes;
 	struct fuzz_input in = { data, size };
 	struct sluice_limit l;
-	bool cal = fuzz_u8(&in) & 1;
+	uint8_t mode = fuzz_u8(&in);
+	bool cal = mode & 1;
 	uint64_t n = fuzz_u8(&in) % 16 + 1;
+
+	if (mode & 2) {
+		two_limits(&in, n);
+		return 0;
+	}
 
 	memset(&l, 0, sizeof l);
 	if (cal) {

@@ -43,10 +43,13 @@
  * keyed digests collide (a 2^-128 chance per pair that an outsider, not
  * knowing the secret, cannot steer).
  *
- * Scope: every kind but the sliding log (SLUICE_LIMIT_SLIDING_LOG, and a policy's "sliding"
- * limit of at most SLUICE_WINDOW_LOG_MAX_LIMIT, which is one): its writers
- * serialize inside the cell, and a process killed there would leave the
- * key locked; zone size and init refuse it with SLUICE_EUNSUPPORTED.
+ * Scope: a bare limiter holds 1 to SLUICE_LIMITER_MAX_LIMITS limits per
+ * key, all-or-nothing as in process; an engine binding is one limit. Every
+ * kind but the sliding log (SLUICE_LIMIT_SLIDING_LOG, and a policy's
+ * "sliding" limit of at most SLUICE_WINDOW_LOG_MAX_LIMIT, which is one):
+ * its writers serialize inside the cell, and a process killed there would
+ * leave the key locked; zone size and init refuse it with
+ * SLUICE_EUNSUPPORTED.
  */
 #ifndef SLUICE_SHM_H
 #define SLUICE_SHM_H

@@ -461,6 +461,8 @@ int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t 
 			    const struct sluice__limiter_hint *hint, uint64_t cost, uint64_t now_ns,
 			    struct sluice_decision *out, struct sluice__limiter_hold *hold)
 {
+	if (lim->store != NULL)
+		return lim->store->reserve(lim->backend, key, key_len, cost, now_ns, out, hold);
 	struct lookup_key k = { lim, key, key_len };
 	unsigned long hash = hint != NULL ? (unsigned long)hint->hash : hash_key(lim, key, key_len);
 	/* A hint's entry was found in this read-side section: still
@@ -484,6 +486,8 @@ int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t 
 int sluice__limiter_release_entry(struct sluice_limiter *lim, uint64_t hash, const void *entry,
 				  sluice_slot_handle handle)
 {
+	if (lim != NULL && lim->store != NULL)
+		return lim->store->release_entry(lim->backend, hash, entry, handle);
 	if (lim == NULL || lim->slots_cell < 0)
 		return SLUICE_EINVAL;
 	if (entry == NULL)
@@ -508,6 +512,10 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 {
 	struct entry *e = hold->entry;
 
+	if (lim->store != NULL) {
+		lim->store->cancel(lim->backend, hold);
+		return;
+	}
 	if (e == NULL)
 		return;
 	/* Cell 0 is cancelled only when it is the entry's only cell. The
@@ -529,6 +537,8 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 
 bool sluice__limiter_cancel_is_exact(const struct sluice_limiter *lim)
 {
+	if (lim->store != NULL)
+		return lim->store->cancel_is_exact(lim->backend);
 	if (lim->nlimits == 1)
 		return lim->ops[0]->cancel_exact;
 	if (lim->user_index[0] != UINT32_MAX)
@@ -543,6 +553,11 @@ bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t k
 			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
 			   struct sluice__limiter_hint *hint)
 {
+	if (lim->store != NULL) {
+		if (hint != NULL)
+			hint->entry = NULL;
+		return lim->store->check(lim->backend, key, key_len, cost, now_ns, out);
+	}
 	struct lookup_key k = { lim, key, key_len };
 	struct sluice_decision d[NCELLS];
 	unsigned long hash = hash_key(lim, key, key_len);
@@ -591,8 +606,12 @@ void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
 					const struct sluice_decision *d),
 			     void *user)
 {
+	if (lim->store != NULL) {
+		if (lim->store->foreach != NULL)
+			lim->store->foreach(lim->backend, now_ns, fn, user);
+		return;
+	}
 	struct index *ix = index_of(lim);
-
 	for (uint64_t pos = 0; pos < (ix->mask + 1) * GROUP_SLOTS; pos++) {
 		/* acquire: pairs with the insert's CAS (table.c). */
 		struct entry *e = slot_entry(atomic_load_explicit(&ix->g[pos / GROUP_SLOTS].w[pos % GROUP_SLOTS], memory_order_acquire)); /* acquire: why above */

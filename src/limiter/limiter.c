@@ -399,12 +399,9 @@ void sluice__limiter_destroy_many(struct sluice_limiter *const *lims, size_t n)
 {
 	bool deferred = false, local = false;
 
-	for (size_t i = 0; i < n; i++) {
-		if (lims[i] != NULL && lims[i]->store != NULL)
-			sluice_limiter_destroy(lims[i]);
-		else if (lims[i] != NULL)
+	for (size_t i = 0; i < n; i++)
+		if (lims[i] != NULL && lims[i]->store == NULL)
 			local = true;
-	}
 	if (local)
 		synchronize_rcu(); /* once for all (destroy_begin()) */
 	for (size_t i = 0; i < n; i++)
@@ -412,9 +409,16 @@ void sluice__limiter_destroy_many(struct sluice_limiter *const *lims, size_t n)
 			deferred = true;
 	if (deferred)
 		rcu_barrier(); /* once for all: pending free_batch_cb() use them */
-	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && lims[i]->store == NULL)
+	/* Each limiter is looked at once more, then freed (a limiter of
+	 * another store by its own destroy). */
+	for (size_t i = 0; i < n; i++) {
+		if (lims[i] == NULL)
+			continue;
+		if (lims[i]->store != NULL)
+			sluice_limiter_destroy(lims[i]);
+		else
 			destroy_end(lims[i]);
+	}
 }
 
 int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter_stats *out)

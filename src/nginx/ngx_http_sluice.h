@@ -98,7 +98,7 @@ ngx_http_sluice_ctx_t *ngx_http_sluice_get_ctx(ngx_http_request_t *r);
 
 /* ngx_http_sluice_store.c: the store seam. */
 ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data);
-ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *zone, ngx_log_t *log);
+ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *zone, ngx_cycle_t *cycle);
 void ngx_http_sluice_store_close(ngx_http_sluice_zone_t *zone, ngx_log_t *log);
 
 #endif /* NGX_HTTP_SLUICE_H */

@@ -480,7 +480,7 @@ static ngx_int_t ngx_http_sluice_init_process(ngx_cycle_t *cycle)
 		return NGX_OK;
 	ngx_http_sluice_zone_t **zones = smcf->zones.elts;
 	for (ngx_uint_t i = 0; i < smcf->zones.nelts; i++)
-		if (ngx_http_sluice_store_open(zones[i], cycle->log) != NGX_OK)
+		if (ngx_http_sluice_store_open(zones[i], cycle) != NGX_OK)
 			return NGX_ERROR;
 	return NGX_OK;
 }

@@ -74,8 +74,10 @@ static ngx_int_t ngx_http_sluice_compile_answers(ngx_http_sluice_zone_t *z, ngx_
 	return NGX_OK;
 }
 
-ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_log_t *log)
+ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_cycle_t *cycle)
 {
+	ngx_core_conf_t *ccf = (ngx_core_conf_t *)ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+	ngx_log_t *log = cycle->log;
 	struct sluice_policy *policy;
 	struct sluice_snapshot_info info;
 	struct sluice_policy_error err;
@@ -108,6 +110,11 @@ ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_log_t *log)
 	}
 	if (info.message[0] != '\0')
 		ngx_log_error(NGX_LOG_WARN, log, 0, "sluice_zone \"%V\": state file: %s", &z->name, info.message);
+	if (ccf->worker_processes > 1)
+		ngx_log_error(NGX_LOG_WARN, log, 0,
+			      "sluice_zone \"%V\": each of the %i worker processes counts alone "
+			      "(this build keeps the state in each worker)",
+			      &z->name, ccf->worker_processes);
 	z->spec = sluice_policy_spec(policy);
 	return ngx_http_sluice_compile_answers(z, log);
 }

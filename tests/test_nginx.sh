@@ -56,6 +56,10 @@ http {
     uwsgi_temp_path $tmp/uwsgi;
     scgi_temp_path $tmp/scgi;
     $2
+    map \$http_authorization \$sluice_token {
+        "~*^Bearer\\s+(?<t>.+)\$"  \$t;
+        default                  "";
+    }
     sluice_identity token \$http_x_token;
     sluice_identity workspace \$http_x_workspace;
     server {
@@ -64,6 +68,7 @@ http {
         location /gif/ { sluice api; empty_gif; }
         location /dry/ { sluice api dry_run; empty_gif; }
         location /free/ { empty_gif; }
+        location /bearer/ { sluice api; sluice_identity token \$sluice_token; empty_gif; }
         location /ip/ { sluice api; sluice_identity token \$binary_remote_addr; empty_gif; }
     }
 }
@@ -159,7 +164,7 @@ wait "${pids[@]}" 2>/dev/null
 sleep 0.5
 expect "after the clients abort: admitted" 200 "$(codes 1 -H 'X-Token: G' "$(base)/api/x")"
 # Through the log phase too: a completed request gives its slot back.
-expect "sequential requests never hold a slot" "200 200" "$(codes 2 -H 'X-Token: H' "$(base)/api/x")"
+expect "sequential requests never hold a slot (3 on 2 slots)" "200 200 200" "$(codes 3 -H 'X-Token: H' "$(base)/api/x")"
 
 # --- restart with a file-backed zone keeps the state -----------------------
 stop_nginx
@@ -172,13 +177,15 @@ stop_nginx
 # --- seed 002: exactly 120 per token per minute ----------------------------
 write_conf 1 "sluice_zone api policy=$src/docs/policies/seed002.policy size=1m;"
 start_nginx
-got=$(codes 125 -H 'X-Token: S' "$(base)/gif/x" | tr ' ' '\n' | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}')
+got=$(codes 125 -H 'Authorization: Bearer S' "$(base)/bearer/x" | tr ' ' '\n' | sort | uniq -c | awk '{printf "%s:%s ", $2, $1}')
 expect "seed 002: 120 admitted of 125" "200:120 429:5 " "$got"
-curl -s -m 5 -D "$tmp/h" -o "$tmp/b" -H 'X-Token: S' "$(base)/gif/x"
+curl -s -m 5 -D "$tmp/h" -o "$tmp/b" -H 'Authorization: bearer  S' "$(base)/bearer/x"
 expect "seed 002: the page's body" \
 	'{"error":{"code":"rate_limited","message":"Too many requests. Retry after 60 seconds.","retryAfterSec":60}}' \
 	"$(cat "$tmp/b")"
 expect "seed 002: X-RateLimit-Limit" 120 "$(header_of "$tmp/h" X-RateLimit-Limit)"
+expect "seed 002: the same token from X-Token is the same key" 429 "$(codes 1 -H 'X-Token: S' "$(base)/gif/x")"
+expect "seed 002: Basic credentials are no token" 200 "$(codes 1 -H 'Authorization: Basic S' "$(base)/bearer/x")"
 stop_nginx
 
 grep -E '\[(alert|emerg|crit)\]' "$tmp/error.log" && bad "alerts in the error log"

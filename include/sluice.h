@@ -37,5 +37,6 @@
 #include "sluice/template.h"
 #include "sluice/client.h"
 #include "sluice/redis.h"
+#include "sluice/shm.h"
 
 #endif /* SLUICE_H */

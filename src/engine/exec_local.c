@@ -68,9 +68,15 @@ void sluice__exec_local_set_reserve_hook(void (*fn)(void *user, uint32_t limit),
 struct exec_local {
 	uint64_t max_keys;
 	uint32_t limiter_flags;
+	/* Who makes a binding's limiter: NULL is sluice_limiter_create(). */
+	sluice__exec_local_factory make;
+	void *make_user;
+	void (*make_user_free)(void *user);
 };
 
-int sluice__exec_local_create(void **out, uint64_t max_keys, uint32_t engine_flags)
+int sluice__exec_local_create_with(void **out, uint64_t max_keys, uint32_t engine_flags,
+				   sluice__exec_local_factory make, void *user,
+				   void (*user_free)(void *user))
 {
 	struct exec_local *x = calloc(1, sizeof *x);
 	if (x == NULL)
@@ -78,13 +84,25 @@ int sluice__exec_local_create(void **out, uint64_t max_keys, uint32_t engine_fla
 	x->max_keys = max_keys;
 	x->limiter_flags = (engine_flags & SLUICE_ENGINE_CALLER_REGISTERS_RCU) ? SLUICE_LIMITER_CALLER_REGISTERS_RCU
 									       : 0;
+	x->make = make;
+	x->make_user = user;
+	x->make_user_free = user_free;
 	*out = x;
 	return SLUICE_OK;
 }
 
+int sluice__exec_local_create(void **out, uint64_t max_keys, uint32_t engine_flags)
+{
+	return sluice__exec_local_create_with(out, max_keys, engine_flags, NULL, NULL, NULL);
+}
+
 static void local_destroy(void *ex)
 {
-	free(ex);
+	struct exec_local *x = ex;
+
+	if (x->make_user_free != NULL)
+		x->make_user_free(x->make_user);
+	free(x);
 }
 
 /* A GCRA limit's bucket depth in ns (burst x interval): the deeper, the
@@ -108,7 +126,8 @@ static int local_open(void *ex, const struct sluice_policy_spec *spec, struct sl
 	if (b->is_override)
 		o.initial_buckets = 16; /* one key, usually */
 	struct sluice_limiter *lim;
-	int rc = sluice_limiter_create(&lim, &b->spec, 1, &o);
+	int rc = x->make != NULL ? x->make(x->make_user, b, &o, &lim)
+				 : sluice_limiter_create(&lim, &b->spec, 1, &o);
 	if (rc == SLUICE_OK) {
 		b->exec = lim;
 		b->inexact_cancel = !sluice__limiter_cancel_is_exact(lim);

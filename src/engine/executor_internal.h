@@ -155,6 +155,18 @@ struct sluice__executor_ops {
 
 /* The in-process executor (exec_local.c). */
 int sluice__exec_local_create(void **out, uint64_t max_keys, uint32_t engine_flags);
+/* The same executor over limiters made by `make` instead of
+ * sluice_limiter_create() (a store plugged in from above: src/shm/): make
+ * gets the binding and the options exec_local would pass, and returns 0
+ * with *out, or an error that fails the open. user_free(user) (may be
+ * NULL) runs when the executor is destroyed, also when the engine's create
+ * fails after this returned. */
+typedef int (*sluice__exec_local_factory)(void *user, const struct sluice__binding *b,
+					  const struct sluice_limiter_options *o,
+					  struct sluice_limiter **out);
+int sluice__exec_local_create_with(void **out, uint64_t max_keys, uint32_t engine_flags,
+				   sluice__exec_local_factory make, void *user,
+				   void (*user_free)(void *user));
 /* Tests only: call fn(user, policy limit index) after each admitted reserve
  * of a plan but its last, in this thread, inside the check's read-side
  * section; fn may check other requests on the same engine (deterministic

@@ -15,6 +15,8 @@
 
 #include <sluice/limiter.h>
 
+#include "limiter/limiter_internal.h"
+
 struct sluice__limiter_ops {
 	int (*admit)(void *be, const void *key, size_t key_len, uint64_t cost, uint64_t now_ns,
 		     struct sluice_decision *out);
@@ -28,6 +30,24 @@ struct sluice__limiter_ops {
 	int (*sweep)(void *be, uint64_t now_ns, size_t budget_entries, size_t *reclaimed);
 	int (*stats)(const void *be, struct sluice_limiter_stats *out);
 	void (*destroy)(void *be);
+
+	/* The policy engine's entry points (limiter_internal.h), for a store
+	 * the in-process executor runs on (src/engine/exec_local.c); NULL on
+	 * a store it does not (Redis has its own executor). Same contracts
+	 * as the sluice__limiter_* functions they serve; hold->entry and
+	 * hold->hash are the store's own tokens, handed back to cancel and
+	 * release_entry unchanged; a hint is not used (hint->entry NULL). */
+	int (*reserve)(void *be, const void *key, size_t key_len, uint64_t cost, uint64_t now_ns,
+		       struct sluice_decision *out, struct sluice__limiter_hold *hold);
+	void (*cancel)(void *be, const struct sluice__limiter_hold *hold);
+	bool (*check)(void *be, const void *key, size_t key_len, uint64_t cost, uint64_t now_ns,
+		      struct sluice_decision *out);
+	int (*release_entry)(void *be, uint64_t hash, const void *entry, sluice_slot_handle handle);
+	bool (*cancel_is_exact)(const void *be);
+	void (*foreach)(void *be, uint64_t now_ns,
+			void (*fn)(void *user, const void *key, size_t key_len,
+				   const struct sluice_decision *d),
+			void *user);
 };
 
 /* A limiter over `backend` (owned by the limiter from now on: destroyed by

@@ -461,6 +461,8 @@ int sluice__limiter_reserve(struct sluice_limiter *lim, const void *key, size_t 
 			    const struct sluice__limiter_hint *hint, uint64_t cost, uint64_t now_ns,
 			    struct sluice_decision *out, struct sluice__limiter_hold *hold)
 {
+	if (lim->store != NULL)
+		return lim->store->reserve(lim->backend, key, key_len, cost, now_ns, out, hold);
 	struct lookup_key k = { lim, key, key_len };
 	unsigned long hash = hint != NULL ? (unsigned long)hint->hash : hash_key(lim, key, key_len);
 	/* A hint's entry was found in this read-side section: still
@@ -489,6 +491,8 @@ static int match_entry(struct cds_lfht_node *node, const void *arg)
 int sluice__limiter_release_entry(struct sluice_limiter *lim, uint64_t hash, const void *entry,
 				  sluice_slot_handle handle)
 {
+	if (lim != NULL && lim->store != NULL)
+		return lim->store->release_entry(lim->backend, hash, entry, handle);
 	if (lim == NULL || lim->slots_cell < 0)
 		return SLUICE_EINVAL;
 	if (entry == NULL)
@@ -519,6 +523,10 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 {
 	struct entry *e = hold->entry;
 
+	if (lim->store != NULL) {
+		lim->store->cancel(lim->backend, hold);
+		return;
+	}
 	if (e == NULL)
 		return;
 	/* Cell 0 is cancelled only when it is the entry's only cell. The
@@ -540,6 +548,8 @@ void sluice__limiter_cancel(struct sluice_limiter *lim, const struct sluice__lim
 
 bool sluice__limiter_cancel_is_exact(const struct sluice_limiter *lim)
 {
+	if (lim->store != NULL)
+		return lim->store->cancel_is_exact(lim->backend);
 	if (lim->nlimits == 1)
 		return lim->ops[0]->cancel_exact;
 	if (lim->user_index[0] != UINT32_MAX)
@@ -554,6 +564,11 @@ bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t k
 			   uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
 			   struct sluice__limiter_hint *hint)
 {
+	if (lim->store != NULL) {
+		if (hint != NULL)
+			hint->entry = NULL;
+		return lim->store->check(lim->backend, key, key_len, cost, now_ns, out);
+	}
 	struct lookup_key k = { lim, key, key_len };
 	struct sluice_decision d[NCELLS];
 	unsigned long hash = hash_key(lim, key, key_len);
@@ -605,6 +620,11 @@ void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 
+	if (lim->store != NULL) {
+		if (lim->store->foreach != NULL)
+			lim->store->foreach(lim->backend, now_ns, fn, user);
+		return;
+	}
 	cds_lfht_first(lim->ht, &it);
 	while ((node = cds_lfht_iter_get_node(&it)) != NULL) {
 		struct entry *e = caa_container_of(node, struct entry, node);

@@ -1,0 +1,144 @@
+/*
+ * zone_internal.h - the layout of a shared-memory zone (docs/shm.md,
+ * "Layout") and what its files share: zone.c formats and checks zones,
+ * store.c is the keyed store in one region, engine_shm.c maps engine
+ * bindings to regions. Not installed; only src/shm/ includes it.
+ *
+ * Everything in a zone is found by offsets from its base, so processes may
+ * map it at different addresses:
+ *
+ *   [header][region descriptors x nregions][region 0][region 1]...
+ *   region: [state words: nslots x 8][bodies: nslots x body_bytes]
+ *           [statistics: SHM_STRIPES cache lines]
+ *   body:   [meta][key: 4 words][cell 0][cell 1, when cell 0 is COMMIT]
+ *
+ * Every word a process reads while another may write it is accessed as an
+ * _Atomic uint64_t; the rest (header, descriptors) is written by
+ * sluice_shm_zone_init() before any process uses the zone.
+ */
+#ifndef SLUICE_SHM_ZONE_INTERNAL_H
+#define SLUICE_SHM_ZONE_INTERNAL_H
+
+#include <sluice/shm.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "limiter/limit_kind_internal.h"
+
+#define SHM_MAGIC "SLUICESH"
+#define SHM_SECRET_BYTES 192 /* XXH3_SECRET_DEFAULT_SIZE */
+#define SHM_KIND_ENGINE 1u
+#define SHM_KIND_LIMITER 2u
+
+/* A key lives in the SHM_WINDOW slots from its home slot on. */
+#define SHM_WINDOW 32u
+/* Statistics stripes per region (one cache line each). */
+#define SHM_STRIPES 16u
+/* Slots per key of capacity, as a fraction: nslots = capacity * 5 / 4. */
+#define SHM_LOAD_NUM 4u
+#define SHM_LOAD_DEN 5u
+
+/* The key words of a body: SLUICE_SHM_KEY_INLINE bytes. */
+#define SHM_KEY_WORDS (SLUICE_SHM_KEY_INLINE / 8)
+/* Most bytes of an entry's cells: a COMMIT word and the largest slots
+ * cell (16 + 16 per slot). */
+#define SHM_CELLS_MAX (8 + 16 + 16 * SLUICE_SLOTS_MAX)
+/* meta: key_len, | SHM_META_DIGEST when the key words hold its digest. */
+#define SHM_META_DIGEST (UINT64_C(1) << 32)
+
+struct shm_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t kind; /* SHM_KIND_* */
+	uint64_t zone_bytes;
+	uint32_t nregions;
+	uint32_t header_bytes; /* header + descriptors, rounded to a line */
+	uint64_t capacity;     /* keys per region */
+	unsigned char secret[SHM_SECRET_BYTES];
+};
+
+/* One region: one limit binding's keyed store. */
+struct shm_region {
+	uint64_t identity; /* the binding's identity (engine_shm.c) */
+	struct sluice_limit spec;
+	uint64_t states_off; /* from the zone's base */
+	uint64_t bodies_off;
+	uint64_t stats_off;
+	uint64_t nslots;
+	uint32_t body_bytes;
+	uint32_t ncells;      /* 1: the limit is cell 0; 2: COMMIT, then it */
+	uint32_t cell_off[2]; /* within a body */
+	uint32_t reserved_;
+	_Atomic uint64_t cursor; /* the next slot a sweep visits */
+};
+
+enum { SHM_ST_ADMITTED, SHM_ST_DENIED, SHM_ST_DEGRADED, SHM_ST_INSERTED, SHM_ST_RECLAIMED, SHM_ST_COUNT };
+
+struct shm_stripe {
+	_Alignas(SLUICE_CACHELINE) _Atomic uint64_t c[SHM_ST_COUNT];
+};
+
+/* Round up to a cache line. */
+static inline uint64_t shm_line(uint64_t n)
+{
+	return (n + SLUICE_CACHELINE - 1) & ~(uint64_t)(SLUICE_CACHELINE - 1);
+}
+
+/* The layout of one region's store for `limit`: ncells, cell offsets and
+ * body bytes. Returns 0 or SLUICE_EINVAL (unknown or invalid limit). */
+int sluice__shm_cells(const struct sluice_limit *limit, uint32_t *ncells, uint32_t *cell_off,
+		      uint32_t *body_bytes);
+
+/* Bytes of one region of nslots slots of body_bytes each. */
+static inline uint64_t shm_region_bytes(uint64_t nslots, uint32_t body_bytes)
+{
+	return shm_line(nslots * 8) + shm_line(nslots * body_bytes) +
+	       (uint64_t)SHM_STRIPES * sizeof(struct shm_stripe);
+}
+
+/* Slots for a capacity of `keys` keys (at least one window). */
+static inline uint64_t shm_slots_for(uint64_t keys)
+{
+	uint64_t n = keys + (keys + SHM_LOAD_NUM - 1) / SHM_LOAD_NUM; /* keys * 5/4 */
+	return n < SHM_WINDOW ? SHM_WINDOW : n;
+}
+
+/* A zone's specification: what zone.c lays out for a caller. */
+struct shm_spec {
+	uint32_t kind;
+	uint32_t nregions;
+	const uint64_t *identity;         /* [nregions] */
+	const struct sluice_limit *spec;  /* [nregions] */
+};
+
+/* Bytes of a zone for `s` with `keys` keys per region (0 on overflow). */
+uint64_t sluice__shm_zone_bytes(const struct shm_spec *s, uint64_t keys);
+/* Keys per region that fit in `bytes` (0: not even one). */
+uint64_t sluice__shm_zone_keys(const struct shm_spec *s, uint64_t bytes);
+/* sluice_shm_zone_init() of spec s. */
+int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, uint32_t flags,
+			  struct sluice_shm_info *info);
+/* The zone's header, if [base, base + bytes) holds a usable zone of `kind`
+ * (SLUICE_ECORRUPT otherwise, with a message in msg[0 .. 160)). */
+int sluice__shm_zone_open(void *base, size_t bytes, uint32_t kind, const struct shm_header **hdr,
+			  char *msg);
+/* The descriptor of the region of `identity`, or NULL. */
+struct shm_region *sluice__shm_region_find(void *base, uint64_t identity);
+
+/* A bare limiter's region identity: its limit's kind and numbers. */
+uint64_t sluice__shm_limit_identity(const struct sluice_limit *limit);
+
+/* A limiter (sluice/limiter.h) over region r of the zone at base.
+ * fail_mode: enum sluice_fail_mode. Returns 0, SLUICE_ENOMEM, SLUICE_EINVAL. */
+int sluice__shm_limiter_open(struct sluice_limiter **out, void *base, struct shm_region *r,
+			     uint32_t fail_mode);
+
+/* Move every live entry of the region at old_base/old (a copy of a zone
+ * being re-laid-out) into the empty region r of base; entries that do not
+ * fit are dropped. Returns the number moved. */
+uint64_t sluice__shm_region_rehash(void *base, struct shm_region *r, const unsigned char *secret,
+				   const void *old_base, const struct shm_region *old);
+
+#endif /* SLUICE_SHM_ZONE_INTERNAL_H */

@@ -1,0 +1,393 @@
+/*
+ * test_shm_limiter.c - the keyed limiter on a shared-memory zone
+ * (sluice/shm.h): the same decisions as the in-process limiter on random
+ * traces, capacity and fail modes, sweeps, zone init (keep, reset,
+ * refuse), file-backed zones.
+ */
+#include <criterion/criterion.h>
+#include <sluice.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "limit_util.h"
+
+/* A zone for one limit with room for keys keys, initialized. */
+static void *zone_for(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
+{
+	void *base;
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, 1, keys, bytes), SLUICE_OK);
+	cr_assert_eq(sluice_shm_map_anonymous(*bytes, &base), SLUICE_OK);
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, *bytes, l, 1, 0, &info), SLUICE_OK, "%s", info.message);
+	cr_assert_eq(info.formatted, 1);
+	cr_assert_geq(info.capacity, keys);
+	return base;
+}
+
+static struct sluice_limiter *shm_lim(void *base, size_t bytes, const struct sluice_limit *l, uint32_t fail_mode)
+{
+	struct sluice_limiter *lim;
+	struct sluice_limiter_options o = { .size = sizeof o, .fail_mode = fail_mode };
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, l, 1, &o), SLUICE_OK);
+	return lim;
+}
+
+static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
+{
+	cr_assert_eq(a->allowed, b->allowed, "step %d: allowed %d vs %d", step, a->allowed, b->allowed);
+	cr_assert_eq(a->degraded, b->degraded, "step %d: degraded", step);
+	cr_assert_eq(a->reason, b->reason, "step %d: reason %u vs %u", step, a->reason, b->reason);
+	cr_assert_eq(a->limit_index, b->limit_index, "step %d: limit_index", step);
+	cr_assert_eq(a->limit, b->limit, "step %d: limit", step);
+	cr_assert_eq(a->remaining, b->remaining, "step %d: remaining %llu vs %llu", step,
+		     (unsigned long long)a->remaining, (unsigned long long)b->remaining);
+	cr_assert_eq(a->reset_ns, b->reset_ns, "step %d: reset_ns", step);
+	cr_assert_eq(a->retry_after_ns, b->retry_after_ns, "step %d: retry_after_ns", step);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Key k of a trace: short ones and, for k % 4 == 3, one longer than the
+ * inline size (stored as its digest). */
+static size_t key_of(unsigned k, char *buf)
+{
+	if (k % 4 == 3)
+		return (size_t)snprintf(buf, 128, "a-rather-long-api-token-that-exceeds-the-inline-size-%u", k);
+	return (size_t)snprintf(buf, 128, "k%u", k);
+}
+
+/* The same random trace (admits and peeks, random keys and costs, time
+ * mostly forward and sometimes backwards, sweeps) through an in-process
+ * and a shm limiter of limit l: every decision equal. */
+static void differential(struct sluice_limit l, uint64_t step_ns, uint64_t seed)
+{
+	size_t bytes;
+	void *base = zone_for(&l, 256, &bytes);
+	struct sluice_limiter *shm = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN), *mem;
+	cr_assert_eq(sluice_limiter_create(&mem, &l, 1, NULL), SLUICE_OK);
+	bool slots = l.kind == SLUICE_LIMIT_SLOTS;
+	sluice_slot_handle hm[64], hs[64];
+	unsigned hk[64], nh = 0;
+	uint64_t now = UINT64_C(1795392000) * SEC, s = seed;
+
+	for (int step = 0; step < 20000; step++) {
+		uint64_t r = rng_next(&s);
+		unsigned k = (unsigned)(r % 40);
+		char key[128];
+		size_t klen = key_of(k, key);
+		uint64_t cost = (r >> 8) % 4; /* 0: a peek */
+		struct sluice_decision a, b;
+		if ((r >> 16) % 16 == 0)
+			now -= (r >> 20) % (3 * step_ns); /* backwards */
+		else
+			now += (r >> 20) % (2 * step_ns);
+		if ((r >> 24) % 500 == 0) {
+			size_t ra, rb;
+			cr_assert_eq(sluice_limiter_sweep(mem, now, 1 << 20, &ra), SLUICE_OK);
+			cr_assert_eq(sluice_limiter_sweep(shm, now, 1 << 20, &rb), SLUICE_OK);
+		}
+		if (slots) {
+			if ((r >> 32) % 3 == 0 && nh > 0) {
+				unsigned j = (unsigned)((r >> 40) % nh);
+				char rk[128];
+				size_t rlen = key_of(hk[j], rk);
+				int ea = sluice_limiter_release(mem, rk, rlen, hm[j]);
+				int eb = sluice_limiter_release(shm, rk, rlen, hs[j]);
+				cr_assert_eq(ea, eb, "step %d: release %d vs %d", step, ea, eb);
+				hm[j] = hm[--nh];
+				hs[j] = hs[nh];
+				hk[j] = hk[nh];
+				continue;
+			}
+			sluice_slot_handle x, y;
+			cr_assert_eq(sluice_limiter_acquire(mem, key, klen, cost, now, &a, &x), SLUICE_OK);
+			cr_assert_eq(sluice_limiter_acquire(shm, key, klen, cost, now, &b, &y), SLUICE_OK);
+			assert_same(&a, &b, step);
+			cr_assert_eq(x == SLUICE_SLOT_NONE, y == SLUICE_SLOT_NONE, "step %d: handle", step);
+			if (x != SLUICE_SLOT_NONE && nh < 64) {
+				hm[nh] = x;
+				hs[nh] = y;
+				hk[nh++] = k;
+			}
+			continue;
+		}
+		cr_assert_eq(sluice_limiter_admit(mem, key, klen, cost, now, &a), SLUICE_OK);
+		cr_assert_eq(sluice_limiter_admit(shm, key, klen, cost, now, &b), SLUICE_OK);
+		assert_same(&a, &b, step);
+	}
+	struct sluice_limiter_stats sa = { .size = sizeof sa }, sb = { .size = sizeof sb };
+	cr_assert_eq(sluice_limiter_stats(mem, &sa), SLUICE_OK);
+	cr_assert_eq(sluice_limiter_stats(shm, &sb), SLUICE_OK);
+	cr_assert_eq(sa.admitted, sb.admitted);
+	cr_assert_eq(sa.denied, sb.denied);
+	cr_assert_eq(sb.degraded, 0);
+	sluice_limiter_destroy(mem);
+	sluice_limiter_destroy(shm);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_differential, gcra)
+{
+	differential(gcra(10, SEC, 5), 30 * MS, 1);
+}
+
+Test(shm_differential, sliding_counter)
+{
+	differential(counter(20, SEC), 20 * MS, 2);
+}
+
+Test(shm_differential, calendar)
+{
+	differential(calendar(15, 2 * SEC), 40 * MS, 3);
+}
+
+Test(shm_differential, slots)
+{
+	differential(slots(3, 0), 10 * MS, 4);
+}
+
+Test(shm_differential, slots_with_lease)
+{
+	differential(slots(2, 500 * MS), 50 * MS, 5);
+}
+
+Test(shm_limiter, sliding_log_refused)
+{
+	struct sluice_limit l = slog(10, SEC);
+	size_t bytes;
+	cr_assert_eq(sluice_shm_limiter_zone_size(&l, 1, 100, &bytes), SLUICE_EUNSUPPORTED);
+}
+
+Test(shm_limiter, several_limits_refused)
+{
+	struct sluice_limit l[2] = { gcra(10, SEC, 10), calendar(100, 86400 * SEC) };
+	size_t bytes;
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, 2, 100, &bytes), SLUICE_EUNSUPPORTED);
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, 0, 100, &bytes), SLUICE_EINVAL);
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, 1, 0, &bytes), SLUICE_EINVAL);
+}
+
+/* Fill a zone beyond its capacity: the fail mode answers, degraded. */
+static void fill(uint32_t fail_mode)
+{
+	struct sluice_limit l = gcra(1, SEC, 1);
+	size_t bytes;
+	void *base = zone_for(&l, 64, &bytes);
+	struct sluice_limiter *lim = shm_lim(base, bytes, &l, fail_mode);
+	unsigned degraded = 0, n;
+	struct sluice_decision d;
+	for (n = 0; n < 1000; n++) {
+		char key[32];
+		int len = snprintf(key, sizeof key, "key-%u", n);
+		cr_assert_eq(sluice_limiter_admit(lim, key, (size_t)len, 1, SEC, &d), SLUICE_OK);
+		if (d.degraded) {
+			degraded++;
+			cr_assert_eq(d.allowed, fail_mode == SLUICE_FAIL_OPEN);
+			cr_assert_eq(d.reason, fail_mode == SLUICE_FAIL_OPEN ? SLUICE_REASON_NONE : SLUICE_REASON_CAPACITY);
+		} else {
+			cr_assert(d.allowed);
+		}
+	}
+	struct sluice_limiter_stats st = { .size = sizeof st };
+	cr_assert_eq(sluice_limiter_stats(lim, &st), SLUICE_OK);
+	/* Every slot of the region may hold a key; none beyond. */
+	cr_assert_geq(st.live_keys, 64);
+	cr_assert_eq(st.live_keys + degraded, 1000);
+	cr_assert_eq(st.degraded, degraded);
+	/* Idle later: a new key reclaims an idle one of its window in place. */
+	cr_assert_eq(sluice_limiter_admit(lim, "fresh", 5, 1, 10 * SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed && !d.degraded);
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_limiter, full_fail_open)
+{
+	fill(SLUICE_FAIL_OPEN);
+}
+
+Test(shm_limiter, full_fail_closed)
+{
+	fill(SLUICE_FAIL_CLOSED);
+}
+
+Test(shm_limiter, sweep_reclaims_idle_keys)
+{
+	struct sluice_limit l = gcra(10, SEC, 10);
+	size_t bytes, got;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_limiter *lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+	struct sluice_decision d;
+	for (unsigned i = 0; i < 50; i++) {
+		char key[16];
+		int len = snprintf(key, sizeof key, "%u", i);
+		cr_assert_eq(sluice_limiter_admit(lim, key, (size_t)len, 1, SEC, &d), SLUICE_OK);
+	}
+	cr_assert_eq(sluice_limiter_sweep(lim, SEC, 1 << 20, &got), SLUICE_OK);
+	cr_assert_eq(got, 0, "nothing is idle yet");
+	cr_assert_eq(sluice_limiter_sweep(lim, 3 * SEC, 1 << 20, &got), SLUICE_OK);
+	cr_assert_eq(got, 50);
+	struct sluice_limiter_stats st = { .size = sizeof st };
+	cr_assert_eq(sluice_limiter_stats(lim, &st), SLUICE_OK);
+	cr_assert_eq(st.live_keys, 0);
+	cr_assert_eq(st.reclaimed, 50);
+	/* A reclaimed key starts full again. */
+	cr_assert_eq(sluice_limiter_admit(lim, "7", 1, 10, 3 * SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed);
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_limiter, time_backwards_never_over_admits)
+{
+	struct sluice_limit l = calendar(3, 60 * SEC);
+	size_t bytes;
+	void *base = zone_for(&l, 10, &bytes);
+	struct sluice_limiter *lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+	struct sluice_decision d;
+	unsigned admitted = 0;
+	for (uint64_t t = 100 * SEC; t > 61 * SEC; t -= SEC) {
+		cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 1, t, &d), SLUICE_OK);
+		admitted += d.allowed;
+	}
+	cr_assert_leq(admitted, 3 * 2, "at most the limit per window touched");
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
+}
+
+/* ---- zone init ---- */
+
+Test(shm_zone, reinit_keeps_state_of_the_same_limit)
+{
+	struct sluice_limit l = calendar(2, 86400 * SEC);
+	size_t bytes;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_limiter *lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+	struct sluice_decision d;
+	cr_assert_eq(sluice_limiter_admit(lim, "tok", 3, 2, SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed);
+	sluice_limiter_destroy(lim);
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_OK);
+	cr_assert_eq(info.formatted, 0);
+	cr_assert_eq(info.kept, 1);
+	lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+	cr_assert_eq(sluice_limiter_admit(lim, "tok", 3, 1, 2 * SEC, &d), SLUICE_OK);
+	cr_assert(!d.allowed, "the day's quota was spent before the re-init");
+	sluice_limiter_destroy(lim);
+	/* SLUICE_SHM_INIT_RESET drops it. */
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, SLUICE_SHM_INIT_RESET, &info), SLUICE_OK);
+	cr_assert_eq(info.formatted, 1);
+	lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+	cr_assert_eq(sluice_limiter_admit(lim, "tok", 3, 1, 2 * SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed);
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_zone, other_limits_refused_then_fresh)
+{
+	struct sluice_limit l = gcra(5, SEC, 5), other = gcra(6, SEC, 6);
+	size_t bytes;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_limiter *lim;
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &other, 1, NULL), SLUICE_ECORRUPT);
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &other, 1, 0, &info), SLUICE_OK);
+	cr_assert_eq(info.kept, 0);
+	cr_assert_eq(info.reset, 1);
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &other, 1, NULL), SLUICE_OK);
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_zone, incompatible_header_refused_with_a_message)
+{
+	struct sluice_limit l = gcra(5, SEC, 5);
+	size_t bytes;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_shm_info info = { .size = sizeof info };
+	/* The version field follows the 8-byte magic. */
+	uint32_t v = SLUICE_SHM_FORMAT_VERSION + 1;
+	memcpy((char *)base + 8, &v, sizeof v);
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_ECORRUPT);
+	cr_assert(strstr(info.message, "version") != NULL, "%s", info.message);
+	struct sluice_limiter *lim;
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &l, 1, NULL), SLUICE_ECORRUPT);
+	/* Another size than the zone was made for. */
+	v = SLUICE_SHM_FORMAT_VERSION;
+	memcpy((char *)base + 8, &v, sizeof v);
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes - 64, &l, 1, 0, &info), SLUICE_ECORRUPT);
+	cr_assert(strstr(info.message, "bytes") != NULL, "%s", info.message);
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes - 64, &l, 1, SLUICE_SHM_INIT_RESET, &info), SLUICE_OK);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_zone, too_small_and_bad_arguments)
+{
+	struct sluice_limit l = gcra(5, SEC, 5);
+	size_t one;
+	cr_assert_eq(sluice_shm_limiter_zone_size(&l, 1, 1, &one), SLUICE_OK);
+	void *base;
+	cr_assert_eq(sluice_shm_map_anonymous(one, &base), SLUICE_OK);
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, one - 1, &l, 1, 0, &info), SLUICE_EFULL);
+	cr_assert_eq(info.bytes, one);
+	cr_assert_eq(sluice_shm_limiter_zone_init((char *)base + 8, one - 64, &l, 1, 0, &info), SLUICE_EINVAL);
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, one, &l, 1, 0x80, &info), SLUICE_EINVAL);
+	struct sluice_limiter *lim;
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, one, &l, 1, NULL), SLUICE_ECORRUPT, "not initialized");
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, one, &l, 1, 0, &info), SLUICE_OK);
+	struct sluice_limiter_options o = { .size = sizeof o, .max_keys = 5 };
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, one, &l, 1, &o), SLUICE_EINVAL);
+	sluice_shm_unmap(base, one);
+}
+
+/* ---- file-backed ---- */
+
+Test(shm_file, daily_quota_survives_unmap_and_remap)
+{
+	char path[] = "/tmp/sluice_shm_test_XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	close(fd);
+	unlink(path); /* sluice_shm_map_file creates it */
+	struct sluice_limit l = calendar(3, 86400 * SEC);
+	size_t bytes;
+	cr_assert_eq(sluice_shm_limiter_zone_size(&l, 1, 1000, &bytes), SLUICE_OK);
+	uint64_t day = UINT64_C(1795392000) * SEC;
+	struct sluice_decision d;
+	for (int round = 0; round < 2; round++) {
+		void *base;
+		struct sluice_shm_info info = { .size = sizeof info };
+		cr_assert_eq(sluice_shm_map_file(path, bytes, &base), SLUICE_OK);
+		cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_OK, "%s", info.message);
+		cr_assert_eq(info.formatted, round == 0);
+		struct sluice_limiter *lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+		cr_assert_eq(sluice_limiter_admit(lim, "user-42", 7, round == 0 ? 3 : 1, day + SEC, &d), SLUICE_OK);
+		cr_assert_eq(d.allowed, round == 0, "round %d: the quota is handed out once", round);
+		sluice_limiter_destroy(lim);
+		cr_assert_eq(sluice_shm_unmap(base, bytes), SLUICE_OK);
+	}
+	/* A file of another format version is refused with a clear error. */
+	void *base;
+	cr_assert_eq(sluice_shm_map_file(path, bytes, &base), SLUICE_OK);
+	uint32_t v = 99;
+	memcpy((char *)base + 8, &v, sizeof v);
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_ECORRUPT);
+	cr_assert(strstr(info.message, "version 99") != NULL, "%s", info.message);
+	cr_assert_eq(sluice_shm_unmap(base, bytes), SLUICE_OK);
+	unlink(path);
+	cr_assert_eq(sluice_shm_map_file("/nonexistent-dir/zone", bytes, &base), SLUICE_EIO);
+}

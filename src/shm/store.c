@@ -9,7 +9,8 @@
  * (inline up to SLUICE_SHM_KEY_INLINE bytes, else its keyed 128-bit digest)
  * and the limit's cells, the same words the in-process limiter uses,
  * driven through the same ops table (limit_kind_internal.h). A key lives
- * in the SHM_WINDOW slots from its home slot (its hash, scaled to nslots).
+ * in its probe sequence: SHM_WINDOW slots from each of two homes drawn
+ * from its hash (home_of()), in the first FREE slot when inserted.
  * The state word packs (state, tag, gen, claim time):
  *   FREE(g)             empty; the next claim takes gen g + 1
  *   CLAIMED(g, t, time) an insertion of a key with tag t (16 bits of its
@@ -178,18 +179,38 @@ static uint64_t repr_hash(const unsigned char *secret, const struct krepr *k)
 	return XXH3_64bits_withSecret(b, (size_t)k->meta, secret, SHM_SECRET_BYTES);
 }
 
-static inline uint64_t home_of(const struct shm_store *s, uint64_t hash)
+/* A key's probe sequence: SHM_WINDOW slots from h1, then SHM_WINDOW from
+ * h2 (two random segments: a window overflows only if both are full). The
+ * segments never overlap, so no slot appears twice in a sequence; a region
+ * of at most 2 * SHM_WINDOW slots is one segment of all its slots. */
+struct probe {
+	uint64_t h1, h2;
+};
+
+static inline uint64_t wrap(const struct shm_store *s, uint64_t i)
 {
-	return (uint64_t)(((sluice__u128)hash * s->nslots) >> 64);
+	return i >= s->nslots ? i - s->nslots : i;
+}
+
+static inline struct probe home_of(const struct shm_store *s, uint64_t hash)
+{
+	struct probe p;
+	uint64_t h2 = (hash >> 32 | hash << 32) * UINT64_C(0x9e3779b97f4a7c15);
+
+	p.h1 = (uint64_t)(((sluice__u128)hash * s->nslots) >> 64);
+	p.h2 = (uint64_t)(((sluice__u128)h2 * s->nslots) >> 64);
+	uint64_t d = p.h2 >= p.h1 ? p.h2 - p.h1 : p.h2 + s->nslots - p.h1; /* h1 to h2, forward */
+	if (s->nslots <= 2 * SHM_WINDOW || d < SHM_WINDOW || d > s->nslots - SHM_WINDOW)
+		p.h2 = wrap(s, p.h1 + SHM_WINDOW);
+	return p;
 }
 static inline uint64_t tag_of_hash(uint64_t hash)
 {
 	return hash & ((UINT64_C(1) << TAG_BITS) - 1);
 }
-static inline uint64_t slot_at(const struct shm_store *s, uint64_t home, uint32_t k)
+static inline uint64_t slot_at(const struct shm_store *s, const struct probe *p, uint32_t k)
 {
-	uint64_t i = home + k;
-	return i >= s->nslots ? i - s->nslots : i;
+	return k < SHM_WINDOW ? wrap(s, p->h1 + k) : wrap(s, p->h2 + (k - SHM_WINDOW));
 }
 
 /* The state word still w: an acquire fence, then the word. Whatever was
@@ -234,10 +255,11 @@ static inline void stat_add(const struct shm_store *s, int which)
  * FREE all along. */
 static uint64_t lookup(const struct shm_store *s, uint64_t hash, const struct krepr *k, uint64_t *wout)
 {
-	uint64_t home = home_of(s, hash), tag = tag_of_hash(hash);
+	struct probe home = home_of(s, hash);
+	uint64_t tag = tag_of_hash(hash);
 
 	for (uint32_t j = 0; j < s->window; j++) {
-		uint64_t i = slot_at(s, home, j);
+		uint64_t i = slot_at(s, &home, j);
 		/* acquire: pairs with the publishing CAS (release): the body of
 		 * a LIVE word read here is visible. */
 		uint64_t w = atomic_load_explicit(&s->states[i], memory_order_acquire); /* acquire: why above */
@@ -381,7 +403,8 @@ static int yield_to(const struct shm_store *s, uint64_t f, uint64_t c, uint64_t 
 static uint64_t insert(const struct shm_store *s, uint64_t hash, const struct krepr *k, uint64_t now_ns,
 		       uint64_t *wout)
 {
-	uint64_t home = home_of(s, hash), tag = tag_of_hash(hash);
+	struct probe home = home_of(s, hash);
+	uint64_t tag = tag_of_hash(hash);
 
 	for (;;) {
 		uint64_t i = lookup(s, hash, k, wout);
@@ -391,7 +414,7 @@ static uint64_t insert(const struct shm_store *s, uint64_t hash, const struct kr
 		uint64_t f = UINT64_MAX, fw = 0, units = claim_now();
 		uint32_t fpos = 0;
 		for (uint32_t j = 0; j < s->window && f == UINT64_MAX; j++) {
-			uint64_t x = slot_at(s, home, j);
+			uint64_t x = slot_at(s, &home, j);
 			/* relaxed: the claim CAS below checks it. */
 			uint64_t w = atomic_load_explicit(&s->states[x], memory_order_relaxed); /* relaxed: why above */
 			if (st_of(w) == ST_CLAIMED && claim_expired(w, units)) {
@@ -409,7 +432,7 @@ static uint64_t insert(const struct shm_store *s, uint64_t hash, const struct kr
 			/* Full: reclaim what is idle now in the window, once. */
 			bool any = false;
 			for (uint32_t j = 0; j < s->window; j++)
-				any |= reclaim_slot(s, slot_at(s, home, j), now_ns, units);
+				any |= reclaim_slot(s, slot_at(s, &home, j), now_ns, units);
 			if (!any)
 				return UINT64_MAX;
 			continue;
@@ -426,7 +449,7 @@ static uint64_t insert(const struct shm_store *s, uint64_t hash, const struct kr
 		int found = -1;
 		uint64_t use = UINT64_MAX;
 		for (uint32_t j = 0; j < s->window && found < 0; j++) {
-			uint64_t x = slot_at(s, home, j);
+			uint64_t x = slot_at(s, &home, j);
 			if (x == f)
 				continue;
 			/* seq_cst: as above. */
@@ -908,7 +931,7 @@ static void store_init(struct shm_store *s, void *base, struct shm_region *r, co
 	s->reg = r;
 	s->secret = secret;
 	s->nslots = r->nslots;
-	s->window = r->nslots < SHM_WINDOW ? (uint32_t)r->nslots : SHM_WINDOW;
+	s->window = r->nslots < 2 * SHM_WINDOW ? (uint32_t)r->nslots : 2 * SHM_WINDOW;
 	s->body_bytes = r->body_bytes;
 	s->ncells = r->ncells;
 	s->cell_off[0] = r->cell_off[0];
@@ -958,9 +981,10 @@ uint64_t sluice__shm_region_rehash(void *base, struct shm_region *r, const unsig
 		for (uint32_t j = 0; j < SHM_KEY_WORDS; j++)
 			/* relaxed: as above. */
 			k.w[j] = atomic_load_explicit(body_word(&o, i, 8 + 8 * j), memory_order_relaxed); /* relaxed: as above */
-		uint64_t hash = repr_hash(secret, &k), home = home_of(&s, hash);
+		uint64_t hash = repr_hash(secret, &k);
+		struct probe home = home_of(&s, hash);
 		for (uint32_t j = 0; j < s.window; j++) {
-			uint64_t x = slot_at(&s, home, j);
+			uint64_t x = slot_at(&s, &home, j);
 			/* relaxed: as above. */
 			uint64_t fw = atomic_load_explicit(&s.states[x], memory_order_relaxed); /* relaxed: as above */
 			if (st_of(fw) != ST_FREE)
@@ -975,4 +999,18 @@ uint64_t sluice__shm_region_rehash(void *base, struct shm_region *r, const unsig
 		}
 	}
 	return moved;
+}
+
+int sluice__shm_census(struct sluice_limiter *lim, uint64_t *free_slots, uint64_t *claimed, uint64_t *live)
+{
+	const struct shm_store *s = sluice__limiter_backend(lim, &shm_ops);
+	if (s == NULL)
+		return SLUICE_EINVAL;
+	*free_slots = *claimed = *live = 0;
+	for (uint64_t i = 0; i < s->nslots; i++) {
+		/* relaxed: a census, each word read once. */
+		uint64_t w = atomic_load_explicit(&s->states[i], memory_order_relaxed); /* relaxed: why above */
+		*(st_of(w) == ST_FREE ? free_slots : st_of(w) == ST_CLAIMED ? claimed : live) += 1;
+	}
+	return SLUICE_OK;
 }

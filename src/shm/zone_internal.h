@@ -36,9 +36,9 @@
 #define SHM_WINDOW 32u
 /* Statistics stripes per region (one cache line each). */
 #define SHM_STRIPES 16u
-/* Slots per key of capacity, as a fraction: nslots = capacity * 5 / 4. */
-#define SHM_LOAD_NUM 4u
-#define SHM_LOAD_DEN 5u
+/* Slots per key of capacity: nslots = capacity * 3 / 2 (a load of 2/3,
+ * where a probe sequence of two windows overflows for about one key in 10^6
+ * at full capacity: docs/shm.md, "Capacity"). */
 
 /* The key words of a body: SLUICE_SHM_KEY_INLINE bytes. */
 #define SHM_KEY_WORDS (SLUICE_SHM_KEY_INLINE / 8)
@@ -101,7 +101,7 @@ static inline uint64_t shm_region_bytes(uint64_t nslots, uint32_t body_bytes)
 /* Slots for a capacity of `keys` keys (at least one window). */
 static inline uint64_t shm_slots_for(uint64_t keys)
 {
-	uint64_t n = keys + (keys + SHM_LOAD_NUM - 1) / SHM_LOAD_NUM; /* keys * 5/4 */
+	uint64_t n = keys + (keys + 1) / 2; /* keys * 3/2 */
 	return n < SHM_WINDOW ? SHM_WINDOW : n;
 }
 
@@ -140,5 +140,9 @@ int sluice__shm_limiter_open(struct sluice_limiter **out, void *base, struct shm
  * fit are dropped. Returns the number moved. */
 uint64_t sluice__shm_region_rehash(void *base, struct shm_region *r, const unsigned char *secret,
 				   const void *old_base, const struct shm_region *old);
+
+/* Tests: count the slots of a shm limiter's region by state (FREE,
+ * CLAIMED, LIVE). SLUICE_EINVAL for another store. */
+int sluice__shm_census(struct sluice_limiter *lim, uint64_t *free_slots, uint64_t *claimed, uint64_t *live);
 
 #endif /* SLUICE_SHM_ZONE_INTERNAL_H */

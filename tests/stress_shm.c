@@ -1,0 +1,372 @@
+/*
+ * stress_shm.c - the shm limiter (sluice/shm.h) under several processes
+ * forked over one MAP_SHARED anonymous zone, with exact checks, and under
+ * SIGKILL at random instants. A plain executable; prints "N passed, N
+ * failed".
+ *
+ * 1. Bound, per kind (calendar, GCRA): PROCS processes admit random keys
+ *    at one fixed time (so nothing refills) while another sweeps; each
+ *    admitted unit is counted in a shared array. Per key, the admitted
+ *    units never exceed the limit, and the store's own count (a peek's
+ *    remaining) equals exactly the units admitted: nothing was consumed
+ *    that no admitted request took, and no entry was lost to a sweep.
+ * 2. Insertion race: every process admits the same sequence of new keys
+ *    (limit 1 each), so they race to insert each one: exactly one
+ *    admission per key, so exactly one entry was made for it.
+ * 3. Slots: processes acquire and release; the holders of a key, counted
+ *    in shared memory around each hold, never exceed its slots.
+ * 4. Crash: workers admit random (often new) keys while the parent kills
+ *    one with SIGKILL every few hundred microseconds and starts another.
+ *    Afterwards every key's consumption is within its limit and at least
+ *    what the survivors' records say, at most that plus one request per
+ *    kill (the kill may land between an admission and its record); after
+ *    SLUICE_SHM_CLAIM_TIMEOUT_NS every slot is FREE or LIVE once swept
+ *    (no claim left stuck), a sweep at a later time reclaims every key,
+ *    and the zone admits a fresh set of keys without degrading.
+ */
+#include <sluice.h>
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/zone_internal.h"
+
+#define SEC 1000000000ull
+#define PROCS 4
+#define KEYS 64
+#define T0 (UINT64_C(1795392000) * SEC + 3600 * SEC)
+
+static int failures;
+
+#define CHECK(c, ...)                                                  \
+	do {                                                           \
+		if (!(c)) {                                            \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+			fprintf(stderr, __VA_ARGS__);                  \
+			fprintf(stderr, "\n");                         \
+			failures++;                                    \
+		}                                                      \
+	} while (0)
+
+static uint64_t rng(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void *shared(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		exit(2);
+	}
+	return p;
+}
+
+static void *zone(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
+{
+	void *base;
+	struct sluice_shm_info info = { .size = sizeof info };
+	if (sluice_shm_limiter_zone_size(l, 1, keys, bytes) != SLUICE_OK ||
+	    sluice_shm_map_anonymous(*bytes, &base) != SLUICE_OK ||
+	    sluice_shm_limiter_zone_init(base, *bytes, l, 1, 0, &info) != SLUICE_OK) {
+		fprintf(stderr, "zone: %s\n", info.message);
+		exit(2);
+	}
+	return base;
+}
+
+static struct sluice_limiter *open_lim(void *base, size_t bytes, const struct sluice_limit *l)
+{
+	struct sluice_limiter *lim;
+	if (sluice_shm_limiter_create(&lim, base, bytes, l, 1, NULL) != SLUICE_OK)
+		exit(3);
+	return lim;
+}
+
+static size_t key_of(uint64_t k, char *buf)
+{
+	/* Every fourth key longer than the inline size (a digest). */
+	if (k % 4 == 3)
+		return (size_t)snprintf(buf, 96, "token-%llu-padded-well-beyond-the-inline-key-size",
+					(unsigned long long)k);
+	return (size_t)snprintf(buf, 96, "k%llu", (unsigned long long)k);
+}
+
+static void wait_all(pid_t *pids, int n)
+{
+	for (int i = 0; i < n; i++) {
+		int st;
+		waitpid(pids[i], &st, 0);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			failures++;
+	}
+}
+
+/* ---- 1. exact bound ---- */
+
+static void bound(struct sluice_limit l, uint64_t limit, const char *what)
+{
+	size_t bytes;
+	void *base = zone(&l, KEYS * 2, &bytes);
+	_Atomic uint64_t *admitted = shared(KEYS * sizeof *admitted);
+	_Atomic int *stop = shared(sizeof *stop);
+	pid_t pids[PROCS + 1];
+
+	for (int p = 0; p <= PROCS; p++) {
+		if ((pids[p] = fork()) != 0)
+			continue;
+		struct sluice_limiter *lim = open_lim(base, bytes, &l);
+		uint64_t s = (uint64_t)p * 7919 + 1;
+		if (p == PROCS) { /* the sweeper: nothing is idle at T0 */
+			while (!atomic_load(stop))
+				sluice_limiter_sweep(lim, T0, 64, NULL);
+			_exit(0);
+		}
+		for (int i = 0; i < 20000; i++) {
+			uint64_t r = rng(&s), k = r % KEYS, cost = 1 + (r >> 32) % 2;
+			char key[96];
+			struct sluice_decision d;
+			if (sluice_limiter_admit(lim, key, key_of(k, key), cost, T0, &d) != SLUICE_OK || d.degraded)
+				_exit(4);
+			if (d.allowed)
+				atomic_fetch_add(&admitted[k], cost);
+		}
+		_exit(0);
+	}
+	wait_all(pids, PROCS);
+	atomic_store(stop, 1);
+	wait_all(pids + PROCS, 1);
+	struct sluice_limiter *lim = open_lim(base, bytes, &l);
+	for (uint64_t k = 0; k < KEYS; k++) {
+		char key[96];
+		struct sluice_decision d;
+		sluice_limiter_peek(lim, key, key_of(k, key), T0, &d);
+		uint64_t a = atomic_load(&admitted[k]);
+		CHECK(a <= limit, "%s: key %llu admitted %llu > %llu", what, (unsigned long long)k,
+		      (unsigned long long)a, (unsigned long long)limit);
+		CHECK(d.remaining == limit - a, "%s: key %llu store used %llu, admitted %llu", what,
+		      (unsigned long long)k, (unsigned long long)(limit - d.remaining), (unsigned long long)a);
+	}
+	sluice_limiter_destroy(lim);
+	munmap(admitted, KEYS * sizeof *admitted);
+	munmap(stop, sizeof *stop);
+	sluice_shm_unmap(base, bytes);
+}
+
+/* ---- 2. insertion race ---- */
+
+#define RKEYS 20000
+
+static void insert_race(void)
+{
+	struct sluice_limit l = { .kind = SLUICE_LIMIT_CALENDAR };
+	sluice_calendar_config_init(&l.calendar, 1, 86400 * SEC);
+	size_t bytes;
+	void *base = zone(&l, RKEYS, &bytes);
+	_Atomic uint32_t *admitted = shared(RKEYS * sizeof *admitted);
+	_Atomic int *go = shared(sizeof *go);
+	pid_t pids[PROCS];
+
+	for (int p = 0; p < PROCS; p++) {
+		if ((pids[p] = fork()) != 0)
+			continue;
+		struct sluice_limiter *lim = open_lim(base, bytes, &l);
+		atomic_fetch_add(go, 1);
+		while (atomic_load(go) < PROCS)
+			;
+		for (uint64_t k = 0; k < RKEYS; k++) {
+			char key[96];
+			struct sluice_decision d;
+			if (sluice_limiter_admit(lim, key, key_of(k, key), 1, T0, &d) != SLUICE_OK || d.degraded)
+				_exit(4);
+			if (d.allowed)
+				atomic_fetch_add(&admitted[k], 1);
+		}
+		_exit(0);
+	}
+	wait_all(pids, PROCS);
+	uint64_t none = 0, more = 0;
+	for (uint64_t k = 0; k < RKEYS; k++) {
+		none += atomic_load(&admitted[k]) == 0;
+		more += atomic_load(&admitted[k]) > 1;
+	}
+	CHECK(none == 0 && more == 0, "insert race: %llu keys never admitted, %llu more than once",
+	      (unsigned long long)none, (unsigned long long)more);
+	munmap(admitted, RKEYS * sizeof *admitted);
+	munmap(go, sizeof *go);
+	sluice_shm_unmap(base, bytes);
+}
+
+/* ---- 3. slots ---- */
+
+static void slots(void)
+{
+	struct sluice_limit l = { .kind = SLUICE_LIMIT_SLOTS };
+	sluice_slots_config_init(&l.slots, 3, 0, 0);
+	size_t bytes;
+	void *base = zone(&l, KEYS * 2, &bytes);
+	_Atomic int64_t *held = shared(2 * KEYS * sizeof *held); /* [k]: now, [KEYS + k]: most */
+	pid_t pids[PROCS];
+
+	for (int p = 0; p < PROCS; p++) {
+		if ((pids[p] = fork()) != 0)
+			continue;
+		struct sluice_limiter *lim = open_lim(base, bytes, &l);
+		uint64_t s = (uint64_t)p * 104729 + 3;
+		for (int i = 0; i < 20000; i++) {
+			uint64_t k = rng(&s) % 8;
+			char key[96];
+			size_t len = key_of(k, key);
+			struct sluice_decision d;
+			sluice_slot_handle h;
+			if (sluice_limiter_acquire(lim, key, len, 1, T0, &d, &h) != SLUICE_OK)
+				_exit(4);
+			if (!d.allowed)
+				continue;
+			int64_t n = atomic_fetch_add(&held[k], 1) + 1;
+			int64_t m = atomic_load(&held[KEYS + k]);
+			while (n > m && !atomic_compare_exchange_weak(&held[KEYS + k], &m, n))
+				;
+			atomic_fetch_sub(&held[k], 1);
+			if (sluice_limiter_release(lim, key, len, h) != SLUICE_OK)
+				_exit(5);
+		}
+		_exit(0);
+	}
+	wait_all(pids, PROCS);
+	for (int k = 0; k < 8; k++)
+		CHECK(atomic_load(&held[KEYS + k]) <= 3, "slots: key %d had %lld holders", k,
+		      (long long)atomic_load(&held[KEYS + k]));
+	munmap(held, 2 * KEYS * sizeof *held);
+	sluice_shm_unmap(base, bytes);
+}
+
+/* ---- 4. crash ---- */
+
+#define CKEYS 3000
+#define CLIMIT 5
+
+static void crash_worker(void *base, size_t bytes, const struct sluice_limit *l, _Atomic uint64_t *recorded,
+			 uint64_t seed)
+{
+	struct sluice_limiter *lim = open_lim(base, bytes, l);
+	uint64_t s = seed;
+	for (;;) {
+		uint64_t r = rng(&s), k = r % CKEYS;
+		char key[96];
+		struct sluice_decision d;
+		if ((r >> 40) % 64 == 0) {
+			sluice_limiter_sweep(lim, T0, 256, NULL);
+			continue;
+		}
+		if (sluice_limiter_admit(lim, key, key_of(k, key), 1, T0, &d) != SLUICE_OK)
+			_exit(4);
+		if (d.allowed)
+			atomic_fetch_add(&recorded[k], 1);
+	}
+}
+
+static void crash(void)
+{
+	struct sluice_limit l = { .kind = SLUICE_LIMIT_CALENDAR };
+	sluice_calendar_config_init(&l.calendar, CLIMIT, 86400 * SEC);
+	size_t bytes;
+	void *base = zone(&l, CKEYS * 2, &bytes);
+	_Atomic uint64_t *recorded = shared(CKEYS * sizeof *recorded);
+	pid_t pids[PROCS];
+	uint64_t s = 12345, kills = 0;
+
+	for (int p = 0; p < PROCS; p++)
+		if ((pids[p] = fork()) == 0)
+			crash_worker(base, bytes, &l, recorded, (uint64_t)p + 99);
+	for (int round = 0; round < 300; round++) {
+		struct timespec ts = { 0, (long)(50000 + rng(&s) % 500000) };
+		nanosleep(&ts, NULL);
+		int p = (int)(rng(&s) % PROCS);
+		kill(pids[p], SIGKILL);
+		waitpid(pids[p], NULL, 0);
+		kills++;
+		if ((pids[p] = fork()) == 0)
+			crash_worker(base, bytes, &l, recorded, rng(&s) | 1);
+	}
+	for (int p = 0; p < PROCS; p++) {
+		kill(pids[p], SIGKILL);
+		waitpid(pids[p], NULL, 0);
+		kills++;
+	}
+	struct sluice_limiter *lim = open_lim(base, bytes, &l);
+	uint64_t lost = 0, fl, cl, lv;
+	for (uint64_t k = 0; k < CKEYS; k++) {
+		char key[96];
+		struct sluice_decision d;
+		sluice_limiter_peek(lim, key, key_of(k, key), T0, &d);
+		uint64_t used = CLIMIT - d.remaining, rec = atomic_load(&recorded[k]);
+		CHECK(rec <= used, "crash: key %llu recorded %llu > used %llu", (unsigned long long)k,
+		      (unsigned long long)rec, (unsigned long long)used);
+		lost += used - rec;
+	}
+	CHECK(lost <= kills, "crash: %llu units consumed without a record, %llu kills", (unsigned long long)lost,
+	      (unsigned long long)kills);
+	/* No claim outlives the timeout: a sweep takes every one back. */
+	struct timespec ts = { (time_t)(SLUICE_SHM_CLAIM_TIMEOUT_NS / SEC), 100000000 };
+	nanosleep(&ts, NULL);
+	size_t n;
+	sluice_limiter_sweep(lim, T0, (size_t)-1, &n);
+	sluice__shm_census(lim, &fl, &cl, &lv);
+	CHECK(cl == 0, "crash: %llu claims left after the timeout and a sweep", (unsigned long long)cl);
+	/* The next day every key is idle: all reclaimed. */
+	sluice_limiter_sweep(lim, T0 + 2 * 86400 * SEC, (size_t)-1, &n);
+	sluice__shm_census(lim, &fl, &cl, &lv);
+	CHECK(lv == 0 && cl == 0, "crash: %llu live, %llu claimed after the day's sweep", (unsigned long long)lv,
+	      (unsigned long long)cl);
+	for (uint64_t k = 0; k < CKEYS; k++) {
+		char key[96];
+		struct sluice_decision d;
+		size_t len = key_of(k + CKEYS, key);
+		sluice_limiter_admit(lim, key, len, 1, T0 + 3 * 86400 * SEC, &d);
+		CHECK(d.allowed && !d.degraded, "crash: new key %llu not admitted after recovery",
+		      (unsigned long long)k);
+	}
+	printf("crash: %llu kills, %llu units consumed without a record\n", (unsigned long long)kills,
+	       (unsigned long long)lost);
+	sluice_limiter_destroy(lim);
+	munmap(recorded, CKEYS * sizeof *recorded);
+	sluice_shm_unmap(base, bytes);
+}
+
+int main(void)
+{
+	int passed = 0, failed = 0, before;
+	struct sluice_limit cal = { .kind = SLUICE_LIMIT_CALENDAR }, g = { .kind = SLUICE_LIMIT_GCRA };
+	sluice_calendar_config_init(&cal.calendar, 100, 86400 * SEC);
+	sluice_rate_init(&g.rate, 10, SEC, 50);
+
+	before = failures;
+	bound(cal, 100, "calendar");
+	failures == before ? passed++ : failed++;
+	before = failures;
+	bound(g, 50, "gcra");
+	failures == before ? passed++ : failed++;
+	before = failures;
+	insert_race();
+	failures == before ? passed++ : failed++;
+	before = failures;
+	slots();
+	failures == before ? passed++ : failed++;
+	before = failures;
+	crash();
+	failures == before ? passed++ : failed++;
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}

@@ -34,17 +34,19 @@ mkdir "$tmp/state"
 chmod 711 "$tmp"
 chmod 777 "$tmp/state"
 
-# policy FILE MINUTE WS_MINUTE: MINUTE per token per minute, WS_MINUTE per workspace,
-# 2 in flight per token with a 2 s lease.
+# policy FILE N WS_N: token buckets of N per token and WS_N per workspace
+# refilling over an hour (so that no unit comes back during the test), 2 in
+# flight per token with a 4 s lease: limits the shared zone holds (an exact
+# sliding log of at most 4096 is kept per worker instead: docs/nginx.md).
 policy() {
 	cat >"$1" <<EOF
 policy "workers"
 headers x-ratelimit reset=delta retry-after=yes describe=token_minute
 scope token
 scope workspace
-limit token_minute    per token      sliding $2/1m
-limit ws_minute       per workspace  sliding $3/1m
-limit token_inflight  per token      concurrency 2 retry-after 1s lease 2s
+limit token_minute    per token      rate $2/1h
+limit ws_minute       per workspace  rate $3/1h
+limit token_inflight  per token      concurrency 2 retry-after 1s lease 4s
 EOF
 }
 policy "$tmp/p.policy" 20 30
@@ -84,7 +86,7 @@ spread() {
 	local token=$1 n=$2 par=$3 i
 	shift 3
 	for ((i = 0; i < par; i++)); do
-		codes $((n / par)) -H "X-Token: $token" "$@" "$(base)/gif/x" >"$tmp/spread.$i" &
+		{ codes $((n / par)) -H "X-Token: $token" "$@" "$(base)/gif/x"; echo; } >"$tmp/spread.$i" &
 	done
 	wait_children
 	cat "$tmp"/spread.* | tr ' ' '\n' | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }'
@@ -143,15 +145,15 @@ expect "after reload: Z's 31st of the new limit" "200:11 429:9 " "$(spread Q4 20
 
 # --- SIGKILL of the workers: slots of the dead come back after the lease;
 # no over-admission across the kill ---------------------------------------
+t0=$(date +%s%N) # the slots are taken after this
 for i in 1 2; do
 	curl -s -m 30 -o /dev/null -H 'X-Token: K' "$(base)/api/slow?20" &
 done
 sleep 0.7
-t0=$(date +%s%N)
 expect "2 slow requests hold K's slots" 429 "$(codes 1 -H 'X-Token: K' "$(base)/gif/x")"
 # Load on token L while the workers are killed.
 for i in 0 1 2 3 4 5; do
-	codes 10 -H 'X-Token: L' "$(base)/gif/x" >"$tmp/l.$i" &
+	{ codes 10 -H 'X-Token: L' "$(base)/gif/x"; echo; } >"$tmp/l.$i" &
 done
 sleep 0.1
 old=$(pgrep -P "$pid")
@@ -167,13 +169,13 @@ total=$((admitted + ${more:-0}))
 [ "$total" -le 20 ] && [ "$total" -ge $((20 - lost)) ] && ok ||
 	bad "SIGKILL under load: token L admitted $total (lost answers $lost), expected 20 - lost .. 20"
 elapsed=$((($(date +%s%N) - t0) / 1000000))
-if [ "$elapsed" -lt 2000 ]; then
+if [ "$elapsed" -lt 3000 ]; then
 	expect "K's slots held by the killed worker until the lease" 429 \
 		"$(codes 1 -H 'X-Token: K' "$(base)/gif/x")"
 else
 	echo "note: the lease check skipped (${elapsed} ms after the slots were taken)"
 fi
-sleep $(((3000 - elapsed) / 1000 + 1))
+sleep $(((4000 - elapsed) / 1000 + 1))
 expect "K admitted once the lease expired" 200 "$(codes 1 -H 'X-Token: K' "$(base)/gif/x")"
 stop_nginx
 

@@ -29,8 +29,8 @@
 /* Bytes of the rendered header values of one answer. */
 #define NGX_HTTP_SLUICE_FIELD_BYTES 1024
 
-/* Ours in a zone's shared memory (from its slab pool): what every worker (and the next
- * configuration after a reload) reads the same. */
+/* Ours in nginx's shared zone of a sluice_zone (from its slab pool): what
+ * every worker, and the next configuration after a reload, reads the same. */
 typedef struct {
 	u_char secret[NGX_HTTP_SLUICE_SECRET];
 } ngx_http_sluice_shared_t;
@@ -44,7 +44,9 @@ typedef struct {
 	ngx_str_t policy_text;            /* the file's bytes, parsed again per worker */
 	struct sluice_policy *policy;     /* parsed at load: names for the directives */
 	ngx_str_t state_path;             /* "" : not file-backed */
-	size_t size;
+	size_t size;                      /* of the sluice zone (the mapping) */
+	void *base;                       /* the mapping, made by the master */
+	unsigned in_process : 1;          /* no mapping: an engine per worker */
 	ngx_shm_zone_t *shm_zone;
 	ngx_http_sluice_shared_t *shared; /* set by the zone's init */
 	/* per worker */
@@ -96,7 +98,8 @@ ngx_int_t ngx_http_sluice_log_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sluice_filter_init(ngx_conf_t *cf);
 ngx_http_sluice_ctx_t *ngx_http_sluice_get_ctx(ngx_http_request_t *r);
 
-/* ngx_http_sluice_store.c: the store seam. */
+/* ngx_http_sluice_store.c: the store. */
+size_t ngx_http_sluice_store_ngx_zone_size(void);
 ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *zone, ngx_cycle_t *cycle);
 void ngx_http_sluice_store_close(ngx_http_sluice_zone_t *zone, ngx_log_t *log);

@@ -253,7 +253,8 @@ static char *ngx_http_sluice_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf
 	cln->handler = ngx_http_sluice_policy_cleanup;
 	cln->data = z->policy;
 
-	z->shm_zone = ngx_shared_memory_add(cf, &z->name, z->size, &ngx_http_sluice_module);
+	z->shm_zone = ngx_shared_memory_add(cf, &z->name, ngx_http_sluice_store_ngx_zone_size(),
+					    &ngx_http_sluice_module);
 	if (z->shm_zone == NULL)
 		return NGX_CONF_ERROR;
 	if (z->shm_zone->data != NULL) {

@@ -15,7 +15,9 @@
 # KEYS x (1 + RATE x seconds) (a key admits its first request at once,
 # then one per 1/RATE s). Then the memory per key: one worker, a new key
 # per request (KEYS=0) at a rate of 1 per minute, the workers' resident
-# memory growth over MEMSECS seconds divided by the keys admitted.
+# memory growth over MEMSECS seconds divided by the keys admitted (for
+# sluice, whose zone is allocated whole, also the zone's size over the
+# keys it holds).
 # Knobs (environment): WORKERS ("1 2"), DURATION (10 s), CONNECTIONS (32),
 # THREADS (wrk threads, 1), KEYS (1000), RATE (10), RUNS (3), MEMSECS (5).
 # On a 2-core machine nginx and wrk share the cores: the figures compare
@@ -58,7 +60,7 @@ load_module $module;
 worker_processes $2;
 daemon off;
 pid $tmp/nginx.pid;
-error_log $tmp/error.log;
+error_log $tmp/error.log notice;
 events { worker_connections 1024; }
 http {
     access_log off;
@@ -135,3 +137,7 @@ for name in limit_req sluice; do
 	awk -v n="$name" -v r0="$r0" -v r1="$r1" -v a="$adm" \
 		'BEGIN { printf "memory    %-9s %d keys, worker RSS +%d KiB: %.0f bytes per key\n", n, a, r1 - r0, (r1 - r0) * 1024 / a }'
 done
+# The shared zone's own figure: its size over the keys it holds (the
+# master's notice "N limit regions of K keys").
+sed -n 's/.*sluice_zone "bench": \([0-9]*\) limit regions of \([0-9]*\) keys.*/\1 \2/p' "$tmp/error.log" | tail -n 1 |
+	awk '{ printf "memory    sluice    zone of 64 MiB: %d region(s) of %d keys: %.0f bytes per key\n", $1, $2, 64 * 1048576 / ($1 * $2) }'

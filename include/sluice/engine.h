@@ -163,7 +163,7 @@ struct sluice_engine_slot {
  *                    UINT32_MAX, remaining UINT64_MAX, governed false.
  *   governed         some limit applied (d describes a real limit).
  *   warn             a limit with "warn N%" has usage above N % of its count
- *                    in force after this decision (seed 002's 80 % daily).
+ *                    in force after this decision (e.g. 80 % of a daily quota).
  *   warn_limit       the index of the first such limit (UINT32_MAX: none).
  *   scope            the first scope id of the governing limit's key, or -1.
  *   class_id         the endpoint class the route matched.

@@ -3,7 +3,7 @@
 # with several worker processes on one shared zone (docs/nginx.md, "The
 # store"): exact counts across 2 and 4 workers (requests on separate
 # connections, served by more than one worker, checked with $pid in the
-# access log); a reload with a changed policy keeping the state of the
+# access log), of a test policy and of seed 003 (calendar minutes); a reload with a changed policy keeping the state of the
 # unchanged limits and starting the changed one fresh; workers killed with
 # SIGKILL under load: no over-admission, and their slots come back when the
 # lease expires; a restart with a file-backed zone keeping the state.
@@ -51,8 +51,9 @@ EOF
 }
 policy "$tmp/p.policy" 20 30
 
-# write_conf WORKERS ZONE_ARGS
+# write_conf WORKERS ZONE_ARGS [POLICY [IDENTITIES]]
 write_conf() {
+	local ids=${4:-"sluice_identity token \$http_x_token; sluice_identity workspace \$http_x_workspace;"}
 	cat >"$tmp/nginx.conf" <<EOF
 load_module $module;
 worker_processes $1;
@@ -68,13 +69,13 @@ http {
     fastcgi_temp_path $tmp/fastcgi;
     uwsgi_temp_path $tmp/uwsgi;
     scgi_temp_path $tmp/scgi;
-    sluice_zone api policy=$tmp/p.policy $2;
-    sluice_identity token \$http_x_token;
-    sluice_identity workspace \$http_x_workspace;
+    sluice_zone api policy=${3:-$tmp/p.policy} $2;
+    $ids
     server {
         listen 127.0.0.1:$port;
         location /api/ { sluice api; proxy_pass http://127.0.0.1:$upstream_port; }
         location /gif/ { sluice api; empty_gif; }
+        location / { sluice api; empty_gif; }
     }
 }
 EOF
@@ -82,11 +83,13 @@ EOF
 
 # spread TOKEN N PARALLEL [HEADERS...]: N requests to /gif/ as PARALLEL
 # curl processes (separate connections); prints "200:A 429:R ".
+# $path (default /gif/x) and $who (default X-Token) change the target and
+# the identity's header.
 spread() {
 	local token=$1 n=$2 par=$3 i
 	shift 3
 	for ((i = 0; i < par; i++)); do
-		{ codes $((n / par)) -H "X-Token: $token" "$@" "$(base)/gif/x"; echo; } >"$tmp/spread.$i" &
+		{ codes $((n / par)) -H "${who:-X-Token}: $token" "$@" "$(base)${path:-/gif/x}"; echo; } >"$tmp/spread.$i" &
 	done
 	wait_children
 	cat "$tmp"/spread.* | tr ' ' '\n' | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }'
@@ -111,6 +114,33 @@ for w in 2 4; do
 	expect "$w workers: token U's 20 in workspace V" "200:20 429:10 " "$(spread U$w 30 3 -H "X-Workspace: V$w")"
 	expect "$w workers: token X, the workspace's last 10" "200:10 429:20 " \
 		"$(spread X$w 30 3 -H "X-Workspace: V$w")"
+	stop_nginx
+done
+
+# --- seed 003 (calendar minutes per organization and class, an override):
+# exact over 2 and 4 workers --------------------------------------------------
+# Out of the last 10 s of a UTC minute, so that the windows do not turn.
+minute_start() {
+	local sec
+	sec=$(date -u +%S)
+	sec=${sec#0}
+	[ "$sec" -lt 50 ] || sleep $((61 - sec))
+}
+for w in 2 4; do
+	write_conf $w "size=1m" "$src/docs/policies/seed003.policy" "sluice_identity organization \$http_x_organization;"
+	start_nginx
+	minute_start
+	expect "seed 003, $w workers: 300 of 320 on the default class" "200:300 429:20 " \
+		"$(who=X-Organization spread O$w 320 8)"
+	expect "seed 003, $w workers: 150 of 160 on the search class" "200:150 429:10 " \
+		"$(who=X-Organization path=/audience/search spread O$w 160 8)"
+	expect "seed 003, $w workers: the override's 3000 admit 320" "200:320 " \
+		"$(who=X-Organization spread org_backfill_example 320 8)"
+	curl -s -m 5 -D "$tmp/h" -o "$tmp/b" -H "X-Organization: O$w" "$(base)/gif/x"
+	expect "seed 003: refusal status" 429 "$(status_of "$tmp/h")"
+	expect "seed 003: empty body" "" "$(cat "$tmp/b")"
+	expect "seed 003: X-RateLimit-Limit" 300 "$(header_of "$tmp/h" X-RateLimit-Limit)"
+	expect "seed 003: no Retry-After" "" "$(header_of "$tmp/h" Retry-After)"
 	stop_nginx
 done
 

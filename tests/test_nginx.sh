@@ -68,6 +68,8 @@ http {
         location /gif/ { sluice api; empty_gif; }
         location /dry/ { sluice api dry_run; empty_gif; }
         location /free/ { empty_gif; }
+        location /tf/ { sluice api; try_files /nonexistent @named; }
+        location @named { sluice api; empty_gif; }
         location /bearer/ { sluice api; sluice_identity token \$sluice_token; empty_gif; }
         location /ip/ { sluice api; sluice_identity token \$binary_remote_addr; empty_gif; }
     }
@@ -131,6 +133,8 @@ expect "no identity, 10 more: all admitted" "200 200 200 200 200 200 200 200 200
 expect "empty token: not limited" "200 200 200 200 200 200" "$(codes 6 -H 'X-Token;' "$(base)/gif/x")"
 # The identity from \$binary_remote_addr (a location's own sluice_identity).
 expect "identity from the address" "200 200 200 200 200 429" "$(codes 6 "$(base)/ip/x")"
+# An internal redirect (try_files to a named location with sluice) counts once.
+expect "try_files: counted once" "200 200 200 200 200 429" "$(codes 6 -H 'X-Token: TF' "$(base)/tf/x")"
 # A location without sluice is not limited.
 expect "no sluice in the location" "200 200 200 200 200 200" "$(codes 6 -H 'X-Token: A' "$(base)/free/x")"
 

@@ -35,6 +35,14 @@ typedef struct {
 	u_char secret[NGX_HTTP_SLUICE_SECRET];
 } ngx_http_sluice_shared_t;
 
+/* A mapping of a sluice shared-memory zone in the master, and how many
+ * configurations (the running one, a reload's new one) use it. */
+typedef struct {
+	void *base;
+	size_t size;
+	ngx_uint_t refs;
+} ngx_http_sluice_map_t;
+
 /* One sluice_zone: a policy bound to a store. Lives in the configuration
  * cycle's pool; the fields below "per worker" are set in each worker by
  * ngx_http_sluice_store_open(). */
@@ -46,6 +54,7 @@ typedef struct {
 	ngx_str_t state_path;             /* "" : not file-backed */
 	size_t size;                      /* of the sluice zone (the mapping) */
 	void *base;                       /* the mapping, made by the master */
+	ngx_http_sluice_map_t *map;       /* and its count (master) */
 	unsigned in_process : 1;          /* no mapping: an engine per worker */
 	ngx_shm_zone_t *shm_zone;
 	ngx_http_sluice_shared_t *shared; /* set by the zone's init */
@@ -100,6 +109,7 @@ ngx_http_sluice_ctx_t *ngx_http_sluice_get_ctx(ngx_http_request_t *r);
 
 /* ngx_http_sluice_store.c: the store. */
 size_t ngx_http_sluice_store_ngx_zone_size(void);
+void ngx_http_sluice_store_cleanup(void *data);
 ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *zone, ngx_cycle_t *cycle);
 void ngx_http_sluice_store_close(ngx_http_sluice_zone_t *zone, ngx_log_t *log);

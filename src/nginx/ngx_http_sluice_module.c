@@ -252,6 +252,11 @@ static char *ngx_http_sluice_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf
 	}
 	cln->handler = ngx_http_sluice_policy_cleanup;
 	cln->data = z->policy;
+	cln = ngx_pool_cleanup_add(cf->pool, 0);
+	if (cln == NULL)
+		return NGX_CONF_ERROR;
+	cln->handler = ngx_http_sluice_store_cleanup;
+	cln->data = z;
 
 	z->shm_zone = ngx_shared_memory_add(cf, &z->name, ngx_http_sluice_store_ngx_zone_size(),
 					    &ngx_http_sluice_module);

@@ -26,7 +26,9 @@
  * a copy of the old one (so that sluice_shm_zone_init keeps the state of
  * every binding the change left as it was), initialized for the new policy;
  * with state=, a new file FILE.new renamed over FILE once ready. The master
- * then unmaps the old mapping; the old workers keep theirs until they exit.
+ * unmaps the old mapping when the old configuration goes (a count of the
+ * configurations that use a mapping: a reload that fails keeps the old
+ * one); the old workers keep theirs until they exit.
  * What the old workers admit between the copy and their exit is not in the
  * new mapping, and a slot they hold is copied as held: it comes back when
  * its lease expires (docs/nginx.md).
@@ -89,8 +91,11 @@ ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 	if (old != NULL) {
 		z->shared = old->shared;
-		if (ngx_http_sluice_same_zone(z, old) && !old->in_process) {
-			z->base = old->base; /* shared with the old workers as it is */
+		if (ngx_http_sluice_same_zone(z, old) && old->map != NULL) {
+			/* Shared with the old workers as it is. */
+			z->map = old->map;
+			z->map->refs++;
+			z->base = z->map->base;
 			return NGX_OK;
 		}
 	} else if (shm_zone->shm.exists) { /* Windows only */
@@ -121,10 +126,6 @@ ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 			      "sliding limit of at most 4096 is an exact log); each worker process keeps "
 			      "its own state (exact with worker_processes 1)",
 			      &z->name);
-		if (old != NULL && old->base != NULL) {
-			(void)sluice_shm_unmap(old->base, old->size);
-			old->base = NULL;
-		}
 		return NGX_OK;
 	}
 
@@ -161,12 +162,32 @@ ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 		      "sluice_zone \"%V\": %uD limit regions of %uL keys (%uD kept, %uD fresh)%s%V", &z->name,
 		      info.regions, info.capacity, info.kept, info.reset, z->state_path.len ? " in " : "",
 		      &z->state_path);
-	if (old != NULL && old->base != NULL && old->base != z->base) {
-		/* The master's copy only: the old workers keep their own. */
-		(void)sluice_shm_unmap(old->base, old->size);
-		old->base = NULL;
+	z->map = ngx_alloc(sizeof *z->map, log);
+	if (z->map == NULL) {
+		(void)sluice_shm_unmap(z->base, z->size);
+		z->base = NULL;
+		return NGX_ERROR;
 	}
+	z->map->base = z->base;
+	z->map->size = z->size;
+	z->map->refs = 1;
 	return NGX_OK;
+}
+
+/* A configuration's zone goes (its cycle's pool is destroyed: in the
+ * master, the old configuration after a reload, or the new one after a
+ * reload that failed): its reference to the mapping goes with it. The
+ * master unmaps a mapping no configuration uses any more; the old workers
+ * keep their own copy of the mapping until they exit. */
+void ngx_http_sluice_store_cleanup(void *data)
+{
+	ngx_http_sluice_zone_t *z = data;
+
+	if (z->map != NULL && --z->map->refs == 0) {
+		(void)sluice_shm_unmap(z->map->base, z->map->size);
+		ngx_free(z->map);
+	}
+	z->map = NULL;
 }
 
 /* The answers' body templates, compiled once per worker. */

@@ -18,6 +18,7 @@
  *   sluice/template.h response templates: refusal bodies with placeholders
  *   sluice/client.h   parsing those headers, Retry-After, backoff (client)
  *   sluice/redis.h    the same decisions fleet-wide on Redis (hiredis)
+ *   sluice/shm.h      the same decisions across processes in shared memory
  *
  * Every public header compiles as C11 and as C++.
  */

@@ -43,9 +43,12 @@
  * keyed digests collide (a 2^-128 chance per pair that an outsider, not
  * knowing the secret, cannot steer).
  *
- * Scope of this version: a limiter over shm holds one limit per key (each
- * engine binding is one); n > 1 limits are refused with
- * SLUICE_EUNSUPPORTED.
+ * Scope: a limiter over shm holds one limit per key (each engine binding
+ * is one); n > 1 limits are refused with SLUICE_EUNSUPPORTED. Every kind
+ * but the sliding log (SLUICE_LIMIT_SLIDING_LOG, and a policy's "sliding"
+ * limit of at most SLUICE_WINDOW_LOG_MAX_LIMIT, which is one): its writers
+ * serialize inside the cell, and a process killed there would leave the
+ * key locked; zone size and init refuse it with SLUICE_EUNSUPPORTED.
  */
 #ifndef SLUICE_SHM_H
 #define SLUICE_SHM_H
@@ -90,10 +93,11 @@ struct sluice_shm_info {
 };
 
 /*
- * Bytes of a zone for `policy` (its engine: one region per limit binding,
- * tiers included; overrides share their limit's region) with room for
- * max_keys keys per region. Returns 0, SLUICE_EINVAL (NULL argument,
- * max_keys 0), SLUICE_ETOOBIG (the size overflows).
+ * Bytes of a zone for `policy` (its engine: one region per limit binding:
+ * per limit and tier in force, and per override) with room for max_keys
+ * keys per region. Returns 0, SLUICE_EINVAL (NULL argument, max_keys 0),
+ * SLUICE_EUNSUPPORTED (a sliding-log limit), SLUICE_ETOOBIG (the size
+ * overflows).
  */
 SLUICE_API int sluice_shm_zone_size(const struct sluice_policy *policy, uint64_t max_keys,
 				    size_t *bytes);
@@ -116,7 +120,9 @@ SLUICE_API int sluice_shm_zone_capacity(const struct sluice_policy *policy, size
  * (SLUICE_SHM_INIT_RESET formats it anyway).
  * Returns 0, SLUICE_EINVAL (NULL, unaligned base, unknown flag),
  * SLUICE_EFULL (too small for one key per region; info->bytes the least
- * size), SLUICE_ECORRUPT, SLUICE_EUNSUPPORTED (getrandom failed).
+ * size), SLUICE_ECORRUPT, SLUICE_ENOMEM (no memory for the copy a kept
+ * zone's state is carried over from), SLUICE_EUNSUPPORTED (a sliding-log
+ * limit, or getrandom failed).
  */
 SLUICE_API int sluice_shm_zone_init(void *base, size_t bytes, const struct sluice_policy *policy,
 				    uint32_t flags, struct sluice_shm_info *info);
@@ -130,8 +136,10 @@ SLUICE_API int sluice_shm_zone_init(void *base, size_t bytes, const struct sluic
  * nonzero: EINVAL) and state_path (EUNSUPPORTED: the zone is the state).
  * Returns 0, SLUICE_EINVAL, SLUICE_ECORRUPT (no zone, or one initialized
  * for another policy: sluice_shm_zone_init() first), SLUICE_ENOMEM,
- * SLUICE_EUNSUPPORTED. Reload keeps the engine on the zone's regions; a
- * binding the zone has no region for answers with its fail mode.
+ * SLUICE_EUNSUPPORTED. Reload opens the new policy's bindings on the
+ * zone's regions: one the zone has none for fails the reload with
+ * SLUICE_ECORRUPT (initialize the zone for the new policy first, with no
+ * engine running: unchanged bindings keep their state).
  */
 SLUICE_API int sluice_shm_engine_create(struct sluice_engine **out, struct sluice_policy *policy,
 					void *base, size_t bytes,
@@ -140,7 +148,8 @@ SLUICE_API int sluice_shm_engine_create(struct sluice_engine **out, struct sluic
 /* ---- a bare keyed limiter on shm ---- */
 
 /* Bytes of a limiter zone for limits[0 .. n) with room for max_keys keys.
- * Returns 0, SLUICE_EINVAL, SLUICE_EUNSUPPORTED (n > 1), SLUICE_ETOOBIG. */
+ * Returns 0, SLUICE_EINVAL, SLUICE_EUNSUPPORTED (n > 1, a sliding log),
+ * SLUICE_ETOOBIG. */
 SLUICE_API int sluice_shm_limiter_zone_size(const struct sluice_limit *limits, size_t n,
 					    uint64_t max_keys, size_t *bytes);
 

@@ -5,7 +5,8 @@
  * A limiter is either the in-process store (limiter.c and the files beside
  * it: its own table, no operations table, so its hot path stays a direct
  * call) or a backend made
- * by a layer above (Redis: src/redis/limiter_redis.c) that hands the limiter
+ * by a layer above (Redis: src/redis/limiter_redis.c; shared memory:
+ * src/shm/store.c) that hands the limiter
  * an operations table and its state. The limiter validates the arguments
  * every store shares (NULL limiter or decision, key length, batch shape)
  * and forwards the call; it knows nothing of the store.

@@ -462,16 +462,20 @@ void sluice__limiter_destroy_many(struct sluice_limiter *const *lims, size_t n)
 	bool deferred = false;
 
 	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && lims[i]->store != NULL)
-			sluice_limiter_destroy(lims[i]);
-	for (size_t i = 0; i < n; i++)
 		if (lims[i] != NULL && lims[i]->store == NULL && destroy_begin(lims[i]))
 			deferred = true;
 	if (deferred)
 		rcu_barrier(); /* once for all: pending free_batch_cb() use them */
-	for (size_t i = 0; i < n; i++)
-		if (lims[i] != NULL && lims[i]->store == NULL)
+	/* Each limiter is looked at once more, then freed (a limiter of
+	 * another store by its own destroy). */
+	for (size_t i = 0; i < n; i++) {
+		if (lims[i] == NULL)
+			continue;
+		if (lims[i]->store != NULL)
+			sluice_limiter_destroy(lims[i]);
+		else
 			destroy_end(lims[i]);
+	}
 }
 
 int sluice_limiter_stats(const struct sluice_limiter *lim, struct sluice_limiter_stats *out)

@@ -106,6 +106,16 @@ static int engine_spec(const struct sluice_policy *policy, struct bindings *b, s
 	int rc = bindings_of(policy, b);
 	if (rc != SLUICE_OK)
 		return rc;
+	/* Every binding's limit must be one a zone holds (no sliding log). */
+	for (uint32_t i = 0; i < b->n && rc == SLUICE_OK; i++) {
+		uint32_t ncells, off[2], body;
+		rc = sluice__shm_cells(&b->spec[i], &ncells, off, &body);
+	}
+	if (rc != SLUICE_OK) {
+		free(b->identity);
+		free(b->spec);
+		return rc;
+	}
 	s->kind = SHM_KIND_ENGINE;
 	s->nregions = b->n;
 	s->identity = b->identity;

@@ -68,6 +68,7 @@ http {
         location /gif/ { sluice api; empty_gif; }
         location /dry/ { sluice api dry_run; empty_gif; }
         location /free/ { empty_gif; }
+        location /down/ { sluice api; proxy_pass http://127.0.0.1:$closed_port; }
         location /tf/ { sluice api; try_files /nonexistent @named; }
         location @named { sluice api; empty_gif; }
         location /bearer/ { sluice api; sluice_identity token \$sluice_token; empty_gif; }
@@ -77,6 +78,7 @@ http {
 EOF
 }
 port=$(free_port)
+closed_port=$(free_port) # nothing listens there: an upstream error
 
 # --- configuration errors (nginx -t) -------------------------------------
 printf 'policy "bad"\nscope token\nlimit x per token sliding 0/1m\n' >"$tmp/bad.policy"
@@ -167,6 +169,8 @@ kill "${pids[@]}" 2>/dev/null
 wait "${pids[@]}" 2>/dev/null
 sleep 0.5
 expect "after the clients abort: admitted" 200 "$(codes 1 -H 'X-Token: G' "$(base)/api/x")"
+# An upstream error (502) gives the slot back: 3 on 2 slots.
+expect "upstream errors release their slots" "502 502 502" "$(codes 3 -H 'X-Token: J' "$(base)/down/x")"
 # Through the log phase too: a completed request gives its slot back.
 expect "sequential requests never hold a slot (3 on 2 slots)" "200 200 200" "$(codes 3 -H 'X-Token: H' "$(base)/api/x")"
 

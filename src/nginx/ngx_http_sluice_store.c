@@ -115,7 +115,12 @@ ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 	if (ngx_test_config)
 		return NGX_OK; /* nginx -t: no mapping, no file touched */
 	size_t need;
-	if (sluice_shm_zone_size(z->policy, 1, &need) != SLUICE_OK) {
+	rc = sluice_shm_zone_size(z->policy, 1, &need);
+	if (rc != SLUICE_OK && rc != SLUICE_EUNSUPPORTED) {
+		ngx_log_error(NGX_LOG_EMERG, log, 0, "sluice_zone \"%V\": %s", &z->name, sluice_strerror(rc));
+		return NGX_ERROR;
+	}
+	if (rc == SLUICE_EUNSUPPORTED) {
 		/* The policy has a limit shared memory cannot hold (a sliding
 		 * limit of at most SLUICE_WINDOW_LOG_MAX_LIMIT is an exact log,
 		 * whose writers take a per-cell critical section a killed

@@ -14,6 +14,10 @@
  *                                of seed 002 for instruction counts:
  *                                valgrind --tool=callgrind
  *                                --toggle-collect='engine_icount_loop*'
+ *   BM_engine_check_seed002_dry_run, BM_engine_check_seed002_dry_run_icount
+ *                                the same with a sixth limit in dry-run
+ *                                (per token, sliding 60/1m: rarely binds),
+ *                                decided after the five, alone
  *   BM_engine_contended/G        threads on one token, a daily quota listed
  *                                before a refusing per-second limit: quota
  *                                units taken by refused requests ("lost")
@@ -61,7 +65,11 @@ static void make_stream(void)
 	}
 }
 
-static struct sluice_policy *load_seed002(sbench_state *st)
+/* A shadow limit appended to seed 002 by the _dry_run variants. */
+static const char dry_run_limit[] = "\nlimit shadow per token sliding 60/1m dry-run\n";
+
+/* Seed 002, with `extra` appended (NULL: none). */
+static struct sluice_policy *load_seed002_plus(sbench_state *st, const char *extra)
 {
 	char path[512];
 	static char buf[1 << 14];
@@ -71,18 +79,27 @@ static struct sluice_policy *load_seed002(sbench_state *st)
 		sbench_error(st, "cannot open seed002.policy");
 		return NULL;
 	}
-	size_t len = fread(buf, 1, sizeof buf, f);
+	size_t len = fread(buf, 1, sizeof buf - 256, f);
 	fclose(f);
+	if (extra != NULL) {
+		memcpy(buf + len, extra, strlen(extra));
+		len += strlen(extra);
+	}
 	struct sluice_policy *p = NULL;
 	if (sluice_policy_parse(buf, len, NULL, &p, NULL) != SLUICE_OK)
 		sbench_error(st, "seed002.policy does not parse");
 	return p;
 }
 
-static void BM_engine_check_seed002(sbench_state *st)
+static struct sluice_policy *load_seed002(sbench_state *st)
+{
+	return load_seed002_plus(st, NULL);
+}
+
+static void check_seed002(sbench_state *st, const char *extra)
 {
 	make_stream();
-	struct sluice_policy *p = load_seed002(st);
+	struct sluice_policy *p = load_seed002_plus(st, extra);
 	struct sluice_engine *eng = NULL;
 	if (p == NULL || sluice_engine_create(&eng, p, NULL) != SLUICE_OK) {
 		sbench_error(st, "engine");
@@ -127,7 +144,18 @@ static void BM_engine_check_seed002(sbench_state *st)
 	sbench_counter(st, "admitted", (double)admitted / (double)sbench_iterations(st), 1);
 	sluice_engine_destroy(eng);
 }
+
+static void BM_engine_check_seed002(sbench_state *st)
+{
+	check_seed002(st, NULL);
+}
 SBENCH_REGISTER(BM_engine_check_seed002) { (void)b; }
+
+static void BM_engine_check_seed002_dry_run(sbench_state *st)
+{
+	check_seed002(st, dry_run_limit);
+}
+SBENCH_REGISTER(BM_engine_check_seed002_dry_run) { (void)b; }
 
 /* The loop callgrind counts (--toggle-collect='engine_icount_loop*'):
  * everything in it is fixed (the stream, the clock steps), so its count is
@@ -152,10 +180,10 @@ __attribute__((noinline)) static uint64_t engine_icount_loop(struct sluice_engin
 	return admitted;
 }
 
-static void BM_engine_check_seed002_icount(sbench_state *st)
+static void check_seed002_icount(sbench_state *st, const char *extra)
 {
 	make_stream();
-	struct sluice_policy *p = load_seed002(st);
+	struct sluice_policy *p = load_seed002_plus(st, extra);
 	struct sluice_engine *eng = NULL;
 	if (p == NULL || sluice_engine_create(&eng, p, NULL) != SLUICE_OK) {
 		sbench_error(st, "engine");
@@ -188,7 +216,21 @@ static void BM_engine_check_seed002_icount(sbench_state *st)
 	sbench_counter(st, "admitted", (double)admitted, 0);
 	sluice_engine_destroy(eng);
 }
+
+static void BM_engine_check_seed002_icount(sbench_state *st)
+{
+	check_seed002_icount(st, NULL);
+}
 SBENCH_REGISTER(BM_engine_check_seed002_icount)
+{
+	sbench_fixed_iterations(b, ICOUNT_REQUESTS);
+}
+
+static void BM_engine_check_seed002_dry_run_icount(sbench_state *st)
+{
+	check_seed002_icount(st, dry_run_limit);
+}
+SBENCH_REGISTER(BM_engine_check_seed002_dry_run_icount)
 {
 	sbench_fixed_iterations(b, ICOUNT_REQUESTS);
 }

@@ -551,6 +551,16 @@ Test(engine_redis, create_validates_options_and_unsupported_calls_say_so)
 					      "limit lg per token sliding 2000/1m\n");
 	cr_expect_eq(sluice_engine_reload(e, log), SLUICE_ETOOBIG);
 	sluice_policy_destroy(log);
+	/* Dry-run limits are in process only: a reload to one is refused,
+	 * and so is an engine created on one. */
+	static const char dry_text[] = "policy \"d\"\nscope workspace\nscope token\n"
+				       "limit a per token rate 5/1s dry-run\n";
+	struct sluice_policy *dry = load_text(dry_text);
+	cr_expect_eq(sluice_engine_reload(e, dry), SLUICE_EUNSUPPORTED);
+	sluice_policy_destroy(dry);
+	struct sluice_engine *dry_engine = NULL;
+	cr_expect_eq(try_engine(dry_text, NULL, &dry_engine), SLUICE_EUNSUPPORTED);
+	cr_expect_null(dry_engine);
 	/* A reload that changes the scopes is refused; the engine goes on. */
 	struct sluice_policy *other = load_text("policy \"o\"\nscope other\nlimit a per other rate 1/1s\n");
 	cr_expect_eq(sluice_engine_reload(e, other), SLUICE_EINVAL);

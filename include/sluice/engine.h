@@ -19,6 +19,10 @@
  * scopes (by scope id, each length-prefixed), followed by the endpoint
  * class's name when the limit is per scope+class.
  *
+ * Dry run: a limit marked dry-run in the policy is decided after the
+ * enforced ones and alone; its refusal does not refuse the request, it is
+ * reported in dry_run_refused and counted (docs/policy.md, "Dry run").
+ *
  * Evaluation of one request: route match -> class -> the limits that apply
  * to the class (sluice_policy_class_limits) whose scopes all have an
  * identity in the request -> one admission per limit, all-or-nothing:
@@ -116,7 +120,10 @@ struct sluice_identity {
  *                    every other applied limit, its state read after the
  *                    refusal undid the limits admitted before it (allowed;
  *                    a read-only peek, as sluice_engine_usage() would
- *                    give). cost 0: each limit's peek. On Redis the
+ *                    give). cost 0: each limit's peek. A dry-run limit
+ *                    is reported as its state after the check, allowed
+ *                    (dry_run_refused says whether it would have refused).
+ *                    On Redis the
  *                    script call reports every limit's decision with the
  *                    admission; a denial costs one more round trip (the
  *                    peeks; a limit it cannot read then is reported
@@ -161,7 +168,10 @@ struct sluice_engine_slot {
  *                    CONCURRENCY (slots), CAPACITY (fail closed) or NONE.
  *                    When no limit applies: allowed, limit_index
  *                    UINT32_MAX, remaining UINT64_MAX, governed false.
- *   governed         some limit applied (d describes a real limit).
+ *                    Only enforced limits govern (and warn): a dry-run
+ *                    limit never does, so a request to which only dry-run
+ *                    limits apply is answered as when no limit applies.
+ *   governed         some enforced limit applied (d describes a real limit).
  *   warn             a limit with "warn N%" has usage above N % of its count
  *                    in force after this decision (e.g. 80 % of a daily quota).
  *   warn_limit       the index of the first such limit (UINT32_MAX: none).
@@ -186,6 +196,11 @@ struct sluice_engine_decision {
 	struct sluice_engine_slot slots[SLUICE_ENGINE_MAX_SLOTS];
 	uint64_t generation;
 	char limit_name[SLUICE_POLICY_MAX_NAME + 1];
+	/* Appended (docs/build.md, "ABI"): bit i set when dry-run limit i
+	 * would have refused this request, which the enforced limits admitted
+	 * (docs/policy.md, "Dry run"). 0 when no dry-run limit applied or the
+	 * enforced limits refused (the dry-run limits are then not evaluated). */
+	uint32_t dry_run_refused;
 };
 
 /* options.flags: the application registers with urcu-memb every thread that
@@ -419,7 +434,11 @@ SLUICE_API int sluice_engine_top(struct sluice_engine *eng, uint32_t limit, int3
  *   degraded   answers given by the fail mode (no room for a new key);
  *   live_keys  keys tracked now (a gauge);
  *   bytes      bytes of their entries (a gauge);
- *   bindings   how many bindings were summed.
+ *   bindings   how many bindings were summed;
+ *   dry_run_refused  requests the limit would have refused while it was
+ *              dry-run and that passed (docs/policy.md, "Dry run"; also
+ *              counted in denied, as refusals of its cells). Appended:
+ *              a caller built before it (size without it) gets the rest.
  * Counters restart from zero for a binding a reload creates afresh (a
  * changed limit, tier or override); a kept binding keeps its counts.
  */
@@ -431,6 +450,7 @@ struct sluice_engine_limit_stats {
 	uint64_t live_keys;
 	uint64_t bytes;
 	uint32_t bindings;
+	uint64_t dry_run_refused;
 };
 
 /*
@@ -439,7 +459,9 @@ struct sluice_engine_limit_stats {
  * relaxed): exact once the checks that update them are quiescent; while
  * they run, each counter is a recent value, and the counters are not a
  * consistent cut of one another (admitted and denied may be read at
- * different moments). Returns 0, SLUICE_EINVAL (NULL, out->size too small,
+ * different moments). Returns 0, SLUICE_EINVAL (NULL, out->size neither
+ * sizeof this struct nor the offset of dry_run_refused (the struct before
+ * it),
  * limit out of range), SLUICE_ETHREAD, or SLUICE_EUNSUPPORTED on an engine
  * on Redis (its counts live in the store). Thread-safe.
  */

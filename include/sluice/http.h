@@ -18,6 +18,8 @@
  *   SLUICE_HTTP_X_UNIX_S  as delta seconds, Unix seconds or Unix
  *   SLUICE_HTTP_X_UNIX_MS milliseconds
  *   SLUICE_HTTP_RETRY_AFTER  Retry-After: <seconds> on a denial
+ *   SLUICE_HTTP_CUSTOM    limit / remaining / reset / used / resource under
+ *                         names the caller chooses (sluice_http_render_custom)
  *
  * Rounding: every duration is rendered in whole seconds rounded up (a client
  * that waits the rendered time never comes back early); Unix times are
@@ -81,6 +83,9 @@ struct sluice_http_limit {
 	/* draft-11 pk (any bytes, base64-rendered); NULL or length 0: omitted. */
 	const uint8_t *partition_key;
 	size_t partition_key_len;
+	/* The custom family's resource field (NUL-terminated, bytes
+	 * 0x20-0x7E); NULL: the name. Appended (docs/build.md, "ABI"). */
+	const char *resource;
 };
 
 /*
@@ -100,6 +105,9 @@ enum sluice_http_families {
 	SLUICE_HTTP_X_UNIX_S = 1u << 4,
 	SLUICE_HTTP_X_UNIX_MS = 1u << 5,
 	SLUICE_HTTP_RETRY_AFTER = 1u << 6,
+	/* Fields named by the caller (struct sluice_http_custom); rendered
+	 * only by sluice_http_render_custom(). */
+	SLUICE_HTTP_CUSTOM = 1u << 7,
 };
 
 /*
@@ -138,6 +146,55 @@ SLUICE_API int sluice_http_render_fields(unsigned families, const struct sluice_
 					 size_t n, uint64_t now_unix_ns, char *buf, size_t cap,
 					 size_t *size, struct sluice_http_field *fields,
 					 size_t max_fields, size_t *nfields);
+
+/* How the custom family writes its reset field. */
+enum sluice_http_reset_form {
+	SLUICE_HTTP_RESET_DELTA = 0,  /* seconds until the reset, rounded up */
+	SLUICE_HTTP_RESET_UNIX_S = 1, /* Unix time of the reset, s, rounded up */
+	SLUICE_HTTP_RESET_UNIX_MS = 2 /* Unix time of the reset, ms, rounded up */
+};
+
+/*
+ * The custom family: header names of the provider's choice, each an HTTP
+ * token (RFC 9110 5.6.2: ALPHA DIGIT and !#$%&'*+-.^_`|~), NUL-terminated;
+ * NULL leaves that field out, so any subset can be rendered. Values
+ * describe the governing limit (as the X-RateLimit family):
+ *   limit      the quota (q; decision.limit when 0)
+ *   remaining  decision.remaining
+ *   reset      per reset_form
+ *   used       limit - remaining (0 when remaining exceeds limit)
+ *   resource   the limit's resource label, else its name (bytes 0x20-0x7E,
+ *              rendered as they are)
+ */
+struct sluice_http_custom {
+	const char *limit;
+	const char *remaining;
+	const char *reset;
+	const char *used;
+	const char *resource;
+	uint8_t reset_form; /* enum sluice_http_reset_form */
+};
+
+/* Is name[0..len) an HTTP token (1 or more tchar bytes)? Pure. */
+SLUICE_API bool sluice_http_is_token(const char *name, size_t len);
+
+/*
+ * sluice_http_render_fields() (fields not NULL) or
+ * sluice_http_render_headers() (fields NULL: header lines; max_fields and
+ * nfields ignored) with the custom family added: `families` may include
+ * SLUICE_HTTP_CUSTOM, which renders custom's fields after every other
+ * family (custom must then be non-NULL; it is ignored without the bit).
+ * Retry-After, degraded decisions and rounding as above; *nfields at most
+ * 13. SLUICE_EINVAL also for a custom name that is not a token, an unknown
+ * reset_form, or a resource with a byte outside 0x20-0x7E; SLUICE_ETRUNC
+ * when buf (or fields) is too small: nothing is cut silently. No
+ * allocation.
+ */
+SLUICE_API int sluice_http_render_custom(unsigned families, const struct sluice_http_custom *custom,
+					 const struct sluice_http_limit *limits, size_t n,
+					 uint64_t now_unix_ns, char *buf, size_t cap, size_t *size,
+					 struct sluice_http_field *fields, size_t max_fields,
+					 size_t *nfields);
 
 /* Retry-After value of a denial: retry_after_ns in whole seconds rounded up,
  * at least 1 (a denial never says "retry now"), clamped to

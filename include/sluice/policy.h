@@ -125,6 +125,14 @@ struct sluice_policy_limit {
 	uint64_t retry_after_ns;
 	uint64_t lease_ns;
 	uint32_t line; /* where it was declared (for messages) */
+	/* Appended (docs/build.md, "ABI"):
+	 *   dry_run   "dry-run" (or the policy's "dry-run all"): evaluated and
+	 *             counted, a would-be refusal does not refuse the request
+	 *             (docs/policy.md, "Dry run");
+	 *   resource  "resource \"<label>\"": the custom header family's
+	 *             resource field for this limit; NULL: its name. */
+	bool dry_run;
+	const char *resource;
 };
 
 /* One route rule: method (or "*") + path pattern -> class. */
@@ -165,14 +173,17 @@ struct sluice_policy_override {
  *              sluice_http_render_headers(): at most one family bit of enum
  *              sluice_http_families ("headers draft-6" is
  *              SLUICE_HTTP_DRAFT06, "x-ratelimit reset=unix-ms" is
- *              SLUICE_HTTP_X_UNIX_MS, "none" is no bit), plus
- *              SLUICE_HTTP_RETRY_AFTER when refusals carry Retry-After.
+ *              SLUICE_HTTP_X_UNIX_MS, "headers custom" is
+ *              SLUICE_HTTP_CUSTOM with the names in `custom`, "none" is no
+ *              bit), plus SLUICE_HTTP_RETRY_AFTER when refusals carry
+ *              Retry-After.
  *   body       enum sluice_http_body_style of a refusal whose reason has
  *              no answer (answers[reason].status == 0).
  *   fail       enum sluice_fail_mode: what the engine answers when it
  *              cannot evaluate (table full, backend down).
  */
 #define SLUICE_POLICY_MAX_CONTENT_TYPE 127 /* bytes of an answer's content type */
+#define SLUICE_POLICY_MAX_HEADER_NAME 63   /* bytes of a header name the policy chooses */
 
 enum sluice_policy_answer_reason {
 	SLUICE_POLICY_ANSWER_RATE = 0,        /* SLUICE_REASON_RATE and _NEVER */
@@ -227,6 +238,15 @@ struct sluice_policy_spec {
 	 * limit the headers describe (SLUICE_POLICY_DESCRIBE_* or a limit). */
 	struct sluice_policy_answer answers[SLUICE_POLICY_ANSWER_COUNT];
 	uint32_t describe;
+	/* Appended (docs/build.md, "ABI"). custom: the names of "headers
+	 * custom" (families has SLUICE_HTTP_CUSTOM; render with
+	 * sluice_http_render_custom()); all NULL otherwise. dry_run_header:
+	 * "dry-run header <name>", the response header that names the
+	 * dry-run limits that would have refused (NULL: none). dry_run_mask:
+	 * bit i set when limit i is dry-run. */
+	struct sluice_http_custom custom;
+	const char *dry_run_header;
+	uint32_t dry_run_mask;
 };
 
 /* Where and why a load failed. line and column are 1-based (column in

@@ -466,7 +466,8 @@ SLUICE_API int sluice_redis_limiter_create(struct sluice_limiter **out, const st
  * restart of the process loses none of it.
  * Refused: ropts as for the limiter (tag_scope may be set: an unknown
  * scope is SLUICE_EINVAL), kinds the backend does not evaluate
- * (SLUICE_EUNSUPPORTED), more than SLUICE_REDIS_MAX_SCOPES limits
+ * (SLUICE_EUNSUPPORTED), a policy with a dry-run limit (SLUICE_EUNSUPPORTED,
+ * before any connection; a reload to one too: docs/redis.md), more than SLUICE_REDIS_MAX_SCOPES limits
  * applicable to one class or a limit outside the backend's ranges
  * (SLUICE_ETOOBIG; e.g. a bucket deeper than SLUICE_REDIS_MAX_TOLERANCE_NS,
  * a sliding log above SLUICE_REDIS_MAX_LOG_LIMIT). On success the engine

@@ -464,6 +464,7 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 	memset(out, 0, offsetof(struct sluice_engine_decision, limit_name) + 1);
 	out->scope = -1;
 	out->warn_limit = UINT32_MAX;
+	out->dry_run_refused = 0;
 
 	struct sluice__state *st = snapshot_begin(eng);
 	rc = sluice__plan_build(st, req, SLUICE__PLAN_CHECK, &plan);
@@ -479,7 +480,7 @@ int sluice_engine_check(struct sluice_engine *eng, const struct sluice_engine_re
 		out->d.remaining = UINT64_MAX;
 		goto done;
 	}
-	rc = eng->ops->execute(eng->ex, &plan, req->cost, req->now_ns, &res);
+	rc = sluice__engine_execute(eng->ops, eng->ex, &plan, req->cost, req->now_ns, &res, &out->dry_run_refused);
 	if (rc != SLUICE_OK)
 		goto done;
 	compose(&plan, &res, req->cost, out);
@@ -695,7 +696,9 @@ done:
 int sluice_engine_limit_stats(struct sluice_engine *eng, uint32_t limit,
 			      struct sluice_engine_limit_stats *out)
 {
-	if (eng == NULL || out == NULL || out->size < sizeof *out)
+	/* the sizes of this version's struct and of the one before dry_run_refused */
+	if (eng == NULL || out == NULL ||
+	    (out->size != sizeof *out && out->size != offsetof(struct sluice_engine_limit_stats, dry_run_refused)))
 		return SLUICE_EINVAL;
 	if (eng->ops->stats == NULL)
 		return SLUICE_EUNSUPPORTED; /* the counts live in the store */
@@ -707,24 +710,25 @@ int sluice_engine_limit_stats(struct sluice_engine *eng, uint32_t limit,
 		rc = SLUICE_EINVAL;
 		goto done;
 	}
-	memset(out, 0, sizeof *out);
-	out->size = sizeof *out;
+	size_t size = out->size; /* a caller's older, shorter struct gets its part */
+	struct sluice_engine_limit_stats sum = {.size = size};
 	/* Bindings of a limit: its base, its tiers, the overrides naming it. */
-	struct sluice__binding *own[1 + SLUICE_POLICY_MAX_TIERS];
+	struct sluice__binding *own[1 + SLUICE_POLICY_MAX_TIERS + SLUICE_POLICY_MAX_OVERRIDES];
 	size_t n = 0;
 	own[n++] = st->limits[limit].base;
 	for (uint32_t t = 0; t < st->spec->tier_count; t++)
 		own[n++] = st->limits[limit].tier[t];
+	for (uint32_t j = 0; st->overrides != NULL && j < st->spec->override_count; j++)
+		if (st->overrides[j] != NULL && st->spec->overrides[j].limit == limit)
+			own[n++] = st->overrides[j];
 	for (size_t i = 0; i < n; i++)
 		if (own[i] != NULL) {
-			eng->ops->stats(eng->ex, own[i], out);
-			out->bindings++;
+			eng->ops->stats(eng->ex, own[i], &sum);
+			/* relaxed: a statistics counter (dry_run.c) */
+			sum.dry_run_refused += atomic_load_explicit(&own[i]->dry_run_refused, memory_order_relaxed); /* relaxed: why above */
+			sum.bindings++;
 		}
-	for (uint32_t j = 0; st->overrides != NULL && j < st->spec->override_count; j++)
-		if (st->overrides[j] != NULL && st->spec->overrides[j].limit == limit) {
-			eng->ops->stats(eng->ex, st->overrides[j], out);
-			out->bindings++;
-		}
+	memcpy(out, &sum, size);
 done:
 	snapshot_end(eng, st);
 	return rc;

@@ -19,6 +19,7 @@
 #define SLUICE_ENGINE_EXECUTOR_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,11 @@ struct sluice__binding {
 	 * depth in ns); set at open, read by every check (exec_local.c). */
 	bool inexact_cancel;
 	uint64_t reserve_rank;
+	/* Requests this binding refused while its limit was dry-run
+	 * (dry_run.c); on a line of its own, away from the fields every
+	 * check reads, since refusals under load write it from every thread. */
+	char pad_[SLUICE_CACHELINE];
+	_Atomic uint64_t dry_run_refused;
 };
 
 /* One applied limit of a request. */
@@ -152,6 +158,28 @@ struct sluice__executor_ops {
 	/* Stop using the store (engine destroy, after every binding closed). */
 	void (*destroy)(void *ex);
 };
+
+/*
+ * Decide plan p on executor ops: ops->execute when no applied limit is
+ * dry-run (inline: the common path pays one AND); else (dry_run.c) the
+ * enforced limits as one all-or-nothing plan, then, when they admitted,
+ * each dry-run limit alone. r is over p's items; the dry-run items are left
+ * out of r->decided (they never govern) and *would_refuse gets bit i for
+ * each dry-run limit i that refused.
+ */
+int sluice__engine_execute_dry_run(const struct sluice__executor_ops *ops, void *ex, const struct sluice__plan *p,
+				   uint64_t cost, uint64_t now_ns, struct sluice__exec_result *r,
+				   uint32_t *would_refuse);
+
+static inline int sluice__engine_execute(const struct sluice__executor_ops *ops, void *ex,
+					 const struct sluice__plan *p, uint64_t cost, uint64_t now_ns,
+					 struct sluice__exec_result *r, uint32_t *would_refuse)
+{
+	*would_refuse = 0;
+	if ((p->applied & p->spec->dry_run_mask) == 0)
+		return ops->execute(ex, p, cost, now_ns, r);
+	return sluice__engine_execute_dry_run(ops, ex, p, cost, now_ns, r, would_refuse);
+}
 
 /* The in-process executor (exec_local.c). */
 int sluice__exec_local_create(void **out, uint64_t max_keys, uint32_t engine_flags);

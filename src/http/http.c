@@ -191,23 +191,98 @@ static void render_legacy_policy(struct emitter *e, const struct sluice_http_lim
 	field_end(e);
 }
 
-static bool valid_families(unsigned f)
+bool sluice_http_is_token(const char *name, size_t len)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	if (name == NULL || len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  (c != '\0' && memchr(extra, c, sizeof extra - 1) != NULL);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool printable(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return false;
+	return true;
+}
+
+/* The custom family's names are tokens (NULL: not rendered). */
+static bool valid_custom(const struct sluice_http_custom *c)
+{
+	const char *const names[] = {c->limit, c->remaining, c->reset, c->used, c->resource};
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (names[i] != NULL && !sluice_http_is_token(names[i], strlen(names[i])))
+			return false;
+	return c->reset_form <= SLUICE_HTTP_RESET_UNIX_MS;
+}
+
+static bool valid_families(unsigned f, const struct sluice_http_custom *custom)
 {
 	unsigned ietf = f & (SLUICE_HTTP_DRAFT11 | SLUICE_HTTP_DRAFT07 | SLUICE_HTTP_DRAFT06);
 	unsigned x = f & (SLUICE_HTTP_X_DELTA | SLUICE_HTTP_X_UNIX_S | SLUICE_HTTP_X_UNIX_MS);
+	unsigned own = f & SLUICE_HTTP_CUSTOM;
 
-	if ((f & ~(ietf | x | SLUICE_HTTP_RETRY_AFTER)) != 0)
+	if ((f & ~(ietf | x | own | SLUICE_HTTP_RETRY_AFTER)) != 0)
+		return false;
+	if (own != 0 && (custom == NULL || !valid_custom(custom)))
 		return false;
 	return (ietf & (ietf - 1)) == 0 && (x & (x - 1)) == 0;
 }
 
-static int render(unsigned families, const struct sluice_http_limit *limits, size_t n,
-		  uint64_t now_unix_ns, struct emitter *e, size_t *size)
+/* The reset of decision d: delta seconds or a Unix time. */
+static uint64_t reset_value(unsigned form, const struct sluice_decision *d, uint64_t now_unix_ns)
+{
+	uint64_t at = sluice__add_sat(now_unix_ns, d->reset_ns);
+
+	switch (form) {
+	case SLUICE_HTTP_RESET_UNIX_S:
+		return ceil_div(at, SLUICE_NS_PER_SEC);
+	case SLUICE_HTTP_RESET_UNIX_MS:
+		return ceil_div(at, NS_PER_MS);
+	default:
+		return ceil_div(d->reset_ns, SLUICE_NS_PER_SEC);
+	}
+}
+
+/* The custom family for the governing limit g. */
+static void render_custom(struct emitter *e, const struct sluice_http_custom *c, const struct sluice_http_limit *g,
+			  uint64_t now_unix_ns)
+{
+	uint64_t quota = quota_of(g), left = g->decision.remaining;
+
+	if (c->limit != NULL)
+		field_uint(e, c->limit, quota);
+	if (c->remaining != NULL)
+		field_uint(e, c->remaining, left);
+	if (c->reset != NULL)
+		field_uint(e, c->reset, reset_value(c->reset_form, &g->decision, now_unix_ns));
+	if (c->used != NULL)
+		field_uint(e, c->used, left < quota ? quota - left : 0);
+	const char *res = g->resource != NULL ? g->resource : g->name;
+	if (c->resource != NULL && res != NULL) {
+		field_begin(e, c->resource);
+		sluice_sf_write_raw(&e->w, res, strlen(res));
+		field_end(e);
+	}
+}
+
+static int render(unsigned families, const struct sluice_http_custom *custom, const struct sluice_http_limit *limits,
+		  size_t n, uint64_t now_unix_ns, struct emitter *e, size_t *size)
 {
 	bool degraded = false, denied = false;
 	uint64_t wait_ns = 0;
 
-	if (limits == NULL || n == 0 || !valid_families(families)) {
+	if (limits == NULL || n == 0 || !valid_families(families, custom)) {
 		if (size != NULL)
 			*size = 0;
 		return SLUICE_EINVAL;
@@ -218,7 +293,8 @@ static int render(unsigned families, const struct sluice_http_limit *limits, siz
 			denied = true;
 			wait_ns = SLUICE_MAX(wait_ns, limits[i].decision.retry_after_ns);
 		}
-		if ((families & SLUICE_HTTP_DRAFT11) && limits[i].name == NULL) {
+		if (((families & SLUICE_HTTP_DRAFT11) && limits[i].name == NULL) ||
+		    ((families & SLUICE_HTTP_CUSTOM) && limits[i].resource != NULL && !printable(limits[i].resource))) {
 			if (size != NULL)
 				*size = 0;
 			return SLUICE_EINVAL;
@@ -252,14 +328,16 @@ static int render(unsigned families, const struct sluice_http_limit *limits, siz
 			render_legacy_policy(e, limits, n);
 		}
 		if (families & (SLUICE_HTTP_X_DELTA | SLUICE_HTTP_X_UNIX_S | SLUICE_HTTP_X_UNIX_MS)) {
-			uint64_t at = sluice__add_sat(now_unix_ns, g->decision.reset_ns);
-			uint64_t reset = (families & SLUICE_HTTP_X_DELTA)    ? reset_s
-					 : (families & SLUICE_HTTP_X_UNIX_S) ? ceil_div(at, SLUICE_NS_PER_SEC)
-									     : ceil_div(at, NS_PER_MS);
+			unsigned form = (families & SLUICE_HTTP_X_DELTA)    ? SLUICE_HTTP_RESET_DELTA
+					: (families & SLUICE_HTTP_X_UNIX_S) ? SLUICE_HTTP_RESET_UNIX_S
+									    : SLUICE_HTTP_RESET_UNIX_MS;
+			uint64_t reset = reset_value(form, &g->decision, now_unix_ns);
 			field_uint(e, "X-RateLimit-Limit", quota_of(g));
 			field_uint(e, "X-RateLimit-Remaining", g->decision.remaining);
 			field_uint(e, "X-RateLimit-Reset", reset);
 		}
+		if (families & SLUICE_HTTP_CUSTOM)
+			render_custom(e, custom, g, now_unix_ns);
 	}
 	int rc = sluice_sf_writer_finish(&e->w, size);
 	if (rc == 0 && e->fields != NULL && e->nfields > e->max_fields)
@@ -273,12 +351,13 @@ int sluice_http_render_headers(unsigned families, const struct sluice_http_limit
 	struct emitter e = {.fields = NULL};
 
 	sluice_sf_writer_init(&e.w, buf, cap);
-	return render(families, limits, n, now_unix_ns, &e, size);
+	return render(families, NULL, limits, n, now_unix_ns, &e, size);
 }
 
-int sluice_http_render_fields(unsigned families, const struct sluice_http_limit *limits, size_t n,
-			      uint64_t now_unix_ns, char *buf, size_t cap, size_t *size,
-			      struct sluice_http_field *fields, size_t max_fields, size_t *nfields)
+/* Name/value pairs (fields may be NULL: a count only). */
+static int render_pairs(unsigned families, const struct sluice_http_custom *custom,
+			const struct sluice_http_limit *limits, size_t n, uint64_t now_unix_ns, char *buf, size_t cap,
+			size_t *size, struct sluice_http_field *fields, size_t max_fields, size_t *nfields)
 {
 	/* a placeholder array keeps "fields mode" when the caller passes none */
 	struct sluice_http_field none[1];
@@ -286,12 +365,33 @@ int sluice_http_render_fields(unsigned families, const struct sluice_http_limit 
 			    .max_fields = fields != NULL ? max_fields : 0};
 
 	sluice_sf_writer_init(&e.w, buf, cap);
-	int rc = render(families, limits, n, now_unix_ns, &e, size);
+	int rc = render(families, custom, limits, n, now_unix_ns, &e, size);
 	if (nfields != NULL)
 		*nfields = e.nfields;
 	/* the writer's finish NUL lands after the last value's own NUL: the
 	 * needed size counts it, harmlessly */
 	return rc;
+}
+
+int sluice_http_render_fields(unsigned families, const struct sluice_http_limit *limits, size_t n,
+			      uint64_t now_unix_ns, char *buf, size_t cap, size_t *size,
+			      struct sluice_http_field *fields, size_t max_fields, size_t *nfields)
+{
+	return render_pairs(families, NULL, limits, n, now_unix_ns, buf, cap, size, fields, max_fields, nfields);
+}
+
+int sluice_http_render_custom(unsigned families, const struct sluice_http_custom *custom,
+			      const struct sluice_http_limit *limits, size_t n, uint64_t now_unix_ns, char *buf,
+			      size_t cap, size_t *size, struct sluice_http_field *fields, size_t max_fields,
+			      size_t *nfields)
+{
+	if (fields != NULL)
+		return render_pairs(families, custom, limits, n, now_unix_ns, buf, cap, size, fields, max_fields,
+				    nfields);
+	struct emitter e = {.fields = NULL};
+
+	sluice_sf_writer_init(&e.w, buf, cap);
+	return render(families, custom, limits, n, now_unix_ns, &e, size);
 }
 
 int sluice_http_render_body(enum sluice_http_body_style style, const struct sluice_decision *d,

@@ -1,7 +1,7 @@
 /*
- * parse_directives.c - the grammar of the directives: policy, headers, body, answer, fail, scope, tier,
- * limit and override (class and routes are in parse_routes.c), and the
- * dispatch on a line's first word.
+ * parse_directives.c - the grammar of the directives: policy, body, answer, fail, scope, tier,
+ * limit and override (class and routes are in parse_routes.c, headers and
+ * dry-run in parse_headers.c), and the dispatch on a line's first word.
  *
  * Each directive is a small recursive-descent function over the words of its
  * line (p->w, p->pos): it takes words in order, reports the column of the
@@ -34,98 +34,6 @@ static int d_policy(struct parser *p)
 	b->title[n] = '\0';
 	b->seen_policy = true;
 	return sluice__parse_expect_end(p);
-}
-
-static int d_headers(struct parser *p)
-{
-	/* The keywords and the HTTP layer's bits they stand for: an IETF family,
-	 * or X-RateLimit-* in the encoding of its reset. */
-	static const char *const families[] = {"none", "draft-6", "draft-7", "draft-11", "x-ratelimit"};
-	static const uint32_t family_bits[] = {0, SLUICE_HTTP_DRAFT06, SLUICE_HTTP_DRAFT07,
-					       SLUICE_HTTP_DRAFT11, SLUICE_HTTP_X_DELTA};
-	static const char *const resets[] = {"delta", "unix-s", "unix-ms"};
-	static const uint32_t x_reset_bits[] = {SLUICE_HTTP_X_DELTA, SLUICE_HTTP_X_UNIX_S,
-						SLUICE_HTTP_X_UNIX_MS};
-	struct builder *b = p->b;
-	const struct word *w = NULL;
-	char buf[32];
-	int rc;
-	bool seen_reset = false, seen_retry = false, seen_describe = false, retry_after = true;
-	uint32_t reset_col = 0;
-	int reset = 0;
-
-	if (b->seen_headers)
-		return sluice__parse_fail(p, SLUICE_EINVAL, p->w[0].col, "second 'headers' directive");
-	if ((rc = sluice__parse_next_word(p, "a header family", &w)) != SLUICE_OK)
-		return rc;
-	int fam = -1;
-	for (int i = 0; i < 5; i++)
-		if (sluice__parse_word_is(w, families[i]))
-			fam = i;
-	if (fam < 0)
-		return sluice__parse_fail(
-			p, SLUICE_ESYNTAX, w->col,
-			"unknown header family '%s': expected none, draft-6, draft-7, draft-11 or x-ratelimit",
-			sluice__parse_show(w, buf));
-	while (p->pos < p->nw) {
-		w = &p->w[p->pos++];
-		if (!w->quoted && w->len > 6 && memcmp(w->s, "reset=", 6) == 0) {
-			if (seen_reset)
-				return sluice__parse_fail(p, SLUICE_EINVAL, w->col, "duplicate 'reset='");
-			int r = -1;
-			for (int i = 0; i < 3; i++)
-				if (strlen(resets[i]) == w->len - 6 && memcmp(w->s + 6, resets[i], w->len - 6) == 0)
-					r = i;
-			if (r < 0)
-				return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col + 6,
-							  "expected delta, unix-s or unix-ms after 'reset='");
-			reset = r;
-			seen_reset = true;
-			reset_col = w->col;
-		} else if (!w->quoted && w->len > 12 && memcmp(w->s, "retry-after=", 12) == 0) {
-			if (seen_retry)
-				return sluice__parse_fail(p, SLUICE_EINVAL, w->col, "duplicate 'retry-after='");
-			if (w->len == 15 && memcmp(w->s + 12, "yes", 3) == 0)
-				retry_after = true;
-			else if (w->len == 14 && memcmp(w->s + 12, "no", 2) == 0)
-				retry_after = false;
-			else
-				return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col + 12,
-							  "expected yes or no after 'retry-after='");
-			seen_retry = true;
-		} else if (!w->quoted && w->len > 9 && memcmp(w->s, "describe=", 9) == 0) {
-			if (seen_describe)
-				return sluice__parse_fail(p, SLUICE_EINVAL, w->col, "duplicate 'describe='");
-			const struct word name = {w->s + 9, w->len - 9, w->col + 9, false};
-			if (sluice__parse_word_is(&name, "governing")) {
-				b->describe_kind = DESCRIBE_GOVERNING;
-			} else if (sluice__parse_word_is(&name, "tightest")) {
-				b->describe_kind = DESCRIBE_TIGHTEST;
-			} else {
-				/* a limit, perhaps declared further down: finish() resolves it */
-				if ((rc = sluice__parse_name_word(p, &name, "a limit name", b->describe_name)) !=
-				    SLUICE_OK)
-					return rc;
-				b->describe_kind = DESCRIBE_NAMED;
-				b->describe_line = p->line;
-				b->describe_col = name.col;
-			}
-			seen_describe = true;
-		} else {
-			return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col,
-						  "unexpected '%s': expected reset=..., retry-after=... or describe=...",
-						  sluice__parse_show(w, buf));
-		}
-	}
-	if (reset != 0 && family_bits[fam] != SLUICE_HTTP_X_DELTA)
-		return sluice__parse_fail(
-			p, SLUICE_EINVAL, reset_col,
-			"the IETF drafts define reset as delta seconds: only x-ratelimit takes unix-s or unix-ms");
-	b->families = family_bits[fam] == SLUICE_HTTP_X_DELTA ? x_reset_bits[reset] : family_bits[fam];
-	if (retry_after)
-		b->families |= SLUICE_HTTP_RETRY_AFTER;
-	b->seen_headers = true;
-	return SLUICE_OK;
 }
 
 static int d_body(struct parser *p)
@@ -584,10 +492,26 @@ static int d_limit(struct parser *p)
 			if (l->tiered)
 				return sluice__parse_fail(p, SLUICE_EINVAL, opt->col, "duplicate 'tiered'");
 			l->tiered = true;
+		} else if (sluice__parse_word_is(opt, "dry-run")) {
+			if (l->dry_run)
+				return sluice__parse_fail(p, SLUICE_EINVAL, opt->col, "duplicate 'dry-run'");
+			l->dry_run = true;
+		} else if (sluice__parse_word_is(opt, "resource")) {
+			uint32_t n = 0;
+			if (bl->resource[0] != '\0')
+				return sluice__parse_fail(p, SLUICE_EINVAL, opt->col, "duplicate 'resource'");
+			if ((rc = sluice__parse_next_word(p, "a resource label (a quoted string)", &w)) != SLUICE_OK)
+				return rc;
+			if ((rc = sluice__parse_string_word(p, w, "the resource label", true, (uint8_t *)bl->resource,
+							    SLUICE_POLICY_MAX_NAME, &n)) != SLUICE_OK)
+				return rc;
+			if (n == 0)
+				return sluice__parse_fail(p, SLUICE_EINVAL, w->col, "an empty resource label");
+			bl->resource[n] = '\0';
 		} else {
 			return sluice__parse_fail(
 				p, SLUICE_ESYNTAX, opt->col,
-				"unexpected '%s': expected an option (burst, retry-after, lease, warn, tiered) or end of line",
+				"unexpected '%s': expected an option (burst, retry-after, lease, warn, tiered, dry-run, resource) or end of line",
 				sluice__parse_show(opt, buf));
 		}
 	}
@@ -700,7 +624,9 @@ int sluice__parse_directive(struct parser *p)
 	if (sluice__parse_word_is(w, "policy"))
 		return d_policy(p);
 	if (sluice__parse_word_is(w, "headers"))
-		return d_headers(p);
+		return sluice__parse_d_headers(p);
+	if (sluice__parse_word_is(w, "dry-run"))
+		return sluice__parse_d_dry_run(p);
 	if (sluice__parse_word_is(w, "body"))
 		return d_body(p);
 	if (sluice__parse_word_is(w, "answer"))
@@ -721,6 +647,6 @@ int sluice__parse_directive(struct parser *p)
 		return d_override(p);
 	return sluice__parse_fail(
 		p, SLUICE_ESYNTAX, w->col,
-		"unknown directive '%s': expected policy, headers, body, answer, fail, scope, class, routes, tier, limit or override",
+		"unknown directive '%s': expected policy, headers, dry-run, body, answer, fail, scope, class, routes, tier, limit or override",
 		sluice__parse_show(w, buf));
 }

@@ -3,13 +3,15 @@
  * builder, the words of the current line, the parser) and their sluice__parse_*
  * functions. Included only by the parser's files under src/policy/; not installed.
  *
- * The parser is five files along one pipeline:
+ * The parser is six files along one pipeline:
  *   policy_parse.c     sluice_policy_parse(): the scratch block, the line loop,
  *                      the whole-text checks (finish), the final allocation
  *   parse_lex.c        the tokenizer, error positions and messages, and the
  *                      lexical items (names, counts, durations, rates,
  *                      strings, UTC times)
  *   parse_directives.c one function per directive, and the dispatch
+ *   parse_headers.c    the response-header directives: headers (the
+ *                      families and the custom names) and dry-run
  *   parse_routes.c     class/match and routes: methods, patterns, the trie
  *                      insert, and the normal-form check of literal segments
  *   parse_layout.c     the layout of the final one-piece policy and the
@@ -42,6 +44,7 @@
 struct blimit {
 	struct sluice_policy_limit l;
 	char name[NAME_CAP];
+	char resource[NAME_CAP]; /* "": none */
 };
 
 /* Method and pattern point into the text, which outlives the parse. */
@@ -103,6 +106,10 @@ struct banswer {
 /* "describe=" of "headers": resolved once every limit is declared. */
 enum { DESCRIBE_GOVERNING = 0, DESCRIBE_TIGHTEST = 1, DESCRIBE_NAMED = 2 };
 
+/* The fields of "headers custom", in struct sluice_http_custom's order. */
+enum { CUSTOM_LIMIT, CUSTOM_REMAINING, CUSTOM_RESET, CUSTOM_USED, CUSTOM_RESOURCE, CUSTOM_FIELDS };
+#define HEADER_NAME_CAP (SLUICE_POLICY_MAX_HEADER_NAME + 1)
+
 struct builder {
 	char title[SLUICE_POLICY_MAX_TITLE + 1];
 	uint8_t describe_kind;
@@ -113,6 +120,11 @@ struct builder {
 	uint32_t families; /* enum sluice_http_families bits */
 	uint8_t body, fail;
 	bool seen_policy, seen_headers, seen_body, seen_fail;
+	/* "headers custom" names ("": not rendered) and "dry-run" */
+	uint8_t custom_reset_form;
+	bool seen_dry_run, dry_run_all;
+	char custom[CUSTOM_FIELDS][HEADER_NAME_CAP];
+	char dry_run_header[HEADER_NAME_CAP]; /* "": none */
 	bool fold_case, seen_routes;
 	uint32_t nscopes, nlimits, nclasses, nroutes, ntiers, noverrides;
 	uint32_t nmethods, nnodes, nterms;
@@ -194,6 +206,12 @@ int sluice__parse_time_word(struct parser *p, const struct word *w, uint64_t *ou
 
 /* parse_directives.c: one line's directive (p->w[0] names it) */
 int sluice__parse_directive(struct parser *p);
+
+/* parse_headers.c: the "headers" and "dry-run" directives, and a header
+ * name (an HTTP token, quoted or not) into out */
+int sluice__parse_d_headers(struct parser *p);
+int sluice__parse_d_dry_run(struct parser *p);
+int sluice__parse_header_name(struct parser *p, const struct word *w, const char *what, char out[HEADER_NAME_CAP]);
 
 /* parse_routes.c: the "class" and "routes" directives, and the check of
  * every literal pattern segment once the whole text is read */

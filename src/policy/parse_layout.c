@@ -103,11 +103,23 @@ void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_poli
 	}
 	for (uint32_t i = 0; i < b->nlimits; i++) {
 		const char *s = take_str(c, b->limits[i].name, strlen(b->limits[i].name));
+		const char *res = NULL;
+		if (b->limits[i].resource[0] != '\0')
+			res = take_str(c, b->limits[i].resource, strlen(b->limits[i].resource));
 		if (limits != NULL) {
 			limits[i] = b->limits[i].l;
 			limits[i].name = s;
+			limits[i].resource = res;
 		}
 	}
+	/* "headers custom" names and the dry-run header: NULL when not given */
+	const char *custom[CUSTOM_FIELDS] = {NULL};
+	for (uint32_t i = 0; i < CUSTOM_FIELDS; i++)
+		if (b->custom[i][0] != '\0')
+			custom[i] = take_str(c, b->custom[i], strlen(b->custom[i]));
+	const char *dry_run_header = NULL;
+	if (b->dry_run_header[0] != '\0')
+		dry_run_header = take_str(c, b->dry_run_header, strlen(b->dry_run_header));
 	for (uint32_t i = 0; i < b->nroutes; i++) {
 		const char *m = take_str(c, b->routes[i].method, b->routes[i].method_len);
 		const char *pat = take_str(c, b->routes[i].pattern, b->routes[i].pattern_len);
@@ -227,6 +239,18 @@ void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_poli
 	pol->spec.body = b->body;
 	memcpy(pol->spec.answers, answers, sizeof answers);
 	pol->spec.describe = b->describe;
+	pol->spec.custom = (struct sluice_http_custom){
+		.limit = custom[CUSTOM_LIMIT],
+		.remaining = custom[CUSTOM_REMAINING],
+		.reset = custom[CUSTOM_RESET],
+		.used = custom[CUSTOM_USED],
+		.resource = custom[CUSTOM_RESOURCE],
+		.reset_form = b->custom_reset_form,
+	};
+	pol->spec.dry_run_header = dry_run_header;
+	for (uint32_t i = 0; i < b->nlimits; i++)
+		if (b->limits[i].l.dry_run)
+			pol->spec.dry_run_mask |= 1u << i;
 	pol->spec.fail = b->fail;
 	pol->spec.route_fold_case = b->fold_case;
 	pol->spec.scope_count = b->nscopes;

@@ -293,13 +293,27 @@ int sluice_policy_override_find(const struct sluice_policy *policy, uint32_t lim
  * Equality
  * ------------------------------------------------------------------------ */
 
+/* Two optional strings: both NULL, or equal. */
+static bool str_equal(const char *a, const char *b)
+{
+	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
 static bool limit_equal(const struct sluice_policy_limit *a, const struct sluice_policy_limit *b)
 {
 	return strcmp(a->name, b->name) == 0 && a->kind == b->kind && a->reason == b->reason &&
 	       a->warn_percent == b->warn_percent && a->per_class == b->per_class &&
 	       a->all_classes == b->all_classes && a->tiered == b->tiered && a->scope_mask == b->scope_mask &&
 	       a->class_mask == b->class_mask && a->count == b->count && a->period_ns == b->period_ns &&
-	       a->burst == b->burst && a->retry_after_ns == b->retry_after_ns && a->lease_ns == b->lease_ns;
+	       a->burst == b->burst && a->retry_after_ns == b->retry_after_ns && a->lease_ns == b->lease_ns &&
+	       a->dry_run == b->dry_run && str_equal(a->resource, b->resource);
+}
+
+static bool custom_equal(const struct sluice_http_custom *a, const struct sluice_http_custom *b)
+{
+	return str_equal(a->limit, b->limit) && str_equal(a->remaining, b->remaining) &&
+	       str_equal(a->reset, b->reset) && str_equal(a->used, b->used) &&
+	       str_equal(a->resource, b->resource) && a->reset_form == b->reset_form;
 }
 
 bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_policy *b)
@@ -313,7 +327,8 @@ bool sluice_policy_equal(const struct sluice_policy *a, const struct sluice_poli
 	    x->scope_count != y->scope_count || x->limit_count != y->limit_count ||
 	    x->class_count != y->class_count || x->route_count != y->route_count ||
 	    x->tier_count != y->tier_count || x->override_count != y->override_count ||
-	    x->describe != y->describe)
+	    x->describe != y->describe || x->dry_run_mask != y->dry_run_mask ||
+	    !custom_equal(&x->custom, &y->custom) || !str_equal(x->dry_run_header, y->dry_run_header))
 		return false;
 	for (uint32_t i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
 		const struct sluice_policy_answer *p = &x->answers[i], *q = &y->answers[i];

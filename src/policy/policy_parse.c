@@ -52,6 +52,8 @@ static int finish(struct parser *p)
 						  b->describe_name);
 		b->describe = i;
 	}
+	for (uint32_t i = 0; i < b->nlimits && b->dry_run_all; i++)
+		b->limits[i].l.dry_run = true; /* "dry-run all" */
 	for (uint32_t i = 0; i < b->nlimits; i++) {
 		const struct sluice_policy_limit *l = &b->limits[i].l;
 		if (!l->tiered)

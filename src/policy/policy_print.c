@@ -158,6 +158,12 @@ static void put_limit(struct out *o, const struct sluice_policy_spec *s, const s
 		putf(o, " warn %u%%", l->warn_percent);
 	if (l->tiered)
 		puts_(o, " tiered");
+	if (l->dry_run)
+		puts_(o, " dry-run");
+	if (l->resource != NULL) {
+		puts_(o, " resource ");
+		put_string(o, (const uint8_t *)l->resource, strlen(l->resource));
+	}
 	put(o, "\n", 1);
 }
 
@@ -182,12 +188,28 @@ int sluice_policy_print(const struct sluice_policy *policy, char *buf, size_t ca
 	case SLUICE_HTTP_X_UNIX_MS: family = "x-ratelimit", reset = "unix-ms"; break;
 	default: break; /* 0: none (the parser makes no other value) */
 	}
-	putf(&o, "\nheaders %s reset=%s retry-after=%s", family, reset,
-	     s->families & SLUICE_HTTP_RETRY_AFTER ? "yes" : "no");
+	if (s->families & SLUICE_HTTP_CUSTOM) {
+		static const char *const forms[] = {"delta", "unix-s", "unix-ms"};
+		const char *const names[] = {s->custom.limit, s->custom.remaining, s->custom.reset, s->custom.used,
+					     s->custom.resource};
+		static const char *const keys[] = {"limit", "remaining", "reset", "used", "resource"};
+		puts_(&o, "\nheaders custom");
+		for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+			if (names[i] != NULL)
+				putf(&o, " %s=%s", keys[i], names[i]);
+		if (s->custom.reset != NULL)
+			putf(&o, " reset-form=%s", forms[s->custom.reset_form <= 2 ? s->custom.reset_form : 0]);
+		putf(&o, " retry-after=%s", s->families & SLUICE_HTTP_RETRY_AFTER ? "yes" : "no");
+	} else {
+		putf(&o, "\nheaders %s reset=%s retry-after=%s", family, reset,
+		     s->families & SLUICE_HTTP_RETRY_AFTER ? "yes" : "no");
+	}
 	if (s->describe == SLUICE_POLICY_DESCRIBE_TIGHTEST)
 		puts_(&o, " describe=tightest");
 	else if (s->describe != SLUICE_POLICY_DESCRIBE_GOVERNING)
 		putf(&o, " describe=%s", s->limits[s->describe].name);
+	if (s->dry_run_header != NULL)
+		putf(&o, "\ndry-run header %s", s->dry_run_header);
 	putf(&o, "\nbody %s\n", bodies[s->body]);
 	for (uint32_t i = 0; i < SLUICE_POLICY_ANSWER_COUNT; i++) {
 		static const char *const reasons[] = {"rate", "quota", "concurrency", "capacity"};

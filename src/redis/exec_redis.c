@@ -232,6 +232,8 @@ static int redis_prepare(void *ex, const struct sluice_policy *policy, struct sl
 	struct sluice_decision d[PROBE_CHUNK];
 	int rc = SLUICE_OK;
 
+	if (spec->dry_run_mask != 0)
+		return SLUICE_EUNSUPPORTED; /* a reload to dry-run limits (docs/redis.md) */
 	for (uint32_t c = 0; c < spec->class_count; c++)
 		if (__builtin_popcount(sluice_policy_class_limits(policy, c)) > SLUICE_REDIS_MAX_SCOPES)
 			return SLUICE_ETOOBIG; /* one request: one scope per limit */
@@ -518,6 +520,8 @@ int sluice_redis_engine_create(struct sluice_engine **out, struct sluice_policy 
 		return SLUICE_EINVAL;
 	if (eopts != NULL && (eopts->size != sizeof *eopts || eopts->max_keys != 0))
 		return SLUICE_EINVAL; /* max_keys bounds a local table */
+	if (sluice_policy_spec(policy)->dry_run_mask != 0)
+		return SLUICE_EUNSUPPORTED; /* dry-run limits: in process only (docs/redis.md) */
 	const struct sluice_redis_options *ro = ropts->redis;
 	if (ro->size < sizeof *ro || ro->fail_mode != 0)
 		return SLUICE_EINVAL;

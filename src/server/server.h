@@ -115,6 +115,7 @@ struct server_verdict {
 	bool limited;        /* at least one limit applied to the request */
 	struct sluice_decision decision; /* the governing one */
 	unsigned families;   /* enum sluice_http_families */
+	const struct sluice_http_custom *custom; /* the policy's "headers custom" names */
 	int body_style;      /* enum sluice_http_body_style, when !answered */
 	bool refused;        /* a limit refused: status is the answer's (429 by default) */
 	bool answered;       /* refused with the policy's answer: content_type, body */
@@ -132,6 +133,12 @@ struct server_verdict {
 /* Decide one request. Fills *v. Thread-safe. */
 void server_decide(struct server_decider *d, const struct server_request *req,
 		   struct server_verdict *v);
+
+/* The policy's dry-run header line ("Name: limit, limit\r\n", the dry-run
+ * limits that would have refused *v) into buf: its length, 0 when there is
+ * none to add (no header named, no dry-run refusal) or it does not fit. */
+size_t server_dry_run_header(const struct server_decider *d, const struct server_verdict *v, char *buf,
+			     size_t cap);
 
 /* Does *v hold concurrency slots (then call server_decider_release)? */
 static inline bool server_verdict_holds(const struct server_verdict *v)
@@ -161,6 +168,7 @@ struct server_counters {
 	_Atomic uint64_t limited;    /* 429 */
 	_Atomic uint64_t errors;     /* 4xx/5xx other than 429 */
 	_Atomic uint64_t accepted;   /* connections */
+	_Atomic uint64_t dry_run;    /* admitted, a dry-run limit would have refused */
 	_Atomic uint64_t by_status[SERVER_NSTATUS]; /* responses by status */
 };
 _Static_assert(sizeof(struct server_counters) % SLUICE_CACHELINE == 0,
@@ -233,7 +241,7 @@ void server_stop(struct server *srv);
 
 /* The counters summed over every loop. */
 struct server_totals {
-	uint64_t requests, ok, limited, errors, accepted;
+	uint64_t requests, ok, limited, errors, accepted, dry_run;
 	uint64_t by_status[SERVER_NSTATUS];
 };
 

@@ -68,7 +68,7 @@ static const char *reason_name(unsigned reason)
 }
 
 /* One metric family over every limit: HELP, TYPE, then a sample each. */
-enum { M_ADMITTED, M_REFUSED, M_DEGRADED, M_LIVE_KEYS, M_BYTES, M_COUNT };
+enum { M_ADMITTED, M_REFUSED, M_DEGRADED, M_LIVE_KEYS, M_BYTES, M_DRY_RUN, M_COUNT };
 
 static void put_limits(struct out *o, struct server_decider *d)
 {
@@ -83,6 +83,8 @@ static void put_limits(struct out *o, struct server_decider *d)
 		  "Answers a limit's fail mode gave (no room for a new key)." },
 		{ "sluice_limit_live_keys", "gauge", "Keys a limit tracks now." },
 		{ "sluice_limit_bytes", "gauge", "Bytes of a limit's tracked keys." },
+		{ "sluice_limit_dry_run_refused_total", "counter",
+		  "Requests a dry-run limit would have refused and that passed." },
 	};
 	const struct sluice_policy_spec *spec = server_decider_spec(d);
 	struct sluice_engine *eng = server_decider_engine(d);
@@ -96,7 +98,7 @@ static void put_limits(struct out *o, struct server_decider *d)
 			if (sluice_engine_limit_stats(eng, i, &ls) != SLUICE_OK)
 				continue; /* not on this engine: no sample */
 			const uint64_t v[M_COUNT] = { ls.admitted, ls.denied, ls.degraded,
-						      ls.live_keys, ls.bytes };
+						      ls.live_keys, ls.bytes, ls.dry_run_refused };
 			put(o, "%s{limit=\"", fam[m].name);
 			put_label(o, l->name);
 			if (m == M_REFUSED)
@@ -135,9 +137,10 @@ size_t server_admin_stats(const struct server_totals *t, char *out, size_t cap)
 {
 	struct out o = { out, cap, 0, cap == 0 };
 
-	put(&o, "{\"requests\":%llu,\"ok\":%llu,\"limited\":%llu,\"errors\":%llu,\"connections\":%llu}",
+	put(&o, "{\"requests\":%llu,\"ok\":%llu,\"limited\":%llu,\"errors\":%llu,\"connections\":%llu,"
+		"\"dry_run_refused\":%llu}",
 	    (unsigned long long)t->requests, (unsigned long long)t->ok,
 	    (unsigned long long)t->limited, (unsigned long long)t->errors,
-	    (unsigned long long)t->accepted);
+	    (unsigned long long)t->accepted, (unsigned long long)t->dry_run);
 	return o.full ? 0 : o.len;
 }

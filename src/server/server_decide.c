@@ -33,6 +33,11 @@
  * (sluice_engine_request.limit_decisions): no second call reads what the
  * check computed.
  *
+ * Dry run: the engine decides dry-run limits after the enforced ones and
+ * never lets one govern, so the headers describe the request as admitted
+ * by the enforced limits; when a dry-run limit would have refused, the
+ * policy's "dry-run header" names it (server_dry_run_header()).
+ *
  * Refusal answers: the policy's answer for the refusal's reason ("answer
  * rate|quota|concurrency|capacity status ... type ... body ...") when it
  * declares one, its body template compiled once here and rendered per
@@ -240,6 +245,7 @@ static void add_limit(struct server_verdict *v, const struct sluice_policy_limit
 	h->decision = *dec;
 	h->quota = dec->limit;     /* the count in force */
 	h->window_ns = l->period_ns; /* 0 for concurrency: no window rendered */
+	h->resource = l->resource;   /* NULL: the custom family shows the name */
 }
 
 /* Every applied rate-like limit's state after the check, from its own
@@ -355,6 +361,7 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 	v->limited = false;
 	v->nlimits = 0;
 	v->families = d->spec->families;
+	v->custom = &d->spec->custom;
 	v->body_style = d->spec->body;
 	v->now_unix_ns = d->opts.frozen_clock ? d->frozen_unix_ns : sluice_realtime_ns();
 	memset(&v->decision, 0, sizeof v->decision);
@@ -413,6 +420,34 @@ void server_decide(struct server_decider *d, const struct server_request *req,
 		add_limit(v, gov, &v->engine.d);
 	if (v->engine.d.degraded && v->nlimits > 0)
 		v->limits[0].decision.degraded = true; /* no rate-limit fields (http.h) */
+}
+
+size_t server_dry_run_header(const struct server_decider *d, const struct server_verdict *v, char *buf,
+			     size_t cap)
+{
+	const char *name = d->spec->dry_run_header;
+	uint32_t mask = v->engine.dry_run_refused;
+	size_t len = 0;
+
+	if (name == NULL || mask == 0 || v->status != 200)
+		return 0;
+	int n = snprintf(buf, cap, "%s: ", name);
+	if (n < 0 || (size_t)n >= cap)
+		return 0;
+	len = (size_t)n;
+	for (uint32_t i = 0; i < d->spec->limit_count; i++) {
+		if (!((mask >> i) & 1))
+			continue;
+		n = snprintf(buf + len, cap - len, "%s%s", (mask & ((UINT32_C(1) << i) - 1)) ? ", " : "",
+			     d->spec->limits[i].name);
+		if (n < 0 || (size_t)n >= cap - len)
+			return 0;
+		len += (size_t)n;
+	}
+	if (cap - len < 3)
+		return 0;
+	memcpy(buf + len, "\r\n", 3);
+	return len + 2;
 }
 
 void server_decider_release(struct server_decider *d, const struct server_request *req,

@@ -220,6 +220,7 @@ static void sum_counters(const struct server *srv, struct server_totals *t)
 		t->limited += load(&k->limited);
 		t->errors += load(&k->errors);
 		t->accepted += load(&k->accepted);
+		t->dry_run += load(&k->dry_run);
 		for (unsigned j = 0; j < SERVER_NSTATUS; j++)
 			t->by_status[j] += load(&k->by_status[j]);
 	}
@@ -310,9 +311,13 @@ static void handle_request(struct loop *lp, struct conn *c, struct server_reques
 		return;
 	}
 	if (v->limited && v->nlimits > 0 &&
-	    sluice_http_render_headers(v->families, v->limits, v->nlimits, v->now_unix_ns, headers,
-				       sizeof headers, &size) == SLUICE_OK)
+	    sluice_http_render_custom(v->families, v->custom, v->limits, v->nlimits, v->now_unix_ns, headers,
+				      sizeof headers, &size, NULL, 0, NULL) == SLUICE_OK)
 		hlen = size - 1;
+	if (v->engine.dry_run_refused != 0) {
+		count(&lp->counters.dry_run);
+		hlen += server_dry_run_header(srv->decider, v, headers + hlen, sizeof headers - hlen);
+	}
 	if (v->refused) {
 		const char *ctype = sluice_http_body_content_type(v->body_style);
 		count(&lp->counters.limited);

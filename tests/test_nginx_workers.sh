@@ -62,7 +62,7 @@ pid $tmp/nginx.pid;
 error_log $tmp/error.log info;
 events { worker_connections 256; }
 http {
-    log_format w '\$pid \$request_uri \$status \$http_x_token';
+    log_format w '\$pid \$request_uri \$status [\$sluice_dry_run_refused] \$http_x_token';
     access_log $tmp/access.log w;
     client_body_temp_path $tmp/body;
     proxy_temp_path $tmp/proxy;
@@ -143,6 +143,32 @@ for w in 2 4; do
 	expect "seed 003: no Retry-After" "" "$(header_of "$tmp/h" Retry-After)"
 	stop_nginx
 done
+
+# --- the GitHub-style policy (custom header names, a dry-run limit, 403 on
+# the hourly quota) over 2 workers --------------------------------------------
+: >"$tmp/access.log"
+write_conf 2 "size=1m" "$src/docs/policies/github_style.policy" \
+	"sluice_identity token \$http_x_token; sluice_identity ip \$remote_addr;"
+start_nginx
+minute_start
+expect "github: 10 within the dry-run limit" "200:10 " "$(spread GH 10 2)"
+curl -s -m 5 -D "$tmp/h" -o /dev/null -H 'X-Token: GH' "$(base)/gif/x"
+expect "github: the 11th admitted" 200 "$(status_of "$tmp/h")"
+expect "github: the dry-run header names the limit" shadow_minute "$(header_of "$tmp/h" X-RateLimit-Dry-Run)"
+expect "github: x-ratelimit-limit" 5000 "$(header_of "$tmp/h" x-ratelimit-limit)"
+expect "github: x-ratelimit-used" 11 "$(header_of "$tmp/h" x-ratelimit-used)"
+expect "github: x-ratelimit-remaining" 4989 "$(header_of "$tmp/h" x-ratelimit-remaining)"
+expect "github: x-ratelimit-resource" core "$(header_of "$tmp/h" x-ratelimit-resource)"
+sleep 0.2
+expect "github: \$sluice_dry_run_refused" 1 "$(grep -c ' 200 \[shadow_minute\] GH$' "$tmp/access.log")"
+# "anon per ip" keys every request by its address, GH's 11 included.
+expect "github: the address's 60 an hour, 11 used by GH" "200:49 403:15 " "$(who=X-None spread - 64 4)"
+curl -s -m 5 -D "$tmp/h" -o "$tmp/b" "$(base)/gif/x"
+expect "github: the quota's answer" \
+	'{"message":"API rate limit exceeded for ip.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}' \
+	"$(cat "$tmp/b")"
+expect "github: its content type" "application/json; charset=utf-8" "$(header_of "$tmp/h" Content-Type)"
+stop_nginx
 
 # --- reload: unchanged limits keep their state, a changed one starts fresh --
 # new_workers: the master's children once none of OLD is left (up to 10 s).

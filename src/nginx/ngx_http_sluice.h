@@ -24,8 +24,9 @@
 /* Bytes of the key the hash of an over-long identity is keyed with
  * (XXH3_SECRET_SIZE_MIN). */
 #define NGX_HTTP_SLUICE_SECRET 136
-/* Most rate-limit header fields one answer carries (sluice_http_render_fields). */
-#define NGX_HTTP_SLUICE_FIELDS 8
+/* Most header fields one answer carries: the rate-limit fields
+ * (sluice_http_render_custom: at most 13) and the dry-run header. */
+#define NGX_HTTP_SLUICE_FIELDS 14
 /* Bytes of the rendered header values of one answer. */
 #define NGX_HTTP_SLUICE_FIELD_BYTES 1024
 

@@ -363,7 +363,34 @@ enum {
 	NGX_HTTP_SLUICE_VAR_RETRY_AFTER,
 	NGX_HTTP_SLUICE_VAR_STATUS,
 	NGX_HTTP_SLUICE_VAR_LIMIT_NAME,
+	NGX_HTTP_SLUICE_VAR_DRY_RUN,
 };
+
+/* The policy's dry-run limits that would have refused the request,
+ * comma-separated ("" : none). */
+static ngx_int_t ngx_http_sluice_dry_run_names(ngx_http_request_t *r, const ngx_http_sluice_ctx_t *ctx,
+					       ngx_http_variable_value_t *v)
+{
+	const struct sluice_policy_spec *spec = ctx->zone->spec;
+	uint32_t mask = ctx->decision.dry_run_refused;
+	size_t len = 0;
+
+	for (uint32_t i = 0; i < spec->limit_count; i++)
+		if ((mask >> i) & 1)
+			len += ngx_strlen(spec->limits[i].name) + 1;
+	v->data = ngx_pnalloc(r->pool, len + 1);
+	if (v->data == NULL)
+		return NGX_ERROR;
+	u_char *p = v->data;
+	for (uint32_t i = 0; i < spec->limit_count; i++)
+		if ((mask >> i) & 1)
+			p = ngx_sprintf(p, "%s%s", p == v->data ? "" : ",", spec->limits[i].name);
+	v->len = (size_t)(p - v->data);
+	v->valid = 1;
+	v->no_cacheable = 0;
+	v->not_found = 0;
+	return NGX_OK;
+}
 
 static const char *ngx_http_sluice_reason_word(uint8_t reason)
 {
@@ -384,6 +411,8 @@ static ngx_int_t ngx_http_sluice_variable(ngx_http_request_t *r, ngx_http_variab
 		return NGX_OK;
 	}
 	ed = &ctx->decision;
+	if (data == NGX_HTTP_SLUICE_VAR_DRY_RUN)
+		return ngx_http_sluice_dry_run_names(r, ctx, v);
 	if (!ed->governed && data != NGX_HTTP_SLUICE_VAR_STATUS && data != NGX_HTTP_SLUICE_VAR_REASON) {
 		v->not_found = 1;
 		return NGX_OK;
@@ -440,6 +469,8 @@ static ngx_http_variable_t ngx_http_sluice_vars[] = {
 	{ ngx_string("sluice_status"), NULL, ngx_http_sluice_variable, NGX_HTTP_SLUICE_VAR_STATUS,
 	  NGX_HTTP_VAR_NOCACHEABLE, 0 },
 	{ ngx_string("sluice_limit_name"), NULL, ngx_http_sluice_variable, NGX_HTTP_SLUICE_VAR_LIMIT_NAME,
+	  NGX_HTTP_VAR_NOCACHEABLE, 0 },
+	{ ngx_string("sluice_dry_run_refused"), NULL, ngx_http_sluice_variable, NGX_HTTP_SLUICE_VAR_DRY_RUN,
 	  NGX_HTTP_VAR_NOCACHEABLE, 0 },
 	ngx_http_null_variable
 };

@@ -27,7 +27,10 @@
  * the refusal's verdict and Retry-After on a refusal. The fields are
  * rendered once, in the access phase, and added by the header filter, so
  * they survive proxy_pass and go out on the module's own refusals alike.
- * In dry run no field is added: the client is not limited.
+ * In dry run ("sluice ZONE dry_run") no field is added: the client is not
+ * limited. The policy's own dry-run limits are the engine's: they never
+ * refuse nor govern, and when one would have refused an admitted request,
+ * the policy's "dry-run header" names it.
  */
 #include "ngx_http_sluice.h"
 
@@ -80,6 +83,7 @@ static void ngx_http_sluice_add_limit(const struct sluice_policy_spec *spec, uin
 	h->decision = *dec;
 	h->quota = dec->limit;                 /* the count in force */
 	h->window_ns = spec->limits[i].period_ns; /* 0 for concurrency: no window */
+	h->resource = spec->limits[i].resource;   /* NULL: the custom family shows the name */
 }
 
 static int ngx_http_sluice_is_rate_like(uint8_t kind, ngx_flag_t with_calendar)
@@ -145,24 +149,56 @@ static ngx_uint_t ngx_http_sluice_limits(const struct sluice_policy_spec *spec,
 	return n;
 }
 
+/* The policy's "dry-run header NAME: limit, limit" when dry-run limits
+ * would have refused an admitted request, after the rate-limit fields in
+ * ctx->field_bytes[used..]. */
+static void ngx_http_sluice_dry_run_field(ngx_http_sluice_ctx_t *ctx, size_t used)
+{
+	const struct sluice_policy_spec *spec = ctx->zone->spec;
+	uint32_t mask = ctx->decision.dry_run_refused;
+	u_char *p = (u_char *)ctx->field_bytes + used, *start = p;
+	u_char *end = (u_char *)ctx->field_bytes + sizeof ctx->field_bytes;
+
+	if (spec->dry_run_header == NULL || mask == 0 || !ctx->decision.d.allowed ||
+	    ctx->nfields == NGX_HTTP_SLUICE_FIELDS)
+		return;
+	for (uint32_t i = 0; i < spec->limit_count; i++) {
+		if (!((mask >> i) & 1))
+			continue;
+		size_t len = ngx_strlen(spec->limits[i].name);
+		if ((size_t)(end - p) < len + 2)
+			return; /* no room: no field rather than a cut list */
+		if (p != start)
+			p = ngx_cpymem(p, ", ", 2);
+		p = ngx_cpymem(p, spec->limits[i].name, len);
+	}
+	struct sluice_http_field *f = &ctx->fields[ctx->nfields++];
+	f->name = spec->dry_run_header;
+	f->name_len = ngx_strlen(spec->dry_run_header);
+	f->value = (const char *)start;
+	f->value_len = (size_t)(p - start);
+}
+
 static void ngx_http_sluice_render_fields(ngx_http_request_t *r, ngx_http_sluice_ctx_t *ctx,
 					  const struct sluice_decision *per)
 {
 	const struct sluice_policy_spec *spec = ctx->zone->spec;
 	struct sluice_http_limit limits[SLUICE_POLICY_MAX_LIMITS];
-	size_t size, nfields = 0;
+	size_t size = 0, nfields = 0;
 
-	ngx_uint_t n = ngx_http_sluice_limits(spec, &ctx->decision, per, limits);
+	ngx_uint_t n = ctx->decision.governed ? ngx_http_sluice_limits(spec, &ctx->decision, per, limits) : 0;
 	int rc = n == 0 ? SLUICE_OK
-			: sluice_http_render_fields(spec->families, limits, n, ctx->now_ns, ctx->field_bytes,
-						    sizeof ctx->field_bytes, &size, ctx->fields,
-						    NGX_HTTP_SLUICE_FIELDS, &nfields);
+			: sluice_http_render_custom(spec->families, &spec->custom, limits, n, ctx->now_ns,
+						    ctx->field_bytes, sizeof ctx->field_bytes, &size,
+						    ctx->fields, NGX_HTTP_SLUICE_FIELDS, &nfields);
 	if (rc != SLUICE_OK) {
 		ngx_log_error(NGX_LOG_ERR, r->connection->log, 0, "sluice: header fields: %s",
 			      sluice_strerror(rc));
 		nfields = 0;
+		size = 0;
 	}
 	ctx->nfields = nfields;
+	ngx_http_sluice_dry_run_field(ctx, size);
 }
 
 static ngx_int_t ngx_http_sluice_header_filter(ngx_http_request_t *r)
@@ -371,9 +407,9 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 			      sluice_strerror(rc));
 		return ctx->dry_run ? NGX_DECLINED : ngx_http_sluice_error_status(rc);
 	}
+	ngx_http_sluice_render_fields(r, ctx, per); /* none when no limit applies */
 	if (!ctx->decision.governed)
-		return NGX_DECLINED; /* no limit applies */
-	ngx_http_sluice_render_fields(r, ctx, per);
+		return NGX_DECLINED;
 	if (ctx->decision.d.allowed)
 		return NGX_DECLINED;
 

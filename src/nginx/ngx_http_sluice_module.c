@@ -394,7 +394,8 @@ static ngx_int_t ngx_http_sluice_dry_run_names(ngx_http_request_t *r, const ngx_
 
 static const char *ngx_http_sluice_reason_word(uint8_t reason)
 {
-	static const char *const words[] = { "none", "rate", "quota", "concurrency", "capacity", "never" };
+	static const char *const words[] = { "none", "rate", "quota", "concurrency", "capacity", "never",
+					      "identity" };
 	return reason < sizeof words / sizeof words[0] ? words[reason] : "unknown";
 }
 

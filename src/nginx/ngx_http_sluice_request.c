@@ -259,17 +259,23 @@ static ngx_int_t ngx_http_sluice_refuse(ngx_http_request_t *r, ngx_http_sluice_c
 	if (ngx_http_discard_request_body(r) != NGX_OK)
 		return NGX_HTTP_INTERNAL_SERVER_ERROR;
 	if (a->status != 0) {
-		const struct sluice_policy_limit *l = &spec->limits[d->limit_index];
+		/* The refusing limit and its first scope; a refusal of the
+		 * request itself names no limit, and its scope is the engine's. */
+		const struct sluice_policy_limit *l =
+			d->limit_index < spec->limit_count ? &spec->limits[d->limit_index] : NULL;
 		const char *scope = NULL;
-		for (uint32_t s = 0; s < spec->scope_count && scope == NULL; s++)
+		for (uint32_t s = 0; l != NULL && s < spec->scope_count && scope == NULL; s++)
 			if (l->scope_mask & (UINT32_C(1) << s))
 				scope = spec->scopes[s];
+		if (l == NULL && ctx->decision.scope >= 0 && (uint32_t)ctx->decision.scope < spec->scope_count)
+			scope = spec->scopes[ctx->decision.scope];
+		const char *limit_name = l != NULL ? l->name : "";
 		struct sluice_template_values tv = {
 			.decision = *d,
 			.now_unix_ns = ctx->now_ns,
 			.status = a->status,
-			.limit_name = l->name,
-			.limit_name_len = ngx_strlen(l->name),
+			.limit_name = limit_name,
+			.limit_name_len = ngx_strlen(limit_name),
 			.scope = scope,
 			.scope_len = scope ? ngx_strlen(scope) : 0,
 			.policy = spec->name,
@@ -360,7 +366,7 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 	ctx->zone = z;
 	ctx->decision.slot_count = 0;
 	ctx->refused = 0;
-	ctx->error = 0;
+	ctx->error = 1; /* until the check fills the decision */
 	ctx->nfields = 0;
 	ctx->dry_run = slcf->dry_run ? 1 : 0;
 	cln->handler = ngx_http_sluice_cleanup;
@@ -402,20 +408,21 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 	int rc = sluice_engine_check(z->engine, &er, &ctx->decision);
 	if (rc != SLUICE_OK) {
 		ctx->decision.slot_count = 0;
-		ctx->error = 1;
 		ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "sluice: check failed: %s",
 			      sluice_strerror(rc));
 		return ctx->dry_run ? NGX_DECLINED : ngx_http_sluice_error_status(rc);
 	}
+	ctx->error = 0;
 	ngx_http_sluice_render_fields(r, ctx, per); /* none when no limit applies */
-	if (!ctx->decision.governed)
-		return NGX_DECLINED;
 	if (ctx->decision.d.allowed)
 		return NGX_DECLINED;
+	/* Refused: by a limit (governed), or before any limit when the engine
+	 * refuses the request itself (no limit_index then). */
 
 	ctx->refused = 1;
 	ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "sluice: refused by limit \"%s\" of zone \"%V\"%s",
-		      ctx->decision.limit_name, &z->name, ctx->dry_run ? ", dry run" : "");
+		      ctx->decision.governed ? ctx->decision.limit_name : "-", &z->name,
+		      ctx->dry_run ? ", dry run" : "");
 	if (ctx->dry_run)
 		return NGX_DECLINED;
 	/* Answer here and end the phases, as the access phase's checker does

@@ -75,6 +75,7 @@ http {
         listen 127.0.0.1:$port;
         location /api/ { sluice api; proxy_pass http://127.0.0.1:$upstream_port; }
         location /gif/ { sluice api; empty_gif; }
+        location /tier/ { sluice api; sluice_tier \$http_x_plan; empty_gif; }
         location / { sluice api; empty_gif; }
     }
 }
@@ -136,6 +137,10 @@ for w in 2 4; do
 		"$(who=X-Organization path=/audience/search spread O$w 160 8)"
 	expect "seed 003, $w workers: the override's 3000 admit 320" "200:320 " \
 		"$(who=X-Organization spread org_backfill_example 320 8)"
+	expect "seed 003, $w workers: tier M (x2) from sluice_tier, 600 of 610" "200:600 429:10 " \
+		"$(who=X-Organization path=/tier/x spread M$w 610 10 -H 'X-Plan: M')"
+	expect "seed 003, $w workers: an unknown tier is the base numbers" "200:300 429:10 " \
+		"$(who=X-Organization path=/tier/x spread N$w 310 10 -H 'X-Plan: nope')"
 	curl -s -m 5 -D "$tmp/h" -o "$tmp/b" -H "X-Organization: O$w" "$(base)/gif/x"
 	expect "seed 003: refusal status" 429 "$(status_of "$tmp/h")"
 	expect "seed 003: empty body" "" "$(cat "$tmp/b")"

@@ -76,6 +76,7 @@ typedef struct {
 	ngx_http_sluice_zone_t *zone; /* NULL: off */
 	ngx_flag_t dry_run;
 	ngx_array_t *identities; /* of ngx_http_sluice_identity_t; inherited whole */
+	ngx_http_complex_value_t *tier; /* sluice_tier: the tier's name; NULL: none */
 	/* By the zone's scope index: the identity's value, or NULL (absent). */
 	ngx_http_complex_value_t *by_scope[SLUICE_POLICY_MAX_SCOPES];
 } ngx_http_sluice_loc_conf_t;

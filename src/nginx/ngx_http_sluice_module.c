@@ -5,6 +5,7 @@
  *   sluice_zone NAME policy=FILE size=SIZE [state=FILE];     http
  *   sluice NAME [dry_run] | off;                             http, server, location
  *   sluice_identity SCOPE VALUE;                             http, server, location
+ *   sluice_tier VALUE;                                       http, server, location
  *
  * A zone's policy is loaded and validated here, at configuration time, so a
  * bad policy fails `nginx -t` and a reload with its file:line:column; the
@@ -35,6 +36,9 @@ static ngx_command_t ngx_http_sluice_commands[] = {
 	{ ngx_string("sluice_identity"),
 	  NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE2,
 	  ngx_http_sluice_identity, NGX_HTTP_LOC_CONF_OFFSET, 0, NULL },
+	{ ngx_string("sluice_tier"), NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+	  ngx_http_set_complex_value_slot, NGX_HTTP_LOC_CONF_OFFSET,
+	  offsetof(ngx_http_sluice_loc_conf_t, tier), NULL },
 	ngx_null_command
 };
 
@@ -85,6 +89,7 @@ static void *ngx_http_sluice_create_loc_conf(ngx_conf_t *cf)
 	slcf->zone = NGX_CONF_UNSET_PTR;
 	slcf->dry_run = NGX_CONF_UNSET;
 	slcf->identities = NGX_CONF_UNSET_PTR;
+	slcf->tier = NGX_CONF_UNSET_PTR;
 	return slcf;
 }
 
@@ -106,6 +111,7 @@ static char *ngx_http_sluice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *
 	ngx_conf_merge_ptr_value(conf->zone, prev->zone, NULL);
 	ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
 	ngx_conf_merge_ptr_value(conf->identities, prev->identities, NULL);
+	ngx_conf_merge_ptr_value(conf->tier, prev->tier, NULL);
 	if (conf->identities != NULL) {
 		ngx_http_sluice_identity_t *ids = conf->identities->elts;
 		for (ngx_uint_t i = 0; i < conf->identities->nelts; i++) {

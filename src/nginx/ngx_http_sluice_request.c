@@ -400,6 +400,17 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 	er.identities = ids;
 	er.identity_count = spec->scope_count;
 	er.tier = SLUICE_POLICY_NO_TIER;
+	if (slcf->tier != NULL) {
+		/* The tier by name: an empty or unknown name is no tier (the
+		 * base numbers). */
+		ngx_str_t t;
+		if (ngx_http_complex_value(r, slcf->tier, &t) != NGX_OK)
+			return NGX_HTTP_INTERNAL_SERVER_ERROR;
+		for (uint32_t i = 0; i < spec->tier_count; i++)
+			if (ngx_strlen(spec->tiers[i].name) == t.len &&
+			    ngx_strncmp(spec->tiers[i].name, t.data, t.len) == 0)
+				er.tier = (int32_t)i;
+	}
 	er.cost = 1;
 	er.now_ns = ctx->now_ns = sluice_realtime_ns();
 	er.limit_decisions = per;

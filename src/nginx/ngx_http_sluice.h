@@ -103,6 +103,11 @@ typedef struct {
 
 extern ngx_module_t ngx_http_sluice_module;
 
+/* ngx_http_sluice_module.c: the zone's policy text parsed (its map files
+ * read beside it). */
+int ngx_http_sluice_parse_policy(const ngx_http_sluice_zone_t *z, struct sluice_policy **out,
+				 struct sluice_policy_error *err);
+
 /* ngx_http_sluice_request.c */
 ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_sluice_log_handler(ngx_http_request_t *r);

@@ -179,6 +179,28 @@ done:
 	return rv;
 }
 
+int ngx_http_sluice_parse_policy(const ngx_http_sluice_zone_t *z, struct sluice_policy **out,
+				 struct sluice_policy_error *err)
+{
+	struct sluice_policy_options opts;
+
+	ngx_memzero(&opts, sizeof opts);
+	opts.size = sizeof opts;
+#ifdef SLUICE_IDENTITY_MAX
+	/* A relative map file ("scope ... from map FILE") lies beside the policy. */
+	char dir[NGX_MAX_PATH];
+	size_t n = z->policy_path.len;
+	while (n > 0 && z->policy_path.data[n - 1] != '/')
+		n--;
+	if (n > 0 && n < sizeof dir) {
+		ngx_memcpy(dir, z->policy_path.data, n);
+		dir[n] = '\0';
+		opts.base_dir = dir;
+	}
+#endif
+	return sluice_policy_parse((const char *)z->policy_text.data, z->policy_text.len, &opts, out, err);
+}
+
 static void ngx_http_sluice_policy_cleanup(void *data)
 {
 	sluice_policy_destroy(data);
@@ -244,8 +266,7 @@ static char *ngx_http_sluice_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf
 	if (ngx_http_sluice_read_policy(cf, z) != NGX_CONF_OK)
 		return NGX_CONF_ERROR;
 	struct sluice_policy_error err;
-	int rc = sluice_policy_parse((const char *)z->policy_text.data, z->policy_text.len, NULL,
-				     &z->policy, &err);
+	int rc = ngx_http_sluice_parse_policy(z, &z->policy, &err);
 	if (rc != SLUICE_OK) {
 		ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "sluice_zone \"%V\": policy %V:%d:%d: %s",
 				   &z->name, &z->policy_path, err.line, err.column, err.message);

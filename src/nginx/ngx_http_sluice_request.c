@@ -245,6 +245,9 @@ static ngx_int_t ngx_http_sluice_refuse(ngx_http_request_t *r, ngx_http_sluice_c
 		[SLUICE_REASON_CONCURRENCY] = SLUICE_POLICY_ANSWER_CONCURRENCY,
 		[SLUICE_REASON_CAPACITY] = SLUICE_POLICY_ANSWER_CAPACITY,
 		[SLUICE_REASON_NEVER] = SLUICE_POLICY_ANSWER_RATE,
+#ifdef SLUICE_IDENTITY_MAX /* sluice/identity.h: a required identity missing */
+		[SLUICE_REASON_IDENTITY] = SLUICE_POLICY_ANSWER_IDENTITY,
+#endif
 	};
 	ngx_http_sluice_zone_t *z = ctx->zone;
 	const struct sluice_policy_spec *spec = z->spec;
@@ -329,6 +332,42 @@ static ngx_int_t ngx_http_sluice_refuse(ngx_http_request_t *r, ngx_http_sluice_c
  * The decision.
  */
 
+#ifdef SLUICE_IDENTITY_MAX
+/* sluice_identity_extract() over the request as nginx parsed it: the target
+ * as sent, every header field in order, the peer's address as text. */
+static int ngx_http_sluice_extract(ngx_http_request_t *r, ngx_http_sluice_zone_t *z,
+				   struct sluice_identity_set *set)
+{
+	ngx_uint_t n = 0;
+	for (ngx_list_part_t *part = &r->headers_in.headers.part; part != NULL; part = part->next)
+		n += part->nelts;
+	struct sluice_header_view *hv = ngx_palloc(r->pool, (n ? n : 1) * sizeof *hv);
+	if (hv == NULL)
+		return SLUICE_ENOMEM;
+	n = 0;
+	for (ngx_list_part_t *part = &r->headers_in.headers.part; part != NULL; part = part->next) {
+		ngx_table_elt_t *h = part->elts;
+		for (ngx_uint_t i = 0; i < part->nelts; i++)
+			hv[n++] = (struct sluice_header_view){ (const char *)h[i].key.data, h[i].key.len,
+							       (const char *)h[i].value.data, h[i].value.len };
+	}
+	const struct sluice_request_view view = {
+		.target = (const char *)r->unparsed_uri.data,
+		.target_len = r->unparsed_uri.len,
+		.headers = hv,
+		.header_count = n,
+		.peer = (const char *)r->connection->addr_text.data,
+		.peer_len = r->connection->addr_text.len,
+	};
+	const struct sluice_identity_options o = {
+		.size = sizeof o,
+		.secret = z->shared->secret,
+		.secret_len = sizeof z->shared->secret,
+	};
+	return sluice_identity_extract(z->policy, &view, &o, set);
+}
+#endif
+
 /* A check that failed: the target is the client's fault when the route
  * matcher refuses it (not origin-form, a bad escape: 400; too long: 414);
  * anything else is the server's (503). Nothing was consumed. */
@@ -373,8 +412,30 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 	ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
 
 	const struct sluice_policy_spec *spec = z->spec;
+	int32_t tier = SLUICE_POLICY_NO_TIER;
+#ifdef SLUICE_IDENTITY_MAX
+	/* The scopes no sluice_identity names, and the tier, as the policy
+	 * declares them ("scope NAME from SOURCE", "tier from map"). */
+	struct sluice_identity_set *set = ngx_palloc(r->pool, sizeof *set);
+	if (set == NULL)
+		return NGX_HTTP_INTERNAL_SERVER_ERROR;
+	int xrc = ngx_http_sluice_extract(r, z, set);
+	if (xrc != SLUICE_OK) {
+		/* An ambiguous identity (given twice, differently): the
+		 * application behind might read either one. */
+		ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "sluice: identities: %s", sluice_strerror(xrc));
+		return ctx->dry_run ? NGX_DECLINED : NGX_HTTP_BAD_REQUEST;
+	}
+	tier = set->tier;
+#endif
 	for (uint32_t s = 0; s < spec->scope_count; s++) {
 		ngx_str_t v = ngx_null_string;
+#ifdef SLUICE_IDENTITY_MAX
+		if (slcf->by_scope[s] == NULL) {
+			ids[s] = set->ids[s];
+			continue;
+		}
+#endif
 		if (slcf->by_scope[s] != NULL && ngx_http_complex_value(r, slcf->by_scope[s], &v) != NGX_OK)
 			return NGX_HTTP_INTERNAL_SERVER_ERROR;
 		if (v.len > SLUICE_ENGINE_MAX_IDENTITY) {
@@ -399,8 +460,9 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 	er.path_len = r->unparsed_uri.len;
 	er.identities = ids;
 	er.identity_count = spec->scope_count;
-	er.tier = SLUICE_POLICY_NO_TIER;
+	er.tier = tier;
 	if (slcf->tier != NULL) {
+		er.tier = SLUICE_POLICY_NO_TIER;
 		/* The tier by name: an empty or unknown name is no tier (the
 		 * base numbers). */
 		ngx_str_t t;

@@ -258,7 +258,7 @@ ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_cycle_t *cyc
 		ngx_log_error(NGX_LOG_EMERG, log, 0, "sluice_zone \"%V\": no shared zone", &z->name);
 		return NGX_ERROR;
 	}
-	rc = sluice_policy_parse((const char *)z->policy_text.data, z->policy_text.len, NULL, &policy, &err);
+	rc = ngx_http_sluice_parse_policy(z, &policy, &err);
 	if (rc != SLUICE_OK) { /* the master parsed the same bytes: memory */
 		ngx_log_error(NGX_LOG_EMERG, log, 0, "sluice_zone \"%V\": %s", &z->name, err.message);
 		return NGX_ERROR;

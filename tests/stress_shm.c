@@ -4,7 +4,8 @@
  * SIGKILL at random instants. A plain executable; prints "N passed, N
  * failed".
  *
- * 1. Bound, per kind (calendar, GCRA): PROCS processes admit random keys
+ * 1. Bound, per kind (calendar, GCRA, and both on one key): PROCS
+ *    processes admit random keys
  *    at one fixed time (so nothing refills) while another sweeps; each
  *    admitted unit is counted in a shared array. Per key, the admitted
  *    units never exceed the limit, and the store's own count (a peek's
@@ -15,14 +16,17 @@
  *    admission per key, so exactly one entry was made for it.
  * 3. Slots: processes acquire and release; the holders of a key, counted
  *    in shared memory around each hold, never exceed its slots.
- * 4. Crash: workers admit random (often new) keys while the parent kills
- *    one with SIGKILL every few hundred microseconds and starts another.
+ * 4. Crash: workers admit random keys of a bounded set, and ever-new keys
+ *    in a second, small zone (insertions and in-place reclaims most of
+ *    the work there), while the parent kills one with SIGKILL every few
+ *    hundred microseconds and starts another.
  *    Afterwards every key's consumption is within its limit and at least
  *    what the survivors' records say, at most that plus one request per
  *    kill (the kill may land between an admission and its record); after
- *    SLUICE_SHM_CLAIM_TIMEOUT_NS every slot is FREE or LIVE once swept
- *    (no claim left stuck), a sweep at a later time reclaims every key,
- *    and the zone admits a fresh set of keys without degrading.
+ *    SLUICE_SHM_CLAIM_TIMEOUT_NS every slot of both zones is FREE or LIVE
+ *    once swept (the claims of workers killed mid-insert, counted before,
+ *    are taken back), a sweep at a later time reclaims every key, and
+ *    both zones admit a fresh set of keys without degrading.
  */
 #include <sluice.h>
 
@@ -73,13 +77,15 @@ static void *shared(size_t bytes)
 	return p;
 }
 
+static size_t nlim = 1; /* limits per policy of the zone() and open_lim() calls */
+
 static void *zone(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
 {
 	void *base;
 	struct sluice_shm_info info = { .size = sizeof info };
-	if (sluice_shm_limiter_zone_size(l, 1, keys, bytes) != SLUICE_OK ||
+	if (sluice_shm_limiter_zone_size(l, nlim, keys, bytes) != SLUICE_OK ||
 	    sluice_shm_map_anonymous(*bytes, &base) != SLUICE_OK ||
-	    sluice_shm_limiter_zone_init(base, *bytes, l, 1, 0, &info) != SLUICE_OK) {
+	    sluice_shm_limiter_zone_init(base, *bytes, l, nlim, 0, &info) != SLUICE_OK) {
 		fprintf(stderr, "zone: %s\n", info.message);
 		exit(2);
 	}
@@ -89,7 +95,7 @@ static void *zone(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
 static struct sluice_limiter *open_lim(void *base, size_t bytes, const struct sluice_limit *l)
 {
 	struct sluice_limiter *lim;
-	if (sluice_shm_limiter_create(&lim, base, bytes, l, 1, NULL) != SLUICE_OK)
+	if (sluice_shm_limiter_create(&lim, base, bytes, l, nlim, NULL) != SLUICE_OK)
 		exit(3);
 	return lim;
 }
@@ -115,10 +121,12 @@ static void wait_all(pid_t *pids, int n)
 
 /* ---- 1. exact bound ---- */
 
-static void bound(struct sluice_limit l, uint64_t limit, const char *what)
+/* l[0 .. nlim): limit is the governing one's count (at a fixed time, the
+ * smallest capacity). */
+static void bound(const struct sluice_limit *l, uint64_t limit, const char *what)
 {
 	size_t bytes;
-	void *base = zone(&l, KEYS * 2, &bytes);
+	void *base = zone(l, KEYS * 2, &bytes);
 	_Atomic uint64_t *admitted = shared(KEYS * sizeof *admitted);
 	_Atomic int *stop = shared(sizeof *stop);
 	pid_t pids[PROCS + 1];
@@ -126,7 +134,7 @@ static void bound(struct sluice_limit l, uint64_t limit, const char *what)
 	for (int p = 0; p <= PROCS; p++) {
 		if ((pids[p] = fork()) != 0)
 			continue;
-		struct sluice_limiter *lim = open_lim(base, bytes, &l);
+		struct sluice_limiter *lim = open_lim(base, bytes, l);
 		uint64_t s = (uint64_t)p * 7919 + 1;
 		if (p == PROCS) { /* the sweeper: nothing is idle at T0 */
 			while (!atomic_load(stop))
@@ -147,7 +155,7 @@ static void bound(struct sluice_limit l, uint64_t limit, const char *what)
 	wait_all(pids, PROCS);
 	atomic_store(stop, 1);
 	wait_all(pids + PROCS, 1);
-	struct sluice_limiter *lim = open_lim(base, bytes, &l);
+	struct sluice_limiter *lim = open_lim(base, bytes, l);
 	for (uint64_t k = 0; k < KEYS; k++) {
 		char key[96];
 		struct sluice_decision d;
@@ -257,15 +265,30 @@ static void slots(void)
 #define CKEYS 3000
 #define CLIMIT 5
 
+/* The churn zone: every admission a new key, on the real clock, in a zone
+ * of CHURN keys, so that insertions (and reclaims of idle keys in place
+ * when a window is full) are most of the work and kills land inside them. */
+#define CHURN 512
+static void *churn_base;
+static size_t churn_bytes;
+static struct sluice_limit churn_limit;
+
 static void crash_worker(void *base, size_t bytes, const struct sluice_limit *l, _Atomic uint64_t *recorded,
 			 uint64_t seed)
 {
 	struct sluice_limiter *lim = open_lim(base, bytes, l);
-	uint64_t s = seed;
+	struct sluice_limiter *churn = open_lim(churn_base, churn_bytes, &churn_limit);
+	uint64_t s = seed, n = 0;
 	for (;;) {
 		uint64_t r = rng(&s), k = r % CKEYS;
 		char key[96];
 		struct sluice_decision d;
+		if (r % 2 == 0) {
+			int len = snprintf(key, sizeof key, "churn-%llu-%llu", (unsigned long long)seed,
+					   (unsigned long long)n++);
+			sluice_limiter_admit(churn, key, (size_t)len, 1, sluice_monotonic_ns(), &d);
+			continue;
+		}
 		if ((r >> 40) % 64 == 0) {
 			sluice_limiter_sweep(lim, T0, 256, NULL);
 			continue;
@@ -284,6 +307,10 @@ static void crash(void)
 	size_t bytes;
 	void *base = zone(&l, CKEYS * 2, &bytes);
 	_Atomic uint64_t *recorded = shared(CKEYS * sizeof *recorded);
+	/* GCRA 1000/s, burst 1: a key is idle 1 ms after its admission. */
+	churn_limit = (struct sluice_limit){ .kind = SLUICE_LIMIT_GCRA };
+	sluice_rate_init(&churn_limit.rate, 1000, SEC, 1);
+	churn_base = zone(&churn_limit, CHURN, &churn_bytes);
 	pid_t pids[PROCS];
 	uint64_t s = 12345, kills = 0;
 
@@ -318,6 +345,12 @@ static void crash(void)
 	}
 	CHECK(lost <= kills, "crash: %llu units consumed without a record, %llu kills", (unsigned long long)lost,
 	      (unsigned long long)kills);
+	/* Claims the kills left behind (workers killed mid-insert). */
+	struct sluice_limiter *churn = open_lim(churn_base, churn_bytes, &churn_limit);
+	sluice__shm_census(churn, &fl, &cl, &lv);
+	uint64_t left = cl;
+	sluice__shm_census(lim, &fl, &cl, &lv);
+	left += cl;
 	/* No claim outlives the timeout: a sweep takes every one back. */
 	struct timespec ts = { (time_t)(SLUICE_SHM_CLAIM_TIMEOUT_NS / SEC), 100000000 };
 	nanosleep(&ts, NULL);
@@ -325,6 +358,19 @@ static void crash(void)
 	sluice_limiter_sweep(lim, T0, (size_t)-1, &n);
 	sluice__shm_census(lim, &fl, &cl, &lv);
 	CHECK(cl == 0, "crash: %llu claims left after the timeout and a sweep", (unsigned long long)cl);
+	sluice_limiter_sweep(churn, sluice_monotonic_ns(), (size_t)-1, &n);
+	sluice__shm_census(churn, &fl, &cl, &lv);
+	CHECK(cl == 0 && lv == 0, "crash: churn zone %llu claimed, %llu live after the timeout and a sweep",
+	      (unsigned long long)cl, (unsigned long long)lv);
+	for (uint64_t k = 0; k < CHURN; k++) {
+		char key[32];
+		struct sluice_decision d;
+		int len = snprintf(key, sizeof key, "after-%llu", (unsigned long long)k);
+		sluice_limiter_admit(churn, key, (size_t)len, 1, sluice_monotonic_ns(), &d);
+		CHECK(d.allowed && !d.degraded, "crash: churn zone refuses new key %llu", (unsigned long long)k);
+	}
+	sluice_limiter_destroy(churn);
+	sluice_shm_unmap(churn_base, churn_bytes);
 	/* The next day every key is idle: all reclaimed. */
 	sluice_limiter_sweep(lim, T0 + 2 * 86400 * SEC, (size_t)-1, &n);
 	sluice__shm_census(lim, &fl, &cl, &lv);
@@ -338,8 +384,8 @@ static void crash(void)
 		CHECK(d.allowed && !d.degraded, "crash: new key %llu not admitted after recovery",
 		      (unsigned long long)k);
 	}
-	printf("crash: %llu kills, %llu units consumed without a record\n", (unsigned long long)kills,
-	       (unsigned long long)lost);
+	printf("crash: %llu kills, %llu units consumed without a record, %llu claims left by the dead\n",
+	       (unsigned long long)kills, (unsigned long long)lost, (unsigned long long)left);
 	sluice_limiter_destroy(lim);
 	munmap(recorded, CKEYS * sizeof *recorded);
 	sluice_shm_unmap(base, bytes);
@@ -353,11 +399,23 @@ int main(void)
 	sluice_rate_init(&g.rate, 10, SEC, 50);
 
 	before = failures;
-	bound(cal, 100, "calendar");
+	bound(&cal, 100, "calendar");
 	failures == before ? passed++ : failed++;
 	before = failures;
-	bound(g, 50, "gcra");
+	bound(&g, 50, "gcra");
 	failures == before ? passed++ : failed++;
+	/* Two limits per key, all-or-nothing: a quota of 30 under a bucket of
+	 * 50 (the quota governs and refuses; the bucket keeps exactly what
+	 * was admitted, or its peek would show less), then the reverse. */
+	struct sluice_limit two[2] = { g, cal };
+	sluice_calendar_config_init(&two[1].calendar, 30, 86400 * SEC);
+	nlim = 2;
+	before = failures;
+	bound(two, 30, "bucket 50 + quota 30");
+	sluice_calendar_config_init(&two[1].calendar, 80, 86400 * SEC);
+	bound(two, 50, "bucket 50 + quota 80");
+	failures == before ? passed++ : failed++;
+	nlim = 1;
 	before = failures;
 	insert_race();
 	failures == before ? passed++ : failed++;

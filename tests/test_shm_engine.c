@@ -212,6 +212,75 @@ Test(shm_engine, reinit_for_a_changed_policy_keeps_unchanged_limits)
 	sluice_shm_unmap(base, bytes);
 }
 
+Test(shm_engine, reload_stats_and_top)
+{
+	const char *v1 = "policy \"p\"\nscope token\n"
+			 "limit minute per token rate 2/1m\n";
+	const char *v2 = "policy \"p\"\nscope token\n"
+			 "limit minute per token rate 9/1m\n";
+	struct sluice_policy *p1 = load_text(v1);
+	size_t bytes;
+	void *base = engine_zone(p1, 100, &bytes);
+	struct sluice_engine *e = shm_engine(p1, base, bytes), *other = shm_engine(load_text(v1), base, bytes);
+	struct req q;
+	req_init(&q, "GET", "/", "t1", NULL, DAY0 + SEC);
+	cr_assert(run(e, &q).d.allowed);
+	req_init(&q, "GET", "/", "t2", NULL, DAY0 + SEC);
+	cr_assert(run(other, &q).d.allowed);
+	cr_assert(run(other, &q).d.allowed);
+	cr_assert(!run(other, &q).d.allowed);
+	/* Counters and keys are the zone's: one engine sees every process's. */
+	struct sluice_engine_limit_stats ls = { .size = sizeof ls };
+	cr_assert_eq(sluice_engine_limit_stats(e, 0, &ls), SLUICE_OK);
+	cr_assert_eq(ls.admitted, 3);
+	cr_assert_eq(ls.denied, 1);
+	cr_assert_eq(ls.live_keys, 2);
+	struct sluice_engine_top top[4];
+	size_t n = 0;
+	cr_assert_eq(sluice_engine_top(e, 0, -1, DAY0 + SEC, top, 4, &n), SLUICE_OK);
+	cr_assert_eq(n, 2);
+	/* A reload to the same policy keeps the region; to a changed limit,
+	 * whose region the zone lacks, fails and keeps the old policy. */
+	cr_assert_eq(sluice_engine_reload(e, load_text(v1)), SLUICE_OK);
+	struct sluice_policy *p2 = load_text(v2);
+	cr_assert_eq(sluice_engine_reload(e, p2), SLUICE_ECORRUPT);
+	sluice_policy_destroy(p2);
+	req_init(&q, "GET", "/", "t1", NULL, DAY0 + SEC);
+	cr_assert(run(e, &q).d.allowed);
+	cr_assert(!run(e, &q).d.allowed, "the state survived both reloads");
+	sluice_engine_destroy(e);
+	sluice_engine_destroy(other);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_engine, size_and_capacity_agree)
+{
+	struct sluice_policy *p = seed002_buckets();
+	for (uint64_t keys = 1; keys < 5000000; keys = keys * 7 + 3) {
+		size_t bytes;
+		uint64_t cap;
+		cr_assert_eq(sluice_shm_zone_size(p, keys, &bytes), SLUICE_OK);
+		cr_assert_eq(sluice_shm_zone_capacity(p, bytes, &cap), SLUICE_OK);
+		cr_assert_geq(cap, keys, "a zone sized for %llu keys holds %llu", (unsigned long long)keys,
+			      (unsigned long long)cap);
+		size_t again;
+		cr_assert_eq(sluice_shm_zone_size(p, cap, &again), SLUICE_OK);
+		cr_assert_leq(again, bytes, "the capacity of %zu bytes fits in them", bytes);
+	}
+	/* 64 MiB, as an nginx zone gives: four one-word limits at 84 B a key
+	 * and the 20 slots at 588 (1.5 x (48 + 8 + 16 + 20 x 16)): ~78k keys. */
+	uint64_t cap;
+	cr_assert_eq(sluice_shm_zone_capacity(p, 64u << 20, &cap), SLUICE_OK);
+	cr_assert_gt(cap, 70000);
+	cr_assert_lt(cap, 90000);
+	cr_assert_eq(sluice_shm_zone_capacity(p, 100, &cap), SLUICE_OK);
+	cr_assert_eq(cap, 0);
+	size_t bytes;
+	cr_assert_eq(sluice_shm_zone_size(p, 0, &bytes), SLUICE_EINVAL);
+	cr_assert_eq(sluice_shm_zone_size(NULL, 1, &bytes), SLUICE_EINVAL);
+	sluice_policy_destroy(p);
+}
+
 Test(shm_engine, refusals)
 {
 	struct sluice_policy *p = seed002_buckets();

@@ -14,26 +14,38 @@
 #include <unistd.h>
 
 #include "limit_util.h"
+#include "shm/zone_internal.h"
 
-/* A zone for one limit with room for keys keys, initialized. */
-static void *zone_for(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
+/* A zone for limits l[0 .. n) with room for keys keys, initialized. */
+static void *zone_forn(const struct sluice_limit *l, size_t n, uint64_t keys, size_t *bytes)
 {
 	void *base;
 	struct sluice_shm_info info = { .size = sizeof info };
-	cr_assert_eq(sluice_shm_limiter_zone_size(l, 1, keys, bytes), SLUICE_OK);
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, n, keys, bytes), SLUICE_OK);
 	cr_assert_eq(sluice_shm_map_anonymous(*bytes, &base), SLUICE_OK);
-	cr_assert_eq(sluice_shm_limiter_zone_init(base, *bytes, l, 1, 0, &info), SLUICE_OK, "%s", info.message);
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, *bytes, l, n, 0, &info), SLUICE_OK, "%s", info.message);
 	cr_assert_eq(info.formatted, 1);
 	cr_assert_geq(info.capacity, keys);
 	return base;
 }
 
-static struct sluice_limiter *shm_lim(void *base, size_t bytes, const struct sluice_limit *l, uint32_t fail_mode)
+static void *zone_for(const struct sluice_limit *l, uint64_t keys, size_t *bytes)
+{
+	return zone_forn(l, 1, keys, bytes);
+}
+
+static struct sluice_limiter *shm_limn(void *base, size_t bytes, const struct sluice_limit *l, size_t n,
+				       uint32_t fail_mode)
 {
 	struct sluice_limiter *lim;
 	struct sluice_limiter_options o = { .size = sizeof o, .fail_mode = fail_mode };
-	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, l, 1, &o), SLUICE_OK);
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, l, n, &o), SLUICE_OK);
 	return lim;
+}
+
+static struct sluice_limiter *shm_lim(void *base, size_t bytes, const struct sluice_limit *l, uint32_t fail_mode)
+{
+	return shm_limn(base, bytes, l, 1, fail_mode);
 }
 
 static void assert_same(const struct sluice_decision *a, const struct sluice_decision *b, int step)
@@ -69,13 +81,15 @@ static size_t key_of(unsigned k, char *buf)
 /* The same random trace (admits and peeks, random keys and costs, time
  * mostly forward and sometimes backwards, sweeps) through an in-process
  * and a shm limiter of limit l: every decision equal. */
-static void differential(struct sluice_limit l, uint64_t step_ns, uint64_t seed)
+static void differentialn(const struct sluice_limit *l, size_t n, uint64_t step_ns, uint64_t seed)
 {
 	size_t bytes;
-	void *base = zone_for(&l, 256, &bytes);
-	struct sluice_limiter *shm = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN), *mem;
-	cr_assert_eq(sluice_limiter_create(&mem, &l, 1, NULL), SLUICE_OK);
-	bool slots = l.kind == SLUICE_LIMIT_SLOTS;
+	void *base = zone_forn(l, n, 256, &bytes);
+	struct sluice_limiter *shm = shm_limn(base, bytes, l, n, SLUICE_FAIL_OPEN), *mem;
+	cr_assert_eq(sluice_limiter_create(&mem, l, n, NULL), SLUICE_OK);
+	bool slots = false;
+	for (size_t j = 0; j < n; j++)
+		slots |= l[j].kind == SLUICE_LIMIT_SLOTS;
 	sluice_slot_handle hm[64], hs[64];
 	unsigned hk[64], nh = 0;
 	uint64_t now = UINT64_C(1795392000) * SEC, s = seed;
@@ -136,6 +150,11 @@ static void differential(struct sluice_limit l, uint64_t step_ns, uint64_t seed)
 	sluice_shm_unmap(base, bytes);
 }
 
+static void differential(struct sluice_limit l, uint64_t step_ns, uint64_t seed)
+{
+	differentialn(&l, 1, step_ns, seed);
+}
+
 Test(shm_differential, gcra)
 {
 	differential(gcra(10, SEC, 5), 30 * MS, 1);
@@ -168,13 +187,43 @@ Test(shm_limiter, sliding_log_refused)
 	cr_assert_eq(sluice_shm_limiter_zone_size(&l, 1, 100, &bytes), SLUICE_EUNSUPPORTED);
 }
 
-Test(shm_limiter, several_limits_refused)
+/* Several limits per key, all-or-nothing, in the in-process order. */
+Test(shm_differential, gcra_and_calendar)
+{
+	struct sluice_limit l[2] = { gcra(10, SEC, 5), calendar(40, 4 * SEC) };
+	differentialn(l, 2, 30 * MS, 6);
+}
+
+Test(shm_differential, two_buckets_and_a_counter)
+{
+	struct sluice_limit l[3] = { gcra(20, SEC, 4), counter(30, 2 * SEC), gcra(5, SEC, 8) };
+	differentialn(l, 3, 20 * MS, 7);
+}
+
+Test(shm_differential, windows_and_slots)
+{
+	struct sluice_limit l[3] = { counter(12, SEC), slots(2, 300 * MS), calendar(25, 3 * SEC) };
+	differentialn(l, 3, 25 * MS, 8);
+}
+
+Test(shm_limiter, limit_sets_refused)
 {
 	struct sluice_limit l[2] = { gcra(10, SEC, 10), calendar(100, 86400 * SEC) };
+	struct sluice_limit two_slots[2] = { slots(2, 0), slots(3, 0) };
 	size_t bytes;
-	cr_assert_eq(sluice_shm_limiter_zone_size(l, 2, 100, &bytes), SLUICE_EUNSUPPORTED);
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, 2, 100, &bytes), SLUICE_OK);
+	cr_assert_eq(sluice_shm_limiter_zone_size(two_slots, 2, 100, &bytes), SLUICE_EINVAL);
 	cr_assert_eq(sluice_shm_limiter_zone_size(l, 0, 100, &bytes), SLUICE_EINVAL);
 	cr_assert_eq(sluice_shm_limiter_zone_size(l, 1, 0, &bytes), SLUICE_EINVAL);
+	struct sluice_limit many[SLUICE_LIMITER_MAX_LIMITS + 1];
+	for (size_t j = 0; j <= SLUICE_LIMITER_MAX_LIMITS; j++)
+		many[j] = gcra(10 + j, SEC, 10);
+	cr_assert_eq(sluice_shm_limiter_zone_size(many, SLUICE_LIMITER_MAX_LIMITS + 1, 100, &bytes), SLUICE_ETOOBIG);
+	/* A zone of limits {a, b} is not a zone of {a}. */
+	void *base = zone_forn(l, 2, 10, &bytes);
+	struct sluice_limiter *lim;
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, l, 1, NULL), SLUICE_ECORRUPT);
+	sluice_shm_unmap(base, bytes);
 }
 
 /* Fill a zone beyond its capacity: the fail mode answers, degraded. */
@@ -295,6 +344,31 @@ Test(shm_zone, reinit_keeps_state_of_the_same_limit)
 	sluice_shm_unmap(base, bytes);
 }
 
+Test(shm_zone, reinit_of_the_same_layout_writes_nothing)
+{
+	struct sluice_limit l = gcra(3, 60 * SEC, 3);
+	size_t bytes;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_limiter *lim = shm_lim(base, bytes, &l, SLUICE_FAIL_OPEN);
+	struct sluice_decision d;
+	cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 2, SEC, &d), SLUICE_OK);
+	unsigned char *before = malloc(bytes);
+	memcpy(before, base, bytes);
+	/* A process keeps its limiter open across the re-init. */
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_OK);
+	cr_assert_eq(info.kept, 1);
+	cr_assert_eq(info.formatted, 0);
+	cr_assert(memcmp(before, base, bytes) == 0, "not a byte written");
+	cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 1, SEC, &d), SLUICE_OK);
+	cr_assert(d.allowed);
+	cr_assert_eq(sluice_limiter_admit(lim, "k", 1, 1, SEC, &d), SLUICE_OK);
+	cr_assert(!d.allowed, "the state before the re-init still counts");
+	free(before);
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
+}
+
 Test(shm_zone, other_limits_refused_then_fresh)
 {
 	struct sluice_limit l = gcra(5, SEC, 5), other = gcra(6, SEC, 6);
@@ -330,6 +404,28 @@ Test(shm_zone, incompatible_header_refused_with_a_message)
 	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes - 64, &l, 1, 0, &info), SLUICE_ECORRUPT);
 	cr_assert(strstr(info.message, "bytes") != NULL, "%s", info.message);
 	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes - 64, &l, 1, SLUICE_SHM_INIT_RESET, &info), SLUICE_OK);
+	sluice_shm_unmap(base, bytes);
+}
+
+Test(shm_zone, damaged_region_refused)
+{
+	struct sluice_limit l = gcra(5, SEC, 5);
+	size_t bytes;
+	void *base = zone_for(&l, 100, &bytes);
+	struct sluice_limiter *lim;
+	/* The first region descriptor follows the header: break its slot
+	 * count so that its bodies would lie beyond the mapping. */
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &l, 1, NULL), SLUICE_OK);
+	sluice_limiter_destroy(lim);
+	struct shm_region *r = (struct shm_region *)((struct shm_header *)base + 1);
+	r->nslots *= 1000;
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &l, 1, NULL), SLUICE_ECORRUPT);
+	/* Init formats a zone it cannot read. */
+	struct sluice_shm_info info = { .size = sizeof info };
+	cr_assert_eq(sluice_shm_limiter_zone_init(base, bytes, &l, 1, 0, &info), SLUICE_OK);
+	cr_assert_eq(info.formatted, 1);
+	cr_assert_eq(sluice_shm_limiter_create(&lim, base, bytes, &l, 1, NULL), SLUICE_OK);
+	sluice_limiter_destroy(lim);
 	sluice_shm_unmap(base, bytes);
 }
 

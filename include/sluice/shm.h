@@ -43,9 +43,7 @@
  * keyed digests collide (a 2^-128 chance per pair that an outsider, not
  * knowing the secret, cannot steer).
  *
- * Scope: a limiter over shm holds one limit per key (each engine binding
- * is one); n > 1 limits are refused with SLUICE_EUNSUPPORTED. Every kind
- * but the sliding log (SLUICE_LIMIT_SLIDING_LOG, and a policy's "sliding"
+ * Scope: every kind but the sliding log (SLUICE_LIMIT_SLIDING_LOG, and a policy's "sliding"
  * limit of at most SLUICE_WINDOW_LOG_MAX_LIMIT, which is one): its writers
  * serialize inside the cell, and a process killed there would leave the
  * key locked; zone size and init refuse it with SLUICE_EUNSUPPORTED.
@@ -109,11 +107,15 @@ SLUICE_API int sluice_shm_zone_capacity(const struct sluice_policy *policy, size
 
 /*
  * Prepare [base, base + bytes) for `policy`'s engine, once, before any
- * process creates an engine on it (no engine may run on the zone
- * meanwhile). If the range holds a zone of this format and size, its hash
- * secret and each region whose binding is unchanged (the same limit
- * numbers, kind and name, as a reload keeps them: docs/policy.md) keep
- * their state; a changed or new binding's region starts empty. Anything
+ * process creates an engine on it. If the zone already holds exactly this
+ * policy's layout (the same bindings in the same order, this size),
+ * nothing is written and processes may keep using it meanwhile (an nginx
+ * reload with an unchanged policy); otherwise no engine or limiter may
+ * run on the zone during the call. If the range holds a zone of this
+ * format and size, its hash secret and each region whose binding is
+ * unchanged (the same limit numbers, kind and name, as a reload keeps
+ * them: docs/policy.md) keep their state; a changed or new binding's
+ * region starts empty. Anything
  * else (zeros, another format, another size) is formatted with a fresh
  * random secret, unless it carries this format's magic with another
  * version or size: then SLUICE_ECORRUPT and info->message say why
@@ -147,9 +149,11 @@ SLUICE_API int sluice_shm_engine_create(struct sluice_engine **out, struct sluic
 
 /* ---- a bare keyed limiter on shm ---- */
 
-/* Bytes of a limiter zone for limits[0 .. n) with room for max_keys keys.
- * Returns 0, SLUICE_EINVAL, SLUICE_EUNSUPPORTED (n > 1, a sliding log),
- * SLUICE_ETOOBIG. */
+/* Bytes of a limiter zone for limits[0 .. n) (1 to SLUICE_LIMITER_MAX_LIMITS,
+ * all-or-nothing per key as in process) with room for max_keys keys.
+ * Returns 0, SLUICE_EINVAL (two slots limits, among others),
+ * SLUICE_EUNSUPPORTED (a sliding log), SLUICE_ETOOBIG (n above the maximum,
+ * the size overflows). */
 SLUICE_API int sluice_shm_limiter_zone_size(const struct sluice_limit *limits, size_t n,
 					    uint64_t max_keys, size_t *bytes);
 
@@ -165,8 +169,8 @@ SLUICE_API int sluice_shm_limiter_zone_init(void *base, size_t bytes, const stru
  * sluice_shm_limiter_zone_init() for the same limits. opts: fail_mode and
  * flags as in process; max_keys, max_bytes, hash_secret, allocator hooks
  * and initial_buckets must be 0 (the zone fixes them: EINVAL). Returns 0,
- * SLUICE_EINVAL, SLUICE_EUNSUPPORTED (n > 1), SLUICE_ECORRUPT (no zone, or
- * one for other limits), SLUICE_ENOMEM. Thread- and process-safe as the
+ * SLUICE_EINVAL, SLUICE_EUNSUPPORTED (a sliding log), SLUICE_ECORRUPT (no
+ * zone, or one for other limits), SLUICE_ENOMEM. Thread- and process-safe as the
  * in-process limiter; destroy leaves the zone's state in place.
  */
 SLUICE_API int sluice_shm_limiter_create(struct sluice_limiter **out, void *base, size_t bytes,

@@ -108,8 +108,8 @@ static int engine_spec(const struct sluice_policy *policy, struct bindings *b, s
 		return rc;
 	/* Every binding's limit must be one a zone holds (no sliding log). */
 	for (uint32_t i = 0; i < b->n && rc == SLUICE_OK; i++) {
-		uint32_t ncells, off[2], body;
-		rc = sluice__shm_cells(&b->spec[i], &ncells, off, &body);
+		struct shm_cells c;
+		rc = sluice__shm_cells(&b->spec[i], 1, &c);
 	}
 	if (rc != SLUICE_OK) {
 		free(b->identity);
@@ -118,6 +118,7 @@ static int engine_spec(const struct sluice_policy *policy, struct bindings *b, s
 	}
 	s->kind = SHM_KIND_ENGINE;
 	s->nregions = b->n;
+	s->per_region = 1;
 	s->identity = b->identity;
 	s->spec = b->spec;
 	return SLUICE_OK;

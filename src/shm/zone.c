@@ -4,7 +4,11 @@
  * process makes before using one, and the mappings (docs/shm.md,
  * "Layout", "Zone life").
  *
- * Initialization runs with no process using the zone (the creator's
+ * A zone that already holds exactly what init would lay out (same format,
+ * size, secret kept, the same regions in the same order) is left as it is:
+ * nothing is written, so processes may go on using it (an nginx reload
+ * whose policy did not change, while the old workers drain). Any other
+ * initialization runs with no process using the zone (the creator's
  * contract: nginx's master before fork(), the first opener of a file). It
  * clears the magic first and writes it last, so a creator that dies half-way
  * leaves a zone without magic, which the next init formats and no process
@@ -48,19 +52,20 @@ static uint64_t layout(const struct shm_spec *s, uint64_t keys, struct shm_regio
 		return 0;
 	uint64_t off = header_bytes(s->nregions), nslots = shm_slots_for(keys);
 	for (uint32_t i = 0; i < s->nregions; i++) {
-		uint32_t ncells, cell_off[2] = { 0, 0 }, body;
-		if (sluice__shm_cells(&s->spec[i], &ncells, cell_off, &body) != SLUICE_OK)
+		struct shm_cells c;
+		const struct sluice_limit *limits = &s->spec[(size_t)i * s->per_region];
+		if (sluice__shm_cells(limits, s->per_region, &c) != SLUICE_OK)
 			return 0;
+		uint32_t body = c.body_bytes;
 		if (regs != NULL) {
 			struct shm_region *r = &regs[i];
 			memset(r, 0, sizeof *r);
 			r->identity = s->identity[i];
-			r->spec = s->spec[i];
+			r->nlimits = s->per_region;
+			memcpy(r->spec, limits, sizeof *limits * s->per_region);
 			r->nslots = nslots;
 			r->body_bytes = body;
-			r->ncells = ncells;
-			r->cell_off[0] = cell_off[0];
-			r->cell_off[1] = cell_off[1];
+			r->ncells = c.ncells;
 			r->states_off = off;
 			r->bodies_off = off + shm_line(nslots * 8);
 			r->stats_off = r->bodies_off + shm_line(nslots * body);
@@ -121,9 +126,28 @@ static int check_header(const struct shm_header *h, size_t bytes, uint32_t kind,
 			 bytes);
 		return SLUICE_ECORRUPT;
 	}
-	if (h->kind != kind || h->header_bytes != header_bytes(h->nregions) || h->header_bytes > bytes) {
+	if (h->kind != kind || h->nregions > (bytes - sizeof *h) / sizeof(struct shm_region) ||
+	    h->header_bytes != header_bytes(h->nregions)) {
 		snprintf(msg, cap, "zone of another kind (%s)", h->kind == SHM_KIND_ENGINE ? "engine" : "limiter");
 		return SLUICE_ECORRUPT;
+	}
+	/* Every region as init lays it out, inside the zone: a damaged file
+	 * is refused, never followed out of the mapping. */
+	const struct shm_region *regs = (const struct shm_region *)(h + 1);
+	uint64_t end = h->header_bytes;
+	for (uint32_t i = 0; i < h->nregions; i++) {
+		const struct shm_region *r = &regs[i];
+		struct shm_cells c;
+		uint32_t body = 0;
+		if (r->nlimits == 0 || r->nlimits > SLUICE_LIMITER_MAX_LIMITS ||
+		    sluice__shm_cells(r->spec, r->nlimits, &c) != SLUICE_OK || r->ncells != c.ncells ||
+		    r->body_bytes != (body = c.body_bytes) || r->nslots < SHM_WINDOW || r->nslots > (UINT64_C(1) << 41) || r->states_off != end ||
+		    r->bodies_off != end + shm_line(r->nslots * 8) ||
+		    r->stats_off != r->bodies_off + shm_line(r->nslots * body) ||
+		    (end += shm_region_bytes(r->nslots, body)) > bytes) {
+			snprintf(msg, cap, "zone region %u damaged (layout outside the zone or not of its limit)", i);
+			return SLUICE_ECORRUPT;
+		}
 	}
 	msg[0] = '\0';
 	return SLUICE_OK;
@@ -153,6 +177,29 @@ struct shm_region *sluice__shm_region_find(void *base, uint64_t identity)
 	return NULL;
 }
 
+/* The zone at h (a valid header) is exactly what init would lay out for s
+ * with `keys` keys per region: the same regions in the same order. */
+static bool same_layout(const struct shm_header *h, const struct shm_spec *s, uint64_t keys)
+{
+	if (h->nregions != s->nregions || h->capacity != keys)
+		return false;
+	struct shm_region *want = malloc(sizeof *want * (s->nregions + 1));
+	if (want == NULL)
+		return false;
+	layout(s, keys, want);
+	const struct shm_region *regs = (const struct shm_region *)(h + 1);
+	bool same = true;
+	for (uint32_t i = 0; i < s->nregions && same; i++) {
+		const struct shm_region *r = &regs[i], *w = &want[i];
+		same = r->identity == w->identity && r->nlimits == w->nlimits &&
+		       memcmp(r->spec, w->spec, sizeof w->spec) == 0 && r->states_off == w->states_off &&
+		       r->bodies_off == w->bodies_off && r->stats_off == w->stats_off && r->nslots == w->nslots &&
+		       r->body_bytes == w->body_bytes && r->ncells == w->ncells;
+	}
+	free(want);
+	return same;
+}
+
 int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, uint32_t flags,
 			  struct sluice_shm_info *info)
 {
@@ -178,6 +225,17 @@ int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, ui
 		int rc = check_header(h, bytes, s->kind, msg, sizeof msg);
 		if (rc != SLUICE_OK && (h->version != SLUICE_SHM_FORMAT_VERSION || h->zone_bytes != bytes))
 			return fail(info, rc, "%s (SLUICE_SHM_INIT_RESET formats it anyway)", msg);
+		if (rc == SLUICE_OK && same_layout(h, s, keys)) {
+			/* The zone is already this one: nothing to write, so
+			 * processes still using it (an nginx reload's old
+			 * workers) go on undisturbed. */
+			if (info != NULL) {
+				info->regions = info->kept = s->nregions;
+				info->capacity = keys;
+				info->bytes = layout(s, keys, NULL);
+			}
+			return SLUICE_OK;
+		}
 		if (rc == SLUICE_OK) {
 			/* A compatible zone: keep a copy to carry regions over. */
 			old = malloc(bytes);
@@ -218,8 +276,8 @@ int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, ui
 		const struct shm_region *oregs = (const struct shm_region *)(oh + 1);
 		for (uint32_t i = 0; i < s->nregions; i++)
 			for (uint32_t j = 0; j < oh->nregions; j++)
-				if (oregs[j].identity == regs[i].identity &&
-				    memcmp(&oregs[j].spec, &regs[i].spec, sizeof regs[i].spec) == 0) {
+				if (oregs[j].identity == regs[i].identity && oregs[j].nlimits == regs[i].nlimits &&
+				    memcmp(oregs[j].spec, regs[i].spec, sizeof regs[i].spec) == 0) {
 					sluice__shm_region_rehash(base, &regs[i], secret, old, &oregs[j]);
 					kept++;
 					break;
@@ -244,24 +302,25 @@ int sluice__shm_zone_init(void *base, size_t bytes, const struct shm_spec *s, ui
 
 /* ---- a bare limiter ---- */
 
-uint64_t sluice__shm_limit_identity(const struct sluice_limit *limit)
+uint64_t sluice__shm_limit_identity(const struct sluice_limit *limits, size_t n)
 {
-	return XXH3_64bits_withSeed(limit, sizeof *limit, UINT64_C(0x5348)); /* "SH" */
+	return XXH3_64bits_withSeed(limits, sizeof *limits * n, UINT64_C(0x5348)); /* "SH" */
 }
 
 static int limiter_spec(const struct sluice_limit *limits, size_t n, struct shm_spec *s, uint64_t *id)
 {
+	struct shm_cells c;
 	if (limits == NULL || n == 0)
 		return SLUICE_EINVAL;
-	if (n > 1)
-		return SLUICE_EUNSUPPORTED;
-	uint32_t ncells, off[2], body;
-	int rc = sluice__shm_cells(&limits[0], &ncells, off, &body);
+	if (n > SLUICE_LIMITER_MAX_LIMITS)
+		return SLUICE_ETOOBIG;
+	int rc = sluice__shm_cells(limits, (uint32_t)n, &c);
 	if (rc != SLUICE_OK)
 		return rc;
-	*id = sluice__shm_limit_identity(&limits[0]);
+	*id = sluice__shm_limit_identity(limits, n);
 	s->kind = SHM_KIND_LIMITER;
 	s->nregions = 1;
+	s->per_region = (uint32_t)n;
 	s->identity = id;
 	s->spec = limits;
 	return SLUICE_OK;
@@ -290,7 +349,8 @@ int sluice_shm_limiter_zone_init(void *base, size_t bytes, const struct sluice_l
 	uint64_t id;
 	int rc = limiter_spec(limits, n, &s, &id);
 	if (rc != SLUICE_OK)
-		return fail(info, rc, "limits: need exactly one valid limit of a supported kind");
+		return fail(info, rc, "limits: 1 to %d valid limits of the kinds a zone holds (no sliding log)",
+			    SLUICE_LIMITER_MAX_LIMITS);
 	return sluice__shm_zone_init(base, bytes, &s, flags, info);
 }
 

@@ -1,7 +1,8 @@
 /*
  * zone_internal.h - the layout of a shared-memory zone (docs/shm.md,
  * "Layout") and what its files share: zone.c formats and checks zones,
- * store.c is the keyed store in one region, engine_shm.c maps engine
+ * table.c is the table of one region, store.c its decisions and the
+ * limiter made on it (store_internal.h between them), engine_shm.c maps engine
  * bindings to regions. Not installed; only src/shm/ includes it.
  *
  * Everything in a zone is found by offsets from its base, so processes may
@@ -10,7 +11,7 @@
  *   [header][region descriptors x nregions][region 0][region 1]...
  *   region: [state words: nslots x 8][bodies: nslots x body_bytes]
  *           [statistics: SHM_STRIPES cache lines]
- *   body:   [meta][key: 4 words][cell 0][cell 1, when cell 0 is COMMIT]
+ *   body:   [meta][key: 4 words][cell 0][cell 1]... (struct shm_cells)
  *
  * Every word a process reads while another may write it is accessed as an
  * _Atomic uint64_t; the rest (header, descriptors) is written by
@@ -42,9 +43,11 @@
 
 /* The key words of a body: SLUICE_SHM_KEY_INLINE bytes. */
 #define SHM_KEY_WORDS (SLUICE_SHM_KEY_INLINE / 8)
-/* Most bytes of an entry's cells: a COMMIT word and the largest slots
- * cell (16 + 16 per slot). */
-#define SHM_CELLS_MAX (8 + 16 + 16 * SLUICE_SLOTS_MAX)
+/* Cells of an entry: the limits plus, when none may be cell 0, COMMIT. */
+#define SHM_NCELLS (SLUICE_LIMITER_MAX_LIMITS + 1)
+/* Most bytes of an entry's cells: one-word cells and one slots cell, the
+ * largest (16 + 16 per slot). */
+#define SHM_CELLS_MAX (8 * SHM_NCELLS + 16 + 16 * SLUICE_SLOTS_MAX)
 /* meta: key_len, | SHM_META_DIGEST when the key words hold its digest. */
 #define SHM_META_DIGEST (UINT64_C(1) << 32)
 
@@ -59,19 +62,35 @@ struct shm_header {
 	unsigned char secret[SHM_SECRET_BYTES];
 };
 
-/* One region: one limit binding's keyed store. */
+/* One region: one limit binding's keyed store (a bare limiter's: its
+ * whole policy). */
 struct shm_region {
 	uint64_t identity; /* the binding's identity (engine_shm.c) */
-	struct sluice_limit spec;
+	uint32_t nlimits;
+	uint32_t ncells; /* the limits, plus the COMMIT word when needed */
+	struct sluice_limit spec[SLUICE_LIMITER_MAX_LIMITS]; /* caller's order */
 	uint64_t states_off; /* from the zone's base */
 	uint64_t bodies_off;
 	uint64_t stats_off;
 	uint64_t nslots;
 	uint32_t body_bytes;
-	uint32_t ncells;      /* 1: the limit is cell 0; 2: COMMIT, then it */
-	uint32_t cell_off[2]; /* within a body */
 	uint32_t reserved_;
 	_Atomic uint64_t cursor; /* the next slot a sweep visits */
+};
+
+/* An entry's cells, in the in-process limiter's order (src/limiter/
+ * limiter.c, create): cell 0 the deepest GCRA limit, else the first window
+ * that may be cell 0, else the COMMIT word; then the limits whose cancel
+ * is exact, then the other GCRA limits, shallowest first. user_index[i]:
+ * the caller's index of cell i (UINT32_MAX: COMMIT); check_order: the dry
+ * run's and the governing rule's ranking (the caller's first GCRA limit,
+ * then the caller's order). */
+struct shm_cells {
+	uint32_t ncells, ncheck, body_bytes;
+	uint32_t cell_off[SHM_NCELLS]; /* within a body */
+	uint32_t user_index[SHM_NCELLS];
+	uint32_t check_order[SHM_NCELLS];
+	struct sluice_limit limits[SHM_NCELLS];
 };
 
 enum { SHM_ST_ADMITTED, SHM_ST_DENIED, SHM_ST_DEGRADED, SHM_ST_INSERTED, SHM_ST_RECLAIMED, SHM_ST_COUNT };
@@ -86,10 +105,10 @@ static inline uint64_t shm_line(uint64_t n)
 	return (n + SLUICE_CACHELINE - 1) & ~(uint64_t)(SLUICE_CACHELINE - 1);
 }
 
-/* The layout of one region's store for `limit`: ncells, cell offsets and
- * body bytes. Returns 0 or SLUICE_EINVAL (unknown or invalid limit). */
-int sluice__shm_cells(const struct sluice_limit *limit, uint32_t *ncells, uint32_t *cell_off,
-		      uint32_t *body_bytes);
+/* The cells of one region's entries for limits[0 .. n). Returns 0,
+ * SLUICE_EINVAL (n 0 or above the maximum, an unknown or invalid limit, two
+ * slots limits), SLUICE_EUNSUPPORTED (a sliding log), SLUICE_ETOOBIG. */
+int sluice__shm_cells(const struct sluice_limit *limits, uint32_t n, struct shm_cells *c);
 
 /* Bytes of one region of nslots slots of body_bytes each. */
 static inline uint64_t shm_region_bytes(uint64_t nslots, uint32_t body_bytes)
@@ -109,8 +128,9 @@ static inline uint64_t shm_slots_for(uint64_t keys)
 struct shm_spec {
 	uint32_t kind;
 	uint32_t nregions;
-	const uint64_t *identity;         /* [nregions] */
-	const struct sluice_limit *spec;  /* [nregions] */
+	uint32_t per_region;             /* limits per region */
+	const uint64_t *identity;        /* [nregions] */
+	const struct sluice_limit *spec; /* region i: [i * per_region ..) */
 };
 
 /* Bytes of a zone for `s` with `keys` keys per region (0 on overflow). */
@@ -127,8 +147,8 @@ int sluice__shm_zone_open(void *base, size_t bytes, uint32_t kind, const struct 
 /* The descriptor of the region of `identity`, or NULL. */
 struct shm_region *sluice__shm_region_find(void *base, uint64_t identity);
 
-/* A bare limiter's region identity: its limit's kind and numbers. */
-uint64_t sluice__shm_limit_identity(const struct sluice_limit *limit);
+/* A bare limiter's region identity: its limits' kinds and numbers. */
+uint64_t sluice__shm_limit_identity(const struct sluice_limit *limits, size_t n);
 
 /* A limiter (sluice/limiter.h) over region r of the zone at base.
  * fail_mode: enum sluice_fail_mode. Returns 0, SLUICE_ENOMEM, SLUICE_EINVAL. */

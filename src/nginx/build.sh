@@ -27,7 +27,9 @@ configure)
 	;;
 make)
 	cd "$2"
-	rm -f objs/ngx_http_sluice_module.so
+	# nginx's Makefile does not know sluice's headers: rebuild the module's
+	# objects whenever CMake calls (it does when a header or libsluice.a changed).
+	rm -f objs/ngx_http_sluice_module.so objs/addon/nginx/*.o
 	make -f objs/Makefile modules >make.log 2>&1 || { cat make.log; exit 1; }
 	;;
 *)

@@ -186,7 +186,6 @@ int ngx_http_sluice_parse_policy(const ngx_http_sluice_zone_t *z, struct sluice_
 
 	ngx_memzero(&opts, sizeof opts);
 	opts.size = sizeof opts;
-#ifdef SLUICE_IDENTITY_MAX
 	/* A relative map file ("scope ... from map FILE") lies beside the policy. */
 	char dir[NGX_MAX_PATH];
 	size_t n = z->policy_path.len;
@@ -197,7 +196,6 @@ int ngx_http_sluice_parse_policy(const ngx_http_sluice_zone_t *z, struct sluice_
 		dir[n] = '\0';
 		opts.base_dir = dir;
 	}
-#endif
 	return sluice_policy_parse((const char *)z->policy_text.data, z->policy_text.len, &opts, out, err);
 }
 

@@ -35,6 +35,7 @@
 #include "ngx_http_sluice.h"
 
 #include <sluice/common.h>
+#include <sluice/identity.h>
 
 #include <stdio.h>
 
@@ -245,9 +246,7 @@ static ngx_int_t ngx_http_sluice_refuse(ngx_http_request_t *r, ngx_http_sluice_c
 		[SLUICE_REASON_CONCURRENCY] = SLUICE_POLICY_ANSWER_CONCURRENCY,
 		[SLUICE_REASON_CAPACITY] = SLUICE_POLICY_ANSWER_CAPACITY,
 		[SLUICE_REASON_NEVER] = SLUICE_POLICY_ANSWER_RATE,
-#ifdef SLUICE_IDENTITY_MAX /* sluice/identity.h: a required identity missing */
-		[SLUICE_REASON_IDENTITY] = SLUICE_POLICY_ANSWER_IDENTITY,
-#endif
+		[SLUICE_REASON_IDENTITY] = SLUICE_POLICY_ANSWER_IDENTITY, /* a required identity missing */
 	};
 	ngx_http_sluice_zone_t *z = ctx->zone;
 	const struct sluice_policy_spec *spec = z->spec;
@@ -332,7 +331,6 @@ static ngx_int_t ngx_http_sluice_refuse(ngx_http_request_t *r, ngx_http_sluice_c
  * The decision.
  */
 
-#ifdef SLUICE_IDENTITY_MAX
 /* sluice_identity_extract() over the request as nginx parsed it: the target
  * as sent, every header field in order, the peer's address as text. */
 static int ngx_http_sluice_extract(ngx_http_request_t *r, ngx_http_sluice_zone_t *z,
@@ -366,7 +364,6 @@ static int ngx_http_sluice_extract(ngx_http_request_t *r, ngx_http_sluice_zone_t
 	};
 	return sluice_identity_extract(z->policy, &view, &o, set);
 }
-#endif
 
 /* A check that failed: the target is the client's fault when the route
  * matcher refuses it (not origin-form, a bad escape: 400; too long: 414);
@@ -412,8 +409,6 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 	ngx_http_set_ctx(r, ctx, ngx_http_sluice_module);
 
 	const struct sluice_policy_spec *spec = z->spec;
-	int32_t tier = SLUICE_POLICY_NO_TIER;
-#ifdef SLUICE_IDENTITY_MAX
 	/* The scopes no sluice_identity names, and the tier, as the policy
 	 * declares them ("scope NAME from SOURCE", "tier from map"). */
 	struct sluice_identity_set *set = ngx_palloc(r->pool, sizeof *set);
@@ -426,17 +421,14 @@ ngx_int_t ngx_http_sluice_access_handler(ngx_http_request_t *r)
 		ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "sluice: identities: %s", sluice_strerror(xrc));
 		return ctx->dry_run ? NGX_DECLINED : NGX_HTTP_BAD_REQUEST;
 	}
-	tier = set->tier;
-#endif
+	int32_t tier = set->tier;
 	for (uint32_t s = 0; s < spec->scope_count; s++) {
-		ngx_str_t v = ngx_null_string;
-#ifdef SLUICE_IDENTITY_MAX
+		ngx_str_t v;
 		if (slcf->by_scope[s] == NULL) {
 			ids[s] = set->ids[s];
 			continue;
 		}
-#endif
-		if (slcf->by_scope[s] != NULL && ngx_http_complex_value(r, slcf->by_scope[s], &v) != NGX_OK)
+		if (ngx_http_complex_value(r, slcf->by_scope[s], &v) != NGX_OK)
 			return NGX_HTTP_INTERNAL_SERVER_ERROR;
 		if (v.len > SLUICE_ENGINE_MAX_IDENTITY) {
 			/* A long token (a JWT) keys its state by a keyed hash of it. */

@@ -172,8 +172,9 @@ expect "github: x-ratelimit-remaining" 4989 "$(header_of "$tmp/h" x-ratelimit-re
 expect "github: x-ratelimit-resource" core "$(header_of "$tmp/h" x-ratelimit-resource)"
 sleep 0.2
 expect "github: \$sluice_dry_run_refused" 1 "$(grep -c ' 200 \[shadow_minute\] GH$' "$tmp/access.log")"
-# "anon per ip" keys every request by its address, GH's 11 included.
-expect "github: the address's 60 an hour, 11 used by GH" "200:49 403:15 " "$(who=X-None spread - 64 4)"
+# "anon per ip ... unless token": the address's 60 are for requests without
+# a token; GH's 11 from that address spent none of them.
+expect "github: the address's 60 an hour for anonymous callers" "200:60 403:4 " "$(who=X-None spread - 64 4)"
 curl -s -m 5 -D "$tmp/h" -o "$tmp/b" "$(base)/gif/x"
 expect "github: the quota's answer" \
 	'{"message":"API rate limit exceeded for ip.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}' \

@@ -415,7 +415,7 @@ int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key
 		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, NULL);
 		if (SLUICE_LIKELY(v != V_DEAD)) {
 			read_unlock(lim);
-			count(lim, v, cost);
+			stat_add(lim, sluice__limiter_tls.slot, v == V_ADMIT ? ST_ADMITTED : ST_DENIED, 1);
 			return SLUICE_OK;
 		}
 	}

@@ -30,8 +30,12 @@
  * The hot path. One GCRA limit on an existing, live key - the common
  * policy - is inlined into each entry point (admit_locked(), decide_gcra1():
  * one lookup and one CAS, no call through the ops table); everything else
- * goes out of line to admit_slow(). tests/test_limiter_hotpath.c checks it
- * against the general path, bench/bench_limiter.c counts its instructions.
+ * goes out of line to admit_slow(). sluice_limiter_admit() has a narrower
+ * fast path still (a key of at most 16 bytes live in its home group, a
+ * registered thread, cost > 0) that leaves every other case to
+ * admit_general() before writing anything. tests/test_limiter_hotpath.c
+ * and test_limiter_fastpath.c check both against standalone cells,
+ * bench/bench_limiter.c counts their instructions.
  */
 #include <sluice/limiter.h>
 

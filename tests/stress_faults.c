@@ -314,6 +314,17 @@ static void phase(uint32_t mode, long ms)
 	}
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
 	nanosleep(&ts, NULL);
+	/* On a loaded machine the maintenance thread may not have reclaimed
+	 * anything yet: run on (up to 20 s more) until faults and reclaims
+	 * both happened, so that the checks below always have both to check. */
+	for (int extra = 0; extra < 2000; extra++) {
+		struct sluice_limiter_stats now = { .size = sizeof now };
+		sluice_limiter_stats(lim, &now);
+		if (now.degraded > 0 && now.reclaimed > 0)
+			break;
+		struct timespec tick = { 0, 10000000 };
+		nanosleep(&tick, NULL);
+	}
 	atomic_store_explicit(&stop, true, memory_order_relaxed); /* relaxed: a stop flag */
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(workers[i].th, NULL);

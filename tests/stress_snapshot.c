@@ -121,9 +121,24 @@ static void *sweeper(void *arg)
 	return NULL;
 }
 
+static bool admissions_began(void)
+{
+	for (int k = 0; k < KEYS; k++)
+		/* relaxed: pacing only; the snapshot's own loads below acquire. */
+		if (atomic_load_explicit(&admitted[k], memory_order_relaxed) != 0) /* relaxed: why above */
+			return true;
+	return false;
+}
+
 static void *snapshotter(void *arg)
 {
 	(void)arg;
+	/* Snapshots of the empty limiter prove nothing: wait for the first
+	 * admission (a fast snapshotter could otherwise take all MAX_SNAPS
+	 * before the admitters run). */
+	/* relaxed: a stop flag (below). */
+	while (!admissions_began() && !atomic_load_explicit(&done, memory_order_relaxed)) /* relaxed: why above */
+		sched_yield();
 	/* relaxed: a stop flag, set after the admitters were joined. */
 	while (nsnaps < MAX_SNAPS && !atomic_load_explicit(&done, memory_order_relaxed)) { /* relaxed: why above */
 		struct snap *s = &snaps[nsnaps];

@@ -108,6 +108,12 @@ expect "anonymous 61st: x-ratelimit-limit" 60 "$(field anon x-ratelimit-limit)"
 expect "anonymous 61st: x-ratelimit-remaining" 0 "$(field anon x-ratelimit-remaining)"
 expect "anonymous 61st: x-ratelimit-used" 60 "$(field anon x-ratelimit-used)"
 expect "anonymous 61st: no dry-run header" "" "$(field anon X-RateLimit-Dry-Run)"
+# "unless token": the address's anonymous budget is spent, yet a token from
+# that same address is held by its own hour only.
+get authed_there -H 'Authorization: Bearer tok_b' -H 'X-Forwarded-For: 10.0.0.2' "$traffic/users/u"
+expect "token from the anonymous address: status" 200 "$(cat "$tmp/authed_there.code")"
+expect "token from the anonymous address: x-ratelimit-limit" 5000 "$(field authed_there x-ratelimit-limit)"
+expect "token from the anonymous address: x-ratelimit-used" 1 "$(field authed_there x-ratelimit-used)"
 
 # The admin listener counts the two would-be refusals.
 metrics=$(curl -sS -m 5 "$admin/metrics")

@@ -130,9 +130,15 @@ struct sluice_policy_limit {
 	 *             counted, a would-be refusal does not refuse the request
 	 *             (docs/policy.md, "Dry run");
 	 *   resource  "resource \"<label>\"": the custom header family's
-	 *             resource field for this limit; NULL: its name. */
+	 *             resource field for this limit; NULL: its name;
+	 *   unless_mask  "unless <scope>[+<scope>]": bit i set: the limit does
+	 *             not apply to a request that carries scope i's own
+	 *             identity (not a fallback's stand-in), e.g. a per-IP
+	 *             limit for anonymous callers only (docs/policy.md,
+	 *             "Limits for some callers only"). */
 	bool dry_run;
 	const char *resource;
+	uint32_t unless_mask;
 };
 
 /* One route rule: method (or "*") + path pattern -> class. */
@@ -333,6 +339,8 @@ struct sluice_policy_spec {
 	uint32_t map_count;
 	const struct sluice_policy_map *maps;
 	uint32_t tier_map;
+	/* Bit i set when limit i has an "unless" (its unless_mask is not 0). */
+	uint32_t unless_limits;
 };
 
 /* Where and why a load failed. line and column are 1-based (column in

@@ -119,6 +119,22 @@ static uint32_t resolve_identities(const struct sluice_policy_spec *spec, const 
 	return refuse;
 }
 
+/* The limits that a request's own identities keep from applying ("unless
+ * <scope>": the limit is for callers without that identity). A stand-in
+ * (fallback) identity is not the scope's own: it does not count. */
+static uint32_t unless_skipped(const struct sluice_policy_spec *spec, const struct sluice_engine_request *req)
+{
+	uint32_t present = 0, skipped = 0;
+
+	for (uint32_t s = 0; s < spec->scope_count; s++)
+		if (sluice__plan_has_identity(req, s))
+			present |= UINT32_C(1) << s;
+	for (uint32_t i = 0; i < spec->limit_count; i++)
+		if ((spec->unless_limits & (UINT32_C(1) << i)) && (spec->limits[i].unless_mask & present))
+			skipped |= UINT32_C(1) << i;
+	return skipped;
+}
+
 /* The key length of a limit for a request: 0 when a scope has no identity
  * (the limit does not apply), SIZE_MAX when too long. */
 static size_t key_length(const struct sluice__plan *p, uint32_t scope_mask, bool per_class, uint32_t class_id)
@@ -216,6 +232,8 @@ int sluice__plan_build(const struct sluice__state *st, const struct sluice_engin
 	p->class_id = (uint32_t)cls;
 	uint32_t mask = check ? sluice_policy_class_limits(st->policy, (uint32_t)cls) : UINT32_MAX;
 	uint32_t refuse = resolve_identities(spec, req, p);
+	if (spec->unless_limits != 0)
+		mask &= ~unless_skipped(spec, req);
 	if (check && refuse != 0) {
 		uint32_t needed = 0;
 		/* A dry-run limit never refuses, so it never makes an identity

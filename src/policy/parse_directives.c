@@ -290,6 +290,43 @@ static int per_word(struct parser *p, const struct word *w, struct sluice_policy
 	}
 }
 
+/* "unless" scope { "+" scope }: the scopes whose own identity, when a
+ * request carries it, keeps the limit from applying. Not one of the limit's
+ * own scopes (the limit would never apply). */
+static int unless_word(struct parser *p, const struct word *w, struct sluice_policy_limit *l)
+{
+	struct builder *b = p->b;
+	uint32_t i = 0;
+
+	if (w->quoted)
+		return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col, "expected scopes like token or token+key");
+	for (;;) {
+		uint32_t start = i;
+		while (i < w->len && w->s[i] != '+')
+			i++;
+		const char *s = w->s + start;
+		uint32_t len = i - start, col = w->col + start;
+		int rc = sluice__parse_check_name(p, s, len, col, "a scope name");
+		if (rc != SLUICE_OK)
+			return rc;
+		int id = sluice__parse_find_name(b->scopes, b->nscopes, s, len);
+		if (id < 0)
+			return sluice__parse_fail(p, SLUICE_ENOTFOUND, col,
+						  "unknown scope '%.*s': declare it with 'scope' first", (int)len, s);
+		if (l->scope_mask & (1u << id))
+			return sluice__parse_fail(p, SLUICE_EINVAL, col,
+						  "scope '%.*s' keys this limit: 'unless %.*s' would never let it apply",
+						  (int)len, s, (int)len, s);
+		if (l->unless_mask & (1u << id))
+			return sluice__parse_fail(p, SLUICE_EINVAL, col, "scope '%.*s' twice in 'unless'", (int)len,
+						  s);
+		l->unless_mask |= 1u << id;
+		if (i == w->len)
+			return SLUICE_OK;
+		i++; /* '+' */
+	}
+}
+
 /* "on" class { "," class } */
 static int on_word(struct parser *p, const struct word *w, struct sluice_policy_limit *l)
 {
@@ -474,6 +511,13 @@ static int d_limit(struct parser *p)
 			if (l->dry_run)
 				return sluice__parse_fail(p, SLUICE_EINVAL, opt->col, "duplicate 'dry-run'");
 			l->dry_run = true;
+		} else if (sluice__parse_word_is(opt, "unless")) {
+			if (l->unless_mask != 0)
+				return sluice__parse_fail(p, SLUICE_EINVAL, opt->col, "duplicate 'unless'");
+			if ((rc = sluice__parse_next_word(p, "scopes after 'unless' (e.g. token)", &w)) != SLUICE_OK)
+				return rc;
+			if ((rc = unless_word(p, w, l)) != SLUICE_OK)
+				return rc;
 		} else if (sluice__parse_word_is(opt, "resource")) {
 			uint32_t n = 0;
 			if (bl->resource[0] != '\0')
@@ -489,7 +533,7 @@ static int d_limit(struct parser *p)
 		} else {
 			return sluice__parse_fail(
 				p, SLUICE_ESYNTAX, opt->col,
-				"unexpected '%s': expected an option (burst, retry-after, lease, warn, tiered, dry-run, resource) or end of line",
+				"unexpected '%s': expected an option (burst, retry-after, lease, warn, tiered, dry-run, resource, unless) or end of line",
 				sluice__parse_show(opt, buf));
 		}
 	}

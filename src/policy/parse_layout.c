@@ -270,6 +270,9 @@ void sluice__parse_layout(struct builder *b, struct carve *c, struct sluice_poli
 	for (uint32_t i = 0; i < b->nlimits; i++)
 		if (b->limits[i].l.dry_run)
 			pol->spec.dry_run_mask |= 1u << i;
+	for (uint32_t i = 0; i < b->nlimits; i++)
+		if (b->limits[i].l.unless_mask != 0)
+			pol->spec.unless_limits |= 1u << i;
 	pol->spec.fail = b->fail;
 	pol->spec.route_fold_case = b->fold_case;
 	pol->spec.scope_count = b->nscopes;

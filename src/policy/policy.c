@@ -306,7 +306,7 @@ static bool limit_equal(const struct sluice_policy_limit *a, const struct sluice
 	       a->all_classes == b->all_classes && a->tiered == b->tiered && a->scope_mask == b->scope_mask &&
 	       a->class_mask == b->class_mask && a->count == b->count && a->period_ns == b->period_ns &&
 	       a->burst == b->burst && a->retry_after_ns == b->retry_after_ns && a->lease_ns == b->lease_ns &&
-	       a->dry_run == b->dry_run && str_equal(a->resource, b->resource);
+	       a->dry_run == b->dry_run && str_equal(a->resource, b->resource) && a->unless_mask == b->unless_mask;
 }
 
 static bool custom_equal(const struct sluice_http_custom *a, const struct sluice_http_custom *b)

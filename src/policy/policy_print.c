@@ -205,6 +205,18 @@ static void put_limit(struct out *o, const struct sluice_policy_spec *s, const s
 		puts_(o, " tiered");
 	if (l->dry_run)
 		puts_(o, " dry-run");
+	if (l->unless_mask != 0) {
+		first = true;
+		puts_(o, " unless ");
+		for (uint32_t i = 0; i < s->scope_count; i++) {
+			if (l->unless_mask & (1u << i)) {
+				if (!first)
+					put(o, "+", 1);
+				puts_(o, s->scopes[i]);
+				first = false;
+			}
+		}
+	}
 	if (l->resource != NULL) {
 		puts_(o, " resource ");
 		put_string(o, (const uint8_t *)l->resource, strlen(l->resource));

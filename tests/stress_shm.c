@@ -391,6 +391,146 @@ static void crash(void)
 	sluice_shm_unmap(base, bytes);
 }
 
+/* ---- 5. the sliding log: exact bound and crash ---- */
+
+/* LKEYS keys, a log of LLIMIT per LWIN ticks; the time is a shared tick
+ * counter (one per operation), so windows keep moving and admissions (the
+ * log's critical sections) stay most of the work while workers are
+ * killed. Every admission is recorded (key, time); the check is the log's
+ * invariant on the times passed in: at most LLIMIT admitted in any
+ * (x - LWIN, x]. A kill between an admission and its record hides one. */
+#define LKEYS 16
+#define LLIMIT 8
+#define LWIN 2000
+#define LRECS (1u << 21)
+
+struct lrec {
+	uint64_t key, t;
+};
+
+struct llog {
+	_Atomic uint64_t clock, nrec;
+	uint64_t cap; /* records to take: workers stop there */
+	_Atomic uint64_t stalls; /* admissions that waited for a dead writer's claim */
+	_Atomic uint64_t ops[PROCS]; /* per worker slot: kills land in admissions, not in startup */
+	struct lrec rec[LRECS];
+};
+
+static void log_worker(void *base, size_t bytes, const struct sluice_limit *l, struct llog *g, int slot,
+		       uint64_t seed)
+{
+	struct sluice_limiter *lim = open_lim(base, bytes, l);
+	uint64_t s = seed;
+	for (;;) {
+		uint64_t r = rng(&s), k = r % LKEYS;
+		/* Sometimes a little behind the clock: time going backwards. */
+		uint64_t t = T0 + atomic_fetch_add(&g->clock, 1) - (r >> 32) % 4;
+		char key[96];
+		struct sluice_decision d;
+		uint64_t a = sluice_monotonic_ns();
+		if (sluice_limiter_admit(lim, key, key_of(k, key), 1, t, &d) != SLUICE_OK || d.degraded)
+			_exit(4);
+		if (sluice_monotonic_ns() - a > SLUICE_SHM_CLAIM_TIMEOUT_NS / 2)
+			atomic_fetch_add(&g->stalls, 1);
+		atomic_fetch_add(&g->ops[slot], 1);
+		if (!d.allowed)
+			continue;
+		uint64_t i = atomic_fetch_add(&g->nrec, 1);
+		if (i >= g->cap)
+			_exit(0);
+		g->rec[i] = (struct lrec){ k + 1, t }; /* 0: not written (killed) */
+	}
+}
+
+static int by_key_time(const void *a, const void *b)
+{
+	const struct lrec *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->t < y->t ? -1 : x->t > y->t;
+}
+
+/* kill_rounds 0: the bound under PROCS live processes. */
+static void log_run(uint64_t kill_rounds, const char *what)
+{
+	struct sluice_limit l = { .kind = SLUICE_LIMIT_SLIDING_LOG };
+	sluice_window_log_config_init(&l.log, LLIMIT, LWIN);
+	size_t bytes;
+	void *base = zone(&l, LKEYS * 2, &bytes);
+	struct llog *g = shared(sizeof *g);
+	g->cap = kill_rounds != 0 ? LRECS : LRECS / 8; /* the killed run stops first */
+	pid_t pids[PROCS];
+	uint64_t s = 777, kills = 0;
+
+	for (int p = 0; p < PROCS; p++)
+		if ((pids[p] = fork()) == 0)
+			log_worker(base, bytes, &l, g, p, (uint64_t)p + 5);
+	if (kill_rounds == 0) {
+		wait_all(pids, PROCS);
+	} else {
+		for (uint64_t round = 0; round < kill_rounds; round++) {
+			int p = (int)(rng(&s) % PROCS);
+			struct timespec ts = { 0, (long)(20000 + rng(&s) % 200000) };
+			do
+				nanosleep(&ts, NULL);
+			while (atomic_load(&g->ops[p]) < 200);
+			kill(pids[p], SIGKILL);
+			waitpid(pids[p], NULL, 0);
+			kills++;
+			atomic_store(&g->ops[p], 0);
+			if ((pids[p] = fork()) == 0)
+				log_worker(base, bytes, &l, g, p, rng(&s) | 1);
+		}
+		for (int p = 0; p < PROCS; p++) {
+			kill(pids[p], SIGKILL);
+			waitpid(pids[p], NULL, 0);
+			kills++;
+		}
+	}
+	/* Every key admits again, at once or once the claim a dead writer
+	 * left is SLUICE_SHM_CLAIM_TIMEOUT_NS old; count the keys that
+	 * waited (a claim left by a kill). */
+	struct sluice_limiter *lim = open_lim(base, bytes, &l);
+	uint64_t end = T0 + atomic_load(&g->clock) + 2 * LWIN, stuck = 0, t0 = sluice_monotonic_ns();
+	for (uint64_t k = 0; k < LKEYS; k++) {
+		char key[96];
+		struct sluice_decision d;
+		uint64_t a = sluice_monotonic_ns();
+		sluice_limiter_admit(lim, key, key_of(k, key), 1, end, &d);
+		stuck += sluice_monotonic_ns() - a > SLUICE_SHM_CLAIM_TIMEOUT_NS / 10;
+		CHECK(d.allowed && !d.degraded, "%s: key %llu refused after the kills", what, (unsigned long long)k);
+	}
+	uint64_t waited = sluice_monotonic_ns() - t0;
+	CHECK(waited < SLUICE_SHM_CLAIM_TIMEOUT_NS + SEC / 2, "%s: recovery took %llu ms", what,
+	      (unsigned long long)(waited / 1000000));
+	/* The bound, per key, over the recorded admissions. */
+	uint64_t n = atomic_load(&g->nrec), worst = 0, holes = 0;
+	if (n > g->cap)
+		n = g->cap;
+	qsort(g->rec, n, sizeof g->rec[0], by_key_time);
+	for (uint64_t i = 0, j = 0; i < n; i++) {
+		if (g->rec[i].key == 0) {
+			holes++;
+			j = i + 1;
+			continue;
+		}
+		while (g->rec[j].key != g->rec[i].key || g->rec[i].t - g->rec[j].t >= LWIN)
+			j++;
+		if (i - j + 1 > worst)
+			worst = i - j + 1;
+	}
+	CHECK(worst <= LLIMIT, "%s: %llu admitted in one window of a log of %u", what, (unsigned long long)worst,
+	      LLIMIT);
+	CHECK(n > 1000, "%s: only %llu admissions", what, (unsigned long long)n);
+	printf("%s: %llu admissions, at most %llu in a window (limit %u), %llu kills, %llu admissions "
+	       "waited for a dead writer's claim, %llu keys locked by the dead at the end (recovered in %llu ms)\n",
+	       what, (unsigned long long)(n - holes), (unsigned long long)worst, LLIMIT, (unsigned long long)kills,
+	       (unsigned long long)atomic_load(&g->stalls), (unsigned long long)stuck, (unsigned long long)(waited / 1000000));
+	sluice_limiter_destroy(lim);
+	munmap(g, sizeof *g);
+	sluice_shm_unmap(base, bytes);
+}
+
 int main(void)
 {
 	int passed = 0, failed = 0, before;
@@ -424,6 +564,12 @@ int main(void)
 	failures == before ? passed++ : failed++;
 	before = failures;
 	crash();
+	failures == before ? passed++ : failed++;
+	before = failures;
+	log_run(0, "sliding log bound");
+	failures == before ? passed++ : failed++;
+	before = failures;
+	log_run(300, "sliding log crash");
 	failures == before ? passed++ : failed++;
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed != 0;

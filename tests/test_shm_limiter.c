@@ -180,11 +180,38 @@ Test(shm_differential, slots_with_lease)
 	differential(slots(2, 500 * MS), 50 * MS, 5);
 }
 
-Test(shm_limiter, sliding_log_refused)
+Test(shm_differential, sliding_log)
 {
-	struct sluice_limit l = slog(10, SEC);
+	differential(slog(10, SEC), 30 * MS, 11);
+}
+
+Test(shm_differential, sliding_log_of_one)
+{
+	differential(slog(1, 100 * MS), 20 * MS, 12);
+}
+
+/* A log with a bucket (cell 0) and a counter: the log is cancelled when a
+ * later cell refuses. */
+Test(shm_differential, log_bucket_and_counter)
+{
+	struct sluice_limit l[3] = { slog(12, SEC), gcra(20, SEC, 6), counter(15, 2 * SEC) };
+	differentialn(l, 3, 25 * MS, 13);
+}
+
+/* Two logs, no bucket: a COMMIT word at cell 0 (seed 002's shape). */
+Test(shm_differential, two_logs)
+{
+	struct sluice_limit l[2] = { slog(8, SEC), slog(20, 4 * SEC) };
+	differentialn(l, 2, 40 * MS, 14);
+}
+
+/* The largest log fits one entry; two of them do not. */
+Test(shm_limiter, sliding_log_sizes)
+{
+	struct sluice_limit l[2] = { slog(SLUICE_WINDOW_LOG_MAX_LIMIT, SEC), slog(SLUICE_WINDOW_LOG_MAX_LIMIT, SEC) };
 	size_t bytes;
-	cr_assert_eq(sluice_shm_limiter_zone_size(&l, 1, 100, &bytes), SLUICE_EUNSUPPORTED);
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, 1, 100, &bytes), SLUICE_OK);
+	cr_assert_eq(sluice_shm_limiter_zone_size(l, 2, 100, &bytes), SLUICE_ETOOBIG);
 }
 
 /* Several limits per key, all-or-nothing, in the in-process order. */

@@ -32,7 +32,7 @@ extern "C" {
 
 /* The version of these headers; the shared library's SONAME is
  * libsluice.so.<MAJOR> (the major changes with the ABI: docs/build.md). */
-#define SLUICE_VERSION_MAJOR 1
+#define SLUICE_VERSION_MAJOR 2
 #define SLUICE_VERSION_MINOR 0
 #define SLUICE_VERSION_PATCH 0
 

@@ -44,12 +44,14 @@
  * knowing the secret, cannot steer).
  *
  * Scope: a bare limiter holds 1 to SLUICE_LIMITER_MAX_LIMITS limits per
- * key, all-or-nothing as in process; an engine binding is one limit. Every
- * kind but the sliding log (SLUICE_LIMIT_SLIDING_LOG, and a policy's
- * "sliding" limit of at most SLUICE_WINDOW_LOG_MAX_LIMIT, which is one):
- * its writers serialize inside the cell, and a process killed there would
- * leave the key locked; zone size and init refuse it with
- * SLUICE_EUNSUPPORTED.
+ * key, all-or-nothing as in process; an engine binding is one limit.
+ * Every kind. The sliding log's writers serialize inside the cell on a
+ * claim stamped with the holder's CLOCK_MONOTONIC time: one that a dead
+ * process left is taken over once SLUICE_SHM_CLAIM_TIMEOUT_NS old, so such
+ * a key waits at most that long; a log's cancel (a request refused by
+ * another limit) gives its units back only if no other write landed on the
+ * key since. A key's cells take at most about 64 KiB (one log of
+ * SLUICE_WINDOW_LOG_MAX_LIMIT; SLUICE_ETOOBIG beyond).
  */
 #ifndef SLUICE_SHM_H
 #define SLUICE_SHM_H
@@ -97,8 +99,7 @@ struct sluice_shm_info {
  * Bytes of a zone for `policy` (its engine: one region per limit binding:
  * per limit and tier in force, and per override) with room for max_keys
  * keys per region. Returns 0, SLUICE_EINVAL (NULL argument, max_keys 0),
- * SLUICE_EUNSUPPORTED (a sliding-log limit), SLUICE_ETOOBIG (the size
- * overflows).
+ * SLUICE_ETOOBIG (the size overflows, or one limit's cells are too large).
  */
 SLUICE_API int sluice_shm_zone_size(const struct sluice_policy *policy, uint64_t max_keys,
 				    size_t *bytes);
@@ -126,8 +127,8 @@ SLUICE_API int sluice_shm_zone_capacity(const struct sluice_policy *policy, size
  * Returns 0, SLUICE_EINVAL (NULL, unaligned base, unknown flag),
  * SLUICE_EFULL (too small for one key per region; info->bytes the least
  * size), SLUICE_ECORRUPT, SLUICE_ENOMEM (no memory for the copy a kept
- * zone's state is carried over from), SLUICE_EUNSUPPORTED (a sliding-log
- * limit, or getrandom failed).
+ * zone's state is carried over from), SLUICE_EUNSUPPORTED (getrandom
+ * failed).
  */
 SLUICE_API int sluice_shm_zone_init(void *base, size_t bytes, const struct sluice_policy *policy,
 				    uint32_t flags, struct sluice_shm_info *info);
@@ -155,8 +156,8 @@ SLUICE_API int sluice_shm_engine_create(struct sluice_engine **out, struct sluic
 /* Bytes of a limiter zone for limits[0 .. n) (1 to SLUICE_LIMITER_MAX_LIMITS,
  * all-or-nothing per key as in process) with room for max_keys keys.
  * Returns 0, SLUICE_EINVAL (two slots limits, among others),
- * SLUICE_EUNSUPPORTED (a sliding log), SLUICE_ETOOBIG (n above the maximum,
- * the size overflows). */
+ * SLUICE_ETOOBIG (n above the maximum, the cells of a key too large, the
+ * size overflows). */
 SLUICE_API int sluice_shm_limiter_zone_size(const struct sluice_limit *limits, size_t n,
 					    uint64_t max_keys, size_t *bytes);
 
@@ -172,7 +173,7 @@ SLUICE_API int sluice_shm_limiter_zone_init(void *base, size_t bytes, const stru
  * sluice_shm_limiter_zone_init() for the same limits. opts: fail_mode and
  * flags as in process; max_keys, max_bytes, hash_secret, allocator hooks
  * and initial_buckets must be 0 (the zone fixes them: EINVAL). Returns 0,
- * SLUICE_EINVAL, SLUICE_EUNSUPPORTED (a sliding log), SLUICE_ECORRUPT (no
+ * SLUICE_EINVAL, SLUICE_ECORRUPT (no
  * zone, or one for other limits), SLUICE_ENOMEM. Thread- and process-safe as the
  * in-process limiter; destroy leaves the zone's state in place.
  */

@@ -139,6 +139,38 @@ bool sluice__window_log_cancel_exact(struct sluice_window_log *cell,
 				     const struct sluice__window_log_receipt *receipt);
 
 /*
+ * Shared use (the shared-memory store, src/shm/, docs/shm.md): the log in
+ * memory that processes share, where a process may die at any instruction.
+ * A writer that dies inside the critical section leaves only an odd seq:
+ * an admission stores into slots of positions >= pos (outside every
+ * window) and then publishes pos with one release store, so the state is
+ * the one before or after it. What it must not leave is the lock. So
+ * shared writers first take `claim`, a word beside the cell holding 0 or
+ * the CLOCK_MONOTONIC time its holder took it at (| 1); a writer that
+ * finds it stale_ns old takes it over with one CAS from the value it
+ * judged, and then sluice__window_log_break() finishes the dead writer's
+ * unlock. The caller's assumption: a live process never holds the claim
+ * stale_ns or longer (the critical section is the decision and c <= L
+ * stores). Denials and peeks stay lock-free reads, as in process. The
+ * exact cancel's rewrite of live slots is not used here: a writer dying
+ * half-way through it would leave an unsorted ring; the shared cancel pops
+ * the units only if nothing landed since (else they stay counted until
+ * they leave the window: conservative). The in-process functions above
+ * never look at a claim and never break a lock.
+ */
+bool sluice__window_log_admit_shared(struct sluice_window_log *cell, _Atomic uint64_t *claim,
+				     uint64_t stale_ns, const struct sluice_window_log_config *cfg,
+				     uint64_t now_ns, uint64_t cost, struct sluice_decision *out,
+				     struct sluice__window_log_receipt *receipt);
+/* Pop the receipt's units if nothing was written since; false otherwise. */
+bool sluice__window_log_cancel_shared(struct sluice_window_log *cell, _Atomic uint64_t *claim,
+				      uint64_t stale_ns, const struct sluice__window_log_receipt *receipt);
+/* For the holder of a claim taken over: unlock for the dead writer, CAS
+ * from the odd seq it left (observed_seq) to the next even value. false
+ * if observed_seq is even or seq moved on. */
+bool sluice__window_log_break(struct sluice_window_log *cell, uint64_t observed_seq);
+
+/*
  * Snapshots of a sliding log (the keyed limiter's, docs/limiter.md,
  * "Snapshots"). save copies the times of the units still in the window at
  * now_ns, oldest first, into times[0 .. limit) and returns their number: one

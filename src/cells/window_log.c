@@ -321,11 +321,63 @@ static inline void fill(struct sluice_decision *out, const struct sluice_window_
 			     in_window >= cfg->limit ? 0 : cfg->limit - in_window, reset_ns, retry_ns);
 }
 
-static bool admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
-		  uint64_t t, uint64_t cost, struct sluice_decision *out,
-		  struct sluice_window_log_receipt *receipt, uint64_t *recorded)
+/* Shared mode (window_internal.h, "Shared use"): before the seq lock, a
+ * writer takes `claim`, a word holding 0 or the CLOCK_MONOTONIC time (| 1)
+ * its holder took it at. A claim at least stale_ns old belongs to a dead
+ * process (the caller's assumption: a live one never stays that long);
+ * its taker breaks the seq lock the dead writer may have left odd.
+ * Returns the value taken, for claim_release(). */
+static uint64_t claim_take(struct sluice_window_log *cell, _Atomic uint64_t *claim, uint64_t stale_ns)
+{
+	unsigned steps = 0;
+
+	for (;;) {
+		uint64_t now = sluice_monotonic_ns() | 1, w = 0;
+		/* acquire on success: pairs with the release in claim_release()
+		 * of the previous holder (its cell writes are visible). relaxed
+		 * on failure: w is only judged by its age. */
+		if (atomic_compare_exchange_strong_explicit(claim, &w, now, memory_order_acquire, /* acquire/relaxed: why above */
+							    memory_order_relaxed))
+			return now;
+		/* now > w: a claim taken after our clock read is young. The
+		 * CAS fails if the holder released or another taker came first;
+		 * acquire on success: orders the seq and pos loads below after
+		 * the takeover (no earlier holder's release to pair with: the
+		 * dead writer's state is read through pos's acquire, in
+		 * sluice__window_log_break()). */
+		if (w != 0 && now > w && now - w >= stale_ns &&
+		    atomic_compare_exchange_strong_explicit(claim, &w, now, memory_order_acquire, /* acquire/relaxed: why above */
+							    memory_order_relaxed)) {
+			/* relaxed: only a claim holder changes seq's lock bit,
+			 * and we hold the claim. */
+			uint64_t s = atomic_load_explicit(&cell->seq, memory_order_relaxed); /* relaxed: why above */
+			if (s & 1)
+				sluice__window_log_break(cell, s);
+			return now;
+		}
+		sluice__spin(&steps);
+	}
+}
+
+static inline void claim_release(_Atomic uint64_t *claim, uint64_t mine)
+{
+	/* release: publishes this holder's cell writes to the next taker's
+	 * acquire CAS. A CAS, not a store: if our claim was taken over (we
+	 * stalled past the bound, against the assumption), it is not ours to
+	 * clear. */
+	atomic_compare_exchange_strong_explicit(claim, &mine, 0, memory_order_release, /* release/relaxed: why above */
+						memory_order_relaxed);
+}
+
+/* The admission, in process (claim NULL: always inlined with a constant,
+ * so the in-process path has no trace of the shared mode) or shared. */
+static inline __attribute__((always_inline)) bool
+admit_impl(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg, uint64_t t,
+	   uint64_t cost, struct sluice_decision *out, struct sluice_window_log_receipt *receipt,
+	   uint64_t *recorded, _Atomic uint64_t *claim, uint64_t stale_ns)
 {
 	struct eval ev;
+	uint64_t mine = 0;
 
 	if (SLUICE_UNLIKELY(cost > cfg->limit)) {
 		read_snapshot(cell, cfg, t, 0, &ev);
@@ -342,6 +394,8 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 		return true;
 	}
 
+	if (claim != NULL)
+		mine = claim_take(cell, claim, stale_ns);
 	uint64_t seq = lock(cell);
 	/* relaxed: the lock's acquire ordered the last writer's store of pos
 	 * before this load, and only lock holders store pos. */
@@ -354,6 +408,8 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 		evaluate(ring, cfg, pos, t, cost, &ev);
 		if (ev.live + cost > cfg->limit) {
 			unlock_unchanged(cell, seq);
+			if (claim != NULL)
+				claim_release(claim, mine);
 			fill(out, cfg, false, ev.live, ev.reset_ns, ev.retry_ns, SLUICE_REASON_RATE);
 			return false;
 		}
@@ -367,6 +423,8 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 	 * acquire (read_snapshot). */
 	atomic_store_explicit(&cell->pos, pos + cost, memory_order_release); /* release: why above */
 	unlock(cell, seq);
+	if (claim != NULL)
+		claim_release(claim, mine);
 
 	if (receipt != NULL) {
 		receipt->seq_after = seq + 1;
@@ -378,6 +436,13 @@ static bool admit(struct sluice_window_log *cell, const struct sluice_window_log
 	fill(out, cfg, true, ev.live + cost, wait_until_gone(r, t, cfg->window_ns), 0,
 	     SLUICE_REASON_NONE);
 	return true;
+}
+
+static bool admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
+		  uint64_t t, uint64_t cost, struct sluice_decision *out,
+		  struct sluice_window_log_receipt *receipt, uint64_t *recorded)
+{
+	return admit_impl(cell, cfg, t, cost, out, receipt, recorded, NULL, 0);
 }
 
 bool sluice_window_log_admit(struct sluice_window_log *cell, const struct sluice_window_log_config *cfg,
@@ -433,6 +498,15 @@ bool sluice__window_log_admit(struct sluice_window_log *cell, const struct sluic
 	return ok;
 }
 
+/* Nothing written since the admission of c units (seq is its seq_after
+ * locked): pop them, as sluice_window_log_cancel(), and unlock. */
+static void pop_locked(struct sluice_window_log *cell, uint64_t seq, uint64_t pos, uint64_t c)
+{
+	/* release: as for an admission (see top). */
+	atomic_store_explicit(&cell->pos, pos - c, memory_order_release); /* release: why above */
+	unlock(cell, seq);
+}
+
 bool sluice__window_log_cancel_exact(struct sluice_window_log *cell,
 				     const struct sluice_window_log_config *cfg,
 				     const struct sluice__window_log_receipt *receipt)
@@ -445,10 +519,7 @@ bool sluice__window_log_cancel_exact(struct sluice_window_log *cell,
 	uint64_t pos = atomic_load_explicit(&cell->pos, memory_order_relaxed); /* relaxed: why above */
 
 	if (seq == receipt->seq_after + 1) {
-		/* Nothing written since: pop, as sluice_window_log_cancel(). */
-		/* release: as for an admission (see top). */
-		atomic_store_explicit(&cell->pos, pos - c, memory_order_release); /* release: why above */
-		unlock(cell, seq);
+		pop_locked(cell, seq, pos, c);
 		return true;
 	}
 	/* Remove c units recorded at r from the last L + c positions (the
@@ -492,4 +563,58 @@ bool sluice_window_log_is_idle(const struct sluice_window_log *cell,
 
 	read_snapshot(cell, cfg, now_ns, 0, &ev);
 	return ev.live == 0;
+}
+
+/* ---- shared use (window_internal.h) ---- */
+
+bool sluice__window_log_admit_shared(struct sluice_window_log *cell, _Atomic uint64_t *claim,
+				     uint64_t stale_ns, const struct sluice_window_log_config *cfg,
+				     uint64_t now_ns, uint64_t cost, struct sluice_decision *out,
+				     struct sluice__window_log_receipt *receipt)
+{
+	struct sluice_window_log_receipt r = { 0 };
+
+	if (receipt == NULL)
+		return admit_impl(cell, cfg, now_ns, cost, out, NULL, NULL, claim, stale_ns);
+	bool ok = admit_impl(cell, cfg, now_ns, cost, out, &r, &receipt->at_ns, claim, stale_ns);
+	receipt->seq_after = r.seq_after;
+	receipt->cost = ok ? cost : 0;
+	return ok;
+}
+
+bool sluice__window_log_cancel_shared(struct sluice_window_log *cell, _Atomic uint64_t *claim,
+				      uint64_t stale_ns, const struct sluice__window_log_receipt *receipt)
+{
+	if (receipt == NULL || receipt->cost == 0)
+		return false;
+	/* relaxed: a cheap filter; the decision is taken under the lock. */
+	if (atomic_load_explicit(&cell->seq, memory_order_relaxed) != receipt->seq_after) /* relaxed: why above */
+		return false;
+	uint64_t mine = claim_take(cell, claim, stale_ns);
+	uint64_t seq = lock(cell);
+	bool popped = seq == receipt->seq_after + 1;
+	if (popped)
+		/* relaxed: ordered by the lock's acquire, as in admit_impl(). */
+		pop_locked(cell, seq, atomic_load_explicit(&cell->pos, memory_order_relaxed), receipt->cost); /* relaxed: why above */
+	else
+		unlock_unchanged(cell, seq);
+	claim_release(claim, mine);
+	return popped;
+}
+
+bool sluice__window_log_break(struct sluice_window_log *cell, uint64_t observed_seq)
+{
+	if ((observed_seq & 1) == 0 || (observed_seq & SEQ_REWRITING) != 0)
+		return false;
+	/* relaxed: the caller holds the claim, so no live writer races this
+	 * CAS; it fails only if seq is no longer the value judged dead. The
+	 * dead writer's unlock, done for it: readers that straddle it see a
+	 * difference of 1 and the state before or after its write (see top). */
+	if (!atomic_compare_exchange_strong_explicit(&cell->seq, &observed_seq, observed_seq + 1, /* relaxed: why above */
+						     memory_order_relaxed, memory_order_relaxed))
+		return false;
+	/* acquire: if the dead writer published pos (release), its slot
+	 * stores become visible to us, the next writer, who reads them. */
+	(void)atomic_load_explicit(&cell->pos, memory_order_acquire); /* acquire: why above */
+	return true;
 }

@@ -30,8 +30,12 @@
  * The hot path. One GCRA limit on an existing, live key - the common
  * policy - is inlined into each entry point (admit_locked(), decide_gcra1():
  * one lookup and one CAS, no call through the ops table); everything else
- * goes out of line to admit_slow(). tests/test_limiter_hotpath.c checks it
- * against the general path, bench/bench_limiter.c counts its instructions.
+ * goes out of line to admit_slow(). sluice_limiter_admit() has a narrower
+ * fast path still (a key of at most 16 bytes live in its home group, a
+ * registered thread, cost > 0) that leaves every other case to
+ * admit_general() before writing anything. tests/test_limiter_hotpath.c
+ * and test_limiter_fastpath.c check both against standalone cells,
+ * bench/bench_limiter.c counts their instructions.
  */
 #include <sluice/limiter.h>
 
@@ -363,8 +367,12 @@ static inline int check_key(const void *key, size_t key_len)
 	return key == NULL || key_len > SLUICE_LIMITER_MAX_KEY ? SLUICE_EKEY : SLUICE_OK;
 }
 
-int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
-			 uint64_t now_ns, struct sluice_decision *out)
+/* sluice_limiter_admit() for every case its fast path leaves out: a
+ * peek, another store, a policy of other limits, an unregistered thread,
+ * bad arguments. */
+static __attribute__((noinline)) int admit_general(struct sluice_limiter *lim, const void *key,
+						   size_t key_len, uint64_t cost, uint64_t now_ns,
+						   struct sluice_decision *out)
 {
 	if (SLUICE_UNLIKELY(lim != NULL && lim->store != NULL))
 		return out == NULL ? SLUICE_EINVAL : lim->store->admit(lim->backend, key, key_len, cost, now_ns, out);
@@ -386,6 +394,37 @@ int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key
 		out->allowed = true;
 	count(lim, v, cost);
 	return SLUICE_OK;
+}
+
+/* The fast path: a request (cost > 0) of a registered thread under the
+ * one-GCRA policy, for a key of at most 16 bytes that is live in its home
+ * group. one_gcra implies this file's store (a backend's limiter has it
+ * false) and no SLOTS limit, so the checks admit_general() makes one by one
+ * reduce to these. Every other case - and a key not found in its home
+ * group, or a dead entry - leaves the read-side section having written
+ * nothing (decide_gcra1() writes only on admission) and starts over in
+ * admit_general(). */
+int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
+			 uint64_t now_ns, struct sluice_decision *out)
+{
+	if (SLUICE_UNLIKELY(lim == NULL || !lim->one_gcra || cost == 0 || out == NULL || key == NULL ||
+			    key_len > 16 || thread_enter_fast(lim) != SLUICE_OK))
+		return admit_general(lim, key, key_len, cost, now_ns, out);
+
+	struct lookup_key k = { lim, key, key_len };
+	unsigned long hash = hash_key(lim, key, key_len);
+	rcu_read_lock();
+	struct entry *e = lookup_home(lim, hash, &k);
+	if (SLUICE_LIKELY(e != NULL)) {
+		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, NULL);
+		if (SLUICE_LIKELY(v != V_DEAD)) {
+			read_unlock(lim);
+			stat_add(lim, sluice__limiter_tls.slot, v == V_ADMIT ? ST_ADMITTED : ST_DENIED, 1);
+			return SLUICE_OK;
+		}
+	}
+	read_unlock(lim);
+	return admit_general(lim, key, key_len, cost, now_ns, out);
 }
 
 int sluice_limiter_peek(struct sluice_limiter *lim, const void *key, size_t key_len,

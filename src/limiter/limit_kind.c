@@ -341,13 +341,9 @@ static const struct sluice__limit_ops commit_ops = {
  * a denial, its real admit, which writes nothing when it denies. If the
  * state changed in between so that the admit passes, it is cancelled (an
  * exact cancel: nothing stays). */
-typedef bool (*admit_fn)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
-			 uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
-typedef bool (*cancel_fn)(void *cell, const struct sluice_limit *limit,
-			  const struct sluice__receipt *receipt);
-
-static bool window_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
-			 uint64_t cost, struct sluice_decision *out, admit_fn admit, cancel_fn cancel)
+bool sluice__window_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			  uint64_t cost, struct sluice_decision *out, sluice__admit_fn admit,
+			  sluice__cancel_fn cancel)
 {
 	void *c = (void *)(uintptr_t)cell;
 
@@ -414,7 +410,7 @@ static bool log_cancel(void *cell, const struct sluice_limit *limit,
 static bool log_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
 		      uint64_t cost, struct sluice_decision *out)
 {
-	return window_check(cell, limit, now_ns, cost, out, log_admit, log_cancel);
+	return sluice__window_check(cell, limit, now_ns, cost, out, log_admit, log_cancel);
 }
 
 static bool log_is_idle(const void *cell, const struct sluice_limit *limit, uint64_t now_ns)

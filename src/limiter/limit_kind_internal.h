@@ -89,6 +89,17 @@ struct sluice__limit_ops {
 		    uint64_t taken_ns, uint64_t now_ns);
 };
 
+/* The sliding log's dry run from its read-only peek (cost 0) and, for a
+ * denial, its admit, cancelled if it passes (limit_kind.c); the
+ * shared-memory store (src/shm/log.c) runs it with its own admit/cancel. */
+typedef bool (*sluice__admit_fn)(void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+				 uint64_t cost, struct sluice_decision *out, struct sluice__receipt *receipt);
+typedef bool (*sluice__cancel_fn)(void *cell, const struct sluice_limit *limit,
+				  const struct sluice__receipt *receipt);
+bool sluice__window_check(const void *cell, const struct sluice_limit *limit, uint64_t now_ns,
+			  uint64_t cost, struct sluice_decision *out, sluice__admit_fn admit,
+			  sluice__cancel_fn cancel);
+
 /* Most words save() writes for this limit: 1 + limit for a sliding log (the
  * count, then the times of the units in the window), 1 for the others. */
 size_t sluice__limit_saved_max(const struct sluice_limit *limit);

@@ -218,10 +218,19 @@ static inline void lim_free(const struct sluice_limiter *lim, void *p, size_t si
  * (unless the caller registers its threads): 0 or SLUICE_ETHREAD. */
 int sluice__limiter_thread_enter_slow(uint32_t flags);
 
-static inline int thread_enter(const struct sluice_limiter *lim)
+/* Is this thread ready (a stripe, and registered with urcu-memb by us or
+ * by its caller)? thread_enter() without the slow half. */
+static inline int thread_enter_fast(const struct sluice_limiter *lim)
 {
 	if (SLUICE_LIKELY(sluice__limiter_tls.slot >= 0 &&
 			  (sluice__limiter_tls.rcu || (lim->flags & SLUICE_LIMITER_CALLER_REGISTERS_RCU))))
+		return SLUICE_OK;
+	return SLUICE_ETHREAD;
+}
+
+static inline int thread_enter(const struct sluice_limiter *lim)
+{
+	if (SLUICE_LIKELY(thread_enter_fast(lim) == SLUICE_OK))
 		return SLUICE_OK;
 	return sluice__limiter_thread_enter_slow(lim->flags);
 }
@@ -273,10 +282,20 @@ static inline bool entry_matches(const struct entry *e, const struct lookup_key 
 	       sluice__key_equal((const unsigned char *)e + k->lim->key_off, k->key, k->len);
 }
 
+/* XXH3 keyed with the limiter's secret. A key of at most 16 bytes (the
+ * common one: an address, a short id) takes XXH3's own short-input
+ * function inline - the very function XXH3_64bits_withSecret() runs for
+ * such a length (seed 0), so the value is the same - instead of a call into
+ * the whole XXH3 dispatch, which the compiler keeps out of line. */
 static inline unsigned long hash_key(const struct sluice_limiter *lim, const void *key, size_t len)
 {
-	return (unsigned long)(XXH3_64bits_withSecret(key, len, lim->secret, sizeof lim->secret) &
-			       lim->hash_mask);
+	uint64_t h;
+
+	if (SLUICE_LIKELY(len <= 16))
+		h = XXH3_len_0to16_64b((const xxh_u8 *)key, len, lim->secret, 0);
+	else
+		h = XXH3_64bits_withSecret(key, len, lim->secret, sizeof lim->secret);
+	return (unsigned long)(h & lim->hash_mask);
 }
 
 /* The current array, inside a read-side section. */
@@ -325,18 +344,19 @@ static inline bool slot_is_end(uint64_t w)
 	return (w & ~SLOT_FROZEN) == SLOT_EMPTY;
 }
 
-static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned long hash,
-				   const struct lookup_key *k)
+/* lookup() past its first slot word: the rest of the probe, in the same
+ * order (out of line: at the index's load most lookups end at the first
+ * word). */
+static __attribute__((noinline, unused)) struct entry *
+lookup_rest(const struct index *ix, uint64_t tag, unsigned first, uint64_t g,
+	    const struct lookup_key *k)
 {
-	const struct index *ix = index_of(lim);
-	const uint64_t tag = slot_tag(hash);
-	const unsigned first = first_slot(hash);
-	uint64_t g = home_group(ix, hash);
+	unsigned j = 1;
 
 	/* An array always keeps EMPTY words (used <= limit < slots), so the
 	 * walk ends; the bound only guards that invariant. */
-	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask) {
-		for (unsigned j = 0; j < GROUP_SLOTS; j++) {
+	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask, j = 0) {
+		for (; j < GROUP_SLOTS; j++) {
 			/* acquire: pairs with the CAS that published the entry
 			 * (table.c, index_add()): its cells and key are visible. */
 			uint64_t w = atomic_load_explicit(&ix->g[g].w[PROBE_SLOT(first, j)], memory_order_acquire); /* acquire: why above */
@@ -347,6 +367,48 @@ static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned lo
 			} else if (slot_is_end(w)) {
 				return NULL;
 			}
+		}
+	}
+	return NULL;
+}
+
+static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned long hash,
+				   const struct lookup_key *k)
+{
+	const struct index *ix = index_of(lim);
+	const uint64_t tag = slot_tag(hash);
+	const unsigned first = first_slot(hash);
+	uint64_t g = home_group(ix, hash);
+
+	/* acquire: as in lookup_rest(). */
+	uint64_t w = atomic_load_explicit(&ix->g[g].w[first], memory_order_acquire); /* acquire: why above */
+	if (slot_has_tag(w, tag) && SLUICE_LIKELY(entry_matches(slot_entry(w), k)))
+		return slot_entry(w);
+	if (slot_is_end(w))
+		return NULL;
+	return lookup_rest(ix, tag, first, g, k);
+}
+
+/* lookup() within the home group only: the entry, or NULL when the probe
+ * ends there or goes on into the next group (the caller then runs the
+ * whole lookup()). No call: the admit fast path's (decide.c). */
+static inline struct entry *lookup_home(const struct sluice_limiter *lim, unsigned long hash,
+					const struct lookup_key *k)
+{
+	const struct index *ix = index_of(lim);
+	const uint64_t tag = slot_tag(hash);
+	const unsigned first = first_slot(hash);
+	const struct group *grp = &ix->g[home_group(ix, hash)];
+
+	for (unsigned j = 0; j < GROUP_SLOTS; j++) {
+		/* acquire: as in lookup_rest(). */
+		uint64_t w = atomic_load_explicit(&grp->w[PROBE_SLOT(first, j)], memory_order_acquire); /* acquire: why above */
+		if (slot_has_tag(w, tag)) {
+			struct entry *e = slot_entry(w);
+			if (SLUICE_LIKELY(entry_matches(e, k)))
+				return e;
+		} else if (slot_is_end(w)) {
+			return NULL;
 		}
 	}
 	return NULL;

@@ -106,7 +106,7 @@ static int engine_spec(const struct sluice_policy *policy, struct bindings *b, s
 	int rc = bindings_of(policy, b);
 	if (rc != SLUICE_OK)
 		return rc;
-	/* Every binding's limit must be one a zone holds (no sliding log). */
+	/* Every binding's limit must be one a zone holds (cells that fit). */
 	for (uint32_t i = 0; i < b->n && rc == SLUICE_OK; i++) {
 		struct shm_cells c;
 		rc = sluice__shm_cells(&b->spec[i], 1, &c);

@@ -516,11 +516,6 @@ int sluice__shm_cells(const struct sluice_limit *limits, uint32_t n, struct shm_
 		const struct sluice__limit_ops *op = sluice__limit_ops_of(limits[i].kind);
 		if (op == NULL || limits[i].kind == SLUICE__LIMIT_COMMIT || sluice__limit_validate(&limits[i]) != SLUICE_OK)
 			return SLUICE_EINVAL;
-		/* A sliding log's writers take a per-cell critical section
-		 * (sluice/window.h): a process dying inside it would leave the
-		 * cell locked for every other. */
-		if (limits[i].kind == SLUICE_LIMIT_SLIDING_LOG)
-			return SLUICE_EUNSUPPORTED;
 		nslots_limits += limits[i].kind == SLUICE_LIMIT_SLOTS;
 	}
 	if (nslots_limits > 1)
@@ -549,6 +544,10 @@ int sluice__shm_cells(const struct sluice_limit *limits, uint32_t n, struct shm_
 		c->user_index[k++] = UINT32_MAX;
 	}
 	for (uint32_t i = 0; i < n; i++) {
+		/* The in-process flags (a sliding log's among the exact
+		 * cancels), so that the cells and the decisions are in the
+		 * in-process order; here its cancel pops only (log.c), which
+		 * leaves its units counted at worst. */
 		if (i == first || !sluice__limit_ops_of(limits[i].kind)->cancel_exact)
 			continue;
 		c->limits[k] = limits[i];
@@ -578,7 +577,7 @@ int sluice__shm_cells(const struct sluice_limit *limits, uint32_t n, struct shm_
 	uint32_t off = 8 + SLUICE_SHM_KEY_INLINE;
 	for (uint32_t i = 0; i < k; i++) {
 		c->cell_off[i] = off;
-		off += (uint32_t)sluice__limit_ops_of(c->limits[i].kind)->cell_size(&c->limits[i]);
+		off += (uint32_t)sluice__shm_ops_of(c->limits[i].kind)->cell_size(&c->limits[i]);
 	}
 	c->body_bytes = off;
 	if (off - c->cell_off[0] > SHM_CELLS_MAX)
@@ -611,7 +610,7 @@ void sluice__shm_store_init(struct shm_store *s, void *base, struct shm_region *
 		s->user_index[i] = c.user_index[i];
 		s->check_order[i] = c.check_order[i];
 		s->limits[i] = c.limits[i];
-		s->ops[i] = sluice__limit_ops_of(c.limits[i].kind);
+		s->ops[i] = sluice__shm_ops_of(c.limits[i].kind);
 		if (c.limits[i].kind == SLUICE_LIMIT_SLOTS)
 			s->slots_cell = (int32_t)i;
 		if (c.user_index[i] == 0)

@@ -187,6 +187,9 @@ bool sluice__shm_free_slot(const struct shm_store *s, uint64_t i, uint64_t w);
 /* Reclaim slot i if idle at now_ns, dead, or an expired claim; true if it
  * freed a LIVE slot. */
 bool sluice__shm_reclaim_slot(const struct shm_store *s, uint64_t i, uint64_t now_ns, uint64_t now_units);
+/* The operations of a limit kind in a zone: the in-process ones, except
+ * the sliding log's (log.c). */
+const struct sluice__limit_ops *sluice__shm_ops_of(uint32_t kind);
 /* The process's view of region r of the zone at base (store.c). */
 void sluice__shm_store_init(struct shm_store *s, void *base, struct shm_region *r, const unsigned char *secret);
 

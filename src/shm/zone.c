@@ -349,7 +349,7 @@ int sluice_shm_limiter_zone_init(void *base, size_t bytes, const struct sluice_l
 	uint64_t id;
 	int rc = limiter_spec(limits, n, &s, &id);
 	if (rc != SLUICE_OK)
-		return fail(info, rc, "limits: 1 to %d valid limits of the kinds a zone holds (no sliding log)",
+		return fail(info, rc, "limits: 1 to %d valid limits whose cells fit a zone's entry",
 			    SLUICE_LIMITER_MAX_LIMITS);
 	return sluice__shm_zone_init(base, bytes, &s, flags, info);
 }

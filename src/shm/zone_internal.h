@@ -107,7 +107,7 @@ static inline uint64_t shm_line(uint64_t n)
 
 /* The cells of one region's entries for limits[0 .. n). Returns 0,
  * SLUICE_EINVAL (n 0 or above the maximum, an unknown or invalid limit, two
- * slots limits), SLUICE_EUNSUPPORTED (a sliding log), SLUICE_ETOOBIG. */
+ * slots limits), SLUICE_ETOOBIG (cells above SHM_CELLS_MAX bytes). */
 int sluice__shm_cells(const struct sluice_limit *limits, uint32_t n, struct shm_cells *c);
 
 /* Bytes of one region of nslots slots of body_bytes each. */

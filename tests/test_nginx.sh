@@ -94,6 +94,14 @@ case "$out" in
 *'sluice_identity "tokn"'*) ok ;;
 *) bad "nginx -t on an unknown scope: $out" ;;
 esac
+# A zone of 8 pages cannot hold one key of a 4096-long sliding log (32 KiB).
+printf 'policy "big"\nscope token\nscope workspace\nlimit x per token sliding 4096/1m\n' >"$tmp/big.policy"
+write_conf 1 "sluice_zone api policy=$tmp/big.policy size=32k;"
+out=$("$NGINX" -t -p "$tmp" -c "$tmp/nginx.conf" 2>&1)
+case "$out" in
+*'size=32768 is too small for policy'*'big.policy: at least '*) ok ;;
+*) bad "nginx -t on a zone too small for its policy: $out" ;;
+esac
 write_conf 1 "sluice_zone api policy=$policy size=1m state=$tmp/state/api.state;"
 out=$("$NGINX" -t -p "$tmp" -c "$tmp/nginx.conf" 2>&1)
 expect "nginx -t on the test configuration" 0 "$?"

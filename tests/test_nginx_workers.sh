@@ -3,10 +3,13 @@
 # with several worker processes on one shared zone (docs/nginx.md, "The
 # store"): exact counts across 2 and 4 workers (requests on separate
 # connections, served by more than one worker, checked with $pid in the
-# access log), of a test policy and of seed 003 (calendar minutes); a reload with a changed policy keeping the state of the
-# unchanged limits and starting the changed one fresh; workers killed with
-# SIGKILL under load: no over-admission, and their slots come back when the
-# lease expires; a restart with a file-backed zone keeping the state.
+# access log), of a test policy, of seed 003 (calendar minutes) and of seed
+# 002 (sliding minutes, its answers and fields); a reload with a changed
+# policy keeping the state of the unchanged limits and starting the changed
+# one fresh; workers killed with SIGKILL under load, on token buckets and
+# on a sliding log: no over-admission, the store admits afterwards, and
+# the slots of the killed come back when the lease expires; a restart with
+# a file-backed zone keeping the state.
 # Exits 77 (skipped) when nginx, curl or python3 is missing.
 # Prints "N passed, N failed".
 set -u
@@ -90,12 +93,14 @@ EOF
 # spread TOKEN N PARALLEL [HEADERS...]: N requests to /gif/ as PARALLEL
 # curl processes (separate connections); prints "200:A 429:R ".
 # $path (default /gif/x) and $who (default X-Token) change the target and
-# the identity's header.
+# the identity's header. The answers' header fields are left in $tmp/hdr.*
+# (until the next spread).
 spread() {
 	local token=$1 n=$2 par=$3 i
 	shift 3
+	rm -f "$tmp"/hdr.*
 	for ((i = 0; i < par; i++)); do
-		{ codes $((n / par)) -H "${who:-X-Token}: $token" "$@" "$(base)${path:-/gif/x}"; echo; } >"$tmp/spread.$i" &
+		{ codes $((n / par)) -D "$tmp/hdr.$i" -H "${who:-X-Token}: $token" "$@" "$(base)${path:-/gif/x}"; echo; } >"$tmp/spread.$i" &
 	done
 	wait_children
 	cat "$tmp"/spread.* | tr ' ' '\n' | sort | uniq -c | awk '{ printf "%s:%s ", $2, $1 }'
@@ -152,6 +157,52 @@ for w in 2 4; do
 	expect "seed 003: X-RateLimit-Limit" 300 "$(header_of "$tmp/h" X-RateLimit-Limit)"
 	expect "seed 003: no Retry-After" "" "$(header_of "$tmp/h" Retry-After)"
 	expect "seed 003: no organization: the identity answer" 401 "$(codes 1 "$(base)/gif/x")"
+	stop_nginx
+done
+
+# --- seed 002 (sliding minutes per token and per workspace, 20 in flight per
+# token) as it declares its scopes: the token from "Authorization: Bearer"
+# (required), the workspace from X-Workspace (else the token's own) -------
+# fields FIELD: the values of FIELD in the last spread's answers, one a line.
+fields() { cat "$tmp"/hdr.* | tr -d '\r' | sed -n "s/^$1: //ip"; }
+for w in 2 4; do
+	: >"$tmp/access.log"
+	write_conf $w "size=1m" "$src/docs/policies/seed002.policy" "" # the policy's own sources
+	start_nginx
+	expect "seed 002, $w workers: 120 of 150 per token" "200:120 429:30 " \
+		"$(who=Authorization spread "Bearer S$w" 150 6)"
+	expect "seed 002, $w workers: X-RateLimit-Limit 120 on every answer" 150 "$(fields X-RateLimit-Limit | grep -c '^120$')"
+	expect "seed 002, $w workers: X-RateLimit-Reset on every answer" 150 \
+		"$(fields X-RateLimit-Reset | awk '$1 >= 0 && $1 <= 60' | wc -l)"
+	expect "seed 002, $w workers: Retry-After on every 429" 30 "$(fields Retry-After | grep -c .)"
+	# Each admission took one place of the minute: remaining 119 .. 0 once each.
+	expect "seed 002, $w workers: each Remaining once" "$(seq 0 119 | tr '\n' ' ')" \
+		"$(cat "$tmp"/hdr.* | tr -d '\r' | awk '/^HTTP/ { s = $2 } tolower($1) == "x-ratelimit-remaining:" && s == 200 { print $2 }' | sort -n | tr '\n' ' ')"
+	# The workspace's 300 across three tokens (each within its own 120).
+	expect "seed 002, $w workers: A's 100 in workspace V" "200:100 " \
+		"$(who=Authorization spread "Bearer A$w" 100 5 -H "X-Workspace: V$w")"
+	expect "seed 002, $w workers: B's 100 in workspace V" "200:100 " \
+		"$(who=Authorization spread "Bearer B$w" 100 5 -H "X-Workspace: V$w")"
+	expect "seed 002, $w workers: C gets the workspace's last 100 of 110" "200:100 429:10 " \
+		"$(who=Authorization spread "Bearer C$w" 110 5 -H "X-Workspace: V$w")"
+	expect "seed 002, $w workers: the workspace refusals describe C's minute" 110 \
+		"$(fields X-RateLimit-Limit | grep -c '^120$')"
+	# 20 in flight per token: the 21st gets the concurrency answer.
+	for i in $(seq 1 20); do
+		curl -s -m 30 -o /dev/null -H "Authorization: Bearer K$w" "$(base)/api/slow?5" &
+	done
+	sleep 2
+	curl -s -m 5 -D "$tmp/h" -o "$tmp/b" -H "Authorization: Bearer K$w" "$(base)/gif/x"
+	expect "seed 002, $w workers: the 21st in flight" 429 "$(status_of "$tmp/h")"
+	expect "seed 002, $w workers: concurrent_limit" '{"error":{"code":"concurrent_limit","retryAfterSec":1}}' \
+		"$(cat "$tmp/b")"
+	expect "seed 002, $w workers: its X-RateLimit-Limit" 120 "$(header_of "$tmp/h" X-RateLimit-Limit)"
+	expect "seed 002, $w workers: its X-RateLimit-Remaining" 100 "$(header_of "$tmp/h" X-RateLimit-Remaining)"
+	expect "seed 002, $w workers: its Retry-After" 1 "$(header_of "$tmp/h" Retry-After)"
+	wait_children
+	expect "seed 002, $w workers: no token: the identity answer" 401 "$(codes 1 "$(base)/gif/x")"
+	n=$(awk '{ print $1 }' "$tmp/access.log" | sort -u | wc -l)
+	[ "$n" -gt 1 ] && ok || bad "seed 002, $w workers: only $n worker served"
 	stop_nginx
 done
 
@@ -257,6 +308,32 @@ else
 fi
 sleep $(((4000 - elapsed) / 1000 + 1))
 expect "K admitted once the lease expired" 200 "$(codes 1 -H 'X-Token: K' "$(base)/gif/x")"
+stop_nginx
+
+# --- SIGKILL under load on a sliding log (a claim and a sequence lock per
+# key that a killed writer may leave taken): no over-admission, and the
+# store admits afterwards, on the loaded key and on a fresh one ------------
+printf 'policy "log"\nscope token optional\nlimit token_minute per token sliding 100/1m\n' >"$tmp/log.policy"
+write_conf 2 "size=1m" "$tmp/log.policy" "sluice_identity token \$http_x_token;"
+start_nginx
+for i in 0 1 2 3 4 5; do
+	{ codes 20 -H 'X-Token: LL' "$(base)/gif/x"; echo; } >"$tmp/l.$i" &
+done
+sleep 0.1
+old=$(pgrep -P "$pid")
+# shellcheck disable=SC2086
+kill -KILL $old
+# shellcheck disable=SC2086
+new_workers $old && ok || bad "log SIGKILL: the master did not start new workers"
+wait_children
+admitted=$(cat "$tmp"/l.* | tr ' ' '\n' | grep -c '^200$')
+lost=$(cat "$tmp"/l.* | tr ' ' '\n' | grep -c '^000$')
+rm -f "$tmp"/l.*
+more=$(spread LL 120 4 | tr ' ' '\n' | sed -n 's/^200://p')
+total=$((admitted + ${more:-0}))
+[ "$total" -le 100 ] && [ "$total" -ge $((100 - lost)) ] && ok ||
+	bad "log SIGKILL: token LL admitted $total (lost answers $lost), expected 100 - lost .. 100"
+expect "log SIGKILL: a fresh token's 100 of 110" "200:100 429:10 " "$(spread LM 110 5)"
 stop_nginx
 
 # --- restart with a file-backed zone keeps the state -----------------------

@@ -56,7 +56,6 @@ typedef struct {
 	size_t size;                      /* of the sluice zone (the mapping) */
 	void *base;                       /* the mapping, made by the master */
 	ngx_http_sluice_map_t *map;       /* and its count (master) */
-	unsigned in_process : 1;          /* no mapping: an engine per worker */
 	ngx_shm_zone_t *shm_zone;
 	ngx_http_sluice_shared_t *shared; /* set by the zone's init */
 	/* per worker */
@@ -116,6 +115,7 @@ ngx_http_sluice_ctx_t *ngx_http_sluice_get_ctx(ngx_http_request_t *r);
 
 /* ngx_http_sluice_store.c: the store. */
 size_t ngx_http_sluice_store_ngx_zone_size(void);
+char *ngx_http_sluice_store_check(ngx_conf_t *cf, const ngx_http_sluice_zone_t *zone);
 void ngx_http_sluice_store_cleanup(void *data);
 ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *zone, ngx_cycle_t *cycle);

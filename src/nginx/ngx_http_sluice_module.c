@@ -277,6 +277,8 @@ static char *ngx_http_sluice_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf
 	}
 	cln->handler = ngx_http_sluice_policy_cleanup;
 	cln->data = z->policy;
+	if (ngx_http_sluice_store_check(cf, z) != NGX_CONF_OK)
+		return NGX_CONF_ERROR;
 	cln = ngx_pool_cleanup_add(cf->pool, 0);
 	if (cln == NULL)
 		return NGX_CONF_ERROR;

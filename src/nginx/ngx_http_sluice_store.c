@@ -33,16 +33,16 @@
  * new mapping, and a slot they hold is copied as held: it comes back when
  * its lease expires (docs/nginx.md).
  *
- * Fallback. A policy with a limit shared memory cannot hold (a sliding
- * limit of at most 4096, an exact log: seed 002's minute limits) runs on
- * an in-process engine in each worker, exact per worker only (with
- * worker_processes 1: exact); state= is then that engine's state file.
+ * What the zone cannot hold is refused when the configuration is read
+ * (ngx_http_sluice_store_check, nginx -t included): a policy whose limits
+ * shared memory does not support, or a size below one key per limit
+ * binding. There is no per-worker engine to fall back on: a limit is exact
+ * across the workers or the configuration fails.
  */
 #include "ngx_http_sluice.h"
 
 #include <sluice/common.h>
 #include <sluice/shm.h>
-#include <sluice/snapshot.h>
 
 #include <stdio.h>
 #include <sys/random.h>
@@ -77,6 +77,31 @@ static int ngx_http_sluice_map(ngx_http_sluice_zone_t *z, ngx_int_t replacing, c
 	if (replacing)
 		(void)unlink(path); /* a leftover of an interrupted reload */
 	return sluice_shm_map_file(path, z->size, &z->base);
+}
+
+/* Called when the configuration is read (nginx -t included): refuse a
+ * policy the zone cannot hold, and a size below one key per limit binding
+ * (per limit, tier in force and override), naming the least size. */
+char *ngx_http_sluice_store_check(ngx_conf_t *cf, const ngx_http_sluice_zone_t *z)
+{
+	size_t need;
+	uint64_t keys = 0;
+
+	int rc = sluice_shm_zone_size(z->policy, 1, &need);
+	if (rc != SLUICE_OK) {
+		ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+				   "sluice_zone \"%V\": policy %V cannot live in the shared zone: %s", &z->name,
+				   &z->policy_path, sluice_strerror(rc));
+		return NGX_CONF_ERROR;
+	}
+	if (sluice_shm_zone_capacity(z->policy, z->size, &keys) != SLUICE_OK || keys == 0) {
+		ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+				   "sluice_zone \"%V\": size=%uz is too small for policy %V: at least %uz "
+				   "bytes (one key per limit binding)",
+				   &z->name, z->size, &z->policy_path, need);
+		return NGX_CONF_ERROR;
+	}
+	return NGX_CONF_OK;
 }
 
 ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
@@ -114,26 +139,6 @@ ngx_int_t ngx_http_sluice_store_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 	}
 	if (ngx_test_config)
 		return NGX_OK; /* nginx -t: no mapping, no file touched */
-	size_t need;
-	rc = sluice_shm_zone_size(z->policy, 1, &need);
-	if (rc != SLUICE_OK && rc != SLUICE_EUNSUPPORTED) {
-		ngx_log_error(NGX_LOG_EMERG, log, 0, "sluice_zone \"%V\": %s", &z->name, sluice_strerror(rc));
-		return NGX_ERROR;
-	}
-	if (rc == SLUICE_EUNSUPPORTED) {
-		/* The policy has a limit shared memory cannot hold (a sliding
-		 * limit of at most SLUICE_WINDOW_LOG_MAX_LIMIT is an exact log,
-		 * whose writers take a per-cell critical section a killed
-		 * worker would leave locked): each worker keeps its own. */
-		z->in_process = 1;
-		ngx_log_error(NGX_LOG_WARN, log, 0,
-			      "sluice_zone \"%V\": the policy's limits cannot live in shared memory (a "
-			      "sliding limit of at most 4096 is an exact log); each worker process keeps "
-			      "its own state (exact with worker_processes 1)",
-			      &z->name);
-		return NGX_OK;
-	}
-
 	/* A replacement of a file the old workers use goes to FILE.new. */
 	ngx_int_t replacing = old != NULL && old->base != NULL && z->state_path.len > 0 &&
 			      old->state_path.len == z->state_path.len &&
@@ -216,37 +221,6 @@ static ngx_int_t ngx_http_sluice_compile_answers(ngx_http_sluice_zone_t *z, ngx_
 	return NGX_OK;
 }
 
-/* The fallback: an in-process engine in this worker; with state=, its
- * state file, restored at start, written every second and at exit. */
-static int ngx_http_sluice_open_in_process(ngx_http_sluice_zone_t *z, struct sluice_policy *policy,
-					   ngx_cycle_t *cycle)
-{
-	ngx_core_conf_t *ccf = (ngx_core_conf_t *)ngx_get_conf(cycle->conf_ctx, ngx_core_module);
-	struct sluice_snapshot_info info;
-
-	ngx_memzero(&info, sizeof info);
-	info.size = sizeof info;
-	const struct sluice_engine_options opts = {
-		.size = sizeof opts,
-		.sweep_interval_ns = SLUICE_NS_PER_SEC,
-		.state_path = z->state_path.len ? (const char *)z->state_path.data : NULL,
-		.snapshot_interval_ns = z->state_path.len ? SLUICE_NS_PER_SEC : 0,
-		.flags = z->state_path.len
-				 ? SLUICE_ENGINE_STATE_FRESH_ON_ERROR | SLUICE_ENGINE_STATE_SAVE_AT_DESTROY
-				 : 0,
-		.restore_info = &info,
-	};
-	int rc = sluice_engine_create(&z->engine, policy, &opts);
-	if (rc == SLUICE_OK && info.message[0] != '\0')
-		ngx_log_error(NGX_LOG_WARN, cycle->log, 0, "sluice_zone \"%V\": state file: %s", &z->name,
-			      info.message);
-	if (rc == SLUICE_OK && ccf->worker_processes > 1)
-		ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-			      "sluice_zone \"%V\": each of the %i worker processes counts alone", &z->name,
-			      ccf->worker_processes);
-	return rc;
-}
-
 ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_cycle_t *cycle)
 {
 	ngx_log_t *log = cycle->log;
@@ -254,7 +228,7 @@ ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_cycle_t *cyc
 	struct sluice_policy_error err;
 	int rc;
 
-	if (z->base == NULL && !z->in_process) {
+	if (z->base == NULL) {
 		ngx_log_error(NGX_LOG_EMERG, log, 0, "sluice_zone \"%V\": no shared zone", &z->name);
 		return NGX_ERROR;
 	}
@@ -269,8 +243,7 @@ ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_cycle_t *cyc
 		 * process may sweep the zone). */
 		.sweep_interval_ns = SLUICE_NS_PER_SEC,
 	};
-	rc = z->in_process ? ngx_http_sluice_open_in_process(z, policy, cycle)
-			   : sluice_shm_engine_create(&z->engine, policy, z->base, z->size, &opts);
+	rc = sluice_shm_engine_create(&z->engine, policy, z->base, z->size, &opts);
 	if (rc != SLUICE_OK) {
 		ngx_log_error(NGX_LOG_EMERG, log, 0, "sluice_zone \"%V\": engine: %s", &z->name, sluice_strerror(rc));
 		sluice_policy_destroy(policy);
@@ -283,8 +256,7 @@ ngx_int_t ngx_http_sluice_store_open(ngx_http_sluice_zone_t *z, ngx_cycle_t *cyc
 void ngx_http_sluice_store_close(ngx_http_sluice_zone_t *z, ngx_log_t *log)
 {
 	(void)log;
-	/* On shm the state stays in the mapping; in process, a file-backed
-	 * engine writes its state file. */
+	/* The state stays in the mapping. */
 	sluice_engine_destroy(z->engine);
 	z->engine = NULL;
 	ngx_free(z->answers);

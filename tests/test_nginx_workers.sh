@@ -172,8 +172,11 @@ for w in 2 4; do
 	expect "seed 002, $w workers: 120 of 150 per token" "200:120 429:30 " \
 		"$(who=Authorization spread "Bearer S$w" 150 6)"
 	expect "seed 002, $w workers: X-RateLimit-Limit 120 on every answer" 150 "$(fields X-RateLimit-Limit | grep -c '^120$')"
-	expect "seed 002, $w workers: X-RateLimit-Reset on every answer" 150 \
-		"$(fields X-RateLimit-Reset | awk '$1 >= 0 && $1 <= 60' | wc -l)"
+	# Seconds rounded up; 61 when another worker stamped a unit later than
+	# this request read the clock.
+	expect "seed 002, $w workers: X-RateLimit-Reset on every answer" 150 "$(fields X-RateLimit-Reset | wc -l)"
+	expect "seed 002, $w workers: X-RateLimit-Reset within the minute" "" \
+		"$(fields X-RateLimit-Reset | awk '!($1 >= 0 && $1 <= 61)' | tr '\n' ' ')"
 	expect "seed 002, $w workers: Retry-After on every 429" 30 "$(fields Retry-After | grep -c .)"
 	# Each admission took one place of the minute: remaining 119 .. 0 once each.
 	expect "seed 002, $w workers: each Remaining once" "$(seq 0 119 | tr '\n' ' ')" \

@@ -252,14 +252,21 @@ static int d_tier(struct parser *p)
 	return sluice__parse_expect_end(p);
 }
 
-/* "per" scope { "+" scope } where "class" names the endpoint class. */
-static int per_word(struct parser *p, const struct word *w, struct sluice_policy_limit *l)
+/* A "+"-joined scope list, after "per" (where "class" names the endpoint
+ * class) or after "unless" (the scopes whose own identity, when a request
+ * carries it, keeps the limit from applying: none of the limit's own
+ * scopes, or the limit would never apply). Sets l->scope_mask/per_class or
+ * l->unless_mask. */
+static int scope_list(struct parser *p, const struct word *w, bool unless, struct sluice_policy_limit *l)
 {
-	struct builder *b = p->b;
+	const char *what = unless ? "unless" : "per";
+	uint32_t *mask = unless ? &l->unless_mask : &l->scope_mask;
 	uint32_t i = 0;
 
 	if (w->quoted)
-		return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col, "expected scopes like ip or token+class");
+		return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col,
+					  unless ? "expected scopes like token or token+key"
+						 : "expected scopes like ip or token+class");
 	for (;;) {
 		uint32_t start = i;
 		while (i < w->len && w->s[i] != '+')
@@ -269,58 +276,24 @@ static int per_word(struct parser *p, const struct word *w, struct sluice_policy
 		int rc = sluice__parse_check_name(p, s, len, col, "a scope name");
 		if (rc != SLUICE_OK)
 			return rc;
-		if (len == 5 && memcmp(s, "class", 5) == 0) {
+		int id = -1;
+		if (!unless && len == 5 && memcmp(s, "class", 5) == 0) {
 			if (l->per_class)
 				return sluice__parse_fail(p, SLUICE_EINVAL, col, "'class' twice in 'per'");
 			l->per_class = true;
-		} else {
-			int id = sluice__parse_find_name(b->scopes, b->nscopes, s, len);
-			if (id < 0)
-				return sluice__parse_fail(p, SLUICE_ENOTFOUND, col,
-							  "unknown scope '%.*s': declare it with 'scope' first",
-							  (int)len, s);
-			if (l->scope_mask & (1u << id))
-				return sluice__parse_fail(p, SLUICE_EINVAL, col, "scope '%.*s' twice in 'per'",
-							  (int)len, s);
-			l->scope_mask |= 1u << id;
-		}
-		if (i == w->len)
-			return SLUICE_OK;
-		i++; /* '+' */
-	}
-}
-
-/* "unless" scope { "+" scope }: the scopes whose own identity, when a
- * request carries it, keeps the limit from applying. Not one of the limit's
- * own scopes (the limit would never apply). */
-static int unless_word(struct parser *p, const struct word *w, struct sluice_policy_limit *l)
-{
-	struct builder *b = p->b;
-	uint32_t i = 0;
-
-	if (w->quoted)
-		return sluice__parse_fail(p, SLUICE_ESYNTAX, w->col, "expected scopes like token or token+key");
-	for (;;) {
-		uint32_t start = i;
-		while (i < w->len && w->s[i] != '+')
-			i++;
-		const char *s = w->s + start;
-		uint32_t len = i - start, col = w->col + start;
-		int rc = sluice__parse_check_name(p, s, len, col, "a scope name");
-		if (rc != SLUICE_OK)
-			return rc;
-		int id = sluice__parse_find_name(b->scopes, b->nscopes, s, len);
-		if (id < 0)
+		} else if ((id = sluice__parse_find_name(p->b->scopes, p->b->nscopes, s, len)) < 0) {
 			return sluice__parse_fail(p, SLUICE_ENOTFOUND, col,
 						  "unknown scope '%.*s': declare it with 'scope' first", (int)len, s);
-		if (l->scope_mask & (1u << id))
+		} else if (unless && (l->scope_mask & (1u << id))) {
 			return sluice__parse_fail(p, SLUICE_EINVAL, col,
 						  "scope '%.*s' keys this limit: 'unless %.*s' would never let it apply",
 						  (int)len, s, (int)len, s);
-		if (l->unless_mask & (1u << id))
-			return sluice__parse_fail(p, SLUICE_EINVAL, col, "scope '%.*s' twice in 'unless'", (int)len,
-						  s);
-		l->unless_mask |= 1u << id;
+		} else if (*mask & (1u << id)) {
+			return sluice__parse_fail(p, SLUICE_EINVAL, col, "scope '%.*s' twice in '%s'", (int)len, s,
+						  what);
+		} else {
+			*mask |= 1u << id;
+		}
 		if (i == w->len)
 			return SLUICE_OK;
 		i++; /* '+' */
@@ -386,7 +359,7 @@ static int d_limit(struct parser *p)
 					  sluice__parse_show(w, buf));
 	if ((rc = sluice__parse_next_word(p, "scopes after 'per' (e.g. ip or token+class)", &w)) != SLUICE_OK)
 		return rc;
-	if ((rc = per_word(p, w, l)) != SLUICE_OK)
+	if ((rc = scope_list(p, w, false, l)) != SLUICE_OK)
 		return rc;
 
 	if ((rc = sluice__parse_next_word(p, "'on' or a limit kind (rate, sliding, quota, concurrency)", &w)) !=
@@ -516,7 +489,7 @@ static int d_limit(struct parser *p)
 				return sluice__parse_fail(p, SLUICE_EINVAL, opt->col, "duplicate 'unless'");
 			if ((rc = sluice__parse_next_word(p, "scopes after 'unless' (e.g. token)", &w)) != SLUICE_OK)
 				return rc;
-			if ((rc = unless_word(p, w, l)) != SLUICE_OK)
+			if ((rc = scope_list(p, w, true, l)) != SLUICE_OK)
 				return rc;
 		} else if (sluice__parse_word_is(opt, "resource")) {
 			uint32_t n = 0;

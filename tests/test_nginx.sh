@@ -16,22 +16,12 @@ set -u
 module=${1:?usage: test_nginx.sh MODULE_SO SOURCE_DIR}
 src=${2:?usage: test_nginx.sh MODULE_SO SOURCE_DIR}
 NGINX=${NGINX:-/usr/sbin/nginx}
-for tool in "$NGINX" curl python3; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "test_nginx: $tool not found; skipped"
-		exit 77
-	fi
-done
-
 # shellcheck source=tests/server_test_lib.sh
 . "$(dirname "$0")/server_test_lib.sh"
 # shellcheck source=tests/test_nginx_lib.sh
 . "$(dirname "$0")/test_nginx_lib.sh"
 
-upstream_port=$(free_port)
-python3 "$src/tests/nginx/slow_upstream.py" "$upstream_port" &
-upstream_pid=$!
-wait_port "$upstream_port" || { echo "test_nginx: the upstream did not start"; exit 1; }
+nginx_test_begin test_nginx
 
 policy=$src/tests/nginx/small.policy
 # The workers (user nobody when the test runs as root) write the state file.

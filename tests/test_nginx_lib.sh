@@ -6,6 +6,23 @@
 # workers) and the upstream before the library's cleanup.
 
 upstream_pid=
+
+# nginx_test_begin NAME: skip (exit 77) without nginx, curl or python3;
+# start the slow upstream (tests/nginx/slow_upstream.py) on $upstream_port.
+nginx_test_begin() {
+	local tool
+	for tool in "$NGINX" curl python3; do
+		if ! command -v "$tool" >/dev/null 2>&1; then
+			echo "$1: $tool not found; skipped"
+			exit 77
+		fi
+	done
+	upstream_port=$(free_port)
+	python3 "$src/tests/nginx/slow_upstream.py" "$upstream_port" &
+	upstream_pid=$!
+	wait_port "$upstream_port" || { echo "$1: the upstream did not start"; exit 1; }
+}
+
 stop_all() {
 	if [ -n "$pid" ]; then
 		kill -TERM "$pid" 2>/dev/null # the master stops its workers

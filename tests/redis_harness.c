@@ -342,6 +342,28 @@ static bool cluster_ok(int port)
 	       strstr(buf, "cluster_state:ok") != NULL;
 }
 
+/* Whether the node at port knows all three nodes as masters, none still in
+ * the handshake: "cluster_state:ok" can come first (the slots are covered
+ * by gossip), and CLUSTER SETSLOT ... IMPORTING <id> answers "Target node
+ * is not a master" while the target's flags are not yet known there. */
+static bool cluster_masters_known(int port)
+{
+	char buf[4096];
+	int masters = 0;
+	if (redis_harness_command(port, buf, sizeof buf, "CLUSTER", "NODES", (char *)NULL) != NULL)
+		return false;
+	for (char *line = buf; line != NULL && *line != '\0';) {
+		char *end = strchr(line, '\n');
+		if (end != NULL)
+			*end = '\0';
+		if (strstr(line, "master") != NULL && strstr(line, "handshake") == NULL &&
+		    strstr(line, "noaddr") == NULL && strstr(line, "fail") == NULL)
+			masters++;
+		line = end != NULL ? end + 1 : NULL;
+	}
+	return masters == REDIS_HARNESS_NODES;
+}
+
 const char *redis_harness_cluster_form(const struct redis_harness_server node[REDIS_HARNESS_NODES])
 {
 	static const char *const ranges[REDIS_HARNESS_NODES][2] = { { "0", "5460" },
@@ -362,11 +384,14 @@ const char *redis_harness_cluster_form(const struct redis_harness_server node[RE
 			return why != NULL ? why : fail("CLUSTER MEET 127.0.0.1 %s: %s", port, buf);
 	}
 	for (int t = 0; t < 3000; t++) { /* up to 30 s: a loaded CI machine */
-		if (cluster_ok(node[0].port) && cluster_ok(node[1].port) && cluster_ok(node[2].port))
+		bool ready = true;
+		for (int i = 0; i < REDIS_HARNESS_NODES && ready; i++)
+			ready = cluster_ok(node[i].port) && cluster_masters_known(node[i].port);
+		if (ready)
 			return NULL;
 		usleep(10000);
 	}
-	return fail("the three-node cluster did not reach cluster_state:ok within 30 s");
+	return fail("the three-node cluster did not reach cluster_state:ok with every node a known master within 30 s");
 }
 
 const char *redis_harness_cluster_start(struct redis_harness_cluster *c)

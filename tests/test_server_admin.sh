@@ -25,21 +25,7 @@ ${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
 	--policy "$src/docs/policies/seed002.policy" --threads 2 --frozen-clock \
 	>"$tmp/out" 2>"$tmp/err" &
 pid=$!
-port=
-admin_port=
-for _ in $(seq 1 100); do
-	port=$(sed -n 's/^sluice-server: listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/out")
-	admin_port=$(sed -n 's/^sluice-server: admin on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$tmp/out")
-	[ -n "$port" ] && [ -n "$admin_port" ] && break
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-if [ -z "$port" ] || [ -z "$admin_port" ]; then
-	echo "test_server_admin: the server did not start:"; cat "$tmp/err"
-	exit 1
-fi
-traffic="http://127.0.0.1:$port"
-admin="http://127.0.0.1:$admin_port"
+wait_admin_server test_server_admin
 
 # One curl per batch: N requests of token tok_a in workspace ws_1; the
 # status of each, one a line.

@@ -33,21 +33,7 @@ ${SLUICE_SERVER_EMULATOR:-} "$server" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
 	--policy "$src/docs/policies/github_style.policy" --threads 2 --frozen-clock \
 	--trust-forwarded-for --trusted-proxies 127.0.0.1 >"$tmp/out" 2>"$tmp/err" &
 pid=$!
-port=
-admin_port=
-for _ in $(seq 1 100); do
-	port=$(sed -n 's/^sluice-server: listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$tmp/out")
-	admin_port=$(sed -n 's/^sluice-server: admin on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$tmp/out")
-	[ -n "$port" ] && [ -n "$admin_port" ] && break
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-if [ -z "$port" ] || [ -z "$admin_port" ]; then
-	echo "test_server_custom: the server did not start:"; cat "$tmp/err"
-	exit 1
-fi
-traffic="http://127.0.0.1:$port"
-admin="http://127.0.0.1:$admin_port"
+wait_admin_server test_server_custom
 
 # get NAME [curl args...]: status in $tmp/NAME.code, headers (no CR) in
 # $tmp/NAME.h, body in $tmp/NAME.b.

@@ -534,9 +534,18 @@ Test(limiter_kinds, entry_sizes_gcra_unchanged_commit_word_only_without_gcra)
 	struct sluice_limit g = gcra(10, SEC, 10);
 	struct sluice_limiter *lim = make(&g, 1);
 	cr_assert(admit(lim, "0123456789abcdef", 1, SEC, &d));
-	/* GCRA 8 + key_len 2 + key 16: 26 bytes (entries have no header;
-	 * <= 64 B per key with the index's share). */
-	cr_assert_eq(bytes_of(lim), 26);
+	/* The one-GCRA policy: a header word 8 + GCRA 8 + key 16, allocated
+	 * apart until the sweep moves the key into its inline slot, which
+	 * allocates nothing (docs/limiter.md, "Inline slots"). */
+	cr_assert_eq(bytes_of(lim), 32);
+	size_t got;
+	cr_assert_eq(sluice_limiter_sweep(lim, SEC, 100, &got), SLUICE_OK);
+	cr_assert_eq(got, 0);
+	cr_assert_eq(bytes_of(lim), 32, "freed after a grace period");
+	rcu_barrier();
+	cr_assert_eq(bytes_of(lim), 0);
+	cr_assert(admit(lim, "0123456789abcdef", 9, SEC, &d), "the state moved with the key");
+	cr_assert_not(admit(lim, "0123456789abcdef", 1, SEC, &d));
 	sluice_limiter_destroy(lim);
 
 	struct sluice_limit gc[2] = { calendar(100, DAY), gcra(10, SEC, 10) };

@@ -48,7 +48,18 @@
 
 /* ---- decisions ---- */
 
-enum verdict { V_DENY, V_ADMIT, V_DEAD, V_DEGRADED };
+/* V_MOVED: the entry's cell was frozen by a move into an inline slot
+ * (table.c, "Moving in"): finish the move, look the key up again. */
+enum verdict { V_DENY, V_ADMIT, V_DEAD, V_DEGRADED, V_MOVED };
+
+/* The verdict on an entry whose cell-0 GCRA word w is a tombstone value.
+ * In an inline-keys limiter TOMB_UNLINKED on an entry still found linked is
+ * a move (table.c): a reclaimed entry is unlinked before it is marked so,
+ * and a lookup that found it anyway just finds nothing to finish. */
+static inline enum verdict gone(const struct sluice_limiter *lim, uint64_t w)
+{
+	return lim->inline_keys && w == SLUICE__GCRA_TOMB_UNLINKED ? V_MOVED : V_DEAD;
+}
 
 /* The cell holding the caller's limit 0. */
 static uint32_t first_user_cell(const struct sluice_limiter *lim)
@@ -120,7 +131,7 @@ static inline enum verdict decide_gcra1(struct sluice_limiter *lim, struct entry
 	if (cost == 0) {
 		uint64_t w = sluice__gcra_word(cell);
 		if (sluice__gcra_is_tomb(w))
-			return V_DEAD;
+			return gone(lim, w);
 		sluice__gcra_check_word(w, rate, now_ns, 0, out);
 		return V_ADMIT;
 	}
@@ -136,9 +147,10 @@ static inline enum verdict decide_gcra1(struct sluice_limiter *lim, struct entry
 			return V_ADMIT;
 		}
 	}
-	/* A denial on a tombstone word means the entry died. */
-	if (sluice__gcra_is_tomb(sluice__gcra_word(cell)))
-		return V_DEAD;
+	/* A denial on a tombstone word: the entry died, or moved. */
+	uint64_t w = sluice__gcra_word(cell);
+	if (sluice__gcra_is_tomb(w))
+		return gone(lim, w);
 	return V_DENY;
 }
 
@@ -318,9 +330,12 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
 		}
 		enum verdict v = lim->one_gcra ? decide_gcra1(lim, e, cost, now_ns, out, hold)
 					       : entry_decide(lim, e, cost, now_ns, out, hold);
-		if (SLUICE_LIKELY(v != V_DEAD))
+		if (v == V_MOVED)
+			sluice__limiter_finish_move(lim, hash, e);
+		else if (v == V_DEAD)
+			help_unlink(lim, e);
+		else
 			return v;
-		help_unlink(lim, e);
 		e = NULL;
 	}
 }
@@ -339,9 +354,12 @@ static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned lon
 		e = lookup(lim, hash, k);
 	if (SLUICE_LIKELY(e != NULL && lim->one_gcra)) {
 		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, hold);
-		if (SLUICE_LIKELY(v != V_DEAD))
+		if (SLUICE_LIKELY(v == V_ADMIT || v == V_DENY))
 			return v;
-		help_unlink(lim, e);
+		if (v == V_MOVED)
+			sluice__limiter_finish_move(lim, hash, e);
+		else
+			help_unlink(lim, e);
 		return admit_slow(lim, hash, k, NULL, false, cost, now_ns, out, hold);
 	}
 	return admit_slow(lim, hash, k, e, true, cost, now_ns, out, hold);
@@ -353,6 +371,7 @@ static const unsigned char stat_of_verdict[] = {
 	[V_ADMIT] = ST_ADMITTED,
 	[V_DEAD] = ST_DEGRADED, /* unused */
 	[V_DEGRADED] = ST_DEGRADED,
+	[V_MOVED] = ST_DEGRADED, /* unused */
 };
 
 static inline void count(struct sluice_limiter *lim, enum verdict v, uint64_t cost)
@@ -417,7 +436,7 @@ int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key
 	struct entry *e = lookup_home(lim, hash, &k);
 	if (SLUICE_LIKELY(e != NULL)) {
 		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, NULL);
-		if (SLUICE_LIKELY(v != V_DEAD)) {
+		if (SLUICE_LIKELY(v == V_ADMIT || v == V_DENY)) {
 			read_unlock(lim);
 			stat_add(lim, sluice__limiter_tls.slot, v == V_ADMIT ? ST_ADMITTED : ST_DENIED, 1);
 			return SLUICE_OK;
@@ -604,6 +623,12 @@ bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t k
 	uint64_t w0 = e == NULL ? 0
 		    : lim->one_gcra ? sluice__gcra_word(cell_of(lim, e, 0))
 				    : lim->ops[0]->word(cell_of(lim, e, 0));
+	while (e != NULL && lim->inline_keys && w0 == SLUICE__GCRA_TOMB_UNLINKED) {
+		/* Mid-move: judge the key's state where it moves to. */
+		sluice__limiter_finish_move(lim, hash, e);
+		e = lookup(lim, hash, &k);
+		w0 = e == NULL ? 0 : sluice__gcra_word(cell_of(lim, e, 0));
+	}
 
 	if (hint != NULL) {
 		hint->entry = e;
@@ -651,14 +676,24 @@ void sluice__limiter_foreach(struct sluice_limiter *lim, uint64_t now_ns,
 		return;
 	}
 	struct index *ix = index_of(lim);
-	for (uint64_t pos = 0; pos < (ix->mask + 1) * GROUP_SLOTS; pos++) {
-		/* acquire: pairs with the insert's CAS (table.c). */
-		struct entry *e = slot_entry(atomic_load_explicit(&ix->g[pos / GROUP_SLOTS].w[pos % GROUP_SLOTS], memory_order_acquire)); /* acquire: why above */
-		if (e == NULL)
-			continue;
+	for (uint64_t pos = 0; pos < index_slots(ix); pos++) {
+		_Atomic uint64_t *at = slot_word(ix, pos);
 		struct sluice_decision d;
-		if (entry_decide(lim, e, 0, now_ns, &d, NULL) != V_ADMIT)
-			continue; /* dead */
+		struct entry *e;
+		enum verdict v;
+		/* acquire: pairs with the insert's CAS (table.c). A word met
+		 * mid-move is read again once the move is published. */
+		do {
+			uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
+			e = slot_entry(at, w);
+			if (e == NULL)
+				break;
+			v = entry_decide(lim, e, 0, now_ns, &d, NULL);
+			if (v == V_MOVED)
+				sluice__limiter_finish_move(lim, sluice__limiter_entry_hash(lim, e), e);
+		} while (e != NULL && v == V_MOVED);
+		if (e == NULL || v != V_ADMIT)
+			continue; /* empty, or dead */
 		fn(user, (const unsigned char *)e + lim->key_off, key_len_of(lim, e), &d);
 	}
 }
@@ -686,7 +721,7 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 	if (rc != SLUICE_OK)
 		return rc;
 
-	uint64_t counts[4] = { 0, 0, 0, 0 };
+	uint64_t counts[V_MOVED + 1] = { 0 };
 	unsigned long hash[BATCH_GROUP];
 	struct entry *found[BATCH_GROUP];
 

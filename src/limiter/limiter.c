@@ -238,6 +238,15 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	}
 	lim->len_off = (uint32_t)off;
 	lim->key_off = (uint32_t)(off + sizeof(uint16_t));
+	/* The one-GCRA policy: inline slots (store_internal.h). Its entry
+	 * is the cell at 0 and the key at 8, after a header word. */
+	lim->inline_keys = lim->one_gcra;
+	lim->hdr = 0;
+	if (lim->inline_keys) {
+		lim->hdr = 8;
+		lim->len_off = 0; /* unused: the length is in the header */
+		lim->key_off = 8;
+	}
 
 	int rc = fill_secret(lim, &o);
 	if (rc != SLUICE_OK)
@@ -276,7 +285,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	 * shrinks) by itself (table.c). */
 	uint64_t keys_bound = o.max_keys;
 	if (o.max_bytes != 0) {
-		uint64_t by_bytes = o.max_bytes / (entry_size(lim, 0) + TABLE_SHARE_BYTES);
+		uint64_t by_bytes = o.max_bytes / (entry_size(lim, 0) + table_share(lim));
 		if (keys_bound == 0 || by_bytes < keys_bound)
 			keys_bound = by_bytes;
 	}
@@ -287,7 +296,7 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 		while (init < keys_bound && init < (1ul << 20))
 			init <<= 1;
 	lim->initial_buckets = init;
-	struct index *ix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(init, false));
+	struct index *ix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(lim, init, false));
 	if (ix == NULL) {
 		rc = SLUICE_ENOMEM;
 		goto fail_cond;
@@ -323,22 +332,27 @@ static void remove_all(struct sluice_limiter *lim, bool account)
 	struct index *ix = atomic_load_explicit(&lim->index, memory_order_relaxed); /* relaxed: why above */
 	uint64_t n = 0, bytes = 0;
 
-	for (uint64_t g = 0; g <= ix->mask; g++)
-		for (unsigned s = 0; s < GROUP_SLOTS; s++) {
-			/* relaxed: as above. */
-			uint64_t w = atomic_load_explicit(&ix->g[g].w[s], memory_order_relaxed); /* relaxed: why above */
-			/* relaxed: as above. */
-			atomic_store_explicit(&ix->g[g].w[s], SLOT_EMPTY, memory_order_relaxed); /* relaxed: why above */
-			struct entry *e = slot_entry(w);
-			if (e == NULL)
-				continue;
-			size_t size = entry_size(lim, key_len_of(lim, e));
+	for (uint64_t pos = 0; pos < index_slots(ix); pos++) {
+		_Atomic uint64_t *at = slot_word(ix, pos);
+		/* relaxed: as above. */
+		uint64_t w = atomic_load_explicit(at, memory_order_relaxed); /* relaxed: why above */
+		/* relaxed: as above. */
+		atomic_store_explicit(at, SLOT_EMPTY, memory_order_relaxed); /* relaxed: why above */
+		struct entry *e = slot_entry(at, w);
+		if (e == NULL)
+			continue;
+		n++;
+		if (w & SLOT_INLINE) { /* the slot itself: nothing allocated */
 			if (account)
-				sluice__limiter_uncharge(lim, size);
-			bytes += size;
-			n++;
-			lim_free(lim, e, size);
+				sluice__limiter_uncharge(lim, 0);
+			continue;
 		}
+		size_t size = entry_size(lim, key_len_of(lim, e));
+		if (account)
+			sluice__limiter_uncharge(lim, size);
+		bytes += size;
+		lim_free(lim, entry_base(lim, e), size);
+	}
 	/* relaxed: as above. */
 	atomic_store_explicit(&ix->used, 0, memory_order_relaxed); /* relaxed: why above */
 	atomic_store_explicit(&ix->dead, 0, memory_order_relaxed); /* relaxed: as above */
@@ -467,11 +481,12 @@ int sluice__limiter_restore_begin(struct sluice_limiter *lim)
 	bool empty = true;
 	rcu_read_lock();
 	struct index *ix = index_of(lim);
-	for (uint64_t g = 0; g <= ix->mask && empty; g++)
-		for (unsigned s = 0; s < GROUP_SLOTS && empty; s++)
-			/* relaxed: only whether a live word exists (a limiter not
-			 * yet shared). */
-			empty = slot_entry(atomic_load_explicit(&ix->g[g].w[s], memory_order_relaxed)) == NULL; /* relaxed: why above */
+	for (uint64_t pos = 0; pos < index_slots(ix) && empty; pos++) {
+		_Atomic uint64_t *at = slot_word(ix, pos);
+		/* relaxed: only whether a live word exists (a limiter not yet
+		 * shared). */
+		empty = slot_entry(at, atomic_load_explicit(at, memory_order_relaxed)) == NULL; /* relaxed: why above */
+	}
 	read_unlock(lim);
 	return empty ? SLUICE_OK : SLUICE_ESTATE;
 }

@@ -89,32 +89,60 @@ struct entry;
 
 /* ---- the index (table.c; docs/limiter.md, "Table design") ----
  *
- * Open addressing over cache-line groups of GROUP_SLOTS slot words. A slot
- * word is EMPTY (0), DELETED (1: a removed entry's slot, skipped by probes
- * and never reused in this array), or a live entry: TAG_BIT | a 15-bit tag
- * of the hash in bits 48..62 | the entry's address (below 2^48, 4-byte
- * aligned). FROZEN (2) is or'ed into every word of an array being replaced
- * by a resize: a frozen word is never written again. A key's probe starts
- * at group (hash >> 16) & mask, reads its eight slots from slot hash >> 61
- * on, cyclically, then the next group's the same way, until its entry or
- * an EMPTY word. */
-#define GROUP_SLOTS 8
+ * Open addressing over 64-byte lines of slots, linear probing. A slot
+ * starts with its slot word: EMPTY (0), DELETED (1: a removed entry's slot,
+ * skipped by probes and never reused in this array), or a live entry.
+ * FROZEN (2) is or'ed into every word of an array being replaced by a
+ * resize: a frozen word is never written again. A live word holds
+ * TAG_BIT | a 15-bit tag of the hash in bits 48..62, and either the
+ * address of an entry allocated apart (below 2^48, 8-byte aligned), or,
+ * with INLINE (4), the key length in bits 8..23: the entry is the slot's
+ * own cell and key (an inline slot).
+ *
+ * Two slot sizes (struct index, lg_stride). Pointer arrays: a slot is its
+ * word, eight to a line. Inline arrays (the one-GCRA policy, whose entry is
+ * one cell word and its key): a slot is struct islot, 32 bytes, two to a
+ * line, so a key of at most INLINE_KEY_MAX bytes lives with its cell in the
+ * line its lookup reads first. Longer keys, and new keys until the sweep or
+ * a resize moves them in (table.c, "Moving in"), sit in pointer words of
+ * the same array.
+ *
+ * A key's probe starts at line (hash >> 16) & mask, reads the line's slots
+ * from slot (hash >> 61) on, cyclically, then the next line's the same
+ * way, until its entry or an EMPTY word. */
+#define GROUP_SLOTS 8 /* slots per line of a pointer array */
 #define SLOT_EMPTY UINT64_C(0)
 #define SLOT_DELETED UINT64_C(1)
 #define SLOT_FROZEN UINT64_C(2)
+#define SLOT_INLINE UINT64_C(4)
+#define SLOT_LEN_SHIFT 8
 #define SLOT_TAG_SHIFT 48
 #define SLOT_TAG_BIT (UINT64_C(1) << 63)
-#define SLOT_PTR_MASK (((UINT64_C(1) << SLOT_TAG_SHIFT) - 1) & ~UINT64_C(3))
+#define SLOT_TAG_MASK (UINT64_C(0xffff) << SLOT_TAG_SHIFT)
+#define SLOT_PTR_MASK (((UINT64_C(1) << SLOT_TAG_SHIFT) - 1) & ~UINT64_C(7))
+#define INLINE_KEY_MAX 16
 
 struct group {
 	_Alignas(64) _Atomic uint64_t w[GROUP_SLOTS];
 };
 _Static_assert(sizeof(struct group) == 64, "a group is one 64-byte line");
 
+/* An inline array's slot. cell and key are written only while the word is
+ * not INLINE (by the one thread moving an entry in, table.c), and read only
+ * after an acquire load of an INLINE word. */
+struct islot {
+	_Atomic uint64_t w;
+	_Atomic uint64_t cell;
+	unsigned char key[INLINE_KEY_MAX];
+};
+_Static_assert(sizeof(struct islot) == 32, "two inline slots per line");
+
 struct index {
-	uint64_t mask;  /* groups - 1 */
+	uint64_t mask;  /* lines - 1 */
 	uint64_t limit; /* most slots claimed (live or DELETED) before a resize */
 	uint64_t gen;   /* resizes before this array (the sweep's cursor) */
+	unsigned lg_spl;    /* log2 slots per line: 3 (pointer) or 1 (inline) */
+	unsigned lg_stride; /* log2 bytes per slot: 3 or 5 */
 	struct sluice_limiter *lim;
 	struct rcu_head head; /* freed by call_rcu after a resize */
 	void *raw;            /* what the allocator returned */
@@ -146,6 +174,14 @@ struct sluice_limiter {
 	uint32_t user_index[NCELLS];
 	int32_t slots_cell; /* cell of the SLOTS limit, -1: none */
 	bool one_gcra;      /* one cell, a GCRA limit: decide_gcra1() */
+	/* The one-GCRA policy keeps keys of at most INLINE_KEY_MAX bytes in
+	 * inline slots. Its entries, in a slot or allocated apart, all have an
+	 * inline slot's layout from the word before the entry on: that word
+	 * holds the key length at SLOT_LEN_SHIFT (an allocated entry's header,
+	 * hdr = 8 bytes before it), cell 0 is at 0, the key at 8. Otherwise
+	 * hdr is 0 and the length is a uint16_t at len_off. */
+	bool inline_keys;
+	uint32_t hdr;
 	/* The dry run's order, and govern()'s: the caller's first GCRA limit,
 	 * then the others in the caller's order (the COMMIT word skipped), so
 	 * that a request several limits deny reports the same one, and ties
@@ -199,8 +235,15 @@ struct sluice_limiter {
 };
 
 /* Budget estimate of the index's memory per key: an 8-byte slot at a load
- * between 3/8 and 3/4 (docs/limiter.md, "Table design"). */
+ * between 3/8 and 3/4, or a 32-byte inline slot at that load
+ * (docs/limiter.md, "Table design"). */
 #define TABLE_SHARE_BYTES 16
+#define TABLE_SHARE_INLINE_BYTES 64
+
+static inline uint64_t table_share(const struct sluice_limiter *lim)
+{
+	return lim->inline_keys ? TABLE_SHARE_INLINE_BYTES : TABLE_SHARE_BYTES;
+}
 
 static inline void *lim_alloc(const struct sluice_limiter *lim, size_t size)
 {
@@ -258,16 +301,42 @@ static inline void *cell_of(const struct sluice_limiter *lim, struct entry *e, u
 	return (unsigned char *)e + lim->cell_off[i];
 }
 
+/* The word before an entry of an inline-keys limiter: an inline slot's
+ * word, or an allocated entry's header. relaxed: the length bits never
+ * change while the entry is reachable; a slot word is atomic. */
+static inline uint64_t entry_head(const struct entry *e)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)((uintptr_t)e - 8), memory_order_relaxed); /* relaxed: why above */
+}
+
 static inline uint16_t key_len_of(const struct sluice_limiter *lim, const struct entry *e)
 {
 	uint16_t len;
+
+	if (lim->hdr != 0)
+		return (uint16_t)(entry_head(e) >> SLOT_LEN_SHIFT);
 	memcpy(&len, (const unsigned char *)e + lim->len_off, sizeof len);
 	return len;
 }
 
+/* Bytes of an allocated entry with a key of key_len bytes (header
+ * included). */
 static inline size_t entry_size(const struct sluice_limiter *lim, size_t key_len)
 {
-	return lim->key_off + key_len;
+	return lim->hdr + lim->key_off + key_len;
+}
+
+/* What the allocator returned for an allocated entry. */
+static inline void *entry_base(const struct sluice_limiter *lim, struct entry *e)
+{
+	return (unsigned char *)e - lim->hdr;
+}
+
+/* Is e an inline slot's entry (of this array or an older one)? Only while
+ * e is live: an unlink rewrites a slot's word. */
+static inline bool entry_is_inline(const struct sluice_limiter *lim, const struct entry *e)
+{
+	return lim->hdr != 0 && (entry_head(e) & SLOT_INLINE) != 0;
 }
 
 struct lookup_key {
@@ -316,26 +385,49 @@ static inline uint64_t home_group(const struct index *ix, uint64_t hash)
 	return (hash >> 16) & ix->mask;
 }
 
-/* The slot of a group a probe of hash reads first; it reads the group's
- * other slots after it, cyclically, then the next group's the same way.
- * Keys of one group then start at different slots: a lookup reads about
- * one slot word instead of half the group's, within the same line. */
+/* The slot of a line a probe of hash reads first; it reads the line's
+ * other slots after it, cyclically, then the next line's the same way.
+ * Keys of one line then start at different slots: a lookup reads about
+ * one slot word instead of half the line's, within the same line. */
 static inline unsigned first_slot(uint64_t hash)
 {
 	return (unsigned)(hash >> 61);
 }
 
-#define PROBE_SLOT(first, j) (((first) + (j)) & (GROUP_SLOTS - 1))
-
-static inline struct entry *slot_entry(uint64_t w)
+static inline uint64_t index_slots(const struct index *ix)
 {
+	return (ix->mask + 1) << ix->lg_spl;
+}
+
+/* The word of slot `pos` (line pos >> lg_spl). */
+static inline _Atomic uint64_t *slot_word(const struct index *ix, uint64_t pos)
+{
+	return (_Atomic uint64_t *)((uintptr_t)ix->g + (uintptr_t)(pos << ix->lg_stride));
+}
+
+/* The j-th slot of line `line` in the order of a probe that starts at
+ * `first`. */
+static inline _Atomic uint64_t *probe_word(const struct index *ix, uint64_t line, unsigned first,
+					   unsigned j)
+{
+	unsigned spl_mask = (1u << ix->lg_spl) - 1;
+	return slot_word(ix, (line << ix->lg_spl) | ((first + j) & spl_mask));
+}
+
+/* The entry of the live word w read at `at`: the slot's own (INLINE) or the
+ * one it points to; NULL for EMPTY and DELETED. */
+static inline struct entry *slot_entry(const _Atomic uint64_t *at, uint64_t w)
+{
+	if (w & SLOT_INLINE)
+		return (struct entry *)((uintptr_t)at + 8);
 	return (struct entry *)(uintptr_t)(w & SLOT_PTR_MASK);
 }
 
-/* Is w a live word with this tag (FROZEN ignored)? */
+/* Is w a live word with this tag (FROZEN ignored)? EMPTY and DELETED
+ * words have no tag bits. */
 static inline bool slot_has_tag(uint64_t w, uint64_t tag)
 {
-	return (w & ~SLOT_PTR_MASK & ~SLOT_FROZEN) == tag;
+	return (w & SLOT_TAG_MASK) == tag;
 }
 
 /* EMPTY, frozen or not: the end of every probe that reaches it. */
@@ -351,17 +443,19 @@ static __attribute__((noinline, unused)) struct entry *
 lookup_rest(const struct index *ix, uint64_t tag, unsigned first, uint64_t g,
 	    const struct lookup_key *k)
 {
+	const unsigned spl = 1u << ix->lg_spl;
 	unsigned j = 1;
 
 	/* An array always keeps EMPTY words (used <= limit < slots), so the
 	 * walk ends; the bound only guards that invariant. */
 	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask, j = 0) {
-		for (; j < GROUP_SLOTS; j++) {
+		for (; j < spl; j++) {
+			const _Atomic uint64_t *at = probe_word(ix, g, first, j);
 			/* acquire: pairs with the CAS that published the entry
-			 * (table.c, index_add()): its cells and key are visible. */
-			uint64_t w = atomic_load_explicit(&ix->g[g].w[PROBE_SLOT(first, j)], memory_order_acquire); /* acquire: why above */
+			 * (table.c): its cells and key are visible. */
+			uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
 			if (slot_has_tag(w, tag)) {
-				struct entry *e = slot_entry(w);
+				struct entry *e = slot_entry(at, w);
 				if (SLUICE_LIKELY(entry_matches(e, k)))
 					return e;
 			} else if (slot_is_end(w)) {
@@ -379,18 +473,19 @@ static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned lo
 	const uint64_t tag = slot_tag(hash);
 	const unsigned first = first_slot(hash);
 	uint64_t g = home_group(ix, hash);
+	const _Atomic uint64_t *at = probe_word(ix, g, first, 0);
 
 	/* acquire: as in lookup_rest(). */
-	uint64_t w = atomic_load_explicit(&ix->g[g].w[first], memory_order_acquire); /* acquire: why above */
-	if (slot_has_tag(w, tag) && SLUICE_LIKELY(entry_matches(slot_entry(w), k)))
-		return slot_entry(w);
+	uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
+	if (slot_has_tag(w, tag) && SLUICE_LIKELY(entry_matches(slot_entry(at, w), k)))
+		return slot_entry(at, w);
 	if (slot_is_end(w))
 		return NULL;
 	return lookup_rest(ix, tag, first, g, k);
 }
 
-/* lookup() within the home group only: the entry, or NULL when the probe
- * ends there or goes on into the next group (the caller then runs the
+/* lookup() within the home line only: the entry, or NULL when the probe
+ * ends there or goes on into the next line (the caller then runs the
  * whole lookup()). No call: the admit fast path's (decide.c). */
 static inline struct entry *lookup_home(const struct sluice_limiter *lim, unsigned long hash,
 					const struct lookup_key *k)
@@ -398,13 +493,15 @@ static inline struct entry *lookup_home(const struct sluice_limiter *lim, unsign
 	const struct index *ix = index_of(lim);
 	const uint64_t tag = slot_tag(hash);
 	const unsigned first = first_slot(hash);
-	const struct group *grp = &ix->g[home_group(ix, hash)];
+	const uint64_t g = home_group(ix, hash);
+	const unsigned spl = 1u << ix->lg_spl;
 
-	for (unsigned j = 0; j < GROUP_SLOTS; j++) {
+	for (unsigned j = 0; j < spl; j++) {
+		const _Atomic uint64_t *at = probe_word(ix, g, first, j);
 		/* acquire: as in lookup_rest(). */
-		uint64_t w = atomic_load_explicit(&grp->w[PROBE_SLOT(first, j)], memory_order_acquire); /* acquire: why above */
+		uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
 		if (slot_has_tag(w, tag)) {
-			struct entry *e = slot_entry(w);
+			struct entry *e = slot_entry(at, w);
 			if (SLUICE_LIKELY(entry_matches(e, k)))
 				return e;
 		} else if (slot_is_end(w)) {
@@ -414,22 +511,24 @@ static inline struct entry *lookup_home(const struct sluice_limiter *lim, unsign
 	return NULL;
 }
 
-/* The entry a probe of hash would look at first (its home group's first
+/* The entry a probe of hash would look at first (its home line's first
  * slot with hash's tag), without reading it; NULL: none there. For
  * prefetching (admit_batch). */
 static inline struct entry *lookup_candidate(const struct sluice_limiter *lim, unsigned long hash)
 {
 	const struct index *ix = index_of(lim);
 	const uint64_t tag = slot_tag(hash);
-	const struct group *grp = &ix->g[home_group(ix, hash)];
+	const uint64_t g = home_group(ix, hash);
 	const unsigned first = first_slot(hash);
+	const unsigned spl = 1u << ix->lg_spl;
 
-	for (unsigned j = 0; j < GROUP_SLOTS; j++) {
+	for (unsigned j = 0; j < spl; j++) {
+		const _Atomic uint64_t *at = probe_word(ix, g, first, j);
 		/* relaxed: only an address to prefetch; lookup() reads it again
 		 * with acquire before using it. */
-		uint64_t w = atomic_load_explicit(&grp->w[PROBE_SLOT(first, j)], memory_order_relaxed); /* relaxed: why above */
+		uint64_t w = atomic_load_explicit(at, memory_order_relaxed); /* relaxed: why above */
 		if (slot_has_tag(w, tag))
-			return slot_entry(w);
+			return slot_entry(at, w);
 		if (slot_is_end(w))
 			return NULL;
 	}
@@ -443,24 +542,28 @@ static inline struct entry *lookup_address(const struct sluice_limiter *lim, uin
 {
 	const struct index *ix = index_of(lim);
 	const unsigned first = first_slot(hash);
+	const unsigned spl = 1u << ix->lg_spl;
 	uint64_t g = home_group(ix, hash);
 
 	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask)
-		for (unsigned j = 0; j < GROUP_SLOTS; j++) {
+		for (unsigned j = 0; j < spl; j++) {
+			const _Atomic uint64_t *at = probe_word(ix, g, first, j);
 			/* acquire: as lookup(). */
-			uint64_t w = atomic_load_explicit(&ix->g[g].w[PROBE_SLOT(first, j)], memory_order_acquire); /* acquire: why above */
-			if (slot_entry(w) == entry && entry != NULL)
-				return slot_entry(w);
+			uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
+			if (slot_entry(at, w) == entry && entry != NULL)
+				return slot_entry(at, w);
 			if (slot_is_end(w))
 				return NULL;
 		}
 	return NULL;
 }
 
+/* Prefetch hash's home line (write intent: in an inline array the line
+ * holds the cell an admission CASes). */
 static inline void prefetch_group(const struct sluice_limiter *lim, unsigned long hash)
 {
 	const struct index *ix = index_of(lim);
-	__builtin_prefetch(&ix->g[home_group(ix, hash)], 0, 3);
+	__builtin_prefetch(&ix->g[home_group(ix, hash)], 1, 3);
 }
 
 static inline void read_unlock(struct sluice_limiter *lim)
@@ -481,20 +584,42 @@ static inline void read_unlock(struct sluice_limiter *lim)
  * or the allocator refused. */
 struct entry *sluice__limiter_insert(struct sluice_limiter *lim, unsigned long hash,
 				     const struct lookup_key *k);
-/* Give back the budget charge of one entry of `size` bytes. */
+/* Give back the budget charge of one key whose allocated entry had `size`
+ * bytes (0: an inline slot's). */
 void sluice__limiter_uncharge(struct sluice_limiter *lim, size_t size);
+/* Give back `size` bytes of an allocated entry whose key stays (moved into
+ * an inline slot). */
+void sluice__limiter_uncharge_bytes(struct sluice_limiter *lim, size_t size);
 /* Remove e (whose key hashes to hash) from the index, inside a read-side
  * section: 0 if this call removed it, SLUICE_ENOTFOUND if it was not there
  * (another call removed it). Exactly one call per linked entry returns 0. */
 int sluice__limiter_unlink(struct sluice_limiter *lim, struct entry *e, uint64_t hash);
 /* The hash of e's key. */
 uint64_t sluice__limiter_entry_hash(const struct sluice_limiter *lim, const struct entry *e);
-/* Allocate an array of 2^lg_groups groups for lim (all EMPTY); NULL. */
-struct index *sluice__limiter_index_new(struct sluice_limiter *lim, unsigned lg_groups);
-/* Groups (log2) of an array sized for `keys` keys: at 3/8 load after a
+/* Allocate an array of 2^lg_lines lines for lim (all EMPTY); NULL. */
+struct index *sluice__limiter_index_new(struct sluice_limiter *lim, unsigned lg_lines);
+/* Lines (log2) of lim's array sized for `keys` keys: at 3/8 load after a
  * resize (grow), else just under the 3/4 limit (a first array). */
-unsigned sluice__limiter_index_lg_for(uint64_t keys, bool grow);
+unsigned sluice__limiter_index_lg_for(const struct sluice_limiter *lim, uint64_t keys, bool grow);
 /* Free an array nobody can reach (no grace period). */
 void sluice__limiter_index_free(struct index *ix);
+
+/* Moving in (table.c). An inline-keys limiter's entry with a short key that
+ * a pointer word of the current array links - allocated apart, or an inline
+ * slot of an older array after a resize - is moved into the word's own
+ * slot. */
+
+/* Move the entry of the word w read at `at` (current array) into that
+ * slot; true if it now lives there. The caller holds resize_lock (one
+ * mover at a time, no resize) inside a read-side section. *moved_out:
+ * the entry it replaced (to free after a grace period if allocated apart),
+ * else NULL. */
+bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, uint64_t w,
+			     struct entry **moved_out);
+/* An admission met e's cell frozen by a move (the GCRA word
+ * SLUICE__GCRA_TOMB_UNLINKED on a live entry): publish the slot it moves
+ * to, if the mover has not yet, so that the next lookup finds it there.
+ * Never waits. Inside a read-side section. */
+void sluice__limiter_finish_move(struct sluice_limiter *lim, uint64_t hash, struct entry *e);
 
 #endif /* SLUICE_LIMITER_STORE_INTERNAL_H */

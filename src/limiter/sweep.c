@@ -47,13 +47,15 @@
 #include "limiter/store_internal.h"
 
 
-/* Deferred frees: entries reclaimed by one sweep, freed by one call_rcu. */
+/* Deferred frees: entries reclaimed by one sweep, or allocated entries
+ * whose key it moved into an inline slot, freed by one call_rcu. */
 #define BATCH_CAP 256
 struct batch {
 	struct rcu_head head; /* first chunk only */
 	struct sluice_limiter *lim;
 	struct batch *next;
 	size_t n;
+	bool moved; /* the keys live on in inline slots: give back bytes only */
 	struct entry *e[BATCH_CAP];
 };
 
@@ -73,8 +75,11 @@ static void free_batch_cb(struct rcu_head *head)
 		struct batch *next = b->next;
 		for (size_t i = 0; i < b->n; i++) {
 			size_t size = entry_size(lim, key_len_of(lim, b->e[i]));
-			sluice__limiter_uncharge(lim, size);
-			lim_free(lim, b->e[i], size);
+			if (b->moved)
+				sluice__limiter_uncharge_bytes(lim, size);
+			else
+				sluice__limiter_uncharge(lim, size);
+			lim_free(lim, entry_base(lim, b->e[i]), size);
 			bytes += size;
 		}
 		lim_free(lim, b, sizeof *b);
@@ -82,6 +87,16 @@ static void free_batch_cb(struct rcu_head *head)
 	}
 	/* The call_rcu worker is liburcu's thread: use the shared stripe. */
 	stat_add(lim, SLOTS, ST_BYTES, (uint64_t)0 - bytes);
+}
+
+static void batch_hand_over(struct sluice_limiter *lim, struct batch *head)
+{
+	if (head == NULL)
+		return;
+	/* relaxed: read by destroy, which the caller orders after us. */
+	atomic_store_explicit(&lim->deferred, true, memory_order_relaxed); /* relaxed: why above */
+	TSAN_RELEASE(&head->head);
+	call_rcu(&head->head, free_batch_cb);
 }
 
 /* Is e idle at now_ns? Returns the cell-0 word it judged in *w0. */
@@ -113,17 +128,44 @@ static bool entry_idle(struct sluice_limiter *lim, struct entry *e, uint64_t now
 	return true;
 }
 
+/* Make room for one more entry at the tail *cur of the batch list *head
+ * (before a tombstone is set, so that its entry always has a place); false
+ * if no memory. */
+static bool batch_room(struct sluice_limiter *lim, struct batch **head, struct batch **cur, bool moved)
+{
+	if (*cur != NULL && (*cur)->n < BATCH_CAP)
+		return true;
+	struct batch *b = lim_alloc(lim, sizeof *b);
+	if (b == NULL)
+		return false;
+	b->lim = lim;
+	b->next = NULL;
+	b->n = 0;
+	b->moved = moved;
+	if (*cur != NULL)
+		(*cur)->next = b;
+	else
+		*head = b;
+	*cur = b;
+	return true;
+}
+
 static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budget,
 			size_t *reclaimed)
 {
 	const struct sluice__limit_ops *op0 = lim->ops[0];
-	struct batch *head = NULL, *cur = NULL;
+	struct batch *head = NULL, *cur = NULL, *mhead = NULL, *mcur = NULL;
 	int rc = SLUICE_OK;
-	size_t visited = 0, got = 0;
+	size_t visited = 0, got = 0, inline_got = 0;
 
+	/* Moving short keys into inline slots needs resize_lock (one mover,
+	 * no resize meanwhile; table.c, "Moving in"); a sweep that cannot have
+	 * it at once only reclaims. Taken before the read-side section: the
+	 * array the walk reads is then the one no resize replaces. */
+	bool mover = lim->inline_keys && pthread_mutex_trylock(&lim->resize_lock) == 0;
 	rcu_read_lock();
 	struct index *ix = index_of(lim);
-	uint64_t nslots = (ix->mask + 1) * GROUP_SLOTS, pos = lim->cursor;
+	uint64_t nslots = index_slots(ix), pos = lim->cursor;
 	if (lim->cursor_gen != ix->gen) {
 		/* Resized since: the same fraction of the new array. */
 		pos = lim->cursor_slots == 0 ? 0
@@ -132,33 +174,30 @@ static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budg
 	if (pos >= nslots)
 		pos = 0;
 	for (uint64_t step = 0; step < nslots && visited < budget; step++) {
-		struct group *grp = &ix->g[pos / GROUP_SLOTS];
+		_Atomic uint64_t *at = slot_word(ix, pos);
 		/* acquire: pairs with the insert's CAS (table.c): the entry's
 		 * cells and key are visible. */
-		uint64_t w = atomic_load_explicit(&grp->w[pos % GROUP_SLOTS], memory_order_acquire); /* acquire: why above */
+		uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
 		pos = pos + 1 == nslots ? 0 : pos + 1;
-		struct entry *e = slot_entry(w);
+		struct entry *e = slot_entry(at, w);
 		if (e == NULL)
 			continue;
 		visited++;
 
 		uint64_t w0;
-		if (!entry_idle(lim, e, now_ns, &w0))
+		if (!entry_idle(lim, e, now_ns, &w0)) {
+			struct entry *out;
+			if (mover && !(w & SLOT_INLINE) && batch_room(lim, &mhead, &mcur, true) &&
+			    sluice__limiter_move_in(lim, at, w, &out))
+				mcur->e[mcur->n++] = out;
 			continue;
-		if (cur == NULL || cur->n == BATCH_CAP) {
-			struct batch *b = lim_alloc(lim, sizeof *b);
-			if (b == NULL) {
-				rc = SLUICE_ENOMEM;
-				break;
-			}
-			b->lim = lim;
-			b->next = NULL;
-			b->n = 0;
-			if (cur != NULL)
-				cur->next = b;
-			else
-				head = b;
-			cur = b;
+		}
+		/* An inline slot's entry has nothing to free: decided now, while
+		 * it is live (its unlink rewrites the slot's word). */
+		bool in_slot = entry_is_inline(lim, e);
+		if (!in_slot && !batch_room(lim, &head, &cur, false)) {
+			rc = SLUICE_ENOMEM;
+			break;
 		}
 		void *c0 = cell_of(lim, e, 0);
 		if (!op0->tomb(c0, w0))
@@ -168,23 +207,32 @@ static int sweep_locked(struct sluice_limiter *lim, uint64_t now_ns, size_t budg
 			while (!op0->is_unlinked(c0))
 				sched_yield();
 		}
-		cur->e[cur->n++] = e;
+		if (in_slot)
+			inline_got++;
+		else
+			cur->e[cur->n++] = e;
 		got++;
 	}
 	lim->cursor = pos;
 	lim->cursor_gen = ix->gen;
 	lim->cursor_slots = nslots;
 	read_unlock(lim);
-	if (head != NULL && got == 0) {
+	if (mover)
+		pthread_mutex_unlock(&lim->resize_lock);
+	if (head != NULL && head->n == 0) {
 		lim_free(lim, head, sizeof *head);
 		head = NULL;
 	}
-	if (head != NULL) {
-		/* relaxed: read by destroy, which the caller orders after us. */
-		atomic_store_explicit(&lim->deferred, true, memory_order_relaxed); /* relaxed: why above */
-		TSAN_RELEASE(&head->head);
-		call_rcu(&head->head, free_batch_cb);
+	if (mhead != NULL && mhead->n == 0) {
+		lim_free(lim, mhead, sizeof *mhead);
+		mhead = NULL;
 	}
+	batch_hand_over(lim, head);
+	batch_hand_over(lim, mhead);
+	/* An inline slot gives its budget back at once: no memory waits for a
+	 * grace period (the slot is reused by the next resize). */
+	for (size_t i = 0; i < inline_got; i++)
+		sluice__limiter_uncharge(lim, 0);
 	if (got != 0)
 		stat_add(lim, sluice__limiter_tls.slot, ST_RECLAIMED, got);
 	*reclaimed = got;
@@ -367,11 +415,12 @@ int sluice__limiter_visit(struct sluice_limiter *lim, uint64_t now_ns, sluice__l
 	while (rc == SLUICE_OK && pos < nslots) {
 		rcu_read_lock();
 		struct index *ix = index_of(lim);
-		nslots = (ix->mask + 1) * GROUP_SLOTS;
+		nslots = index_slots(ix);
 		for (size_t n = 0; rc == SLUICE_OK && n < VISIT_CHUNK && pos < nslots; pos++) {
+			_Atomic uint64_t *at = slot_word(ix, pos);
 			/* acquire: pairs with the insert's CAS (table.c). */
-			uint64_t w = atomic_load_explicit(&ix->g[pos / GROUP_SLOTS].w[pos % GROUP_SLOTS], memory_order_acquire); /* acquire: why above */
-			struct entry *e = slot_entry(w);
+			uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
+			struct entry *e = slot_entry(at, w);
 			if (e == NULL)
 				continue;
 			n++;

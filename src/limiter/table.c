@@ -54,6 +54,7 @@
  */
 #include <stdlib.h>
 
+#include "cells/gcra_internal.h"
 #include "limiter/store_internal.h"
 
 unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim)
@@ -71,10 +72,11 @@ uint64_t sluice__limiter_hash(const struct sluice_limiter *lim, const void *key,
 	return hash_key(lim, key, key_len);
 }
 
-/* Charge one entry of `size` bytes to the budget. relaxed fetch_add with
- * rollback: the counters only bound memory, they order nothing; concurrent
- * inserters near the limit may each see the other's transient charge and
- * fail (conservative), never both pass beyond it. */
+/* Charge one key to the budget: its allocated entry of `size` bytes and
+ * its share of the index. relaxed fetch_add with rollback: the counters
+ * only bound memory, they order nothing; concurrent inserters near the
+ * limit may each see the other's transient charge and fail (conservative),
+ * never both pass beyond it. */
 static bool charge(struct sluice_limiter *lim, size_t size)
 {
 	if (lim->max_keys != 0) {
@@ -86,7 +88,7 @@ static bool charge(struct sluice_limiter *lim, size_t size)
 		}
 	}
 	if (lim->max_bytes != 0) {
-		uint64_t cost = size + TABLE_SHARE_BYTES;
+		uint64_t cost = size + table_share(lim);
 		/* relaxed: see above. */
 		uint64_t before = atomic_fetch_add_explicit(&lim->nbytes, cost, memory_order_relaxed); /* relaxed: why above */
 		if (before + cost > lim->max_bytes) {
@@ -107,30 +109,42 @@ void sluice__limiter_uncharge(struct sluice_limiter *lim, size_t size)
 		atomic_fetch_sub_explicit(&lim->nkeys, 1, memory_order_relaxed); /* relaxed: why above */
 	if (lim->max_bytes != 0)
 		/* relaxed: as above. */
-		atomic_fetch_sub_explicit(&lim->nbytes, size + TABLE_SHARE_BYTES, /* relaxed: why above */
+		atomic_fetch_sub_explicit(&lim->nbytes, size + table_share(lim), /* relaxed: why above */
 					  memory_order_relaxed);
+}
+
+void sluice__limiter_uncharge_bytes(struct sluice_limiter *lim, size_t size)
+{
+	if (lim->max_bytes != 0)
+		/* relaxed: a bound on memory, orders nothing. */
+		atomic_fetch_sub_explicit(&lim->nbytes, size, memory_order_relaxed); /* relaxed: why above */
 }
 
 /* ---- arrays ---- */
 
-unsigned sluice__limiter_index_lg_for(uint64_t keys, bool grow)
+static unsigned lg_spl_of(const struct sluice_limiter *lim)
+{
+	return lim->inline_keys ? 1 : 3; /* 32-byte inline slots, or 8-byte words */
+}
+
+unsigned sluice__limiter_index_lg_for(const struct sluice_limiter *lim, uint64_t keys, bool grow)
 {
 	/* A resize puts the keys at most at 3/8 of the slots (room to double
 	 * before the next); a first array holds its keys under the 3/4 limit. */
 	uint64_t slots = grow ? keys / 3 * 8 + (keys % 3) * 8 / 3 + 1
 			      : keys / 3 * 4 + (keys % 3) * 4 / 3 + 1;
 	unsigned lg = 0;
-	while (lg < 40 && ((uint64_t)GROUP_SLOTS << lg) < slots)
+	while (lg < 40 && (UINT64_C(1) << (lg + lg_spl_of(lim))) < slots)
 		lg++;
 	return lg;
 }
 
-struct index *sluice__limiter_index_new(struct sluice_limiter *lim, unsigned lg_groups)
+struct index *sluice__limiter_index_new(struct sluice_limiter *lim, unsigned lg_lines)
 {
-	uint64_t groups = UINT64_C(1) << lg_groups;
-	if (groups > (SIZE_MAX - sizeof(struct index) - 64) / sizeof(struct group))
+	uint64_t lines = UINT64_C(1) << lg_lines;
+	if (lines > (SIZE_MAX - sizeof(struct index) - 64) / sizeof(struct group))
 		return NULL;
-	size_t raw_size = sizeof(struct index) + (size_t)groups * sizeof(struct group) + 64;
+	size_t raw_size = sizeof(struct index) + (size_t)lines * sizeof(struct group) + 64;
 	/* calloc: a large array's pages are mapped zero (EMPTY) and cost
 	 * nothing until touched. */
 	void *raw = lim->default_alloc ? calloc(1, raw_size) : lim_alloc(lim, raw_size);
@@ -140,8 +154,10 @@ struct index *sluice__limiter_index_new(struct sluice_limiter *lim, unsigned lg_
 		memset(raw, 0, raw_size);
 	uintptr_t p = ((uintptr_t)raw + 63) & ~(uintptr_t)63;
 	struct index *ix = (struct index *)p;
-	ix->mask = groups - 1;
-	ix->limit = groups * GROUP_SLOTS / 4 * 3;
+	ix->mask = lines - 1;
+	ix->lg_spl = lg_spl_of(lim);
+	ix->lg_stride = lim->inline_keys ? 5 : 3;
+	ix->limit = index_slots(ix) / 4 * 3;
 	if (ix->limit == 0)
 		ix->limit = 1;
 	ix->lim = lim;
@@ -185,10 +201,11 @@ uint64_t sluice__limiter_entry_hash(const struct sluice_limiter *lim, const stru
 static void place(struct index *ix, uint64_t hash, uint64_t w)
 {
 	const unsigned first = first_slot(hash);
+	const unsigned spl = 1u << ix->lg_spl;
 	uint64_t g = home_group(ix, hash);
 	for (;; g = (g + 1) & ix->mask)
-		for (unsigned j = 0; j < GROUP_SLOTS; j++) {
-			_Atomic uint64_t *slot = &ix->g[g].w[PROBE_SLOT(first, j)];
+		for (unsigned j = 0; j < spl; j++) {
+			_Atomic uint64_t *slot = probe_word(ix, g, first, j);
 			/* relaxed: unpublished array, one writer. */
 			if (atomic_load_explicit(slot, memory_order_relaxed) == SLOT_EMPTY) { /* relaxed: why above */
 				/* relaxed: as above. */
@@ -196,6 +213,144 @@ static void place(struct index *ix, uint64_t hash, uint64_t w)
 				return;
 			}
 		}
+}
+
+/* ---- moving in (docs/limiter.md, "Inline slots") ----
+ *
+ * An inline-keys limiter's short key is first linked by a pointer word (an
+ * insert publishes a whole entry with one CAS, which a 32-byte slot cannot
+ * be), and after a resize its inline slot of the old array is linked from
+ * the new array the same way (a forwarded entry). The sweep and the resize
+ * then move such entries into the word's own slot, holding resize_lock, so
+ * there is one mover at a time and no resize meanwhile:
+ *
+ *  1. the key bytes are copied into the slot; then, in a loop, the entry's
+ *     cell word v is copied into the slot's cell and the entry's cell is
+ *     CASed from v to SLUICE__GCRA_TOMB_UNLINKED (release). A failure means
+ *     an admission landed: copy again. After the CAS no admission can land
+ *     on the old cell (cost > 0 on a tombstone value is denied), so the
+ *     slot's copy is the key's whole state.
+ *  2. the slot word is CASed from the pointer word to an INLINE word
+ *     (release), publishing the copy.
+ *
+ * An admission that reads the frozen cell between 1 and 2 (on a live entry
+ * the value TOMB_UNLINKED means exactly this: a reclaimed entry is unlinked
+ * before it is marked TOMB_UNLINKED) does step 2 itself
+ * (sluice__limiter_finish_move(): it needs the word and the key's length,
+ * both at hand, and the slot's copy, which its acquire load of the frozen
+ * cell made visible), then looks the key up again. So no admission waits
+ * for a mover. A peek or a dry run sees the frozen value the same way. A
+ * cancel of a receipt on the old cell fails its CAS (the value is not its
+ * `after`), so that admission's consumption stays (GCRA cancels are
+ * inexact anyway, limit_kind.c). An entry whose cell is a tombstone is
+ * being reclaimed and is not moved. */
+
+bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, uint64_t w,
+			     struct entry **moved_out)
+{
+	struct islot *s = (struct islot *)(uintptr_t)at;
+	struct entry *e = slot_entry(at, w);
+
+	*moved_out = NULL;
+	if (!lim->inline_keys || e == NULL || (w & (SLOT_INLINE | SLOT_FROZEN)) != 0)
+		return false;
+	size_t len = key_len_of(lim, e);
+	if (len > INLINE_KEY_MAX)
+		return false;
+	/* Plain writes: nobody reads the slot's key before its word is INLINE
+	 * (published by the release CASes below). */
+	memset(s->key, 0, sizeof s->key);
+	memcpy(s->key, (const unsigned char *)e + lim->key_off, len);
+	struct sluice_gcra *cell = cell_of(lim, e, 0);
+	uint64_t v = sluice__gcra_word(cell);
+	for (;;) {
+		if (sluice__gcra_is_tomb(v))
+			return false; /* being reclaimed */
+		/* relaxed: published with the key by the release CAS below. */
+		atomic_store_explicit(&s->cell, v, memory_order_relaxed); /* relaxed: why above */
+		/* release: the slot's key and cell happen-before every thread
+		 * that reads the frozen value with acquire
+		 * (sluice__limiter_finish_move()); relaxed on failure: v is
+		 * reloaded and copied again. */
+		if (atomic_compare_exchange_strong_explicit(&cell->tat_ns, &v, SLUICE__GCRA_TOMB_UNLINKED, /* release/relaxed: why above */
+							    memory_order_release, memory_order_relaxed))
+			break;
+	}
+	uint64_t want = (w & SLOT_TAG_MASK) | (uint64_t)len << SLOT_LEN_SHIFT | SLOT_INLINE;
+	uint64_t seen = w;
+	/* release: publishes the slot's key and cell to the probes' acquire
+	 * loads. relaxed on failure: an admission published it first (seen is
+	 * then `want`); nothing else can change the word now - no resize runs,
+	 * and an unlink needs a tombstoned entry, which the frozen cell is not
+	 * to the sweep (it never tombstones a frozen value) or to admissions
+	 * (decide.c reads it as a move). */
+	atomic_compare_exchange_strong_explicit(at, &seen, want, memory_order_release, memory_order_relaxed); /* release/relaxed: why above */
+	*moved_out = e;
+	return true;
+}
+
+void sluice__limiter_finish_move(struct sluice_limiter *lim, uint64_t hash, struct entry *e)
+{
+	const struct index *ix = index_of(lim);
+	const unsigned first = first_slot(hash);
+	const unsigned spl = 1u << ix->lg_spl;
+	uint64_t g = home_group(ix, hash);
+
+	if (!lim->inline_keys)
+		return;
+	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask)
+		for (unsigned j = 0; j < spl; j++) {
+			_Atomic uint64_t *at = probe_word(ix, g, first, j);
+			/* relaxed: only compared; the CAS below decides. */
+			uint64_t w = atomic_load_explicit(at, memory_order_relaxed); /* relaxed: why above */
+			if (slot_is_end(w))
+				return;
+			if ((w & (SLOT_INLINE | SLOT_FROZEN)) != 0 || slot_entry(at, w) != e)
+				continue;
+			struct sluice_gcra *cell = cell_of(lim, e, 0);
+			/* acquire: pairs with the mover's release CAS of the
+			 * cell (step 1): the slot's key and cell are complete. */
+			if (atomic_load_explicit(&cell->tat_ns, memory_order_acquire) != SLUICE__GCRA_TOMB_UNLINKED) /* acquire: why above */
+				return; /* not frozen by a move */
+			uint64_t want = (w & SLOT_TAG_MASK) |
+					(uint64_t)key_len_of(lim, e) << SLOT_LEN_SHIFT | SLOT_INLINE;
+			/* release: passes the slot's copy on to the probes'
+			 * acquire loads. relaxed on failure: the mover (or
+			 * another admission) published it. */
+			atomic_compare_exchange_strong_explicit(at, &w, want, memory_order_release, memory_order_relaxed); /* release/relaxed: why above */
+			return;
+		}
+}
+
+/* After a resize of an inline-keys limiter published nix: move in the
+ * entries the new array forwards to old's inline slots, and unlink those
+ * being reclaimed (their sweeper, whose own unlink then fails, waits for
+ * the TOMB_UNLINKED mark). Afterwards nothing in nix points into old, which
+ * can go to call_rcu. Entries allocated apart wait for the sweep, which
+ * frees them after a grace period. Holding resize_lock, inside a read-side
+ * section. */
+static void settle_forwarded(struct sluice_limiter *lim, struct index *nix, const struct index *old)
+{
+	const uintptr_t lo = (uintptr_t)old->g, hi = lo + (uintptr_t)((old->mask + 1) * sizeof(struct group));
+	const struct sluice__limit_ops *op0 = lim->ops[0];
+
+	for (uint64_t pos = 0; pos < index_slots(nix); pos++) {
+		_Atomic uint64_t *at = slot_word(nix, pos);
+		/* acquire: as lookup(). */
+		uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
+		struct entry *e = slot_entry(at, w);
+		if (e == NULL || (w & SLOT_INLINE) || (uintptr_t)e < lo || (uintptr_t)e >= hi)
+			continue;
+		struct entry *out;
+		if (sluice__limiter_move_in(lim, at, w, &out))
+			continue;
+		/* Tombstoned: unlink it here (as an admission would). */
+		if (atomic_compare_exchange_strong_explicit(at, &w, SLOT_DELETED, /* relaxed/relaxed: as sluice__limiter_unlink() */
+							    memory_order_relaxed, memory_order_relaxed)) {
+			atomic_fetch_add_explicit(&nix->dead, 1, memory_order_relaxed); /* relaxed: a count for sizing */
+			op0->mark_unlinked(cell_of(lim, e, 0));
+		}
+	}
 }
 
 /* Replace `seen` (if it is still current) by an array sized for its live
@@ -215,30 +370,37 @@ static int resize(struct sluice_limiter *lim, struct index *seen)
 	uint64_t used = atomic_load_explicit(&ix->used, memory_order_relaxed); /* relaxed: why above */
 	uint64_t dead = atomic_load_explicit(&ix->dead, memory_order_relaxed); /* relaxed: as above */
 	uint64_t live = used > dead ? used - dead : 0;
-	struct index *nix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(live + 1, true));
+	struct index *nix = sluice__limiter_index_new(lim, sluice__limiter_index_lg_for(lim, live + 1, true));
 	if (nix == NULL) {
 		pthread_mutex_unlock(&lim->resize_lock);
 		return SLUICE_ENOMEM;
 	}
 	uint64_t copied = 0;
-	for (uint64_t g = 0; g <= ix->mask; g++)
-		for (unsigned s = 0; s < GROUP_SLOTS; s++) {
-			/* acquire: the entry published by this word (its key, read
-			 * to rehash it); the RMW orders it after every CAS on the
-			 * word, so no CAS can follow it (they expect no FROZEN). */
-			uint64_t w = atomic_fetch_or_explicit(&ix->g[g].w[s], SLOT_FROZEN, memory_order_acquire); /* acquire: why above */
-			struct entry *e = slot_entry(w);
-			if (e == NULL)
-				continue; /* EMPTY or DELETED */
-			place(nix, sluice__limiter_entry_hash(lim, e), w & ~SLOT_FROZEN);
-			copied++;
-		}
+	bool forwarded = false;
+	for (uint64_t pos = 0; pos < index_slots(ix); pos++) {
+		_Atomic uint64_t *at = slot_word(ix, pos);
+		/* acquire: the entry published by this word (its key, read to
+		 * rehash it); the RMW orders it after every CAS on the word, so
+		 * no CAS can follow it (they expect no FROZEN). */
+		uint64_t w = atomic_fetch_or_explicit(at, SLOT_FROZEN, memory_order_acquire); /* acquire: why above */
+		struct entry *e = slot_entry(at, w);
+		if (e == NULL)
+			continue; /* EMPTY or DELETED */
+		/* An inline slot's entry is forwarded: the new array links it
+		 * by address until settle_forwarded() moves it in. */
+		uint64_t nw = (w & SLOT_TAG_MASK) | (uint64_t)(uintptr_t)e;
+		forwarded |= (w & SLOT_INLINE) != 0;
+		place(nix, sluice__limiter_entry_hash(lim, e), nw);
+		copied++;
+	}
 	/* relaxed: unpublished. */
 	atomic_store_explicit(&nix->used, copied, memory_order_relaxed); /* relaxed: why above */
 	nix->gen = ix->gen + 1;
 	/* release: publishes the new array's words (relaxed stores above) and
 	 * the entries they point to (acquired above) to index_of()'s acquire. */
 	atomic_store_explicit(&lim->index, nix, memory_order_release); /* release: why above */
+	if (forwarded)
+		settle_forwarded(lim, nix, ix);
 	pthread_mutex_unlock(&lim->resize_lock);
 	/* relaxed: read by destroy, which the caller orders after us. */
 	atomic_store_explicit(&lim->deferred, true, memory_order_relaxed); /* relaxed: why above */
@@ -285,10 +447,11 @@ static struct entry *index_add(struct sluice_limiter *lim, uint64_t hash, const 
 		struct index *ix = index_of(lim);
 		bool reserved = false, frozen = false;
 		const unsigned first = first_slot(hash);
+		const unsigned spl = 1u << ix->lg_spl;
 		uint64_t g = home_group(ix, hash);
 		for (uint64_t n = 0; n <= ix->mask && !frozen; n++, g = (g + 1) & ix->mask) {
-			for (unsigned j = 0; j < GROUP_SLOTS && !frozen; j++) {
-				_Atomic uint64_t *slot = &ix->g[g].w[PROBE_SLOT(first, j)];
+			for (unsigned j = 0; j < spl && !frozen; j++) {
+				_Atomic uint64_t *slot = probe_word(ix, g, first, j);
 				/* acquire: as lookup(): a found entry is complete. */
 				uint64_t w = atomic_load_explicit(slot, memory_order_acquire); /* acquire: why above */
 				for (;;) {
@@ -296,10 +459,10 @@ static struct entry *index_add(struct sluice_limiter *lim, uint64_t hash, const 
 						frozen = true;
 						break;
 					}
-					if (slot_has_tag(w, tag) && entry_matches(slot_entry(w), k)) {
+					if (slot_has_tag(w, tag) && entry_matches(slot_entry(slot, w), k)) {
 						if (reserved)
 							unreserve(ix);
-						return slot_entry(w);
+						return slot_entry(slot, w);
 					}
 					if (w != SLOT_EMPTY)
 						break; /* another key, or DELETED: next slot */
@@ -334,17 +497,18 @@ int sluice__limiter_unlink(struct sluice_limiter *lim, struct entry *e, uint64_t
 	for (;;) {
 		struct index *ix = index_of(lim);
 		const unsigned first = first_slot(hash);
+		const unsigned spl = 1u << ix->lg_spl;
 		uint64_t g = home_group(ix, hash);
 		bool frozen = false;
 		for (uint64_t n = 0; n <= ix->mask && !frozen; n++, g = (g + 1) & ix->mask) {
-			for (unsigned j = 0; j < GROUP_SLOTS; j++) {
-				_Atomic uint64_t *slot = &ix->g[g].w[PROBE_SLOT(first, j)];
+			for (unsigned j = 0; j < spl; j++) {
+				_Atomic uint64_t *slot = probe_word(ix, g, first, j);
 				/* relaxed: only the address is compared; the CAS
 				 * below decides. */
 				uint64_t w = atomic_load_explicit(slot, memory_order_relaxed); /* relaxed: why above */
 				if (slot_is_end(w))
 					return SLUICE_ENOTFOUND;
-				if (slot_entry(w) != e)
+				if (slot_entry(slot, w) != e)
 					continue;
 				if (!(w & SLOT_FROZEN) &&
 				    /* relaxed: removing a word publishes
@@ -368,6 +532,34 @@ int sluice__limiter_unlink(struct sluice_limiter *lim, struct entry *e, uint64_t
 	}
 }
 
+/* A new entry for key (len bytes) allocated apart, its cells initialized;
+ * NULL if the allocator refused or returned an address a slot word cannot
+ * hold. */
+static struct entry *entry_new(struct sluice_limiter *lim, const void *key, size_t len, size_t size)
+{
+	unsigned char *base = lim_alloc(lim, size);
+	if (base == NULL)
+		return NULL;
+	struct entry *e = (struct entry *)(base + lim->hdr);
+	/* The slot word keeps the address in bits 3..47 (store_internal.h). */
+	if (((uintptr_t)e & ~(uintptr_t)SLOT_PTR_MASK) != 0) {
+		lim_free(lim, base, size);
+		return NULL;
+	}
+	if (lim->hdr != 0)
+		/* relaxed: published with the entry by the insert's CAS. */
+		atomic_store_explicit((_Atomic uint64_t *)(void *)base, (uint64_t)len << SLOT_LEN_SHIFT, memory_order_relaxed); /* relaxed: why above */
+	for (uint32_t i = 0; i < lim->nlimits; i++)
+		lim->ops[i]->init(cell_of(lim, e, i), &lim->limits[i]);
+	if (lim->hdr == 0) {
+		uint16_t l16 = (uint16_t)len;
+		memcpy((unsigned char *)e + lim->len_off, &l16, sizeof l16);
+	}
+	if (len != 0)
+		memcpy((unsigned char *)e + lim->key_off, key, len);
+	return e;
+}
+
 /* store_internal.h. A lost race frees our never-published entry. */
 struct entry *sluice__limiter_insert(struct sluice_limiter *lim, unsigned long hash,
 				     const struct lookup_key *k)
@@ -378,27 +570,15 @@ struct entry *sluice__limiter_insert(struct sluice_limiter *lim, unsigned long h
 		/* A racing thread may just have inserted this key. */
 		return lookup(lim, hash, k);
 	}
-	struct entry *e = lim_alloc(lim, size);
-	/* The slot word keeps the address in bits 2..47 (store_internal.h). */
-	if (e != NULL && ((uintptr_t)e & ~(uintptr_t)SLOT_PTR_MASK) != 0) {
-		lim_free(lim, e, size);
-		e = NULL;
-	}
+	struct entry *e = entry_new(lim, k->key, k->len, size);
 	if (e == NULL) {
 		sluice__limiter_uncharge(lim, size);
 		return NULL;
 	}
-	for (uint32_t i = 0; i < lim->nlimits; i++)
-		lim->ops[i]->init(cell_of(lim, e, i), &lim->limits[i]);
-	uint16_t len = (uint16_t)k->len;
-	memcpy((unsigned char *)e + lim->len_off, &len, sizeof len);
-	if (k->len != 0)
-		memcpy((unsigned char *)e + lim->key_off, k->key, k->len);
-
 	struct entry *got = index_add(lim, hash, k, e);
 	if (got != e) {
 		/* Lost the race (or no room): ours was never published. */
-		lim_free(lim, e, size);
+		lim_free(lim, entry_base(lim, e), size);
 		sluice__limiter_uncharge(lim, size);
 		return got;
 	}
@@ -415,22 +595,12 @@ int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, s
 
 	if (!dry_run && !charge(lim, size))
 		return SLUICE_EFULL;
-	struct entry *e = lim_alloc(lim, size);
-	if (e != NULL && ((uintptr_t)e & ~(uintptr_t)SLOT_PTR_MASK) != 0) {
-		lim_free(lim, e, size);
-		e = NULL;
-	}
+	struct entry *e = entry_new(lim, key, key_len, size);
 	if (e == NULL) {
 		if (!dry_run)
 			sluice__limiter_uncharge(lim, size);
 		return SLUICE_ENOMEM;
 	}
-	for (uint32_t i = 0; i < lim->nlimits; i++)
-		lim->ops[i]->init(cell_of(lim, e, i), &lim->limits[i]);
-	uint16_t len = (uint16_t)key_len;
-	memcpy((unsigned char *)e + lim->len_off, &len, sizeof len);
-	if (key_len != 0)
-		memcpy((unsigned char *)e + lim->key_off, key, key_len);
 
 	int rc = 0; /* 0: idle so far */
 	for (uint32_t i = 0; i < lim->nlimits && rc >= 0; i++) {
@@ -446,7 +616,7 @@ int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, s
 			rc = 1;
 	}
 	if (dry_run || rc != 1) {
-		lim_free(lim, e, size);
+		lim_free(lim, entry_base(lim, e), size);
 		if (!dry_run)
 			sluice__limiter_uncharge(lim, size);
 		return rc;
@@ -457,7 +627,7 @@ int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, s
 	struct entry *got = index_add(lim, hash_key(lim, key, key_len), &k, e);
 	read_unlock(lim);
 	if (got != e) {
-		lim_free(lim, e, size);
+		lim_free(lim, entry_base(lim, e), size);
 		sluice__limiter_uncharge(lim, size);
 		return got == NULL ? SLUICE_ENOMEM : SLUICE_ESTATE;
 	}
@@ -465,4 +635,3 @@ int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, s
 	stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, size);
 	return 1;
 }
-

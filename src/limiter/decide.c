@@ -416,29 +416,35 @@ static __attribute__((noinline)) int admit_general(struct sluice_limiter *lim, c
 }
 
 /* The fast path: a request (cost > 0) of a registered thread under the
- * one-GCRA policy, for a key of at most 16 bytes that is live in its home
- * group. one_gcra implies this file's store (a backend's limiter has it
- * false) and no SLOTS limit, so the checks admit_general() makes one by one
- * reduce to these. Every other case - and a key not found in its home
- * group, or a dead entry - leaves the read-side section having written
- * nothing (decide_gcra1() writes only on admission) and starts over in
- * admit_general(). */
+ * one-GCRA policy (an inline-keys limiter), for a live key of at most
+ * INLINE_KEY_MAX bytes. one_gcra implies this file's store (a backend's
+ * limiter has it false) and no SLOTS limit, so the checks admit_general()
+ * makes one by one reduce to these. The entry's cell is at its address
+ * (store_internal.h), whether inline or allocated apart. Every other case -
+ * and a new key, a dead entry or one being moved - leaves the read-side
+ * section having written nothing (the GCRA admission writes only on
+ * admission) and starts over in admit_general(). */
 int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
 			 uint64_t now_ns, struct sluice_decision *out)
 {
 	if (SLUICE_UNLIKELY(lim == NULL || !lim->one_gcra || cost == 0 || out == NULL || key == NULL ||
-			    key_len > 16 || thread_enter_fast(lim) != SLUICE_OK))
+			    key_len > INLINE_KEY_MAX || thread_enter_fast(lim) != SLUICE_OK))
 		return admit_general(lim, key, key_len, cost, now_ns, out);
 
-	struct lookup_key k = { lim, key, key_len };
-	unsigned long hash = hash_key(lim, key, key_len);
+	unsigned long hash = (unsigned long)(XXH3_len_0to16_64b((const xxh_u8 *)key, key_len, lim->secret, 0) &
+					     lim->hash_mask);
 	rcu_read_lock();
-	struct entry *e = lookup_home(lim, hash, &k);
+	struct entry *e = lookup_inline(lim, hash, key, key_len);
 	if (SLUICE_LIKELY(e != NULL)) {
-		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, NULL);
-		if (SLUICE_LIKELY(v == V_ADMIT || v == V_DENY)) {
+		struct sluice_gcra *cell = (struct sluice_gcra *)(void *)e;
+		if (SLUICE_LIKELY(sluice__gcra_admit(cell, &lim->limits[0].rate, now_ns, cost, out, NULL))) {
 			read_unlock(lim);
-			stat_add(lim, sluice__limiter_tls.slot, v == V_ADMIT ? ST_ADMITTED : ST_DENIED, 1);
+			stat_add(lim, sluice__limiter_tls.slot, ST_ADMITTED, 1);
+			return SLUICE_OK;
+		}
+		if (!sluice__gcra_is_tomb(sluice__gcra_word(cell))) {
+			read_unlock(lim);
+			stat_add(lim, sluice__limiter_tls.slot, ST_DENIED, 1);
 			return SLUICE_OK;
 		}
 	}
@@ -742,8 +748,10 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 		}
 		/* 2: the entry each group's tag points to, prefetched, again
 		 * all misses in flight at once (write intent: the commit will
-		 * CAS cell 0; the key's last byte may be on the next line). */
-		for (size_t j = 0; j < g; j++) {
+		 * CAS cell 0; the key's last byte may be on the next line). An
+		 * inline slot's entry is in the line already prefetched: an
+		 * inline-keys limiter skips this pass. */
+		for (size_t j = 0; j < g && !lim->inline_keys; j++) {
 			struct entry *c = lookup_candidate(lim, hash[j]);
 			if (c != NULL) {
 				__builtin_prefetch(cell_of(lim, c, 0), 1, 3);
@@ -753,7 +761,9 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 		/* 3: look up everything, now from the cache. */
 		for (size_t j = 0; j < g; j++) {
 			struct lookup_key k = { lim, r[j].key, r[j].key_len };
-			found[j] = lookup(lim, hash[j], &k);
+			found[j] = lim->inline_keys && r[j].key_len <= INLINE_KEY_MAX
+					   ? lookup_inline(lim, hash[j], r[j].key, r[j].key_len)
+					   : lookup(lim, hash[j], &k);
 		}
 		/* 4: decide in order. An entry found in phase 3 may have died
 		 * or, for a repeated new key, appeared since: admit_locked()

@@ -60,4 +60,19 @@ static inline bool sluice__key_equal(const unsigned char *a, const unsigned char
 	return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
 }
 
+/* sluice__key_equal() for len <= 16, without the longer keys' branches
+ * (the admit fast path's keys). */
+static inline bool sluice__key_equal16(const unsigned char *a, const unsigned char *b, size_t len)
+{
+	if (len >= 8)
+		return ((sluice__key_load64(a) ^ sluice__key_load64(b)) |
+			(sluice__key_load64(a + len - 8) ^ sluice__key_load64(b + len - 8))) == 0;
+	if (len >= 4)
+		return ((sluice__key_load32(a) ^ sluice__key_load32(b)) |
+			(sluice__key_load32(a + len - 4) ^ sluice__key_load32(b + len - 4))) == 0;
+	if (len == 0)
+		return true;
+	return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
+}
+
 #endif /* SLUICE_KEY_INTERNAL_H */

@@ -484,71 +484,45 @@ static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned lo
 	return lookup_rest(ix, tag, first, g, k);
 }
 
-/* lookup() in an inline array for a key of at most INLINE_KEY_MAX bytes,
- * out of line: the rest of lookup_inline()'s probe (from its home line on
- * again, in the probe's order). */
-static __attribute__((noinline, unused)) struct entry *
-lookup_inline_rest(const struct sluice_limiter *lim, unsigned long hash, const void *key, size_t len)
+/* lookup() in an inline array (an inline-keys limiter's: two 32-byte
+ * slots per line) for a key of at most INLINE_KEY_MAX bytes, with the
+ * shapes as constants and no call: a slot word is compared with the INLINE
+ * word the key would have (tag, length, INLINE: one comparison), then its
+ * key bytes, in the same line; an entry still allocated apart (a pointer
+ * word with the key's tag) by its header and key. The admit fast path's
+ * and admit_batch's (decide.c). */
+static inline struct entry *lookup_inline(const struct sluice_limiter *lim, unsigned long hash,
+					  const void *key, size_t len)
 {
 	const struct index *ix = index_of(lim);
 	const struct islot *slots = (const struct islot *)(uintptr_t)ix->g;
 	const uint64_t tag = slot_tag(hash);
 	const uint64_t want = tag | (uint64_t)len << SLOT_LEN_SHIFT | SLOT_INLINE;
-	const unsigned first = first_slot(hash) & 1;
+	unsigned first = first_slot(hash) & 1;
 	uint64_t g = home_group(ix, hash);
 
 	/* An array always keeps EMPTY words: the walk ends (the bound only
 	 * guards that invariant). */
-	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask)
-		for (unsigned j = 0; j < 2; j++) {
-			const struct islot *s = &slots[g << 1 | ((first + j) & 1)];
-			/* acquire: as in lookup_rest(). */
+	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask) {
+		for (unsigned j = 0; j < 2; j++, first ^= 1) {
+			const struct islot *s = &slots[g << 1 | first];
+			/* acquire: pairs with the CAS that published the slot
+			 * or the entry (table.c): its cell and key are visible. */
 			uint64_t w = atomic_load_explicit(&s->w, memory_order_acquire); /* acquire: why above */
-			if ((w & ~SLOT_FROZEN) == want) {
-				if (sluice__key_equal16(s->key, key, len))
+			if (SLUICE_LIKELY((w & ~SLOT_FROZEN) == want)) {
+				if (SLUICE_LIKELY(sluice__key_equal16(s->key, key, len)))
 					return (struct entry *)(uintptr_t)&s->cell;
 			} else if (slot_has_tag(w, tag) && !(w & SLOT_INLINE)) {
-				struct lookup_key k = { lim, key, len };
 				struct entry *e = slot_entry(&s->w, w);
-				if (entry_matches(e, &k))
+				if (key_len_of(lim, e) == len &&
+				    sluice__key_equal16((const unsigned char *)e + 8, key, len))
 					return e;
 			} else if (slot_is_end(w)) {
 				return NULL;
 			}
 		}
-	return NULL;
-}
-
-/* lookup() in an inline array (an inline-keys limiter's: two 32-byte
- * slots per line) for a key of at most INLINE_KEY_MAX bytes, with the
- * shapes as constants: the first slot's word is compared with the INLINE
- * word the key would have (tag, length, INLINE: one comparison), then its
- * key bytes, in the same line. Anything else - an entry still allocated
- * apart, a key further on - takes the whole lookup(), out of line. The
- * admit fast path's (decide.c). */
-static inline struct entry *lookup_inline(const struct sluice_limiter *lim, unsigned long hash,
-					  const void *key, size_t len)
-{
-	const struct index *ix = index_of(lim);
-	const struct islot *line = (const struct islot *)(uintptr_t)ix->g + (home_group(ix, hash) << 1);
-	const unsigned first = first_slot(hash) & 1;
-	const uint64_t want = slot_tag(hash) | (uint64_t)len << SLOT_LEN_SHIFT | SLOT_INLINE;
-
-	/* acquire: as in lookup_rest(). */
-	uint64_t w = atomic_load_explicit(&line[first].w, memory_order_acquire); /* acquire: why above */
-	if (SLUICE_LIKELY((w & ~SLOT_FROZEN) == want) &&
-	    SLUICE_LIKELY(sluice__key_equal16(line[first].key, key, len)))
-		return (struct entry *)(uintptr_t)&line[first].cell;
-	/* The line's other slot: the same line, so the same cost. A probe
-	 * that ended at the first (EMPTY) never reads it: EMPTY never
-	 * follows from it (table.c, (1)), so it holds no match. */
-	if (!slot_is_end(w)) {
-		/* acquire: as above. */
-		w = atomic_load_explicit(&line[first ^ 1].w, memory_order_acquire); /* acquire: why above */
-		if ((w & ~SLOT_FROZEN) == want && sluice__key_equal16(line[first ^ 1].key, key, len))
-			return (struct entry *)(uintptr_t)&line[first ^ 1].cell;
 	}
-	return lookup_inline_rest(lim, hash, key, len);
+	return NULL;
 }
 
 /* The entry a probe of hash would look at first (its home line's first

@@ -304,6 +304,14 @@ static void help_unlink(struct sluice_limiter *lim, struct entry *e)
 		lim->ops[0]->mark_unlinked(cell_of(lim, e, 0));
 }
 
+/* lookup_any(), out of line: admit_slow()'s retries. */
+static __attribute__((noinline)) struct entry *lookup_call(const struct sluice_limiter *lim,
+							   unsigned long hash,
+							   const struct lookup_key *k)
+{
+	return lookup_any(lim, hash, k);
+}
+
 /* The whole admission of one key, inside a read-side section: everything
  * but the common case (admit_locked() below), out of line. e: the entry
  * found, or NULL; looked_up: a NULL e is the answer of a lookup just made
@@ -315,7 +323,7 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
 {
 	for (;;) {
 		if (e == NULL && !looked_up)
-			e = lookup(lim, hash, k);
+			e = lookup_call(lim, hash, k);
 		looked_up = false;
 		if (e == NULL) {
 			if (cost == 0) {
@@ -344,14 +352,14 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
  * case - the key exists, one GCRA limit, the entry is alive - is inlined into
  * each caller; new keys, dead entries and every other policy (a one-word
  * window alone: decide_one()) go to admit_slow(). */
-static inline enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
+static inline __attribute__((always_inline)) enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
 					const struct lookup_key *k, struct entry *e,
 					uint64_t cost, uint64_t now_ns,
 					struct sluice_decision *out,
 					struct sluice__limiter_hold *hold)
 {
 	if (e == NULL)
-		e = lookup(lim, hash, k);
+		e = lookup_any(lim, hash, k);
 	if (SLUICE_LIKELY(e != NULL && lim->one_gcra)) {
 		enum verdict v = decide_gcra1(lim, e, cost, now_ns, out, hold);
 		if (SLUICE_LIKELY(v == V_ADMIT || v == V_DENY))
@@ -625,14 +633,14 @@ bool sluice__limiter_check(struct sluice_limiter *lim, const void *key, size_t k
 	struct lookup_key k = { lim, key, key_len };
 	struct sluice_decision d[NCELLS];
 	unsigned long hash = hash_key(lim, key, key_len);
-	struct entry *e = lookup(lim, hash, &k);
+	struct entry *e = lookup_any(lim, hash, &k);
 	uint64_t w0 = e == NULL ? 0
 		    : lim->one_gcra ? sluice__gcra_word(cell_of(lim, e, 0))
 				    : lim->ops[0]->word(cell_of(lim, e, 0));
 	while (e != NULL && lim->inline_keys && w0 == SLUICE__GCRA_TOMB_UNLINKED) {
 		/* Mid-move: judge the key's state where it moves to. */
 		sluice__limiter_finish_move(lim, hash, e);
-		e = lookup(lim, hash, &k);
+		e = lookup_any(lim, hash, &k);
 		w0 = e == NULL ? 0 : sluice__gcra_word(cell_of(lim, e, 0));
 	}
 
@@ -761,9 +769,7 @@ int sluice_limiter_admit_batch(struct sluice_limiter *lim, const struct sluice_l
 		/* 3: look up everything, now from the cache. */
 		for (size_t j = 0; j < g; j++) {
 			struct lookup_key k = { lim, r[j].key, r[j].key_len };
-			found[j] = lim->inline_keys && r[j].key_len <= INLINE_KEY_MAX
-					   ? lookup_inline(lim, hash[j], r[j].key, r[j].key_len)
-					   : lookup(lim, hash[j], &k);
+			found[j] = lookup_any(lim, hash[j], &k);
 		}
 		/* 4: decide in order. An entry found in phase 3 may have died
 		 * or, for a repeated new key, appeared since: admit_locked()

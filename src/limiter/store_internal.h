@@ -406,12 +406,20 @@ static inline _Atomic uint64_t *slot_word(const struct index *ix, uint64_t pos)
 }
 
 /* The j-th slot of line `line` in the order of a probe that starts at
- * `first`. */
+ * `first`, for an array of the given shape (lg_spl, lg_stride: the
+ * array's own, or constants where the caller knows them). */
+static inline _Atomic uint64_t *probe_word_shaped(const struct index *ix, unsigned lg_spl,
+						  unsigned lg_stride, uint64_t line, unsigned first,
+						  unsigned j)
+{
+	uint64_t pos = (line << lg_spl) | ((first + j) & ((1u << lg_spl) - 1));
+	return (_Atomic uint64_t *)((uintptr_t)ix->g + (uintptr_t)(pos << lg_stride));
+}
+
 static inline _Atomic uint64_t *probe_word(const struct index *ix, uint64_t line, unsigned first,
 					   unsigned j)
 {
-	unsigned spl_mask = (1u << ix->lg_spl) - 1;
-	return slot_word(ix, (line << ix->lg_spl) | ((first + j) & spl_mask));
+	return probe_word_shaped(ix, ix->lg_spl, ix->lg_stride, line, first, j);
 }
 
 /* The entry of the live word w read at `at`: the slot's own (INLINE) or the
@@ -436,21 +444,19 @@ static inline bool slot_is_end(uint64_t w)
 	return (w & ~SLOT_FROZEN) == SLOT_EMPTY;
 }
 
-/* lookup() past its first slot word: the rest of the probe, in the same
- * order (out of line: at the index's load most lookups end at the first
- * word). */
-static __attribute__((noinline, unused)) struct entry *
-lookup_rest(const struct index *ix, uint64_t tag, unsigned first, uint64_t g,
-	    const struct lookup_key *k)
+/* lookup() past its first slot word, for an array of one shape (both
+ * compile to constants: lookup_rest() below). */
+static inline __attribute__((always_inline)) struct entry *
+lookup_rest_shaped(const struct index *ix, unsigned lg_spl, unsigned lg_stride, uint64_t tag,
+		   unsigned first, uint64_t g, const struct lookup_key *k)
 {
-	const unsigned spl = 1u << ix->lg_spl;
 	unsigned j = 1;
 
 	/* An array always keeps EMPTY words (used <= limit < slots), so the
 	 * walk ends; the bound only guards that invariant. */
 	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask, j = 0) {
-		for (; j < spl; j++) {
-			const _Atomic uint64_t *at = probe_word(ix, g, first, j);
+		for (; j < 1u << lg_spl; j++) {
+			const _Atomic uint64_t *at = probe_word_shaped(ix, lg_spl, lg_stride, g, first, j);
 			/* acquire: pairs with the CAS that published the entry
 			 * (table.c): its cells and key are visible. */
 			uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
@@ -466,14 +472,29 @@ lookup_rest(const struct index *ix, uint64_t tag, unsigned first, uint64_t g,
 	return NULL;
 }
 
-static inline struct entry *lookup(const struct sluice_limiter *lim, unsigned long hash,
+/* lookup() past its first slot word: the rest of the probe, in the same
+ * order (out of line: at the index's load most lookups end at the first
+ * word). */
+static __attribute__((noinline, unused)) struct entry *
+lookup_rest(const struct index *ix, uint64_t tag, unsigned first, uint64_t g,
+	    const struct lookup_key *k)
+{
+	if (ix->lg_spl == 1)
+		return lookup_rest_shaped(ix, 1, 5, tag, first, g, k);
+	return lookup_rest_shaped(ix, 3, 3, tag, first, g, k);
+}
+
+static inline __attribute__((always_inline)) struct entry *lookup(const struct sluice_limiter *lim, unsigned long hash,
 				   const struct lookup_key *k)
 {
 	const struct index *ix = index_of(lim);
 	const uint64_t tag = slot_tag(hash);
 	const unsigned first = first_slot(hash);
 	uint64_t g = home_group(ix, hash);
-	const _Atomic uint64_t *at = probe_word(ix, g, first, 0);
+	/* The first slot's address with the array's shape as a constant. */
+	const _Atomic uint64_t *at = lim->inline_keys
+		? (const _Atomic uint64_t *)(uintptr_t)((const struct islot *)(uintptr_t)ix->g + (g << 1 | (first & 1)))
+		: &ix->g[g].w[first];
 
 	/* acquire: as in lookup_rest(). */
 	uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
@@ -525,6 +546,33 @@ static inline struct entry *lookup_inline(const struct sluice_limiter *lim, unsi
 	return NULL;
 }
 
+/* lookup_inline(), out of line. */
+static __attribute__((noinline, unused)) struct entry *
+lookup_inline_call(const struct sluice_limiter *lim, unsigned long hash, const void *key, size_t len)
+{
+	return lookup_inline(lim, hash, key, len);
+}
+
+/* lookup() for any limiter and key, small enough to inline everywhere: a
+ * short key of an inline-keys limiter found inline in its first slot
+ * costs one comparison of words and one of keys; anything else goes on
+ * out of line. */
+static inline __attribute__((always_inline)) struct entry *lookup_any(const struct sluice_limiter *lim, unsigned long hash,
+				       const struct lookup_key *k)
+{
+	if (!lim->inline_keys || k->len > INLINE_KEY_MAX)
+		return lookup(lim, hash, k);
+	const struct index *ix = index_of(lim);
+	const struct islot *s = (const struct islot *)(uintptr_t)ix->g +
+				(home_group(ix, hash) << 1 | (first_slot(hash) & 1));
+	/* acquire: as in lookup_rest(). */
+	uint64_t w = atomic_load_explicit(&s->w, memory_order_acquire); /* acquire: why above */
+	if (SLUICE_LIKELY((w & ~SLOT_FROZEN) == (slot_tag(hash) | (uint64_t)k->len << SLOT_LEN_SHIFT | SLOT_INLINE)) &&
+	    SLUICE_LIKELY(sluice__key_equal16(s->key, k->key, k->len)))
+		return (struct entry *)(uintptr_t)&s->cell;
+	return lookup_inline_call(lim, hash, k->key, k->len);
+}
+
 /* The entry a probe of hash would look at first (its home line's first
  * slot with hash's tag), without reading it; NULL: none there. For
  * prefetching (admit_batch). */
@@ -551,17 +599,16 @@ static inline struct entry *lookup_candidate(const struct sluice_limiter *lim, u
 
 /* The entry at address `entry` if it is linked under hash, found by its
  * address alone (never dereferenced unless found); NULL. */
-static inline struct entry *lookup_address(const struct sluice_limiter *lim, uint64_t hash,
-					   const void *entry)
+static inline __attribute__((always_inline)) struct entry *
+lookup_address_shaped(const struct index *ix, unsigned lg_spl, unsigned lg_stride, uint64_t hash,
+		      const void *entry)
 {
-	const struct index *ix = index_of(lim);
 	const unsigned first = first_slot(hash);
-	const unsigned spl = 1u << ix->lg_spl;
 	uint64_t g = home_group(ix, hash);
 
 	for (uint64_t n = 0; n <= ix->mask; n++, g = (g + 1) & ix->mask)
-		for (unsigned j = 0; j < spl; j++) {
-			const _Atomic uint64_t *at = probe_word(ix, g, first, j);
+		for (unsigned j = 0; j < 1u << lg_spl; j++) {
+			const _Atomic uint64_t *at = probe_word_shaped(ix, lg_spl, lg_stride, g, first, j);
 			/* acquire: as lookup(). */
 			uint64_t w = atomic_load_explicit(at, memory_order_acquire); /* acquire: why above */
 			if (slot_entry(at, w) == entry && entry != NULL)
@@ -570,6 +617,16 @@ static inline struct entry *lookup_address(const struct sluice_limiter *lim, uin
 				return NULL;
 		}
 	return NULL;
+}
+
+static inline struct entry *lookup_address(const struct sluice_limiter *lim, uint64_t hash,
+					   const void *entry)
+{
+	const struct index *ix = index_of(lim);
+
+	if (ix->lg_spl == 1)
+		return lookup_address_shaped(ix, 1, 5, hash, entry);
+	return lookup_address_shaped(ix, 3, 3, hash, entry);
 }
 
 /* Prefetch hash's home line (write intent: in an inline array the line

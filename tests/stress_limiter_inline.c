@@ -18,8 +18,10 @@
  *     keys that the window's refill made idle while workers re-admit them;
  *   - an inserter admits fresh keys, so the array resizes again and again
  *     (each resize moves every inline key once more: settle_forwarded());
- *   - a peeker peeks random tracked keys: a key's remaining never rises
- *     within a window and never exceeds B minus its admissions counted so far.
+ *   - a peeker peeks random tracked keys, or asks the engine's dry run
+ *     (sluice__limiter_check()) about one unit: a key's remaining never
+ *     rises within a window and never exceeds B minus its admissions
+ *     counted so far.
  * At the end of the window every tracked key has admitted exactly B (more:
  * a lost update, e.g. a move that dropped an admission; fewer: units
  * consumed without an admission) and its next admit is denied. Windows are
@@ -49,8 +51,8 @@
 #define K 256
 #define HOT 8
 #define B 16
-#define WINDOWS 4
-#define FRESH_PER_WINDOW 1000
+#define WINDOWS 8
+#define FRESH_PER_WINDOW 300
 #define MIN_INSERTED (WINDOWS * FRESH_PER_WINDOW)
 #define ROUNDS_MIN 2
 #define LG_INTERVAL 40
@@ -166,11 +168,32 @@ static void *peeker_main(void *p)
 	(void)p;
 	for (unsigned k = 0; k < K; k++)
 		seen[k] = B;
+	if (sluice__limiter_thread_enter(lim) != SLUICE_OK)
+		fail("thread_enter failed", 0);
 	/* relaxed: a flag. */
 	while (!atomic_load_explicit(&window_over, memory_order_relaxed)) {
 		unsigned k = pick(&x);
 		/* relaxed: admissions counted so far by returned admits. */
 		uint64_t a = atomic_load_explicit(&admitted[k], memory_order_relaxed);
+		if (xorshift(&x) & 1) {
+			/* The engine's dry run of one unit: it would admit iff a
+			 * unit is left (its decision's remaining is not compared:
+			 * for an unknown key it is the fresh bucket's). */
+			rcu_read_lock();
+			bool would = sluice__limiter_check(lim, keys[k], key_lens[k], 1, now, &d, NULL);
+			rcu_read_unlock();
+			if (would != d.allowed)
+				fail("check: verdict and decision disagree", k);
+			if (would && seen[k] == 0)
+				fail("check: a unit back within a window", k);
+			if (would && a >= B)
+				fail("check: would admit beyond B", k);
+			if (!would)
+				seen[k] = 0;
+			/* relaxed: a count. */
+			atomic_fetch_add_explicit(&peeks, 1, memory_order_relaxed);
+			continue;
+		}
 		if (sluice_limiter_peek(lim, keys[k], key_lens[k], now, &d) != SLUICE_OK) {
 			fail("peek failed", k);
 			continue;

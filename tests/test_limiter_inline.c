@@ -539,6 +539,32 @@ Test(limiter_inline, admit_batch_sees_moved_keys)
 	sluice_limiter_destroy(lim);
 }
 
+/* sluice_limiter_acquire() on a policy without slots is an admit with no
+ * handle: on moved keys too. */
+Test(limiter_inline, acquire_sees_moved_keys)
+{
+	struct sluice_limiter *lim = make();
+	struct tkey t[NLENS];
+	uint64_t now = SEC;
+
+	for (size_t n = 0; n < NLENS; n++) {
+		tkey_init(&t[n], (unsigned)n, LENS[n]);
+		use_some(lim, &t[n], (unsigned)n, now);
+	}
+	sweep_all(lim, now, 0);
+	for (size_t n = 0; n < NLENS; n++)
+		for (uint64_t cost = 1; cost <= 4; cost++) {
+			struct sluice_decision got, want;
+			sluice_slot_handle h = 0;
+			cr_assert_eq(sluice_limiter_acquire(lim, t[n].k, t[n].len, cost, now + MS, &got, &h),
+				     SLUICE_OK);
+			cr_assert_eq(h, SLUICE_SLOT_NONE);
+			sluice_gcra_admit(&t[n].model, &rate.rate, now + MS, cost, &want);
+			same_decision(&got, &want, &t[n], now + MS, "acquire");
+		}
+	sluice_limiter_destroy(lim);
+}
+
 struct seen {
 	struct tkey *t;
 	size_t n;

@@ -539,6 +539,55 @@ Test(limiter_inline, admit_batch_sees_moved_keys)
 	sluice_limiter_destroy(lim);
 }
 
+/* One batch interleaving moved keys with new ones from a 4-bucket array:
+ * the new keys resize the array in the middle of the batch, so a moved
+ * key's slot that the batch found before deciding is the old array's,
+ * frozen and moved on by the resize; the decision follows the key there. */
+Test(limiter_inline, admit_batch_across_resizes_follows_moved_keys)
+{
+	enum { MOVED = 8, REQS = 512 };
+	struct sluice_limiter_options o = opts();
+	o.initial_buckets = 4;
+	struct sluice_limiter *lim = make_opts(&o);
+	struct tkey t[MOVED];
+	static char fresh[REQS][16];
+	struct sluice_limiter_request req[REQS];
+	struct sluice_decision out[REQS];
+	uint64_t now = SEC;
+
+	for (unsigned i = 0; i < MOVED; i++) {
+		tkey_init(&t[i], i, 1 + i * 2); /* 1 .. 15 bytes */
+		same(lim, &t[i], 1, now);
+	}
+	sweep_all(lim, now, 0);
+	cr_assert_eq(stats_of(lim).bytes, 0);
+	for (unsigned r = 0; r < REQS; r++) {
+		if (r % 2 == 0) {
+			struct tkey *k = &t[(r / 2) % MOVED];
+			req[r] = (struct sluice_limiter_request){ k->k, k->len, 1 };
+		} else {
+			size_t len = (size_t)snprintf(fresh[r], sizeof fresh[r], "new-%u", r);
+			req[r] = (struct sluice_limiter_request){ fresh[r], len, 1 };
+		}
+	}
+	cr_assert_eq(sluice_limiter_admit_batch(lim, req, REQS, now, out), SLUICE_OK);
+	for (unsigned r = 0; r < REQS; r++) {
+		if (r % 2 == 1) {
+			cr_assert(out[r].allowed && !out[r].degraded);
+			continue;
+		}
+		struct sluice_decision want;
+		struct tkey *k = &t[(r / 2) % MOVED];
+		sluice_gcra_admit(&k->model, &rate.rate, now, 1, &want);
+		same_decision(&out[r], &want, k, now, "batch across resizes");
+	}
+	cr_assert_eq(stats_of(lim).live_keys, MOVED + REQS / 2);
+	rcu_barrier();
+	for (unsigned i = 0; i < MOVED; i++)
+		same_peek(lim, &t[i], now);
+	sluice_limiter_destroy(lim);
+}
+
 /* sluice_limiter_acquire() on a policy without slots is an admit with no
  * handle: on moved keys too. */
 Test(limiter_inline, acquire_sees_moved_keys)

@@ -423,6 +423,17 @@ static __attribute__((noinline)) int admit_general(struct sluice_limiter *lim, c
 	return SLUICE_OK;
 }
 
+/* admit_general() for a caller inside a read-side section: leave it first.
+ * Out of line, so that the fast path below reaches it by a tail call. */
+static __attribute__((noinline)) int admit_unlock_general(struct sluice_limiter *lim, const void *key,
+							  size_t key_len, uint64_t cost,
+							  uint64_t now_ns,
+							  struct sluice_decision *out)
+{
+	read_unlock(lim);
+	return admit_general(lim, key, key_len, cost, now_ns, out);
+}
+
 /* The fast path: a request (cost > 0) of a registered thread under the
  * one-GCRA policy (an inline-keys limiter), for a live key of at most
  * INLINE_KEY_MAX bytes. one_gcra implies this file's store (a backend's
@@ -431,7 +442,12 @@ static __attribute__((noinline)) int admit_general(struct sluice_limiter *lim, c
  * (store_internal.h), whether inline or allocated apart. Every other case -
  * and a new key, a dead entry or one being moved - leaves the read-side
  * section having written nothing (the GCRA admission writes only on
- * admission) and starts over in admit_general(). */
+ * admission) and starts over in admit_general().
+ *
+ * Shaped for the compiler: every way out before the end is a tail call,
+ * and the statistic is counted before the read-side section ends, so that
+ * nothing is live across the one call left (urcu's rare futex wake-up in
+ * the unlock) and the function needs no callee-saved registers. */
 int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key_len, uint64_t cost,
 			 uint64_t now_ns, struct sluice_decision *out)
 {
@@ -443,21 +459,18 @@ int sluice_limiter_admit(struct sluice_limiter *lim, const void *key, size_t key
 					     lim->hash_mask);
 	rcu_read_lock();
 	struct entry *e = lookup_inline(lim, hash, key, key_len);
-	if (SLUICE_LIKELY(e != NULL)) {
-		struct sluice_gcra *cell = (struct sluice_gcra *)(void *)e;
-		if (SLUICE_LIKELY(sluice__gcra_admit(cell, &lim->limits[0].rate, now_ns, cost, out, NULL))) {
-			read_unlock(lim);
-			stat_add(lim, sluice__limiter_tls.slot, ST_ADMITTED, 1);
-			return SLUICE_OK;
-		}
-		if (!sluice__gcra_is_tomb(sluice__gcra_word(cell))) {
-			read_unlock(lim);
-			stat_add(lim, sluice__limiter_tls.slot, ST_DENIED, 1);
-			return SLUICE_OK;
-		}
+	if (SLUICE_UNLIKELY(e == NULL))
+		return admit_unlock_general(lim, key, key_len, cost, now_ns, out);
+	struct sluice_gcra *cell = (struct sluice_gcra *)(void *)e;
+	int which = ST_ADMITTED;
+	if (SLUICE_UNLIKELY(!sluice__gcra_admit(cell, &lim->limits[0].rate, now_ns, cost, out, NULL))) {
+		if (sluice__gcra_is_tomb(sluice__gcra_word(cell)))
+			return admit_unlock_general(lim, key, key_len, cost, now_ns, out);
+		which = ST_DENIED;
 	}
+	stat_add(lim, sluice__limiter_tls.slot, which, 1);
 	read_unlock(lim);
-	return admit_general(lim, key, key_len, cost, now_ns, out);
+	return SLUICE_OK;
 }
 
 int sluice_limiter_peek(struct sluice_limiter *lim, const void *key, size_t key_len,

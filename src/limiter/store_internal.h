@@ -377,7 +377,9 @@ static inline struct index *index_of(const struct sluice_limiter *lim)
 
 static inline uint64_t slot_tag(uint64_t hash)
 {
-	return SLOT_TAG_BIT | ((hash & UINT64_C(0x7fff)) << SLOT_TAG_SHIFT);
+	/* The shift drops every bit above the tag's 15 (and bit 15 under
+	 * TAG_BIT): hash bits 0..14 in bits 48..62. */
+	return SLOT_TAG_BIT | hash << SLOT_TAG_SHIFT;
 }
 
 static inline uint64_t home_group(const struct index *ix, uint64_t hash)

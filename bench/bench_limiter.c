@@ -21,7 +21,9 @@
  *                               fixed hash secret, for instruction counts:
  *                               valgrind --tool=callgrind
  *                               --toggle-collect=limiter_icount_loop
- *                               (docs/benchmarks.md, "Hot-path tuning")
+ *                               (docs/benchmarks.md, "Keyed limiter")
+ *   BM_limiter_mutex_icount/K   the same loop on the mutex table
+ *                               (--toggle-collect=mutex_icount_loop)
  *
  * Threads: 1..SLUICE_BENCH_MAX_THREADS (default 2). Keys and request
  * streams are generated outside the timed loops and cached across runs.
@@ -221,6 +223,7 @@ static void BM_limiter_admit(sbench_state *st)
 SBENCH_REGISTER(BM_limiter_admit)
 {
 	sbench_args2(b, 1000, 0);
+	sbench_args2(b, 1000, 2);
 	sbench_args2(b, MAX_KEYS, 0);
 	sbench_args2(b, MAX_KEYS, 1);
 	sbench_args2(b, MAX_KEYS, 2);
@@ -320,6 +323,7 @@ static void BM_limiter_mutex_admit(sbench_state *st)
 SBENCH_REGISTER(BM_limiter_mutex_admit)
 {
 	sbench_args2(b, 1000, 0);
+	sbench_args2(b, 1000, 2);
 	sbench_args2(b, MAX_KEYS, 0);
 	sbench_args2(b, MAX_KEYS, 1);
 	sbench_args2(b, MAX_KEYS, 2);
@@ -378,6 +382,41 @@ static void BM_limiter_admit_icount(sbench_state *st)
 	sluice_limiter_destroy(lim);
 }
 SBENCH_REGISTER(BM_limiter_admit_icount)
+{
+	sbench_arg(b, 1000);
+	sbench_arg(b, MAX_KEYS);
+	sbench_fixed_iterations(b, ICOUNT_ITERS);
+}
+
+/* The baseline's instructions: the same fixed loop on the mutex chained
+ * table (--toggle-collect=mutex_icount_loop). */
+__attribute__((noinline)) static uint64_t mutex_icount_loop(struct mtable *t, const uint32_t *s,
+							    uint64_t n)
+{
+	struct sluice_decision d;
+	uint64_t allowed = 0;
+
+	for (uint64_t pos = 0; pos < n; pos++) {
+		mtable_admit(t, key_at(s[pos & STREAM_MASK]), 1, 2 * SEC + pos * 10, &d);
+		allowed += d.allowed;
+	}
+	return allowed;
+}
+
+static void BM_limiter_mutex_icount(sbench_state *st)
+{
+	uint32_t nkeys = (uint32_t)sbench_range(st, 0);
+
+	make_keys();
+	const uint32_t *s = make_stream(nkeys, 0);
+	struct mtable *t = filled_mtable(nkeys);
+	uint64_t allowed = 0;
+	for (uint64_t n; (n = sbench_batch(st)) != 0;)
+		allowed += mutex_icount_loop(t, s, n);
+	sbench_items(st, (int64_t)sbench_iterations(st));
+	sbench_counter(st, "allowed", (double)allowed, 0);
+}
+SBENCH_REGISTER(BM_limiter_mutex_icount)
 {
 	sbench_arg(b, 1000);
 	sbench_arg(b, MAX_KEYS);

@@ -20,6 +20,14 @@ unsigned long sluice__limiter_initial_buckets(const struct sluice_limiter *lim);
  * 0..14 of the hash, its home group bits 16 and up). */
 void sluice__limiter_set_hash_mask(struct sluice_limiter *lim, uint64_t mask);
 
+/* Tests only: fn(user, key, key_len) runs in the middle of every move of a
+ * key into its inline slot (docs/limiter.md, "Inline slots"): after the
+ * copy and the freeze, before the publication - where a mover descheduled
+ * there would leave it - on the mover's thread, inside its read-side
+ * section and holding resize_lock (fn may admit, peek and check existing
+ * keys of the limiter, not insert). NULL: none. */
+void sluice__limiter_set_move_hook(void (*fn)(void *user, const void *key, size_t key_len), void *user);
+
 /* ---- for the policy engine (engine.c) ---- */
 
 /* What sluice__limiter_check() found: the key's hash and entry (NULL:

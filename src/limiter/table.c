@@ -245,18 +245,20 @@ static void place(struct index *ix, uint64_t hash, uint64_t w)
  * inexact anyway, limit_kind.c). An entry whose cell is a tombstone is
  * being reclaimed and is not moved. */
 
-bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, uint64_t w,
-			     struct entry **moved_out)
+/* Step 1 of a move: the key and the cell copied into the slot of word w
+ * (at), the entry's cell frozen. Returns the key's length, or -1 if the
+ * entry is not to be moved (not a short key's pointer word, or being
+ * reclaimed). */
+static int move_copy(struct sluice_limiter *lim, _Atomic uint64_t *at, uint64_t w)
 {
 	struct islot *s = (struct islot *)(uintptr_t)at;
 	struct entry *e = slot_entry(at, w);
 
-	*moved_out = NULL;
 	if (!lim->inline_keys || e == NULL || (w & (SLOT_INLINE | SLOT_FROZEN)) != 0)
-		return false;
+		return -1;
 	size_t len = key_len_of(lim, e);
 	if (len > INLINE_KEY_MAX)
-		return false;
+		return -1;
 	/* Plain writes: nobody reads the slot's key before its word is INLINE
 	 * (published by the release CASes below). */
 	memset(s->key, 0, sizeof s->key);
@@ -265,7 +267,7 @@ bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, u
 	uint64_t v = sluice__gcra_word(cell);
 	for (;;) {
 		if (sluice__gcra_is_tomb(v))
-			return false; /* being reclaimed */
+			return -1; /* being reclaimed */
 		/* relaxed: published with the key by the release CAS below. */
 		atomic_store_explicit(&s->cell, v, memory_order_relaxed); /* relaxed: why above */
 		/* release: the slot's key and cell happen-before every thread
@@ -274,8 +276,34 @@ bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, u
 		 * reloaded and copied again. */
 		if (atomic_compare_exchange_strong_explicit(&cell->tat_ns, &v, SLUICE__GCRA_TOMB_UNLINKED, /* release/relaxed: why above */
 							    memory_order_release, memory_order_relaxed))
-			break;
+			return (int)len;
 	}
+}
+
+/* Tests: called between the two steps of every move (limiter_internal.h). */
+static void (*_Atomic move_hook)(void *user, const void *key, size_t key_len);
+static void *_Atomic move_hook_user;
+
+void sluice__limiter_set_move_hook(void (*fn)(void *user, const void *key, size_t key_len), void *user)
+{
+	/* relaxed: set by a test before the sweeps it observes, on their
+	 * own thread. */
+	atomic_store_explicit(&move_hook_user, user, memory_order_relaxed); /* relaxed: why above */
+	atomic_store_explicit(&move_hook, fn, memory_order_relaxed); /* relaxed: why above */
+}
+
+bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, uint64_t w,
+			     struct entry **moved_out)
+{
+	*moved_out = NULL;
+	int len = move_copy(lim, at, w);
+	if (len < 0)
+		return false;
+	/* relaxed: see sluice__limiter_set_move_hook(). */
+	void (*hook)(void *, const void *, size_t) = atomic_load_explicit(&move_hook, memory_order_relaxed); /* relaxed: why above */
+	if (SLUICE_UNLIKELY(hook != NULL))
+		hook(atomic_load_explicit(&move_hook_user, memory_order_relaxed), /* relaxed: as above */
+		     ((struct islot *)(uintptr_t)at)->key, (size_t)len);
 	uint64_t want = (w & SLOT_TAG_MASK) | (uint64_t)len << SLOT_LEN_SHIFT | SLOT_INLINE;
 	uint64_t seen = w;
 	/* release: publishes the slot's key and cell to the probes' acquire
@@ -285,7 +313,7 @@ bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, u
 	 * to the sweep (it never tombstones a frozen value) or to admissions
 	 * (decide.c reads it as a move). */
 	atomic_compare_exchange_strong_explicit(at, &seen, want, memory_order_release, memory_order_relaxed); /* release/relaxed: why above */
-	*moved_out = e;
+	*moved_out = slot_entry(at, w);
 	return true;
 }
 

@@ -132,11 +132,17 @@ static void hook_read(void *user, const void *key, size_t len)
 	struct sluice_decision d, m;
 
 	hooked++;
+	/* Even keys: the dry run meets the frozen cell first; odd: the peek. */
+	if (i % 2 == 0) {
+		rcu_read_lock();
+		cr_assert_not(sluice__limiter_check(lim, key, len, 8, T0, &d, NULL), "8 do not fit in 7");
+		cr_assert(sluice__limiter_check(lim, key, len, 7, T0, &d, NULL));
+		rcu_read_unlock();
+	}
 	cr_assert_eq(sluice_limiter_peek(lim, key, len, T0, &d), SLUICE_OK);
 	sluice_gcra_admit(&model[i], &rate.rate, T0, 0, &m);
 	same(&d, &m);
 	cr_assert_eq(d.remaining, 7);
-
 	rcu_read_lock();
 	cr_assert_not(sluice__limiter_check(lim, key, len, 8, T0, &d, NULL), "8 do not fit in 7");
 	cr_assert(sluice__limiter_check(lim, key, len, 7, T0, &d, NULL));

@@ -14,13 +14,15 @@
  * fail mode once the budget is full; the tracked keys stay exact; and the
  * resident set grows by no more than the budget allows:
  *
- *     RSS growth <= tracked entries * 96 bytes + table buckets * 16 bytes
+ *     RSS growth <= tracked entries * 96 bytes + table slots * 32 bytes
  *                   + 16 MiB
  *
- * 96 bytes covers one entry of this policy (a 48-byte block for a 16-byte
- * key) with malloc's header and rounding twice over; a bucket is an 8-byte
- * pointer, counted twice for the table's growth in steps of two; 16 MiB is
- * slack for the threads' stacks, liburcu and allocator arenas. Measured
+ * 96 bytes covers one entry of this policy allocated apart (a 48-byte
+ * block for a 16-byte key: nothing is swept here, so no key is moved into
+ * its slot) with malloc's header and rounding twice over; a slot is a
+ * 32-byte inline slot of the one-GCRA policy's array, counted for twice the
+ * live keys (the array's growth in steps of two); 16 MiB is slack for the
+ * threads' stacks, liburcu and allocator arenas. Measured
  * figures are in docs/reliability.md. Under sanitizers the RSS check is
  * skipped (shadow memory and quarantine).
  */
@@ -176,10 +178,10 @@ static void run(uint64_t keys, uint64_t max_keys, uint64_t max_bytes, uint32_t m
 	CHECK(tracked, "a flood key is tracked exactly");
 
 	if (!SANITIZED) {
-		uint64_t buckets = 1;
-		while (buckets < s.live_keys * 2)
-			buckets <<= 1;
-		uint64_t bound = s.live_keys * 96 + buckets * 16 + (16u << 20);
+		uint64_t slots = 1;
+		while (slots < s.live_keys * 2)
+			slots <<= 1;
+		uint64_t bound = s.live_keys * 96 + slots * 32 + (16u << 20);
 		CHECK(rss1 <= rss0 + bound, "RSS grew %" PRIu64 " > bound %" PRIu64, rss1 - rss0, bound);
 		printf("  RSS growth %.1f MiB, bound %.1f MiB (%" PRIu64 " B/entry charged)\n",
 		       (double)(rss1 - rss0) / 1048576.0, (double)bound / 1048576.0, entry);

@@ -36,32 +36,10 @@ static inline uint32_t sluice__key_load32(const unsigned char *p)
 	return v;
 }
 
-/* a[0 .. len) == b[0 .. len); either may be unaligned. For 8 <= len <= 32
- * the words at 0, 8, len - 16 and len - 8 cover every byte (those at 8 and
- * len - 16 only for len > 16); for 4 <= len < 8, the words at 0 and len - 4;
- * for 1 <= len < 4, bytes 0, len / 2 and len - 1. */
-static inline bool sluice__key_equal(const unsigned char *a, const unsigned char *b, size_t len)
-{
-	if (len >= 8) {
-		if (len > SLUICE__KEY_INLINE_MAX)
-			return memcmp(a, b, len) == 0;
-		uint64_t x = (sluice__key_load64(a) ^ sluice__key_load64(b)) |
-			     (sluice__key_load64(a + len - 8) ^ sluice__key_load64(b + len - 8));
-		if (len > 16)
-			x |= (sluice__key_load64(a + 8) ^ sluice__key_load64(b + 8)) |
-			     (sluice__key_load64(a + len - 16) ^ sluice__key_load64(b + len - 16));
-		return x == 0;
-	}
-	if (len >= 4)
-		return ((sluice__key_load32(a) ^ sluice__key_load32(b)) |
-			(sluice__key_load32(a + len - 4) ^ sluice__key_load32(b + len - 4))) == 0;
-	if (len == 0)
-		return true;
-	return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
-}
-
-/* sluice__key_equal() for len <= 16, without the longer keys' branches
- * (the admit fast path's keys). */
+/* a[0 .. len) == b[0 .. len) for len <= 16; either may be unaligned. For
+ * 8 <= len the words at 0 and len - 8 cover every byte; for 4 <= len < 8,
+ * the words at 0 and len - 4; for 1 <= len < 4, bytes 0, len / 2 and
+ * len - 1. The admit fast path's (its keys are at most 16 bytes). */
 static inline bool sluice__key_equal16(const unsigned char *a, const unsigned char *b, size_t len)
 {
 	if (len >= 8)
@@ -73,6 +51,22 @@ static inline bool sluice__key_equal16(const unsigned char *a, const unsigned ch
 	if (len == 0)
 		return true;
 	return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
+}
+
+/* a[0 .. len) == b[0 .. len); either may be unaligned. For 16 < len <= 32
+ * the words at 0, 8, len - 16 and len - 8 cover every byte; shorter keys as
+ * sluice__key_equal16(); longer ones by memcmp(). */
+static inline bool sluice__key_equal(const unsigned char *a, const unsigned char *b, size_t len)
+{
+	if (len > 16) {
+		if (len > SLUICE__KEY_INLINE_MAX)
+			return memcmp(a, b, len) == 0;
+		return ((sluice__key_load64(a) ^ sluice__key_load64(b)) |
+			(sluice__key_load64(a + len - 8) ^ sluice__key_load64(b + len - 8)) |
+			(sluice__key_load64(a + 8) ^ sluice__key_load64(b + 8)) |
+			(sluice__key_load64(a + len - 16) ^ sluice__key_load64(b + len - 16))) == 0;
+	}
+	return sluice__key_equal16(a, b, len);
 }
 
 #endif /* SLUICE_KEY_INTERNAL_H */

@@ -1,6 +1,7 @@
 /*
  * sluice/limiter.h - the keyed limiter: per-key state for millions of keys in
- * liburcu's lock-free RCU hash table, several limits per key, all-or-nothing.
+ * a lock-free hash table (memory reclaimed through liburcu's RCU), several
+ * limits per key, all-or-nothing.
  *
  * A limiter holds a policy (an array of limits, e.g. 120/min + 50000/day)
  * and, for every key it has seen recently, one entry with one cell per limit.
@@ -283,6 +284,11 @@ SLUICE_API int sluice_limiter_admit_batch(struct sluice_limiter *lim,
  * (its handle's release then answers SLUICE_ENOTFOUND). Reclaimed entries are
  * freed after an RCU grace period (call_rcu); their memory counts against
  * max_keys/max_bytes until then. *reclaimed (may be NULL) receives the count.
+ * A limiter of one GCRA limit also moves the new keys of at most 16 bytes it
+ * visits into the table itself (one cache line per admission afterwards;
+ * the memory they used apart is freed after a grace period): a server that
+ * never sweeps keeps its keys' decisions exact but pays a second cache
+ * line per admission and the memory apart.
  * Returns 0, SLUICE_EINVAL (lim NULL), SLUICE_ETHREAD, or SLUICE_ENOMEM (the
  * small batch that defers the frees could not be allocated: the sweep stops
  * early, having reclaimed *reclaimed entries).

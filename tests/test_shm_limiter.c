@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "limit_util.h"
+#include "shm/store_internal.h"
 #include "shm/zone_internal.h"
 
 /* A zone for limits l[0 .. n) with room for keys keys, initialized. */
@@ -295,6 +296,56 @@ Test(shm_limiter, full_fail_open)
 Test(shm_limiter, full_fail_closed)
 {
 	fill(SLUICE_FAIL_CLOSED);
+}
+
+/* A window full but for one slot claimed for the key (a rival inserting
+ * it; here one that died holding the claim) is not full for the key: its
+ * insertion waits for the claim, takes it back once it is
+ * SLUICE_SHM_CLAIM_TIMEOUT_NS old, and inserts the key there. A window
+ * full with no such claim answers by the fail mode at once. */
+Test(shm_limiter, full_window_waits_for_a_claim_of_the_key)
+{
+	struct sluice_limit l = gcra(1, SEC, 1);
+	size_t bytes;
+	void *base = zone_for(&l, 40, &bytes); /* 60 slots: one window of them all */
+	struct sluice_limiter *lim = shm_lim(base, bytes, &l, SLUICE_FAIL_CLOSED);
+	struct shm_header *h = base;
+	struct shm_store s;
+	sluice__shm_store_init(&s, base, (struct shm_region *)(h + 1), h->secret);
+	cr_assert_eq(s.window, s.nslots);
+	struct sluice_decision d;
+	for (unsigned n = 0; n + 1 < s.nslots; n++) {
+		char key[16];
+		int len = snprintf(key, sizeof key, "key-%u", n);
+		cr_assert_eq(sluice_limiter_admit(lim, key, (size_t)len, 1, SEC, &d), SLUICE_OK);
+		cr_assert(d.allowed && !d.degraded, "key %u", n);
+	}
+	/* The last FREE slot, claimed for "rival" just now. */
+	struct krepr k;
+	uint64_t hash = sluice__shm_key_repr(h->secret, "rival", 5, &k), x = 0, w;
+	while (st_of(w = atomic_load(&s.states[x])) != ST_FREE)
+		x++;
+	atomic_store(&s.states[x], make_word(ST_CLAIMED, tag_of_hash(hash), gen_of(w) + 1, claim_now()));
+	uint64_t t = sluice_monotonic_ns();
+	cr_assert_eq(sluice_limiter_admit(lim, "rival", 5, 1, SEC, &d), SLUICE_OK);
+	t = sluice_monotonic_ns() - t;
+	cr_assert(d.allowed && !d.degraded, "allowed %d degraded %d", d.allowed, d.degraded);
+	cr_assert_geq(t, SLUICE_SHM_CLAIM_TIMEOUT_NS / 2, "waited %llu ns for the claim", (unsigned long long)t);
+	uint64_t fl, cl, lv;
+	cr_assert_eq(sluice__shm_census(lim, &fl, &cl, &lv), SLUICE_OK);
+	cr_assert(fl == 0 && cl == 0 && lv == s.nslots, "free %llu claimed %llu live %llu", (unsigned long long)fl,
+		  (unsigned long long)cl, (unsigned long long)lv);
+	/* The entry is the key's: its one unit is taken. */
+	cr_assert_eq(sluice_limiter_admit(lim, "rival", 5, 1, SEC, &d), SLUICE_OK);
+	cr_assert(!d.allowed && !d.degraded);
+	/* Full, no claim: refused by the fail mode without waiting. */
+	t = sluice_monotonic_ns();
+	cr_assert_eq(sluice_limiter_admit(lim, "another", 7, 1, SEC, &d), SLUICE_OK);
+	t = sluice_monotonic_ns() - t;
+	cr_assert(!d.allowed && d.degraded && d.reason == SLUICE_REASON_CAPACITY);
+	cr_assert_lt(t, SLUICE_SHM_CLAIM_TIMEOUT_NS / 2);
+	sluice_limiter_destroy(lim);
+	sluice_shm_unmap(base, bytes);
 }
 
 Test(shm_limiter, sweep_reclaims_idle_keys)

@@ -43,7 +43,9 @@
  * give up and wait for it; one later than ours we wait for, then look at it
  * again (it gave up, or published: if the key, we give up). The later one
  * always yields and the earlier one waits only for a claim that is
- * resolving, so one of them publishes and the other uses its entry.
+ * resolving, so one of them publishes and the other uses its entry. An
+ * inserter that finds no FREE slot (a rival took the last one) waits for
+ * a claim of its tag in the same way before it calls the window full.
  *
  * Reclaim. As in process (src/limiter/sweep.c, "Reclaim"): a sweeper loads
  * cell 0, checks it and the other cells idle, and CASes cell 0 from the
@@ -234,6 +236,23 @@ static void write_body(const struct shm_store *s, uint64_t i, const struct krepr
 		atomic_store_explicit(body_word(s, i, s->cell_off[0] + 8 * j), buf[j], memory_order_relaxed); /* relaxed: as above */
 }
 
+/* The first slot of the window claimed for a key of our tag (its claim in
+ * *cout), or UINT64_MAX. */
+static uint64_t tag_claim(const struct shm_store *s, const struct probe *home, uint64_t tag, uint64_t *cout)
+{
+	for (uint32_t j = 0; j < s->window; j++) {
+		uint64_t x = slot_at(s, home, j);
+		/* relaxed: only picks a claim to wait for; wait_claim()
+		 * rereads the word (seq_cst). */
+		uint64_t w = atomic_load_explicit(&s->states[x], memory_order_relaxed); /* relaxed: why above */
+		if (st_of(w) == ST_CLAIMED && tag_of(w) == tag) {
+			*cout = w;
+			return x;
+		}
+	}
+	return UINT64_MAX;
+}
+
 /* Give up claim c at slot f because of slot i's state: 1 means i holds the
  * key (use it), 0 means retry the insertion. */
 static int yield_to(const struct shm_store *s, uint64_t f, uint64_t c, uint64_t i, uint64_t w,
@@ -257,7 +276,7 @@ uint64_t sluice__shm_insert(const struct shm_store *s, uint64_t hash, const stru
 	uint64_t tag = tag_of_hash(hash);
 
 	for (;;) {
-		uint64_t i = sluice__shm_lookup(s, hash, k, wout);
+		uint64_t c, i = sluice__shm_lookup(s, hash, k, wout);
 		if (i != UINT64_MAX)
 			return i;
 		/* The first FREE slot of the window. */
@@ -283,12 +302,21 @@ uint64_t sluice__shm_insert(const struct shm_store *s, uint64_t hash, const stru
 			bool any = false;
 			for (uint32_t j = 0; j < s->window; j++)
 				any |= sluice__shm_reclaim_slot(s, slot_at(s, &home, j), now_ns, units);
-			if (!any)
+			if (any)
+				continue;
+			/* Still full. A claim of our tag may be a rival inserting
+			 * this key into the window's last FREE slot: wait for it,
+			 * as for a rival met in the rescan below, then look again
+			 * (it published the key, or gave the slot up). Full only
+			 * when no such claim is left. */
+			uint64_t x = tag_claim(s, &home, tag, &c);
+			if (x == UINT64_MAX)
 				return UINT64_MAX;
+			wait_claim(s, x, c);
 			continue;
 		}
 		uint64_t gen = gen_of(fw) + 1;
-		uint64_t c = make_word(ST_CLAIMED, tag, gen, units);
+		c = make_word(ST_CLAIMED, tag, gen, units);
 		/* seq_cst: claims and the rescan below are totally ordered (the
 		 * one-entry argument, file comment); failure: retry. */
 		if (!atomic_compare_exchange_strong_explicit(&s->states[f], &fw, c, memory_order_seq_cst, /* seq_cst: why above */

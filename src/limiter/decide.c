@@ -31,9 +31,11 @@
  * policy - is inlined into each entry point (admit_locked(), decide_gcra1():
  * one lookup and one CAS, no call through the ops table); everything else
  * goes out of line to admit_slow(). sluice_limiter_admit() has a narrower
- * fast path still (a key of at most 16 bytes live in its home group, a
- * registered thread, cost > 0) that leaves every other case to
- * admit_general() before writing anything. tests/test_limiter_hotpath.c
+ * fast path still (a live key of at most 16 bytes, probed in the inline
+ * array with its shape as constants, a registered thread, cost > 0) that
+ * leaves every other case to admit_general() before writing anything. An
+ * entry met in the middle of a move into its inline slot (V_MOVED) is
+ * finished and looked up again (table.c, "Moving in"). tests/test_limiter_hotpath.c
  * and test_limiter_fastpath.c check both against standalone cells,
  * bench/bench_limiter.c counts their instructions.
  */
@@ -352,11 +354,10 @@ admit_slow(struct sluice_limiter *lim, unsigned long hash, const struct lookup_k
  * case - the key exists, one GCRA limit, the entry is alive - is inlined into
  * each caller; new keys, dead entries and every other policy (a one-word
  * window alone: decide_one()) go to admit_slow(). */
-static inline __attribute__((always_inline)) enum verdict admit_locked(struct sluice_limiter *lim, unsigned long hash,
-					const struct lookup_key *k, struct entry *e,
-					uint64_t cost, uint64_t now_ns,
-					struct sluice_decision *out,
-					struct sluice__limiter_hold *hold)
+static inline __attribute__((always_inline)) enum verdict
+admit_locked(struct sluice_limiter *lim, unsigned long hash, const struct lookup_key *k,
+	     struct entry *e, uint64_t cost, uint64_t now_ns, struct sluice_decision *out,
+	     struct sluice__limiter_hold *hold)
 {
 	if (e == NULL)
 		e = lookup_any(lim, hash, k);

@@ -486,8 +486,8 @@ lookup_rest(const struct index *ix, uint64_t tag, unsigned first, uint64_t g,
 	return lookup_rest_shaped(ix, 3, 3, tag, first, g, k);
 }
 
-static inline __attribute__((always_inline)) struct entry *lookup(const struct sluice_limiter *lim, unsigned long hash,
-				   const struct lookup_key *k)
+static inline __attribute__((always_inline)) struct entry *
+lookup(const struct sluice_limiter *lim, unsigned long hash, const struct lookup_key *k)
 {
 	const struct index *ix = index_of(lim);
 	const uint64_t tag = slot_tag(hash);
@@ -559,8 +559,8 @@ lookup_inline_call(const struct sluice_limiter *lim, unsigned long hash, const v
  * short key of an inline-keys limiter found inline in its first slot
  * costs one comparison of words and one of keys; anything else goes on
  * out of line. */
-static inline __attribute__((always_inline)) struct entry *lookup_any(const struct sluice_limiter *lim, unsigned long hash,
-				       const struct lookup_key *k)
+static inline __attribute__((always_inline)) struct entry *
+lookup_any(const struct sluice_limiter *lim, unsigned long hash, const struct lookup_key *k)
 {
 	if (!lim->inline_keys || k->len > INLINE_KEY_MAX)
 		return lookup(lim, hash, k);
@@ -631,12 +631,18 @@ static inline struct entry *lookup_address(const struct sluice_limiter *lim, uin
 	return lookup_address_shaped(ix, 3, 3, hash, entry);
 }
 
-/* Prefetch hash's home line (write intent: in an inline array the line
- * holds the cell an admission CASes). */
+/* Prefetch hash's home line: for writing in an inline array (the line
+ * holds the cell an admission CASes), for reading in a pointer array (its
+ * lines are read-mostly and shared between threads). */
 static inline void prefetch_group(const struct sluice_limiter *lim, unsigned long hash)
 {
 	const struct index *ix = index_of(lim);
-	__builtin_prefetch(&ix->g[home_group(ix, hash)], 1, 3);
+	const struct group *line = &ix->g[home_group(ix, hash)];
+
+	if (lim->inline_keys)
+		__builtin_prefetch(line, 1, 3);
+	else
+		__builtin_prefetch(line, 0, 3);
 }
 
 static inline void read_unlock(struct sluice_limiter *lim)

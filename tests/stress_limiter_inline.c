@@ -14,8 +14,10 @@
  *     the exhaustion of every key, until the inserter below has added
  *     FRESH_PER_WINDOW keys in the window;
  *   - a sweeper calls sluice_limiter_sweep() at the window's time in a loop:
- *     it moves keys in, and from the second window on first reclaims the
- *     keys that the window's refill made idle while workers re-admit them;
+ *     it moves in keys whose insertion found the lock taken, and from the
+ *     second window on first reclaims the keys that the window's refill
+ *     made idle while workers re-admit them (each re-admission an insertion
+ *     that moves its key in while other workers admit it);
  *   - an inserter admits fresh keys, so the array resizes again and again
  *     (each resize moves every inline key once more: settle_forwarded());
  *   - a peeker peeks random tracked keys, or asks the engine's dry run
@@ -266,7 +268,9 @@ static void on_entry(void *user, const void *key, size_t key_len, const struct s
 	(void)user;
 	(void)key;
 	(void)d;
-	live_apart_bytes += 16 + key_len; /* header, GCRA word, key */
+	/* header, GCRA word, key; a short key's entry also has a 24-byte
+	 * retire head */
+	live_apart_bytes += (key_len <= 16 ? 40 : 16) + key_len;
 	if (key_len <= 16)
 		live_short_keys++;
 	else
@@ -408,7 +412,7 @@ static int round_run(int round, uint64_t mask)
 	}
 	fprintf(stderr,
 		"round %d (mask %#llx): %llu inserted (%llu fresh), %llu reclaimed, %llu live "
-		"(%llu short), %llu of their %llu bytes moved in by the concurrent sweeps\n",
+		"(%llu short), %llu of their %llu bytes moved in by insertions and sweeps\n",
 		round, (unsigned long long)mask, (unsigned long long)s.inserted, (unsigned long long)fresh,
 		(unsigned long long)s.reclaimed, (unsigned long long)live, (unsigned long long)short_keys,
 		(unsigned long long)moved, (unsigned long long)apart_all);

@@ -1,8 +1,10 @@
 /*
  * test_limiter_inline.c - the keyed limiter's inline slots (the one-GCRA
  * policy; src/limiter/table.c, "Moving in"; docs/limiter.md, "Inline
- * slots"): a key of at most 16 bytes is inserted allocated apart, and the
- * sweep or a resize moves it with its cell into the index's own slot.
+ * slots"): a key of at most 16 bytes is inserted allocated apart and moved
+ * with its cell into the index's own slot by its insertion, or, when
+ * another mover holds the lock (sluice__limiter_hold_moves() here), by the
+ * next sweep or resize.
  *
  * Every test keeps, beside the limiter, a standalone struct sluice_gcra per
  * key fed the same requests (the model), and compares each decision field
@@ -39,10 +41,11 @@ struct tkey {
 static struct sluice_limit rate; /* every test's one limit */
 
 /* Bytes of an allocated entry of a one-GCRA limiter: a header word, the
- * GCRA word and the key (test_limiter_kinds.c pins the same layout). */
+ * GCRA word and the key, after a 24-byte retire head for a short key
+ * (test_limiter_kinds.c pins the same layout). */
 static uint64_t entry_bytes(size_t len)
 {
-	return 16 + len;
+	return (len <= INLINE_MAX ? 40 : 16) + len;
 }
 
 /* Key i of length len: distinct for distinct (i, len) with i < 2^24. */
@@ -157,22 +160,36 @@ static void sweep_all(struct sluice_limiter *lim, uint64_t now, size_t want_recl
 
 /* ---- exactness across a move ---- */
 
-/* For each key length: requests before the sweep, a sweep that moves the
- * short keys, then requests after it (refill, denial, a partial refill,
- * cost above the burst): every decision equals the model's. */
+/* For each key length: requests before the sweep (the short key moved by
+ * its insertion, or, held, kept apart until the sweep moves it), then
+ * requests after it (refill, denial, a partial refill, cost above the
+ * burst): every decision equals the model's. */
 Test(limiter_inline, state_unchanged_by_move_every_key_length)
 {
-	for (size_t n = 0; n < NLENS; n++) {
+	for (size_t n = 0; n < 2 * NLENS; n++) {
 		struct sluice_limiter *lim = make();
 		struct tkey *t = malloc(sizeof *t);
+		bool held = n >= NLENS;
 		cr_assert_not_null(t);
-		tkey_init(t, (unsigned)n, LENS[n]);
+		tkey_init(t, (unsigned)n, LENS[n % NLENS]);
 		uint64_t now = 10 * SEC;
+		if (held)
+			sluice__limiter_hold_moves(lim, true);
 		cr_assert(same(lim, t, 3, now));
+		sluice__limiter_hold_moves(lim, false);
+		if (!held) {
+			rcu_barrier();
+			cr_assert_eq(stats_of(lim).bytes, t->len <= INLINE_MAX ? 0 : entry_bytes(t->len),
+				     "len %zu: moved in by its insertion iff <= 16 bytes", t->len);
+		}
+		sluice__limiter_hold_moves(lim, true);
 		cr_assert(same(lim, t, 4, now + 50 * MS));
+		sluice__limiter_hold_moves(lim, false);
+		if (held)
+			cr_assert_eq(stats_of(lim).bytes, entry_bytes(t->len), "len %zu: held apart", t->len);
 		sweep_all(lim, now + 60 * MS, 0);
-		uint64_t want_bytes = LENS[n] <= INLINE_MAX ? 0 : entry_bytes(LENS[n]);
-		cr_assert_eq(stats_of(lim).bytes, want_bytes, "len %zu: moved in iff <= 16 bytes", LENS[n]);
+		uint64_t want_bytes = t->len <= INLINE_MAX ? 0 : entry_bytes(t->len);
+		cr_assert_eq(stats_of(lim).bytes, want_bytes, "len %zu: moved in iff <= 16 bytes", t->len);
 		same_peek(lim, t, now + 60 * MS);
 		cr_assert(same(lim, t, 3, now + 70 * MS));
 		cr_assert_not(same(lim, t, 2, now + 80 * MS));
@@ -210,14 +227,26 @@ Test(limiter_inline, repeated_sweeps_between_requests)
 
 /* ---- statistics and the budget ---- */
 
-/* A sweep that moves keys changes no counter but bytes: the short keys'
- * allocations are freed (after a grace period), the long ones' stay. */
+/* A move changes no counter but bytes: the short keys' allocations are
+ * freed (after a grace period), the long ones' stay - without a sweep when
+ * their insertion moved them, by the sweep for keys inserted while another
+ * mover held the lock. */
 Test(limiter_inline, stats_bytes_drop_for_short_keys_only)
 {
 	struct sluice_limiter *lim = make();
-	struct tkey t[NLENS];
+	struct tkey t[NLENS], u[NLENS];
 	uint64_t now = SEC, all = 0, apart = 0;
 
+	for (size_t n = 1; n < NLENS; n++) { /* the empty key is t[0] */
+		tkey_init(&u[n], (unsigned)n + 100, LENS[n]);
+		same(lim, &u[n], 1, now);
+		if (LENS[n] > INLINE_MAX)
+			apart += entry_bytes(LENS[n]);
+	}
+	rcu_barrier();
+	cr_assert_eq(stats_of(lim).bytes, apart, "moved in by their insertions");
+	all = apart;
+	sluice__limiter_hold_moves(lim, true);
 	for (size_t n = 0; n < NLENS; n++) {
 		tkey_init(&t[n], (unsigned)n, LENS[n]);
 		same(lim, &t[n], 2, now);
@@ -225,6 +254,8 @@ Test(limiter_inline, stats_bytes_drop_for_short_keys_only)
 		if (LENS[n] > INLINE_MAX)
 			apart += entry_bytes(LENS[n]);
 	}
+	sluice__limiter_hold_moves(lim, false);
+	rcu_barrier();
 	struct sluice_limiter_stats before = stats_of(lim);
 	cr_assert_eq(before.bytes, all);
 	size_t got = 99;
@@ -273,9 +304,11 @@ Test(limiter_inline, max_keys_counts_moved_keys)
  * key; a move gives the entry's bytes back, so more keys fit afterwards. */
 Test(limiter_inline, max_bytes_freed_by_move_fits_more_keys)
 {
-	const uint64_t per_new = entry_bytes(8) + 64; /* 88: a new 8-byte key */
+	const uint64_t per_new = entry_bytes(8) + 64; /* 112: a new 8-byte key */
 	struct sluice_limiter_options o = opts();
-	o.max_bytes = 4 * per_new - 1; /* three new keys fit, not four */
+	/* three new keys fit, not four; once moved, 3 * 64 + one new key, not
+	 * two; then 4 * 64 + one new key, not two. */
+	o.max_bytes = 3 * 64 + 2 * per_new - 1;
 	o.fail_mode = SLUICE_FAIL_CLOSED;
 	struct sluice_limiter *lim = make_opts(&o);
 	struct tkey t[6];
@@ -283,20 +316,26 @@ Test(limiter_inline, max_bytes_freed_by_move_fits_more_keys)
 
 	for (unsigned i = 0; i < 6; i++)
 		tkey_init(&t[i], i, 8);
+	sluice__limiter_hold_moves(lim, true); /* every new key stays apart */
 	for (unsigned i = 0; i < 3; i++)
 		same(lim, &t[i], 1, SEC);
 	cr_assert_eq(sluice_limiter_admit(lim, t[3].k, t[3].len, 1, SEC, &d), SLUICE_OK);
 	cr_assert(d.degraded, "four allocated keys exceed max_bytes");
-	/* Moved: 3 * 64 charged, room for one more new key (88), not two. */
+	sluice__limiter_hold_moves(lim, false);
+	/* Moved: 3 * 64 charged, room for one more new key (112), not two. */
 	sweep_all(lim, SEC, 0);
+	sluice__limiter_hold_moves(lim, true);
 	cr_assert(same(lim, &t[3], 1, SEC));
 	cr_assert_eq(sluice_limiter_admit(lim, t[4].k, t[4].len, 1, SEC, &d), SLUICE_OK);
 	cr_assert(d.degraded);
-	/* Moved: 4 * 64 + 88 fits. */
+	sluice__limiter_hold_moves(lim, false);
+	/* Moved: 4 * 64 + 112 fits. */
 	sweep_all(lim, SEC, 0);
+	sluice__limiter_hold_moves(lim, true);
 	cr_assert(same(lim, &t[4], 1, SEC));
 	cr_assert_eq(sluice_limiter_admit(lim, t[5].k, t[5].len, 1, SEC, &d), SLUICE_OK);
 	cr_assert(d.degraded);
+	sluice__limiter_hold_moves(lim, false);
 	struct sluice_limiter_stats s = stats_of(lim);
 	cr_assert_eq(s.live_keys, 5);
 	cr_assert_eq(s.degraded, 3);
@@ -661,7 +700,7 @@ Test(limiter_inline, foreach_sees_moved_keys_once)
 }
 
 /* A snapshot saves moved keys' states, and a restore brings them back
- * (allocated apart; its own sweep moves them in again) exactly. */
+ * (moved in again by the restore, as by an insertion) exactly. */
 Test(limiter_inline, snapshot_round_trip_of_moved_keys)
 {
 	struct sluice_limiter *lim = make();
@@ -752,7 +791,9 @@ Test(limiter_inline, reserve_with_hint_from_before_the_move)
 	uint64_t now = SEC;
 
 	tkey_init(&t, 4, 16);
+	sluice__limiter_hold_moves(lim, true); /* the sweep moves it */
 	use_some(lim, &t, 1, now);
+	sluice__limiter_hold_moves(lim, false);
 	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
 	rcu_read_lock();
 	cr_assert(sluice__limiter_check(lim, t.k, t.len, 2, now, &d, &hint));
@@ -790,7 +831,9 @@ Test(limiter_inline, cancel_after_move_keeps_consumption)
 	uint64_t now = SEC;
 
 	tkey_init(&t, 5, 2);
+	sluice__limiter_hold_moves(lim, true); /* the sweep moves it */
 	same(lim, &t, 1, now);
+	sluice__limiter_hold_moves(lim, false);
 	cr_assert_eq(sluice__limiter_thread_enter(lim), SLUICE_OK);
 	rcu_read_lock();
 	cr_assert_eq(sluice__limiter_reserve(lim, t.k, t.len, NULL, 4, now, &d, &hold), 0);

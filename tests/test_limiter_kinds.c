@@ -533,19 +533,31 @@ Test(limiter_kinds, entry_sizes_gcra_unchanged_commit_word_only_without_gcra)
 	struct sluice_decision d;
 	struct sluice_limit g = gcra(10, SEC, 10);
 	struct sluice_limiter *lim = make(&g, 1);
+	/* The one-GCRA policy: a retire head 24 (call_rcu's head and the
+	 * limiter) + a header word 8 + GCRA 8 + key 16, allocated apart while
+	 * the insertion cannot move the key into its inline slot (another
+	 * mover holds the lock), which allocates nothing (docs/limiter.md,
+	 * "Inline slots"). */
+	sluice__limiter_hold_moves(lim, true);
 	cr_assert(admit(lim, "0123456789abcdef", 1, SEC, &d));
-	/* The one-GCRA policy: a header word 8 + GCRA 8 + key 16, allocated
-	 * apart until the sweep moves the key into its inline slot, which
-	 * allocates nothing (docs/limiter.md, "Inline slots"). */
-	cr_assert_eq(bytes_of(lim), 32);
+	sluice__limiter_hold_moves(lim, false);
+	cr_assert_eq(bytes_of(lim), 56);
 	size_t got;
 	cr_assert_eq(sluice_limiter_sweep(lim, SEC, 100, &got), SLUICE_OK);
 	cr_assert_eq(got, 0);
-	cr_assert_eq(bytes_of(lim), 32, "freed after a grace period");
+	cr_assert_eq(bytes_of(lim), 56, "freed after a grace period");
 	rcu_barrier();
 	cr_assert_eq(bytes_of(lim), 0);
 	cr_assert(admit(lim, "0123456789abcdef", 9, SEC, &d), "the state moved with the key");
 	cr_assert_not(admit(lim, "0123456789abcdef", 1, SEC, &d));
+	/* A new key that its insertion moves in: freed without a sweep. */
+	cr_assert(admit(lim, "fedcba9876543210", 1, SEC, &d));
+	rcu_barrier();
+	cr_assert_eq(bytes_of(lim), 0);
+	/* Longer keys stay apart, without the retire head: 8 + 8 + 17. */
+	cr_assert(admit(lim, "0123456789abcdefg", 1, SEC, &d));
+	rcu_barrier();
+	cr_assert_eq(bytes_of(lim), 33);
 	sluice_limiter_destroy(lim);
 
 	struct sluice_limit gc[2] = { calendar(100, DAY), gcra(10, SEC, 10) };

@@ -8,13 +8,20 @@
  * more admitted than the limit), and reading it as a state would deny
  * everything ("never").
  *
- * sluice__limiter_set_move_hook() stops every move of a sweep right there,
+ * sluice__limiter_set_move_hook() stops every move right there,
  * deterministically, and runs the test's requests; each is compared with a
  * standalone GCRA cell fed the same requests (the model), field by field.
+ * The moves stopped are a sweep's (of keys inserted while
+ * sluice__limiter_hold_moves() kept their insertions from moving them) and
+ * insertions' own. The last tests check what an insertion does when it
+ * cannot take the lock, and the budget its move gives back.
  */
+#include <pthread.h>
+#include <sched.h>
 #include <criterion/criterion.h>
 #include <sluice.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <urcu.h> /* rcu_read_lock for the engine's internal API, rcu_barrier */
 
@@ -63,7 +70,8 @@ static bool admit_both(struct sluice_limiter *lim, unsigned i, uint64_t cost, ui
 }
 
 /* 10 per day, burst 10: no refill within a test. Every key admitted three
- * times; the test then sets its hook and sweeps (sweep_and_finish()). */
+ * times, its insertion kept from moving it; the test then sets its hook
+ * and sweeps (sweep_and_finish()). */
 static struct sluice_limiter *setup(void)
 {
 	struct sluice_limiter *lim = NULL;
@@ -73,11 +81,13 @@ static struct sluice_limiter *setup(void)
 	o.size = sizeof o;
 	rate = gcra(10, 86400 * SEC, 10);
 	cr_assert_eq(sluice_limiter_create(&lim, &rate, 1, &o), SLUICE_OK);
+	sluice__limiter_hold_moves(lim, true);
 	for (unsigned i = 0; i < NKEYS; i++) {
 		sluice_gcra_init(&model[i]);
 		for (int n = 0; n < 3; n++)
 			cr_assert(admit_both(lim, i, 1, T0));
 	}
+	sluice__limiter_hold_moves(lim, false);
 	hooked = 0;
 	return lim;
 }
@@ -221,5 +231,137 @@ Test(limiter_move, a_batch_in_the_middle_admits_exactly_what_is_left)
 	sweep_and_finish(lim);
 	for (unsigned i = 0; i < NKEYS; i++)
 		cr_assert_not(admit_both(lim, i, 1, T0));
+	sluice_limiter_destroy(lim);
+}
+
+/* ---- the insertion's own move ---- */
+
+static struct sluice_limiter *fresh(uint64_t max_bytes)
+{
+	struct sluice_limiter *lim = NULL;
+	struct sluice_limiter_options o;
+
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.max_bytes = max_bytes;
+	o.fail_mode = SLUICE_FAIL_CLOSED;
+	rate = gcra(10, 86400 * SEC, 10);
+	cr_assert_eq(sluice_limiter_create(&lim, &rate, 1, &o), SLUICE_OK);
+	for (unsigned i = 0; i < NKEYS; i++)
+		sluice_gcra_init(&model[i]);
+	hooked = 0;
+	return lim;
+}
+
+static struct sluice_limiter_stats stats_of(struct sluice_limiter *lim)
+{
+	struct sluice_limiter_stats s = { .size = sizeof s };
+	cr_assert_eq(sluice_limiter_stats(lim, &s), SLUICE_OK);
+	return s;
+}
+
+/* In the middle of a new key's move by its own insertion (before the
+ * inserting admission decides): a peek reads a full bucket, four
+ * admissions count once each, and the inserting admission decides after
+ * them on the slot. */
+static void hook_new(void *user, const void *key, size_t len)
+{
+	struct sluice_limiter *lim = user;
+	unsigned i = index_of_key(key, len);
+	struct sluice_decision d, m;
+
+	hooked++;
+	cr_assert_eq(sluice_limiter_peek(lim, key, len, T0, &d), SLUICE_OK);
+	sluice_gcra_admit(&model[i], &rate.rate, T0, 0, &m);
+	same(&d, &m);
+	cr_assert_eq(d.remaining, 10);
+	for (int n = 0; n < 4; n++)
+		cr_assert(admit_both(lim, i, 1, T0));
+}
+
+Test(limiter_move, an_insertion_moves_its_key_and_admissions_in_the_middle_count_once)
+{
+	struct sluice_limiter *lim = fresh(0);
+	sluice__limiter_set_move_hook(hook_new, lim);
+	for (unsigned i = 0; i < NKEYS; i++) {
+		cr_assert(admit_both(lim, i, 2, T0), "key %u: the inserting admission", i);
+		cr_assert_eq(hooked, i + 1, "key %u moved by its insertion", i);
+	}
+	sluice__limiter_set_move_hook(NULL, NULL);
+	rcu_barrier();
+	struct sluice_limiter_stats s = stats_of(lim);
+	cr_assert_eq(s.bytes, 0, "every key inline without a sweep");
+	cr_assert_eq(s.inserted, NKEYS);
+	cr_assert_eq(s.admitted, NKEYS * 5);
+	for (unsigned i = 0; i < NKEYS; i++) {
+		cr_assert(admit_both(lim, i, 4, T0), "key %u: its 4 left", i);
+		cr_assert_not(admit_both(lim, i, 1, T0), "key %u: spent", i);
+	}
+	sluice_limiter_destroy(lim);
+}
+
+/* Another thread holds resize_lock (as a resize, a sweep's moves or a
+ * snapshot walk would). */
+static _Atomic int holder_state; /* 0 start, 1 holding, 2 release */
+
+static void *holder_main(void *arg)
+{
+	struct sluice_limiter *lim = arg;
+
+	sluice__limiter_hold_moves(lim, true);
+	/* seq_cst: a test handshake, not a hot path. */
+	atomic_store_explicit(&holder_state, 1, memory_order_seq_cst); /* seq_cst: why above */
+	while (atomic_load_explicit(&holder_state, memory_order_seq_cst) != 2) /* seq_cst: as above */
+		sched_yield();
+	sluice__limiter_hold_moves(lim, false);
+	return NULL;
+}
+
+Test(limiter_move, an_insertion_that_finds_the_lock_taken_leaves_the_key_to_the_sweep)
+{
+	struct sluice_limiter *lim = fresh(0);
+	pthread_t th;
+
+	sluice__limiter_set_move_hook(hook_admit, lim);
+	atomic_store_explicit(&holder_state, 0, memory_order_seq_cst); /* seq_cst: a test handshake */
+	cr_assert_eq(pthread_create(&th, NULL, holder_main, lim), 0);
+	while (atomic_load_explicit(&holder_state, memory_order_seq_cst) != 1) /* seq_cst: as above */
+		sched_yield();
+	for (unsigned i = 0; i < NKEYS; i++)
+		for (int n = 0; n < 3; n++)
+			cr_assert(admit_both(lim, i, 1, T0));
+	cr_assert_eq(hooked, 0, "no insertion moved its key");
+	rcu_barrier();
+	cr_assert_eq(stats_of(lim).bytes, NKEYS * 56, "every key apart: 24 + 8 + 8 + 16 bytes");
+	atomic_store_explicit(&holder_state, 2, memory_order_seq_cst); /* seq_cst: as above */
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	sweep_and_finish(lim); /* the sweep moves them, admissions in the middle */
+	for (unsigned i = 0; i < NKEYS; i++)
+		cr_assert_not(admit_both(lim, i, 1, T0), "key %u after the move", i);
+	cr_assert_eq(stats_of(lim).inserted, NKEYS);
+	sluice_limiter_destroy(lim);
+}
+
+/* The move by an insertion gives the entry's bytes back after the grace
+ * period, without a sweep: a new 16-byte key is charged 56 + 64, and a
+ * budget of 2 * 120 - 1 fits a second one only once the first key's 56
+ * bytes apart are back, not a third. */
+Test(limiter_move, an_insertion_move_gives_the_bytes_back_to_the_budget)
+{
+	struct sluice_limiter *lim = fresh(2 * 120 - 1);
+	struct sluice_decision d;
+	char k[16];
+
+	cr_assert(admit_both(lim, 0, 1, T0));
+	rcu_barrier();
+	cr_assert(admit_both(lim, 1, 1, T0), "64 + 120 fits");
+	rcu_barrier();
+	key_of(2, k);
+	cr_assert_eq(sluice_limiter_admit(lim, k, sizeof k, 1, T0, &d), SLUICE_OK);
+	cr_assert(d.degraded, "2 * 64 + 120 does not");
+	cr_assert_not(d.allowed);
+	struct sluice_limiter_stats s = stats_of(lim);
+	cr_assert_eq(s.bytes, 0);
+	cr_assert_eq(s.live_keys, 2);
 	sluice_limiter_destroy(lim);
 }

@@ -284,11 +284,13 @@ SLUICE_API int sluice_limiter_admit_batch(struct sluice_limiter *lim,
  * (its handle's release then answers SLUICE_ENOTFOUND). Reclaimed entries are
  * freed after an RCU grace period (call_rcu); their memory counts against
  * max_keys/max_bytes until then. *reclaimed (may be NULL) receives the count.
- * A limiter of one GCRA limit also moves the new keys of at most 16 bytes it
- * visits into the table itself (one cache line per admission afterwards;
- * the memory they used apart is freed after a grace period): a server that
- * never sweeps keeps its keys' decisions exact but pays a second cache
- * line per admission and the memory apart.
+ * A limiter of one GCRA limit keeps keys of at most 16 bytes in the table
+ * itself (one cache line per admission; a new key is moved there by its
+ * first admission, the memory it used apart freed after a grace period);
+ * the sweep moves those it visits whose first admission found another
+ * mover (a resize, a sweep, a snapshot) at work: a server that never
+ * sweeps keeps such keys' decisions exact but pays a second cache line per
+ * admission and the memory apart.
  * Returns 0, SLUICE_EINVAL (lim NULL), SLUICE_ETHREAD, or SLUICE_ENOMEM (the
  * small batch that defers the frees could not be allocated: the sweep stops
  * early, having reclaimed *reclaimed entries).

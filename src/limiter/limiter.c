@@ -285,7 +285,8 @@ int sluice_limiter_create(struct sluice_limiter **out, const struct sluice_limit
 	 * shrinks) by itself (table.c). */
 	uint64_t keys_bound = o.max_keys;
 	if (o.max_bytes != 0) {
-		uint64_t by_bytes = o.max_bytes / (entry_size(lim, 0) + table_share(lim));
+		/* The retire prefix is given back once the key moves in. */
+		uint64_t by_bytes = o.max_bytes / (entry_size(lim, 0) - entry_pre(lim, 0) + table_share(lim));
 		if (keys_bound == 0 || by_bytes < keys_bound)
 			keys_bound = by_bytes;
 	}

@@ -27,6 +27,12 @@ void sluice__limiter_set_hash_mask(struct sluice_limiter *lim, uint64_t mask);
  * section and holding resize_lock (fn may admit, peek and check existing
  * keys of the limiter, not insert). NULL: none. */
 void sluice__limiter_set_move_hook(void (*fn)(void *user, const void *key, size_t key_len), void *user);
+/* Tests only: take (hold) or release lim's resize_lock, the lock every
+ * move holds, so that keys inserted meanwhile stay allocated apart (their
+ * insertion's trylock fails) until a sweep without the lock moves them. On
+ * the caller's thread: inserting so many keys that the array must grow
+ * would wait for the caller itself. */
+void sluice__limiter_hold_moves(struct sluice_limiter *lim, bool hold);
 
 /* ---- for the policy engine (engine.c) ---- */
 

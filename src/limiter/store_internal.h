@@ -103,9 +103,9 @@ struct entry;
  * word, eight to a line. Inline arrays (the one-GCRA policy, whose entry is
  * one cell word and its key): a slot is struct islot, 32 bytes, two to a
  * line, so a key of at most INLINE_KEY_MAX bytes lives with its cell in the
- * line its lookup reads first. Longer keys, and new keys until the sweep or
- * a resize moves them in (table.c, "Moving in"), sit in pointer words of
- * the same array.
+ * line its lookup reads first. Longer keys, and new keys until their
+ * insertion (or, if it could not, the sweep or a resize) moves them in
+ * (table.c, "Moving in"), sit in pointer words of the same array.
  *
  * A key's probe starts at line (hash >> 16) & mask, reads the line's slots
  * from slot (hash >> 61) on, cyclically, then the next line's the same
@@ -319,17 +319,34 @@ static inline uint16_t key_len_of(const struct sluice_limiter *lim, const struct
 	return len;
 }
 
-/* Bytes of an allocated entry with a key of key_len bytes (header
- * included). */
+/* In front of the header of an inline-keys limiter's allocated entry with
+ * a short key: once its key has moved into an inline slot (table.c,
+ * "Moving in"), the entry alone goes to call_rcu, which needs a head, and
+ * its callback needs the limiter. */
+struct entry_retire {
+	struct rcu_head head;
+	struct sluice_limiter *lim;
+};
+_Static_assert(sizeof(struct entry_retire) % 8 == 0, "entries stay 8-byte aligned");
+
+/* Bytes in front of the header of an allocated entry with a key of key_len
+ * bytes. */
+static inline size_t entry_pre(const struct sluice_limiter *lim, size_t key_len)
+{
+	return lim->inline_keys && key_len <= INLINE_KEY_MAX ? sizeof(struct entry_retire) : 0;
+}
+
+/* Bytes of an allocated entry with a key of key_len bytes (header and
+ * retire prefix included). */
 static inline size_t entry_size(const struct sluice_limiter *lim, size_t key_len)
 {
-	return lim->hdr + lim->key_off + key_len;
+	return entry_pre(lim, key_len) + lim->hdr + lim->key_off + key_len;
 }
 
 /* What the allocator returned for an allocated entry. */
 static inline void *entry_base(const struct sluice_limiter *lim, struct entry *e)
 {
-	return (unsigned char *)e - lim->hdr;
+	return (unsigned char *)e - lim->hdr - entry_pre(lim, key_len_of(lim, e));
 }
 
 /* Is e an inline slot's entry (of this array or an older one)? Only while

@@ -48,7 +48,9 @@
  * never.
  *
  * The budget (max_keys, max_bytes) is charged before an insert and given
- * back when the entry is freed (sweep.c, after a grace period): a relaxed
+ * back when the entry is freed (after a grace period: sweep.c for a
+ * reclaimed key; for an entry whose key moved into an inline slot, its
+ * bytes only, free_moved_cb() or the sweep's batch): a relaxed
  * fetch_add with rollback, so two inserters near the limit may both fail
  * (each sees the other's transient charge) but never both pass beyond it.
  */
@@ -220,9 +222,11 @@ static void place(struct index *ix, uint64_t hash, uint64_t w)
  * An inline-keys limiter's short key is first linked by a pointer word (an
  * insert publishes a whole entry with one CAS, which a 32-byte slot cannot
  * be), and after a resize its inline slot of the old array is linked from
- * the new array the same way (a forwarded entry). The sweep and the resize
- * then move such entries into the word's own slot, holding resize_lock, so
- * there is one mover at a time and no resize meanwhile:
+ * the new array the same way (a forwarded entry). The insertion itself, the
+ * resize and the sweep move such entries into the word's own slot, holding
+ * resize_lock, so there is one mover at a time and no resize meanwhile (an
+ * insertion only tries the lock: if a resize, a sweep or a snapshot walk
+ * holds it, the key stays apart until the next sweep moves it):
  *
  *  1. the key bytes are copied into the slot; then, in a loop, the entry's
  *     cell word v is copied into the slot's cell and the entry's cell is
@@ -243,7 +247,13 @@ static void place(struct index *ix, uint64_t hash, uint64_t w)
  * cancel of a receipt on the old cell fails its CAS (the value is not its
  * `after`), so that admission's consumption stays (GCRA cancels are
  * inexact anyway, limit_kind.c). An entry whose cell is a tombstone is
- * being reclaimed and is not moved. */
+ * being reclaimed and is not moved.
+ *
+ * The entry a move leaves behind may still be read by admissions that
+ * found its pointer word before step 2: it is freed after a grace period,
+ * with its bytes (not the key's table share) given back - alone, by
+ * call_rcu on the head in front of its header (struct entry_retire), when
+ * the insertion moved it; in the sweep's batch when the sweep did. */
 
 /* Step 1 of a move: the key and the cell copied into the slot of word w
  * (at), the entry's cell frozen. Returns the key's length, or -1 if the
@@ -290,6 +300,14 @@ void sluice__limiter_set_move_hook(void (*fn)(void *user, const void *key, size_
 	 * own thread. */
 	atomic_store_explicit(&move_hook_user, user, memory_order_relaxed); /* relaxed: why above */
 	atomic_store_explicit(&move_hook, fn, memory_order_relaxed); /* relaxed: why above */
+}
+
+void sluice__limiter_hold_moves(struct sluice_limiter *lim, bool hold)
+{
+	if (hold)
+		pthread_mutex_lock(&lim->resize_lock);
+	else
+		pthread_mutex_unlock(&lim->resize_lock);
 }
 
 bool sluice__limiter_move_in(struct sluice_limiter *lim, _Atomic uint64_t *at, uint64_t w,
@@ -463,10 +481,11 @@ static void unreserve(struct index *ix)
 }
 
 /* Link e (key k, hash) into the index, inside a read-side section (the
- * file comment, (2)-(6)). Returns e, the entry already linked for k, or
- * NULL if the index is full and could not grow. */
+ * file comment, (2)-(6)). Returns e (its word, `tag | e`, then at *won),
+ * the entry already linked for k, or NULL if the index is full and could
+ * not grow. */
 static struct entry *index_add(struct sluice_limiter *lim, uint64_t hash, const struct lookup_key *k,
-			       struct entry *e)
+			       struct entry *e, _Atomic uint64_t **won)
 {
 	const uint64_t tag = slot_tag(hash);
 	const uint64_t want = tag | (uint64_t)(uintptr_t)e;
@@ -507,8 +526,10 @@ static struct entry *index_add(struct sluice_limiter *lim, uint64_t hash, const 
 					 * cells and key to the probes' acquire loads.
 					 * acquire on failure: the winner's entry,
 					 * which the loop reads next. */
-					if (atomic_compare_exchange_strong_explicit(slot, &w, want, memory_order_acq_rel, memory_order_acquire)) /* acq_rel/acquire: why above */
+					if (atomic_compare_exchange_strong_explicit(slot, &w, want, memory_order_acq_rel, memory_order_acquire)) { /* acq_rel/acquire: why above */
+						*won = slot;
 						return e;
+					}
 				}
 			}
 		}
@@ -568,15 +589,18 @@ static struct entry *entry_new(struct sluice_limiter *lim, const void *key, size
 	unsigned char *base = lim_alloc(lim, size);
 	if (base == NULL)
 		return NULL;
-	struct entry *e = (struct entry *)(base + lim->hdr);
+	size_t pre = entry_pre(lim, len);
+	struct entry *e = (struct entry *)(base + pre + lim->hdr);
 	/* The slot word keeps the address in bits 3..47 (store_internal.h). */
 	if (((uintptr_t)e & ~(uintptr_t)SLOT_PTR_MASK) != 0) {
 		lim_free(lim, base, size);
 		return NULL;
 	}
+	if (pre != 0)
+		((struct entry_retire *)(void *)base)->lim = lim;
 	if (lim->hdr != 0)
 		/* relaxed: published with the entry by the insert's CAS. */
-		atomic_store_explicit((_Atomic uint64_t *)(void *)base, (uint64_t)len << SLOT_LEN_SHIFT, memory_order_relaxed); /* relaxed: why above */
+		atomic_store_explicit((_Atomic uint64_t *)(void *)(base + pre), (uint64_t)len << SLOT_LEN_SHIFT, memory_order_relaxed); /* relaxed: why above */
 	for (uint32_t i = 0; i < lim->nlimits; i++)
 		lim->ops[i]->init(cell_of(lim, e, i), &lim->limits[i]);
 	if (lim->hdr == 0) {
@@ -586,6 +610,57 @@ static struct entry *entry_new(struct sluice_limiter *lim, const void *key, size
 	if (len != 0)
 		memcpy((unsigned char *)e + lim->key_off, key, len);
 	return e;
+}
+
+/* The grace period after a move made by an insertion has ended: free the
+ * entry it left behind and give back its bytes (the key's table share
+ * stays with the inline slot). */
+static void free_moved_cb(struct rcu_head *head)
+{
+	/* TSan: the entry was frozen before call_rcu() handed it over. */
+	TSAN_ACQUIRE(head);
+	struct entry_retire *r = caa_container_of(head, struct entry_retire, head);
+	struct sluice_limiter *lim = r->lim;
+#ifdef SLUICE_TSAN
+	/* Readers' accesses happened before this grace period ended. */
+	TSAN_ACQUIRE(&lim->tsan_gp);
+#endif
+	struct entry *e = (struct entry *)(void *)((unsigned char *)r + sizeof *r + lim->hdr);
+	size_t size = entry_size(lim, key_len_of(lim, e));
+	sluice__limiter_uncharge_bytes(lim, size);
+	lim_free(lim, r, size);
+	/* The call_rcu worker is liburcu's thread: use the shared stripe. */
+	stat_add(lim, SLOTS, ST_BYTES, (uint64_t)0 - size);
+}
+
+/* Our new entry e of a short key has just won the word w at `at`, inside
+ * a read-side section: move it into that slot now unless another mover
+ * holds resize_lock ("Moving in"). Returns the entry the caller decides
+ * on: the slot's own, or e where it stays apart (the lock was busy, a
+ * resize froze the word before we had the lock, or a sweep has tombstoned
+ * the entry, still idle, since: the caller then meets it as before). */
+static struct entry *move_new(struct sluice_limiter *lim, _Atomic uint64_t *at, uint64_t w,
+			      struct entry *e)
+{
+	struct entry *out = NULL;
+
+	if (pthread_mutex_trylock(&lim->resize_lock) != 0)
+		return e;
+	/* relaxed: only compared. A word is written by CAS alone and never
+	 * returns to a value it left, so finding w means it is unchanged since
+	 * our CAS: not frozen, so its array is still the current one, and
+	 * holding resize_lock it stays current during the move. */
+	bool moved = atomic_load_explicit(at, memory_order_relaxed) == w && /* relaxed: why above */
+		     sluice__limiter_move_in(lim, at, w, &out);
+	pthread_mutex_unlock(&lim->resize_lock);
+	if (!moved)
+		return e;
+	struct entry_retire *r = entry_base(lim, out);
+	/* relaxed: read by destroy, which the caller orders after us. */
+	atomic_store_explicit(&lim->deferred, true, memory_order_relaxed); /* relaxed: why above */
+	TSAN_RELEASE(&r->head);
+	call_rcu(&r->head, free_moved_cb);
+	return slot_entry(at, SLOT_INLINE);
 }
 
 /* store_internal.h. A lost race frees our never-published entry. */
@@ -603,7 +678,8 @@ struct entry *sluice__limiter_insert(struct sluice_limiter *lim, unsigned long h
 		sluice__limiter_uncharge(lim, size);
 		return NULL;
 	}
-	struct entry *got = index_add(lim, hash, k, e);
+	_Atomic uint64_t *at = NULL;
+	struct entry *got = index_add(lim, hash, k, e, &at);
 	if (got != e) {
 		/* Lost the race (or no room): ours was never published. */
 		lim_free(lim, entry_base(lim, e), size);
@@ -612,6 +688,8 @@ struct entry *sluice__limiter_insert(struct sluice_limiter *lim, unsigned long h
 	}
 	stat_add(lim, sluice__limiter_tls.slot, ST_INSERTED, 1);
 	stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, size);
+	if (entry_pre(lim, k->len) != 0)
+		return move_new(lim, at, slot_tag(hash) | (uint64_t)(uintptr_t)e, e);
 	return e;
 }
 
@@ -651,15 +729,22 @@ int sluice__limiter_restore_entry(struct sluice_limiter *lim, const void *key, s
 	}
 
 	struct lookup_key k = { lim, key, key_len };
+	_Atomic uint64_t *at = NULL;
+	uint64_t hash = hash_key(lim, key, key_len);
 	rcu_read_lock();
-	struct entry *got = index_add(lim, hash_key(lim, key, key_len), &k, e);
+	struct entry *got = index_add(lim, hash, &k, e, &at);
+	if (got == e) {
+		stat_add(lim, sluice__limiter_tls.slot, ST_INSERTED, 1);
+		stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, size);
+		/* As an insertion: into its inline slot if the lock is free. */
+		if (entry_pre(lim, key_len) != 0)
+			(void)move_new(lim, at, slot_tag(hash) | (uint64_t)(uintptr_t)e, e);
+	}
 	read_unlock(lim);
 	if (got != e) {
 		lim_free(lim, entry_base(lim, e), size);
 		sluice__limiter_uncharge(lim, size);
 		return got == NULL ? SLUICE_ENOMEM : SLUICE_ESTATE;
 	}
-	stat_add(lim, sluice__limiter_tls.slot, ST_INSERTED, 1);
-	stat_add(lim, sluice__limiter_tls.slot, ST_BYTES, size);
 	return 1;
 }

@@ -59,7 +59,9 @@ Test(engine_limit_stats, sums_base_tier_and_override_bindings)
 	cr_assert_eq(s.denied, 1 + 2 + 2);
 	cr_assert_eq(s.degraded, 0);
 	cr_assert_eq(s.live_keys, 3, "a (base), b (M), big (override)");
-	cr_assert_gt(s.bytes, 0);
+	/* Entries allocated apart: these short keys' are freed a grace period
+	 * after their insertion moved them into inline slots. */
+	cr_assert_leq(s.bytes, 3 * 64);
 	/* The daily limit: its own binding only, none of calls' tiers or
 	 * overrides. Its exact-cancel quota is reserved before the bucket
 	 * (exec_local.c's order), so the 5 requests calls refused were
